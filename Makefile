@@ -1,0 +1,31 @@
+# make run   start the supervisor in the foreground, default state directory
+# make test  ruff, mypy and the whole test suite (what CI runs)
+# make chaos the slow crash-and-kill suite (minutes)
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint chaos bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/semanticad
+
+lint: $(STAMP)
+	$(BIN)/ruff check semantica tests
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/python -m pytest -q
+
+chaos: $(STAMP)
+	$(BIN)/python -m pytest -q -m chaos tests/chaos
+
+clean:
+	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,158 @@
+"""Settings: where the state lives and how the supervisor runs.
+
+Every setting has an environment variable (``SEMANTICA_*``) and a default;
+command-line flags override the environment. :func:`locate` resolves only the
+paths a client needs (cheap, no validation of daemon settings), and
+:meth:`Settings.from_env` resolves everything the supervisor needs, raising
+:class:`~semantica.errors.ConfigError` with a one-line reason for a bad value.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from semantica.errors import ConfigError
+
+TOKEN_FILE = "token"
+SOCKET_FILE = "semantica.sock"
+DB_FILE = "semantica.db"
+LOCK_FILE = "semanticad.lock"
+LOGS_DIR = "logs"
+
+# Linux and macOS limit a Unix socket path (sun_path) to 108 / 104 bytes.
+SOCKET_PATH_MAX = 104
+
+
+@dataclass(frozen=True)
+class Paths:
+    """The files a client and the supervisor agree on."""
+
+    home: Path
+    socket: Path
+
+    @property
+    def token(self) -> Path:
+        return self.home / TOKEN_FILE
+
+    @property
+    def db(self) -> Path:
+        return self.home / DB_FILE
+
+    @property
+    def lock(self) -> Path:
+        return self.home / LOCK_FILE
+
+    @property
+    def logs(self) -> Path:
+        return self.home / LOGS_DIR
+
+
+def default_home(env: Mapping[str, str]) -> Path:
+    """``$XDG_STATE_HOME/semantica``, else ``~/.local/state/semantica``."""
+    xdg = env.get("XDG_STATE_HOME")
+    if xdg:
+        return Path(xdg) / "semantica"
+    return Path.home() / ".local" / "state" / "semantica"
+
+
+def locate(
+    env: Mapping[str, str] | None = None,
+    home: str | os.PathLike[str] | None = None,
+    socket: str | os.PathLike[str] | None = None,
+) -> Paths:
+    """Resolve the state directory and socket from arguments, then the environment."""
+    env = os.environ if env is None else env
+    home_path = Path(home or env.get("SEMANTICA_HOME") or default_home(env)).expanduser()
+    socket_value = socket or env.get("SEMANTICA_SOCKET")
+    socket_path = Path(socket_value).expanduser() if socket_value else home_path / SOCKET_FILE
+    return Paths(home=home_path.absolute(), socket=socket_path.absolute())
+
+
+LOG_FORMATS = ("json", "pretty")
+POWER_MODES = ("auto", "ac", "battery")
+DURABILITY_MODES = ("full", "normal")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the supervisor is configured with (see the table in DESIGN.md)."""
+
+    paths: Paths
+    workers: int
+    handlers: tuple[str, ...] = ()
+    log_format: str | None = None  # None: pretty on a terminal, json otherwise
+    drain_timeout: float = 30.0
+    power: str = "auto"
+    retention_days: float = 30.0
+    durability: str = "full"
+    max_frame: int = 1 << 20
+    log_cap_bytes: int = 1 << 20
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **flags: Any) -> Settings:
+        """Build settings from ``flags`` (None means unset) over ``env`` over defaults.
+
+        Raises:
+            ConfigError: a value is malformed; the message names the variable.
+        """
+        env = os.environ if env is None else env
+
+        def pick(name: str) -> Any:
+            value = flags.get(name)
+            if value is not None:
+                return value
+            return env.get("SEMANTICA_" + name.upper()) or None
+
+        paths = locate(env, home=pick("home"), socket=pick("socket"))
+        workers = _number(pick("workers"), "SEMANTICA_WORKERS", int, os.cpu_count() or 1, low=1)
+        if workers > 256:
+            raise ConfigError(f"SEMANTICA_WORKERS must be at most 256, got {workers}")
+        handlers_raw = pick("handlers") or ""
+        if isinstance(handlers_raw, str):
+            handlers = tuple(h.strip() for h in handlers_raw.split(",") if h.strip())
+        else:
+            handlers = tuple(handlers_raw)
+        return cls(
+            paths=paths,
+            workers=workers,
+            handlers=handlers,
+            log_format=_choice(pick("log_format"), "SEMANTICA_LOG_FORMAT", LOG_FORMATS, None),
+            drain_timeout=_number(
+                pick("drain_timeout"), "SEMANTICA_DRAIN_TIMEOUT", float, 30.0, low=0
+            ),
+            power=_choice(pick("power"), "SEMANTICA_POWER", POWER_MODES, "auto") or "auto",
+            retention_days=_number(
+                pick("retention_days"), "SEMANTICA_RETENTION_DAYS", float, 30.0, low=0
+            ),
+            durability=_choice(pick("durability"), "SEMANTICA_DURABILITY", DURABILITY_MODES, "full")
+            or "full",
+            max_frame=_number(pick("max_frame"), "SEMANTICA_MAX_FRAME", int, 1 << 20, low=1024),
+            log_cap_bytes=_number(
+                pick("log_cap_bytes"), "SEMANTICA_LOG_CAP_BYTES", int, 1 << 20, low=1024
+            ),
+        )
+
+
+def _number(value: Any, name: str, kind: type, default: Any, low: float) -> Any:
+    if value is None:
+        return default
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number, got {value!r}") from None
+    if not number >= low or number != number:  # `!=` catches NaN
+        raise ConfigError(f"{name} must be at least {low}, got {value!r}")
+    return number
+
+
+def _choice(value: Any, name: str, choices: tuple[str, ...], default: str | None) -> str | None:
+    if value is None:
+        return default
+    text = str(value).lower()
+    if text not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return text

@@ -1,0 +1,287 @@
+"""``semctl``: the control client's command line, a thin layer over :class:`Client`.
+
+Each command calls the ``Client`` method of the same name. Library errors
+become a one-line message on stderr and the exit status DESIGN.md fixes (0 ok,
+1 a waited job did not end DONE, 2 bad input, 3 no supervisor, 4 refused, 5 no
+such job). ``--json`` prints one JSON document and never rich markup. rich is
+imported only to draw for people, so ``semctl enqueue`` starts fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import msgspec
+import typer
+
+from semantica.control.client import Client
+from semantica.errors import EXIT_JOB_FAILED, BadInput, SemanticaError
+from semantica.models import JobState
+
+app = typer.Typer(
+    name="semctl",
+    help="Control a Semantica supervisor: enqueue jobs, watch them, manage the engine.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+
+
+class _State:
+    home: str | None = None
+    socket: str | None = None
+
+
+@app.callback()
+def _global(
+    home: Annotated[
+        str | None, typer.Option(help="State directory [env: SEMANTICA_HOME].", show_default=False)
+    ] = None,
+    socket: Annotated[
+        str | None, typer.Option(help="Control socket [env: SEMANTICA_SOCKET].", show_default=False)
+    ] = None,
+) -> None:
+    _State.home, _State.socket = home, socket
+
+
+def _client() -> Client:
+    return Client(home=_State.home, socket=_State.socket)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    print(f"semctl: {message}", file=sys.stderr)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _edge() -> Iterator[None]:
+    """Turn library errors into a one-line message and semctl's exit status."""
+    try:
+        yield
+    except SemanticaError as exc:
+        _fail(exc.message, exc.exit_code)
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(msgspec.json.encode(value).decode() + "\n")
+
+
+def _parse_payload(payload: str | None, payload_file: Path | None) -> Any:
+    if payload is not None and payload_file is not None:
+        raise BadInput("give --payload or --payload-file, not both")
+    if payload_file is not None:
+        try:
+            payload = payload_file.read_text()
+        except OSError as exc:
+            raise BadInput(f"cannot read --payload-file {payload_file}: {exc.strerror}") from None
+    if payload is None:
+        return None
+    try:
+        return json.loads(payload)
+    except json.JSONDecodeError as exc:
+        raise BadInput(f"payload is not valid JSON: {exc}") from None
+
+
+@app.command()
+def enqueue(
+    type: Annotated[str, typer.Argument(metavar="TYPE", help="Job type, e.g. exec.")],
+    argv: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="[-- ARGV...]", help="For exec: the command to run.", show_default=False
+        ),
+    ] = None,
+    queue: Annotated[str, typer.Option(help="Queue name.")] = "default",
+    subject: Annotated[
+        str | None, typer.Option(help="What the job is about.", show_default=False)
+    ] = None,
+    generation: Annotated[
+        int | None, typer.Option(help="Generation within the subject.", show_default=False)
+    ] = None,
+    priority: Annotated[int, typer.Option(help="Higher runs first (-1000..1000).")] = 0,
+    payload: Annotated[
+        str | None, typer.Option(help="Payload as JSON.", show_default=False)
+    ] = None,
+    payload_file: Annotated[
+        Path | None, typer.Option(help="Read the payload JSON from a file.", show_default=False)
+    ] = None,
+    max_attempts: Annotated[int, typer.Option(help="Runs before the job is FAILED.")] = 3,
+    timeout: Annotated[
+        float | None, typer.Option(help="Seconds an attempt may run.", show_default=False)
+    ] = None,
+    delay: Annotated[
+        float | None,
+        typer.Option(help="Start no sooner than this many seconds.", show_default=False),
+    ] = None,
+    at: Annotated[
+        str | None,
+        typer.Option(help="Start no sooner than this ISO 8601 time.", show_default=False),
+    ] = None,
+    backoff: Annotated[
+        float | None,
+        typer.Option(help="Base seconds between retries (default 2).", show_default=False),
+    ] = None,
+    require_charging: Annotated[bool, typer.Option(help="Start only on AC power.")] = False,
+    require_idle: Annotated[bool, typer.Option(help="Start only when the CPU is idle.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Add a job and print its id.
+
+    Example: semctl enqueue exec -- make build
+    """
+    with _edge():
+        data = _parse_payload(payload, payload_file)
+        if argv:
+            if type != "exec":
+                raise BadInput(f"arguments after -- are for exec jobs; {type} takes --payload")
+            if data is not None:
+                raise BadInput("give an exec job's command after --, or --payload, not both")
+            # Like a shell: the command runs where semctl was run.
+            data = {"argv": list(argv), "cwd": os.getcwd()}
+        options: dict[str, Any] = {
+            "queue": queue,
+            "subject": subject,
+            "generation": generation,
+            "priority": priority,
+            "max_attempts": max_attempts,
+            "timeout": timeout,
+            "delay": delay,
+            "at": at,
+            "backoff": backoff,
+            "require_charging": require_charging,
+            "require_idle": require_idle,
+        }
+        with _client() as client:
+            job = client.enqueue(type, data, **options)
+        if json_out:
+            _print_json(job)
+        else:
+            print(job.id)
+
+
+@app.command()
+def show(
+    job_id: Annotated[int, typer.Argument(metavar="ID")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Show one job: state, attempts, timings, error, result."""
+    with _edge(), _client() as client:
+        job = client.get(job_id)
+    if json_out:
+        _print_json(job)
+    else:
+        from semantica.control import render
+
+        render.job_details(job)
+
+
+@app.command("list")
+def list_(
+    state: Annotated[
+        str | None, typer.Option(help="Only jobs in this state.", show_default=False)
+    ] = None,
+    queue: Annotated[
+        str | None, typer.Option(help="Only jobs of this queue.", show_default=False)
+    ] = None,
+    type: Annotated[
+        str | None, typer.Option("--type", help="Only jobs of this type.", show_default=False)
+    ] = None,
+    subject: Annotated[
+        str | None, typer.Option(help="Only jobs about this subject.", show_default=False)
+    ] = None,
+    limit: Annotated[int, typer.Option(help="At most this many.")] = 50,
+    json_out: JsonOpt = False,
+) -> None:
+    """List jobs, newest first."""
+    with _edge(), _client() as client:
+        jobs = client.list(state=state, queue=queue, type=type, subject=subject, limit=limit)
+    if json_out:
+        _print_json(jobs)
+    else:
+        from semantica.control import render
+
+        render.job_table(jobs)
+
+
+@app.command()
+def wait(
+    job_ids: Annotated[list[int], typer.Argument(metavar="ID...")],
+    timeout: Annotated[
+        float | None, typer.Option(help="Give up after this many seconds.", show_default=False)
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Wait until the jobs finish; exit 0 only if all of them are DONE."""
+    with _edge(), _client() as client:
+        jobs = client.wait_many(job_ids, timeout=timeout)
+    if json_out:
+        _print_json(jobs)
+    else:
+        for job in jobs:
+            line = f"{job.id} {job.state}"
+            if job.error is not None and job.state != JobState.DONE:
+                line += f" ({job.error.kind}: {job.error.message})"
+            print(line)
+    if any(job.state != JobState.DONE for job in jobs):
+        raise typer.Exit(EXIT_JOB_FAILED)
+
+
+@app.command()
+def logs(
+    job_id: Annotated[int, typer.Argument(metavar="ID")],
+    lines: Annotated[
+        int | None, typer.Option("-n", "--lines", help="Only the last N lines.", show_default=False)
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Print a job's log (the last N lines with -n)."""
+    with _edge(), _client() as client:
+        text = client.logs(job_id, lines)
+    if json_out:
+        _print_json({"id": job_id, "lines": text})
+    else:
+        sys.stdout.write("".join(line + "\n" for line in text))
+
+
+@app.command()
+def status(json_out: JsonOpt = False) -> None:
+    """Counts by state, workers, database size, uptime, version."""
+    with _edge(), _client() as client:
+        reply = client.status()
+    if json_out:
+        _print_json(
+            {
+                "version": reply.version,
+                "uptime_s": reply.uptime_s,
+                "db_bytes": reply.db_bytes,
+                "counts": reply.counts,
+                "workers": reply.workers,
+                "pid": reply.pid,
+                "home": reply.home,
+            }
+        )
+    else:
+        from semantica.control import render
+
+        render.status(reply)
+
+
+@app.command()
+def shutdown() -> None:
+    """Drain and stop the supervisor, as SIGTERM does."""
+    with _edge(), _client() as client:
+        client.shutdown()
+    print("supervisor is shutting down (running jobs get the drain timeout)")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,303 @@
+"""The synchronous Python client, which ``semctl`` is a thin layer over.
+
+::
+
+    from semantica import Client
+
+    with Client() as c:                      # SEMANTICA_HOME / SEMANTICA_SOCKET
+        job = c.enqueue("INDEX_FILE", payload={"path": "src/main.rs"}, priority=5)
+        done = c.wait(job.id, timeout=60)    # a Job; done.state, done.result
+
+Every error is a :class:`~semantica.errors.SemanticaError` whose ``exit_code``
+is what ``semctl`` exits with. This module uses blocking sockets and imports
+neither trio nor rich, so short-lived programs start fast.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from semantica.config import Paths, locate
+from semantica.errors import (
+    AuthError,
+    BadInput,
+    ProtocolError,
+    SemanticaError,
+    Unreachable,
+    WaitTimeout,
+    error_from_code,
+)
+from semantica.models import TERMINAL_STATES, Job, JobSpec
+from semantica.protocol import (
+    HEADER,
+    MAX_FRAME,
+    PROTOCOL_VERSION,
+    ControlReply,
+    Enqueue,
+    Enqueued,
+    ErrorReply,
+    FrameDecoder,
+    GetJob,
+    GetLogs,
+    GetStatus,
+    Hello,
+    HelloOk,
+    JobList,
+    JobReply,
+    ListJobs,
+    LogLines,
+    Shutdown,
+    StatusReply,
+    Wait,
+    encode,
+)
+
+# Aliases: inside Client, `list` names the method.
+JobsList = list[Job]
+StrList = list[str]
+SpecList = list[JobSpec]
+
+# Replies come from our own supervisor and may be large (a long job list).
+_REPLY_CAP = 256 * MAX_FRAME
+
+_SPEC_FIELDS = frozenset(JobSpec.__struct_fields__) - {"type", "payload"}
+
+
+def make_spec(type: str, payload: Any = None, **options: Any) -> JobSpec:
+    """Build a JobSpec from ``enqueue``'s keyword arguments.
+
+    Raises:
+        BadInput: an unknown option or a value of the wrong type.
+    """
+    unknown = set(options) - _SPEC_FIELDS
+    if unknown:
+        raise BadInput(f"unknown enqueue option(s): {', '.join(sorted(unknown))}")
+    at = options.get("at")
+    if isinstance(at, str):
+        try:
+            options["at"] = datetime.fromisoformat(at)
+        except ValueError:
+            raise BadInput(f"--at must be an ISO 8601 time, got {at!r}") from None
+    try:
+        return msgspec.convert(
+            {"type": type, "payload": payload, **options}, JobSpec, from_attributes=False
+        )
+    except msgspec.ValidationError as exc:
+        raise BadInput(f"bad enqueue option: {exc}") from None
+
+
+class Client:
+    """A connection to the supervisor (made on first use), usable as a context manager.
+
+    Args:
+        home: state directory; default ``SEMANTICA_HOME`` or the XDG default.
+        socket: control socket; default ``SEMANTICA_SOCKET`` or ``HOME/semantica.sock``.
+        token: the token; default read from ``HOME/token``.
+    """
+
+    def __init__(
+        self,
+        home: str | os.PathLike[str] | None = None,
+        socket: str | os.PathLike[str] | None = None,
+        token: str | None = None,
+    ) -> None:
+        self.paths: Paths = locate(home=home, socket=socket)
+        self._token = token
+        self._sock: Any = None
+        self._decoder = FrameDecoder(ControlReply, _REPLY_CAP)
+        self._rid = 0
+        self.server_version: str | None = None
+
+    # ------------------------------------------------------------------ connection
+
+    def __enter__(self) -> Client:
+        self.connect()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def connect(self) -> None:
+        """Connect and authenticate (done by the first call if not before).
+
+        Raises:
+            Unreachable: nothing listens at the socket.
+            AuthError: the token or the user was refused.
+        """
+        if self._sock is not None:
+            return
+        path = self.paths.socket
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(str(path))
+        except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError) as exc:
+            sock.close()
+            raise Unreachable(
+                f"no supervisor at {path} ({exc.strerror.lower() if exc.strerror else exc}); "
+                "start one with `semanticad` (or `make run`), or set SEMANTICA_HOME"
+            ) from None
+        except PermissionError:
+            sock.close()
+            raise AuthError(
+                f"refused: no permission to use {path} (it is another user's)"
+            ) from None
+        except OSError as exc:
+            sock.close()
+            raise Unreachable(f"cannot connect to {path}: {exc}") from None
+        self._sock = sock
+        token = self._token if self._token is not None else self._read_token()
+        reply = self._exchange(Hello(version=PROTOCOL_VERSION, token=token, client="python"))
+        if isinstance(reply, HelloOk):
+            self.server_version = reply.server_version
+            return
+        self.close()
+        raise ProtocolError(f"unexpected answer to hello: {type(reply).__name__}")
+
+    def _read_token(self) -> str:
+        path = self.paths.token
+        try:
+            return Path(path).read_text().strip()
+        except FileNotFoundError:
+            self.close()
+            raise AuthError(
+                f"no token at {path}: is this the supervisor's state directory?"
+            ) from None
+        except PermissionError:
+            self.close()
+            raise AuthError(f"refused: cannot read the token at {path}") from None
+
+    def close(self) -> None:
+        """Close the connection (a later call reconnects)."""
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+            self._decoder = FrameDecoder(ControlReply, _REPLY_CAP)
+
+    def _exchange(self, msg: msgspec.Struct) -> Any:
+        """Send one message, return its reply; ErrorReply becomes the matching exception."""
+        sock = self._sock
+        try:
+            data = encode(msg)
+        except (TypeError, msgspec.EncodeError) as exc:
+            raise BadInput(f"cannot send this request (is the payload JSON-able?): {exc}") from None
+        if len(data) - HEADER.size > MAX_FRAME:
+            raise BadInput(
+                f"request of {len(data)} bytes exceeds the {MAX_FRAME}-byte frame limit; "
+                "send fewer jobs per batch or a smaller payload"
+            )
+        try:
+            sock.sendall(data)
+            while True:
+                for reply in self._decoder.messages():
+                    if isinstance(reply, ErrorReply):
+                        if isinstance(msg, Hello):
+                            self.close()
+                        raise error_from_code(reply.code, reply.message)
+                    return reply
+                data = sock.recv(65536)
+                if not data:
+                    self.close()
+                    raise Unreachable("the supervisor closed the connection")
+                self._decoder.feed(data)
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            self.close()
+            raise Unreachable(f"lost the connection to the supervisor: {exc}") from None
+
+    def _call(self, msg: Any) -> Any:
+        self.connect()
+        self._rid += 1
+        msg.rid = self._rid
+        return self._exchange(msg)
+
+    # ------------------------------------------------------------------ verbs
+
+    def enqueue(self, type: str, payload: Any = None, **options: Any) -> Job:
+        """Add one job; returns it once committed.
+
+        Options: ``queue``, ``subject``, ``generation``, ``priority``,
+        ``max_attempts``, ``timeout``, ``delay``, ``at``, ``backoff``,
+        ``require_charging``, ``require_idle``.
+
+        Raises:
+            BadInput: a bad option or payload, or a type no worker knows.
+        """
+        return self._enqueue([make_spec(type, payload, **options)])[0]
+
+    def enqueue_many(self, jobs: Iterable[Mapping[str, Any]]) -> JobsList:
+        """Add several jobs in one transaction (all or none), each a dict with ``type``."""
+        specs = []
+        for item in jobs:
+            options = dict(item)
+            if "type" not in options:
+                raise BadInput("every job needs a 'type'")
+            specs.append(make_spec(options.pop("type"), options.pop("payload", None), **options))
+        return self._enqueue(specs)
+
+    def _enqueue(self, specs: SpecList) -> JobsList:
+        reply: Enqueued = self._expect(self._call(Enqueue(jobs=specs)), Enqueued)
+        return reply.jobs
+
+    def get(self, job_id: int) -> Job:
+        """One job. Raises NoSuchJob."""
+        reply: JobReply = self._expect(self._call(GetJob(id=job_id)), JobReply)
+        return reply.job
+
+    def list(
+        self,
+        state: str | None = None,
+        queue: str | None = None,
+        type: str | None = None,
+        subject: str | None = None,
+        limit: int = 50,
+    ) -> JobsList:
+        """Jobs matching every filter given, newest first."""
+        request = ListJobs(state=state, queue=queue, type=type, subject=subject, limit=limit)
+        reply: JobList = self._expect(self._call(request), JobList)
+        return reply.jobs
+
+    def wait_many(self, job_ids: Iterable[int], timeout: float | None = None) -> JobsList:
+        """Block until every job finished (or ``timeout`` seconds); returns them as they are."""
+        reply: JobList = self._expect(self._call(Wait(ids=list(job_ids), timeout=timeout)), JobList)
+        return reply.jobs
+
+    def wait(self, job_id: int, timeout: float | None = None) -> Job:
+        """Block until the job finished; returns it in whatever final state it reached.
+
+        Raises:
+            WaitTimeout: ``timeout`` seconds passed first.
+            NoSuchJob: no such job.
+        """
+        job = self.wait_many([job_id], timeout)[0]
+        if job.state not in TERMINAL_STATES:
+            raise WaitTimeout(f"job {job_id} is still {job.state} after {timeout} s")
+        return job
+
+    def logs(self, job_id: int, lines: int | None = None) -> StrList:
+        """The last ``lines`` lines of a job's log (all when None)."""
+        reply: LogLines = self._expect(self._call(GetLogs(id=job_id, lines=lines)), LogLines)
+        return reply.lines
+
+    def status(self) -> StatusReply:
+        """Counts by state, workers, database size, uptime and version."""
+        reply: StatusReply = self._expect(self._call(GetStatus()), StatusReply)
+        return reply
+
+    def shutdown(self) -> None:
+        """Ask the supervisor to drain and exit (returns once it accepted)."""
+        self._call(Shutdown())
+
+    @staticmethod
+    def _expect(reply: Any, kind: type) -> Any:
+        if not isinstance(reply, kind):
+            raise ProtocolError(f"expected {kind.__name__}, got {type(reply).__name__}")
+        return reply
+
+
+__all__ = ["Client", "SemanticaError", "make_spec"]

@@ -1,0 +1,117 @@
+"""How ``semctl`` draws jobs and status for people (rich). Never used for ``--json``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+from rich.console import Console
+from rich.table import Table
+
+from semantica.models import Job, JobState
+from semantica.protocol import StatusReply
+
+_STATE_STYLE = {
+    JobState.QUEUED: "cyan",
+    JobState.RUNNING: "yellow",
+    JobState.DONE: "green",
+    JobState.FAILED: "red",
+    JobState.CANCELLED: "magenta",
+    JobState.SUPERSEDED: "dim",
+}
+
+_WAITING_WORDS = {
+    "run_after": "its start time (--delay / --at)",
+    "retry_backoff": "its retry time (backoff after a failed attempt)",
+}
+
+
+def _console() -> Console:
+    return Console(highlight=False)
+
+
+def _when(value: datetime | None) -> str:
+    return "-" if value is None else value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _took(job: Job) -> str:
+    if job.started_at is None or job.finished_at is None:
+        return ""
+    return f"{(job.finished_at - job.started_at).total_seconds():.3f} s"
+
+
+def _state(job: Job) -> str:
+    return f"[{_STATE_STYLE[job.state]}]{job.state}[/]"
+
+
+def job_details(job: Job) -> None:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    grid.add_row("job", f"{job.id}  {job.type}  {_state(job)}")
+    grid.add_row("queue", f"{job.queue}   priority {job.priority}")
+    if job.subject is not None:
+        grid.add_row("subject", f"{job.subject}   generation {job.generation}")
+    grid.add_row("attempts", f"{job.attempts} of {job.max_attempts}")
+    grid.add_row("created", _when(job.created_at))
+    if job.state == JobState.QUEUED and job.waiting_for:
+        grid.add_row(
+            "waiting for",
+            _WAITING_WORDS.get(job.waiting_for, job.waiting_for) + f" ({_when(job.run_after)})",
+        )
+    grid.add_row("started", _when(job.started_at))
+    if job.finished_at is not None:
+        grid.add_row("finished", f"{_when(job.finished_at)}   took {_took(job)}")
+    if job.worker_pid is not None:
+        grid.add_row("worker", str(job.worker_pid))
+    if job.error is not None:
+        grid.add_row("error", f"[red]{job.error.kind}[/]: {_escape(job.error.message)}")
+    if job.result is not None:
+        grid.add_row("result", _escape(msgspec.json.encode(job.result).decode()))
+    grid.add_row("payload", _escape(msgspec.json.encode(job.payload).decode()))
+    _console().print(grid)
+
+
+def job_table(jobs: list[Job]) -> None:
+    if not jobs:
+        _console().print("no jobs")
+        return
+    table = Table(box=None, pad_edge=False)
+    for column in ("ID", "TYPE", "QUEUE", "STATE", "TRIES", "CREATED", "TOOK", "ERROR"):
+        table.add_column(column, no_wrap=column != "ERROR")
+    for job in jobs:
+        error = f"{job.error.kind}: {job.error.message}" if job.error else ""
+        table.add_row(
+            str(job.id),
+            _escape(job.type),
+            _escape(job.queue),
+            _state(job),
+            f"{job.attempts}/{job.max_attempts}",
+            _when(job.created_at),
+            _took(job),
+            _escape(error),
+        )
+    _console().print(table)
+
+
+def status(reply: StatusReply) -> None:
+    console = _console()
+    console.print(
+        f"semanticad {reply.version}  pid {reply.pid}  up {reply.uptime_s:.0f} s  "
+        f"db {reply.db_bytes / 1e6:.1f} MB  home {reply.home}"
+    )
+    console.print(
+        "jobs: " + "  ".join(f"{state} {reply.counts.get(state, 0)}" for state in JobState)
+    )
+    table = Table(box=None, pad_edge=False)
+    for column in ("WORKER PID", "STATE", "JOB"):
+        table.add_column(column)
+    for worker in reply.workers:
+        table.add_row(str(worker.pid), worker.state, "-" if worker.job is None else str(worker.job))
+    console.print(table)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)

@@ -1,0 +1,68 @@
+"""Framed message streams over trio: the one place trio code reads and writes frames.
+
+Used by the supervisor (control and worker channels) and by the worker. The
+sync client has its own socket loop over the same :class:`FrameDecoder`.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import msgspec
+import trio
+
+from semantica.errors import ProtocolError
+from semantica.protocol import MAX_FRAME, FrameDecoder, encode
+
+_RECEIVE_CHUNK = 65536
+
+
+class FramedStream:
+    """Send and receive whole messages on a trio stream.
+
+    ``receive`` is for one task at a time; ``send`` may be called from several
+    tasks (a lock keeps frames whole).
+
+    Raises (from ``receive``):
+        trio.EndOfChannel: the peer closed the stream cleanly between frames.
+        ProtocolError: a bad, oversized or truncated frame.
+    """
+
+    def __init__(
+        self, stream: trio.abc.Stream, message_type: Any, max_frame: int = MAX_FRAME
+    ) -> None:
+        self.stream = stream
+        self._decoder = FrameDecoder(message_type, max_frame)
+        self._ready: deque[Any] = deque()
+        self._error: ProtocolError | None = None
+        self._send_lock = trio.Lock()
+
+    async def receive(self) -> Any:
+        """The next message."""
+        while not self._ready:
+            if self._error is not None:
+                error, self._error = self._error, None
+                raise error
+            data = await self.stream.receive_some(_RECEIVE_CHUNK)
+            if not data:
+                if self._decoder.pending:
+                    raise ProtocolError("connection closed in the middle of a frame")
+                raise trio.EndOfChannel
+            self._decoder.feed(data)
+            try:
+                for msg in self._decoder.messages():
+                    self._ready.append(msg)
+            except ProtocolError as exc:
+                # Deliver the good messages before it, in order, then the error.
+                self._error = exc
+        return self._ready.popleft()
+
+    async def send(self, msg: msgspec.Struct) -> None:
+        """Send one message as one frame."""
+        data = encode(msg)
+        async with self._send_lock:
+            await self.stream.send_all(data)
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()

@@ -1,0 +1,179 @@
+"""Jobs as data: states, the one table of allowed transitions, and the job records.
+
+The transition table is the single authority on how a job may move. The store
+checks every state change against it (:func:`check_transition`), and the
+property tests drive random event sequences against it.
+
+Records are ``msgspec.Struct`` s because they travel inside protocol messages.
+Schema evolution rule (msgspec's): new fields get defaults, field types never
+change.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from semantica.errors import BadInput, SemanticaError
+
+
+class JobState(enum.StrEnum):
+    """Where a job is in its life."""
+
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    DONE = "DONE"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    SUPERSEDED = "SUPERSEDED"
+
+
+TERMINAL_STATES: frozenset[JobState] = frozenset(
+    {JobState.DONE, JobState.FAILED, JobState.CANCELLED, JobState.SUPERSEDED}
+)
+
+#: Every allowed move, and the event that makes it. Anything not here is refused.
+TRANSITIONS: Mapping[tuple[JobState, JobState], str] = {
+    (JobState.QUEUED, JobState.RUNNING): "lease",
+    (JobState.QUEUED, JobState.CANCELLED): "cancel",
+    (JobState.QUEUED, JobState.SUPERSEDED): "supersede",
+    (JobState.RUNNING, JobState.DONE): "complete",
+    (JobState.RUNNING, JobState.FAILED): "fail",
+    (JobState.RUNNING, JobState.CANCELLED): "cancel",
+    # Back to the queue: a retry after a failed attempt, a lost worker, a drain.
+    (JobState.RUNNING, JobState.QUEUED): "requeue",
+    # `semctl retry`: the only way out of a finished state.
+    (JobState.FAILED, JobState.QUEUED): "retry",
+    (JobState.CANCELLED, JobState.QUEUED): "retry",
+}
+
+
+class InvalidTransition(SemanticaError):
+    """A state change the transition table does not allow."""
+
+    code = "invalid_transition"
+
+
+def check_transition(src: JobState, dst: JobState) -> str:
+    """Return the event name for ``src -> dst``.
+
+    Raises:
+        InvalidTransition: the table has no such move.
+    """
+    try:
+        return TRANSITIONS[(src, dst)]
+    except KeyError:
+        raise InvalidTransition(f"a {src} job cannot become {dst}") from None
+
+
+class ErrorKind(enum.StrEnum):
+    """Why an attempt ended without success."""
+
+    EXCEPTION = "exception"  # the handler raised
+    EXIT_STATUS = "exit_status"  # an exec job exited non-zero or by a signal
+    TIMEOUT = "timeout"
+    WORKER_LOST = "worker_lost"  # the worker process died mid-job
+    CANCELLED = "cancelled"
+    UNKNOWN_TYPE = "unknown_type"  # no handler for the job's type
+    INTERRUPTED = "interrupted"  # stopped by a drain or a supervisor restart; not a failure
+    BAD_PAYLOAD = "bad_payload"  # the payload did not fit the handler (e.g. exec without argv)
+    BAD_RESULT = "bad_result"  # the handler returned something that is not JSON
+
+
+class JobError(msgspec.Struct, frozen=True):
+    """The last error of a job: a kind from :class:`ErrorKind` and a message for people."""
+
+    kind: str
+    message: str
+
+
+class Job(msgspec.Struct, kw_only=True):
+    """A job as clients see it (``semctl show --json`` prints exactly this)."""
+
+    id: int
+    type: str
+    queue: str
+    subject: str | None
+    generation: int | None
+    priority: int
+    state: JobState
+    attempts: int
+    max_attempts: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    run_after: datetime | None
+    result: Any = None
+    error: JobError | None = None
+    payload: Any = None
+    timeout: float | None = None
+    waiting_for: str | None = None
+    worker_pid: int | None = None
+    deduplicated: bool = False
+
+
+# Limits that make bad input fail loudly instead of surprising later.
+PRIORITY_MIN = -1000
+PRIORITY_MAX = 1000
+MAX_ATTEMPTS_LIMIT = 1000
+NAME_MAX = 200
+_QUEUE_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+DEFAULT_QUEUE = "default"
+DEFAULT_MAX_ATTEMPTS = 3
+
+
+class JobSpec(msgspec.Struct, kw_only=True):
+    """What a client asks for when it enqueues one job."""
+
+    type: str
+    payload: Any = None
+    queue: str = DEFAULT_QUEUE
+    subject: str | None = None
+    generation: int | None = None
+    priority: int = 0
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    timeout: float | None = None
+    delay: float | None = None
+    at: datetime | None = None
+    backoff: float | None = None
+    require_charging: bool = False
+    require_idle: bool = False
+
+
+def validate_spec(spec: JobSpec) -> None:
+    """Check a spec's fields against the documented ranges.
+
+    Raises:
+        BadInput: with a one-line reason naming the field.
+    """
+    if not spec.type or len(spec.type) > NAME_MAX or not spec.type.isprintable():
+        raise BadInput(f"job type must be 1-{NAME_MAX} printable characters, got {spec.type!r}")
+    if not _QUEUE_RE.match(spec.queue):
+        raise BadInput(f"queue name must be 1-64 of A-Z a-z 0-9 _ . : -, got {spec.queue!r}")
+    if spec.subject is not None and (not spec.subject or len(spec.subject) > 4096):
+        raise BadInput("subject must be 1-4096 characters")
+    if not PRIORITY_MIN <= spec.priority <= PRIORITY_MAX:
+        raise BadInput(
+            f"priority must be between {PRIORITY_MIN} and {PRIORITY_MAX}, got {spec.priority}"
+        )
+    if not 1 <= spec.max_attempts <= MAX_ATTEMPTS_LIMIT:
+        raise BadInput(
+            f"max-attempts must be between 1 and {MAX_ATTEMPTS_LIMIT}, got {spec.max_attempts}"
+        )
+    if spec.generation is not None and spec.generation < 0:
+        raise BadInput(f"generation must be 0 or more, got {spec.generation}")
+    for name in ("timeout", "delay", "backoff"):
+        value = getattr(spec, name)
+        if value is not None and not (value >= 0 and value < 10**9):
+            raise BadInput(f"{name} must be a number of seconds, 0 or more, got {value}")
+    if spec.delay is not None and spec.at is not None:
+        raise BadInput("give either a delay or a start time (--at), not both")
+    if spec.at is not None and spec.at.tzinfo is None:
+        raise BadInput("a start time (--at) needs a timezone")
+    if spec.timeout is not None and spec.timeout == 0:
+        raise BadInput("timeout must be more than 0 seconds")

@@ -1,0 +1,284 @@
+"""The wire protocol: every message, the unions per direction, and framing.
+
+A frame is a 4-byte big-endian body length followed by a msgpack body. The
+length is checked against a cap *before* any of the body is read or buffered
+(:class:`FrameDecoder`), so a peer cannot make us allocate by lying in a header.
+
+Two channels use this module:
+
+* the **control channel** (``semctl``, ``Client``) on the Unix socket. The first
+  frame is :class:`Hello` with :data:`PROTOCOL_VERSION` and the token; then
+  requests, each answered by exactly one reply carrying the request's ``rid``.
+* the **worker channel**, a socket pair between the supervisor and each worker
+  it spawned. The worker speaks first with :class:`WorkerHello`.
+
+Rules for changing messages (msgspec's schema evolution): tags never change,
+new fields get defaults, a field's type never changes. Incompatible changes
+bump :data:`PROTOCOL_VERSION`. ``tests/data/`` holds frozen encodings of every
+message; a test decodes them so an accidental break fails loudly.
+
+This module imports only msgspec and the shared models: ``semctl`` loads it on
+its fast path.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from typing import Any
+
+import msgspec
+
+from semantica.errors import FrameTooLarge, ProtocolError
+from semantica.models import Job, JobError, JobSpec
+
+PROTOCOL_VERSION = 1
+
+#: Default cap on one frame's body; the supervisor's is configurable.
+MAX_FRAME = 1 << 20
+
+HEADER = struct.Struct(">I")
+
+
+class _Msg(msgspec.Struct, tag_field="t", kw_only=True):
+    """Base of every message: tagged by the ``t`` field with an explicit string."""
+
+
+# ---------------------------------------------------------------- control: client -> supervisor
+
+
+class Hello(_Msg, tag="hello"):
+    """First frame of a control connection: protocol version and the token."""
+
+    version: int
+    token: str
+    client: str = ""
+
+
+class Enqueue(_Msg, tag="enqueue"):
+    """Add jobs, all in one transaction; acknowledged only after the commit."""
+
+    jobs: list[JobSpec]
+    rid: int = 0
+
+
+class GetJob(_Msg, tag="get"):
+    """Fetch one job by id."""
+
+    id: int
+    rid: int = 0
+
+
+class ListJobs(_Msg, tag="list"):
+    """Jobs matching the filters, newest first."""
+
+    state: str | None = None
+    queue: str | None = None
+    type: str | None = None
+    subject: str | None = None
+    limit: int = 50
+    rid: int = 0
+
+
+class Wait(_Msg, tag="wait"):
+    """Reply when every job named has finished, or when ``timeout`` seconds pass."""
+
+    ids: list[int]
+    timeout: float | None = None
+    rid: int = 0
+
+
+class GetLogs(_Msg, tag="logs"):
+    """The last ``lines`` lines of a job's log (all of it when ``lines`` is None)."""
+
+    id: int
+    lines: int | None = None
+    rid: int = 0
+
+
+class GetStatus(_Msg, tag="status"):
+    """Counts by state, workers, database size, uptime, version."""
+
+    rid: int = 0
+
+
+class Shutdown(_Msg, tag="shutdown"):
+    """Drain and stop the supervisor, as SIGTERM does."""
+
+    rid: int = 0
+
+
+# ---------------------------------------------------------------- control: supervisor -> client
+
+
+class HelloOk(_Msg, tag="hello_ok"):
+    """The hello was accepted."""
+
+    version: int
+    server_version: str
+    pid: int
+
+
+class ErrorReply(_Msg, tag="error"):
+    """A request failed; ``code`` is an error code from ``semantica.errors``."""
+
+    code: str
+    message: str
+    rid: int = 0
+
+
+class Enqueued(_Msg, tag="enqueued"):
+    """The committed jobs of an :class:`Enqueue`, in request order."""
+
+    jobs: list[Job]
+    rid: int = 0
+
+
+class JobReply(_Msg, tag="job"):
+    """One job."""
+
+    job: Job
+    rid: int = 0
+
+
+class JobList(_Msg, tag="jobs"):
+    """Several jobs."""
+
+    jobs: list[Job]
+    rid: int = 0
+
+
+class LogLines(_Msg, tag="log_lines"):
+    """Lines of a job's log, oldest first."""
+
+    lines: list[str]
+    rid: int = 0
+
+
+class WorkerInfo(msgspec.Struct, kw_only=True):
+    """One worker process in a status reply; ``job`` is the id it runs, or None."""
+
+    pid: int
+    state: str
+    job: int | None = None
+
+
+class StatusReply(_Msg, tag="status_reply"):
+    """Admin statistics, as ``semctl status --json`` prints them."""
+
+    version: str
+    uptime_s: float
+    db_bytes: int
+    counts: dict[str, int]
+    workers: list[WorkerInfo]
+    pid: int = 0
+    home: str = ""
+    rid: int = 0
+
+
+class Ok(_Msg, tag="ok"):
+    """The request was carried out and has nothing else to say."""
+
+    rid: int = 0
+
+
+# ---------------------------------------------------------------- worker channel
+
+
+class WorkerHello(_Msg, tag="w_hello"):
+    """First frame from a worker: who it is and which job types it can run."""
+
+    version: int
+    pid: int
+    types: list[str]
+
+
+class RunJob(_Msg, tag="w_run"):
+    """Supervisor -> worker: run this job under this lease. ``payload`` is JSON text."""
+
+    lease: int
+    job_id: int
+    type: str
+    payload: bytes
+    attempt: int
+    max_attempts: int
+    timeout: float | None = None
+
+
+class JobLog(_Msg, tag="w_log"):
+    """Worker -> supervisor: lines for the log of the job under ``lease``."""
+
+    lease: int
+    lines: list[str]
+
+
+class JobFinished(_Msg, tag="w_finished"):
+    """Worker -> supervisor: the attempt under ``lease`` ended.
+
+    ``error`` None means success and ``result`` is the JSON text of the return
+    value; otherwise ``permanent`` says whether retrying can help.
+    """
+
+    lease: int
+    result: bytes | None = None
+    error: JobError | None = None
+    permanent: bool = False
+
+
+ControlRequest = Hello | Enqueue | GetJob | ListJobs | Wait | GetLogs | GetStatus | Shutdown
+ControlReply = HelloOk | ErrorReply | Enqueued | JobReply | JobList | LogLines | StatusReply | Ok
+ToWorker = RunJob
+FromWorker = WorkerHello | JobLog | JobFinished
+
+_encoder = msgspec.msgpack.Encoder()
+
+
+def encode(msg: msgspec.Struct) -> bytes:
+    """One frame: header and body."""
+    body = _encoder.encode(msg)
+    return HEADER.pack(len(body)) + body
+
+
+class FrameDecoder:
+    """Turns a byte stream into message objects of one union type.
+
+    Feed it whatever the socket gave; iterate :meth:`messages` for the complete
+    ones. A header announcing more than ``max_frame`` bytes raises
+    :class:`FrameTooLarge` at once, before the body arrives.
+    """
+
+    def __init__(self, message_type: Any, max_frame: int = MAX_FRAME) -> None:
+        self._decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder(message_type)
+        self._max = max_frame
+        self._buf = bytearray()
+
+    @property
+    def pending(self) -> int:
+        """Bytes received but not yet part of a complete frame."""
+        return len(self._buf)
+
+    def feed(self, data: bytes | bytearray) -> None:
+        """Add received bytes."""
+        self._buf += data
+
+    def messages(self) -> Iterator[Any]:
+        """Yield every complete message; raise ProtocolError on a bad one."""
+        buf = self._buf
+        while len(buf) >= HEADER.size:
+            (size,) = HEADER.unpack_from(buf)
+            if size > self._max:
+                raise FrameTooLarge(f"frame of {size} bytes exceeds the {self._max}-byte limit")
+            end = HEADER.size + size
+            if len(buf) < end:
+                return
+            body = bytes(buf[HEADER.size : end])
+            del buf[:end]
+            yield decode_body(self._decoder, body)
+
+
+def decode_body(decoder: msgspec.msgpack.Decoder[Any], body: bytes) -> Any:
+    """Decode one body, mapping every msgspec failure to ProtocolError."""
+    try:
+        return decoder.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise ProtocolError(f"bad message: {exc}") from None

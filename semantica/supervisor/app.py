@@ -1,0 +1,163 @@
+"""The supervisor: one nursery, its services started in order, and the drain.
+
+Start order (each service reports ``started`` before the next begins, so the
+store is open and the socket bound before any worker spawns):
+
+1. state directory (0700), the single-instance lock, the token, the store
+   (migrations applied, RUNNING jobs of a dead predecessor re-queued);
+2. the control server — the socket is bound;
+3. the scheduler's timer;
+4. the worker pool — every first worker said hello; then ``READY=1``.
+
+Shutdown (SIGTERM, SIGINT, ``semctl shutdown``): no new job starts; running
+jobs get the drain timeout; then the rest are stopped and re-queued without
+spending an attempt; the workers exit; the socket is removed; exit 0. A second
+signal skips the wait.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+from typing import IO
+
+import structlog
+import trio
+
+from semantica import __version__
+from semantica.config import Settings
+from semantica.errors import ConfigError
+from semantica.supervisor.clock import Clock
+from semantica.supervisor.events import JobEvents
+from semantica.supervisor.joblogs import JobLogs
+from semantica.supervisor.lifecycle import JobLifecycle
+from semantica.supervisor.notify import sd_notify
+from semantica.supervisor.pool import WorkerPool
+from semantica.supervisor.scheduler import Scheduler
+from semantica.supervisor.security import load_or_create_token, prepare_home
+from semantica.supervisor.server import ControlServer
+from semantica.supervisor.store import SQLiteStore
+
+log = structlog.get_logger("semantica.supervisor")
+
+
+class Supervisor:
+    """Owns the store, the control socket and the worker pool for one state directory."""
+
+    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.started_at = 0.0
+        self._shutdown = trio.Event()
+        self._skip_drain = trio.Event()
+        self._lock_file: IO[str] | None = None
+
+    def request_shutdown(self, reason: str) -> None:
+        """Begin the drain (the first call) or skip its wait (a second call)."""
+        if self._shutdown.is_set():
+            log.info("second stop request: not waiting for running jobs", reason=reason)
+            self._skip_drain.set()
+            return
+        log.info("draining", reason=reason, drain_timeout_s=self.settings.drain_timeout)
+        self._shutdown.set()
+
+    def _open_state(self) -> None:
+        paths = self.settings.paths
+        # Everything the supervisor creates (database, logs, lock) is private;
+        # workers and the commands they run get the user's own umask back.
+        self._user_umask = os.umask(0o077)
+        prepare_home(paths.home)
+        self._lock_file = _acquire_lock(paths.lock)
+        self.token = load_or_create_token(paths.token)
+        self.store = SQLiteStore(paths.db, self.clock, self.settings.durability)
+        recovered = self.store.recover_running()
+        if recovered:
+            log.info(
+                "re-queued jobs that were running when the last supervisor stopped", count=recovered
+            )
+        self.joblogs = JobLogs(paths.logs, self.settings.log_cap_bytes)
+        self.events = JobEvents()
+        self.scheduler = Scheduler(self.store)
+        self.jobs = JobLifecycle(self.store, self.joblogs, self.events, self.scheduler)
+        self.pool = WorkerPool(
+            self.settings.workers,
+            self.settings.handlers,
+            self.scheduler,
+            self.jobs,
+            self.settings.max_frame,
+            child_umask=self._user_umask,
+        )
+
+    async def run(self) -> None:
+        """Run until shut down. Raises ConfigError/StoreError/WorkerStartError on a bad start."""
+        self._open_state()
+        self.started_at = trio.current_time()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._watch_signals)
+                await nursery.start(ControlServer(self).serve)
+                await nursery.start(self.scheduler.run_timer)
+                await nursery.start(self.pool.run)
+                sd_notify("READY=1")
+                log.info(
+                    "ready",
+                    version=__version__,
+                    pid=os.getpid(),
+                    socket=str(self.settings.paths.socket),
+                    workers=self.settings.workers,
+                )
+                await self._shutdown.wait()
+                sd_notify("STOPPING=1")
+                await self._drain()
+                nursery.cancel_scope.cancel()
+        finally:
+            self.joblogs.close_all()
+            self.store.close()
+            if self._lock_file is not None:
+                self._lock_file.close()
+        log.info("stopped")
+
+    async def _drain(self) -> None:
+        self.scheduler.stop_leasing()
+        with trio.move_on_after(self.settings.drain_timeout) as waiting:
+            async with trio.open_nursery() as nursery:
+
+                async def skip() -> None:
+                    await self._skip_drain.wait()
+                    nursery.cancel_scope.cancel()
+
+                nursery.start_soon(skip)
+                await self.pool.wait_idle()
+                nursery.cancel_scope.cancel()
+        if waiting.cancelled_caught or self.pool.busy:
+            log.info("drain: stopping jobs still running", count=self.pool.busy)
+        await self.pool.stop("the supervisor was shut down while the job ran")
+
+    async def _watch_signals(self) -> None:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for signum in signals:
+                self.request_shutdown(signal.Signals(signum).name)
+
+
+def _acquire_lock(path: os.PathLike[str]) -> IO[str]:
+    """Hold an exclusive flock for the supervisor's life: one supervisor per state directory.
+
+    Raises:
+        ConfigError: another supervisor holds it (the message names its pid).
+    """
+    handle = open(path, "a+")  # noqa: SIM115  # held open for the process's life
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise ConfigError(
+            f"another semanticad (pid {holder}) is running with this state directory"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle

@@ -1,0 +1,80 @@
+"""Job logs: one text file per job under ``$SEMANTICA_HOME/logs``, capped in size.
+
+Only the supervisor writes them (workers send lines over their channel), so a
+log never interleaves two attempts' partial lines, and a future ``tail`` can
+be fed from the same place that writes.
+
+The cap keeps the *end* of a log, which is where a build prints its error:
+when the current file would pass half the cap it becomes ``ID.log.1``
+(replacing an older one) and a new ``ID.log`` starts, so a job's log never
+takes more than the cap on disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections import deque
+from pathlib import Path
+from typing import BinaryIO
+
+
+class JobLogs:
+    """The log files of every job.
+
+    Args:
+        directory: where the files live (created 0700 if missing).
+        cap_bytes: the most one job's log may take on disk.
+    """
+
+    def __init__(self, directory: Path, cap_bytes: int) -> None:
+        self.directory = directory
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._half_cap = max(cap_bytes // 2, 512)
+        self._open: dict[int, BinaryIO] = {}
+
+    def path(self, job_id: int) -> Path:
+        return self.directory / f"{job_id}.log"
+
+    def append(self, job_id: int, lines: list[str]) -> None:
+        """Add lines (newlines inside a line are kept as they are) and flush."""
+        data = "".join(line + "\n" for line in lines).encode("utf-8", "replace")
+        handle = self._open.get(job_id)
+        if handle is None:
+            handle = open(self.path(job_id), "ab")  # noqa: SIM115  # kept open across appends
+            self._open[job_id] = handle
+        if handle.tell() + len(data) > self._half_cap and handle.tell() > 0:
+            handle.close()
+            os.replace(self.path(job_id), self.directory / f"{job_id}.log.1")
+            handle = open(self.path(job_id), "ab")  # noqa: SIM115
+            self._open[job_id] = handle
+        if len(data) > self._half_cap:
+            data = data[-self._half_cap :]
+        handle.write(data)
+        handle.flush()
+
+    def close(self, job_id: int) -> None:
+        """The job's attempt ended: release the file handle."""
+        handle = self._open.pop(job_id, None)
+        if handle is not None:
+            handle.close()
+
+    def tail(self, job_id: int, lines: int | None = None) -> list[str]:
+        """The last ``lines`` lines (all when None), oldest first; [] when there is no log."""
+        last: deque[str] = deque(maxlen=lines) if lines is not None else deque()
+        for path in (self.directory / f"{job_id}.log.1", self.path(job_id)):
+            with contextlib.suppress(FileNotFoundError), open(path, "rb") as handle:
+                for raw in handle:
+                    last.append(raw.decode("utf-8", "replace").rstrip("\n"))
+        return list(last)
+
+    def remove(self, job_id: int) -> None:
+        """Delete a job's log files."""
+        self.close(job_id)
+        for path in (self.path(job_id), self.directory / f"{job_id}.log.1"):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+    def close_all(self) -> None:
+        for job_id in list(self._open):
+            self.close(job_id)

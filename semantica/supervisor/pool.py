@@ -1,0 +1,327 @@
+"""The worker pool: N worker processes, each fed one job at a time, replaced when they die.
+
+Each slot is a task that spawns a worker (``python -m semantica.worker``) with
+one end of a socket pair, waits for its hello, then loops: lease a job from the
+scheduler, send it, wait for the worker's report. A second task per worker
+reads its channel; EOF there means the worker died, which cancels the slot's
+loop. The slot then reaps the process (SIGKILL if it lingers), settles the job
+it was running, and spawns a replacement.
+
+Workers run in a session of their own, so a Ctrl-C in the supervisor's
+terminal reaches only the supervisor, which then drains.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import signal
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass, field
+
+import structlog
+import trio
+
+from semantica.errors import ProtocolError, SemanticaError
+from semantica.framed import FramedStream
+from semantica.protocol import (
+    PROTOCOL_VERSION,
+    FromWorker,
+    JobFinished,
+    JobLog,
+    RunJob,
+    WorkerHello,
+    WorkerInfo,
+)
+from semantica.supervisor.lifecycle import JobLifecycle
+from semantica.supervisor.scheduler import Scheduler
+from semantica.supervisor.store import Lease
+
+log = structlog.get_logger("semantica.pool")
+
+#: A worker must say hello within this long of being spawned.
+HELLO_TIMEOUT = 30.0
+#: A stopped worker gets this long to clean up (it terminates an exec job's group) before SIGKILL.
+STOP_GRACE = 7.0
+#: A worker that dies younger than this counts towards respawn backoff.
+YOUNG_DEATH = 1.0
+MAX_RESPAWN_DELAY = 5.0
+
+
+class WorkerStartError(SemanticaError):
+    """A worker process exited or stayed silent before it was ready."""
+
+
+class WorkerState(enum.StrEnum):
+    STARTING = "starting"
+    IDLE = "idle"
+    BUSY = "busy"
+    STOPPING = "stopping"
+
+
+@dataclass(eq=False)
+class WorkerHandle:
+    """One live worker process and what it is doing."""
+
+    process: trio.Process
+    channel: FramedStream
+    state: WorkerState = WorkerState.STARTING
+    lease: Lease | None = None
+    started: float = 0.0  # trio time the current job started
+    report: JobFinished | None = None
+    report_ready: trio.Event = field(default_factory=trio.Event)
+    interrupt_reason: str | None = None  # set: the job goes back without spending an attempt
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+
+class WorkerPool:
+    """Keeps ``size`` workers alive and feeds them jobs."""
+
+    def __init__(
+        self,
+        size: int,
+        handlers: tuple[str, ...],
+        scheduler: Scheduler,
+        jobs: JobLifecycle,
+        max_frame: int,
+        child_umask: int = 0o022,
+    ) -> None:
+        self.size = size
+        self.handlers = handlers
+        self.scheduler = scheduler
+        self.jobs = jobs
+        self.max_frame = max_frame
+        self.child_umask = child_umask
+        self.workers: list[WorkerHandle] = []
+        self._stopping = False
+        self._ready_slots = 0  # slots whose first worker said hello
+        self._changed = trio.Event()
+
+    # ------------------------------------------------------------------ public
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the pool until :meth:`stop`; ``started`` once every first worker said hello.
+
+        Raises:
+            WorkerStartError: a first worker failed to start (a handler module does not
+                import, say); the supervisor should not run half-configured.
+        """
+        async with trio.open_nursery() as nursery:
+            for slot in range(self.size):
+                nursery.start_soon(self._run_slot, slot)
+            while self._ready_slots < self.size:
+                await self._wait_changed()
+            task_status.started()
+
+    def info(self) -> list[WorkerInfo]:
+        """Each live worker: pid, state, and the job it runs."""
+        return [
+            WorkerInfo(pid=w.pid, state=w.state.value, job=w.lease.job_id if w.lease else None)
+            for w in self.workers
+        ]
+
+    @property
+    def busy(self) -> int:
+        return sum(1 for w in self.workers if w.lease is not None)
+
+    async def wait_idle(self) -> None:
+        """Return once no worker runs a job."""
+        while self.busy:
+            await self._wait_changed()
+
+    async def stop(self, reason: str) -> None:
+        """Stop every worker and return when all are reaped.
+
+        A job still running is stopped and goes back to the queue without
+        spending an attempt (``reason`` becomes its ``interrupted`` message).
+        """
+        self._stopping = True
+        for worker in self.workers:
+            if worker.lease is not None:
+                worker.interrupt_reason = reason
+            worker.state = WorkerState.STOPPING
+            _signal(worker.process, signal.SIGTERM)
+        while self.workers:
+            await self._wait_changed()
+
+    # ------------------------------------------------------------------ slots
+
+    async def _run_slot(self, slot: int) -> None:
+        delay = 0.0
+        first = True
+        while not self._stopping:
+            born = trio.current_time()
+            try:
+                worker = await self._spawn()
+            except WorkerStartError:
+                if first:
+                    raise
+                log.exception("worker failed to start", slot=slot)
+                worker = None
+            if worker is not None:
+                if first:
+                    self._ready_slots += 1
+                if self._stopping:  # stop() ran while this one was starting
+                    worker.state = WorkerState.STOPPING
+                    _signal(worker.process, signal.SIGTERM)
+                self.workers.append(worker)
+                self._notify()
+                first = False
+                try:
+                    await self._serve(worker)
+                finally:
+                    with trio.CancelScope(shield=True):
+                        await self._reap(worker)
+            if self._stopping:
+                return
+            # Respawn at once after a worker that lived a while; back off after young deaths.
+            delay = (
+                min(max(delay * 2, 0.1), MAX_RESPAWN_DELAY)
+                if (trio.current_time() - born < YOUNG_DEATH)
+                else 0.0
+            )
+            await trio.sleep(delay)
+
+    async def _spawn(self) -> WorkerHandle:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        env = dict(os.environ)
+        env["SEMANTICA_WORKER_FD"] = str(theirs.fileno())
+        env["SEMANTICA_HANDLERS"] = ",".join(self.handlers)
+        try:
+            process = await trio.lowlevel.open_process(
+                [sys.executable, "-m", "semantica.worker"],
+                pass_fds=(theirs.fileno(),),
+                env=env,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                umask=self.child_umask,
+            )
+        except OSError as exc:
+            ours.close()
+            raise WorkerStartError(f"cannot start a worker process: {exc}") from None
+        finally:
+            theirs.close()
+        stream = trio.SocketStream(trio.socket.from_stdlib_socket(ours))
+        channel = FramedStream(stream, FromWorker, self.max_frame)
+        worker = WorkerHandle(process=process, channel=channel)
+        hello = None
+        with trio.move_on_after(HELLO_TIMEOUT):
+            try:
+                hello = await channel.receive()
+            except (trio.EndOfChannel, trio.BrokenResourceError, ProtocolError, OSError):
+                pass
+        if not isinstance(hello, WorkerHello) or hello.version != PROTOCOL_VERSION:
+            with trio.CancelScope(shield=True):
+                status = await self._reap(worker)
+            raise WorkerStartError(
+                f"worker {process.pid} exited with status {status} before it was ready "
+                "(its error is printed above)"
+            )
+        types = frozenset(hello.types)
+        if self.jobs.known_types is None:
+            self.jobs.known_types = types
+        worker.state = WorkerState.IDLE
+        log.info("worker started", worker_pid=process.pid)
+        return worker
+
+    async def _serve(self, worker: WorkerHandle) -> None:
+        """Feed the worker jobs until it dies or the pool stops."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._read, worker, nursery.cancel_scope)
+            try:
+                await self._feed(worker)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                pass  # it died as we wrote to it; the reader's EOF ends this nursery
+            await trio.sleep_forever()
+
+    async def _feed(self, worker: WorkerHandle) -> None:
+        while True:
+            worker.state = WorkerState.IDLE
+            self._notify()
+            lease = await self.scheduler.next_lease(worker.pid)
+            worker.lease, worker.state = lease, WorkerState.BUSY
+            worker.report, worker.report_ready = None, trio.Event()
+            worker.started = trio.current_time()
+            self.jobs.started(lease, worker.pid)
+            await worker.channel.send(
+                RunJob(
+                    lease=lease.lease_id,
+                    job_id=lease.job_id,
+                    type=lease.type,
+                    payload=lease.payload,
+                    attempt=lease.attempt,
+                    max_attempts=lease.max_attempts,
+                    timeout=lease.timeout,
+                )
+            )
+            await worker.report_ready.wait()
+            assert worker.report is not None
+            self.jobs.finished(lease, worker.report, trio.current_time() - worker.started)
+            worker.lease = None
+
+    async def _read(self, worker: WorkerHandle, serving: trio.CancelScope) -> None:
+        """Take the worker's messages; when its channel ends, stop serving it."""
+        try:
+            while True:
+                msg = await worker.channel.receive()
+                lease = worker.lease
+                match msg:
+                    case JobLog() if lease is not None and msg.lease == lease.lease_id:
+                        self.jobs.logs.append(lease.job_id, msg.lines)
+                    case JobFinished() if lease is not None and msg.lease == lease.lease_id:
+                        worker.report = msg
+                        worker.report_ready.set()
+                    case _:
+                        log.warning(
+                            "unexpected worker message",
+                            worker_pid=worker.pid,
+                            message=type(msg).__name__,
+                        )
+        except (trio.EndOfChannel, trio.BrokenResourceError, ProtocolError, OSError):
+            pass
+        serving.cancel()
+
+    async def _reap(self, worker: WorkerHandle) -> int | None:
+        """Make sure the process is gone, settle its job, forget it. Returns its exit status."""
+        with trio.move_on_after(STOP_GRACE if worker.interrupt_reason else 1.0):
+            await worker.process.wait()
+        if worker.process.returncode is None:
+            _signal(worker.process, signal.SIGKILL)
+            await worker.process.wait()
+        status = worker.process.returncode
+        await worker.channel.aclose()
+        lease = worker.lease
+        if lease is not None:
+            worker.lease = None
+            if worker.report is not None:  # it reported just before dying
+                self.jobs.finished(lease, worker.report, trio.current_time() - worker.started)
+            elif worker.interrupt_reason is not None:
+                self.jobs.interrupted(lease, worker.interrupt_reason)
+            else:
+                self.jobs.worker_lost(
+                    lease, worker.pid, status, trio.current_time() - worker.started
+                )
+        if worker in self.workers:
+            self.workers.remove(worker)
+            log.info("worker exited", worker_pid=worker.pid, status=status)
+        self._notify()
+        return status
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def _wait_changed(self) -> None:
+        await self._changed.wait()
+
+
+def _signal(process: trio.Process, sig: int) -> None:
+    try:
+        process.send_signal(sig)
+    except ProcessLookupError:
+        pass

@@ -1,0 +1,99 @@
+"""The supervisor's locks: a private state directory, the token, peer credentials.
+
+The rules (see docs/security.md): the state directory is ours and 0700, the
+token file ours and 0600, the socket 0600 inside that directory. A client must
+run as the same user (or root) where the OS tells peer credentials, and must
+present the token, compared in constant time.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import secrets
+import socket
+import stat
+import struct
+import sys
+from pathlib import Path
+
+from semantica.errors import ConfigError
+
+
+def prepare_home(home: Path) -> None:
+    """Create the state directory 0700, or check that an existing one is ours and private.
+
+    Raises:
+        ConfigError: it is not a directory, belongs to another user, or is open to others
+            (the message says how to fix it).
+    """
+    home.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        home.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    info = home.lstat()
+    if not stat.S_ISDIR(info.st_mode):
+        raise ConfigError(f"state directory {home} is not a directory")
+    _check_private(home, info, "directory", "700")
+
+
+def _check_private(path: Path, info: os.stat_result, what: str, mode: str) -> None:
+    if info.st_uid != os.geteuid():
+        raise ConfigError(
+            f"{what} {path} belongs to uid {info.st_uid}, not to you (uid {os.geteuid()}); "
+            f"use a state directory of your own (SEMANTICA_HOME)"
+        )
+    if info.st_mode & 0o077:
+        raise ConfigError(
+            f"{what} {path} is open to other users (mode {stat.S_IMODE(info.st_mode):o}); "
+            f"fix it with: chmod {mode} {path}"
+        )
+
+
+def load_or_create_token(path: Path) -> str:
+    """The token in ``path``, created (random, 0600) on first start.
+
+    Raises:
+        ConfigError: the file is not ours, is readable by others, is a link, or is empty.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        info = path.lstat()
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(f"token file {path} is not a regular file") from None
+        _check_private(path, info, "token file", "600")
+        token = path.read_text().strip()
+        if not token:
+            raise ConfigError(f"token file {path} is empty; delete it to make a new one") from None
+        return token
+    token = secrets.token_urlsafe(32)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(token + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    return token
+
+
+def token_matches(expected: str, given: str) -> bool:
+    """Constant-time comparison, so timing tells nothing about the token."""
+    return hmac.compare_digest(expected.encode(), given.encode())
+
+
+def peer_uid(sock: socket.socket) -> int | None:
+    """The uid of the process at the other end of a Unix socket, or None if the OS won't say."""
+    if hasattr(socket, "SO_PEERCRED"):  # Linux: struct ucred {pid, uid, gid}
+        data = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        _pid, uid, _gid = struct.unpack("3i", data)
+        return int(uid)
+    if sys.platform == "darwin":  # LOCAL_PEERCRED: struct xucred {u_int version; uid_t uid; ...}
+        sol_local, local_peercred = 0, 0x001
+        data = sock.getsockopt(sol_local, local_peercred, 76)
+        return int(struct.unpack_from("I", data, 4)[0])
+    return None
+
+
+def uid_allowed(uid: int | None) -> bool:
+    """Same user as the supervisor, or root; unknown (no peer credentials) is allowed."""
+    return uid is None or uid == os.geteuid() or uid == 0

@@ -1,0 +1,183 @@
+"""The control server: the Unix socket, authentication, and one loop per connection.
+
+Order of checks on a new connection, cheapest and safest first:
+
+1. the peer's uid (``SO_PEERCRED``) must be ours or root — before any frame is read;
+2. at most :data:`MAX_UNAUTHENTICATED` connections may be in their hello at once;
+3. the hello must arrive within :data:`HELLO_TIMEOUT` seconds, within the frame cap,
+   with the right protocol version and the token (constant-time comparison);
+   every kind of bad token gets the same answer, then the connection closes.
+
+After that, each request gets exactly one reply. A malformed message gets an
+error reply and the connection goes on (framing is still in step); an
+oversized frame header gets an error reply and the connection closes (its body
+is never read).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import socket as stdlib_socket
+from typing import TYPE_CHECKING
+
+import structlog
+import trio
+
+from semantica import __version__
+from semantica.config import SOCKET_PATH_MAX
+from semantica.errors import ConfigError, FrameTooLarge, ProtocolError, SemanticaError
+from semantica.framed import FramedStream
+from semantica.protocol import (
+    PROTOCOL_VERSION,
+    ControlRequest,
+    ErrorReply,
+    Hello,
+    HelloOk,
+)
+from semantica.supervisor.requests import dispatch
+from semantica.supervisor.security import peer_uid, token_matches, uid_allowed
+
+if TYPE_CHECKING:
+    from semantica.supervisor.app import Supervisor
+
+log = structlog.get_logger("semantica.server")
+
+HELLO_TIMEOUT = 2.0
+MAX_UNAUTHENTICATED = 64
+_AUTH_FAILED = "authentication failed: wrong token (the token is in $SEMANTICA_HOME/token)"
+_ACCEPT_RETRY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+
+
+class ControlServer:
+    """Serves the control socket for one supervisor."""
+
+    def __init__(self, sup: Supervisor) -> None:
+        self.sup = sup
+        self.path = sup.settings.paths.socket
+        self._unauthenticated = 0
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Bind the socket (0600), report started, and accept connections until cancelled.
+
+        The socket file is removed when this returns.
+        """
+        listener = self._bind()
+        try:
+            async with trio.open_nursery() as nursery:
+                task_status.started()
+                while True:
+                    try:
+                        stream = await listener.accept()
+                    except OSError as exc:
+                        if exc.errno not in _ACCEPT_RETRY_ERRNOS:
+                            raise
+                        log.warning("accept failed; retrying", error=str(exc))
+                        await trio.sleep(0.1)  # out of descriptors: back off, do not spin
+                        continue
+                    nursery.start_soon(self._connection, stream)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+            await listener.aclose()
+
+    def _bind(self) -> trio.SocketListener:
+        path = str(self.path)
+        if len(os.fsencode(path)) >= SOCKET_PATH_MAX:
+            raise ConfigError(
+                f"socket path {path} is too long for a Unix socket "
+                f"({len(path)} bytes, at most {SOCKET_PATH_MAX - 1}); set SEMANTICA_SOCKET"
+            )
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # The supervisor's lock is held, so a socket left here is a dead one's.
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        sock = stdlib_socket.socket(stdlib_socket.AF_UNIX, stdlib_socket.SOCK_STREAM)
+        old_umask = os.umask(0o077)  # no window in which the socket is open to others
+        try:
+            sock.bind(path)
+        except OSError as exc:
+            sock.close()
+            raise ConfigError(f"cannot bind the control socket {path}: {exc.strerror}") from None
+        finally:
+            os.umask(old_umask)
+        os.chmod(path, 0o600)
+        sock.listen(128)
+        return trio.SocketListener(trio.socket.from_stdlib_socket(sock))
+
+    async def _connection(self, stream: trio.SocketStream) -> None:
+        async with stream:
+            channel = FramedStream(stream, ControlRequest, self.sup.settings.max_frame)
+            try:
+                if await self._authenticate(stream, channel):
+                    await self._serve_requests(channel)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, trio.EndOfChannel):
+                pass  # the client went away
+            except OSError as exc:
+                log.debug("connection error", error=str(exc))
+
+    async def _authenticate(self, stream: trio.SocketStream, channel: FramedStream) -> bool:
+        uid = peer_uid(stream.socket)  # type: ignore[arg-type]
+        if not uid_allowed(uid):
+            log.warning("connection refused: another user", peer_uid=uid)
+            await channel.send(
+                ErrorReply(code="auth", message=f"refused: uid {uid} is not the supervisor's user")
+            )
+            return False
+        if self._unauthenticated >= MAX_UNAUTHENTICATED:
+            log.warning("connection refused: too many waiting for authentication")
+            return False
+        self._unauthenticated += 1
+        try:
+            hello = None
+            with trio.move_on_after(HELLO_TIMEOUT):
+                try:
+                    hello = await channel.receive()
+                except ProtocolError as exc:
+                    await channel.send(ErrorReply(code=exc.code, message=exc.message))
+                    return False
+        finally:
+            self._unauthenticated -= 1
+        if hello is None:
+            return False  # silent past the deadline
+        if not isinstance(hello, Hello):
+            await channel.send(ErrorReply(code="protocol", message="the first frame must be hello"))
+            return False
+        if hello.version != PROTOCOL_VERSION:
+            await channel.send(
+                ErrorReply(
+                    code="protocol",
+                    message=f"protocol version {hello.version} is not supported "
+                    f"(this supervisor speaks {PROTOCOL_VERSION}); use a matching semctl",
+                )
+            )
+            return False
+        if not token_matches(self.sup.token, hello.token):
+            log.warning("connection refused: wrong token")
+            await channel.send(ErrorReply(code="auth", message=_AUTH_FAILED))
+            return False
+        await channel.send(
+            HelloOk(version=PROTOCOL_VERSION, server_version=__version__, pid=os.getpid())
+        )
+        return True
+
+    async def _serve_requests(self, channel: FramedStream) -> None:
+        while True:
+            try:
+                request = await channel.receive()
+            except FrameTooLarge as exc:
+                await channel.send(ErrorReply(code=exc.code, message=exc.message))
+                return
+            except ProtocolError as exc:
+                await channel.send(ErrorReply(code=exc.code, message=exc.message))
+                continue
+            rid = getattr(request, "rid", 0)
+            try:
+                reply = await dispatch(self.sup, request)
+            except SemanticaError as exc:
+                reply = ErrorReply(rid=rid, code=exc.code, message=exc.message)
+            except Exception as exc:
+                log.exception("request failed", request=type(request).__name__)
+                reply = ErrorReply(rid=rid, code="internal", message=f"internal error: {exc!r}")
+            await channel.send(reply)

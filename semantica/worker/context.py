@@ -1,0 +1,87 @@
+"""The context a handler receives: who the job is, its log, and whether to stop.
+
+``ctx.log()`` may be called from the trio thread (async handlers, exec output)
+or from the thread a plain handler runs in; either way the line lands in the
+job's :class:`LogBuffer`, in call order, and is sent to the supervisor before
+the attempt's end is reported.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import trio
+
+# A handler that logs faster than the supervisor takes lines loses the excess,
+# counted, rather than the worker growing without bound.
+MAX_PENDING_LINES = 10_000
+
+
+class LogBuffer:
+    """Lines waiting to be sent, filled from any thread, emptied by the trio side."""
+
+    def __init__(self, token: trio.lowlevel.TrioToken) -> None:
+        self._token = token
+        self._trio_thread = threading.get_ident()
+        self._lines: list[str] = []
+        self._dropped = 0
+        self.has_lines = trio.Event()
+
+    def add(self, line: str) -> None:
+        """Queue a line; safe from any thread."""
+        if threading.get_ident() == self._trio_thread:
+            self._add(line)
+        else:
+            self._token.run_sync_soon(self._add, line)
+
+    def _add(self, line: str) -> None:
+        if len(self._lines) >= MAX_PENDING_LINES:
+            self._dropped += 1
+            return
+        self._lines.append(line)
+        self.has_lines.set()
+
+    def take(self) -> list[str]:
+        """Every pending line (with a note of dropped ones), oldest first; empties the buffer."""
+        lines, self._lines = self._lines, []
+        if self._dropped:
+            lines.append(f"[semantica: {self._dropped} log lines dropped: logging too fast]")
+            self._dropped = 0
+        self.has_lines = trio.Event()
+        return lines
+
+
+class JobContext:
+    """What a handler is given besides its payload.
+
+    Attributes:
+        job_id: the job's id.
+        type: the job's type.
+        attempt: 1 on the first run, 2 on the first retry, ...
+        max_attempts: the job's attempt budget.
+    """
+
+    def __init__(
+        self, job_id: int, type: str, attempt: int, max_attempts: int, logs: LogBuffer
+    ) -> None:
+        self.job_id = job_id
+        self.type = type
+        self.attempt = attempt
+        self.max_attempts = max_attempts
+        self._logs = logs
+        self._cancelled = threading.Event()
+
+    def log(self, message: str, **fields: Any) -> None:
+        """Append a line to the job's log: the message, then ``key=value`` for each field."""
+        if fields:
+            message = message + " " + " ".join(f"{key}={value}" for key, value in fields.items())
+        self._logs.add(message)
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the job was asked to stop; a blocking handler should return soon."""
+        return self._cancelled.is_set()
+
+    def _cancel(self) -> None:
+        self._cancelled.set()

@@ -1,0 +1,128 @@
+"""The built-in ``exec`` job type: run a command, its output into the job log.
+
+Payload: ``{"argv": [str, ...], "cwd"?: str, "env"?: {str: str}}``; ``env`` is
+added to the worker's environment. Exit status 0 is success (the result is
+``{"exit_status": 0}``); anything else fails the attempt.
+
+The command runs in a session (and so a process group) of its own. When the
+job is stopped (cancel, timeout, drain, the worker shutting down) the whole
+group gets SIGTERM, then SIGKILL after a grace period, so nothing it started
+is left running.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from semantica.errors import PermanentError
+
+#: How long a stopped command's process group has between SIGTERM and SIGKILL.
+KILL_GRACE = 5.0
+_MAX_LINE = 64 * 1024
+
+
+class ExecFailed(Exception):
+    """The command ran and exited unsuccessfully."""
+
+
+def parse_payload(payload: Any) -> tuple[list[str], str | None, dict[str, str] | None]:
+    """Check an exec payload; PermanentError with the reason if it is malformed."""
+    if not isinstance(payload, dict):
+        raise PermanentError('exec payload must be an object like {"argv": ["cmd", "arg"]}')
+    argv = payload.get("argv")
+    if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
+        raise PermanentError("exec payload needs argv: a non-empty list of strings")
+    cwd = payload.get("cwd")
+    if cwd is not None and not isinstance(cwd, str):
+        raise PermanentError("exec payload cwd must be a string")
+    env = payload.get("env")
+    if env is not None and (
+        not isinstance(env, dict)
+        or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())
+    ):
+        raise PermanentError("exec payload env must map strings to strings")
+    unknown = set(payload) - {"argv", "cwd", "env"}
+    if unknown:
+        raise PermanentError(f"exec payload has unknown keys: {', '.join(sorted(unknown))}")
+    return argv, cwd, env
+
+
+async def run_exec(payload: Any, log: Callable[[str], None]) -> dict[str, int]:
+    """Run the command in ``payload``, sending each output line to ``log``.
+
+    Raises:
+        PermanentError: the payload is malformed or the command cannot be started.
+        ExecFailed: the command exited non-zero or was killed by a signal.
+
+    Cancellation: the command's process group is terminated (SIGTERM, then
+    SIGKILL after :data:`KILL_GRACE`) before the cancellation propagates.
+    """
+    argv, cwd, env = parse_payload(payload)
+    try:
+        process = await trio.lowlevel.open_process(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            env={**os.environ, **env} if env else None,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise PermanentError(f"cannot start {argv[0]!r}: {exc.strerror or exc}") from None
+    try:
+        assert process.stdout is not None
+        await _pump_lines(process.stdout, log)
+        status = await process.wait()
+    except BaseException:
+        with trio.CancelScope(shield=True):
+            await terminate_group(process)
+        raise
+    finally:
+        # A command may leave children behind in its group after it exits.
+        _kill_group(process.pid, signal.SIGKILL)
+    if status == 0:
+        return {"exit_status": 0}
+    if status < 0:
+        raise ExecFailed(f"killed by signal {signal.Signals(-status).name}")
+    raise ExecFailed(f"exited with status {status}")
+
+
+async def _pump_lines(stream: trio.abc.ReceiveStream, log: Callable[[str], None]) -> None:
+    partial = b""
+    while True:
+        chunk = await stream.receive_some(65536)
+        if not chunk:
+            break
+        partial += chunk
+        *lines, partial = partial.split(b"\n")
+        for line in lines:
+            log(line.decode("utf-8", "replace"))
+        if len(partial) > _MAX_LINE:
+            log(partial.decode("utf-8", "replace"))
+            partial = b""
+    if partial:
+        log(partial.decode("utf-8", "replace"))
+
+
+async def terminate_group(process: trio.Process, grace: float = KILL_GRACE) -> None:
+    """SIGTERM the process's group, wait up to ``grace`` seconds, then SIGKILL it."""
+    _kill_group(process.pid, signal.SIGTERM)
+    with trio.move_on_after(grace):
+        await process.wait()
+        return
+    _kill_group(process.pid, signal.SIGKILL)
+    await process.wait()
+
+
+def _kill_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass

@@ -1,0 +1,171 @@
+"""The worker process's main loop: take a job from the supervisor, run it, report.
+
+The worker talks only to the supervisor that started it, over the socket pair
+whose end it inherited (``SEMANTICA_WORKER_FD``); it never touches the store.
+It runs one job at a time. When the supervisor goes away (the socket reaches
+EOF, which the kernel guarantees even when the supervisor is SIGKILLed) or
+sends SIGTERM, the worker stops what it runs, including an exec job's process
+group, and exits.
+
+Outcome of an attempt, as reported in :class:`~semantica.protocol.JobFinished`:
+
+* the handler returned: success, its return value as JSON is the result;
+* it raised :class:`~semantica.errors.PermanentError`: failed, no retry;
+* it raised anything else: failed, retried while attempts remain;
+* the type has no handler: failed with ``unknown_type``, no retry.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import signal
+import socket
+import sys
+import traceback
+from typing import Any
+
+import msgspec
+import trio
+
+from semantica.errors import PermanentError
+from semantica.framed import FramedStream
+from semantica.models import ErrorKind, JobError
+from semantica.protocol import PROTOCOL_VERSION, JobFinished, JobLog, RunJob, ToWorker, WorkerHello
+from semantica.worker import registry
+from semantica.worker.context import JobContext, LogBuffer
+from semantica.worker.exec_job import ExecFailed, run_exec
+
+FD_ENV = "SEMANTICA_WORKER_FD"
+
+
+class Worker:
+    """One worker process's connection and the job it runs."""
+
+    def __init__(self, channel: FramedStream) -> None:
+        self.channel = channel
+
+    async def serve(self) -> None:
+        """Say hello, then run jobs as they come until the supervisor goes away."""
+        await self.channel.send(
+            WorkerHello(
+                version=PROTOCOL_VERSION, pid=os.getpid(), types=registry.registered_types()
+            )
+        )
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._exit_on_signals, nursery.cancel_scope)
+            while True:
+                try:
+                    msg = await self.channel.receive()
+                except (trio.EndOfChannel, trio.BrokenResourceError, OSError):
+                    break  # the supervisor is gone
+                match msg:
+                    case RunJob():
+                        # The supervisor sends the next job only after this one's
+                        # JobFinished, so this runs one job at a time; it runs as a
+                        # task so that EOF is noticed while a job runs.
+                        nursery.start_soon(self.run_job, msg)
+            nursery.cancel_scope.cancel()
+
+    async def _exit_on_signals(self, scope: trio.CancelScope) -> None:
+        # The pool stops a worker with SIGTERM. (No PR_SET_PDEATHSIG: trio spawns
+        # processes from a helper thread, and Linux sends that signal when the
+        # *thread* exits. The supervisor's death closes our socket instead.)
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGHUP) as signals:
+            async for _ in signals:
+                scope.cancel()
+                return
+
+    async def run_job(self, job: RunJob) -> None:
+        """Run one attempt and report it; log lines always reach the supervisor first."""
+        logs = LogBuffer(trio.lowlevel.current_trio_token())
+        ctx = JobContext(job.job_id, job.type, job.attempt, job.max_attempts, logs)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._pump_logs, job.lease, logs)
+            finished = await self._attempt(job, ctx, logs)
+            nursery.cancel_scope.cancel()
+        lines = logs.take()
+        if lines:
+            await self.channel.send(JobLog(lease=job.lease, lines=lines))
+        await self.channel.send(finished)
+
+    async def _pump_logs(self, lease: int, logs: LogBuffer) -> None:
+        while True:
+            await logs.has_lines.wait()
+            lines = logs.take()
+            with trio.CancelScope(shield=True):  # never cut a frame in half
+                await self.channel.send(JobLog(lease=lease, lines=lines))
+
+    async def _attempt(self, job: RunJob, ctx: JobContext, logs: LogBuffer) -> JobFinished:
+        def failed(kind: ErrorKind, message: str, permanent: bool = False) -> JobFinished:
+            return JobFinished(
+                lease=job.lease, error=JobError(kind.value, message), permanent=permanent
+            )
+
+        try:
+            payload = msgspec.json.decode(job.payload)
+            if job.type == registry.EXEC_TYPE:
+                result: Any = await run_exec(payload, logs.add)
+            else:
+                fn = registry.lookup(job.type)
+                if fn is None:
+                    return failed(
+                        ErrorKind.UNKNOWN_TYPE,
+                        f"no handler for job type {job.type!r} in this worker "
+                        "(set SEMANTICA_HANDLERS to the module that defines it)",
+                        permanent=True,
+                    )
+                if inspect.iscoroutinefunction(fn):
+                    result = await fn(ctx, payload)
+                else:
+                    result = await trio.to_thread.run_sync(fn, ctx, payload, abandon_on_cancel=True)
+        except PermanentError as exc:
+            return failed(ErrorKind.EXCEPTION, str(exc) or "PermanentError", permanent=True)
+        except ExecFailed as exc:
+            return failed(ErrorKind.EXIT_STATUS, str(exc))
+        except Exception as exc:  # noqa: BLE001  # any handler error fails the attempt
+            for line in traceback.format_exception(exc):
+                for part in line.rstrip("\n").split("\n"):
+                    logs.add(part)
+            return failed(ErrorKind.EXCEPTION, f"{type(exc).__name__}: {exc}")
+        try:
+            encoded = msgspec.json.encode(result)
+        except (TypeError, msgspec.EncodeError) as exc:
+            return failed(
+                ErrorKind.BAD_RESULT, f"the handler's result is not JSON: {exc}", permanent=True
+            )
+        return JobFinished(lease=job.lease, result=encoded)
+
+
+def main() -> None:
+    """Entry point of ``python -m semantica.worker``; exits 3 if a handler module fails."""
+    fd_text = os.environ.get(FD_ENV)
+    if not fd_text:
+        print(
+            f"semantica.worker is started by semanticad, not by hand ({FD_ENV} is not set)",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+    # Ctrl-C in the supervisor's terminal is the supervisor's business: it drains.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    modules = [m.strip() for m in os.environ.get("SEMANTICA_HANDLERS", "").split(",") if m.strip()]
+    try:
+        registry.load_modules(modules)
+    except Exception as exc:  # noqa: BLE001  # any import failure is a configuration error
+        print(
+            f"semantica worker: cannot load handler modules {modules}: {type(exc).__name__}: {exc}",
+            file=sys.stderr,
+        )
+        sys.stderr.flush()
+        os._exit(3)
+    sock = socket.socket(fileno=int(fd_text))
+
+    async def run() -> None:
+        stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
+        await Worker(FramedStream(stream, ToWorker)).serve()
+
+    trio.run(run)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # A blocking handler's thread cannot be interrupted; do not wait for it.
+    os._exit(0)

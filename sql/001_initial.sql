@@ -1,0 +1,41 @@
+-- 001: the job store. Times are Unix epoch seconds (REAL); JSON is stored as text.
+
+CREATE TABLE jobs (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT, -- the job id users see; never reused
+    type             TEXT    NOT NULL,
+    queue            TEXT    NOT NULL DEFAULT 'default',
+    subject          TEXT,
+    generation       INTEGER,
+    priority         INTEGER NOT NULL DEFAULT 0,
+    state            TEXT    NOT NULL CHECK (state IN
+                         ('QUEUED', 'RUNNING', 'DONE', 'FAILED', 'CANCELLED', 'SUPERSEDED')),
+    payload          TEXT    NOT NULL DEFAULT 'null',
+    result           TEXT,
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    max_attempts     INTEGER NOT NULL DEFAULT 3,
+    timeout_s        REAL,
+    backoff_s        REAL,
+    require_charging INTEGER NOT NULL DEFAULT 0,
+    require_idle     INTEGER NOT NULL DEFAULT 0,
+    created_at       REAL    NOT NULL,
+    run_after        REAL    NOT NULL,             -- not started before this time
+    started_at       REAL,
+    finished_at      REAL,
+    error_kind       TEXT,
+    error_message    TEXT,
+    lease_id         INTEGER,                      -- the lease of the current attempt (fencing)
+    worker_pid       INTEGER,
+    superseded_by    INTEGER                       -- the newer job that replaced this one
+);
+
+-- The dispatch order: highest priority first, then FIFO by id, among queued jobs only.
+CREATE INDEX jobs_ready ON jobs (priority DESC, id) WHERE state = 'QUEUED';
+CREATE INDEX jobs_state ON jobs (state);
+CREATE INDEX jobs_subject ON jobs (type, subject, generation) WHERE subject IS NOT NULL;
+CREATE INDEX jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;
+
+CREATE TABLE queues (
+    name        TEXT PRIMARY KEY,
+    paused      INTEGER NOT NULL DEFAULT 0,
+    max_running INTEGER NOT NULL DEFAULT 0       -- 0: no cap
+);
