@@ -56,7 +56,8 @@ def default_home(env: Mapping[str, str]) -> Path:
     xdg = env.get("XDG_STATE_HOME")
     if xdg:
         return Path(xdg) / "semantica"
-    return Path.home() / ".local" / "state" / "semantica"
+    user_home = Path(env["HOME"]) if env.get("HOME") else Path.home()
+    return user_home / ".local" / "state" / "semantica"
 
 
 def locate(

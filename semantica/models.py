@@ -122,7 +122,7 @@ PRIORITY_MIN = -1000
 PRIORITY_MAX = 1000
 MAX_ATTEMPTS_LIMIT = 1000
 NAME_MAX = 200
-_QUEUE_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_QUEUE_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 DEFAULT_QUEUE = "default"
 DEFAULT_MAX_ATTEMPTS = 3
 
@@ -153,7 +153,7 @@ def validate_spec(spec: JobSpec) -> None:
     """
     if not spec.type or len(spec.type) > NAME_MAX or not spec.type.isprintable():
         raise BadInput(f"job type must be 1-{NAME_MAX} printable characters, got {spec.type!r}")
-    if not _QUEUE_RE.match(spec.queue):
+    if not _QUEUE_RE.fullmatch(spec.queue):
         raise BadInput(f"queue name must be 1-64 of A-Z a-z 0-9 _ . : -, got {spec.queue!r}")
     if spec.subject is not None and (not spec.subject or len(spec.subject) > 4096):
         raise BadInput("subject must be 1-4096 characters")

@@ -282,3 +282,5 @@ def decode_body(decoder: msgspec.msgpack.Decoder[Any], body: bytes) -> Any:
         return decoder.decode(body)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise ProtocolError(f"bad message: {exc}") from None
+    except RecursionError:  # a body nested absurdly deep
+        raise ProtocolError("bad message: nested too deeply") from None

@@ -116,6 +116,9 @@ class ControlServer:
                 pass  # the client went away
             except OSError as exc:
                 log.debug("connection error", error=str(exc))
+            except Exception:
+                # A bug met by one connection must not take the server down.
+                log.exception("connection failed")
 
     async def _authenticate(self, stream: trio.SocketStream, channel: FramedStream) -> bool:
         uid = peer_uid(stream.socket)  # type: ignore[arg-type]

@@ -114,8 +114,13 @@ class SQLiteStore:
         self.clock = clock or SystemClock()
         try:
             self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the database {self.path}: {exc}") from None
+        try:
             self.db = sqlite_utils.Database(self._conn)
             self._conn.execute("PRAGMA busy_timeout = 5000")
+            # Refuse a newer schema before changing anything in the file (WAL mode included).
+            self._check_not_too_new()
             mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if mode != "wal":
                 raise StoreError(f"cannot put {self.path} in WAL mode (got {mode})")
@@ -124,7 +129,11 @@ class SQLiteStore:
             )
             self.migrate()
         except sqlite3.Error as exc:
+            self._conn.close()
             raise StoreError(f"cannot open the database {self.path}: {exc}") from None
+        except StoreError:
+            self._conn.close()
+            raise
         self._last_lease = self._conn.execute(
             "SELECT coalesce(max(lease_id), 0) FROM jobs"
         ).fetchone()[0]
@@ -161,21 +170,24 @@ class SQLiteStore:
     def schema_version(self) -> int:
         return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
 
-    def migrate(self) -> int:
-        """Apply pending migrations, each in its own transaction; return the new version.
-
-        Raises:
-            SchemaTooNew: the file's version is above the newest this code knows.
-        """
-        steps = migrations()
-        latest = steps[-1][0] if steps else 0
+    def _check_not_too_new(self) -> None:
+        latest = migrations()[-1][0]
         current = self.schema_version
         if current > latest:
             raise SchemaTooNew(
                 f"{self.path} has schema version {current}, newer than this Semantica "
                 f"knows ({latest}); upgrade Semantica or restore a backup"
             )
-        for version, path in steps:
+
+    def migrate(self) -> int:
+        """Apply pending migrations, each in its own transaction; return the new version.
+
+        Raises:
+            SchemaTooNew: the file's version is above the newest this code knows.
+        """
+        self._check_not_too_new()
+        current = self.schema_version
+        for version, path in migrations():
             if version <= current:
                 continue
             script = path.read_text()
@@ -258,7 +270,7 @@ class SQLiteStore:
                         started_at=None,
                         finished_at=None,
                         run_after=_ts(run_after),
-                        payload=spec.payload,
+                        payload=_json_decode(payload),  # as stored (a set became a list)
                         timeout=spec.timeout,
                         waiting_for="run_after" if run_after > now else None,
                     )

@@ -31,25 +31,29 @@ class ExecFailed(Exception):
     """The command ran and exited unsuccessfully."""
 
 
+class InvalidPayload(PermanentError):
+    """The payload does not describe a job this handler can run; retrying cannot help."""
+
+
 def parse_payload(payload: Any) -> tuple[list[str], str | None, dict[str, str] | None]:
-    """Check an exec payload; PermanentError with the reason if it is malformed."""
+    """Check an exec payload; InvalidPayload with the reason if it is malformed."""
     if not isinstance(payload, dict):
-        raise PermanentError('exec payload must be an object like {"argv": ["cmd", "arg"]}')
+        raise InvalidPayload('exec payload must be an object like {"argv": ["cmd", "arg"]}')
     argv = payload.get("argv")
     if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
-        raise PermanentError("exec payload needs argv: a non-empty list of strings")
+        raise InvalidPayload("exec payload needs argv: a non-empty list of strings")
     cwd = payload.get("cwd")
     if cwd is not None and not isinstance(cwd, str):
-        raise PermanentError("exec payload cwd must be a string")
+        raise InvalidPayload("exec payload cwd must be a string")
     env = payload.get("env")
     if env is not None and (
         not isinstance(env, dict)
         or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())
     ):
-        raise PermanentError("exec payload env must map strings to strings")
+        raise InvalidPayload("exec payload env must map strings to strings")
     unknown = set(payload) - {"argv", "cwd", "env"}
     if unknown:
-        raise PermanentError(f"exec payload has unknown keys: {', '.join(sorted(unknown))}")
+        raise InvalidPayload(f"exec payload has unknown keys: {', '.join(sorted(unknown))}")
     return argv, cwd, env
 
 
@@ -57,7 +61,8 @@ async def run_exec(payload: Any, log: Callable[[str], None]) -> dict[str, int]:
     """Run the command in ``payload``, sending each output line to ``log``.
 
     Raises:
-        PermanentError: the payload is malformed or the command cannot be started.
+        InvalidPayload: the payload is malformed.
+        PermanentError: the command cannot be started.
         ExecFailed: the command exited non-zero or was killed by a signal.
 
     Cancellation: the command's process group is terminated (SIGTERM, then

@@ -34,7 +34,7 @@ from semantica.models import ErrorKind, JobError
 from semantica.protocol import PROTOCOL_VERSION, JobFinished, JobLog, RunJob, ToWorker, WorkerHello
 from semantica.worker import registry
 from semantica.worker.context import JobContext, LogBuffer
-from semantica.worker.exec_job import ExecFailed, run_exec
+from semantica.worker.exec_job import ExecFailed, InvalidPayload, run_exec
 
 FD_ENV = "SEMANTICA_WORKER_FD"
 
@@ -104,6 +104,9 @@ class Worker:
 
         try:
             payload = msgspec.json.decode(job.payload)
+        except msgspec.DecodeError as exc:
+            return failed(ErrorKind.BAD_PAYLOAD, f"payload is not JSON: {exc}", permanent=True)
+        try:
             if job.type == registry.EXEC_TYPE:
                 result: Any = await run_exec(payload, logs.add)
             else:
@@ -119,6 +122,8 @@ class Worker:
                     result = await fn(ctx, payload)
                 else:
                     result = await trio.to_thread.run_sync(fn, ctx, payload, abandon_on_cancel=True)
+        except InvalidPayload as exc:
+            return failed(ErrorKind.BAD_PAYLOAD, str(exc), permanent=True)
         except PermanentError as exc:
             return failed(ErrorKind.EXCEPTION, str(exc) or "PermanentError", permanent=True)
         except ExecFailed as exc:
