@@ -1,0 +1,191 @@
+"""Write the frozen protocol samples: one encoded frame of every message, fixed values.
+
+Run from the repository root with ``.venv/bin/python tests/data/make_samples.py``.
+It writes ``tests/data/protocol_v1/NAME.frame`` for every sample that has no file
+yet and leaves existing files alone: they are the wire format of released
+versions, and ``tests/unit/test_protocol.py`` decodes them with the current code.
+If that test fails, the change broke compatibility: fix the change, not the
+files. Add a sample here (and its expected value in the test) when a message is
+added. ``--force`` rewrites every file, for a deliberate ``PROTOCOL_VERSION`` bump
+into a new directory only.
+
+The values here are duplicated, on purpose, in the test module: the test must
+not trust this script.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import msgspec
+
+from semantica.models import Job, JobError, JobSpec, JobState
+from semantica.protocol import (
+    Enqueue,
+    Enqueued,
+    ErrorReply,
+    GetJob,
+    GetLogs,
+    GetStatus,
+    Hello,
+    HelloOk,
+    JobFinished,
+    JobList,
+    JobLog,
+    JobReply,
+    ListJobs,
+    LogLines,
+    Ok,
+    RunJob,
+    Shutdown,
+    StatusReply,
+    Wait,
+    WorkerHello,
+    WorkerInfo,
+    encode,
+)
+
+OUT = Path(__file__).resolve().parent / "protocol_v1"
+
+T0 = datetime(2026, 3, 4, 5, 6, 7, 123456, tzinfo=UTC)
+T1 = datetime(2026, 3, 4, 5, 6, 9, tzinfo=UTC)
+T2 = datetime(2026, 3, 4, 5, 7, 0, 500000, tzinfo=UTC)
+
+JOB_FAILED = Job(
+    id=42,
+    type="INDEX_FILE",
+    queue="index",
+    subject="src/main.rs",
+    generation=3,
+    priority=5,
+    state=JobState.FAILED,
+    attempts=3,
+    max_attempts=3,
+    created_at=T0,
+    started_at=T1,
+    finished_at=T2,
+    run_after=T0,
+    result=None,
+    error=JobError(kind="exception", message="ValueError: boom"),
+    payload={"path": "src/main.rs"},
+    timeout=60.0,
+    worker_pid=None,
+)
+
+JOB_QUEUED = Job(
+    id=43,
+    type="exec",
+    queue="default",
+    subject=None,
+    generation=None,
+    priority=0,
+    state=JobState.QUEUED,
+    attempts=0,
+    max_attempts=3,
+    created_at=T0,
+    started_at=None,
+    finished_at=None,
+    run_after=T2,
+    payload={"argv": ["make", "-j4"]},
+    waiting_for="run_after",
+    deduplicated=True,
+)
+
+JOB_DONE = Job(
+    id=44,
+    type="INDEX_FILE",
+    queue="index",
+    subject="src/lib.rs",
+    generation=1,
+    priority=-3,
+    state=JobState.DONE,
+    attempts=1,
+    max_attempts=5,
+    created_at=T0,
+    started_at=T1,
+    finished_at=T2,
+    run_after=T0,
+    result={"symbols": 42, "files": ["a", "b"]},
+    payload=[1, 2.5, "three", None, True],
+)
+
+SAMPLES: dict[str, msgspec.Struct] = {
+    "hello": Hello(version=1, token="s3cret-token", client="semctl 0.1.0"),
+    "enqueue": Enqueue(
+        jobs=[
+            JobSpec(
+                type="INDEX_FILE",
+                payload={"path": "src/main.rs"},
+                queue="index",
+                subject="src/main.rs",
+                generation=7,
+                priority=5,
+                max_attempts=4,
+                timeout=30.0,
+                at=T2,
+                backoff=1.5,
+                require_charging=True,
+            ),
+            JobSpec(type="exec", payload={"argv": ["make"]}, delay=2.5, require_idle=True),
+        ],
+        rid=1,
+    ),
+    "get": GetJob(id=42, rid=2),
+    "list": ListJobs(
+        state="FAILED", queue="index", type="INDEX_FILE", subject="x", limit=10, rid=3
+    ),
+    "wait": Wait(ids=[42, 43], timeout=60.0, rid=4),
+    "logs": GetLogs(id=42, lines=20, rid=5),
+    "status": GetStatus(rid=6),
+    "shutdown": Shutdown(rid=7),
+    "hello_ok": HelloOk(version=1, server_version="0.1.0", pid=4242),
+    "error": ErrorReply(code="not_found", message="no job 99", rid=8),
+    "enqueued": Enqueued(jobs=[JOB_QUEUED], rid=1),
+    "job": JobReply(job=JOB_FAILED, rid=2),
+    "jobs": JobList(jobs=[JOB_DONE, JOB_FAILED], rid=3),
+    "log_lines": LogLines(lines=["indexing path=src/main.rs", "done ✓"], rid=5),
+    "status_reply": StatusReply(
+        version="0.1.0",
+        uptime_s=12.5,
+        db_bytes=65536,
+        counts={"QUEUED": 1, "RUNNING": 1, "DONE": 7, "FAILED": 2},
+        workers=[WorkerInfo(pid=100, state="busy", job=42), WorkerInfo(pid=101, state="idle")],
+        pid=4242,
+        home="/home/user/.local/state/semantica",
+        rid=6,
+    ),
+    "ok": Ok(rid=7),
+    "w_hello": WorkerHello(version=1, pid=100, types=["INDEX_FILE", "exec"]),
+    "w_run": RunJob(
+        lease=9,
+        job_id=42,
+        type="INDEX_FILE",
+        payload=b'{"path":"src/main.rs"}',
+        attempt=2,
+        max_attempts=3,
+        timeout=60.0,
+    ),
+    "w_log": JobLog(lease=9, lines=["indexing path=src/main.rs", ""]),
+    "w_finished": JobFinished(lease=9, result=b'{"symbols":42}'),
+    "w_finished_error": JobFinished(
+        lease=10, error=JobError(kind="exit_status", message="exited with status 3"), permanent=True
+    ),
+}
+
+
+def main(argv: list[str]) -> int:
+    force = "--force" in argv
+    OUT.mkdir(exist_ok=True)
+    for name, msg in SAMPLES.items():
+        path = OUT / f"{name}.frame"
+        if path.exists() and not force:
+            continue
+        path.write_bytes(encode(msg))
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

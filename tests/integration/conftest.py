@@ -1,0 +1,59 @@
+"""Fixtures: one boots the real supervisor (two workers) in a short temporary directory.
+
+At the end the supervisor is stopped and the test fails if any process it
+started (workers, exec commands) is left behind.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+from harness import Announcements, Daemon
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A temporary directory with a short path (Unix socket paths are limited to ~104 bytes)."""
+    path = Path(tempfile.mkdtemp(prefix="sem-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def daemon(short_tmp: Path) -> Iterator[Daemon]:
+    """A running supervisor with two workers; stopped afterwards, leaving no process behind."""
+    d = Daemon(home=short_tmp / "home")
+    d.start()
+    yield d
+    if d.proc is not None and d.proc.poll() is None:
+        d.remember()
+        d.proc.send_signal(signal.SIGTERM)
+        try:
+            d.proc.wait(0.5)
+        except subprocess.TimeoutExpired:
+            # A job is still running: a second signal skips the drain. (Signals sent
+            # back to back may be coalesced into one, hence the wait above.)
+            d.proc.send_signal(signal.SIGTERM)
+        try:
+            d.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            d.proc.kill()
+            d.proc.wait()
+    _gone, alive = psutil.wait_procs(list(d.seen.values()), timeout=5)
+    for p in alive:
+        p.kill()
+    assert not alive, f"processes left behind: {alive}"
+
+
+@pytest.fixture
+def announcements(short_tmp: Path) -> Iterator[Announcements]:
+    a = Announcements(short_tmp / "announce.sock")
+    yield a
+    a.close()

@@ -1,0 +1,88 @@
+"""Handlers the integration tests run in real workers (SEMANTICA_HANDLERS=semtest_handlers).
+
+Handlers that the tests must see start send a datagram ``"<job_id> <attempt> <pid>"``
+to the Unix socket named in the payload's ``notify`` key, so tests wait for an
+event instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import trio
+import trio.lowlevel
+
+from semantica import PermanentError, handler
+
+
+def _announce(ctx: Any, payload: dict[str, Any]) -> None:
+    address = payload.get("notify")
+    if address:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.sendto(f"{ctx.job_id} {ctx.attempt} {os.getpid()}".encode(), address)
+
+
+@handler("NOOP")
+def noop(ctx: Any, payload: Any) -> None:
+    return None
+
+
+@handler("ADD")
+def add(ctx: Any, payload: dict[str, int]) -> dict[str, int]:
+    ctx.log("adding", a=payload["a"], b=payload["b"])
+    return {"sum": payload["a"] + payload["b"]}
+
+
+@handler("ASYNC_ADD")
+async def async_add(ctx: Any, payload: dict[str, int]) -> dict[str, int]:
+    await trio.lowlevel.checkpoint()
+    ctx.log("async adding")
+    return {"sum": payload["a"] + payload["b"]}
+
+
+@handler("FAIL")
+def fail(ctx: Any, payload: dict[str, str]) -> None:
+    raise ValueError(payload.get("message", "boom"))
+
+
+@handler("PERMANENT")
+def permanent(ctx: Any, payload: Any) -> None:
+    raise PermanentError("this input can never work")
+
+
+@handler("WHO")
+def who(ctx: Any, payload: Any) -> dict[str, int]:
+    time.sleep(0.005)  # a little work, so that both workers get some
+    return {"pid": os.getpid()}
+
+
+@handler("WORK")
+def work(ctx: Any, payload: dict[str, Any]) -> dict[str, Any]:
+    """Announce, then work for ``seconds``."""
+    _announce(ctx, payload)
+    time.sleep(payload.get("seconds", 0.5))
+    return {"attempt": ctx.attempt, "pid": os.getpid()}
+
+
+@handler("HANG_ONCE")
+def hang_once(ctx: Any, payload: dict[str, Any]) -> dict[str, Any]:
+    """Announce; the first run (marker file absent) hangs forever, later runs return."""
+    marker = Path(payload["marker"])
+    first = not marker.exists()
+    marker.touch()
+    _announce(ctx, payload)
+    if first:
+        threading.Event().wait()
+    return {"attempt": ctx.attempt, "pid": os.getpid()}
+
+
+@handler("HANG")
+def hang(ctx: Any, payload: dict[str, Any]) -> None:
+    """Announce, then never return."""
+    _announce(ctx, payload)
+    threading.Event().wait()

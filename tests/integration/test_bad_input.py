@@ -1,0 +1,93 @@
+"""Bad input gets the documented exit code, one line on stderr, and changes nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from harness import Daemon
+
+from semantica import Client
+from semantica.errors import AuthError, Unreachable
+
+
+def _counts(daemon: Daemon) -> dict[str, int]:
+    counts: dict[str, int] = daemon.semctl("status", "--json").json()["counts"]
+    return counts
+
+
+def _one_line(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("semctl: ")
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["enqueue", "ADD", "--payload", "{not json"],
+        ["enqueue", "ADD", "--payload", "{}", "--payload-file", "/dev/null"],
+        ["enqueue", "ADD", "--payload-file", "/no/such/file.json"],
+        ["enqueue", "NO_SUCH_TYPE"],
+        ["enqueue", "ADD", "--priority", "5000"],
+        ["enqueue", "ADD", "--max-attempts", "0"],
+        ["enqueue", "ADD", "--queue", "bad queue name!"],
+        ["enqueue", "ADD", "--delay", "-1"],
+        ["enqueue", "ADD", "--at", "next tuesday"],
+        ["enqueue", "ADD", "--", "echo", "hi"],
+        ["enqueue", "exec", "--payload", '{"argv": ["true"]}', "--", "true"],
+        ["list", "--state", "SLEEPING"],
+        ["logs", "1", "-n", "-3"],
+    ],
+)
+def test_bad_input_exits_2_and_enqueues_nothing(daemon: Daemon, args: list[str]) -> None:
+    """Malformed payloads, unknown types and out-of-range options: exit 2, one line, no job."""
+    before = _counts(daemon)
+    result = daemon.semctl(*args)
+    assert result.code == 2, (result.out, result.err)
+    assert result.out == ""
+    _one_line(result.err)
+    assert _counts(daemon) == before
+
+
+def test_bad_usage_exits_2(daemon: Daemon) -> None:
+    """An unknown command or a non-numeric id is a usage error (exit 2)."""
+    assert daemon.semctl("frobnicate").code == 2
+    assert daemon.semctl("show", "abc").code == 2
+
+
+@pytest.mark.parametrize("command", [["show", "999"], ["wait", "999"], ["logs", "999"]])
+def test_unknown_job_id_exits_5(daemon: Daemon, command: list[str]) -> None:
+    """Asking about a job that does not exist: exit 5 and a message naming the id."""
+    result = daemon.semctl(*command)
+    assert result.code == 5
+    assert "999" in _one_line(result.err)
+
+
+def test_no_supervisor_exits_3_and_says_where_it_looked(short_tmp: Path) -> None:
+    """Without a supervisor semctl exits 3, naming the socket path and how to start one."""
+    daemon = Daemon(home=short_tmp / "nothing-here")
+    result = daemon.semctl("status")
+    assert result.code == 3
+    line = _one_line(result.err)
+    assert str(daemon.socket) in line and "semanticad" in line
+    assert not daemon.home.exists()  # looking created nothing
+    with pytest.raises(Unreachable):
+        Client(home=daemon.home).status()
+
+
+def test_wrong_token_exits_4_and_changes_nothing(daemon: Daemon, short_tmp: Path) -> None:
+    """A client with the wrong token is refused (exit 4) and its enqueue is not applied."""
+    fake_home = short_tmp / "fake"
+    fake_home.mkdir(mode=0o700)
+    (fake_home / "token").write_text("not-the-token\n")
+    env = daemon.env(SEMANTICA_HOME=str(fake_home), SEMANTICA_SOCKET=str(daemon.socket))
+    before = _counts(daemon)
+    result = daemon.semctl("enqueue", "NOOP", env=env)
+    assert result.code == 4
+    assert "token" in _one_line(result.err)
+    assert _counts(daemon) == before
+    with pytest.raises(AuthError):
+        Client(socket=daemon.socket, token="").status()
+    assert daemon.semctl("status").code == 0  # the supervisor is unharmed

@@ -1,0 +1,109 @@
+"""Killed workers, drains and a killed supervisor: every acknowledged job still runs to DONE."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import psutil
+from harness import Announcements, Daemon
+
+DRAIN_TIMEOUT_S = "30"
+
+
+def _wait_gone(pids: set[int], timeout: float) -> set[int]:
+    """Wait until none of ``pids`` runs anything; return those still running."""
+    procs = []
+    for pid in pids:
+        try:
+            procs.append(psutil.Process(pid))
+        except psutil.NoSuchProcess:
+            pass
+    _gone, alive = psutil.wait_procs(procs, timeout=timeout)
+    return {p.pid for p in alive if p.status() != psutil.STATUS_ZOMBIE}
+
+
+def test_worker_killed_mid_job_is_replaced_and_the_job_reruns(
+    daemon: Daemon, announcements: Announcements, short_tmp: Path
+) -> None:
+    """SIGKILL of the busy worker: a new worker takes its place and the job ends DONE."""
+    payload = f'{{"marker": "{short_tmp / "marker"}", "notify": "{announcements.path}"}}'
+    job_id = int(daemon.semctl("enqueue", "HANG_ONCE", "--payload", payload, "--backoff", "0").out)
+    announced_job, attempt, pid = announcements.next()
+    assert (announced_job, attempt) == (job_id, 1)
+    os.kill(pid, signal.SIGKILL)
+    _, attempt, second_pid = announcements.next()
+    assert attempt == 2 and second_pid != pid
+    assert daemon.semctl("wait", str(job_id), "--timeout", "30").code == 0
+    job = daemon.semctl("show", str(job_id), "--json").json()
+    assert job["state"] == "DONE" and job["attempts"] == 2
+    workers = daemon.worker_pids()
+    assert len(workers) == 2 and pid not in workers
+    lost = [e for e in daemon.events() if e.get("error_kind") == "worker_lost"]
+    assert lost and lost[0]["job_id"] == job_id
+
+
+def test_sigterm_lets_the_running_job_finish_and_exits_0(
+    daemon: Daemon, announcements: Announcements
+) -> None:
+    """SIGTERM with a job running: the job finishes DONE, exit 0, no process left, socket gone."""
+    payload = f'{{"seconds": 1.0, "notify": "{announcements.path}"}}'
+    job_id = int(daemon.semctl("enqueue", "WORK", "--payload", payload).out)
+    announcements.next()
+    tree = daemon.process_tree()
+    assert daemon.stop(signal.SIGTERM) == 0
+    assert not _wait_gone({p.pid for p in tree}, timeout=5)
+    assert not daemon.socket.exists()
+    done = [e for e in daemon.events() if e.get("job_id") == job_id and e.get("state") == "DONE"]
+    assert len(done) == 1
+    daemon.start()
+    assert daemon.semctl("show", str(job_id), "--json").json()["state"] == "DONE"
+
+
+def test_drain_timeout_requeues_the_job_without_spending_an_attempt(
+    short_tmp: Path, announcements: Announcements
+) -> None:
+    """A job outliving the drain timeout is stopped, re-queued with its attempt given back."""
+    daemon = Daemon(home=short_tmp / "home")
+    daemon.start("--drain-timeout", "0.5")
+    marker = short_tmp / "marker"
+    payload = f'{{"marker": "{marker}", "notify": "{announcements.path}"}}'
+    job_id = int(daemon.semctl("enqueue", "HANG_ONCE", "--payload", payload).out)
+    announcements.next()
+    tree = daemon.process_tree()
+    started = time.monotonic()
+    assert daemon.stop(signal.SIGTERM) == 0
+    assert time.monotonic() - started < 10
+    assert not _wait_gone({p.pid for p in tree}, timeout=5)
+    daemon.start()
+    try:
+        assert daemon.semctl("wait", str(job_id), "--timeout", "30").code == 0
+        job = daemon.semctl("show", str(job_id), "--json").json()
+        assert job["state"] == "DONE" and job["attempts"] == 1
+    finally:
+        daemon.stop()
+
+
+def test_killed_supervisor_takes_its_workers_and_the_job_runs_after_restart(
+    daemon: Daemon, announcements: Announcements, short_tmp: Path
+) -> None:
+    """SIGKILL of the supervisor: its workers (and exec commands) exit within a second or so,
+    and the next start runs the interrupted jobs to DONE."""
+    marker = short_tmp / "marker"
+    payload = f'{{"marker": "{marker}", "notify": "{announcements.path}"}}'
+    hang_id = int(daemon.semctl("enqueue", "HANG_ONCE", "--payload", payload).out)
+    announcements.next()
+    exec_id = int(daemon.semctl("enqueue", "exec", "--", "sleep", "300").out)
+    while not [p for p in daemon.process_tree() if p.name() == "sleep"]:
+        time.sleep(0.01)  # the exec job is a process of its own: nothing announces it
+    tree = daemon.process_tree()
+    daemon.stop(signal.SIGKILL)
+    assert not _wait_gone({p.pid for p in tree}, timeout=2), "orphans survived the supervisor"
+    daemon.start()
+    with daemon.client() as client:
+        job = client.wait(hang_id, timeout=30)
+        assert job.state == "DONE" and job.attempts == 1
+        assert client.get(exec_id).state in ("QUEUED", "RUNNING")
+        assert client.get(exec_id).attempts <= 1

@@ -1,0 +1,43 @@
+"""Shared fixtures of the unit tests: a fake wall clock and a store on a temporary file."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from semantica.models import JobSpec
+from semantica.supervisor.clock import FakeClock
+from semantica.supervisor.store import SQLiteStore
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A wall clock that moves only when a test advances it."""
+    return FakeClock()
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    """Where the test's database file lives."""
+    return tmp_path / "semantica.db"
+
+
+@pytest.fixture
+def store(db_path: Path, clock: FakeClock) -> Iterator[SQLiteStore]:
+    """A freshly migrated store on a temporary file, closed after the test."""
+    s = SQLiteStore(db_path, clock)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def spec() -> Callable[..., JobSpec]:
+    """Build a JobSpec of type ``T`` unless told otherwise."""
+
+    def make(type: str = "T", **fields: Any) -> JobSpec:
+        return JobSpec(type=type, **fields)
+
+    return make

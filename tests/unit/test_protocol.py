@@ -1,0 +1,432 @@
+"""The wire protocol: message round trips, framing, the size cap, bad input, frozen samples."""
+
+from __future__ import annotations
+
+import random
+import typing
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from semantica.errors import FrameTooLarge, ProtocolError
+from semantica.models import Job, JobError, JobSpec, JobState
+from semantica.protocol import (
+    HEADER,
+    MAX_FRAME,
+    ControlReply,
+    ControlRequest,
+    Enqueue,
+    Enqueued,
+    ErrorReply,
+    FrameDecoder,
+    FromWorker,
+    GetJob,
+    GetLogs,
+    GetStatus,
+    Hello,
+    HelloOk,
+    JobFinished,
+    JobList,
+    JobLog,
+    JobReply,
+    ListJobs,
+    LogLines,
+    Ok,
+    RunJob,
+    Shutdown,
+    StatusReply,
+    ToWorker,
+    Wait,
+    WorkerHello,
+    WorkerInfo,
+    encode,
+)
+
+SAMPLES_DIR = Path(__file__).resolve().parent.parent / "data" / "protocol_v1"
+
+# The expected values of the frozen samples. They repeat tests/data/make_samples.py
+# on purpose: this module must not trust the generator.
+T0 = datetime(2026, 3, 4, 5, 6, 7, 123456, tzinfo=UTC)
+T1 = datetime(2026, 3, 4, 5, 6, 9, tzinfo=UTC)
+T2 = datetime(2026, 3, 4, 5, 7, 0, 500000, tzinfo=UTC)
+
+JOB_FAILED = Job(
+    id=42,
+    type="INDEX_FILE",
+    queue="index",
+    subject="src/main.rs",
+    generation=3,
+    priority=5,
+    state=JobState.FAILED,
+    attempts=3,
+    max_attempts=3,
+    created_at=T0,
+    started_at=T1,
+    finished_at=T2,
+    run_after=T0,
+    result=None,
+    error=JobError(kind="exception", message="ValueError: boom"),
+    payload={"path": "src/main.rs"},
+    timeout=60.0,
+    worker_pid=None,
+)
+JOB_QUEUED = Job(
+    id=43,
+    type="exec",
+    queue="default",
+    subject=None,
+    generation=None,
+    priority=0,
+    state=JobState.QUEUED,
+    attempts=0,
+    max_attempts=3,
+    created_at=T0,
+    started_at=None,
+    finished_at=None,
+    run_after=T2,
+    payload={"argv": ["make", "-j4"]},
+    waiting_for="run_after",
+    deduplicated=True,
+)
+JOB_DONE = Job(
+    id=44,
+    type="INDEX_FILE",
+    queue="index",
+    subject="src/lib.rs",
+    generation=1,
+    priority=-3,
+    state=JobState.DONE,
+    attempts=1,
+    max_attempts=5,
+    created_at=T0,
+    started_at=T1,
+    finished_at=T2,
+    run_after=T0,
+    result={"symbols": 42, "files": ["a", "b"]},
+    payload=[1, 2.5, "three", None, True],
+)
+
+# name -> (the union its channel decodes with, the message)
+EXPECTED: dict[str, tuple[Any, msgspec.Struct]] = {
+    "hello": (ControlRequest, Hello(version=1, token="s3cret-token", client="semctl 0.1.0")),
+    "enqueue": (
+        ControlRequest,
+        Enqueue(
+            jobs=[
+                JobSpec(
+                    type="INDEX_FILE",
+                    payload={"path": "src/main.rs"},
+                    queue="index",
+                    subject="src/main.rs",
+                    generation=7,
+                    priority=5,
+                    max_attempts=4,
+                    timeout=30.0,
+                    at=T2,
+                    backoff=1.5,
+                    require_charging=True,
+                ),
+                JobSpec(type="exec", payload={"argv": ["make"]}, delay=2.5, require_idle=True),
+            ],
+            rid=1,
+        ),
+    ),
+    "get": (ControlRequest, GetJob(id=42, rid=2)),
+    "list": (
+        ControlRequest,
+        ListJobs(state="FAILED", queue="index", type="INDEX_FILE", subject="x", limit=10, rid=3),
+    ),
+    "wait": (ControlRequest, Wait(ids=[42, 43], timeout=60.0, rid=4)),
+    "logs": (ControlRequest, GetLogs(id=42, lines=20, rid=5)),
+    "status": (ControlRequest, GetStatus(rid=6)),
+    "shutdown": (ControlRequest, Shutdown(rid=7)),
+    "hello_ok": (ControlReply, HelloOk(version=1, server_version="0.1.0", pid=4242)),
+    "error": (ControlReply, ErrorReply(code="not_found", message="no job 99", rid=8)),
+    "enqueued": (ControlReply, Enqueued(jobs=[JOB_QUEUED], rid=1)),
+    "job": (ControlReply, JobReply(job=JOB_FAILED, rid=2)),
+    "jobs": (ControlReply, JobList(jobs=[JOB_DONE, JOB_FAILED], rid=3)),
+    "log_lines": (ControlReply, LogLines(lines=["indexing path=src/main.rs", "done ✓"], rid=5)),
+    "status_reply": (
+        ControlReply,
+        StatusReply(
+            version="0.1.0",
+            uptime_s=12.5,
+            db_bytes=65536,
+            counts={"QUEUED": 1, "RUNNING": 1, "DONE": 7, "FAILED": 2},
+            workers=[WorkerInfo(pid=100, state="busy", job=42), WorkerInfo(pid=101, state="idle")],
+            pid=4242,
+            home="/home/user/.local/state/semantica",
+            rid=6,
+        ),
+    ),
+    "ok": (ControlReply, Ok(rid=7)),
+    "w_hello": (FromWorker, WorkerHello(version=1, pid=100, types=["INDEX_FILE", "exec"])),
+    "w_run": (
+        ToWorker,
+        RunJob(
+            lease=9,
+            job_id=42,
+            type="INDEX_FILE",
+            payload=b'{"path":"src/main.rs"}',
+            attempt=2,
+            max_attempts=3,
+            timeout=60.0,
+        ),
+    ),
+    "w_log": (FromWorker, JobLog(lease=9, lines=["indexing path=src/main.rs", ""])),
+    "w_finished": (FromWorker, JobFinished(lease=9, result=b'{"symbols":42}')),
+    "w_finished_error": (
+        FromWorker,
+        JobFinished(
+            lease=10,
+            error=JobError(kind="exit_status", message="exited with status 3"),
+            permanent=True,
+        ),
+    ),
+}
+
+UNIONS: dict[str, Any] = {
+    "ControlRequest": ControlRequest,
+    "ControlReply": ControlReply,
+    "ToWorker": ToWorker,
+    "FromWorker": FromWorker,
+}
+
+
+def _members(union: Any) -> set[type]:
+    return set(typing.get_args(union)) or {union}
+
+
+def decode_all(union: Any, data: bytes, max_frame: int = MAX_FRAME) -> list[Any]:
+    decoder = FrameDecoder(union, max_frame)
+    decoder.feed(data)
+    return list(decoder.messages())
+
+
+# ---------------------------------------------------------------- round trips
+
+
+def test_every_message_class_has_a_sample() -> None:
+    """Every message of every channel is covered by a round trip and a frozen sample."""
+    all_classes = set().union(*(_members(u) for u in UNIONS.values()))
+    sampled = {type(msg) for _, msg in EXPECTED.values()}
+    assert all_classes == sampled
+
+
+def test_samples_use_the_right_union() -> None:
+    """Each sample is decoded with the union of the channel its message travels on."""
+    for name, (union, msg) in EXPECTED.items():
+        assert type(msg) in _members(union), name
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_round_trip(name: str) -> None:
+    """A message encoded into a frame decodes to an equal message of the same class."""
+    union, msg = EXPECTED[name]
+    [decoded] = decode_all(union, encode(msg))
+    assert type(decoded) is type(msg)
+    assert decoded == msg
+
+
+def test_frame_fed_one_byte_at_a_time() -> None:
+    """A frame split into single bytes decodes once its last byte arrives, not before."""
+    _, msg = EXPECTED["enqueue"]
+    data = encode(msg)
+    decoder = FrameDecoder(ControlRequest)
+    for i, byte in enumerate(data):
+        decoder.feed(bytes([byte]))
+        got = list(decoder.messages())
+        if i < len(data) - 1:
+            assert got == []
+            assert decoder.pending == i + 1
+        else:
+            assert got == [msg]
+    assert decoder.pending == 0
+
+
+def test_two_frames_in_one_chunk() -> None:
+    """Two frames arriving in one read both decode, in order."""
+    a, b = GetJob(id=1, rid=1), Wait(ids=[1, 2], rid=2)
+    assert decode_all(ControlRequest, encode(a) + encode(b)) == [a, b]
+
+
+def test_trailing_partial_frame_is_kept() -> None:
+    """A complete frame followed by half of the next yields the first and keeps the rest."""
+    a, b = GetJob(id=1, rid=1), GetJob(id=2, rid=2)
+    second = encode(b)
+    decoder = FrameDecoder(ControlRequest)
+    decoder.feed(encode(a) + second[:5])
+    assert list(decoder.messages()) == [a]
+    assert decoder.pending == 5
+    decoder.feed(second[5:])
+    assert list(decoder.messages()) == [b]
+
+
+def test_frame_header_is_big_endian_length() -> None:
+    """A frame is a 4-byte big-endian body length followed by the msgpack body."""
+    msg = Ok(rid=3)
+    frame = encode(msg)
+    assert int.from_bytes(frame[:4], "big") == len(frame) - 4
+    assert msgspec.msgpack.decode(frame[4:]) == {"t": "ok", "rid": 3}
+
+
+# ---------------------------------------------------------------- size cap
+
+
+def test_oversized_header_refused_before_body() -> None:
+    """A header announcing more than the cap is refused as soon as its 4 bytes arrive."""
+    decoder = FrameDecoder(ControlRequest, max_frame=16)
+    header = HEADER.pack(17)
+    for byte in header[:3]:
+        decoder.feed(bytes([byte]))
+        assert list(decoder.messages()) == []
+    decoder.feed(header[3:])
+    with pytest.raises(FrameTooLarge, match="17"):
+        list(decoder.messages())
+
+
+def test_frame_of_exactly_the_cap_is_accepted() -> None:
+    """A body exactly as large as the cap is still accepted."""
+    msg = GetJob(id=7)
+    frame = encode(msg)
+    assert decode_all(ControlRequest, frame, max_frame=len(frame) - 4) == [msg]
+    with pytest.raises(FrameTooLarge):
+        decode_all(ControlRequest, frame, max_frame=len(frame) - 5)
+
+
+def test_frame_too_large_is_a_protocol_error() -> None:
+    """Callers that handle ProtocolError also handle an oversized frame."""
+    assert issubclass(FrameTooLarge, ProtocolError)
+
+
+# ---------------------------------------------------------------- bad bodies
+
+
+def _frame(body: bytes) -> bytes:
+    return HEADER.pack(len(body)) + body
+
+
+_rng = random.Random(1234)
+GARBAGE: dict[str, bytes] = {
+    "random bytes": bytes(_rng.randrange(256) for _ in range(64)),
+    "empty body": b"",
+    "truncated msgpack": msgspec.msgpack.encode({"t": "get", "id": 1})[:-1],
+    "trailing bytes": msgspec.msgpack.encode({"t": "get", "id": 1}) + b"\x00",
+    "an array": msgspec.msgpack.encode([1, 2, 3]),
+    "an integer": msgspec.msgpack.encode(5),
+    "a map without tag": msgspec.msgpack.encode({"id": 1}),
+    "missing field": msgspec.msgpack.encode({"t": "get"}),
+    "wrong field type": msgspec.msgpack.encode({"t": "get", "id": "one"}),
+    "wrong nested type": msgspec.msgpack.encode({"t": "enqueue", "jobs": [{"type": 5}]}),
+    "unknown tag": msgspec.msgpack.encode({"t": "launch_missiles", "rid": 1}),
+    "tag of another channel": msgspec.msgpack.encode({"t": "ok", "rid": 1}),
+    "tag not a string": msgspec.msgpack.encode({"t": 1}),
+}
+
+
+@pytest.mark.parametrize("body", GARBAGE.values(), ids=GARBAGE.keys())
+def test_bad_bodies_raise_protocol_error(body: bytes) -> None:
+    """A frame whose body is not a valid request raises ProtocolError, nothing else."""
+    with pytest.raises(ProtocolError):
+        decode_all(ControlRequest, _frame(body))
+
+
+def test_bad_frame_does_not_poison_the_stream() -> None:
+    """After a bad frame is reported, the next good frame still decodes."""
+    good = GetJob(id=3, rid=1)
+    decoder = FrameDecoder(ControlRequest)
+    decoder.feed(_frame(GARBAGE["unknown tag"]) + encode(good))
+    with pytest.raises(ProtocolError):
+        list(decoder.messages())
+    assert list(decoder.messages()) == [good]
+
+
+def test_worker_message_refused_on_control_channel() -> None:
+    """A worker-channel message sent to the control socket is refused, not obeyed."""
+    with pytest.raises(ProtocolError):
+        decode_all(
+            ControlRequest,
+            encode(RunJob(lease=1, job_id=1, type="x", payload=b"null", attempt=1, max_attempts=1)),
+        )
+
+
+def test_deeply_nested_payload_is_a_protocol_error() -> None:
+    """A frame whose payload nests arrays very deeply is refused as a bad frame."""
+    prefix = msgspec.msgpack.encode({"t": "enqueue", "jobs": [{"type": "x", "payload": 0}]})
+    body = prefix[:-1] + b"\x91" * 100_000 + b"\x00"  # fixarray-of-1, 100k levels deep
+    assert len(body) < MAX_FRAME
+    with pytest.raises(ProtocolError):
+        decode_all(ControlRequest, _frame(body))
+
+
+def _check_only_protocol_errors(data: bytes) -> None:
+    decoder = FrameDecoder(ControlRequest, max_frame=4096)
+    decoder.feed(data)
+    try:
+        for msg in decoder.messages():
+            assert type(msg) in _members(ControlRequest)
+    except ProtocolError:
+        pass
+
+
+@given(st.binary(max_size=512))
+def test_arbitrary_bytes_only_raise_protocol_error(data: bytes) -> None:
+    """Whatever bytes a peer sends, decoding either yields requests or raises ProtocolError."""
+    _check_only_protocol_errors(data)
+
+
+@settings(max_examples=200)
+@given(st.lists(st.binary(max_size=200), max_size=4))
+def test_arbitrary_framed_bodies_only_raise_protocol_error(bodies: list[bytes]) -> None:
+    """Well-framed garbage bodies yield requests or raise ProtocolError, never another error."""
+    _check_only_protocol_errors(b"".join(_frame(body) for body in bodies))
+
+
+_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats()
+    | st.text(max_size=8)
+    | st.binary(max_size=8)
+)
+_keys = st.sampled_from(["t", "id", "rid", "jobs", "type", "ids", "version", "token"])
+_values = st.recursive(
+    _scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_keys, inner, max_size=3),
+    max_leaves=8,
+)
+_tags = st.sampled_from(["hello", "enqueue", "get", "list", "wait", "logs", "status", "x"])
+
+
+@pytest.mark.slow
+@given(_tags, st.dictionaries(_keys, _values, max_size=4))
+def test_msgpack_maps_of_any_shape_only_raise_protocol_error(
+    tag: str, fields: dict[str, Any]
+) -> None:
+    """A msgpack map with any tag and any fields decodes to a request or raises ProtocolError."""
+    _check_only_protocol_errors(_frame(msgspec.msgpack.encode({**fields, "t": tag})))
+
+
+# ---------------------------------------------------------------- frozen samples
+
+
+def test_frozen_sample_files_match_the_expected_set() -> None:
+    """Every frozen sample on disk has an expected value here, and the other way round."""
+    on_disk = {path.stem for path in SAMPLES_DIR.glob("*.frame")}
+    assert on_disk == set(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_frozen_sample_decodes_to_expected(name: str) -> None:
+    """Frames written by protocol v1 still decode to the same values with the current code."""
+    union, expected = EXPECTED[name]
+    data = (SAMPLES_DIR / f"{name}.frame").read_bytes()
+    decoded = decode_all(union, data)
+    assert decoded == [expected]
+    assert type(decoded[0]) is type(expected)

@@ -1,0 +1,203 @@
+"""The scheduler: idle workers wake on new work and on deadlines, and not otherwise."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+
+from semantica.models import JobSpec, JobState
+from semantica.supervisor.scheduler import Scheduler
+from semantica.supervisor.store import Lease, SQLiteStore
+
+
+class TrioWallClock:
+    """Wall-clock time that moves with trio's clock, so autojump_clock drives the store too."""
+
+    def __init__(self, base: float = 1_800_000_000.0) -> None:
+        self.base = base
+
+    def time(self) -> float:
+        return self.base + trio.current_time()
+
+
+@pytest.fixture
+def trio_store(tmp_path: Path) -> Iterator[SQLiteStore]:
+    """A store whose wall clock follows trio's clock."""
+    s = SQLiteStore(tmp_path / "semantica.db", TrioWallClock())
+    yield s
+    s.close()
+
+
+class Waiter:
+    """An idle worker waiting in next_lease; remembers what it got and when."""
+
+    def __init__(self, scheduler: Scheduler, pid: int = 100) -> None:
+        self.scheduler = scheduler
+        self.pid = pid
+        self.lease: Lease | None = None
+        self.at: float | None = None
+        self.done = trio.Event()
+
+    async def run(self) -> None:
+        self.lease = await self.scheduler.next_lease(self.pid)
+        self.at = trio.current_time()
+        self.done.set()
+
+
+async def test_waiter_returns_when_a_job_is_enqueued_and_woken(
+    trio_store: SQLiteStore, autojump_clock: trio.testing.MockClock
+) -> None:
+    """An idle worker gets a new job as soon as it is enqueued, with no time passing."""
+    scheduler = Scheduler(trio_store)
+    waiter = Waiter(scheduler)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(waiter.run)
+        await trio.testing.wait_all_tasks_blocked()
+        assert waiter.lease is None
+        scheduler.wake()  # a wake with nothing queued changes nothing
+        await trio.testing.wait_all_tasks_blocked()
+        assert waiter.lease is None
+
+        [job] = trio_store.enqueue([JobSpec(type="T")])
+        woken_at = trio.current_time()
+        scheduler.wake()
+        await trio.testing.wait_all_tasks_blocked()
+        assert waiter.lease is not None and waiter.lease.job_id == job.id
+        assert waiter.at == woken_at
+    assert trio_store.get(job.id).state == JobState.RUNNING
+    assert trio_store.get(job.id).worker_pid == waiter.pid
+
+
+async def test_waiter_with_job_already_queued_returns_at_once(
+    trio_store: SQLiteStore, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A worker that asks while a job is waiting gets it without needing a wake."""
+    [job] = trio_store.enqueue([JobSpec(type="T")])
+    scheduler = Scheduler(trio_store)
+    with trio.fail_after(1):
+        lease = await scheduler.next_lease(1)
+    assert lease.job_id == job.id
+
+
+async def test_scheduler_does_not_poll(
+    trio_store: SQLiteStore, autojump_clock: trio.testing.MockClock
+) -> None:
+    """An idle scheduler does no work until woken, however long it waits (no polling)."""
+    scheduler = Scheduler(trio_store)
+    waiter = Waiter(scheduler)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(waiter.run)
+        await nursery.start(scheduler.run_timer)
+        await trio.testing.wait_all_tasks_blocked()
+        trio_store.enqueue([JobSpec(type="T")])  # written behind the scheduler's back
+        await trio.sleep(3600)
+        assert waiter.lease is None
+        scheduler.wake()
+        await trio.testing.wait_all_tasks_blocked()
+        assert waiter.lease is not None
+        nursery.cancel_scope.cancel()
+
+
+async def test_each_job_goes_to_one_waiter(
+    trio_store: SQLiteStore, autojump_clock: trio.testing.MockClock
+) -> None:
+    """With several idle workers, one new job starts on exactly one of them."""
+    scheduler = Scheduler(trio_store)
+    waiters = [Waiter(scheduler, pid) for pid in (1, 2, 3)]
+    async with trio.open_nursery() as nursery:
+        for waiter in waiters:
+            nursery.start_soon(waiter.run)
+        await trio.testing.wait_all_tasks_blocked()
+        trio_store.enqueue([JobSpec(type="T")])
+        scheduler.wake()
+        await trio.testing.wait_all_tasks_blocked()
+        assert sum(w.lease is not None for w in waiters) == 1
+        trio_store.enqueue([JobSpec(type="T"), JobSpec(type="T")])
+        scheduler.wake()
+        await trio.testing.wait_all_tasks_blocked()
+        leased = [w.lease.job_id for w in waiters if w.lease is not None]
+        assert len(leased) == len(set(leased)) == 3
+
+
+async def test_delayed_job_starts_when_the_timer_fires(
+    trio_store: SQLiteStore, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A job enqueued with delay=30 starts 30 s later, not earlier, woken by the timer."""
+    scheduler = Scheduler(trio_store)
+    waiter = Waiter(scheduler)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(scheduler.run_timer)
+        nursery.start_soon(waiter.run)
+        await trio.testing.wait_all_tasks_blocked()
+        [job] = trio_store.enqueue([JobSpec(type="T", delay=30.0)])
+        enqueued_at = trio.current_time()
+        scheduler.wake()
+        await trio.sleep(29.9)
+        assert waiter.lease is None
+        assert trio_store.get(job.id).state == JobState.QUEUED
+        with trio.fail_after(5):
+            await waiter.done.wait()
+        assert waiter.lease is not None and waiter.lease.job_id == job.id
+        assert waiter.at is not None
+        assert waiter.at - enqueued_at == pytest.approx(30.0, abs=1e-3)
+        nursery.cancel_scope.cancel()
+
+
+async def test_timer_picks_up_an_earlier_deadline(
+    trio_store: SQLiteStore, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A job due sooner than the one the timer sleeps for starts on time."""
+    scheduler = Scheduler(trio_store)
+    waiter = Waiter(scheduler)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(scheduler.run_timer)
+        nursery.start_soon(waiter.run)
+        trio_store.enqueue([JobSpec(type="late", delay=300.0)])
+        scheduler.wake()
+        await trio.sleep(10)
+        [soon] = trio_store.enqueue([JobSpec(type="soon", delay=5.0)])
+        start = trio.current_time()
+        scheduler.wake()
+        with trio.fail_after(60):
+            await waiter.done.wait()
+        assert waiter.lease is not None and waiter.lease.job_id == soon.id
+        assert waiter.at is not None
+        assert waiter.at - start == pytest.approx(5.0, abs=1e-3)
+        nursery.cancel_scope.cancel()
+
+
+async def test_stop_leasing_keeps_waiters_waiting(
+    trio_store: SQLiteStore, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Once draining, no waiting or newly idle worker starts a job, however long it waits."""
+    scheduler = Scheduler(trio_store)
+    early, late = Waiter(scheduler, 1), Waiter(scheduler, 2)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(scheduler.run_timer)
+        nursery.start_soon(early.run)
+        await trio.testing.wait_all_tasks_blocked()
+        scheduler.stop_leasing()
+        nursery.start_soon(late.run)
+        [job] = trio_store.enqueue([JobSpec(type="T")])
+        scheduler.wake()
+        await trio.sleep(3600)
+        assert early.lease is None and late.lease is None
+        assert trio_store.get(job.id).state == JobState.QUEUED
+        nursery.cancel_scope.cancel()
+
+
+async def test_cancelled_waiter_leases_nothing(
+    trio_store: SQLiteStore, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A worker that stops waiting (cancelled) leaves later jobs in the queue."""
+    scheduler = Scheduler(trio_store)
+    with trio.move_on_after(5):
+        await scheduler.next_lease(1)
+    [job] = trio_store.enqueue([JobSpec(type="T")])
+    scheduler.wake()
+    await trio.testing.wait_all_tasks_blocked()
+    assert trio_store.get(job.id).state == JobState.QUEUED

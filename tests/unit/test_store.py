@@ -1,0 +1,501 @@
+"""The SQLite job store on a temporary file, with a fake clock."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import sqlite3
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from semantica.errors import BadInput, NoSuchJob
+from semantica.models import JobError, JobSpec, JobState
+from semantica.supervisor.clock import FakeClock
+from semantica.supervisor.store import SchemaTooNew, SQLiteStore, StaleLease
+
+SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
+BOOM = JobError(kind="exception", message="ValueError: boom")
+Spec = Callable[..., JobSpec]
+
+
+def _ts(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def _file_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# ---------------------------------------------------------------- enqueue and reads
+
+
+def test_enqueue_returns_committed_jobs_with_increasing_ids(
+    store: SQLiteStore, spec: Spec, clock: FakeClock
+) -> None:
+    """Enqueued jobs come back QUEUED with increasing ids, exactly as a later read shows them."""
+    first = store.enqueue([spec(payload={"n": 1}), spec("U", queue="q", subject="s", priority=4)])
+    second = store.enqueue([spec(payload=[1, "two"])])
+    jobs = first + second
+    ids = [job.id for job in jobs]
+    assert ids == sorted(ids) and len(set(ids)) == 3
+    for job in jobs:
+        assert job.state == JobState.QUEUED
+        assert job.attempts == 0
+        assert job.created_at == _ts(clock.time())
+        assert store.get(job.id) == job
+    assert jobs[1].type == "U" and jobs[1].queue == "q" and jobs[1].subject == "s"
+    assert jobs[2].payload == [1, "two"]
+
+
+def test_enqueue_is_committed_for_another_connection(
+    store: SQLiteStore, spec: Spec, db_path: Path
+) -> None:
+    """An acknowledged enqueue is already on disk: a second connection sees it."""
+    [job] = store.enqueue([spec()])
+    with sqlite3.connect(db_path) as other:
+        rows = other.execute("SELECT id, state FROM jobs").fetchall()
+    other.close()
+    assert rows == [(job.id, "QUEUED")]
+
+
+def test_get_unknown_id_raises_no_such_job(store: SQLiteStore, spec: Spec) -> None:
+    """Asking for a job id that does not exist raises NoSuchJob naming the id."""
+    [job] = store.enqueue([spec()])
+    with pytest.raises(NoSuchJob, match=str(job.id + 1)):
+        store.get(job.id + 1)
+    with pytest.raises(NoSuchJob):
+        store.get_many([job.id, job.id + 1])
+
+
+def test_get_many_keeps_the_order_asked(store: SQLiteStore, spec: Spec) -> None:
+    """get_many returns the jobs in the order of the ids given."""
+    a, b, c = store.enqueue([spec(), spec(), spec()])
+    assert [j.id for j in store.get_many([c.id, a.id, b.id])] == [c.id, a.id, b.id]
+    assert store.get_many([]) == []
+
+
+def test_list_filters_newest_first(store: SQLiteStore, spec: Spec) -> None:
+    """list applies every filter given and returns the newest jobs first, up to the limit."""
+    jobs = store.enqueue(
+        [
+            spec("A", queue="q1", subject="x"),
+            spec("B", queue="q1", subject="y"),
+            spec("A", queue="q2", subject="x"),
+            spec("A", queue="q1", subject="x"),
+            spec("B", queue="q2"),
+        ]
+    )
+    ids = [j.id for j in jobs]
+
+    def listed(**filters: Any) -> list[int]:
+        return [j.id for j in store.list(**filters)]
+
+    assert listed() == ids[::-1]
+    assert listed(limit=2) == [ids[4], ids[3]]
+    assert listed(type="A") == [ids[3], ids[2], ids[0]]
+    assert listed(queue="q1") == [ids[3], ids[1], ids[0]]
+    assert listed(subject="x") == [ids[3], ids[2], ids[0]]
+    assert listed(type="A", queue="q1", subject="x") == [ids[3], ids[0]]
+    assert listed(type="A", queue="q1", subject="x", limit=1) == [ids[3]]
+    assert listed(type="C") == []
+    lease = store.lease(worker_pid=1)
+    assert lease is not None
+    assert listed(state="RUNNING") == [lease.job_id]
+    assert listed(state="QUEUED") == [i for i in ids[::-1] if i != lease.job_id]
+    assert listed(state="DONE") == []
+
+
+# ---------------------------------------------------------------- leases
+
+
+def test_lease_order_is_priority_then_fifo(store: SQLiteStore, spec: Spec) -> None:
+    """Jobs start highest priority first, and in enqueue order within one priority."""
+    jobs = store.enqueue(
+        [spec(priority=0), spec(priority=5), spec(priority=-1), spec(priority=5), spec(priority=10)]
+    )
+    order = []
+    while (lease := store.lease(worker_pid=7)) is not None:
+        order.append(lease.job_id)
+    assert order == [jobs[4].id, jobs[1].id, jobs[3].id, jobs[0].id, jobs[2].id]
+
+
+def test_lease_marks_the_job_running(store: SQLiteStore, spec: Spec, clock: FakeClock) -> None:
+    """A leased job is RUNNING on that worker, with one attempt spent and a start time."""
+    [job] = store.enqueue([spec(payload={"k": "v"}, max_attempts=4, timeout=9.0, backoff=3.0)])
+    clock.advance(5)
+    lease = store.lease(worker_pid=1234)
+    assert lease is not None
+    assert (lease.job_id, lease.type, lease.attempt, lease.max_attempts) == (job.id, "T", 1, 4)
+    assert (lease.timeout, lease.backoff) == (9.0, 3.0)
+    assert lease.payload == b'{"k":"v"}'
+    running = store.get(job.id)
+    assert running.state == JobState.RUNNING
+    assert running.attempts == 1
+    assert running.started_at == _ts(clock.time())
+    assert running.worker_pid == 1234
+    assert store.lease(worker_pid=1) is None
+
+
+def test_lease_ids_are_distinct(store: SQLiteStore, spec: Spec) -> None:
+    """Every lease handed out has its own id, so a late message can be told apart."""
+    store.enqueue([spec(), spec(), spec()])
+    leases = [store.lease(worker_pid=1) for _ in range(3)]
+    assert len({lease.lease_id for lease in leases if lease is not None}) == 3
+
+
+def test_delayed_job_is_not_leased_before_its_time(
+    store: SQLiteStore, spec: Spec, clock: FakeClock
+) -> None:
+    """A job with a delay does not start until the clock reaches its run_after, then does."""
+    start = clock.time()
+    [job] = store.enqueue([spec(delay=30.0)])
+    assert job.run_after == _ts(start + 30)
+    assert job.waiting_for == "run_after"
+    assert store.next_run_after() == start + 30
+    assert store.lease(worker_pid=1) is None
+    clock.advance(29.5)
+    assert store.lease(worker_pid=1) is None
+    assert store.next_run_after() == start + 30
+    clock.advance(0.5)
+    assert store.next_run_after() is None
+    lease = store.lease(worker_pid=1)
+    assert lease is not None and lease.job_id == job.id
+
+
+def test_job_at_a_start_time(store: SQLiteStore, spec: Spec, clock: FakeClock) -> None:
+    """A job given a start time (--at) waits until then."""
+    at = clock.time() + 100
+    [job] = store.enqueue([spec(at=_ts(at))])
+    assert job.run_after == _ts(at)
+    assert store.next_run_after() == at
+    clock.advance(99)
+    assert store.lease(worker_pid=1) is None
+    clock.advance(1)
+    assert store.lease(worker_pid=1) is not None
+
+
+def test_delayed_job_does_not_block_ready_ones(store: SQLiteStore, spec: Spec) -> None:
+    """A high-priority job that is not due yet lets lower-priority ready jobs start."""
+    _delayed, ready = store.enqueue([spec(priority=100, delay=60.0), spec(priority=-5)])
+    lease = store.lease(worker_pid=1)
+    assert lease is not None and lease.job_id == ready.id
+
+
+def test_next_run_after_is_the_earliest_future_time(
+    store: SQLiteStore, spec: Spec, clock: FakeClock
+) -> None:
+    """next_run_after names the earliest delayed job, and None when nothing is delayed."""
+    assert store.next_run_after() is None
+    store.enqueue([spec()])
+    assert store.next_run_after() is None
+    now = clock.time()
+    store.enqueue([spec(delay=50.0), spec(delay=20.0), spec(delay=80.0)])
+    assert store.next_run_after() == now + 20
+
+
+# ---------------------------------------------------------------- ends of attempts
+
+
+def test_complete_sets_done_result_and_finish_time(
+    store: SQLiteStore, spec: Spec, clock: FakeClock
+) -> None:
+    """A completed job is DONE with its result and the time it finished."""
+    [job] = store.enqueue([spec()])
+    lease = store.lease(worker_pid=1)
+    assert lease is not None
+    clock.advance(2.5)
+    store.complete(lease, b'{"symbols":42}')
+    done = store.get(job.id)
+    assert done.state == JobState.DONE
+    assert done.result == {"symbols": 42}
+    assert done.finished_at == _ts(clock.time())
+    assert done.error is None
+    assert done.attempts == 1
+    assert done.worker_pid is None
+    assert store.lease(worker_pid=1) is None
+
+
+def test_fail_with_retry_requeues_keeping_the_error(
+    store: SQLiteStore, spec: Spec, clock: FakeClock
+) -> None:
+    """A failed attempt with a retry time goes back to the queue until then, error kept."""
+    [job] = store.enqueue([spec(max_attempts=3)])
+    first = store.lease(worker_pid=1)
+    assert first is not None
+    retry_at = clock.time() + 10
+    assert store.fail(first, BOOM, retry_at) == JobState.QUEUED
+    queued = store.get(job.id)
+    assert queued.state == JobState.QUEUED
+    assert queued.run_after == _ts(retry_at)
+    assert queued.error == BOOM
+    assert queued.attempts == 1
+    assert queued.finished_at is None
+    assert queued.waiting_for == "retry_backoff"
+    assert store.lease(worker_pid=1) is None
+    clock.advance(10)
+    second = store.lease(worker_pid=1)
+    assert second is not None and second.attempt == 2
+    assert store.get(job.id).error == BOOM  # kept while the retry runs
+    store.complete(second, b"null")
+    assert store.get(job.id).error is None
+    assert store.get(job.id).attempts == 2
+
+
+def test_fail_without_retry_is_final(store: SQLiteStore, spec: Spec, clock: FakeClock) -> None:
+    """A failed attempt with no retry time leaves the job FAILED with its error."""
+    [job] = store.enqueue([spec()])
+    lease = store.lease(worker_pid=1)
+    assert lease is not None
+    clock.advance(1)
+    assert store.fail(lease, BOOM, None) == JobState.FAILED
+    failed = store.get(job.id)
+    assert failed.state == JobState.FAILED
+    assert failed.error == BOOM
+    assert failed.finished_at == _ts(clock.time())
+    assert failed.attempts == 1
+    assert store.lease(worker_pid=1) is None
+
+
+def test_second_complete_with_same_lease_is_stale(store: SQLiteStore, spec: Spec) -> None:
+    """Reporting the same attempt twice raises StaleLease and changes nothing."""
+    [job] = store.enqueue([spec()])
+    lease = store.lease(worker_pid=1)
+    assert lease is not None
+    store.complete(lease, b"1")
+    before = store.get(job.id)
+    with pytest.raises(StaleLease):
+        store.complete(lease, b"2")
+    with pytest.raises(StaleLease):
+        store.fail(lease, BOOM, None)
+    with pytest.raises(StaleLease):
+        store.requeue_interrupted(lease, BOOM)
+    assert store.get(job.id) == before
+
+
+def test_old_lease_cannot_touch_the_retry(store: SQLiteStore, spec: Spec, clock: FakeClock) -> None:
+    """A late message about an earlier attempt does not end the attempt now running."""
+    [job] = store.enqueue([spec()])
+    old = store.lease(worker_pid=1)
+    assert old is not None
+    store.fail(old, BOOM, clock.time())
+    new = store.lease(worker_pid=2)
+    assert new is not None and new.job_id == job.id
+    before = store.get(job.id)
+    for attempt in (
+        lambda: store.complete(old, b"1"),
+        lambda: store.fail(old, BOOM, None),
+        lambda: store.fail(old, BOOM, clock.time()),
+        lambda: store.requeue_interrupted(old, BOOM),
+    ):
+        with pytest.raises(StaleLease):
+            attempt()
+    assert store.get(job.id) == before
+    store.complete(new, b"2")
+    assert store.get(job.id).result == 2
+
+
+def test_requeue_interrupted_gives_back_the_attempt(
+    store: SQLiteStore, spec: Spec, clock: FakeClock
+) -> None:
+    """A job stopped by a drain goes back to the queue at once without spending an attempt."""
+    [job] = store.enqueue([spec(max_attempts=1)])
+    lease = store.lease(worker_pid=1)
+    assert lease is not None
+    clock.advance(3)
+    interrupted = JobError(kind="interrupted", message="drained")
+    store.requeue_interrupted(lease, interrupted)
+    queued = store.get(job.id)
+    assert queued.state == JobState.QUEUED
+    assert queued.attempts == 0
+    assert queued.run_after == _ts(clock.time())
+    assert queued.error == interrupted
+    again = store.lease(worker_pid=1)
+    assert again is not None and again.attempt == 1
+
+
+def test_recover_running_after_restart(db_path: Path, clock: FakeClock, spec: Spec) -> None:
+    """Jobs running when the supervisor died are queued again on the next start, attempts kept."""
+    store = SQLiteStore(db_path, clock)
+    a, b, c = store.enqueue([spec(), spec(), spec()])
+    la = store.lease(worker_pid=1)
+    lb = store.lease(worker_pid=2)
+    assert la is not None and lb is not None
+    store.close()  # the supervisor "dies" here with two jobs RUNNING
+
+    clock.advance(60)
+    store = SQLiteStore(db_path, clock)
+    try:
+        assert store.get(a.id).state == JobState.RUNNING
+        assert store.recover_running() == 2
+        assert store.recover_running() == 0
+        for job_id in (a.id, b.id):
+            job = store.get(job_id)
+            assert job.state == JobState.QUEUED
+            assert job.attempts == 0
+            assert job.run_after == _ts(clock.time())
+            assert job.error is not None and job.error.kind == "interrupted"
+        assert store.get(c.id).state == JobState.QUEUED
+        # The old leases are stale: a message from a worker of the dead supervisor changes nothing.
+        with pytest.raises(StaleLease):
+            store.complete(la, b"1")
+        relet = store.lease(worker_pid=3)
+        assert relet is not None and relet.job_id == a.id and relet.attempt == 1
+        assert relet.lease_id > max(la.lease_id, lb.lease_id)
+        with pytest.raises(StaleLease):
+            store.complete(la, b"1")
+    finally:
+        store.close()
+
+
+def test_counts_cover_every_state(store: SQLiteStore, spec: Spec) -> None:
+    """counts lists every state, zeros included, with the right numbers."""
+    assert store.counts() == {state.value: 0 for state in JobState}
+    store.enqueue([spec() for _ in range(5)])
+    done, failed, running = (store.lease(worker_pid=1) for _ in range(3))
+    assert done is not None and failed is not None and running is not None
+    store.complete(done, None)
+    store.fail(failed, BOOM, None)
+    assert store.counts() == {
+        "QUEUED": 2,
+        "RUNNING": 1,
+        "DONE": 1,
+        "FAILED": 1,
+        "CANCELLED": 0,
+        "SUPERSEDED": 0,
+    }
+
+
+# ---------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        JobSpec(type="T", priority=5000),
+        JobSpec(type=""),
+        JobSpec(type="T", payload=object()),
+        JobSpec(type="T", payload={"when": object()}),
+    ],
+    ids=["bad priority", "empty type", "object payload", "nested object payload"],
+)
+def test_bad_spec_in_a_batch_inserts_nothing(store: SQLiteStore, spec: Spec, bad: JobSpec) -> None:
+    """A batch whose last spec is bad is refused whole: no job of it is inserted."""
+    with pytest.raises(BadInput):
+        store.enqueue([spec(), spec(), bad])
+    assert store.counts() == {state.value: 0 for state in JobState}
+    assert store.list() == []
+    assert store.lease(worker_pid=1) is None
+
+
+def test_non_json_payload_error_names_the_payload(store: SQLiteStore, spec: Spec) -> None:
+    """A payload that is not JSON is refused with a reason that says so."""
+    with pytest.raises(BadInput, match="payload"):
+        store.enqueue([spec(payload=object())])
+
+
+def test_payload_comes_back_as_stored(store: SQLiteStore, spec: Spec) -> None:
+    """A payload is stored as JSON, and the job returned by enqueue shows it as stored."""
+    [job] = store.enqueue([spec(payload={"tags": {1}})])
+    assert job.payload == {"tags": [1]}
+    assert store.get(job.id).payload == {"tags": [1]}
+
+
+def test_job_ids_are_never_reused(store: SQLiteStore, spec: Spec) -> None:
+    """After the newest job is deleted, the next job still gets a new, higher id."""
+    jobs = store.enqueue([spec(), spec(), spec()])
+    newest = jobs[-1].id
+    # No public delete exists yet (retention GC will add one); reach into the
+    # connection to delete the newest row as the GC would.
+    store._conn.execute("DELETE FROM jobs WHERE id = ?", (newest,))
+    with pytest.raises(NoSuchJob):
+        store.get(newest)
+    [new] = store.enqueue([spec()])
+    assert new.id > newest
+
+
+# ---------------------------------------------------------------- the file
+
+
+def test_schema_version_is_the_newest_migration(store: SQLiteStore) -> None:
+    """A new database is migrated to the highest sql/NNN_*.sql version."""
+    numbers = [
+        int(m.group(1))
+        for p in SQL_DIR.iterdir()
+        if (m := re.fullmatch(r"(\d{3})_[a-z0-9_]+\.sql", p.name))
+    ]
+    assert numbers
+    assert store.schema_version == max(numbers)
+
+
+def test_reopen_keeps_jobs_and_version(db_path: Path, clock: FakeClock, spec: Spec) -> None:
+    """Opening an existing database again keeps its jobs and does not re-run migrations."""
+    store = SQLiteStore(db_path, clock)
+    [job] = store.enqueue([spec(payload={"a": 1})])
+    version = store.schema_version
+    store.close()
+    store = SQLiteStore(db_path, clock)
+    try:
+        assert store.schema_version == version
+        assert store.get(job.id) == job
+    finally:
+        store.close()
+
+
+def _make_future_db(path: Path, wal: bool) -> None:
+    conn = sqlite3.connect(path)
+    if wal:
+        conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("CREATE TABLE future (x)")
+    conn.execute("INSERT INTO future VALUES (1)")
+    conn.commit()
+    conn.execute("PRAGMA user_version = 999")
+    conn.close()
+
+
+def test_newer_schema_is_refused_naming_both_versions(db_path: Path, clock: FakeClock) -> None:
+    """A database from a newer Semantica is refused with both schema versions in the message."""
+    _make_future_db(db_path, wal=True)
+    before = _file_hash(db_path)
+    with pytest.raises(SchemaTooNew) as info:
+        SQLiteStore(db_path, clock)
+    newest = max(int(p.name[:3]) for p in SQL_DIR.glob("[0-9][0-9][0-9]_*.sql"))
+    assert "999" in info.value.message
+    assert f"({newest})" in info.value.message
+    assert _file_hash(db_path) == before
+
+
+def test_newer_schema_leaves_the_file_untouched(db_path: Path, clock: FakeClock) -> None:
+    """Refusing a newer database does not change a byte of it."""
+    _make_future_db(db_path, wal=False)
+    before = _file_hash(db_path)
+    with pytest.raises(SchemaTooNew):
+        SQLiteStore(db_path, clock)
+    assert _file_hash(db_path) == before
+
+
+def _pragma(store: SQLiteStore, name: str) -> object:
+    # synchronous is a per-connection setting: only the store's own connection can tell.
+    return store._conn.execute(f"PRAGMA {name}").fetchone()[0]
+
+
+def test_default_durability_is_wal_and_full(store: SQLiteStore, db_path: Path) -> None:
+    """By default the database is in WAL mode and every commit is synced (synchronous=FULL)."""
+    assert _pragma(store, "journal_mode") == "wal"
+    assert _pragma(store, "synchronous") == 2
+    with sqlite3.connect(db_path) as other:  # WAL is a property of the file
+        assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    other.close()
+
+
+def test_normal_durability(db_path: Path, clock: FakeClock) -> None:
+    """durability="normal" keeps WAL and relaxes syncing to synchronous=NORMAL."""
+    store = SQLiteStore(db_path, clock, durability="normal")
+    try:
+        assert _pragma(store, "journal_mode") == "wal"
+        assert _pragma(store, "synchronous") == 1
+    finally:
+        store.close()

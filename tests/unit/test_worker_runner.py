@@ -1,0 +1,347 @@
+"""The worker's job runner, driven in-process over a socket pair as the supervisor would."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import trio
+import trio.lowlevel
+
+from semantica.errors import PermanentError
+from semantica.framed import FramedStream
+from semantica.protocol import (
+    PROTOCOL_VERSION,
+    FromWorker,
+    JobFinished,
+    JobLog,
+    RunJob,
+    ToWorker,
+    WorkerHello,
+)
+from semantica.worker.registry import handler
+from semantica.worker.runner import Worker
+
+TIMEOUT = 10  # generous: a hang fails the test instead of blocking the run
+
+# The registry is a process-wide dict: these names are unique to this module.
+
+
+@handler("UT_ADD")
+def add(ctx: Any, payload: Any) -> Any:
+    ctx.log("adding", a=payload["a"], b=payload["b"])
+    ctx.log(f"job {ctx.job_id} attempt {ctx.attempt}/{ctx.max_attempts}")
+    return {"sum": payload["a"] + payload["b"]}
+
+
+@handler("UT_ASYNC_ADD")
+async def async_add(ctx: Any, payload: Any) -> Any:
+    ctx.log("first")
+    await trio.lowlevel.checkpoint()
+    ctx.log("second")
+    return [payload["a"] + payload["b"]]
+
+
+@handler("UT_VALUE_ERROR")
+def value_error(ctx: Any, payload: Any) -> Any:
+    ctx.log("about to fail")
+    raise ValueError("bad value 17")
+
+
+@handler("UT_PERMANENT")
+async def permanent(ctx: Any, payload: Any) -> Any:
+    raise PermanentError("this will never work")
+
+
+@handler("UT_BAD_RESULT")
+def bad_result(ctx: Any, payload: Any) -> Any:
+    return object()
+
+
+@handler("UT_BLOCK")
+async def block(ctx: Any, payload: Any) -> Any:
+    ctx.log("started")
+    try:
+        await trio.sleep_forever()
+    finally:
+        BLOCK_STOPPED.append(ctx.job_id)
+
+
+BLOCK_STOPPED: list[int] = []  # ids of UT_BLOCK jobs whose handler was stopped
+
+
+def _framed(sock: socket.socket, union: Any) -> FramedStream:
+    return FramedStream(trio.SocketStream(trio.socket.from_stdlib_socket(sock)), union)
+
+
+@asynccontextmanager
+async def running_worker() -> AsyncIterator[FramedStream]:
+    """A Worker serving one end of a socket pair; yields the supervisor's end."""
+    sup_sock, worker_sock = socket.socketpair()
+    supervisor, worker_end = _framed(sup_sock, FromWorker), _framed(worker_sock, ToWorker)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(Worker(worker_end).serve)
+            with trio.fail_after(TIMEOUT):
+                yield supervisor
+            nursery.cancel_scope.cancel()
+    finally:
+        await supervisor.aclose()
+        await worker_end.aclose()
+
+
+async def _hello(supervisor: FramedStream) -> WorkerHello:
+    msg = await supervisor.receive()
+    assert isinstance(msg, WorkerHello)
+    return msg
+
+
+async def run_job(
+    supervisor: FramedStream, type: str, payload: Any, *, lease: int = 5, raw: bytes | None = None
+) -> tuple[list[str], JobFinished, list[Any]]:
+    """Send one RunJob; return its log lines, its JobFinished and every message in order."""
+    await supervisor.send(
+        RunJob(
+            lease=lease,
+            job_id=100 + lease,
+            type=type,
+            payload=msgspec.json.encode(payload) if raw is None else raw,
+            attempt=2,
+            max_attempts=3,
+        )
+    )
+    lines: list[str] = []
+    received: list[Any] = []
+    while True:
+        msg = await supervisor.receive()
+        received.append(msg)
+        if isinstance(msg, JobLog):
+            assert msg.lease == lease
+            lines.extend(msg.lines)
+        else:
+            assert isinstance(msg, JobFinished)
+            assert msg.lease == lease
+            return lines, msg, received
+
+
+async def test_hello_lists_the_types() -> None:
+    """A worker first announces its protocol version, pid and job types, exec included."""
+    async with running_worker() as supervisor:
+        hello = await _hello(supervisor)
+    assert hello.version == PROTOCOL_VERSION
+    assert hello.pid > 0
+    assert {"exec", "UT_ADD", "UT_ASYNC_ADD"} <= set(hello.types)
+    assert hello.types == sorted(hello.types)
+
+
+async def test_sync_handler_logs_then_finishes_with_result() -> None:
+    """A plain handler's log lines arrive in order before the result of the job."""
+    async with running_worker() as supervisor:
+        await _hello(supervisor)
+        lines, finished, received = await run_job(supervisor, "UT_ADD", {"a": 2, "b": 3})
+    assert lines == ["adding a=2 b=3", "job 105 attempt 2/3"]
+    assert isinstance(received[-1], JobFinished)
+    assert finished.error is None
+    assert finished.result is not None
+    assert msgspec.json.decode(finished.result) == {"sum": 5}
+
+
+async def test_async_handler_logs_then_finishes_with_result() -> None:
+    """An async handler's log lines arrive in order before the result of the job."""
+    async with running_worker() as supervisor:
+        await _hello(supervisor)
+        lines, finished, received = await run_job(supervisor, "UT_ASYNC_ADD", {"a": 1, "b": 1})
+    assert lines == ["first", "second"]
+    assert isinstance(received[-1], JobFinished)
+    assert finished.error is None
+    assert finished.result is not None
+    assert msgspec.json.decode(finished.result) == [2]
+
+
+async def test_worker_runs_jobs_one_after_another() -> None:
+    """One worker runs several jobs in turn, each reported under its own lease."""
+    async with running_worker() as supervisor:
+        await _hello(supervisor)
+        for lease in (1, 2, 3):
+            _, finished, _ = await run_job(supervisor, "UT_ADD", {"a": lease, "b": 0}, lease=lease)
+            assert finished.result is not None
+            assert msgspec.json.decode(finished.result) == {"sum": lease}
+
+
+async def test_exception_fails_the_attempt_with_traceback_in_log() -> None:
+    """A handler that raises fails this attempt (retryable) and its traceback is in the log."""
+    async with running_worker() as supervisor:
+        await _hello(supervisor)
+        lines, finished, _ = await run_job(supervisor, "UT_VALUE_ERROR", None)
+    assert finished.error is not None
+    assert finished.error.kind == "exception"
+    assert "ValueError" in finished.error.message and "bad value 17" in finished.error.message
+    assert finished.permanent is False
+    assert finished.result is None
+    assert lines[0] == "about to fail"
+    assert any(line.startswith("Traceback") for line in lines)
+    assert any("value_error" in line for line in lines)
+    assert lines[-1] == "ValueError: bad value 17"
+
+
+async def test_permanent_error_is_not_retried() -> None:
+    """A handler raising PermanentError fails the job with no retry."""
+    async with running_worker() as supervisor:
+        await _hello(supervisor)
+        _, finished, _ = await run_job(supervisor, "UT_PERMANENT", {})
+    assert finished.error is not None
+    assert finished.error.kind == "exception"
+    assert "this will never work" in finished.error.message
+    assert finished.permanent is True
+
+
+async def test_unknown_type_fails_permanently() -> None:
+    """A job type no handler claims fails at once, permanently, naming the type."""
+    async with running_worker() as supervisor:
+        await _hello(supervisor)
+        _, finished, _ = await run_job(supervisor, "UT_NOBODY_HANDLES_THIS", {})
+    assert finished.error is not None
+    assert finished.error.kind == "unknown_type"
+    assert "UT_NOBODY_HANDLES_THIS" in finished.error.message
+    assert finished.permanent is True
+
+
+async def test_non_json_result_fails_as_bad_result() -> None:
+    """A handler returning something that is not JSON fails with kind bad_result."""
+    async with running_worker() as supervisor:
+        await _hello(supervisor)
+        _, finished, _ = await run_job(supervisor, "UT_BAD_RESULT", {})
+    assert finished.error is not None
+    assert finished.error.kind == "bad_result"
+    assert finished.result is None
+
+
+async def test_exec_output_and_exit_status() -> None:
+    """An exec job's stdout and stderr go to the log; a non-zero exit fails with its status."""
+    async with running_worker() as supervisor:
+        await _hello(supervisor)
+        lines, finished, _ = await run_job(
+            supervisor, "exec", {"argv": ["sh", "-c", "echo a; echo b >&2; exit 3"]}
+        )
+    assert lines == ["a", "b"]
+    assert finished.error is not None
+    assert finished.error.kind == "exit_status"
+    assert "status 3" in finished.error.message
+    assert finished.permanent is False
+
+
+async def test_exec_success() -> None:
+    """An exec job that exits 0 is a success with the exit status as its result."""
+    async with running_worker() as supervisor:
+        await _hello(supervisor)
+        lines, finished, _ = await run_job(
+            supervisor, "exec", {"argv": ["sh", "-c", 'printf "x\\ny"']}
+        )
+    assert lines == ["x", "y"]
+    assert finished.error is None
+    assert finished.result is not None
+    assert msgspec.json.decode(finished.result) == {"exit_status": 0}
+
+
+async def test_exec_env_and_cwd(tmp_path: Path) -> None:
+    """An exec job runs in the cwd given, with the env given added to the worker's."""
+    async with running_worker() as supervisor:
+        await _hello(supervisor)
+        lines, finished, _ = await run_job(
+            supervisor,
+            "exec",
+            {
+                "argv": ["sh", "-c", 'pwd; echo "$UT_VAR"'],
+                "cwd": str(tmp_path),
+                "env": {"UT_VAR": "v1"},
+            },
+        )
+    assert finished.error is None
+    assert lines == [str(tmp_path), "v1"]
+
+
+async def test_exec_malformed_payload_fails_permanently() -> None:
+    """An exec job without a proper argv fails without retry, saying what is wrong."""
+    payloads: list[Any] = [
+        {},
+        {"argv": "ls -l"},
+        {"argv": []},
+        {"argv": ["ls", 3]},
+        ["ls"],
+        {"argv": ["ls"], "surprise": 1},
+    ]
+    async with running_worker() as supervisor:
+        await _hello(supervisor)
+        for lease, payload in enumerate(payloads, start=1):
+            _, finished, _ = await run_job(supervisor, "exec", payload, lease=lease)
+            assert finished.error is not None, payload
+            assert finished.permanent is True, payload
+            assert "exec payload" in finished.error.message, payload
+
+
+async def test_exec_malformed_payload_is_a_bad_payload() -> None:
+    """An exec job without argv is reported with the error kind bad_payload."""
+    async with running_worker() as supervisor:
+        await _hello(supervisor)
+        _, finished, _ = await run_job(supervisor, "exec", {})
+    assert finished.error is not None
+    assert finished.error.kind == "bad_payload"
+
+
+async def test_exec_missing_command_fails_permanently() -> None:
+    """An exec job whose command does not exist fails without retry, naming the command."""
+    async with running_worker() as supervisor:
+        await _hello(supervisor)
+        _, finished, _ = await run_job(
+            supervisor, "exec", {"argv": ["semantica-ut-no-such-command", "x"]}
+        )
+    assert finished.error is not None
+    assert finished.permanent is True
+    assert "semantica-ut-no-such-command" in finished.error.message
+
+
+async def test_serve_returns_when_supervisor_closes() -> None:
+    """When the supervisor's end closes, the worker's serve() returns."""
+    sup_sock, worker_sock = socket.socketpair()
+    supervisor, worker_end = _framed(sup_sock, FromWorker), _framed(worker_sock, ToWorker)
+    try:
+        with trio.fail_after(TIMEOUT):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(Worker(worker_end).serve)
+                await _hello(supervisor)
+                await supervisor.aclose()
+            # the nursery exits only because serve() returned
+    finally:
+        await worker_end.aclose()
+
+
+async def test_supervisor_closing_stops_the_running_job() -> None:
+    """When the supervisor goes away mid-job, the worker stops the job and returns."""
+    sup_sock, worker_sock = socket.socketpair()
+    supervisor, worker_end = _framed(sup_sock, FromWorker), _framed(worker_sock, ToWorker)
+    try:
+        with trio.fail_after(TIMEOUT):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(Worker(worker_end).serve)
+                await _hello(supervisor)
+                await supervisor.send(
+                    RunJob(
+                        lease=1,
+                        job_id=77,
+                        type="UT_BLOCK",
+                        payload=b"null",
+                        attempt=1,
+                        max_attempts=1,
+                    )
+                )
+                log = await supervisor.receive()
+                assert isinstance(log, JobLog) and log.lines == ["started"]
+                assert 77 not in BLOCK_STOPPED
+                await supervisor.aclose()
+        assert 77 in BLOCK_STOPPED
+    finally:
+        await worker_end.aclose()
