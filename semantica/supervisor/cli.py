@@ -13,6 +13,7 @@ import argparse
 import sys
 
 from semantica import __version__
+from semantica.errors import SemanticaError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,7 +46,6 @@ def main(argv: list[str] | None = None) -> None:
     import trio
 
     from semantica.config import Settings
-    from semantica.errors import SemanticaError
     from semantica.supervisor.app import Supervisor
     from semantica.supervisor.log import configure
 
@@ -66,7 +66,15 @@ def main(argv: list[str] | None = None) -> None:
     try:
         trio.run(Supervisor(settings).run)
     except* SemanticaError as group:
-        first = group.exceptions[0]
-        assert isinstance(first, SemanticaError)
+        first = _first_leaf(group)
         print(f"semanticad: {first.message}", file=sys.stderr)
         sys.exit(first.exit_code)
+
+
+def _first_leaf(group: BaseExceptionGroup[SemanticaError]) -> SemanticaError:
+    """Nurseries nest exception groups; the user needs the one error inside."""
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    assert isinstance(error, SemanticaError)
+    return error

@@ -1,0 +1,95 @@
+"""Starting semanticad: bad settings and broken handler modules fail fast with one clear line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from harness import Daemon
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run_semanticad(daemon: Daemon, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "semantica.supervisor", *args],
+        env=daemon.env(**env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_handler_module_that_does_not_import_stops_the_start(short_tmp: Path) -> None:
+    """A missing handler module: the worker's error is shown and semanticad exits 1."""
+    daemon = Daemon(home=short_tmp / "home")
+    result = _run_semanticad(daemon, "--workers", "1", "--handlers", "no_such_handlers_mod")
+    assert result.returncode == 1
+    assert "no_such_handlers_mod" in result.stderr
+    assert "semanticad: worker" in result.stderr
+    assert not daemon.socket.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "needle"),
+    [
+        (["--workers", "zero"], {}, "SEMANTICA_WORKERS"),
+        ([], {"SEMANTICA_DRAIN_TIMEOUT": "-5"}, "SEMANTICA_DRAIN_TIMEOUT"),
+        ([], {"SEMANTICA_POWER": "solar"}, "SEMANTICA_POWER"),
+    ],
+)
+def test_bad_setting_exits_2_with_one_line(
+    short_tmp: Path, args: list[str], env: dict[str, str], needle: str
+) -> None:
+    """A malformed setting is named in a one-line error and nothing is created."""
+    daemon = Daemon(home=short_tmp / "home")
+    result = _run_semanticad(daemon, *args, **env)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and needle in result.stderr
+    assert not daemon.home.exists()
+
+
+def test_state_directory_open_to_others_is_refused(short_tmp: Path) -> None:
+    """A group- or world-accessible state directory is refused with the chmod that fixes it."""
+    home = short_tmp / "home"
+    home.mkdir(mode=0o755)
+    home.chmod(0o755)
+    result = _run_semanticad(Daemon(home=home), "--workers", "1")
+    assert result.returncode == 2
+    assert f"chmod 700 {home}" in result.stderr
+
+
+def test_second_supervisor_on_the_same_home_is_refused(daemon: Daemon) -> None:
+    """Only one semanticad per state directory: the second exits at once naming the first's pid."""
+    result = _run_semanticad(daemon, "--workers", "1")
+    assert result.returncode == 2
+    assert daemon.proc is not None and f"pid {daemon.proc.pid}" in result.stderr
+    assert daemon.semctl("status").code == 0  # the first one still serves
+
+
+@pytest.mark.slow
+def test_the_wheel_ships_the_migrations(tmp_path: Path) -> None:
+    """A plain (non-editable) install carries sql/, so it can create a database."""
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--disable-pip-version-check",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    [wheel] = tmp_path.glob("semantica-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "semantica/sql/001_initial.sql" in names
