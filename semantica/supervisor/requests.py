@@ -97,18 +97,16 @@ async def handle_wait(sup: Supervisor, request: Wait) -> JobList:
     if not timeout >= 0:
         raise BadInput(f"timeout must be 0 or more seconds, got {request.timeout}")
     jobs = sup.store.get_many(request.ids)  # NoSuchJob for an unknown id
-    with trio.move_on_after(timeout) as waiting:
-        while True:
-            # Re-read every round: a job may finish while we wait for another, and
-            # reading then subscribing has no checkpoint in between.
-            pending = [job.id for job in jobs if job.state not in TERMINAL_STATES]
-            if not pending:
-                break
-            await sup.events.finished(pending[0]).wait()
-            jobs = sup.store.get_many(request.ids)
-    if waiting.cancelled_caught:  # timed out: report the states as they are now
-        jobs = sup.store.get_many(request.ids)
-    return JobList(rid=request.rid, jobs=jobs)
+    pending = [job.id for job in jobs if job.state not in TERMINAL_STATES]
+    if not pending:
+        return JobList(rid=request.rid, jobs=jobs)
+    with trio.move_on_after(timeout):
+        for job_id in pending:
+            # Read the state, then subscribe, with no checkpoint in between: a job
+            # that finished while we waited for an earlier one is not waited for.
+            if sup.store.state(job_id) not in TERMINAL_STATES:
+                await sup.events.finished(job_id).wait()
+    return JobList(rid=request.rid, jobs=sup.store.get_many(request.ids))
 
 
 def handle_logs(sup: Supervisor, request: GetLogs) -> LogLines:

@@ -415,12 +415,36 @@ class SQLiteStore:
         return self._job(row)
 
     def get_many(self, job_ids: Iterable[int]) -> list[Job]:
-        """Several jobs, in the order asked.
+        """Several jobs, in the order asked (an id asked twice comes twice).
 
         Raises:
             NoSuchJob: one of the ids names no job.
         """
-        return [self.get(job_id) for job_id in job_ids]
+        wanted = list(job_ids)
+        found: dict[int, Job] = {}
+        unique = list(dict.fromkeys(wanted))
+        for start in range(0, len(unique), 500):  # SQLite's bound-parameter limit
+            chunk = unique[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self._conn.execute(
+                f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id IN ({marks})", chunk
+            ):
+                found[row[0]] = self._job(row)
+        missing = [job_id for job_id in unique if job_id not in found]
+        if missing:
+            raise NoSuchJob(f"no job {missing[0]}")
+        return [found[job_id] for job_id in wanted]
+
+    def state(self, job_id: int) -> JobState:
+        """A job's state alone (cheap).
+
+        Raises:
+            NoSuchJob: no job has this id.
+        """
+        row = self._conn.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise NoSuchJob(f"no job {job_id}")
+        return JobState(row[0])
 
     def list(
         self,

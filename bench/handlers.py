@@ -1,0 +1,19 @@
+"""Handlers the benchmark's workers run (SEMANTICA_HANDLERS=bench.handlers)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from semantica import handler
+
+
+@handler("NOOP")
+def noop(ctx: Any, payload: Any) -> None:
+    return None
+
+
+@handler("STAMP")
+def stamp(ctx: Any, payload: Any) -> float:
+    """Return when the handler started, on the system-wide monotonic clock."""
+    return time.monotonic()
