@@ -44,18 +44,22 @@ class FramedStream:
             if self._error is not None:
                 error, self._error = self._error, None
                 raise error
+            try:
+                # Frames already buffered first: good frames may follow a bad one.
+                for msg in self._decoder.messages():
+                    self._ready.append(msg)
+            except ProtocolError as exc:
+                # Deliver the good messages before it, in order, then the error.
+                self._error = exc
+                continue
+            if self._ready:
+                break
             data = await self.stream.receive_some(_RECEIVE_CHUNK)
             if not data:
                 if self._decoder.pending:
                     raise ProtocolError("connection closed in the middle of a frame")
                 raise trio.EndOfChannel
             self._decoder.feed(data)
-            try:
-                for msg in self._decoder.messages():
-                    self._ready.append(msg)
-            except ProtocolError as exc:
-                # Deliver the good messages before it, in order, then the error.
-                self._error = exc
         return self._ready.popleft()
 
     async def send(self, msg: msgspec.Struct) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from semantica.errors import BadInput, SemanticaError
+from semantica.errors import BadInput, SemanticaError, register_code
 
 
 class JobState(enum.StrEnum):
@@ -53,6 +53,7 @@ TRANSITIONS: Mapping[tuple[JobState, JobState], str] = {
 }
 
 
+@register_code
 class InvalidTransition(SemanticaError):
     """A state change the transition table does not allow."""
 

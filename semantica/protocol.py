@@ -36,6 +36,11 @@ PROTOCOL_VERSION = 1
 
 #: Default cap on one frame's body; the supervisor's is configurable.
 MAX_FRAME = 1 << 20
+#: Cap on the worker channel, which joins two processes of ours: a payload that fit a
+#: control frame may grow when re-encoded as JSON (``\x01`` becomes ``\u0001``).
+WORKER_MAX_FRAME = 64 << 20
+#: The largest JSON result a job may return.
+MAX_RESULT = 1 << 20
 
 HEADER = struct.Struct(">I")
 
@@ -117,6 +122,7 @@ class HelloOk(_Msg, tag="hello_ok"):
     version: int
     server_version: str
     pid: int
+    max_frame: int = MAX_FRAME
 
 
 class ErrorReply(_Msg, tag="error"):
@@ -225,10 +231,34 @@ class JobFinished(_Msg, tag="w_finished"):
     permanent: bool = False
 
 
+class CancelJob(_Msg, tag="w_cancel"):
+    """Supervisor -> worker: stop the job under ``lease`` and report it ended with ``kind``.
+
+    ``grace`` is how long the job has to stop (an exec job's process group gets
+    SIGTERM, then SIGKILL after it); the supervisor kills the worker if no
+    report comes a little after that.
+    """
+
+    lease: int
+    kind: str
+    message: str
+    grace: float = 5.0
+
+
+class JobProcess(_Msg, tag="w_process"):
+    """Worker -> supervisor: the exec job under ``lease`` runs as process group ``pgid``.
+
+    The supervisor kills that group itself if the worker dies first.
+    """
+
+    lease: int
+    pgid: int
+
+
 ControlRequest = Hello | Enqueue | GetJob | ListJobs | Wait | GetLogs | GetStatus | Shutdown
 ControlReply = HelloOk | ErrorReply | Enqueued | JobReply | JobList | LogLines | StatusReply | Ok
-ToWorker = RunJob
-FromWorker = WorkerHello | JobLog | JobFinished
+ToWorker = RunJob | CancelJob
+FromWorker = WorkerHello | JobLog | JobFinished | JobProcess
 
 _encoder = msgspec.msgpack.Encoder()
 

@@ -29,8 +29,13 @@ CREATE TABLE jobs (
 );
 
 -- The dispatch order: highest priority first, then FIFO by id, among queued jobs only.
+-- Queries that must walk it name it (INDEXED BY): the planner would rather use
+-- jobs_state and sort every queued job for each lease.
 CREATE INDEX jobs_ready ON jobs (priority DESC, id) WHERE state = 'QUEUED';
-CREATE INDEX jobs_state ON jobs (state);
+-- When the next delayed or backed-off job comes due.
+CREATE INDEX jobs_due ON jobs (run_after) WHERE state = 'QUEUED';
+-- Counts by state and queue; running jobs of a queue.
+CREATE INDEX jobs_state ON jobs (state, queue);
 CREATE INDEX jobs_subject ON jobs (type, subject, generation) WHERE subject IS NOT NULL;
 CREATE INDEX jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;
 

@@ -113,6 +113,7 @@ class Client:
         self._sock: Any = None
         self._decoder = FrameDecoder(ControlReply, _REPLY_CAP)
         self._rid = 0
+        self._max_request = MAX_FRAME  # until the supervisor says its own
         self.server_version: str | None = None
 
     # ------------------------------------------------------------------ connection
@@ -156,6 +157,7 @@ class Client:
         reply = self._exchange(Hello(version=PROTOCOL_VERSION, token=token, client="python"))
         if isinstance(reply, HelloOk):
             self.server_version = reply.server_version
+            self._max_request = reply.max_frame
             return
         self.close()
         raise ProtocolError(f"unexpected answer to hello: {type(reply).__name__}")
@@ -187,9 +189,9 @@ class Client:
             data = encode(msg)
         except (TypeError, msgspec.EncodeError) as exc:
             raise BadInput(f"cannot send this request (is the payload JSON-able?): {exc}") from None
-        if len(data) - HEADER.size > MAX_FRAME:
+        if len(data) - HEADER.size > self._max_request:
             raise BadInput(
-                f"request of {len(data)} bytes exceeds the {MAX_FRAME}-byte frame limit; "
+                f"request of {len(data)} bytes exceeds the {self._max_request}-byte frame limit; "
                 "send fewer jobs per batch or a smaller payload"
             )
         try:

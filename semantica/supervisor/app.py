@@ -85,7 +85,6 @@ class Supervisor:
             self.settings.handlers,
             self.scheduler,
             self.jobs,
-            self.settings.max_frame,
             child_umask=self._user_umask,
         )
 

@@ -37,6 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--durability", choices=["full", "normal"], help="commit durability (SEMANTICA_DURABILITY)"
     )
+    parser.add_argument(
+        "--power", choices=["auto", "ac", "battery"], help="power source (SEMANTICA_POWER)"
+    )
+    parser.add_argument(
+        "--retention-days", help="days finished jobs are kept (SEMANTICA_RETENTION_DAYS)"
+    )
     return parser
 
 
@@ -58,6 +64,8 @@ def main(argv: list[str] | None = None) -> None:
             log_format=args.log_format,
             drain_timeout=args.drain_timeout,
             durability=args.durability,
+            power=args.power,
+            retention_days=args.retention_days,
         )
     except SemanticaError as exc:
         print(f"semanticad: {exc.message}", file=sys.stderr)

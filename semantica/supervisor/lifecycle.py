@@ -25,7 +25,11 @@ log = structlog.get_logger("semantica.jobs")
 
 
 class JobLifecycle:
-    """Moves jobs through their states; the only caller of the store's write methods."""
+    """Moves jobs through their states after they were leased or enqueued.
+
+    The scheduler leases (QUEUED -> RUNNING) and the start-up recovery re-queues;
+    every other write to the store comes through here.
+    """
 
     def __init__(
         self,
@@ -138,7 +142,9 @@ class JobLifecycle:
             fields["error_message"] = error.message
         if state == JobState.QUEUED:
             log.info("job will retry", **fields)
-            self.scheduler.wake()  # the timer must learn the retry time
         else:
             log.info("job " + state.value.lower(), **fields)
             self.events.job_finished(lease.job_id)
+        # A retry time for the timer to learn, or a job that waited behind this
+        # one (its subject, its queue's limit) may start now.
+        self.scheduler.wake()

@@ -28,9 +28,11 @@ from semantica.errors import ProtocolError, SemanticaError
 from semantica.framed import FramedStream
 from semantica.protocol import (
     PROTOCOL_VERSION,
+    WORKER_MAX_FRAME,
     FromWorker,
     JobFinished,
     JobLog,
+    JobProcess,
     RunJob,
     WorkerHello,
     WorkerInfo,
@@ -43,7 +45,8 @@ log = structlog.get_logger("semantica.pool")
 
 #: A worker must say hello within this long of being spawned.
 HELLO_TIMEOUT = 30.0
-#: A stopped worker gets this long to clean up (it terminates an exec job's group) before SIGKILL.
+#: A stopped worker gets this long to clean up (an exec job's group gets 5 s between
+#: SIGTERM and SIGKILL) before it is SIGKILLed itself.
 STOP_GRACE = 7.0
 #: A worker that dies younger than this counts towards respawn backoff.
 YOUNG_DEATH = 1.0
@@ -52,6 +55,8 @@ MAX_RESPAWN_DELAY = 5.0
 
 class WorkerStartError(SemanticaError):
     """A worker process exited or stayed silent before it was ready."""
+
+    code = "worker_start"
 
 
 class WorkerState(enum.StrEnum):
@@ -73,6 +78,7 @@ class WorkerHandle:
     report: JobFinished | None = None
     report_ready: trio.Event = field(default_factory=trio.Event)
     interrupt_reason: str | None = None  # set: the job goes back without spending an attempt
+    job_pgid: int | None = None  # the process group of the exec job it runs, if any
 
     @property
     def pid(self) -> int:
@@ -88,14 +94,12 @@ class WorkerPool:
         handlers: tuple[str, ...],
         scheduler: Scheduler,
         jobs: JobLifecycle,
-        max_frame: int,
         child_umask: int = 0o022,
     ) -> None:
         self.size = size
         self.handlers = handlers
         self.scheduler = scheduler
         self.jobs = jobs
-        self.max_frame = max_frame
         self.child_umask = child_umask
         self.workers: list[WorkerHandle] = []
         self._stopping = False
@@ -146,6 +150,12 @@ class WorkerPool:
                 worker.interrupt_reason = reason
             worker.state = WorkerState.STOPPING
             _signal(worker.process, signal.SIGTERM)
+        with trio.move_on_after(STOP_GRACE):
+            while self.workers:
+                await self._wait_changed()
+        # Whoever is left does not answer (a handler blocking its event loop, say).
+        for worker in self.workers:
+            _signal(worker.process, signal.SIGKILL)
         while self.workers:
             await self._wait_changed()
 
@@ -207,7 +217,7 @@ class WorkerPool:
         finally:
             theirs.close()
         stream = trio.SocketStream(trio.socket.from_stdlib_socket(ours))
-        channel = FramedStream(stream, FromWorker, self.max_frame)
+        channel = FramedStream(stream, FromWorker, WORKER_MAX_FRAME)
         worker = WorkerHandle(process=process, channel=channel)
         hello = None
         with trio.move_on_after(HELLO_TIMEOUT):
@@ -262,7 +272,7 @@ class WorkerPool:
             await worker.report_ready.wait()
             assert worker.report is not None
             self.jobs.finished(lease, worker.report, trio.current_time() - worker.started)
-            worker.lease = None
+            worker.lease, worker.job_pgid = None, None
 
     async def _read(self, worker: WorkerHandle, serving: trio.CancelScope) -> None:
         """Take the worker's messages; when its channel ends, stop serving it."""
@@ -276,6 +286,8 @@ class WorkerPool:
                     case JobFinished() if lease is not None and msg.lease == lease.lease_id:
                         worker.report = msg
                         worker.report_ready.set()
+                    case JobProcess() if lease is not None and msg.lease == lease.lease_id:
+                        worker.job_pgid = msg.pgid
                     case _:
                         log.warning(
                             "unexpected worker message",
@@ -288,12 +300,17 @@ class WorkerPool:
 
     async def _reap(self, worker: WorkerHandle) -> int | None:
         """Make sure the process is gone, settle its job, forget it. Returns its exit status."""
-        with trio.move_on_after(STOP_GRACE if worker.interrupt_reason else 1.0):
+        with trio.move_on_after(1.0):  # its socket closed: it is exiting
             await worker.process.wait()
         if worker.process.returncode is None:
             _signal(worker.process, signal.SIGKILL)
             await worker.process.wait()
         status = worker.process.returncode
+        if worker.job_pgid is not None:
+            # An exec job's commands run in a group of their own; they must not
+            # outlive the worker that ran them.
+            _kill_group(worker.job_pgid)
+            worker.job_pgid = None
         await worker.channel.aclose()
         lease = worker.lease
         if lease is not None:
@@ -318,6 +335,13 @@ class WorkerPool:
 
     async def _wait_changed(self) -> None:
         await self._changed.wait()
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _signal(process: trio.Process, sig: int) -> None:

@@ -1,7 +1,7 @@
 """Deciding when a worker gets a job: event driven, with a timer only for real deadlines.
 
 Idle workers wait in :meth:`Scheduler.next_lease`. Anything that may make a
-job runnable (an enqueue, a retry, a worker finishing) calls :meth:`wake`; the
+job runnable (an enqueue, a retry, a job ending) calls :meth:`wake`; the
 timer task sleeps until the earliest future ``run_after`` and wakes them then.
 Nothing polls.
 """

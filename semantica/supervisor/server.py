@@ -161,7 +161,12 @@ class ControlServer:
             await channel.send(ErrorReply(code="auth", message=_AUTH_FAILED))
             return False
         await channel.send(
-            HelloOk(version=PROTOCOL_VERSION, server_version=__version__, pid=os.getpid())
+            HelloOk(
+                version=PROTOCOL_VERSION,
+                server_version=__version__,
+                pid=os.getpid(),
+                max_frame=self.sup.settings.max_frame,
+            )
         )
         return True
 

@@ -1,14 +1,16 @@
 """The job store: the only code that runs SQL.
 
-:class:`Store` is the contract the rest of the supervisor relies on; every
-method states what it does atomically. :class:`SQLiteStore` implements it over
-one SQLite file (WAL, ``synchronous=FULL`` by default) through sqlite-utils. A
-second implementation (PostgreSQL, leases with ``FOR UPDATE SKIP LOCKED``) can
-stand beside it; nothing outside this module may depend on SQLite.
+The public methods of :class:`SQLiteStore` are the store contract the rest of
+the supervisor relies on; each docstring states what it does atomically. It
+keeps one SQLite file (WAL, ``synchronous=FULL`` by default) through the
+standard ``sqlite3`` module and sqlite-utils. A second implementation
+(PostgreSQL, leases with ``FOR UPDATE SKIP LOCKED``) can stand beside it with
+the same methods; nothing outside this module may depend on SQLite.
 
-Every state change goes through :meth:`SQLiteStore._move`, which checks it
-against the transition table in :mod:`semantica.models` and fences it on the
-lease id, so a late message from a worker that was given up on changes nothing.
+Every state change is checked against the transition table in
+:mod:`semantica.models` before its UPDATE runs, and each UPDATE names the
+state it expects (and, for a running job, its lease id), so a late message
+from a worker that was given up on changes nothing.
 
 Time comes from a :class:`~semantica.supervisor.clock.Clock`, so tests are
 deterministic. Calls are synchronous and short (one small transaction each);
@@ -293,7 +295,8 @@ class SQLiteStore:
             row = conn.execute(
                 "UPDATE jobs SET state = 'RUNNING', attempts = attempts + 1, started_at = ?, "
                 "finished_at = NULL, lease_id = ?, worker_pid = ? "
-                "WHERE id = (SELECT id FROM jobs WHERE state = 'QUEUED' AND run_after <= ? "
+                "WHERE id = (SELECT id FROM jobs INDEXED BY jobs_ready "
+                "            WHERE state = 'QUEUED' AND run_after <= ? "
                 "            ORDER BY priority DESC, id LIMIT 1) "
                 "RETURNING id, type, payload, attempts, max_attempts, timeout_s, backoff_s",
                 (now, lease_id, worker_pid, now),
@@ -483,7 +486,8 @@ class SQLiteStore:
     def next_run_after(self) -> float | None:
         """The earliest future ``run_after`` of a queued job (when to look again), or None."""
         row = self._conn.execute(
-            "SELECT min(run_after) FROM jobs WHERE state = 'QUEUED' AND run_after > ?",
+            "SELECT min(run_after) FROM jobs INDEXED BY jobs_due "
+            "WHERE state = 'QUEUED' AND run_after > ?",
             (self.clock.time(),),
         ).fetchone()
         return None if row[0] is None else float(row[0])

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
@@ -57,8 +57,17 @@ def parse_payload(payload: Any) -> tuple[list[str], str | None, dict[str, str] |
     return argv, cwd, env
 
 
-async def run_exec(payload: Any, log: Callable[[str], None]) -> dict[str, int]:
+async def run_exec(
+    payload: Any,
+    log: Callable[[str], None],
+    started: Callable[[int], Awaitable[None]] | None = None,
+    grace: Callable[[], float] = lambda: KILL_GRACE,
+) -> dict[str, int]:
     """Run the command in ``payload``, sending each output line to ``log``.
+
+    ``started`` is told the command's process group id once it runs; ``grace``
+    says, when the job is stopped, how long the group gets between SIGTERM
+    and SIGKILL.
 
     Raises:
         InvalidPayload: the payload is malformed.
@@ -66,7 +75,7 @@ async def run_exec(payload: Any, log: Callable[[str], None]) -> dict[str, int]:
         ExecFailed: the command exited non-zero or was killed by a signal.
 
     Cancellation: the command's process group is terminated (SIGTERM, then
-    SIGKILL after :data:`KILL_GRACE`) before the cancellation propagates.
+    SIGKILL after ``grace()`` seconds) before the cancellation propagates.
     """
     argv, cwd, env = parse_payload(payload)
     try:
@@ -82,12 +91,14 @@ async def run_exec(payload: Any, log: Callable[[str], None]) -> dict[str, int]:
     except OSError as exc:
         raise PermanentError(f"cannot start {argv[0]!r}: {exc.strerror or exc}") from None
     try:
+        if started is not None:
+            await started(process.pid)
         assert process.stdout is not None
         await _pump_lines(process.stdout, log)
         status = await process.wait()
     except BaseException:
         with trio.CancelScope(shield=True):
-            await terminate_group(process)
+            await terminate_group(process, grace())
         raise
     finally:
         # A command may leave children behind in its group after it exits.

@@ -17,26 +17,54 @@ Outcome of an attempt, as reported in :class:`~semantica.protocol.JobFinished`:
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import signal
 import socket
 import sys
+import threading
 import traceback
 from typing import Any
 
 import msgspec
 import trio
 
-from semantica.errors import PermanentError
+from semantica.errors import PermanentError, ProtocolError
 from semantica.framed import FramedStream
 from semantica.models import ErrorKind, JobError
-from semantica.protocol import PROTOCOL_VERSION, JobFinished, JobLog, RunJob, ToWorker, WorkerHello
+from semantica.protocol import (
+    MAX_RESULT,
+    PROTOCOL_VERSION,
+    WORKER_MAX_FRAME,
+    CancelJob,
+    JobFinished,
+    JobLog,
+    JobProcess,
+    RunJob,
+    ToWorker,
+    WorkerHello,
+)
 from semantica.worker import registry
 from semantica.worker.context import JobContext, LogBuffer
-from semantica.worker.exec_job import ExecFailed, InvalidPayload, run_exec
+from semantica.worker.exec_job import KILL_GRACE, ExecFailed, InvalidPayload, run_exec
 
 FD_ENV = "SEMANTICA_WORKER_FD"
+
+
+#: When the supervisor is gone nobody reads a report: an exec job's group gets
+#: this long between SIGTERM and SIGKILL, so the worker is gone within a second.
+ORPHAN_GRACE = 0.5
+
+
+class _Attempt:
+    """The job this worker is running, and the request to stop it if one came."""
+
+    def __init__(self, job: RunJob, ctx: JobContext) -> None:
+        self.job = job
+        self.ctx = ctx
+        self.scope = trio.CancelScope()
+        self.stop: CancelJob | None = None
 
 
 class Worker:
@@ -44,6 +72,11 @@ class Worker:
 
     def __init__(self, channel: FramedStream) -> None:
         self.channel = channel
+        self.current: _Attempt | None = None
+        #: How long a stopped job gets to end (see CancelJob.grace).
+        self.grace = KILL_GRACE
+        #: A blocking handler ignored its stop: report, then end the process (and its thread).
+        self.exit_after_report = False
 
     async def serve(self) -> None:
         """Say hello, then run jobs as they come until the supervisor goes away."""
@@ -57,15 +90,28 @@ class Worker:
             while True:
                 try:
                     msg = await self.channel.receive()
-                except (trio.EndOfChannel, trio.BrokenResourceError, OSError):
-                    break  # the supervisor is gone
+                except (trio.EndOfChannel, trio.BrokenResourceError, ProtocolError, OSError):
+                    # The supervisor is gone (or speaks nonsense: the same).
+                    self.grace = ORPHAN_GRACE
+                    break
                 match msg:
                     case RunJob():
                         # The supervisor sends the next job only after this one's
                         # JobFinished, so this runs one job at a time; it runs as a
-                        # task so that EOF is noticed while a job runs.
-                        nursery.start_soon(self.run_job, msg)
+                        # task so that EOF and CancelJob are noticed while it runs.
+                        nursery.start_soon(self.run_job, msg, nursery.cancel_scope)
+                    case CancelJob():
+                        self._stop(msg)
             nursery.cancel_scope.cancel()
+
+    def _stop(self, request: CancelJob) -> None:
+        current = self.current
+        if current is None or current.job.lease != request.lease:
+            return  # it ended meanwhile; its report is on the way
+        current.stop = request
+        self.grace = request.grace
+        current.ctx._cancel()
+        current.scope.cancel()
 
     async def _exit_on_signals(self, scope: trio.CancelScope) -> None:
         # The pool stops a worker with SIGTERM. (No PR_SET_PDEATHSIG: trio spawns
@@ -76,18 +122,31 @@ class Worker:
                 scope.cancel()
                 return
 
-    async def run_job(self, job: RunJob) -> None:
+    async def run_job(self, job: RunJob, serving: trio.CancelScope) -> None:
         """Run one attempt and report it; log lines always reach the supervisor first."""
         logs = LogBuffer(trio.lowlevel.current_trio_token())
         ctx = JobContext(job.job_id, job.type, job.attempt, job.max_attempts, logs)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._pump_logs, job.lease, logs)
-            finished = await self._attempt(job, ctx, logs)
-            nursery.cancel_scope.cancel()
+        attempt = self.current = _Attempt(job, ctx)
+        finished: JobFinished | None = None
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._pump_logs, job.lease, logs)
+                with attempt.scope:
+                    finished = await self._attempt(job, ctx, logs)
+                nursery.cancel_scope.cancel()
+        finally:
+            self.current = None
+        if attempt.stop is not None:
+            # Stopped: the job ends as the supervisor asked, whatever the handler did.
+            error = JobError(attempt.stop.kind, attempt.stop.message)
+            finished = JobFinished(lease=job.lease, error=error, permanent=True)
+        assert finished is not None
         lines = logs.take()
         if lines:
             await self.channel.send(JobLog(lease=job.lease, lines=lines))
         await self.channel.send(finished)
+        if self.exit_after_report:
+            serving.cancel()
 
     async def _pump_logs(self, lease: int, logs: LogBuffer) -> None:
         while True:
@@ -95,6 +154,39 @@ class Worker:
             lines = logs.take()
             with trio.CancelScope(shield=True):  # never cut a frame in half
                 await self.channel.send(JobLog(lease=lease, lines=lines))
+
+    async def _exec_started(self, pgid: int) -> None:
+        current = self.current
+        if current is not None:
+            await self.channel.send(JobProcess(lease=current.job.lease, pgid=pgid))
+
+    async def _run_blocking(self, fn: registry.HandlerFn, ctx: JobContext, payload: Any) -> Any:
+        """Run a plain handler in a thread. Stopped, it gets ``grace`` to notice ctx.cancelled.
+
+        Cancellation: returns at once if the thread ends within the grace period;
+        otherwise marks the worker to exit after its report, since a thread
+        cannot be stopped from outside.
+        """
+        done = threading.Event()
+        token = trio.lowlevel.current_trio_token()
+        finished = trio.Event()
+
+        def call() -> Any:
+            try:
+                return fn(ctx, payload)
+            finally:
+                done.set()
+                with contextlib.suppress(trio.RunFinishedError):
+                    token.run_sync_soon(finished.set)
+
+        try:
+            return await trio.to_thread.run_sync(call, abandon_on_cancel=True)
+        except trio.Cancelled:
+            with trio.CancelScope(shield=True), trio.move_on_after(self.grace):
+                await finished.wait()
+            if not done.is_set():
+                self.exit_after_report = True
+            raise
 
     async def _attempt(self, job: RunJob, ctx: JobContext, logs: LogBuffer) -> JobFinished:
         def failed(kind: ErrorKind, message: str, permanent: bool = False) -> JobFinished:
@@ -108,7 +200,9 @@ class Worker:
             return failed(ErrorKind.BAD_PAYLOAD, f"payload is not JSON: {exc}", permanent=True)
         try:
             if job.type == registry.EXEC_TYPE:
-                result: Any = await run_exec(payload, logs.add)
+                result: Any = await run_exec(
+                    payload, logs.add, self._exec_started, lambda: self.grace
+                )
             else:
                 fn = registry.lookup(job.type)
                 if fn is None:
@@ -121,7 +215,7 @@ class Worker:
                 if inspect.iscoroutinefunction(fn):
                     result = await fn(ctx, payload)
                 else:
-                    result = await trio.to_thread.run_sync(fn, ctx, payload, abandon_on_cancel=True)
+                    result = await self._run_blocking(fn, ctx, payload)
         except InvalidPayload as exc:
             return failed(ErrorKind.BAD_PAYLOAD, str(exc), permanent=True)
         except PermanentError as exc:
@@ -138,6 +232,13 @@ class Worker:
         except (TypeError, msgspec.EncodeError) as exc:
             return failed(
                 ErrorKind.BAD_RESULT, f"the handler's result is not JSON: {exc}", permanent=True
+            )
+        if len(encoded) > MAX_RESULT:
+            return failed(
+                ErrorKind.BAD_RESULT,
+                f"the handler's result is {len(encoded)} bytes of JSON, over the "
+                f"{MAX_RESULT}-byte limit; write large output to a file or the job log",
+                permanent=True,
             )
         return JobFinished(lease=job.lease, result=encoded)
 
@@ -167,7 +268,7 @@ def main() -> None:
 
     async def run() -> None:
         stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
-        await Worker(FramedStream(stream, ToWorker)).serve()
+        await Worker(FramedStream(stream, ToWorker, WORKER_MAX_FRAME)).serve()
 
     trio.run(run)
     sys.stdout.flush()

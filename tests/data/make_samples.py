@@ -23,6 +23,7 @@ import msgspec
 
 from semantica.models import Job, JobError, JobSpec, JobState
 from semantica.protocol import (
+    CancelJob,
     Enqueue,
     Enqueued,
     ErrorReply,
@@ -34,6 +35,7 @@ from semantica.protocol import (
     JobFinished,
     JobList,
     JobLog,
+    JobProcess,
     JobReply,
     ListJobs,
     LogLines,
@@ -172,6 +174,8 @@ SAMPLES: dict[str, msgspec.Struct] = {
     "w_finished_error": JobFinished(
         lease=10, error=JobError(kind="exit_status", message="exited with status 3"), permanent=True
     ),
+    "w_cancel": CancelJob(lease=11, kind="timeout", message="timed out after 60 s", grace=5.0),
+    "w_process": JobProcess(lease=11, pgid=4242),
 }
 
 

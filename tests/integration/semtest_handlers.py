@@ -86,3 +86,10 @@ def hang(ctx: Any, payload: dict[str, Any]) -> None:
     """Announce, then never return."""
     _announce(ctx, payload)
     threading.Event().wait()
+
+
+@handler("BLOCK_LOOP")
+async def block_loop(ctx: Any, payload: dict[str, Any]) -> None:
+    """An async handler that wrongly blocks its event loop (the worker cannot answer)."""
+    _announce(ctx, payload)
+    time.sleep(payload.get("seconds", 60))  # noqa: ASYNC251  # the point of this handler

@@ -95,7 +95,8 @@ def test_killed_supervisor_takes_its_workers_and_the_job_runs_after_restart(
     payload = f'{{"marker": "{marker}", "notify": "{announcements.path}"}}'
     hang_id = int(daemon.semctl("enqueue", "HANG_ONCE", "--payload", payload).out)
     announcements.next()
-    exec_id = int(daemon.semctl("enqueue", "exec", "--", "sleep", "300").out)
+    # A command that ignores SIGTERM: only SIGKILL ends it.
+    exec_id = int(daemon.semctl("enqueue", "exec", "--", "sh", "-c", "trap '' TERM; sleep 300").out)
     while not [p for p in daemon.process_tree() if p.name() == "sleep"]:
         time.sleep(0.01)  # the exec job is a process of its own: nothing announces it
     tree = daemon.process_tree()
@@ -107,3 +108,43 @@ def test_killed_supervisor_takes_its_workers_and_the_job_runs_after_restart(
         assert job.state == "DONE" and job.attempts == 1
         assert client.get(exec_id).state in ("QUEUED", "RUNNING")
         assert client.get(exec_id).attempts <= 1
+
+
+def test_worker_killed_mid_exec_job_takes_the_command_with_it(
+    daemon: Daemon, short_tmp: Path
+) -> None:
+    """SIGKILL of a worker running a command: the command's whole process group dies too."""
+    job_id = int(
+        daemon.semctl(
+            "enqueue", "exec", "--max-attempts", "1", "--", "sh", "-c", "sleep 300 & sleep 300"
+        ).out
+    )
+    while len([p for p in daemon.process_tree() if p.name() == "sleep"]) < 2:
+        time.sleep(0.01)  # the command is a process of its own: nothing announces it
+    sleeps = {p.pid for p in daemon.process_tree() if p.name() == "sleep"}
+    [worker] = [
+        p
+        for p in daemon.process_tree()
+        if "semantica.worker" in " ".join(p.cmdline())
+        and any(c.pid in sleeps for c in p.children(recursive=True))
+    ]
+    worker.kill()
+    assert not _wait_gone(sleeps, timeout=2), "the command outlived its worker"
+    job = daemon.semctl("show", str(job_id), "--json").json()
+    assert job["state"] == "FAILED" and job["error"]["kind"] == "worker_lost"
+
+
+def test_shutdown_does_not_wait_forever_for_a_worker_that_cannot_answer(
+    short_tmp: Path, announcements: Announcements
+) -> None:
+    """A handler blocking its worker's event loop: the drain still ends, the worker is killed."""
+    daemon = Daemon(home=short_tmp / "home")
+    daemon.start("--drain-timeout", "0.5")
+    payload = f'{{"seconds": 120, "notify": "{announcements.path}"}}'
+    daemon.semctl("enqueue", "BLOCK_LOOP", "--payload", payload)
+    announcements.next()
+    tree = daemon.process_tree()
+    started = time.monotonic()
+    assert daemon.stop(signal.SIGTERM, timeout=30) == 0
+    assert time.monotonic() - started < 15
+    assert not _wait_gone({p.pid for p in tree}, timeout=2)

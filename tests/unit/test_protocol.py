@@ -18,6 +18,7 @@ from semantica.models import Job, JobError, JobSpec, JobState
 from semantica.protocol import (
     HEADER,
     MAX_FRAME,
+    CancelJob,
     ControlReply,
     ControlRequest,
     Enqueue,
@@ -33,6 +34,7 @@ from semantica.protocol import (
     JobFinished,
     JobList,
     JobLog,
+    JobProcess,
     JobReply,
     ListJobs,
     LogLines,
@@ -188,6 +190,11 @@ EXPECTED: dict[str, tuple[Any, msgspec.Struct]] = {
             permanent=True,
         ),
     ),
+    "w_cancel": (
+        ToWorker,
+        CancelJob(lease=11, kind="timeout", message="timed out after 60 s", grace=5.0),
+    ),
+    "w_process": (FromWorker, JobProcess(lease=11, pgid=4242)),
 }
 
 UNIONS: dict[str, Any] = {

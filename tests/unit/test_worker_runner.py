@@ -19,6 +19,7 @@ from semantica.protocol import (
     FromWorker,
     JobFinished,
     JobLog,
+    JobProcess,
     RunJob,
     ToWorker,
     WorkerHello,
@@ -122,6 +123,8 @@ async def run_job(
         if isinstance(msg, JobLog):
             assert msg.lease == lease
             lines.extend(msg.lines)
+        elif isinstance(msg, JobProcess):
+            assert msg.lease == lease and msg.pgid > 0
         else:
             assert isinstance(msg, JobFinished)
             assert msg.lease == lease
