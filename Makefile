@@ -18,7 +18,8 @@ run: $(STAMP)
 	$(BIN)/semanticad
 
 lint: $(STAMP)
-	$(BIN)/ruff check semantica tests
+	$(BIN)/ruff check semantica tests bench
+	$(BIN)/ruff format --check semantica tests bench
 	$(BIN)/mypy
 
 test: lint

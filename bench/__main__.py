@@ -93,15 +93,22 @@ def semctl_enqueue(engine: Engine, n: int) -> dict[str, float]:
     times = []
     for _ in range(n):
         t0 = time.perf_counter()
-        subprocess.run([semctl, "enqueue", "NOOP", "--delay", "3600"], env=engine.env(),
-                       check=True, capture_output=True)
+        subprocess.run(
+            [semctl, "enqueue", "NOOP", "--delay", "3600"],
+            env=engine.env(),
+            check=True,
+            capture_output=True,
+        )
         times.append(time.perf_counter() - t0)
     return {"p50_ms": statistics.median(times) * 1e3}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=10_000, help="jobs for drain and enqueue")
     parser.add_argument("--latency-jobs", type=int, default=200)
@@ -122,8 +129,7 @@ def main() -> None:
             )
     summary = {
         workload: {
-            key: statistics.median(r[workload][key] for r in rounds)
-            for key in rounds[0][workload]
+            key: statistics.median(r[workload][key] for r in rounds) for key in rounds[0][workload]
         }
         for workload in rounds[0]
     }

@@ -39,8 +39,17 @@ class Engine:
         env = self.env()
         env.update(NOTIFY_SOCKET=str(notify_path), SEMANTICA_LOG_FORMAT="json")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "semantica.supervisor", "--workers", str(self.workers),
-             "--handlers", "bench.handlers", "--durability", self.durability],
+            [
+                sys.executable,
+                "-m",
+                "semantica.supervisor",
+                "--workers",
+                str(self.workers),
+                "--handlers",
+                "bench.handlers",
+                "--durability",
+                self.durability,
+            ],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

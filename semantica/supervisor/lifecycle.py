@@ -62,7 +62,10 @@ class JobLifecycle:
                         "(SEMANTICA_HANDLERS names the modules that define handlers)"
                     )
         jobs = self.store.enqueue(specs)
-        self.scheduler.wake()
+        if any(job.waiting_for is None for job in jobs):
+            self.scheduler.wake()
+        else:  # all delayed: only the timer has something to learn
+            self.scheduler.reschedule()
         return jobs
 
     def started(self, lease: Lease, worker_pid: int) -> None:

@@ -19,12 +19,22 @@ class Scheduler:
     def __init__(self, store: SQLiteStore) -> None:
         self.store = store
         self.draining = False
-        self._changed = trio.Event()
+        self._runnable = trio.Event()  # idle workers wait on this
+        self._deadlines = trio.Event()  # the timer waits on this
 
     def wake(self) -> None:
-        """Something changed: idle workers and the timer look again."""
-        self._changed.set()
-        self._changed = trio.Event()
+        """A job may be able to start now: idle workers (and the timer) look again."""
+        self._runnable.set()
+        self._runnable = trio.Event()
+        self.reschedule()
+
+    def reschedule(self) -> None:
+        """A job's start time was set in the future: only the timer needs to look again.
+
+        (Waking the workers for it would make each scan the queue for nothing.)
+        """
+        self._deadlines.set()
+        self._deadlines = trio.Event()
 
     def stop_leasing(self) -> None:
         """From now on no job starts (a drain)."""
@@ -38,13 +48,13 @@ class Scheduler:
         draining it never returns.
         """
         while True:
-            changed = self._changed
+            runnable = self._runnable
             if self.draining:
                 await trio.sleep_forever()
             lease = self.store.lease(worker_pid)
             if lease is not None:
                 return lease
-            await changed.wait()
+            await runnable.wait()
 
     async def run_timer(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -52,7 +62,7 @@ class Scheduler:
         """Wake the workers when the earliest delayed or backed-off job comes due."""
         task_status.started()
         while True:
-            changed = self._changed
+            changed = self._deadlines
             due = self.store.next_run_after()
             if due is None:
                 await changed.wait()

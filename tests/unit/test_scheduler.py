@@ -201,3 +201,34 @@ async def test_cancelled_waiter_leases_nothing(
     scheduler.wake()
     await trio.testing.wait_all_tasks_blocked()
     assert trio_store.get(job.id).state == JobState.QUEUED
+
+
+async def test_delayed_enqueue_wakes_the_timer_but_not_the_workers(
+    trio_store: SQLiteStore, autojump_clock: trio.testing.MockClock
+) -> None:
+    """reschedule() makes the timer look again without idle workers scanning the queue."""
+    scheduler = Scheduler(trio_store)
+    leases = 0
+    real_lease = trio_store.lease
+
+    def counting_lease(worker_pid: int) -> Lease | None:
+        nonlocal leases
+        leases += 1
+        return real_lease(worker_pid)
+
+    trio_store.lease = counting_lease  # type: ignore[method-assign]
+    waiter = Waiter(scheduler)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(scheduler.run_timer)
+        nursery.start_soon(waiter.run)
+        await trio.testing.wait_all_tasks_blocked()
+        assert leases == 1  # the waiter looked once when it arrived
+        for _ in range(10):
+            trio_store.enqueue([JobSpec(type="T", delay=60.0)])
+            scheduler.reschedule()
+            await trio.testing.wait_all_tasks_blocked()
+        assert leases == 1
+        with trio.fail_after(120):
+            await waiter.done.wait()
+        assert waiter.at == pytest.approx(60.0, abs=1e-3)
+        nursery.cancel_scope.cancel()
