@@ -30,7 +30,7 @@ from semantica import Client
 
 def _pct(values: list[float], p: float) -> float:
     values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+    return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))]
 
 
 def one_job_round_trip(client: Client, n: int) -> dict[str, float]:
