@@ -92,6 +92,9 @@ class Settings:
     durability: str = "full"
     max_frame: int = 1 << 20
     log_cap_bytes: int = 1 << 20
+    cancel_grace: float = 5.0  # a stopped job's time to end before it is killed
+    idle_cpu: float = 25.0  # --require-idle: other processes' CPU use under this %...
+    idle_window: float = 10.0  # ...for this many seconds
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **flags: Any) -> Settings:
@@ -135,10 +138,19 @@ class Settings:
             log_cap_bytes=_number(
                 pick("log_cap_bytes"), "SEMANTICA_LOG_CAP_BYTES", int, 1 << 20, low=1024
             ),
+            cancel_grace=_number(
+                pick("cancel_grace"), "SEMANTICA_CANCEL_GRACE", float, 5.0, low=0, high=3600
+            ),
+            idle_cpu=_number(pick("idle_cpu"), "SEMANTICA_IDLE_CPU", float, 25.0, low=0, high=100),
+            idle_window=_number(
+                pick("idle_window"), "SEMANTICA_IDLE_WINDOW", float, 10.0, low=0, high=86400
+            ),
         )
 
 
-def _number(value: Any, name: str, kind: type, default: Any, low: float) -> Any:
+def _number(
+    value: Any, name: str, kind: type, default: Any, low: float, high: float | None = None
+) -> Any:
     if value is None:
         return default
     try:
@@ -147,6 +159,8 @@ def _number(value: Any, name: str, kind: type, default: Any, low: float) -> Any:
         raise ConfigError(f"{name} must be a number, got {value!r}") from None
     if not number >= low or number != number:  # `!=` catches NaN
         raise ConfigError(f"{name} must be at least {low}, got {value!r}")
+    if high is not None and number > high:
+        raise ConfigError(f"{name} must be at most {high}, got {value!r}")
     return number
 
 

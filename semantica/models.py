@@ -86,6 +86,18 @@ class ErrorKind(enum.StrEnum):
     BAD_RESULT = "bad_result"  # the handler returned something that is not JSON
 
 
+class WaitReason(enum.StrEnum):
+    """Why a QUEUED job has not started (``Job.waiting_for``); None means it is next in line."""
+
+    RUN_AFTER = "run_after"  # its --delay / --at has not come
+    RETRY_BACKOFF = "retry_backoff"  # it failed and waits for its retry time
+    QUEUE_PAUSED = "queue_paused"
+    QUEUE_LIMIT = "queue_limit"  # its queue runs as many jobs as its limit allows
+    SUBJECT_BUSY = "subject_busy"  # another job of its (type, subject) runs
+    CHARGING = "charging"  # --require-charging, and the machine is on battery
+    IDLE = "idle"  # --require-idle, and the CPU is busy
+
+
 class JobError(msgspec.Struct, frozen=True):
     """The last error of a job: a kind from :class:`ErrorKind` and a message for people."""
 
@@ -116,9 +128,31 @@ class Job(msgspec.Struct, kw_only=True):
     waiting_for: str | None = None
     worker_pid: int | None = None
     deduplicated: bool = False
+    backoff: float | None = None
+    require_charging: bool = False
+    require_idle: bool = False
+    superseded_by: int | None = None
+
+
+class QueueInfo(msgspec.Struct, kw_only=True):
+    """A queue: its settings and how many of its jobs are in each state."""
+
+    name: str
+    paused: bool = False
+    limit: int = 0  # most jobs running at once; 0 is no cap
+    counts: dict[str, int] = msgspec.field(default_factory=dict)
+
+
+class CancelOutcome(msgspec.Struct, kw_only=True):
+    """What ``cancel`` did to one job: its state afterwards and a line for people."""
+
+    id: int
+    state: JobState
+    message: str
 
 
 # Limits that make bad input fail loudly instead of surprising later.
+QUEUE_LIMIT_MAX = 10_000
 PRIORITY_MIN = -1000
 PRIORITY_MAX = 1000
 MAX_ATTEMPTS_LIMIT = 1000
@@ -144,6 +178,13 @@ class JobSpec(msgspec.Struct, kw_only=True):
     backoff: float | None = None
     require_charging: bool = False
     require_idle: bool = False
+    supersede_running: bool = False  # also cancel a running older generation of the subject
+
+
+def validate_queue_name(name: str) -> None:
+    """Raises BadInput unless ``name`` is 1-64 of ``A-Z a-z 0-9 _ . : -``."""
+    if not _QUEUE_RE.fullmatch(name):
+        raise BadInput(f"queue name must be 1-64 of A-Z a-z 0-9 _ . : -, got {name!r}")
 
 
 def validate_spec(spec: JobSpec) -> None:
@@ -154,10 +195,13 @@ def validate_spec(spec: JobSpec) -> None:
     """
     if not spec.type or len(spec.type) > NAME_MAX or not spec.type.isprintable():
         raise BadInput(f"job type must be 1-{NAME_MAX} printable characters, got {spec.type!r}")
-    if not _QUEUE_RE.fullmatch(spec.queue):
-        raise BadInput(f"queue name must be 1-64 of A-Z a-z 0-9 _ . : -, got {spec.queue!r}")
+    validate_queue_name(spec.queue)
     if spec.subject is not None and (not spec.subject or len(spec.subject) > 4096):
         raise BadInput("subject must be 1-4096 characters")
+    if spec.generation is not None and spec.subject is None:
+        raise BadInput("a generation needs a subject (--subject)")
+    if spec.supersede_running and spec.subject is None:
+        raise BadInput("--supersede-running needs a subject (--subject)")
     if not PRIORITY_MIN <= spec.priority <= PRIORITY_MAX:
         raise BadInput(
             f"priority must be between {PRIORITY_MIN} and {PRIORITY_MAX}, got {spec.priority}"

@@ -30,7 +30,7 @@ from typing import Any
 import msgspec
 
 from semantica.errors import FrameTooLarge, ProtocolError
-from semantica.models import Job, JobError, JobSpec
+from semantica.models import CancelOutcome, Job, JobError, JobSpec, QueueInfo
 
 PROTOCOL_VERSION = 1
 
@@ -113,6 +113,48 @@ class Shutdown(_Msg, tag="shutdown"):
     rid: int = 0
 
 
+class Cancel(_Msg, tag="cancel"):
+    """Cancel jobs: a queued one at once, a running one stopped (the reply waits for it)."""
+
+    ids: list[int]
+    rid: int = 0
+
+
+class Retry(_Msg, tag="retry"):
+    """Put a FAILED or CANCELLED job back in the queue with a fresh attempt budget."""
+
+    id: int
+    rid: int = 0
+
+
+class PauseQueue(_Msg, tag="pause"):
+    """Start no job of this queue until it is resumed (running ones go on)."""
+
+    queue: str
+    rid: int = 0
+
+
+class ResumeQueue(_Msg, tag="resume"):
+    """Start jobs of this queue again."""
+
+    queue: str
+    rid: int = 0
+
+
+class LimitQueue(_Msg, tag="limit"):
+    """Run at most ``limit`` jobs of this queue at once (0: no cap)."""
+
+    queue: str
+    limit: int
+    rid: int = 0
+
+
+class ListQueues(_Msg, tag="queues"):
+    """Every queue with its settings and counts by state."""
+
+    rid: int = 0
+
+
 # ---------------------------------------------------------------- control: supervisor -> client
 
 
@@ -179,6 +221,27 @@ class StatusReply(_Msg, tag="status_reply"):
     workers: list[WorkerInfo]
     pid: int = 0
     home: str = ""
+    rid: int = 0
+
+
+class Cancelled(_Msg, tag="cancelled"):
+    """What a :class:`Cancel` did to each job, in request order."""
+
+    results: list[CancelOutcome]
+    rid: int = 0
+
+
+class QueueReply(_Msg, tag="queue"):
+    """One queue after a change."""
+
+    queue: QueueInfo
+    rid: int = 0
+
+
+class QueueList(_Msg, tag="queue_list"):
+    """Every queue, by name."""
+
+    queues: list[QueueInfo]
     rid: int = 0
 
 
@@ -255,8 +318,35 @@ class JobProcess(_Msg, tag="w_process"):
     pgid: int
 
 
-ControlRequest = Hello | Enqueue | GetJob | ListJobs | Wait | GetLogs | GetStatus | Shutdown
-ControlReply = HelloOk | ErrorReply | Enqueued | JobReply | JobList | LogLines | StatusReply | Ok
+ControlRequest = (
+    Hello
+    | Enqueue
+    | GetJob
+    | ListJobs
+    | Wait
+    | GetLogs
+    | GetStatus
+    | Shutdown
+    | Cancel
+    | Retry
+    | PauseQueue
+    | ResumeQueue
+    | LimitQueue
+    | ListQueues
+)
+ControlReply = (
+    HelloOk
+    | ErrorReply
+    | Enqueued
+    | JobReply
+    | JobList
+    | LogLines
+    | StatusReply
+    | Ok
+    | Cancelled
+    | QueueReply
+    | QueueList
+)
 ToWorker = RunJob | CancelJob
 FromWorker = WorkerHello | JobLog | JobFinished | JobProcess
 

@@ -37,6 +37,9 @@ CREATE INDEX jobs_due ON jobs (run_after) WHERE state = 'QUEUED';
 -- Counts by state and queue; running jobs of a queue.
 CREATE INDEX jobs_state ON jobs (state, queue);
 CREATE INDEX jobs_subject ON jobs (type, subject, generation) WHERE subject IS NOT NULL;
+-- Queued jobs that wait for a condition: the probes run only while there are some.
+CREATE INDEX jobs_conditions ON jobs (require_charging, require_idle)
+    WHERE state = 'QUEUED' AND (require_charging = 1 OR require_idle = 1);
 CREATE INDEX jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;
 
 CREATE TABLE queues (

@@ -22,7 +22,7 @@ import typer
 
 from semantica.control.client import Client
 from semantica.errors import EXIT_JOB_FAILED, BadInput, SemanticaError
-from semantica.models import JobState
+from semantica.models import JobState, QueueInfo
 
 app = typer.Typer(
     name="semctl",
@@ -132,6 +132,9 @@ def enqueue(
     ] = None,
     require_charging: Annotated[bool, typer.Option(help="Start only on AC power.")] = False,
     require_idle: Annotated[bool, typer.Option(help="Start only when the CPU is idle.")] = False,
+    supersede_running: Annotated[
+        bool, typer.Option(help="Also cancel a running older generation of the subject.")
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Add a job and print its id.
@@ -159,6 +162,7 @@ def enqueue(
             "backoff": backoff,
             "require_charging": require_charging,
             "require_idle": require_idle,
+            "supersede_running": supersede_running,
         }
         with _client() as client:
             job = client.enqueue(type, data, **options)
@@ -273,6 +277,91 @@ def status(json_out: JsonOpt = False) -> None:
         from semantica.control import render
 
         render.status(reply)
+
+
+@app.command()
+def cancel(
+    job_ids: Annotated[list[int], typer.Argument(metavar="ID...")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Cancel jobs: queued ones at once, running ones stopped (returns once they ended).
+
+    Example: semctl cancel 12 13
+    """
+    with _edge(), _client() as client:
+        results = client.cancel(*job_ids)
+    if json_out:
+        _print_json(results)
+    else:
+        for outcome in results:
+            print(f"{outcome.id} {outcome.state} ({outcome.message})")
+
+
+@app.command()
+def retry(
+    job_id: Annotated[int, typer.Argument(metavar="ID")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Put a FAILED or CANCELLED job back in the queue with a fresh attempt budget."""
+    with _edge(), _client() as client:
+        job = client.retry(job_id)
+    if json_out:
+        _print_json(job)
+    else:
+        print(f"{job.id} {job.state}")
+
+
+@app.command()
+def pause(
+    queue: Annotated[str, typer.Argument(metavar="QUEUE")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Start no new job from QUEUE (running jobs go on); created if new."""
+    with _edge(), _client() as client:
+        _print_queue(client.pause(queue), json_out)
+
+
+@app.command()
+def resume(
+    queue: Annotated[str, typer.Argument(metavar="QUEUE")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Start jobs from QUEUE again."""
+    with _edge(), _client() as client:
+        _print_queue(client.resume(queue), json_out)
+
+
+@app.command()
+def limit(
+    queue: Annotated[str, typer.Argument(metavar="QUEUE")],
+    n: Annotated[int, typer.Argument(metavar="N", help="Most jobs running at once; 0 for no cap.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Run at most N jobs of QUEUE at once (0: no cap); created if new."""
+    with _edge(), _client() as client:
+        _print_queue(client.limit(queue, n), json_out)
+
+
+@app.command()
+def queues(json_out: JsonOpt = False) -> None:
+    """List queues with their counts by state, paused flag and limit."""
+    with _edge(), _client() as client:
+        infos = client.queues()
+    if json_out:
+        _print_json(infos)
+    else:
+        from semantica.control import render
+
+        render.queue_table(infos)
+
+
+def _print_queue(info: QueueInfo, json_out: bool) -> None:
+    if json_out:
+        _print_json(info)
+    else:
+        state = "paused" if info.paused else "running"
+        cap = f"limit {info.limit}" if info.limit else "no limit"
+        print(f"{info.name}: {state}, {cap}")
 
 
 @app.command()

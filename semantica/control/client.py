@@ -34,11 +34,13 @@ from semantica.errors import (
     WaitTimeout,
     error_from_code,
 )
-from semantica.models import TERMINAL_STATES, Job, JobSpec
+from semantica.models import TERMINAL_STATES, CancelOutcome, Job, JobSpec, QueueInfo
 from semantica.protocol import (
     HEADER,
     MAX_FRAME,
     PROTOCOL_VERSION,
+    Cancel,
+    Cancelled,
     ControlReply,
     Enqueue,
     Enqueued,
@@ -51,8 +53,15 @@ from semantica.protocol import (
     HelloOk,
     JobList,
     JobReply,
+    LimitQueue,
     ListJobs,
+    ListQueues,
     LogLines,
+    PauseQueue,
+    QueueList,
+    QueueReply,
+    ResumeQueue,
+    Retry,
     Shutdown,
     StatusReply,
     Wait,
@@ -61,6 +70,8 @@ from semantica.protocol import (
 
 # Aliases: inside Client, `list` names the method.
 JobsList = list[Job]
+CancelOutcomes = list[CancelOutcome]
+QueueInfos = list[QueueInfo]
 StrList = list[str]
 SpecList = list[JobSpec]
 
@@ -82,9 +93,13 @@ def make_spec(type: str, payload: Any = None, **options: Any) -> JobSpec:
     at = options.get("at")
     if isinstance(at, str):
         try:
-            options["at"] = datetime.fromisoformat(at)
+            at = datetime.fromisoformat(at)
         except ValueError:
-            raise BadInput(f"--at must be an ISO 8601 time, got {at!r}") from None
+            raise BadInput(f"--at must be an ISO 8601 time, got {options['at']!r}") from None
+    if isinstance(at, datetime) and at.tzinfo is None:
+        at = at.astimezone()  # a time without a zone is local time, as a person means it
+    if at is not None:
+        options["at"] = at
     try:
         return msgspec.convert(
             {"type": type, "payload": payload, **options}, JobSpec, from_attributes=False
@@ -290,6 +305,48 @@ class Client:
         """Counts by state, workers, database size, uptime and version."""
         reply: StatusReply = self._expect(self._call(GetStatus()), StatusReply)
         return reply
+
+    def cancel(self, *job_ids: int) -> CancelOutcomes:
+        """Cancel jobs: queued ones at once, running ones stopped (returns once they ended).
+
+        A job that had already finished is left as it was (its outcome says so).
+
+        Raises:
+            NoSuchJob: one of the ids names no job (nothing was cancelled).
+        """
+        reply: Cancelled = self._expect(self._call(Cancel(ids=list(job_ids))), Cancelled)
+        return reply.results
+
+    def retry(self, job_id: int) -> Job:
+        """Put a FAILED or CANCELLED job back in the queue with a fresh attempt budget.
+
+        Raises:
+            BadInput: the job is not FAILED or CANCELLED.
+        """
+        reply: JobReply = self._expect(self._call(Retry(id=job_id)), JobReply)
+        return reply.job
+
+    def pause(self, queue: str) -> QueueInfo:
+        """Start no job of ``queue`` until :meth:`resume` (running ones go on)."""
+        reply: QueueReply = self._expect(self._call(PauseQueue(queue=queue)), QueueReply)
+        return reply.queue
+
+    def resume(self, queue: str) -> QueueInfo:
+        """Start jobs of ``queue`` again."""
+        reply: QueueReply = self._expect(self._call(ResumeQueue(queue=queue)), QueueReply)
+        return reply.queue
+
+    def limit(self, queue: str, limit: int) -> QueueInfo:
+        """Run at most ``limit`` jobs of ``queue`` at once (0: no cap)."""
+        reply: QueueReply = self._expect(
+            self._call(LimitQueue(queue=queue, limit=limit)), QueueReply
+        )
+        return reply.queue
+
+    def queues(self) -> QueueInfos:
+        """Every queue with its settings and counts by state."""
+        reply: QueueList = self._expect(self._call(ListQueues()), QueueList)
+        return reply.queues
 
     def shutdown(self) -> None:
         """Ask the supervisor to drain and exit (returns once it accepted)."""

@@ -8,7 +8,7 @@ import msgspec
 from rich.console import Console
 from rich.table import Table
 
-from semantica.models import Job, JobState
+from semantica.models import Job, JobState, QueueInfo
 from semantica.protocol import StatusReply
 
 _STATE_STYLE = {
@@ -23,6 +23,11 @@ _STATE_STYLE = {
 _WAITING_WORDS = {
     "run_after": "its start time (--delay / --at)",
     "retry_backoff": "its retry time (backoff after a failed attempt)",
+    "queue_paused": "its queue to be resumed (semctl resume)",
+    "queue_limit": "a free place in its queue (semctl limit)",
+    "subject_busy": "the running job of the same subject to end",
+    "charging": "AC power (--require-charging)",
+    "idle": "an idle CPU (--require-idle)",
 }
 
 
@@ -54,11 +59,15 @@ def job_details(job: Job) -> None:
         grid.add_row("subject", f"{job.subject}   generation {job.generation}")
     grid.add_row("attempts", f"{job.attempts} of {job.max_attempts}")
     grid.add_row("created", _when(job.created_at))
-    if job.state == JobState.QUEUED and job.waiting_for:
-        grid.add_row(
-            "waiting for",
-            _WAITING_WORDS.get(job.waiting_for, job.waiting_for) + f" ({_when(job.run_after)})",
-        )
+    if job.state == JobState.QUEUED:
+        grid.add_row("waiting for", _waiting(job))
+    if job.superseded_by is not None:
+        grid.add_row("superseded by", f"job {job.superseded_by}")
+    conditions = [
+        c for c, on in (("charging", job.require_charging), ("idle CPU", job.require_idle)) if on
+    ]
+    if conditions:
+        grid.add_row("requires", ", ".join(conditions))
     grid.add_row("started", _when(job.started_at))
     if job.finished_at is not None:
         grid.add_row("finished", f"{_when(job.finished_at)}   took {_took(job)}")
@@ -70,6 +79,32 @@ def job_details(job: Job) -> None:
         grid.add_row("result", _escape(msgspec.json.encode(job.result).decode()))
     grid.add_row("payload", _escape(msgspec.json.encode(job.payload).decode()))
     _console().print(grid)
+
+
+def _waiting(job: Job) -> str:
+    if job.waiting_for is None:
+        return "a free worker (next in line)"
+    words = _WAITING_WORDS.get(job.waiting_for, job.waiting_for)
+    if job.waiting_for in ("run_after", "retry_backoff"):
+        words += f", at {_when(job.run_after)}"
+    return words
+
+
+def queue_table(queues: list[QueueInfo]) -> None:
+    if not queues:
+        _console().print("no queues")
+        return
+    table = Table(box=None, pad_edge=False)
+    for column in ("QUEUE", "PAUSED", "LIMIT", *(state.value for state in JobState)):
+        table.add_column(column, no_wrap=True)
+    for queue in queues:
+        table.add_row(
+            _escape(queue.name),
+            "yes" if queue.paused else "no",
+            str(queue.limit) if queue.limit else "-",
+            *(str(queue.counts.get(state.value, 0)) for state in JobState),
+        )
+    _console().print(table)
 
 
 def job_table(jobs: list[Job]) -> None:

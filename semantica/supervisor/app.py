@@ -20,6 +20,7 @@ from __future__ import annotations
 import fcntl
 import os
 import signal
+from collections.abc import Awaitable, Callable
 from typing import IO
 
 import structlog
@@ -28,7 +29,10 @@ import trio
 from semantica import __version__
 from semantica.config import Settings
 from semantica.errors import ConfigError
+from semantica.models import Job
+from semantica.supervisor import waiting
 from semantica.supervisor.clock import Clock
+from semantica.supervisor.conditions import Conditions
 from semantica.supervisor.events import JobEvents
 from semantica.supervisor.joblogs import JobLogs
 from semantica.supervisor.lifecycle import JobLifecycle
@@ -52,6 +56,7 @@ class Supervisor:
         self._shutdown = trio.Event()
         self._skip_drain = trio.Event()
         self._lock_file: IO[str] | None = None
+        self._nursery: trio.Nursery | None = None
 
     def request_shutdown(self, reason: str) -> None:
         """Begin the drain (the first call) or skip its wait (a second call)."""
@@ -78,15 +83,46 @@ class Supervisor:
             )
         self.joblogs = JobLogs(paths.logs, self.settings.log_cap_bytes)
         self.events = JobEvents()
-        self.scheduler = Scheduler(self.store)
-        self.jobs = JobLifecycle(self.store, self.joblogs, self.events, self.scheduler)
+        self.conditions = Conditions(
+            self.settings.power,
+            self.settings.idle_cpu,
+            self.settings.idle_window,
+            wanted=self.store.conditions_wanted,
+            worker_pids=lambda: self.pool.worker_pids(),
+            on_change=lambda: self.scheduler.wake(),
+        )
+        self.scheduler = Scheduler(self.store, self.conditions)
+        self.jobs = JobLifecycle(
+            self.store,
+            self.joblogs,
+            self.events,
+            self.scheduler,
+            on_conditional=self.conditions.poke,
+        )
         self.pool = WorkerPool(
             self.settings.workers,
             self.settings.handlers,
             self.scheduler,
             self.jobs,
             child_umask=self._user_umask,
+            cancel_grace=self.settings.cancel_grace,
         )
+
+    def explain(self, jobs: list[Job]) -> list[Job]:
+        """Fill in why each queued job waits (``waiting_for``); returns the same list."""
+        waiting.explain(
+            jobs,
+            self.store.blockers(),
+            self.store.clock.time(),
+            self.conditions.on_ac,
+            self.conditions.idle,
+        )
+        return jobs
+
+    def spawn(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
+        """Run ``fn(*args)`` in the background, for the supervisor's life."""
+        assert self._nursery is not None
+        self._nursery.start_soon(fn, *args)
 
     async def run(self) -> None:
         """Run until shut down. Raises ConfigError/StoreError/WorkerStartError on a bad start."""
@@ -96,8 +132,10 @@ class Supervisor:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._watch_signals)
                 await nursery.start(ControlServer(self).serve)
+                self._nursery = nursery
                 await nursery.start(self.scheduler.run_timer)
                 await nursery.start(self.pool.run)
+                await nursery.start(self.conditions.run)
                 sd_notify("READY=1")
                 log.info(
                     "ready",

@@ -15,6 +15,22 @@ import sys
 from semantica import __version__
 from semantica.errors import SemanticaError
 
+# (flag, help, choices): each flag is also SEMANTICA_<FLAG> and Settings.<flag>.
+FLAGS: tuple[tuple[str, str, tuple[str, ...] | None], ...] = (
+    ("home", "state directory", None),
+    ("socket", "control socket path", None),
+    ("workers", "number of worker processes", None),
+    ("handlers", "comma-separated handler modules for workers", None),
+    ("log_format", "log format", ("json", "pretty")),
+    ("drain_timeout", "seconds running jobs get on shutdown", None),
+    ("durability", "commit durability", ("full", "normal")),
+    ("power", "power source for --require-charging", ("auto", "ac", "battery")),
+    ("idle_cpu", "CPU %% under which --require-idle jobs may start", None),
+    ("idle_window", "seconds the CPU must stay under it", None),
+    ("cancel_grace", "seconds a cancelled or timed-out job gets to stop", None),
+    ("retention_days", "days finished jobs are kept", None),
+)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -22,27 +38,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the Semantica supervisor in the foreground (Ctrl-C or SIGTERM drains).",
     )
     parser.add_argument("--version", action="version", version=f"semanticad {__version__}")
-    parser.add_argument("--home", help="state directory (SEMANTICA_HOME)")
-    parser.add_argument("--socket", help="control socket path (SEMANTICA_SOCKET)")
-    parser.add_argument("--workers", help="number of worker processes (SEMANTICA_WORKERS)")
-    parser.add_argument(
-        "--handlers", help="comma-separated handler modules for workers (SEMANTICA_HANDLERS)"
-    )
-    parser.add_argument(
-        "--log-format", choices=["json", "pretty"], help="log format (SEMANTICA_LOG_FORMAT)"
-    )
-    parser.add_argument(
-        "--drain-timeout", help="seconds running jobs get on shutdown (SEMANTICA_DRAIN_TIMEOUT)"
-    )
-    parser.add_argument(
-        "--durability", choices=["full", "normal"], help="commit durability (SEMANTICA_DURABILITY)"
-    )
-    parser.add_argument(
-        "--power", choices=["auto", "ac", "battery"], help="power source (SEMANTICA_POWER)"
-    )
-    parser.add_argument(
-        "--retention-days", help="days finished jobs are kept (SEMANTICA_RETENTION_DAYS)"
-    )
+    for name, text, choices in FLAGS:
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            dest=name,
+            choices=choices,
+            help=f"{text} (SEMANTICA_{name.upper()})",
+        )
     return parser
 
 
@@ -56,17 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     from semantica.supervisor.log import configure
 
     try:
-        settings = Settings.from_env(
-            home=args.home,
-            socket=args.socket,
-            workers=args.workers,
-            handlers=args.handlers,
-            log_format=args.log_format,
-            drain_timeout=args.drain_timeout,
-            durability=args.durability,
-            power=args.power,
-            retention_days=args.retention_days,
-        )
+        settings = Settings.from_env(**{name: getattr(args, name) for name, _, _ in FLAGS})
     except SemanticaError as exc:
         print(f"semanticad: {exc.message}", file=sys.stderr)
         sys.exit(exc.exit_code)

@@ -8,7 +8,7 @@ then logged once, then announced to waiters and the scheduler, in that order.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import structlog
 
@@ -19,7 +19,7 @@ from semantica.supervisor.events import JobEvents
 from semantica.supervisor.joblogs import JobLogs
 from semantica.supervisor.retry import next_attempt_at
 from semantica.supervisor.scheduler import Scheduler
-from semantica.supervisor.store import Lease, SQLiteStore, StaleLease
+from semantica.supervisor.store import EnqueueResult, Lease, SQLiteStore, StaleLease
 
 log = structlog.get_logger("semantica.jobs")
 
@@ -38,17 +38,22 @@ class JobLifecycle:
         events: JobEvents,
         scheduler: Scheduler,
         rng: random.Random | None = None,
+        on_conditional: Callable[[], None] = lambda: None,
     ) -> None:
         self.store = store
         self.logs = logs
         self.events = events
         self.scheduler = scheduler
         self.rng = rng or random.Random()
+        self._on_conditional = on_conditional
         #: Job types the workers can run; None until the first worker said hello.
         self.known_types: frozenset[str] | None = None
 
-    def enqueue(self, specs: Sequence[JobSpec]) -> list[Job]:
-        """Commit new jobs (all or none) and wake the workers.
+    def enqueue(self, specs: Sequence[JobSpec]) -> EnqueueResult:
+        """Commit new jobs (all or none), settle what they supersede, wake the workers.
+
+        The caller cancels ``running_older`` (``--supersede-running``) itself:
+        that waits for workers.
 
         Raises:
             BadInput: a spec is invalid or names a type no worker can run.
@@ -61,12 +66,40 @@ class JobLifecycle:
                         f"{', '.join(sorted(self.known_types))} "
                         "(SEMANTICA_HANDLERS names the modules that define handlers)"
                     )
-        jobs = self.store.enqueue(specs)
-        if any(job.waiting_for is None for job in jobs):
+        result = self.store.enqueue(specs)
+        for job_id in result.superseded:
+            log.info("job superseded", job_id=job_id, state=JobState.SUPERSEDED.value)
+            self.events.job_finished(job_id)
+        new = [job for job in result.jobs if not job.deduplicated]
+        now = self.store.clock.time()
+        if any(job.run_after is None or job.run_after.timestamp() <= now for job in new):
             self.scheduler.wake()
-        else:  # all delayed: only the timer has something to learn
+        elif new:  # all delayed: only the timer has something to learn
             self.scheduler.reschedule()
-        return jobs
+        if any(job.require_charging or job.require_idle for job in new):
+            self._on_conditional()
+        return result
+
+    def cancel_queued(self, job_id: int) -> bool:
+        """QUEUED -> CANCELLED at once; False if the job was not QUEUED."""
+        if not self.store.cancel_queued(job_id, "cancelled before it started"):
+            return False
+        log.info("job cancelled", job_id=job_id, state=JobState.CANCELLED.value)
+        self.events.job_finished(job_id)
+        return True
+
+    def retry(self, job_id: int) -> Job:
+        """FAILED or CANCELLED -> QUEUED with a fresh attempt budget.
+
+        Raises:
+            NoSuchJob, BadInput: see :meth:`SQLiteStore.retry`.
+        """
+        job = self.store.retry(job_id)
+        log.info("job retried", job_id=job_id, type=job.type, state=job.state.value)
+        self.scheduler.wake()
+        if job.require_charging or job.require_idle:
+            self._on_conditional()
+        return job
 
     def started(self, lease: Lease, worker_pid: int) -> None:
         log.info(
@@ -81,20 +114,26 @@ class JobLifecycle:
     def finished(self, lease: Lease, report: JobFinished, duration_s: float) -> None:
         """A worker reported the end of an attempt."""
         try:
-            if report.error is None:
+            error = report.error
+            if error is None:
                 self.store.complete(lease, report.result)
                 self._ended(lease, JobState.DONE, None, duration_s)
+                return
+            if error.kind == ErrorKind.CANCELLED:
+                self.store.cancel_running(lease, error)
+                self._ended(lease, JobState.CANCELLED, error, duration_s)
                 return
             retry_at = next_attempt_at(
                 self.store.clock.time(),
                 lease.attempt,
                 lease.max_attempts,
                 lease.backoff,
-                report.permanent,
+                # A timeout is a failed attempt like any other: retried while attempts remain.
+                report.permanent and error.kind != ErrorKind.TIMEOUT,
                 self.rng,
             )
-            state = self.store.fail(lease, report.error, retry_at)
-            self._ended(lease, state, report.error, duration_s)
+            state = self.store.fail(lease, error, retry_at)
+            self._ended(lease, state, error, duration_s)
         except StaleLease as exc:
             log.warning("stale report ignored", job_id=lease.job_id, reason=str(exc))
 

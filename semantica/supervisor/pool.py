@@ -14,6 +14,7 @@ terminal reaches only the supervisor, which then drains.
 from __future__ import annotations
 
 import enum
+import math
 import os
 import signal
 import socket
@@ -26,9 +27,11 @@ import trio
 
 from semantica.errors import ProtocolError, SemanticaError
 from semantica.framed import FramedStream
+from semantica.models import ErrorKind, JobError
 from semantica.protocol import (
     PROTOCOL_VERSION,
     WORKER_MAX_FRAME,
+    CancelJob,
     FromWorker,
     JobFinished,
     JobLog,
@@ -48,6 +51,8 @@ HELLO_TIMEOUT = 30.0
 #: A stopped worker gets this long to clean up (an exec job's group gets 5 s between
 #: SIGTERM and SIGKILL) before it is SIGKILLed itself.
 STOP_GRACE = 7.0
+#: After a stopped job's grace period, how long its worker has to report before it is killed.
+STOP_MARGIN = 2.0
 #: A worker that dies younger than this counts towards respawn backoff.
 YOUNG_DEATH = 1.0
 MAX_RESPAWN_DELAY = 5.0
@@ -79,6 +84,8 @@ class WorkerHandle:
     report_ready: trio.Event = field(default_factory=trio.Event)
     interrupt_reason: str | None = None  # set: the job goes back without spending an attempt
     job_pgid: int | None = None  # the process group of the exec job it runs, if any
+    stop: JobError | None = None  # the job was asked to stop (cancel, timeout): how it ends
+    nursery: trio.Nursery | None = None  # where its watchdog runs
 
     @property
     def pid(self) -> int:
@@ -95,8 +102,10 @@ class WorkerPool:
         scheduler: Scheduler,
         jobs: JobLifecycle,
         child_umask: int = 0o022,
+        cancel_grace: float = 5.0,
     ) -> None:
         self.size = size
+        self.cancel_grace = cancel_grace
         self.handlers = handlers
         self.scheduler = scheduler
         self.jobs = jobs
@@ -128,6 +137,56 @@ class WorkerPool:
             WorkerInfo(pid=w.pid, state=w.state.value, job=w.lease.job_id if w.lease else None)
             for w in self.workers
         ]
+
+    def worker_pids(self) -> list[int]:
+        return [w.pid for w in self.workers]
+
+    async def stop_job(self, job_id: int, kind: str, message: str) -> bool:
+        """Stop the running job ``job_id`` and return once it has ended; False if not running.
+
+        The worker is asked to stop it (see CancelJob); if it has not reported
+        a little after the grace period it is killed, and the job still ends
+        with ``kind``.
+        """
+        worker = next((w for w in self.workers if w.lease and w.lease.job_id == job_id), None)
+        if worker is None or worker.lease is None:
+            return False
+        lease = worker.lease
+        await self._request_stop(worker, JobError(kind, message))
+        while worker.lease is lease:
+            await self._wait_changed()
+        return True
+
+    async def _request_stop(self, worker: WorkerHandle, error: JobError) -> None:
+        lease = worker.lease
+        if lease is None or worker.stop is not None:
+            return  # ending already
+        worker.stop = error
+        try:
+            await worker.channel.send(
+                CancelJob(
+                    lease=lease.lease_id,
+                    kind=error.kind,
+                    message=error.message,
+                    grace=self.cancel_grace,
+                )
+            )
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            return  # it died: the reaper settles the job as stopped
+        assert worker.nursery is not None
+        worker.nursery.start_soon(self._kill_if_silent, worker, lease)
+
+    async def _kill_if_silent(self, worker: WorkerHandle, lease: Lease) -> None:
+        # Past the grace period a blocking handler's worker reports and exits on
+        # its own; this is for a worker that cannot even do that.
+        await trio.sleep(self.cancel_grace + STOP_MARGIN)
+        if worker.lease is lease and worker.report is None:
+            log.warning(
+                "worker did not stop its job in time; killing it",
+                worker_pid=worker.pid,
+                job_id=lease.job_id,
+            )
+            _signal(worker.process, signal.SIGKILL)
 
     @property
     def busy(self) -> int:
@@ -242,6 +301,7 @@ class WorkerPool:
     async def _serve(self, worker: WorkerHandle) -> None:
         """Feed the worker jobs until it dies or the pool stops."""
         async with trio.open_nursery() as nursery:
+            worker.nursery = nursery
             nursery.start_soon(self._read, worker, nursery.cancel_scope)
             try:
                 await self._feed(worker)
@@ -255,7 +315,7 @@ class WorkerPool:
             self._notify()
             lease = await self.scheduler.next_lease(worker.pid)
             worker.lease, worker.state = lease, WorkerState.BUSY
-            worker.report, worker.report_ready = None, trio.Event()
+            worker.report, worker.report_ready, worker.stop = None, trio.Event(), None
             worker.started = trio.current_time()
             self.jobs.started(lease, worker.pid)
             await worker.channel.send(
@@ -269,10 +329,17 @@ class WorkerPool:
                     timeout=lease.timeout,
                 )
             )
-            await worker.report_ready.wait()
+            with trio.move_on_after(lease.timeout if lease.timeout else math.inf):
+                await worker.report_ready.wait()
+            if worker.report is None:
+                await self._request_stop(
+                    worker, JobError(ErrorKind.TIMEOUT.value, f"timed out after {lease.timeout} s")
+                )
+                await worker.report_ready.wait()
             assert worker.report is not None
             self.jobs.finished(lease, worker.report, trio.current_time() - worker.started)
-            worker.lease, worker.job_pgid = None, None
+            worker.lease, worker.job_pgid, worker.stop = None, None, None
+            self._notify()
 
     async def _read(self, worker: WorkerHandle, serving: trio.CancelScope) -> None:
         """Take the worker's messages; when its channel ends, stop serving it."""
@@ -315,10 +382,15 @@ class WorkerPool:
         lease = worker.lease
         if lease is not None:
             worker.lease = None
+            elapsed = trio.current_time() - worker.started
             if worker.report is not None:  # it reported just before dying
-                self.jobs.finished(lease, worker.report, trio.current_time() - worker.started)
+                self.jobs.finished(lease, worker.report, elapsed)
             elif worker.interrupt_reason is not None:
                 self.jobs.interrupted(lease, worker.interrupt_reason)
+            elif worker.stop is not None:  # killed because it did not stop in time
+                self.jobs.finished(
+                    lease, JobFinished(lease=lease.lease_id, error=worker.stop), elapsed
+                )
             else:
                 self.jobs.worker_lost(
                     lease, worker.pid, status, trio.current_time() - worker.started

@@ -11,12 +11,15 @@ import math
 import os
 from typing import TYPE_CHECKING
 
+import structlog
 import trio
 
 from semantica import __version__
 from semantica.errors import BadInput, ProtocolError
-from semantica.models import TERMINAL_STATES, JobState
+from semantica.models import TERMINAL_STATES, CancelOutcome, ErrorKind, JobState
 from semantica.protocol import (
+    Cancel,
+    Cancelled,
     ControlReply,
     ControlRequest,
     Enqueue,
@@ -27,9 +30,16 @@ from semantica.protocol import (
     Hello,
     JobList,
     JobReply,
+    LimitQueue,
     ListJobs,
+    ListQueues,
     LogLines,
     Ok,
+    PauseQueue,
+    QueueList,
+    QueueReply,
+    ResumeQueue,
+    Retry,
     Shutdown,
     StatusReply,
     Wait,
@@ -37,6 +47,8 @@ from semantica.protocol import (
 
 if TYPE_CHECKING:
     from semantica.supervisor.app import Supervisor
+
+log = structlog.get_logger("semantica.requests")
 
 MAX_LIST = 10_000
 MAX_WAIT_IDS = 10_000
@@ -48,7 +60,7 @@ async def dispatch(sup: Supervisor, request: ControlRequest) -> ControlReply:
         case Enqueue():
             return handle_enqueue(sup, request)
         case GetJob():
-            return JobReply(rid=request.rid, job=sup.store.get(request.id))
+            return JobReply(rid=request.rid, job=sup.explain([sup.store.get(request.id)])[0])
         case ListJobs():
             return handle_list(sup, request)
         case Wait():
@@ -57,6 +69,18 @@ async def dispatch(sup: Supervisor, request: ControlRequest) -> ControlReply:
             return handle_logs(sup, request)
         case GetStatus():
             return handle_status(sup, request)
+        case Cancel():
+            return await handle_cancel(sup, request)
+        case Retry():
+            return JobReply(rid=request.rid, job=sup.explain([sup.jobs.retry(request.id)])[0])
+        case PauseQueue():
+            return handle_queue_change(sup, request.rid, request.queue, paused=True)
+        case ResumeQueue():
+            return handle_queue_change(sup, request.rid, request.queue, paused=False)
+        case LimitQueue():
+            return handle_queue_change(sup, request.rid, request.queue, limit=request.limit)
+        case ListQueues():
+            return QueueList(rid=request.rid, queues=sup.store.queues())
         case Shutdown():
             sup.request_shutdown("semctl shutdown")
             return Ok(rid=request.rid)
@@ -69,7 +93,56 @@ def handle_enqueue(sup: Supervisor, request: Enqueue) -> Enqueued:
     """Commit the jobs (all or none); the reply is sent only after the commit."""
     if not request.jobs:
         raise BadInput("nothing to enqueue")
-    return Enqueued(rid=request.rid, jobs=sup.jobs.enqueue(request.jobs))
+    result = sup.jobs.enqueue(request.jobs)
+    for old_id, new_id in result.running_older:
+        # --supersede-running: stopping takes up to the grace period; do not hold the reply.
+        sup.spawn(
+            sup.pool.stop_job,
+            old_id,
+            ErrorKind.CANCELLED.value,
+            f"superseded by job {new_id} (--supersede-running)",
+        )
+    return Enqueued(rid=request.rid, jobs=sup.explain(result.jobs))
+
+
+async def handle_cancel(sup: Supervisor, request: Cancel) -> Cancelled:
+    """Cancel queued jobs at once and stop running ones; reply when all have ended."""
+    if not request.ids or len(request.ids) > MAX_WAIT_IDS:
+        raise BadInput(f"cancel needs between 1 and {MAX_WAIT_IDS} job ids")
+    jobs = sup.store.get_many(request.ids)  # NoSuchJob for an unknown id
+    messages: dict[int, str] = {}
+    async with trio.open_nursery() as nursery:
+        for job in jobs:
+            if job.state == JobState.QUEUED:
+                sup.jobs.cancel_queued(job.id)
+                messages[job.id] = "cancelled"
+            elif job.state == JobState.RUNNING:
+                nursery.start_soon(
+                    sup.pool.stop_job, job.id, ErrorKind.CANCELLED.value, "cancelled while running"
+                )
+                messages[job.id] = "stopped"
+            else:
+                messages[job.id] = f"already finished ({job.state})"
+    results = [
+        CancelOutcome(id=job.id, state=job.state, message=messages[job.id])
+        for job in sup.store.get_many(request.ids)
+    ]
+    return Cancelled(rid=request.rid, results=results)
+
+
+def handle_queue_change(
+    sup: Supervisor,
+    rid: int,
+    queue: str,
+    *,
+    paused: bool | None = None,
+    limit: int | None = None,
+) -> QueueReply:
+    """Pause, resume or limit a queue (created on first use); settings survive restarts."""
+    info = sup.store.set_queue(queue, paused=paused, limit=limit)
+    log.info("queue changed", queue=info.name, paused=info.paused, limit=info.limit)
+    sup.scheduler.wake()  # a resumed or raised queue may start jobs now
+    return QueueReply(rid=rid, queue=info)
 
 
 def handle_list(sup: Supervisor, request: ListJobs) -> JobList:
@@ -86,7 +159,7 @@ def handle_list(sup: Supervisor, request: ListJobs) -> JobList:
         subject=request.subject,
         limit=request.limit,
     )
-    return JobList(rid=request.rid, jobs=jobs)
+    return JobList(rid=request.rid, jobs=sup.explain(jobs))
 
 
 async def handle_wait(sup: Supervisor, request: Wait) -> JobList:
@@ -99,14 +172,14 @@ async def handle_wait(sup: Supervisor, request: Wait) -> JobList:
     jobs = sup.store.get_many(request.ids)  # NoSuchJob for an unknown id
     pending = [job.id for job in jobs if job.state not in TERMINAL_STATES]
     if not pending:
-        return JobList(rid=request.rid, jobs=jobs)
+        return JobList(rid=request.rid, jobs=sup.explain(jobs))
     with trio.move_on_after(timeout):
         for job_id in pending:
             # Read the state, then subscribe, with no checkpoint in between: a job
             # that finished while we waited for an earlier one is not waited for.
             if sup.store.state(job_id) not in TERMINAL_STATES:
                 await sup.events.finished(job_id).wait()
-    return JobList(rid=request.rid, jobs=sup.store.get_many(request.ids))
+    return JobList(rid=request.rid, jobs=sup.explain(sup.store.get_many(request.ids)))
 
 
 def handle_logs(sup: Supervisor, request: GetLogs) -> LogLines:

@@ -8,16 +8,31 @@ Nothing polls.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import trio
 
 from semantica.supervisor.store import Lease, SQLiteStore
 
 
+class MachineState(Protocol):
+    """The facts job conditions depend on (see supervisor/conditions.py)."""
+
+    on_ac: bool
+    idle: bool
+
+
+class _AlwaysReady:
+    on_ac = True
+    idle = True
+
+
 class Scheduler:
     """Hands queued jobs to idle workers, and stops doing so when draining."""
 
-    def __init__(self, store: SQLiteStore) -> None:
+    def __init__(self, store: SQLiteStore, machine: MachineState | None = None) -> None:
         self.store = store
+        self.machine: MachineState = machine or _AlwaysReady()
         self.draining = False
         self._runnable = trio.Event()  # idle workers wait on this
         self._deadlines = trio.Event()  # the timer waits on this
@@ -51,7 +66,7 @@ class Scheduler:
             runnable = self._runnable
             if self.draining:
                 await trio.sleep_forever()
-            lease = self.store.lease(worker_pid)
+            lease = self.store.lease(worker_pid, on_ac=self.machine.on_ac, idle=self.machine.idle)
             if lease is not None:
                 return lease
             await runnable.wait()

@@ -32,12 +32,17 @@ import sqlite_utils
 
 from semantica.errors import BadInput, NoSuchJob, StoreError
 from semantica.models import (
+    QUEUE_LIMIT_MAX,
     TERMINAL_STATES,
+    TRANSITIONS,
+    ErrorKind,
     Job,
     JobError,
     JobSpec,
     JobState,
+    QueueInfo,
     check_transition,
+    validate_queue_name,
     validate_spec,
 )
 from semantica.supervisor.clock import Clock, SystemClock
@@ -53,6 +58,24 @@ class StaleLease(StoreError):
     """A message named a lease that is no longer the job's current one; nothing changed."""
 
     code = "stale_lease"
+
+
+class EnqueueResult(msgspec.Struct):
+    """What an enqueue did: the jobs (new or deduplicated) and the jobs it replaced."""
+
+    jobs: list[Job] = msgspec.field(default_factory=list)
+    superseded: list[int] = msgspec.field(default_factory=list)  # QUEUED -> SUPERSEDED
+    # (running older job, the new job): to cancel for --supersede-running
+    running_older: list[tuple[int, int]] = msgspec.field(default_factory=list)
+
+
+class Blockers(msgspec.Struct):
+    """The queue and subject facts that keep queued jobs waiting (for ``waiting_for``)."""
+
+    paused: set[str] = msgspec.field(default_factory=set)
+    limits: dict[str, int] = msgspec.field(default_factory=dict)
+    running_per_queue: dict[str, int] = msgspec.field(default_factory=dict)
+    busy_subjects: set[tuple[str, str]] = msgspec.field(default_factory=set)
 
 
 class Lease(msgspec.Struct, frozen=True):
@@ -94,11 +117,15 @@ def _ts(value: float | None) -> datetime | None:
 _JOB_COLUMNS = (
     "id, type, queue, subject, generation, priority, state, attempts, max_attempts, "
     "created_at, started_at, finished_at, run_after, result, error_kind, error_message, "
-    "payload, timeout_s, worker_pid"
+    "payload, timeout_s, worker_pid, backoff_s, require_charging, require_idle, superseded_by"
 )
 
 _json_decode = msgspec.json.decode
 _json_encode = msgspec.json.encode
+
+
+# Inside SQLiteStore, `list` names the method.
+QueueInfos = list[QueueInfo]
 
 
 class SQLiteStore:
@@ -214,8 +241,17 @@ class SQLiteStore:
 
     # ------------------------------------------------------------------ writes
 
-    def enqueue(self, specs: Sequence[JobSpec]) -> list[Job]:
-        """Validate and insert jobs, all in one transaction; return them as committed.
+    def enqueue(self, specs: Sequence[JobSpec]) -> EnqueueResult:
+        """Validate and insert jobs, all in one transaction (all or none).
+
+        Jobs with a subject follow the generation rules, in order, so a later
+        spec of the batch sees the earlier ones:
+
+        * no generation: one above the newest of its ``(type, subject)``;
+        * a generation not above a QUEUED or RUNNING one of the subject: that
+          job is returned (``deduplicated``) and nothing is added;
+        * otherwise it is added, and the QUEUED jobs of the subject with a lower
+          generation become SUPERSEDED (``superseded_by`` = the new job).
 
         Raises:
             BadInput: a spec is invalid; nothing was inserted.
@@ -232,9 +268,23 @@ class SQLiteStore:
             at = spec.at
             run_after = at.timestamp() if at is not None else now + (spec.delay or 0.0)
             rows.append((spec, payload, run_after))
-        jobs = []
+        result = EnqueueResult()
         with self.transaction() as conn:
             for spec, payload, run_after in rows:
+                generation = spec.generation
+                if spec.subject is not None:
+                    live = self._live_generation(conn, spec, generation)
+                    if live is not None:
+                        job = self._job(live)
+                        job.deduplicated = True
+                        result.jobs.append(job)
+                        continue
+                    if generation is None:
+                        (newest,) = conn.execute(
+                            "SELECT max(generation) FROM jobs WHERE type = ? AND subject = ?",
+                            (spec.type, spec.subject),
+                        ).fetchone()
+                        generation = (newest or 0) + 1
                 cur = conn.execute(
                     "INSERT INTO jobs (type, queue, subject, generation, priority, state, "
                     "payload, max_attempts, timeout_s, backoff_s, require_charging, "
@@ -244,7 +294,7 @@ class SQLiteStore:
                         spec.type,
                         spec.queue,
                         spec.subject,
-                        spec.generation,
+                        generation,
                         spec.priority,
                         payload,
                         spec.max_attempts,
@@ -256,14 +306,18 @@ class SQLiteStore:
                         run_after,
                     ),
                 )
-                assert cur.lastrowid is not None
-                jobs.append(
+                job_id = cur.lastrowid
+                assert job_id is not None
+                if spec.subject is not None:
+                    assert generation is not None
+                    self._supersede_older(conn, spec, generation, job_id, now, result)
+                result.jobs.append(
                     Job(
-                        id=cur.lastrowid,
+                        id=job_id,
                         type=spec.type,
                         queue=spec.queue,
                         subject=spec.subject,
-                        generation=spec.generation,
+                        generation=generation,
                         priority=spec.priority,
                         state=JobState.QUEUED,
                         attempts=0,
@@ -274,18 +328,63 @@ class SQLiteStore:
                         run_after=_ts(run_after),
                         payload=_json_decode(payload),  # as stored (a set became a list)
                         timeout=spec.timeout,
-                        waiting_for="run_after" if run_after > now else None,
+                        backoff=spec.backoff,
+                        require_charging=spec.require_charging,
+                        require_idle=spec.require_idle,
                     )
                 )
-        return jobs
+        return result
 
-    def lease(self, worker_pid: int) -> Lease | None:
-        """Atomically take the next runnable job for a worker, or None.
+    def _live_generation(
+        self, conn: sqlite3.Connection, spec: JobSpec, generation: int | None
+    ) -> Sequence[Any] | None:
+        """The QUEUED or RUNNING job of the subject that makes ``generation`` a duplicate."""
+        if generation is None:
+            return None  # "one above the newest" is never a duplicate
+        row: Sequence[Any] | None = conn.execute(
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE type = ? AND subject = ? "
+            "AND state IN ('QUEUED', 'RUNNING') AND generation >= ? "
+            "ORDER BY generation DESC, id DESC LIMIT 1",
+            (spec.type, spec.subject, generation),
+        ).fetchone()
+        return row
+
+    def _supersede_older(
+        self,
+        conn: sqlite3.Connection,
+        spec: JobSpec,
+        generation: int,
+        job_id: int,
+        now: float,
+        result: EnqueueResult,
+    ) -> None:
+        check_transition(JobState.QUEUED, JobState.SUPERSEDED)
+        for (old_id,) in conn.execute(
+            "UPDATE jobs SET state = 'SUPERSEDED', superseded_by = ?, finished_at = ? "
+            "WHERE type = ? AND subject = ? AND state = 'QUEUED' AND generation < ? "
+            "RETURNING id",
+            (job_id, now, spec.type, spec.subject, generation),
+        ).fetchall():
+            result.superseded.append(old_id)
+        if spec.supersede_running:
+            result.running_older.extend(
+                (old_id, job_id)
+                for (old_id,) in conn.execute(
+                    "SELECT id FROM jobs WHERE type = ? AND subject = ? AND state = 'RUNNING' "
+                    "AND generation < ?",
+                    (spec.type, spec.subject, generation),
+                )
+            )
+
+    def lease(self, worker_pid: int, *, on_ac: bool = True, idle: bool = True) -> Lease | None:
+        """Atomically take the next job that may start now for a worker, or None.
 
         The next job is the QUEUED one with the highest priority, oldest first,
-        whose ``run_after`` has passed. It becomes RUNNING with a new lease id,
-        one more attempt, ``started_at`` now and the error of an earlier attempt
-        kept until this one ends.
+        whose ``run_after`` has passed, whose queue is not paused nor at its
+        limit, no job of whose ``(type, subject)`` is running, and whose
+        conditions hold (``on_ac`` and ``idle`` say how the machine is). It
+        becomes RUNNING with a new lease id, one more attempt and ``started_at``
+        now; the error of an earlier attempt stays until this one ends.
         """
         check_transition(JobState.QUEUED, JobState.RUNNING)
         now = self.clock.time()
@@ -295,11 +394,21 @@ class SQLiteStore:
             row = conn.execute(
                 "UPDATE jobs SET state = 'RUNNING', attempts = attempts + 1, started_at = ?, "
                 "finished_at = NULL, lease_id = ?, worker_pid = ? "
-                "WHERE id = (SELECT id FROM jobs INDEXED BY jobs_ready "
-                "            WHERE state = 'QUEUED' AND run_after <= ? "
-                "            ORDER BY priority DESC, id LIMIT 1) "
+                "WHERE id = ("
+                "  SELECT j.id FROM jobs AS j INDEXED BY jobs_ready "
+                "  LEFT JOIN queues AS q ON q.name = j.queue "
+                "  WHERE j.state = 'QUEUED' AND j.run_after <= ? "
+                "    AND (q.paused IS NULL OR q.paused = 0) "
+                "    AND (q.max_running IS NULL OR q.max_running = 0 OR q.max_running > "
+                "         (SELECT count(*) FROM jobs AS r "
+                "          WHERE r.state = 'RUNNING' AND r.queue = j.queue)) "
+                "    AND (j.subject IS NULL OR NOT EXISTS "
+                "         (SELECT 1 FROM jobs AS r WHERE r.type = j.type "
+                "          AND r.subject = j.subject AND r.state = 'RUNNING')) "
+                "    AND (j.require_charging = 0 OR ?) AND (j.require_idle = 0 OR ?) "
+                "  ORDER BY j.priority DESC, j.id LIMIT 1) "
                 "RETURNING id, type, payload, attempts, max_attempts, timeout_s, backoff_s",
-                (now, lease_id, worker_pid, now),
+                (now, lease_id, worker_pid, now, on_ac, idle),
             ).fetchone()
         if row is None:
             return None
@@ -314,6 +423,54 @@ class SQLiteStore:
             timeout=timeout,
             backoff=backoff,
         )
+
+    def cancel_queued(self, job_id: int, message: str) -> bool:
+        """QUEUED -> CANCELLED; False (and nothing changed) if the job is not QUEUED."""
+        check_transition(JobState.QUEUED, JobState.CANCELLED)
+        with self.transaction() as conn:
+            cur = conn.execute(
+                "UPDATE jobs SET state = 'CANCELLED', finished_at = ?, error_kind = ?, "
+                "error_message = ? WHERE id = ? AND state = 'QUEUED'",
+                (self.clock.time(), ErrorKind.CANCELLED.value, message, job_id),
+            )
+            return cur.rowcount == 1
+
+    def cancel_running(self, lease: Lease, error: JobError) -> None:
+        """RUNNING -> CANCELLED with ``error``, if ``lease`` is still current.
+
+        Raises:
+            StaleLease: the job is no longer running under this lease.
+        """
+        self._move(
+            lease,
+            JobState.CANCELLED,
+            finished_at=self.clock.time(),
+            error_kind=error.kind,
+            error_message=error.message,
+        )
+
+    def retry(self, job_id: int) -> Job:
+        """FAILED or CANCELLED -> QUEUED now, with a fresh attempt budget.
+
+        Raises:
+            NoSuchJob: no such job.
+            BadInput: the job is not FAILED or CANCELLED (nothing changed).
+        """
+        with self.transaction() as conn:
+            row = conn.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise NoSuchJob(f"no job {job_id}")
+            state = JobState(row[0])
+            if (state, JobState.QUEUED) not in TRANSITIONS:
+                raise BadInput(
+                    f"job {job_id} is {state}; only FAILED or CANCELLED jobs can be retried"
+                )
+            conn.execute(
+                "UPDATE jobs SET state = 'QUEUED', attempts = 0, run_after = ?, "
+                "finished_at = NULL, worker_pid = NULL WHERE id = ? AND state = ?",
+                (self.clock.time(), job_id, state.value),
+            )
+        return self.get(job_id)
 
     def complete(self, lease: Lease, result: bytes | None) -> None:
         """RUNNING -> DONE with ``result`` (JSON text), if ``lease`` is still current.
@@ -483,6 +640,67 @@ class SQLiteStore:
             counts[state] = n
         return counts
 
+    def queues(self) -> QueueInfos:
+        """Every queue that has a setting or a job, by name, with counts by state."""
+        found: dict[str, QueueInfo] = {}
+        for row in self.db.query("SELECT name, paused, max_running FROM queues"):
+            found[row["name"]] = QueueInfo(
+                name=row["name"], paused=bool(row["paused"]), limit=row["max_running"]
+            )
+        for row in self.db.query(
+            "SELECT queue, state, count(*) AS n FROM jobs GROUP BY queue, state"
+        ):
+            info = found.setdefault(row["queue"], QueueInfo(name=row["queue"]))
+            info.counts[row["state"]] = row["n"]
+        for info in found.values():
+            for state in JobState:
+                info.counts.setdefault(state.value, 0)
+        return [found[name] for name in sorted(found)]
+
+    def set_queue(
+        self, name: str, *, paused: bool | None = None, limit: int | None = None
+    ) -> QueueInfo:
+        """Create the queue if new and change its settings; return it.
+
+        Raises:
+            BadInput: a bad queue name or limit.
+        """
+        validate_queue_name(name)
+        if limit is not None and not 0 <= limit <= QUEUE_LIMIT_MAX:
+            raise BadInput(f"limit must be between 0 and {QUEUE_LIMIT_MAX}, got {limit}")
+        with self.transaction() as conn:
+            conn.execute("INSERT OR IGNORE INTO queues (name) VALUES (?)", (name,))
+            if paused is not None:
+                conn.execute("UPDATE queues SET paused = ? WHERE name = ?", (int(paused), name))
+            if limit is not None:
+                conn.execute("UPDATE queues SET max_running = ? WHERE name = ?", (limit, name))
+        return next(q for q in self.queues() if q.name == name)
+
+    def blockers(self) -> Blockers:
+        """What stops queued jobs right now, apart from time and conditions."""
+        blockers = Blockers()
+        for row in self.db.query("SELECT name, paused, max_running FROM queues"):
+            if row["paused"]:
+                blockers.paused.add(row["name"])
+            if row["max_running"]:
+                blockers.limits[row["name"]] = row["max_running"]
+        for row in self.db.query("SELECT queue, type, subject FROM jobs WHERE state = 'RUNNING'"):
+            queue = row["queue"]
+            blockers.running_per_queue[queue] = blockers.running_per_queue.get(queue, 0) + 1
+            if row["subject"] is not None:
+                blockers.busy_subjects.add((row["type"], row["subject"]))
+        return blockers
+
+    def conditions_wanted(self) -> tuple[bool, bool]:
+        """Whether any QUEUED job requires charging, and whether any requires an idle CPU."""
+        row = self._conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM jobs INDEXED BY jobs_conditions "
+            "               WHERE state = 'QUEUED' AND require_charging = 1), "
+            "       EXISTS (SELECT 1 FROM jobs INDEXED BY jobs_conditions "
+            "               WHERE state = 'QUEUED' AND require_idle = 1)"
+        ).fetchone()
+        return bool(row[0]), bool(row[1])
+
     def next_run_after(self) -> float | None:
         """The earliest future ``run_after`` of a queued job (when to look again), or None."""
         row = self._conn.execute(
@@ -513,11 +731,12 @@ class SQLiteStore:
             payload,
             timeout,
             worker_pid,
+            backoff,
+            require_charging,
+            require_idle,
+            superseded_by,
         ) = row
         state = JobState(state)
-        waiting_for = None
-        if state == JobState.QUEUED and run_after > self.clock.time():
-            waiting_for = "retry_backoff" if error_kind and attempts else "run_after"
         return Job(
             id=job_id,
             type=type_,
@@ -536,6 +755,9 @@ class SQLiteStore:
             error=None if error_kind is None else JobError(error_kind, error_message or ""),
             payload=_json_decode(payload),
             timeout=timeout,
-            waiting_for=waiting_for,
             worker_pid=worker_pid if state == JobState.RUNNING else None,
+            backoff=backoff,
+            require_charging=bool(require_charging),
+            require_idle=bool(require_idle),
+            superseded_by=superseded_by,
         )

@@ -21,9 +21,11 @@ from pathlib import Path
 
 import msgspec
 
-from semantica.models import Job, JobError, JobSpec, JobState
+from semantica.models import CancelOutcome, Job, JobError, JobSpec, JobState, QueueInfo
 from semantica.protocol import (
+    Cancel,
     CancelJob,
+    Cancelled,
     Enqueue,
     Enqueued,
     ErrorReply,
@@ -37,9 +39,16 @@ from semantica.protocol import (
     JobLog,
     JobProcess,
     JobReply,
+    LimitQueue,
     ListJobs,
+    ListQueues,
     LogLines,
     Ok,
+    PauseQueue,
+    QueueList,
+    QueueReply,
+    ResumeQueue,
+    Retry,
     RunJob,
     Shutdown,
     StatusReply,
@@ -173,6 +182,26 @@ SAMPLES: dict[str, msgspec.Struct] = {
     "w_finished": JobFinished(lease=9, result=b'{"symbols":42}'),
     "w_finished_error": JobFinished(
         lease=10, error=JobError(kind="exit_status", message="exited with status 3"), permanent=True
+    ),
+    "cancel": Cancel(ids=[42, 43], rid=8),
+    "retry": Retry(id=42, rid=9),
+    "pause": PauseQueue(queue="index", rid=10),
+    "resume": ResumeQueue(queue="index", rid=11),
+    "limit": LimitQueue(queue="index", limit=2, rid=12),
+    "queues": ListQueues(rid=13),
+    "cancelled": Cancelled(
+        results=[
+            CancelOutcome(id=42, state=JobState.CANCELLED, message="cancelled"),
+            CancelOutcome(id=43, state=JobState.DONE, message="already finished (DONE)"),
+        ],
+        rid=8,
+    ),
+    "queue": QueueReply(
+        queue=QueueInfo(name="index", paused=True, limit=2, counts={"QUEUED": 3, "DONE": 1}),
+        rid=10,
+    ),
+    "queue_list": QueueList(
+        queues=[QueueInfo(name="default"), QueueInfo(name="index", limit=2)], rid=13
     ),
     "w_cancel": CancelJob(lease=11, kind="timeout", message="timed out after 60 s", grace=5.0),
     "w_process": JobProcess(lease=11, pgid=4242),

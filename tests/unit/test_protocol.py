@@ -14,11 +14,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from semantica.errors import FrameTooLarge, ProtocolError
-from semantica.models import Job, JobError, JobSpec, JobState
+from semantica.models import CancelOutcome, Job, JobError, JobSpec, JobState, QueueInfo
 from semantica.protocol import (
     HEADER,
     MAX_FRAME,
+    Cancel,
     CancelJob,
+    Cancelled,
     ControlReply,
     ControlRequest,
     Enqueue,
@@ -36,9 +38,16 @@ from semantica.protocol import (
     JobLog,
     JobProcess,
     JobReply,
+    LimitQueue,
     ListJobs,
+    ListQueues,
     LogLines,
     Ok,
+    PauseQueue,
+    QueueList,
+    QueueReply,
+    ResumeQueue,
+    Retry,
     RunJob,
     Shutdown,
     StatusReply,
@@ -189,6 +198,33 @@ EXPECTED: dict[str, tuple[Any, msgspec.Struct]] = {
             error=JobError(kind="exit_status", message="exited with status 3"),
             permanent=True,
         ),
+    ),
+    "cancel": (ControlRequest, Cancel(ids=[42, 43], rid=8)),
+    "retry": (ControlRequest, Retry(id=42, rid=9)),
+    "pause": (ControlRequest, PauseQueue(queue="index", rid=10)),
+    "resume": (ControlRequest, ResumeQueue(queue="index", rid=11)),
+    "limit": (ControlRequest, LimitQueue(queue="index", limit=2, rid=12)),
+    "queues": (ControlRequest, ListQueues(rid=13)),
+    "cancelled": (
+        ControlReply,
+        Cancelled(
+            results=[
+                CancelOutcome(id=42, state=JobState.CANCELLED, message="cancelled"),
+                CancelOutcome(id=43, state=JobState.DONE, message="already finished (DONE)"),
+            ],
+            rid=8,
+        ),
+    ),
+    "queue": (
+        ControlReply,
+        QueueReply(
+            queue=QueueInfo(name="index", paused=True, limit=2, counts={"QUEUED": 3, "DONE": 1}),
+            rid=10,
+        ),
+    ),
+    "queue_list": (
+        ControlReply,
+        QueueList(queues=[QueueInfo(name="default"), QueueInfo(name="index", limit=2)], rid=13),
     ),
     "w_cancel": (
         ToWorker,

@@ -62,7 +62,7 @@ async def test_waiter_returns_when_a_job_is_enqueued_and_woken(
         await trio.testing.wait_all_tasks_blocked()
         assert waiter.lease is None
 
-        [job] = trio_store.enqueue([JobSpec(type="T")])
+        [job] = trio_store.enqueue([JobSpec(type="T")]).jobs
         woken_at = trio.current_time()
         scheduler.wake()
         await trio.testing.wait_all_tasks_blocked()
@@ -76,7 +76,7 @@ async def test_waiter_with_job_already_queued_returns_at_once(
     trio_store: SQLiteStore, autojump_clock: trio.testing.MockClock
 ) -> None:
     """A worker that asks while a job is waiting gets it without needing a wake."""
-    [job] = trio_store.enqueue([JobSpec(type="T")])
+    [job] = trio_store.enqueue([JobSpec(type="T")]).jobs
     scheduler = Scheduler(trio_store)
     with trio.fail_after(1):
         lease = await scheduler.next_lease(1)
@@ -133,7 +133,7 @@ async def test_delayed_job_starts_when_the_timer_fires(
         await nursery.start(scheduler.run_timer)
         nursery.start_soon(waiter.run)
         await trio.testing.wait_all_tasks_blocked()
-        [job] = trio_store.enqueue([JobSpec(type="T", delay=30.0)])
+        [job] = trio_store.enqueue([JobSpec(type="T", delay=30.0)]).jobs
         enqueued_at = trio.current_time()
         scheduler.wake()
         await trio.sleep(29.9)
@@ -159,7 +159,7 @@ async def test_timer_picks_up_an_earlier_deadline(
         trio_store.enqueue([JobSpec(type="late", delay=300.0)])
         scheduler.wake()
         await trio.sleep(10)
-        [soon] = trio_store.enqueue([JobSpec(type="soon", delay=5.0)])
+        [soon] = trio_store.enqueue([JobSpec(type="soon", delay=5.0)]).jobs
         start = trio.current_time()
         scheduler.wake()
         with trio.fail_after(60):
@@ -182,7 +182,7 @@ async def test_stop_leasing_keeps_waiters_waiting(
         await trio.testing.wait_all_tasks_blocked()
         scheduler.stop_leasing()
         nursery.start_soon(late.run)
-        [job] = trio_store.enqueue([JobSpec(type="T")])
+        [job] = trio_store.enqueue([JobSpec(type="T")]).jobs
         scheduler.wake()
         await trio.sleep(3600)
         assert early.lease is None and late.lease is None
@@ -197,7 +197,7 @@ async def test_cancelled_waiter_leases_nothing(
     scheduler = Scheduler(trio_store)
     with trio.move_on_after(5):
         await scheduler.next_lease(1)
-    [job] = trio_store.enqueue([JobSpec(type="T")])
+    [job] = trio_store.enqueue([JobSpec(type="T")]).jobs
     scheduler.wake()
     await trio.testing.wait_all_tasks_blocked()
     assert trio_store.get(job.id).state == JobState.QUEUED
@@ -211,10 +211,10 @@ async def test_delayed_enqueue_wakes_the_timer_but_not_the_workers(
     leases = 0
     real_lease = trio_store.lease
 
-    def counting_lease(worker_pid: int) -> Lease | None:
+    def counting_lease(worker_pid: int, **conditions: bool) -> Lease | None:
         nonlocal leases
         leases += 1
-        return real_lease(worker_pid)
+        return real_lease(worker_pid, **conditions)
 
     trio_store.lease = counting_lease  # type: ignore[method-assign]
     waiter = Waiter(scheduler)
