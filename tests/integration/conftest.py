@@ -10,7 +10,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
@@ -26,12 +26,8 @@ def short_tmp() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.fixture
-def daemon(short_tmp: Path) -> Iterator[Daemon]:
-    """A running supervisor with two workers; stopped afterwards, leaving no process behind."""
-    d = Daemon(home=short_tmp / "home")
-    d.start()
-    yield d
+def _stop_and_check(d: Daemon) -> None:
+    """Stop ``d`` if it runs, and fail if any process it ever started is still alive."""
     if d.proc is not None and d.proc.poll() is None:
         d.remember()
         d.proc.send_signal(signal.SIGTERM)
@@ -50,6 +46,31 @@ def daemon(short_tmp: Path) -> Iterator[Daemon]:
     for p in alive:
         p.kill()
     assert not alive, f"processes left behind: {alive}"
+
+
+@pytest.fixture
+def make_daemon(short_tmp: Path) -> Iterator[Callable[..., Daemon]]:
+    """Start a supervisor with given flags and environment: ``make_daemon("--workers", "1")``.
+
+    Every supervisor made is stopped at the end, and none may leave a process behind.
+    """
+    made: list[Daemon] = []
+
+    def make(*args: str, **env: str) -> Daemon:
+        d = Daemon(home=short_tmp / f"home{len(made) or ''}")
+        made.append(d)
+        d.start(*args, **env)
+        return d
+
+    yield make
+    for d in made:
+        _stop_and_check(d)
+
+
+@pytest.fixture
+def daemon(make_daemon: Callable[..., Daemon]) -> Daemon:
+    """A running supervisor with two workers; stopped afterwards, leaving no process behind."""
+    return make_daemon()
 
 
 @pytest.fixture

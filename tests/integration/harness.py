@@ -48,6 +48,8 @@ class Daemon:
     extra_env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    args: tuple[str, ...] = ()
+    start_env: dict[str, str] = field(default_factory=dict)
     output: Path | None = None
     # psutil.Process objects, which refuse to signal a reused pid.
     seen: dict[int, psutil.Process] = field(default_factory=dict)
@@ -66,7 +68,15 @@ class Daemon:
         return env
 
     def start(self, *args: str, **env: str) -> None:
-        """Start the supervisor and return once it reported READY=1."""
+        """Start the supervisor and return once it reported READY=1.
+
+        A restart without arguments uses the flags of the last start; ``env`` adds to
+        the environment of earlier starts.
+        """
+        if args:
+            self.args = args
+        self.start_env.update(env)
+        args, env = self.args, self.start_env
         notify_path = self.home.parent / "notify.sock"
         notify_path.unlink(missing_ok=True)
         notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

@@ -93,3 +93,27 @@ async def block_loop(ctx: Any, payload: dict[str, Any]) -> None:
     """An async handler that wrongly blocks its event loop (the worker cannot answer)."""
     _announce(ctx, payload)
     time.sleep(payload.get("seconds", 60))  # noqa: ASYNC251  # the point of this handler
+
+
+@handler("ASYNC_HANG")
+async def async_hang(ctx: Any, payload: dict[str, Any]) -> None:
+    """Announce, then wait forever in trio (cancellable); ``{"hang": false}`` returns at once."""
+    _announce(ctx, payload)
+    if payload.get("hang", True):
+        await trio.sleep_forever()
+
+
+@handler("COOPERATIVE")
+def cooperative(ctx: Any, payload: dict[str, Any]) -> str:
+    """Announce, then work until asked to stop (checks ctx.cancelled)."""
+    _announce(ctx, payload)
+    while not ctx.cancelled:
+        time.sleep(0.01)
+    return "stopped early"
+
+
+@handler("ANNOUNCE_FAIL")
+def announce_fail(ctx: Any, payload: dict[str, Any]) -> None:
+    """Announce, then fail."""
+    _announce(ctx, payload)
+    raise ValueError(f"attempt {ctx.attempt} failed")

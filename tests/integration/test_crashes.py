@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -63,11 +64,10 @@ def test_sigterm_lets_the_running_job_finish_and_exits_0(
 
 
 def test_drain_timeout_requeues_the_job_without_spending_an_attempt(
-    short_tmp: Path, announcements: Announcements
+    make_daemon: Callable[..., Daemon], short_tmp: Path, announcements: Announcements
 ) -> None:
     """A job outliving the drain timeout is stopped, re-queued with its attempt given back."""
-    daemon = Daemon(home=short_tmp / "home")
-    daemon.start("--drain-timeout", "0.5")
+    daemon = make_daemon("--drain-timeout", "0.5")
     marker = short_tmp / "marker"
     payload = f'{{"marker": "{marker}", "notify": "{announcements.path}"}}'
     job_id = int(daemon.semctl("enqueue", "HANG_ONCE", "--payload", payload).out)
@@ -78,12 +78,9 @@ def test_drain_timeout_requeues_the_job_without_spending_an_attempt(
     assert time.monotonic() - started < 10
     assert not _wait_gone({p.pid for p in tree}, timeout=5)
     daemon.start()
-    try:
-        assert daemon.semctl("wait", str(job_id), "--timeout", "30").code == 0
-        job = daemon.semctl("show", str(job_id), "--json").json()
-        assert job["state"] == "DONE" and job["attempts"] == 1
-    finally:
-        daemon.stop()
+    assert daemon.semctl("wait", str(job_id), "--timeout", "30").code == 0
+    job = daemon.semctl("show", str(job_id), "--json").json()
+    assert job["state"] == "DONE" and job["attempts"] == 1
 
 
 def test_killed_supervisor_takes_its_workers_and_the_job_runs_after_restart(
@@ -135,11 +132,10 @@ def test_worker_killed_mid_exec_job_takes_the_command_with_it(
 
 
 def test_shutdown_does_not_wait_forever_for_a_worker_that_cannot_answer(
-    short_tmp: Path, announcements: Announcements
+    make_daemon: Callable[..., Daemon], announcements: Announcements
 ) -> None:
     """A handler blocking its worker's event loop: the drain still ends, the worker is killed."""
-    daemon = Daemon(home=short_tmp / "home")
-    daemon.start("--drain-timeout", "0.5")
+    daemon = make_daemon("--drain-timeout", "0.5")
     payload = f'{{"seconds": 120, "notify": "{announcements.path}"}}'
     daemon.semctl("enqueue", "BLOCK_LOOP", "--payload", payload)
     announcements.next()
