@@ -28,7 +28,6 @@ FLAGS: tuple[tuple[str, str, tuple[str, ...] | None], ...] = (
     ("idle_cpu", "CPU %% under which --require-idle jobs may start", None),
     ("idle_window", "seconds the CPU must stay under it", None),
     ("cancel_grace", "seconds a cancelled or timed-out job gets to stop", None),
-    ("retention_days", "days finished jobs are kept", None),
 )
 
 

@@ -1,0 +1,51 @@
+"""The docs keep up with the code: every message, command and setting is described."""
+
+from __future__ import annotations
+
+import typing
+from pathlib import Path
+
+import pytest
+
+from semantica import protocol
+from semantica.control.cli import app
+from semantica.supervisor.cli import FLAGS
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _members(union: object) -> list[type]:
+    return list(typing.get_args(union))
+
+
+ALL_MESSAGES = {
+    cls
+    for union in (
+        protocol.ControlRequest,
+        protocol.ControlReply,
+        protocol.ToWorker,
+        protocol.FromWorker,
+    )
+    for cls in _members(union)
+}
+
+
+@pytest.mark.parametrize("cls", sorted(ALL_MESSAGES, key=lambda c: c.__name__))
+def test_every_message_is_in_the_protocol_doc(cls: type) -> None:
+    """docs/protocol.md has a section for each message, under its wire tag."""
+    tag = cls.__struct_config__.tag
+    assert f"`{tag}`: `{cls.__name__}`" in (ROOT / "docs" / "protocol.md").read_text()
+
+
+@pytest.mark.parametrize("command", sorted(c.name or "" for c in app.registered_commands))
+def test_every_semctl_command_is_in_the_readme(command: str) -> None:
+    """The README's command table lists every semctl command."""
+    assert f"semctl {command}" in (ROOT / "README.md").read_text()
+
+
+@pytest.mark.parametrize("name", [flag for flag, _, _ in FLAGS])
+def test_every_setting_is_in_the_readme(name: str) -> None:
+    """The README's settings table lists every semanticad flag and its variable."""
+    readme = (ROOT / "README.md").read_text()
+    assert f"SEMANTICA_{name.upper()}" in readme
+    assert "--" + name.replace("_", "-") in readme
