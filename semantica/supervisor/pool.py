@@ -21,6 +21,7 @@ import socket
 import subprocess
 import sys
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import structlog
 import trio
@@ -71,11 +72,25 @@ class WorkerState(enum.StrEnum):
     STOPPING = "stopping"
 
 
+class WorkerProcess(Protocol):
+    """What the pool needs of a worker process (a ``trio.Process``; a fake in tests)."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    async def wait(self) -> int: ...
+
+    def send_signal(self, sig: int) -> None: ...
+
+
 @dataclass(eq=False)
 class WorkerHandle:
     """One live worker process and what it is doing."""
 
-    process: trio.Process
+    process: WorkerProcess
     channel: FramedStream
     state: WorkerState = WorkerState.STARTING
     lease: Lease | None = None
@@ -256,7 +271,8 @@ class WorkerPool:
             )
             await trio.sleep(delay)
 
-    async def _spawn(self) -> WorkerHandle:
+    async def _start_process(self) -> tuple[WorkerProcess, trio.SocketStream]:
+        """Start ``python -m semantica.worker`` on one end of a new socket pair."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         env = dict(os.environ)
         env["SEMANTICA_WORKER_FD"] = str(theirs.fileno())
@@ -275,7 +291,10 @@ class WorkerPool:
             raise WorkerStartError(f"cannot start a worker process: {exc}") from None
         finally:
             theirs.close()
-        stream = trio.SocketStream(trio.socket.from_stdlib_socket(ours))
+        return process, trio.SocketStream(trio.socket.from_stdlib_socket(ours))
+
+    async def _spawn(self) -> WorkerHandle:
+        process, stream = await self._start_process()
         channel = FramedStream(stream, FromWorker, WORKER_MAX_FRAME)
         worker = WorkerHandle(process=process, channel=channel)
         hello = None
@@ -416,7 +435,7 @@ def _kill_group(pgid: int) -> None:
         pass
 
 
-def _signal(process: trio.Process, sig: int) -> None:
+def _signal(process: WorkerProcess, sig: int) -> None:
     try:
         process.send_signal(sig)
     except ProcessLookupError:

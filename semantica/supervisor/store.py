@@ -366,6 +366,10 @@ class SQLiteStore:
             (job_id, now, spec.type, spec.subject, generation),
         ).fetchall():
             result.superseded.append(old_id)
+            for job in result.jobs:  # an earlier spec of this same batch
+                if job.id == old_id:
+                    job.state, job.superseded_by = JobState.SUPERSEDED, job_id
+                    job.finished_at = _ts(now)
         if spec.supersede_running:
             result.running_older.extend(
                 (old_id, job_id)
@@ -461,7 +465,8 @@ class SQLiteStore:
             if row is None:
                 raise NoSuchJob(f"no job {job_id}")
             state = JobState(row[0])
-            if (state, JobState.QUEUED) not in TRANSITIONS:
+            # Only the table's "retry" moves: RUNNING -> QUEUED is a requeue, not a retry.
+            if TRANSITIONS.get((state, JobState.QUEUED)) != "retry":
                 raise BadInput(
                     f"job {job_id} is {state}; only FAILED or CANCELLED jobs can be retried"
                 )

@@ -1,0 +1,244 @@
+"""The worker pool's clocks: timeouts, cancel, a worker that will not stop, and the drain.
+
+Workers run in-process (the real ``Worker`` over a real socket pair) behind a
+fake process, so trio's autojump clock drives every deadline: no real sleeps.
+"""
+
+from __future__ import annotations
+
+import itertools
+import signal
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from semantica.framed import FramedStream
+from semantica.models import JobSpec, JobState
+from semantica.protocol import WORKER_MAX_FRAME, ToWorker
+from semantica.supervisor.events import JobEvents
+from semantica.supervisor.joblogs import JobLogs
+from semantica.supervisor.lifecycle import JobLifecycle
+from semantica.supervisor.pool import STOP_MARGIN, WorkerPool
+from semantica.supervisor.scheduler import Scheduler
+from semantica.supervisor.store import SQLiteStore
+from semantica.worker.registry import handler
+from semantica.worker.runner import Worker
+
+GRACE = 3.0
+_pids = itertools.count(10_000)
+
+
+@handler("UP_SLEEP")
+async def _sleep(ctx: Any, payload: dict[str, float]) -> str:
+    await trio.sleep(payload["seconds"])
+    return "slept"
+
+
+@handler("UP_STUBBORN")
+async def _stubborn(ctx: Any, payload: Any) -> None:
+    """Ignores cancellation: its worker cannot report until it is killed."""
+    with trio.CancelScope(shield=True):
+        await trio.sleep(10_000)
+
+
+class TrioWallClock:
+    """Wall-clock time that moves with trio's (autojump) clock."""
+
+    def time(self) -> float:
+        return 1_800_000_000.0 + trio.current_time()
+
+
+class FakeProcess:
+    """An in-process worker standing in for a child process; signals end it."""
+
+    def __init__(self) -> None:
+        self.pid = next(_pids)
+        self.returncode: int | None = None
+        self.scope = trio.CancelScope()
+        self.sock: trio.SocketStream | None = None
+        self._exited = trio.Event()
+        self.signals: list[int] = []
+
+    async def wait(self) -> int:
+        await self._exited.wait()
+        assert self.returncode is not None
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        self.signals.append(sig)
+        if sig == signal.SIGKILL:
+            self.exit(-signal.SIGKILL)  # gone at once, whatever it was doing
+        else:
+            self.scope.cancel()  # SIGTERM: the worker cancels its job and ends
+
+    def exit(self, status: int) -> None:
+        if self.returncode is None:
+            self.returncode = status
+            self.scope.cancel()
+            if self.sock is not None and self.sock.socket.fileno() != -1:
+                self.sock.socket.shutdown(socket.SHUT_RDWR)  # the pool sees EOF
+            self._exited.set()
+
+
+class InProcessPool(WorkerPool):
+    """A pool whose workers are tasks in ``nursery`` instead of processes."""
+
+    def __init__(self, nursery: trio.Nursery, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.nursery = nursery
+        self.processes: list[FakeProcess] = []
+
+    async def _start_process(self) -> tuple[Any, trio.SocketStream]:
+        ours, theirs = socket.socketpair()
+        process = FakeProcess()
+        self.processes.append(process)
+        stream = trio.SocketStream(trio.socket.from_stdlib_socket(theirs))
+        process.sock = stream
+
+        async def run() -> None:
+            try:
+                with process.scope:
+                    await Worker(FramedStream(stream, ToWorker, WORKER_MAX_FRAME)).serve()
+            except (trio.BrokenResourceError, ExceptionGroup):
+                if process.returncode is None:
+                    raise
+                # A "killed" worker's task may run on (a shielded job) and then
+                # fail to write to its shut socket: a real process would be gone.
+            finally:
+                stream.socket.close()
+            process.exit(0)
+
+        self.nursery.start_soon(run)
+        return process, trio.SocketStream(trio.socket.from_stdlib_socket(ours))
+
+
+class Rig:
+    """A store, the scheduler, the lifecycle and an in-process pool of one worker."""
+
+    def __init__(self, tmp_path: Path, nursery: trio.Nursery) -> None:
+        self.store = SQLiteStore(tmp_path / "semantica.db", TrioWallClock())
+        self.events = JobEvents()
+        self.scheduler = Scheduler(self.store)
+        self.jobs = JobLifecycle(
+            self.store, JobLogs(tmp_path / "logs", 1 << 20), self.events, self.scheduler
+        )
+        self.pool = InProcessPool(
+            nursery,
+            size=1,
+            handlers=(),
+            scheduler=self.scheduler,
+            jobs=self.jobs,
+            cancel_grace=GRACE,
+        )
+
+    def enqueue(self, **spec: Any) -> int:
+        return self.jobs.enqueue([JobSpec(**spec)]).jobs[0].id
+
+    async def finished(self, job_id: int) -> float:
+        """Wait until the job reaches a finished state; return trio's time then."""
+        event = self.events.finished(job_id)
+        if self.store.state(job_id) not in (JobState.QUEUED, JobState.RUNNING):
+            return trio.current_time()
+        await event.wait()
+        return trio.current_time()
+
+    async def running(self, job_id: int) -> None:
+        while self.store.state(job_id) != JobState.RUNNING:
+            await trio.sleep(0.01)  # virtual time: autojump makes this instant
+
+
+@asynccontextmanager
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    async with trio.open_nursery() as workers, trio.open_nursery() as services:
+        r = Rig(tmp_path, workers)
+        await services.start(r.scheduler.run_timer)
+        await services.start(r.pool.run)
+        try:
+            yield r
+        finally:
+            with trio.CancelScope(shield=True):
+                await r.pool.stop("test over")
+            services.cancel_scope.cancel()
+            workers.cancel_scope.cancel()
+            r.store.close()
+
+
+async def test_job_past_its_timeout_fails_with_kind_timeout_and_is_retried(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A job with timeout 5 is stopped at 5 s, retried, and FAILED after its last attempt."""
+    async with rig(tmp_path) as r:
+        start = trio.current_time()
+        job_id = r.enqueue(
+            type="UP_SLEEP", payload={"seconds": 100}, timeout=5, max_attempts=2, backoff=0
+        )
+        end = await r.finished(job_id)
+        job = r.store.get(job_id)
+        assert job.state == JobState.FAILED and job.attempts == 2
+        assert job.error is not None and job.error.kind == "timeout"
+        assert end - start == pytest.approx(10.0, abs=0.1)  # two attempts of 5 s, no backoff
+        assert not r.pool.processes[0].signals  # the worker stopped the job itself
+
+
+async def test_a_job_within_its_timeout_ends_done(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A timeout that does not pass changes nothing."""
+    async with rig(tmp_path) as r:
+        job_id = r.enqueue(type="UP_SLEEP", payload={"seconds": 4}, timeout=5)
+        await r.finished(job_id)
+        assert r.store.get(job_id).state == JobState.DONE
+
+
+async def test_cancel_of_a_running_job_returns_once_it_ended(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """stop_job on a cancellable job: CANCELLED at once, the worker kept."""
+    async with rig(tmp_path) as r:
+        job_id = r.enqueue(type="UP_SLEEP", payload={"seconds": 100})
+        await r.running(job_id)
+        before = trio.current_time()
+        assert await r.pool.stop_job(job_id, "cancelled", "cancelled while running")
+        assert trio.current_time() - before < 0.1
+        job = r.store.get(job_id)
+        assert job.state == JobState.CANCELLED
+        assert job.error is not None and job.error.kind == "cancelled"
+        assert len(r.pool.processes) == 1 and not r.pool.processes[0].signals
+        assert not await r.pool.stop_job(job_id, "cancelled", "again")  # no longer running
+
+
+async def test_worker_that_cannot_stop_its_job_is_killed_after_the_grace_period(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A job that ignores its stop: its worker is SIGKILLed after grace + margin, job CANCELLED."""
+    async with rig(tmp_path) as r:
+        job_id = r.enqueue(type="UP_STUBBORN")
+        await r.running(job_id)
+        before = trio.current_time()
+        assert await r.pool.stop_job(job_id, "cancelled", "cancelled while running")
+        assert trio.current_time() - before == pytest.approx(GRACE + STOP_MARGIN, abs=0.1)
+        assert r.store.get(job_id).state == JobState.CANCELLED
+        assert r.pool.processes[0].signals == [signal.SIGKILL]
+        follow_up = r.enqueue(type="UP_SLEEP", payload={"seconds": 1})
+        await r.finished(follow_up)  # a replacement worker took over
+        assert r.store.get(follow_up).state == JobState.DONE
+        assert len(r.pool.processes) == 2
+
+
+async def test_stop_interrupts_a_running_job_without_spending_its_attempt(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The drain's last step: a running job goes back to the queue, attempt given back."""
+    async with rig(tmp_path) as r:
+        job_id = r.enqueue(type="UP_SLEEP", payload={"seconds": 100})
+        await r.running(job_id)
+        await r.pool.stop("shutting down")
+        job = r.store.get(job_id)
+        assert job.state == JobState.QUEUED and job.attempts == 0
+        assert job.error is not None and job.error.kind == "interrupted"
