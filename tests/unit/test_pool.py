@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import signal
 import socket
+from collections import defaultdict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -26,7 +27,7 @@ from semantica.supervisor.joblogs import JobLogs
 from semantica.supervisor.lifecycle import JobLifecycle
 from semantica.supervisor.pool import STOP_MARGIN, WorkerPool
 from semantica.supervisor.scheduler import Scheduler
-from semantica.supervisor.store import SQLiteStore
+from semantica.supervisor.store import Lease, SQLiteStore
 from semantica.worker.registry import handler
 from semantica.worker.runner import Worker
 
@@ -136,6 +137,8 @@ class Rig:
             jobs=self.jobs,
             cancel_grace=GRACE,
         )
+        self._started: defaultdict[int, trio.Event] = defaultdict(trio.Event)
+        self.jobs.started = self._on_started  # type: ignore[method-assign]
 
     def enqueue(self, **spec: Any) -> int:
         return self.jobs.enqueue([JobSpec(**spec)]).jobs[0].id
@@ -149,8 +152,12 @@ class Rig:
         return trio.current_time()
 
     async def running(self, job_id: int) -> None:
-        while self.store.state(job_id) != JobState.RUNNING:
-            await trio.sleep(0.01)  # virtual time: autojump makes this instant
+        """Wait until the job has been handed to a worker."""
+        await self._started[job_id].wait()
+
+    def _on_started(self, lease: Lease, worker_pid: int) -> None:
+        JobLifecycle.started(self.jobs, lease, worker_pid)
+        self._started[lease.job_id].set()
 
 
 @asynccontextmanager
