@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncClient",
     "BadInput",
     "Client",
     "Job",
@@ -28,6 +29,7 @@ __all__ = [
 ]
 
 _LAZY = {
+    "AsyncClient": "semantica.control.async_client",
     "Client": "semantica.control.client",
     "handler": "semantica.worker.registry",
     "Job": "semantica.models",
@@ -39,6 +41,7 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
+    from semantica.control.async_client import AsyncClient
     from semantica.control.client import Client
     from semantica.errors import BadInput, NoSuchJob, PermanentError, SemanticaError
     from semantica.models import Job, JobState

@@ -9,6 +9,7 @@ paths a client needs (cheap, no validation of daemon settings), and
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -95,6 +96,8 @@ class Settings:
     cancel_grace: float = 5.0  # a stopped job's time to end before it is killed
     idle_cpu: float = 25.0  # --require-idle: other processes' CPU use under this %...
     idle_window: float = 10.0  # ...for this many seconds
+    metrics_addr: str | None = None  # HOST:PORT to serve /metrics on, off by default
+    metrics_public: bool = False  # allow a metrics address beyond loopback
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **flags: Any) -> Settings:
@@ -120,6 +123,10 @@ class Settings:
             handlers = tuple(h.strip() for h in handlers_raw.split(",") if h.strip())
         else:
             handlers = tuple(handlers_raw)
+        metrics_public = _flag(pick("metrics_public"), "SEMANTICA_METRICS_PUBLIC")
+        metrics_addr = pick("metrics_addr")
+        if metrics_addr is not None:
+            parse_metrics_addr(metrics_addr, metrics_public)
         return cls(
             paths=paths,
             workers=workers,
@@ -142,6 +149,8 @@ class Settings:
                 pick("cancel_grace"), "SEMANTICA_CANCEL_GRACE", float, 5.0, low=0, high=3600
             ),
             idle_cpu=_number(pick("idle_cpu"), "SEMANTICA_IDLE_CPU", float, 25.0, low=0, high=100),
+            metrics_addr=metrics_addr,
+            metrics_public=metrics_public,
             idle_window=_number(
                 pick("idle_window"), "SEMANTICA_IDLE_WINDOW", float, 10.0, low=0, high=86400
             ),
@@ -162,6 +171,44 @@ def _number(
     if high is not None and number > high:
         raise ConfigError(f"{name} must be at most {high}, got {value!r}")
     return number
+
+
+def parse_metrics_addr(addr: str, public: bool) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:9100`` for IPv6) -> (host, port).
+
+    Raises:
+        ConfigError: malformed, or not loopback without ``public``.
+    """
+    host, sep, port_text = addr.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ConfigError(f"SEMANTICA_METRICS_ADDR must be HOST:PORT, got {addr!r}")
+    if not public and not _loopback(host):
+        raise ConfigError(
+            f"metrics on {host} would be visible beyond this machine; "
+            "use 127.0.0.1, or set SEMANTICA_METRICS_PUBLIC=1"
+        )
+    return host, int(port_text)
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _flag(value: Any, name: str) -> bool:
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    text = str(value).lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"{name} must be 1 or 0, got {value!r}")
 
 
 def _choice(value: Any, name: str, choices: tuple[str, ...], default: str | None) -> str | None:

@@ -12,8 +12,8 @@ from typing import Any
 import msgspec
 import trio
 
-from semantica.errors import ProtocolError
-from semantica.protocol import MAX_FRAME, FrameDecoder, encode
+from semantica.errors import FrameTooLarge, ProtocolError
+from semantica.protocol import HEADER, MAX_FRAME, FrameDecoder, encode
 
 _RECEIVE_CHUNK = 65536
 
@@ -62,9 +62,17 @@ class FramedStream:
             self._decoder.feed(data)
         return self._ready.popleft()
 
-    async def send(self, msg: msgspec.Struct) -> None:
-        """Send one message as one frame."""
+    async def send(self, msg: msgspec.Struct, limit: int | None = None) -> None:
+        """Send one message as one frame.
+
+        Raises:
+            FrameTooLarge: its body is over ``limit`` bytes (nothing was sent).
+        """
         data = encode(msg)
+        if limit is not None and len(data) - HEADER.size > limit:
+            raise FrameTooLarge(
+                f"a request of {len(data) - HEADER.size} bytes is over the {limit}-byte limit"
+            )
         async with self._send_lock:
             await self.stream.send_all(data)
 

@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import msgspec
 
 from semantica.errors import FrameTooLarge, ProtocolError
-from semantica.models import CancelOutcome, Job, JobError, JobSpec, QueueInfo
+from semantica.models import CancelOutcome, Job, JobError, JobSpec, JobState, QueueInfo
 
 PROTOCOL_VERSION = 1
 
@@ -109,6 +110,37 @@ class GetStatus(_Msg, tag="status"):
 
 class Shutdown(_Msg, tag="shutdown"):
     """Drain and stop the supervisor, as SIGTERM does."""
+
+    rid: int = 0
+
+
+class Follow(_Msg, tag="follow"):
+    """Stream a job's log: the lines so far, new ones as they come, then the job at its end.
+
+    A streaming request is the last request of its connection.
+    """
+
+    id: int
+    rid: int = 0
+
+
+class Events(_Msg, tag="events"):
+    """Stream every job event (enqueued, started, done, ...) until the client disconnects.
+
+    A streaming request is the last request of its connection.
+    """
+
+    rid: int = 0
+
+
+class GetMetrics(_Msg, tag="metrics"):
+    """The Prometheus text exposition."""
+
+    rid: int = 0
+
+
+class GetTop(_Msg, tag="top"):
+    """Everything ``semctl top`` draws, in one reply."""
 
     rid: int = 0
 
@@ -245,6 +277,74 @@ class QueueList(_Msg, tag="queue_list"):
     rid: int = 0
 
 
+class LogChunk(_Msg, tag="log_chunk"):
+    """Pushed for :class:`Follow`: lines of the job's log, in order."""
+
+    lines: list[str]
+    rid: int = 0
+
+
+class FollowEnd(_Msg, tag="follow_end"):
+    """Pushed for :class:`Follow`, last: the job as it finished."""
+
+    job: Job
+    rid: int = 0
+
+
+class JobEvent(_Msg, tag="job_event"):
+    """Pushed for :class:`Events`: one change in a job's life.
+
+    ``event`` is one of: enqueued, started, retried, done, failed, cancelled,
+    superseded, interrupted.
+    """
+
+    event: str
+    job_id: int
+    type: str
+    state: JobState
+    at: datetime
+    queue: str | None = None
+    attempt: int | None = None
+    worker_pid: int | None = None
+    error: JobError | None = None
+    rid: int = 0
+
+
+class MetricsReply(_Msg, tag="metrics_reply"):
+    """Prometheus text exposition format, version 0.0.4."""
+
+    text: str
+    rid: int = 0
+
+
+class WorkerTop(msgspec.Struct, kw_only=True):
+    """One worker in a top view."""
+
+    pid: int
+    state: str
+    job: int | None = None
+    job_type: str | None = None
+    running_s: float | None = None  # how long its job has run
+    cpu_percent: float = 0.0  # the worker and what it started, since the last top
+    rss_bytes: int = 0
+
+
+class TopReply(_Msg, tag="top_reply"):
+    """A top view: workers, queues, throughput, the supervisor itself, failures, waiting jobs."""
+
+    version: str
+    uptime_s: float
+    workers: list[WorkerTop]
+    queues: list[QueueInfo]
+    finished_10s: int  # jobs that reached a finished state in the last 10 s
+    finished_60s: int
+    supervisor_cpu_percent: float
+    supervisor_rss_bytes: int
+    failures: list[Job]  # the latest FAILED jobs
+    waiting: list[Job]  # the next queued jobs, in dispatch order, with waiting_for
+    rid: int = 0
+
+
 class Ok(_Msg, tag="ok"):
     """The request was carried out and has nothing else to say."""
 
@@ -333,6 +433,10 @@ ControlRequest = (
     | ResumeQueue
     | LimitQueue
     | ListQueues
+    | Follow
+    | Events
+    | GetMetrics
+    | GetTop
 )
 ControlReply = (
     HelloOk
@@ -346,6 +450,11 @@ ControlReply = (
     | Cancelled
     | QueueReply
     | QueueList
+    | LogChunk
+    | FollowEnd
+    | JobEvent
+    | MetricsReply
+    | TopReply
 )
 ToWorker = RunJob | CancelJob
 FromWorker = WorkerHello | JobLog | JobFinished | JobProcess

@@ -23,6 +23,7 @@ import typer
 from semantica.control.client import Client
 from semantica.errors import EXIT_JOB_FAILED, BadInput, SemanticaError
 from semantica.models import JobState, QueueInfo
+from semantica.protocol import JobEvent
 
 app = typer.Typer(
     name="semctl",
@@ -257,6 +258,53 @@ def logs(
 
 
 @app.command()
+def tail(
+    job_id: Annotated[int | None, typer.Argument(metavar="[ID]", show_default=False)] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Follow a job's log until it ends (exit 0 if DONE); without ID, every job event.
+
+    Example: semctl tail 12      semctl tail --json | jq .
+    """
+    try:
+        with _edge(), _client() as client:
+            if job_id is None:
+                for event in client.events():
+                    _print_event(event, json_out)
+            else:
+                for line in client.follow(job_id):
+                    if json_out:
+                        _print_json({"id": job_id, "line": line})
+                    else:
+                        sys.stdout.write(line + "\n")
+                    sys.stdout.flush()
+                job = client.get(job_id)
+                if json_out:
+                    _print_json(job)
+                if job.state != JobState.DONE:
+                    raise typer.Exit(EXIT_JOB_FAILED)
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
+
+
+def _print_event(event: JobEvent, json_out: bool) -> None:
+    if json_out:
+        _print_json(event)
+    else:
+        at = event.at.astimezone().strftime("%H:%M:%S.%f")[:-3]
+        details = []
+        if event.attempt is not None:
+            details.append(f"attempt {event.attempt}")
+        if event.worker_pid is not None:
+            details.append(f"worker {event.worker_pid}")
+        if event.error is not None:
+            details.append(f"{event.error.kind}: {event.error.message}")
+        extra = f" ({', '.join(details)})" if details else ""
+        print(f"{at} job {event.job_id} {event.type} {event.event}{extra}")
+    sys.stdout.flush()
+
+
+@app.command()
 def status(json_out: JsonOpt = False) -> None:
     """Counts by state, workers, database size, uptime, version."""
     with _edge(), _client() as client:
@@ -362,6 +410,30 @@ def _print_queue(info: QueueInfo, json_out: bool) -> None:
         state = "paused" if info.paused else "running"
         cap = f"limit {info.limit}" if info.limit else "no limit"
         print(f"{info.name}: {state}, {cap}")
+
+
+@app.command()
+def top(
+    once: Annotated[bool, typer.Option("--once", help="Print one frame and exit.")] = False,
+) -> None:
+    """Live dashboard: workers, their jobs, CPU and memory, queues, rates, failures (q quits)."""
+    from semantica.control import top as dashboard
+
+    try:
+        with _edge(), _client() as client:
+            if once:
+                dashboard.print_once(client)
+            else:
+                dashboard.run(client)
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
+
+
+@app.command()
+def metrics() -> None:
+    """Print the Prometheus text exposition."""
+    with _edge(), _client() as client:
+        sys.stdout.write(client.metrics())
 
 
 @app.command()

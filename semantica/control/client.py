@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -45,18 +45,26 @@ from semantica.protocol import (
     Enqueue,
     Enqueued,
     ErrorReply,
+    Events,
+    Follow,
+    FollowEnd,
     FrameDecoder,
     GetJob,
     GetLogs,
+    GetMetrics,
     GetStatus,
+    GetTop,
     Hello,
     HelloOk,
+    JobEvent,
     JobList,
     JobReply,
     LimitQueue,
     ListJobs,
     ListQueues,
+    LogChunk,
     LogLines,
+    MetricsReply,
     PauseQueue,
     QueueList,
     QueueReply,
@@ -64,6 +72,7 @@ from semantica.protocol import (
     Retry,
     Shutdown,
     StatusReply,
+    TopReply,
     Wait,
     encode,
 )
@@ -106,6 +115,22 @@ def make_spec(type: str, payload: Any = None, **options: Any) -> JobSpec:
         )
     except msgspec.ValidationError as exc:
         raise BadInput(f"bad enqueue option: {exc}") from None
+
+
+def read_token(paths: Paths) -> str:
+    """The supervisor's token, from the state directory.
+
+    Raises:
+        AuthError: the token file is missing or unreadable.
+    """
+    try:
+        return Path(paths.token).read_text().strip()
+    except FileNotFoundError:
+        raise AuthError(
+            f"no token at {paths.token}: is this the supervisor's state directory?"
+        ) from None
+    except PermissionError:
+        raise AuthError(f"refused: cannot read the token at {paths.token}") from None
 
 
 class Client:
@@ -168,7 +193,11 @@ class Client:
             sock.close()
             raise Unreachable(f"cannot connect to {path}: {exc}") from None
         self._sock = sock
-        token = self._token if self._token is not None else self._read_token()
+        try:
+            token = self._token if self._token is not None else read_token(self.paths)
+        except AuthError:
+            self.close()
+            raise
         reply = self._exchange(Hello(version=PROTOCOL_VERSION, token=token, client="python"))
         if isinstance(reply, HelloOk):
             self.server_version = reply.server_version
@@ -176,19 +205,6 @@ class Client:
             return
         self.close()
         raise ProtocolError(f"unexpected answer to hello: {type(reply).__name__}")
-
-    def _read_token(self) -> str:
-        path = self.paths.token
-        try:
-            return Path(path).read_text().strip()
-        except FileNotFoundError:
-            self.close()
-            raise AuthError(
-                f"no token at {path}: is this the supervisor's state directory?"
-            ) from None
-        except PermissionError:
-            self.close()
-            raise AuthError(f"refused: cannot read the token at {path}") from None
 
     def close(self) -> None:
         """Close the connection (a later call reconnects)."""
@@ -199,7 +215,15 @@ class Client:
 
     def _exchange(self, msg: msgspec.Struct) -> Any:
         """Send one message, return its reply; ErrorReply becomes the matching exception."""
-        sock = self._sock
+        self._send(msg)
+        try:
+            return self._receive()
+        except AuthError:
+            if isinstance(msg, Hello):
+                self.close()
+            raise
+
+    def _send(self, msg: msgspec.Struct) -> None:
         try:
             data = encode(msg)
         except (TypeError, msgspec.EncodeError) as exc:
@@ -210,15 +234,20 @@ class Client:
                 "send fewer jobs per batch or a smaller payload"
             )
         try:
-            sock.sendall(data)
+            self._sock.sendall(data)
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            self.close()
+            raise Unreachable(f"lost the connection to the supervisor: {exc}") from None
+
+    def _receive(self) -> Any:
+        """The next message; an ErrorReply is raised as its exception."""
+        try:
             while True:
                 for reply in self._decoder.messages():
                     if isinstance(reply, ErrorReply):
-                        if isinstance(msg, Hello):
-                            self.close()
                         raise error_from_code(reply.code, reply.message)
                     return reply
-                data = sock.recv(65536)
+                data = self._sock.recv(65536)
                 if not data:
                     self.close()
                     raise Unreachable("the supervisor closed the connection")
@@ -226,6 +255,18 @@ class Client:
         except (BrokenPipeError, ConnectionResetError) as exc:
             self.close()
             raise Unreachable(f"lost the connection to the supervisor: {exc}") from None
+
+    def _stream(self, msg: Any) -> Iterator[Any]:
+        """Send a streaming request and yield what is pushed; the connection ends with it."""
+        self.connect()
+        self._rid += 1
+        msg.rid = self._rid
+        try:
+            self._send(msg)
+            while True:
+                yield self._receive()
+        finally:
+            self.close()  # a stream is the last request of its connection
 
     def _call(self, msg: Any) -> Any:
         self.connect()
@@ -347,6 +388,37 @@ class Client:
         """Every queue with its settings and counts by state."""
         reply: QueueList = self._expect(self._call(ListQueues()), QueueList)
         return reply.queues
+
+    def follow(self, job_id: int) -> Iterator[str]:
+        """Yield the job's log lines: those written so far, then new ones as they come.
+
+        The iterator ends when the job has finished (``get`` tells how).
+
+        Raises:
+            NoSuchJob: no such job.
+            SemanticaError: code ``too_slow`` if this reader fell too far behind.
+        """
+        for msg in self._stream(Follow(id=job_id)):
+            if isinstance(msg, LogChunk):
+                yield from msg.lines
+            elif isinstance(msg, FollowEnd):
+                return
+
+    def events(self) -> Iterator[JobEvent]:
+        """Yield every job event (enqueued, started, done, ...) as it happens, forever."""
+        for msg in self._stream(Events()):
+            if isinstance(msg, JobEvent):
+                yield msg
+
+    def top(self) -> TopReply:
+        """Workers, queues, throughput, failures and waiting jobs, in one reply."""
+        reply: TopReply = self._expect(self._call(GetTop()), TopReply)
+        return reply
+
+    def metrics(self) -> str:
+        """The Prometheus text exposition."""
+        reply: MetricsReply = self._expect(self._call(GetMetrics()), MetricsReply)
+        return reply.text
 
     def shutdown(self) -> None:
         """Ask the supervisor to drain and exit (returns once it accepted)."""

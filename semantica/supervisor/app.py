@@ -23,11 +23,12 @@ import signal
 from collections.abc import Awaitable, Callable
 from typing import IO
 
+import psutil
 import structlog
 import trio
 
 from semantica import __version__
-from semantica.config import Settings
+from semantica.config import Settings, parse_metrics_addr
 from semantica.errors import ConfigError
 from semantica.models import Job
 from semantica.supervisor import waiting
@@ -36,6 +37,8 @@ from semantica.supervisor.conditions import Conditions
 from semantica.supervisor.events import JobEvents
 from semantica.supervisor.joblogs import JobLogs
 from semantica.supervisor.lifecycle import JobLifecycle
+from semantica.supervisor.metrics import Metrics
+from semantica.supervisor.metrics_http import serve_metrics
 from semantica.supervisor.notify import sd_notify
 from semantica.supervisor.pool import WorkerPool
 from semantica.supervisor.scheduler import Scheduler
@@ -57,6 +60,7 @@ class Supervisor:
         self._skip_drain = trio.Event()
         self._lock_file: IO[str] | None = None
         self._nursery: trio.Nursery | None = None
+        self.own_process = psutil.Process()
 
     def request_shutdown(self, reason: str) -> None:
         """Begin the drain (the first call) or skip its wait (a second call)."""
@@ -92,12 +96,14 @@ class Supervisor:
             on_change=lambda: self.scheduler.wake(),
         )
         self.scheduler = Scheduler(self.store, self.conditions)
+        self.metrics = Metrics(self.store.counts, lambda: self.pool.worker_counts())
         self.jobs = JobLifecycle(
             self.store,
             self.joblogs,
             self.events,
             self.scheduler,
             on_conditional=self.conditions.poke,
+            metrics=self.metrics,
         )
         self.pool = WorkerPool(
             self.settings.workers,
@@ -136,6 +142,11 @@ class Supervisor:
                 await nursery.start(self.scheduler.run_timer)
                 await nursery.start(self.pool.run)
                 await nursery.start(self.conditions.run)
+                if self.settings.metrics_addr:
+                    host, port = parse_metrics_addr(
+                        self.settings.metrics_addr, self.settings.metrics_public
+                    )
+                    await nursery.start(serve_metrics, host, port, self.metrics.text)
                 sd_notify("READY=1")
                 log.info(
                     "ready",

@@ -8,15 +8,19 @@ then logged once, then announced to waiters and the scheduler, in that order.
 from __future__ import annotations
 
 import random
+from collections import deque
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 
 import structlog
+import trio
 
 from semantica.errors import BadInput
 from semantica.models import ErrorKind, Job, JobError, JobSpec, JobState
-from semantica.protocol import JobFinished
+from semantica.protocol import JobEvent, JobFinished
 from semantica.supervisor.events import JobEvents
 from semantica.supervisor.joblogs import JobLogs
+from semantica.supervisor.metrics import Metrics
 from semantica.supervisor.retry import next_attempt_at
 from semantica.supervisor.scheduler import Scheduler
 from semantica.supervisor.store import EnqueueResult, Lease, SQLiteStore, StaleLease
@@ -39,6 +43,7 @@ class JobLifecycle:
         scheduler: Scheduler,
         rng: random.Random | None = None,
         on_conditional: Callable[[], None] = lambda: None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.logs = logs
@@ -46,6 +51,9 @@ class JobLifecycle:
         self.scheduler = scheduler
         self.rng = rng or random.Random()
         self._on_conditional = on_conditional
+        self.metrics = metrics
+        #: trio times at which jobs reached a finished state in the last minute (for top).
+        self.finished_times: deque[float] = deque()
         #: Job types the workers can run; None until the first worker said hello.
         self.known_types: frozenset[str] | None = None
 
@@ -69,8 +77,16 @@ class JobLifecycle:
         result = self.store.enqueue(specs)
         for job_id in result.superseded:
             log.info("job superseded", job_id=job_id, state=JobState.SUPERSEDED.value)
-            self.events.job_finished(job_id)
+            self._finished_unrun(job_id, JobState.SUPERSEDED, None)
+            if self.events.watched:
+                old = self.store.get(job_id)
+                self._announce("superseded", job_id, old.type, JobState.SUPERSEDED, old.queue)
         new = [job for job in result.jobs if not job.deduplicated]
+        if self.metrics is not None:
+            self.metrics.enqueued.inc(len(new))
+        if self.events.watched:
+            for job in new:
+                self._announce("enqueued", job.id, job.type, job.state, job.queue)
         now = self.store.clock.time()
         if any(job.run_after is None or job.run_after.timestamp() <= now for job in new):
             self.scheduler.wake()
@@ -85,7 +101,10 @@ class JobLifecycle:
         if not self.store.cancel_queued(job_id, "cancelled before it started"):
             return False
         log.info("job cancelled", job_id=job_id, state=JobState.CANCELLED.value)
-        self.events.job_finished(job_id)
+        self._finished_unrun(job_id, JobState.CANCELLED, None)
+        if self.events.watched:
+            job = self.store.get(job_id)
+            self._announce("cancelled", job_id, job.type, job.state, job.queue, error=job.error)
         return True
 
     def retry(self, job_id: int) -> Job:
@@ -96,12 +115,26 @@ class JobLifecycle:
         """
         job = self.store.retry(job_id)
         log.info("job retried", job_id=job_id, type=job.type, state=job.state.value)
+        self._announce("retried", job_id, job.type, job.state, job.queue)
         self.scheduler.wake()
         if job.require_charging or job.require_idle:
             self._on_conditional()
         return job
 
+    def log(self, lease: Lease, lines: list[str]) -> None:
+        """A worker sent lines for the job's log: append them and pass them to followers."""
+        self.logs.append(lease.job_id, lines)
+        self.events.log_lines(lease.job_id, lines)
+
     def started(self, lease: Lease, worker_pid: int) -> None:
+        self._announce(
+            "started",
+            lease.job_id,
+            lease.type,
+            JobState.RUNNING,
+            attempt=lease.attempt,
+            worker_pid=worker_pid,
+        )
         log.info(
             "job started",
             job_id=lease.job_id,
@@ -159,6 +192,14 @@ class JobLifecycle:
         except StaleLease:
             return
         self.logs.close(lease.job_id)
+        self._announce(
+            "interrupted",
+            lease.job_id,
+            lease.type,
+            JobState.QUEUED,
+            attempt=lease.attempt,
+            error=error,
+        )
         log.info(
             "job interrupted",
             job_id=lease.job_id,
@@ -182,11 +223,72 @@ class JobLifecycle:
         if error is not None:
             fields["error_kind"] = error.kind
             fields["error_message"] = error.message
+        if self.metrics is not None:
+            self.metrics.job_ended(lease.type, state, duration_s)
         if state == JobState.QUEUED:
             log.info("job will retry", **fields)
         else:
             log.info("job " + state.value.lower(), **fields)
+            self._count_finished()
             self.events.job_finished(lease.job_id)
+        self._announce(
+            "retried" if state == JobState.QUEUED else state.value.lower(),
+            lease.job_id,
+            lease.type,
+            state,
+            attempt=lease.attempt,
+            error=error,
+        )
         # A retry time for the timer to learn, or a job that waited behind this
         # one (its subject, its queue's limit) may start now.
         self.scheduler.wake()
+
+    def _finished_unrun(self, job_id: int, state: JobState, type: str | None) -> None:
+        """A queued job was cancelled or superseded: waiters, counters."""
+        self.events.job_finished(job_id)
+        self._count_finished()
+        if self.metrics is not None:
+            if type is None:
+                type = self.store.get(job_id).type
+            self.metrics.job_finished_unrun(type, state)
+
+    def _count_finished(self) -> None:
+        now = trio.current_time()
+        times = self.finished_times
+        times.append(now)
+        while times and times[0] < now - 60:
+            times.popleft()
+
+    def finished_within(self, seconds: float) -> int:
+        """How many jobs reached a finished state in the last ``seconds`` (at most 60)."""
+        since = trio.current_time() - seconds
+        return sum(1 for t in self.finished_times if t >= since)
+
+    def _announce(
+        self,
+        event: str,
+        job_id: int,
+        type: str,
+        state: JobState,
+        queue: str | None = None,
+        *,
+        attempt: int | None = None,
+        worker_pid: int | None = None,
+        error: JobError | None = None,
+    ) -> None:
+        """Publish a job event to watchers (``semctl tail``), if there are any."""
+        if not self.events.watched:
+            return
+        self.events.publish(
+            JobEvent(
+                event=event,
+                job_id=job_id,
+                type=type,
+                state=state,
+                at=datetime.now(UTC),
+                queue=queue,
+                attempt=attempt,
+                worker_pid=worker_pid,
+                error=error,
+            )
+        )

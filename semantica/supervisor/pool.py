@@ -13,6 +13,7 @@ terminal reaches only the supervisor, which then drains.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import math
 import os
@@ -20,9 +21,11 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import psutil
 import structlog
 import trio
 
@@ -40,6 +43,7 @@ from semantica.protocol import (
     RunJob,
     WorkerHello,
     WorkerInfo,
+    WorkerTop,
 )
 from semantica.supervisor.lifecycle import JobLifecycle
 from semantica.supervisor.scheduler import Scheduler
@@ -102,9 +106,38 @@ class WorkerHandle:
     stop: JobError | None = None  # the job was asked to stop (cancel, timeout): how it ends
     nursery: trio.Nursery | None = None  # where its watchdog runs
 
+    _ps: dict[int, psutil.Process] = field(default_factory=dict)
+
     @property
     def pid(self) -> int:
         return self.process.pid
+
+    def usage(self) -> tuple[float, int]:
+        """CPU percent since the last call and RSS bytes, of the worker and its children."""
+        cpu, rss = 0.0, 0
+        try:
+            me = self._ps.get(self.pid) or psutil.Process(self.pid)
+            alive = {self.pid}
+            for found in (me, *me.children(recursive=True)):
+                alive.add(found.pid)
+                with contextlib.suppress(psutil.Error):
+                    known = self._ps.get(found.pid)
+                    if known is None:
+                        # First sight: the average since it started (cpu_percent's
+                        # first answer would be a meaningless 0).
+                        self._ps[found.pid] = found
+                        found.cpu_percent(None)
+                        times = found.cpu_times()
+                        age = max(time.time() - found.create_time(), 0.01)
+                        cpu += 100 * (times.user + times.system) / age
+                    else:
+                        cpu += known.cpu_percent(None)
+                    rss += found.memory_info().rss
+            for pid in set(self._ps) - alive:
+                del self._ps[pid]
+        except psutil.Error:
+            pass
+        return round(cpu, 1), rss
 
 
 class WorkerPool:
@@ -152,6 +185,37 @@ class WorkerPool:
             WorkerInfo(pid=w.pid, state=w.state.value, job=w.lease.job_id if w.lease else None)
             for w in self.workers
         ]
+
+    def top(self) -> list[WorkerTop]:
+        """Each live worker with its job, how long that has run, and CPU and memory.
+
+        CPU is the worker's and its children's (an exec job's command) since the
+        previous call.
+        """
+        now = trio.current_time()
+        rows = []
+        for w in self.workers:
+            cpu, rss = w.usage()
+            lease = w.lease
+            rows.append(
+                WorkerTop(
+                    pid=w.pid,
+                    state=w.state.value,
+                    job=lease.job_id if lease else None,
+                    job_type=lease.type if lease else None,
+                    running_s=round(now - w.started, 3) if lease else None,
+                    cpu_percent=cpu,
+                    rss_bytes=rss,
+                )
+            )
+        return rows
+
+    def worker_counts(self) -> dict[str, int]:
+        """How many workers are in each state (for metrics)."""
+        counts = {state.value: 0 for state in WorkerState}
+        for w in self.workers:
+            counts[w.state.value] += 1
+        return counts
 
     def worker_pids(self) -> list[int]:
         return [w.pid for w in self.workers]
@@ -368,7 +432,7 @@ class WorkerPool:
                 lease = worker.lease
                 match msg:
                     case JobLog() if lease is not None and msg.lease == lease.lease_id:
-                        self.jobs.logs.append(lease.job_id, msg.lines)
+                        self.jobs.log(lease, msg.lines)
                     case JobFinished() if lease is not None and msg.lease == lease.lease_id:
                         worker.report = msg
                         worker.report_ready.set()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import structlog
@@ -24,16 +25,24 @@ from semantica.protocol import (
     ControlRequest,
     Enqueue,
     Enqueued,
+    ErrorReply,
+    Events,
+    Follow,
+    FollowEnd,
     GetJob,
     GetLogs,
+    GetMetrics,
     GetStatus,
+    GetTop,
     Hello,
     JobList,
     JobReply,
     LimitQueue,
     ListJobs,
     ListQueues,
+    LogChunk,
     LogLines,
+    MetricsReply,
     Ok,
     PauseQueue,
     QueueList,
@@ -42,8 +51,10 @@ from semantica.protocol import (
     Retry,
     Shutdown,
     StatusReply,
+    TopReply,
     Wait,
 )
+from semantica.supervisor.events import FINISHED
 
 if TYPE_CHECKING:
     from semantica.supervisor.app import Supervisor
@@ -54,8 +65,15 @@ MAX_LIST = 10_000
 MAX_WAIT_IDS = 10_000
 
 
-async def dispatch(sup: Supervisor, request: ControlRequest) -> ControlReply:
-    """Carry out one request and return its reply (errors are raised as SemanticaError)."""
+Send = Callable[[ControlReply], Awaitable[None]]
+
+
+async def dispatch(sup: Supervisor, request: ControlRequest, send: Send) -> ControlReply | None:
+    """Carry out one request and return its reply (errors are raised as SemanticaError).
+
+    Streaming requests (``Follow``, ``Events``) push messages with ``send``
+    and return their last one, or None when they end without one.
+    """
     match request:
         case Enqueue():
             return handle_enqueue(sup, request)
@@ -81,6 +99,14 @@ async def dispatch(sup: Supervisor, request: ControlRequest) -> ControlReply:
             return handle_queue_change(sup, request.rid, request.queue, limit=request.limit)
         case ListQueues():
             return QueueList(rid=request.rid, queues=sup.store.queues())
+        case GetMetrics():
+            return MetricsReply(rid=request.rid, text=sup.metrics.text())
+        case GetTop():
+            return handle_top(sup, request)
+        case Follow():
+            return await handle_follow(sup, request, send)
+        case Events():
+            return await handle_events(sup, request, send)
         case Shutdown():
             sup.request_shutdown("semctl shutdown")
             return Ok(rid=request.rid)
@@ -128,6 +154,63 @@ async def handle_cancel(sup: Supervisor, request: Cancel) -> Cancelled:
         for job in sup.store.get_many(request.ids)
     ]
     return Cancelled(rid=request.rid, results=results)
+
+
+async def handle_follow(sup: Supervisor, request: Follow, send: Send) -> ControlReply:
+    """The log so far, then new lines as they come, then the job when it has finished."""
+    job = sup.store.get(request.id)  # NoSuchJob for an unknown id
+    # Read what is written and subscribe with no checkpoint in between: no line
+    # is missed or sent twice.
+    lines = sup.joblogs.tail(request.id)
+    sub = None if job.state in TERMINAL_STATES else sup.events.follow(request.id)
+    try:
+        if lines:
+            await send(LogChunk(rid=request.rid, lines=lines))
+        finished = sub is None
+        while not finished:
+            assert sub is not None
+            try:
+                item = await sub.receive.receive()
+            except trio.EndOfChannel:  # closed without FINISHED: this reader fell behind
+                return _too_slow(request.rid, "log lines")
+            batch: list[str] = []
+            while True:  # put lines that arrived together in one frame
+                if item is FINISHED:
+                    finished = True
+                    break
+                batch.extend(item)
+                if len(batch) >= 1000:
+                    break
+                try:
+                    item = sub.receive.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+            if batch:
+                await send(LogChunk(rid=request.rid, lines=batch))
+    finally:
+        if sub is not None:
+            sup.events.unfollow(request.id, sub)
+    return FollowEnd(rid=request.rid, job=sup.explain([sup.store.get(request.id)])[0])
+
+
+async def handle_events(sup: Supervisor, request: Events, send: Send) -> ControlReply:
+    """Every job event, as it happens, until the client goes away."""
+    sub = sup.events.watch()
+    try:
+        async for event in sub.receive:
+            event.rid = request.rid
+            await send(event)
+    finally:
+        sup.events.unwatch(sub)
+    return _too_slow(request.rid, "job events")
+
+
+def _too_slow(rid: int, what: str) -> ErrorReply:
+    return ErrorReply(
+        rid=rid,
+        code="too_slow",
+        message=f"dropped: this reader fell too far behind the {what}; reconnect to go on",
+    )
 
 
 def handle_queue_change(
@@ -187,6 +270,27 @@ def handle_logs(sup: Supervisor, request: GetLogs) -> LogLines:
         raise BadInput(f"line count must be 0 or more, got {request.lines}")
     sup.store.get(request.id)  # NoSuchJob for an unknown id
     return LogLines(rid=request.rid, lines=sup.joblogs.tail(request.id, request.lines))
+
+
+TOP_FAILURES = 5
+TOP_WAITING = 10
+
+
+def handle_top(sup: Supervisor, request: GetTop) -> TopReply:
+    """One frame of ``semctl top``, from one request (not many small ones)."""
+    return TopReply(
+        rid=request.rid,
+        version=__version__,
+        uptime_s=round(trio.current_time() - sup.started_at, 3),
+        workers=sup.pool.top(),
+        queues=sup.store.queues(),
+        finished_10s=sup.jobs.finished_within(10),
+        finished_60s=sup.jobs.finished_within(60),
+        supervisor_cpu_percent=sup.own_process.cpu_percent(None),
+        supervisor_rss_bytes=sup.own_process.memory_info().rss,
+        failures=sup.store.list(state=JobState.FAILED.value, limit=TOP_FAILURES),
+        waiting=sup.explain(sup.store.next_queued(TOP_WAITING)),
+    )
 
 
 def handle_status(sup: Supervisor, request: GetStatus) -> StatusReply:

@@ -31,10 +31,15 @@ from semantica.errors import ConfigError, FrameTooLarge, ProtocolError, Semantic
 from semantica.framed import FramedStream
 from semantica.protocol import (
     PROTOCOL_VERSION,
+    Cancel,
+    ControlReply,
     ControlRequest,
     ErrorReply,
+    Events,
+    Follow,
     Hello,
     HelloOk,
+    Wait,
 )
 from semantica.supervisor.requests import dispatch
 from semantica.supervisor.security import peer_uid, token_matches, uid_allowed
@@ -171,21 +176,79 @@ class ControlServer:
         return True
 
     async def _serve_requests(self, channel: FramedStream) -> None:
-        while True:
+        """Answer requests in the order they come, except those that wait.
+
+        A client may send several requests without waiting for replies
+        (pipelining, matched by ``rid``). Requests that can block (``Wait``,
+        ``Cancel``) run in tasks of their own so they do not hold up the ones
+        behind them; all others are carried out in order, so pipelined enqueues
+        commit in the order they were sent.
+        """
+        async with trio.open_nursery() as waiting:
+            while True:
+                try:
+                    request = await channel.receive()
+                except FrameTooLarge as exc:
+                    await channel.send(ErrorReply(code=exc.code, message=exc.message))
+                    break
+                except ProtocolError as exc:
+                    await channel.send(ErrorReply(code=exc.code, message=exc.message))
+                    continue
+                except (trio.EndOfChannel, trio.BrokenResourceError, trio.ClosedResourceError):
+                    break
+                if isinstance(request, Wait | Cancel):
+                    waiting.start_soon(self._answer, channel, request)
+                    continue
+                streaming = isinstance(request, Follow | Events)
+                reply = await self._carry_out(channel, request, streaming)
+                if reply is not None:
+                    await channel.send(reply)
+                if streaming:
+                    break  # a stream is the last request of its connection
+            waiting.cancel_scope.cancel()  # the client is gone: nobody reads these replies
+
+    async def _answer(self, channel: FramedStream, request: ControlRequest) -> None:
+        reply = await self._reply(channel, request)
+        if reply is not None:
             try:
-                request = await channel.receive()
-            except FrameTooLarge as exc:
-                await channel.send(ErrorReply(code=exc.code, message=exc.message))
-                return
-            except ProtocolError as exc:
-                await channel.send(ErrorReply(code=exc.code, message=exc.message))
-                continue
-            rid = getattr(request, "rid", 0)
+                await channel.send(reply)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+
+    async def _carry_out(
+        self, channel: FramedStream, request: ControlRequest, streaming: bool
+    ) -> ControlReply | None:
+        """One request's reply; a stream runs until it ends or the client goes away."""
+        if not streaming:
+            return await self._reply(channel, request)
+        reply: ControlReply | None = None
+        async with trio.open_nursery() as nursery:
+            # Anything from the client, EOF included, ends its stream: a stream
+            # must not outlive its reader, even when nothing happens to push.
+            nursery.start_soon(_cancel_on_input, channel, nursery.cancel_scope)
             try:
-                reply = await dispatch(self.sup, request)
-            except SemanticaError as exc:
-                reply = ErrorReply(rid=rid, code=exc.code, message=exc.message)
-            except Exception as exc:
-                log.exception("request failed", request=type(request).__name__)
-                reply = ErrorReply(rid=rid, code="internal", message=f"internal error: {exc!r}")
-            await channel.send(reply)
+                reply = await self._reply(channel, request)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                reply = None  # the reader went away mid-push
+            nursery.cancel_scope.cancel()
+        return reply
+
+    async def _reply(self, channel: FramedStream, request: ControlRequest) -> ControlReply | None:
+        rid = getattr(request, "rid", 0)
+        try:
+            return await dispatch(self.sup, request, channel.send)
+        except SemanticaError as exc:
+            return ErrorReply(rid=rid, code=exc.code, message=exc.message)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            raise
+        except Exception as exc:
+            log.exception("request failed", request=type(request).__name__)
+            return ErrorReply(rid=rid, code="internal", message=f"internal error: {exc!r}")
+
+
+async def _cancel_on_input(channel: FramedStream, scope: trio.CancelScope) -> None:
+    try:
+        await channel.receive()
+    except (trio.EndOfChannel, trio.BrokenResourceError, ProtocolError, OSError):
+        pass
+    scope.cancel()

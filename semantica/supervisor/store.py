@@ -126,6 +126,7 @@ _json_encode = msgspec.json.encode
 
 # Inside SQLiteStore, `list` names the method.
 QueueInfos = list[QueueInfo]
+JobsList = list[Job]
 
 
 class SQLiteStore:
@@ -635,6 +636,15 @@ class SQLiteStore:
         rows = self._conn.execute(
             f"SELECT {_JOB_COLUMNS} FROM jobs {clause} ORDER BY id DESC LIMIT ?",
             (*args, limit),
+        ).fetchall()
+        return [self._job(row) for row in rows]
+
+    def next_queued(self, limit: int) -> JobsList:
+        """The first ``limit`` QUEUED jobs in dispatch order (priority, then oldest)."""
+        rows = self._conn.execute(
+            f"SELECT {_JOB_COLUMNS} FROM jobs INDEXED BY jobs_ready WHERE state = 'QUEUED' "
+            "ORDER BY priority DESC, id LIMIT ?",
+            (limit,),
         ).fetchall()
         return [self._job(row) for row in rows]
 

@@ -1,0 +1,360 @@
+"""The trio client: the same verbs as :class:`~semantica.control.client.Client`, as coroutines.
+
+::
+
+    async with AsyncClient() as c:
+        jobs = await c.enqueue_many([{"type": "INDEX_FILE", "payload": {"path": p}} ...])
+        async with trio.open_nursery() as n:       # requests in flight together
+            for p in paths:
+                n.start_soon(c.enqueue, "INDEX_FILE", {"path": p})
+        async for line in c.follow(job.id):
+            print(line)
+
+Requests from several tasks share one connection and are *pipelined*: each
+is sent at once, tagged with a request id, and its reply is matched by that
+id, so a burst of enqueues does not wait a round trip each. Streams
+(``follow``, ``events``) open a connection of their own.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import Any, TypeVar
+
+import msgspec
+import trio
+
+from semantica.config import Paths, locate
+from semantica.control.client import (
+    CancelOutcomes,
+    JobsList,
+    QueueInfos,
+    SpecList,
+    StrList,
+    make_spec,
+    read_token,
+)
+from semantica.errors import (
+    AuthError,
+    BadInput,
+    FrameTooLarge,
+    ProtocolError,
+    SemanticaError,
+    Unreachable,
+    WaitTimeout,
+    error_from_code,
+)
+from semantica.framed import FramedStream
+from semantica.models import TERMINAL_STATES, Job, QueueInfo
+from semantica.protocol import (
+    MAX_FRAME,
+    PROTOCOL_VERSION,
+    Cancel,
+    Cancelled,
+    ControlReply,
+    Enqueue,
+    Enqueued,
+    ErrorReply,
+    Events,
+    Follow,
+    FollowEnd,
+    GetJob,
+    GetLogs,
+    GetMetrics,
+    GetStatus,
+    GetTop,
+    Hello,
+    HelloOk,
+    JobEvent,
+    JobList,
+    JobReply,
+    LimitQueue,
+    ListJobs,
+    ListQueues,
+    LogChunk,
+    LogLines,
+    MetricsReply,
+    Ok,
+    PauseQueue,
+    QueueList,
+    QueueReply,
+    ResumeQueue,
+    Retry,
+    Shutdown,
+    StatusReply,
+    TopReply,
+    Wait,
+)
+
+R = TypeVar("R")
+
+# Replies come from our own supervisor and may be large (a long job list).
+_REPLY_CAP = 256 * MAX_FRAME
+
+
+class _Connection:
+    """One authenticated control connection."""
+
+    def __init__(self, channel: FramedStream, hello: HelloOk) -> None:
+        self.channel = channel
+        self.max_request = hello.max_frame
+        self.server_version = hello.server_version
+
+    @classmethod
+    async def open(cls, paths: Paths, token: str | None) -> _Connection:
+        try:
+            stream = await trio.open_unix_socket(str(paths.socket))
+        except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError) as exc:
+            raise Unreachable(
+                f"no supervisor at {paths.socket} ({exc.strerror or exc}); "
+                "start one with `semanticad` (or `make run`), or set SEMANTICA_HOME"
+            ) from None
+        except PermissionError:
+            raise AuthError(f"refused: no permission to use {paths.socket}") from None
+        channel = FramedStream(stream, ControlReply, _REPLY_CAP)
+        try:
+            await channel.send(
+                Hello(
+                    version=PROTOCOL_VERSION,
+                    token=token if token is not None else read_token(paths),
+                    client="python-trio",
+                )
+            )
+            reply = await channel.receive()
+        except (trio.EndOfChannel, trio.BrokenResourceError) as exc:
+            await stream.aclose()
+            raise Unreachable(f"the supervisor closed the connection: {exc}") from None
+        except SemanticaError:
+            await stream.aclose()
+            raise
+        if isinstance(reply, ErrorReply):
+            await stream.aclose()
+            raise error_from_code(reply.code, reply.message)
+        if not isinstance(reply, HelloOk):
+            await stream.aclose()
+            raise ProtocolError(f"unexpected answer to hello: {type(reply).__name__}")
+        return cls(channel, reply)
+
+    async def send(self, msg: msgspec.Struct) -> None:
+        try:
+            await self.channel.send(msg, limit=self.max_request)
+        except FrameTooLarge as exc:
+            raise BadInput(
+                f"{exc.message}; send fewer jobs per batch or a smaller payload"
+            ) from None
+        except (TypeError, msgspec.EncodeError) as exc:
+            raise BadInput(f"cannot send this request (is the payload JSON-able?): {exc}") from None
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise Unreachable(f"lost the connection to the supervisor: {exc}") from None
+
+
+class AsyncClient:
+    """A trio client; use it as ``async with AsyncClient() as c:``.
+
+    Args:
+        home: state directory; default ``SEMANTICA_HOME`` or the XDG default.
+        socket: control socket; default ``SEMANTICA_SOCKET`` or ``HOME/semantica.sock``.
+        token: the token; default read from ``HOME/token``.
+    """
+
+    def __init__(
+        self,
+        home: str | os.PathLike[str] | None = None,
+        socket: str | os.PathLike[str] | None = None,
+        token: str | None = None,
+    ) -> None:
+        self.paths: Paths = locate(home=home, socket=socket)
+        self._token = token
+        self._conn: _Connection | None = None
+        self._rids = itertools.count(1)
+        self._pending: dict[int, trio.MemorySendChannel[Any]] = {}
+        self._nursery_manager: Any = None
+        self.server_version: str | None = None
+
+    async def __aenter__(self) -> AsyncClient:
+        self._conn = await _Connection.open(self.paths, self._token)
+        self.server_version = self._conn.server_version
+        self._nursery_manager = trio.open_nursery()
+        nursery = await self._nursery_manager.__aenter__()
+        nursery.start_soon(self._read_replies)
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        assert self._conn is not None and self._nursery_manager is not None
+        await self._conn.channel.aclose()
+        await self._nursery_manager.__aexit__(*exc_info)
+        self._fail_pending(Unreachable("the client was closed"))
+
+    async def _read_replies(self) -> None:
+        """Hand each reply to the request with its rid."""
+        assert self._conn is not None
+        error: SemanticaError
+        try:
+            while True:
+                reply = await self._conn.channel.receive()
+                waiter = self._pending.pop(getattr(reply, "rid", 0), None)
+                if waiter is None:
+                    if isinstance(reply, ErrorReply):  # rid 0: a frame it could not read
+                        raise error_from_code(reply.code, reply.message)
+                    continue
+                waiter.send_nowait(reply)
+        except (trio.EndOfChannel, trio.BrokenResourceError, trio.ClosedResourceError):
+            error = Unreachable("the supervisor closed the connection")
+        except SemanticaError as exc:
+            error = exc
+        self._fail_pending(error)
+
+    def _fail_pending(self, error: SemanticaError) -> None:
+        for waiter in self._pending.values():
+            waiter.send_nowait(error)
+        self._pending.clear()
+
+    async def _call(self, msg: Any, kind: type[R]) -> R:
+        if self._conn is None:
+            raise Unreachable("use the client as `async with AsyncClient() as c:`")
+        rid = msg.rid = next(self._rids)
+        send, receive = trio.open_memory_channel[Any](1)
+        self._pending[rid] = send
+        try:
+            await self._conn.send(msg)
+            reply = await receive.receive()
+        finally:
+            self._pending.pop(rid, None)
+        if isinstance(reply, SemanticaError):
+            raise reply
+        if isinstance(reply, ErrorReply):
+            raise error_from_code(reply.code, reply.message)
+        if not isinstance(reply, kind):
+            raise ProtocolError(f"expected {kind.__name__}, got {type(reply).__name__}")
+        return reply
+
+    # ------------------------------------------------------------------ verbs
+
+    async def enqueue(self, type: str, payload: Any = None, **options: Any) -> Job:
+        """Add one job; returns it once committed (options as for ``Client.enqueue``)."""
+        return (await self._enqueue([make_spec(type, payload, **options)]))[0]
+
+    async def enqueue_many(self, jobs: Iterable[Mapping[str, Any]]) -> JobsList:
+        """Add several jobs in one transaction (all or none), each a dict with ``type``."""
+        specs = []
+        for item in jobs:
+            options = dict(item)
+            if "type" not in options:
+                raise BadInput("every job needs a 'type'")
+            specs.append(make_spec(options.pop("type"), options.pop("payload", None), **options))
+        return await self._enqueue(specs)
+
+    async def _enqueue(self, specs: SpecList) -> JobsList:
+        return (await self._call(Enqueue(jobs=specs), Enqueued)).jobs
+
+    async def get(self, job_id: int) -> Job:
+        """One job. Raises NoSuchJob."""
+        return (await self._call(GetJob(id=job_id), JobReply)).job
+
+    async def list(
+        self,
+        state: str | None = None,
+        queue: str | None = None,
+        type: str | None = None,
+        subject: str | None = None,
+        limit: int = 50,
+    ) -> JobsList:
+        """Jobs matching every filter given, newest first."""
+        request = ListJobs(state=state, queue=queue, type=type, subject=subject, limit=limit)
+        return (await self._call(request, JobList)).jobs
+
+    async def wait_many(
+        self,
+        job_ids: Iterable[int],
+        timeout: float | None = None,  # noqa: ASYNC109  # the supervisor's wait limit, as in Client
+    ) -> JobsList:
+        """Until every job finished (or ``timeout`` seconds); returns them as they are."""
+        return (await self._call(Wait(ids=[*job_ids], timeout=timeout), JobList)).jobs
+
+    async def wait(
+        self,
+        job_id: int,
+        timeout: float | None = None,  # noqa: ASYNC109  # the supervisor's wait limit, as in Client
+    ) -> Job:
+        """Until the job finished. Raises WaitTimeout, NoSuchJob."""
+        job = (await self.wait_many([job_id], timeout))[0]
+        if job.state not in TERMINAL_STATES:
+            raise WaitTimeout(f"job {job_id} is still {job.state} after {timeout} s")
+        return job
+
+    async def logs(self, job_id: int, lines: int | None = None) -> StrList:
+        """The last ``lines`` lines of a job's log (all when None)."""
+        return (await self._call(GetLogs(id=job_id, lines=lines), LogLines)).lines
+
+    async def status(self) -> StatusReply:
+        """Counts by state, workers, database size, uptime and version."""
+        return await self._call(GetStatus(), StatusReply)
+
+    async def cancel(self, *job_ids: int) -> CancelOutcomes:
+        """Cancel jobs; returns once the running ones have ended."""
+        return (await self._call(Cancel(ids=[*job_ids]), Cancelled)).results
+
+    async def retry(self, job_id: int) -> Job:
+        """Put a FAILED or CANCELLED job back with a fresh attempt budget."""
+        return (await self._call(Retry(id=job_id), JobReply)).job
+
+    async def pause(self, queue: str) -> QueueInfo:
+        """Start no job of ``queue`` until resumed."""
+        return (await self._call(PauseQueue(queue=queue), QueueReply)).queue
+
+    async def resume(self, queue: str) -> QueueInfo:
+        """Start jobs of ``queue`` again."""
+        return (await self._call(ResumeQueue(queue=queue), QueueReply)).queue
+
+    async def limit(self, queue: str, limit: int) -> QueueInfo:
+        """Run at most ``limit`` jobs of ``queue`` at once (0: no cap)."""
+        return (await self._call(LimitQueue(queue=queue, limit=limit), QueueReply)).queue
+
+    async def queues(self) -> QueueInfos:
+        """Every queue with its settings and counts by state."""
+        return (await self._call(ListQueues(), QueueList)).queues
+
+    async def top(self) -> TopReply:
+        """Workers, queues, throughput, failures and waiting jobs, in one reply."""
+        return await self._call(GetTop(), TopReply)
+
+    async def metrics(self) -> str:
+        """The Prometheus text exposition."""
+        return (await self._call(GetMetrics(), MetricsReply)).text
+
+    async def shutdown(self) -> None:
+        """Ask the supervisor to drain and exit."""
+        await self._call(Shutdown(), Ok)
+
+    async def follow(self, job_id: int) -> AsyncIterator[str]:
+        """The job's log lines, those so far then new ones, until the job has finished."""
+        async for msg in self._stream(Follow(id=job_id)):
+            if isinstance(msg, LogChunk):
+                for line in msg.lines:
+                    yield line
+            elif isinstance(msg, FollowEnd):
+                return
+
+    async def events(self) -> AsyncIterator[JobEvent]:
+        """Every job event as it happens, until the caller stops iterating."""
+        async for msg in self._stream(Events()):
+            if isinstance(msg, JobEvent):
+                yield msg
+
+    async def _stream(self, msg: Any) -> AsyncIterator[Any]:
+        conn = await _Connection.open(self.paths, self._token)
+        try:
+            await conn.send(msg)
+            while True:
+                try:
+                    reply = await conn.channel.receive()
+                except trio.EndOfChannel:
+                    return
+                if isinstance(reply, ErrorReply):
+                    raise error_from_code(reply.code, reply.message)
+                yield reply
+        finally:
+            with trio.CancelScope(shield=True):
+                await conn.channel.aclose()

@@ -1,0 +1,69 @@
+"""``semanticad --metrics-addr HOST:PORT``: the metrics on ``/metrics`` for a Prometheus scraper.
+
+A deliberately tiny HTTP server: it answers ``GET /metrics`` and nothing else,
+reads at most 8 KiB of request head within 2 s, and closes every connection
+after one answer. It listens on loopback unless told otherwise
+(``SEMANTICA_METRICS_PUBLIC=1``), since the metrics name job types.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import structlog
+import trio
+
+from semantica.errors import ConfigError
+
+log = structlog.get_logger("semantica.metrics")
+
+HEAD_LIMIT = 8192
+READ_TIMEOUT = 2.0
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+async def serve_metrics(
+    host: str,
+    port: int,
+    text: Callable[[], str],
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``GET /metrics`` until cancelled; ``started`` once listening."""
+    try:
+        listeners = await trio.open_tcp_listeners(port, host=host)
+    except OSError as exc:
+        raise ConfigError(f"cannot serve metrics on {host}:{port}: {exc.strerror}") from None
+    log.info("serving metrics", url=f"http://{host}:{port}/metrics")
+    task_status.started()
+
+    async def answer(stream: trio.SocketStream) -> None:
+        async with stream:
+            head = b""
+            with trio.move_on_after(READ_TIMEOUT):
+                while b"\r\n\r\n" not in head and len(head) < HEAD_LIMIT:
+                    chunk = await stream.receive_some(HEAD_LIMIT)
+                    if not chunk:
+                        break
+                    head += chunk
+            request_line = head.split(b"\r\n", 1)[0].split()
+            if (
+                len(request_line) >= 2
+                and request_line[0] == b"GET"
+                and (request_line[1].split(b"?")[0] == b"/metrics")
+            ):
+                body = text().encode()
+                status, ctype = "200 OK", CONTENT_TYPE
+            else:
+                body = b"only GET /metrics is served here\n"
+                status, ctype = "404 Not Found", "text/plain; charset=utf-8"
+            response = (
+                f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+            ).encode() + body
+            try:
+                await stream.send_all(response)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+
+    await trio.serve_listeners(answer, listeners)
