@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections import deque
+from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
 import msgspec
@@ -328,33 +329,98 @@ class AsyncClient:
         """Ask the supervisor to drain and exit."""
         await self._call(Shutdown(), Ok)
 
-    async def follow(self, job_id: int) -> AsyncIterator[str]:
-        """The job's log lines, those so far then new ones, until the job has finished."""
-        async for msg in self._stream(Follow(id=job_id)):
-            if isinstance(msg, LogChunk):
-                for line in msg.lines:
-                    yield line
-            elif isinstance(msg, FollowEnd):
-                return
+    def follow(self, job_id: int) -> LogFollower:
+        """The job's log lines, those so far then new ones, until the job has finished.
 
-    async def events(self) -> AsyncIterator[JobEvent]:
-        """Every job event as it happens, until the caller stops iterating."""
-        async for msg in self._stream(Events()):
-            if isinstance(msg, JobEvent):
-                yield msg
+        ``async for line in c.follow(id)`` or, to close it early without
+        waiting for garbage collection, ``async with c.follow(id) as lines``.
+        """
+        return LogFollower(self.paths, self._token, job_id)
 
-    async def _stream(self, msg: Any) -> AsyncIterator[Any]:
-        conn = await _Connection.open(self.paths, self._token)
+    def events(self) -> EventStream:
+        """Every job event as it happens (``async for event in c.events()``)."""
+        return EventStream(self.paths, self._token)
+
+
+class _Stream:
+    """A streaming request on a connection of its own: an async iterator of what is pushed."""
+
+    def __init__(self, paths: Paths, token: str | None, request: Any) -> None:
+        self._paths = paths
+        self._token = token
+        self._request = request
+        self._conn: _Connection | None = None
+        self._done = False
+
+    def __aiter__(self) -> _Stream:
+        return self
+
+    async def __aenter__(self) -> _Stream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def _next_message(self) -> Any:
+        """The next pushed message, or None once the stream has ended."""
+        if self._done:
+            return None
+        if self._conn is None:
+            self._conn = await _Connection.open(self._paths, self._token)
+            await self._conn.send(self._request)
         try:
-            await conn.send(msg)
-            while True:
-                try:
-                    reply = await conn.channel.receive()
-                except trio.EndOfChannel:
-                    return
-                if isinstance(reply, ErrorReply):
-                    raise error_from_code(reply.code, reply.message)
-                yield reply
-        finally:
+            reply = await self._conn.channel.receive()
+        except (trio.EndOfChannel, trio.BrokenResourceError):
+            await self.aclose()
+            return None
+        if isinstance(reply, ErrorReply):
+            await self.aclose()
+            raise error_from_code(reply.code, reply.message)
+        return reply
+
+    async def aclose(self) -> None:
+        """End the stream and its connection."""
+        self._done = True
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
             with trio.CancelScope(shield=True):
                 await conn.channel.aclose()
+
+    def __del__(self) -> None:
+        # An abandoned `async for` still gives its socket back (closing is synchronous).
+        if self._conn is not None:
+            self._conn.channel.stream.socket.close()  # type: ignore[attr-defined]
+
+
+class LogFollower(_Stream):
+    """Lines of one job's log, until the job has finished."""
+
+    def __init__(self, paths: Paths, token: str | None, job_id: int) -> None:
+        super().__init__(paths, token, Follow(id=job_id))
+        self._lines: deque[str] = deque()
+
+    async def __anext__(self) -> str:
+        while not self._lines:
+            msg = await self._next_message()
+            if msg is None:
+                raise StopAsyncIteration
+            if isinstance(msg, LogChunk):
+                self._lines.extend(msg.lines)
+            elif isinstance(msg, FollowEnd):
+                await self.aclose()
+        return self._lines.popleft()
+
+
+class EventStream(_Stream):
+    """Every job event, for as long as it is read."""
+
+    def __init__(self, paths: Paths, token: str | None) -> None:
+        super().__init__(paths, token, Events())
+
+    async def __anext__(self) -> JobEvent:
+        while True:
+            msg = await self._next_message()
+            if msg is None:
+                raise StopAsyncIteration
+            if isinstance(msg, JobEvent):
+                return msg

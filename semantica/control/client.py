@@ -206,6 +206,11 @@ class Client:
         self.close()
         raise ProtocolError(f"unexpected answer to hello: {type(reply).__name__}")
 
+    def __del__(self) -> None:
+        # A client used without `with` still gives its socket back.
+        if getattr(self, "_sock", None) is not None:
+            self._sock.close()
+
     def close(self) -> None:
         """Close the connection (a later call reconnects)."""
         if self._sock is not None:

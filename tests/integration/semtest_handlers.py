@@ -117,3 +117,23 @@ def announce_fail(ctx: Any, payload: dict[str, Any]) -> None:
     """Announce, then fail."""
     _announce(ctx, payload)
     raise ValueError(f"attempt {ctx.attempt} failed")
+
+
+@handler("LINES")
+async def lines(ctx: Any, payload: dict[str, Any]) -> None:
+    """Log ``count`` lines; after each, wait for a datagram on ``gate`` (if given)."""
+    gate = payload.get("gate")
+    sock = None
+    if gate:
+        sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        await sock.bind(gate)
+    try:
+        for i in range(payload["count"]):
+            ctx.log(f"line {i}")
+            if sock is not None:
+                await sock.recv(16)
+    finally:
+        if sock is not None:
+            sock.close()
+    if payload.get("fail"):
+        raise ValueError("failed after its lines")
