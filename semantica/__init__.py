@@ -22,9 +22,12 @@ __all__ = [
     "Client",
     "Job",
     "JobState",
+    "AuthError",
     "NoSuchJob",
     "PermanentError",
     "SemanticaError",
+    "Unreachable",
+    "WaitTimeout",
     "handler",
 ]
 
@@ -38,12 +41,23 @@ _LAZY = {
     "SemanticaError": "semantica.errors",
     "BadInput": "semantica.errors",
     "NoSuchJob": "semantica.errors",
+    "AuthError": "semantica.errors",
+    "Unreachable": "semantica.errors",
+    "WaitTimeout": "semantica.errors",
 }
 
 if TYPE_CHECKING:
     from semantica.control.async_client import AsyncClient
     from semantica.control.client import Client
-    from semantica.errors import BadInput, NoSuchJob, PermanentError, SemanticaError
+    from semantica.errors import (
+        AuthError,
+        BadInput,
+        NoSuchJob,
+        PermanentError,
+        SemanticaError,
+        Unreachable,
+        WaitTimeout,
+    )
     from semantica.models import Job, JobState
     from semantica.worker.registry import handler
 

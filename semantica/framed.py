@@ -22,7 +22,10 @@ class FramedStream:
     """Send and receive whole messages on a trio stream.
 
     ``receive`` is for one task at a time; ``send`` may be called from several
-    tasks (a lock keeps frames whole).
+    tasks (a lock keeps frames whole). With ``shield_sends`` a frame, once
+    begun, is sent whole even if its sender is cancelled (for a connection
+    shared by several callers; the supervisor does not shield, so that a
+    client that stops reading cannot hold it up).
 
     Raises (from ``receive``):
         trio.EndOfChannel: the peer closed the stream cleanly between frames.
@@ -30,9 +33,14 @@ class FramedStream:
     """
 
     def __init__(
-        self, stream: trio.abc.Stream, message_type: Any, max_frame: int = MAX_FRAME
+        self,
+        stream: trio.abc.Stream,
+        message_type: Any,
+        max_frame: int = MAX_FRAME,
+        shield_sends: bool = False,
     ) -> None:
         self.stream = stream
+        self._shield_sends = shield_sends
         self._decoder = FrameDecoder(message_type, max_frame)
         self._ready: deque[Any] = deque()
         self._error: ProtocolError | None = None
@@ -74,7 +82,8 @@ class FramedStream:
                 f"a request of {len(data) - HEADER.size} bytes is over the {limit}-byte limit"
             )
         async with self._send_lock:
-            await self.stream.send_all(data)
+            with trio.CancelScope(shield=self._shield_sends):
+                await self.stream.send_all(data)
 
     async def aclose(self) -> None:
         await self.stream.aclose()

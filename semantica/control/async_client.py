@@ -114,7 +114,9 @@ class _Connection:
             ) from None
         except PermissionError:
             raise AuthError(f"refused: no permission to use {paths.socket}") from None
-        channel = FramedStream(stream, ControlReply, _REPLY_CAP)
+        # Sends are shielded: a frame cut in half by a cancelled caller would break the
+        # connection for every other caller sharing it.
+        channel = FramedStream(stream, ControlReply, _REPLY_CAP, shield_sends=True)
         try:
             await channel.send(
                 Hello(
@@ -152,12 +154,18 @@ class _Connection:
 
 
 class AsyncClient:
-    """A trio client; use it as ``async with AsyncClient() as c:``.
+    """A trio client. It connects on first use; ``async with AsyncClient() as c:`` closes it.
 
     Args:
         home: state directory; default ``SEMANTICA_HOME`` or the XDG default.
         socket: control socket; default ``SEMANTICA_SOCKET`` or ``HOME/semantica.sock``.
         token: the token; default read from ``HOME/token``.
+
+    Pipelining without a background task: every caller sends its request at
+    once; then callers take turns (a fair lock) reading the connection, each
+    handing the replies it reads to their callers by ``rid`` until its own
+    arrives. So nothing runs behind the caller's back, errors reach the caller
+    as themselves, and cancelling one call (between frames) harms no other.
     """
 
     def __init__(
@@ -169,43 +177,38 @@ class AsyncClient:
         self.paths: Paths = locate(home=home, socket=socket)
         self._token = token
         self._conn: _Connection | None = None
+        self._connecting = trio.Lock()
+        self._reading = trio.Lock()
         self._rids = itertools.count(1)
         self._pending: dict[int, trio.MemorySendChannel[Any]] = {}
-        self._nursery_manager: Any = None
         self.server_version: str | None = None
 
     async def __aenter__(self) -> AsyncClient:
-        self._conn = await _Connection.open(self.paths, self._token)
-        self.server_version = self._conn.server_version
-        self._nursery_manager = trio.open_nursery()
-        nursery = await self._nursery_manager.__aenter__()
-        nursery.start_soon(self._read_replies)
+        await self.connect()
         return self
 
-    async def __aexit__(self, *exc_info: Any) -> None:
-        assert self._conn is not None and self._nursery_manager is not None
-        await self._conn.channel.aclose()
-        await self._nursery_manager.__aexit__(*exc_info)
-        self._fail_pending(Unreachable("the client was closed"))
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
-    async def _read_replies(self) -> None:
-        """Hand each reply to the request with its rid."""
-        assert self._conn is not None
-        error: SemanticaError
-        try:
-            while True:
-                reply = await self._conn.channel.receive()
-                waiter = self._pending.pop(getattr(reply, "rid", 0), None)
-                if waiter is None:
-                    if isinstance(reply, ErrorReply):  # rid 0: a frame it could not read
-                        raise error_from_code(reply.code, reply.message)
-                    continue
-                waiter.send_nowait(reply)
-        except (trio.EndOfChannel, trio.BrokenResourceError, trio.ClosedResourceError):
-            error = Unreachable("the supervisor closed the connection")
-        except SemanticaError as exc:
-            error = exc
-        self._fail_pending(error)
+    async def connect(self) -> None:
+        """Connect and authenticate (done by the first call if not before).
+
+        Raises:
+            Unreachable: nothing listens at the socket.
+            AuthError: the token or the user was refused.
+        """
+        async with self._connecting:
+            if self._conn is None:
+                self._conn = await _Connection.open(self.paths, self._token)
+                self.server_version = self._conn.server_version
+
+    async def aclose(self) -> None:
+        """Close the connection (a later call reconnects)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with trio.CancelScope(shield=True):
+                await conn.channel.aclose()
+        self._fail_pending(Unreachable("the client was closed"))
 
     def _fail_pending(self, error: SemanticaError) -> None:
         for waiter in self._pending.values():
@@ -213,14 +216,15 @@ class AsyncClient:
         self._pending.clear()
 
     async def _call(self, msg: Any, kind: type[R]) -> R:
-        if self._conn is None:
-            raise Unreachable("use the client as `async with AsyncClient() as c:`")
+        await self.connect()
+        conn = self._conn
+        assert conn is not None
         rid = msg.rid = next(self._rids)
         send, receive = trio.open_memory_channel[Any](1)
         self._pending[rid] = send
         try:
-            await self._conn.send(msg)
-            reply = await receive.receive()
+            await conn.send(msg)
+            reply = await self._reply_for(conn, receive)
         finally:
             self._pending.pop(rid, None)
         if isinstance(reply, SemanticaError):
@@ -230,6 +234,32 @@ class AsyncClient:
         if not isinstance(reply, kind):
             raise ProtocolError(f"expected {kind.__name__}, got {type(reply).__name__}")
         return reply
+
+    async def _reply_for(self, conn: _Connection, mine: trio.MemoryReceiveChannel[Any]) -> Any:
+        """Read the connection in turn with other callers until this call's reply comes."""
+        async with self._reading:
+            while True:
+                try:
+                    return mine.receive_nowait()  # handed over by an earlier reader?
+                except trio.WouldBlock:
+                    pass
+                error: SemanticaError
+                try:
+                    reply = await conn.channel.receive()
+                except (trio.EndOfChannel, trio.BrokenResourceError, trio.ClosedResourceError):
+                    self._conn = None
+                    error = Unreachable("the supervisor closed the connection")
+                    self._fail_pending(error)
+                    raise error from None
+                rid = getattr(reply, "rid", 0)
+                waiter = self._pending.pop(rid, None)
+                if waiter is not None:
+                    waiter.send_nowait(reply)
+                elif rid == 0 and isinstance(reply, ErrorReply):  # a frame it could not read
+                    error = error_from_code(reply.code, reply.message)
+                    self._fail_pending(error)
+                    raise error
+                # else: the reply of a call that was cancelled meanwhile
 
     # ------------------------------------------------------------------ verbs
 

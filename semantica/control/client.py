@@ -65,6 +65,7 @@ from semantica.protocol import (
     LogChunk,
     LogLines,
     MetricsReply,
+    Ok,
     PauseQueue,
     QueueList,
     QueueReply,
@@ -262,16 +263,20 @@ class Client:
             raise Unreachable(f"lost the connection to the supervisor: {exc}") from None
 
     def _stream(self, msg: Any) -> Iterator[Any]:
-        """Send a streaming request and yield what is pushed; the connection ends with it."""
-        self.connect()
-        self._rid += 1
-        msg.rid = self._rid
+        """Send a streaming request on a connection of its own and yield what is pushed.
+
+        (A stream is the last request of its connection; this client's own
+        connection stays free for other calls meanwhile.)
+        """
+        stream = Client(socket=self.paths.socket, home=self.paths.home, token=self._token)
+        stream.connect()
+        msg.rid = 1
         try:
-            self._send(msg)
+            stream._send(msg)
             while True:
-                yield self._receive()
+                yield stream._receive()
         finally:
-            self.close()  # a stream is the last request of its connection
+            stream.close()
 
     def _call(self, msg: Any) -> Any:
         self.connect()
@@ -284,9 +289,9 @@ class Client:
     def enqueue(self, type: str, payload: Any = None, **options: Any) -> Job:
         """Add one job; returns it once committed.
 
-        Options: ``queue``, ``subject``, ``generation``, ``priority``,
-        ``max_attempts``, ``timeout``, ``delay``, ``at``, ``backoff``,
-        ``require_charging``, ``require_idle``.
+        Options: ``queue``, ``subject``, ``generation``, ``supersede_running``,
+        ``priority``, ``max_attempts``, ``timeout``, ``delay``, ``at``, ``backoff``,
+        ``require_charging``, ``require_idle`` (see docs/jobs.md).
 
         Raises:
             BadInput: a bad option or payload, or a type no worker knows.
@@ -427,7 +432,7 @@ class Client:
 
     def shutdown(self) -> None:
         """Ask the supervisor to drain and exit (returns once it accepted)."""
-        self._call(Shutdown())
+        self._expect(self._call(Shutdown()), Ok)
 
     @staticmethod
     def _expect(reply: Any, kind: type) -> Any:

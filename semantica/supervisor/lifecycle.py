@@ -132,6 +132,7 @@ class JobLifecycle:
             lease.job_id,
             lease.type,
             JobState.RUNNING,
+            lease.queue,
             attempt=lease.attempt,
             worker_pid=worker_pid,
         )
@@ -236,6 +237,7 @@ class JobLifecycle:
             lease.job_id,
             lease.type,
             state,
+            lease.queue,
             attempt=lease.attempt,
             error=error,
         )

@@ -84,6 +84,7 @@ class Lease(msgspec.Struct, frozen=True):
     lease_id: int
     job_id: int
     type: str
+    queue: str
     payload: bytes  # JSON text
     attempt: int
     max_attempts: int
@@ -412,16 +413,17 @@ class SQLiteStore:
                 "          AND r.subject = j.subject AND r.state = 'RUNNING')) "
                 "    AND (j.require_charging = 0 OR ?) AND (j.require_idle = 0 OR ?) "
                 "  ORDER BY j.priority DESC, j.id LIMIT 1) "
-                "RETURNING id, type, payload, attempts, max_attempts, timeout_s, backoff_s",
+                "RETURNING id, type, queue, payload, attempts, max_attempts, timeout_s, backoff_s",
                 (now, lease_id, worker_pid, now, on_ac, idle),
             ).fetchone()
         if row is None:
             return None
-        job_id, type_, payload, attempt, max_attempts, timeout, backoff = row
+        job_id, type_, queue, payload, attempt, max_attempts, timeout, backoff = row
         return Lease(
             lease_id=lease_id,
             job_id=job_id,
             type=type_,
+            queue=queue,
             payload=payload.encode(),
             attempt=attempt,
             max_attempts=max_attempts,

@@ -25,9 +25,11 @@ import socket
 import sys
 import threading
 import traceback
+from pathlib import Path
 from typing import Any
 
 import msgspec
+import outcome
 import trio
 
 from semantica.errors import PermanentError, ProtocolError
@@ -223,9 +225,8 @@ class Worker:
         except ExecFailed as exc:
             return failed(ErrorKind.EXIT_STATUS, str(exc))
         except Exception as exc:  # noqa: BLE001  # any handler error fails the attempt
-            for line in traceback.format_exception(exc):
-                for part in line.rstrip("\n").split("\n"):
-                    logs.add(part)
+            for line in _handler_traceback(exc):
+                logs.add(line)
             return failed(ErrorKind.EXCEPTION, f"{type(exc).__name__}: {exc}")
         try:
             encoded = msgspec.json.encode(result)
@@ -241,6 +242,25 @@ class Worker:
                 permanent=True,
             )
         return JobFinished(lease=job.lease, result=encoded)
+
+
+_OUR_FRAMES = tuple(
+    str(Path(module.__file__).resolve().parent)
+    for module in (trio, outcome, registry)  # registry: this package (semantica/worker)
+    if module.__file__
+)
+
+
+def _handler_traceback(exc: BaseException) -> list[str]:
+    """The traceback of a handler's exception, without the worker's and trio's frames."""
+    frames = [
+        frame
+        for frame in traceback.extract_tb(exc.__traceback__)
+        if not str(Path(frame.filename).resolve()).startswith(_OUR_FRAMES)
+    ]
+    text = ["Traceback (most recent call last):\n", *traceback.format_list(frames)]
+    text += traceback.format_exception_only(exc)
+    return [part for chunk in text for part in chunk.rstrip("\n").split("\n")]
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ import trio
 from harness import SEMCTL, Daemon
 from prometheus_client.parser import text_string_to_metric_families
 
-from semantica import AsyncClient
+from semantica import AsyncClient, NoSuchJob
 
 
 class Lines:
@@ -228,3 +228,30 @@ async def test_async_client_pipelines_and_streams(daemon: Daemon) -> None:
             await trio.sleep(0.3)  # let the stream open; events before it are not replayed
             await client.enqueue("NOOP")
         assert seen == ["enqueued", "started", "done"]
+
+
+async def test_async_client_errors_and_cancellation_stay_plain(daemon: Daemon) -> None:
+    """Errors leave `async with AsyncClient()` as they are; a cancelled call harms no other."""
+    with pytest.raises(NoSuchJob):
+        async with AsyncClient(home=daemon.home) as client:
+            await client.get(987654)
+    async with AsyncClient(home=daemon.home) as client:
+        job = await client.enqueue("HANG", {})
+        with trio.move_on_after(0.3) as waited:
+            await client.wait(job.id)  # never finishes by itself
+        assert waited.cancelled_caught
+        assert (await client.get(job.id)).state == "RUNNING"  # the connection still works
+        await client.cancel(job.id)
+    lazy = AsyncClient(home=daemon.home)  # connects on first use, no `async with` needed
+    assert (await lazy.status()).workers
+    await lazy.aclose()
+
+
+def test_sync_client_can_call_while_a_stream_is_open(daemon: Daemon) -> None:
+    """Client.follow uses a connection of its own: other calls work while it is open."""
+    with daemon.client() as client:
+        job = client.enqueue("LINES", {"count": 2})
+        lines = client.follow(job.id)
+        first = next(lines)
+        assert client.get(job.id).id == job.id
+        assert [first, *lines] == ["line 0", "line 1"]
