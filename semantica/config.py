@@ -94,6 +94,7 @@ class Settings:
     max_frame: int = 1 << 20
     log_cap_bytes: int = 1 << 20
     cancel_grace: float = 5.0  # a stopped job's time to end before it is killed
+    heartbeat_timeout: float = 10.0  # a busy worker silent this long is killed
     idle_cpu: float = 25.0  # --require-idle: other processes' CPU use under this %...
     idle_window: float = 10.0  # ...for this many seconds
     metrics_addr: str | None = None  # HOST:PORT to serve /metrics on, off by default
@@ -147,6 +148,14 @@ class Settings:
             ),
             cancel_grace=_number(
                 pick("cancel_grace"), "SEMANTICA_CANCEL_GRACE", float, 5.0, low=0, high=3600
+            ),
+            heartbeat_timeout=_number(
+                pick("heartbeat_timeout"),
+                "SEMANTICA_HEARTBEAT_TIMEOUT",
+                float,
+                10.0,
+                low=0.1,
+                high=86400,
             ),
             idle_cpu=_number(pick("idle_cpu"), "SEMANTICA_IDLE_CPU", float, 25.0, low=0, high=100),
             metrics_addr=metrics_addr,

@@ -372,6 +372,7 @@ class RunJob(_Msg, tag="w_run"):
     attempt: int
     max_attempts: int
     timeout: float | None = None
+    heartbeat: float = 0.0  # send a Heartbeat this often while it runs (0: never)
 
 
 class JobLog(_Msg, tag="w_log"):
@@ -406,6 +407,16 @@ class CancelJob(_Msg, tag="w_cancel"):
     kind: str
     message: str
     grace: float = 5.0
+
+
+class Heartbeat(_Msg, tag="w_beat"):
+    """Worker -> supervisor: still alive and running the job under ``lease``.
+
+    A worker that stays silent past the heartbeat timeout is killed and its
+    job re-queued: its event loop is stuck, or the process is stopped.
+    """
+
+    lease: int
 
 
 class JobProcess(_Msg, tag="w_process"):
@@ -457,7 +468,7 @@ ControlReply = (
     | TopReply
 )
 ToWorker = RunJob | CancelJob
-FromWorker = WorkerHello | JobLog | JobFinished | JobProcess
+FromWorker = WorkerHello | JobLog | JobFinished | JobProcess | Heartbeat
 
 _encoder = msgspec.msgpack.Encoder()
 
@@ -513,3 +524,5 @@ def decode_body(decoder: msgspec.msgpack.Decoder[Any], body: bytes) -> Any:
         raise ProtocolError(f"bad message: {exc}") from None
     except RecursionError:  # a body nested absurdly deep
         raise ProtocolError("bad message: nested too deeply") from None
+    except (UnicodeDecodeError, ValueError, TypeError) as exc:  # e.g. a str that is not UTF-8
+        raise ProtocolError(f"bad message: {exc}") from None

@@ -18,6 +18,7 @@ id, so a burst of enqueues does not wait a round trip each. Streams
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 from collections import deque
@@ -118,13 +119,15 @@ class _Connection:
         # connection for every other caller sharing it.
         channel = FramedStream(stream, ControlReply, _REPLY_CAP, shield_sends=True)
         try:
-            await channel.send(
-                Hello(
-                    version=PROTOCOL_VERSION,
-                    token=token if token is not None else read_token(paths),
-                    client="python-trio",
-                )
+            hello = Hello(
+                version=PROTOCOL_VERSION,
+                token=token if token is not None else read_token(paths),
+                client="python-trio",
             )
+            with contextlib.suppress(trio.BrokenResourceError):
+                # Refused before our hello was read (another user): the reason
+                # is waiting to be read below.
+                await channel.send(hello)
             reply = await channel.receive()
         except (trio.EndOfChannel, trio.BrokenResourceError) as exc:
             await stream.aclose()

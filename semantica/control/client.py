@@ -242,6 +242,13 @@ class Client:
         try:
             self._sock.sendall(data)
         except (BrokenPipeError, ConnectionResetError) as exc:
+            # The supervisor may have refused us (another user) and hung up before
+            # reading: its reason is then waiting in the socket. Report that.
+            try:
+                self._receive()
+            except SemanticaError as refusal:
+                self.close()
+                raise refusal from None
             self.close()
             raise Unreachable(f"lost the connection to the supervisor: {exc}") from None
 

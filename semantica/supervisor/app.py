@@ -112,6 +112,7 @@ class Supervisor:
             self.jobs,
             child_umask=self._user_umask,
             cancel_grace=self.settings.cancel_grace,
+            heartbeat_timeout=self.settings.heartbeat_timeout,
         )
 
     def explain(self, jobs: list[Job]) -> list[Job]:

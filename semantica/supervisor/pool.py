@@ -37,6 +37,7 @@ from semantica.protocol import (
     WORKER_MAX_FRAME,
     CancelJob,
     FromWorker,
+    Heartbeat,
     JobFinished,
     JobLog,
     JobProcess,
@@ -56,6 +57,8 @@ HELLO_TIMEOUT = 30.0
 #: A stopped worker gets this long to clean up (an exec job's group gets 5 s between
 #: SIGTERM and SIGKILL) before it is SIGKILLed itself.
 STOP_GRACE = 7.0
+#: Heartbeats a worker sends within one heartbeat timeout.
+HEARTBEATS_PER_TIMEOUT = 4
 #: After a stopped job's grace period, how long its worker has to report before it is killed.
 STOP_MARGIN = 2.0
 #: A worker that dies younger than this counts towards respawn backoff.
@@ -104,6 +107,7 @@ class WorkerHandle:
     interrupt_reason: str | None = None  # set: the job goes back without spending an attempt
     job_pgid: int | None = None  # the process group of the exec job it runs, if any
     stop: JobError | None = None  # the job was asked to stop (cancel, timeout): how it ends
+    last_beat: float = 0.0  # trio time of its last sign of life while running a job
     nursery: trio.Nursery | None = None  # where its watchdog runs
 
     _ps: dict[int, psutil.Process] = field(default_factory=dict)
@@ -151,9 +155,11 @@ class WorkerPool:
         jobs: JobLifecycle,
         child_umask: int = 0o022,
         cancel_grace: float = 5.0,
+        heartbeat_timeout: float = 10.0,
     ) -> None:
         self.size = size
         self.cancel_grace = cancel_grace
+        self.heartbeat_timeout = heartbeat_timeout
         self.handlers = handlers
         self.scheduler = scheduler
         self.jobs = jobs
@@ -343,7 +349,10 @@ class WorkerPool:
         env["SEMANTICA_HANDLERS"] = ",".join(self.handlers)
         try:
             process = await trio.lowlevel.open_process(
-                [sys.executable, "-m", "semantica.worker"],
+                # -P: the supervisor's working directory is not put on the import
+                # path, so a stray msgspec.py there cannot run in every worker.
+                # (Handler modules come from PYTHONPATH or installed packages.)
+                [sys.executable, "-P", "-m", "semantica.worker"],
                 pass_fds=(theirs.fileno(),),
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -362,11 +371,17 @@ class WorkerPool:
         channel = FramedStream(stream, FromWorker, WORKER_MAX_FRAME)
         worker = WorkerHandle(process=process, channel=channel)
         hello = None
-        with trio.move_on_after(HELLO_TIMEOUT):
-            try:
-                hello = await channel.receive()
-            except (trio.EndOfChannel, trio.BrokenResourceError, ProtocolError, OSError):
-                pass
+        try:
+            with trio.move_on_after(HELLO_TIMEOUT):
+                try:
+                    hello = await channel.receive()
+                except (trio.EndOfChannel, trio.BrokenResourceError, ProtocolError, OSError):
+                    pass
+        except BaseException:  # cancelled (the pool is stopping): take it down with us
+            _signal(process, signal.SIGKILL)
+            with trio.CancelScope(shield=True):
+                await self._reap(worker)
+            raise
         if not isinstance(hello, WorkerHello) or hello.version != PROTOCOL_VERSION:
             with trio.CancelScope(shield=True):
                 status = await self._reap(worker)
@@ -399,7 +414,7 @@ class WorkerPool:
             lease = await self.scheduler.next_lease(worker.pid)
             worker.lease, worker.state = lease, WorkerState.BUSY
             worker.report, worker.report_ready, worker.stop = None, trio.Event(), None
-            worker.started = trio.current_time()
+            worker.started = worker.last_beat = trio.current_time()
             self.jobs.started(lease, worker.pid)
             await worker.channel.send(
                 RunJob(
@@ -410,19 +425,46 @@ class WorkerPool:
                     attempt=lease.attempt,
                     max_attempts=lease.max_attempts,
                     timeout=lease.timeout,
+                    heartbeat=self.heartbeat_timeout / HEARTBEATS_PER_TIMEOUT,
                 )
             )
-            with trio.move_on_after(lease.timeout if lease.timeout else math.inf):
-                await worker.report_ready.wait()
-            if worker.report is None:
-                await self._request_stop(
-                    worker, JobError(ErrorKind.TIMEOUT.value, f"timed out after {lease.timeout} s")
-                )
-                await worker.report_ready.wait()
+            await self._await_report(worker, lease)
             assert worker.report is not None
             self.jobs.finished(lease, worker.report, trio.current_time() - worker.started)
             worker.lease, worker.job_pgid, worker.stop = None, None, None
             self._notify()
+
+    async def _await_report(self, worker: WorkerHandle, lease: Lease) -> None:
+        """Wait for the job's report, enforcing its timeout and the worker's heartbeat.
+
+        Past the timeout the job is asked to stop (and the report, a timeout,
+        still comes). A worker silent for the heartbeat timeout is SIGKILLed:
+        its reader then sees EOF and cancels this wait, and the reaper re-queues
+        the job only after the process is gone, so two copies never run.
+        Times are trio's, which do not advance while the machine is suspended.
+        """
+        job_deadline = worker.started + lease.timeout if lease.timeout else math.inf
+        while worker.report is None:
+            beat_deadline = worker.last_beat + self.heartbeat_timeout
+            with trio.move_on_at(min(job_deadline, beat_deadline)):
+                await worker.report_ready.wait()
+            now = trio.current_time()
+            if worker.report is not None:
+                return
+            if now >= worker.last_beat + self.heartbeat_timeout:
+                log.warning(
+                    "worker stopped answering; killing it",
+                    worker_pid=worker.pid,
+                    job_id=lease.job_id,
+                    silent_s=round(now - worker.last_beat, 1),
+                )
+                _signal(worker.process, signal.SIGKILL)
+                await trio.sleep_forever()  # the reader's EOF ends this
+            if now >= job_deadline and worker.stop is None:
+                job_deadline = math.inf
+                await self._request_stop(
+                    worker, JobError(ErrorKind.TIMEOUT.value, f"timed out after {lease.timeout} s")
+                )
 
     async def _read(self, worker: WorkerHandle, serving: trio.CancelScope) -> None:
         """Take the worker's messages; when its channel ends, stop serving it."""
@@ -430,6 +472,7 @@ class WorkerPool:
             while True:
                 msg = await worker.channel.receive()
                 lease = worker.lease
+                worker.last_beat = trio.current_time()
                 match msg:
                     case JobLog() if lease is not None and msg.lease == lease.lease_id:
                         self.jobs.log(lease, msg.lines)
@@ -438,6 +481,10 @@ class WorkerPool:
                         worker.report_ready.set()
                     case JobProcess() if lease is not None and msg.lease == lease.lease_id:
                         worker.job_pgid = msg.pgid
+                    case Heartbeat() if lease is not None and msg.lease == lease.lease_id:
+                        pass  # any message counts as a sign of life, below
+                    case Heartbeat():
+                        continue  # a late beat of a finished job
                     case _:
                         log.warning(
                             "unexpected worker message",

@@ -20,6 +20,7 @@ import contextlib
 import errno
 import os
 import socket as stdlib_socket
+import stat
 from typing import TYPE_CHECKING
 
 import structlog
@@ -62,6 +63,7 @@ class ControlServer:
         self.sup = sup
         self.path = sup.settings.paths.socket
         self._unauthenticated = 0
+        self._inode = 0
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Bind the socket (0600), report started, and accept connections until cancelled.
@@ -84,7 +86,8 @@ class ControlServer:
                     nursery.start_soon(self._connection, stream)
         finally:
             with contextlib.suppress(FileNotFoundError):
-                self.path.unlink()
+                if os.lstat(self.path).st_ino == self._inode:  # still ours, nothing else's
+                    self.path.unlink()
             await listener.aclose()
 
     def _bind(self) -> trio.SocketListener:
@@ -95,8 +98,14 @@ class ControlServer:
                 f"({len(path)} bytes, at most {SOCKET_PATH_MAX - 1}); set SEMANTICA_SOCKET"
             )
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        # The supervisor's lock is held, so a socket left here is a dead one's.
-        with contextlib.suppress(FileNotFoundError):
+        try:
+            existing = self.path.lstat()
+        except FileNotFoundError:
+            pass
+        else:
+            if not stat.S_ISSOCK(existing.st_mode):
+                raise ConfigError(f"{path} exists and is not a socket; remove it or choose another")
+            # The supervisor's lock is held, so a socket left here is a dead one's.
             self.path.unlink()
         sock = stdlib_socket.socket(stdlib_socket.AF_UNIX, stdlib_socket.SOCK_STREAM)
         old_umask = os.umask(0o077)  # no window in which the socket is open to others
@@ -108,6 +117,7 @@ class ControlServer:
         finally:
             os.umask(old_umask)
         os.chmod(path, 0o600)
+        self._inode = os.lstat(path).st_ino
         sock.listen(128)
         return trio.SocketListener(trio.socket.from_stdlib_socket(sock))
 

@@ -111,6 +111,12 @@ def migrations() -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def _check_id(job_id: int) -> None:
+    """Job ids are SQLite integers: one outside 1..2**63-1 names no job."""
+    if not 0 < job_id < 2**63:
+        raise NoSuchJob(f"no job {job_id}")
+
+
 def _ts(value: float | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, UTC)
 
@@ -463,6 +469,7 @@ class SQLiteStore:
             NoSuchJob: no such job.
             BadInput: the job is not FAILED or CANCELLED (nothing changed).
         """
+        _check_id(job_id)
         with self.transaction() as conn:
             row = conn.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
             if row is None:
@@ -575,6 +582,7 @@ class SQLiteStore:
         Raises:
             NoSuchJob: no job has this id.
         """
+        _check_id(job_id)
         row = self._conn.execute(
             f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)
         ).fetchone()
@@ -589,6 +597,8 @@ class SQLiteStore:
             NoSuchJob: one of the ids names no job.
         """
         wanted = list(job_ids)
+        for job_id in wanted:
+            _check_id(job_id)
         found: dict[int, Job] = {}
         unique = list(dict.fromkeys(wanted))
         for start in range(0, len(unique), 500):  # SQLite's bound-parameter limit
@@ -609,6 +619,7 @@ class SQLiteStore:
         Raises:
             NoSuchJob: no job has this id.
         """
+        _check_id(job_id)
         row = self._conn.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
         if row is None:
             raise NoSuchJob(f"no job {job_id}")

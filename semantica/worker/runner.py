@@ -40,6 +40,7 @@ from semantica.protocol import (
     PROTOCOL_VERSION,
     WORKER_MAX_FRAME,
     CancelJob,
+    Heartbeat,
     JobFinished,
     JobLog,
     JobProcess,
@@ -133,6 +134,8 @@ class Worker:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._pump_logs, job.lease, logs)
+                if job.heartbeat > 0:
+                    nursery.start_soon(self._beat, job.lease, job.heartbeat)
                 with attempt.scope:
                     finished = await self._attempt(job, ctx, logs)
                 nursery.cancel_scope.cancel()
@@ -149,6 +152,14 @@ class Worker:
         await self.channel.send(finished)
         if self.exit_after_report:
             serving.cancel()
+
+    async def _beat(self, lease: int, interval: float) -> None:
+        # Sent from the event loop: it stops if the loop is stuck (an async
+        # handler that blocks), which is exactly what the supervisor must see.
+        while True:
+            await trio.sleep(interval)
+            with trio.CancelScope(shield=True):  # never cut a frame in half
+                await self.channel.send(Heartbeat(lease=lease))
 
     async def _pump_logs(self, lease: int, logs: LogBuffer) -> None:
         while True:

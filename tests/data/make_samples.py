@@ -37,6 +37,7 @@ from semantica.protocol import (
     GetMetrics,
     GetStatus,
     GetTop,
+    Heartbeat,
     Hello,
     HelloOk,
     JobEvent,
@@ -256,6 +257,7 @@ SAMPLES: dict[str, msgspec.Struct] = {
         waiting=[],
         rid=17,
     ),
+    "w_beat": Heartbeat(lease=11),
     "w_cancel": CancelJob(lease=11, kind="timeout", message="timed out after 60 s", grace=5.0),
     "w_process": JobProcess(lease=11, pgid=4242),
 }

@@ -144,3 +144,20 @@ def test_shutdown_does_not_wait_forever_for_a_worker_that_cannot_answer(
     assert daemon.stop(signal.SIGTERM, timeout=30) == 0
     assert time.monotonic() - started < 15
     assert not _wait_gone({p.pid for p in tree}, timeout=2)
+
+
+def test_a_stopped_worker_is_killed_after_the_heartbeat_timeout_and_its_job_reruns(
+    make_daemon: Callable[..., Daemon], announcements: Announcements, short_tmp: Path
+) -> None:
+    """SIGSTOP of a busy worker: killed after the heartbeat timeout, its job DONE elsewhere."""
+    daemon = make_daemon("--heartbeat-timeout", "1")
+    payload = f'{{"marker": "{short_tmp / "marker"}", "notify": "{announcements.path}"}}'
+    job_id = int(daemon.semctl("enqueue", "HANG_ONCE", "--payload", payload, "--backoff", "0").out)
+    _, _, pid = announcements.next()
+    os.kill(pid, signal.SIGSTOP)
+    _, attempt, second_pid = announcements.next()
+    assert attempt == 2 and second_pid != pid
+    assert not _wait_gone({pid}, timeout=2)  # it was killed before the job ran again
+    assert daemon.semctl("wait", str(job_id), "--timeout", "30").code == 0
+    assert daemon.semctl("show", str(job_id), "--json").json()["attempts"] == 2
+    assert any(e.get("event") == "worker stopped answering; killing it" for e in daemon.events())

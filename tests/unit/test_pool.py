@@ -32,6 +32,7 @@ from semantica.worker.registry import handler
 from semantica.worker.runner import Worker
 
 GRACE = 3.0
+HEARTBEAT_TIMEOUT = 8.0
 _pids = itertools.count(10_000)
 
 
@@ -87,12 +88,22 @@ class FakeProcess:
             self._exited.set()
 
 
+class SilentWorker(Worker):
+    """A worker whose event loop would be stuck: it never sends a heartbeat."""
+
+    async def _beat(self, lease: int, interval: float) -> None:
+        await trio.sleep_forever()
+
+
 class InProcessPool(WorkerPool):
     """A pool whose workers are tasks in ``nursery`` instead of processes."""
 
-    def __init__(self, nursery: trio.Nursery, **kwargs: Any) -> None:
+    def __init__(
+        self, nursery: trio.Nursery, worker_class: type[Worker] = Worker, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.nursery = nursery
+        self.worker_class = worker_class
         self.processes: list[FakeProcess] = []
 
     async def _start_process(self) -> tuple[Any, trio.SocketStream]:
@@ -105,7 +116,8 @@ class InProcessPool(WorkerPool):
         async def run() -> None:
             try:
                 with process.scope:
-                    await Worker(FramedStream(stream, ToWorker, WORKER_MAX_FRAME)).serve()
+                    channel = FramedStream(stream, ToWorker, WORKER_MAX_FRAME)
+                    await self.worker_class(channel).serve()
             except (trio.BrokenResourceError, ExceptionGroup):
                 if process.returncode is None:
                     raise
@@ -122,7 +134,9 @@ class InProcessPool(WorkerPool):
 class Rig:
     """A store, the scheduler, the lifecycle and an in-process pool of one worker."""
 
-    def __init__(self, tmp_path: Path, nursery: trio.Nursery) -> None:
+    def __init__(
+        self, tmp_path: Path, nursery: trio.Nursery, worker_class: type[Worker] = Worker
+    ) -> None:
         self.store = SQLiteStore(tmp_path / "semantica.db", TrioWallClock())
         self.events = JobEvents()
         self.scheduler = Scheduler(self.store)
@@ -131,11 +145,13 @@ class Rig:
         )
         self.pool = InProcessPool(
             nursery,
+            worker_class,
             size=1,
             handlers=(),
             scheduler=self.scheduler,
             jobs=self.jobs,
             cancel_grace=GRACE,
+            heartbeat_timeout=HEARTBEAT_TIMEOUT,
         )
         self._started: defaultdict[int, trio.Event] = defaultdict(trio.Event)
         self.jobs.started = self._on_started  # type: ignore[method-assign]
@@ -161,9 +177,9 @@ class Rig:
 
 
 @asynccontextmanager
-async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+async def rig(tmp_path: Path, worker_class: type[Worker] = Worker) -> AsyncIterator[Rig]:
     async with trio.open_nursery() as workers, trio.open_nursery() as services:
-        r = Rig(tmp_path, workers)
+        r = Rig(tmp_path, workers, worker_class)
         await services.start(r.scheduler.run_timer)
         await services.start(r.pool.run)
         try:
@@ -249,3 +265,29 @@ async def test_stop_interrupts_a_running_job_without_spending_its_attempt(
         job = r.store.get(job_id)
         assert job.state == JobState.QUEUED and job.attempts == 0
         assert job.error is not None and job.error.kind == "interrupted"
+
+
+async def test_a_silent_worker_is_killed_after_the_heartbeat_timeout(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A busy worker that sends nothing for the heartbeat timeout is SIGKILLed; job worker_lost."""
+    async with rig(tmp_path, SilentWorker) as r:
+        start = trio.current_time()
+        job_id = r.enqueue(type="UP_SLEEP", payload={"seconds": 100}, max_attempts=1)
+        end = await r.finished(job_id)
+        assert end - start == pytest.approx(HEARTBEAT_TIMEOUT, abs=0.1)
+        job = r.store.get(job_id)
+        assert job.state == JobState.FAILED
+        assert job.error is not None and job.error.kind == "worker_lost"
+        assert r.pool.processes[0].signals == [signal.SIGKILL]
+
+
+async def test_a_long_job_that_beats_is_left_alone(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A job running far longer than the heartbeat timeout is fine while its worker beats."""
+    async with rig(tmp_path) as r:
+        job_id = r.enqueue(type="UP_SLEEP", payload={"seconds": 10 * HEARTBEAT_TIMEOUT})
+        await r.finished(job_id)
+        assert r.store.get(job_id).state == JobState.DONE
+        assert not r.pool.processes[0].signals

@@ -36,6 +36,7 @@ from semantica.protocol import (
     GetMetrics,
     GetStatus,
     GetTop,
+    Heartbeat,
     Hello,
     HelloOk,
     JobEvent,
@@ -285,6 +286,7 @@ EXPECTED: dict[str, tuple[Any, msgspec.Struct]] = {
             rid=17,
         ),
     ),
+    "w_beat": (FromWorker, Heartbeat(lease=11)),
     "w_cancel": (
         ToWorker,
         CancelJob(lease=11, kind="timeout", message="timed out after 60 s", grace=5.0),
