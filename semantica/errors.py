@@ -83,6 +83,18 @@ class StoreError(SemanticaError):
     code = "store_error"
 
 
+class StoreFull(StoreError):
+    """The disk (or a file size limit) is full; nothing was written."""
+
+    code = "store_full"
+
+
+class StoreBusy(StoreError):
+    """Another process held the database locked past the busy timeout; nothing changed."""
+
+    code = "store_busy"
+
+
 class ConfigError(SemanticaError):
     """A setting (environment variable or flag) has a value that cannot be used."""
 
@@ -106,6 +118,8 @@ _BY_CODE: dict[str, type[SemanticaError]] = {
         ProtocolError,
         WaitTimeout,
         StoreError,
+        StoreFull,
+        StoreBusy,
         ConfigError,
         InternalError,
     )

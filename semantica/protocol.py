@@ -109,8 +109,9 @@ class GetStatus(_Msg, tag="status"):
 
 
 class Shutdown(_Msg, tag="shutdown"):
-    """Drain and stop the supervisor, as SIGTERM does."""
+    """Drain and stop the supervisor, as SIGTERM does; ``now`` skips the drain's wait."""
 
+    now: bool = False
     rid: int = 0
 
 

@@ -358,9 +358,9 @@ class AsyncClient:
         """The Prometheus text exposition."""
         return (await self._call(GetMetrics(), MetricsReply)).text
 
-    async def shutdown(self) -> None:
-        """Ask the supervisor to drain and exit."""
-        await self._call(Shutdown(), Ok)
+    async def shutdown(self, now: bool = False) -> None:
+        """Ask the supervisor to drain and exit (``now``: without waiting for running jobs)."""
+        await self._call(Shutdown(now=now), Ok)
 
     def follow(self, job_id: int) -> LogFollower:
         """The job's log lines, those so far then new ones, until the job has finished.

@@ -437,11 +437,18 @@ def metrics() -> None:
 
 
 @app.command()
-def shutdown() -> None:
+def shutdown(
+    now: Annotated[
+        bool, typer.Option("--now", help="Do not wait for running jobs; re-queue them.")
+    ] = False,
+) -> None:
     """Drain and stop the supervisor, as SIGTERM does."""
     with _edge(), _client() as client:
-        client.shutdown()
-    print("supervisor is shutting down (running jobs get the drain timeout)")
+        client.shutdown(now=now)
+    if now:
+        print("supervisor is stopping now (running jobs go back to the queue)")
+    else:
+        print("supervisor is shutting down (running jobs get the drain timeout)")
 
 
 def main() -> None:

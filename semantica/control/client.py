@@ -437,9 +437,12 @@ class Client:
         reply: MetricsReply = self._expect(self._call(GetMetrics()), MetricsReply)
         return reply.text
 
-    def shutdown(self) -> None:
-        """Ask the supervisor to drain and exit (returns once it accepted)."""
-        self._expect(self._call(Shutdown()), Ok)
+    def shutdown(self, now: bool = False) -> None:
+        """Ask the supervisor to drain and exit (returns once it accepted).
+
+        ``now``: do not wait for running jobs; they go back to the queue.
+        """
+        self._expect(self._call(Shutdown(now=now)), Ok)
 
     @staticmethod
     def _expect(reply: Any, kind: type) -> Any:

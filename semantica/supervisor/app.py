@@ -62,8 +62,10 @@ class Supervisor:
         self._nursery: trio.Nursery | None = None
         self.own_process = psutil.Process()
 
-    def request_shutdown(self, reason: str) -> None:
-        """Begin the drain (the first call) or skip its wait (a second call)."""
+    def request_shutdown(self, reason: str, now: bool = False) -> None:
+        """Begin the drain (the first call) or skip its wait (a second call, or ``now``)."""
+        if now:
+            self._skip_drain.set()
         if self._shutdown.is_set():
             log.info("second stop request: not waiting for running jobs", reason=reason)
             self._skip_drain.set()

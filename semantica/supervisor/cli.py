@@ -10,6 +10,7 @@ database cannot be opened).
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 from semantica import __version__
@@ -65,6 +66,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"semanticad: {exc.message}", file=sys.stderr)
         sys.exit(exc.exit_code)
     configure(settings.log_format)
+    # A file size limit (RLIMIT_FSIZE) must make writes fail, so the store can
+    # report a full disk, rather than kill the supervisor with SIGXFSZ.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     try:
         trio.run(Supervisor(settings).run)
     except* SemanticaError as group:

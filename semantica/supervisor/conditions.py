@@ -22,6 +22,8 @@ import psutil
 import structlog
 import trio
 
+from semantica.errors import StoreError
+
 log = structlog.get_logger("semantica.conditions")
 
 SAMPLE_INTERVAL = 1.0
@@ -108,7 +110,12 @@ class Conditions:
         """Sample while queued jobs want a condition; sleep on an event otherwise."""
         task_status.started()
         while True:
-            want_power, want_idle = self._wanted()
+            try:
+                want_power, want_idle = self._wanted()
+            except StoreError as exc:
+                log.warning("store fault in the condition sampler", error=exc.message)
+                want_power = want_idle = True  # sample anyway; it costs little
+
             if not (want_power or want_idle):
                 self._idle_since, self._meter = None, CpuMeter()
                 self._poke = trio.Event()

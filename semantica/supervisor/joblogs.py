@@ -18,6 +18,10 @@ from collections import deque
 from pathlib import Path
 from typing import BinaryIO
 
+import structlog
+
+log = structlog.get_logger("semantica.joblogs")
+
 
 class JobLogs:
     """The log files of every job.
@@ -32,12 +36,28 @@ class JobLogs:
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._half_cap = max(cap_bytes // 2, 512)
         self._open: dict[int, BinaryIO] = {}
+        self._failed: set[int] = set()  # jobs whose log could not be written (warned once)
 
     def path(self, job_id: int) -> Path:
         return self.directory / f"{job_id}.log"
 
     def append(self, job_id: int, lines: list[str]) -> None:
-        """Add lines (newlines inside a line are kept as they are) and flush."""
+        """Add lines (newlines inside a line are kept as they are) and flush.
+
+        A write that fails (disk full) drops the lines: a job's log is worth
+        less than the job, which goes on.
+        """
+        try:
+            self._append(job_id, lines)
+        except OSError as exc:
+            self.close(job_id)
+            if job_id not in self._failed:
+                self._failed.add(job_id)
+                log.warning(
+                    "cannot write a job log; dropping its lines", job_id=job_id, error=str(exc)
+                )
+
+    def _append(self, job_id: int, lines: list[str]) -> None:
         data = "".join(line + "\n" for line in lines).encode("utf-8", "replace")
         handle = self._open.get(job_id)
         if handle is None:
@@ -57,7 +77,8 @@ class JobLogs:
         """The job's attempt ended: release the file handle."""
         handle = self._open.pop(job_id, None)
         if handle is not None:
-            handle.close()
+            with contextlib.suppress(OSError):  # a failed flush of the last lines
+                handle.close()
 
     def tail(self, job_id: int, lines: int | None = None) -> list[str]:
         """The last ``lines`` lines (all when None), oldest first; [] when there is no log."""

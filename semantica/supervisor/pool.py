@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import functools
 import math
 import os
 import signal
@@ -22,6 +23,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -29,7 +31,7 @@ import psutil
 import structlog
 import trio
 
-from semantica.errors import ProtocolError, SemanticaError
+from semantica.errors import ProtocolError, SemanticaError, StoreError
 from semantica.framed import FramedStream
 from semantica.models import ErrorKind, JobError
 from semantica.protocol import (
@@ -54,13 +56,15 @@ log = structlog.get_logger("semantica.pool")
 
 #: A worker must say hello within this long of being spawned.
 HELLO_TIMEOUT = 30.0
-#: A stopped worker gets this long to clean up (an exec job's group gets 5 s between
-#: SIGTERM and SIGKILL) before it is SIGKILLed itself.
-STOP_GRACE = 7.0
+#: A worker sent SIGTERM gets this long to end its job (an exec job's group gets
+#: 0.5 s between SIGTERM and SIGKILL) before it is SIGKILLed itself.
+STOP_GRACE = 3.0
 #: Heartbeats a worker sends within one heartbeat timeout.
 HEARTBEATS_PER_TIMEOUT = 4
 #: After a stopped job's grace period, how long its worker has to report before it is killed.
 STOP_MARGIN = 2.0
+#: How often the reaper tries to record a dead worker's job while the store is failing.
+REAP_STORE_TRIES = 20
 #: A worker that dies younger than this counts towards respawn backoff.
 YOUNG_DEATH = 1.0
 MAX_RESPAWN_DELAY = 5.0
@@ -429,8 +433,14 @@ class WorkerPool:
                 )
             )
             await self._await_report(worker, lease)
-            assert worker.report is not None
-            self.jobs.finished(lease, worker.report, trio.current_time() - worker.started)
+            report, elapsed = worker.report, trio.current_time() - worker.started
+            assert report is not None
+            # The worker stays busy until its outcome is recorded (a store fault
+            # must not lose it; it is retried until the store takes it).
+            await settle(
+                "recording the end of an attempt",
+                functools.partial(self.jobs.finished, lease, report, elapsed),
+            )
             worker.lease, worker.job_pgid, worker.stop = None, None, None
             self._notify()
 
@@ -512,24 +522,28 @@ class WorkerPool:
         lease = worker.lease
         if lease is not None:
             worker.lease = None
-            elapsed = trio.current_time() - worker.started
-            if worker.report is not None:  # it reported just before dying
-                self.jobs.finished(lease, worker.report, elapsed)
-            elif worker.interrupt_reason is not None:
-                self.jobs.interrupted(lease, worker.interrupt_reason)
-            elif worker.stop is not None:  # killed because it did not stop in time
-                self.jobs.finished(
-                    lease, JobFinished(lease=lease.lease_id, error=worker.stop), elapsed
-                )
-            else:
-                self.jobs.worker_lost(
-                    lease, worker.pid, status, trio.current_time() - worker.started
-                )
+            await settle(
+                "settling the job of a worker that exited",
+                functools.partial(self._settle_orphan, worker, lease, status),
+                tries=REAP_STORE_TRIES,
+            )
         if worker in self.workers:
             self.workers.remove(worker)
             log.info("worker exited", worker_pid=worker.pid, status=status)
         self._notify()
         return status
+
+    def _settle_orphan(self, worker: WorkerHandle, lease: Lease, status: int | None) -> None:
+        """Record how the job of a worker that is gone ended."""
+        elapsed = trio.current_time() - worker.started
+        if worker.report is not None:  # it reported just before dying
+            self.jobs.finished(lease, worker.report, elapsed)
+        elif worker.interrupt_reason is not None:
+            self.jobs.interrupted(lease, worker.interrupt_reason)
+        elif worker.stop is not None:  # killed because it did not stop in time
+            self.jobs.finished(lease, JobFinished(lease=lease.lease_id, error=worker.stop), elapsed)
+        else:
+            self.jobs.worker_lost(lease, worker.pid, status, elapsed)
 
     def _notify(self) -> None:
         self._changed.set()
@@ -551,3 +565,24 @@ def _signal(process: WorkerProcess, sig: int) -> None:
         process.send_signal(sig)
     except ProcessLookupError:
         pass
+
+
+async def settle(what: str, record: Callable[[], None], tries: float = math.inf) -> None:
+    """Run a store write, retrying with backoff while the store is failing.
+
+    After ``tries`` failures it gives up: the job stays RUNNING in the store,
+    and the next start re-queues it (nothing acknowledged is lost).
+    """
+    delay, failures = 0.1, 0
+    while True:
+        try:
+            record()
+            return
+        except StoreError as exc:
+            failures += 1
+            if failures >= tries:
+                log.error("store fault: giving up", what=what, error=exc.message)
+                return
+            log.warning("store fault; will retry", what=what, error=exc.message, retry_in_s=delay)
+            await trio.sleep(delay)
+            delay = min(delay * 2, 5.0)

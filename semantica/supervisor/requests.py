@@ -108,7 +108,7 @@ async def dispatch(sup: Supervisor, request: ControlRequest, send: Send) -> Cont
         case Events():
             return await handle_events(sup, request, send)
         case Shutdown():
-            sup.request_shutdown("semctl shutdown")
+            sup.request_shutdown("semctl shutdown", now=request.now)
             return Ok(rid=request.rid)
         case Hello():
             raise ProtocolError("already authenticated: hello is only the first frame")

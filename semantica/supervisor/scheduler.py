@@ -10,9 +10,17 @@ from __future__ import annotations
 
 from typing import Protocol
 
+import structlog
 import trio
 
+from semantica.errors import StoreError
 from semantica.supervisor.store import Lease, SQLiteStore
+
+log = structlog.get_logger("semantica.scheduler")
+
+#: Retry delays while the store is failing.
+FAULT_DELAY_MIN = 0.1
+FAULT_DELAY_MAX = 5.0
 
 
 class MachineState(Protocol):
@@ -62,11 +70,27 @@ class Scheduler:
         Cancellation: safe; no job is leased unless this returns. While
         draining it never returns.
         """
+        fault_delay = FAULT_DELAY_MIN
         while True:
             runnable = self._runnable
             if self.draining:
                 await trio.sleep_forever()
-            lease = self.store.lease(worker_pid, on_ac=self.machine.on_ac, idle=self.machine.idle)
+            try:
+                lease = self.store.lease(
+                    worker_pid, on_ac=self.machine.on_ac, idle=self.machine.idle
+                )
+            except StoreError as exc:
+                # The store is failing (disk full, locked, I/O): try again soon, and
+                # sooner if something changes; the supervisor stays up meanwhile.
+                log.warning(
+                    "store fault while leasing; will retry",
+                    error=exc.message,
+                    retry_in_s=fault_delay,
+                )
+                with trio.move_on_after(fault_delay):
+                    await runnable.wait()
+                fault_delay = min(fault_delay * 2, FAULT_DELAY_MAX)
+                continue
             if lease is not None:
                 return lease
             await runnable.wait()
@@ -78,7 +102,13 @@ class Scheduler:
         task_status.started()
         while True:
             changed = self._deadlines
-            due = self.store.next_run_after()
+            try:
+                due = self.store.next_run_after()
+            except StoreError as exc:
+                log.warning("store fault in the timer; will retry", error=exc.message)
+                await trio.sleep(FAULT_DELAY_MAX)
+                self.wake()  # whatever came due meanwhile
+                continue
             if due is None:
                 await changed.wait()
                 continue

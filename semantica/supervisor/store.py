@@ -20,17 +20,18 @@ long work (VACUUM, integrity checks) belongs in a thread.
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import sqlite_utils
 
-from semantica.errors import BadInput, NoSuchJob, StoreError
+from semantica.errors import BadInput, NoSuchJob, StoreBusy, StoreError, StoreFull
 from semantica.models import (
     QUEUE_LIMIT_MAX,
     TERMINAL_STATES,
@@ -109,6 +110,32 @@ def migrations() -> list[tuple[int, Path]]:
         if match:
             found.append((int(match.group(1)), path))
     return sorted(found)
+
+
+def store_error(exc: sqlite3.Error, what: str) -> StoreError:
+    """The typed error for an SQLite failure: full, busy, or anything else."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    if name.startswith("SQLITE_FULL") or (name == "SQLITE_IOERR_WRITE" and "full" in str(exc)):
+        return StoreFull(f"{what}: the disk is full ({exc})")
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        return StoreBusy(f"{what}: the database is locked by another process ({exc})")
+    return StoreError(f"{what}: {exc}")
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _reads(method: F) -> F:
+    """A read: an SQLite failure becomes a typed StoreError (nothing to roll back)."""
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except sqlite3.Error as exc:
+            raise store_error(exc, "reading the job store failed") from None
+
+    return wrapper  # type: ignore[return-value]
 
 
 def _check_id(job_id: int) -> None:
@@ -192,15 +219,16 @@ class SQLiteStore:
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
-            raise StoreError(f"the job store is unavailable: {exc}") from None
+            raise store_error(exc, "the job store is unavailable") from None
         try:
             yield conn
             conn.execute("COMMIT")
         except BaseException as exc:
             if conn.in_transaction:
-                conn.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):  # a failed ROLLBACK: SQLite undid it
+                    conn.execute("ROLLBACK")
             if isinstance(exc, sqlite3.Error):
-                raise StoreError(f"the job store failed: {exc}") from None
+                raise store_error(exc, "the job store failed") from None
             raise
 
     @property
@@ -576,6 +604,7 @@ class SQLiteStore:
 
     # ------------------------------------------------------------------ reads
 
+    @_reads
     def get(self, job_id: int) -> Job:
         """One job.
 
@@ -590,6 +619,7 @@ class SQLiteStore:
             raise NoSuchJob(f"no job {job_id}")
         return self._job(row)
 
+    @_reads
     def get_many(self, job_ids: Iterable[int]) -> list[Job]:
         """Several jobs, in the order asked (an id asked twice comes twice).
 
@@ -613,6 +643,7 @@ class SQLiteStore:
             raise NoSuchJob(f"no job {missing[0]}")
         return [found[job_id] for job_id in wanted]
 
+    @_reads
     def state(self, job_id: int) -> JobState:
         """A job's state alone (cheap).
 
@@ -625,6 +656,7 @@ class SQLiteStore:
             raise NoSuchJob(f"no job {job_id}")
         return JobState(row[0])
 
+    @_reads
     def list(
         self,
         *,
@@ -652,6 +684,7 @@ class SQLiteStore:
         ).fetchall()
         return [self._job(row) for row in rows]
 
+    @_reads
     def next_queued(self, limit: int) -> JobsList:
         """The first ``limit`` QUEUED jobs in dispatch order (priority, then oldest)."""
         rows = self._conn.execute(
@@ -661,6 +694,7 @@ class SQLiteStore:
         ).fetchall()
         return [self._job(row) for row in rows]
 
+    @_reads
     def counts(self) -> dict[str, int]:
         """How many jobs are in each state (every state listed, zeros included)."""
         counts = {state.value: 0 for state in JobState}
@@ -668,6 +702,7 @@ class SQLiteStore:
             counts[state] = n
         return counts
 
+    @_reads
     def queues(self) -> QueueInfos:
         """Every queue that has a setting or a job, by name, with counts by state."""
         found: dict[str, QueueInfo] = {}
@@ -704,6 +739,7 @@ class SQLiteStore:
                 conn.execute("UPDATE queues SET max_running = ? WHERE name = ?", (limit, name))
         return next(q for q in self.queues() if q.name == name)
 
+    @_reads
     def blockers(self) -> Blockers:
         """What stops queued jobs right now, apart from time and conditions."""
         blockers = Blockers()
@@ -719,6 +755,7 @@ class SQLiteStore:
                 blockers.busy_subjects.add((row["type"], row["subject"]))
         return blockers
 
+    @_reads
     def conditions_wanted(self) -> tuple[bool, bool]:
         """Whether any QUEUED job requires charging, and whether any requires an idle CPU."""
         row = self._conn.execute(
@@ -729,6 +766,7 @@ class SQLiteStore:
         ).fetchone()
         return bool(row[0]), bool(row[1])
 
+    @_reads
     def next_run_after(self) -> float | None:
         """The earliest future ``run_after`` of a queued job (when to look again), or None."""
         row = self._conn.execute(

@@ -55,9 +55,10 @@ from semantica.worker.exec_job import KILL_GRACE, ExecFailed, InvalidPayload, ru
 FD_ENV = "SEMANTICA_WORKER_FD"
 
 
-#: When the supervisor is gone nobody reads a report: an exec job's group gets
-#: this long between SIGTERM and SIGKILL, so the worker is gone within a second.
-ORPHAN_GRACE = 0.5
+#: When the worker itself is stopped (the supervisor is gone, or ends its drain)
+#: an exec job's group gets this long between SIGTERM and SIGKILL, so the
+#: worker is gone within a second.
+EXIT_GRACE = 0.5
 
 
 class _Attempt:
@@ -95,7 +96,7 @@ class Worker:
                     msg = await self.channel.receive()
                 except (trio.EndOfChannel, trio.BrokenResourceError, ProtocolError, OSError):
                     # The supervisor is gone (or speaks nonsense: the same).
-                    self.grace = ORPHAN_GRACE
+                    self.grace = EXIT_GRACE
                     break
                 match msg:
                     case RunJob():
@@ -122,6 +123,7 @@ class Worker:
         # *thread* exits. The supervisor's death closes our socket instead.)
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGHUP) as signals:
             async for _ in signals:
+                self.grace = EXIT_GRACE
                 scope.cancel()
                 return
 
