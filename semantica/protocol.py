@@ -254,6 +254,7 @@ class StatusReply(_Msg, tag="status_reply"):
     workers: list[WorkerInfo]
     pid: int = 0
     home: str = ""
+    durability: str = "full"
     rid: int = 0
 
 

@@ -319,6 +319,7 @@ def status(json_out: JsonOpt = False) -> None:
                 "workers": reply.workers,
                 "pid": reply.pid,
                 "home": reply.home,
+                "durability": reply.durability,
             }
         )
     else:

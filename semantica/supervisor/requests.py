@@ -303,4 +303,5 @@ def handle_status(sup: Supervisor, request: GetStatus) -> StatusReply:
         workers=sup.pool.info(),
         pid=os.getpid(),
         home=str(sup.settings.paths.home),
+        durability=sup.settings.durability,
     )

@@ -137,3 +137,9 @@ async def lines(ctx: Any, payload: dict[str, Any]) -> None:
             sock.close()
     if payload.get("fail"):
         raise ValueError("failed after its lines")
+
+
+@handler("POISON")
+def poison(ctx: Any, payload: Any) -> None:
+    """Kill the worker running it, every time."""
+    os._exit(3)

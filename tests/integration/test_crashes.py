@@ -161,3 +161,43 @@ def test_a_stopped_worker_is_killed_after_the_heartbeat_timeout_and_its_job_reru
     assert daemon.semctl("wait", str(job_id), "--timeout", "30").code == 0
     assert daemon.semctl("show", str(job_id), "--json").json()["attempts"] == 2
     assert any(e.get("event") == "worker stopped answering; killing it" for e in daemon.events())
+
+
+def test_a_poison_job_fails_after_exactly_max_attempts_while_others_run(daemon: Daemon) -> None:
+    """A job that kills its worker every run ends FAILED after max-attempts; others go on."""
+    with daemon.client() as client:
+        poison = client.enqueue("POISON", max_attempts=3, backoff=0)
+        others = client.enqueue_many([{"type": "WHO"} for _ in range(30)])
+        done = client.wait_many([poison.id, *(job.id for job in others)], timeout=60)
+    daemon.remember()
+    by_id = {job.id: job for job in done}
+    assert by_id[poison.id].state == "FAILED" and by_id[poison.id].attempts == 3
+    assert by_id[poison.id].error is not None
+    assert by_id[poison.id].error.kind == "worker_lost"
+    assert all(by_id[job.id].state == "DONE" for job in others)
+    assert len(daemon.worker_pids()) == 2  # replaced each time
+
+
+def test_shutdown_now_requeues_running_jobs_without_waiting(
+    make_daemon: Callable[..., Daemon], announcements: Announcements
+) -> None:
+    """semctl shutdown --now: no drain wait; the running job is re-queued, attempt given back."""
+    daemon = make_daemon("--drain-timeout", "60")
+    payload = f'{{"notify": "{announcements.path}"}}'
+    job_id = int(daemon.semctl("enqueue", "HANG", "--payload", payload).out)
+    announcements.next()
+    started = time.monotonic()
+    assert daemon.semctl("shutdown", "--now").code == 0
+    assert daemon.proc is not None and daemon.proc.wait(30) == 0
+    assert time.monotonic() - started < 5
+    assert any(e.get("error_kind") == "interrupted" for e in daemon.events())
+    daemon.start()
+    job = daemon.semctl("show", str(job_id), "--json").json()
+    assert job["state"] in ("QUEUED", "RUNNING") and job["attempts"] <= 1
+
+
+def test_durability_setting_is_reported(make_daemon: Callable[..., Daemon]) -> None:
+    """status --json says which durability the store runs with; full is the default."""
+    assert make_daemon().semctl("status", "--json").json()["durability"] == "full"
+    normal = make_daemon("--durability", "normal")
+    assert normal.semctl("status", "--json").json()["durability"] == "normal"
