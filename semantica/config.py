@@ -90,6 +90,7 @@ class Settings:
     drain_timeout: float = 30.0
     power: str = "auto"
     retention_days: float = 30.0
+    maintenance_hours: float = 24.0  # how often maintenance runs
     durability: str = "full"
     max_frame: int = 1 << 20
     log_cap_bytes: int = 1 << 20
@@ -138,7 +139,20 @@ class Settings:
             ),
             power=_choice(pick("power"), "SEMANTICA_POWER", POWER_MODES, "auto") or "auto",
             retention_days=_number(
-                pick("retention_days"), "SEMANTICA_RETENTION_DAYS", float, 30.0, low=0
+                pick("retention_days"),
+                "SEMANTICA_RETENTION_DAYS",
+                float,
+                30.0,
+                low=0,
+                high=365_000,
+            ),
+            maintenance_hours=_number(
+                pick("maintenance_hours"),
+                "SEMANTICA_MAINTENANCE_HOURS",
+                float,
+                24.0,
+                low=0.01,
+                high=87_600,
             ),
             durability=_choice(pick("durability"), "SEMANTICA_DURABILITY", DURABILITY_MODES, "full")
             or "full",

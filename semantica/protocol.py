@@ -134,6 +134,13 @@ class Events(_Msg, tag="events"):
     rid: int = 0
 
 
+class Maintain(_Msg, tag="maintenance"):
+    """Run maintenance now; the reply comes when it is done."""
+
+    force_vacuum: bool = False
+    rid: int = 0
+
+
 class GetMetrics(_Msg, tag="metrics"):
     """The Prometheus text exposition."""
 
@@ -255,6 +262,7 @@ class StatusReply(_Msg, tag="status_reply"):
     pid: int = 0
     home: str = ""
     durability: str = "full"
+    last_maintenance: datetime | None = None
     rid: int = 0
 
 
@@ -309,6 +317,19 @@ class JobEvent(_Msg, tag="job_event"):
     attempt: int | None = None
     worker_pid: int | None = None
     error: JobError | None = None
+    rid: int = 0
+
+
+class MaintenanceReport(_Msg, tag="maintenance_report"):
+    """What a maintenance run did."""
+
+    db_bytes_before: int
+    db_bytes_after: int
+    jobs_deleted: int
+    logs_deleted: int
+    vacuumed: bool
+    integrity: str  # "ok", or what quick_check found
+    duration_ms: float
     rid: int = 0
 
 
@@ -450,6 +471,7 @@ ControlRequest = (
     | Events
     | GetMetrics
     | GetTop
+    | Maintain
 )
 ControlReply = (
     HelloOk
@@ -468,6 +490,7 @@ ControlReply = (
     | JobEvent
     | MetricsReply
     | TopReply
+    | MaintenanceReport
 )
 ToWorker = RunJob | CancelJob
 FromWorker = WorkerHello | JobLog | JobFinished | JobProcess | Heartbeat

@@ -77,6 +77,8 @@ from semantica.protocol import (
     ListQueues,
     LogChunk,
     LogLines,
+    Maintain,
+    MaintenanceReport,
     MetricsReply,
     Ok,
     PauseQueue,
@@ -353,6 +355,10 @@ class AsyncClient:
     async def top(self) -> TopReply:
         """Workers, queues, throughput, failures and waiting jobs, in one reply."""
         return await self._call(GetTop(), TopReply)
+
+    async def maintenance(self, force_vacuum: bool = False) -> MaintenanceReport:
+        """Run maintenance now; returns what it did."""
+        return await self._call(Maintain(force_vacuum=force_vacuum), MaintenanceReport)
 
     async def metrics(self) -> str:
         """The Prometheus text exposition."""

@@ -320,6 +320,7 @@ def status(json_out: JsonOpt = False) -> None:
                 "pid": reply.pid,
                 "home": reply.home,
                 "durability": reply.durability,
+                "last_maintenance": reply.last_maintenance,
             }
         )
     else:
@@ -428,6 +429,30 @@ def top(
                 dashboard.run(client)
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
+
+
+@app.command()
+def maintenance(
+    force_vacuum: Annotated[
+        bool,
+        typer.Option(
+            "--force-vacuum", help="Rewrite the whole database file (writers wait meanwhile)."
+        ),
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Delete old finished jobs and their logs, checkpoint, vacuum; print sizes before and after."""
+    with _edge(), _client() as client:
+        report = client.maintenance(force_vacuum=force_vacuum)
+    if json_out:
+        _print_json({f: getattr(report, f) for f in report.__struct_fields__ if f != "rid"})
+        return
+    print(
+        f"deleted {report.jobs_deleted} jobs and {report.logs_deleted} logs; "
+        f"database {report.db_bytes_before / 1e6:.2f} MB -> {report.db_bytes_after / 1e6:.2f} MB"
+        f"{' (vacuumed)' if report.vacuumed else ''}; integrity {report.integrity}; "
+        f"{report.duration_ms:.0f} ms"
+    )
 
 
 @app.command()

@@ -64,6 +64,8 @@ from semantica.protocol import (
     ListQueues,
     LogChunk,
     LogLines,
+    Maintain,
+    MaintenanceReport,
     MetricsReply,
     Ok,
     PauseQueue,
@@ -430,6 +432,13 @@ class Client:
     def top(self) -> TopReply:
         """Workers, queues, throughput, failures and waiting jobs, in one reply."""
         reply: TopReply = self._expect(self._call(GetTop()), TopReply)
+        return reply
+
+    def maintenance(self, force_vacuum: bool = False) -> MaintenanceReport:
+        """Run maintenance now (see docs/operations.md); returns what it did."""
+        reply: MaintenanceReport = self._expect(
+            self._call(Maintain(force_vacuum=force_vacuum)), MaintenanceReport
+        )
         return reply
 
     def metrics(self) -> str:

@@ -37,6 +37,7 @@ from semantica.supervisor.conditions import Conditions
 from semantica.supervisor.events import JobEvents
 from semantica.supervisor.joblogs import JobLogs
 from semantica.supervisor.lifecycle import JobLifecycle
+from semantica.supervisor.maintenance import Maintenance, StoreGate
 from semantica.supervisor.metrics import Metrics
 from semantica.supervisor.metrics_http import serve_metrics
 from semantica.supervisor.notify import sd_notify
@@ -97,7 +98,8 @@ class Supervisor:
             worker_pids=lambda: self.pool.worker_pids(),
             on_change=lambda: self.scheduler.wake(),
         )
-        self.scheduler = Scheduler(self.store, self.conditions)
+        self.gate = StoreGate()
+        self.scheduler = Scheduler(self.store, self.conditions, self.gate)
         self.metrics = Metrics(self.store.counts, lambda: self.pool.worker_counts())
         self.jobs = JobLifecycle(
             self.store,
@@ -115,6 +117,14 @@ class Supervisor:
             child_umask=self._user_umask,
             cancel_grace=self.settings.cancel_grace,
             heartbeat_timeout=self.settings.heartbeat_timeout,
+            gate=self.gate,
+        )
+        self.maintenance = Maintenance(
+            self.store,
+            self.joblogs,
+            self.gate,
+            self.settings.retention_days,
+            self.settings.maintenance_hours,
         )
 
     def explain(self, jobs: list[Job]) -> list[Job]:
@@ -145,6 +155,7 @@ class Supervisor:
                 await nursery.start(self.scheduler.run_timer)
                 await nursery.start(self.pool.run)
                 await nursery.start(self.conditions.run)
+                await nursery.start(self.maintenance.run_periodically)
                 if self.settings.metrics_addr:
                     host, port = parse_metrics_addr(
                         self.settings.metrics_addr, self.settings.metrics_public

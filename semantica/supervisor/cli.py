@@ -30,6 +30,8 @@ FLAGS: tuple[tuple[str, str, tuple[str, ...] | None], ...] = (
     ("idle_window", "seconds the CPU must stay under it", None),
     ("cancel_grace", "seconds a cancelled or timed-out job gets to stop", None),
     ("heartbeat_timeout", "seconds a busy worker may stay silent before it is killed", None),
+    ("retention_days", "days finished jobs are kept before maintenance deletes them", None),
+    ("maintenance_hours", "hours between maintenance runs", None),
     ("metrics_addr", "HOST:PORT to serve Prometheus /metrics on (loopback)", None),
     ("metrics_public", "1: allow a metrics address beyond loopback", ("0", "1")),
 )

@@ -92,9 +92,22 @@ class JobLogs:
     def remove(self, job_id: int) -> None:
         """Delete a job's log files."""
         self.close(job_id)
+        self.remove_files(job_id)
+
+    def remove_files(self, job_id: int) -> None:
+        """Delete a job's log files; touches only the file system (safe in a thread)."""
         for path in (self.path(job_id), self.directory / f"{job_id}.log.1"):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
+
+    def job_ids_on_disk(self) -> set[int]:
+        """The job ids that have a log file (safe in a thread)."""
+        ids = set()
+        for path in self.directory.iterdir():
+            stem = path.name.split(".", 1)[0]
+            if stem.isdigit() and path.name.startswith(f"{stem}.log"):
+                ids.add(int(stem))
+        return ids
 
     def close_all(self) -> None:
         for job_id in list(self._open):

@@ -49,7 +49,7 @@ from semantica.protocol import (
     WorkerTop,
 )
 from semantica.supervisor.lifecycle import JobLifecycle
-from semantica.supervisor.scheduler import Scheduler
+from semantica.supervisor.scheduler import Gate, Scheduler
 from semantica.supervisor.store import Lease
 
 log = structlog.get_logger("semantica.pool")
@@ -160,10 +160,12 @@ class WorkerPool:
         child_umask: int = 0o022,
         cancel_grace: float = 5.0,
         heartbeat_timeout: float = 10.0,
+        gate: Gate | None = None,
     ) -> None:
         self.size = size
         self.cancel_grace = cancel_grace
         self.heartbeat_timeout = heartbeat_timeout
+        self.gate = gate
         self.handlers = handlers
         self.scheduler = scheduler
         self.jobs = jobs
@@ -437,6 +439,8 @@ class WorkerPool:
             assert report is not None
             # The worker stays busy until its outcome is recorded (a store fault
             # must not lose it; it is retried until the store takes it).
+            if self.gate is not None:
+                await self.gate.passage()
             await settle(
                 "recording the end of an attempt",
                 functools.partial(self.jobs.finished, lease, report, elapsed),

@@ -42,6 +42,7 @@ from semantica.protocol import (
     ListQueues,
     LogChunk,
     LogLines,
+    Maintain,
     MetricsReply,
     Ok,
     PauseQueue,
@@ -67,6 +68,9 @@ MAX_WAIT_IDS = 10_000
 
 Send = Callable[[ControlReply], Awaitable[None]]
 
+#: Requests that write to the store.
+WRITES = (Enqueue, Cancel, Retry, PauseQueue, ResumeQueue, LimitQueue)
+
 
 async def dispatch(sup: Supervisor, request: ControlRequest, send: Send) -> ControlReply | None:
     """Carry out one request and return its reply (errors are raised as SemanticaError).
@@ -74,6 +78,8 @@ async def dispatch(sup: Supervisor, request: ControlRequest, send: Send) -> Cont
     Streaming requests (``Follow``, ``Events``) push messages with ``send``
     and return their last one, or None when they end without one.
     """
+    if isinstance(request, WRITES):
+        await sup.gate.passage()  # a forced VACUUM holds the store: wait, off the loop
     match request:
         case Enqueue():
             return handle_enqueue(sup, request)
@@ -99,6 +105,8 @@ async def dispatch(sup: Supervisor, request: ControlRequest, send: Send) -> Cont
             return handle_queue_change(sup, request.rid, request.queue, limit=request.limit)
         case ListQueues():
             return QueueList(rid=request.rid, queues=sup.store.queues())
+        case Maintain():
+            return await sup.maintenance.run_once(request.force_vacuum)
         case GetMetrics():
             return MetricsReply(rid=request.rid, text=sup.metrics.text())
         case GetTop():
@@ -304,4 +312,5 @@ def handle_status(sup: Supervisor, request: GetStatus) -> StatusReply:
         pid=os.getpid(),
         home=str(sup.settings.paths.home),
         durability=sup.settings.durability,
+        last_maintenance=sup.maintenance.last_run,
     )

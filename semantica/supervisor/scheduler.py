@@ -30,6 +30,12 @@ class MachineState(Protocol):
     idle: bool
 
 
+class Gate(Protocol):
+    """Closed while maintenance holds the store's write lock."""
+
+    async def passage(self) -> None: ...
+
+
 class _AlwaysReady:
     on_ac = True
     idle = True
@@ -38,8 +44,11 @@ class _AlwaysReady:
 class Scheduler:
     """Hands queued jobs to idle workers, and stops doing so when draining."""
 
-    def __init__(self, store: SQLiteStore, machine: MachineState | None = None) -> None:
+    def __init__(
+        self, store: SQLiteStore, machine: MachineState | None = None, gate: Gate | None = None
+    ) -> None:
         self.store = store
+        self.gate = gate
         self.machine: MachineState = machine or _AlwaysReady()
         self.draining = False
         self._runnable = trio.Event()  # idle workers wait on this
@@ -75,6 +84,8 @@ class Scheduler:
             runnable = self._runnable
             if self.draining:
                 await trio.sleep_forever()
+            if self.gate is not None:
+                await self.gate.passage()  # no lease while a VACUUM holds the store
             try:
                 lease = self.store.lease(
                     worker_pid, on_ac=self.machine.on_ac, idle=self.machine.idle

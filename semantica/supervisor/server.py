@@ -40,6 +40,7 @@ from semantica.protocol import (
     Follow,
     Hello,
     HelloOk,
+    Maintain,
     Wait,
 )
 from semantica.supervisor.requests import dispatch
@@ -190,7 +191,7 @@ class ControlServer:
 
         A client may send several requests without waiting for replies
         (pipelining, matched by ``rid``). Requests that can block (``Wait``,
-        ``Cancel``) run in tasks of their own so they do not hold up the ones
+        ``Cancel``, ``Maintain``) run in tasks of their own so they do not hold up the ones
         behind them; all others are carried out in order, so pipelined enqueues
         commit in the order they were sent.
         """
@@ -206,7 +207,7 @@ class ControlServer:
                     continue
                 except (trio.EndOfChannel, trio.BrokenResourceError, trio.ClosedResourceError):
                     break
-                if isinstance(request, Wait | Cancel):
+                if isinstance(request, Wait | Cancel | Maintain):
                     waiting.start_soon(self._answer, channel, request)
                     continue
                 streaming = isinstance(request, Follow | Events)

@@ -185,6 +185,10 @@ class SQLiteStore:
             self._conn.execute("PRAGMA busy_timeout = 5000")
             # Refuse a newer schema before changing anything in the file (WAL mode included).
             self._check_not_too_new()
+            if self.schema_version == 0:
+                # A new file: free pages can then be given back in small steps
+                # (maintenance), without a VACUUM that locks out every writer.
+                self._conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
             mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if mode != "wal":
                 raise StoreError(f"cannot put {self.path} in WAL mode (got {mode})")
@@ -269,11 +273,11 @@ class SQLiteStore:
 
     def size_bytes(self) -> int:
         """Bytes on disk: the database file and its WAL."""
-        total = 0
-        for suffix in ("", "-wal"):
-            with contextlib.suppress(FileNotFoundError):
-                total += Path(str(self.path) + suffix).stat().st_size
-        return total
+        return _size_bytes(self.path)
+
+    def maintenance(self) -> StoreMaintenance:
+        """A second connection, for maintenance work in a thread (see StoreMaintenance)."""
+        return StoreMaintenance(self.path)
 
     # ------------------------------------------------------------------ writes
 
@@ -827,3 +831,121 @@ class SQLiteStore:
             require_idle=bool(require_idle),
             superseded_by=superseded_by,
         )
+
+
+def _size_bytes(path: Path) -> int:
+    total = 0
+    for suffix in ("", "-wal"):
+        with contextlib.suppress(FileNotFoundError):
+            total += Path(str(path) + suffix).stat().st_size
+    return total
+
+
+FINISHED_STATES_SQL = "('DONE', 'FAILED', 'CANCELLED', 'SUPERSEDED')"
+
+
+class StoreMaintenance:
+    """Long store work on a connection of its own, meant to run in a thread.
+
+    Each write is a short transaction (a batch of at most ``batch`` rows, a
+    step of at most ``pages`` pages), so the supervisor's own writes wait a
+    few milliseconds at most; only :meth:`vacuum` holds the write lock for as
+    long as it runs, so the supervisor stops writing while it does.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._conn.execute("PRAGMA busy_timeout = 5000")
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def size_bytes(self) -> int:
+        return _size_bytes(self.path)
+
+    def delete_finished_before(self, before: float, batch: int = 500) -> list[int]:
+        """Delete finished jobs whose ``finished_at`` is before ``before``; return their ids."""
+        deleted: list[int] = []
+        while True:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                ids = [
+                    row[0]
+                    for row in self._conn.execute(
+                        "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs "
+                        f"WHERE finished_at < ? AND state IN {FINISHED_STATES_SQL} LIMIT ?) "
+                        "RETURNING id",
+                        (before, batch),
+                    ).fetchall()
+                ]
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise store_error(exc, "deleting old jobs failed") from None
+            deleted.extend(ids)
+            if len(ids) < batch:
+                return deleted
+
+    def existing(self, job_ids: Sequence[int]) -> set[int]:
+        """Which of ``job_ids`` name a job."""
+        found: set[int] = set()
+        try:
+            for start in range(0, len(job_ids), 500):
+                chunk = job_ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                found.update(
+                    row[0]
+                    for row in self._conn.execute(
+                        f"SELECT id FROM jobs WHERE id IN ({marks})", chunk
+                    )
+                )
+        except sqlite3.Error as exc:
+            raise store_error(exc, "reading the job store failed") from None
+        return found
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database and truncate it."""
+        try:
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.Error as exc:
+            raise store_error(exc, "checkpoint failed") from None
+
+    def free_ratio(self) -> float:
+        """Free pages over all pages of the file."""
+        pages = self._conn.execute("PRAGMA page_count").fetchone()[0]
+        free = self._conn.execute("PRAGMA freelist_count").fetchone()[0]
+        return float(free) / pages if pages else 0.0
+
+    def incremental_vacuum(self, pages: int = 256) -> int:
+        """Give free pages back to the file system in small steps; return how many."""
+        total = 0
+        while True:
+            before = self._conn.execute("PRAGMA freelist_count").fetchone()[0]
+            if not before:
+                return total
+            try:
+                self._conn.execute(f"PRAGMA incremental_vacuum({int(pages)})").fetchall()
+            except sqlite3.Error as exc:
+                raise store_error(exc, "vacuum failed") from None
+            after = self._conn.execute("PRAGMA freelist_count").fetchone()[0]
+            if after >= before:  # auto_vacuum is off in this file: nothing to give back
+                return total
+            total += before - after
+
+    def vacuum(self) -> None:
+        """Rewrite the whole file (holds the write lock until done)."""
+        try:
+            self._conn.execute("PRAGMA auto_vacuum = INCREMENTAL")  # takes effect with VACUUM
+            self._conn.execute("VACUUM")
+        except sqlite3.Error as exc:
+            raise store_error(exc, "vacuum failed") from None
+
+    def quick_check(self) -> str:
+        """``ok``, or what SQLite found wrong."""
+        try:
+            rows = self._conn.execute("PRAGMA quick_check").fetchall()
+        except sqlite3.Error as exc:
+            return f"quick_check failed: {exc}"
+        return "; ".join(str(row[0]) for row in rows)

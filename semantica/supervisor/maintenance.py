@@ -1,0 +1,142 @@
+"""Maintenance: old jobs and their logs go, the WAL is folded in, free space given back.
+
+Every ``SEMANTICA_MAINTENANCE_HOURS`` (24) and on ``semctl maintenance``:
+
+1. delete finished jobs (DONE, FAILED, CANCELLED, SUPERSEDED) that finished more
+   than ``SEMANTICA_RETENTION_DAYS`` ago, with their log files;
+2. delete log files that belong to no job;
+3. ``PRAGMA wal_checkpoint(TRUNCATE)``;
+4. give free pages back when they exceed 10 % of the file (``incremental_vacuum``,
+   a few hundred pages at a time), or rewrite the file with ``VACUUM`` when forced;
+5. ``PRAGMA quick_check``.
+
+All of it runs in a thread, on a connection of its own, in short transactions,
+so dispatch and the socket never wait for more than a few milliseconds. A
+forced VACUUM holds SQLite's write lock for as long as it takes; the
+supervisor's writers wait for it on the :class:`StoreGate` (asynchronously),
+not inside SQLite's busy handler, so the event loop keeps running.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+
+import structlog
+import trio
+
+from semantica.protocol import MaintenanceReport
+from semantica.supervisor.joblogs import JobLogs
+from semantica.supervisor.store import SQLiteStore, StoreMaintenance
+
+log = structlog.get_logger("semantica.maintenance")
+
+#: Free pages above this share of the file are given back.
+VACUUM_THRESHOLD = 0.10
+
+
+class StoreGate:
+    """Closed while a VACUUM holds the store: writers on the event loop wait here."""
+
+    def __init__(self) -> None:
+        self._open = trio.Event()
+        self._open.set()
+
+    async def passage(self) -> None:
+        """Return at once, or when the gate opens again."""
+        await self._open.wait()
+
+    @asynccontextmanager
+    async def closed(self) -> AsyncIterator[None]:
+        self._open = trio.Event()
+        try:
+            yield
+        finally:
+            self._open.set()
+
+
+class Maintenance:
+    """Runs maintenance on a timer and on request, one run at a time."""
+
+    def __init__(
+        self,
+        store: SQLiteStore,
+        logs: JobLogs,
+        gate: StoreGate,
+        retention_days: float,
+        interval_hours: float,
+    ) -> None:
+        self.store = store
+        self.logs = logs
+        self.gate = gate
+        self.retention_days = retention_days
+        self.interval_hours = interval_hours
+        self.last_run: datetime | None = None
+        self._lock = trio.Lock()
+
+    async def run_periodically(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Run every ``interval_hours`` (the first run one interval after start)."""
+        task_status.started()
+        while True:
+            await trio.sleep(self.interval_hours * 3600)
+            try:
+                await self.run_once()
+            except Exception:
+                log.exception("maintenance failed")
+
+    async def run_once(self, force_vacuum: bool = False) -> MaintenanceReport:
+        """One full run; returns its report."""
+        async with self._lock:
+            started = time.perf_counter()
+            side = await trio.to_thread.run_sync(self.store.maintenance)
+            try:
+                report = await self._run(side, force_vacuum)
+            finally:
+                await trio.to_thread.run_sync(side.close)
+            report.duration_ms = round((time.perf_counter() - started) * 1000, 1)
+            self.last_run = datetime.now(UTC)
+            log.info(
+                "maintenance",
+                **{f: getattr(report, f) for f in report.__struct_fields__ if f != "rid"},
+            )
+            return report
+
+    async def _run(self, side: StoreMaintenance, force_vacuum: bool) -> MaintenanceReport:
+        before = side.size_bytes()
+        cutoff = self.store.clock.time() - self.retention_days * 86400
+        deleted = await trio.to_thread.run_sync(side.delete_finished_before, cutoff)
+        logs_deleted = await trio.to_thread.run_sync(self._delete_logs, side, deleted)
+        await trio.to_thread.run_sync(side.checkpoint)
+        vacuumed = False
+        if force_vacuum:
+            async with self.gate.closed():
+                await trio.to_thread.run_sync(side.vacuum)
+            vacuumed = True
+        elif await trio.to_thread.run_sync(side.free_ratio) > VACUUM_THRESHOLD:
+            vacuumed = await trio.to_thread.run_sync(side.incremental_vacuum) > 0
+        if vacuumed:
+            await trio.to_thread.run_sync(side.checkpoint)
+        integrity = await trio.to_thread.run_sync(side.quick_check)
+        return MaintenanceReport(
+            db_bytes_before=before,
+            db_bytes_after=side.size_bytes(),
+            jobs_deleted=len(deleted),
+            logs_deleted=logs_deleted,
+            vacuumed=vacuumed,
+            integrity=integrity,
+            duration_ms=0.0,
+        )
+
+    def _delete_logs(self, side: StoreMaintenance, deleted: list[int]) -> int:
+        """Remove the logs of deleted jobs and logs of no job; return how many (thread)."""
+        on_disk = self.logs.job_ids_on_disk()
+        gone = set(deleted) | (on_disk - side.existing(sorted(on_disk)))
+        removed = 0
+        for job_id in gone & on_disk:
+            self.logs.remove_files(job_id)
+            removed += 1
+        return removed
