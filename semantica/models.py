@@ -132,6 +132,8 @@ class Job(msgspec.Struct, kw_only=True):
     require_charging: bool = False
     require_idle: bool = False
     superseded_by: int | None = None
+    progress: float | None = None  # 0.0 .. 1.0, as the handler last reported (ctx.progress)
+    progress_message: str | None = None
 
 
 class QueueInfo(msgspec.Struct, kw_only=True):

@@ -350,6 +350,7 @@ class WorkerTop(msgspec.Struct, kw_only=True):
     running_s: float | None = None  # how long its job has run
     cpu_percent: float = 0.0  # the worker and what it started, since the last top
     rss_bytes: int = 0
+    progress: float | None = None  # what its job last reported (0.0 .. 1.0)
 
 
 class TopReply(_Msg, tag="top_reply"):
@@ -432,6 +433,14 @@ class CancelJob(_Msg, tag="w_cancel"):
     grace: float = 5.0
 
 
+class JobProgress(_Msg, tag="w_progress"):
+    """Worker -> supervisor: the job under ``lease`` is ``fraction`` done (ctx.progress)."""
+
+    lease: int
+    fraction: float
+    message: str = ""
+
+
 class Heartbeat(_Msg, tag="w_beat"):
     """Worker -> supervisor: still alive and running the job under ``lease``.
 
@@ -493,7 +502,7 @@ ControlReply = (
     | MaintenanceReport
 )
 ToWorker = RunJob | CancelJob
-FromWorker = WorkerHello | JobLog | JobFinished | JobProcess | Heartbeat
+FromWorker = WorkerHello | JobLog | JobFinished | JobProcess | Heartbeat | JobProgress
 
 _encoder = msgspec.msgpack.Encoder()
 

@@ -21,6 +21,7 @@ import msgspec
 import typer
 
 from semantica.control.client import Client
+from semantica.control.service import service_app
 from semantica.errors import EXIT_JOB_FAILED, BadInput, SemanticaError
 from semantica.models import JobState, QueueInfo
 from semantica.protocol import JobEvent
@@ -475,6 +476,9 @@ def shutdown(
         print("supervisor is stopping now (running jobs go back to the queue)")
     else:
         print("supervisor is shutting down (running jobs get the drain timeout)")
+
+
+app.add_typer(service_app, name="service")
 
 
 def main() -> None:

@@ -73,6 +73,9 @@ def job_details(job: Job) -> None:
         grid.add_row("finished", f"{_when(job.finished_at)}   took {_took(job)}")
     if job.worker_pid is not None:
         grid.add_row("worker", str(job.worker_pid))
+    if job.progress is not None and job.state == JobState.RUNNING:
+        note = f"  {_escape(job.progress_message)}" if job.progress_message else ""
+        grid.add_row("progress", f"{job.progress:.0%}{note}")
     if job.error is not None:
         grid.add_row("error", f"[red]{job.error.kind}[/]: {_escape(job.error.message)}")
     if job.result is not None:

@@ -49,7 +49,7 @@ def frame(top: TopReply, height: int = 50) -> Group:
         f"{top.finished_60s} in 1 min ({top.finished_60s / 60:.1f}/s)"
     )
     workers = Table(title="workers", title_justify="left", box=None, pad_edge=False, expand=True)
-    for column in ("PID", "STATE", "JOB", "TYPE", "RUNNING", "CPU %", "RSS"):
+    for column in ("PID", "STATE", "JOB", "TYPE", "RUNNING", "DONE", "CPU %", "RSS"):
         workers.add_column(column, no_wrap=True)
     for w in top.workers:
         workers.add_row(
@@ -58,6 +58,7 @@ def frame(top: TopReply, height: int = 50) -> Group:
             "-" if w.job is None else str(w.job),
             escape(w.job_type or "-"),
             _duration(w.running_s),
+            "-" if w.progress is None else f"{w.progress:.0%}",
             f"{w.cpu_percent:.1f}",
             _mb(w.rss_bytes),
         )

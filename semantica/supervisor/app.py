@@ -17,7 +17,6 @@ signal skips the wait.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import signal
 from collections.abc import Awaitable, Callable
@@ -29,7 +28,6 @@ import trio
 
 from semantica import __version__
 from semantica.config import Settings, parse_metrics_addr
-from semantica.errors import ConfigError
 from semantica.models import Job
 from semantica.supervisor import waiting
 from semantica.supervisor.clock import Clock
@@ -37,6 +35,7 @@ from semantica.supervisor.conditions import Conditions
 from semantica.supervisor.events import JobEvents
 from semantica.supervisor.joblogs import JobLogs
 from semantica.supervisor.lifecycle import JobLifecycle
+from semantica.supervisor.lock import acquire_lock
 from semantica.supervisor.maintenance import Maintenance, StoreGate
 from semantica.supervisor.metrics import Metrics
 from semantica.supervisor.metrics_http import serve_metrics
@@ -80,7 +79,7 @@ class Supervisor:
         # workers and the commands they run get the user's own umask back.
         self._user_umask = os.umask(0o077)
         prepare_home(paths.home)
-        self._lock_file = _acquire_lock(paths.lock)
+        self._lock_file = acquire_lock(paths.lock)
         self.token = load_or_create_token(paths.token)
         self.store = SQLiteStore(paths.db, self.clock, self.settings.durability)
         recovered = self.store.recover_running()
@@ -200,26 +199,3 @@ class Supervisor:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async for signum in signals:
                 self.request_shutdown(signal.Signals(signum).name)
-
-
-def _acquire_lock(path: os.PathLike[str]) -> IO[str]:
-    """Hold an exclusive flock for the supervisor's life: one supervisor per state directory.
-
-    Raises:
-        ConfigError: another supervisor holds it (the message names its pid).
-    """
-    handle = open(path, "a+")  # noqa: SIM115  # held open for the process's life
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read().strip() or "unknown"
-        handle.close()
-        raise ConfigError(
-            f"another semanticad (pid {holder}) is running with this state directory"
-        ) from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"{os.getpid()}\n")
-    handle.flush()
-    return handle

@@ -12,9 +12,13 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 from semantica import __version__
 from semantica.errors import SemanticaError
+
+if TYPE_CHECKING:
+    from semantica.config import Settings
 
 # (flag, help, choices): each flag is also SEMANTICA_<FLAG> and Settings.<flag>.
 FLAGS: tuple[tuple[str, str, tuple[str, ...] | None], ...] = (
@@ -50,7 +54,37 @@ def build_parser() -> argparse.ArgumentParser:
             choices=choices,
             help=f"{text} (SEMANTICA_{name.upper()})",
         )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    migrate = commands.add_parser(
+        "migrate",
+        help="move the database schema up (default: to the newest) or down, then exit",
+        description="Move the job database's schema to a version, one transaction per step, "
+        "keeping every job. Stop the supervisor first. Example: semanticad migrate --to 1",
+    )
+    migrate.add_argument("--to", type=int, help="schema version (default: the newest)")
+    migrate.add_argument("--home", dest="migrate_home", help="state directory (SEMANTICA_HOME)")
     return parser
+
+
+def migrate(settings: Settings, to: int | None) -> None:
+    """``semanticad migrate``: take the lock (no supervisor may run), move, report."""
+    from semantica.supervisor.lock import acquire_lock
+    from semantica.supervisor.security import prepare_home
+    from semantica.supervisor.store import SQLiteStore, migrations
+
+    prepare_home(settings.paths.home)
+    lock = acquire_lock(settings.paths.lock)
+    try:
+        store = SQLiteStore(settings.paths.db, durability=settings.durability, migrate=False)
+        try:
+            before = store.schema_version
+            after = store.migrate(to)
+        finally:
+            store.close()
+    finally:
+        lock.close()
+    latest = migrations()[-1][0]
+    print(f"schema {before} -> {after} (this Semantica's newest is {latest})")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -62,8 +96,14 @@ def main(argv: list[str] | None = None) -> None:
     from semantica.supervisor.app import Supervisor
     from semantica.supervisor.log import configure
 
+    flags = {name: getattr(args, name) for name, _, _ in FLAGS}
+    if args.command == "migrate" and args.migrate_home:
+        flags["home"] = args.migrate_home
     try:
-        settings = Settings.from_env(**{name: getattr(args, name) for name, _, _ in FLAGS})
+        settings = Settings.from_env(**flags)
+        if args.command == "migrate":
+            migrate(settings, args.to)
+            return
     except SemanticaError as exc:
         print(f"semanticad: {exc.message}", file=sys.stderr)
         sys.exit(exc.exit_code)

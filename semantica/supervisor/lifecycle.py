@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import structlog
 import trio
 
-from semantica.errors import BadInput
+from semantica.errors import BadInput, StoreError
 from semantica.models import ErrorKind, Job, JobError, JobSpec, JobState
 from semantica.protocol import JobEvent, JobFinished
 from semantica.supervisor.events import JobEvents
@@ -125,6 +125,13 @@ class JobLifecycle:
         """A worker sent lines for the job's log: append them and pass them to followers."""
         self.logs.append(lease.job_id, lines)
         self.events.log_lines(lease.job_id, lines)
+
+    def progress(self, lease: Lease, fraction: float, message: str) -> None:
+        """A handler reported progress: keep it with the job (best effort)."""
+        try:
+            self.store.set_progress(lease, fraction, message)
+        except StoreError as exc:
+            log.warning("cannot record progress", job_id=lease.job_id, error=exc.message)
 
     def started(self, lease: Lease, worker_pid: int) -> None:
         self._announce(

@@ -43,6 +43,7 @@ from semantica.protocol import (
     JobFinished,
     JobLog,
     JobProcess,
+    JobProgress,
     RunJob,
     WorkerHello,
     WorkerInfo,
@@ -112,6 +113,7 @@ class WorkerHandle:
     job_pgid: int | None = None  # the process group of the exec job it runs, if any
     stop: JobError | None = None  # the job was asked to stop (cancel, timeout): how it ends
     last_beat: float = 0.0  # trio time of its last sign of life while running a job
+    progress: float | None = None  # what its job last reported
     nursery: trio.Nursery | None = None  # where its watchdog runs
 
     _ps: dict[int, psutil.Process] = field(default_factory=dict)
@@ -216,6 +218,7 @@ class WorkerPool:
                     job=lease.job_id if lease else None,
                     job_type=lease.type if lease else None,
                     running_s=round(now - w.started, 3) if lease else None,
+                    progress=w.progress if lease else None,
                     cpu_percent=cpu,
                     rss_bytes=rss,
                 )
@@ -420,6 +423,7 @@ class WorkerPool:
             lease = await self.scheduler.next_lease(worker.pid)
             worker.lease, worker.state = lease, WorkerState.BUSY
             worker.report, worker.report_ready, worker.stop = None, trio.Event(), None
+            worker.progress = None
             worker.started = worker.last_beat = trio.current_time()
             self.jobs.started(lease, worker.pid)
             await worker.channel.send(
@@ -495,6 +499,9 @@ class WorkerPool:
                         worker.report_ready.set()
                     case JobProcess() if lease is not None and msg.lease == lease.lease_id:
                         worker.job_pgid = msg.pgid
+                    case JobProgress() if lease is not None and msg.lease == lease.lease_id:
+                        worker.progress = msg.fraction
+                        self.jobs.progress(lease, msg.fraction, msg.message)
                     case Heartbeat() if lease is not None and msg.lease == lease.lease_id:
                         pass  # any message counts as a sign of life, below
                     case Heartbeat():

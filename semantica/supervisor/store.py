@@ -151,7 +151,8 @@ def _ts(value: float | None) -> datetime | None:
 _JOB_COLUMNS = (
     "id, type, queue, subject, generation, priority, state, attempts, max_attempts, "
     "created_at, started_at, finished_at, run_after, result, error_kind, error_message, "
-    "payload, timeout_s, worker_pid, backoff_s, require_charging, require_idle, superseded_by"
+    "payload, timeout_s, worker_pid, backoff_s, require_charging, require_idle, superseded_by, "
+    "progress, progress_message"
 )
 
 _json_decode = msgspec.json.decode
@@ -173,7 +174,13 @@ class SQLiteStore:
             ``"normal"`` (it survives a process crash).
     """
 
-    def __init__(self, path: Path, clock: Clock | None = None, durability: str = "full") -> None:
+    def __init__(
+        self,
+        path: Path,
+        clock: Clock | None = None,
+        durability: str = "full",
+        migrate: bool = True,
+    ) -> None:
         self.path = Path(path)
         self.clock = clock or SystemClock()
         try:
@@ -195,7 +202,8 @@ class SQLiteStore:
             self._conn.execute(
                 f"PRAGMA synchronous = {'FULL' if durability == 'full' else 'NORMAL'}"
             )
-            self.migrate()
+            if migrate:
+                self.migrate()
         except sqlite3.Error as exc:
             self._conn.close()
             raise StoreError(f"cannot open the database {self.path}: {exc}") from None
@@ -248,28 +256,66 @@ class SQLiteStore:
                 f"knows ({latest}); upgrade Semantica or restore a backup"
             )
 
-    def migrate(self) -> int:
-        """Apply pending migrations, each in its own transaction; return the new version.
+    def migrate(self, to: int | None = None) -> int:
+        """Move the schema up or down to version ``to`` (default: the newest), one
+        transaction per step, keeping the data; return the new version.
+
+        Going up from a database that already has jobs first copies it aside
+        with SQLite's backup API (``backups/`` beside it).
 
         Raises:
             SchemaTooNew: the file's version is above the newest this code knows.
+            BadInput: ``to`` names no version this code has.
+            StoreError: a step failed (that step was rolled back).
         """
         self._check_not_too_new()
+        steps = migrations()
+        latest = steps[-1][0]
+        target = latest if to is None else to
+        if not 1 <= target <= latest:
+            raise BadInput(f"schema versions go from 1 to {latest}, not {target}")
         current = self.schema_version
-        for version, path in migrations():
-            if version <= current:
-                continue
-            script = path.read_text()
-            try:
-                self._conn.executescript(
-                    f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {version};\nCOMMIT;"
-                )
-            except sqlite3.Error as exc:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-                raise StoreError(f"migration {path.name} failed: {exc}") from None
-            current = version
+        if current < target and current > 0:
+            self.backup(f"before-v{target}")
+        for version, path in steps:
+            if current < version <= target:
+                self._step(path, version)
+                current = version
+        for version, path in reversed(steps):
+            if target < version <= current:
+                down = path.with_name(path.name.removesuffix(".sql") + ".down.sql")
+                if not down.exists():
+                    raise StoreError(f"no way down from schema {version}: {down.name} is missing")
+                self._step(down, version - 1)
+                current = version - 1
         return current
+
+    def _step(self, script_path: Path, version_after: int) -> None:
+        script = script_path.read_text()
+        try:
+            self._conn.executescript(
+                f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {version_after};\nCOMMIT;"
+            )
+        except sqlite3.Error as exc:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise StoreError(f"migration {script_path.name} failed: {exc}") from None
+
+    def backup(self, label: str) -> Path:
+        """Copy the database (consistently, with SQLite's backup API) into ``backups/``."""
+        stamp = datetime.fromtimestamp(self.clock.time(), UTC).strftime("%Y%m%dT%H%M%SZ")
+        target = (
+            self.path.parent
+            / "backups"
+            / f"{self.path.stem}-v{self.schema_version}-{label}-{stamp}.db"
+        )
+        target.parent.mkdir(mode=0o700, exist_ok=True)
+        try:
+            with contextlib.closing(sqlite3.connect(target)) as copy:
+                self._conn.backup(copy)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot back up {self.path} to {target}: {exc}") from None
+        return target
 
     def size_bytes(self) -> int:
         """Bytes on disk: the database file and its WAL."""
@@ -437,7 +483,8 @@ class SQLiteStore:
         with self.transaction() as conn:
             row = conn.execute(
                 "UPDATE jobs SET state = 'RUNNING', attempts = attempts + 1, started_at = ?, "
-                "finished_at = NULL, lease_id = ?, worker_pid = ? "
+                "finished_at = NULL, lease_id = ?, worker_pid = ?, progress = NULL, "
+                "progress_message = NULL "
                 "WHERE id = ("
                 "  SELECT j.id FROM jobs AS j INDEXED BY jobs_ready "
                 "  LEFT JOIN queues AS q ON q.name = j.queue "
@@ -468,6 +515,15 @@ class SQLiteStore:
             timeout=timeout,
             backoff=backoff,
         )
+
+    def set_progress(self, lease: Lease, fraction: float, message: str) -> None:
+        """Record how far the job under ``lease`` has got (ignored if the lease is stale)."""
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE jobs SET progress = ?, progress_message = ? "
+                "WHERE id = ? AND lease_id = ? AND state = 'RUNNING'",
+                (fraction, message, lease.job_id, lease.lease_id),
+            )
 
     def cancel_queued(self, job_id: int, message: str) -> bool:
         """QUEUED -> CANCELLED; False (and nothing changed) if the job is not QUEUED."""
@@ -805,6 +861,8 @@ class SQLiteStore:
             require_charging,
             require_idle,
             superseded_by,
+            progress,
+            progress_message,
         ) = row
         state = JobState(state)
         return Job(
@@ -830,6 +888,8 @@ class SQLiteStore:
             require_charging=bool(require_charging),
             require_idle=bool(require_idle),
             superseded_by=superseded_by,
+            progress=progress,
+            progress_message=progress_message,
         )
 
 

@@ -9,6 +9,7 @@ the attempt's end is reported.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import trio
@@ -52,6 +53,27 @@ class LogBuffer:
         return lines
 
 
+class ProgressSlot:
+    """The latest progress a handler reported, set from any thread, sent by the trio side."""
+
+    def __init__(self, token: trio.lowlevel.TrioToken) -> None:
+        self._token = token
+        self._trio_thread = threading.get_ident()
+        self.latest: tuple[float, str] = (0.0, "")
+        self.changed = trio.Event()
+
+    def report(self, fraction: float, message: str) -> None:
+        """Record progress; safe from any thread."""
+        if threading.get_ident() == self._trio_thread:
+            self._set(fraction, message)
+        else:
+            self._token.run_sync_soon(self._set, fraction, message)
+
+    def _set(self, fraction: float, message: str) -> None:
+        self.latest = (fraction, message)
+        self.changed.set()
+
+
 class JobContext:
     """What a handler is given besides its payload.
 
@@ -63,13 +85,20 @@ class JobContext:
     """
 
     def __init__(
-        self, job_id: int, type: str, attempt: int, max_attempts: int, logs: LogBuffer
+        self,
+        job_id: int,
+        type: str,
+        attempt: int,
+        max_attempts: int,
+        logs: LogBuffer,
+        report_progress: Callable[[float, str], None] = lambda fraction, message: None,
     ) -> None:
         self.job_id = job_id
         self.type = type
         self.attempt = attempt
         self.max_attempts = max_attempts
         self._logs = logs
+        self._report_progress = report_progress
         self._cancelled = threading.Event()
 
     def log(self, message: str, **fields: Any) -> None:
@@ -77,6 +106,16 @@ class JobContext:
         if fields:
             message = message + " " + " ".join(f"{key}={value}" for key, value in fields.items())
         self._logs.add(message)
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        """Say how far the job has got (0.0 to 1.0); ``semctl show`` and ``top`` show it.
+
+        Cheap to call often: the worker sends at most a couple of updates a
+        second, always the latest.
+        """
+        if not 0.0 <= fraction <= 1.0:
+            raise ValueError(f"progress must be between 0.0 and 1.0, got {fraction}")
+        self._report_progress(float(fraction), str(message))
 
     @property
     def cancelled(self) -> bool:

@@ -44,15 +44,18 @@ from semantica.protocol import (
     JobFinished,
     JobLog,
     JobProcess,
+    JobProgress,
     RunJob,
     ToWorker,
     WorkerHello,
 )
 from semantica.worker import registry
-from semantica.worker.context import JobContext, LogBuffer
+from semantica.worker.context import JobContext, LogBuffer, ProgressSlot
 from semantica.worker.exec_job import KILL_GRACE, ExecFailed, InvalidPayload, run_exec
 
 FD_ENV = "SEMANTICA_WORKER_FD"
+#: The least time between two progress reports of one job.
+PROGRESS_INTERVAL = 0.5
 
 
 #: When the worker itself is stopped (the supervisor is gone, or ends its drain)
@@ -130,12 +133,14 @@ class Worker:
     async def run_job(self, job: RunJob, serving: trio.CancelScope) -> None:
         """Run one attempt and report it; log lines always reach the supervisor first."""
         logs = LogBuffer(trio.lowlevel.current_trio_token())
-        ctx = JobContext(job.job_id, job.type, job.attempt, job.max_attempts, logs)
+        progress = ProgressSlot(trio.lowlevel.current_trio_token())
+        ctx = JobContext(job.job_id, job.type, job.attempt, job.max_attempts, logs, progress.report)
         attempt = self.current = _Attempt(job, ctx)
         finished: JobFinished | None = None
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._pump_logs, job.lease, logs)
+                nursery.start_soon(self._pump_progress, job.lease, progress)
                 if job.heartbeat > 0:
                     nursery.start_soon(self._beat, job.lease, job.heartbeat)
                 with attempt.scope:
@@ -162,6 +167,19 @@ class Worker:
             await trio.sleep(interval)
             with trio.CancelScope(shield=True):  # never cut a frame in half
                 await self.channel.send(Heartbeat(lease=lease))
+
+    async def _pump_progress(self, lease: int, progress: ProgressSlot) -> None:
+        # At most one update per PROGRESS_INTERVAL, always the latest: a handler may
+        # report in a tight loop without flooding the supervisor's store.
+        while True:
+            await progress.changed.wait()
+            progress.changed = trio.Event()
+            fraction, message = progress.latest
+            with trio.CancelScope(shield=True):  # never cut a frame in half
+                await self.channel.send(
+                    JobProgress(lease=lease, fraction=fraction, message=message)
+                )
+            await trio.sleep(PROGRESS_INTERVAL)
 
     async def _pump_logs(self, lease: int, logs: LogBuffer) -> None:
         while True:

@@ -45,6 +45,7 @@ from semantica.protocol import (
     JobList,
     JobLog,
     JobProcess,
+    JobProgress,
     JobReply,
     LimitQueue,
     ListJobs,
@@ -271,6 +272,7 @@ SAMPLES: dict[str, msgspec.Struct] = {
         duration_ms=35.5,
         rid=18,
     ),
+    "w_progress": JobProgress(lease=11, fraction=0.25, message="1 of 4 files"),
     "w_cancel": CancelJob(lease=11, kind="timeout", message="timed out after 60 s", grace=5.0),
     "w_process": JobProcess(lease=11, pgid=4242),
 }

@@ -143,3 +143,14 @@ async def lines(ctx: Any, payload: dict[str, Any]) -> None:
 def poison(ctx: Any, payload: Any) -> None:
     """Kill the worker running it, every time."""
     os._exit(3)
+
+
+@handler("PROGRESS")
+def progress(ctx: Any, payload: dict[str, Any]) -> str:
+    """Report progress 0.5 with a message, announce, then wait until told to finish."""
+    ctx.progress(0.5, "half way")
+    _announce(ctx, payload)
+    marker = Path(payload["release"])
+    while not marker.exists() and not ctx.cancelled:
+        time.sleep(0.01)
+    return "done"

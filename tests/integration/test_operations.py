@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import select
+import sqlite3
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
-from harness import Daemon
+from harness import Announcements, Daemon
+
+from semantica.supervisor.store import migrations
+
+LATEST = migrations()[-1][0]
 
 
 def test_maintenance_with_retention_zero(make_daemon: Callable[..., Daemon]) -> None:
@@ -30,3 +41,73 @@ def test_maintenance_with_retention_zero(make_daemon: Callable[..., Daemon]) -> 
     assert daemon.semctl("status", "--json").json()["last_maintenance"] is not None
     text = daemon.semctl("maintenance", "--force-vacuum")
     assert text.code == 0 and "(vacuumed)" in text.out and "integrity ok" in text.out
+
+
+def _semanticad(daemon: Daemon, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "semantica.supervisor", *args],
+        env=daemon.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_migrate_down_and_up_keeps_every_job(daemon: Daemon) -> None:
+    """semanticad migrate --to 1 then migrate: every job is still there, the engine runs."""
+    with daemon.client() as client:
+        jobs = client.enqueue_many(
+            [{"type": "ADD", "payload": {"a": i, "b": 1}} for i in range(30)]
+        )
+        client.wait_many([job.id for job in jobs], timeout=60)
+    refused = _semanticad(daemon, "migrate", "--to", "1")
+    assert refused.returncode == 2 and "running" in refused.stderr  # not under a live supervisor
+    daemon.stop()
+    down = _semanticad(daemon, "migrate", "--to", "1")
+    assert down.returncode == 0, down.stderr
+    assert down.stdout.startswith(f"schema {LATEST} -> 1")
+    up = _semanticad(daemon, "migrate")
+    assert up.returncode == 0 and up.stdout.startswith(f"schema 1 -> {LATEST}")
+    assert list((daemon.home / "backups").glob("semantica-v1-*.db"))
+    daemon.start()
+    listed = daemon.semctl("list", "--limit", "100", "--json").json()
+    assert sorted(job["id"] for job in listed) == sorted(job.id for job in jobs)
+    assert all(job["state"] == "DONE" for job in listed)
+    assert daemon.semctl("wait", daemon.semctl("enqueue", "NOOP").out.strip()).code == 0
+
+
+def test_a_database_from_a_newer_semantica_is_refused_untouched(daemon: Daemon) -> None:
+    """user_version 999: semanticad names both versions, exits non-zero, changes no byte."""
+    daemon.stop()
+    db = daemon.home / "semantica.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA user_version = 999")
+    conn.close()
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
+    result = _semanticad(daemon, "--workers", "1")
+    assert result.returncode != 0
+    assert "999" in result.stderr and str(LATEST) in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before
+    assert _semanticad(daemon, "migrate").returncode != 0
+
+
+def test_progress_shows_while_the_job_runs(
+    daemon: Daemon, announcements: Announcements, short_tmp: Path
+) -> None:
+    """ctx.progress appears in show --json and top for the running job."""
+    release = short_tmp / "release"
+    payload = json.dumps({"notify": str(announcements.path), "release": str(release)})
+    job_id = daemon.semctl("enqueue", "PROGRESS", "--payload", payload).out.strip()
+    announcements.next()
+    with daemon.client() as client:
+        for _ in range(500):  # the report travels worker -> supervisor -> store
+            job = client.get(int(job_id))
+            if job.progress is not None:
+                break
+            select.select([], [], [], 0.01)
+        assert job.progress == 0.5 and job.progress_message == "half way"
+        assert "50%" in daemon.semctl("show", job_id).out
+        assert [w.progress for w in client.top().workers if w.job == int(job_id)] == [0.5]
+    release.touch()
+    assert daemon.semctl("wait", job_id).code == 0

@@ -44,6 +44,7 @@ from semantica.protocol import (
     JobList,
     JobLog,
     JobProcess,
+    JobProgress,
     JobReply,
     LimitQueue,
     ListJobs,
@@ -303,6 +304,7 @@ EXPECTED: dict[str, tuple[Any, msgspec.Struct]] = {
             rid=18,
         ),
     ),
+    "w_progress": (FromWorker, JobProgress(lease=11, fraction=0.25, message="1 of 4 files")),
     "w_cancel": (
         ToWorker,
         CancelJob(lease=11, kind="timeout", message="timed out after 60 s", grace=5.0),

@@ -1,0 +1,4 @@
+-- 002: how far a running job has got, as its handler reports it (ctx.progress).
+
+ALTER TABLE jobs ADD COLUMN progress REAL;            -- 0.0 .. 1.0, NULL until reported
+ALTER TABLE jobs ADD COLUMN progress_message TEXT;    -- what the handler said with it
