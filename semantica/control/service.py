@@ -164,11 +164,14 @@ def _stop_timeout(env: dict[str, str]) -> int:
 # -- rendering ----------------------------------------------------------------
 
 
-def _unit_word(word: str, *, exec_line: bool = False) -> str:
-    """One word of a unit file line, quoted and escaped as systemd reads it back."""
-    word = word.replace("%", "%%")  # specifiers
-    if exec_line:
-        word = word.replace("$", "$$")  # variable expansion, ExecStart= only
+def _unit_word(word: str) -> str:
+    """One word of a unit file line, quoted and escaped as systemd reads it back.
+
+    ``%`` starts a specifier everywhere; ``$`` is left alone (systemd expands
+    variables only in the arguments of ExecStart=, never in its command or in
+    Environment=).
+    """
+    word = word.replace("%", "%%")
     if re.fullmatch(r"[^\s\"'\\;]+", word):
         return word
     return '"' + word.replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -197,7 +200,7 @@ def render(
     indent = placeholder.group(1)
     added: list[str] = []
     if platform == SYSTEMD:
-        exec_word, home_word = _unit_word(str(semanticad), exec_line=True), _unit_word(str(home))
+        exec_word, home_word = _unit_word(str(semanticad)), _unit_word(str(home))
         lines = template.splitlines(keepends=True)
         for i, line in enumerate(lines):
             if not line.lstrip().startswith("#"):  # not in the comments that name the markers
@@ -317,7 +320,7 @@ def _installed_semanticad(platform: str, path: Path) -> str | None:
         found = re.search(r"^ExecStart=(.+)$", path.read_text(), re.M)
         if not found:
             return None
-        return shlex.split(found.group(1))[0].replace("%%", "%").replace("$$", "$")
+        return shlex.split(found.group(1))[0].replace("%%", "%")
     except (OSError, ValueError, IndexError, AttributeError):
         return None
 

@@ -36,6 +36,7 @@ from semantica.supervisor.events import JobEvents
 from semantica.supervisor.joblogs import JobLogs
 from semantica.supervisor.lifecycle import JobLifecycle
 from semantica.supervisor.lock import acquire_lock
+from semantica.supervisor.log import configure as configure_logs
 from semantica.supervisor.maintenance import Maintenance, StoreGate
 from semantica.supervisor.metrics import Metrics
 from semantica.supervisor.metrics_http import serve_metrics
@@ -47,6 +48,8 @@ from semantica.supervisor.server import ControlServer
 from semantica.supervisor.store import SQLiteStore
 
 log = structlog.get_logger("semantica.supervisor")
+
+DAEMON_LOG = "daemon.log"
 
 
 class Supervisor:
@@ -79,6 +82,7 @@ class Supervisor:
         # workers and the commands they run get the user's own umask back.
         self._user_umask = os.umask(0o077)
         prepare_home(paths.home)
+        configure_logs(self.settings.log_format, paths.home / DAEMON_LOG)
         self._lock_file = acquire_lock(paths.lock)
         self.token = load_or_create_token(paths.token)
         self.store = SQLiteStore(paths.db, self.clock, self.settings.durability)
@@ -161,6 +165,7 @@ class Supervisor:
                     )
                     await nursery.start(serve_metrics, host, port, self.metrics.text)
                 sd_notify("READY=1")
+                nursery.start_soon(_watchdog)
                 log.info(
                     "ready",
                     version=__version__,
@@ -199,3 +204,14 @@ class Supervisor:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async for signum in signals:
                 self.request_shutdown(signal.Signals(signum).name)
+
+
+async def _watchdog() -> None:
+    """Under systemd with WatchdogSec=, tell it twice per period that the loop runs."""
+    usec = os.environ.get("WATCHDOG_USEC", "")
+    pid = os.environ.get("WATCHDOG_PID")
+    if not usec.isdigit() or int(usec) == 0 or (pid and pid != str(os.getpid())):
+        return
+    while True:
+        sd_notify("WATCHDOG=1")
+        await trio.sleep(int(usec) / 2e6)

@@ -147,6 +147,7 @@ class JobLifecycle:
             "job started",
             job_id=lease.job_id,
             type=lease.type,
+            queue=lease.queue,
             state=JobState.RUNNING.value,
             attempt=lease.attempt,
             worker_pid=worker_pid,
@@ -212,6 +213,7 @@ class JobLifecycle:
             "job interrupted",
             job_id=lease.job_id,
             type=lease.type,
+            queue=lease.queue,
             state=JobState.QUEUED.value,
             attempt=lease.attempt,
             error_kind=error.kind,
@@ -224,6 +226,7 @@ class JobLifecycle:
         fields = {
             "job_id": lease.job_id,
             "type": lease.type,
+            "queue": lease.queue,
             "state": state.value,
             "attempt": lease.attempt,
             "duration_ms": round(duration_s * 1000, 3),

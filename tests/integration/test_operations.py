@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import select
+import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -111,3 +113,53 @@ def test_progress_shows_while_the_job_runs(
         assert [w.progress for w in client.top().workers if w.job == int(job_id)] == [0.5]
     release.touch()
     assert daemon.semctl("wait", job_id).code == 0
+
+
+def test_json_logs_every_line_and_job_events_carry_their_fields(
+    make_daemon: Callable[..., Daemon],
+) -> None:
+    """With SEMANTICA_LOG_FORMAT=json every output line is JSON; DONE events have the fields."""
+    daemon = make_daemon()
+    with daemon.client() as client:
+        job = client.wait(client.enqueue("ADD", {"a": 1, "b": 2}, queue="q7").id, timeout=30)
+    daemon.stop()
+    lines = daemon.log().splitlines()
+    assert lines and all(json.loads(line) for line in lines)
+    [done] = [e for e in map(json.loads, lines) if e.get("event") == "job done"]
+    assert done["job_id"] == job.id and done["state"] == "DONE" and done["queue"] == "q7"
+    assert done["type"] == "ADD" and done["attempt"] == 1 and done["duration_ms"] >= 0
+    file_lines = (daemon.home / "daemon.log").read_text().splitlines()
+    assert [json.loads(line)["event"] for line in file_lines] == [
+        json.loads(line)["event"] for line in lines
+    ]
+
+
+def test_systemd_notifications_ready_stopping_and_watchdog(short_tmp: Path) -> None:
+    """Under a NOTIFY_SOCKET: READY=1 once up, WATCHDOG=1 when asked for, STOPPING=1 on SIGTERM."""
+    daemon = Daemon(home=short_tmp / "home")
+    notify_path = short_tmp / "sd.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(notify_path))
+    sock.settimeout(30)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "semantica.supervisor", "--workers", "1"],
+        env=daemon.env(NOTIFY_SOCKET=str(notify_path), WATCHDOG_USEC="400000"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        seen = []
+        while "STOPPING=1" not in seen:
+            message = sock.recv(256).decode()
+            seen.append(message)
+            if message == "READY=1":
+                assert seen.count("READY=1") == 1
+            if seen.count("WATCHDOG=1") == 2:
+                proc.send_signal(signal.SIGTERM)
+        assert seen[0] == "READY=1"
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        sock.close()

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+from structlog.testing import capture_logs
 
 from semantica.framed import FramedStream
 from semantica.models import JobSpec, JobState
@@ -40,6 +41,11 @@ _pids = itertools.count(10_000)
 async def _sleep(ctx: Any, payload: dict[str, float]) -> str:
     await trio.sleep(payload["seconds"])
     return "slept"
+
+
+@handler("UP_FAIL")
+async def _fail(ctx: Any, payload: Any) -> None:
+    raise ValueError("no")
 
 
 @handler("UP_STUBBORN")
@@ -291,3 +297,22 @@ async def test_a_long_job_that_beats_is_left_alone(
         await r.finished(job_id)
         assert r.store.get(job_id).state == JobState.DONE
         assert not r.pool.processes[0].signals
+
+
+async def test_each_state_change_is_one_log_event_with_its_fields(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A job's start and end are structlog events carrying job_id, type, queue, state, ..."""
+    async with rig(tmp_path) as r:
+        with capture_logs() as events:
+            job_id = r.enqueue(type="UP_SLEEP", payload={"seconds": 2}, queue="qq")
+            await r.finished(job_id)
+            failing = r.enqueue(type="UP_FAIL", max_attempts=1)
+            await r.finished(failing)
+    by_event = {e["event"]: e for e in events if e.get("job_id") in (job_id, failing)}
+    started, done = by_event["job started"], by_event["job done"]
+    assert started["queue"] == "qq" and started["state"] == "RUNNING" and started["attempt"] == 1
+    assert done["job_id"] == job_id and done["type"] == "UP_SLEEP" and done["queue"] == "qq"
+    assert done["state"] == "DONE" and done["duration_ms"] == pytest.approx(2000, abs=5)
+    failed = by_event["job failed"]
+    assert failed["error_kind"] == "exception" and failed["error_message"] == "ValueError: no"
