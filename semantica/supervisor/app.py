@@ -46,6 +46,7 @@ from semantica.supervisor.scheduler import Scheduler
 from semantica.supervisor.security import load_or_create_token, prepare_home
 from semantica.supervisor.server import ControlServer
 from semantica.supervisor.store import SQLiteStore
+from semantica.supervisor.tracing import make_tracer
 
 log = structlog.get_logger("semantica.supervisor")
 
@@ -111,6 +112,7 @@ class Supervisor:
             self.scheduler,
             on_conditional=self.conditions.poke,
             metrics=self.metrics,
+            tracer=make_tracer(),
         )
         self.pool = WorkerPool(
             self.settings.workers,
@@ -178,6 +180,9 @@ class Supervisor:
                 await self._drain()
                 nursery.cancel_scope.cancel()
         finally:
+            shutdown_tracing = getattr(self.jobs.tracer, "shutdown", None)
+            if shutdown_tracing is not None:
+                shutdown_tracing()  # send the spans still batched
             self.joblogs.close_all()
             self.store.close()
             if self._lock_file is not None:

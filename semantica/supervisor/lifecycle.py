@@ -24,6 +24,7 @@ from semantica.supervisor.metrics import Metrics
 from semantica.supervisor.retry import next_attempt_at
 from semantica.supervisor.scheduler import Scheduler
 from semantica.supervisor.store import EnqueueResult, Lease, SQLiteStore, StaleLease
+from semantica.supervisor.tracing import NoTracer, Tracer
 
 log = structlog.get_logger("semantica.jobs")
 
@@ -44,6 +45,7 @@ class JobLifecycle:
         rng: random.Random | None = None,
         on_conditional: Callable[[], None] = lambda: None,
         metrics: Metrics | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self.store = store
         self.logs = logs
@@ -52,6 +54,7 @@ class JobLifecycle:
         self.rng = rng or random.Random()
         self._on_conditional = on_conditional
         self.metrics = metrics
+        self.tracer: Tracer = tracer or NoTracer()
         #: trio times at which jobs reached a finished state in the last minute (for top).
         self.finished_times: deque[float] = deque()
         #: Job types the workers can run; None until the first worker said hello.
@@ -134,6 +137,7 @@ class JobLifecycle:
             log.warning("cannot record progress", job_id=lease.job_id, error=exc.message)
 
     def started(self, lease: Lease, worker_pid: int) -> None:
+        self.tracer.attempt_started(lease, worker_pid)
         self._announce(
             "started",
             lease.job_id,
@@ -201,6 +205,7 @@ class JobLifecycle:
         except StaleLease:
             return
         self.logs.close(lease.job_id)
+        self.tracer.attempt_ended(lease, JobState.QUEUED, error)
         self._announce(
             "interrupted",
             lease.job_id,
@@ -234,6 +239,7 @@ class JobLifecycle:
         if error is not None:
             fields["error_kind"] = error.kind
             fields["error_message"] = error.message
+        self.tracer.attempt_ended(lease, state, error)
         if self.metrics is not None:
             self.metrics.job_ended(lease.type, state, duration_s)
         if state == JobState.QUEUED:

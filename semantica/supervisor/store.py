@@ -91,6 +91,7 @@ class Lease(msgspec.Struct, frozen=True):
     max_attempts: int
     timeout: float | None
     backoff: float | None
+    created_at: float = 0.0
 
 
 def migrations_dir() -> Path:
@@ -498,12 +499,13 @@ class SQLiteStore:
                 "          AND r.subject = j.subject AND r.state = 'RUNNING')) "
                 "    AND (j.require_charging = 0 OR ?) AND (j.require_idle = 0 OR ?) "
                 "  ORDER BY j.priority DESC, j.id LIMIT 1) "
-                "RETURNING id, type, queue, payload, attempts, max_attempts, timeout_s, backoff_s",
+                "RETURNING id, type, queue, payload, attempts, max_attempts, timeout_s, backoff_s, "
+                "created_at",
                 (now, lease_id, worker_pid, now, on_ac, idle),
             ).fetchone()
         if row is None:
             return None
-        job_id, type_, queue, payload, attempt, max_attempts, timeout, backoff = row
+        job_id, type_, queue, payload, attempt, max_attempts, timeout, backoff, created_at = row
         return Lease(
             lease_id=lease_id,
             job_id=job_id,
@@ -514,6 +516,7 @@ class SQLiteStore:
             max_attempts=max_attempts,
             timeout=timeout,
             backoff=backoff,
+            created_at=created_at,
         )
 
     def set_progress(self, lease: Lease, fraction: float, message: str) -> None:

@@ -29,6 +29,7 @@ from semantica.supervisor.lifecycle import JobLifecycle
 from semantica.supervisor.pool import STOP_MARGIN, WorkerPool
 from semantica.supervisor.scheduler import Scheduler
 from semantica.supervisor.store import Lease, SQLiteStore
+from semantica.supervisor.tracing import Tracer
 from semantica.worker.registry import handler
 from semantica.worker.runner import Worker
 
@@ -141,13 +142,21 @@ class Rig:
     """A store, the scheduler, the lifecycle and an in-process pool of one worker."""
 
     def __init__(
-        self, tmp_path: Path, nursery: trio.Nursery, worker_class: type[Worker] = Worker
+        self,
+        tmp_path: Path,
+        nursery: trio.Nursery,
+        worker_class: type[Worker] = Worker,
+        tracer: Tracer | None = None,
     ) -> None:
         self.store = SQLiteStore(tmp_path / "semantica.db", TrioWallClock())
         self.events = JobEvents()
         self.scheduler = Scheduler(self.store)
         self.jobs = JobLifecycle(
-            self.store, JobLogs(tmp_path / "logs", 1 << 20), self.events, self.scheduler
+            self.store,
+            JobLogs(tmp_path / "logs", 1 << 20),
+            self.events,
+            self.scheduler,
+            tracer=tracer,
         )
         self.pool = InProcessPool(
             nursery,
@@ -183,9 +192,11 @@ class Rig:
 
 
 @asynccontextmanager
-async def rig(tmp_path: Path, worker_class: type[Worker] = Worker) -> AsyncIterator[Rig]:
+async def rig(
+    tmp_path: Path, worker_class: type[Worker] = Worker, tracer: Tracer | None = None
+) -> AsyncIterator[Rig]:
     async with trio.open_nursery() as workers, trio.open_nursery() as services:
-        r = Rig(tmp_path, workers, worker_class)
+        r = Rig(tmp_path, workers, worker_class, tracer)
         await services.start(r.scheduler.run_timer)
         await services.start(r.pool.run)
         try:
