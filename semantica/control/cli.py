@@ -9,8 +9,6 @@ imported only to draw for people, so ``semctl enqueue`` starts fast.
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,8 +19,9 @@ import msgspec
 import typer
 
 from semantica.control.client import Client
+from semantica.control.enqueue_cmd import run_enqueue
 from semantica.control.service import service_app
-from semantica.errors import EXIT_JOB_FAILED, BadInput, SemanticaError
+from semantica.errors import EXIT_JOB_FAILED, SemanticaError
 from semantica.models import JobState, QueueInfo
 from semantica.protocol import JobEvent
 
@@ -77,22 +76,6 @@ def _print_json(value: Any) -> None:
     sys.stdout.write(msgspec.json.encode(value).decode() + "\n")
 
 
-def _parse_payload(payload: str | None, payload_file: Path | None) -> Any:
-    if payload is not None and payload_file is not None:
-        raise BadInput("give --payload or --payload-file, not both")
-    if payload_file is not None:
-        try:
-            payload = payload_file.read_text()
-        except OSError as exc:
-            raise BadInput(f"cannot read --payload-file {payload_file}: {exc.strerror}") from None
-    if payload is None:
-        return None
-    try:
-        return json.loads(payload)
-    except json.JSONDecodeError as exc:
-        raise BadInput(f"payload is not valid JSON: {exc}") from None
-
-
 @app.command()
 def enqueue(
     type: Annotated[str, typer.Argument(metavar="TYPE", help="Job type, e.g. exec.")],
@@ -144,34 +127,26 @@ def enqueue(
     Example: semctl enqueue exec -- make build
     """
     with _edge():
-        data = _parse_payload(payload, payload_file)
-        if argv:
-            if type != "exec":
-                raise BadInput(f"arguments after -- are for exec jobs; {type} takes --payload")
-            if data is not None:
-                raise BadInput("give an exec job's command after --, or --payload, not both")
-            # Like a shell: the command runs where semctl was run.
-            data = {"argv": list(argv), "cwd": os.getcwd()}
-        options: dict[str, Any] = {
-            "queue": queue,
-            "subject": subject,
-            "generation": generation,
-            "priority": priority,
-            "max_attempts": max_attempts,
-            "timeout": timeout,
-            "delay": delay,
-            "at": at,
-            "backoff": backoff,
-            "require_charging": require_charging,
-            "require_idle": require_idle,
-            "supersede_running": supersede_running,
-        }
-        with _client() as client:
-            job = client.enqueue(type, data, **options)
-        if json_out:
-            _print_json(job)
-        else:
-            print(job.id)
+        run_enqueue(
+            type,
+            argv,
+            payload=payload,
+            payload_file=payload_file,
+            json_out=json_out,
+            client=_client(),
+            queue=queue,
+            subject=subject,
+            generation=generation,
+            priority=priority,
+            max_attempts=max_attempts,
+            timeout=timeout,
+            delay=delay,
+            at=at,
+            backoff=backoff,
+            require_charging=require_charging,
+            require_idle=require_idle,
+            supersede_running=supersede_running,
+        )
 
 
 @app.command()

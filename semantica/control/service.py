@@ -73,6 +73,7 @@ def _bad(message: str) -> NoReturn:
 
 
 def _broken(message: str) -> NoReturn:
+    """A failure past the checks: 1, the status DESIGN.md leaves for "it did not work"."""
     from semantica.errors import EXIT_JOB_FAILED
 
     _fail(message, EXIT_JOB_FAILED)
@@ -89,13 +90,12 @@ def _platform(systemd: bool, launchd: bool) -> str:
     return LAUNCHD if sys.platform == "darwin" else SYSTEMD
 
 
-def target_path(platform: str, env: dict[str, str] | None = None) -> Path:
+def target_path(platform: str) -> Path:
     """Where the unit or agent goes: the user's systemd unit or LaunchAgents directory."""
-    env = dict(os.environ) if env is None else env
-    home = Path(env["HOME"]) if env.get("HOME") else Path.home()
+    home = Path.home()
     if platform == LAUNCHD:
         return home / "Library" / "LaunchAgents" / f"{LABEL}.plist"
-    xdg = env.get("XDG_CONFIG_HOME", "")
+    xdg = os.environ.get("XDG_CONFIG_HOME", "")
     config = Path(xdg) if os.path.isabs(xdg) else home / ".config"  # XDG: ignore relative
     return config / "systemd" / "user" / UNIT
 
@@ -111,8 +111,10 @@ def _template(platform: str) -> str:
 
 
 def this_semanticad() -> Path:
-    """The ``semanticad`` installed beside the running Python (not resolved: a venv's
-    python is a symlink, and its scripts live beside the link)."""
+    """The ``semanticad`` installed beside the running Python.
+
+    Not resolved: a venv's python is a symlink, and its scripts live beside the link.
+    """
     return Path(os.path.abspath(sys.executable)).parent / "semanticad"
 
 
@@ -125,7 +127,7 @@ def _semanticad() -> Path:
 
 def _service_env(ctx: typer.Context) -> dict[str, str]:
     """The SEMANTICA_* settings to hand the service: the environment's, semctl's flags on top."""
-    env = {k: v for k, v in sorted(os.environ.items()) if k.startswith("SEMANTICA_")}
+    env = {k: v for k, v in os.environ.items() if k.startswith("SEMANTICA_")}
     root = ctx.find_root().params
     for flag in ("home", "socket"):
         if root.get(flag):
@@ -301,13 +303,10 @@ def _state(platform: str, problem: str | None) -> tuple[str | None, str | None]:
     return (found.group(1).strip() if found else "loaded"), None
 
 
-def _running(state: str | None) -> bool:
-    """True if the service is up (and an install must restart it to take effect)."""
-    return state is not None and state not in ("inactive", "failed", "not loaded", "dead")
-
-
 def _installed_semanticad(platform: str, path: Path) -> str | None:
     """The semanticad an installed unit or plist runs, if it can be read."""
+    from xml.parsers.expat import ExpatError
+
     try:
         if platform == LAUNCHD:
             import plistlib
@@ -321,7 +320,7 @@ def _installed_semanticad(platform: str, path: Path) -> str | None:
         if not found:
             return None
         return shlex.split(found.group(1))[0].replace("%%", "%")
-    except (OSError, ValueError, IndexError, AttributeError):
+    except (OSError, ValueError, IndexError, AttributeError, ExpatError):
         return None
 
 
@@ -382,21 +381,22 @@ def install(
     problem = _manager_problem(platform)
     if problem is not None and not dry_run:
         _bad(f"{problem}; nothing was written")
-    running = _running(_state(platform, problem)[0])
+    state = _state(platform, problem)[0]  # None: cannot tell (a dry run without the tool)
     if platform == SYSTEMD:
         commands = [
             ["systemctl", "--user", "daemon-reload"],
             ["systemctl", "--user", "enable", "--now", UNIT],
         ]
-        if running:  # enable --now leaves a running service as it is
+        if state not in (None, "inactive", "failed"):  # enable --now leaves it running as is
             commands.append(["systemctl", "--user", "restart", UNIT])
     else:
         commands = [["launchctl", "bootstrap", _domain(), str(target)]]
-        if running:  # bootstrap refuses a loaded agent
+        if state not in (None, "not loaded"):  # bootstrap refuses a loaded agent
             commands.insert(0, ["launchctl", "bootout", f"{_domain()}/{LABEL}"])
 
     if dry_run:
         sys.stdout.write(text)
+        sys.stdout.flush()  # the file, then (on stderr) what would be done with it
         plan = [_join(c) for c in commands]
         if platform == LAUNCHD:
             plan.insert(0, _join(["mkdir", "-p", str(_logs_dir(home))]))

@@ -1,0 +1,181 @@
+"""``semctl enqueue``: the command's work, and a fast path that skips typer.
+
+Editors and file watchers call ``semctl enqueue`` once per file, so it must
+start quickly; importing typer alone costs most of its start-up time. The
+fast path parses the common forms of the command itself (the options below,
+``--opt value`` or ``--opt=value``, ``-- ARGV``) and hands anything else
+(``--help``, an unknown option, a malformed number) to the full typer CLI,
+which then reports it exactly as it always does. Both paths run the same
+:func:`run_enqueue`. A unit test checks that the option tables here and the
+typer command agree.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from semantica.control.client import Client
+from semantica.errors import BadInput, SemanticaError
+
+#: Options that take a value: flag -> (keyword, converter).
+VALUE_OPTIONS: dict[str, tuple[str, Any]] = {
+    "--queue": ("queue", str),
+    "--subject": ("subject", str),
+    "--generation": ("generation", int),
+    "--priority": ("priority", int),
+    "--payload": ("payload", str),
+    "--payload-file": ("payload_file", Path),
+    "--max-attempts": ("max_attempts", int),
+    "--timeout": ("timeout", float),
+    "--delay": ("delay", float),
+    "--at": ("at", str),
+    "--backoff": ("backoff", float),
+}
+#: Options that are switches: flag -> keyword.
+SWITCHES: dict[str, str] = {
+    "--require-charging": "require_charging",
+    "--require-idle": "require_idle",
+    "--supersede-running": "supersede_running",
+    "--json": "json_out",
+}
+DEFAULTS: dict[str, Any] = {
+    "queue": "default",
+    "subject": None,
+    "generation": None,
+    "priority": 0,
+    "payload": None,
+    "payload_file": None,
+    "max_attempts": 3,
+    "timeout": None,
+    "delay": None,
+    "at": None,
+    "backoff": None,
+    "require_charging": False,
+    "require_idle": False,
+    "supersede_running": False,
+    "json_out": False,
+}
+
+
+def parse_payload(payload: str | None, payload_file: Path | None) -> Any:
+    """The payload from --payload or --payload-file, parsed as JSON (BadInput if not)."""
+    if payload is not None and payload_file is not None:
+        raise BadInput("give --payload or --payload-file, not both")
+    if payload_file is not None:
+        try:
+            payload = payload_file.read_text()
+        except OSError as exc:
+            raise BadInput(f"cannot read --payload-file {payload_file}: {exc.strerror}") from None
+    if payload is None:
+        return None
+    try:
+        return json.loads(payload)
+    except json.JSONDecodeError as exc:
+        raise BadInput(f"payload is not valid JSON: {exc}") from None
+
+
+def run_enqueue(
+    type: str,
+    argv: list[str] | None,
+    *,
+    payload: str | None,
+    payload_file: Path | None,
+    json_out: bool,
+    client: Client,
+    **options: Any,
+) -> None:
+    """Enqueue one job and print its id (or, with ``json_out``, the job).
+
+    Raises:
+        SemanticaError: bad input, no supervisor, ... (the caller turns it into an exit code).
+    """
+    data = parse_payload(payload, payload_file)
+    if argv:
+        if type != "exec":
+            raise BadInput(f"arguments after -- are for exec jobs; {type} takes --payload")
+        if data is not None:
+            raise BadInput("give an exec job's command after --, or --payload, not both")
+        # Like a shell: the command runs where semctl was run.
+        data = {"argv": list(argv), "cwd": os.getcwd()}
+    with client:
+        job = client.enqueue(type, data, **options)
+    if json_out:
+        sys.stdout.write(msgspec.json.encode(job).decode() + "\n")
+    else:
+        sys.stdout.write(f"{job.id}\n")
+
+
+def parse_fast(args: list[str]) -> tuple[str, list[str], dict[str, Any]] | None:
+    """``(type, argv, options)`` for the forms the fast path knows, else None."""
+    options = dict(DEFAULTS)
+    positional: list[str] = []
+    seen: set[str] = set()
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            return _finish(positional, args[i + 1 :], options)
+        if not arg.startswith("-"):
+            positional.append(arg)
+            i += 1
+            continue
+        flag, has_value, inline = arg.partition("=")
+        if flag in seen:
+            return None  # repeated: let typer decide what that means
+        seen.add(flag)
+        if flag in SWITCHES and not has_value:
+            options[SWITCHES[flag]] = True
+            i += 1
+            continue
+        if flag not in VALUE_OPTIONS:
+            return None  # --help, --no-..., a typo: typer explains
+        if has_value:
+            text = inline
+        elif i + 1 < len(args):
+            text = args[i + 1]
+            i += 1
+        else:
+            return None
+        keyword, convert = VALUE_OPTIONS[flag]
+        try:
+            options[keyword] = convert(text)
+        except ValueError:
+            return None  # typer's message for a bad number
+        i += 1
+    return _finish(positional, [], options)
+
+
+def _finish(
+    positional: list[str], argv: list[str], options: dict[str, Any]
+) -> tuple[str, list[str], dict[str, Any]] | None:
+    if len(positional) != 1:
+        return None  # no type, or words where -- was meant: typer explains
+    return positional[0], argv, options
+
+
+def fast_main(args: list[str]) -> int | None:
+    """Run ``semctl enqueue ARGS`` without typer; None if typer must handle it."""
+    parsed = parse_fast(args)
+    if parsed is None:
+        return None
+    type_, argv, options = parsed
+    try:
+        run_enqueue(
+            type_,
+            argv,
+            payload=options.pop("payload"),
+            payload_file=options.pop("payload_file"),
+            json_out=options.pop("json_out"),
+            client=Client(),
+            **options,
+        )
+    except SemanticaError as exc:
+        sys.stderr.write(f"semctl: {exc.message}\n")
+        return exc.exit_code
+    return 0

@@ -1,0 +1,94 @@
+"""semctl enqueue's fast path parses like the typer command, and hands the rest to typer."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer.main
+
+from semantica.control.cli import app
+from semantica.control.enqueue_cmd import DEFAULTS, SWITCHES, VALUE_OPTIONS, parse_fast
+
+
+def _typer_enqueue_options() -> dict[str, object]:
+    command = typer.main.get_command(app).commands["enqueue"]  # type: ignore[attr-defined]
+    options = {}
+    for param in command.params:
+        for opt in param.opts:
+            if opt.startswith("--"):
+                options[opt] = param.default
+    return options
+
+
+def test_the_fast_path_knows_exactly_the_typer_commands_options() -> None:
+    """Every option of `semctl enqueue` is in the fast path's tables, and nothing else."""
+    typer_options = _typer_enqueue_options()
+    assert set(typer_options) == set(VALUE_OPTIONS) | set(SWITCHES)
+
+
+def test_the_fast_paths_defaults_are_the_typer_commands() -> None:
+    """An option left out means the same on both paths."""
+    typer_options = _typer_enqueue_options()
+    for flag, (keyword, _) in VALUE_OPTIONS.items():
+        assert DEFAULTS[keyword] == typer_options[flag], flag
+    for flag, keyword in SWITCHES.items():
+        assert DEFAULTS[keyword] is False and not typer_options[flag], flag
+
+
+def test_common_forms_parse() -> None:
+    """Options before and after the type, --opt=value, switches and -- ARGV."""
+    parsed = parse_fast(
+        ["--queue", "q", "exec", "--priority=5", "--require-idle", "--", "make", "-j2"]
+    )
+    assert parsed is not None
+    type_, argv, options = parsed
+    assert (type_, argv) == ("exec", ["make", "-j2"])
+    assert options["queue"] == "q" and options["priority"] == 5 and options["require_idle"]
+    assert options["payload_file"] is None
+    parsed = parse_fast(["INDEX", "--payload-file", "p.json", "--delay", "1.5", "--json"])
+    assert parsed is not None
+    assert parsed[2]["payload_file"] == Path("p.json") and parsed[2]["delay"] == 1.5
+    assert parsed[2]["json_out"] is True
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["INDEX", "--help"],
+        [],
+        ["INDEX", "extra"],
+        ["INDEX", "--priority", "high"],
+        ["INDEX", "--no-require-idle"],
+        ["INDEX", "--queue"],
+        ["INDEX", "--queue", "a", "--queue", "b"],
+        ["INDEX", "--bogus"],
+    ],
+)
+def test_anything_else_goes_to_typer(args: list[str]) -> None:
+    """Help, unknown options, bad numbers and odd shapes are left to the full CLI."""
+    assert parse_fast(args) is None
+
+
+def test_enqueue_imports_neither_typer_nor_rich_nor_trio_nor_structlog(tmp_path: Path) -> None:
+    """The fast path's imports stay light (it fails here for lack of a supervisor)."""
+    code = (
+        "import sys\n"
+        "sys.argv = ['semctl', 'enqueue', 'NOOP']\n"
+        "from semantica.control.entry import main\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as exc:\n"
+        "    code = exc.code\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules}"
+        " & {'typer', 'rich', 'trio', 'structlog', 'click', 'psutil'})\n"
+        "print(code, heavy)\n"
+    )
+    env = {"SEMANTICA_HOME": str(tmp_path / "nothing"), "PATH": "/usr/bin:/bin"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.stdout.strip() == "3 []", out.stderr
