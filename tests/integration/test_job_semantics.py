@@ -7,6 +7,7 @@ import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -330,14 +331,17 @@ def test_a_generation_that_is_not_newer_is_deduplicated(daemon: Daemon) -> None:
 
 
 def test_two_jobs_of_one_subject_never_run_at_once(
-    daemon: Daemon, announcements: Announcements
+    daemon: Daemon, announcements: Announcements, short_tmp: Path
 ) -> None:
     """A newer job of a running subject waits (subject_busy) and starts after the older ends."""
-    payload = _payload(seconds=0.5, notify=str(announcements.path))
-    older = _enqueue(daemon, "WORK", "--subject", "c.rs", "--payload", payload)
-    announcements.next()
-    newer = _enqueue(daemon, "WORK", "--subject", "c.rs", "--payload", payload)
-    assert _show(daemon, newer)["waiting_for"] == "subject_busy"
+    release = short_tmp / "release"
+    payload = _payload(notify=str(announcements.path), release=str(release))
+    older = _enqueue(daemon, "PROGRESS", "--subject", "c.rs", "--payload", payload)
+    announcements.next()  # the older one runs, and waits for the release file
+    newer = _enqueue(daemon, "PROGRESS", "--subject", "c.rs", "--payload", payload)
+    job = _show(daemon, newer)
+    assert job["state"] == "QUEUED" and job["waiting_for"] == "subject_busy"
+    release.touch()
     assert daemon.semctl("wait", str(older), str(newer)).code == 0
     assert _ts(_show(daemon, newer)["started_at"]) >= _ts(_show(daemon, older)["finished_at"])
 

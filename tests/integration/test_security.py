@@ -492,6 +492,7 @@ CONTROL_VERBS = {
     "events": "semctl tail",
     "metrics": "semctl metrics",
     "top": "semctl top",
+    "maintenance": "semctl maintenance",
 }
 
 
