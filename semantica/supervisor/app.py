@@ -17,6 +17,7 @@ signal skips the wait.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from collections.abc import Awaitable, Callable
@@ -28,9 +29,11 @@ import trio
 
 from semantica import __version__
 from semantica.config import Settings, parse_metrics_addr
+from semantica.errors import StoreError
 from semantica.models import Job
 from semantica.supervisor import waiting
 from semantica.supervisor.clock import Clock
+from semantica.supervisor.committer import Committer
 from semantica.supervisor.conditions import Conditions
 from semantica.supervisor.events import JobEvents
 from semantica.supervisor.joblogs import JobLogs
@@ -92,6 +95,8 @@ class Supervisor:
             log.info(
                 "re-queued jobs that were running when the last supervisor stopped", count=recovered
             )
+        # From here on, writes are committed in groups (see committer.py).
+        self.committer = Committer(self.store)
         self.joblogs = JobLogs(paths.logs, self.settings.log_cap_bytes)
         self.events = JobEvents()
         self.conditions = Conditions(
@@ -123,6 +128,7 @@ class Supervisor:
             cancel_grace=self.settings.cancel_grace,
             heartbeat_timeout=self.settings.heartbeat_timeout,
             gate=self.gate,
+            durable=self.committer.durable,
         )
         self.maintenance = Maintenance(
             self.store,
@@ -155,6 +161,7 @@ class Supervisor:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._watch_signals)
+                await nursery.start(self.committer.run)
                 await nursery.start(ControlServer(self).serve)
                 self._nursery = nursery
                 await nursery.start(self.scheduler.run_timer)
@@ -180,6 +187,8 @@ class Supervisor:
                 await self._drain()
                 nursery.cancel_scope.cancel()
         finally:
+            with contextlib.suppress(StoreError):  # failures were logged; nothing to add
+                self.committer.commit_now()  # the last writes of the drain
             shutdown_tracing = getattr(self.jobs.tracer, "shutdown", None)
             if shutdown_tracing is not None:
                 shutdown_tracing()  # send the spans still batched

@@ -23,7 +23,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -69,6 +69,10 @@ REAP_STORE_TRIES = 20
 #: A worker that dies younger than this counts towards respawn backoff.
 YOUNG_DEATH = 1.0
 MAX_RESPAWN_DELAY = 5.0
+
+
+async def _nothing_to_wait_for() -> None:
+    return None
 
 
 class WorkerStartError(SemanticaError):
@@ -163,11 +167,13 @@ class WorkerPool:
         cancel_grace: float = 5.0,
         heartbeat_timeout: float = 10.0,
         gate: Gate | None = None,
+        durable: Callable[[], Awaitable[None]] = _nothing_to_wait_for,
     ) -> None:
         self.size = size
         self.cancel_grace = cancel_grace
         self.heartbeat_timeout = heartbeat_timeout
         self.gate = gate
+        self.durable = durable
         self.handlers = handlers
         self.scheduler = scheduler
         self.jobs = jobs
@@ -421,6 +427,11 @@ class WorkerPool:
             worker.state = WorkerState.IDLE
             self._notify()
             lease = await self.scheduler.next_lease(worker.pid)
+            try:
+                await self.durable()  # the job is handed out only once its lease is committed
+            except StoreError:
+                await trio.sleep(0.1)  # the lease was undone; the scheduler retries the store
+                continue
             worker.lease, worker.state = lease, WorkerState.BUSY
             worker.report, worker.report_ready, worker.stop = None, trio.Event(), None
             worker.progress = None
@@ -448,6 +459,7 @@ class WorkerPool:
             await settle(
                 "recording the end of an attempt",
                 functools.partial(self.jobs.finished, lease, report, elapsed),
+                self.durable,
             )
             worker.lease, worker.job_pgid, worker.stop = None, None, None
             self._notify()
@@ -536,6 +548,7 @@ class WorkerPool:
             await settle(
                 "settling the job of a worker that exited",
                 functools.partial(self._settle_orphan, worker, lease, status),
+                self.durable,
                 tries=REAP_STORE_TRIES,
             )
         if worker in self.workers:
@@ -578,8 +591,13 @@ def _signal(process: WorkerProcess, sig: int) -> None:
         pass
 
 
-async def settle(what: str, record: Callable[[], None], tries: float = math.inf) -> None:
-    """Run a store write, retrying with backoff while the store is failing.
+async def settle(
+    what: str,
+    record: Callable[[], None],
+    durable: Callable[[], Awaitable[None]] = _nothing_to_wait_for,
+    tries: float = math.inf,
+) -> None:
+    """Run a store write until it is durable, retrying with backoff while the store fails.
 
     After ``tries`` failures it gives up: the job stays RUNNING in the store,
     and the next start re-queues it (nothing acknowledged is lost).
@@ -588,6 +606,7 @@ async def settle(what: str, record: Callable[[], None], tries: float = math.inf)
     while True:
         try:
             record()
+            await durable()
             return
         except StoreError as exc:
             failures += 1

@@ -21,7 +21,7 @@ import errno
 import os
 import socket as stdlib_socket
 import stat
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 import trio
@@ -52,6 +52,10 @@ if TYPE_CHECKING:
 log = structlog.get_logger("semantica.server")
 
 HELLO_TIMEOUT = 2.0
+#: Replies a connection may have waiting for their commit before reading pauses.
+REPLY_QUEUE = 1000
+#: How long queued replies may take to go out after the client stopped sending.
+REPLY_DRAIN_S = 5.0
 MAX_UNAUTHENTICATED = 64
 _AUTH_FAILED = "authentication failed: wrong token (the token is in $SEMANTICA_HOME/token)"
 _ACCEPT_RETRY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
@@ -195,7 +199,10 @@ class ControlServer:
         behind them; all others are carried out in order, so pipelined enqueues
         commit in the order they were sent.
         """
+        replies_in, replies_out = trio.open_memory_channel[tuple[Any, ControlReply]](REPLY_QUEUE)
         async with trio.open_nursery() as waiting:
+            sent_all = trio.Event()
+            waiting.start_soon(self._send_when_durable, channel, replies_out, sent_all)
             while True:
                 try:
                     request = await channel.receive()
@@ -210,13 +217,51 @@ class ControlServer:
                 if isinstance(request, Wait | Cancel | Maintain):
                     waiting.start_soon(self._answer, channel, request)
                     continue
-                streaming = isinstance(request, Follow | Events)
-                reply = await self._carry_out(channel, request, streaming)
-                if reply is not None:
-                    await channel.send(reply)
-                if streaming:
+                if isinstance(request, Follow | Events):
+                    reply = await self._carry_out(channel, request, True)
+                    if reply is not None:
+                        await channel.send(reply)
                     break  # a stream is the last request of its connection
-            waiting.cancel_scope.cancel()  # the client is gone: nobody reads these replies
+                # Carried out now, in order; its reply goes out once durable, while
+                # the next requests are read: pipelined writes share commits.
+                reply = await self._reply_now(channel, request)
+                if reply is not None:
+                    await replies_in.send((self.sup.committer.ticket(), reply))
+            replies_in.close()  # the replies already queued still go out...
+            with trio.move_on_after(REPLY_DRAIN_S):
+                await sent_all.wait()
+            waiting.cancel_scope.cancel()  # ...but waits and cancels end with the client
+
+    async def _send_when_durable(
+        self,
+        channel: FramedStream,
+        replies: trio.MemoryReceiveChannel[tuple[Any, ControlReply]],
+        sent_all: trio.Event,
+    ) -> None:
+        """Send replies in order, each once the writes before it are committed."""
+        try:
+            async with replies:
+                await self._send_replies(channel, replies)
+        finally:
+            sent_all.set()
+
+    async def _send_replies(
+        self,
+        channel: FramedStream,
+        replies: trio.MemoryReceiveChannel[tuple[Any, ControlReply]],
+    ) -> None:
+        async for ticket, reply in replies:
+            if ticket is not None:
+                error = await ticket.wait()
+                if error is not None and not isinstance(reply, ErrorReply):
+                    # What it did was undone with its batch: not acknowledged.
+                    reply = ErrorReply(
+                        rid=getattr(reply, "rid", 0), code=error.code, message=error.message
+                    )
+            try:
+                await channel.send(reply)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
 
     async def _answer(self, channel: FramedStream, request: ControlRequest) -> None:
         reply = await self._reply(channel, request)
@@ -245,6 +290,20 @@ class ControlServer:
         return reply
 
     async def _reply(self, channel: FramedStream, request: ControlRequest) -> ControlReply | None:
+        """Carry out a request and return its reply once what it did is durable."""
+        reply = await self._reply_now(channel, request)
+        if reply is not None and not isinstance(reply, ErrorReply):
+            try:
+                # Nothing is acknowledged, nor shown, before it is durable.
+                await self.sup.committer.durable()
+            except SemanticaError as exc:
+                return ErrorReply(rid=getattr(reply, "rid", 0), code=exc.code, message=exc.message)
+        return reply
+
+    async def _reply_now(
+        self, channel: FramedStream, request: ControlRequest
+    ) -> ControlReply | None:
+        """Carry out a request; its reply, not yet durable (or an error reply)."""
         rid = getattr(request, "rid", 0)
         try:
             return await dispatch(self.sup, request, channel.send)

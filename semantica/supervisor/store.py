@@ -113,6 +113,23 @@ def migrations() -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+# The queues that may start a job now: not paused, and under their limit.
+_OPEN_QUEUES = (
+    "SELECT q.name FROM queues AS q WHERE q.paused = 0 AND (q.max_running = 0 OR "
+    "q.max_running > (SELECT count(*) FROM jobs AS r INDEXED BY jobs_state "
+    "WHERE r.state = 'RUNNING' AND r.queue = q.name))"
+)
+# The next job of one queue that may start now: due, its subject free, its conditions met.
+_BEST_IN_QUEUE = (
+    "SELECT j.priority, j.id FROM jobs AS j INDEXED BY jobs_queue_ready "
+    "WHERE j.state = 'QUEUED' AND j.queue = ? AND j.run_after <= ? "
+    "AND (j.subject IS NULL OR NOT EXISTS (SELECT 1 FROM jobs AS r WHERE r.type = j.type "
+    "     AND r.subject = j.subject AND r.state = 'RUNNING')) "
+    "AND (j.require_charging = 0 OR ?) AND (j.require_idle = 0 OR ?) "
+    "ORDER BY j.priority DESC, j.id LIMIT 1"
+)
+
+
 def store_error(exc: sqlite3.Error, what: str) -> StoreError:
     """The typed error for an SQLite failure: full, busy, or anything else."""
     name = getattr(exc, "sqlite_errorname", "") or ""
@@ -184,6 +201,8 @@ class SQLiteStore:
     ) -> None:
         self.path = Path(path)
         self.clock = clock or SystemClock()
+        self._on_write: Callable[[], None] | None = None
+        self._batch_lost: StoreError | None = None
         try:
             self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
@@ -221,13 +240,51 @@ class SQLiteStore:
         """Close the connection; committed data is on disk."""
         self._conn.close()
 
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (``BEGIN IMMEDIATE``): all of the body commits, or none.
+    def defer_commits(self, on_write: Callable[[], None]) -> None:
+        """Group commit: from now on writes join an open transaction, committed by :meth:`commit`.
+
+        Each write is still all-or-none (a savepoint), and ``on_write`` is
+        called after each so the owner can schedule the commit. Nothing
+        written is durable, and nothing may be acknowledged, until
+        :meth:`commit` returns; if it fails, every write since the last
+        commit is gone.
+        """
+        self._on_write = on_write
+
+    def commit(self) -> None:
+        """Commit the writes made since the last commit (group commit).
 
         Raises:
-            StoreError: SQLite failed; the transaction was rolled back.
+            StoreError: the commit failed (everything since the last commit was
+                rolled back), or SQLite had already rolled the batch back.
         """
+        lost, self._batch_lost = self._batch_lost, None
+        conn = self._conn
+        if lost is not None:
+            raise lost
+        if not conn.in_transaction:
+            return
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise store_error(exc, "the job store failed to commit") from None
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write: all of the body, or none of it.
+
+        Alone, it is its own transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``);
+        with :meth:`defer_commits` it is a savepoint in the open batch.
+
+        Raises:
+            StoreError: SQLite failed; this write was rolled back.
+        """
+        if self._on_write is not None:
+            with self._batched() as conn:
+                yield conn
+            return
         conn = self._conn
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -243,6 +300,36 @@ class SQLiteStore:
             if isinstance(exc, sqlite3.Error):
                 raise store_error(exc, "the job store failed") from None
             raise
+
+    @contextlib.contextmanager
+    def _batched(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn
+        try:
+            if not conn.in_transaction:
+                conn.execute("BEGIN IMMEDIATE")
+            conn.execute("SAVEPOINT write")
+        except sqlite3.Error as exc:
+            raise store_error(exc, "the job store is unavailable") from None
+        try:
+            yield conn
+            conn.execute("RELEASE write")
+        except BaseException as exc:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK TO write")
+                    conn.execute("RELEASE write")
+            error = (
+                store_error(exc, "the job store failed") if isinstance(exc, sqlite3.Error) else None
+            )
+            if not conn.in_transaction and error is not None:
+                # SQLite rolled the whole batch back (a full disk, say): the writes
+                # before this one are gone too, and their commit must fail.
+                self._batch_lost = error
+            if error is not None:
+                raise error from None
+            raise
+        assert self._on_write is not None
+        self._on_write()
 
     @property
     def schema_version(self) -> int:
@@ -357,6 +444,10 @@ class SQLiteStore:
             rows.append((spec, payload, run_after))
         result = EnqueueResult()
         with self.transaction() as conn:
+            conn.executemany(
+                "INSERT OR IGNORE INTO queues (name) VALUES (?)",
+                [(name,) for name in {spec.queue for spec in specs}],
+            )
             for spec, payload, run_after in rows:
                 generation = spec.generation
                 if spec.subject is not None:
@@ -482,26 +573,22 @@ class SQLiteStore:
         self._last_lease += 1
         lease_id = self._last_lease
         with self.transaction() as conn:
+            # Queue by queue: a paused or full queue is skipped without looking at
+            # its jobs, however many it holds.
+            best: tuple[int, int] | None = None  # (-priority, id) of the best candidate
+            for (queue,) in conn.execute(_OPEN_QUEUES).fetchall():
+                found = conn.execute(_BEST_IN_QUEUE, (queue, now, on_ac, idle)).fetchone()
+                if found is not None and (best is None or (-found[0], found[1]) < best):
+                    best = (-found[0], found[1])
+            if best is None:
+                return None
             row = conn.execute(
                 "UPDATE jobs SET state = 'RUNNING', attempts = attempts + 1, started_at = ?, "
                 "finished_at = NULL, lease_id = ?, worker_pid = ?, progress = NULL, "
-                "progress_message = NULL "
-                "WHERE id = ("
-                "  SELECT j.id FROM jobs AS j INDEXED BY jobs_ready "
-                "  LEFT JOIN queues AS q ON q.name = j.queue "
-                "  WHERE j.state = 'QUEUED' AND j.run_after <= ? "
-                "    AND (q.paused IS NULL OR q.paused = 0) "
-                "    AND (q.max_running IS NULL OR q.max_running = 0 OR q.max_running > "
-                "         (SELECT count(*) FROM jobs AS r "
-                "          WHERE r.state = 'RUNNING' AND r.queue = j.queue)) "
-                "    AND (j.subject IS NULL OR NOT EXISTS "
-                "         (SELECT 1 FROM jobs AS r WHERE r.type = j.type "
-                "          AND r.subject = j.subject AND r.state = 'RUNNING')) "
-                "    AND (j.require_charging = 0 OR ?) AND (j.require_idle = 0 OR ?) "
-                "  ORDER BY j.priority DESC, j.id LIMIT 1) "
+                "progress_message = NULL WHERE id = ? AND state = 'QUEUED' "
                 "RETURNING id, type, queue, payload, attempts, max_attempts, timeout_s, backoff_s, "
                 "created_at",
-                (now, lease_id, worker_pid, now, on_ac, idle),
+                (now, lease_id, worker_pid, best[1]),
             ).fetchone()
         if row is None:
             return None
