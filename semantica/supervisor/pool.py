@@ -62,6 +62,11 @@ HELLO_TIMEOUT = 30.0
 STOP_GRACE = 3.0
 #: Heartbeats a worker sends within one heartbeat timeout.
 HEARTBEATS_PER_TIMEOUT = 4
+#: How long past the heartbeat deadline the reader gets to take heartbeats that
+#: arrived while the supervisor itself was stalled, before the worker is killed.
+SILENCE_CONFIRM_S = 0.2
+#: Waking this much later than a deadline means the supervisor's loop was stalled.
+STALL_TOLERANCE_S = 0.5
 #: After a stopped job's grace period, how long its worker has to report before it is killed.
 STOP_MARGIN = 2.0
 #: How often the reaper tries to record a dead worker's job while the store is failing.
@@ -110,6 +115,8 @@ class WorkerHandle:
     channel: FramedStream
     state: WorkerState = WorkerState.STARTING
     lease: Lease | None = None
+    #: A job leased for it but not yet handed over (its lease awaits its commit).
+    next_lease: Lease | None = None
     started: float = 0.0  # trio time the current job started
     report: JobFinished | None = None
     report_ready: trio.Event = field(default_factory=trio.Event)
@@ -423,16 +430,19 @@ class WorkerPool:
             await trio.sleep_forever()
 
     async def _feed(self, worker: WorkerHandle) -> None:
+        lease: Lease | None = None
         while True:
-            worker.state = WorkerState.IDLE
-            self._notify()
-            lease = await self.scheduler.next_lease(worker.pid)
-            try:
-                await self.durable()  # the job is handed out only once its lease is committed
-            except StoreError:
-                await trio.sleep(0.1)  # the lease was undone; the scheduler retries the store
-                continue
-            worker.lease, worker.state = lease, WorkerState.BUSY
+            if lease is None:
+                worker.state = WorkerState.IDLE
+                self._notify()
+                lease = worker.next_lease = await self.scheduler.next_lease(worker.pid)
+                try:
+                    await self.durable()  # the job is handed out only once its lease is committed
+                except StoreError:
+                    lease = worker.next_lease = None
+                    await trio.sleep(0.1)  # the lease was undone; the scheduler retries the store
+                    continue
+            worker.lease, worker.next_lease, worker.state = lease, None, WorkerState.BUSY
             worker.report, worker.report_ready, worker.stop = None, trio.Event(), None
             worker.progress = None
             worker.started = worker.last_beat = trio.current_time()
@@ -450,19 +460,36 @@ class WorkerPool:
                 )
             )
             await self._await_report(worker, lease)
-            report, elapsed = worker.report, trio.current_time() - worker.started
-            assert report is not None
-            # The worker stays busy until its outcome is recorded (a store fault
-            # must not lose it; it is retried until the store takes it).
-            if self.gate is not None:
-                await self.gate.passage()
+            lease = await self._record_end(worker, lease)
+
+    async def _record_end(self, worker: WorkerHandle, lease: Lease) -> Lease | None:
+        """Record the end of the worker's attempt, durably; return its next lease, if any.
+
+        The next job is leased in the same step as the end is recorded, so one
+        commit carries both: the end is durable before the next job starts, and
+        a busy worker costs one commit per job, not two. If that commit fails,
+        both are undone; the end is then recorded on its own, retried until the
+        store takes it (the worker stays busy meanwhile, so its report is not
+        lost), and the next job waits for the scheduler as usual.
+        """
+        report, elapsed = worker.report, trio.current_time() - worker.started
+        assert report is not None
+        if self.gate is not None:
+            await self.gate.passage()
+        try:
+            self.jobs.finished(lease, report, elapsed)
+            worker.next_lease = self.scheduler.lease_now(worker.pid)
+            await self.durable()
+        except StoreError:
+            worker.next_lease = None
             await settle(
                 "recording the end of an attempt",
                 functools.partial(self.jobs.finished, lease, report, elapsed),
                 self.durable,
             )
-            worker.lease, worker.job_pgid, worker.stop = None, None, None
-            self._notify()
+        worker.lease, worker.job_pgid, worker.stop = None, None, None
+        self._notify()
+        return worker.next_lease
 
     async def _await_report(self, worker: WorkerHandle, lease: Lease) -> None:
         """Wait for the job's report, enforcing its timeout and the worker's heartbeat.
@@ -476,12 +503,22 @@ class WorkerPool:
         job_deadline = worker.started + lease.timeout if lease.timeout else math.inf
         while worker.report is None:
             beat_deadline = worker.last_beat + self.heartbeat_timeout
-            with trio.move_on_at(min(job_deadline, beat_deadline)):
-                await worker.report_ready.wait()
+            if not await self._wait_report_until(worker, min(job_deadline, beat_deadline)):
+                continue  # this supervisor was stalled: the worker gets a fresh period
             now = trio.current_time()
             if worker.report is not None:
                 return
             if now >= worker.last_beat + self.heartbeat_timeout:
+                # Heartbeats that came while this supervisor was busy wait unread in
+                # the worker's socket, and this task may run before the reader that
+                # would take them: give the reader a moment before judging.
+                if not await self._wait_report_until(worker, now + SILENCE_CONFIRM_S):
+                    continue
+                if worker.report is not None:
+                    return
+                now = trio.current_time()
+                if now < worker.last_beat + self.heartbeat_timeout:
+                    continue
                 log.warning(
                     "worker stopped answering; killing it",
                     worker_pid=worker.pid,
@@ -495,6 +532,27 @@ class WorkerPool:
                 await self._request_stop(
                     worker, JobError(ErrorKind.TIMEOUT.value, f"timed out after {lease.timeout} s")
                 )
+
+    async def _wait_report_until(self, worker: WorkerHandle, deadline: float) -> bool:
+        """Wait for the report until ``deadline``; False if this supervisor woke late.
+
+        Waking much later than asked means the supervisor's own loop was stalled
+        (SQLite waiting out another process's write lock, say): its silence is
+        not the worker's, so the worker's silence is counted afresh from now.
+        """
+        due = max(deadline, trio.current_time())
+        with trio.move_on_at(deadline):
+            await worker.report_ready.wait()
+        now = trio.current_time()
+        if worker.report is None and now - due > STALL_TOLERANCE_S:
+            log.warning(
+                "the supervisor was stalled; worker silence counted afresh",
+                worker_pid=worker.pid,
+                stalled_s=round(now - due, 1),
+            )
+            worker.last_beat = max(worker.last_beat, now)
+            return False
+        return True
 
     async def _read(self, worker: WorkerHandle, serving: trio.CancelScope) -> None:
         """Take the worker's messages; when its channel ends, stop serving it."""
@@ -542,12 +600,24 @@ class WorkerPool:
             _kill_group(worker.job_pgid)
             worker.job_pgid = None
         await worker.channel.aclose()
-        lease = worker.lease
+        lease, unsent = worker.lease, worker.next_lease
+        worker.lease = worker.next_lease = None
         if lease is not None:
-            worker.lease = None
             await settle(
                 "settling the job of a worker that exited",
                 functools.partial(self._settle_orphan, worker, lease, status),
+                self.durable,
+                tries=REAP_STORE_TRIES,
+            )
+        if unsent is not None:
+            # Leased for it, never handed over: back to the queue, attempt not spent.
+            await settle(
+                "putting back a job its worker never got",
+                functools.partial(
+                    self.jobs.interrupted,
+                    unsent,
+                    f"worker {worker.pid} exited before it got the job",
+                ),
                 self.durable,
                 tries=REAP_STORE_TRIES,
             )

@@ -106,6 +106,21 @@ class Scheduler:
                 return lease
             await runnable.wait()
 
+    def lease_now(self, worker_pid: int) -> Lease | None:
+        """Lease a job for this worker if one may start now, without waiting.
+
+        For a worker that just reported the end of its job: its next lease then
+        shares the commit of that end. None when draining, when nothing may
+        start, and on a store fault (:meth:`next_lease` then waits and retries).
+        The caller must have passed the gate in the same step (no checkpoint).
+        """
+        if self.draining:
+            return None
+        try:
+            return self.store.lease(worker_pid, on_ac=self.machine.on_ac, idle=self.machine.idle)
+        except StoreError:
+            return None
+
     async def run_timer(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:

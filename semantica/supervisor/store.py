@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import re
+import resource
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -135,9 +136,19 @@ def store_error(exc: sqlite3.Error, what: str) -> StoreError:
     name = getattr(exc, "sqlite_errorname", "") or ""
     if name.startswith("SQLITE_FULL") or (name == "SQLITE_IOERR_WRITE" and "full" in str(exc)):
         return StoreFull(f"{what}: the disk is full ({exc})")
+    if name == "SQLITE_IOERR_WRITE" and _file_size_limited():
+        # A write past RLIMIT_FSIZE fails with EFBIG (SIGXFSZ is ignored), which
+        # SQLite reports as a plain I/O error: to the user it is a full disk.
+        return StoreFull(f"{what}: the disk is full (the file size limit, ulimit -f, was reached)")
     if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
         return StoreBusy(f"{what}: the database is locked by another process ({exc})")
     return StoreError(f"{what}: {exc}")
+
+
+def _file_size_limited() -> bool:
+    """Whether this process runs under a file size limit (RLIMIT_FSIZE)."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    return soft != resource.RLIM_INFINITY
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -203,6 +214,7 @@ class SQLiteStore:
         self.clock = clock or SystemClock()
         self._on_write: Callable[[], None] | None = None
         self._batch_lost: StoreError | None = None
+        self._batch_writes = 0  # writes released into the open batch transaction
         try:
             self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
@@ -259,8 +271,14 @@ class SQLiteStore:
                 rolled back), or SQLite had already rolled the batch back.
         """
         lost, self._batch_lost = self._batch_lost, None
+        self._batch_writes = 0
         conn = self._conn
         if lost is not None:
+            # Writes made after SQLite undid the batch opened a new transaction;
+            # their writers are told the batch failed, so those writes must go too.
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
             raise lost
         if not conn.in_transaction:
             return
@@ -307,8 +325,12 @@ class SQLiteStore:
         try:
             if not conn.in_transaction:
                 conn.execute("BEGIN IMMEDIATE")
+                self._batch_writes = 0
             conn.execute("SAVEPOINT write")
         except sqlite3.Error as exc:
+            if conn.in_transaction and not self._batch_writes:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
             raise store_error(exc, "the job store is unavailable") from None
         try:
             yield conn
@@ -316,18 +338,26 @@ class SQLiteStore:
         except BaseException as exc:
             if conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK TO write")
-                    conn.execute("RELEASE write")
+                    if self._batch_writes:
+                        conn.execute("ROLLBACK TO write")
+                        conn.execute("RELEASE write")
+                    else:
+                        # Nothing else in the batch: end it rather than hold the
+                        # write lock until some later write gets committed.
+                        conn.execute("ROLLBACK")
             error = (
                 store_error(exc, "the job store failed") if isinstance(exc, sqlite3.Error) else None
             )
-            if not conn.in_transaction and error is not None:
+            if not conn.in_transaction and error is not None and self._batch_writes:
                 # SQLite rolled the whole batch back (a full disk, say): the writes
-                # before this one are gone too, and their commit must fail.
+                # before this one are gone too, and their commit must fail. (With
+                # none before it, this writer alone is told, and nothing else.)
                 self._batch_lost = error
+                self._batch_writes = 0
             if error is not None:
                 raise error from None
             raise
+        self._batch_writes += 1
         assert self._on_write is not None
         self._on_write()
 

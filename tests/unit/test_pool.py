@@ -26,7 +26,7 @@ from semantica.protocol import WORKER_MAX_FRAME, ToWorker
 from semantica.supervisor.events import JobEvents
 from semantica.supervisor.joblogs import JobLogs
 from semantica.supervisor.lifecycle import JobLifecycle
-from semantica.supervisor.pool import STOP_MARGIN, WorkerPool
+from semantica.supervisor.pool import SILENCE_CONFIRM_S, STOP_MARGIN, WorkerPool
 from semantica.supervisor.scheduler import Scheduler
 from semantica.supervisor.store import Lease, SQLiteStore
 from semantica.supervisor.tracing import Tracer
@@ -287,12 +287,15 @@ async def test_stop_interrupts_a_running_job_without_spending_its_attempt(
 async def test_a_silent_worker_is_killed_after_the_heartbeat_timeout(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
-    """A busy worker that sends nothing for the heartbeat timeout is SIGKILLed; job worker_lost."""
+    """A busy worker that sends nothing for the heartbeat timeout is SIGKILLed; job worker_lost.
+
+    (The supervisor looks once more a moment later, for heartbeats it had not read.)
+    """
     async with rig(tmp_path, SilentWorker) as r:
         start = trio.current_time()
         job_id = r.enqueue(type="UP_SLEEP", payload={"seconds": 100}, max_attempts=1)
         end = await r.finished(job_id)
-        assert end - start == pytest.approx(HEARTBEAT_TIMEOUT, abs=0.1)
+        assert end - start == pytest.approx(HEARTBEAT_TIMEOUT + SILENCE_CONFIRM_S, abs=0.1)
         job = r.store.get(job_id)
         assert job.state == JobState.FAILED
         assert job.error is not None and job.error.kind == "worker_lost"
