@@ -1,0 +1,45 @@
+"""A small chaos run for ``make test`` (seconds): a few scenarios of ``test_chaos.py`` at toy
+sizes, with the same invariant checks. Not marked ``chaos``."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+
+import chaos_scenarios as chaos
+import pytest
+import trio
+from chaos_scenarios import MakeDaemon
+
+pytestmark = pytest.mark.slow
+
+Report = Callable[[str], None]
+
+
+def test_smoke_worker_kills(make_daemon: MakeDaemon, ledger_path: Path, report: Report) -> None:
+    """100 jobs of 20-200 ms, 3 busy workers killed."""
+    report(chaos.worker_kills(make_daemon, ledger_path, jobs=100, kills=3, every=0.5, workers=4))
+
+
+def test_smoke_supervisor_kills(make_daemon: MakeDaemon, ledger_path: Path, report: Report) -> None:
+    """The supervisor SIGKILLed twice during an enqueue load."""
+    report(chaos.supervisor_kills(make_daemon, ledger_path, rounds=2, load=(0.5, 1.0)))
+
+
+def test_smoke_poison(make_daemon: MakeDaemon, ledger_path: Path, report: Report) -> None:
+    """A poison job beside 20 normal ones."""
+    report(chaos.poison(make_daemon, ledger_path, normal=20))
+
+
+def test_smoke_injected_faults(tmp_path: Path, report: Report) -> None:
+    """An I/O error at the first two statements of enqueue, lease and complete, the store
+    committing as the supervisor does (in groups, where it can)."""
+    faults = functools.partial(
+        chaos.injected_faults,
+        tmp_path,
+        group=chaos.Committer is not None,
+        faults=chaos.FAULTS[:1],
+        only=lambda op, n: n <= 2,
+    )
+    report(trio.run(faults))
