@@ -1,143 +1,262 @@
-"""``python -m bench``: Semantica's own figures (the peers join in bench/peers.py later).
+"""``python -m bench``: Semantica against huey and RQ, same machine, same run, as ratios.
 
-Workloads (see docs/benchmarks.md):
+Engines: ours (semanticad, 2 workers, synchronous=FULL), huey-sqlite (huey's
+SqliteHuey, 2 process workers), and, when ``redis-server`` is on the PATH,
+huey-redis, rq-fork (``rq worker``) and rq-simple (``rq worker`` with
+SimpleWorker). Workloads (docs/benchmarks.md has the details):
 
-* one no-op job, enqueue -> DONE, one at a time (median and p99 over N jobs);
-* start latency, enqueue -> handler start, jobs spaced 20 ms apart;
-* drain of N queued no-op jobs with 2 workers (jobs/s until all DONE);
-* enqueue one job per request from one client (jobs/s);
-* ``semctl enqueue`` as a new process (median wall time over 20 runs).
+  W1   enqueue N jobs one at a time from one client         jobs/s
+  W1b  the same from 8 client threads (ours also: one pipelining AsyncClient)
+  W1c  the batch API (ours: enqueue_many; RQ: enqueue_many; huey: none)
+  W2   drain N queued no-op jobs with 2 workers             jobs/s
+  W3   start latency on an idle engine, jobs 20 ms apart    p50/p95/p99 ms
+  W4   RSS idle and after W2; CPU while idle for --idle-seconds
+  W5   enqueue one job from a new process (ours: semctl)    median ms
 
-Each workload runs ``--rounds`` times; the table shows medians. ``--json F``
-writes the raw figures.
+Each workload runs on a fresh instance, --rounds times (engines interleaved
+round by round); the tables show medians and ours/peer. Nothing is installed
+at run time: the peers come from the ``bench`` extra (pip install -e '.[bench]').
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
+import os
+import platform
+import signal
+import sqlite3
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime, timedelta
+import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.semantica_engine import Engine
-from semantica import Client
+from bench import table
+from bench.ours import Ours
+from bench.table import Figures
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKLOADS = ("W1", "W1b", "W1c", "W2", "W3", "W4", "W5")
+ENGINES = ("ours", "huey-sqlite", "huey-redis", "rq-fork", "rq-simple")
+W5_RUNS = 20
 
 
-def _pct(values: list[float], p: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))]
+def commit() -> str:
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=ROOT, capture_output=True, text=True, check=False
+        ).stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    return head + ("+dirty" if dirty else "")
 
 
-def one_job_round_trip(client: Client, n: int) -> dict[str, float]:
-    """enqueue -> wait -> DONE, one job at a time."""
-    times = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        job = client.enqueue("NOOP")
-        client.wait(job.id, timeout=30)
-        times.append(time.perf_counter() - t0)
-    return {"p50_ms": _pct(times, 50) * 1e3, "p99_ms": _pct(times, 99) * 1e3}
-
-
-def start_latency(client: Client, n: int) -> dict[str, float]:
-    """enqueue -> handler start, on the system-wide monotonic clock, jobs 20 ms apart."""
-    latencies = []
-    for _ in range(n):
-        t0 = time.monotonic()
-        job = client.enqueue("STAMP")
-        done = client.wait(job.id, timeout=30)
-        latencies.append(done.result - t0)
-        time.sleep(0.02)
-    return {
-        "p50_ms": _pct(latencies, 50) * 1e3,
-        "p95_ms": _pct(latencies, 95) * 1e3,
-        "p99_ms": _pct(latencies, 99) * 1e3,
-    }
-
-
-def drain(client: Client, n: int) -> dict[str, float]:
-    """N no-op jobs queued to start together (--at), then the time until all are DONE."""
-    at = datetime.now(UTC) + timedelta(seconds=2 + n / 20_000)
-    ids: list[int] = []
-    batch = 2000
-    for start in range(0, n, batch):
-        jobs = client.enqueue_many(
-            [{"type": "NOOP", "at": at} for _ in range(min(batch, n - start))]
-        )
-        ids.extend(job.id for job in jobs)
-    if datetime.now(UTC) >= at:
-        raise RuntimeError("enqueueing took longer than the start delay; lower N")
-    done = client.wait_many(ids, timeout=600)
-    elapsed = (datetime.now(UTC) - at).total_seconds()
-    assert all(job.state == "DONE" for job in done)
-    return {"jobs": n, "seconds": elapsed, "jobs_per_s": n / elapsed}
-
-
-def enqueue_one_at_a_time(client: Client, n: int) -> dict[str, float]:
-    """N enqueues, one job per request, from one client (the jobs are delayed an hour)."""
-    t0 = time.perf_counter()
-    for _ in range(n):
-        client.enqueue("NOOP", delay=3600)
-    elapsed = time.perf_counter() - t0
-    return {"jobs": n, "jobs_per_s": n / elapsed}
-
-
-def semctl_enqueue(engine: Engine, n: int) -> dict[str, float]:
-    """``semctl enqueue`` as a new process, wall time."""
-    semctl = str(Path(sys.executable).parent / "semctl")
-    times = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        subprocess.run(
-            [semctl, "enqueue", "NOOP", "--delay", "3600"],
-            env=engine.env(),
-            check=True,
-            capture_output=True,
-        )
-        times.append(time.perf_counter() - t0)
-    return {"p50_ms": statistics.median(times) * 1e3}
-
-
-def main() -> None:
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--jobs", type=int, default=10_000, help="jobs for drain and enqueue")
-    parser.add_argument("--latency-jobs", type=int, default=200)
-    parser.add_argument("--json", type=Path, help="write the raw figures here")
-    args = parser.parse_args()
+    parser.add_argument("--jobs", type=int, default=10_000, help="jobs for W1, W1b, W1c, W2")
+    parser.add_argument("--latency-jobs", type=int, default=200, help="jobs for W3")
+    parser.add_argument("--idle-seconds", type=float, default=60, help="W4 idle CPU window")
+    parser.add_argument("--w5-runs", type=int, default=W5_RUNS, help="new processes for W5")
+    parser.add_argument(
+        "--only", nargs="+", metavar="NAME", choices=ENGINES, help=f"engines: {', '.join(ENGINES)}"
+    )
+    parser.add_argument(
+        "--workloads", nargs="+", metavar="W", choices=WORKLOADS, help=f"of {', '.join(WORKLOADS)}"
+    )
+    parser.add_argument("--json", type=Path, help="write every round's figures here")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a quick check that it all works: 200 jobs, 1 round, idle 2 s, ours and huey-sqlite",
+    )
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.rounds, args.jobs, args.latency_jobs, args.idle_seconds, args.w5_runs = (
+            1,
+            200,
+            20,
+            2,
+            3,
+        )
+        args.only = args.only or ["ours", "huey-sqlite"]
+    args.only = args.only or list(ENGINES)
+    args.workloads = args.workloads or list(WORKLOADS)
+    return args
 
-    rounds: list[dict[str, Any]] = []
-    for _ in range(args.rounds):
-        with Engine(workers=2) as engine, Client(home=engine.home) as client:
-            rounds.append(
-                {
-                    "round_trip": one_job_round_trip(client, args.latency_jobs),
-                    "start_latency": start_latency(client, args.latency_jobs),
-                    "drain": drain(client, args.jobs),
-                    "enqueue": enqueue_one_at_a_time(client, args.jobs),
-                    "semctl_enqueue": semctl_enqueue(engine, 20),
-                }
+
+def subjects(args: argparse.Namespace, notes: list[str]) -> tuple[list[Any], Any]:
+    """The engines to run (and the Redis server, a context manager, when one is needed)."""
+    chosen: list[Any] = []
+    if "ours" in args.only:
+        chosen.append(Ours())
+    wanted = [name for name in args.only if name != "ours"]
+    if not wanted:
+        return chosen, None
+    try:
+        import huey  # noqa: F401
+        import redis  # noqa: F401
+        import rq  # noqa: F401
+    except ImportError as exc:
+        notes.append(f"peers skipped: {exc.name} is not installed (pip install -e '.[bench]')")
+        return chosen, None
+    from bench.peers import PEERS, RedisServer
+
+    server = None
+    redis_names = [p.name for p in PEERS if p.uses_redis and p.name in wanted]
+    if redis_names:
+        executable = RedisServer.find()
+        if executable is None:
+            notes.append(
+                f"no redis-server on PATH: skipped {', '.join(redis_names)} "
+                "(install Redis, e.g. apt-get install redis-server, to add them)"
             )
-    summary = {
-        workload: {
-            key: statistics.median(r[workload][key] for r in rounds) for key in rounds[0][workload]
-        }
-        for workload in rounds[0]
+        else:
+            server = RedisServer(executable)
+    for peer in PEERS:
+        if peer.name in wanted and (not peer.uses_redis or server is not None):
+            chosen.append(peer(server if peer.uses_redis else None))
+    return chosen, server
+
+
+def run_round(subject: Any, args: argparse.Namespace, log: Callable[[str], None]) -> Figures:
+    """Every chosen workload once, each on a fresh instance; a failure costs that workload only."""
+    out: Figures = {}
+    w = set(args.workloads)
+    steps: list[tuple[str, Callable[[], Any]]] = []
+    if "W1" in w:
+        steps.append(("w1", lambda: subject.w1(args.jobs)))
+    if "W1b" in w:
+        steps.append(("w1b_threads", lambda: subject.w1b_threads(args.jobs)))
+        steps.append(("w1b_async", lambda: subject.w1b_async(args.jobs)))
+    if "W1c" in w:
+        steps.append(("w1c", lambda: subject.w1c(args.jobs)))
+    if "W2" in w or "W4" in w:
+        steps.append(
+            (
+                "w2_w4",
+                lambda: subject.w2_w4(args.jobs, args.idle_seconds, "W2" in w, "W4" in w),
+            )
+        )
+    if "W3" in w:
+        steps.append(("w3", lambda: subject.w3(args.latency_jobs)))
+    if "W5" in w:
+        steps.append(("w5", lambda: subject.w5(args.w5_runs)))
+    for key, step in steps:
+        t0 = time.monotonic()
+        try:
+            value = step()
+        except Exception as exc:  # noqa: BLE001 - a misbehaving peer must not end the run
+            log(f"  {subject.name} {key}: FAILED: {exc!r}")
+            traceback.print_exc(file=sys.stderr)
+            continue
+        figures = value if isinstance(value, dict) else {key: value}
+        out.update(figures)
+        shown = ", ".join(
+            f"{k}={v:,.2f}" if v is not None else f"{k}=n/a" for k, v in figures.items()
+        )
+        log(f"  {subject.name:11} {shown}  ({time.monotonic() - t0:.1f} s)")
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
+    # SIGTERM (and SIGINT, which a background job ignores) unwind, so that workers and
+    # redis-server are stopped and the temporary directories removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    notes: list[str] = []
+    started = time.monotonic()
+    commit_at_start, load_at_start = commit(), os.getloadavg()
+
+    def log(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    chosen, server = subjects(args, notes)
+    for note in notes:
+        log(f"note: {note}")
+    rounds: dict[str, list[Figures]] = {s.name: [] for s in chosen}
+    if server is not None:
+        server.__enter__()
+    try:
+        for r in range(args.rounds):
+            log(f"round {r + 1}/{args.rounds}")
+            for subject in chosen:
+                rounds[subject.name].append(run_round(subject, args, log))
+    finally:
+        if server is not None:
+            server.__exit__(None, None, None)
+    elapsed = time.monotonic() - started
+    commit_at_end = commit()
+    if commit_at_end != commit_at_start:
+        notes.append(f"the checkout moved during the run: {commit_at_start} -> {commit_at_end}")
+
+    summary = {name: table.medians(figures) for name, figures in rounds.items()}
+    order = [s.name for s in chosen]
+    meta = {
+        "commit": commit_at_start,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}",
+        "load_average_1_5_15": {"start": load_at_start, "end": os.getloadavg()},
+        "command": " ".join(["python -m bench", *(argv if argv is not None else sys.argv[1:])]),
+        "rounds": args.rounds,
+        "jobs": args.jobs,
+        "latency_jobs": args.latency_jobs,
+        "idle_seconds": args.idle_seconds,
+        "seconds": round(elapsed, 1),
+        "versions": _versions(server),
     }
-    print(f"Semantica, 2 workers, synchronous=FULL, median of {args.rounds} rounds")
-    for workload, figures in summary.items():
-        print(f"  {workload:16} " + "  ".join(f"{k}={v:,.2f}" for k, v in figures.items()))
+    print(
+        f"\nSemantica {meta['commit']} vs peers: {args.jobs:,} jobs, {args.latency_jobs} latency "
+        f"jobs, idle {args.idle_seconds:g} s, median of {args.rounds} round(s); "
+        f"{meta['machine']}, Python {meta['python']}, SQLite {meta['sqlite']}; "
+        f"took {elapsed / 60:.1f} min; load average {load_at_start[0]:.1f} at start, "
+        f"{os.getloadavg()[0]:.1f} at end"
+    )
+    for s in chosen:
+        print(f"  {s.name:12} {s.note}")
+    for note in notes:
+        print(f"  note: {note}")
+    print()
+    print(table.render(summary, order))
     if args.json:
-        args.json.write_text(json.dumps({"rounds": rounds, "summary": summary}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "meta": meta,
+                    "engines": {s.name: s.note for s in chosen},
+                    "notes": notes,
+                    "rounds": rounds,
+                    "medians": summary,
+                    "ratios_ours_over_peer": table.ratios(summary),
+                },
+                indent=2,
+            )
+        )
+
+
+def _versions(server: Any) -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for dist in ("semantica", "huey", "rq", "redis"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            pass
+    if server is not None:
+        out["redis-server"] = server.version
+    return out
 
 
 if __name__ == "__main__":

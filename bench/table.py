@@ -1,0 +1,136 @@
+"""The figures the benchmark reports: medians over rounds, ratios ours/peer, the printed tables."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+OURS = "ours"
+
+Figures = dict[str, float | None]  # one round of one engine: metric key -> value (None: n/a)
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    label: str
+    unit: str
+    higher_is_better: bool
+    digits: int = 0
+
+
+METRICS: tuple[Metric, ...] = (
+    Metric("w1", "W1 enqueue, 1 client, 1 job per request", "jobs/s", True),
+    Metric("w1b_threads", "W1b enqueue, 8 client threads", "jobs/s", True),
+    Metric("w1b_async", "W1b enqueue, 1 pipelining AsyncClient", "jobs/s", True),
+    Metric("w1c", "W1c enqueue, batch API", "jobs/s", True),
+    Metric("w2", "W2 drain queued no-op jobs, 2 workers", "jobs/s", True),
+    Metric("w3_p50", "W3 start latency p50", "ms", False, 2),
+    Metric("w3_p95", "W3 start latency p95", "ms", False, 2),
+    Metric("w3_p99", "W3 start latency p99", "ms", False, 2),
+    Metric("w4_rss_main_idle", "W4 RSS supervisor/consumer, idle", "MB", False, 1),
+    Metric("w4_rss_all_idle", "W4 RSS all processes, idle", "MB", False, 1),
+    Metric("w4_rss_main_after", "W4 RSS supervisor/consumer, after W2", "MB", False, 1),
+    Metric("w4_rss_all_after", "W4 RSS all processes, after W2", "MB", False, 1),
+    Metric("w4_cpu_main_idle", "W4 CPU supervisor/consumer, idle", "% CPU", False, 2),
+    Metric("w4_cpu_all_idle", "W4 CPU all processes, idle", "% CPU", False, 2),
+    Metric("w5", "W5 new process: semctl enqueue (peers: python -c)", "ms", False),
+    Metric("w5_py", "W5 new process: python -c, client API", "ms", False),
+)
+BY_KEY = {m.key: m for m in METRICS}
+
+
+def pct(values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def medians(rounds: Iterable[Mapping[str, float | None]]) -> Figures:
+    """Per metric, the median of the rounds that have a figure (None if none has)."""
+    rounds = list(rounds)
+    out: Figures = {}
+    for metric in METRICS:
+        values = [r[metric.key] for r in rounds if r.get(metric.key) is not None]
+        out[metric.key] = statistics.median(values) if values else None  # type: ignore[type-var]
+    return out
+
+
+def ratios(summary: Mapping[str, Figures]) -> dict[str, Figures]:
+    """ours/peer per metric and peer (None where either side has no figure)."""
+    ours = summary.get(OURS, {})
+    out: dict[str, Figures] = {}
+    for peer, figures in summary.items():
+        if peer == OURS:
+            continue
+        out[peer] = {}
+        for metric in METRICS:
+            a, b = ours.get(metric.key), figures.get(metric.key)
+            out[peer][metric.key] = a / b if a is not None and b else None
+    return out
+
+
+def _value(metric: Metric, value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.{metric.digits}f}"
+
+
+def _ratio(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3f}" if value < 0.1 else f"{value:.2f}"
+
+
+def _grid(header: list[str], rows: list[list[str]]) -> list[str]:
+    """A pipe table (Markdown), columns padded so that it also reads in a terminal."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        padded = [
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ]
+        return "| " + " | ".join(padded) + " |"
+
+    rule = (
+        "|"
+        + "|".join(("-" * (w + 1) + ":") if i else "-" * (w + 2) for i, w in enumerate(widths))
+        + "|"
+    )
+    return [line(header), rule, *(line(r) for r in rows)]
+
+
+def render(summary: Mapping[str, Figures], order: Sequence[str]) -> str:
+    """Two tables, higher-is-better figures first: medians, then ours/peer per peer.
+
+    The ratio columns say which way is better: in the first table ours/peer > 1
+    means Semantica is better, in the second < 1 does.
+    """
+    peers = [name for name in order if name != OURS and name in summary]
+    names = [name for name in order if name in summary]
+    cut = {OURS: summary.get(OURS, {})} if OURS in summary else {}
+    ratio = ratios({**cut, **{p: summary[p] for p in peers}}) if cut else {}
+    out: list[str] = []
+    for higher in (True, False):
+        metrics = [
+            m
+            for m in METRICS
+            if m.higher_is_better == higher
+            and any(summary[n].get(m.key) is not None for n in names)
+        ]
+        if not metrics:
+            continue
+        title = "higher is better" if higher else "lower is better"
+        if ratio:
+            title += f": ours/peer {'>' if higher else '<'} 1 means ours is better"
+        header = [title, "unit", *names]
+        if ratio:
+            header += [f"ours/{p}" for p in peers]
+        rows = []
+        for m in metrics:
+            row = [m.label, m.unit, *(_value(m, summary[n].get(m.key)) for n in names)]
+            if ratio:
+                row += [_ratio(ratio[p][m.key]) for p in peers]
+            rows.append(row)
+        out += [*_grid(header, rows), ""]
+    return "\n".join(out).rstrip() + "\n"
