@@ -6,7 +6,8 @@ which deletes them all and VACUUMs. Meanwhile two probe threads, each with its
 own connection, time every request: one asks ``status`` (a read: the socket
 and the event loop), one enqueues a delayed job (a write: it must wait while
 VACUUM holds the database's write lock). Printed: the maintenance report and,
-per probe, the requests made during it, their median and the longest.
+per probe, the requests made in the 1.5 s before it and during it, their
+median and the longest.
 """
 
 from __future__ import annotations
@@ -35,15 +36,25 @@ def fill(client: Client, n: int) -> None:
         client.cancel(*(job.id for job in jobs))
 
 
-def probe(home: object, request: Callable[[Client], object], stop: threading.Event) -> list[float]:
-    times: list[float] = []
+def probe(
+    home: object, request: Callable[[Client], object], stop: threading.Event
+) -> list[tuple[float, float]]:
+    """(start, duration) of each request until ``stop``."""
+    times: list[tuple[float, float]] = []
     with Client(home=home) as client:  # type: ignore[arg-type]
         while not stop.is_set():
             t0 = time.perf_counter()
             request(client)
-            times.append(time.perf_counter() - t0)
+            times.append((t0, time.perf_counter() - t0))
             time.sleep(0.002)
     return times
+
+
+def summary(times: list[float]) -> str:
+    return (
+        f"{len(times):5} requests, median {statistics.median(times) * 1e3:5.1f} ms, "
+        f"longest {max(times) * 1e3:6.1f} ms"
+    )
 
 
 def main() -> None:
@@ -54,7 +65,7 @@ def main() -> None:
     with Engine(workers=2) as engine, Client(home=engine.home) as client:
         fill(client, args.jobs)
         stop = threading.Event()
-        results: dict[str, list[float]] = {}
+        results: dict[str, list[tuple[float, float]]] = {}
         probes = {
             "status (read)": lambda c: c.status(),
             "enqueue (write)": lambda c: c.enqueue("NOOP", delay=3600),
@@ -69,7 +80,7 @@ def main() -> None:
         ]
         for thread in threads:
             thread.start()
-        time.sleep(0.5)  # the probes' connections are up and warm
+        time.sleep(2.0)  # the probes' connections are up; their latencies without maintenance
         t0 = time.perf_counter()
         report = client.maintenance(force_vacuum=True)
         took = time.perf_counter() - t0
@@ -83,10 +94,9 @@ def main() -> None:
         f"integrity={report.integrity}, duration_ms={report.duration_ms:,.0f}"
     )
     for name, times in results.items():
-        print(
-            f"  {name:16} {len(times):5} requests meanwhile: median "
-            f"{statistics.median(times) * 1e3:.1f} ms, longest {max(times) * 1e3:.1f} ms"
-        )
+        before = [d for start, d in times if start < t0 - 0.5]
+        during = [d for start, d in times if t0 <= start < t0 + took]
+        print(f"  {name:16} before: {summary(before)};  during: {summary(during)}")
 
 
 if __name__ == "__main__":

@@ -1044,29 +1044,27 @@ class StoreMaintenance:
     def size_bytes(self) -> int:
         return _size_bytes(self.path)
 
-    def delete_finished_before(self, before: float, batch: int = 500) -> list[int]:
-        """Delete finished jobs whose ``finished_at`` is before ``before``; return their ids."""
-        deleted: list[int] = []
-        while True:
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                ids = [
-                    row[0]
-                    for row in self._conn.execute(
-                        "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs "
-                        f"WHERE finished_at < ? AND state IN {FINISHED_STATES_SQL} LIMIT ?) "
-                        "RETURNING id",
-                        (before, batch),
-                    ).fetchall()
-                ]
-                self._conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-                raise store_error(exc, "deleting old jobs failed") from None
-            deleted.extend(ids)
-            if len(ids) < batch:
-                return deleted
+    def delete_finished_batch(self, before: float, batch: int = 500) -> list[int]:
+        """Delete up to ``batch`` finished jobs whose ``finished_at`` is before
+        ``before``, in one short transaction; return their ids (fewer than
+        ``batch``: there are no more)."""
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            ids = [
+                row[0]
+                for row in self._conn.execute(
+                    "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs "
+                    f"WHERE finished_at < ? AND state IN {FINISHED_STATES_SQL} LIMIT ?) "
+                    "RETURNING id",
+                    (before, batch),
+                ).fetchall()
+            ]
+            self._conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise store_error(exc, "deleting old jobs failed") from None
+        return ids
 
     def existing(self, job_ids: Sequence[int]) -> set[int]:
         """Which of ``job_ids`` name a job."""
