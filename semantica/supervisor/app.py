@@ -54,6 +54,8 @@ from semantica.supervisor.tracing import make_tracer
 log = structlog.get_logger("semantica.supervisor")
 
 DAEMON_LOG = "daemon.log"
+#: SQLite's busy wait for the supervisor's own writes, which run on the event loop.
+LOOP_BUSY_WAIT_S = 0.02
 
 
 class Supervisor:
@@ -97,6 +99,11 @@ class Supervisor:
             )
         # From here on, writes are committed in groups (see committer.py).
         self.committer = Committer(self.store)
+        # The store runs on the event loop: while another process holds the write
+        # lock, SQLite's busy wait would block the whole loop (every request, every
+        # worker) for up to BUSY_TIMEOUT_S. Writers fail fast instead and wait off
+        # the loop: requests.store_write, the scheduler and settle() retry.
+        self.store.set_busy_timeout(LOOP_BUSY_WAIT_S)
         self.joblogs = JobLogs(paths.logs, self.settings.log_cap_bytes)
         self.events = JobEvents()
         self.conditions = Conditions(

@@ -7,16 +7,17 @@ of a name the client sent.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import structlog
 import trio
 
 from semantica import __version__
-from semantica.errors import BadInput, ProtocolError
+from semantica.errors import BadInput, ProtocolError, StoreBusy
 from semantica.models import TERMINAL_STATES, CancelOutcome, ErrorKind, JobState
 from semantica.protocol import (
     Cancel,
@@ -56,6 +57,7 @@ from semantica.protocol import (
     Wait,
 )
 from semantica.supervisor.events import FINISHED
+from semantica.supervisor.store import BUSY_TIMEOUT_S
 
 if TYPE_CHECKING:
     from semantica.supervisor.app import Supervisor
@@ -68,8 +70,29 @@ MAX_WAIT_IDS = 10_000
 
 Send = Callable[[ControlReply], Awaitable[None]]
 
-#: Requests that write to the store.
-WRITES = (Enqueue, Cancel, Retry, PauseQueue, ResumeQueue, LimitQueue)
+T = TypeVar("T")
+
+
+async def store_write(sup: Supervisor, write: Callable[[], T]) -> T:
+    """Run a request's store write; while another process holds the database's
+    write lock, wait for it here, off the event loop, and try again.
+
+    The supervisor's busy wait is short (``LOOP_BUSY_WAIT_S``), so ``write``
+    fails fast with StoreBusy and has changed nothing; after
+    ``BUSY_TIMEOUT_S`` the StoreBusy goes to the client (``store_busy``).
+    Meanwhile every other request, reads included, is served.
+    """
+    deadline = trio.current_time() + BUSY_TIMEOUT_S
+    delay = 0.01
+    while True:
+        await sup.gate.passage()  # a forced VACUUM holds the store: wait, off the loop
+        try:
+            return write()
+        except StoreBusy:
+            if trio.current_time() + delay >= deadline:
+                raise
+            await trio.sleep(delay)
+            delay = min(delay * 2, 0.25)
 
 
 async def dispatch(sup: Supervisor, request: ControlRequest, send: Send) -> ControlReply | None:
@@ -78,11 +101,9 @@ async def dispatch(sup: Supervisor, request: ControlRequest, send: Send) -> Cont
     Streaming requests (``Follow``, ``Events``) push messages with ``send``
     and return their last one, or None when they end without one.
     """
-    if isinstance(request, WRITES):
-        await sup.gate.passage()  # a forced VACUUM holds the store: wait, off the loop
     match request:
         case Enqueue():
-            return handle_enqueue(sup, request)
+            return await store_write(sup, lambda: handle_enqueue(sup, request))
         case GetJob():
             return JobReply(rid=request.rid, job=sup.explain([sup.store.get(request.id)])[0])
         case ListJobs():
@@ -96,13 +117,21 @@ async def dispatch(sup: Supervisor, request: ControlRequest, send: Send) -> Cont
         case Cancel():
             return await handle_cancel(sup, request)
         case Retry():
-            return JobReply(rid=request.rid, job=sup.explain([sup.jobs.retry(request.id)])[0])
+            job = await store_write(sup, lambda: sup.jobs.retry(request.id))
+            return JobReply(rid=request.rid, job=sup.explain([job])[0])
         case PauseQueue():
-            return handle_queue_change(sup, request.rid, request.queue, paused=True)
+            return await store_write(
+                sup, lambda: handle_queue_change(sup, request.rid, request.queue, paused=True)
+            )
         case ResumeQueue():
-            return handle_queue_change(sup, request.rid, request.queue, paused=False)
+            return await store_write(
+                sup, lambda: handle_queue_change(sup, request.rid, request.queue, paused=False)
+            )
         case LimitQueue():
-            return handle_queue_change(sup, request.rid, request.queue, limit=request.limit)
+            limit = request.limit
+            return await store_write(
+                sup, lambda: handle_queue_change(sup, request.rid, request.queue, limit=limit)
+            )
         case ListQueues():
             return QueueList(rid=request.rid, queues=sup.store.queues())
         case Maintain():
@@ -147,16 +176,19 @@ async def handle_cancel(sup: Supervisor, request: Cancel) -> Cancelled:
     messages: dict[int, str] = {}
     async with trio.open_nursery() as nursery:
         for job in jobs:
-            if job.state == JobState.QUEUED:
-                sup.jobs.cancel_queued(job.id)
-                messages[job.id] = "cancelled"
-            elif job.state == JobState.RUNNING:
+            state = job.state
+            if state == JobState.QUEUED:
+                if await store_write(sup, functools.partial(sup.jobs.cancel_queued, job.id)):
+                    messages[job.id] = "cancelled"
+                    continue
+                state = sup.store.get(job.id).state  # it left the queue while the store was busy
+            if state == JobState.RUNNING:
                 nursery.start_soon(
                     sup.pool.stop_job, job.id, ErrorKind.CANCELLED.value, "cancelled while running"
                 )
                 messages[job.id] = "stopped"
             else:
-                messages[job.id] = f"already finished ({job.state})"
+                messages[job.id] = f"already finished ({state})"
     results = [
         CancelOutcome(id=job.id, state=job.state, message=messages[job.id])
         for job in sup.store.get_many(request.ids)

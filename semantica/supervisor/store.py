@@ -145,6 +145,11 @@ def store_error(exc: sqlite3.Error, what: str) -> StoreError:
     return StoreError(f"{what}: {exc}")
 
 
+#: How long a write waits for another process holding the database's write lock
+#: before it fails with StoreBusy (store_busy to a client).
+BUSY_TIMEOUT_S = 5.0
+
+
 def _file_size_limited() -> bool:
     """Whether this process runs under a file size limit (RLIMIT_FSIZE)."""
     soft, _hard = resource.getrlimit(resource.RLIMIT_FSIZE)
@@ -221,7 +226,7 @@ class SQLiteStore:
             raise StoreError(f"cannot open the database {self.path}: {exc}") from None
         try:
             self.db = sqlite_utils.Database(self._conn)
-            self._conn.execute("PRAGMA busy_timeout = 5000")
+            self.set_busy_timeout(BUSY_TIMEOUT_S)
             # Refuse a newer schema before changing anything in the file (WAL mode included).
             self._check_not_too_new()
             if self.schema_version == 0:
@@ -251,6 +256,11 @@ class SQLiteStore:
     def close(self) -> None:
         """Close the connection; committed data is on disk."""
         self._conn.close()
+
+    def set_busy_timeout(self, seconds: float) -> None:
+        """How long a write waits for another process's write lock before it fails
+        with StoreBusy (SQLite's busy wait: the calling thread is blocked meanwhile)."""
+        self._conn.execute(f"PRAGMA busy_timeout = {round(seconds * 1000)}")
 
     def defer_commits(self, on_write: Callable[[], None]) -> None:
         """Group commit: from now on writes join an open transaction, committed by :meth:`commit`.

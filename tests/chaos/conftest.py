@@ -14,15 +14,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 
 HERE = Path(__file__).parent
@@ -70,21 +67,9 @@ def chaos_tmp() -> Iterator[Path]:
 
 
 def stop_and_check(d: Daemon) -> None:
-    """Stop ``d`` if it runs; fail if any process it ever started is still alive."""
-    if d.proc is not None and d.proc.poll() is None:
-        d.remember()
-        d.proc.send_signal(signal.SIGTERM)
-        try:
-            d.proc.wait(0.5)
-        except subprocess.TimeoutExpired:
-            d.proc.send_signal(signal.SIGTERM)  # a second signal skips the drain
-        try:
-            d.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            d.proc.kill()
-            d.proc.wait()
-    _gone, alive = psutil.wait_procs(list(d.seen.values()), timeout=5)
-    alive = [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
+    """Stop ``d`` if it runs; fail if any process it ever started, or any process
+    naming its state directory, is still alive."""
+    alive = d.stop_for_good()
     alive += [p for p in processes_of(d.home) if p not in alive]
     for p in alive:
         p.kill()

@@ -7,13 +7,10 @@ started (workers, exec commands) is left behind.
 from __future__ import annotations
 
 import shutil
-import signal
-import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import psutil
 import pytest
 from harness import Announcements, Daemon
 
@@ -28,23 +25,7 @@ def short_tmp() -> Iterator[Path]:
 
 def _stop_and_check(d: Daemon) -> None:
     """Stop ``d`` if it runs, and fail if any process it ever started is still alive."""
-    if d.proc is not None and d.proc.poll() is None:
-        d.remember()
-        d.proc.send_signal(signal.SIGTERM)
-        try:
-            d.proc.wait(0.5)
-        except subprocess.TimeoutExpired:
-            # A job is still running: a second signal skips the drain. (Signals sent
-            # back to back may be coalesced into one, hence the wait above.)
-            d.proc.send_signal(signal.SIGTERM)
-        try:
-            d.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            d.proc.kill()
-            d.proc.wait()
-    _gone, alive = psutil.wait_procs(list(d.seen.values()), timeout=5)
-    for p in alive:
-        p.kill()
+    alive = d.stop_for_good()
     assert not alive, f"processes left behind: {alive}"
 
 

@@ -131,6 +131,30 @@ class Daemon:
     def worker_pids(self) -> set[int]:
         return {w["pid"] for w in self.semctl("status", "--json").json()["workers"]}
 
+    def stop_for_good(self) -> list[psutil.Process]:
+        """Stop the supervisor if it runs (a second SIGTERM skips the drain), wait
+        for every process it ever started to end, and kill and return any still
+        alive after 5 s: a test fails on them."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.remember()
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(0.5)
+            except subprocess.TimeoutExpired:
+                # A job is still running: a second signal skips the drain. (Signals sent
+                # back to back may be coalesced into one, hence the wait above.)
+                self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        _gone, alive = psutil.wait_procs(list(self.seen.values()), timeout=5)
+        alive = [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
+        for p in alive:
+            p.kill()
+        return alive
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
         """Signal the supervisor and wait for it to exit; returns its exit status."""
         assert self.proc is not None
