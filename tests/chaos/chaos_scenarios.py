@@ -1069,9 +1069,10 @@ def write_lock_heartbeat(
     enqueues wait out the busy timeout, longer than the heartbeat timeout, up to
     ``stalls`` times: the worker was never silent, so it must not be killed.
 
-    (After such a stall the supervisor's watchdog and the reader of the worker's
-    queued heartbeats wake in the same scheduling batch, in random order, so one
-    stall shows the fault about half the time; hence several.)
+    (When the supervisor's writes sat in SQLite's busy wait on its event loop, the
+    loop stalled 5 s each time; after such a stall the watchdog and the reader of
+    the worker's queued heartbeats woke in the same scheduling batch, in random
+    order, so one stall showed the fault about half the time; hence several.)
     """
     began = time.monotonic()
     d = make_daemon("--heartbeat-timeout", str(heartbeat), workers=1)
@@ -1092,8 +1093,8 @@ def write_lock_heartbeat(
         job = client.get(job_id)
     checked = check_after(d, [job_id], ledger)
     summary = (
-        f"write lock vs heartbeat: heartbeat timeout {heartbeat}s, {stall} stall(s) of 5 s "
-        f"in SQLite's busy wait: beating workers killed={len(killed)} (the job's "
+        f"write lock vs heartbeat: heartbeat timeout {heartbeat}s, {stall} enqueue(s) "
+        f"refused after waiting 5 s for the lock: beating workers killed={len(killed)} (the job's "
         f"attempts: {job.attempts}) lost={checked.lost} time={time.monotonic() - began:.1f}s"
     )
     if killed:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from semantica import protocol
+from semantica import errors, protocol
 from semantica.control.cli import app
 from semantica.supervisor.cli import FLAGS
 
@@ -49,3 +49,25 @@ def test_every_setting_is_in_the_readme(name: str) -> None:
     readme = (ROOT / "README.md").read_text()
     assert f"SEMANTICA_{name.upper()}" in readme
     assert "--" + name.replace("_", "-") in readme
+
+
+def _error_classes() -> list[type[errors.SemanticaError]]:
+    found, todo = [], [errors.SemanticaError]
+    while todo:
+        cls = todo.pop()
+        found.append(cls)
+        todo.extend(cls.__subclasses__())
+    return sorted(found, key=lambda c: c.__name__)
+
+
+@pytest.mark.parametrize(
+    "cls",
+    [
+        c
+        for c in _error_classes()
+        if c.__module__ == errors.__name__ and c is not errors.SemanticaError
+    ],
+)
+def test_every_error_code_is_in_the_protocol_doc(cls: type[errors.SemanticaError]) -> None:
+    """docs/protocol.md's error table has a row for each error code a client can meet."""
+    assert f"| `{cls.code}` |" in (ROOT / "docs" / "protocol.md").read_text()
