@@ -43,3 +43,9 @@ def test_smoke_injected_faults(tmp_path: Path, report: Report) -> None:
         only=lambda op, n: n <= 2,
     )
     report(trio.run(faults))
+
+
+def test_smoke_stopped_worker(make_daemon: MakeDaemon, ledger_path: Path, report: Report) -> None:
+    """A worker SIGSTOPped mid-job: killed after the heartbeat timeout, its job DONE on
+    another worker, and its late messages with the old lease refused (fencing)."""
+    report(chaos.stopped_worker(make_daemon, ledger_path, heartbeat=1.0, job_seconds=2.0, others=5))
