@@ -19,8 +19,6 @@ import signal
 import sqlite3
 import statistics
 import subprocess
-import sys
-import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -32,7 +30,7 @@ import psutil
 import trio
 import trio.testing
 from chaos_ledger import Ledger
-from harness import Daemon
+from harness import Daemon, write_locked
 from invariants import (
     check_after,
     check_live,
@@ -966,45 +964,6 @@ def disk_full_small_fs(
 
 
 # ---------------------------------------------------------------------- write lock
-
-LOCKER = textwrap.dedent(
-    """
-    import sqlite3, sys
-    conn = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=0)
-    conn.execute("BEGIN IMMEDIATE")
-    print("locked", flush=True)
-    sys.stdin.readline()
-    conn.execute("ROLLBACK")
-    conn.close()
-    print("released", flush=True)
-    """
-)
-
-
-@contextlib.contextmanager
-def write_locked(db: Path) -> Iterator[float]:
-    """Another process holds ``db``'s write lock (BEGIN IMMEDIATE) for the body; yields the
-    time it got it. (The one place a test writes to a database its supervisor uses.)"""
-    with subprocess.Popen(
-        [sys.executable, "-c", LOCKER, str(db)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    ) as locker:
-        assert locker.stdin is not None and locker.stdout is not None
-        try:
-            assert locker.stdout.readline().strip() == "locked"
-            yield time.monotonic()
-            locker.stdin.write("\n")
-            locker.stdin.flush()
-            assert locker.stdout.readline().strip() == "released"
-        finally:
-            try:
-                locker.wait(10)
-            except subprocess.TimeoutExpired:
-                locker.kill()
-                locker.wait()
-    assert locker.returncode == 0
 
 
 def timed(run: Callable[[], Any]) -> tuple[Any, float]:

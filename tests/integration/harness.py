@@ -13,6 +13,10 @@ import signal
 import socket
 import subprocess
 import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -212,3 +216,43 @@ def no_zombie(pid: int) -> bool:
         return p.status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return True
+
+
+LOCKER = textwrap.dedent(
+    """
+    import sqlite3, sys
+    conn = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=0)
+    conn.execute("BEGIN IMMEDIATE")
+    print("locked", flush=True)
+    sys.stdin.readline()
+    conn.execute("ROLLBACK")
+    conn.close()
+    print("released", flush=True)
+    """
+)
+
+
+@contextmanager
+def write_locked(db: Path) -> Iterator[float]:
+    """Another process holds ``db``'s write lock (BEGIN IMMEDIATE) for the body; yields the
+    time it got it. (The only way tests write to a database their supervisor uses.)"""
+    with subprocess.Popen(
+        [sys.executable, "-c", LOCKER, str(db)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as locker:
+        assert locker.stdin is not None and locker.stdout is not None
+        try:
+            assert locker.stdout.readline().strip() == "locked"
+            yield time.monotonic()
+            locker.stdin.write("\n")
+            locker.stdin.flush()
+            assert locker.stdout.readline().strip() == "released"
+        finally:
+            try:
+                locker.wait(10)
+            except subprocess.TimeoutExpired:
+                locker.kill()
+                locker.wait()
+    assert locker.returncode == 0

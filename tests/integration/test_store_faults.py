@@ -8,49 +8,17 @@ from __future__ import annotations
 import resource
 import subprocess
 import sys
-import textwrap
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import trio
-from harness import Daemon
+from harness import Daemon, write_locked
 
 from semantica import AsyncClient
 from semantica.errors import StoreBusy, StoreFull
 
 pytestmark = pytest.mark.slow
-
-LOCKER = textwrap.dedent(
-    """
-    import sqlite3, sys
-    conn = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=0)
-    conn.execute("BEGIN IMMEDIATE")
-    print("locked", flush=True)
-    sys.stdin.readline()
-    conn.execute("ROLLBACK")
-    """
-)
-
-
-@contextmanager
-def write_locked(db: Path) -> Iterator[None]:
-    """Another process holds the database's write lock for the body."""
-    with subprocess.Popen(
-        [sys.executable, "-c", LOCKER, str(db)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    ) as locker:
-        assert locker.stdin is not None and locker.stdout is not None
-        assert locker.stdout.readline().strip() == "locked"
-        try:
-            yield
-        finally:
-            locker.stdin.write("\n")
-            locker.stdin.flush()
 
 
 def test_a_write_lock_held_elsewhere_gives_store_busy_and_reads_go_on(daemon: Daemon) -> None:
