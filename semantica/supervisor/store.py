@@ -683,13 +683,21 @@ class SQLiteStore:
     def retry(self, job_id: int) -> Job:
         """FAILED or CANCELLED -> QUEUED now, with a fresh attempt budget.
 
+        A job with a subject is not retried once a newer generation of its
+        ``(type, subject)`` is queued, running or DONE: as with an enqueue of an
+        older generation, the newer one wins (it would supersede this one, or
+        this one would undo its work).
+
         Raises:
             NoSuchJob: no such job.
-            BadInput: the job is not FAILED or CANCELLED (nothing changed).
+            BadInput: the job is not FAILED or CANCELLED, or a newer generation
+                is queued, running or done (nothing changed).
         """
         _check_id(job_id)
         with self.transaction() as conn:
-            row = conn.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            row = conn.execute(
+                "SELECT state, type, subject, generation FROM jobs WHERE id = ?", (job_id,)
+            ).fetchone()
             if row is None:
                 raise NoSuchJob(f"no job {job_id}")
             state = JobState(row[0])
@@ -698,6 +706,20 @@ class SQLiteStore:
                 raise BadInput(
                     f"job {job_id} is {state}; only FAILED or CANCELLED jobs can be retried"
                 )
+            type_, subject, generation = row[1:]
+            if subject is not None:
+                newer = conn.execute(
+                    "SELECT id, generation, state FROM jobs INDEXED BY jobs_subject "
+                    "WHERE type = ? AND subject = ? AND generation > ? "
+                    "AND state IN ('QUEUED', 'RUNNING', 'DONE') ORDER BY generation DESC LIMIT 1",
+                    (type_, subject, generation),
+                ).fetchone()
+                if newer is not None:
+                    raise BadInput(
+                        f"job {job_id} is generation {generation} of subject {subject!r}; "
+                        f"job {newer[0]} is generation {newer[1]} and {newer[2]}: retry or "
+                        "enqueue the newest instead"
+                    )
             conn.execute(
                 "UPDATE jobs SET state = 'QUEUED', attempts = 0, run_after = ?, "
                 "finished_at = NULL, worker_pid = NULL WHERE id = ? AND state = ?",

@@ -335,6 +335,30 @@ def test_retry_of_a_running_job_never_starts_it_twice(store: SQLiteStore, spec: 
     assert store.get(job.id).state == JobState.DONE
 
 
+def test_retry_of_an_older_generation_is_refused_while_a_newer_one_stands(
+    store: SQLiteStore, spec: Spec
+) -> None:
+    """Generation 1 failed; once generation 2 is queued, running or DONE, retrying
+    generation 1 is refused (it would undo the newer one's work) and changes nothing.
+    A newer generation that itself failed or was cancelled does not stand in the way."""
+    [old] = store.enqueue([spec(subject="s", generation=1)]).jobs
+    store.cancel_running(_lease(store), STOPPED)
+    [new] = store.enqueue([spec(subject="s", generation=2)]).jobs
+    for make_state in ("QUEUED", "RUNNING", "DONE"):
+        if make_state == "RUNNING":
+            lease = _lease(store)
+        if make_state == "DONE":
+            store.complete(lease, None)
+        with pytest.raises(BadInput, match=f"job {new.id} is generation 2 and {make_state}"):
+            store.retry(old.id)
+        assert store.get(old.id).state == JobState.CANCELLED
+    [other] = store.enqueue([spec(subject="t", generation=1)]).jobs
+    store.cancel_queued(other.id, "no")
+    [newer] = store.enqueue([spec(subject="t", generation=2)]).jobs
+    store.cancel_queued(newer.id, "no")
+    assert store.retry(other.id).state == JobState.QUEUED
+
+
 def test_retry_of_unknown_job_raises_no_such_job(store: SQLiteStore) -> None:
     """Retrying a job id that does not exist raises NoSuchJob."""
     with pytest.raises(NoSuchJob):

@@ -348,8 +348,21 @@ class JobStoreMachine(RuleBasedStateMachine):
         else:
             assert self.store.get(job.id) == before
 
+    def _newer_stands(self, job: ModelJob) -> bool:
+        """A newer generation of the job's subject is queued, running or DONE."""
+        return job.line is not None and any(
+            other.line == job.line
+            and (other.generation or 0) > (job.generation or 0)
+            and other.state in (QUEUED, JobState.RUNNING, JobState.DONE)
+            for other in self.jobs.values()
+        )
+
     def _retryable(self) -> list[ModelJob]:
-        return [job for job in self.jobs.values() if job.state in RETRYABLE]
+        return [
+            job
+            for job in self.jobs.values()
+            if job.state in RETRYABLE and not self._newer_stands(job)
+        ]
 
     @precondition(lambda self: bool(self._retryable()))
     @rule(data=st.data())
@@ -365,8 +378,10 @@ class JobStoreMachine(RuleBasedStateMachine):
     @precondition(lambda self: len(self._retryable()) < len(self.jobs))
     @rule(data=st.data())
     def retry_refused(self, data: st.DataObject) -> None:
-        """Retrying a QUEUED, RUNNING, DONE or SUPERSEDED job is refused and changes nothing."""
-        job = self._pick(data, [job for job in self.jobs.values() if job.state not in RETRYABLE])
+        """Retrying a QUEUED, RUNNING, DONE or SUPERSEDED job, or one whose subject has a
+        newer generation queued, running or DONE, is refused and changes nothing."""
+        retryable = self._retryable()
+        job = self._pick(data, [job for job in self.jobs.values() if job not in retryable])
         before = self.store.get(job.id)
         with pytest.raises(BadInput):
             self.store.retry(job.id)
