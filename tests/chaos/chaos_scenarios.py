@@ -47,16 +47,12 @@ from semantica.errors import StoreBusy, StoreError, StoreFull, Unreachable
 from semantica.models import TERMINAL_STATES, JobError, JobSpec, JobState
 from semantica.protocol import JobFinished, WorkerInfo
 from semantica.supervisor.clock import FakeClock
+from semantica.supervisor.committer import Committer
 from semantica.supervisor.events import JobEvents
 from semantica.supervisor.joblogs import JobLogs
 from semantica.supervisor.lifecycle import JobLifecycle
 from semantica.supervisor.scheduler import Scheduler
 from semantica.supervisor.store import Lease, SQLiteStore, StaleLease
-
-try:  # group commit, where the supervisor has it
-    from semantica.supervisor.committer import Committer
-except ImportError:  # pragma: no cover
-    Committer = None  # type: ignore[assignment,misc]
 
 MakeDaemon = Callable[..., Daemon]
 
@@ -649,7 +645,7 @@ class StorePath:
         self.conn = FaultyConnection(self.store._conn)
         self.store._conn = self.conn  # type: ignore[assignment]
         (self.older,) = self.store.enqueue([JobSpec(type="T", subject="s")]).jobs
-        self.committer = Committer(self.store) if group and Committer is not None else None
+        self.committer = Committer(self.store) if group else None
         scheduler = Scheduler(self.store)
         self.jobs = JobLifecycle(
             self.store, JobLogs(db.parent / "logs", 1 << 20), JobEvents(), scheduler

@@ -144,7 +144,6 @@ def test_operational_error_at_each_statement(tmp_path: Path, report: Report) -> 
     report(trio.run(chaos.injected_faults, tmp_path))
 
 
-@pytest.mark.skipif(chaos.Committer is None, reason="this supervisor has no group commit")
 def test_operational_error_at_each_statement_with_group_commit(
     tmp_path: Path, report: Report
 ) -> None:

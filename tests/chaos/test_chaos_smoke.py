@@ -38,7 +38,7 @@ def test_smoke_injected_faults(tmp_path: Path, report: Report) -> None:
     faults = functools.partial(
         chaos.injected_faults,
         tmp_path,
-        group=chaos.Committer is not None,
+        group=True,
         faults=chaos.FAULTS[:1],
         only=lambda op, n: n <= 2,
     )
