@@ -1,7 +1,8 @@
 """``python -m bench.maintenance_stall``: how long maintenance holds up the socket and enqueues.
 
 A supervisor with ``--jobs`` finished jobs (enqueued into a paused queue,
-then cancelled) and retention 0 runs ``semctl maintenance --force-vacuum``,
+then cancelled) and retention 0 runs ``semctl maintenance --force-vacuum``
+(with ``--incremental``: without it, so free pages go back step by step),
 which deletes them all and VACUUMs. Meanwhile two probe threads, each with its
 own connection, time every request: one asks ``status`` (a read: the socket
 and the event loop), one enqueues a delayed job (a write: it must wait while
@@ -60,6 +61,11 @@ def summary(times: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.maintenance_stall", description=__doc__)
     parser.add_argument("--jobs", type=int, default=100_000)
+    parser.add_argument(
+        "--incremental",
+        action="store_true",
+        help="no --force-vacuum: free pages go back by incremental_vacuum steps",
+    )
     args = parser.parse_args()
     os.environ["SEMANTICA_RETENTION_DAYS"] = "0"
     with Engine(workers=2) as engine, Client(home=engine.home) as client:
@@ -82,7 +88,7 @@ def main() -> None:
             thread.start()
         time.sleep(2.0)  # the probes' connections are up; their latencies without maintenance
         t0 = time.perf_counter()
-        report = client.maintenance(force_vacuum=True)
+        report = client.maintenance(force_vacuum=not args.incremental)
         took = time.perf_counter() - t0
         stop.set()
         for thread in threads:

@@ -10,19 +10,20 @@ Every ``SEMANTICA_MAINTENANCE_HOURS`` (24) and on ``semctl maintenance``:
    a few hundred pages at a time), or rewrite the file with ``VACUUM`` when forced;
 5. ``PRAGMA quick_check``.
 
-All of it runs in a thread, on a connection of its own, in short transactions,
-so dispatch and the socket never wait for more than a few milliseconds. A
-forced VACUUM holds SQLite's write lock for as long as it takes; the
-supervisor's writers wait for it on the :class:`StoreGate` (asynchronously),
-not inside SQLite's busy handler, so the event loop keeps running.
+All of it runs in a thread, on a connection of its own, in short steps. Each
+step that holds SQLite's write lock (a batch of deletes, a checkpoint, a vacuum
+step, a forced VACUUM for as long as it takes) runs with the :class:`StoreGate`
+closed: the supervisor's writers wait for it there, off the event loop, and go
+first between two steps, so dispatch and the socket keep going.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 import structlog
 import trio
@@ -37,6 +38,8 @@ log = structlog.get_logger("semantica.maintenance")
 VACUUM_THRESHOLD = 0.10
 #: Finished jobs deleted per transaction (a few ms each).
 DELETE_BATCH = 500
+
+T = TypeVar("T")
 
 
 class StoreGate:
@@ -110,18 +113,23 @@ class Maintenance:
     async def _run(self, side: StoreMaintenance, force_vacuum: bool) -> MaintenanceReport:
         before = side.size_bytes()
         cutoff = self.store.clock.time() - self.retention_days * 86400
-        deleted = await self._delete_finished(side, cutoff)
+        deleted: list[int] = []
+        while True:
+            ids = await self._locked_step(side.delete_finished_batch, cutoff, DELETE_BATCH)
+            deleted.extend(ids)
+            if len(ids) < DELETE_BATCH:
+                break
         logs_deleted = await trio.to_thread.run_sync(self._delete_logs, side, deleted)
-        await self._checkpoint(side)
+        await self._locked_step(side.checkpoint)
         vacuumed = False
         if force_vacuum:
-            async with self.gate.closed():
-                await trio.to_thread.run_sync(side.vacuum)
+            await self._locked_step(side.vacuum)
             vacuumed = True
         elif await trio.to_thread.run_sync(side.free_ratio) > VACUUM_THRESHOLD:
-            vacuumed = await trio.to_thread.run_sync(side.incremental_vacuum) > 0
+            while await self._locked_step(side.incremental_vacuum_step):
+                vacuumed = True
         if vacuumed:
-            await self._checkpoint(side)
+            await self._locked_step(side.checkpoint)
         integrity = await trio.to_thread.run_sync(side.quick_check)
         return MaintenanceReport(
             db_bytes_before=before,
@@ -133,33 +141,20 @@ class Maintenance:
             duration_ms=0.0,
         )
 
-    async def _delete_finished(self, side: StoreMaintenance, cutoff: float) -> list[int]:
-        """Delete old finished jobs in short batches, each with the gate closed.
+    async def _locked_step(self, step: Callable[..., T], *args: Any) -> T:
+        """One step that holds the database's write lock (a batch of deletes, a
+        checkpoint, a vacuum step, a VACUUM), in a thread, with the store gate
+        closed.
 
-        Back to back, the batches would hold the write lock nearly all the
-        time, and a write on the loop would spin in SQLite's busy wait, the
-        loop stalled, until it caught a gap (hundreds of ms for 100,000 jobs).
-        With the gate closed the loop's writers wait off the loop, and between
-        batches they go first.
+        The supervisor's own writers then wait at the gate, off the event loop,
+        instead of failing on the lock; and between two steps they go first, so
+        back-to-back steps cannot starve them (for 100,000 jobs, the deletes
+        alone once held the lock for most of a second).
         """
-        deleted: list[int] = []
-        while True:
-            async with self.gate.closed():
-                ids = await trio.to_thread.run_sync(
-                    side.delete_finished_batch, cutoff, DELETE_BATCH
-                )
-            deleted.extend(ids)
-            if len(ids) < DELETE_BATCH:
-                return deleted
-            await trio.lowlevel.checkpoint()  # the writers that waited go before the next batch
-
-    async def _checkpoint(self, side: StoreMaintenance) -> None:
-        """wal_checkpoint(TRUNCATE) blocks writers while it copies the WAL (half a
-        second for 40 MB here): close the gate, so that the loop's writers wait
-        for it off the loop instead of in SQLite's busy wait, which would stall
-        every request and worker."""
         async with self.gate.closed():
-            await trio.to_thread.run_sync(side.checkpoint)
+            result = await trio.to_thread.run_sync(step, *args)
+        await trio.lowlevel.checkpoint()  # the writers that waited go before the next step
+        return result
 
     def _delete_logs(self, side: StoreMaintenance, deleted: list[int]) -> int:
         """Remove the logs of deleted jobs and logs of no job; return how many (thread)."""

@@ -1060,15 +1060,16 @@ class StoreMaintenance:
     """Long store work on a connection of its own, meant to run in a thread.
 
     Each write is a short transaction (a batch of at most ``batch`` rows, a
-    step of at most ``pages`` pages), so the supervisor's own writes wait a
-    few milliseconds at most; only :meth:`vacuum` holds the write lock for as
-    long as it runs, so the supervisor stops writing while it does.
+    step of at most ``pages`` pages); only :meth:`vacuum` holds the write lock
+    for as long as it runs. The caller closes the supervisor's store gate
+    around the steps that hold the lock (maintenance.py), so the supervisor's
+    writers wait at the gate rather than in SQLite's busy wait.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._conn.execute("PRAGMA busy_timeout = 5000")
+        self._conn.execute(f"PRAGMA busy_timeout = {round(BUSY_TIMEOUT_S * 1000)}")
 
     def close(self) -> None:
         self._conn.close()
@@ -1128,21 +1129,18 @@ class StoreMaintenance:
         free = self._conn.execute("PRAGMA freelist_count").fetchone()[0]
         return float(free) / pages if pages else 0.0
 
-    def incremental_vacuum(self, pages: int = 256) -> int:
-        """Give free pages back to the file system in small steps; return how many."""
-        total = 0
-        while True:
-            before = self._conn.execute("PRAGMA freelist_count").fetchone()[0]
-            if not before:
-                return total
-            try:
-                self._conn.execute(f"PRAGMA incremental_vacuum({int(pages)})").fetchall()
-            except sqlite3.Error as exc:
-                raise store_error(exc, "vacuum failed") from None
-            after = self._conn.execute("PRAGMA freelist_count").fetchone()[0]
-            if after >= before:  # auto_vacuum is off in this file: nothing to give back
-                return total
-            total += before - after
+    def incremental_vacuum_step(self, pages: int = 256) -> int:
+        """Give up to ``pages`` free pages back to the file system, in one short
+        transaction; return how many (0: none left, or auto_vacuum is off)."""
+        before = self._conn.execute("PRAGMA freelist_count").fetchone()[0]
+        if not before:
+            return 0
+        try:
+            self._conn.execute(f"PRAGMA incremental_vacuum({int(pages)})").fetchall()
+        except sqlite3.Error as exc:
+            raise store_error(exc, "vacuum failed") from None
+        after = self._conn.execute("PRAGMA freelist_count").fetchone()[0]
+        return max(0, int(before) - int(after))
 
     def vacuum(self) -> None:
         """Rewrite the whole file (holds the write lock until done)."""
