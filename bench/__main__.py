@@ -9,6 +9,7 @@ SimpleWorker). Workloads (docs/benchmarks.md has the details):
   W1b  the same from 8 client threads (ours also: one pipelining AsyncClient)
   W1c  the batch API (ours: enqueue_many; RQ: enqueue_many; huey: none)
   W2   drain N queued no-op jobs with 2 workers             jobs/s
+       (ours also: the same with an async def handler)
   W3   start latency on an idle engine, jobs 20 ms apart    p50/p95/p99 ms
   W4   RSS idle and after W2; CPU while idle for --idle-seconds
   W5   enqueue one job from a new process (ours: semctl)    median ms
@@ -147,6 +148,8 @@ def run_round(subject: Any, args: argparse.Namespace, log: Callable[[str], None]
                 lambda: subject.w2_w4(args.jobs, args.idle_seconds, "W2" in w, "W4" in w),
             )
         )
+    if "W2" in w:
+        steps.append(("w2_async", lambda: subject.w2_async(args.jobs)))
     if "W3" in w:
         steps.append(("w3", lambda: subject.w3(args.latency_jobs)))
     if "W5" in w:

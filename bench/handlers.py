@@ -17,3 +17,9 @@ def noop(ctx: Any, payload: Any) -> None:
 def stamp(ctx: Any, payload: Any) -> float:
     """Return when the handler started, on the system-wide monotonic clock."""
     return time.monotonic()
+
+
+@handler("ANOOP")
+async def anoop(ctx: Any, payload: Any) -> None:
+    """A no-op as an async handler: it runs on the worker's event loop, with no thread."""
+    return None

@@ -109,6 +109,24 @@ def new_process_ms(
     return times[len(times) // 2] * 1e3
 
 
+def drain(client: Client, n: int, type: str) -> float:
+    """Enqueue n jobs into the paused queue, resume it, and time until all are DONE: jobs/s."""
+    client.pause(QUEUE)
+    size = batch_size(type)
+    ids: list[int] = []
+    for start in range(0, n, size):
+        jobs = client.enqueue_many([{"type": type}] * min(size, n - start))
+        ids.extend(job.id for job in jobs)
+    t0 = time.perf_counter()
+    client.resume(QUEUE)
+    done = client.wait_many(ids, timeout=max(600, n / 10))
+    elapsed = time.perf_counter() - t0
+    unfinished = [job for job in done if job.state != "DONE"]
+    if unfinished:
+        raise RuntimeError(f"W2: {len(unfinished)} jobs not DONE, e.g. {unfinished[0]}")
+    return rate(n, elapsed)
+
+
 class Ours:
     """Semantica: ``semanticad --workers 2 --durability full`` with bench/handlers.py."""
 
@@ -193,26 +211,19 @@ class Ours:
                 cpu_main, cpu_all = idle_cpu([main], workers, idle_seconds)
                 out["w4_cpu_main_idle"], out["w4_cpu_all_idle"] = cpu_main, cpu_all
             if do_w2:
-                client.pause(QUEUE)
-                size = batch_size("STAMP")
-                ids: list[int] = []
-                for start in range(0, n, size):
-                    jobs = client.enqueue_many([{"type": "STAMP"}] * min(size, n - start))
-                    ids.extend(job.id for job in jobs)
-                t0 = time.perf_counter()
-                client.resume(QUEUE)
-                done = client.wait_many(ids, timeout=max(600, n / 10))
-                elapsed = time.perf_counter() - t0
-                unfinished = [job for job in done if job.state != "DONE"]
-                if unfinished:
-                    raise RuntimeError(f"W2: {len(unfinished)} jobs not DONE, e.g. {unfinished[0]}")
-                out["w2"] = rate(n, elapsed)
+                out["w2"] = drain(client, n, "STAMP")
                 if do_w4:
                     time.sleep(1)
                     main, workers = tree(engine.proc.pid)
                     out["w4_rss_main_after"] = rss_mb([main])
                     out["w4_rss_all_after"] = rss_mb([main, *workers])
         return out
+
+    def w2_async(self, n: int) -> float:
+        """W2 with an ``async def`` no-op handler: it runs on the worker's loop, no thread."""
+        with self.engine() as engine, Client(home=engine.home) as client:
+            client.wait(client.enqueue("STAMP").id, timeout=30)  # both workers are up by now
+            return drain(client, n, "ANOOP")
 
     # W3 ---------------------------------------------------------------------
 

@@ -455,6 +455,9 @@ class Peer:
     def w1b_async(self, n: int) -> float | None:
         return None
 
+    def w2_async(self, n: int) -> float | None:
+        return None  # their handlers are plain functions, run in the worker's main thread
+
     def w1c(self, n: int) -> float | None:
         """The bulk API in batches of the size ours uses; None if the peer has none."""
         with self.instance() as inst:

@@ -26,6 +26,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("w1b_async", "W1b enqueue, 1 pipelining AsyncClient", "jobs/s", True),
     Metric("w1c", "W1c enqueue, batch API", "jobs/s", True),
     Metric("w2", "W2 drain queued no-op jobs, 2 workers", "jobs/s", True),
+    Metric("w2_async", "W2 drain, async def no-op handler", "jobs/s", True),
     Metric("w3_p50", "W3 start latency p50", "ms", False, 2),
     Metric("w3_p95", "W3 start latency p95", "ms", False, 2),
     Metric("w3_p99", "W3 start latency p99", "ms", False, 2),
