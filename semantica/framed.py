@@ -85,5 +85,12 @@ class FramedStream:
             with trio.CancelScope(shield=self._shield_sends):
                 await self.stream.send_all(data)
 
+    async def send_many(self, msgs: list[msgspec.Struct]) -> None:
+        """Send several messages, one frame each, in one write."""
+        data = b"".join(encode(msg) for msg in msgs)
+        async with self._send_lock:
+            with trio.CancelScope(shield=self._shield_sends):
+                await self.stream.send_all(data)
+
     async def aclose(self) -> None:
         await self.stream.aclose()

@@ -417,6 +417,7 @@ class JobFinished(_Msg, tag="w_finished"):
     result: bytes | None = None
     error: JobError | None = None
     permanent: bool = False
+    run_s: float = 0.0  # how long the attempt ran, as the worker measured it
 
 
 class CancelJob(_Msg, tag="w_cancel"):
@@ -461,6 +462,22 @@ class JobProcess(_Msg, tag="w_process"):
     pgid: int
 
 
+class GiveBack(_Msg, tag="w_give_back"):
+    """Supervisor -> worker: drop these prefetched jobs if they have not started yet.
+
+    The worker answers with :class:`GivenBack`; a job it has already started
+    runs on and is reported as usual.
+    """
+
+    leases: list[int]
+
+
+class GivenBack(_Msg, tag="w_given_back"):
+    """Worker -> supervisor: the jobs of these leases were dropped unstarted (answers GiveBack)."""
+
+    leases: list[int]
+
+
 ControlRequest = (
     Hello
     | Enqueue
@@ -501,8 +518,8 @@ ControlReply = (
     | TopReply
     | MaintenanceReport
 )
-ToWorker = RunJob | CancelJob
-FromWorker = WorkerHello | JobLog | JobFinished | JobProcess | Heartbeat | JobProgress
+ToWorker = RunJob | CancelJob | GiveBack
+FromWorker = WorkerHello | JobLog | JobFinished | JobProcess | Heartbeat | JobProgress | GivenBack
 
 _encoder = msgspec.msgpack.Encoder()
 

@@ -116,7 +116,11 @@ class Supervisor:
         )
         self.gate = StoreGate()
         self.scheduler = Scheduler(self.store, self.conditions, self.gate)
-        self.metrics = Metrics(self.store.counts, lambda: self.pool.worker_counts())
+        self.metrics = Metrics(
+            self.store.counts,
+            lambda: self.pool.worker_counts(),
+            lambda: (self.committer.commits, self.committer.writes),
+        )
         self.jobs = JobLifecycle(
             self.store,
             self.joblogs,
@@ -149,7 +153,7 @@ class Supervisor:
         """Fill in why each queued job waits (``waiting_for``); returns the same list."""
         waiting.explain(
             jobs,
-            self.store.blockers(),
+            self.store.blockers,
             self.store.clock.time(),
             self.conditions.on_ac,
             self.conditions.idle,
@@ -207,6 +211,7 @@ class Supervisor:
 
     async def _drain(self) -> None:
         self.scheduler.stop_leasing()
+        await self.pool.give_back_all()  # prefetched jobs not started: back to the queue
         with trio.move_on_after(self.settings.drain_timeout) as waiting:
             async with trio.open_nursery() as nursery:
 

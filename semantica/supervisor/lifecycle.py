@@ -93,8 +93,8 @@ class JobLifecycle:
         now = self.store.clock.time()
         if any(job.run_after is None or job.run_after.timestamp() <= now for job in new):
             self.scheduler.wake()
-        elif new:  # all delayed: only the timer has something to learn
-            self.scheduler.reschedule()
+        if any(job.run_after is not None and job.run_after.timestamp() > now for job in new):
+            self.scheduler.reschedule()  # a new deadline for the timer
         if any(job.require_charging or job.require_idle for job in new):
             self._on_conditional()
         return result
@@ -183,6 +183,22 @@ class JobLifecycle:
         except StaleLease as exc:
             log.warning("stale report ignored", job_id=lease.job_id, reason=str(exc))
 
+    def finished_many(self, ends: list[tuple[Lease, JobFinished, float]]) -> None:
+        """Several reported ends: the successes in one write, the rest one by one."""
+        done = [
+            (lease, report.result, report.run_s)
+            for lease, report, _ in ends
+            if report.error is None
+        ]
+        stale = {lease.lease_id for lease in self.store.complete_many(done)} if done else set()
+        for lease, report, duration_s in ends:
+            if report.error is not None:
+                self.finished(lease, report, duration_s)
+            elif lease.lease_id in stale:
+                log.warning("stale report ignored", job_id=lease.job_id, reason="lease not current")
+            else:
+                self._ended(lease, JobState.DONE, None, duration_s)
+
     def worker_lost(
         self, lease: Lease, worker_pid: int, status: int | None, duration_s: float
     ) -> None:
@@ -224,6 +240,14 @@ class JobLifecycle:
             error_kind=error.kind,
         )
 
+    def given_back(self, leases: list[Lease]) -> None:
+        """Prefetched jobs their worker never started go back to the queue, attempt not spent.
+
+        They were never announced as started, so nothing is announced now either.
+        """
+        moved = self.store.give_back(leases)
+        log.debug("jobs given back", count=moved, job_ids=[lease.job_id for lease in leases])
+
     def _ended(
         self, lease: Lease, state: JobState, error: JobError | None, duration_s: float
     ) -> None:
@@ -257,9 +281,11 @@ class JobLifecycle:
             attempt=lease.attempt,
             error=error,
         )
-        # A retry time for the timer to learn, or a job that waited behind this
-        # one (its subject, its queue's limit) may start now.
+        # A job that waited behind this one (its subject, its queue's limit) may
+        # start now; a retry sets a deadline for the timer.
         self.scheduler.wake()
+        if state == JobState.QUEUED:
+            self.scheduler.reschedule()
 
     def _finished_unrun(self, job_id: int, state: JobState, type: str | None) -> None:
         """A queued job was cancelled or superseded: waiters, counters."""

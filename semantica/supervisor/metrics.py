@@ -16,7 +16,7 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from semantica.models import JobState
@@ -41,21 +41,29 @@ DURATION_BUCKETS = (
 )
 
 
+_COMMITS = "semantica_store_commits", "Transactions committed to the job store."
+_WRITES = "semantica_store_writes", "Writes to the job store (several share a commit)."
+
+
 class _Gauges(Collector):
     def __init__(
         self,
         counts: Callable[[], dict[str, int]],
         workers: Callable[[], dict[str, int]],
+        commits: Callable[[], tuple[int, int]],
     ) -> None:
         self._counts = counts
         self._workers = workers
+        self._commits = commits
 
-    def describe(self) -> Iterator[GaugeMetricFamily]:
+    def describe(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         # Named without reading values: registration must not touch the store or pool.
         yield GaugeMetricFamily("semantica_jobs", "Jobs in the store by state.", labels=["state"])
         yield GaugeMetricFamily("semantica_workers", "Worker processes by state.", labels=["state"])
+        yield CounterMetricFamily(*_COMMITS)
+        yield CounterMetricFamily(*_WRITES)
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         jobs = GaugeMetricFamily("semantica_jobs", "Jobs in the store by state.", labels=["state"])
         for state, n in self._counts().items():
             jobs.add_metric([state], n)
@@ -66,6 +74,9 @@ class _Gauges(Collector):
         for state, n in self._workers().items():
             workers.add_metric([state], n)
         yield workers
+        commits, writes = self._commits()
+        yield CounterMetricFamily(*_COMMITS, value=commits)
+        yield CounterMetricFamily(*_WRITES, value=writes)
 
 
 class Metrics:
@@ -75,6 +86,7 @@ class Metrics:
         self,
         counts: Callable[[], dict[str, int]],
         workers: Callable[[], dict[str, int]],
+        commits: Callable[[], tuple[int, int]] = lambda: (0, 0),
     ) -> None:
         disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created: noise here
         self.registry = CollectorRegistry(auto_describe=True)
@@ -95,7 +107,7 @@ class Metrics:
             buckets=DURATION_BUCKETS,
             registry=self.registry,
         )
-        self.registry.register(_Gauges(counts, workers))
+        self.registry.register(_Gauges(counts, workers, commits))
 
     def job_ended(self, type: str, state: JobState, duration_s: float) -> None:
         """An attempt ended; ``state`` is the job's state after it."""

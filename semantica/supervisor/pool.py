@@ -1,11 +1,24 @@
-"""The worker pool: N worker processes, each fed one job at a time, replaced when they die.
+"""The worker pool: N worker processes, each running one job at a time, replaced when they die.
 
 Each slot is a task that spawns a worker (``python -m semantica.worker``) with
-one end of a socket pair, waits for its hello, then loops: lease a job from the
-scheduler, send it, wait for the worker's report. A second task per worker
-reads its channel; EOF there means the worker died, which cancels the slot's
-loop. The slot then reaps the process (SIGKILL if it lingers), settles the job
-it was running, and spawns a replacement.
+one end of a socket pair, waits for its hello, then serves it with three
+tasks: the *feeder* leases jobs and hands them over, and records the ends the
+worker reported (the ends and the next leases share one commit); the *reader*
+takes the worker's messages; the *watchdog* enforces the running job's timeout
+and the worker's heartbeat. EOF on the channel means the worker died, which
+ends the serving; the slot then reaps the process (SIGKILL if it lingers),
+settles its jobs, and spawns a replacement.
+
+**Prefetch.** A worker whose recent jobs were short is handed several at once
+(as many as fit in ``PREFETCH_BUDGET_S`` of its average run time, at most
+``MAX_PREFETCH``); it runs them in order and reports each. The supervisor's
+work per job (a report read, an end recorded, a lease taken, a commit) then
+happens in batches. A handed-over job is RUNNING in the store. A prefetched
+job is never held back for long: when the job ahead of it has run for
+``HOLD_LIMIT_S``, or when another worker goes idle with nothing to lease, the
+supervisor asks for the not-yet-started jobs back (``GiveBack``) and puts them
+back in the queue without spending an attempt. The same happens to them at a
+drain, and when their worker dies.
 
 Workers run in a session of their own, so a Ctrl-C in the supervisor's
 terminal reaches only the supervisor, which then drains.
@@ -23,6 +36,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -39,6 +53,8 @@ from semantica.protocol import (
     WORKER_MAX_FRAME,
     CancelJob,
     FromWorker,
+    GiveBack,
+    GivenBack,
     Heartbeat,
     JobFinished,
     JobLog,
@@ -71,6 +87,15 @@ STALL_TOLERANCE_S = 0.5
 STOP_MARGIN = 2.0
 #: How often the reaper tries to record a dead worker's job while the store is failing.
 REAP_STORE_TRIES = 20
+#: Prefetch: hand a worker as many jobs as fit in this much of its average run time...
+PREFETCH_BUDGET_S = 0.005
+#: ... but never more than this many at once.
+MAX_PREFETCH = 32
+#: A prefetched job waits at most about this long behind a job that runs on: then it is
+#: handed back to the queue for any worker.
+HOLD_LIMIT_S = 0.005
+#: Weight of the latest run time in a worker's average.
+AVERAGE_WEIGHT = 0.25
 #: A worker that dies younger than this counts towards respawn backoff.
 YOUNG_DEATH = 1.0
 MAX_RESPAWN_DELAY = 5.0
@@ -114,18 +139,41 @@ class WorkerHandle:
     process: WorkerProcess
     channel: FramedStream
     state: WorkerState = WorkerState.STARTING
-    lease: Lease | None = None
-    #: A job leased for it but not yet handed over (its lease awaits its commit).
-    next_lease: Lease | None = None
-    started: float = 0.0  # trio time the current job started
-    report: JobFinished | None = None
-    report_ready: trio.Event = field(default_factory=trio.Event)
-    interrupt_reason: str | None = None  # set: the job goes back without spending an attempt
+    #: Jobs handed over, in the order the worker runs them: the first one runs now.
+    inflight: deque[Lease] = field(default_factory=deque)
+    #: Jobs leased for it but not yet handed over (their leases await their commit).
+    unsent: list[Lease] = field(default_factory=list)
+    #: Ends it reported that are not yet recorded: (lease, report, run time).
+    ends: list[tuple[Lease, JobFinished, float]] = field(default_factory=list)
+    #: Jobs it gave back unstarted, not yet put back in the queue.
+    returned: list[Lease] = field(default_factory=list)
+    giving_back: bool = False  # a GiveBack is unanswered
+    activity: trio.Event = field(default_factory=trio.Event)  # ends or returns to record
+    announced: int | None = None  # lease id of the last job announced as started
+    started: float = 0.0  # trio time the running job started
+    average_s: float | None = None  # its recent jobs' run time, for the prefetch
+    interrupt_reason: str | None = None  # set: its jobs go back without spending an attempt
     job_pgid: int | None = None  # the process group of the exec job it runs, if any
-    stop: JobError | None = None  # the job was asked to stop (cancel, timeout): how it ends
+    stops: dict[int, JobError] = field(default_factory=dict)  # lease id -> how it must end
     last_beat: float = 0.0  # trio time of its last sign of life while running a job
-    progress: float | None = None  # what its job last reported
+    progress: float | None = None  # what its running job last reported
+    watch_until: float = math.inf  # when its watchdog wakes next
+    watch_poke: trio.Event = field(default_factory=trio.Event)  # wakes the watchdog earlier
     nursery: trio.Nursery | None = None  # where its watchdog runs
+
+    @property
+    def lease(self) -> Lease | None:
+        """The job it runs now."""
+        return self.inflight[0] if self.inflight else None
+
+    def holds(self, lease: Lease) -> bool:
+        """Whether this lease's job is with this worker, or ended and not yet recorded."""
+        return (
+            lease in self.inflight
+            or lease in self.unsent
+            or lease in self.returned
+            or any(end[0] is lease for end in self.ends)
+        )
 
     _ps: dict[int, psutil.Process] = field(default_factory=dict)
 
@@ -175,8 +223,10 @@ class WorkerPool:
         heartbeat_timeout: float = 10.0,
         gate: Gate | None = None,
         durable: Callable[[], Awaitable[None]] = _nothing_to_wait_for,
+        max_prefetch: int = MAX_PREFETCH,
     ) -> None:
         self.size = size
+        self.max_prefetch = max_prefetch
         self.cancel_grace = cancel_grace
         self.heartbeat_timeout = heartbeat_timeout
         self.gate = gate
@@ -253,22 +303,30 @@ class WorkerPool:
 
         The worker is asked to stop it (see CancelJob); if it has not reported
         a little after the grace period it is killed, and the job still ends
-        with ``kind``.
+        with ``kind``. A job handed over but not started ends at once.
         """
-        worker = next((w for w in self.workers if w.lease and w.lease.job_id == job_id), None)
-        if worker is None or worker.lease is None:
+        for worker in self.workers:
+            lease = next(
+                (held for held in (*worker.inflight, *worker.unsent) if held.job_id == job_id),
+                None,
+            )
+            if lease is not None:
+                break
+        else:
             return False
-        lease = worker.lease
-        await self._request_stop(worker, JobError(kind, message))
-        while worker.lease is lease:
+        await self._request_stop(worker, lease, JobError(kind, message))
+        while worker.holds(lease) and worker in self.workers:
             await self._wait_changed()
         return True
 
-    async def _request_stop(self, worker: WorkerHandle, error: JobError) -> None:
-        lease = worker.lease
-        if lease is None or worker.stop is not None:
+    async def _request_stop(self, worker: WorkerHandle, lease: Lease, error: JobError) -> None:
+        if lease.lease_id in worker.stops:
             return  # ending already
-        worker.stop = error
+        worker.stops[lease.lease_id] = error
+        if lease in worker.inflight:  # otherwise the feeder sends the stop with the job
+            await self._send_stop(worker, lease, error)
+
+    async def _send_stop(self, worker: WorkerHandle, lease: Lease, error: JobError) -> None:
         try:
             await worker.channel.send(
                 CancelJob(
@@ -287,7 +345,7 @@ class WorkerPool:
         # Past the grace period a blocking handler's worker reports and exits on
         # its own; this is for a worker that cannot even do that.
         await trio.sleep(self.cancel_grace + STOP_MARGIN)
-        if worker.lease is lease and worker.report is None:
+        if lease in worker.inflight:
             log.warning(
                 "worker did not stop its job in time; killing it",
                 worker_pid=worker.pid,
@@ -297,12 +355,18 @@ class WorkerPool:
 
     @property
     def busy(self) -> int:
-        return sum(1 for w in self.workers if w.lease is not None)
+        """How many workers hold jobs (running, handed over, or ended and not yet recorded)."""
+        return sum(1 for w in self.workers if w.inflight or w.unsent or w.ends or w.returned)
 
     async def wait_idle(self) -> None:
-        """Return once no worker runs a job."""
+        """Return once no worker holds a job."""
         while self.busy:
             await self._wait_changed()
+
+    async def give_back_all(self) -> None:
+        """Ask every worker for the jobs it was handed and has not started (at a drain)."""
+        for worker in list(self.workers):
+            await self._give_back(worker, list(worker.inflight)[1:])
 
     async def stop(self, reason: str) -> None:
         """Stop every worker and return when all are reaped.
@@ -312,7 +376,7 @@ class WorkerPool:
         """
         self._stopping = True
         for worker in self.workers:
-            if worker.lease is not None:
+            if worker.inflight:
                 worker.interrupt_reason = reason
             worker.state = WorkerState.STOPPING
             _signal(worker.process, signal.SIGTERM)
@@ -423,31 +487,131 @@ class WorkerPool:
         async with trio.open_nursery() as nursery:
             worker.nursery = nursery
             nursery.start_soon(self._read, worker, nursery.cancel_scope)
+            nursery.start_soon(self._watch, worker)
             try:
                 await self._feed(worker)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 pass  # it died as we wrote to it; the reader's EOF ends this nursery
             await trio.sleep_forever()
 
+    def _depth(self, worker: WorkerHandle) -> int:
+        """How many jobs this worker should hold: more when its jobs are short."""
+        average = worker.average_s
+        if average is None or self.max_prefetch <= 1:
+            return 1
+        return max(1, min(self.max_prefetch, int(PREFETCH_BUDGET_S / max(average, 1e-6))))
+
+    def _room(self, worker: WorkerHandle, gave_back: bool) -> int:
+        """How many more jobs the worker should be handed now.
+
+        None behind a job that already runs long, nor in the step that records
+        jobs it gave back (they would only come straight back to it).
+        """
+        if worker.inflight and (gave_back or trio.current_time() - worker.started >= HOLD_LIMIT_S):
+            return 0
+        return self._depth(worker) - len(worker.inflight)
+
+    def _lease_more(self, worker: WorkerHandle, room: int) -> list[Lease]:
+        """Lease up to ``room`` jobs for the worker without waiting (same step as the gate)."""
+        return self.scheduler.lease_many(worker.pid, room)
+
     async def _feed(self, worker: WorkerHandle) -> None:
-        lease: Lease | None = None
+        """Lease jobs for the worker, hand them over, and record what it reports."""
         while True:
-            if lease is None:
+            if worker.ends or worker.returned:
+                await self._record(worker)
+            elif not worker.inflight:
                 worker.state = WorkerState.IDLE
                 self._notify()
-                lease = worker.next_lease = await self.scheduler.next_lease(worker.pid)
+                await self._rebalance(worker)
+                lease = await self.scheduler.next_lease(worker.pid)
+                worker.unsent = [lease, *self._lease_more(worker, self._depth(worker) - 1)]
                 try:
-                    await self.durable()  # the job is handed out only once its lease is committed
+                    await self.durable()  # jobs are handed out only once their leases are committed
                 except StoreError:
-                    lease = worker.next_lease = None
-                    await trio.sleep(0.1)  # the lease was undone; the scheduler retries the store
+                    worker.unsent = []
+                    await trio.sleep(0.1)  # the leases were undone; the scheduler retries the store
                     continue
-            worker.lease, worker.next_lease, worker.state = lease, None, WorkerState.BUSY
-            worker.report, worker.report_ready, worker.stop = None, trio.Event(), None
-            worker.progress = None
-            worker.started = worker.last_beat = trio.current_time()
+            else:
+                await worker.activity.wait()
+                worker.activity = trio.Event()
+                continue
+            await self._hand_over(worker)
+
+    async def _record(self, worker: WorkerHandle) -> None:
+        """Record the ends and returns the worker reported; lease its next jobs; commit once.
+
+        The next jobs are leased in the same step as the ends are recorded, so
+        one commit carries both: every end is durable before a job that follows
+        it is handed over, and a busy worker costs one commit per batch of
+        reports. If that commit fails, all of it is undone; the ends and returns
+        are then recorded alone, retried until the store takes them (the
+        worker's jobs stay held meanwhile, so no report is lost), and the next
+        jobs wait for the scheduler as usual.
+        """
+        if self.gate is not None:
+            await self.gate.passage()
+        # They stay on the worker until durable: if it dies meanwhile, the reaper
+        # records them (again: a second record of one end is refused as stale).
+        ends, returned = list(worker.ends), list(worker.returned)
+        try:
+            self.jobs.finished_many(ends)
+            if returned:
+                self.jobs.given_back(returned)
+            self._announce(worker)
+            worker.unsent = self._lease_more(worker, self._room(worker, bool(returned)))
+            await self.durable()
+        except StoreError:
+            worker.unsent = []
+            for lease, report, elapsed in ends:
+                await settle(
+                    "recording the end of an attempt",
+                    functools.partial(self.jobs.finished, lease, report, elapsed),
+                    self.durable,
+                )
+            if returned:
+                await settle(
+                    "putting back jobs a worker gave back",
+                    functools.partial(self.jobs.given_back, returned),
+                    self.durable,
+                )
+        del worker.ends[: len(ends)], worker.returned[: len(returned)]
+        for lease, _, _ in ends:
+            worker.stops.pop(lease.lease_id, None)
+        if returned:
+            self.scheduler.wake()
+        if not worker.inflight:
+            worker.job_pgid = None
+        self._notify()
+
+    def _announce(self, worker: WorkerHandle) -> None:
+        """Announce the start of the worker's running job, once (after the ends before it)."""
+        lease = worker.lease
+        if lease is not None and worker.announced != lease.lease_id:
+            worker.announced = lease.lease_id
+            worker.state = WorkerState.BUSY
             self.jobs.started(lease, worker.pid)
-            await worker.channel.send(
+
+    async def _hand_over(self, worker: WorkerHandle) -> None:
+        """Send the worker the jobs leased for it (their leases are committed)."""
+        batch = worker.unsent
+        if not batch:
+            return
+        if not worker.inflight:
+            worker.started = worker.last_beat = trio.current_time()
+            worker.progress = None
+        worker.inflight.extend(batch)
+        worker.unsent = []
+        # Stops asked for while these were unsent; from now on a stop is sent at once.
+        stops = [
+            (lease, worker.stops[lease.lease_id])
+            for lease in batch
+            if lease.lease_id in worker.stops
+        ]
+        self._announce(worker)
+        heartbeat = self.heartbeat_timeout / HEARTBEATS_PER_TIMEOUT
+        await worker.channel.send_many(
+            [
                 RunJob(
                     lease=lease.lease_id,
                     job_id=lease.job_id,
@@ -456,124 +620,136 @@ class WorkerPool:
                     attempt=lease.attempt,
                     max_attempts=lease.max_attempts,
                     timeout=lease.timeout,
-                    heartbeat=self.heartbeat_timeout / HEARTBEATS_PER_TIMEOUT,
+                    heartbeat=heartbeat,
                 )
-            )
-            await self._await_report(worker, lease)
-            lease = await self._record_end(worker, lease)
+                for lease in batch
+            ]
+        )
+        for lease, stop in stops:
+            await self._send_stop(worker, lease, stop)
+        self._poke_watch(worker)
 
-    async def _record_end(self, worker: WorkerHandle, lease: Lease) -> Lease | None:
-        """Record the end of the worker's attempt, durably; return its next lease, if any.
-
-        The next job is leased in the same step as the end is recorded, so one
-        commit carries both: the end is durable before the next job starts, and
-        a busy worker costs one commit per job, not two. If that commit fails,
-        both are undone; the end is then recorded on its own, retried until the
-        store takes it (the worker stays busy meanwhile, so its report is not
-        lost), and the next job waits for the scheduler as usual.
-        """
-        report, elapsed = worker.report, trio.current_time() - worker.started
-        assert report is not None
-        if self.gate is not None:
-            await self.gate.passage()
+    async def _give_back(self, worker: WorkerHandle, leases: list[Lease]) -> None:
+        """Ask the worker for these not-yet-started jobs back (it answers with GivenBack)."""
+        if not leases or worker.giving_back:
+            return
+        worker.giving_back = True
         try:
-            self.jobs.finished(lease, report, elapsed)
-            worker.next_lease = self.scheduler.lease_now(worker.pid)
-            await self.durable()
-        except StoreError:
-            worker.next_lease = None
-            await settle(
-                "recording the end of an attempt",
-                functools.partial(self.jobs.finished, lease, report, elapsed),
-                self.durable,
-            )
-        worker.lease, worker.job_pgid, worker.stop = None, None, None
-        self._notify()
-        return worker.next_lease
+            await worker.channel.send(GiveBack(leases=[lease.lease_id for lease in leases]))
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass  # it died: the reaper puts them back
 
-    async def _await_report(self, worker: WorkerHandle, lease: Lease) -> None:
-        """Wait for the job's report, enforcing its timeout and the worker's heartbeat.
+    async def _rebalance(self, idle: WorkerHandle) -> None:
+        """A worker is idle: take back half of the jobs waiting in the busiest other worker.
+
+        They go back to the queue, where the idle worker (or any) leases them.
+        """
+        others = [w for w in self.workers if w is not idle and len(w.inflight) > 1]
+        if others and not self.scheduler.draining:
+            busiest = max(others, key=lambda w: len(w.inflight))
+            waiting = list(busiest.inflight)[1:]
+            await self._give_back(busiest, waiting[len(waiting) // 2 :])
+
+    def _poke_watch(self, worker: WorkerHandle) -> None:
+        """Wake the watchdog if the running job needs it sooner than it planned."""
+        if self._watch_deadline(worker) < worker.watch_until:
+            worker.watch_poke.set()
+
+    def _watch_deadline(self, worker: WorkerHandle) -> float:
+        lease = worker.lease
+        if lease is None:
+            return math.inf
+        deadline = worker.last_beat + self.heartbeat_timeout
+        if lease.timeout and lease.lease_id not in worker.stops:
+            deadline = min(deadline, worker.started + lease.timeout)
+        if len(worker.inflight) > 1 and not worker.giving_back:
+            deadline = min(deadline, worker.started + HOLD_LIMIT_S)
+        return deadline
+
+    async def _watch(self, worker: WorkerHandle) -> None:
+        """Enforce the running job's timeout, the worker's heartbeat and the hold limit.
 
         Past the timeout the job is asked to stop (and the report, a timeout,
         still comes). A worker silent for the heartbeat timeout is SIGKILLed:
-        its reader then sees EOF and cancels this wait, and the reaper re-queues
-        the job only after the process is gone, so two copies never run.
+        its reader then sees EOF and ends the serving, and the reaper re-queues
+        the job only after the process is gone, so two copies never run. Jobs
+        waiting behind one that ran past ``HOLD_LIMIT_S`` are asked back.
         Times are trio's, which do not advance while the machine is suspended.
         """
-        job_deadline = worker.started + lease.timeout if lease.timeout else math.inf
-        while worker.report is None:
-            beat_deadline = worker.last_beat + self.heartbeat_timeout
-            if not await self._wait_report_until(worker, min(job_deadline, beat_deadline)):
-                continue  # this supervisor was stalled: the worker gets a fresh period
+        while True:
+            deadline = worker.watch_until = self._watch_deadline(worker)
+            poke = worker.watch_poke = trio.Event()
+            due = max(deadline, trio.current_time())
+            with trio.move_on_at(deadline):
+                await poke.wait()
+            worker.watch_until = math.inf
             now = trio.current_time()
-            if worker.report is not None:
-                return
-            if now >= worker.last_beat + self.heartbeat_timeout:
-                # Heartbeats that came while this supervisor was busy wait unread in
-                # the worker's socket, and this task may run before the reader that
-                # would take them: give the reader a moment before judging.
-                if not await self._wait_report_until(worker, now + SILENCE_CONFIRM_S):
-                    continue
-                if worker.report is not None:
-                    return
-                now = trio.current_time()
-                if now < worker.last_beat + self.heartbeat_timeout:
-                    continue
+            if poke.is_set() or now < self._watch_deadline(worker):
+                continue  # something changed, or a sign of life moved the deadline
+            if now - due > STALL_TOLERANCE_S:
+                # Waking this late means this supervisor's own loop was stalled (SQLite
+                # waiting out another process's write lock, say): its silence is not
+                # the worker's, so the worker's silence is counted afresh from now.
                 log.warning(
-                    "worker stopped answering; killing it",
+                    "the supervisor was stalled; worker silence counted afresh",
                     worker_pid=worker.pid,
-                    job_id=lease.job_id,
-                    silent_s=round(now - worker.last_beat, 1),
+                    stalled_s=round(now - due, 1),
                 )
-                _signal(worker.process, signal.SIGKILL)
-                await trio.sleep_forever()  # the reader's EOF ends this
-            if now >= job_deadline and worker.stop is None:
-                job_deadline = math.inf
-                await self._request_stop(
-                    worker, JobError(ErrorKind.TIMEOUT.value, f"timed out after {lease.timeout} s")
-                )
+                worker.last_beat = max(worker.last_beat, now)
+                continue
+            lease = worker.lease
+            assert lease is not None
+            if now >= worker.last_beat + self.heartbeat_timeout:
+                await self._kill_if_still_silent(worker, lease)
+                continue
+            if lease.timeout and now >= worker.started + lease.timeout:
+                timeout = JobError(ErrorKind.TIMEOUT.value, f"timed out after {lease.timeout} s")
+                await self._request_stop(worker, lease, timeout)
+            if len(worker.inflight) > 1 and now >= worker.started + HOLD_LIMIT_S:
+                await self._give_back(worker, list(worker.inflight)[1:])
 
-    async def _wait_report_until(self, worker: WorkerHandle, deadline: float) -> bool:
-        """Wait for the report until ``deadline``; False if this supervisor woke late.
-
-        Waking much later than asked means the supervisor's own loop was stalled
-        (SQLite waiting out another process's write lock, say): its silence is
-        not the worker's, so the worker's silence is counted afresh from now.
-        """
-        due = max(deadline, trio.current_time())
-        with trio.move_on_at(deadline):
-            await worker.report_ready.wait()
+    async def _kill_if_still_silent(self, worker: WorkerHandle, lease: Lease) -> None:
+        # Heartbeats that came while this supervisor was busy wait unread in the
+        # worker's socket, and this task may run before the reader that would
+        # take them: give the reader a moment before judging.
+        due = trio.current_time() + SILENCE_CONFIRM_S
+        await trio.sleep_until(due)
         now = trio.current_time()
-        if worker.report is None and now - due > STALL_TOLERANCE_S:
-            log.warning(
-                "the supervisor was stalled; worker silence counted afresh",
-                worker_pid=worker.pid,
-                stalled_s=round(now - due, 1),
-            )
-            worker.last_beat = max(worker.last_beat, now)
-            return False
-        return True
+        if now - due > STALL_TOLERANCE_S:
+            worker.last_beat = max(worker.last_beat, now)  # stalled ourselves: not its fault
+            return
+        if worker.lease is not lease or now < worker.last_beat + self.heartbeat_timeout:
+            return
+        log.warning(
+            "worker stopped answering; killing it",
+            worker_pid=worker.pid,
+            job_id=lease.job_id,
+            silent_s=round(now - worker.last_beat, 1),
+        )
+        _signal(worker.process, signal.SIGKILL)
+        await trio.sleep_forever()  # the reader's EOF ends the serving
 
     async def _read(self, worker: WorkerHandle, serving: trio.CancelScope) -> None:
         """Take the worker's messages; when its channel ends, stop serving it."""
         try:
             while True:
                 msg = await worker.channel.receive()
+                now = worker.last_beat = trio.current_time()
                 lease = worker.lease
-                worker.last_beat = trio.current_time()
                 match msg:
+                    case JobFinished():
+                        self._reported(worker, msg, now)
                     case JobLog() if lease is not None and msg.lease == lease.lease_id:
                         self.jobs.log(lease, msg.lines)
-                    case JobFinished() if lease is not None and msg.lease == lease.lease_id:
-                        worker.report = msg
-                        worker.report_ready.set()
                     case JobProcess() if lease is not None and msg.lease == lease.lease_id:
                         worker.job_pgid = msg.pgid
                     case JobProgress() if lease is not None and msg.lease == lease.lease_id:
                         worker.progress = msg.fraction
                         self.jobs.progress(lease, msg.fraction, msg.message)
+                    case GivenBack():
+                        self._given_back(worker, msg.leases)
                     case Heartbeat() if lease is not None and msg.lease == lease.lease_id:
-                        pass  # any message counts as a sign of life, below
+                        pass  # any message counts as a sign of life, above
                     case Heartbeat():
                         continue  # a late beat of a finished job
                     case _:
@@ -586,8 +762,38 @@ class WorkerPool:
             pass
         serving.cancel()
 
+    def _reported(self, worker: WorkerHandle, report: JobFinished, now: float) -> None:
+        """The worker ended a job: queue its end for the feeder; the next job has started."""
+        lease = next((held for held in worker.inflight if held.lease_id == report.lease), None)
+        if lease is None:
+            log.warning("report for a job this worker does not hold", worker_pid=worker.pid)
+            return
+        elapsed = 0.0
+        if lease is worker.inflight[0]:
+            elapsed = now - worker.started
+            # The worker's own measure: the supervisor's includes its own delays.
+            ran = report.run_s if report.run_s > 0 else elapsed
+            average = worker.average_s
+            worker.average_s = (
+                ran if average is None else average + AVERAGE_WEIGHT * (ran - average)
+            )
+            worker.started, worker.progress, worker.job_pgid = now, None, None
+        worker.inflight.remove(lease)
+        worker.ends.append((lease, report, elapsed))
+        worker.activity.set()
+        self._poke_watch(worker)  # the next job may have an earlier deadline
+
+    def _given_back(self, worker: WorkerHandle, lease_ids: list[int]) -> None:
+        worker.giving_back = False
+        wanted = set(lease_ids)
+        for lease in [held for held in worker.inflight if held.lease_id in wanted]:
+            worker.inflight.remove(lease)
+            worker.returned.append(lease)
+        worker.activity.set()
+        self._poke_watch(worker)
+
     async def _reap(self, worker: WorkerHandle) -> int | None:
-        """Make sure the process is gone, settle its job, forget it. Returns its exit status."""
+        """Make sure the process is gone, settle its jobs, forget it. Returns its exit status."""
         with trio.move_on_after(1.0):  # its socket closed: it is exiting
             await worker.process.wait()
         if worker.process.returncode is None:
@@ -600,27 +806,34 @@ class WorkerPool:
             _kill_group(worker.job_pgid)
             worker.job_pgid = None
         await worker.channel.aclose()
-        lease, unsent = worker.lease, worker.next_lease
-        worker.lease = worker.next_lease = None
-        if lease is not None:
+        running = worker.lease
+        # Handed over but never started, never handed over, or given back: back to
+        # the queue, attempt not spent.
+        unstarted = [*list(worker.inflight)[1:], *worker.unsent, *worker.returned]
+        ends = worker.ends
+        worker.inflight, worker.unsent, worker.returned, worker.ends = deque(), [], [], []
+        for lease, report, elapsed in ends:  # it reported them just before dying
+            await settle(
+                "recording the end of an attempt",
+                functools.partial(self.jobs.finished, lease, report, elapsed),
+                self.durable,
+                tries=REAP_STORE_TRIES,
+            )
+        if running is not None:
             await settle(
                 "settling the job of a worker that exited",
-                functools.partial(self._settle_orphan, worker, lease, status),
+                functools.partial(self._settle_orphan, worker, running, status),
                 self.durable,
                 tries=REAP_STORE_TRIES,
             )
-        if unsent is not None:
-            # Leased for it, never handed over: back to the queue, attempt not spent.
+        if unstarted:
             await settle(
-                "putting back a job its worker never got",
-                functools.partial(
-                    self.jobs.interrupted,
-                    unsent,
-                    f"worker {worker.pid} exited before it got the job",
-                ),
+                "putting back jobs a worker never started",
+                functools.partial(self.jobs.given_back, unstarted),
                 self.durable,
                 tries=REAP_STORE_TRIES,
             )
+            self.scheduler.wake()
         if worker in self.workers:
             self.workers.remove(worker)
             log.info("worker exited", worker_pid=worker.pid, status=status)
@@ -630,12 +843,11 @@ class WorkerPool:
     def _settle_orphan(self, worker: WorkerHandle, lease: Lease, status: int | None) -> None:
         """Record how the job of a worker that is gone ended."""
         elapsed = trio.current_time() - worker.started
-        if worker.report is not None:  # it reported just before dying
-            self.jobs.finished(lease, worker.report, elapsed)
-        elif worker.interrupt_reason is not None:
+        stop = worker.stops.get(lease.lease_id)
+        if worker.interrupt_reason is not None:
             self.jobs.interrupted(lease, worker.interrupt_reason)
-        elif worker.stop is not None:  # killed because it did not stop in time
-            self.jobs.finished(lease, JobFinished(lease=lease.lease_id, error=worker.stop), elapsed)
+        elif stop is not None:  # killed because it did not stop in time
+            self.jobs.finished(lease, JobFinished(lease=lease.lease_id, error=stop), elapsed)
         else:
             self.jobs.worker_lost(lease, worker.pid, status, elapsed)
 

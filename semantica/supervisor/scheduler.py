@@ -55,10 +55,13 @@ class Scheduler:
         self._deadlines = trio.Event()  # the timer waits on this
 
     def wake(self) -> None:
-        """A job may be able to start now: idle workers (and the timer) look again."""
+        """A job may be able to start now: idle workers look again.
+
+        (Not the timer: a job that can start now sets no deadline. A change that
+        sets one calls :meth:`reschedule`; each would cost the timer a query.)
+        """
         self._runnable.set()
         self._runnable = trio.Event()
-        self.reschedule()
 
     def reschedule(self) -> None:
         """A job's start time was set in the future: only the timer needs to look again.
@@ -120,6 +123,17 @@ class Scheduler:
             return self.store.lease(worker_pid, on_ac=self.machine.on_ac, idle=self.machine.idle)
         except StoreError:
             return None
+
+    def lease_many(self, worker_pid: int, count: int) -> list[Lease]:
+        """Up to ``count`` jobs for this worker, without waiting; as :meth:`lease_now`."""
+        if self.draining or count <= 0:
+            return []
+        try:
+            return self.store.lease_many(
+                worker_pid, count, on_ac=self.machine.on_ac, idle=self.machine.idle
+            )
+        except StoreError:
+            return []
 
     async def run_timer(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED

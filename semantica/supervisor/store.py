@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import re
 import resource
 import sqlite3
@@ -119,6 +120,27 @@ _OPEN_QUEUES = (
     "SELECT q.name FROM queues AS q WHERE q.paused = 0 AND (q.max_running = 0 OR "
     "q.max_running > (SELECT count(*) FROM jobs AS r INDEXED BY jobs_state "
     "WHERE r.state = 'RUNNING' AND r.queue = q.name))"
+)
+# Queues that may start jobs, with their cap and how many of their jobs run.
+_QUEUE_ROOM = (
+    "SELECT q.name, q.max_running, (SELECT count(*) FROM jobs AS r INDEXED BY jobs_state "
+    "WHERE r.state = 'RUNNING' AND r.queue = q.name) FROM queues AS q WHERE q.paused = 0"
+)
+# The next jobs of one queue that may start now, best first (for a batch of leases).
+_NEXT_IN_QUEUE = (
+    "SELECT j.priority, j.id, j.type, j.subject FROM jobs AS j INDEXED BY jobs_queue_ready "
+    "WHERE j.state = 'QUEUED' AND j.queue = ? AND j.run_after <= ? "
+    "AND (j.subject IS NULL OR NOT EXISTS (SELECT 1 FROM jobs AS r WHERE r.type = j.type "
+    "     AND r.subject = j.subject AND r.state = 'RUNNING')) "
+    "AND (j.require_charging = 0 OR ?) AND (j.require_idle = 0 OR ?) "
+    "ORDER BY j.priority DESC, j.id LIMIT ?"
+)
+_TAKE = (
+    "UPDATE jobs SET state = 'RUNNING', attempts = attempts + 1, started_at = ?, "
+    "finished_at = NULL, lease_id = ?, worker_pid = ?, progress = NULL, "
+    "progress_message = NULL WHERE id = ? AND state = 'QUEUED' "
+    "RETURNING id, type, queue, payload, attempts, max_attempts, timeout_s, backoff_s, "
+    "created_at"
 )
 # The next job of one queue that may start now: due, its subject free, its conditions met.
 _BEST_IN_QUEUE = (
@@ -250,6 +272,7 @@ class SQLiteStore:
         self._last_lease = self._conn.execute(
             "SELECT coalesce(max(lease_id), 0) FROM jobs"
         ).fetchone()[0]
+        self._last_start = 0.0  # started_at of the latest lease: later ones come after it
 
     # ------------------------------------------------------------------ plumbing
 
@@ -623,15 +646,69 @@ class SQLiteStore:
             if best is None:
                 return None
             row = conn.execute(
-                "UPDATE jobs SET state = 'RUNNING', attempts = attempts + 1, started_at = ?, "
-                "finished_at = NULL, lease_id = ?, worker_pid = ?, progress = NULL, "
-                "progress_message = NULL WHERE id = ? AND state = 'QUEUED' "
-                "RETURNING id, type, queue, payload, attempts, max_attempts, timeout_s, backoff_s, "
-                "created_at",
-                (now, lease_id, worker_pid, best[1]),
+                _TAKE, (self._next_start(now), lease_id, worker_pid, best[1])
             ).fetchone()
         if row is None:
             return None
+        return self._lease(lease_id, row)
+
+    def _next_start(self, now: float) -> float:
+        """``started_at`` for a new lease: now, and after every earlier one.
+
+        Leases taken in one batch, or within one tick of a coarse clock, would
+        otherwise share a time; the order of ``started_at`` is the order jobs
+        started in.
+        """
+        self._last_start = max(now, self._last_start + 1e-6)
+        return self._last_start
+
+    def lease_many(
+        self, worker_pid: int, count: int, *, on_ac: bool = True, idle: bool = True
+    ) -> list[Lease]:
+        """Up to ``count`` jobs for one worker, in one write, in the order it should run them.
+
+        The same jobs, in the same order, as ``count`` calls of :meth:`lease`
+        would take (priority, then age; paused queues, queue caps, subjects and
+        conditions respected, counting the jobs of this batch), except that it
+        may return fewer: it looks at most ``count`` candidates deep per queue.
+        """
+        if count <= 1:
+            one = self.lease(worker_pid, on_ac=on_ac, idle=idle)
+            return [] if one is None else [one]
+        check_transition(JobState.QUEUED, JobState.RUNNING)
+        now = self.clock.time()
+        leases: list[Lease] = []
+        with self.transaction() as conn:
+            room: dict[str, float] = {}
+            candidates: list[tuple[int, int, str, str | None, str]] = []
+            for queue, cap, running in conn.execute(_QUEUE_ROOM).fetchall():
+                free = cap - running if cap else math.inf
+                if free <= 0:
+                    continue
+                room[queue] = free
+                for priority, job_id, type_, subject in conn.execute(
+                    _NEXT_IN_QUEUE, (queue, now, on_ac, idle, count)
+                ):
+                    candidates.append((-priority, job_id, type_, subject, queue))
+            candidates.sort()
+            taken_subjects: set[tuple[str, str]] = set()
+            for _, job_id, type_, subject, queue in candidates:
+                if len(leases) == count:
+                    break
+                if room[queue] <= 0 or (subject is not None and (type_, subject) in taken_subjects):
+                    continue
+                self._last_lease += 1
+                take = (self._next_start(now), self._last_lease, worker_pid, job_id)
+                row = conn.execute(_TAKE, take).fetchone()
+                if row is None:
+                    continue
+                room[queue] -= 1
+                if subject is not None:
+                    taken_subjects.add((type_, subject))
+                leases.append(self._lease(self._last_lease, row))
+        return leases
+
+    def _lease(self, lease_id: int, row: Sequence[Any]) -> Lease:
         job_id, type_, queue, payload, attempt, max_attempts, timeout, backoff, created_at = row
         return Lease(
             lease_id=lease_id,
@@ -645,6 +722,35 @@ class SQLiteStore:
             backoff=backoff,
             created_at=created_at,
         )
+
+    def complete_many(self, ends: list[tuple[Lease, bytes | None, float]]) -> list[Lease]:
+        """RUNNING -> DONE for each (lease, result, run time), in one write; returns stale leases.
+
+        Like :meth:`complete` for each, but a lease no longer current is skipped
+        and returned instead of raising. A run time (seconds, as the worker
+        measured it; 0 if unknown) corrects ``started_at``: a job handed over
+        behind others starts after it was leased.
+        """
+        check_transition(JobState.RUNNING, JobState.DONE)
+        now = self.clock.time()
+        stale: list[Lease] = []
+        with self.transaction() as conn:
+            for lease, result, run_s in ends:
+                cur = conn.execute(
+                    "UPDATE jobs SET state = 'DONE', result = ?, finished_at = ?, "
+                    "started_at = max(started_at, ?), error_kind = NULL, error_message = NULL "
+                    "WHERE id = ? AND lease_id = ? AND state = 'RUNNING'",
+                    (
+                        None if result is None else result.decode(),
+                        now,
+                        now - run_s if run_s > 0 else 0.0,
+                        lease.job_id,
+                        lease.lease_id,
+                    ),
+                )
+                if cur.rowcount != 1:
+                    stale.append(lease)
+        return stale
 
     def set_progress(self, lease: Lease, fraction: float, message: str) -> None:
         """Record how far the job under ``lease`` has got (ignored if the lease is stale)."""
@@ -783,6 +889,26 @@ class SQLiteStore:
             error_kind=error.kind,
             error_message=error.message,
         )
+
+    def give_back(self, leases: Iterable[Lease]) -> int:
+        """RUNNING -> QUEUED for leased jobs their worker never started; returns how many.
+
+        A worker that takes short jobs a few at a time hands back the ones it
+        had not begun (see the pool's prefetch). The attempt is not spent and
+        nothing else about the job changes: it runs next as if it had waited in
+        the queue. Leases no longer current are skipped.
+        """
+        check_transition(JobState.RUNNING, JobState.QUEUED)
+        moved = 0
+        with self.transaction() as conn:
+            for lease in leases:
+                cur = conn.execute(
+                    "UPDATE jobs SET state = 'QUEUED', attempts = attempts - 1 "
+                    "WHERE id = ? AND lease_id = ? AND state = 'RUNNING'",
+                    (lease.job_id, lease.lease_id),
+                )
+                moved += cur.rowcount
+        return moved
 
     def recover_running(self) -> int:
         """At start: put every RUNNING job (its supervisor died) back in the queue.

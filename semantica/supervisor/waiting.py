@@ -7,7 +7,7 @@ starts as soon as a worker is free and no job ahead of it may start first).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from semantica.models import Job, JobState, WaitReason
 from semantica.supervisor.store import Blockers
@@ -36,8 +36,27 @@ def waiting_for(
     return None
 
 
-def explain(jobs: Iterable[Job], blockers: Blockers, now: float, on_ac: bool, idle: bool) -> None:
-    """Fill in ``waiting_for`` on each job."""
+def explain(
+    jobs: Iterable[Job],
+    blockers: Blockers | Callable[[], Blockers],
+    now: float,
+    on_ac: bool,
+    idle: bool,
+) -> None:
+    """Fill in ``waiting_for`` on each job.
+
+    ``blockers`` may be a function: it is then called once, and only if some
+    job is queued and due (the question costs a scan of the running jobs, which
+    an enqueue's reply should not pay for a delayed job, nor a wait's for a
+    finished one).
+    """
+    known = blockers if isinstance(blockers, Blockers) else None
     for job in jobs:
-        reason = waiting_for(job, blockers, now, on_ac, idle)
+        job.waiting_for = None
+        if job.state != JobState.QUEUED:
+            continue
+        if known is None and not (job.run_after is not None and job.run_after.timestamp() > now):
+            assert callable(blockers)
+            known = blockers()
+        reason = waiting_for(job, known or Blockers(), now, on_ac, idle)
         job.waiting_for = None if reason is None else reason.value

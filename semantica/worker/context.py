@@ -22,8 +22,11 @@ MAX_PENDING_LINES = 10_000
 class LogBuffer:
     """Lines waiting to be sent, filled from any thread, emptied by the trio side."""
 
-    def __init__(self, token: trio.lowlevel.TrioToken) -> None:
+    def __init__(
+        self, token: trio.lowlevel.TrioToken, notify: Callable[[], None] = lambda: None
+    ) -> None:
         self._token = token
+        self._notify = notify  # called in the trio thread when lines arrive
         self._trio_thread = threading.get_ident()
         self._lines: list[str] = []
         self._dropped = 0
@@ -42,6 +45,7 @@ class LogBuffer:
             return
         self._lines.append(line)
         self.has_lines.set()
+        self._notify()
 
     def take(self) -> list[str]:
         """Every pending line (with a note of dropped ones), oldest first; empties the buffer."""
@@ -56,8 +60,11 @@ class LogBuffer:
 class ProgressSlot:
     """The latest progress a handler reported, set from any thread, sent by the trio side."""
 
-    def __init__(self, token: trio.lowlevel.TrioToken) -> None:
+    def __init__(
+        self, token: trio.lowlevel.TrioToken, notify: Callable[[], None] = lambda: None
+    ) -> None:
         self._token = token
+        self._notify = notify  # called in the trio thread on each report
         self._trio_thread = threading.get_ident()
         self.latest: tuple[float, str] = (0.0, "")
         self.changed = trio.Event()
@@ -72,6 +79,7 @@ class ProgressSlot:
     def _set(self, fraction: float, message: str) -> None:
         self.latest = (fraction, message)
         self.changed.set()
+        self._notify()
 
 
 class JobContext:

@@ -2,10 +2,12 @@
 
 The worker talks only to the supervisor that started it, over the socket pair
 whose end it inherited (``SEMANTICA_WORKER_FD``); it never touches the store.
-It runs one job at a time. When the supervisor goes away (the socket reaches
-EOF, which the kernel guarantees even when the supervisor is SIGKILLed) or
-sends SIGTERM, the worker stops what it runs, including an exec job's process
-group, and exits.
+It runs one job at a time, in the order they came: the supervisor may hand
+over several short jobs at once (a prefetch), and may ask for the ones not yet
+started back (:class:`~semantica.protocol.GiveBack`). When the supervisor goes
+away (the socket reaches EOF, which the kernel guarantees even when the
+supervisor is SIGKILLed) or sends SIGTERM, the worker stops what it runs,
+including an exec job's process group, and exits.
 
 Outcome of an attempt, as reported in :class:`~semantica.protocol.JobFinished`:
 
@@ -24,7 +26,9 @@ import signal
 import socket
 import sys
 import threading
+import time
 import traceback
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +44,8 @@ from semantica.protocol import (
     PROTOCOL_VERSION,
     WORKER_MAX_FRAME,
     CancelJob,
+    GiveBack,
+    GivenBack,
     Heartbeat,
     JobFinished,
     JobLog,
@@ -67,9 +73,13 @@ EXIT_GRACE = 0.5
 class _Attempt:
     """The job this worker is running, and the request to stop it if one came."""
 
-    def __init__(self, job: RunJob, ctx: JobContext) -> None:
+    def __init__(
+        self, job: RunJob, ctx: JobContext, logs: LogBuffer, progress: ProgressSlot
+    ) -> None:
         self.job = job
         self.ctx = ctx
+        self.logs = logs
+        self.progress = progress
         self.scope = trio.CancelScope()
         self.stop: CancelJob | None = None
 
@@ -80,6 +90,15 @@ class Worker:
     def __init__(self, channel: FramedStream) -> None:
         self.channel = channel
         self.current: _Attempt | None = None
+        #: Jobs handed over and not started yet, in order.
+        self.pending: deque[RunJob] = deque()
+        self._has_work = trio.Event()
+        # The helpers below live as long as the worker (not one set per job: starting
+        # tasks costs more than a short job). These events wake them.
+        self._busy = trio.Event()  # a job started
+        self._lines_ready = trio.Event()  # the running job logged
+        self._progress_ready = trio.Event()  # the running job reported progress
+        self._heartbeat = 0.0
         #: How long a stopped job gets to end (see CancelJob.grace).
         self.grace = KILL_GRACE
         #: A blocking handler ignored its stop: report, then end the process (and its thread).
@@ -94,6 +113,12 @@ class Worker:
         )
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._exit_on_signals, nursery.cancel_scope)
+            # Jobs run in a task of their own, so that EOF, CancelJob and GiveBack
+            # are noticed while one runs.
+            nursery.start_soon(self._run_jobs, nursery.cancel_scope)
+            nursery.start_soon(self._pump_logs)
+            nursery.start_soon(self._pump_progress)
+            nursery.start_soon(self._beat)
             while True:
                 try:
                     msg = await self.channel.receive()
@@ -103,15 +128,38 @@ class Worker:
                     break
                 match msg:
                     case RunJob():
-                        # The supervisor sends the next job only after this one's
-                        # JobFinished, so this runs one job at a time; it runs as a
-                        # task so that EOF and CancelJob are noticed while it runs.
-                        nursery.start_soon(self.run_job, msg, nursery.cancel_scope)
+                        self.pending.append(msg)
+                        self._has_work.set()
                     case CancelJob():
-                        self._stop(msg)
+                        await self._stop(msg)
+                    case GiveBack():
+                        await self._give_back(msg)
             nursery.cancel_scope.cancel()
 
-    def _stop(self, request: CancelJob) -> None:
+    async def _run_jobs(self, serving: trio.CancelScope) -> None:
+        while True:
+            while not self.pending:
+                self._has_work = trio.Event()
+                await self._has_work.wait()
+            await self.run_job(self.pending.popleft(), serving)
+
+    def _take_pending(self, leases: set[int]) -> list[RunJob]:
+        """Remove the not-started jobs of these leases; return them."""
+        taken = [job for job in self.pending if job.lease in leases]
+        if taken:
+            self.pending = deque(job for job in self.pending if job.lease not in leases)
+        return taken
+
+    async def _give_back(self, request: GiveBack) -> None:
+        taken = self._take_pending(set(request.leases))
+        await self.channel.send(GivenBack(leases=[job.lease for job in taken]))
+
+    async def _stop(self, request: CancelJob) -> None:
+        for job in self._take_pending({request.lease}):
+            # Not started: it ends at once, as asked.
+            error = JobError(request.kind, request.message)
+            await self.channel.send(JobFinished(lease=job.lease, error=error, permanent=True))
+            return
         current = self.current
         if current is None or current.job.lease != request.lease:
             return  # it ended meanwhile; its report is on the way
@@ -132,20 +180,18 @@ class Worker:
 
     async def run_job(self, job: RunJob, serving: trio.CancelScope) -> None:
         """Run one attempt and report it; log lines always reach the supervisor first."""
-        logs = LogBuffer(trio.lowlevel.current_trio_token())
-        progress = ProgressSlot(trio.lowlevel.current_trio_token())
+        token = trio.lowlevel.current_trio_token()
+        logs = LogBuffer(token, self._wake_log_pump)
+        progress = ProgressSlot(token, self._wake_progress_pump)
         ctx = JobContext(job.job_id, job.type, job.attempt, job.max_attempts, logs, progress.report)
-        attempt = self.current = _Attempt(job, ctx)
+        attempt = self.current = _Attempt(job, ctx, logs, progress)
+        self._heartbeat = job.heartbeat
+        self._busy.set()
+        began = time.monotonic()
         finished: JobFinished | None = None
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._pump_logs, job.lease, logs)
-                nursery.start_soon(self._pump_progress, job.lease, progress)
-                if job.heartbeat > 0:
-                    nursery.start_soon(self._beat, job.lease, job.heartbeat)
-                with attempt.scope:
-                    finished = await self._attempt(job, ctx, logs)
-                nursery.cancel_scope.cancel()
+            with attempt.scope:
+                finished = await self._attempt(job, ctx, logs)
         finally:
             self.current = None
         if attempt.stop is not None:
@@ -153,6 +199,7 @@ class Worker:
             error = JobError(attempt.stop.kind, attempt.stop.message)
             finished = JobFinished(lease=job.lease, error=error, permanent=True)
         assert finished is not None
+        finished.run_s = time.monotonic() - began
         lines = logs.take()
         if lines:
             await self.channel.send(JobLog(lease=job.lease, lines=lines))
@@ -160,33 +207,54 @@ class Worker:
         if self.exit_after_report:
             serving.cancel()
 
-    async def _beat(self, lease: int, interval: float) -> None:
+    def _wake_log_pump(self) -> None:
+        self._lines_ready.set()  # (the pump replaces the event each time it wakes)
+
+    def _wake_progress_pump(self) -> None:
+        self._progress_ready.set()
+
+    async def _beat(self) -> None:
         # Sent from the event loop: it stops if the loop is stuck (an async
         # handler that blocks), which is exactly what the supervisor must see.
         while True:
-            await trio.sleep(interval)
-            with trio.CancelScope(shield=True):  # never cut a frame in half
-                await self.channel.send(Heartbeat(lease=lease))
+            if self.current is None or self._heartbeat <= 0:
+                self._busy = trio.Event()
+                await self._busy.wait()
+                continue
+            await trio.sleep(self._heartbeat)
+            attempt = self.current
+            if attempt is not None:
+                with trio.CancelScope(shield=True):  # never cut a frame in half
+                    await self.channel.send(Heartbeat(lease=attempt.job.lease))
 
-    async def _pump_progress(self, lease: int, progress: ProgressSlot) -> None:
+    async def _pump_progress(self) -> None:
         # At most one update per PROGRESS_INTERVAL, always the latest: a handler may
         # report in a tight loop without flooding the supervisor's store.
         while True:
-            await progress.changed.wait()
-            progress.changed = trio.Event()
-            fraction, message = progress.latest
+            await self._progress_ready.wait()
+            self._progress_ready = trio.Event()
+            attempt = self.current
+            if attempt is None or not attempt.progress.changed.is_set():
+                continue  # its job ended meanwhile
+            attempt.progress.changed = trio.Event()
+            fraction, message = attempt.progress.latest
             with trio.CancelScope(shield=True):  # never cut a frame in half
                 await self.channel.send(
-                    JobProgress(lease=lease, fraction=fraction, message=message)
+                    JobProgress(lease=attempt.job.lease, fraction=fraction, message=message)
                 )
             await trio.sleep(PROGRESS_INTERVAL)
 
-    async def _pump_logs(self, lease: int, logs: LogBuffer) -> None:
+    async def _pump_logs(self) -> None:
         while True:
-            await logs.has_lines.wait()
-            lines = logs.take()
-            with trio.CancelScope(shield=True):  # never cut a frame in half
-                await self.channel.send(JobLog(lease=lease, lines=lines))
+            await self._lines_ready.wait()
+            self._lines_ready = trio.Event()
+            attempt = self.current
+            if attempt is None:
+                continue  # its job ended, and its run_job sends what was left
+            lines = attempt.logs.take()
+            if lines:
+                with trio.CancelScope(shield=True):  # never cut a frame in half
+                    await self.channel.send(JobLog(lease=attempt.job.lease, lines=lines))
 
     async def _exec_started(self, pgid: int) -> None:
         current = self.current

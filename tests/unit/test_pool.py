@@ -98,7 +98,7 @@ class FakeProcess:
 class SilentWorker(Worker):
     """A worker whose event loop would be stuck: it never sends a heartbeat."""
 
-    async def _beat(self, lease: int, interval: float) -> None:
+    async def _beat(self) -> None:
         await trio.sleep_forever()
 
 
@@ -147,6 +147,7 @@ class Rig:
         nursery: trio.Nursery,
         worker_class: type[Worker] = Worker,
         tracer: Tracer | None = None,
+        size: int = 1,
     ) -> None:
         self.store = SQLiteStore(tmp_path / "semantica.db", TrioWallClock())
         self.events = JobEvents()
@@ -161,7 +162,7 @@ class Rig:
         self.pool = InProcessPool(
             nursery,
             worker_class,
-            size=1,
+            size=size,
             handlers=(),
             scheduler=self.scheduler,
             jobs=self.jobs,
@@ -173,6 +174,17 @@ class Rig:
 
     def enqueue(self, **spec: Any) -> int:
         return self.jobs.enqueue([JobSpec(**spec)]).jobs[0].id
+
+    def enqueue_many(self, *specs: dict[str, Any]) -> list[int]:
+        """Several jobs in one step: a worker woken for them sees them all."""
+        return [job.id for job in self.jobs.enqueue([JobSpec(**spec) for spec in specs]).jobs]
+
+    async def warm_up(self, jobs: int = 20) -> None:
+        """Run short jobs until every worker has a short average (so it gets prefetches)."""
+        ids = self.enqueue_many(*[{"type": "UP_SLEEP", "payload": {"seconds": 0}}] * jobs)
+        for job_id in ids:
+            await self.finished(job_id)
+        assert all(w.average_s is not None for w in self.pool.workers)
 
     async def finished(self, job_id: int) -> float:
         """Wait until the job reaches a finished state; return trio's time then."""
@@ -193,10 +205,13 @@ class Rig:
 
 @asynccontextmanager
 async def rig(
-    tmp_path: Path, worker_class: type[Worker] = Worker, tracer: Tracer | None = None
+    tmp_path: Path,
+    worker_class: type[Worker] = Worker,
+    tracer: Tracer | None = None,
+    size: int = 1,
 ) -> AsyncIterator[Rig]:
     async with trio.open_nursery() as workers, trio.open_nursery() as services:
-        r = Rig(tmp_path, workers, worker_class, tracer)
+        r = Rig(tmp_path, workers, worker_class, tracer, size)
         await services.start(r.scheduler.run_timer)
         await services.start(r.pool.run)
         try:
@@ -330,3 +345,99 @@ async def test_each_state_change_is_one_log_event_with_its_fields(
     assert done["state"] == "DONE" and done["duration_ms"] == pytest.approx(2000, abs=5)
     [failed] = [e for e in events if e.get("job_id") == failing and e["event"] == "job failed"]
     assert failed["error_kind"] == "exception" and failed["error_message"] == "ValueError: no"
+
+
+QUICK = {"type": "UP_SLEEP", "payload": {"seconds": 0}}
+LONG = {"type": "UP_SLEEP", "payload": {"seconds": 100}}
+
+
+async def test_short_jobs_are_handed_over_several_at_a_time(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A worker whose jobs are short gets a batch at once; every job still runs once, in order."""
+    async with rig(tmp_path) as r:
+        await r.warm_up()
+        held: list[int] = []
+        real_hand_over = r.pool._hand_over
+
+        async def hand_over(worker: Any) -> None:
+            held.append(len(worker.unsent))
+            await real_hand_over(worker)
+
+        r.pool._hand_over = hand_over  # type: ignore[method-assign]
+        ids = r.enqueue_many(*[QUICK] * 40)
+        for job_id in ids:
+            await r.finished(job_id)
+        jobs = r.store.get_many(ids)
+    assert max(held) > 1
+    assert all(job.state == JobState.DONE and job.attempts == 1 for job in jobs)
+    starts = [job.started_at for job in jobs]
+    assert starts == sorted(starts)  # FIFO holds within and across batches
+
+
+async def test_a_job_is_not_held_behind_a_long_one(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Quick jobs handed over behind a long one are given back and run by the other worker.
+
+    They were never started, so they do not spend an attempt.
+    """
+    async with rig(tmp_path, size=2) as r:
+        await r.warm_up()
+        long_id, *quick = r.enqueue_many(LONG, QUICK, QUICK, QUICK)
+        start = trio.current_time()
+        for job_id in quick:
+            await r.finished(job_id)
+        assert trio.current_time() - start < 1.0
+        assert r.store.get(long_id).state == JobState.RUNNING
+        for job in r.store.get_many(quick):
+            assert job.state == JobState.DONE and job.attempts == 1
+
+
+async def test_cancel_of_a_handed_over_job_not_yet_started_ends_it_at_once(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with rig(tmp_path) as r:
+        await r.warm_up()
+        long_id, quick_id = r.enqueue_many(LONG, QUICK)
+        await r.running(long_id)
+        worker = r.pool.workers[0]
+        assert [lease.job_id for lease in (*worker.inflight, *worker.unsent)] == [long_id, quick_id]
+        before = trio.current_time()
+        assert await r.pool.stop_job(quick_id, "cancelled", "cancelled while running")
+        assert trio.current_time() - before < 0.1
+        assert r.store.get(quick_id).state == JobState.CANCELLED
+        assert r.store.get(long_id).state == JobState.RUNNING
+        assert not r.pool.processes[0].signals  # no worker was harmed
+
+
+async def test_a_drain_gives_back_handed_over_jobs_unstarted_and_unspent(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with rig(tmp_path) as r:
+        await r.warm_up()
+        long_id, *quick = r.enqueue_many(LONG, QUICK, QUICK)
+        await r.running(long_id)
+        r.scheduler.stop_leasing()
+        await r.pool.give_back_all()
+        await r.pool.stop("shutting down")
+        for job in r.store.get_many([long_id, *quick]):
+            assert job.state == JobState.QUEUED and job.attempts == 0
+        assert not any(r._started[job_id].is_set() for job_id in quick)
+
+
+async def test_a_dead_workers_unstarted_jobs_go_back_without_spending_an_attempt(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The running job's attempt is spent (it may have killed the worker); the rest are not."""
+    async with rig(tmp_path) as r:
+        await r.warm_up()
+        long_id, quick_id = r.enqueue_many({**LONG, "max_attempts": 1}, QUICK)
+        await r.running(long_id)
+        r.pool.processes[-1].send_signal(signal.SIGKILL)
+        await r.finished(long_id)
+        await r.finished(quick_id)
+        lost, quick = r.store.get_many([long_id, quick_id])
+    assert lost.state == JobState.FAILED and lost.error is not None
+    assert lost.error.kind == "worker_lost"
+    assert quick.state == JobState.DONE and quick.attempts == 1

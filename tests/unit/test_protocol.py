@@ -36,6 +36,8 @@ from semantica.protocol import (
     GetMetrics,
     GetStatus,
     GetTop,
+    GiveBack,
+    GivenBack,
     Heartbeat,
     Hello,
     HelloOk,
@@ -310,6 +312,9 @@ EXPECTED: dict[str, tuple[Any, msgspec.Struct]] = {
         CancelJob(lease=11, kind="timeout", message="timed out after 60 s", grace=5.0),
     ),
     "w_process": (FromWorker, JobProcess(lease=11, pgid=4242)),
+    "w_give_back": (ToWorker, GiveBack(leases=[12, 13])),
+    "w_given_back": (FromWorker, GivenBack(leases=[13])),
+    "w_finished_timed": (FromWorker, JobFinished(lease=12, result=b"null", run_s=0.000125)),
 }
 
 UNIONS: dict[str, Any] = {

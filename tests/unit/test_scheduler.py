@@ -135,7 +135,7 @@ async def test_delayed_job_starts_when_the_timer_fires(
         await trio.testing.wait_all_tasks_blocked()
         [job] = trio_store.enqueue([JobSpec(type="T", delay=30.0)]).jobs
         enqueued_at = trio.current_time()
-        scheduler.wake()
+        scheduler.reschedule()  # a new deadline: the timer looks again
         await trio.sleep(29.9)
         assert waiter.lease is None
         assert trio_store.get(job.id).state == JobState.QUEUED
@@ -157,11 +157,11 @@ async def test_timer_picks_up_an_earlier_deadline(
         await nursery.start(scheduler.run_timer)
         nursery.start_soon(waiter.run)
         trio_store.enqueue([JobSpec(type="late", delay=300.0)])
-        scheduler.wake()
+        scheduler.reschedule()
         await trio.sleep(10)
         [soon] = trio_store.enqueue([JobSpec(type="soon", delay=5.0)]).jobs
         start = trio.current_time()
-        scheduler.wake()
+        scheduler.reschedule()
         with trio.fail_after(60):
             await waiter.done.wait()
         assert waiter.lease is not None and waiter.lease.job_id == soon.id
