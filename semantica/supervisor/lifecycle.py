@@ -93,8 +93,9 @@ class JobLifecycle:
         now = self.store.clock.time()
         if any(job.run_after is None or job.run_after.timestamp() <= now for job in new):
             self.scheduler.wake()
-        if any(job.run_after is not None and job.run_after.timestamp() > now for job in new):
-            self.scheduler.reschedule()  # a new deadline for the timer
+        later = [job.run_after.timestamp() for job in new if job.run_after is not None]
+        if any(at > now for at in later):
+            self.scheduler.reschedule(min(at for at in later if at > now))  # a new deadline
         if any(job.require_charging or job.require_idle for job in new):
             self._on_conditional()
         return result

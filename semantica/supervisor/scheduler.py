@@ -8,6 +8,7 @@ Nothing polls.
 
 from __future__ import annotations
 
+import math
 from typing import Protocol
 
 import structlog
@@ -53,6 +54,7 @@ class Scheduler:
         self.draining = False
         self._runnable = trio.Event()  # idle workers wait on this
         self._deadlines = trio.Event()  # the timer waits on this
+        self._timer_due = -math.inf  # when the timer wakes next (store clock); inf: never
 
     def wake(self) -> None:
         """A job may be able to start now: idle workers look again.
@@ -63,11 +65,15 @@ class Scheduler:
         self._runnable.set()
         self._runnable = trio.Event()
 
-    def reschedule(self) -> None:
+    def reschedule(self, at: float | None = None) -> None:
         """A job's start time was set in the future: only the timer needs to look again.
 
         (Waking the workers for it would make each scan the queue for nothing.)
+        ``at``, the new start time (store clock), spares the timer a look when
+        it already wakes no later than that.
         """
+        if at is not None and at >= self._timer_due:
+            return
         self._deadlines.set()
         self._deadlines = trio.Event()
 
@@ -149,10 +155,12 @@ class Scheduler:
                 await trio.sleep(FAULT_DELAY_MAX)
                 self.wake()  # whatever came due meanwhile
                 continue
+            self._timer_due = math.inf if due is None else due
             if due is None:
                 await changed.wait()
                 continue
             with trio.move_on_after(max(due - self.store.clock.time(), 0.0)) as timer:
                 await changed.wait()
+            self._timer_due = -math.inf  # looking again
             if timer.cancelled_caught:
                 self.wake()
