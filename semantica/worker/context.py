@@ -23,11 +23,14 @@ class LogBuffer:
     """Lines waiting to be sent, filled from any thread, emptied by the trio side."""
 
     def __init__(
-        self, token: trio.lowlevel.TrioToken, notify: Callable[[], None] = lambda: None
+        self,
+        token: trio.lowlevel.TrioToken,
+        notify: Callable[[], None] = lambda: None,
+        trio_thread: int | None = None,
     ) -> None:
         self._token = token
         self._notify = notify  # called in the trio thread when lines arrive
-        self._trio_thread = threading.get_ident()
+        self._trio_thread = threading.get_ident() if trio_thread is None else trio_thread
         self._lines: list[str] = []
         self._dropped = 0
         self.has_lines = trio.Event()
@@ -61,11 +64,14 @@ class ProgressSlot:
     """The latest progress a handler reported, set from any thread, sent by the trio side."""
 
     def __init__(
-        self, token: trio.lowlevel.TrioToken, notify: Callable[[], None] = lambda: None
+        self,
+        token: trio.lowlevel.TrioToken,
+        notify: Callable[[], None] = lambda: None,
+        trio_thread: int | None = None,
     ) -> None:
         self._token = token
         self._notify = notify  # called in the trio thread on each report
-        self._trio_thread = threading.get_ident()
+        self._trio_thread = threading.get_ident() if trio_thread is None else trio_thread
         self.latest: tuple[float, str] = (0.0, "")
         self.changed = trio.Event()
 

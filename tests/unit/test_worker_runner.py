@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,7 +17,10 @@ from semantica.errors import PermanentError
 from semantica.framed import FramedStream
 from semantica.protocol import (
     PROTOCOL_VERSION,
+    CancelJob,
     FromWorker,
+    GiveBack,
+    GivenBack,
     JobFinished,
     JobLog,
     JobProcess,
@@ -348,3 +352,83 @@ async def test_supervisor_closing_stops_the_running_job() -> None:
         assert 77 in BLOCK_STOPPED
     finally:
         await worker_end.aclose()
+
+
+@handler("UT_WAIT_FOR_CANCEL")
+def wait_for_cancel(ctx: Any, payload: Any) -> Any:
+    """A plain handler that runs until it is asked to stop."""
+    ctx.log("waiting")
+    while not ctx.cancelled:
+        time.sleep(0.001)
+    return "stopped"
+
+
+def _run(lease: int, type: str, payload: Any) -> RunJob:
+    return RunJob(
+        lease=lease,
+        job_id=100 + lease,
+        type=type,
+        payload=msgspec.json.encode(payload),
+        attempt=1,
+        max_attempts=3,
+    )
+
+
+async def test_prefetched_plain_jobs_report_in_order_each_with_its_own_lines() -> None:
+    """Several plain jobs handed over at once: each job's lines, then its end, job by job."""
+    async with running_worker() as supervisor:
+        await _hello(supervisor)
+        await supervisor.send_many(
+            [_run(lease, "UT_ADD", {"a": lease, "b": 1}) for lease in (1, 2, 3)]
+        )
+        received = [await supervisor.receive() for _ in range(6)]
+    assert [type(msg) for msg in received] == [JobLog, JobFinished] * 3
+    for i, lease in enumerate((1, 2, 3)):
+        log, end = received[2 * i], received[2 * i + 1]
+        assert log.lease == end.lease == lease
+        assert log.lines == [f"adding a={lease} b=1", f"job {100 + lease} attempt 1/3"]
+        assert msgspec.json.decode(end.result) == {"sum": lease + 1}
+        assert end.run_s > 0
+
+
+async def test_stopping_a_plain_job_does_not_stop_the_ones_behind_it() -> None:
+    """A cancel of the running plain job ends it as cancelled; the next job still runs."""
+    async with running_worker() as supervisor:
+        await _hello(supervisor)
+        await supervisor.send_many(
+            [_run(1, "UT_WAIT_FOR_CANCEL", None), _run(2, "UT_ADD", {"a": 1, "b": 1})]
+        )
+        first = await supervisor.receive()
+        assert isinstance(first, JobLog) and first.lines == ["waiting"]
+        await supervisor.send(CancelJob(lease=1, kind="cancelled", message="by test", grace=5))
+        ends = []
+        while len(ends) < 2:
+            msg = await supervisor.receive()
+            if isinstance(msg, JobFinished):
+                ends.append(msg)
+    assert ends[0].lease == 1 and ends[0].error is not None
+    assert ends[0].error.kind == "cancelled"
+    assert ends[1].lease == 2 and msgspec.json.decode(ends[1].result) == {"sum": 2}
+
+
+async def test_a_job_given_back_before_it_starts_is_not_run() -> None:
+    """GiveBack drops the unstarted jobs named, answers with them, and runs the rest."""
+    async with running_worker() as supervisor:
+        await _hello(supervisor)
+        await supervisor.send_many(
+            [
+                _run(1, "UT_WAIT_FOR_CANCEL", None),
+                *(_run(n, "UT_ADD", {"a": n, "b": 0}) for n in (2, 3)),
+            ]
+        )
+        assert isinstance(await supervisor.receive(), JobLog)  # job 1 runs
+        await supervisor.send(GiveBack(leases=[1, 3]))  # 1 has started: it stays
+        answer = await supervisor.receive()
+        assert isinstance(answer, GivenBack) and answer.leases == [3]
+        await supervisor.send(CancelJob(lease=1, kind="cancelled", message="done", grace=5))
+        ends = []
+        while len(ends) < 2:
+            msg = await supervisor.receive()
+            if isinstance(msg, JobFinished):
+                ends.append(msg.lease)
+    assert ends == [1, 2]
