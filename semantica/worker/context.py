@@ -19,8 +19,13 @@ import trio
 MAX_PENDING_LINES = 10_000
 
 
-class LogBuffer:
-    """Lines waiting to be sent, filled from any thread, emptied by the trio side."""
+class _FedFromAnyThread:
+    """State that handlers feed from any thread and the trio side reads.
+
+    ``notify`` is called in the trio thread after each change. ``trio_thread``
+    is the trio thread's id (default: the creating thread's, which must then
+    be the trio thread).
+    """
 
     def __init__(
         self,
@@ -29,18 +34,32 @@ class LogBuffer:
         trio_thread: int | None = None,
     ) -> None:
         self._token = token
-        self._notify = notify  # called in the trio thread when lines arrive
+        self._notify = notify
         self._trio_thread = threading.get_ident() if trio_thread is None else trio_thread
+        self._setup()
+
+    def _setup(self) -> None:
+        """Set up the subclass's own state."""
+
+    def _in_trio(self, fn: Callable[..., None], *args: Any) -> None:
+        """Run ``fn(*args)`` in the trio thread: now if this is it, else soon, in call order."""
+        if threading.get_ident() == self._trio_thread:
+            fn(*args)
+        else:
+            self._token.run_sync_soon(fn, *args)
+
+
+class LogBuffer(_FedFromAnyThread):
+    """Lines waiting to be sent, filled from any thread, emptied by the trio side."""
+
+    def _setup(self) -> None:
         self._lines: list[str] = []
         self._dropped = 0
         self.has_lines = trio.Event()
 
     def add(self, line: str) -> None:
         """Queue a line; safe from any thread."""
-        if threading.get_ident() == self._trio_thread:
-            self._add(line)
-        else:
-            self._token.run_sync_soon(self._add, line)
+        self._in_trio(self._add, line)
 
     def _add(self, line: str) -> None:
         if len(self._lines) >= MAX_PENDING_LINES:
@@ -60,27 +79,16 @@ class LogBuffer:
         return lines
 
 
-class ProgressSlot:
+class ProgressSlot(_FedFromAnyThread):
     """The latest progress a handler reported, set from any thread, sent by the trio side."""
 
-    def __init__(
-        self,
-        token: trio.lowlevel.TrioToken,
-        notify: Callable[[], None] = lambda: None,
-        trio_thread: int | None = None,
-    ) -> None:
-        self._token = token
-        self._notify = notify  # called in the trio thread on each report
-        self._trio_thread = threading.get_ident() if trio_thread is None else trio_thread
+    def _setup(self) -> None:
         self.latest: tuple[float, str] = (0.0, "")
-        self.changed = trio.Event()
+        self.changed = trio.Event()  # set on each report; the sender replaces it
 
     def report(self, fraction: float, message: str) -> None:
         """Record progress; safe from any thread."""
-        if threading.get_ident() == self._trio_thread:
-            self._set(fraction, message)
-        else:
-            self._token.run_sync_soon(self._set, fraction, message)
+        self._in_trio(self._set, fraction, message)
 
     def _set(self, fraction: float, message: str) -> None:
         self.latest = (fraction, message)
