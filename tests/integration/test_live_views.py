@@ -163,6 +163,10 @@ def test_metrics_parse_as_prometheus_text(daemon: Daemon) -> None:
     assert finished == {("NOOP", "DONE"): 1, ("FAIL", "FAILED"): 1}
     workers = {s.labels["state"]: s.value for s in families["semantica_workers"].samples}
     assert workers["idle"] + workers["busy"] == 2
+    # Two jobs: each an enqueue, a lease and an end. Group commit may batch them.
+    [commits] = families["semantica_store_commits"].samples
+    [writes] = families["semantica_store_writes"].samples
+    assert writes.value >= 6 and 1 <= commits.value <= writes.value
 
 
 def test_metrics_over_http_on_loopback(make_daemon: Callable[..., Daemon]) -> None:
