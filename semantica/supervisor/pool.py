@@ -153,7 +153,7 @@ class WorkerHandle:
     started: float = 0.0  # trio time the running job started
     average_s: float | None = None  # its recent jobs' run time, for the prefetch
     interrupt_reason: str | None = None  # set: its jobs go back without spending an attempt
-    job_pgid: int | None = None  # the process group of the exec job it runs, if any
+    job_pgids: dict[int, int] = field(default_factory=dict)  # lease id -> its exec job's group
     stops: dict[int, JobError] = field(default_factory=dict)  # lease id -> how it must end
     last_beat: float = 0.0  # trio time of its last sign of life while running a job
     progress: float | None = None  # what its running job last reported
@@ -580,8 +580,6 @@ class WorkerPool:
             worker.stops.pop(lease.lease_id, None)
         if returned:
             self.scheduler.wake()
-        if not worker.inflight:
-            worker.job_pgid = None
         self._notify()
 
     def _announce(self, worker: WorkerHandle) -> None:
@@ -735,23 +733,31 @@ class WorkerPool:
             while True:
                 msg = await worker.channel.receive()
                 now = worker.last_beat = trio.current_time()
-                lease = worker.lease
                 match msg:
                     case JobFinished():
                         self._reported(worker, msg, now)
-                    case JobLog() if lease is not None and msg.lease == lease.lease_id:
-                        self.jobs.log(lease, msg.lines)
-                    case JobProcess() if lease is not None and msg.lease == lease.lease_id:
-                        worker.job_pgid = msg.pgid
-                    case JobProgress() if lease is not None and msg.lease == lease.lease_id:
-                        worker.progress = msg.fraction
-                        self.jobs.progress(lease, msg.fraction, msg.message)
                     case GivenBack():
                         self._given_back(worker, msg.leases)
-                    case Heartbeat() if lease is not None and msg.lease == lease.lease_id:
-                        pass  # any message counts as a sign of life, above
                     case Heartbeat():
-                        continue  # a late beat of a finished job
+                        pass  # any message counts as a sign of life, above
+                    case JobLog() | JobProcess() | JobProgress():
+                        # The job that sent it may be one after the running one: the
+                        # worker went on before this supervisor read the end before it.
+                        held = _held(worker, msg.lease)
+                        if held is None:
+                            log.warning(
+                                "message for a job this worker does not hold",
+                                worker_pid=worker.pid,
+                                message=type(msg).__name__,
+                            )
+                            continue
+                        if isinstance(msg, JobLog):
+                            self.jobs.log(held, msg.lines)
+                        elif isinstance(msg, JobProcess):
+                            worker.job_pgids[held.lease_id] = msg.pgid
+                        else:
+                            worker.progress = msg.fraction
+                            self.jobs.progress(held, msg.fraction, msg.message)
                     case _:
                         log.warning(
                             "unexpected worker message",
@@ -777,7 +783,8 @@ class WorkerPool:
             worker.average_s = (
                 ran if average is None else average + AVERAGE_WEIGHT * (ran - average)
             )
-            worker.started, worker.progress, worker.job_pgid = now, None, None
+            worker.started, worker.progress = now, None
+        worker.job_pgids.pop(lease.lease_id, None)  # its commands ended with it
         worker.inflight.remove(lease)
         worker.ends.append((lease, report, elapsed))
         worker.activity.set()
@@ -800,11 +807,11 @@ class WorkerPool:
             _signal(worker.process, signal.SIGKILL)
             await worker.process.wait()
         status = worker.process.returncode
-        if worker.job_pgid is not None:
+        for pgid in worker.job_pgids.values():
             # An exec job's commands run in a group of their own; they must not
             # outlive the worker that ran them.
-            _kill_group(worker.job_pgid)
-            worker.job_pgid = None
+            _kill_group(pgid)
+        worker.job_pgids.clear()
         await worker.channel.aclose()
         running = worker.lease
         # Handed over but never started, never handed over, or given back: back to
@@ -857,6 +864,14 @@ class WorkerPool:
 
     async def _wait_changed(self) -> None:
         await self._changed.wait()
+
+
+def _held(worker: WorkerHandle, lease_id: int) -> Lease | None:
+    """The handed-over job of this lease id, if the worker still holds it (most often its first)."""
+    for lease in worker.inflight:
+        if lease.lease_id == lease_id:
+            return lease
+    return None
 
 
 def _kill_group(pgid: int) -> None:

@@ -129,7 +129,8 @@ def test_retries_back_off_with_growing_gaps(daemon: Daemon, announcements: Annou
         assert announced == attempt
         times.append(time.monotonic())
     first_gap, second_gap = times[1] - times[0], times[2] - times[1]
-    assert 0.3 * 0.8 <= first_gap < second_gap
+    # (10 ms of slack: each time is taken when the test reads an announcement.)
+    assert 0.3 * 0.8 - 0.01 <= first_gap < second_gap
     assert second_gap >= 0.6 * 0.8
     assert daemon.semctl("wait", str(job_id)).code == 1
     job = _show(daemon, job_id)
