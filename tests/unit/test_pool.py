@@ -22,11 +22,18 @@ from structlog.testing import capture_logs
 
 from semantica.framed import FramedStream
 from semantica.models import JobSpec, JobState
-from semantica.protocol import WORKER_MAX_FRAME, ToWorker
+from semantica.protocol import (
+    WORKER_MAX_FRAME,
+    FromWorker,
+    JobFinished,
+    JobLog,
+    ToWorker,
+    encode,
+)
 from semantica.supervisor.events import JobEvents
 from semantica.supervisor.joblogs import JobLogs
 from semantica.supervisor.lifecycle import JobLifecycle
-from semantica.supervisor.pool import SILENCE_CONFIRM_S, STOP_MARGIN, WorkerPool
+from semantica.supervisor.pool import SILENCE_CONFIRM_S, STOP_MARGIN, WorkerHandle, WorkerPool
 from semantica.supervisor.scheduler import Scheduler
 from semantica.supervisor.store import Lease, SQLiteStore
 from semantica.supervisor.tracing import Tracer
@@ -441,3 +448,34 @@ async def test_a_dead_workers_unstarted_jobs_go_back_without_spending_an_attempt
     assert lost.state == JobState.FAILED and lost.error is not None
     assert lost.error.kind == "worker_lost"
     assert quick.state == JobState.DONE and quick.attempts == 1
+
+
+async def test_lines_of_the_next_job_that_come_before_the_previous_end_are_kept(
+    tmp_path: Path,
+) -> None:
+    """A worker starts its next job as soon as it has queued the previous report,
+    so that job's first log line can arrive first: it lands in that job's log."""
+    async with trio.open_nursery() as nursery:
+        r = Rig(tmp_path, nursery)  # no pool task: the test plays the worker's side
+        r.enqueue_many(QUICK, QUICK)
+        first, second = r.store.lease_many(4242, 2)
+        ours, theirs = socket.socketpair()
+        worker = WorkerHandle(
+            process=FakeProcess(),
+            channel=FramedStream(
+                trio.SocketStream(trio.socket.from_stdlib_socket(ours)), FromWorker
+            ),
+        )
+        worker.inflight.extend([first, second])
+        with theirs:
+            theirs.sendall(
+                encode(JobLog(lease=second.lease_id, lines=["early"]))
+                + encode(JobFinished(lease=first.lease_id, result=b"null"))
+            )
+        await r.pool._read(worker, trio.CancelScope())  # returns at EOF
+        await worker.channel.aclose()
+        assert r.jobs.logs.tail(second.job_id) == ["early"]
+        assert [end[0] for end in worker.ends] == [first]
+        assert list(worker.inflight) == [second]
+        r.jobs.logs.close_all()
+        r.store.close()
