@@ -418,6 +418,7 @@ class JobFinished(_Msg, tag="w_finished"):
     error: JobError | None = None
     permanent: bool = False
     run_s: float = 0.0  # how long the attempt ran, as the worker measured it
+    started_at: float = 0.0  # when it started, Unix time, as the worker saw it (0: unknown)
 
 
 class CancelJob(_Msg, tag="w_cancel"):

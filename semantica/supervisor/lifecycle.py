@@ -187,7 +187,7 @@ class JobLifecycle:
     def finished_many(self, ends: list[tuple[Lease, JobFinished, float]]) -> None:
         """Several reported ends: the successes in one write, the rest one by one."""
         done = [
-            (lease, report.result, report.run_s)
+            (lease, report.result, report.started_at)
             for lease, report, _ in ends
             if report.error is None
         ]

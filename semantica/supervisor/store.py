@@ -724,18 +724,18 @@ class SQLiteStore:
         )
 
     def complete_many(self, ends: list[tuple[Lease, bytes | None, float]]) -> list[Lease]:
-        """RUNNING -> DONE for each (lease, result, run time), in one write; returns stale leases.
+        """RUNNING -> DONE for each (lease, result, start), in one write; returns stale leases.
 
         Like :meth:`complete` for each, but a lease no longer current is skipped
-        and returned instead of raising. A run time (seconds, as the worker
-        measured it; 0 if unknown) corrects ``started_at``: a job handed over
-        behind others starts after it was leased.
+        and returned instead of raising. ``start`` is when the worker started
+        the job (Unix time; 0 if unknown): a job handed over behind others
+        starts after it was leased, and ``started_at`` becomes the later of the two.
         """
         check_transition(JobState.RUNNING, JobState.DONE)
         now = self.clock.time()
         stale: list[Lease] = []
         with self.transaction() as conn:
-            for lease, result, run_s in ends:
+            for lease, result, start in ends:
                 cur = conn.execute(
                     "UPDATE jobs SET state = 'DONE', result = ?, finished_at = ?, "
                     "started_at = max(started_at, ?), error_kind = NULL, error_message = NULL "
@@ -743,7 +743,7 @@ class SQLiteStore:
                     (
                         None if result is None else result.decode(),
                         now,
-                        now - run_s if run_s > 0 else 0.0,
+                        min(start, now),
                         lease.job_id,
                         lease.lease_id,
                     ),

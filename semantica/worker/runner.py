@@ -88,6 +88,7 @@ class _Attempt:
         self.scope = scope  # cancelled to stop it
         self.stop: CancelJob | None = None
         self.began = time.monotonic()
+        self.began_at = time.time()  # (the wall clock, for the job's started_at)
         self.ran_s = 0.0
 
 
@@ -320,7 +321,7 @@ class Worker:
                 error = JobError(attempt.stop.kind, attempt.stop.message)
                 finished = JobFinished(lease=job.lease, error=error, permanent=True)
             assert finished is not None
-            finished.run_s = attempt.ran_s
+            finished.run_s, finished.started_at = attempt.ran_s, attempt.began_at
             lines = attempt.logs.take()
             with trio.CancelScope(shield=True):  # never cut a frame in half
                 if lines:

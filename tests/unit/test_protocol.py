@@ -314,7 +314,10 @@ EXPECTED: dict[str, tuple[Any, msgspec.Struct]] = {
     "w_process": (FromWorker, JobProcess(lease=11, pgid=4242)),
     "w_give_back": (ToWorker, GiveBack(leases=[12, 13])),
     "w_given_back": (FromWorker, GivenBack(leases=[13])),
-    "w_finished_timed": (FromWorker, JobFinished(lease=12, result=b"null", run_s=0.000125)),
+    "w_finished_timed": (
+        FromWorker,
+        JobFinished(lease=12, result=b"null", run_s=0.000125, started_at=1_795_000_000.25),
+    ),
 }
 
 UNIONS: dict[str, Any] = {

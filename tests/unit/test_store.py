@@ -500,3 +500,22 @@ def test_normal_durability(db_path: Path, clock: FakeClock) -> None:
         assert _pragma(store, "synchronous") == 1
     finally:
         store.close()
+
+
+def test_jobs_ended_in_one_batch_keep_the_order_they_started_in(
+    store: SQLiteStore, clock: FakeClock, spec: Callable[..., JobSpec]
+) -> None:
+    """Jobs handed over together start one after another: started_at says when each did."""
+    store.enqueue([spec(), spec(), spec()])
+    leased_at = clock.time()
+    first, second, third = store.lease_many(7, 3)
+    clock.advance(1.0)
+    store.complete_many(
+        [(first, None, leased_at + 0.2), (second, None, leased_at + 0.5), (third, None, 0.0)]
+    )
+    jobs = store.get_many([first.job_id, second.job_id, third.job_id])
+    starts = [job.started_at.timestamp() for job in jobs if job.started_at is not None]
+    assert starts[0] == pytest.approx(leased_at + 0.2)
+    assert starts[1] == pytest.approx(leased_at + 0.5)
+    assert starts[2] == pytest.approx(leased_at, abs=1e-5)  # not known: when it was leased
+    assert all(job.state == JobState.DONE for job in jobs)
