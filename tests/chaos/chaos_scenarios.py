@@ -1126,6 +1126,7 @@ def soak(
         f"lost={checked.lost} time={time.monotonic() - began:.1f}s"
     )
     assert checked.lost == 0
+    assert kills > 0, f"no worker was killed: the soak ended before the first kill ({summary})"
     assert not zombies, f"zombies: {zombies}"
     assert growth <= rss_growth, summary
     assert abs(final[1] - baseline[1]) <= fd_slack, summary
