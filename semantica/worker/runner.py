@@ -385,15 +385,12 @@ class Worker:
             await self.channel.send(JobProcess(lease=current.job.lease, pgid=pgid))
 
     async def _attempt(self, job: RunJob, ctx: JobContext, logs: LogBuffer) -> JobFinished:
-        def failed(kind: ErrorKind, message: str, permanent: bool = False) -> JobFinished:
-            return JobFinished(
-                lease=job.lease, error=JobError(kind.value, message), permanent=permanent
-            )
-
         try:
             payload = msgspec.json.decode(job.payload)
         except msgspec.DecodeError as exc:
-            return failed(ErrorKind.BAD_PAYLOAD, f"payload is not JSON: {exc}", permanent=True)
+            return _failed(
+                job, ErrorKind.BAD_PAYLOAD, f"payload is not JSON: {exc}", permanent=True
+            )
         try:
             if job.type == registry.EXEC_TYPE:
                 result: Any = await run_exec(
@@ -402,7 +399,8 @@ class Worker:
             else:
                 fn = registry.lookup(job.type)
                 if fn is None:
-                    return failed(
+                    return _failed(
+                        job,
                         ErrorKind.UNKNOWN_TYPE,
                         f"no handler for job type {job.type!r} in this worker "
                         "(set SEMANTICA_HANDLERS to the module that defines it)",
@@ -411,15 +409,15 @@ class Worker:
                 # (Plain handlers run in a thread: see _run_blocking.)
                 result = await fn(ctx, payload)
         except InvalidPayload as exc:
-            return failed(ErrorKind.BAD_PAYLOAD, str(exc), permanent=True)
+            return _failed(job, ErrorKind.BAD_PAYLOAD, str(exc), permanent=True)
         except PermanentError as exc:
-            return failed(ErrorKind.EXCEPTION, str(exc) or "PermanentError", permanent=True)
+            return _failed(job, ErrorKind.EXCEPTION, str(exc) or "PermanentError", permanent=True)
         except ExecFailed as exc:
-            return failed(ErrorKind.EXIT_STATUS, str(exc))
+            return _failed(job, ErrorKind.EXIT_STATUS, str(exc))
         except Exception as exc:  # noqa: BLE001  # any handler error fails the attempt
             for line in _handler_traceback(exc):
                 logs.add(line)
-            return failed(ErrorKind.EXCEPTION, f"{type(exc).__name__}: {exc}")
+            return _failed(job, ErrorKind.EXCEPTION, f"{type(exc).__name__}: {exc}")
         return _succeeded(job, result)
 
 
