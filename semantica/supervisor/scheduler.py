@@ -115,23 +115,14 @@ class Scheduler:
                 return lease
             await runnable.wait()
 
-    def lease_now(self, worker_pid: int) -> Lease | None:
-        """Lease a job for this worker if one may start now, without waiting.
-
-        For a worker that just reported the end of its job: its next lease then
-        shares the commit of that end. None when draining, when nothing may
-        start, and on a store fault (:meth:`next_lease` then waits and retries).
-        The caller must have passed the gate in the same step (no checkpoint).
-        """
-        if self.draining:
-            return None
-        try:
-            return self.store.lease(worker_pid, on_ac=self.machine.on_ac, idle=self.machine.idle)
-        except StoreError:
-            return None
-
     def lease_many(self, worker_pid: int, count: int) -> list[Lease]:
-        """Up to ``count`` jobs for this worker, without waiting; as :meth:`lease_now`."""
+        """Up to ``count`` jobs for this worker if they may start now, without waiting.
+
+        For a worker that just reported ends: its next leases then share the
+        commit of those ends. Empty when draining, when nothing may start, and
+        on a store fault (:meth:`next_lease` then waits and retries). The caller
+        must have passed the gate in the same step (no checkpoint).
+        """
         if self.draining or count <= 0:
             return []
         try:

@@ -115,18 +115,12 @@ def migrations() -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-# The queues that may start a job now: not paused, and under their limit.
-_OPEN_QUEUES = (
-    "SELECT q.name FROM queues AS q WHERE q.paused = 0 AND (q.max_running = 0 OR "
-    "q.max_running > (SELECT count(*) FROM jobs AS r INDEXED BY jobs_state "
-    "WHERE r.state = 'RUNNING' AND r.queue = q.name))"
-)
 # Queues that may start jobs, with their cap and how many of their jobs run.
 _QUEUE_ROOM = (
     "SELECT q.name, q.max_running, (SELECT count(*) FROM jobs AS r INDEXED BY jobs_state "
     "WHERE r.state = 'RUNNING' AND r.queue = q.name) FROM queues AS q WHERE q.paused = 0"
 )
-# The next jobs of one queue that may start now, best first (for a batch of leases).
+# The next jobs of one queue that may start now: due, subject free, conditions met; best first.
 _NEXT_IN_QUEUE = (
     "SELECT j.priority, j.id, j.type, j.subject FROM jobs AS j INDEXED BY jobs_queue_ready "
     "WHERE j.state = 'QUEUED' AND j.queue = ? AND j.run_after <= ? "
@@ -141,15 +135,6 @@ _TAKE = (
     "progress_message = NULL WHERE id = ? AND state = 'QUEUED' "
     "RETURNING id, type, queue, payload, attempts, max_attempts, timeout_s, backoff_s, "
     "created_at"
-)
-# The next job of one queue that may start now: due, its subject free, its conditions met.
-_BEST_IN_QUEUE = (
-    "SELECT j.priority, j.id FROM jobs AS j INDEXED BY jobs_queue_ready "
-    "WHERE j.state = 'QUEUED' AND j.queue = ? AND j.run_after <= ? "
-    "AND (j.subject IS NULL OR NOT EXISTS (SELECT 1 FROM jobs AS r WHERE r.type = j.type "
-    "     AND r.subject = j.subject AND r.state = 'RUNNING')) "
-    "AND (j.require_charging = 0 OR ?) AND (j.require_idle = 0 OR ?) "
-    "ORDER BY j.priority DESC, j.id LIMIT 1"
 )
 
 
@@ -170,6 +155,10 @@ def store_error(exc: sqlite3.Error, what: str) -> StoreError:
 #: How long a write waits for another process holding the database's write lock
 #: before it fails with StoreBusy (store_busy to a client).
 BUSY_TIMEOUT_S = 5.0
+
+
+def _set_busy_timeout(conn: sqlite3.Connection, seconds: float) -> None:
+    conn.execute(f"PRAGMA busy_timeout = {round(seconds * 1000)}")
 
 
 def _file_size_limited() -> bool:
@@ -283,7 +272,7 @@ class SQLiteStore:
     def set_busy_timeout(self, seconds: float) -> None:
         """How long a write waits for another process's write lock before it fails
         with StoreBusy (SQLite's busy wait: the calling thread is blocked meanwhile)."""
-        self._conn.execute(f"PRAGMA busy_timeout = {round(seconds * 1000)}")
+        _set_busy_timeout(self._conn, seconds)
 
     def defer_commits(self, on_write: Callable[[], None]) -> None:
         """Group commit: from now on writes join an open transaction, committed by :meth:`commit`.
@@ -631,26 +620,8 @@ class SQLiteStore:
         becomes RUNNING with a new lease id, one more attempt and ``started_at``
         now; the error of an earlier attempt stays until this one ends.
         """
-        check_transition(JobState.QUEUED, JobState.RUNNING)
-        now = self.clock.time()
-        self._last_lease += 1
-        lease_id = self._last_lease
-        with self.transaction() as conn:
-            # Queue by queue: a paused or full queue is skipped without looking at
-            # its jobs, however many it holds.
-            best: tuple[int, int] | None = None  # (-priority, id) of the best candidate
-            for (queue,) in conn.execute(_OPEN_QUEUES).fetchall():
-                found = conn.execute(_BEST_IN_QUEUE, (queue, now, on_ac, idle)).fetchone()
-                if found is not None and (best is None or (-found[0], found[1]) < best):
-                    best = (-found[0], found[1])
-            if best is None:
-                return None
-            row = conn.execute(
-                _TAKE, (self._next_start(now), lease_id, worker_pid, best[1])
-            ).fetchone()
-        if row is None:
-            return None
-        return self._lease(lease_id, row)
+        leases = self.lease_many(worker_pid, 1, on_ac=on_ac, idle=idle)
+        return leases[0] if leases else None
 
     def _next_start(self, now: float) -> float:
         """``started_at`` for a new lease: now, and after every earlier one.
@@ -671,10 +642,9 @@ class SQLiteStore:
         would take (priority, then age; paused queues, queue caps, subjects and
         conditions respected, counting the jobs of this batch), except that it
         may return fewer: it looks at most ``count`` candidates deep per queue.
+        A paused or full queue is skipped without looking at its jobs, however
+        many it holds.
         """
-        if count <= 1:
-            one = self.lease(worker_pid, on_ac=on_ac, idle=idle)
-            return [] if one is None else [one]
         check_transition(JobState.QUEUED, JobState.RUNNING)
         now = self.clock.time()
         leases: list[Lease] = []
@@ -1195,7 +1165,7 @@ class StoreMaintenance:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._conn.execute(f"PRAGMA busy_timeout = {round(BUSY_TIMEOUT_S * 1000)}")
+        _set_busy_timeout(self._conn, BUSY_TIMEOUT_S)
 
     def close(self) -> None:
         self._conn.close()

@@ -145,7 +145,8 @@ class Worker:
                     break
                 match msg:
                     case RunJob():
-                        self.pending.append(msg)
+                        with self._lock:
+                            self.pending.append(msg)
                         self._has_work.set()
                     case CancelJob():
                         await self._stop(msg)
