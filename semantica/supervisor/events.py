@@ -1,7 +1,8 @@
 """The supervisor's pub/sub hub: who waits for a job, who follows its log, who watches events.
 
-* ``finished(job_id)``: a trio.Event set when the job reaches a finished state
-  (``wait`` and ``cancel`` use it).
+* ``all_finished(job_ids)``: a trio.Event set once every one of the jobs has
+  reached a finished state (``wait`` uses it). One event for the lot: a wait
+  for 10,000 jobs costs a counter step per job, not a task wake-up.
 * ``follow(job_id)``: a bounded queue of the job's new log lines, ended by
   :data:`FINISHED` when the job finishes (``semctl tail ID``).
 * ``watch()``: a bounded queue of every :class:`JobEvent` (``semctl tail``).
@@ -51,20 +52,41 @@ class Subscription:
         self.send.close()
 
 
+class _Countdown:
+    """An event set after ``left`` of the jobs it waits for have finished."""
+
+    __slots__ = ("event", "left")
+
+    def __init__(self, left: int) -> None:
+        self.left = left
+        self.event = trio.Event()
+
+    def step(self) -> None:
+        self.left -= 1
+        if self.left == 0:
+            self.event.set()
+
+
 class JobEvents:
     """Everything the supervisor announces about jobs, to whoever listens."""
 
     def __init__(self) -> None:
-        self._finished: dict[int, trio.Event] = {}
+        self._finished: dict[int, list[_Countdown]] = {}
         self._followers: dict[int, set[Subscription]] = {}
         self._watchers: set[Subscription] = set()
 
-    def finished(self, job_id: int) -> trio.Event:
-        """The event set when ``job_id`` reaches a finished state."""
-        event = self._finished.get(job_id)
-        if event is None:
-            event = self._finished[job_id] = trio.Event()
-        return event
+    def all_finished(self, job_ids: set[int]) -> trio.Event:
+        """The event set once every job of ``job_ids`` has reached a finished state.
+
+        The caller has just read that none of them is finished, with no
+        checkpoint since: each of them is still to come.
+        """
+        countdown = _Countdown(len(job_ids))
+        if not job_ids:
+            countdown.event.set()
+        for job_id in job_ids:
+            self._finished.setdefault(job_id, []).append(countdown)
+        return countdown.event
 
     def follow(self, job_id: int) -> Subscription:
         """Subscribe to the job's new log lines (lists of lines), then FINISHED."""
@@ -106,9 +128,8 @@ class JobEvents:
 
     def job_finished(self, job_id: int) -> None:
         """Wake everyone waiting for ``job_id`` and end its log followers."""
-        event = self._finished.pop(job_id, None)
-        if event is not None:
-            event.set()
+        for countdown in self._finished.pop(job_id, ()):
+            countdown.step()
         for sub in self._followers.pop(job_id, ()):
             sub.offer(FINISHED)
             sub.close()

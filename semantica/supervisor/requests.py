@@ -293,15 +293,14 @@ async def handle_wait(sup: Supervisor, request: Wait) -> JobList:
     if not timeout >= 0:
         raise BadInput(f"timeout must be 0 or more seconds, got {request.timeout}")
     jobs = sup.store.get_many(request.ids)  # NoSuchJob for an unknown id
-    pending = [job.id for job in jobs if job.state not in TERMINAL_STATES]
+    pending = {job.id for job in jobs if job.state not in TERMINAL_STATES}
     if not pending:
         return JobList(rid=request.rid, jobs=sup.explain(jobs))
+    # Read the states, then subscribe, with no checkpoint in between: no job can
+    # finish unseen.
+    all_finished = sup.events.all_finished(pending)
     with trio.move_on_after(timeout):
-        for job_id in pending:
-            # Read the state, then subscribe, with no checkpoint in between: a job
-            # that finished while we waited for an earlier one is not waited for.
-            if sup.store.state(job_id) not in TERMINAL_STATES:
-                await sup.events.finished(job_id).wait()
+        await all_finished.wait()
     return JobList(rid=request.rid, jobs=sup.explain(sup.store.get_many(request.ids)))
 
 
