@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 import structlog
 import trio
@@ -20,6 +22,7 @@ from semantica.models import ErrorKind, Job, JobError, JobSpec, JobState
 from semantica.protocol import JobEvent, JobFinished
 from semantica.supervisor.events import JobEvents
 from semantica.supervisor.joblogs import JobLogs
+from semantica.supervisor.log import info_many
 from semantica.supervisor.metrics import Metrics
 from semantica.supervisor.retry import next_attempt_at
 from semantica.supervisor.scheduler import Scheduler
@@ -59,6 +62,8 @@ class JobLifecycle:
         self.finished_times: deque[float] = deque()
         #: Job types the workers can run; None until the first worker said hello.
         self.known_types: frozenset[str] | None = None
+        #: Info events held while a batch is recorded, logged together at its end.
+        self._held_lines: list[tuple[str, dict[str, Any]]] | None = None
 
     def enqueue(self, specs: Sequence[JobSpec]) -> EnqueueResult:
         """Commit new jobs (all or none), settle what they supersede, wake the workers.
@@ -86,7 +91,7 @@ class JobLifecycle:
                 self._announce("superseded", job_id, old.type, JobState.SUPERSEDED, old.queue)
         new = [job for job in result.jobs if not job.deduplicated]
         if self.metrics is not None:
-            self.metrics.enqueued.inc(len(new))
+            self.metrics.enqueued(len(new))
         if self.events.watched:
             for job in new:
                 self._announce("enqueued", job.id, job.type, job.state, job.queue)
@@ -148,15 +153,36 @@ class JobLifecycle:
             attempt=lease.attempt,
             worker_pid=worker_pid,
         )
-        log.info(
+        self._info(
             "job started",
-            job_id=lease.job_id,
-            type=lease.type,
-            queue=lease.queue,
-            state=JobState.RUNNING.value,
-            attempt=lease.attempt,
-            worker_pid=worker_pid,
+            {
+                "job_id": lease.job_id,
+                "type": lease.type,
+                "queue": lease.queue,
+                "state": "RUNNING",
+                "attempt": lease.attempt,
+                "worker_pid": worker_pid,
+            },
         )
+
+    @contextmanager
+    def _log_together(self) -> Iterator[None]:
+        """Hold the info events of a batch and log them at its end, in one write."""
+        if self._held_lines is not None:
+            yield
+            return
+        self._held_lines = []
+        try:
+            yield
+        finally:
+            lines, self._held_lines = self._held_lines, None
+            info_many(log, lines)
+
+    def _info(self, event: str, fields: dict[str, Any]) -> None:
+        if self._held_lines is None:
+            log.info(event, **fields)
+        else:
+            self._held_lines.append((event, fields))
 
     def finished(self, lease: Lease, report: JobFinished, duration_s: float) -> None:
         """A worker reported the end of an attempt."""
@@ -184,21 +210,36 @@ class JobLifecycle:
         except StaleLease as exc:
             log.warning("stale report ignored", job_id=lease.job_id, reason=str(exc))
 
-    def finished_many(self, ends: list[tuple[Lease, JobFinished, float]]) -> None:
-        """Several reported ends: the successes in one write, the rest one by one."""
+    def finished_many(
+        self,
+        ends: list[tuple[Lease, JobFinished, float]],
+        started: Sequence[Lease] = (),
+        worker_pid: int = 0,
+    ) -> None:
+        """Several reported ends: the successes in one write, the rest one by one.
+
+        ``started`` are the jobs among them not yet announced as started (a
+        worker runs a prefetched job and reports its end before the supervisor
+        hears of its start): their start is announced and logged first.
+        """
         done = [
             (lease, report.result, report.started_at)
             for lease, report, _ in ends
             if report.error is None
         ]
         stale = {lease.lease_id for lease in self.store.complete_many(done)} if done else set()
-        for lease, report, duration_s in ends:
-            if report.error is not None:
-                self.finished(lease, report, duration_s)
-            elif lease.lease_id in stale:
-                log.warning("stale report ignored", job_id=lease.job_id, reason="lease not current")
-            else:
-                self._ended(lease, JobState.DONE, None, duration_s)
+        with self._log_together():
+            for lease in started:
+                self.started(lease, worker_pid)
+            for lease, report, duration_s in ends:
+                if report.error is not None:
+                    self.finished(lease, report, duration_s)
+                elif lease.lease_id in stale:
+                    log.warning(
+                        "stale report ignored", job_id=lease.job_id, reason="lease not current"
+                    )
+                else:
+                    self._ended(lease, JobState.DONE, None, duration_s)
 
     def worker_lost(
         self, lease: Lease, worker_pid: int, status: int | None, duration_s: float
@@ -268,9 +309,9 @@ class JobLifecycle:
         if self.metrics is not None:
             self.metrics.job_ended(lease.type, state, duration_s)
         if state == JobState.QUEUED:
-            log.info("job will retry", **fields)
+            self._info("job will retry", fields)
         else:
-            log.info("job " + state.value.lower(), **fields)
+            self._info("job " + state.value.lower(), fields)
             self._count_finished()
             self.events.job_finished(lease.job_id)
         self._announce(

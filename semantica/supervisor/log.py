@@ -10,9 +10,11 @@ that drops stderr.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+import time
 from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any, TextIO
@@ -26,38 +28,123 @@ LOG_FILE_KEEP = 3
 
 
 class RotatingFile:
-    """Appends lines to a file, rotating it by size. Errors (disk full) drop lines."""
+    """Appends lines to a file, rotating it by size. Errors (disk full) drop lines.
+
+    Each line is one ``write`` on an ``O_APPEND`` descriptor: nothing is held
+    in a buffer, so a crash loses no line already logged, at the cost of one
+    system call (a flushed text file costs two layers more).
+    """
 
     def __init__(self, path: Path, max_bytes: int = LOG_FILE_MAX_BYTES) -> None:
         self.path = path
         self.max_bytes = max_bytes
-        self._file: TextIO | None = None
-        self._size = 0  # characters written to the current file (bytes, near enough)
+        self._fd: int | None = None
+        self._size = 0  # bytes in the current file
 
-    def write_line(self, line: str) -> None:
+    def write_line(self, line: bytes) -> None:
+        """Append ``line`` and a newline."""
         try:
-            if self._file is None:
-                self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115  # kept open
-                self._size = self._file.tell()
-            if self._size + len(line) > self.max_bytes:
+            if self._fd is None:
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                self._size = os.fstat(self._fd).st_size
+            if self._size + len(line) >= self.max_bytes:
                 self._rotate()
-            assert self._file is not None
-            self._file.write(line + "\n")
-            self._file.flush()
-            self._size += len(line) + 1
+            self._size += _write_all(self._fd, line + b"\n")
         except OSError:
-            self._file = None  # try again on the next line
+            self.close()  # try again on the next line
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def _rotate(self) -> None:
-        assert self._file is not None
-        self._file.close()
+        self.close()
         for n in range(LOG_FILE_KEEP - 1, 0, -1):
             older = self.path.with_name(f"{self.path.name}.{n}")
             if older.exists():
                 os.replace(older, self.path.with_name(f"{self.path.name}.{n + 1}"))
         os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
-        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         self._size = 0
+
+
+def _write_all(fd: int, data: bytes) -> int:
+    """os.write until all of ``data`` is written (a pipe may take part of it)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+    return len(data)
+
+
+class _LineSink:
+    """The structlog "logger": writes each rendered line to a stream, at once.
+
+    A stream with a descriptor (stderr, in the service) gets one ``write`` per
+    line. One without (a test's capture) gets ``write`` and ``flush``.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        try:
+            self._fd: int | None = stream.fileno()
+            stream.flush()  # whatever was printed before goes out first
+        except (AttributeError, OSError, ValueError):
+            self._fd = None
+
+    def msg(self, message: str | bytes) -> None:
+        if self._fd is not None:
+            data = message if isinstance(message, bytes) else message.encode()
+            with contextlib.suppress(OSError):  # stderr closed or full: the file still has it
+                _write_all(self._fd, data + b"\n")
+            return
+        text = message.decode() if isinstance(message, bytes) else message
+        self._stream.write(text + "\n")
+        self._stream.flush()
+
+    debug = info = warning = warn = error = critical = exception = fatal = failure = msg
+
+
+#: Set by :func:`configure`: where events go, and the JSON renderer in JSON mode.
+_sink: _LineSink | None = None
+_json_lines: _JsonLines | None = None
+
+
+def _sink_factory(*args: Any) -> _LineSink:
+    if _sink is None:
+        return _LineSink(sys.stderr)
+    return _sink
+
+
+class _Stamp:
+    """Adds ``timestamp``: ISO 8601 in UTC with microseconds (``...T23:04:40.324940Z``).
+
+    The same text as structlog's ``TimeStamper(fmt="iso", utc=True)``, at a
+    quarter of its cost: the date and time are formatted once a second, and
+    every job start and end is an event.
+    """
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def __call__(
+        self, logger: Any, name: str, event: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        event["timestamp"] = self.now()
+        return event
+
+    def now(self) -> str:
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._prefix}.{int((now - second) * 1e6):06d}Z"
+
+
+_stamp = _Stamp()
 
 
 def _to_json(value: Any) -> str:
@@ -78,11 +165,37 @@ class _JsonLines:
     def __init__(self, target: RotatingFile | None) -> None:
         self.target = target
 
-    def __call__(self, logger: Any, name: str, event: MutableMapping[str, Any]) -> str:
-        line = _encoder.encode(event).decode()
+    def __call__(self, logger: Any, name: str, event: MutableMapping[str, Any]) -> bytes:
+        line = _encoder.encode(event)
         if self.target is not None:
             self.target.write_line(line)
         return line
+
+    def many(self, events: list[tuple[str, dict[str, Any]]]) -> bytes:
+        """Several info events as lines, copied to the file in one write; returns them."""
+        timestamp = _stamp.now()
+        lines = b"\n".join(
+            _encoder.encode({**fields, "event": event, "level": "info", "timestamp": timestamp})
+            for event, fields in events
+        )
+        if self.target is not None:
+            self.target.write_line(lines)
+        return lines
+
+
+def info_many(logger: Any, events: list[tuple[str, dict[str, Any]]]) -> None:
+    """Log ``(event, fields)`` pairs at info level, as ``logger.info`` would, one by one.
+
+    In JSON mode the lot is one write to each sink, stamped with one time: a
+    batch of 25 job ends costs two system calls instead of fifty.
+    """
+    if not events:
+        return
+    if _json_lines is None or _sink is None:
+        for event, fields in events:
+            logger.info(event, **fields)
+        return
+    _sink.msg(_json_lines.many(events))
 
 
 class _CopyToFile:
@@ -94,31 +207,34 @@ class _CopyToFile:
     def __call__(
         self, logger: Any, name: str, event: MutableMapping[str, Any]
     ) -> MutableMapping[str, Any]:
-        self.target.write_line(_encoder.encode(event).decode())
+        self.target.write_line(_encoder.encode(event))
         return event
 
 
 def configure(log_format: str | None, log_file: Path | None = None) -> None:
     """Set up structlog once for this process (``log_file``: also JSON lines there)."""
+    global _sink, _json_lines
     tty = sys.stderr.isatty()
     if log_format is None:
         log_format = "pretty" if tty else "json"
     target = None if log_file is None else RotatingFile(log_file)
+    _sink = _LineSink(sys.stderr)
+    _json_lines = None
     processors: list[structlog.typing.Processor] = [
-        structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _stamp,
         structlog.processors.format_exc_info,
     ]
     if log_format == "json":
-        processors.append(_JsonLines(target))
+        _json_lines = _JsonLines(target)
+        processors.append(_json_lines)
     else:
         if target is not None:
             processors.append(_CopyToFile(target))
         processors.append(structlog.dev.ConsoleRenderer(colors=tty))
     structlog.configure(
         processors=processors,
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=_sink_factory,
         wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
         cache_logger_on_first_use=True,
     )

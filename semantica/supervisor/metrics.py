@@ -1,23 +1,20 @@
 """Prometheus metrics, in the text exposition format (``semctl metrics``, ``/metrics``).
 
-prometheus_client writes the format. Counters and the duration histogram are
-updated as jobs end; the gauges (jobs by state, workers by state) are read
+prometheus_client writes the format. The counters and the duration histogram
+are counted as jobs end; the gauges (jobs by state, workers by state) are read
 from the store and the pool when a scrape asks, so they are never stale.
 """
 
 from __future__ import annotations
 
+import bisect
+import itertools
 from collections.abc import Callable, Iterator
 
-from prometheus_client import (
-    CollectorRegistry,
-    Counter,
-    Histogram,
-    disable_created_metrics,
-    generate_latest,
-)
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from semantica.models import JobState
 
@@ -43,44 +40,23 @@ DURATION_BUCKETS = (
 
 _COMMITS = "semantica_store_commits", "Transactions committed to the job store."
 _WRITES = "semantica_store_writes", "Writes to the job store (several share a commit)."
+_FINISHED = "semantica_jobs_finished", "Jobs that reached a finished state, by type and state."
+_ENQUEUED = "semantica_enqueued", "Jobs added (deduplicated ones not counted)."
+_DURATION = "semantica_job_duration_seconds", "How long each attempt ran, whatever its outcome."
+_JOBS = "semantica_jobs", "Jobs in the store by state."
+_WORKERS = "semantica_workers", "Worker processes by state."
+
+Family = CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily
 
 
-class _Gauges(Collector):
-    def __init__(
-        self,
-        counts: Callable[[], dict[str, int]],
-        workers: Callable[[], dict[str, int]],
-        commits: Callable[[], tuple[int, int]],
-    ) -> None:
-        self._counts = counts
-        self._workers = workers
-        self._commits = commits
+class Metrics(Collector):
+    """The supervisor's metrics: counted as jobs move, written out when scraped.
 
-    def describe(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
-        # Named without reading values: registration must not touch the store or pool.
-        yield GaugeMetricFamily("semantica_jobs", "Jobs in the store by state.", labels=["state"])
-        yield GaugeMetricFamily("semantica_workers", "Worker processes by state.", labels=["state"])
-        yield CounterMetricFamily(*_COMMITS)
-        yield CounterMetricFamily(*_WRITES)
-
-    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
-        jobs = GaugeMetricFamily("semantica_jobs", "Jobs in the store by state.", labels=["state"])
-        for state, n in self._counts().items():
-            jobs.add_metric([state], n)
-        yield jobs
-        workers = GaugeMetricFamily(
-            "semantica_workers", "Worker processes by state.", labels=["state"]
-        )
-        for state, n in self._workers().items():
-            workers.add_metric([state], n)
-        yield workers
-        commits, writes = self._commits()
-        yield CounterMetricFamily(*_COMMITS, value=commits)
-        yield CounterMetricFamily(*_WRITES, value=writes)
-
-
-class Metrics:
-    """The supervisor's metrics registry."""
+    The counters are plain integers rather than prometheus_client's Counter
+    and Histogram: those take a lock and look up their label set on every
+    update, a few microseconds that every job's end would pay. The supervisor
+    updates them from its one event-loop thread; a scrape reads them there too.
+    """
 
     def __init__(
         self,
@@ -88,37 +64,70 @@ class Metrics:
         workers: Callable[[], dict[str, int]],
         commits: Callable[[], tuple[int, int]] = lambda: (0, 0),
     ) -> None:
-        disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created: noise here
+        self._counts = counts
+        self._workers = workers
+        self._commits = commits
+        self._finished: dict[tuple[str, str], int] = {}
+        self._enqueued = 0
+        self._buckets = [0] * len(DURATION_BUCKETS)  # attempts per bucket (not cumulative)
+        self._duration_sum = 0.0
         self.registry = CollectorRegistry(auto_describe=True)
-        self.finished = Counter(
-            "semantica_jobs_finished",
-            "Jobs that reached a finished state, by type and state.",
-            ["type", "state"],
-            registry=self.registry,
-        )
-        self.enqueued = Counter(
-            "semantica_enqueued",
-            "Jobs added (deduplicated ones not counted).",
-            registry=self.registry,
-        )
-        self.duration = Histogram(
-            "semantica_job_duration_seconds",
-            "How long each attempt ran, whatever its outcome.",
-            buckets=DURATION_BUCKETS,
-            registry=self.registry,
-        )
-        self.registry.register(_Gauges(counts, workers, commits))
+        self.registry.register(self)
+
+    def enqueued(self, count: int) -> None:
+        """``count`` new jobs were added."""
+        self._enqueued += count
 
     def job_ended(self, type: str, state: JobState, duration_s: float) -> None:
         """An attempt ended; ``state`` is the job's state after it."""
-        self.duration.observe(duration_s)
-        if state != JobState.QUEUED:
-            self.finished.labels(type=type, state=state.value).inc()
+        self._buckets[bisect.bisect_left(DURATION_BUCKETS, duration_s)] += 1
+        self._duration_sum += duration_s
+        if state is not JobState.QUEUED:
+            key = (type, state.value)
+            self._finished[key] = self._finished.get(key, 0) + 1
 
     def job_finished_unrun(self, type: str, state: JobState) -> None:
         """A job finished without an attempt (cancelled or superseded while queued)."""
-        self.finished.labels(type=type, state=state.value).inc()
+        key = (type, state.value)
+        self._finished[key] = self._finished.get(key, 0) + 1
 
     def text(self) -> str:
         """The exposition, as Prometheus scrapes it."""
         return generate_latest(self.registry).decode()
+
+    def describe(self) -> Iterator[Family]:
+        # Named without reading values: registration must not touch the store or pool.
+        yield CounterMetricFamily(*_FINISHED, labels=["type", "state"])
+        yield CounterMetricFamily(*_ENQUEUED)
+        yield HistogramMetricFamily(*_DURATION)
+        yield GaugeMetricFamily(*_JOBS, labels=["state"])
+        yield GaugeMetricFamily(*_WORKERS, labels=["state"])
+        yield CounterMetricFamily(*_COMMITS)
+        yield CounterMetricFamily(*_WRITES)
+
+    def collect(self) -> Iterator[Family]:
+        finished = CounterMetricFamily(*_FINISHED, labels=["type", "state"])
+        for (type_, state), n in sorted(self._finished.items()):
+            finished.add_metric([type_, state], n)
+        yield finished
+        yield CounterMetricFamily(*_ENQUEUED, value=self._enqueued)
+        cumulative = itertools.accumulate(self._buckets)
+        yield HistogramMetricFamily(
+            *_DURATION,
+            buckets=[
+                (floatToGoString(bound), n)  # type: ignore[no-untyped-call]
+                for bound, n in zip(DURATION_BUCKETS, cumulative, strict=True)
+            ],
+            sum_value=self._duration_sum,
+        )
+        jobs = GaugeMetricFamily(*_JOBS, labels=["state"])
+        for state, n in self._counts().items():
+            jobs.add_metric([state], n)
+        yield jobs
+        workers = GaugeMetricFamily(*_WORKERS, labels=["state"])
+        for state, n in self._workers().items():
+            workers.add_metric([state], n)
+        yield workers
+        commits, writes = self._commits()
+        yield CounterMetricFamily(*_COMMITS, value=commits)
+        yield CounterMetricFamily(*_WRITES, value=writes)

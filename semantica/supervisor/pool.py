@@ -149,7 +149,7 @@ class WorkerHandle:
     returned: list[Lease] = field(default_factory=list)
     giving_back: bool = False  # a GiveBack is unanswered
     activity: trio.Event = field(default_factory=trio.Event)  # ends or returns to record
-    announced: int | None = None  # lease id of the last job announced as started
+    announced: int = 0  # lease id of the last job announced as started
     started: float = 0.0  # trio time the running job started
     average_s: float | None = None  # its recent jobs' run time, for the prefetch
     interrupt_reason: str | None = None  # set: its jobs go back without spending an attempt
@@ -554,8 +554,13 @@ class WorkerPool:
         # They stay on the worker until durable: if it dies meanwhile, the reaper
         # records them (again: a second record of one end is refused as stale).
         ends, returned = list(worker.ends), list(worker.returned)
+        # A worker runs its jobs in lease order; those after the last one
+        # announced started and ended unseen, between two of its reports.
+        unseen = [lease for lease, _, _ in ends if lease.lease_id > worker.announced]
+        if unseen:
+            worker.announced = unseen[-1].lease_id
         try:
-            self.jobs.finished_many(ends)
+            self.jobs.finished_many(ends, unseen, worker.pid)
             if returned:
                 self.jobs.given_back(returned)
             self._announce(worker)

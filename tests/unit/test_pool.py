@@ -195,10 +195,9 @@ class Rig:
 
     async def finished(self, job_id: int) -> float:
         """Wait until the job reaches a finished state; return trio's time then."""
-        event = self.events.finished(job_id)
         if self.store.state(job_id) not in (JobState.QUEUED, JobState.RUNNING):
             return trio.current_time()
-        await event.wait()
+        await self.events.all_finished({job_id}).wait()
         return trio.current_time()
 
     async def running(self, job_id: int) -> None:
@@ -380,6 +379,45 @@ async def test_short_jobs_are_handed_over_several_at_a_time(
     assert all(job.state == JobState.DONE and job.attempts == 1 for job in jobs)
     starts = [job.started_at for job in jobs]
     assert starts == sorted(starts)  # FIFO holds within and across batches
+
+
+class HeldGate:
+    """A maintenance gate kept shut until the test opens it."""
+
+    def __init__(self) -> None:
+        self.open = trio.Event()
+
+    async def passage(self) -> None:
+        await self.open.wait()
+
+
+async def test_every_prefetched_job_is_announced_started_before_its_end(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Jobs that start and end between two reports still get their start event and log line."""
+    async with rig(tmp_path) as r:
+        await r.warm_up()
+        watcher = r.events.watch()
+        with capture_logs() as lines:
+            # Hold the recording of ends until the worker has run its whole
+            # batch: its ends then come to the supervisor together.
+            gate = HeldGate()
+            r.pool.gate = gate
+            ids = r.enqueue_many(*[QUICK] * 10)
+            await trio.testing.wait_all_tasks_blocked()
+            assert len(r.pool.workers[0].ends) > 2
+            gate.open.set()
+            for job_id in ids:
+                await r.finished(job_id)
+        r.events.unwatch(watcher)
+        seen: list[tuple[int, str]] = []
+        async for event in watcher.receive:
+            seen.append((event.job_id, event.event))
+    for job_id in ids:
+        mine = [name for event_job, name in seen if event_job == job_id]
+        assert mine == ["enqueued", "started", "done"], (job_id, mine)
+        logged = [line["event"] for line in lines if line.get("job_id") == job_id]
+        assert logged == ["job started", "job done"], (job_id, logged)
 
 
 async def test_a_job_is_not_held_behind_a_long_one(

@@ -1,0 +1,99 @@
+"""The supervisor's own log: JSON lines on stderr and in daemon.log, rotated by size."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import structlog
+
+from semantica.supervisor import log as supervisor_log
+
+
+@pytest.fixture
+def json_logs(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> Iterator[Path]:
+    """structlog set up as the supervisor sets it up in JSON mode; undone afterwards.
+
+    It asks for ``capfd`` so that stderr is already the captured one.
+    """
+    path = tmp_path / "daemon.log"
+    supervisor_log.configure("json", path)
+    try:
+        yield path
+    finally:
+        structlog.reset_defaults()
+        supervisor_log._sink = supervisor_log._json_lines = None
+
+
+def _lines(text: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def test_an_event_is_one_json_line_on_stderr_and_in_the_file(
+    json_logs: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    structlog.get_logger("t").info("job done", job_id=7, duration_ms=1.5)
+    [printed] = _lines(capfd.readouterr().err)
+    [filed] = _lines(json_logs.read_text())
+    assert printed == filed
+    assert printed["event"] == "job done" and printed["level"] == "info"
+    assert printed["job_id"] == 7 and printed["duration_ms"] == 1.5
+    stamp = str(printed["timestamp"])
+    assert stamp.endswith("Z") and len(stamp) == len("2026-11-26T23:04:40.324940Z")
+    when = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    assert abs(datetime.now(UTC) - when) < timedelta(seconds=5)
+
+
+def test_info_many_writes_what_info_would_for_each_event(
+    json_logs: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    logger = structlog.get_logger("t")
+    logger.info("job started", job_id=1, state="RUNNING")
+    supervisor_log.info_many(
+        logger,
+        [("job started", {"job_id": 2, "state": "RUNNING"}), ("job done", {"job_id": 2})],
+    )
+    printed = _lines(capfd.readouterr().err)
+    assert printed == _lines(json_logs.read_text())
+    assert [(p["event"], p["job_id"]) for p in printed] == [
+        ("job started", 1),
+        ("job started", 2),
+        ("job done", 2),
+    ]
+    # Same keys, in the same order, as one event logged alone.
+    assert list(printed[1]) == list(printed[0])
+    assert all(p["level"] == "info" for p in printed)
+
+
+def test_info_many_without_json_mode_goes_through_structlog() -> None:
+    with structlog.testing.capture_logs() as events:
+        supervisor_log.info_many(structlog.get_logger("t"), [("job done", {"job_id": 3})])
+    assert events == [{"event": "job done", "job_id": 3, "log_level": "info"}]
+
+
+def test_the_file_is_rotated_by_size_keeping_three_old_ones(tmp_path: Path) -> None:
+    path = tmp_path / "daemon.log"
+    target = supervisor_log.RotatingFile(path, max_bytes=100)
+    for n in range(40):
+        target.write_line(f"line {n:02d} ".encode() + b"x" * 20)
+    target.close()
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["daemon.log", "daemon.log.1", "daemon.log.2", "daemon.log.3"]
+    assert all(p.stat().st_size <= 100 for p in tmp_path.iterdir())
+    newest = path.read_text().splitlines()
+    assert newest[-1].startswith("line 39")
+    older = (tmp_path / "daemon.log.1").read_text().splitlines()
+    assert int(older[-1].split()[1]) == int(newest[0].split()[1]) - 1  # nothing lost between
+
+
+def test_a_file_that_cannot_be_written_drops_lines_and_recovers(tmp_path: Path) -> None:
+    path = tmp_path / "gone" / "daemon.log"
+    target = supervisor_log.RotatingFile(path)
+    target.write_line(b"lost")  # the directory does not exist: dropped, no error
+    path.parent.mkdir()
+    target.write_line(b"kept")
+    target.close()
+    assert path.read_text() == "kept\n"
