@@ -165,6 +165,12 @@ class JobLifecycle:
             },
         )
 
+    def started_many(self, leases: Sequence[Lease], worker_pid: int) -> None:
+        """Several jobs of one worker started, in this order (their log lines in one write)."""
+        with self._log_together():
+            for lease in leases:
+                self.started(lease, worker_pid)
+
     @contextmanager
     def _log_together(self) -> Iterator[None]:
         """Hold the info events of a batch and log them at its end, in one write."""

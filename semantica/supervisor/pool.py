@@ -588,12 +588,18 @@ class WorkerPool:
         self._notify()
 
     def _announce(self, worker: WorkerHandle) -> None:
-        """Announce the start of the worker's running job, once (after the ends before it)."""
+        """Announce the start of the worker's running job, once.
+
+        Jobs before it whose ends wait to be recorded started before it: they
+        are announced first (their ends follow when they are recorded).
+        """
         lease = worker.lease
-        if lease is not None and worker.announced != lease.lease_id:
-            worker.announced = lease.lease_id
-            worker.state = WorkerState.BUSY
-            self.jobs.started(lease, worker.pid)
+        if lease is None or lease.lease_id <= worker.announced:
+            return
+        before = [held for held, _, _ in worker.ends if held.lease_id > worker.announced]
+        worker.announced = lease.lease_id
+        worker.state = WorkerState.BUSY
+        self.jobs.started_many([*before, lease], worker.pid)
 
     async def _hand_over(self, worker: WorkerHandle) -> None:
         """Send the worker the jobs leased for it (their leases are committed)."""

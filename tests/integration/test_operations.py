@@ -134,6 +134,27 @@ def test_json_logs_every_line_and_job_events_carry_their_fields(
     ]
 
 
+def test_each_job_of_a_fast_drain_logs_its_start_then_its_end(
+    make_daemon: Callable[..., Daemon],
+) -> None:
+    """Short jobs are handed over in batches; each still gets "job started", then "job done"."""
+    daemon = make_daemon()
+    with daemon.client() as client:
+        client.pause("burst")
+        jobs = client.enqueue_many([{"type": "NOOP", "queue": "burst"}] * 600)
+        client.resume("burst")
+        client.wait_many([job.id for job in jobs], timeout=60)
+    daemon.stop()
+    seen: dict[int, list[str]] = {job.id: [] for job in jobs}
+    for event in daemon.events():
+        if event.get("job_id") in seen and event["event"].startswith("job "):
+            seen[event["job_id"]].append(event["event"])
+    wrong = {
+        job_id: events for job_id, events in seen.items() if events != ["job started", "job done"]
+    }
+    assert not wrong, f"{len(wrong)} of 600 jobs, e.g. {list(wrong.items())[:3]}"
+
+
 def test_systemd_notifications_ready_stopping_and_watchdog(short_tmp: Path) -> None:
     """Under a NOTIFY_SOCKET: READY=1 once up, WATCHDOG=1 when asked for, STOPPING=1 on SIGTERM."""
     daemon = Daemon(home=short_tmp / "home")
