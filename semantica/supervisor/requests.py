@@ -292,10 +292,8 @@ async def handle_wait(sup: Supervisor, request: Wait) -> JobList:
     timeout = math.inf if request.timeout is None else request.timeout
     if not timeout >= 0:
         raise BadInput(f"timeout must be 0 or more seconds, got {request.timeout}")
-    jobs = sup.store.get_many(request.ids)  # NoSuchJob for an unknown id
-    pending = {job.id for job in jobs if job.state not in TERMINAL_STATES}
-    if not pending:
-        return JobList(rid=request.rid, jobs=sup.explain(jobs))
+    states = sup.store.states(request.ids)  # NoSuchJob for an unknown id
+    pending = {job_id for job_id, state in states.items() if state not in TERMINAL_STATES}
     # Read the states, then subscribe, with no checkpoint in between: no job can
     # finish unseen.
     all_finished = sup.events.all_finished(pending)

@@ -80,6 +80,23 @@ def test_get_many_keeps_the_order_asked(store: SQLiteStore, spec: Spec) -> None:
     assert store.get_many([]) == []
 
 
+def test_states_reads_many_jobs_states_and_refuses_an_unknown_id(
+    store: SQLiteStore, spec: Spec
+) -> None:
+    """states() gives each job's state once; one unknown id among 600 is named."""
+    jobs = store.enqueue([spec() for _ in range(600)]).jobs
+    lease = store.lease(1)
+    assert lease is not None
+    store.complete(lease, None)
+    ids = [job.id for job in jobs]
+    states = store.states([*ids, ids[0]])
+    assert len(states) == 600 and states[lease.job_id] == JobState.DONE
+    assert sum(state == JobState.QUEUED for state in states.values()) == 599
+    unknown = ids[-1] + 1
+    with pytest.raises(NoSuchJob, match=f"no job {unknown}"):
+        store.states([*ids, unknown])
+
+
 def test_list_filters_newest_first(store: SQLiteStore, spec: Spec) -> None:
     """list applies every filter given and returns the newest jobs first, up to the limit."""
     jobs = store.enqueue(
