@@ -199,6 +199,7 @@ _JOB_COLUMNS = (
     "payload, timeout_s, worker_pid, backoff_s, require_charging, require_idle, superseded_by, "
     "progress, progress_message"
 )
+_PRIORITY = _JOB_COLUMNS.split(", ").index("priority")
 
 _json_decode = msgspec.json.decode
 _json_encode = msgspec.json.encode
@@ -1011,13 +1012,20 @@ class SQLiteStore:
 
     @_reads
     def next_queued(self, limit: int) -> JobsList:
-        """The first ``limit`` QUEUED jobs in dispatch order (priority, then oldest)."""
-        rows = self._conn.execute(
-            f"SELECT {_JOB_COLUMNS} FROM jobs INDEXED BY jobs_ready WHERE state = 'QUEUED' "
-            "ORDER BY priority DESC, id LIMIT ?",
-            (limit,),
-        ).fetchall()
-        return [self._job(row) for row in rows]
+        """The first ``limit`` QUEUED jobs in dispatch order (priority, then oldest).
+
+        The first ``limit`` of each queue, merged: each queue's are read from
+        its end of ``jobs_queue_ready``, as a lease reads them.
+        """
+        rows: list[Sequence[Any]] = []
+        for (queue,) in self._conn.execute("SELECT name FROM queues").fetchall():
+            rows += self._conn.execute(
+                f"SELECT {_JOB_COLUMNS} FROM jobs INDEXED BY jobs_queue_ready "
+                "WHERE state = 'QUEUED' AND queue = ? ORDER BY priority DESC, id LIMIT ?",
+                (queue, limit),
+            ).fetchall()
+        rows.sort(key=lambda row: (-row[_PRIORITY], row[0]))
+        return [self._job(row) for row in rows[:limit]]
 
     @_reads
     def counts(self) -> dict[str, int]:

@@ -97,6 +97,24 @@ def test_states_reads_many_jobs_states_and_refuses_an_unknown_id(
         store.states([*ids, unknown])
 
 
+def test_next_queued_merges_the_queues_in_dispatch_order(store: SQLiteStore, spec: Spec) -> None:
+    """The waiting list of top: priority first, then oldest, whatever the queue."""
+    jobs = store.enqueue(
+        [
+            spec(queue="a"),
+            spec(queue="b", priority=5),
+            spec(queue="a", priority=5),
+            spec(queue="c"),
+            spec(queue="b"),
+        ]
+    ).jobs
+    lease = store.lease(1)  # takes the oldest of priority 5
+    assert lease is not None and lease.job_id == jobs[1].id
+    ids = [job.id for job in store.next_queued(3)]
+    assert ids == [jobs[2].id, jobs[0].id, jobs[3].id]
+    assert [job.id for job in store.next_queued(10)] == [*ids, jobs[4].id]
+
+
 def test_list_filters_newest_first(store: SQLiteStore, spec: Spec) -> None:
     """list applies every filter given and returns the newest jobs first, up to the limit."""
     jobs = store.enqueue(
