@@ -200,6 +200,68 @@ _JOB_COLUMNS = (
     "progress, progress_message"
 )
 _PRIORITY = _JOB_COLUMNS.split(", ").index("priority")
+_INSERT_COLUMNS = (
+    "type, queue, subject, generation, priority, state, payload, max_attempts, timeout_s, "
+    "backoff_s, require_charging, require_idle, created_at, run_after"
+)
+_INSERT_ROW = "(?, ?, ?, ?, ?, 'QUEUED', ?, ?, ?, ?, ?, ?, ?, ?)"
+#: Rows per INSERT: 13 parameters each, well under SQLite's 32,766.
+_INSERT_CHUNK = 500
+
+
+def _insert_args(
+    spec: JobSpec, generation: int | None, payload: str, now: float, run_after: float
+) -> tuple[Any, ...]:
+    """The parameters of one :data:`_INSERT_ROW`."""
+    return (
+        spec.type,
+        spec.queue,
+        spec.subject,
+        generation,
+        spec.priority,
+        payload,
+        spec.max_attempts,
+        spec.timeout,
+        spec.backoff,
+        int(spec.require_charging),
+        int(spec.require_idle),
+        now,
+        run_after,
+    )
+
+
+def _new_job(
+    job_id: int,
+    spec: JobSpec,
+    generation: int | None,
+    payload: str,
+    now: float,
+    created_at: datetime,
+    run_after: float,
+) -> Job:
+    """The Job a fresh insert made, without reading it back (``created_at`` is ``now``)."""
+    return Job(
+        id=job_id,
+        type=spec.type,
+        queue=spec.queue,
+        subject=spec.subject,
+        generation=generation,
+        priority=spec.priority,
+        state=JobState.QUEUED,
+        attempts=0,
+        max_attempts=spec.max_attempts,
+        created_at=created_at,
+        started_at=None,
+        finished_at=None,
+        # Most jobs may run at once: share the one datetime of the batch.
+        run_after=created_at if run_after == now else _ts(run_after),
+        payload=_json_decode(payload),  # as stored (a set became a list)
+        timeout=spec.timeout,
+        backoff=spec.backoff,
+        require_charging=spec.require_charging,
+        require_idle=spec.require_idle,
+    )
+
 
 _json_decode = msgspec.json.decode
 _json_encode = msgspec.json.encode
@@ -496,75 +558,71 @@ class SQLiteStore:
             run_after = at.timestamp() if at is not None else now + (spec.delay or 0.0)
             rows.append((spec, payload, run_after))
         result = EnqueueResult()
+        created_at = datetime.fromtimestamp(now, UTC)
         with self.transaction() as conn:
             conn.executemany(
                 "INSERT OR IGNORE INTO queues (name) VALUES (?)",
                 [(name,) for name in {spec.queue for spec in specs}],
             )
+            plain: list[tuple[JobSpec, str, float]] = []  # no subject: inserted together
             for spec, payload, run_after in rows:
+                if spec.subject is None:
+                    plain.append((spec, payload, run_after))
+                    continue
+                # The generation rules see every spec before this one: insert those first.
+                self._insert_plain(conn, plain, now, created_at, result)
+                plain = []
                 generation = spec.generation
-                if spec.subject is not None:
-                    live = self._live_generation(conn, spec, generation)
-                    if live is not None:
-                        job = self._job(live)
-                        job.deduplicated = True
-                        result.jobs.append(job)
-                        continue
-                    if generation is None:
-                        (newest,) = conn.execute(
-                            "SELECT max(generation) FROM jobs WHERE type = ? AND subject = ?",
-                            (spec.type, spec.subject),
-                        ).fetchone()
-                        generation = (newest or 0) + 1
-                cur = conn.execute(
-                    "INSERT INTO jobs (type, queue, subject, generation, priority, state, "
-                    "payload, max_attempts, timeout_s, backoff_s, require_charging, "
-                    "require_idle, created_at, run_after) "
-                    "VALUES (?, ?, ?, ?, ?, 'QUEUED', ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        spec.type,
-                        spec.queue,
-                        spec.subject,
-                        generation,
-                        spec.priority,
-                        payload,
-                        spec.max_attempts,
-                        spec.timeout,
-                        spec.backoff,
-                        int(spec.require_charging),
-                        int(spec.require_idle),
-                        now,
-                        run_after,
-                    ),
-                )
-                job_id = cur.lastrowid
-                assert job_id is not None
-                if spec.subject is not None:
-                    assert generation is not None
-                    self._supersede_older(conn, spec, generation, job_id, now, result)
+                live = self._live_generation(conn, spec, generation)
+                if live is not None:
+                    job = self._job(live)
+                    job.deduplicated = True
+                    result.jobs.append(job)
+                    continue
+                if generation is None:
+                    (newest,) = conn.execute(
+                        "SELECT max(generation) FROM jobs WHERE type = ? AND subject = ?",
+                        (spec.type, spec.subject),
+                    ).fetchone()
+                    generation = (newest or 0) + 1
+                (job_id,) = conn.execute(
+                    f"INSERT INTO jobs ({_INSERT_COLUMNS}) VALUES {_INSERT_ROW} RETURNING id",
+                    _insert_args(spec, generation, payload, now, run_after),
+                ).fetchone()
+                self._supersede_older(conn, spec, generation, job_id, now, result)
                 result.jobs.append(
-                    Job(
-                        id=job_id,
-                        type=spec.type,
-                        queue=spec.queue,
-                        subject=spec.subject,
-                        generation=generation,
-                        priority=spec.priority,
-                        state=JobState.QUEUED,
-                        attempts=0,
-                        max_attempts=spec.max_attempts,
-                        created_at=_ts(now),  # type: ignore[arg-type]
-                        started_at=None,
-                        finished_at=None,
-                        run_after=_ts(run_after),
-                        payload=_json_decode(payload),  # as stored (a set became a list)
-                        timeout=spec.timeout,
-                        backoff=spec.backoff,
-                        require_charging=spec.require_charging,
-                        require_idle=spec.require_idle,
-                    )
+                    _new_job(job_id, spec, generation, payload, now, created_at, run_after)
                 )
+            self._insert_plain(conn, plain, now, created_at, result)
         return result
+
+    def _insert_plain(
+        self,
+        conn: sqlite3.Connection,
+        plain: list[tuple[JobSpec, str, float]],
+        now: float,
+        created_at: datetime,
+        result: EnqueueResult,
+    ) -> None:
+        """Insert jobs without a subject, many rows a statement (a third of the cost per row)."""
+        for start in range(0, len(plain), _INSERT_CHUNK):
+            chunk = plain[start : start + _INSERT_CHUNK]
+            args: list[Any] = []
+            for spec, payload, run_after in chunk:
+                args += _insert_args(spec, None, payload, now, run_after)
+            values = ", ".join([_INSERT_ROW] * len(chunk))
+            # Ids grow in the order rows are inserted (AUTOINCREMENT, one writer);
+            # RETURNING itself promises no order.
+            ids = sorted(
+                job_id
+                for (job_id,) in conn.execute(
+                    f"INSERT INTO jobs ({_INSERT_COLUMNS}) VALUES {values} RETURNING id", args
+                )
+            )
+            for job_id, (spec, payload, run_after) in zip(ids, chunk, strict=True):
+                result.jobs.append(
+                    _new_job(job_id, spec, None, payload, now, created_at, run_after)
+                )
 
     def _live_generation(
         self, conn: sqlite3.Connection, spec: JobSpec, generation: int | None

@@ -115,6 +115,28 @@ def test_next_queued_merges_the_queues_in_dispatch_order(store: SQLiteStore, spe
     assert [job.id for job in store.next_queued(10)] == [*ids, jobs[4].id]
 
 
+def test_a_large_mixed_batch_keeps_its_order_ids_and_payloads(
+    store: SQLiteStore, spec: Spec
+) -> None:
+    """1,200 specs, every 100th with a subject: ids grow in spec order; each job is its spec."""
+    specs = [
+        spec(payload={"n": n}, subject=f"s{n % 3}" if n % 100 == 0 else None, delay=n % 2)
+        for n in range(1200)
+    ]
+    result = store.enqueue(specs)
+    ids = [job.id for job in result.jobs]
+    assert ids == sorted(ids) and len(set(ids)) == 1200
+    stored = store.get_many(ids)
+    assert [job.payload for job in result.jobs] == [{"n": n} for n in range(1200)]
+    assert [job.payload for job in stored] == [{"n": n} for n in range(1200)]
+    assert [job.run_after for job in result.jobs] == [job.run_after for job in stored]
+    assert [job.created_at for job in result.jobs] == [job.created_at for job in stored]
+    # The subject rules saw the earlier specs of the batch: s0 at n=0 and n=300 ...
+    superseded = [job for job in stored if job.state == JobState.SUPERSEDED]
+    assert {job.subject for job in superseded} == {"s0", "s1", "s2"}
+    assert all(job.superseded_by in ids for job in superseded)
+
+
 def test_list_filters_newest_first(store: SQLiteStore, spec: Spec) -> None:
     """list applies every filter given and returns the newest jobs first, up to the limit."""
     jobs = store.enqueue(
