@@ -829,6 +829,13 @@ class WorkerPool:
         # the queue, attempt not spent.
         unstarted = [*list(worker.inflight)[1:], *worker.unsent, *worker.returned]
         ends = worker.ends
+        # Jobs it ran whose start was never announced: announced now, before their ends.
+        unseen = [lease for lease, _, _ in ends if lease.lease_id > worker.announced]
+        if running is not None and running.lease_id > worker.announced:
+            unseen.append(running)
+        if unseen:
+            worker.announced = unseen[-1].lease_id
+            self.jobs.started_many(unseen, worker.pid)
         worker.inflight, worker.unsent, worker.returned, worker.ends = deque(), [], [], []
         for lease, report, elapsed in ends:  # it reported them just before dying
             await settle(

@@ -420,6 +420,27 @@ async def test_every_prefetched_job_is_announced_started_before_its_end(
         assert logged == ["job started", "job done"], (job_id, logged)
 
 
+async def test_a_dead_workers_unrecorded_jobs_are_announced_started_before_their_ends(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A worker dies with ends unrecorded and a job running: each logs a start, then an end."""
+    async with rig(tmp_path) as r:
+        await r.warm_up()
+        with capture_logs() as lines:
+            r.pool.gate = HeldGate()  # nothing the worker reports is recorded ...
+            ids = r.enqueue_many(*[QUICK] * 4, {**LONG, "max_attempts": 1})
+            await trio.testing.wait_all_tasks_blocked()
+            assert len(r.pool.workers[0].ends) == 4  # ... and the long one runs
+            r.pool.processes[-1].send_signal(signal.SIGKILL)
+            for job_id in ids:
+                await r.finished(job_id)
+        jobs = r.store.get_many(ids)
+    assert [job.state for job in jobs] == [JobState.DONE] * 4 + [JobState.FAILED]
+    for job_id in ids:
+        logged = [line["event"] for line in lines if line.get("job_id") == job_id]
+        assert logged[0] == "job started" and len(logged) == 2, (job_id, logged)
+
+
 async def test_a_job_is_not_held_behind_a_long_one(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
