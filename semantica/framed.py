@@ -7,6 +7,7 @@ sync client has its own socket loop over the same :class:`FrameDecoder`.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -85,7 +86,7 @@ class FramedStream:
             with trio.CancelScope(shield=self._shield_sends):
                 await self.stream.send_all(data)
 
-    async def send_many(self, msgs: list[msgspec.Struct]) -> None:
+    async def send_many(self, msgs: Sequence[msgspec.Struct]) -> None:
         """Send several messages, one frame each, in one write."""
         data = b"".join(encode(msg) for msg in msgs)
         async with self._send_lock:

@@ -58,6 +58,16 @@ class _Ticket:
         await self._batch.done.wait()
         return self._batch.error
 
+    @property
+    def settled(self) -> bool:
+        """Whether the batch's commit has happened (or failed)."""
+        return self._batch.done.is_set()
+
+    @property
+    def error(self) -> StoreError | None:
+        """The commit's error, once :attr:`settled`; None if it succeeded."""
+        return self._batch.error
+
 
 class Committer:
     """Commits the store's open batch soon after each write; tells writers when it is durable."""

@@ -50,8 +50,13 @@ class StoreGate:
         self._open.set()
 
     async def passage(self) -> None:
-        """Return at once, or when the gate opens again."""
-        await self._open.wait()
+        """Return at once, or when the gate opens again.
+
+        An open gate is not a checkpoint: every write of every request passes
+        here, and the callers reach one soon after (a reply, a commit wait).
+        """
+        if not self._open.is_set():
+            await self._open.wait()
 
     @asynccontextmanager
     async def closed(self) -> AsyncIterator[None]:

@@ -33,11 +33,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from semantica import protocol
+from semantica.models import JobSpec
 from semantica.protocol import (
     HEADER,
     PROTOCOL_VERSION,
     Cancel,
     ControlReply,
+    Enqueue,
+    Enqueued,
     ErrorReply,
     FrameDecoder,
     GetJob,
@@ -205,6 +208,28 @@ def _attack(connect: Callable[[], RawConn], rng: random.Random, n: int) -> None:
     assert silent.until_closed(HELLO_TIMEOUT + SLACK) == []  # no reply: just closed
     waited = time.monotonic() - silent_since
     assert HELLO_TIMEOUT - 0.5 <= waited <= HELLO_TIMEOUT + SLACK
+
+
+def test_pipelined_enqueues_are_answered_in_order_each_once(
+    daemon: Daemon, raw: Callable[[], RawConn]
+) -> None:
+    """300 enqueues in one write: 300 replies, in request order, ids growing, all stored."""
+    conn = raw()
+    assert isinstance(conn.hello(_token(daemon)), HelloOk)
+    requests = [
+        Enqueue(rid=rid, jobs=[JobSpec(type="NOOP", queue="held", payload={"rid": rid})])
+        for rid in range(1, 301)
+    ]
+    daemon.semctl("pause", "held")
+    conn.send(b"".join(encode(request) for request in requests))
+    replies = [conn.next() for _ in requests]
+    assert all(isinstance(reply, Enqueued) for reply in replies)
+    assert [reply.rid for reply in replies] == list(range(1, 301))
+    ids = [reply.jobs[0].id for reply in replies]
+    assert ids == sorted(set(ids))
+    with daemon.client() as client:
+        stored = [client.get(job_id) for job_id in ids]
+    assert [job.payload for job in stored] == [{"rid": rid} for rid in range(1, 301)]
 
 
 def test_garbage_flood_is_cut_off_and_leaves_no_trace(
