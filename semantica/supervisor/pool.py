@@ -90,7 +90,7 @@ REAP_STORE_TRIES = 20
 #: Prefetch: hand a worker as many jobs as fit in this much of its average run time...
 PREFETCH_BUDGET_S = 0.005
 #: ... but never more than this many at once.
-MAX_PREFETCH = 32
+MAX_PREFETCH = 64
 #: A prefetched job waits at most about this long behind a job that runs on: then it is
 #: handed back to the queue for any worker.
 HOLD_LIMIT_S = 0.005
