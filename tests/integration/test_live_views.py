@@ -31,8 +31,15 @@ class Lines:
         self.out: IO[str] = self.proc.stdout
 
     def next(self, timeout: float = 15) -> str:
+        line = self.poll(timeout)
+        assert line is not None, "no line came"
+        return line
+
+    def poll(self, timeout: float) -> str | None:
+        """The next line, or None if none came within ``timeout`` seconds."""
         ready, _, _ = select.select([self.out], [], [], timeout)
-        assert ready, "no line came"
+        if not ready:
+            return None
         line = self.out.readline()
         assert line, "the output ended"
         return line.rstrip("\n")
@@ -100,8 +107,11 @@ def test_tail_of_an_unknown_job_exits_5(daemon: Daemon) -> None:
 def test_tail_without_id_shows_every_event(daemon: Daemon, lines_of: Callable[..., Lines]) -> None:
     """semctl tail --json prints one JSON object per job event: enqueued, started, done/failed."""
     events = lines_of("tail", "--json")
-    daemon.semctl("status")  # the stream is open once semctl connected; status shares nothing
     with daemon.client() as client:
+        # semctl takes a while to start on a loaded machine: the stream is open
+        # once the events of a probe job show up in it.
+        while events.poll(0.5) is None:
+            client.enqueue("NOOP", queue="probe")
         ok = client.enqueue("NOOP")
         bad = client.enqueue("FAIL", max_attempts=1)
     seen: dict[int, list[str]] = {ok.id: [], bad.id: []}
