@@ -82,13 +82,13 @@ class FramedStream:
             raise FrameTooLarge(
                 f"a request of {len(data) - HEADER.size} bytes is over the {limit}-byte limit"
             )
-        async with self._send_lock:
-            with trio.CancelScope(shield=self._shield_sends):
-                await self.stream.send_all(data)
+        await self._write(data)
 
     async def send_many(self, msgs: Sequence[msgspec.Struct]) -> None:
         """Send several messages, one frame each, in one write."""
-        data = b"".join(encode(msg) for msg in msgs)
+        await self._write(b"".join(encode(msg) for msg in msgs))
+
+    async def _write(self, data: bytes) -> None:
         async with self._send_lock:
             with trio.CancelScope(shield=self._shield_sends):
                 await self.stream.send_all(data)

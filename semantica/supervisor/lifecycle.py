@@ -96,11 +96,12 @@ class JobLifecycle:
             for job in new:
                 self._announce("enqueued", job.id, job.type, job.state, job.queue)
         now = self.store.clock.time()
-        if any(job.run_after is None or job.run_after.timestamp() <= now for job in new):
+        starts = [now if job.run_after is None else job.run_after.timestamp() for job in new]
+        if any(at <= now for at in starts):
             self.scheduler.wake()
-        later = [job.run_after.timestamp() for job in new if job.run_after is not None]
-        if any(at > now for at in later):
-            self.scheduler.reschedule(min(at for at in later if at > now))  # a new deadline
+        later = [at for at in starts if at > now]
+        if later:
+            self.scheduler.reschedule(min(later))  # a new deadline
         if any(job.require_charging or job.require_idle for job in new):
             self._on_conditional()
         return result
@@ -195,7 +196,7 @@ class JobLifecycle:
         try:
             error = report.error
             if error is None:
-                self.store.complete(lease, report.result)
+                self.store.complete(lease, report.result, report.started_at)
                 self._ended(lease, JobState.DONE, None, duration_s)
                 return
             if error.kind == ErrorKind.CANCELLED:

@@ -45,10 +45,10 @@ class RotatingFile:
         """Append ``line`` and a newline."""
         try:
             if self._fd is None:
-                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-                self._size = os.fstat(self._fd).st_size
+                self._open()
             if self._size + len(line) >= self.max_bytes:
                 self._rotate()
+            assert self._fd is not None
             self._size += _write_all(self._fd, line + b"\n")
         except OSError:
             self.close()  # try again on the next line
@@ -66,8 +66,11 @@ class RotatingFile:
             if older.exists():
                 os.replace(older, self.path.with_name(f"{self.path.name}.{n + 1}"))
         os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
+        self._open()
+
+    def _open(self) -> None:
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        self._size = 0
+        self._size = os.fstat(self._fd).st_size
 
 
 def _write_all(fd: int, data: bytes) -> int:
@@ -112,8 +115,7 @@ _json_lines: _JsonLines | None = None
 
 
 def _sink_factory(*args: Any) -> _LineSink:
-    if _sink is None:
-        return _LineSink(sys.stderr)
+    assert _sink is not None  # configure sets it before it installs this factory
     return _sink
 
 

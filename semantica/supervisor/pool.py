@@ -554,11 +554,7 @@ class WorkerPool:
         # They stay on the worker until durable: if it dies meanwhile, the reaper
         # records them (again: a second record of one end is refused as stale).
         ends, returned = list(worker.ends), list(worker.returned)
-        # A worker runs its jobs in lease order; those after the last one
-        # announced started and ended unseen, between two of its reports.
-        unseen = [lease for lease, _, _ in ends if lease.lease_id > worker.announced]
-        if unseen:
-            worker.announced = unseen[-1].lease_id
+        unseen = _take_unannounced(worker, [lease for lease, _, _ in ends])
         try:
             self.jobs.finished_many(ends, unseen, worker.pid)
             if returned:
@@ -596,10 +592,9 @@ class WorkerPool:
         lease = worker.lease
         if lease is None or lease.lease_id <= worker.announced:
             return
-        before = [held for held, _, _ in worker.ends if held.lease_id > worker.announced]
-        worker.announced = lease.lease_id
         worker.state = WorkerState.BUSY
-        self.jobs.started_many([*before, lease], worker.pid)
+        leases = [*(held for held, _, _ in worker.ends), lease]
+        self.jobs.started_many(_take_unannounced(worker, leases), worker.pid)
 
     async def _hand_over(self, worker: WorkerHandle) -> None:
         """Send the worker the jobs leased for it (their leases are committed)."""
@@ -830,12 +825,8 @@ class WorkerPool:
         unstarted = [*list(worker.inflight)[1:], *worker.unsent, *worker.returned]
         ends = worker.ends
         # Jobs it ran whose start was never announced: announced now, before their ends.
-        unseen = [lease for lease, _, _ in ends if lease.lease_id > worker.announced]
-        if running is not None and running.lease_id > worker.announced:
-            unseen.append(running)
-        if unseen:
-            worker.announced = unseen[-1].lease_id
-            self.jobs.started_many(unseen, worker.pid)
+        ran = [lease for lease, _, _ in ends] + ([] if running is None else [running])
+        self.jobs.started_many(_take_unannounced(worker, ran), worker.pid)
         worker.inflight, worker.unsent, worker.returned, worker.ends = deque(), [], [], []
         for lease, report, elapsed in ends:  # it reported them just before dying
             await settle(
@@ -882,6 +873,19 @@ class WorkerPool:
 
     async def _wait_changed(self) -> None:
         await self._changed.wait()
+
+
+def _take_unannounced(worker: WorkerHandle, leases: list[Lease]) -> list[Lease]:
+    """Those of ``leases`` (in the order the worker ran them) not yet announced as started.
+
+    A worker runs its jobs in lease order, so the announced ones are exactly
+    those up to ``worker.announced``; that mark moves past the ones returned,
+    which the caller announces.
+    """
+    unseen = [lease for lease in leases if lease.lease_id > worker.announced]
+    if unseen:
+        worker.announced = unseen[-1].lease_id
+    return unseen
 
 
 def _held(worker: WorkerHandle, lease_id: int) -> Lease | None:

@@ -862,20 +862,16 @@ class SQLiteStore:
             )
         return self.get(job_id)
 
-    def complete(self, lease: Lease, result: bytes | None) -> None:
+    def complete(self, lease: Lease, result: bytes | None, start: float = 0.0) -> None:
         """RUNNING -> DONE with ``result`` (JSON text), if ``lease`` is still current.
+
+        :meth:`complete_many` of one (``start`` as there).
 
         Raises:
             StaleLease: the job is no longer running under this lease.
         """
-        self._move(
-            lease,
-            JobState.DONE,
-            result=None if result is None else result.decode(),
-            finished_at=self.clock.time(),
-            error_kind=None,
-            error_message=None,
-        )
+        if self.complete_many([(lease, result, start)]):
+            raise StaleLease(f"job {lease.job_id} is not running under lease {lease.lease_id}")
 
     def fail(self, lease: Lease, error: JobError, retry_at: float | None) -> JobState:
         """End an attempt with ``error``: back to QUEUED at ``retry_at``, or FAILED if None.

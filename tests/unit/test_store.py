@@ -576,3 +576,21 @@ def test_jobs_ended_in_one_batch_keep_the_order_they_started_in(
     assert starts[1] == pytest.approx(leased_at + 0.5)
     assert starts[2] == pytest.approx(leased_at, abs=1e-5)  # not known: when it was leased
     assert all(job.state == JobState.DONE for job in jobs)
+
+
+def test_one_end_recorded_alone_takes_the_start_the_worker_reported(
+    store: SQLiteStore, clock: FakeClock, spec: Callable[..., JobSpec]
+) -> None:
+    """complete() (a dead worker's last report, say) corrects started_at as a batch does."""
+    store.enqueue([spec()])
+    leased_at = clock.time()
+    lease = store.lease(7)
+    assert lease is not None
+    clock.advance(1.0)
+    store.complete(lease, b'{"ok": true}', leased_at + 0.4)
+    job = store.get(lease.job_id)
+    assert job.state == JobState.DONE and job.result == {"ok": True}
+    assert job.started_at is not None
+    assert job.started_at.timestamp() == pytest.approx(leased_at + 0.4)
+    with pytest.raises(StaleLease):
+        store.complete(lease, None)
