@@ -33,7 +33,14 @@ from semantica.protocol import (
 from semantica.supervisor.events import JobEvents
 from semantica.supervisor.joblogs import JobLogs
 from semantica.supervisor.lifecycle import JobLifecycle
-from semantica.supervisor.pool import SILENCE_CONFIRM_S, STOP_MARGIN, WorkerHandle, WorkerPool
+from semantica.supervisor.pool import (
+    MAX_PREFETCH,
+    PREFETCH_BUDGET_S,
+    SILENCE_CONFIRM_S,
+    STOP_MARGIN,
+    WorkerHandle,
+    WorkerPool,
+)
 from semantica.supervisor.scheduler import Scheduler
 from semantica.supervisor.store import Lease, SQLiteStore
 from semantica.supervisor.tracing import Tracer
@@ -42,6 +49,8 @@ from semantica.worker.runner import Worker
 
 GRACE = 3.0
 HEARTBEAT_TIMEOUT = 8.0
+#: Trio seconds any one test may take: far more than the longest needs (~100).
+RIG_LIMIT_S = 1_000.0
 _pids = itertools.count(10_000)
 
 
@@ -191,7 +200,11 @@ class Rig:
         ids = self.enqueue_many(*[{"type": "UP_SLEEP", "payload": {"seconds": 0}}] * jobs)
         for job_id in ids:
             await self.finished(job_id)
-        assert all(w.average_s is not None for w in self.pool.workers)
+        # A worker measures its jobs with the real clock, so on a loaded machine
+        # the average (and the depth of the next batch) would vary from run to
+        # run. Pin it: the next batch from idle holds up to MAX_PREFETCH jobs.
+        for worker in self.pool.workers:
+            worker.average_s = PREFETCH_BUDGET_S / MAX_PREFETCH / 2
 
     async def finished(self, job_id: int) -> float:
         """Wait until the job reaches a finished state; return trio's time then."""
@@ -221,13 +234,19 @@ async def rig(
         await services.start(r.scheduler.run_timer)
         await services.start(r.pool.run)
         try:
-            yield r
+            # Under the autojump clock a wait that never ends does not hang: the
+            # pool's timers keep moving trio's time. Bound it, so such a test
+            # fails in a moment instead of spinning until CI gives up.
+            with trio.fail_after(RIG_LIMIT_S):
+                yield r
         finally:
             with trio.CancelScope(shield=True):
-                await r.pool.stop("test over")
+                with trio.move_on_after(RIG_LIMIT_S) as stopping:
+                    await r.pool.stop("test over")
             services.cancel_scope.cancel()
             workers.cancel_scope.cancel()
             r.store.close()
+        assert not stopping.cancelled_caught, "the pool did not stop"
 
 
 async def test_job_past_its_timeout_fails_with_kind_timeout_and_is_retried(
@@ -430,7 +449,9 @@ async def test_a_dead_workers_unrecorded_jobs_are_announced_started_before_their
             r.pool.gate = HeldGate()  # nothing the worker reports is recorded ...
             ids = r.enqueue_many(*[QUICK] * 4, {**LONG, "max_attempts": 1})
             await trio.testing.wait_all_tasks_blocked()
-            assert len(r.pool.workers[0].ends) == 4  # ... and the long one runs
+            worker = r.pool.workers[0]
+            assert len(worker.ends) == 4  # ... and the long one runs
+            assert worker.lease is not None and worker.lease.job_id == ids[-1]
             r.pool.processes[-1].send_signal(signal.SIGKILL)
             for job_id in ids:
                 await r.finished(job_id)
