@@ -26,7 +26,7 @@ test: lint
 	$(BIN)/python -m pytest -q -m "not chaos"
 
 chaos: $(STAMP)
-	$(BIN)/python -m pytest -q -m chaos tests/chaos
+	$(BIN)/python -m pytest -q -m chaos -o timeout=900 tests/chaos
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache
