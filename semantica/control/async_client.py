@@ -50,6 +50,7 @@ from semantica.errors import (
 )
 from semantica.framed import FramedStream
 from semantica.models import TERMINAL_STATES, Job, QueueInfo
+from semantica.peercred import check_server
 from semantica.protocol import (
     MAX_FRAME,
     PROTOCOL_VERSION,
@@ -117,6 +118,11 @@ class _Connection:
             ) from None
         except PermissionError:
             raise AuthError(f"refused: no permission to use {paths.socket}") from None
+        try:
+            check_server(stream.socket, paths.socket)  # type: ignore[arg-type]
+        except AuthError:
+            await stream.aclose()
+            raise
         # Sends are shielded: a frame cut in half by a cancelled caller would break the
         # connection for every other caller sharing it.
         channel = FramedStream(stream, ControlReply, _REPLY_CAP, shield_sends=True)

@@ -35,6 +35,7 @@ from semantica.errors import (
     error_from_code,
 )
 from semantica.models import TERMINAL_STATES, CancelOutcome, Job, JobSpec, QueueInfo
+from semantica.peercred import check_server
 from semantica.protocol import (
     HEADER,
     MAX_FRAME,
@@ -195,6 +196,11 @@ class Client:
         except OSError as exc:
             sock.close()
             raise Unreachable(f"cannot connect to {path}: {exc}") from None
+        try:
+            check_server(sock, path)
+        except AuthError:
+            sock.close()
+            raise
         self._sock = sock
         try:
             token = self._token if self._token is not None else read_token(self.paths)

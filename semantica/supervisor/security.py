@@ -1,9 +1,9 @@
-"""The supervisor's locks: a private state directory, the token, peer credentials.
+"""The supervisor's locks: a private state directory and the token.
 
 The rules (see DESIGN.md, "Security"): the state directory is ours and 0700, the
 token file ours and 0600, the socket 0600 inside that directory. A client must
-run as the same user (or root) where the OS tells peer credentials, and must
-present the token, compared in constant time.
+present the token, compared in constant time, and run as the same user (or
+root) where the OS tells peer credentials (:mod:`semantica.peercred`).
 """
 
 from __future__ import annotations
@@ -11,10 +11,7 @@ from __future__ import annotations
 import hmac
 import os
 import secrets
-import socket
 import stat
-import struct
-import sys
 from pathlib import Path
 
 from semantica.errors import ConfigError
@@ -79,21 +76,3 @@ def load_or_create_token(path: Path) -> str:
 def token_matches(expected: str, given: str) -> bool:
     """Constant-time comparison, so timing tells nothing about the token."""
     return hmac.compare_digest(expected.encode(), given.encode())
-
-
-def peer_uid(sock: socket.socket) -> int | None:
-    """The uid of the process at the other end of a Unix socket, or None if the OS won't say."""
-    if hasattr(socket, "SO_PEERCRED"):  # Linux: struct ucred {pid, uid, gid}
-        data = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-        _pid, uid, _gid = struct.unpack("3i", data)
-        return int(uid)
-    if sys.platform == "darwin":  # LOCAL_PEERCRED: struct xucred {u_int version; uid_t uid; ...}
-        sol_local, local_peercred = 0, 0x001
-        data = sock.getsockopt(sol_local, local_peercred, 76)
-        return int(struct.unpack_from("I", data, 4)[0])
-    return None
-
-
-def uid_allowed(uid: int | None) -> bool:
-    """Same user as the supervisor, or root; unknown (no peer credentials) is allowed."""
-    return uid is None or uid == os.geteuid() or uid == 0

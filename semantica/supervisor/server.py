@@ -31,6 +31,7 @@ from semantica import __version__
 from semantica.config import SOCKET_PATH_MAX
 from semantica.errors import ConfigError, FrameTooLarge, ProtocolError, SemanticaError
 from semantica.framed import FramedStream
+from semantica.peercred import peer_uid, uid_allowed
 from semantica.protocol import (
     PROTOCOL_VERSION,
     Cancel,
@@ -45,7 +46,7 @@ from semantica.protocol import (
     Wait,
 )
 from semantica.supervisor.requests import dispatch
-from semantica.supervisor.security import peer_uid, token_matches, uid_allowed
+from semantica.supervisor.security import token_matches
 
 if TYPE_CHECKING:
     from semantica.supervisor.app import Supervisor

@@ -28,11 +28,13 @@ from typing import Any
 import msgspec
 import psutil
 import pytest
+import trio
 from harness import BIN, HERE, SEMCTL, Daemon
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from semantica import protocol
+from semantica import AsyncClient, Client, protocol
+from semantica.errors import AuthError
 from semantica.models import JobSpec
 from semantica.protocol import (
     HEADER,
@@ -433,6 +435,96 @@ def test_another_user_with_the_token_is_refused(daemon: Daemon, short_tmp: Path)
 
     as_root = daemon.semctl("status", env=env)  # same token copy, same socket
     assert as_root.code == 0, as_root.err
+
+
+# Listens where a supervisor's socket would be, as another user, and counts the
+# bytes it is sent by each client that connects.
+_IMPOSTOR = """
+import os, socket, sys
+path, clients = sys.argv[1], int(sys.argv[2])
+server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+server.bind(path)
+os.chmod(path, 0o666)
+server.listen(clients)
+print("ready", flush=True)
+for _ in range(clients):
+    conn, _ = server.accept()
+    conn.settimeout(10)
+    got = 0
+    try:
+        while data := conn.recv(65536):
+            got += len(data)
+    except TimeoutError:
+        got = -1
+    print(got, flush=True)
+"""
+
+
+def _python_for_nobody() -> str:
+    """An interpreter uid 65534 may run (the venv's may sit under a 0700 /root)."""
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    for candidate in (sys.executable, shutil.which(version, path="/usr/local/bin:/usr/bin:/bin")):
+        if candidate is None:
+            continue
+        try:
+            probe = _as_nobody([candidate, "-c", "pass"], {})
+        except PermissionError:
+            continue
+        if probe.returncode == 0:
+            return candidate
+    pytest.skip(f"uid {NOBODY} can run no Python here")
+
+
+def test_clients_send_nothing_to_another_users_socket(short_tmp: Path) -> None:
+    """Another user listens at the socket path (SEMANTICA_SOCKET in a shared directory):
+    semctl, Client and AsyncClient refuse it, naming its uid, and send it not a byte,
+    the token least of all."""
+    _require_root_and_nobody()
+    python = _python_for_nobody()
+    home = short_tmp / "home"
+    home.mkdir(mode=0o700)
+    (home / "token").write_text("the-token\n")
+    (home / "token").chmod(0o600)
+    shared = short_tmp / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    short_tmp.chmod(0o711)
+    path = shared / "semantica.sock"
+    impostor = subprocess.Popen(
+        [python, "-c", _IMPOSTOR, str(path), "3"],
+        user=NOBODY,
+        group=NOBODY,
+        extra_groups=[],
+        env={},
+        cwd="/",
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert impostor.stdout is not None
+        assert impostor.stdout.readline() == "ready\n"
+        env = {**os.environ, "SEMANTICA_HOME": str(home), "SEMANTICA_SOCKET": str(path)}
+        result = subprocess.run(
+            [SEMCTL, "status"], env=env, capture_output=True, text=True, timeout=20
+        )
+        assert result.returncode == 4, result.stderr
+        assert f"is served by uid {NOBODY}" in _one_line(result.stderr)
+        assert result.stdout == ""
+
+        with pytest.raises(AuthError, match=f"uid {NOBODY}"):
+            Client(home=home, socket=path).connect()
+
+        async def connect_async() -> None:
+            async with AsyncClient(home=home, socket=path):
+                pass
+
+        with pytest.raises(AuthError, match=f"uid {NOBODY}"):
+            trio.run(connect_async)
+        out, _ = impostor.communicate(timeout=30)
+    finally:
+        impostor.kill()
+        impostor.wait()
+    assert out.split() == ["0", "0", "0"]  # bytes each client sent it
 
 
 def _open_for_writing(path: Path, timeout: float) -> Any:
