@@ -23,7 +23,8 @@ class FramedStream:
     """Send and receive whole messages on a trio stream.
 
     ``receive`` is for one task at a time; ``send`` may be called from several
-    tasks (a lock keeps frames whole). With ``shield_sends`` a frame, once
+    tasks (a lock keeps frames whole). ``first_max`` caps the first frame
+    received more tightly than the rest (a hello). With ``shield_sends`` a frame, once
     begun, is sent whole even if its sender is cancelled (for a connection
     shared by several callers; the supervisor does not shield, so that a
     client that stops reading cannot hold it up).
@@ -39,10 +40,11 @@ class FramedStream:
         message_type: Any,
         max_frame: int = MAX_FRAME,
         shield_sends: bool = False,
+        first_max: int | None = None,
     ) -> None:
         self.stream = stream
         self._shield_sends = shield_sends
-        self._decoder = FrameDecoder(message_type, max_frame)
+        self._decoder = FrameDecoder(message_type, max_frame, first_max)
         self._ready: deque[Any] = deque()
         self._error: ProtocolError | None = None
         self._send_lock = trio.Lock()

@@ -42,6 +42,10 @@ MAX_FRAME = 1 << 20
 WORKER_MAX_FRAME = 64 << 20
 #: The largest JSON result a job may return.
 MAX_RESULT = 1 << 20
+#: Cap on the first frame of a control connection, its hello (about 100 bytes with
+#: the token): until a client is authenticated, it may not make the supervisor
+#: buffer a full-size frame.
+HELLO_MAX_FRAME = 16 << 10
 
 HEADER = struct.Struct(">I")
 
@@ -535,13 +539,17 @@ class FrameDecoder:
     """Turns a byte stream into message objects of one union type.
 
     Feed it whatever the socket gave; iterate :meth:`messages` for the complete
-    ones. A header announcing more than ``max_frame`` bytes raises
-    :class:`FrameTooLarge` at once, before the body arrives.
+    ones. A header announcing more than ``max_frame`` bytes (``first_max`` for
+    the first frame, if given) raises :class:`FrameTooLarge` at once, before
+    the body arrives.
     """
 
-    def __init__(self, message_type: Any, max_frame: int = MAX_FRAME) -> None:
+    def __init__(
+        self, message_type: Any, max_frame: int = MAX_FRAME, first_max: int | None = None
+    ) -> None:
         self._decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder(message_type)
-        self._max = max_frame
+        self._max = max_frame if first_max is None else first_max
+        self._then_max = max_frame
         self._buf = bytearray()
 
     @property
@@ -565,6 +573,7 @@ class FrameDecoder:
                 return
             body = bytes(buf[HEADER.size : end])
             del buf[:end]
+            self._max = self._then_max
             yield decode_body(self._decoder, body)
 
 

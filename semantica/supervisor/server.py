@@ -33,6 +33,7 @@ from semantica.errors import ConfigError, FrameTooLarge, ProtocolError, Semantic
 from semantica.framed import FramedStream
 from semantica.peercred import peer_uid, uid_allowed
 from semantica.protocol import (
+    HELLO_MAX_FRAME,
     PROTOCOL_VERSION,
     Cancel,
     ControlReply,
@@ -130,7 +131,12 @@ class ControlServer:
 
     async def _connection(self, stream: trio.SocketStream) -> None:
         async with stream:
-            channel = FramedStream(stream, ControlRequest, self.sup.settings.max_frame)
+            channel = FramedStream(
+                stream,
+                ControlRequest,
+                self.sup.settings.max_frame,
+                first_max=min(HELLO_MAX_FRAME, self.sup.settings.max_frame),
+            )
             try:
                 if await self._authenticate(stream, channel):
                     await self._serve_requests(channel)

@@ -38,6 +38,7 @@ from semantica.errors import AuthError
 from semantica.models import JobSpec
 from semantica.protocol import (
     HEADER,
+    HELLO_MAX_FRAME,
     PROTOCOL_VERSION,
     Cancel,
     ControlReply,
@@ -292,6 +293,28 @@ def test_oversized_frame_after_hello_is_refused_unread(
     assert "exceeds" in reply.message
     assert conn.next() is None  # closed
     _status_works(daemon)
+
+
+def test_an_oversized_hello_is_refused_unread_and_big_requests_wait_for_it(
+    daemon: Daemon, raw: Callable[[], RawConn]
+) -> None:
+    """Before its hello is accepted a client may not make the supervisor buffer a
+    full-size frame: a first frame over 16 KiB is refused from its header alone.
+    After the hello, a request of 100 KiB is served as usual."""
+    conn = raw()
+    conn.send(HEADER.pack(HELLO_MAX_FRAME + 1))  # the header only
+    reply = conn.next()
+    assert isinstance(reply, ErrorReply) and reply.code == "protocol", reply
+    assert f"exceeds the {HELLO_MAX_FRAME}-byte limit" in reply.message
+    assert conn.next() is None  # closed
+
+    conn = raw()
+    assert isinstance(conn.hello(_token(daemon)), HelloOk)
+    big = {"blob": "x" * (100 << 10)}
+    conn.send(encode(Enqueue(rid=1, jobs=[JobSpec(type="exec", payload=big, delay=3600)])))
+    reply = conn.next()
+    assert isinstance(reply, Enqueued), reply
+    assert reply.jobs[0].payload == big
 
 
 def test_every_bad_hello_gets_the_same_answer(daemon: Daemon, raw: Callable[[], RawConn]) -> None:

@@ -429,6 +429,21 @@ def test_frame_of_exactly_the_cap_is_accepted() -> None:
         decode_all(ControlRequest, frame, max_frame=len(frame) - 5)
 
 
+def test_the_first_frame_has_its_own_cap_and_the_rest_the_usual_one() -> None:
+    """With ``first_max``, only the first frame is held to it (a hello)."""
+    small, big = GetJob(id=7), GetJob(id=1 << 40)
+    small_frame, big_frame = encode(small), encode(big)
+    first_max = len(small_frame) - 4
+    assert len(big_frame) - 4 > first_max
+    decoder = FrameDecoder(ControlRequest, max_frame=1024, first_max=first_max)
+    decoder.feed(small_frame + big_frame)
+    assert list(decoder.messages()) == [small, big]
+    decoder = FrameDecoder(ControlRequest, max_frame=1024, first_max=first_max)
+    decoder.feed(big_frame)
+    with pytest.raises(FrameTooLarge, match=f"exceeds the {first_max}-byte limit"):
+        list(decoder.messages())
+
+
 def test_frame_too_large_is_a_protocol_error() -> None:
     """Callers that handle ProtocolError also handle an oversized frame."""
     assert issubclass(FrameTooLarge, ProtocolError)
