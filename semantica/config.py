@@ -206,7 +206,7 @@ def parse_metrics_addr(addr: str, public: bool) -> tuple[str, int]:
     host = host.strip("[]")
     if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise ConfigError(f"SEMANTICA_METRICS_ADDR must be HOST:PORT, got {addr!r}")
-    if not public and not _loopback(host):
+    if not public and not is_loopback(host):
         raise ConfigError(
             f"metrics on {host} would be visible beyond this machine; "
             "use 127.0.0.1, or set SEMANTICA_METRICS_PUBLIC=1"
@@ -214,7 +214,8 @@ def parse_metrics_addr(addr: str, public: bool) -> tuple[str, int]:
     return host, int(port_text)
 
 
-def _loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback IP address (``127.0.0.0/8``, ``::1``)."""
     if host == "localhost":
         return True
     try:

@@ -18,6 +18,7 @@ signal skips the wait.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 from collections.abc import Awaitable, Callable
@@ -183,7 +184,15 @@ class Supervisor:
                     host, port = parse_metrics_addr(
                         self.settings.metrics_addr, self.settings.metrics_public
                     )
-                    await nursery.start(serve_metrics, host, port, self.metrics.text)
+                    await nursery.start(
+                        functools.partial(
+                            serve_metrics,
+                            host,
+                            port,
+                            self.metrics.text,
+                            public=self.settings.metrics_public,
+                        )
+                    )
                 sd_notify("READY=1")
                 nursery.start_soon(_watchdog)
                 log.info(

@@ -65,6 +65,7 @@ from semantica.protocol import (
     WorkerHello,
     encode,
 )
+from semantica.supervisor.metrics_http import READ_TIMEOUT as METRICS_READ_TIMEOUT
 from semantica.supervisor.server import HELLO_TIMEOUT, MAX_UNAUTHENTICATED
 
 NOBODY = 65534
@@ -756,6 +757,61 @@ def test_metrics_beyond_loopback_need_an_explicit_opt_in(short_tmp: Path) -> Non
     result = _run_semanticad(env, "--metrics-addr", "0.0.0.0:9")
     assert result.returncode == 2
     assert "SEMANTICA_METRICS_PUBLIC=1" in result.stderr
+
+
+def _metrics_daemon(make_daemon: Callable[..., Daemon]) -> int:
+    """A supervisor serving metrics on a free loopback port; that port."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    make_daemon("--metrics-addr", f"127.0.0.1:{port}")
+    return port
+
+
+def _scrape(port: int, host: str) -> bytes:
+    """A raw ``GET /metrics`` with the given Host header; the whole response."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(f"GET /metrics HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        response = b""
+        while chunk := conn.recv(65536):
+            response += chunk
+    return response
+
+
+def test_metrics_answer_only_loopback_host_names(make_daemon: Callable[..., Daemon]) -> None:
+    """A request naming another host (a page using DNS rebinding, through a browser)
+    gets 403 and no metrics; loopback names, with or without a port, get them."""
+    port = _metrics_daemon(make_daemon)
+    refused = _scrape(port, f"rebind.example:{port}")
+    assert refused.startswith(b"HTTP/1.1 403 "), refused[:80]
+    assert b"semantica_" not in refused
+    for host in (f"127.0.0.1:{port}", "localhost", f"[::1]:{port}"):
+        served = _scrape(port, host)
+        assert served.startswith(b"HTTP/1.1 200 "), (host, served[:80])
+        assert b"semantica_workers" in served
+
+
+def test_metrics_connections_are_capped(make_daemon: Callable[..., Daemon]) -> None:
+    """Past 16 connections at once, new ones are closed unanswered at once; the
+    idle ones are answered when their read times out, and scraping goes on."""
+    port = _metrics_daemon(make_daemon)
+    conns = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(20)]
+    try:
+        closed: set[socket.socket] = set()
+        deadline = time.monotonic() + METRICS_READ_TIMEOUT / 2  # "at once"
+        while len(closed) < 4 and (remaining := deadline - time.monotonic()) > 0:
+            readable, _, _ = select.select([c for c in conns if c not in closed], [], [], remaining)
+            for conn in readable:
+                assert conn.recv(1024) == b""  # closed without an answer
+                closed.add(conn)
+        assert len(closed) == 4
+        for conn in conns:
+            if conn not in closed:
+                assert conn.recv(1024).startswith(b"HTTP/1.1 404 ")  # an empty request
+    finally:
+        for conn in conns:
+            conn.close()
+    assert b"semantica_workers" in _scrape(port, f"127.0.0.1:{port}")
 
 
 # ---------------------------------------------------------------- bugs found
