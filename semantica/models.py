@@ -12,6 +12,7 @@ change.
 from __future__ import annotations
 
 import enum
+import math
 import re
 from collections.abc import Mapping
 from datetime import datetime
@@ -153,8 +154,20 @@ class CancelOutcome(msgspec.Struct, kw_only=True):
     message: str
 
 
+#: The job type the worker runs itself: a command line.
+EXEC_TYPE = "exec"
+
 # Limits that make bad input fail loudly instead of surprising later.
 QUEUE_LIMIT_MAX = 10_000
+#: Generations above this are refused, so that "one above the newest" still fits
+#: SQLite's 64-bit integers.
+GENERATION_MAX = 2**62
+#: Integers the protocol (msgpack) can carry.
+INT_MIN, INT_MAX = -(2**63), 2**64 - 1
+#: How deep a payload may nest (JSON decoders give up somewhere near a thousand).
+PAYLOAD_DEPTH_MAX = 200
+#: Durations (timeout, delay, backoff) are below this many seconds (about 31 years).
+SECONDS_MAX = 10**9
 PRIORITY_MIN = -1000
 PRIORITY_MAX = 1000
 MAX_ATTEMPTS_LIMIT = 1000
@@ -212,15 +225,99 @@ def validate_spec(spec: JobSpec) -> None:
         raise BadInput(
             f"max-attempts must be between 1 and {MAX_ATTEMPTS_LIMIT}, got {spec.max_attempts}"
         )
-    if spec.generation is not None and spec.generation < 0:
-        raise BadInput(f"generation must be 0 or more, got {spec.generation}")
+    if spec.generation is not None and not 0 <= spec.generation <= GENERATION_MAX:
+        raise BadInput(f"generation must be between 0 and {GENERATION_MAX}, got {spec.generation}")
     for name in ("timeout", "delay", "backoff"):
         value = getattr(spec, name)
-        if value is not None and not (value >= 0 and value < 10**9):
-            raise BadInput(f"{name} must be a number of seconds, 0 or more, got {value}")
+        low = "more than 0" if name == "timeout" else "0 or more"
+        if value is not None and not (
+            (value > 0 if name == "timeout" else value >= 0) and value < SECONDS_MAX
+        ):
+            raise BadInput(
+                f"{name} must be a number of seconds, {low} and below {SECONDS_MAX:.0e}, "
+                f"got {value}"
+            )
     if spec.delay is not None and spec.at is not None:
         raise BadInput("give either a delay or a start time (--at), not both")
-    if spec.at is not None and spec.at.tzinfo is None:
-        raise BadInput("a start time (--at) needs a timezone")
-    if spec.timeout is not None and spec.timeout == 0:
-        raise BadInput("timeout must be more than 0 seconds")
+    if spec.at is not None:
+        if spec.at.tzinfo is None:
+            raise BadInput("a start time (--at) needs a timezone")
+        try:
+            spec.at.timestamp()
+        except (OverflowError, ValueError, OSError):
+            raise BadInput(f"start time (--at) {spec.at.isoformat()} is out of range") from None
+    problem = payload_problem(spec.payload)
+    if problem is None and spec.type == EXEC_TYPE:
+        problem = exec_payload_problem(spec.payload)
+    if problem is not None:
+        raise BadInput(problem)
+
+
+def payload_problem(value: Any) -> str | None:
+    """Why ``value`` is not a payload that comes back as it went in, or None.
+
+    A payload is what ``json.dumps(payload, allow_nan=False)`` takes: objects
+    (keys strings, or integers, which become strings), arrays (lists or
+    tuples), strings, integers that fit in 64 bits, finite floats, booleans
+    and null, nested at most ``PAYLOAD_DEPTH_MAX`` deep. Anything else (NaN,
+    bytes, a set, a date) would be stored changed, and is refused instead.
+    """
+    return _json_problem(value, 0)
+
+
+def _json_problem(value: Any, depth: int) -> str | None:
+    if value is None or isinstance(value, (str, bool)):
+        return None
+    if isinstance(value, int):
+        if INT_MIN <= value <= INT_MAX:
+            return None
+        return "payload integers must fit in 64 bits"
+    if isinstance(value, float):
+        return None if math.isfinite(value) else "payload numbers must be finite (no NaN or inf)"
+    if depth >= PAYLOAD_DEPTH_MAX:
+        return f"payload is nested more than {PAYLOAD_DEPTH_MAX} levels deep"
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, (str, int)) or isinstance(key, bool):
+                return f"payload object keys must be strings, got {type(key).__name__}"
+            problem = _json_problem(item, depth + 1)
+            if problem is not None:
+                return problem
+        return None
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            problem = _json_problem(item, depth + 1)
+            if problem is not None:
+                return problem
+        return None
+    return f"payload must be plain JSON: {type(value).__name__} values are not (convert them first)"
+
+
+def exec_payload_problem(payload: Any) -> str | None:
+    """Why ``payload`` cannot describe an ``exec`` job, or None.
+
+    ``{"argv": [str, ...], "cwd"?: str, "env"?: {str: str}}`` with a non-empty
+    command name.
+    """
+    if payload is None:
+        return "an exec job needs a command: semctl enqueue exec -- CMD [ARGS...]"
+    if not isinstance(payload, dict):
+        return 'exec payload must be an object like {"argv": ["cmd", "arg"]}'
+    argv = payload.get("argv")
+    if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
+        return "exec payload needs argv: a non-empty list of strings"
+    if not argv[0]:
+        return "exec payload argv[0], the command, is empty"
+    cwd = payload.get("cwd")
+    if cwd is not None and not isinstance(cwd, str):
+        return "exec payload cwd must be a string"
+    env = payload.get("env")
+    if env is not None and (
+        not isinstance(env, dict)
+        or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())
+    ):
+        return "exec payload env must map strings to strings"
+    unknown = set(payload) - {"argv", "cwd", "env"}
+    if unknown:
+        return f"exec payload has unknown keys: {', '.join(sorted(unknown))}"
+    return None

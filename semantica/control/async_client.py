@@ -158,8 +158,8 @@ class _Connection:
             raise BadInput(
                 f"{exc.message}; send fewer jobs per batch or a smaller payload"
             ) from None
-        except (TypeError, msgspec.EncodeError) as exc:
-            raise BadInput(f"cannot send this request (is the payload JSON-able?): {exc}") from None
+        except (TypeError, OverflowError, RecursionError, msgspec.EncodeError) as exc:
+            raise BadInput(f"cannot send this request: {exc}") from None
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise Unreachable(f"lost the connection to the supervisor: {exc}") from None
 

@@ -34,7 +34,15 @@ from semantica.errors import (
     WaitTimeout,
     error_from_code,
 )
-from semantica.models import TERMINAL_STATES, CancelOutcome, Job, JobSpec, QueueInfo
+from semantica.models import (
+    TERMINAL_STATES,
+    CancelOutcome,
+    Job,
+    JobSpec,
+    QueueInfo,
+    payload_problem,
+    validate_spec,
+)
 from semantica.peercred import check_server
 from semantica.protocol import (
     HEADER,
@@ -108,17 +116,33 @@ def make_spec(type: str, payload: Any = None, **options: Any) -> JobSpec:
         try:
             at = datetime.fromisoformat(at)
         except ValueError:
-            raise BadInput(f"--at must be an ISO 8601 time, got {options['at']!r}") from None
+            raise BadInput(f"--at must be an ISO 8601 time, got {_short(options['at'])}") from None
     if isinstance(at, datetime) and at.tzinfo is None:
-        at = at.astimezone()  # a time without a zone is local time, as a person means it
+        try:
+            at = at.astimezone()  # a time without a zone is local time, as a person means it
+        except (OverflowError, ValueError, OSError):
+            raise BadInput(f"start time (--at) {at.isoformat()} is out of range") from None
     if at is not None:
         options["at"] = at
+    # Checked here as well as by the supervisor: what could not come back as it
+    # went in (NaN, bytes, a set) is refused before msgpack changes it.
+    problem = payload_problem(payload)
+    if problem is not None:
+        raise BadInput(problem)
     try:
-        return msgspec.convert(
+        spec = msgspec.convert(
             {"type": type, "payload": payload, **options}, JobSpec, from_attributes=False
         )
     except msgspec.ValidationError as exc:
         raise BadInput(f"bad enqueue option: {exc}") from None
+    validate_spec(spec)
+    return spec
+
+
+def _short(value: object, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters for a one-line error."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def read_token(paths: Paths) -> str:
@@ -240,8 +264,8 @@ class Client:
     def _send(self, msg: msgspec.Struct) -> None:
         try:
             data = encode(msg)
-        except (TypeError, msgspec.EncodeError) as exc:
-            raise BadInput(f"cannot send this request (is the payload JSON-able?): {exc}") from None
+        except (TypeError, OverflowError, RecursionError, msgspec.EncodeError) as exc:
+            raise BadInput(f"cannot send this request: {exc}") from None
         if len(data) - HEADER.size > self._max_request:
             raise BadInput(
                 f"request of {len(data)} bytes exceeds the {self._max_request}-byte frame limit; "

@@ -68,9 +68,11 @@ def parse_payload(payload: str | None, payload_file: Path | None) -> Any:
         raise BadInput("give --payload or --payload-file, not both")
     if payload_file is not None:
         try:
-            payload = payload_file.read_text()
+            payload = payload_file.read_text(encoding="utf-8")
         except OSError as exc:
             raise BadInput(f"cannot read --payload-file {payload_file}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise BadInput(f"--payload-file {payload_file} is not UTF-8 text") from None
     if payload is None:
         return None
     try:
@@ -78,6 +80,8 @@ def parse_payload(payload: str | None, payload_file: Path | None) -> Any:
         return msgspec.json.decode(payload)
     except msgspec.DecodeError as exc:
         raise BadInput(f"payload is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BadInput("payload is nested too deeply") from None
 
 
 def run_enqueue(

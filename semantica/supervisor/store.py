@@ -35,6 +35,7 @@ import sqlite_utils
 
 from semantica.errors import BadInput, NoSuchJob, StoreBusy, StoreError, StoreFull
 from semantica.models import (
+    GENERATION_MAX,
     QUEUE_LIMIT_MAX,
     TERMINAL_STATES,
     TRANSITIONS,
@@ -584,6 +585,11 @@ class SQLiteStore:
                         "SELECT max(generation) FROM jobs WHERE type = ? AND subject = ?",
                         (spec.type, spec.subject),
                     ).fetchone()
+                    if newest is not None and newest >= GENERATION_MAX:
+                        raise BadInput(
+                            f"subject {spec.subject!r} is at generation {newest}, the "
+                            "largest there may be: no newer one can follow"
+                        )
                     generation = (newest or 0) + 1
                 (job_id,) = conn.execute(
                     f"INSERT INTO jobs ({_INSERT_COLUMNS}) VALUES {_INSERT_ROW} RETURNING id",

@@ -21,6 +21,7 @@ from typing import Any
 import trio
 
 from semantica.errors import PermanentError
+from semantica.models import exec_payload_problem
 
 #: How long a stopped command's process group has between SIGTERM and SIGKILL.
 KILL_GRACE = 5.0
@@ -36,25 +37,15 @@ class InvalidPayload(PermanentError):
 
 
 def parse_payload(payload: Any) -> tuple[list[str], str | None, dict[str, str] | None]:
-    """Check an exec payload; InvalidPayload with the reason if it is malformed."""
-    if not isinstance(payload, dict):
-        raise InvalidPayload('exec payload must be an object like {"argv": ["cmd", "arg"]}')
-    argv = payload.get("argv")
-    if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
-        raise InvalidPayload("exec payload needs argv: a non-empty list of strings")
-    cwd = payload.get("cwd")
-    if cwd is not None and not isinstance(cwd, str):
-        raise InvalidPayload("exec payload cwd must be a string")
-    env = payload.get("env")
-    if env is not None and (
-        not isinstance(env, dict)
-        or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())
-    ):
-        raise InvalidPayload("exec payload env must map strings to strings")
-    unknown = set(payload) - {"argv", "cwd", "env"}
-    if unknown:
-        raise InvalidPayload(f"exec payload has unknown keys: {', '.join(sorted(unknown))}")
-    return argv, cwd, env
+    """Check an exec payload; InvalidPayload with the reason if it is malformed.
+
+    Enqueue refuses such payloads already; a job stored before that rule (or
+    written to the database by hand) still fails here, once, with the reason.
+    """
+    problem = exec_payload_problem(payload)
+    if problem is not None:
+        raise InvalidPayload(problem)
+    return payload["argv"], payload.get("cwd"), payload.get("env")
 
 
 async def run_exec(

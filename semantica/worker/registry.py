@@ -12,11 +12,10 @@ import importlib
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
+from semantica.models import EXEC_TYPE as EXEC_TYPE  # the type the worker runs itself
+
 HandlerFn = Callable[[Any, Any], Any]
 F = TypeVar("F", bound=HandlerFn)
-
-#: The job type the worker runs itself: a command line.
-EXEC_TYPE = "exec"
 
 _handlers: dict[str, HandlerFn] = {}
 

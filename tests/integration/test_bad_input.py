@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from harness import Daemon
 
 from semantica import Client
-from semantica.errors import AuthError, Unreachable
+from semantica.errors import AuthError, BadInput, Unreachable
 
 
 def _counts(daemon: Daemon) -> dict[str, int]:
@@ -39,6 +40,25 @@ def _one_line(stderr: str) -> str:
         ["enqueue", "exec", "--payload", '{"argv": ["true"]}', "--", "true"],
         ["list", "--state", "SLEEPING"],
         ["logs", "1", "-n", "-3"],
+        # Numbers past 64 bits, or past what SQLite can count on from them.
+        ["enqueue", "exec", "--priority", "99999999999999999999", "--", "true"],
+        ["enqueue", "exec", "--subject", "s", "--generation", str(2**64 - 1), "--", "true"],
+        ["enqueue", "exec", "--subject", "s", "--generation", str(2**63 - 1), "--", "true"],
+        ["enqueue", "ADD", "--payload", "1e400"],
+        ["enqueue", "ADD", "--payload", "[" * 2000 + "]" * 2000],
+        ["show", "99999999999999999999"],
+        ["cancel", "99999999999999999999"],
+        ["logs", "1", "-n", "99999999999999999999"],
+        ["list", "--limit", "99999999999999999999"],
+        ["limit", "q", "99999999999999999999"],
+        ["enqueue", "exec", "--at", "0001-01-01T00:00:00+14:00", "--", "true"],
+        ["enqueue", "exec", "--timeout", "0", "--", "true"],
+        # exec jobs that could never run: refused now, not FAILED later.
+        ["enqueue", "exec"],
+        ["enqueue", "exec", "--payload", "{}"],
+        ["enqueue", "exec", "--payload", '{"argv": "ls"}'],
+        ["enqueue", "exec", "--payload", '{"argv": ["true"], "env": {"A": 1}}'],
+        ["enqueue", "exec", "--", ""],
     ],
 )
 def test_bad_input_exits_2_and_enqueues_nothing(daemon: Daemon, args: list[str]) -> None:
@@ -48,6 +68,47 @@ def test_bad_input_exits_2_and_enqueues_nothing(daemon: Daemon, args: list[str])
     assert result.code == 2, (result.out, result.err)
     assert result.out == ""
     _one_line(result.err)
+    assert _counts(daemon) == before
+
+
+def test_payload_files_that_are_not_json_text_exit_2(daemon: Daemon, tmp_path: Path) -> None:
+    """A binary --payload-file, or JSON nested thousands deep: exit 2, one line, no job."""
+    binary = tmp_path / "bin.dat"
+    binary.write_bytes(b"\xff\xfe\x00garbage")
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 5000 + "]" * 5000)
+    before = _counts(daemon)
+    for path, reason in [(binary, "not UTF-8"), (deep, "nested")]:
+        result = daemon.semctl("enqueue", "ADD", "--payload-file", str(path))
+        assert result.code == 2, (result.out, result.err)
+        assert reason in _one_line(result.err)
+    assert _counts(daemon) == before
+
+
+@pytest.mark.parametrize(
+    ("call", "reason"),
+    [
+        (lambda c: c.enqueue("ADD", {"x": float("nan")}), "finite"),
+        (lambda c: c.enqueue("ADD", b"\xff"), "bytes"),
+        (lambda c: c.enqueue("ADD", {"tags": {1, 2}}), "set"),
+        (lambda c: c.enqueue("ADD", priority=2**70), "priority"),
+        (lambda c: c.enqueue("exec", {"argv": []}), "argv"),
+        (
+            lambda c: c.enqueue_many([{"type": "ADD"}, {"type": "ADD", "payload": {None: 2}}]),
+            "keys",
+        ),
+        (lambda c: c.cancel(2**70), "cannot send"),
+    ],
+    ids=["nan", "bytes", "set", "priority", "exec argv", "None key", "huge id"],
+)
+def test_the_python_client_refuses_what_it_would_change(
+    daemon: Daemon, call: Callable[[Client], object], reason: str
+) -> None:
+    """NaN, bytes and sets would come back as null, base64 and a list; numbers past 64 bits
+    cannot be sent: BadInput (a SemanticaError), and nothing is stored."""
+    before = _counts(daemon)
+    with daemon.client() as client, pytest.raises(BadInput, match=reason):
+        call(client)
     assert _counts(daemon) == before
 
 

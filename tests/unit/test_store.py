@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import sqlite3
@@ -457,9 +458,31 @@ def test_non_json_payload_error_names_the_payload(store: SQLiteStore, spec: Spec
 
 def test_payload_comes_back_as_stored(store: SQLiteStore, spec: Spec) -> None:
     """A payload is stored as JSON, and the job returned by enqueue shows it as stored."""
-    [job] = store.enqueue([spec(payload={"tags": {1}})]).jobs
-    assert job.payload == {"tags": [1]}
-    assert store.get(job.id).payload == {"tags": [1]}
+    [job] = store.enqueue([spec(payload={"tags": (1, 2.5, None)})]).jobs
+    assert job.payload == {"tags": [1, 2.5, None]}
+    assert store.get(job.id).payload == {"tags": [1, 2.5, None]}
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        ({"tags": {1}}, "set values are not"),
+        ({"x": float("nan")}, "finite"),
+        ([float("inf")], "finite"),
+        (b"\xff", "bytes values are not"),
+        ({(1, 2): "pair"}, "keys must be strings"),
+        ({"n": 2**64}, "64 bits"),
+        (functools.reduce(lambda inner, _: [inner], range(300), []), "nested more than"),
+    ],
+    ids=["set", "nan", "inf", "bytes", "tuple key", "big int", "deep"],
+)
+def test_a_payload_that_would_not_come_back_as_sent_is_refused(
+    store: SQLiteStore, spec: Spec, payload: Any, reason: str
+) -> None:
+    """NaN would be stored as null, bytes as base64, a set as a list: refused, nothing stored."""
+    with pytest.raises(BadInput, match=reason):
+        store.enqueue([spec(), spec(payload=payload)])
+    assert sum(store.counts().values()) == 0
 
 
 def test_job_ids_are_never_reused(store: SQLiteStore, spec: Spec) -> None:
