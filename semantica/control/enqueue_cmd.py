@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from semantica.control.client import Client
+from semantica.control.client import Client, make_spec
 from semantica.errors import BadInput, SemanticaError
 
 #: Options that take a value: flag -> (keyword, converter).
@@ -107,6 +107,7 @@ def run_enqueue(
             raise BadInput("give an exec job's command after --, or --payload, not both")
         # Like a shell: the command runs where semctl was run.
         data = {"argv": list(argv), "cwd": os.getcwd()}
+    make_spec(type, data, **options)  # bad input is exit 2 even with no supervisor running
     with client:
         job = client.enqueue(type, data, **options)
     if json_out:

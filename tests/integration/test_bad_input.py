@@ -136,6 +136,8 @@ def test_no_supervisor_exits_3_and_says_where_it_looked(short_tmp: Path) -> None
     assert not daemon.home.exists()  # looking created nothing
     with pytest.raises(Unreachable):
         Client(home=daemon.home).status()
+    bad = daemon.semctl("enqueue", "exec", "--priority", "5000", "--", "true")
+    assert bad.code == 2 and "priority" in _one_line(bad.err)  # bad input first
 
 
 def test_wrong_token_exits_4_and_changes_nothing(daemon: Daemon, short_tmp: Path) -> None:
