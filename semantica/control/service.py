@@ -145,9 +145,10 @@ def _service_env(ctx: typer.Context) -> dict[str, str]:
     return dict(sorted(env.items()))
 
 
-def _stop_timeout(env: dict[str, str]) -> int:
+def _stop_timeout(env: dict[str, str]) -> int | None:
     """Seconds a stop may take: the drain, a stopped command's grace, a margin.
 
+    None when the drain may take forever (``SEMANTICA_DRAIN_TIMEOUT=inf``).
     Validates the settings on the way: a value the supervisor would refuse is
     refused here, before a service that cannot start is installed.
     """
@@ -160,7 +161,8 @@ def _stop_timeout(env: dict[str, str]) -> int:
         settings = Settings.from_env({"HOME": str(Path.home()), **env})
     except ConfigError as exc:
         _bad(f"{exc.message} (the service would not start)")
-    return math.ceil(settings.drain_timeout + settings.cancel_grace + STOP_MARGIN_S)
+    total = settings.drain_timeout + settings.cancel_grace + STOP_MARGIN_S
+    return math.ceil(total) if math.isfinite(total) else None
 
 
 # -- rendering ----------------------------------------------------------------
@@ -193,9 +195,12 @@ def render(
     semanticad: Path,
     home: Path,
     env: dict[str, str],
-    stop_timeout: int,
+    stop_timeout: int | None,
 ) -> str:
-    """Fill in a unit or plist template; ``env`` adds to (or overrides) its settings."""
+    """Fill in a unit or plist template; ``env`` adds to (or overrides) its settings.
+
+    ``stop_timeout`` None is no limit: systemd's ``infinity``, launchd's 0.
+    """
     placeholder = PLACEHOLDER_RE[platform].search(template)
     if "@SEMANTICAD@" not in template or placeholder is None:
         _broken(f"the {platform} template lacks its @SEMANTICAD@ or @ENVIRONMENT@ marker")
@@ -208,7 +213,8 @@ def render(
             if not line.lstrip().startswith("#"):  # not in the comments that name the markers
                 lines[i] = line.replace("@SEMANTICAD@", exec_word).replace("@HOME@", home_word)
         text = "".join(lines)
-        text = _replace_once(r"^(TimeoutStopSec=).*()$", str(stop_timeout), text)
+        stop = "infinity" if stop_timeout is None else str(stop_timeout)
+        text = _replace_once(r"^(TimeoutStopSec=).*()$", stop, text)
         for name, value in env.items():
             word = _unit_word(f"{name}={value}")
             own = rf"^(Environment=){re.escape(name)}=.*()$"
@@ -224,7 +230,9 @@ def render(
         text = template.replace("<string>@SEMANTICAD@", f"<string>{escape(str(semanticad))}")
         text = text.replace("<string>@HOME@", f"<string>{escape(str(home))}")
         text = _replace_once(
-            r"(<key>ExitTimeOut</key>\s*<integer>)\d+(</integer>)", str(stop_timeout), text
+            r"(<key>ExitTimeOut</key>\s*<integer>)\d+(</integer>)",
+            "0" if stop_timeout is None else str(stop_timeout),  # launchd.plist(5): 0 is forever
+            text,
         )
         for name, value in env.items():
             own = rf"(<key>{re.escape(name)}</key>\s*<string>)[^<]*(</string>)"

@@ -152,6 +152,19 @@ def test_dry_run_prints_a_unit_that_runs_this_installation(sandbox: Sandbox) -> 
     assert sandbox.files() == []
 
 
+def test_an_endless_drain_gives_a_service_that_waits_for_it(sandbox: Sandbox) -> None:
+    """SEMANTICA_DRAIN_TIMEOUT=inf (which semanticad takes) renders as no stop limit:
+    systemd's infinity, launchd's 0; it used to crash semctl with a traceback."""
+    sandbox.env["SEMANTICA_DRAIN_TIMEOUT"] = "inf"
+    unit = sandbox.semctl("service", "install", "--dry-run", "--systemd")
+    assert unit.code == 0, unit.err
+    assert "\nTimeoutStopSec=infinity\n" in unit.out
+    plist = sandbox.semctl("service", "install", "--dry-run", "--launchd")
+    assert plist.code == 0, plist.err
+    assert plistlib.loads(plist.out.encode())["ExitTimeOut"] == 0
+    assert sandbox.files() == []
+
+
 def test_dry_run_unit_passes_systemd_analyze_verify(sandbox: Sandbox, tmp_path: Path) -> None:
     """systemd-analyze verify --user accepts the rendered unit, without a warning."""
     analyze = shutil.which("systemd-analyze")
