@@ -1,5 +1,5 @@
 """``python -m semantica.control``: the same as ``semctl``."""
 
-from semantica.control.cli import main
+from semantica.control.entry import main
 
 main()

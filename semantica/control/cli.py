@@ -456,5 +456,28 @@ def shutdown(
 app.add_typer(service_app, name="service")
 
 
-def main() -> None:
-    app()
+def main() -> int:
+    """Run the typer CLI; returns the exit status.
+
+    A usage error (unknown option, missing argument, bad number) is one line on
+    stderr and exit 2, like every other bad input, instead of click's four.
+    """
+    try:
+        code = app(standalone_mode=False)
+    except _CLICK_ERRORS.ClickException as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `semctl` alone: the help, as before
+            exc.show()
+        elif isinstance(exc, _CLICK_ERRORS.UsageError):
+            where = exc.ctx.command_path if exc.ctx is not None else "semctl"
+            print(f"semctl: {exc.format_message()} (see `{where} --help`)", file=sys.stderr)
+        else:
+            print(f"semctl: {exc.format_message()}", file=sys.stderr)
+        return int(exc.exit_code)
+    except typer.Abort:
+        print("semctl: aborted", file=sys.stderr)
+        return 1
+    return code if isinstance(code, int) else 0
+
+
+# click's exceptions, or the copy of them that newer typers carry inside.
+_CLICK_ERRORS: Any = sys.modules[typer.BadParameter.__module__]

@@ -5,10 +5,30 @@ Kept free of heavy imports (typer, rich, trio, structlog): see enqueue_cmd.py.
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
 
 
 def main() -> None:
+    try:
+        code = _run()
+        sys.stdout.flush()  # here, where a full disk or a closed pipe can be reported
+    except OSError as exc:
+        if exc.errno not in _OUTPUT_ERRORS:
+            raise
+        # Nothing more may reach the broken stdout, not even at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.stderr.write(f"semctl: cannot write the output: {exc.strerror or exc}\n")
+        code = 1
+    sys.exit(code)
+
+
+#: What writing to stdout fails with when it is a closed pipe, a full disk, ...
+_OUTPUT_ERRORS = frozenset({errno.EPIPE, errno.ENOSPC, errno.EIO, errno.EBADF, errno.EDQUOT})
+
+
+def _run() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "enqueue":
         # msgspec uses typing_extensions only when it can import it, and needs
         # nothing from it that this Python's typing lacks; importing it (and the
@@ -26,7 +46,7 @@ def main() -> None:
 
         code = fast_main(sys.argv[2:])
         if code is not None:
-            sys.exit(code)
+            return code
     from semantica.control.cli import main as typer_main
 
-    typer_main()
+    return typer_main()

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from harness import Daemon
+from harness import SEMCTL, Daemon
 
 from semantica import Client
 from semantica.errors import AuthError, BadInput, Unreachable
@@ -112,10 +113,39 @@ def test_the_python_client_refuses_what_it_would_change(
     assert _counts(daemon) == before
 
 
-def test_bad_usage_exits_2(daemon: Daemon) -> None:
-    """An unknown command or a non-numeric id is a usage error (exit 2)."""
-    assert daemon.semctl("frobnicate").code == 2
-    assert daemon.semctl("show", "abc").code == 2
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["frobnicate"], "No such command"),
+        (["show", "abc"], "'abc' is not a valid int"),
+        (["enqueue", "exec", "--bogus"], "No such option: --bogus"),
+        (["enqueue", "exec", "--priority", "high", "--", "true"], "--priority"),
+        (["enqueue"], "Missing argument"),
+    ],
+)
+def test_bad_usage_exits_2_with_one_line(daemon: Daemon, args: list[str], says: str) -> None:
+    """An unknown command or option, or a word where a number goes: exit 2 and one line
+    naming the problem and the command's --help (not click's four-line usage block)."""
+    result = daemon.semctl(*args)
+    assert result.code == 2, result.err
+    line = _one_line(result.err)
+    assert says in line and "--help" in line
+
+
+def test_output_that_cannot_be_written_is_one_line_and_exit_1(daemon: Daemon) -> None:
+    """stdout on a full disk: one line saying so, exit 1, no traceback."""
+    with open("/dev/full", "w") as full:
+        for args in (["status"], ["enqueue", "exec", "--delay", "60", "--", "true"]):
+            run = subprocess.run(
+                [SEMCTL, *args],
+                env=daemon.env(),
+                stdout=full,
+                stderr=subprocess.PIPE,
+                text=True,
+                timeout=60,
+            )
+            assert run.returncode == 1, run.stderr
+            assert "cannot write the output" in _one_line(run.stderr)
 
 
 @pytest.mark.parametrize("command", [["show", "999"], ["wait", "999"], ["logs", "999"]])
