@@ -76,6 +76,11 @@ def _print_json(value: Any) -> None:
     sys.stdout.write(msgspec.json.encode(value).decode() + "\n")
 
 
+def _fields(msg: msgspec.Struct) -> dict[str, Any]:
+    """A reply's fields for --json: without the request id (and the tag, which is no field)."""
+    return {f: getattr(msg, f) for f in msg.__struct_fields__ if f != "rid"}
+
+
 @app.command()
 def enqueue(
     type: Annotated[str, typer.Argument(metavar="TYPE", help="Job type, e.g. exec.")],
@@ -265,7 +270,7 @@ def tail(
 
 def _print_event(event: JobEvent, json_out: bool) -> None:
     if json_out:
-        _print_json(event)
+        _print_json(_fields(event))
     else:
         at = event.at.astimezone().strftime("%H:%M:%S.%f")[:-3]
         details = []
@@ -393,8 +398,16 @@ def _print_queue(info: QueueInfo, json_out: bool) -> None:
 @app.command()
 def top(
     once: Annotated[bool, typer.Option("--once", help="Print one frame and exit.")] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print one snapshot as a JSON document (implies --once).")
+    ] = False,
 ) -> None:
     """Live dashboard: workers, their jobs, CPU and memory, queues, rates, failures (q quits)."""
+    if json_out:
+        with _edge(), _client() as client:
+            snapshot = client.top()
+        _print_json(_fields(snapshot))
+        return
     from semantica.control import top as dashboard
 
     try:
@@ -421,7 +434,7 @@ def maintenance(
     with _edge(), _client() as client:
         report = client.maintenance(force_vacuum=force_vacuum)
     if json_out:
-        _print_json({f: getattr(report, f) for f in report.__struct_fields__ if f != "rid"})
+        _print_json(_fields(report))
         return
     print(
         f"deleted {report.jobs_deleted} jobs and {report.logs_deleted} logs; "
@@ -432,10 +445,28 @@ def maintenance(
 
 
 @app.command()
-def metrics() -> None:
-    """Print the Prometheus text exposition."""
+def metrics(json_out: JsonOpt = False) -> None:
+    """Print the Prometheus text exposition (--json: each family, its type and samples)."""
     with _edge(), _client() as client:
-        sys.stdout.write(client.metrics())
+        text = client.metrics()
+    if not json_out:
+        sys.stdout.write(text)
+        return
+    from prometheus_client.parser import text_string_to_metric_families
+
+    _print_json(
+        {
+            family.name: {
+                "type": family.type,
+                "help": family.documentation,
+                "samples": [
+                    {"name": sample.name, "labels": sample.labels, "value": sample.value}
+                    for sample in family.samples
+                ],
+            }
+            for family in text_string_to_metric_families(text)
+        }
+    )
 
 
 @app.command()

@@ -117,6 +117,7 @@ def test_tail_without_id_shows_every_event(daemon: Daemon, lines_of: Callable[..
     seen: dict[int, list[str]] = {ok.id: [], bad.id: []}
     while seen[ok.id][-1:] != ["done"] or seen[bad.id][-1:] != ["failed"]:
         event = json.loads(events.next())
+        assert "t" not in event and "rid" not in event  # the wire's fields stay on the wire
         seen.setdefault(event["job_id"], []).append(event["event"])
     assert seen[ok.id] == ["enqueued", "started", "done"]
     assert seen[bad.id] == ["enqueued", "started", "failed"]
@@ -144,6 +145,22 @@ def test_top_reply_has_what_the_dashboard_needs(daemon: Daemon) -> None:
     assert top.finished_60s >= 1 and top.supervisor_rss_bytes > 0
     assert [job.type for job in top.failures] == ["FAIL"]
     assert [(job.id, job.waiting_for) for job in top.waiting] == [(held.id, "queue_paused")]
+
+
+def test_top_and_metrics_take_json(daemon: Daemon) -> None:
+    """Every reading command takes --json: top (one snapshot) and metrics (by family)."""
+    with daemon.client() as client:
+        client.wait(client.enqueue("NOOP").id, timeout=30)
+    top = daemon.semctl("top", "--json")
+    assert top.code == 0, top.err
+    snapshot = top.json()
+    assert {w["pid"] for w in snapshot["workers"]} == daemon.worker_pids()
+    assert "rid" not in snapshot and "t" not in snapshot
+    metrics = daemon.semctl("metrics", "--json")
+    assert metrics.code == 0, metrics.err
+    families = metrics.json()
+    jobs = {s["labels"]["state"]: s["value"] for s in families["semantica_jobs"]["samples"]}
+    assert jobs["DONE"] == 1 and families["semantica_jobs"]["type"] == "gauge"
 
 
 def _families(text: str) -> dict[str, Any]:
