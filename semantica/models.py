@@ -196,10 +196,16 @@ class JobSpec(msgspec.Struct, kw_only=True):
     supersede_running: bool = False  # also cancel a running older generation of the subject
 
 
+def short_repr(value: object, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters: bad input is echoed in one short line."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def validate_queue_name(name: str) -> None:
     """Raises BadInput unless ``name`` is 1-64 of ``A-Z a-z 0-9 _ . : -``."""
     if not _QUEUE_RE.fullmatch(name):
-        raise BadInput(f"queue name must be 1-64 of A-Z a-z 0-9 _ . : -, got {name!r}")
+        raise BadInput(f"queue name must be 1-64 of A-Z a-z 0-9 _ . : -, got {short_repr(name)}")
 
 
 def validate_spec(spec: JobSpec) -> None:
@@ -209,7 +215,9 @@ def validate_spec(spec: JobSpec) -> None:
         BadInput: with a one-line reason naming the field.
     """
     if not spec.type or len(spec.type) > NAME_MAX or not spec.type.isprintable():
-        raise BadInput(f"job type must be 1-{NAME_MAX} printable characters, got {spec.type!r}")
+        raise BadInput(
+            f"job type must be 1-{NAME_MAX} printable characters, got {short_repr(spec.type)}"
+        )
     validate_queue_name(spec.queue)
     if spec.subject is not None and (not spec.subject or len(spec.subject) > 4096):
         raise BadInput("subject must be 1-4096 characters")

@@ -41,6 +41,7 @@ from semantica.models import (
     JobSpec,
     QueueInfo,
     payload_problem,
+    short_repr,
     validate_spec,
 )
 from semantica.peercred import check_server
@@ -116,7 +117,9 @@ def make_spec(type: str, payload: Any = None, **options: Any) -> JobSpec:
         try:
             at = datetime.fromisoformat(at)
         except ValueError:
-            raise BadInput(f"--at must be an ISO 8601 time, got {_short(options['at'])}") from None
+            raise BadInput(
+                f"--at must be an ISO 8601 time, got {short_repr(options['at'])}"
+            ) from None
     if isinstance(at, datetime) and at.tzinfo is None:
         try:
             at = at.astimezone()  # a time without a zone is local time, as a person means it
@@ -137,12 +140,6 @@ def make_spec(type: str, payload: Any = None, **options: Any) -> JobSpec:
         raise BadInput(f"bad enqueue option: {exc}") from None
     validate_spec(spec)
     return spec
-
-
-def _short(value: object, limit: int = 80) -> str:
-    """``repr(value)``, cut to ``limit`` characters for a one-line error."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def read_token(paths: Paths) -> str:

@@ -80,6 +80,9 @@ async def run_exec(
             start_new_session=True,
         )
     except OSError as exc:
+        if cwd is not None and not await trio.Path(cwd).is_dir():
+            # The error names the command, but it is the directory that is missing.
+            raise PermanentError(f"cannot start {argv[0]!r}: no directory {cwd!r}") from None
         raise PermanentError(f"cannot start {argv[0]!r}: {exc.strerror or exc}") from None
     try:
         if started is not None:

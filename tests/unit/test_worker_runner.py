@@ -311,6 +311,17 @@ async def test_exec_missing_command_fails_permanently() -> None:
     assert "semantica-ut-no-such-command" in finished.error.message
 
 
+async def test_exec_in_a_directory_that_is_gone_says_so(tmp_path: Path) -> None:
+    """The working directory was deleted after enqueue: the error names it, not only
+    the command (which exists)."""
+    gone = tmp_path / "deleted"
+    async with running_worker() as supervisor:
+        await _hello(supervisor)
+        _, finished, _ = await run_job(supervisor, "exec", {"argv": ["true"], "cwd": str(gone)})
+    assert finished.error is not None and finished.permanent is True
+    assert f"no directory {str(gone)!r}" in finished.error.message
+
+
 async def test_serve_returns_when_supervisor_closes() -> None:
     """When the supervisor's end closes, the worker's serve() returns."""
     sup_sock, worker_sock = socket.socketpair()
