@@ -312,7 +312,7 @@ def test_an_oversized_hello_is_refused_unread_and_big_requests_wait_for_it(
     conn = raw()
     assert isinstance(conn.hello(_token(daemon)), HelloOk)
     big = {"blob": "x" * (100 << 10)}
-    conn.send(encode(Enqueue(rid=1, jobs=[JobSpec(type="exec", payload=big, delay=3600)])))
+    conn.send(encode(Enqueue(rid=1, jobs=[JobSpec(type="NOOP", payload=big, delay=3600)])))
     reply = conn.next()
     assert isinstance(reply, Enqueued), reply
     assert reply.jobs[0].payload == big
