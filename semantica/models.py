@@ -15,7 +15,7 @@ import enum
 import math
 import re
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -251,7 +251,7 @@ def validate_spec(spec: JobSpec) -> None:
         if spec.at.tzinfo is None:
             raise BadInput("a start time (--at) needs a timezone")
         try:
-            spec.at.timestamp()
+            spec.at.astimezone(UTC).timestamp()  # as it travels: in UTC
         except (OverflowError, ValueError, OSError):
             raise BadInput(f"start time (--at) {spec.at.isoformat()} is out of range") from None
     problem = payload_problem(spec.payload)
