@@ -40,7 +40,6 @@ from semantica.models import (
     Job,
     JobSpec,
     QueueInfo,
-    payload_problem,
     short_repr,
     validate_spec,
 )
@@ -127,17 +126,14 @@ def make_spec(type: str, payload: Any = None, **options: Any) -> JobSpec:
             raise BadInput(f"start time (--at) {at.isoformat()} is out of range") from None
     if at is not None:
         options["at"] = at
-    # Checked here as well as by the supervisor: what could not come back as it
-    # went in (NaN, bytes, a set) is refused before msgpack changes it.
-    problem = payload_problem(payload)
-    if problem is not None:
-        raise BadInput(problem)
     try:
         spec = msgspec.convert(
             {"type": type, "payload": payload, **options}, JobSpec, from_attributes=False
         )
     except msgspec.ValidationError as exc:
         raise BadInput(f"bad enqueue option: {exc}") from None
+    # Checked here as well as by the supervisor: what could not come back as it
+    # went in (NaN, bytes, a set) is refused before msgpack changes it.
     validate_spec(spec)
     return spec
 
