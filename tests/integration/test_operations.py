@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import psutil
 from harness import Announcements, Daemon
 
 from semantica.supervisor.store import migrations
@@ -184,3 +185,22 @@ def test_systemd_notifications_ready_stopping_and_watchdog(short_tmp: Path) -> N
             proc.kill()
             proc.wait()
         sock.close()
+
+
+def test_memory_stays_flat_whatever_batch_sizes_and_waits_clients_send(daemon: Daemon) -> None:
+    """Batches of 150 different sizes, and waits on as many different numbers of ids:
+    the supervisor's RSS grows by a few MB (its page cache), not by a prepared
+    statement per size (that was +50 MB)."""
+    assert daemon.proc is not None
+    supervisor = psutil.Process(daemon.proc.pid)
+    with daemon.client() as client:
+        client.enqueue_many([{"type": "NOOP", "delay": 3600}] * 300)  # first-use allocations
+        before = supervisor.memory_info().rss
+        ids: list[int] = []
+        for size in range(2, 302, 2):
+            jobs = client.enqueue_many([{"type": "NOOP", "delay": 3600}] * size)
+            ids += [job.id for job in jobs]
+            client.wait_many(ids[-size - 1 :], timeout=0)  # a wait of size + 1 ids
+        grown = supervisor.memory_info().rss - before
+    assert len(ids) == sum(range(2, 302, 2))
+    assert grown < 15 * 2**20, f"RSS grew by {grown / 2**20:.1f} MiB"
