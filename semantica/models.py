@@ -261,8 +261,9 @@ def validate_spec(spec: JobSpec) -> None:
         raise BadInput(problem)
 
 
-def payload_problem(value: Any) -> str | None:
-    """Why ``value`` is not a payload that comes back as it went in, or None.
+def payload_problem(value: Any, what: str = "payload") -> str | None:
+    """Why ``value`` is not a payload (or, with ``what``, a result) that comes back as
+    it went in, or None.
 
     A payload is what ``json.dumps(payload, allow_nan=False)`` takes: objects
     (keys strings, or integers, which become strings), arrays (lists or
@@ -270,35 +271,35 @@ def payload_problem(value: Any) -> str | None:
     and null, nested at most ``PAYLOAD_DEPTH_MAX`` deep. Anything else (NaN,
     bytes, a set, a date) would be stored changed, and is refused instead.
     """
-    return _json_problem(value, 0)
+    return _json_problem(value, 0, what)
 
 
-def _json_problem(value: Any, depth: int) -> str | None:
+def _json_problem(value: Any, depth: int, what: str) -> str | None:
     if value is None or isinstance(value, (str, bool)):
         return None
     if isinstance(value, int):
         if INT_MIN <= value <= INT_MAX:
             return None
-        return "payload integers must fit in 64 bits"
+        return f"{what} integers must fit in 64 bits"
     if isinstance(value, float):
-        return None if math.isfinite(value) else "payload numbers must be finite (no NaN or inf)"
+        return None if math.isfinite(value) else f"{what} numbers must be finite (no NaN or inf)"
     if depth >= PAYLOAD_DEPTH_MAX:
-        return f"payload is nested more than {PAYLOAD_DEPTH_MAX} levels deep"
+        return f"{what} is nested more than {PAYLOAD_DEPTH_MAX} levels deep"
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, (str, int)) or isinstance(key, bool):
-                return f"payload object keys must be strings, got {type(key).__name__}"
-            problem = _json_problem(item, depth + 1)
+                return f"{what} object keys must be strings, got {type(key).__name__}"
+            problem = _json_problem(item, depth + 1, what)
             if problem is not None:
                 return problem
         return None
     if isinstance(value, (list, tuple)):
         for item in value:
-            problem = _json_problem(item, depth + 1)
+            problem = _json_problem(item, depth + 1, what)
             if problem is not None:
                 return problem
         return None
-    return f"payload must be plain JSON: {type(value).__name__} values are not (convert them first)"
+    return f"{what} must be plain JSON: {type(value).__name__} values are not (convert them first)"
 
 
 def exec_payload_problem(payload: Any) -> str | None:

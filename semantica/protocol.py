@@ -529,6 +529,16 @@ FromWorker = WorkerHello | JobLog | JobFinished | JobProcess | Heartbeat | JobPr
 _encoder = msgspec.msgpack.Encoder()
 
 
+def utf8_text(text: str) -> str:
+    """``text`` as it can travel: lone surrogates (from bytes decoded with
+    ``surrogateescape``, say) become ``\\udcff`` escapes instead of failing the frame."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode()
+    return text
+
+
 def encode(msg: msgspec.Struct) -> bytes:
     """One frame: header and body."""
     body = _encoder.encode(msg)

@@ -14,6 +14,8 @@ from typing import Any
 
 import trio
 
+from semantica.protocol import utf8_text
+
 # A handler that logs faster than the supervisor takes lines loses the excess,
 # counted, rather than the worker growing without bound.
 MAX_PENDING_LINES = 10_000
@@ -65,7 +67,7 @@ class LogBuffer(_FedFromAnyThread):
         if len(self._lines) >= MAX_PENDING_LINES:
             self._dropped += 1
             return
-        self._lines.append(line)
+        self._lines.append(utf8_text(line))
         self.has_lines.set()
         self._notify()
 
@@ -137,7 +139,7 @@ class JobContext:
         """
         if not 0.0 <= fraction <= 1.0:
             raise ValueError(f"progress must be between 0.0 and 1.0, got {fraction}")
-        self._report_progress(float(fraction), str(message))
+        self._report_progress(float(fraction), utf8_text(str(message)))
 
     @property
     def cancelled(self) -> bool:

@@ -38,7 +38,7 @@ import trio
 
 from semantica.errors import PermanentError, ProtocolError
 from semantica.framed import FramedStream
-from semantica.models import ErrorKind, JobError
+from semantica.models import ErrorKind, JobError, payload_problem
 from semantica.protocol import (
     MAX_RESULT,
     PROTOCOL_VERSION,
@@ -54,6 +54,7 @@ from semantica.protocol import (
     RunJob,
     ToWorker,
     WorkerHello,
+    utf8_text,
 )
 from semantica.worker import registry
 from semantica.worker.context import JobContext, LogBuffer, ProgressSlot
@@ -431,11 +432,16 @@ class Worker:
 
 
 def _failed(job: RunJob, kind: ErrorKind, message: str, permanent: bool = False) -> JobFinished:
-    return JobFinished(lease=job.lease, error=JobError(kind.value, message), permanent=permanent)
+    error = JobError(kind.value, utf8_text(message))
+    return JobFinished(lease=job.lease, error=error, permanent=permanent)
 
 
 def _succeeded(job: RunJob, result: Any) -> JobFinished:
     """The report of a handler that returned ``result`` (which must be JSON, and not too big)."""
+    # What would be stored changed (a set as a list, NaN as null) is refused, as for payloads.
+    problem = payload_problem(result, "the handler's result")
+    if problem is not None:
+        return _failed(job, ErrorKind.BAD_RESULT, problem, permanent=True)
     try:
         encoded = msgspec.json.encode(result)
     except (TypeError, msgspec.EncodeError) as exc:

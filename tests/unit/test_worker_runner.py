@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import pytest
 import trio
 import trio.lowlevel
 
@@ -65,6 +66,18 @@ async def permanent(ctx: Any, payload: Any) -> Any:
 @handler("UT_BAD_RESULT")
 def bad_result(ctx: Any, payload: Any) -> Any:
     return object()
+
+
+@handler("UT_RESULT_OF")
+def result_of(ctx: Any, payload: Any) -> Any:
+    return {"set": {1, 2}, "nan": float("nan")}[payload]
+
+
+@handler("UT_SURROGATES")
+def surrogates(ctx: Any, payload: Any) -> Any:
+    ctx.log("before")
+    ctx.log("x \udcff", v="\ud800")  # e.g. a file name decoded with surrogateescape
+    raise ValueError("bad \udcfe")
 
 
 @handler("UT_BLOCK")
@@ -320,6 +333,27 @@ async def test_exec_in_a_directory_that_is_gone_says_so(tmp_path: Path) -> None:
         _, finished, _ = await run_job(supervisor, "exec", {"argv": ["true"], "cwd": str(gone)})
     assert finished.error is not None and finished.permanent is True
     assert f"no directory {str(gone)!r}" in finished.error.message
+
+
+@pytest.mark.parametrize("kind", ["set", "nan"])
+async def test_a_result_that_would_be_stored_changed_is_a_bad_result(kind: str) -> None:
+    """A set would come back as a list and NaN as null: bad_result, not DONE with another value."""
+    async with running_worker() as supervisor:
+        await _hello(supervisor)
+        _, finished, _ = await run_job(supervisor, "UT_RESULT_OF", kind)
+    assert finished.error is not None and finished.error.kind == "bad_result"
+    assert finished.permanent is True and finished.result is None
+
+
+async def test_lone_surrogates_in_logs_and_errors_are_escaped_not_fatal() -> None:
+    """Log lines and an error with lone surrogates used to fail the worker's
+    frame (and kill it, losing the job's log): they arrive escaped, and the job just fails."""
+    async with running_worker() as supervisor:
+        await _hello(supervisor)
+        lines, finished, _ = await run_job(supervisor, "UT_SURROGATES", None)
+    assert lines[:2] == ["before", "x \\udcff v=\\ud800"]
+    assert finished.error is not None and finished.error.kind == "exception"
+    assert finished.error.message == "ValueError: bad \\udcfe"
 
 
 async def test_serve_returns_when_supervisor_closes() -> None:
