@@ -153,6 +153,9 @@ class WorkerHandle:
     started: float = 0.0  # trio time the running job started
     average_s: float | None = None  # its recent jobs' run time, for the prefetch
     interrupt_reason: str | None = None  # set: its jobs go back without spending an attempt
+    #: It said its last report is sent and it exits: it runs nothing more, and
+    #: the jobs it still holds go back unspent.
+    retiring: bool = False
     job_pgids: dict[int, int] = field(default_factory=dict)  # lease id -> its exec job's group
     stops: dict[int, JobError] = field(default_factory=dict)  # lease id -> how it must end
     last_beat: float = 0.0  # trio time of its last sign of life while running a job
@@ -520,6 +523,8 @@ class WorkerPool:
         while True:
             if worker.ends or worker.returned:
                 await self._record(worker)
+            elif worker.retiring:
+                await trio.sleep_forever()  # its EOF ends the serving; the reaper settles
             elif not worker.inflight:
                 worker.state = WorkerState.IDLE
                 self._notify()
@@ -560,7 +565,8 @@ class WorkerPool:
             if returned:
                 self.jobs.given_back(returned)
             self._announce(worker)
-            worker.unsent = self._lease_more(worker, self._room(worker, bool(returned)))
+            if not worker.retiring:
+                worker.unsent = self._lease_more(worker, self._room(worker, bool(returned)))
             await self.durable()
         except StoreError:
             worker.unsent = []
@@ -793,6 +799,9 @@ class WorkerPool:
         worker.job_pgids.pop(lease.lease_id, None)  # its commands ended with it
         worker.inflight.remove(lease)
         worker.ends.append((lease, report, elapsed))
+        if report.last:
+            worker.retiring = True
+            worker.state = WorkerState.STOPPING
         worker.activity.set()
         self._poke_watch(worker)  # the next job may have an earlier deadline
 
@@ -819,10 +828,12 @@ class WorkerPool:
             _kill_group(pgid)
         worker.job_pgids.clear()
         await worker.channel.aclose()
-        running = worker.lease
+        # A retiring worker started nothing after its last report.
+        running = None if worker.retiring else worker.lease
         # Handed over but never started, never handed over, or given back: back to
         # the queue, attempt not spent.
-        unstarted = [*list(worker.inflight)[1:], *worker.unsent, *worker.returned]
+        held = list(worker.inflight) if worker.retiring else list(worker.inflight)[1:]
+        unstarted = [*held, *worker.unsent, *worker.returned]
         ends = worker.ends
         # Jobs it ran whose start was never announced: announced now, before their ends.
         ran = [lease for lease, _, _ in ends] + ([] if running is None else [running])

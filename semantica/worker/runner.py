@@ -167,6 +167,10 @@ class Worker:
                 await self.run_job(job)
             else:
                 await self._run_blocking(job, fn)
+            if self.exit_after_report:
+                # A handler's thread ignored its stop: this process ends after that
+                # report (the supervisor hands it nothing more) and starts nothing else.
+                await trio.sleep_forever()
 
     def _take_pending(self, leases: set[int]) -> list[RunJob]:
         """Remove the not-started jobs of these leases; return them. Hold the lock."""
@@ -322,6 +326,7 @@ class Worker:
                 self._outbox_ready = trio.Event()
                 await self._outbox_ready.wait()
             frames: list[msgspec.Struct] = []
+            report: JobFinished | None = None
             while self._outbox:
                 attempt, finished = self._outbox.popleft()
                 job = attempt.job
@@ -335,9 +340,13 @@ class Worker:
                 if lines:
                     frames.append(JobLog(lease=job.lease, lines=lines))
                 frames.append(finished)
+                report = finished
+            retiring = self.exit_after_report and not self._outbox
+            if retiring and report is not None:
+                report.last = True
             with trio.CancelScope(shield=True):  # never cut a frame in half
                 await self.channel.send_many(frames)
-            if self.exit_after_report and not self._outbox:
+            if retiring:
                 serving.cancel()
 
     def _wake_log_pump(self) -> None:

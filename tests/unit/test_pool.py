@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import signal
 import socket
+import threading
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -70,6 +71,15 @@ async def _stubborn(ctx: Any, payload: Any) -> None:
     """Ignores cancellation: its worker cannot report until it is killed."""
     with trio.CancelScope(shield=True):
         await trio.sleep(10_000)
+
+
+_release_deaf = threading.Event()
+
+
+@handler("UP_DEAF")
+def _deaf(ctx: Any, payload: Any) -> None:
+    """A plain handler that ignores its stop: its thread runs on until the test releases it."""
+    _release_deaf.wait(timeout=60)
 
 
 class TrioWallClock:
@@ -322,6 +332,29 @@ async def test_stop_interrupts_a_running_job_without_spending_its_attempt(
         job = r.store.get(job_id)
         assert job.state == JobState.QUEUED and job.attempts == 0
         assert job.error is not None and job.error.kind == "interrupted"
+
+
+async def test_no_job_goes_to_a_worker_that_exits_after_its_report(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A plain handler ignores its cancel: after the grace its worker reports the job
+    CANCELLED and exits (the thread cannot be stopped). The job queued behind it must
+    not be handed to that worker: it runs on the replacement, on its first attempt."""
+    _release_deaf.clear()
+    try:
+        async with rig(tmp_path) as r:
+            deaf = r.enqueue(type="UP_DEAF")
+            await r.running(deaf)
+            behind = r.enqueue(type="UP_SLEEP", payload={"seconds": 0}, max_attempts=1)
+            assert await r.pool.stop_job(deaf, "cancelled", "cancelled while running")
+            await r.finished(behind)
+            assert r.store.get(deaf).state == JobState.CANCELLED
+            job = r.store.get(behind)
+            assert job.state == JobState.DONE and job.attempts == 1, job.error
+            assert len(r.pool.processes) == 2  # the first worker exited by itself
+            assert not r.pool.processes[0].signals
+    finally:
+        _release_deaf.set()
 
 
 async def test_a_silent_worker_is_killed_after_the_heartbeat_timeout(
