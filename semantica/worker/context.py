@@ -9,6 +9,7 @@ the attempt's end is reported.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -16,8 +17,8 @@ import trio
 
 from semantica.protocol import utf8_text
 
-# A handler that logs faster than the supervisor takes lines loses the excess,
-# counted, rather than the worker growing without bound.
+# A handler that logs faster than the supervisor takes lines loses its oldest
+# pending lines, counted, rather than the worker growing without bound.
 MAX_PENDING_LINES = 10_000
 
 
@@ -55,7 +56,9 @@ class LogBuffer(_FedFromAnyThread):
     """Lines waiting to be sent, filled from any thread, emptied by the trio side."""
 
     def _setup(self) -> None:
-        self._lines: list[str] = []
+        # Full, it drops the oldest line: a job's log keeps its end (the error,
+        # usually), as the supervisor's capped log file does.
+        self._lines: deque[str] = deque(maxlen=MAX_PENDING_LINES)
         self._dropped = 0
         self.has_lines = trio.Event()
 
@@ -64,18 +67,19 @@ class LogBuffer(_FedFromAnyThread):
         self._in_trio(self._add, line)
 
     def _add(self, line: str) -> None:
-        if len(self._lines) >= MAX_PENDING_LINES:
-            self._dropped += 1
-            return
+        if len(self._lines) == MAX_PENDING_LINES:
+            self._dropped += 1  # the append below pushes out the oldest
         self._lines.append(utf8_text(line))
         self.has_lines.set()
         self._notify()
 
     def take(self) -> list[str]:
         """Every pending line (with a note of dropped ones), oldest first; empties the buffer."""
-        lines, self._lines = self._lines, []
+        lines = list(self._lines)
+        self._lines.clear()
         if self._dropped:
-            lines.append(f"[semantica: {self._dropped} log lines dropped: logging too fast]")
+            note = f"[semantica: {self._dropped} earlier log lines dropped: logging too fast]"
+            lines.insert(0, note)
             self._dropped = 0
         self.has_lines = trio.Event()
         return lines
