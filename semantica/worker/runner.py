@@ -433,10 +433,8 @@ class Worker:
             return _failed(job, ErrorKind.EXCEPTION, str(exc) or "PermanentError", permanent=True)
         except ExecFailed as exc:
             return _failed(job, ErrorKind.EXIT_STATUS, str(exc))
-        except Exception as exc:  # noqa: BLE001  # any handler error fails the attempt
-            for line in _handler_traceback(exc):
-                logs.add(line)
-            return _failed(job, ErrorKind.EXCEPTION, f"{type(exc).__name__}: {exc}")
+        except (Exception, SystemExit) as exc:  # noqa: BLE001  # any handler error fails the attempt
+            return _handler_failed(job, exc, logs)
         return _succeeded(job, result)
 
 
@@ -487,11 +485,23 @@ def _call_blocking(attempt: _Attempt, fn: registry.HandlerFn) -> JobFinished:
         result = fn(attempt.ctx, payload)
     except PermanentError as exc:
         return _failed(job, ErrorKind.EXCEPTION, str(exc) or "PermanentError", permanent=True)
-    except Exception as exc:  # noqa: BLE001  # any handler error fails the attempt
-        for line in _handler_traceback(exc):
-            attempt.logs.add(line)
-        return _failed(job, ErrorKind.EXCEPTION, f"{type(exc).__name__}: {exc}")
+    except (Exception, SystemExit, KeyboardInterrupt) as exc:  # noqa: BLE001  # (as above)
+        return _handler_failed(job, exc, attempt.logs)
     return _succeeded(job, result)
+
+
+def _handler_failed(job: RunJob, exc: BaseException, logs: LogBuffer) -> JobFinished:
+    """A handler raised: its traceback into the job's log, the attempt failed (retried).
+
+    ``sys.exit()`` in a handler fails its attempt too, rather than ending the
+    worker (which would cost the job an attempt as worker_lost, and print an
+    exception group into the supervisor's log).
+    """
+    for line in _handler_traceback(exc):
+        logs.add(line)
+    if isinstance(exc, SystemExit):
+        return _failed(job, ErrorKind.EXCEPTION, f"the handler called sys.exit({exc.code!r})")
+    return _failed(job, ErrorKind.EXCEPTION, f"{type(exc).__name__}: {exc}")
 
 
 _OUR_FRAMES = tuple(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -78,6 +79,16 @@ def surrogates(ctx: Any, payload: Any) -> Any:
     ctx.log("before")
     ctx.log("x \udcff", v="\ud800")  # e.g. a file name decoded with surrogateescape
     raise ValueError("bad \udcfe")
+
+
+@handler("UT_EXIT")
+def exits(ctx: Any, payload: Any) -> Any:
+    sys.exit(3)
+
+
+@handler("UT_ASYNC_EXIT")
+async def async_exits(ctx: Any, payload: Any) -> Any:
+    sys.exit(4)
 
 
 @handler("UT_BLOCK")
@@ -354,6 +365,23 @@ async def test_lone_surrogates_in_logs_and_errors_are_escaped_not_fatal() -> Non
     assert lines[:2] == ["before", "x \\udcff v=\\ud800"]
     assert finished.error is not None and finished.error.kind == "exception"
     assert finished.error.message == "ValueError: bad \\udcfe"
+
+
+@pytest.mark.parametrize(("type_", "code"), [("UT_EXIT", 3), ("UT_ASYNC_EXIT", 4)])
+async def test_sys_exit_in_a_handler_fails_the_attempt_and_the_worker_goes_on(
+    type_: str, code: int
+) -> None:
+    """sys.exit() in a handler used to end the worker (worker_lost, and an exception group
+    in the supervisor's log): it fails the attempt, which is retried, and the worker
+    runs the next job."""
+    async with running_worker() as supervisor:
+        await _hello(supervisor)
+        _, finished, _ = await run_job(supervisor, type_, None)
+        _, after, _ = await run_job(supervisor, "UT_ADD", {"a": 1, "b": 2}, lease=6)
+    assert finished.error is not None and finished.error.kind == "exception"
+    assert finished.error.message == f"the handler called sys.exit({code})"
+    assert finished.permanent is False
+    assert after.error is None and after.result == b'{"sum":3}'
 
 
 async def test_serve_returns_when_supervisor_closes() -> None:
