@@ -158,7 +158,9 @@ class _Connection:
             raise BadInput(
                 f"{exc.message}; send fewer jobs per batch or a smaller payload"
             ) from None
-        except (TypeError, OverflowError, RecursionError, msgspec.EncodeError) as exc:
+        except (TypeError, ValueError, OverflowError, RecursionError, msgspec.EncodeError) as exc:
+            # msgpack carries neither an int past 64 bits (OverflowError) nor a str
+            # with a lone surrogate (UnicodeEncodeError, a ValueError).
             raise BadInput(f"cannot send this request: {exc}") from None
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise Unreachable(f"lost the connection to the supervisor: {exc}") from None

@@ -257,7 +257,9 @@ class Client:
     def _send(self, msg: msgspec.Struct) -> None:
         try:
             data = encode(msg)
-        except (TypeError, OverflowError, RecursionError, msgspec.EncodeError) as exc:
+        except (TypeError, ValueError, OverflowError, RecursionError, msgspec.EncodeError) as exc:
+            # msgpack carries neither an int past 64 bits (OverflowError) nor a str
+            # with a lone surrogate (UnicodeEncodeError, a ValueError).
             raise BadInput(f"cannot send this request: {exc}") from None
         if len(data) - HEADER.size > self._max_request:
             raise BadInput(

@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from semantica.control.client import Client, make_spec
+from semantica.control.client import Client
 from semantica.errors import BadInput, SemanticaError
 
 #: Options that take a value: flag -> (keyword, converter).
@@ -107,9 +107,12 @@ def run_enqueue(
             raise BadInput("give an exec job's command after --, or --payload, not both")
         # Like a shell: the command runs where semctl was run.
         data = {"argv": list(argv), "cwd": os.getcwd()}
-    make_spec(type, data, **options)  # bad input is exit 2 even with no supervisor running
-    with client:
+    try:
+        # The client connects on its first request, after it checked the spec:
+        # bad input is exit 2 even with no supervisor running.
         job = client.enqueue(type, data, **options)
+    finally:
+        client.close()
     if json_out:
         sys.stdout.write(msgspec.json.encode(job).decode() + "\n")
     else:

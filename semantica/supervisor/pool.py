@@ -596,8 +596,8 @@ class WorkerPool:
         are announced first (their ends follow when they are recorded).
         """
         lease = worker.lease
-        if lease is None or lease.lease_id <= worker.announced:
-            return
+        if lease is None or worker.retiring or lease.lease_id <= worker.announced:
+            return  # (a retiring worker starts nothing after its last report)
         worker.state = WorkerState.BUSY
         leases = [*(held for held, _, _ in worker.ends), lease]
         self.jobs.started_many(_take_unannounced(worker, leases), worker.pid)

@@ -206,8 +206,7 @@ _INSERT_COLUMNS = (
     "backoff_s, require_charging, require_idle, created_at, run_after"
 )
 _INSERT_ROW = "(?, ?, ?, ?, ?, 'QUEUED', ?, ?, ?, ?, ?, ?, ?, ?)"
-#: Rows per INSERT: 13 parameters each, well under SQLite's 32,766.
-#: The most rows one INSERT statement carries.
+#: The most rows one INSERT carries: 13 parameters each, well under SQLite's 32,766.
 _INSERT_CHUNK = 256
 # Ids as one JSON array parameter: one statement whatever their number. (A
 # statement per list length would fill sqlite3's statement cache with up to

@@ -451,7 +451,7 @@ def _succeeded(job: RunJob, result: Any) -> JobFinished:
         return _failed(job, ErrorKind.BAD_RESULT, problem, permanent=True)
     try:
         encoded = msgspec.json.encode(result)
-    except (TypeError, msgspec.EncodeError) as exc:
+    except (TypeError, ValueError, msgspec.EncodeError) as exc:  # ValueError: a lone surrogate
         return _failed(
             job, ErrorKind.BAD_RESULT, f"the handler's result is not JSON: {exc}", permanent=True
         )

@@ -99,8 +99,9 @@ def test_payload_files_that_are_not_json_text_exit_2(daemon: Daemon, tmp_path: P
             "keys",
         ),
         (lambda c: c.cancel(2**70), "cannot send"),
+        (lambda c: c.enqueue("ADD", {"name": "x\udcff"}), "surrogates not allowed"),
     ],
-    ids=["nan", "bytes", "set", "priority", "exec argv", "None key", "huge id"],
+    ids=["nan", "bytes", "set", "priority", "exec argv", "None key", "huge id", "surrogate"],
 )
 def test_the_python_client_refuses_what_it_would_change(
     daemon: Daemon, call: Callable[[Client], object], reason: str

@@ -31,6 +31,7 @@ from semantica.protocol import (
     ToWorker,
     encode,
 )
+from semantica.supervisor import pool as pool_module
 from semantica.supervisor.events import JobEvents
 from semantica.supervisor.joblogs import JobLogs
 from semantica.supervisor.lifecycle import JobLifecycle
@@ -353,6 +354,41 @@ async def test_no_job_goes_to_a_worker_that_exits_after_its_report(
             assert job.state == JobState.DONE and job.attempts == 1, job.error
             assert len(r.pool.processes) == 2  # the first worker exited by itself
             assert not r.pool.processes[0].signals
+    finally:
+        _release_deaf.set()
+
+
+@pytest.mark.parametrize("asked_back", [True, False], ids=["asked back", "still held"])
+async def test_a_job_prefetched_by_a_worker_that_exits_goes_back_unstarted(
+    tmp_path: Path,
+    autojump_clock: trio.testing.MockClock,
+    monkeypatch: pytest.MonkeyPatch,
+    asked_back: bool,
+) -> None:
+    """The quick job handed over behind the deaf one never started on that worker: it is
+    not announced as started there, goes back unspent and runs once on the replacement.
+
+    Usually the pool asks for it back once the deaf job runs long; without that (a
+    race), the worker still holds it when it sends its last report.
+    """
+    if not asked_back:
+        monkeypatch.setattr(pool_module, "HOLD_LIMIT_S", 1e9)
+    _release_deaf.clear()
+    try:
+        async with rig(tmp_path) as r:
+            await r.warm_up()  # short jobs so far: the worker takes several at once
+            with capture_logs() as lines:
+                deaf, quick = r.enqueue_many({"type": "UP_DEAF"}, {**QUICK, "max_attempts": 1})
+                await r.running(deaf)
+                first = r.pool.workers[0]
+                assert [lease.job_id for lease in first.inflight] == [deaf, quick]
+                assert await r.pool.stop_job(deaf, "cancelled", "cancelled while running")
+                await r.finished(quick)
+            job = r.store.get(quick)
+            assert job.state == JobState.DONE and job.attempts == 1, job.error
+            started = [line for line in lines if line.get("job_id") == quick]
+            assert [line["event"] for line in started] == ["job started", "job done"]
+            assert started[0]["worker_pid"] != first.pid
     finally:
         _release_deaf.set()
 

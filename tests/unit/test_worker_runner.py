@@ -71,7 +71,7 @@ def bad_result(ctx: Any, payload: Any) -> Any:
 
 @handler("UT_RESULT_OF")
 def result_of(ctx: Any, payload: Any) -> Any:
-    return {"set": {1, 2}, "nan": float("nan")}[payload]
+    return {"set": {1, 2}, "nan": float("nan"), "surrogate": "x \udcff"}[payload]
 
 
 @handler("UT_SURROGATES")
@@ -346,9 +346,10 @@ async def test_exec_in_a_directory_that_is_gone_says_so(tmp_path: Path) -> None:
     assert f"no directory {str(gone)!r}" in finished.error.message
 
 
-@pytest.mark.parametrize("kind", ["set", "nan"])
+@pytest.mark.parametrize("kind", ["set", "nan", "surrogate"])
 async def test_a_result_that_would_be_stored_changed_is_a_bad_result(kind: str) -> None:
-    """A set would come back as a list and NaN as null: bad_result, not DONE with another value."""
+    """A set would come back as a list and NaN as null, and a lone surrogate cannot be stored
+    (it used to kill the worker): bad_result, not DONE with another value."""
     async with running_worker() as supervisor:
         await _hello(supervisor)
         _, finished, _ = await run_job(supervisor, "UT_RESULT_OF", kind)
