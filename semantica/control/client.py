@@ -138,6 +138,21 @@ def make_spec(type: str, payload: Any = None, **options: Any) -> JobSpec:
     return spec
 
 
+def specs_of(jobs: Iterable[Mapping[str, Any]]) -> SpecList:
+    """Every job of an ``enqueue_many`` as a checked JobSpec.
+
+    Raises:
+        BadInput: a job without a type, with an unknown option or a bad value.
+    """
+    specs = []
+    for item in jobs:
+        options = dict(item)
+        if "type" not in options:
+            raise BadInput("every job needs a 'type'")
+        specs.append(make_spec(options.pop("type"), options.pop("payload", None), **options))
+    return specs
+
+
 def read_token(paths: Paths) -> str:
     """The supervisor's token, from the state directory.
 
@@ -334,13 +349,7 @@ class Client:
 
     def enqueue_many(self, jobs: Iterable[Mapping[str, Any]]) -> JobsList:
         """Add several jobs in one transaction (all or none), each a dict with ``type``."""
-        specs = []
-        for item in jobs:
-            options = dict(item)
-            if "type" not in options:
-                raise BadInput("every job needs a 'type'")
-            specs.append(make_spec(options.pop("type"), options.pop("payload", None), **options))
-        return self._enqueue(specs)
+        return self._enqueue(specs_of(jobs))
 
     def _enqueue(self, specs: SpecList) -> JobsList:
         reply: Enqueued = self._expect(self._call(Enqueue(jobs=specs)), Enqueued)
