@@ -33,6 +33,7 @@ import anyio
 
 from semantica.config import Paths, locate
 from semantica.control.async_conn import Connection
+from semantica.control.batches import failed_part_way, split
 from semantica.control.client import (
     CancelOutcomes,
     JobsList,
@@ -42,7 +43,12 @@ from semantica.control.client import (
     make_spec,
     specs_of,
 )
-from semantica.errors import ProtocolError, WaitTimeout, error_from_code
+from semantica.errors import (
+    ProtocolError,
+    SemanticaError,
+    WaitTimeout,
+    error_from_code,
+)
 from semantica.models import TERMINAL_STATES, Job, QueueInfo
 from semantica.protocol import (
     Cancel,
@@ -164,8 +170,21 @@ class AsyncClient:
         return (await self._enqueue([make_spec(type, payload, **options)]))[0]
 
     async def enqueue_many(self, jobs: Iterable[Mapping[str, Any]]) -> JobsList:
-        """Add several jobs in one transaction (all or none), each a dict with ``type``."""
-        return await self._enqueue(specs_of(jobs))
+        """Add any number of jobs, each a dict with ``type`` (as ``Client.enqueue_many``).
+
+        Raises:
+            BadInput: a job is malformed or alone over the frame cap (nothing added).
+            PartialEnqueue: a request failed after earlier ones were committed.
+        """
+        specs = specs_of(jobs)
+        conn = await self._connection()  # the supervisor's frame cap sizes the requests
+        enqueued: JobsList = []
+        for request in split(specs, conn.max_request):
+            try:
+                enqueued += await self._enqueue(request)
+            except SemanticaError as exc:
+                raise failed_part_way(enqueued, len(specs), len(request), exc) from exc
+        return enqueued
 
     async def _enqueue(self, specs: SpecList) -> JobsList:
         return (await self._call(Enqueue(jobs=specs), Enqueued)).jobs
