@@ -16,7 +16,7 @@ import trio
 import trio.testing
 from harness import Daemon
 
-from semantica import AsyncClient, JobState
+from semantica import AsyncClient, JobState, Unreachable
 from semantica.protocol import StatusReply
 
 pytestmark = pytest.mark.slow
@@ -124,3 +124,31 @@ async def test_pending_follow_and_events_do_not_hold_up_other_calls(
                     sock.sendto(b"go", gate)
         assert lines == ["line 0", "line 1"]
         assert events[-1] == "done"
+
+
+async def test_a_lost_connection_fails_the_pending_calls_and_the_next_call_reconnects(
+    daemon: Daemon,
+) -> None:
+    """The supervisor stops while waits are pending: each raises Unreachable; once it is
+    back, the same client works again."""
+    async with AsyncClient(home=daemon.home) as client:
+        job = await client.enqueue("NOOP", delay=3600)
+        lost: list[str] = []
+
+        async def wait() -> None:
+            with pytest.raises(Unreachable) as raised:
+                await client.wait(job.id)
+            lost.append(str(raised.value))
+
+        with trio.fail_after(DEADLINE):
+            async with trio.open_nursery() as nursery:
+                for _ in range(2):
+                    nursery.start_soon(wait)
+                await trio.testing.wait_all_tasks_blocked()
+                assert await trio.to_thread.run_sync(daemon.stop) == 0
+        assert lost == ["the supervisor closed the connection"] * 2
+        await trio.to_thread.run_sync(daemon.start)
+        assert daemon.proc is not None
+        with trio.fail_after(DEADLINE):
+            assert (await client.status()).pid == daemon.proc.pid
+            assert (await client.get(job.id)).state == JobState.QUEUED
