@@ -277,9 +277,37 @@ class Connection:
             try:
                 sent = self._sock.send(self._unsent)
             except BlockingIOError:
-                await anyio.wait_writable(self._sock)
+                await self._wait_writable()
             else:
                 self._unsent = self._unsent[sent:]
+
+    async def _wait_writable(self) -> None:
+        """Wait until the socket takes more, reading replies meanwhile if no call does.
+
+        The supervisor stops reading our requests while its replies to us pile up
+        unread (replies to cancelled calls, say). A sender that only waited would
+        then wait forever, so it reads and hands out replies while it waits.
+        (Not on a stream's connection, which has no calls: what it pushes is for
+        its reader alone.)
+        """
+        if self._reader is not None or not self._calls:
+            await anyio.wait_writable(self._sock)
+            return
+        self._reader = placeholder = _Call()  # never gets a reply: reads until cancelled
+        closed = False
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(self._read_for, placeholder)
+                try:
+                    await anyio.wait_writable(self._sock)
+                except _LOST:
+                    closed = True  # raised below, not in an exception group
+                group.cancel_scope.cancel()
+        finally:
+            self._reader = None
+            self._wake_next()
+        if closed:
+            raise anyio.ClosedResourceError
 
     async def _receive_message(self) -> Any:
         """The next whole message (a bad one raises ProtocolError)."""

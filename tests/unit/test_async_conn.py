@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 import trio
 import trio.testing
@@ -45,12 +46,16 @@ DEADLINE = 30  # bounds a failure only
 
 
 class ScriptedSupervisor:
-    """Accepts one client, says hello, reads ``pause_after`` bytes of requests, then stops
-    reading until ``resume`` is set; after that it answers every request with ``Ok``."""
+    """Accepts one client and says hello. Then, with ``flood``, sends that many bytes of
+    replies to no request the client has made (as when replies to cancelled calls pile
+    up) and reads nothing until they are taken; else reads ``pause_after`` bytes of
+    requests and stops reading until ``resume`` is set. After that it answers every
+    request with ``Ok``."""
 
-    def __init__(self, path: Path, pause_after: int = 65536) -> None:
+    def __init__(self, path: Path, pause_after: int = 65536, flood: int = 0) -> None:
         self.path = path
         self.pause_after = pause_after
+        self.flood = flood
         self.paused = threading.Event()
         self.resume = threading.Event()
         self.received: list[Any] = []
@@ -73,13 +78,17 @@ class ScriptedSupervisor:
                     HelloOk(version=PROTOCOL_VERSION, server_version="t", pid=1, max_frame=BIG_CAP)
                 )
             )
-            taken = 0
-            while taken < self.pause_after:
-                data = conn.recv(self.pause_after - taken)
-                taken += len(data)
-                decoder.feed(data)
-            self.paused.set()
-            self.resume.wait()
+            if self.flood:
+                stray = encode(Ok(rid=999))
+                conn.sendall(stray * (self.flood // len(stray)))  # blocks until they are read
+            else:
+                taken = 0
+                while taken < self.pause_after:
+                    data = conn.recv(self.pause_after - taken)
+                    taken += len(data)
+                    decoder.feed(data)
+                self.paused.set()
+                self.resume.wait()
             while data := conn.recv(65536):
                 decoder.feed(data)
                 for msg in decoder.messages():
@@ -96,12 +105,17 @@ BIG_CAP = 8 << 20
 
 
 @pytest.fixture
-def supervisor() -> Iterator[ScriptedSupervisor]:
+def short_dir() -> Iterator[Path]:
     home = Path(tempfile.mkdtemp(prefix="sem-", dir="/tmp"))  # a short socket path
-    fake = ScriptedSupervisor(home / "s.sock")
+    yield home
+    shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture
+def supervisor(short_dir: Path) -> Iterator[ScriptedSupervisor]:
+    fake = ScriptedSupervisor(short_dir / "s.sock")
     yield fake
     fake.close()
-    shutil.rmtree(home, ignore_errors=True)
 
 
 def _paths(fake: ScriptedSupervisor) -> Paths:
@@ -164,3 +178,24 @@ def test_a_request_cut_short_by_an_asyncio_cancel_is_finished_by_the_next(
     reply = asyncio.run(main())
     assert isinstance(reply, Ok) and reply.rid == 3
     _check_whole(supervisor)
+
+
+@pytest.mark.parametrize("backend", ["trio", "asyncio"])
+def test_a_request_goes_out_while_unread_replies_pile_up(short_dir: Path, backend: str) -> None:
+    """Replies nobody waits for fill the socket, and the supervisor reads no request until
+    they are taken: a call that cannot send reads them meanwhile, instead of waiting
+    forever for the socket to take its request."""
+    fake = ScriptedSupervisor(short_dir / "s.sock", flood=4 << 20)
+
+    async def main() -> Any:
+        conn = await Connection.open(_paths(fake), token="t")
+        with anyio.fail_after(DEADLINE):
+            reply = await conn.request(Enqueue(jobs=[JobSpec(type="T", payload=BIG)]))
+        await conn.aclose()
+        return reply
+
+    try:
+        reply = anyio.run(main, backend=backend)
+    finally:
+        fake.close()
+    assert isinstance(reply, Ok) and reply.rid == 1
