@@ -119,9 +119,11 @@ class Connection:
                 pass  # refused before our hello was read (another user): the reason follows
             try:
                 reply = await conn._receive_message()
-            except (*_LOST, anyio.EndOfStream) as exc:
+            except anyio.EndOfStream:
+                raise Unreachable("the supervisor closed the connection") from None
+            except _LOST as exc:
                 raise Unreachable(
-                    f"the supervisor closed the connection: {_describe(exc)}"
+                    f"lost the connection to the supervisor: {_describe(exc)}"
                 ) from None
         except BaseException:
             conn.close_now()
