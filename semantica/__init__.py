@@ -24,6 +24,7 @@ __all__ = [
     "JobState",
     "AuthError",
     "NoSuchJob",
+    "PartialEnqueue",
     "PermanentError",
     "SemanticaError",
     "Unreachable",
@@ -41,6 +42,7 @@ _LAZY = {
     "SemanticaError": "semantica.errors",
     "BadInput": "semantica.errors",
     "NoSuchJob": "semantica.errors",
+    "PartialEnqueue": "semantica.control.batches",
     "AuthError": "semantica.errors",
     "Unreachable": "semantica.errors",
     "WaitTimeout": "semantica.errors",
@@ -48,6 +50,7 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from semantica.control.async_client import AsyncClient
+    from semantica.control.batches import PartialEnqueue
     from semantica.control.client import Client
     from semantica.errors import (
         AuthError,

@@ -1,4 +1,4 @@
-"""The trio client: the same verbs as :class:`~semantica.control.client.Client`, as coroutines.
+"""The async client: the same verbs as :class:`~semantica.control.client.Client`, as coroutines.
 
 ::
 
@@ -10,25 +10,30 @@
         async for line in c.follow(job.id):
             print(line)
 
-Requests from several tasks share one connection and are *pipelined*: each
-is sent at once, tagged with a request id, and its reply is matched by that
-id, so a burst of enqueues does not wait a round trip each. Streams
-(``follow``, ``events``) open a connection of their own.
+It is written on anyio, so it runs under trio and under asyncio alike (an
+asyncio program such as a FastAPI app uses it with ``asyncio.gather`` and
+tasks instead of nurseries).
+
+Calls from several tasks share one connection and are multiplexed over it
+(:mod:`semantica.control.async_conn`): each request is sent at once, tagged
+with a request id, and its reply is matched by that id, in whatever order
+replies come. So a burst of enqueues does not wait a round trip each, and a
+pending ``wait`` holds up no other call. Streams (``follow``, ``events``) open
+a connection of their own.
 """
 
 from __future__ import annotations
 
-import contextlib
-import itertools
 import os
 from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
-import msgspec
-import trio
+import anyio
 
 from semantica.config import Paths, locate
+from semantica.control.async_conn import Connection
+from semantica.control.batches import failed_part_way, split
 from semantica.control.client import (
     CancelOutcomes,
     JobsList,
@@ -36,27 +41,18 @@ from semantica.control.client import (
     SpecList,
     StrList,
     make_spec,
-    read_token,
+    specs_of,
 )
 from semantica.errors import (
-    AuthError,
-    BadInput,
-    FrameTooLarge,
     ProtocolError,
     SemanticaError,
-    Unreachable,
     WaitTimeout,
     error_from_code,
 )
-from semantica.framed import FramedStream
 from semantica.models import TERMINAL_STATES, Job, QueueInfo
-from semantica.peercred import check_server
 from semantica.protocol import (
-    MAX_FRAME,
-    PROTOCOL_VERSION,
     Cancel,
     Cancelled,
-    ControlReply,
     Enqueue,
     Enqueued,
     ErrorReply,
@@ -68,8 +64,6 @@ from semantica.protocol import (
     GetMetrics,
     GetStatus,
     GetTop,
-    Hello,
-    HelloOk,
     JobEvent,
     JobList,
     JobReply,
@@ -95,90 +89,19 @@ from semantica.protocol import (
 
 R = TypeVar("R")
 
-# Replies come from our own supervisor and may be large (a long job list).
-_REPLY_CAP = 256 * MAX_FRAME
-
-
-class _Connection:
-    """One authenticated control connection."""
-
-    def __init__(self, channel: FramedStream, hello: HelloOk) -> None:
-        self.channel = channel
-        self.max_request = hello.max_frame
-        self.server_version = hello.server_version
-
-    @classmethod
-    async def open(cls, paths: Paths, token: str | None) -> _Connection:
-        try:
-            stream = await trio.open_unix_socket(str(paths.socket))
-        except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError) as exc:
-            raise Unreachable(
-                f"no supervisor at {paths.socket} ({exc.strerror or exc}); "
-                "start one with `semanticad` (or `make run`), or set SEMANTICA_HOME"
-            ) from None
-        except PermissionError:
-            raise AuthError(f"refused: no permission to use {paths.socket}") from None
-        try:
-            check_server(stream.socket, paths.socket)  # type: ignore[arg-type]
-        except AuthError:
-            await stream.aclose()
-            raise
-        # Sends are shielded: a frame cut in half by a cancelled caller would break the
-        # connection for every other caller sharing it.
-        channel = FramedStream(stream, ControlReply, _REPLY_CAP, shield_sends=True)
-        try:
-            hello = Hello(
-                version=PROTOCOL_VERSION,
-                token=token if token is not None else read_token(paths),
-                client="python-trio",
-            )
-            with contextlib.suppress(trio.BrokenResourceError):
-                # Refused before our hello was read (another user): the reason
-                # is waiting to be read below.
-                await channel.send(hello)
-            reply = await channel.receive()
-        except (trio.EndOfChannel, trio.BrokenResourceError) as exc:
-            await stream.aclose()
-            raise Unreachable(f"the supervisor closed the connection: {exc}") from None
-        except SemanticaError:
-            await stream.aclose()
-            raise
-        if isinstance(reply, ErrorReply):
-            await stream.aclose()
-            raise error_from_code(reply.code, reply.message)
-        if not isinstance(reply, HelloOk):
-            await stream.aclose()
-            raise ProtocolError(f"unexpected answer to hello: {type(reply).__name__}")
-        return cls(channel, reply)
-
-    async def send(self, msg: msgspec.Struct) -> None:
-        try:
-            await self.channel.send(msg, limit=self.max_request)
-        except FrameTooLarge as exc:
-            raise BadInput(
-                f"{exc.message}; send fewer jobs per batch or a smaller payload"
-            ) from None
-        except (TypeError, ValueError, OverflowError, RecursionError, msgspec.EncodeError) as exc:
-            # msgpack carries neither an int past 64 bits (OverflowError) nor a str
-            # with a lone surrogate (UnicodeEncodeError, a ValueError).
-            raise BadInput(f"cannot send this request: {exc}") from None
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            raise Unreachable(f"lost the connection to the supervisor: {exc}") from None
-
 
 class AsyncClient:
-    """A trio client. It connects on first use; ``async with AsyncClient() as c:`` closes it.
+    """An async client (trio or asyncio). It connects on first use;
+    ``async with AsyncClient() as c:`` closes it.
 
     Args:
         home: state directory; default ``SEMANTICA_HOME`` or the XDG default.
         socket: control socket; default ``SEMANTICA_SOCKET`` or ``HOME/semantica.sock``.
         token: the token; default read from ``HOME/token``.
 
-    Pipelining without a background task: every caller sends its request at
-    once; then callers take turns (a fair lock) reading the connection, each
-    handing the replies it reads to their callers by ``rid`` until its own
-    arrives. So nothing runs behind the caller's back, errors reach the caller
-    as themselves, and cancelling one call (between frames) harms no other.
+    Any number of tasks may call it at once; no task runs in the background
+    (see :mod:`semantica.control.async_conn`), so errors reach the caller as
+    themselves and cancelling one call harms no other.
     """
 
     def __init__(
@@ -189,11 +112,8 @@ class AsyncClient:
     ) -> None:
         self.paths: Paths = locate(home=home, socket=socket)
         self._token = token
-        self._conn: _Connection | None = None
-        self._connecting = trio.Lock()
-        self._reading = trio.Lock()
-        self._rids = itertools.count(1)
-        self._pending: dict[int, trio.MemorySendChannel[Any]] = {}
+        self._conn: Connection | None = None
+        self._connecting = anyio.Lock()
         self.server_version: str | None = None
 
     async def __aenter__(self) -> AsyncClient:
@@ -210,69 +130,38 @@ class AsyncClient:
             Unreachable: nothing listens at the socket.
             AuthError: the token or the user was refused.
         """
+        await self._connection()
+
+    async def _connection(self) -> Connection:
+        """The open connection; a new one if there is none or the last was lost."""
+        conn = self._conn
+        if conn is not None and conn.usable:
+            return conn
         async with self._connecting:
-            if self._conn is None:
-                self._conn = await _Connection.open(self.paths, self._token)
+            if self._conn is None or not self._conn.usable:
+                self._conn = await Connection.open(self.paths, self._token)
                 self.server_version = self._conn.server_version
+            return self._conn
 
     async def aclose(self) -> None:
-        """Close the connection (a later call reconnects)."""
+        """Close the connection (a later call reconnects); calls still waiting raise
+        ``Unreachable``."""
         conn, self._conn = self._conn, None
         if conn is not None:
-            with trio.CancelScope(shield=True):
-                await conn.channel.aclose()
-        self._fail_pending(Unreachable("the client was closed"))
-
-    def _fail_pending(self, error: SemanticaError) -> None:
-        for waiter in self._pending.values():
-            waiter.send_nowait(error)
-        self._pending.clear()
+            await conn.aclose()
 
     async def _call(self, msg: Any, kind: type[R]) -> R:
-        await self.connect()
-        conn = self._conn
-        assert conn is not None
-        rid = msg.rid = next(self._rids)
-        send, receive = trio.open_memory_channel[Any](1)
-        self._pending[rid] = send
-        try:
-            await conn.send(msg)
-            reply = await self._reply_for(conn, receive)
-        finally:
-            self._pending.pop(rid, None)
-        if isinstance(reply, SemanticaError):
-            raise reply
+        """Send one request and return its reply, which must be a ``kind``.
+
+        Each call is one request and one reply: a verb that needs several (pages,
+        batches) loops over this.
+        """
+        reply = await (await self._connection()).request(msg)
         if isinstance(reply, ErrorReply):
             raise error_from_code(reply.code, reply.message)
         if not isinstance(reply, kind):
             raise ProtocolError(f"expected {kind.__name__}, got {type(reply).__name__}")
         return reply
-
-    async def _reply_for(self, conn: _Connection, mine: trio.MemoryReceiveChannel[Any]) -> Any:
-        """Read the connection in turn with other callers until this call's reply comes."""
-        async with self._reading:
-            while True:
-                try:
-                    return mine.receive_nowait()  # handed over by an earlier reader?
-                except trio.WouldBlock:
-                    pass
-                error: SemanticaError
-                try:
-                    reply = await conn.channel.receive()
-                except (trio.EndOfChannel, trio.BrokenResourceError, trio.ClosedResourceError):
-                    self._conn = None
-                    error = Unreachable("the supervisor closed the connection")
-                    self._fail_pending(error)
-                    raise error from None
-                rid = getattr(reply, "rid", 0)
-                waiter = self._pending.pop(rid, None)
-                if waiter is not None:
-                    waiter.send_nowait(reply)
-                elif rid == 0 and isinstance(reply, ErrorReply):  # a frame it could not read
-                    error = error_from_code(reply.code, reply.message)
-                    self._fail_pending(error)
-                    raise error
-                # else: the reply of a call that was cancelled meanwhile
 
     # ------------------------------------------------------------------ verbs
 
@@ -281,14 +170,21 @@ class AsyncClient:
         return (await self._enqueue([make_spec(type, payload, **options)]))[0]
 
     async def enqueue_many(self, jobs: Iterable[Mapping[str, Any]]) -> JobsList:
-        """Add several jobs in one transaction (all or none), each a dict with ``type``."""
-        specs = []
-        for item in jobs:
-            options = dict(item)
-            if "type" not in options:
-                raise BadInput("every job needs a 'type'")
-            specs.append(make_spec(options.pop("type"), options.pop("payload", None), **options))
-        return await self._enqueue(specs)
+        """Add any number of jobs, each a dict with ``type`` (as ``Client.enqueue_many``).
+
+        Raises:
+            BadInput: a job is malformed or alone over the frame cap (nothing added).
+            PartialEnqueue: a request failed after earlier ones were committed.
+        """
+        specs = specs_of(jobs)
+        conn = await self._connection()  # the supervisor's frame cap sizes the requests
+        enqueued: JobsList = []
+        for request in split(specs, conn.max_request):
+            try:
+                enqueued += await self._enqueue(request)
+            except SemanticaError as exc:
+                raise failed_part_way(enqueued, len(specs), len(request), exc) from exc
+        return enqueued
 
     async def _enqueue(self, specs: SpecList) -> JobsList:
         return (await self._call(Enqueue(jobs=specs), Enqueued)).jobs
@@ -396,7 +292,7 @@ class _Stream:
         self._paths = paths
         self._token = token
         self._request = request
-        self._conn: _Connection | None = None
+        self._conn: Connection | None = None
         self._done = False
 
     def __aiter__(self) -> _Stream:
@@ -413,11 +309,10 @@ class _Stream:
         if self._done:
             return None
         if self._conn is None:
-            self._conn = await _Connection.open(self._paths, self._token)
+            self._conn = await Connection.open(self._paths, self._token)
             await self._conn.send(self._request)
-        try:
-            reply = await self._conn.channel.receive()
-        except (trio.EndOfChannel, trio.BrokenResourceError):
+        reply = await self._conn.receive()
+        if reply is None:  # the supervisor went away
             await self.aclose()
             return None
         if isinstance(reply, ErrorReply):
@@ -430,13 +325,7 @@ class _Stream:
         self._done = True
         if self._conn is not None:
             conn, self._conn = self._conn, None
-            with trio.CancelScope(shield=True):
-                await conn.channel.aclose()
-
-    def __del__(self) -> None:
-        # An abandoned `async for` still gives its socket back (closing is synchronous).
-        if self._conn is not None:
-            self._conn.channel.stream.socket.close()  # type: ignore[attr-defined]
+            await conn.aclose()
 
 
 class LogFollower(_Stream):

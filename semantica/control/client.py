@@ -25,6 +25,7 @@ from typing import Any
 import msgspec
 
 from semantica.config import Paths, locate
+from semantica.control.batches import failed_part_way, split
 from semantica.errors import (
     AuthError,
     BadInput,
@@ -136,6 +137,21 @@ def make_spec(type: str, payload: Any = None, **options: Any) -> JobSpec:
     # went in (NaN, bytes, a set) is refused before msgpack changes it.
     validate_spec(spec)
     return spec
+
+
+def specs_of(jobs: Iterable[Mapping[str, Any]]) -> SpecList:
+    """Every job of an ``enqueue_many`` as a checked JobSpec.
+
+    Raises:
+        BadInput: a job without a type, with an unknown option or a bad value.
+    """
+    specs = []
+    for item in jobs:
+        options = dict(item)
+        if "type" not in options:
+            raise BadInput("every job needs a 'type'")
+        specs.append(make_spec(options.pop("type"), options.pop("payload", None), **options))
+    return specs
 
 
 def read_token(paths: Paths) -> str:
@@ -333,14 +349,25 @@ class Client:
         return self._enqueue([make_spec(type, payload, **options)])[0]
 
     def enqueue_many(self, jobs: Iterable[Mapping[str, Any]]) -> JobsList:
-        """Add several jobs in one transaction (all or none), each a dict with ``type``."""
-        specs = []
-        for item in jobs:
-            options = dict(item)
-            if "type" not in options:
-                raise BadInput("every job needs a 'type'")
-            specs.append(make_spec(options.pop("type"), options.pop("payload", None), **options))
-        return self._enqueue(specs)
+        """Add any number of jobs, each a dict with ``type`` (and ``payload``, options).
+
+        They go in requests under the frame cap, each one transaction, one after
+        the other; the committed jobs come back in the order given.
+
+        Raises:
+            BadInput: a job is malformed or alone over the frame cap (nothing added).
+            PartialEnqueue: a request failed after earlier ones were committed;
+                it carries those jobs (see semantica.control.batches).
+        """
+        specs = specs_of(jobs)
+        self.connect()  # the supervisor's frame cap sizes the requests
+        enqueued: JobsList = []
+        for request in split(specs, self._max_request):
+            try:
+                enqueued += self._enqueue(request)
+            except SemanticaError as exc:
+                raise failed_part_way(enqueued, len(specs), len(request), exc) from exc
+        return enqueued
 
     def _enqueue(self, specs: SpecList) -> JobsList:
         reply: Enqueued = self._expect(self._call(Enqueue(jobs=specs)), Enqueued)

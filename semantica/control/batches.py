@@ -1,0 +1,103 @@
+"""``enqueue_many`` of any size: jobs split into requests under the frame cap.
+
+Both clients use this module. The contract:
+
+* Every job is checked (``make_spec``) and the whole batch is split
+  (:func:`split`) before anything is sent, so a malformed job, or one that
+  alone would make a request over the frame cap, raises ``BadInput`` and adds
+  nothing.
+* Requests are packed in order by *encoded size*, not by count: many tiny jobs
+  share one request, jobs with large payloads get few per request.
+* Each request is one transaction, and a client sends the next only once the
+  one before is committed. So what is committed is always the first N jobs
+  given, in order, and the subject rules (superseding, generations) apply
+  across requests as within one.
+* When a request fails after earlier ones were committed, the client raises
+  :class:`PartialEnqueue`, which carries the committed jobs, so that the caller
+  can send the rest again. When the first request fails, nothing was added and
+  its error is raised as it is.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from semantica.errors import BadInput, SemanticaError, Unreachable
+from semantica.models import Job, JobSpec
+from semantica.protocol import Enqueue
+
+# The largest rid and the largest msgpack array header (array 32): a request's
+# size without its jobs never exceeds this.
+_EMPTY_REQUEST = len(msgspec.msgpack.encode(Enqueue(jobs=[], rid=2**64 - 1))) - 1 + 5
+
+
+class PartialEnqueue(SemanticaError):
+    """``enqueue_many`` sent its jobs in several requests, and one failed after others
+    were committed.
+
+    Attributes:
+        enqueued: the committed jobs: the first ``len(enqueued)`` of those given, in order.
+        error: what stopped the rest (also ``__cause__``).
+        in_doubt: how many jobs right after ``enqueued`` may have been added too: those
+            of a request whose answer never came because the connection was lost
+            (``error`` is ``Unreachable``); 0 otherwise. The jobs after those were not.
+        total: how many jobs were given.
+    """
+
+    code = "partial_enqueue"
+
+    def __init__(
+        self, enqueued: list[Job], total: int, error: SemanticaError, in_doubt: int = 0
+    ) -> None:
+        doubt = f" ({in_doubt} more may have been: the connection was lost)" if in_doubt else ""
+        super().__init__(
+            f"{len(enqueued)} of {total} jobs were enqueued{doubt}; "
+            f"the rest were not: {error.message}"
+        )
+        self.enqueued = enqueued
+        self.total = total
+        self.error = error
+        self.in_doubt = in_doubt
+
+
+def split(specs: list[JobSpec], limit: int) -> list[list[JobSpec]]:
+    """``specs`` in order, as the jobs of requests of at most ``limit`` bytes each.
+
+    An empty list gives one empty request (which the supervisor refuses, as
+    it always has).
+
+    Raises:
+        BadInput: one job alone makes a request over ``limit`` (nothing may be sent).
+    """
+    requests: list[list[JobSpec]] = [[]]
+    size = _EMPTY_REQUEST
+    encoder = msgspec.msgpack.Encoder()
+    for index, spec in enumerate(specs):
+        try:
+            spec_size = len(encoder.encode(spec))
+        except (TypeError, ValueError, OverflowError, RecursionError, msgspec.EncodeError) as exc:
+            # msgpack carries neither an int past 64 bits nor a str with a lone surrogate.
+            raise BadInput(f"cannot send this request: {exc}") from None
+        if _EMPTY_REQUEST + spec_size > limit:
+            which = f"the job at index {index}: " if len(specs) > 1 else ""
+            raise BadInput(
+                f"{which}request of {_EMPTY_REQUEST + spec_size} bytes exceeds the "
+                f"{limit}-byte frame limit; send a smaller payload"
+            )
+        if size + spec_size > limit:
+            requests.append([])
+            size = _EMPTY_REQUEST
+        requests[-1].append(spec)
+        size += spec_size
+    return requests
+
+
+def failed_part_way(
+    enqueued: list[Job], total: int, unanswered: int, error: SemanticaError
+) -> SemanticaError:
+    """What to raise when a request fails: ``error`` itself if nothing was committed
+    before it, else a :class:`PartialEnqueue` (``unanswered``: the failed request's jobs)."""
+    if not enqueued:
+        return error
+    in_doubt = unanswered if isinstance(error, Unreachable) else 0
+    return PartialEnqueue(enqueued, total, error, in_doubt)

@@ -1,0 +1,154 @@
+"""AsyncClient under trio against the real supervisor: one connection, many calls in flight.
+
+A call that waits (``wait``, ``follow``, ``events``) must never hold up the
+others made meanwhile on the same client, each call gets its own reply, and a
+cancelled call leaves the connection working for the rest. The same client
+under asyncio is tested in test_async_client_asyncio.py.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+from harness import Daemon
+
+from semantica import AsyncClient, JobState, Unreachable
+from semantica.protocol import StatusReply
+
+pytestmark = pytest.mark.slow
+
+#: Bounds a failure only: every call below is answered in milliseconds when it works.
+DEADLINE = 30
+
+
+async def test_a_pending_wait_does_not_hold_up_other_calls(daemon: Daemon) -> None:
+    """While two waits are pending on the client's one connection, calls from other tasks
+    get their own replies at once; the waits end when their jobs do."""
+    async with AsyncClient(home=daemon.home) as client:
+        later = [await client.enqueue("NOOP", delay=3600) for _ in range(2)]
+        waited: dict[int, JobState] = {}
+
+        async def wait(job_id: int) -> None:
+            waited[job_id] = (await client.wait(job_id)).state
+
+        async with trio.open_nursery() as nursery:
+            for job in later:
+                nursery.start_soon(wait, job.id)
+            await trio.testing.wait_all_tasks_blocked()  # both waits sent, their replies due
+            with trio.fail_after(DEADLINE):
+                assert isinstance(await client.status(), StatusReply)
+                added = await client.enqueue("ADD", {"a": 1, "b": 2})
+                got: dict[int, int] = {}
+
+                async def get(job_id: int) -> None:
+                    got[job_id] = (await client.get(job_id)).id
+
+                async with trio.open_nursery() as gets:  # many in flight from many tasks
+                    for job in [*later, added] * 5:
+                        gets.start_soon(get, job.id)
+                assert got == {job.id: job.id for job in [*later, added]}
+                assert (await client.wait(added.id)).result == {"sum": 3}
+            assert waited == {}  # still pending: nothing above waited for them
+            await client.cancel(*(job.id for job in later))
+        assert waited == {job.id: JobState.CANCELLED for job in later}
+
+
+async def test_a_cancelled_call_leaves_the_connection_to_the_others(daemon: Daemon) -> None:
+    """A wait cancelled while it read the connection for everyone: the call still waiting
+    gets its reply; the cancelled wait's own reply, which comes later, reaches no one."""
+    async with AsyncClient(home=daemon.home) as client:
+        first, second = [await client.enqueue("NOOP", delay=3600) for _ in range(2)]
+        second_done = trio.Event()
+
+        async def wait_second() -> None:
+            assert (await client.wait(second.id)).state == JobState.CANCELLED
+            second_done.set()
+
+        async with trio.open_nursery() as nursery:
+            with trio.CancelScope() as first_wait:
+                nursery.start_soon(wait_second)
+                async with trio.open_nursery() as inner:
+                    inner.start_soon(client.wait, first.id)
+                    await trio.testing.wait_all_tasks_blocked()
+                    first_wait.cancel()
+            with trio.fail_after(DEADLINE):
+                async with AsyncClient(home=daemon.home) as other:  # from outside the client
+                    await other.cancel(second.id)
+                await second_done.wait()
+                # Now the cancelled wait's reply comes, between the replies of these:
+                assert (await client.cancel(first.id))[0].state == JobState.CANCELLED
+                assert (await client.get(first.id)).id == first.id
+                assert isinstance(await client.status(), StatusReply)
+
+
+async def test_pending_follow_and_events_do_not_hold_up_other_calls(
+    daemon: Daemon, short_tmp: Path
+) -> None:
+    """While a follow waits for the next log line and an events stream for the next
+    event, calls on the same client are answered at once."""
+    gate = str(short_tmp / "gate.sock")
+    async with AsyncClient(home=daemon.home) as client:
+        job = await client.enqueue("LINES", {"count": 2, "gate": gate})
+        lines: list[str] = []
+        events: list[str] = []
+        first_line = trio.Event()
+
+        async def follow() -> None:
+            async for line in client.follow(job.id):
+                lines.append(line)
+                first_line.set()
+
+        async def watch() -> None:
+            async for event in client.events():
+                events.append(event.event)
+                if event.event == "done" and event.job_id == job.id:
+                    return
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(follow)
+            nursery.start_soon(watch)
+            with trio.fail_after(DEADLINE):
+                await first_line.wait()  # the job now waits at its gate; both streams wait
+                await trio.testing.wait_all_tasks_blocked()
+                assert (await client.get(job.id)).state == JobState.RUNNING
+                assert isinstance(await client.status(), StatusReply)
+                other = await client.enqueue("ADD", {"a": 2, "b": 2})
+                assert (await client.wait(other.id)).result == {"sum": 4}
+            assert lines == ["line 0"]
+            for _ in range(2):  # one datagram lets the job past each line
+                with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+                    sock.sendto(b"go", gate)
+        assert lines == ["line 0", "line 1"]
+        assert events[-1] == "done"
+
+
+async def test_a_lost_connection_fails_the_pending_calls_and_the_next_call_reconnects(
+    daemon: Daemon,
+) -> None:
+    """The supervisor stops while waits are pending: each raises Unreachable; once it is
+    back, the same client works again."""
+    async with AsyncClient(home=daemon.home) as client:
+        job = await client.enqueue("NOOP", delay=3600)
+        lost: list[str] = []
+
+        async def wait() -> None:
+            with pytest.raises(Unreachable) as raised:
+                await client.wait(job.id)
+            lost.append(str(raised.value))
+
+        with trio.fail_after(DEADLINE):
+            async with trio.open_nursery() as nursery:
+                for _ in range(2):
+                    nursery.start_soon(wait)
+                await trio.testing.wait_all_tasks_blocked()
+                assert await trio.to_thread.run_sync(daemon.stop) == 0
+        assert lost == ["the supervisor closed the connection"] * 2
+        await trio.to_thread.run_sync(daemon.start)
+        assert daemon.proc is not None
+        with trio.fail_after(DEADLINE):
+            assert (await client.status()).pid == daemon.proc.pid
+            assert (await client.get(job.id)).state == JobState.QUEUED

@@ -1,0 +1,122 @@
+"""enqueue_many of any size, against the real supervisor, from Client and AsyncClient.
+
+The client splits the jobs into requests under the frame cap by encoded size,
+sends them one after the other (each one transaction), and when one fails
+after others were committed raises PartialEnqueue with the committed jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import trio
+from harness import Daemon
+
+from semantica import AsyncClient, BadInput, Job, JobState, PartialEnqueue
+
+pytestmark = pytest.mark.slow
+
+LATER = {"delay": 3600}  # queued jobs that do not run while the test looks at them
+#: A small frame cap, so that a few hundred jobs make several requests.
+SMALL_CAP = 16384
+
+
+def enqueue_many_sync(daemon: Daemon, jobs: list[dict[str, Any]]) -> list[Job]:
+    with daemon.client() as client:
+        return client.enqueue_many(jobs)
+
+
+async def _enqueue_many_async(daemon: Daemon, jobs: list[dict[str, Any]]) -> list[Job]:
+    async with AsyncClient(home=daemon.home) as client:
+        return await client.enqueue_many(iter(jobs))  # any iterable will do
+
+
+def enqueue_many_asyncio(daemon: Daemon, jobs: list[dict[str, Any]]) -> list[Job]:
+    return asyncio.run(_enqueue_many_async(daemon, jobs))
+
+
+def enqueue_many_trio(daemon: Daemon, jobs: list[dict[str, Any]]) -> list[Job]:
+    return trio.run(_enqueue_many_async, daemon, jobs)
+
+
+CLIENTS = pytest.mark.parametrize(
+    "enqueue_many",
+    [enqueue_many_sync, enqueue_many_asyncio, enqueue_many_trio],
+    ids=["Client", "AsyncClient-asyncio", "AsyncClient-trio"],
+)
+EnqueueMany = Callable[[Daemon, list[dict[str, Any]]], list[Job]]
+
+
+def queued(daemon: Daemon) -> int:
+    with daemon.client() as client:
+        return client.status().counts[JobState.QUEUED]
+
+
+@CLIENTS
+def test_100_000_jobs_in_one_call(daemon: Daemon, enqueue_many: EnqueueMany) -> None:
+    """100,000 jobs (several times the frame cap) go in with one call, in order."""
+    jobs = enqueue_many(
+        daemon, [{"type": "NOOP", "payload": {"n": i}, **LATER} for i in range(100_000)]
+    )
+    assert [job.payload["n"] for job in jobs] == list(range(100_000))
+    assert len({job.id for job in jobs}) == 100_000
+    assert [job.id for job in jobs] == sorted(job.id for job in jobs)
+    assert queued(daemon) == 100_000
+
+
+@CLIENTS
+def test_requests_are_cut_by_encoded_size(
+    make_daemon: Callable[..., Daemon], enqueue_many: EnqueueMany
+) -> None:
+    """Jobs with payloads near the cap go a few per request, tiny ones many per request:
+    all go in, in the order given."""
+    daemon = make_daemon(SEMANTICA_MAX_FRAME=str(SMALL_CAP))
+    jobs: list[dict[str, Any]] = []
+    for i in range(300):
+        size = SMALL_CAP // 3 if i % 10 == 0 else 10  # every tenth job is a third of the cap
+        jobs.append({"type": "NOOP", "payload": {"n": i, "pad": "x" * size}, **LATER})
+    got = enqueue_many(daemon, jobs)
+    assert [job.payload["n"] for job in got] == list(range(300))
+    assert queued(daemon) == 300
+
+
+@CLIENTS
+def test_one_job_over_the_cap_is_refused_and_nothing_is_added(
+    daemon: Daemon, enqueue_many: EnqueueMany
+) -> None:
+    """A job that alone is over the frame cap: BadInput naming it, and no job added,
+    not even the ones before it."""
+    jobs = [{"type": "NOOP", **LATER}] * 20_000 + [{"type": "NOOP", "payload": "x" * (2 << 20)}]
+    with pytest.raises(BadInput) as refused:
+        enqueue_many(daemon, jobs)
+    assert str(refused.value).startswith("the job at index 20000: request of ")
+    assert "exceeds the 1048576-byte frame limit" in str(refused.value)
+    assert queued(daemon) == 0
+
+
+@CLIENTS
+def test_a_request_that_fails_after_others_raises_partial_enqueue(
+    make_daemon: Callable[..., Daemon], enqueue_many: EnqueueMany
+) -> None:
+    """The third request is refused (a type no worker knows): the first two are
+    committed, and the error carries their jobs so that the rest can be sent again."""
+    daemon = make_daemon(SEMANTICA_MAX_FRAME=str(SMALL_CAP))
+    jobs = [{"type": "NOOP", "payload": {"n": i}, **LATER} for i in range(1000)]
+    jobs.append({"type": "NO_SUCH_TYPE"})
+    with pytest.raises(PartialEnqueue) as partial:
+        enqueue_many(daemon, jobs)
+    exc = partial.value
+    committed = len(exc.enqueued)
+    assert 0 < committed < 1000, committed  # several requests: some went in, some not
+    assert [job.payload["n"] for job in exc.enqueued] == list(range(committed))
+    assert isinstance(exc.error, BadInput) and exc.__cause__ is exc.error
+    assert "unknown job type 'NO_SUCH_TYPE'" in str(exc)
+    assert str(exc).startswith(f"{committed} of 1001 jobs were enqueued; the rest were not: ")
+    assert exc.in_doubt == 0 and exc.total == 1001
+    assert queued(daemon) == committed
+    rest = enqueue_many(daemon, jobs[committed:-1])  # the caller sends the rest again
+    assert [job.payload["n"] for job in rest] == list(range(committed, 1000))
+    assert queued(daemon) == 1000
