@@ -14,6 +14,7 @@ import secrets
 import stat
 from pathlib import Path
 
+from semantica.config import read_token_file
 from semantica.errors import ConfigError
 
 
@@ -52,7 +53,8 @@ def load_or_create_token(path: Path) -> str:
     """The token in ``path``, created (random, 0600) on first start.
 
     Raises:
-        ConfigError: the file is not ours, is readable by others, is a link, or is empty.
+        ConfigError: the file is not ours, is readable by others, is a link, or holds no
+            token (see :func:`~semantica.config.read_token_file`).
     """
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
@@ -61,10 +63,10 @@ def load_or_create_token(path: Path) -> str:
         if not stat.S_ISREG(info.st_mode):
             raise ConfigError(f"token file {path} is not a regular file") from None
         _check_private(path, info, "token file", "600")
-        token = path.read_text().strip()
-        if not token:
-            raise ConfigError(f"token file {path} is empty; delete it to make a new one") from None
-        return token
+        try:
+            return read_token_file(path)
+        except OSError as exc:  # gone or unreadable since the lstat
+            raise ConfigError(f"cannot read the token file {path}: {exc.strerror}") from None
     token = secrets.token_urlsafe(32)
     with os.fdopen(fd, "w") as handle:
         handle.write(token + "\n")
