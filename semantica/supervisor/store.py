@@ -25,6 +25,7 @@ import math
 import re
 import resource
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -71,6 +72,15 @@ class EnqueueResult(msgspec.Struct):
     superseded: list[int] = msgspec.field(default_factory=list)  # QUEUED -> SUPERSEDED
     # (running older job, the new job): to cancel for --supersede-running
     running_older: list[tuple[int, int]] = msgspec.field(default_factory=list)
+
+
+class SchemaChange(msgspec.Struct):
+    """What :meth:`SQLiteStore.migrate` did: from which schema version to which."""
+
+    before: int  # 0: the database was new, and its schema was made from nothing
+    after: int
+    backup: Path | None = None  # the copy taken before going up, if one was
+    seconds: float = 0.0  # how long it took, the backup included
 
 
 class Blockers(msgspec.Struct):
@@ -315,6 +325,7 @@ class SQLiteStore:
     ) -> None:
         self.path = Path(path)
         self.clock = clock or SystemClock()
+        self._last_lease = 0  # the newest lease id taken (read once the schema exists)
         self._on_write: Callable[[], None] | None = None
         self._batch_lost: StoreError | None = None
         self._batch_writes = 0  # writes released into the open batch transaction
@@ -339,15 +350,14 @@ class SQLiteStore:
             )
             if migrate:
                 self.migrate()
+            elif self.schema_version > 0:
+                self._read_last_lease()
         except sqlite3.Error as exc:
             self._conn.close()
             raise StoreError(f"cannot open the database {self.path}: {exc}") from None
         except StoreError:
             self._conn.close()
             raise
-        self._last_lease = self._conn.execute(
-            "SELECT coalesce(max(lease_id), 0) FROM jobs"
-        ).fetchone()[0]
         self._last_start = 0.0  # started_at of the latest lease: later ones come after it
 
     # ------------------------------------------------------------------ plumbing
@@ -483,18 +493,34 @@ class SQLiteStore:
                 f"knows ({latest}); upgrade Semantica or restore a backup"
             )
 
-    def migrate(self, to: int | None = None) -> int:
+    def migrate(self, to: int | None = None) -> SchemaChange:
         """Move the schema up or down to version ``to`` (default: the newest), one
-        transaction per step, keeping the data; return the new version.
+        transaction per step, keeping the data; say what was done.
 
-        Going up from a database that already has jobs first copies it aside
-        with SQLite's backup API (``backups/`` beside it).
+        A new database (schema 0) gets the schema made from nothing. Going up
+        from a database that already has one first copies it aside with
+        SQLite's backup API (``backups/`` beside it).
 
         Raises:
             SchemaTooNew: the file's version is above the newest this code knows.
             BadInput: ``to`` names no version this code has.
             StoreError: a step failed (that step was rolled back).
         """
+        started = time.monotonic()
+        try:
+            change = self._migrate(to)
+            self._read_last_lease()
+        except sqlite3.Error as exc:
+            raise store_error(exc, f"migrating {self.path} failed") from None
+        change.seconds = time.monotonic() - started
+        return change
+
+    def _read_last_lease(self) -> None:
+        """Lease ids go on from the newest in the file (they fence late reports)."""
+        (newest,) = self._conn.execute("SELECT coalesce(max(lease_id), 0) FROM jobs").fetchone()
+        self._last_lease = max(self._last_lease, newest)
+
+    def _migrate(self, to: int | None) -> SchemaChange:
         self._check_not_too_new()
         steps = migrations()
         latest = steps[-1][0]
@@ -502,8 +528,9 @@ class SQLiteStore:
         if not 1 <= target <= latest:
             raise BadInput(f"schema versions go from 1 to {latest}, not {target}")
         current = self.schema_version
+        change = SchemaChange(before=current, after=current)
         if current < target and current > 0:
-            self.backup(f"before-v{target}")
+            change.backup = self.backup(f"before-v{target}")
         for version, path in steps:
             if current < version <= target:
                 self._step(path, version)
@@ -515,7 +542,8 @@ class SQLiteStore:
                     raise StoreError(f"no way down from schema {version}: {down.name} is missing")
                 self._step(down, version - 1)
                 current = version - 1
-        return current
+        change.after = current
+        return change
 
     def _step(self, script_path: Path, version_after: int) -> None:
         script = script_path.read_text()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sqlite3
+import stat
 import subprocess
 import sys
 import zipfile
@@ -10,7 +13,10 @@ from pathlib import Path
 import pytest
 from harness import Daemon
 
+from semantica.supervisor.store import migrations
+
 ROOT = Path(__file__).resolve().parents[2]
+LATEST = migrations()[-1][0]
 
 
 def _run_semanticad(daemon: Daemon, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -93,3 +99,55 @@ def test_the_wheel_ships_the_migrations(tmp_path: Path) -> None:
     [wheel] = tmp_path.glob("semantica-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "semantica/sql/001_initial.sql" in names
+
+
+def _modes(home: Path) -> dict[str, int]:
+    return {
+        path.name: stat.S_IMODE(path.stat().st_mode)
+        for path in [home, *home.iterdir()]
+        if not path.name.endswith(".sock")
+    }
+
+
+def test_migrate_on_a_new_home_creates_the_schema_with_private_modes(short_tmp: Path) -> None:
+    """`semanticad migrate` where nothing exists yet: the state directory and the database
+    are made (0700, 0600, whatever the caller's umask) at the newest schema; a second
+    run says there is nothing to do; a supervisor then starts on it and runs a job."""
+    daemon = Daemon(home=short_tmp / "deep" / "home")
+    old_umask = os.umask(0o022)  # what a shell usually has: files 0644 unless made private
+    try:
+        made = _run_semanticad(daemon, "migrate")
+    finally:
+        os.umask(old_umask)
+    assert made.returncode == 0, made.stderr
+    assert made.stderr == ""
+    assert made.stdout.count("\n") == 1 and f"schema {LATEST}" in made.stdout, made.stdout
+    assert "created" in made.stdout
+    modes = _modes(daemon.home)
+    assert modes[daemon.home.name] == 0o700
+    assert modes["semantica.db"] == 0o600
+    assert all(mode == 0o600 for name, mode in modes.items() if name != daemon.home.name), modes
+    with sqlite3.connect(daemon.home / "semantica.db") as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == LATEST
+        assert conn.execute("SELECT count(*) FROM jobs").fetchone()[0] == 0
+    conn.close()
+    again = _run_semanticad(daemon, "migrate")
+    assert again.returncode == 0, again.stderr
+    assert "nothing to do" in again.stdout and again.stdout.count("\n") == 1, again.stdout
+    daemon.start()
+    try:
+        assert daemon.semctl("wait", daemon.semctl("enqueue", "NOOP").out.strip()).code == 0
+    finally:
+        assert not daemon.stop_for_good()
+
+
+def test_migrate_to_an_older_schema_on_a_new_home_creates_that_schema(short_tmp: Path) -> None:
+    """`semanticad migrate --to 1` on a new home makes schema 1; a later start upgrades it."""
+    daemon = Daemon(home=short_tmp / "home")
+    made = _run_semanticad(daemon, "migrate", "--to", "1")
+    assert made.returncode == 0, made.stderr
+    assert "schema 1" in made.stdout and "created" in made.stdout, made.stdout
+    with sqlite3.connect(daemon.home / "semantica.db") as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    conn.close()
+    assert _modes(daemon.home)["semantica.db"] == 0o600

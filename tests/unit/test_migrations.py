@@ -40,11 +40,11 @@ def test_down_to_1_and_back_up_keeps_every_job(tmp_path: Path) -> None:
     db = tmp_path / "semantica.db"
     store = SQLiteStore(db, FakeClock())
     states = _fill(store)
-    assert store.migrate(to=1) == 1
+    assert store.migrate(to=1).after == 1
     assert "progress" not in _columns(db)
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT count(*) FROM jobs").fetchone()[0] == len(states)
-    assert store.migrate() == LATEST
+    assert store.migrate().after == LATEST
     assert "progress" in _columns(db)
     assert {job_id: store.get(job_id).state for job_id in states} == states
     assert store.get(min(states)).payload == {"n": 0}
