@@ -49,7 +49,7 @@ from semantica.supervisor.pool import WorkerPool
 from semantica.supervisor.scheduler import Scheduler
 from semantica.supervisor.security import load_or_create_token, prepare_home
 from semantica.supervisor.server import ControlServer
-from semantica.supervisor.store import SQLiteStore
+from semantica.supervisor.store import SQLiteStore, migrations
 from semantica.supervisor.tracing import make_tracer
 
 log = structlog.get_logger("semantica.supervisor")
@@ -92,7 +92,8 @@ class Supervisor:
         configure_logs(self.settings.log_format, paths.home / DAEMON_LOG)
         self._lock_file = acquire_lock(paths.lock)
         self.token = load_or_create_token(paths.token)
-        self.store = SQLiteStore(paths.db, self.clock, self.settings.durability)
+        self.store = SQLiteStore(paths.db, self.clock, self.settings.durability, migrate=False)
+        self._migrate_schema()
         recovered = self.store.recover_running()
         if recovered:
             log.info(
@@ -149,6 +150,32 @@ class Supervisor:
             self.settings.retention_days,
             self.settings.maintenance_hours,
         )
+
+    def _migrate_schema(self) -> None:
+        """Bring the database to this version's schema, and say so: an upgrade copies the
+        database first and can take a while on a big one."""
+        store, path = self.store, str(self.settings.paths.db)
+        before, newest = store.schema_version, migrations()[-1][0]
+        if 0 < before < newest:
+            log.info(
+                "upgrading the database schema", path=path, from_version=before, to_version=newest
+            )
+        try:
+            change = store.migrate()
+        except BaseException:
+            store.close()
+            raise
+        if change.before == 0:
+            log.info("database created", path=path, schema_version=change.after)
+        elif change.after != change.before:
+            log.info(
+                "database schema upgraded",
+                path=path,
+                from_version=change.before,
+                to_version=change.after,
+                backup=None if change.backup is None else str(change.backup),
+                duration_ms=round(change.seconds * 1000, 1),
+            )
 
     def explain(self, jobs: list[Job]) -> list[Job]:
         """Fill in why each queued job waits (``waiting_for``); returns the same list."""

@@ -151,3 +151,29 @@ def test_migrate_to_an_older_schema_on_a_new_home_creates_that_schema(short_tmp:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
     conn.close()
     assert _modes(daemon.home)["semantica.db"] == 0o600
+
+
+def test_the_schema_upgrade_at_start_is_logged(daemon: Daemon) -> None:
+    """A start that upgrades the schema says so: from and to which version, where the
+    copy taken first is, how long it took (on stderr and in daemon.log); a first start
+    says it created the database."""
+    created = [e for e in daemon.events() if e["event"] == "database created"]
+    assert len(created) == 1 and created[0]["schema_version"] == LATEST, daemon.log()
+    assert created[0]["path"] == str(daemon.home / "semantica.db")
+    daemon.stop()
+    down = _run_semanticad(daemon, "migrate", "--to", "1")
+    assert down.returncode == 0, down.stderr
+    daemon.start()
+    [started] = [e for e in daemon.events() if e["event"] == "upgrading the database schema"]
+    [upgraded] = [e for e in daemon.events() if e["event"] == "database schema upgraded"]
+    assert (started["from_version"], started["to_version"]) == (1, LATEST)
+    assert (upgraded["from_version"], upgraded["to_version"]) == (1, LATEST)
+    backup = Path(upgraded["backup"])
+    assert backup.parent == daemon.home / "backups" and backup.is_file()
+    assert isinstance(upgraded["duration_ms"], float) and upgraded["duration_ms"] >= 0
+    assert upgraded["path"] == str(daemon.home / "semantica.db")
+    in_file = [
+        line for line in (daemon.home / "daemon.log").read_text().splitlines() if "upgraded" in line
+    ]
+    assert len(in_file) == 1 and str(backup) in in_file[0]
+    assert not [e for e in daemon.events() if e["event"] == "database created"]
