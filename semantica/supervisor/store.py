@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import os
 import re
 import resource
 import sqlite3
@@ -147,6 +148,40 @@ _TAKE = (
     "RETURNING id, type, queue, payload, attempts, max_attempts, timeout_s, backoff_s, "
     "created_at"
 )
+
+
+#: The name a backup has while it is written (see SQLiteStore.backup).
+_PARTIAL = ".partial-"
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make the names in a directory (a new file, a rename) durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove_partials(folder: Path) -> None:
+    """Remove backups left unfinished (and their journals) by a kill or a failure.
+
+    Best effort: a leftover that cannot be removed is only a wasted file, never
+    taken for a backup, and must not stop a start.
+    """
+    with contextlib.suppress(OSError):
+        for path in folder.iterdir():
+            if path.name.startswith(_PARTIAL):
+                with contextlib.suppress(OSError):
+                    path.unlink()
 
 
 def store_error(exc: sqlite3.Error, what: str) -> StoreError:
@@ -522,6 +557,7 @@ class SQLiteStore:
 
     def _migrate(self, to: int | None) -> SchemaChange:
         self._check_not_too_new()
+        _remove_partials(self.backups_dir)  # a backup a kill interrupted
         steps = migrations()
         latest = steps[-1][0]
         target = latest if to is None else to
@@ -557,20 +593,35 @@ class SQLiteStore:
             raise StoreError(f"migration {script_path.name} failed: {exc}") from None
 
     def backup(self, label: str) -> Path:
-        """Copy the database (consistently, with SQLite's backup API) into ``backups/``."""
+        """Copy the database (consistently, with SQLite's backup API) into ``backups/``.
+
+        The copy is written under a temporary name (``.partial-`` and the backup's
+        name), synced, and renamed when whole, and the rename is synced too: a
+        file named like a backup is never empty or partial, whenever the process
+        is killed. A kill's leftovers are removed by the next :meth:`migrate`.
+        """
         stamp = datetime.fromtimestamp(self.clock.time(), UTC).strftime("%Y%m%dT%H%M%SZ")
-        target = (
-            self.path.parent
-            / "backups"
-            / f"{self.path.stem}-v{self.schema_version}-{label}-{stamp}.db"
-        )
-        target.parent.mkdir(mode=0o700, exist_ok=True)
+        folder = self.backups_dir
+        target = folder / f"{self.path.stem}-v{self.schema_version}-{label}-{stamp}.db"
+        partial = folder / (_PARTIAL + target.name)
         try:
-            with contextlib.closing(sqlite3.connect(target)) as copy:
+            if not folder.is_dir():
+                folder.mkdir(mode=0o700)
+                _fsync_dir(folder.parent)
+            with contextlib.closing(sqlite3.connect(partial)) as copy:
                 self._conn.backup(copy)
-        except sqlite3.Error as exc:
+            _fsync_file(partial)
+            os.replace(partial, target)
+            _fsync_dir(folder)
+        except (sqlite3.Error, OSError) as exc:
+            _remove_partials(folder)
             raise StoreError(f"cannot back up {self.path} to {target}: {exc}") from None
         return target
+
+    @property
+    def backups_dir(self) -> Path:
+        """Where the copies taken before upgrades go: ``backups/`` beside the database."""
+        return self.path.parent / "backups"
 
     def size_bytes(self) -> int:
         """Bytes on disk: the database file and its WAL."""
