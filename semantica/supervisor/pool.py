@@ -535,8 +535,9 @@ class WorkerPool:
                     await self.durable()  # jobs are handed out only once their leases are committed
                 except StoreError:
                     worker.unsent = []
-                    await trio.sleep(0.1)  # the leases were undone; the scheduler retries the store
+                    await self.scheduler.lease_undone()  # backs off while the store fails
                     continue
+                self.scheduler.lease_committed()
             else:
                 await worker.activity.wait()
                 worker.activity = trio.Event()
