@@ -10,6 +10,7 @@ supervisor) that is rolled back.
 
 from __future__ import annotations
 
+import signal
 import sqlite3
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -136,3 +137,34 @@ async def test_idle_workers_back_off_while_the_disk_is_full_and_start_when_it_is
         await r.finished(job_id)
         assert trio.current_time() - space_back <= FAULT_DELAY_MAX + 0.5
         assert r.store.state(job_id) == JobState.DONE
+
+
+async def test_a_job_whose_worker_died_on_a_full_disk_runs_again_once_there_is_space(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A worker is killed while the disk is full, and the disk stays full for minutes:
+    the end of its job cannot be recorded meanwhile. Once there is space it is, without
+    a restart: the job is retried and ends DONE, and the job queued behind it (a queue
+    that runs one job at a time) runs too. Until then the job stays RUNNING, as the
+    store last had it."""
+    async with full_rig(tmp_path) as r:
+        r.store.set_queue("one", limit=1)
+        first = await r.enqueue(
+            type="UP_SLEEP", queue="one", payload={"seconds": 20}, max_attempts=2, backoff=0
+        )
+        await r.running(first)
+        behind = await r.enqueue(type="UP_SLEEP", queue="one", payload={"seconds": 0})
+        r.disk.full = True
+        r.pool.processes[0].send_signal(signal.SIGKILL)
+        await trio.sleep(600)  # ten minutes of full disk
+        assert r.store.state(first) == JobState.RUNNING
+        assert r.store.state(behind) == JobState.QUEUED
+        r.disk.full = False
+        space_back = trio.current_time()
+        with trio.fail_after(FAULT_DELAY_MAX + 20 + 10):  # recorded, the 20 s run, slack
+            await r.finished(first)
+            await r.finished(behind)
+        job = r.store.get(first)
+        assert job.state == JobState.DONE and job.attempts == 2, job.error
+        assert r.store.get(behind).state == JobState.DONE
+        assert trio.current_time() - space_back >= 20  # the second attempt ran whole
