@@ -18,10 +18,12 @@ signal skips the wait.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import os
 import signal
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import IO
 
 import psutil
@@ -30,7 +32,7 @@ import trio
 
 from semantica import __version__
 from semantica.config import Settings, parse_metrics_addr
-from semantica.errors import StoreError
+from semantica.errors import ConfigError, SemanticaError, StoreError, StoreFull
 from semantica.models import Job
 from semantica.supervisor import waiting
 from semantica.supervisor.clock import Clock
@@ -195,7 +197,10 @@ class Supervisor:
 
     async def run(self) -> None:
         """Run until shut down. Raises ConfigError/StoreError/WorkerStartError on a bad start."""
-        self._open_state()
+        try:
+            self._open_state()
+        except OSError as exc:
+            raise state_error(self.settings.paths.home, exc) from None
         self.started_at = trio.current_time()
         try:
             async with trio.open_nursery() as nursery:
@@ -266,6 +271,19 @@ class Supervisor:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async for signum in signals:
                 self.request_shutdown(signal.Signals(signum).name)
+
+
+def state_error(home: Path, exc: OSError) -> SemanticaError:
+    """One line for a file of the state directory that could not be made or written:
+    a full disk (or file size limit) is StoreFull (exit 1), anything else makes the
+    directory unusable (ConfigError, exit 2)."""
+    where = f" ({exc.filename})" if exc.filename else ""
+    if exc.errno == errno.EFBIG:  # (SIGXFSZ is ignored: see cli.main)
+        why = "the file size limit, ulimit -f, was reached"
+        return StoreFull(f"cannot start in {home}: the disk is full ({why}){where}")
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StoreFull(f"cannot start in {home}: the disk is full ({exc.strerror}){where}")
+    return ConfigError(f"state directory {home} cannot be used: {exc.strerror}{where}")
 
 
 async def _watchdog() -> None:

@@ -4,7 +4,7 @@ Flags override the ``SEMANTICA_*`` environment variables of the same name.
 Exit status: 0 after a clean shutdown; 2 for a bad setting or a state
 directory that cannot be used (one line on stderr says why); 1 if the
 supervisor could not start otherwise (a handler module fails to import, the
-database cannot be opened).
+database cannot be opened, the disk is full).
 """
 
 from __future__ import annotations
@@ -73,6 +73,7 @@ def migrate(settings: Settings, to: int | None) -> None:
     On a new state directory it makes the directory and the database, as the
     supervisor's first start would, private whatever the caller's umask.
     """
+    from semantica.supervisor.app import state_error
     from semantica.supervisor.lock import acquire_lock
     from semantica.supervisor.security import prepare_home
     from semantica.supervisor.store import SQLiteStore, migrations
@@ -81,8 +82,11 @@ def migrate(settings: Settings, to: int | None) -> None:
     # the lock file, backups) is the user's alone.
     os.umask(0o077)
     db = settings.paths.db
-    prepare_home(settings.paths.home)
-    lock = acquire_lock(settings.paths.lock)
+    try:
+        prepare_home(settings.paths.home)
+        lock = acquire_lock(settings.paths.lock)
+    except OSError as exc:
+        raise state_error(settings.paths.home, exc) from None
     try:
         store = SQLiteStore(db, durability=settings.durability, migrate=False)
         try:

@@ -189,7 +189,7 @@ def store_error(exc: sqlite3.Error, what: str) -> StoreError:
     name = getattr(exc, "sqlite_errorname", "") or ""
     if name.startswith("SQLITE_FULL") or (name == "SQLITE_IOERR_WRITE" and "full" in str(exc)):
         return StoreFull(f"{what}: the disk is full ({exc})")
-    if name == "SQLITE_IOERR_WRITE" and _file_size_limited():
+    if name in ("SQLITE_IOERR_WRITE", "SQLITE_IOERR_SHMSIZE") and _file_size_limited():
         # A write past RLIMIT_FSIZE fails with EFBIG (SIGXFSZ is ignored), which
         # SQLite reports as a plain I/O error: to the user it is a full disk.
         return StoreFull(f"{what}: the disk is full (the file size limit, ulimit -f, was reached)")
@@ -205,6 +205,19 @@ BUSY_TIMEOUT_S = 5.0
 
 def _set_busy_timeout(conn: sqlite3.Connection, seconds: float) -> None:
     conn.execute(f"PRAGMA busy_timeout = {round(seconds * 1000)}")
+
+
+#: Less free space than this, and an I/O error opening the database is a full disk.
+NEARLY_FULL_BYTES = 1 << 20
+
+
+def disk_free(path: Path) -> int | None:
+    """Bytes an unprivileged writer may still use on the file system of ``path``."""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
 
 
 def _file_size_limited() -> bool:
@@ -367,7 +380,7 @@ class SQLiteStore:
         try:
             self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the database {self.path}: {exc}") from None
+            raise self._open_error(exc) from None
         try:
             self.db = sqlite_utils.Database(self._conn)
             self.set_busy_timeout(BUSY_TIMEOUT_S)
@@ -389,11 +402,23 @@ class SQLiteStore:
                 self._read_last_lease()
         except sqlite3.Error as exc:
             self._conn.close()
-            raise StoreError(f"cannot open the database {self.path}: {exc}") from None
+            raise self._open_error(exc) from None
         except StoreError:
             self._conn.close()
             raise
         self._last_start = 0.0  # started_at of the latest lease: later ones come after it
+
+    def _open_error(self, exc: sqlite3.Error) -> StoreError:
+        """Why the file could not be opened, one line. On a full disk SQLite often says
+        only "disk I/O error" (it could not make room for the ``-shm`` or ``-wal`` file)."""
+        what = f"cannot open the database {self.path}"
+        error = store_error(exc, what)
+        name = getattr(exc, "sqlite_errorname", "") or ""
+        if type(error) is StoreError and name.startswith("SQLITE_IOERR"):
+            free = disk_free(self.path.parent)
+            if free is not None and free < NEARLY_FULL_BYTES:
+                return StoreFull(f"{what}: the disk is full ({free // 1024} KiB free; {exc})")
+        return error
 
     # ------------------------------------------------------------------ plumbing
 

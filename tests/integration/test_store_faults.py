@@ -5,22 +5,18 @@
 
 from __future__ import annotations
 
-import errno
-import os
 import resource
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
+from full_disk import FullDisk, full_disk_fixture  # noqa: F401  # the fixture it provides
 from harness import Daemon, write_locked
 
 from semantica import AsyncClient
@@ -145,99 +141,6 @@ def test_a_database_that_cannot_be_opened_stops_the_start_in_one_line(short_tmp:
 
 
 # ---------------------------------------------------------------------- a disk that fills up
-
-
-def _can_mount() -> bool:
-    """Whether this process may mount a tmpfs (root, and allowed where it runs)."""
-    if os.geteuid() != 0 or not shutil.which("mount"):
-        return False
-    probe = Path(tempfile.mkdtemp(prefix="sem-mount-probe-", dir="/tmp"))
-    try:
-        if subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(probe)]
-        ).returncode:
-            return False
-        subprocess.run(["umount", str(probe)], check=True)
-        return True
-    finally:
-        probe.rmdir()
-
-
-class FullDisk:
-    """Fills the supervisor's disk and gives the space back.
-
-    ``tmpfs``: the state directory is on a small tmpfs of its own, filled by a
-    file of ours, as when something else fills the disk. ``rlimit``: the
-    supervisor's file size limit (``ulimit -f``) is set just above its files
-    (needs no root). Where a tmpfs cannot be mounted it falls back to ``rlimit``
-    and says so (``kind`` tells which ran).
-    """
-
-    def __init__(self, wanted: str, root: Path) -> None:
-        self.kind = wanted if wanted == "rlimit" or _can_mount() else "rlimit"
-        if self.kind != wanted:
-            print(f"cannot mount a tmpfs here: a file size limit (rlimit) stands in for {wanted}")
-        self.mount = root / "disk"
-        self.mount.mkdir(mode=0o700)
-        if self.kind == "tmpfs":
-            subprocess.run(
-                ["mount", "-t", "tmpfs", "-o", "size=8m,mode=0700", "tmpfs", str(self.mount)],
-                check=True,
-            )
-        self.daemon = Daemon(home=self.mount / "home")
-        self.filler = self.mount / "filler"
-
-    def fill(self) -> list[int]:
-        """Fill the disk up: enqueue padded jobs (into a paused queue) until the store
-        refuses one with store_full; return the ids of those acknowledged."""
-        d = self.daemon
-        assert d.proc is not None
-        with d.client() as client:
-            client.pause("fill")
-        if self.kind == "rlimit":
-            files = [d.home / "semantica.db", d.home / "semantica.db-wal", d.home / "daemon.log"]
-            assert d.output is not None
-            limit = max(f.stat().st_size for f in [*files, d.output] if f.exists()) + 64 * 1024
-            _soft, hard = resource.prlimit(d.proc.pid, resource.RLIMIT_FSIZE)
-            resource.prlimit(d.proc.pid, resource.RLIMIT_FSIZE, (limit, hard))
-        else:
-            fd = os.open(self.filler, os.O_WRONLY | os.O_CREAT, 0o600)
-            try:
-                while True:
-                    os.write(fd, b"\0" * 65536)
-            except OSError as exc:
-                assert exc.errno == errno.ENOSPC, exc
-            finally:
-                os.close(fd)
-        acked = []
-        with d.client() as client, pytest.raises(StoreFull, match="disk is full"):
-            for _ in range(100_000):
-                acked.append(client.enqueue("NOOP", {"pad": "x" * 400}, queue="fill").id)
-        return acked
-
-    def free(self) -> None:
-        d = self.daemon
-        assert d.proc is not None
-        if self.kind == "rlimit":
-            _soft, hard = resource.prlimit(d.proc.pid, resource.RLIMIT_FSIZE)
-            resource.prlimit(d.proc.pid, resource.RLIMIT_FSIZE, (hard, hard))
-        else:
-            self.filler.unlink()
-
-    def close(self) -> None:
-        alive = self.daemon.stop_for_good()
-        if self.kind == "tmpfs":
-            subprocess.run(["umount", "-l", str(self.mount)], check=False)
-        assert not alive, f"processes left behind: {alive}"
-
-
-@pytest.fixture(params=["rlimit", "tmpfs"])
-def full_disk(request: pytest.FixtureRequest, short_tmp: Path) -> Iterator[FullDisk]:
-    disk = FullDisk(request.param, short_tmp)
-    try:
-        yield disk
-    finally:
-        disk.close()
 
 
 def _pipelined(daemon: Daemon, requests: list[Any]) -> list[Any]:

@@ -11,6 +11,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from full_disk import FullDisk, full_disk_fixture  # noqa: F401  # the fixture it provides
 from harness import Daemon
 
 from semantica.supervisor.store import migrations
@@ -177,3 +178,33 @@ def test_the_schema_upgrade_at_start_is_logged(daemon: Daemon) -> None:
     ]
     assert len(in_file) == 1 and str(backup) in in_file[0]
     assert not [e for e in daemon.events() if e["event"] == "database created"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("existing", [False, True], ids=["new-home", "existing-home"])
+def test_a_start_on_a_full_disk_says_so_in_one_line(full_disk: FullDisk, existing: bool) -> None:
+    """No room to start (a new state directory, or one with jobs whose database needs
+    room to open): semanticad exits 1 with one line saying the disk is full, not a
+    traceback nor a bare "disk I/O error"; once there is room it starts, jobs intact."""
+    daemon = full_disk.daemon
+    job_id = None
+    if existing:
+        daemon.start()
+        job_id = int(daemon.semctl("enqueue", "NOOP", "--delay", "3600").out)
+        assert daemon.stop() == 0
+    started = subprocess.run(
+        [sys.executable, "-m", "semantica.supervisor", "--workers", "1"],
+        env=daemon.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        **full_disk.fill_before_start(),  # type: ignore[arg-type]
+    )
+    assert started.returncode == 1, started.stderr
+    assert started.stderr.count("\n") == 1 and "Traceback" not in started.stderr, started.stderr
+    assert "the disk is full" in started.stderr, started.stderr
+    full_disk.free()
+    daemon.start()
+    if job_id is not None:
+        with daemon.client() as client:
+            assert client.get(job_id).state == "QUEUED"
