@@ -7,8 +7,11 @@ traceback (or with "wrong token", which sends the user looking elsewhere).
 
 from __future__ import annotations
 
+import resource
+import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -109,3 +112,39 @@ def test_a_token_file_that_is_a_directory_is_one_line_too(daemon: Daemon) -> Non
         token.rmdir()
         token.write_bytes(good)
         token.chmod(0o600)
+
+
+def _file_size_limit(limit: int) -> Callable[[], None]:
+    def apply() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past it fails (EFBIG)
+        _soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+
+    return apply
+
+
+def test_a_token_cut_short_by_a_full_disk_is_not_kept(short_tmp: Path) -> None:
+    """A first start that runs out of room while it writes the token (here a file size
+    limit that lets the lock file's pid through, not the token) fails in one line and
+    leaves no token file: a partial one would be taken as the token at the next start,
+    a short and guessable one. The next start makes a whole token."""
+    daemon = Daemon(home=short_tmp / "home")
+    result = subprocess.run(
+        [sys.executable, "-m", "semantica.supervisor", "--workers", "1"],
+        env=daemon.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=_file_size_limit(10),
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.count("\n") == 1 and "the disk is full" in result.stderr, result.stderr
+    assert not (daemon.home / "token").exists()
+    daemon.start()
+    try:
+        token = (daemon.home / "token").read_text()
+        assert len(token.strip()) == 43 and token.endswith("\n"), token
+        assert sorted(p.name for p in daemon.home.iterdir() if "token" in p.name) == ["token"]
+        assert daemon.semctl("status").code == 0
+    finally:
+        assert not daemon.stop_for_good()
