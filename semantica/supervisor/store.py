@@ -20,6 +20,7 @@ long work (VACUUM, integrity checks) belongs in a thread.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import math
 import os
@@ -638,9 +639,15 @@ class SQLiteStore:
             _fsync_file(partial)
             os.replace(partial, target)
             _fsync_dir(folder)
-        except (sqlite3.Error, OSError) as exc:
+        except sqlite3.Error as exc:
             _remove_partials(folder)
-            raise StoreError(f"cannot back up {self.path} to {target}: {exc}") from None
+            raise store_error(exc, f"cannot back up {self.path} to {target}") from None
+        except OSError as exc:
+            _remove_partials(folder)
+            what = f"cannot back up {self.path} to {target}"
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                raise StoreFull(f"{what}: the disk is full ({exc.strerror})") from None
+            raise StoreError(f"{what}: {exc.strerror}") from None
         return target
 
     @property

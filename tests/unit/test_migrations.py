@@ -185,3 +185,42 @@ def test_a_backup_is_whole_and_private(tmp_path: Path) -> None:
     assert list((tmp_path / "backups").iterdir()) == [change.backup]
     assert stat.S_IMODE(change.backup.stat().st_mode) == 0o600
     assert _jobs_in(change.backup) == _JOBS
+
+
+_NO_ROOM_FOR_THE_BACKUP = """
+import resource, signal, sys
+from pathlib import Path
+from semantica.errors import StoreFull
+from semantica.supervisor.store import SQLiteStore
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG)
+resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, resource.RLIM_INFINITY))
+try:
+    SQLiteStore(Path(sys.argv[1]))
+except StoreFull as exc:
+    print(exc.message)
+"""
+
+
+def test_a_backup_without_room_is_a_full_disk_and_changes_nothing(tmp_path: Path) -> None:
+    """No room for the copy before an upgrade (a file size limit below the database's
+    size): opening fails with StoreFull, leaves no file in backups/, and the database is
+    still whole at its old schema, to be upgraded once there is room."""
+    db = tmp_path / "semantica.db"
+    store = SQLiteStore(db, FakeClock())
+    store.enqueue([JobSpec(type="T", payload={"pad": "x" * 1000, "n": n}) for n in range(_JOBS)])
+    store.migrate(to=1)
+    store.close()
+    refused = subprocess.run(
+        [sys.executable, "-c", _NO_ROOM_FOR_THE_BACKUP, str(db)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 0, refused.stderr
+    assert "cannot back up" in refused.stdout and "the disk is full" in refused.stdout
+    assert list((tmp_path / "backups").iterdir()) == []
+    assert _jobs_in(db) == _JOBS  # (and still at schema 1)
+    reopened = SQLiteStore(db, FakeClock())
+    assert reopened.schema_version == LATEST
+    reopened.close()
