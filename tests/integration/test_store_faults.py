@@ -178,7 +178,7 @@ def test_reads_never_answer_store_full_and_jobs_start_once_there_is_space(
     lines = d.semctl("enqueue", "LINES", "--payload", '{"count": 3}').out.strip()
     assert d.semctl("wait", lines).code == 0
     done = int(lines)
-    delay = 6.0  # they come due once the disk is full (filling takes a second or so)
+    delay = 8.0  # they come due once the disk is full (filling takes a second or so)
     with d.client() as client:
         due = [client.enqueue("NOOP", delay=delay).id for _ in range(4)]
         due_at = client.get(due[-1]).run_after
