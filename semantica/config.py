@@ -75,6 +75,50 @@ def locate(
     return Paths(home=home_path.absolute(), socket=socket_path.absolute())
 
 
+#: The most a token file may hold: a token is one short line (semanticad's is 44 bytes).
+TOKEN_FILE_MAX = 4096
+
+
+def read_token_file(path: Path) -> str:
+    """The token in ``path``: its one line of printable UTF-8 text, white space around it
+    stripped. Both sides read it this way (the supervisor at start, clients when they
+    connect), so a file one of them takes is taken by the other.
+
+    Raises:
+        FileNotFoundError, PermissionError: as ``open`` raises them (each side says
+            what they mean to it).
+        ConfigError: the file cannot be read otherwise (a directory, an I/O error), or
+            holds no token (bytes that are not UTF-8, control characters, more than one
+            line, nothing, more than TOKEN_FILE_MAX bytes); the one-line message names
+            the file and the fix.
+    """
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(TOKEN_FILE_MAX + 1)
+    except (FileNotFoundError, PermissionError):
+        raise
+    except OSError as exc:
+        raise ConfigError(_not_a_token(path, f"cannot be read ({exc.strerror or exc})")) from None
+    if len(data) > TOKEN_FILE_MAX:
+        raise ConfigError(_not_a_token(path, f"is larger than {TOKEN_FILE_MAX} bytes"))
+    try:
+        token = data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise ConfigError(
+            _not_a_token(path, "is not text (it holds bytes that are not UTF-8)")
+        ) from None
+    if not token:
+        raise ConfigError(_not_a_token(path, "is empty"))
+    if not token.isprintable():
+        raise ConfigError(_not_a_token(path, "holds control characters or more than one line"))
+    return token
+
+
+def _not_a_token(path: Path, why: str) -> str:
+    # The supervisor keeps its token in memory: a new file takes a restart.
+    return f"token file {path} {why}; delete it, then (re)start semanticad, which makes a new one"
+
+
 LOG_FORMATS = ("json", "pretty")
 POWER_MODES = ("auto", "ac", "battery")
 DURABILITY_MODES = ("full", "normal")

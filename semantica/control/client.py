@@ -24,7 +24,7 @@ from typing import Any
 
 import msgspec
 
-from semantica.config import Paths, locate
+from semantica.config import Paths, locate, read_token_file
 from semantica.control.batches import failed_part_way, split
 from semantica.errors import (
     AuthError,
@@ -158,10 +158,11 @@ def read_token(paths: Paths) -> str:
     """The supervisor's token, from the state directory.
 
     Raises:
-        AuthError: the token file is missing or unreadable.
+        AuthError: the token file is missing or not readable to us.
+        ConfigError: the file holds no token (see :func:`~semantica.config.read_token_file`).
     """
     try:
-        return Path(paths.token).read_text().strip()
+        return read_token_file(Path(paths.token))
     except FileNotFoundError:
         raise AuthError(
             f"no token at {paths.token}: is this the supervisor's state directory?"

@@ -18,10 +18,12 @@ signal skips the wait.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import os
 import signal
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import IO
 
 import psutil
@@ -30,7 +32,7 @@ import trio
 
 from semantica import __version__
 from semantica.config import Settings, parse_metrics_addr
-from semantica.errors import StoreError
+from semantica.errors import ConfigError, SemanticaError, StoreError, StoreFull
 from semantica.models import Job
 from semantica.supervisor import waiting
 from semantica.supervisor.clock import Clock
@@ -49,7 +51,7 @@ from semantica.supervisor.pool import WorkerPool
 from semantica.supervisor.scheduler import Scheduler
 from semantica.supervisor.security import load_or_create_token, prepare_home
 from semantica.supervisor.server import ControlServer
-from semantica.supervisor.store import SQLiteStore
+from semantica.supervisor.store import SQLiteStore, migrations
 from semantica.supervisor.tracing import make_tracer
 
 log = structlog.get_logger("semantica.supervisor")
@@ -92,7 +94,8 @@ class Supervisor:
         configure_logs(self.settings.log_format, paths.home / DAEMON_LOG)
         self._lock_file = acquire_lock(paths.lock)
         self.token = load_or_create_token(paths.token)
-        self.store = SQLiteStore(paths.db, self.clock, self.settings.durability)
+        self.store = SQLiteStore(paths.db, self.clock, self.settings.durability, migrate=False)
+        self._migrate_schema()
         recovered = self.store.recover_running()
         if recovered:
             log.info(
@@ -150,6 +153,32 @@ class Supervisor:
             self.settings.maintenance_hours,
         )
 
+    def _migrate_schema(self) -> None:
+        """Bring the database to this version's schema, and say so: an upgrade copies the
+        database first and can take a while on a big one."""
+        store, path = self.store, str(self.settings.paths.db)
+        before, newest = store.schema_version, migrations()[-1][0]
+        if 0 < before < newest:
+            log.info(
+                "upgrading the database schema", path=path, from_version=before, to_version=newest
+            )
+        try:
+            change = store.migrate()
+        except BaseException:
+            store.close()
+            raise
+        if change.before == 0:
+            log.info("database created", path=path, schema_version=change.after)
+        elif change.after != change.before:
+            log.info(
+                "database schema upgraded",
+                path=path,
+                from_version=change.before,
+                to_version=change.after,
+                backup=None if change.backup is None else str(change.backup),
+                duration_ms=round(change.seconds * 1000, 1),
+            )
+
     def explain(self, jobs: list[Job]) -> list[Job]:
         """Fill in why each queued job waits (``waiting_for``); returns the same list."""
         waiting.explain(
@@ -168,7 +197,10 @@ class Supervisor:
 
     async def run(self) -> None:
         """Run until shut down. Raises ConfigError/StoreError/WorkerStartError on a bad start."""
-        self._open_state()
+        try:
+            self._open_state()
+        except OSError as exc:
+            raise state_error(self.settings.paths.home, exc) from None
         self.started_at = trio.current_time()
         try:
             async with trio.open_nursery() as nursery:
@@ -239,6 +271,19 @@ class Supervisor:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async for signum in signals:
                 self.request_shutdown(signal.Signals(signum).name)
+
+
+def state_error(home: Path, exc: OSError) -> SemanticaError:
+    """One line for a file of the state directory that could not be made or written:
+    a full disk (or file size limit) is StoreFull (exit 1), anything else makes the
+    directory unusable (ConfigError, exit 2)."""
+    where = f" ({exc.filename})" if exc.filename else ""
+    if exc.errno == errno.EFBIG:  # (SIGXFSZ is ignored: see cli.main)
+        why = "the file size limit, ulimit -f, was reached"
+        return StoreFull(f"cannot start in {home}: the disk is full ({why}){where}")
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StoreFull(f"cannot start in {home}: the disk is full ({exc.strerror}){where}")
+    return ConfigError(f"state directory {home} cannot be used: {exc.strerror}{where}")
 
 
 async def _watchdog() -> None:

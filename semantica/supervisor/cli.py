@@ -4,12 +4,13 @@ Flags override the ``SEMANTICA_*`` environment variables of the same name.
 Exit status: 0 after a clean shutdown; 2 for a bad setting or a state
 directory that cannot be used (one line on stderr says why); 1 if the
 supervisor could not start otherwise (a handler module fails to import, the
-database cannot be opened).
+database cannot be opened, the disk is full).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from typing import TYPE_CHECKING
@@ -67,24 +68,41 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def migrate(settings: Settings, to: int | None) -> None:
-    """``semanticad migrate``: take the lock (no supervisor may run), move, report."""
+    """``semanticad migrate``: take the lock (no supervisor may run), move, report.
+
+    On a new state directory it makes the directory and the database, as the
+    supervisor's first start would, private whatever the caller's umask.
+    """
+    from semantica.supervisor.app import state_error
     from semantica.supervisor.lock import acquire_lock
     from semantica.supervisor.security import prepare_home
     from semantica.supervisor.store import SQLiteStore, migrations
 
-    prepare_home(settings.paths.home)
-    lock = acquire_lock(settings.paths.lock)
+    # As the supervisor does: what is made here (directory, database, its WAL,
+    # the lock file, backups) is the user's alone.
+    os.umask(0o077)
+    db = settings.paths.db
     try:
-        store = SQLiteStore(settings.paths.db, durability=settings.durability, migrate=False)
+        prepare_home(settings.paths.home)
+        lock = acquire_lock(settings.paths.lock)
+    except OSError as exc:
+        raise state_error(settings.paths.home, exc) from None
+    try:
+        store = SQLiteStore(db, durability=settings.durability, migrate=False)
         try:
-            before = store.schema_version
-            after = store.migrate(to)
+            change = store.migrate(to)
         finally:
             store.close()
     finally:
         lock.close()
-    latest = migrations()[-1][0]
-    print(f"schema {before} -> {after} (this Semantica's newest is {latest})")
+    newest = f"this Semantica's newest is {migrations()[-1][0]}"
+    if change.before == 0:
+        print(f"created schema {change.after} in {db} ({newest})")
+    elif change.before == change.after:
+        print(f"schema {change.after}: nothing to do ({newest})")
+    else:
+        copied = f"; copied the database to {change.backup} first" if change.backup else ""
+        print(f"schema {change.before} -> {change.after} ({newest}){copied}")
 
 
 def main(argv: list[str] | None = None) -> None:

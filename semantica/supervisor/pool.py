@@ -85,7 +85,8 @@ SILENCE_CONFIRM_S = 0.2
 STALL_TOLERANCE_S = 0.5
 #: After a stopped job's grace period, how long its worker has to report before it is killed.
 STOP_MARGIN = 2.0
-#: How often the reaper tries to record a dead worker's job while the store is failing.
+#: How often the reaper tries to record a dead worker's job while the store is failing,
+#: before the slot spawns a replacement and the write goes on in the background.
 REAP_STORE_TRIES = 20
 #: Prefetch: hand a worker as many jobs as fit in this much of its average run time...
 PREFETCH_BUDGET_S = 0.005
@@ -241,6 +242,8 @@ class WorkerPool:
         self.workers: list[WorkerHandle] = []
         self._stopping = False
         self._ready_slots = 0  # slots whose first worker said hello
+        # Where store writes the reaper could not finish go on (see _settle_dead).
+        self._background: trio.Nursery | None = None
         self._changed = trio.Event()
 
     # ------------------------------------------------------------------ public
@@ -253,6 +256,7 @@ class WorkerPool:
                 import, say); the supervisor should not run half-configured.
         """
         async with trio.open_nursery() as nursery:
+            self._background = nursery
             for slot in range(self.size):
                 nursery.start_soon(self._run_slot, slot)
             while self._ready_slots < self.size:
@@ -535,8 +539,9 @@ class WorkerPool:
                     await self.durable()  # jobs are handed out only once their leases are committed
                 except StoreError:
                     worker.unsent = []
-                    await trio.sleep(0.1)  # the leases were undone; the scheduler retries the store
+                    await self.scheduler.lease_undone()  # backs off while the store fails
                     continue
+                self.scheduler.lease_committed()
             else:
                 await worker.activity.wait()
                 worker.activity = trio.Event()
@@ -840,32 +845,42 @@ class WorkerPool:
         self.jobs.started_many(_take_unannounced(worker, ran), worker.pid)
         worker.inflight, worker.unsent, worker.returned, worker.ends = deque(), [], [], []
         for lease, report, elapsed in ends:  # it reported them just before dying
-            await settle(
+            await self._settle_dead(
                 "recording the end of an attempt",
                 functools.partial(self.jobs.finished, lease, report, elapsed),
-                self.durable,
-                tries=REAP_STORE_TRIES,
             )
         if running is not None:
-            await settle(
+            await self._settle_dead(
                 "settling the job of a worker that exited",
                 functools.partial(self._settle_orphan, worker, running, status),
-                self.durable,
-                tries=REAP_STORE_TRIES,
             )
         if unstarted:
-            await settle(
+            await self._settle_dead(
                 "putting back jobs a worker never started",
-                functools.partial(self.jobs.given_back, unstarted),
-                self.durable,
-                tries=REAP_STORE_TRIES,
+                functools.partial(self._give_back_unstarted, unstarted),
             )
-            self.scheduler.wake()
         if worker in self.workers:
             self.workers.remove(worker)
             log.info("worker exited", worker_pid=worker.pid, status=status)
         self._notify()
         return status
+
+    async def _settle_dead(self, what: str, record: Callable[[], None]) -> None:
+        """Record what became of a dead worker's job. The slot waits for a few tries
+        (REAP_STORE_TRIES) before it spawns a replacement; if the store still fails (a
+        disk that stays full), the write goes on in the background until the store
+        takes it, so the job does not stay RUNNING until a restart once there is space
+        (nor keep a place of its queue's limit, or its subject, meanwhile).
+        """
+        if await settle(what, record, self.durable, tries=REAP_STORE_TRIES):
+            return
+        log.warning("store fault; will keep trying in the background", what=what)
+        assert self._background is not None
+        self._background.start_soon(settle, what, record, self.durable)
+
+    def _give_back_unstarted(self, leases: list[Lease]) -> None:
+        self.jobs.given_back(leases)
+        self.scheduler.wake()  # they may start now (whenever this write gets through)
 
     def _settle_orphan(self, worker: WorkerHandle, lease: Lease, status: int | None) -> None:
         """Record how the job of a worker that is gone ended."""
@@ -926,23 +941,22 @@ async def settle(
     record: Callable[[], None],
     durable: Callable[[], Awaitable[None]] = _nothing_to_wait_for,
     tries: float = math.inf,
-) -> None:
+) -> bool:
     """Run a store write until it is durable, retrying with backoff while the store fails.
 
-    After ``tries`` failures it gives up: the job stays RUNNING in the store,
-    and the next start re-queues it (nothing acknowledged is lost).
+    Returns True once it is durable; False after ``tries`` failures (nothing
+    of it happened: the caller decides what comes next).
     """
     delay, failures = 0.1, 0
     while True:
         try:
             record()
             await durable()
-            return
+            return True
         except StoreError as exc:
             failures += 1
             if failures >= tries:
-                log.error("store fault: giving up", what=what, error=exc.message)
-                return
+                return False
             log.warning("store fault; will retry", what=what, error=exc.message, retry_in_s=delay)
             await trio.sleep(delay)
             delay = min(delay * 2, 5.0)

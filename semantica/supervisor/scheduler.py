@@ -3,7 +3,9 @@
 Idle workers wait in :meth:`Scheduler.next_lease`. Anything that may make a
 job runnable (an enqueue, a retry, a job ending) calls :meth:`wake`; the
 timer task sleeps until the earliest future ``run_after`` and wakes them then.
-Nothing polls.
+Nothing polls, except while the store refuses leases (a full disk): then idle
+workers try again less and less often, at least every ``FAULT_DELAY_MAX``, so
+jobs start again within that once the fault clears.
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ class Scheduler:
         self._runnable = trio.Event()  # idle workers wait on this
         self._deadlines = trio.Event()  # the timer waits on this
         self._timer_due = -math.inf  # when the timer wakes next (store clock); inf: never
+        # While the store refuses leases (a full disk): how long to wait before the next try.
+        self._fault_delay = 0.0
 
     def wake(self) -> None:
         """A job may be able to start now: idle workers look again.
@@ -88,7 +92,6 @@ class Scheduler:
         Cancellation: safe; no job is leased unless this returns. While
         draining it never returns.
         """
-        fault_delay = FAULT_DELAY_MIN
         while True:
             runnable = self._runnable
             if self.draining:
@@ -100,19 +103,36 @@ class Scheduler:
                     worker_pid, on_ac=self.machine.on_ac, idle=self.machine.idle
                 )
             except StoreError as exc:
-                # The store is failing (disk full, locked, I/O): try again soon, and
-                # sooner if something changes; the supervisor stays up meanwhile.
-                log.warning(
-                    "store fault while leasing; will retry",
-                    error=exc.message,
-                    retry_in_s=fault_delay,
-                )
-                with trio.move_on_after(fault_delay):
-                    await runnable.wait()
-                fault_delay = min(fault_delay * 2, FAULT_DELAY_MAX)
+                await self._back_off(runnable, exc.message)
                 continue
             if lease is not None:
                 return lease
+            await runnable.wait()
+
+    async def lease_undone(self) -> None:
+        """The commit of a lease :meth:`next_lease` returned failed (a full disk, an I/O
+        error), so the lease was undone: wait before leasing again.
+
+        The lease itself succeeds on a full disk (it is a write in the open batch);
+        only its commit fails. Without this wait an idle worker would lease, fail
+        and lease again at once for as long as the disk stays full.
+        """
+        await self._back_off(self._runnable)
+
+    def lease_committed(self) -> None:
+        """A lease was committed: the store takes writes again; the next fault waits little."""
+        self._fault_delay = 0.0
+
+    async def _back_off(self, runnable: trio.Event, error: str | None = None) -> None:
+        """The store is failing: wait, twice as long as the last time in a row (from
+        FAULT_DELAY_MIN up to FAULT_DELAY_MAX), or until something changes. Once the
+        fault clears (space is back), jobs start again within FAULT_DELAY_MAX."""
+        self._fault_delay = min(max(self._fault_delay * 2, FAULT_DELAY_MIN), FAULT_DELAY_MAX)
+        if error is not None:  # (a failed commit was logged by the committer)
+            log.warning(
+                "store fault while leasing; will retry", error=error, retry_in_s=self._fault_delay
+            )
+        with trio.move_on_after(self._fault_delay):
             await runnable.wait()
 
     def lease_many(self, worker_pid: int, count: int) -> list[Lease]:

@@ -14,6 +14,7 @@ import secrets
 import stat
 from pathlib import Path
 
+from semantica.config import read_token_file
 from semantica.errors import ConfigError
 
 
@@ -52,24 +53,46 @@ def load_or_create_token(path: Path) -> str:
     """The token in ``path``, created (random, 0600) on first start.
 
     Raises:
-        ConfigError: the file is not ours, is readable by others, is a link, or is empty.
+        ConfigError: the file is not ours, is readable by others, is a link, or holds no
+            token (see :func:`~semantica.config.read_token_file`).
+        OSError: a new token could not be written (a full disk); no token file is left.
     """
+    if not os.path.lexists(path):
+        try:
+            return _create_token(path)
+        except FileExistsError:
+            pass  # made meanwhile (we hold the lock: not by another supervisor)
+    info = path.lstat()
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError(f"token file {path} is not a regular file")
+    _check_private(path, info, "token file", "600")
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    except FileExistsError:
-        info = path.lstat()
-        if not stat.S_ISREG(info.st_mode):
-            raise ConfigError(f"token file {path} is not a regular file") from None
-        _check_private(path, info, "token file", "600")
-        token = path.read_text().strip()
-        if not token:
-            raise ConfigError(f"token file {path} is empty; delete it to make a new one") from None
-        return token
+        return read_token_file(path)
+    except OSError as exc:  # gone or unreadable since the lstat
+        raise ConfigError(f"cannot read the token file {path}: {exc.strerror}") from None
+
+
+def _create_token(path: Path) -> str:
+    """Write a new token whole, then give it its name: a write cut short (a full disk,
+    a kill) leaves no token file, never a partial token that the next start would take
+    as the token (a short, guessable one)."""
     token = secrets.token_urlsafe(32)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(token + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+    partial = path.with_name(f".{path.name}.partial")
+    partial.unlink(missing_ok=True)  # a kill's leftover (we hold the single-instance lock)
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(token + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.link(partial, path)  # never replaces a token that is there (FileExistsError)
+    finally:
+        partial.unlink(missing_ok=True)
+    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(directory)  # the new name survives a power loss
+    finally:
+        os.close(directory)
     return token
 
 

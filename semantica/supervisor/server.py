@@ -41,8 +41,15 @@ from semantica.protocol import (
     ErrorReply,
     Events,
     Follow,
+    GetJob,
+    GetLogs,
+    GetMetrics,
+    GetStatus,
+    GetTop,
     Hello,
     HelloOk,
+    ListJobs,
+    ListQueues,
     Maintain,
     Wait,
 )
@@ -62,6 +69,13 @@ REPLY_DRAIN_S = 5.0
 MAX_UNAUTHENTICATED = 64
 _AUTH_FAILED = "authentication failed: wrong token (the token is in $SEMANTICA_HOME/token)"
 _ACCEPT_RETRY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+#: Requests that write nothing. Like every reply, theirs waits until the writes carried
+#: out before it are committed (it may show them); if that commit fails (a full disk),
+#: the read is carried out again instead of failing with the writes: a read never
+#: answers store_full.
+_READS = (GetJob, ListJobs, Wait, GetLogs, GetStatus, ListQueues, GetMetrics, GetTop)
+
+Pending = tuple[Any, ControlReply, ControlRequest]  # (the batch's ticket, reply, request)
 
 
 class ControlServer:
@@ -207,7 +221,7 @@ class ControlServer:
         behind them; all others are carried out in order, so pipelined enqueues
         commit in the order they were sent.
         """
-        replies_in, replies_out = trio.open_memory_channel[tuple[Any, ControlReply]](REPLY_QUEUE)
+        replies_in, replies_out = trio.open_memory_channel[Pending](REPLY_QUEUE)
         async with trio.open_nursery() as waiting:
             sent_all = trio.Event()
             waiting.start_soon(self._send_when_durable, channel, replies_out, sent_all)
@@ -234,7 +248,7 @@ class ControlServer:
                 # the next requests are read: pipelined writes share commits.
                 reply = await self._reply_now(channel, request)
                 if reply is not None:
-                    await replies_in.send((self.sup.committer.ticket(), reply))
+                    await replies_in.send((self.sup.committer.ticket(), reply, request))
             replies_in.close()  # the replies already queued still go out...
             with trio.move_on_after(REPLY_DRAIN_S):
                 await sent_all.wait()
@@ -243,7 +257,7 @@ class ControlServer:
     async def _send_when_durable(
         self,
         channel: FramedStream,
-        replies: trio.MemoryReceiveChannel[tuple[Any, ControlReply]],
+        replies: trio.MemoryReceiveChannel[Pending],
         sent_all: trio.Event,
     ) -> None:
         """Send replies in order, each once the writes before it are committed."""
@@ -256,7 +270,7 @@ class ControlServer:
     async def _send_replies(
         self,
         channel: FramedStream,
-        replies: trio.MemoryReceiveChannel[tuple[Any, ControlReply]],
+        replies: trio.MemoryReceiveChannel[Pending],
     ) -> None:
         """Send each reply once its batch is committed; those ready together in one write.
 
@@ -264,7 +278,7 @@ class ControlServer:
         of the queue: a pipelining client gets a commit's worth of replies in
         one write instead of one write (and one task switch) each.
         """
-        pending: deque[tuple[Any, ControlReply]] = deque()
+        pending: deque[Pending] = deque()
         while True:
             if not pending:
                 try:
@@ -281,9 +295,11 @@ class ControlServer:
                 await head.wait()
             ready: list[ControlReply] = []
             while pending and (pending[0][0] is None or pending[0][0].settled):
-                ticket, reply = pending.popleft()
+                ticket, reply, request = pending.popleft()
                 error = None if ticket is None else ticket.error
-                if error is not None and not isinstance(reply, ErrorReply):
+                if error is not None and isinstance(request, _READS):
+                    reply = await self._read_again(channel, request)
+                elif error is not None and not isinstance(reply, ErrorReply):
                     # What it did was undone with its batch: not acknowledged.
                     reply = ErrorReply(
                         rid=getattr(reply, "rid", 0), code=error.code, message=error.message
@@ -328,8 +344,26 @@ class ControlServer:
                 # Nothing is acknowledged, nor shown, before it is durable.
                 await self.sup.committer.durable()
             except SemanticaError as exc:
+                if isinstance(request, _READS):
+                    return await self._read_again(channel, request)
                 return ErrorReply(rid=getattr(reply, "rid", 0), code=exc.code, message=exc.message)
         return reply
+
+    async def _read_again(self, channel: FramedStream, request: ControlRequest) -> ControlReply:
+        """A read whose moment's writes failed to commit (and were undone): carry it out
+        again, on the store as it is now, until its reply is durable.
+
+        Each try waits for one more commit. Reads are short; on a full disk the
+        writes that fail come from clients (refused at once) and from leases,
+        which back off: a try soon meets a moment with nothing to commit, or a
+        commit that works. (A wait starts again with its whole timeout.)
+        """
+        while True:
+            reply = await self._reply_now(channel, request)
+            assert reply is not None  # only streams end without a reply
+            ticket = self.sup.committer.ticket()
+            if ticket is None or await ticket.wait() is None:
+                return reply
 
     async def _reply_now(
         self, channel: FramedStream, request: ControlRequest

@@ -20,11 +20,14 @@ long work (VACUUM, integrity checks) belongs in a thread.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import math
+import os
 import re
 import resource
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -71,6 +74,15 @@ class EnqueueResult(msgspec.Struct):
     superseded: list[int] = msgspec.field(default_factory=list)  # QUEUED -> SUPERSEDED
     # (running older job, the new job): to cancel for --supersede-running
     running_older: list[tuple[int, int]] = msgspec.field(default_factory=list)
+
+
+class SchemaChange(msgspec.Struct):
+    """What :meth:`SQLiteStore.migrate` did: from which schema version to which."""
+
+    before: int  # 0: the database was new, and its schema was made from nothing
+    after: int
+    backup: Path | None = None  # the copy taken before going up, if one was
+    seconds: float = 0.0  # how long it took, the backup included
 
 
 class Blockers(msgspec.Struct):
@@ -139,12 +151,46 @@ _TAKE = (
 )
 
 
+#: The name a backup has while it is written (see SQLiteStore.backup).
+_PARTIAL = ".partial-"
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make the names in a directory (a new file, a rename) durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove_partials(folder: Path) -> None:
+    """Remove backups left unfinished (and their journals) by a kill or a failure.
+
+    Best effort: a leftover that cannot be removed is only a wasted file, never
+    taken for a backup, and must not stop a start.
+    """
+    with contextlib.suppress(OSError):
+        for path in folder.iterdir():
+            if path.name.startswith(_PARTIAL):
+                with contextlib.suppress(OSError):
+                    path.unlink()
+
+
 def store_error(exc: sqlite3.Error, what: str) -> StoreError:
     """The typed error for an SQLite failure: full, busy, or anything else."""
     name = getattr(exc, "sqlite_errorname", "") or ""
     if name.startswith("SQLITE_FULL") or (name == "SQLITE_IOERR_WRITE" and "full" in str(exc)):
         return StoreFull(f"{what}: the disk is full ({exc})")
-    if name == "SQLITE_IOERR_WRITE" and _file_size_limited():
+    if name in ("SQLITE_IOERR_WRITE", "SQLITE_IOERR_SHMSIZE") and _file_size_limited():
         # A write past RLIMIT_FSIZE fails with EFBIG (SIGXFSZ is ignored), which
         # SQLite reports as a plain I/O error: to the user it is a full disk.
         return StoreFull(f"{what}: the disk is full (the file size limit, ulimit -f, was reached)")
@@ -160,6 +206,19 @@ BUSY_TIMEOUT_S = 5.0
 
 def _set_busy_timeout(conn: sqlite3.Connection, seconds: float) -> None:
     conn.execute(f"PRAGMA busy_timeout = {round(seconds * 1000)}")
+
+
+#: Less free space than this, and an I/O error opening the database is a full disk.
+NEARLY_FULL_BYTES = 1 << 20
+
+
+def disk_free(path: Path) -> int | None:
+    """Bytes an unprivileged writer may still use on the file system of ``path``."""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
 
 
 def _file_size_limited() -> bool:
@@ -315,13 +374,14 @@ class SQLiteStore:
     ) -> None:
         self.path = Path(path)
         self.clock = clock or SystemClock()
+        self._last_lease = 0  # the newest lease id taken (read once the schema exists)
         self._on_write: Callable[[], None] | None = None
         self._batch_lost: StoreError | None = None
         self._batch_writes = 0  # writes released into the open batch transaction
         try:
             self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the database {self.path}: {exc}") from None
+            raise self._open_error(exc) from None
         try:
             self.db = sqlite_utils.Database(self._conn)
             self.set_busy_timeout(BUSY_TIMEOUT_S)
@@ -339,16 +399,27 @@ class SQLiteStore:
             )
             if migrate:
                 self.migrate()
+            elif self.schema_version > 0:
+                self._read_last_lease()
         except sqlite3.Error as exc:
             self._conn.close()
-            raise StoreError(f"cannot open the database {self.path}: {exc}") from None
+            raise self._open_error(exc) from None
         except StoreError:
             self._conn.close()
             raise
-        self._last_lease = self._conn.execute(
-            "SELECT coalesce(max(lease_id), 0) FROM jobs"
-        ).fetchone()[0]
         self._last_start = 0.0  # started_at of the latest lease: later ones come after it
+
+    def _open_error(self, exc: sqlite3.Error) -> StoreError:
+        """Why the file could not be opened, one line. On a full disk SQLite often says
+        only "disk I/O error" (it could not make room for the ``-shm`` or ``-wal`` file)."""
+        what = f"cannot open the database {self.path}"
+        error = store_error(exc, what)
+        name = getattr(exc, "sqlite_errorname", "") or ""
+        if type(error) is StoreError and name.startswith("SQLITE_IOERR"):
+            free = disk_free(self.path.parent)
+            if free is not None and free < NEARLY_FULL_BYTES:
+                return StoreFull(f"{what}: the disk is full ({free // 1024} KiB free; {exc})")
+        return error
 
     # ------------------------------------------------------------------ plumbing
 
@@ -483,27 +554,45 @@ class SQLiteStore:
                 f"knows ({latest}); upgrade Semantica or restore a backup"
             )
 
-    def migrate(self, to: int | None = None) -> int:
+    def migrate(self, to: int | None = None) -> SchemaChange:
         """Move the schema up or down to version ``to`` (default: the newest), one
-        transaction per step, keeping the data; return the new version.
+        transaction per step, keeping the data; say what was done.
 
-        Going up from a database that already has jobs first copies it aside
-        with SQLite's backup API (``backups/`` beside it).
+        A new database (schema 0) gets the schema made from nothing. Going up
+        from a database that already has one first copies it aside with
+        SQLite's backup API (``backups/`` beside it).
 
         Raises:
             SchemaTooNew: the file's version is above the newest this code knows.
             BadInput: ``to`` names no version this code has.
             StoreError: a step failed (that step was rolled back).
         """
+        started = time.monotonic()
+        try:
+            change = self._migrate(to)
+            self._read_last_lease()
+        except sqlite3.Error as exc:
+            raise store_error(exc, f"migrating {self.path} failed") from None
+        change.seconds = time.monotonic() - started
+        return change
+
+    def _read_last_lease(self) -> None:
+        """Lease ids go on from the newest in the file (they fence late reports)."""
+        (newest,) = self._conn.execute("SELECT coalesce(max(lease_id), 0) FROM jobs").fetchone()
+        self._last_lease = max(self._last_lease, newest)
+
+    def _migrate(self, to: int | None) -> SchemaChange:
         self._check_not_too_new()
+        _remove_partials(self.backups_dir)  # a backup a kill interrupted
         steps = migrations()
         latest = steps[-1][0]
         target = latest if to is None else to
         if not 1 <= target <= latest:
             raise BadInput(f"schema versions go from 1 to {latest}, not {target}")
         current = self.schema_version
+        change = SchemaChange(before=current, after=current)
         if current < target and current > 0:
-            self.backup(f"before-v{target}")
+            change.backup = self.backup(f"before-v{target}")
         for version, path in steps:
             if current < version <= target:
                 self._step(path, version)
@@ -515,7 +604,8 @@ class SQLiteStore:
                     raise StoreError(f"no way down from schema {version}: {down.name} is missing")
                 self._step(down, version - 1)
                 current = version - 1
-        return current
+        change.after = current
+        return change
 
     def _step(self, script_path: Path, version_after: int) -> None:
         script = script_path.read_text()
@@ -529,20 +619,41 @@ class SQLiteStore:
             raise StoreError(f"migration {script_path.name} failed: {exc}") from None
 
     def backup(self, label: str) -> Path:
-        """Copy the database (consistently, with SQLite's backup API) into ``backups/``."""
+        """Copy the database (consistently, with SQLite's backup API) into ``backups/``.
+
+        The copy is written under a temporary name (``.partial-`` and the backup's
+        name), synced, and renamed when whole, and the rename is synced too: a
+        file named like a backup is never empty or partial, whenever the process
+        is killed. A kill's leftovers are removed by the next :meth:`migrate`.
+        """
         stamp = datetime.fromtimestamp(self.clock.time(), UTC).strftime("%Y%m%dT%H%M%SZ")
-        target = (
-            self.path.parent
-            / "backups"
-            / f"{self.path.stem}-v{self.schema_version}-{label}-{stamp}.db"
-        )
-        target.parent.mkdir(mode=0o700, exist_ok=True)
+        folder = self.backups_dir
+        target = folder / f"{self.path.stem}-v{self.schema_version}-{label}-{stamp}.db"
+        partial = folder / (_PARTIAL + target.name)
         try:
-            with contextlib.closing(sqlite3.connect(target)) as copy:
+            if not folder.is_dir():
+                folder.mkdir(mode=0o700)
+                _fsync_dir(folder.parent)
+            with contextlib.closing(sqlite3.connect(partial)) as copy:
                 self._conn.backup(copy)
+            _fsync_file(partial)
+            os.replace(partial, target)
+            _fsync_dir(folder)
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot back up {self.path} to {target}: {exc}") from None
+            _remove_partials(folder)
+            raise store_error(exc, f"cannot back up {self.path} to {target}") from None
+        except OSError as exc:
+            _remove_partials(folder)
+            what = f"cannot back up {self.path} to {target}"
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                raise StoreFull(f"{what}: the disk is full ({exc.strerror})") from None
+            raise StoreError(f"{what}: {exc.strerror}") from None
         return target
+
+    @property
+    def backups_dir(self) -> Path:
+        """Where the copies taken before upgrades go: ``backups/`` beside the database."""
+        return self.path.parent / "backups"
 
     def size_bytes(self) -> int:
         """Bytes on disk: the database file and its WAL."""

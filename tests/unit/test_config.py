@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from semantica.config import Settings, locate
+from semantica.config import TOKEN_FILE_MAX, Settings, locate, read_token_file
 from semantica.errors import ConfigError
 
 # ---------------------------------------------------------------- locate
@@ -180,3 +180,49 @@ def test_bad_flag_is_refused(tmp_path: Path) -> None:
     """A bad value given as a flag is refused like one from the environment."""
     with pytest.raises(ConfigError, match="SEMANTICA_WORKERS"):
         Settings.from_env({"SEMANTICA_HOME": str(tmp_path)}, workers=0)
+
+
+# ---------------------------------------------------------------- the token file
+
+
+@pytest.mark.parametrize(
+    ("content", "token"),
+    [
+        (b"abc-DEF_123\n", "abc-DEF_123"),
+        (b"  tok en \r\n", "tok en"),
+        ("\u00e9t\u00e9\n".encode(), "\u00e9t\u00e9"),
+    ],
+)
+def test_a_token_file_is_one_line_of_text(tmp_path: Path, content: bytes, token: str) -> None:
+    """The token is the file's one line, without the white space around it."""
+    (tmp_path / "token").write_bytes(content)
+    assert read_token_file(tmp_path / "token") == token
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        (b"\xfftoken\n", "not text"),
+        (b"a\nb\n", "more than one line"),
+        (b"a\x07b", "control characters"),
+        (b" \n", "empty"),
+        (b"x" * (TOKEN_FILE_MAX + 1), "larger than"),
+    ],
+)
+def test_a_token_file_that_holds_no_token_is_a_config_error(
+    tmp_path: Path, content: bytes, why: str
+) -> None:
+    """Garbage in the token file: ConfigError (exit 2) naming the file, the reason, the fix."""
+    path = tmp_path / "token"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError) as error:
+        read_token_file(path)
+    assert why in error.value.message and str(path) in error.value.message
+    assert "delete it" in error.value.message and error.value.exit_code == 2
+
+
+def test_a_missing_token_file_is_left_to_the_caller(tmp_path: Path) -> None:
+    """Each side says what a missing file means (the supervisor makes one; a client is
+    pointed at the wrong place)."""
+    with pytest.raises(FileNotFoundError):
+        read_token_file(tmp_path / "token")
