@@ -21,6 +21,7 @@ import typer
 from semantica.control.client import Client
 from semantica.control.enqueue_cmd import run_enqueue
 from semantica.control.service import service_app
+from semantica.control.terminal import printable, write_output
 from semantica.errors import EXIT_JOB_FAILED, SemanticaError
 from semantica.models import JobState, QueueInfo
 from semantica.protocol import JobEvent
@@ -59,7 +60,8 @@ def _client() -> Client:
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    print(f"semctl: {message}", file=sys.stderr)
+    # An error may quote what a job holds (a subject, a queue): escaped like any view.
+    print(f"semctl: {printable(message)}", file=sys.stderr)
     raise typer.Exit(code)
 
 
@@ -216,7 +218,7 @@ def wait(
             line = f"{job.id} {job.state}"
             if job.error is not None and job.state != JobState.DONE:
                 line += f" ({job.error.kind}: {job.error.message})"
-            print(line)
+            print(printable(line))
     if any(job.state != JobState.DONE for job in jobs):
         raise typer.Exit(EXIT_JOB_FAILED)
 
@@ -235,7 +237,7 @@ def logs(
     if json_out:
         _print_json({"id": job_id, "lines": text})
     else:
-        sys.stdout.write("".join(line + "\n" for line in text))
+        write_output(text)  # the job's own output, as it wrote it
 
 
 @app.command()
@@ -256,9 +258,9 @@ def tail(
                 for line in client.follow(job_id):
                     if json_out:
                         _print_json({"id": job_id, "line": line})
+                        sys.stdout.flush()
                     else:
-                        sys.stdout.write(line + "\n")
-                    sys.stdout.flush()
+                        write_output([line])  # as the job wrote it
                 job = client.get(job_id)
                 if json_out:
                     _print_json(job)
@@ -281,7 +283,7 @@ def _print_event(event: JobEvent, json_out: bool) -> None:
         if event.error is not None:
             details.append(f"{event.error.kind}: {event.error.message}")
         extra = f" ({', '.join(details)})" if details else ""
-        print(f"{at} job {event.job_id} {event.type} {event.event}{extra}")
+        print(printable(f"{at} job {event.job_id} {event.type} {event.event}{extra}"))
     sys.stdout.flush()
 
 
@@ -325,7 +327,7 @@ def cancel(
         _print_json(results)
     else:
         for outcome in results:
-            print(f"{outcome.id} {outcome.state} ({outcome.message})")
+            print(printable(f"{outcome.id} {outcome.state} ({outcome.message})"))
 
 
 @app.command()
@@ -392,7 +394,7 @@ def _print_queue(info: QueueInfo, json_out: bool) -> None:
     else:
         state = "paused" if info.paused else "running"
         cap = f"limit {info.limit}" if info.limit else "no limit"
-        print(f"{info.name}: {state}, {cap}")
+        print(printable(f"{info.name}: {state}, {cap}"))
 
 
 @app.command()

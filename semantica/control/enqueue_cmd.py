@@ -20,6 +20,7 @@ from typing import Any
 import msgspec
 
 from semantica.control.client import Client
+from semantica.control.terminal import printable
 from semantica.errors import BadInput, SemanticaError
 
 #: Options that take a value: flag -> (keyword, converter).
@@ -184,6 +185,6 @@ def fast_main(args: list[str]) -> int | None:
             **options,
         )
     except SemanticaError as exc:
-        sys.stderr.write(f"semctl: {exc.message}\n")
+        sys.stderr.write(f"semctl: {printable(exc.message)}\n")
         return exc.exit_code
     return 0

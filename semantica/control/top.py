@@ -12,13 +12,14 @@ import sys
 import time
 from collections.abc import Iterator
 
-from rich.console import Console, Group
+from rich.console import Group
 from rich.live import Live
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from semantica.control import terminal
 from semantica.control.client import Client
+from semantica.control.terminal import cell
 from semantica.models import JobState
 from semantica.protocol import TopReply
 
@@ -42,11 +43,12 @@ def _mb(n: int) -> str:
 
 def frame(top: TopReply, height: int = 50) -> Group:
     """One screen: header, workers, queues, waiting jobs, recent failures."""
-    header = Text.from_markup(
-        f"[bold]semanticad {escape(top.version)}[/]  up {_duration(top.uptime_s)}  "
+    header = Text.assemble(
+        cell(f"semanticad {top.version}", "bold"),
+        f"  up {_duration(top.uptime_s)}  "
         f"supervisor CPU {top.supervisor_cpu_percent:.1f}% RSS {_mb(top.supervisor_rss_bytes)}  "
         f"finished: {top.finished_10s} in 10 s ({top.finished_10s / 10:.1f}/s), "
-        f"{top.finished_60s} in 1 min ({top.finished_60s / 60:.1f}/s)"
+        f"{top.finished_60s} in 1 min ({top.finished_60s / 60:.1f}/s)",
     )
     workers = Table(title="workers", title_justify="left", box=None, pad_edge=False, expand=True)
     for column in ("PID", "STATE", "JOB", "TYPE", "RUNNING", "DONE", "CPU %", "RSS"):
@@ -56,7 +58,7 @@ def frame(top: TopReply, height: int = 50) -> Group:
             str(w.pid),
             w.state,
             "-" if w.job is None else str(w.job),
-            escape(w.job_type or "-"),
+            cell(w.job_type),
             _duration(w.running_s),
             "-" if w.progress is None else f"{w.progress:.0%}",
             f"{w.cpu_percent:.1f}",
@@ -67,7 +69,7 @@ def frame(top: TopReply, height: int = 50) -> Group:
         queues.add_column(column, no_wrap=True)
     for q in top.queues:
         queues.add_row(
-            escape(q.name),
+            cell(q.name),
             "yes" if q.paused else "no",
             str(q.limit) if q.limit else "-",
             *(
@@ -86,7 +88,7 @@ def frame(top: TopReply, height: int = 50) -> Group:
             waiting.add_column(column, no_wrap=True)
         for job in top.waiting[: max(room // 2, 1)]:
             waiting.add_row(
-                str(job.id), escape(job.type), escape(job.queue), job.waiting_for or "a free worker"
+                str(job.id), cell(job.type), cell(job.queue), job.waiting_for or "a free worker"
             )
         parts += [Text(), waiting]
     if top.failures:
@@ -97,13 +99,13 @@ def frame(top: TopReply, height: int = 50) -> Group:
             failures.add_column(column, no_wrap=column != "ERROR")
         for job in top.failures[: max(room // 2, 1)]:
             error = f"{job.error.kind}: {job.error.message}" if job.error else ""
-            failures.add_row(str(job.id), escape(job.type), escape(error))
+            failures.add_row(str(job.id), cell(job.type), cell(error))
         parts += [Text(), failures]
     return Group(*parts)
 
 
 def print_once(client: Client) -> None:
-    console = Console(highlight=False)
+    console = terminal.console()
     console.print(frame(client.top(), console.size.height))
 
 
@@ -136,7 +138,7 @@ def _quit_pressed(keys: bool, timeout: float) -> bool:
 
 def run(client: Client) -> None:
     """Redraw until q or Ctrl-C."""
-    console = Console(highlight=False)
+    console = terminal.console()
     with (
         _keys() as keys,
         Live(console=console, screen=True, auto_refresh=False, vertical_overflow="crop") as live,

@@ -1,0 +1,104 @@
+"""Text for people's terminals: job data made inert, and the console every view draws on.
+
+Contract:
+
+* :func:`printable` is the one escaping function of every ``semctl`` view (``list``,
+  ``show``, ``wait``, ``top``, ``status``, ``tail`` without an ID). Whatever a job holds
+  (its subject, type, error, progress message, payload) is shown with every character
+  that could drive a terminal written as a visible escape: C0 and C1 controls and DEL
+  (``\\x1b``, ``\\x07``, ``\\x9b``; ``\\n``, ``\\r``, ``\\t`` by name), the bidi controls
+  that reorder what is shown (``\\u202e``), line and paragraph separators, and lone
+  surrogates. Other text, backslashes included, is shown as it is.
+* Job data is never read as rich markup: views hand rich :func:`cell` objects (``Text``),
+  never strings with data inside, so ``[red]x`` prints ``[red]x`` and ``[/x]`` cannot
+  crash a view.
+* A job's own output (``semctl logs``, ``semctl tail ID``) does not come here: it is
+  written as it was, like ``cat`` (see :func:`write_output`).
+
+Importing this module is cheap (no rich); rich is loaded only by the functions that draw.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
+    from rich.text import Text
+
+# C0 controls, DEL, C1 controls; the Arabic letter mark, LRM/RLM, the line and paragraph
+# separators, the bidi embeddings, overrides and isolates; lone surrogates (which a
+# terminal cannot be sent, and which would fail the write).
+_UNSAFE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+)
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    named = _NAMED.get(char)
+    if named is not None:
+        return named
+    code = ord(char)
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def printable(text: str) -> str:
+    """``text`` with every character that could drive a terminal written as an escape."""
+    return _UNSAFE.sub(_escape, text)
+
+
+#: The colour of each job state, in every view.
+STATE_STYLE = {
+    "QUEUED": "cyan",
+    "RUNNING": "yellow",
+    "DONE": "green",
+    "FAILED": "red",
+    "CANCELLED": "magenta",
+    "SUPERSEDED": "dim",
+}
+
+
+def cell(text: str | None, style: str = "", *, default: str = "-") -> Text:
+    """A rich ``Text`` holding ``text`` escaped (``default`` when None); never markup."""
+    from rich.text import Text
+
+    return Text(default if text is None else printable(text), style=style)
+
+
+def state_cell(state: str) -> Text:
+    """A job state in its colour."""
+    return cell(state, STATE_STYLE.get(state, ""))
+
+
+def console(**options: Any) -> Console:
+    """A rich console for stdout."""
+    from rich.console import Console
+
+    return Console(highlight=False, **options)
+
+
+def show(*renderables: RenderableType) -> None:
+    """Print each renderable on lines of its own, to stdout, for people."""
+    from rich.console import Group
+
+    console().print(Group(*renderables))
+
+
+def write_output(lines: Iterable[str]) -> None:
+    """A job's own output, as it was written: UTF-8 bytes straight to stdout, like ``cat``.
+
+    Not escaped and not re-encoded for the locale: a command's colours and progress bars
+    work, and text outside ASCII comes out as the bytes the job wrote whatever the
+    terminal's encoding is said to be.
+    """
+    sys.stdout.flush()  # what was printed before goes first
+    buffer = sys.stdout.buffer
+    for line in lines:
+        # (Lines come off the wire as valid UTF-8; "replace" only guards the write.)
+        buffer.write(line.encode("utf-8", "replace") + b"\n")
+    buffer.flush()
