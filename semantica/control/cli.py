@@ -18,6 +18,7 @@ from typing import Annotated, Any, NoReturn
 import msgspec
 import typer
 
+from semantica import __version__
 from semantica.control.client import Client
 from semantica.control.enqueue_cmd import run_enqueue
 from semantica.control.service import service_app
@@ -43,6 +44,12 @@ class _State:
     socket: str | None = None
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        print(f"semctl {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _global(
     home: Annotated[
@@ -51,6 +58,12 @@ def _global(
     socket: Annotated[
         str | None, typer.Option(help="Control socket [env: SEMANTICA_SOCKET].", show_default=False)
     ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", callback=_show_version, is_eager=True
+        ),
+    ] = False,
 ) -> None:
     _State.home, _State.socket = home, socket
 

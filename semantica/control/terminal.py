@@ -14,6 +14,8 @@ Contract:
   crash a view.
 * A job's own output (``semctl logs``, ``semctl tail ID``) does not come here: it is
   written as it was, like ``cat`` (see :func:`write_output`).
+* :func:`console` draws at the terminal's width on a terminal; into a pipe or a file,
+  lines are never wrapped, and :func:`show` drops the spaces rich pads them with.
 
 Importing this module is cheap (no rich); rich is loaded only by the functions that draw.
 """
@@ -75,18 +77,44 @@ def state_cell(state: str) -> Text:
     return cell(state, STATE_STYLE.get(state, ""))
 
 
+#: Columns when the output is not a terminal: wide enough never to wrap a line.
+NO_WRAP_WIDTH = 1_000_000
+
+
+def is_terminal() -> bool:
+    try:
+        return sys.stdout.isatty()
+    except ValueError:  # stdout is closed
+        return False
+
+
 def console(**options: Any) -> Console:
-    """A rich console for stdout."""
+    """A rich console for stdout: the terminal's width on a terminal, else no wrapping.
+
+    (rich would draw 80 columns into a pipe, cutting a long error over lines that
+    ``grep`` then sees apart.)
+    """
     from rich.console import Console
 
+    if not is_terminal():
+        options.setdefault("width", NO_WRAP_WIDTH)
     return Console(highlight=False, **options)
 
 
 def show(*renderables: RenderableType) -> None:
-    """Print each renderable on lines of its own, to stdout, for people."""
+    """Print each renderable on lines of its own, to stdout, for people.
+
+    Into a pipe or a file: never wrapped, and without the spaces rich pads lines with.
+    """
     from rich.console import Group
 
-    console().print(Group(*renderables))
+    out = console()
+    if is_terminal():
+        out.print(Group(*renderables))
+        return
+    with out.capture() as captured:
+        out.print(Group(*renderables))
+    sys.stdout.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
 
 
 def write_output(lines: Iterable[str]) -> None:

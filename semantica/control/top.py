@@ -41,7 +41,7 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:.0f} MB"
 
 
-def frame(top: TopReply, height: int = 50) -> Group:
+def frame(top: TopReply, height: int = 50, expand: bool = True) -> Group:
     """One screen: header, workers, queues, waiting jobs, recent failures."""
     header = Text.assemble(
         cell(f"semanticad {top.version}", "bold"),
@@ -50,7 +50,7 @@ def frame(top: TopReply, height: int = 50) -> Group:
         f"finished: {top.finished_10s} in 10 s ({top.finished_10s / 10:.1f}/s), "
         f"{top.finished_60s} in 1 min ({top.finished_60s / 60:.1f}/s)",
     )
-    workers = Table(title="workers", title_justify="left", box=None, pad_edge=False, expand=True)
+    workers = Table(title="workers", title_justify="left", box=None, pad_edge=False, expand=expand)
     for column in ("PID", "STATE", "JOB", "TYPE", "RUNNING", "DONE", "CPU %", "RSS"):
         workers.add_column(column, no_wrap=True)
     for w in top.workers:
@@ -64,7 +64,7 @@ def frame(top: TopReply, height: int = 50) -> Group:
             f"{w.cpu_percent:.1f}",
             _mb(w.rss_bytes),
         )
-    queues = Table(title="queues", title_justify="left", box=None, pad_edge=False, expand=True)
+    queues = Table(title="queues", title_justify="left", box=None, pad_edge=False, expand=expand)
     for column in ("QUEUE", "PAUSED", "LIMIT", "QUEUED", "RUNNING", "DONE", "FAILED"):
         queues.add_column(column, no_wrap=True)
     for q in top.queues:
@@ -82,7 +82,7 @@ def frame(top: TopReply, height: int = 50) -> Group:
     room = max(height - used - 6, 2)
     if top.waiting:
         waiting = Table(
-            title="next in line", title_justify="left", box=None, pad_edge=False, expand=True
+            title="next in line", title_justify="left", box=None, pad_edge=False, expand=expand
         )
         for column in ("JOB", "TYPE", "QUEUE", "WAITING FOR"):
             waiting.add_column(column, no_wrap=True)
@@ -93,7 +93,7 @@ def frame(top: TopReply, height: int = 50) -> Group:
         parts += [Text(), waiting]
     if top.failures:
         failures = Table(
-            title="last failures", title_justify="left", box=None, pad_edge=False, expand=True
+            title="last failures", title_justify="left", box=None, pad_edge=False, expand=expand
         )
         for column in ("JOB", "TYPE", "ERROR"):
             failures.add_column(column, no_wrap=column != "ERROR")
@@ -105,8 +105,12 @@ def frame(top: TopReply, height: int = 50) -> Group:
 
 
 def print_once(client: Client) -> None:
-    console = terminal.console()
-    console.print(frame(client.top(), console.size.height))
+    """One frame. Into a pipe or a file: as tall and as wide as it needs, unpadded."""
+    if terminal.is_terminal():
+        console = terminal.console()
+        console.print(frame(client.top(), console.size.height))
+    else:
+        terminal.show(frame(client.top(), height=1_000, expand=False))
 
 
 @contextlib.contextmanager

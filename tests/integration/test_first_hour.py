@@ -1,0 +1,33 @@
+"""The first hour with semctl, as a new user meets it: through the real CLI and supervisor."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+from harness import SEMCTL, Daemon
+
+from semantica import __version__
+
+
+def test_semctl_version() -> None:
+    """`semctl --version` prints the version and exits 0, with no supervisor needed."""
+    run = subprocess.run([SEMCTL, "--version"], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == f"semctl {__version__}\n"
+
+
+def test_output_into_a_pipe_is_not_wrapped_or_padded(daemon: Daemon) -> None:
+    """Into a pipe (or a file) a long error stays on one line in `list`, `show` and `wait`,
+    and no line ends in the spaces rich pads tables with."""
+    message = "the long reason " + "x" * 300
+    job_id = daemon.semctl(
+        "enqueue", "FAIL", "--payload", json.dumps({"message": message}), "--max-attempts", "1"
+    ).out.strip()
+    assert daemon.semctl("wait", job_id).code == 1
+    for args in (["list"], ["show", job_id], ["wait", job_id], ["queues"], ["status"]):
+        out = daemon.semctl(*args).out
+        if args[0] not in ("queues", "status"):
+            lines = [line for line in out.splitlines() if "the long reason" in line]
+            assert lines and all("x" * 300 in line for line in lines), (args, out)
+        assert all(line == line.rstrip() for line in out.splitlines()), (args, out)
