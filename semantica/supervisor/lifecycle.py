@@ -133,8 +133,8 @@ class JobLifecycle:
 
     def log(self, lease: Lease, lines: list[str]) -> None:
         """A worker sent lines for the job's log: append them and pass them to followers."""
-        self.logs.append(lease.job_id, lines)
-        self.events.log_lines(lease.job_id, lines)
+        written = self.logs.append(lease.job_id, lines, lease.attempt)  # with a separator
+        self.events.log_lines(lease.job_id, written)
 
     def progress(self, lease: Lease, fraction: float, message: str) -> None:
         """A handler reported progress: keep it with the job (best effort)."""

@@ -31,3 +31,21 @@ def test_output_into_a_pipe_is_not_wrapped_or_padded(daemon: Daemon) -> None:
             lines = [line for line in out.splitlines() if "the long reason" in line]
             assert lines and all("x" * 300 in line for line in lines), (args, out)
         assert all(line == line.rstrip() for line in out.splitlines()), (args, out)
+
+
+def test_logs_separate_attempts(daemon: Daemon) -> None:
+    """A job that failed and ran again: `semctl logs` and `semctl tail ID` show a line
+    naming attempt 2 between the two attempts' output; `-n` still counts lines."""
+    payload = json.dumps({"count": 2, "fail": True})
+    job_id = daemon.semctl(
+        "enqueue", "LINES", "--payload", payload, "--max-attempts", "2", "--backoff", "0.01"
+    ).out.strip()
+    assert daemon.semctl("wait", job_id).code == 1
+    for args in (["logs", job_id], ["tail", job_id]):
+        lines = daemon.semctl(*args).out.splitlines()
+        separators = [i for i, line in enumerate(lines) if line.startswith("--- attempt ")]
+        assert len(separators) == 1, lines
+        [at] = separators
+        assert lines[at].startswith("--- attempt 2, ")
+        assert lines[:2] == ["line 0", "line 1"] and lines[at + 1 : at + 3] == lines[:2]
+    assert len(daemon.semctl("logs", job_id, "-n", "3").out.splitlines()) == 3
