@@ -22,7 +22,7 @@ from semantica import __version__
 from semantica.control.client import Client
 from semantica.control.enqueue_cmd import run_enqueue
 from semantica.control.service import service_app
-from semantica.control.terminal import printable, write_output
+from semantica.control.terminal import error_text, printable, write_output
 from semantica.errors import EXIT_JOB_FAILED, SemanticaError
 from semantica.models import JobState, QueueInfo
 from semantica.protocol import JobEvent
@@ -230,7 +230,7 @@ def wait(
         for job in jobs:
             line = f"{job.id} {job.state}"
             if job.error is not None and job.state != JobState.DONE:
-                line += f" ({job.error.kind}: {job.error.message})"
+                line += f" ({error_text(job)})"
             print(printable(line))
     if any(job.state != JobState.DONE for job in jobs):
         raise typer.Exit(EXIT_JOB_FAILED)

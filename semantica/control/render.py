@@ -12,7 +12,7 @@ import msgspec
 from rich.table import Table
 from rich.text import Text
 
-from semantica.control.terminal import cell, show, state_cell
+from semantica.control.terminal import cell, error_label, error_text, show, state_cell
 from semantica.models import Job, JobState, QueueInfo
 from semantica.protocol import StatusReply
 
@@ -70,7 +70,7 @@ def job_details(job: Job) -> None:
         grid.add_row("progress", Text.assemble(f"{job.progress:.0%}", note))
     if job.error is not None:
         grid.add_row(
-            "error",
+            error_label(job),
             Text.assemble(cell(job.error.kind, "red"), ": ", cell(job.error.message)),
         )
     if job.result is not None:
@@ -113,7 +113,6 @@ def job_table(jobs: list[Job]) -> None:
     for column in ("ID", "TYPE", "QUEUE", "STATE", "TRIES", "CREATED", "TOOK", "ERROR"):
         table.add_column(column, no_wrap=column != "ERROR")
     for job in jobs:
-        error = f"{job.error.kind}: {job.error.message}" if job.error else ""
         table.add_row(
             str(job.id),
             cell(job.type),
@@ -122,7 +121,7 @@ def job_table(jobs: list[Job]) -> None:
             f"{job.attempts}/{job.max_attempts}",
             _when(job.created_at),
             _took(job),
-            cell(error),
+            cell(error_text(job)),
         )
     show(table)
 

@@ -27,6 +27,8 @@ import sys
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from semantica.models import ErrorKind, Job, JobState
+
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
     from rich.text import Text
@@ -52,6 +54,28 @@ def _escape(match: re.Match[str]) -> str:
 def printable(text: str) -> str:
     """``text`` with every character that could drive a terminal written as an escape."""
     return _UNSAFE.sub(_escape, text)
+
+
+def error_label(job: Job) -> str:
+    """What a job's error is: "error" once it has finished; while it is queued or running
+    again, "last error (attempt N)", the attempt it came from (an error is kept until the
+    next attempt ends, so it is not the current one's)."""
+    if job.state not in (JobState.QUEUED, JobState.RUNNING):
+        return "error"
+    # attempts counts a running attempt; an interrupted one was given back, not spent.
+    attempt = job.attempts - (job.state == JobState.RUNNING)
+    if job.error is not None and job.error.kind == ErrorKind.INTERRUPTED:
+        attempt += 1
+    return f"last error (attempt {attempt})" if attempt >= 1 else "last error (before a retry)"
+
+
+def error_text(job: Job) -> str:
+    """A job's error on one line, "" if none, labelled if it is an earlier attempt's."""
+    if job.error is None:
+        return ""
+    text = f"{job.error.kind}: {job.error.message}"
+    label = error_label(job)
+    return text if label == "error" else f"{label}: {text}"
 
 
 #: The colour of each job state, in every view.

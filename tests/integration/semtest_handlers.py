@@ -161,3 +161,15 @@ def progress(ctx: Any, payload: dict[str, Any]) -> str:
 def markup(ctx: Any, payload: Any) -> None:
     """A type that rich would read as markup (types are printable, but may hold brackets)."""
     raise ValueError(payload.get("message", "markup") if isinstance(payload, dict) else "markup")
+
+
+@handler("FAIL_ONCE")
+def fail_once(ctx: Any, payload: dict[str, Any]) -> str:
+    """The first attempt fails; a later one announces, then works until ``release`` exists."""
+    if ctx.attempt == 1:
+        raise ValueError("the first attempt failed")
+    _announce(ctx, payload)
+    marker = Path(payload["release"])
+    while not marker.exists() and not ctx.cancelled:
+        time.sleep(0.01)
+    return "done"

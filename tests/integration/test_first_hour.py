@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import select
 import subprocess
+from pathlib import Path
 
-from harness import SEMCTL, Daemon
+from harness import SEMCTL, Announcements, Daemon
 
 from semantica import __version__
 
@@ -49,3 +51,41 @@ def test_logs_separate_attempts(daemon: Daemon) -> None:
         assert lines[at].startswith("--- attempt 2, ")
         assert lines[:2] == ["line 0", "line 1"] and lines[at + 1 : at + 3] == lines[:2]
     assert len(daemon.semctl("logs", job_id, "-n", "3").out.splitlines()) == 3
+
+
+def _error_lines(shown: str) -> list[str]:
+    return [line for line in shown.splitlines() if "error" in line.split("  ")[0]]
+
+
+def test_show_of_a_job_running_again_labels_the_earlier_error(
+    daemon: Daemon, announcements: Announcements, short_tmp: Path
+) -> None:
+    """While attempt 2 runs, and while it waits for its retry, `semctl show` gives attempt
+    1's error as "last error (attempt 1)", not as the job's error (and so do `wait` and
+    `list`); once the job has ended, its error is "error" again."""
+    release = short_tmp / "release"
+    payload = json.dumps({"notify": str(announcements.path), "release": str(release)})
+    running = daemon.semctl(
+        "enqueue", "FAIL_ONCE", "--payload", payload, "--backoff", "0.01"
+    ).out.strip()
+    announcements.next()
+    waiting = daemon.semctl(
+        "enqueue", "FAIL_ONCE", "--payload", payload, "--backoff", "600"
+    ).out.strip()
+    with daemon.client() as client:
+        while client.get(int(waiting)).waiting_for != "retry_backoff":
+            select.select([], [], [], 0.01)
+    earlier = "exception: ValueError: the first attempt failed"
+    for job_id in (running, waiting):
+        shown = daemon.semctl("show", job_id).out
+        assert _error_lines(shown) == [f"last error (attempt 1)  {earlier}"], shown
+        # wait (when it gives up) and list say so too
+        waited = daemon.semctl("wait", job_id, "--timeout", "0").out
+        assert f"(last error (attempt 1): {earlier})" in waited, waited
+    listed = daemon.semctl("list").out
+    assert listed.count(f"last error (attempt 1): {earlier}") == 2, listed
+    release.touch()
+    assert daemon.semctl("wait", running).code == 0
+    assert daemon.semctl("cancel", waiting).code == 0
+    shown = daemon.semctl("show", waiting).out
+    assert [line.split()[0] for line in _error_lines(shown)] == ["error"], shown
