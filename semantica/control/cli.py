@@ -24,7 +24,7 @@ from semantica.control.enqueue_cmd import run_enqueue
 from semantica.control.service import service_app
 from semantica.control.terminal import error_text, printable, write_output
 from semantica.errors import EXIT_JOB_FAILED, SemanticaError
-from semantica.models import JobState, QueueInfo
+from semantica.models import Job, JobState, QueueInfo
 from semantica.protocol import JobEvent
 
 app = typer.Typer(
@@ -277,10 +277,23 @@ def tail(
                 job = client.get(job_id)
                 if json_out:
                     _print_json(job)
+                else:
+                    # On stderr: stdout stays the job's output, as the job wrote it.
+                    print(printable(f"--- {_how_it_ended(job)} ---"), file=sys.stderr)
                 if job.state != JobState.DONE:
                     raise typer.Exit(EXIT_JOB_FAILED)
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
+
+
+def _how_it_ended(job: Job) -> str:
+    """``job 5 DONE after attempt 1 of 3, took 0.210 s``, with the error if there is one."""
+    words = f"job {job.id} {job.state} after attempt {job.attempts} of {job.max_attempts}"
+    if job.started_at is not None and job.finished_at is not None:
+        words += f", took {(job.finished_at - job.started_at).total_seconds():.3f} s"
+    if job.error is not None and job.state != JobState.DONE:
+        words += f": {error_text(job)}"
+    return words
 
 
 def _print_event(event: JobEvent, json_out: bool) -> None:

@@ -89,3 +89,19 @@ def test_show_of_a_job_running_again_labels_the_earlier_error(
     assert daemon.semctl("cancel", waiting).code == 0
     shown = daemon.semctl("show", waiting).out
     assert [line.split()[0] for line in _error_lines(shown)] == ["error"], shown
+
+
+def test_tail_ends_with_a_line_saying_how_the_job_ended(daemon: Daemon) -> None:
+    """`semctl tail ID` ends with one line (on stderr, so that stdout stays the job's own
+    output) giving the job's end state, and its error if it failed."""
+    done = daemon.semctl("enqueue", "LINES", "--payload", '{"count": 1}').out.strip()
+    failed = daemon.semctl(
+        "enqueue", "FAIL", "--payload", '{"message": "boom"}', "--max-attempts", "1"
+    ).out.strip()
+    result = daemon.semctl("tail", done)
+    assert (result.code, result.out) == (0, "line 0\n")
+    assert result.err.splitlines()[-1].startswith(f"--- job {done} DONE"), result.err
+    result = daemon.semctl("tail", failed)
+    assert result.code == 1 and "ValueError: boom" in result.out  # the traceback
+    last = result.err.splitlines()[-1]
+    assert last.startswith(f"--- job {failed} FAILED") and "exception: ValueError: boom" in last
