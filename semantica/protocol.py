@@ -267,6 +267,7 @@ class StatusReply(_Msg, tag="status_reply"):
     home: str = ""
     durability: str = "full"
     last_maintenance: datetime | None = None
+    draining: bool = False  # shutting down: no new job starts; running ones get the drain time
     rid: int = 0
 
 
@@ -370,6 +371,7 @@ class TopReply(_Msg, tag="top_reply"):
     supervisor_rss_bytes: int
     failures: list[Job]  # the latest FAILED jobs
     waiting: list[Job]  # the next queued jobs, in dispatch order, with waiting_for
+    draining: bool = False  # as in StatusReply
     rid: int = 0
 
 

@@ -330,6 +330,7 @@ def status(json_out: JsonOpt = False) -> None:
                 "home": reply.home,
                 "durability": reply.durability,
                 "last_maintenance": reply.last_maintenance,
+                "draining": reply.draining,
             }
         )
     else:

@@ -27,6 +27,9 @@ _WAITING_WORDS = {
 }
 
 
+DRAINING = "draining: shutting down, no new job starts; running jobs get the drain timeout"
+
+
 def _when(value: datetime | None) -> str:
     return "-" if value is None else value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
@@ -143,4 +146,7 @@ def status(reply: StatusReply) -> None:
         table.add_row(
             str(worker.pid), cell(worker.state), "-" if worker.job is None else str(worker.job)
         )
-    show(header, counts, table)
+    if reply.draining:
+        show(header, Text(DRAINING, style="bold yellow"), counts, table)
+    else:
+        show(header, counts, table)

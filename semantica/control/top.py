@@ -17,7 +17,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from semantica.control import terminal
+from semantica.control import render, terminal
 from semantica.control.client import Client
 from semantica.control.terminal import cell
 from semantica.models import JobState
@@ -50,6 +50,8 @@ def frame(top: TopReply, height: int = 50, expand: bool = True) -> Group:
         f"finished: {top.finished_10s} in 10 s ({top.finished_10s / 10:.1f}/s), "
         f"{top.finished_60s} in 1 min ({top.finished_60s / 60:.1f}/s)",
     )
+    if top.draining:
+        header.append(f"\n{render.DRAINING}", style="bold yellow")
     workers = Table(title="workers", title_justify="left", box=None, pad_edge=False, expand=expand)
     for column in ("PID", "STATE", "JOB", "TYPE", "RUNNING", "DONE", "CPU %", "RSS"):
         workers.add_column(column, no_wrap=True)

@@ -327,6 +327,7 @@ def handle_top(sup: Supervisor, request: GetTop) -> TopReply:
         supervisor_rss_bytes=sup.own_process.memory_info().rss,
         failures=sup.store.list(state=JobState.FAILED.value, limit=TOP_FAILURES),
         waiting=sup.explain(sup.store.next_queued(TOP_WAITING)),
+        draining=sup.draining,
     )
 
 
@@ -342,4 +343,5 @@ def handle_status(sup: Supervisor, request: GetStatus) -> StatusReply:
         home=str(sup.settings.paths.home),
         durability=sup.settings.durability,
         last_maintenance=sup.maintenance.last_run,
+        draining=sup.draining,
     )

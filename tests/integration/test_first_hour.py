@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import select
+import signal
 import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from harness import SEMCTL, Announcements, Daemon
@@ -105,3 +108,25 @@ def test_tail_ends_with_a_line_saying_how_the_job_ended(daemon: Daemon) -> None:
     assert result.code == 1 and "ValueError: boom" in result.out  # the traceback
     last = result.err.splitlines()[-1]
     assert last.startswith(f"--- job {failed} FAILED") and "exception: ValueError: boom" in last
+
+
+def test_status_and_top_say_when_the_supervisor_is_draining(
+    make_daemon: Callable[..., Daemon], announcements: Announcements
+) -> None:
+    """After SIGTERM, while a running job holds the drain up, `status` (and --json) and
+    `top` say the supervisor is draining; before, they do not."""
+    daemon = make_daemon("--drain-timeout", "120")
+    assert "draining" not in daemon.semctl("status").out
+    assert daemon.semctl("status", "--json").json()["draining"] is False
+    payload = json.dumps({"notify": str(announcements.path)})
+    daemon.semctl("enqueue", "ASYNC_HANG", "--payload", payload)
+    announcements.next()
+    assert daemon.proc is not None
+    daemon.proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while not daemon.semctl("status", "--json").json()["draining"]:
+        assert time.monotonic() < deadline, "status never said draining"
+        select.select([], [], [], 0.05)  # the signal is handled on the supervisor's loop
+    assert "draining" in daemon.semctl("status").out
+    assert "draining" in daemon.semctl("top", "--once").out
+    assert daemon.client().top().draining
