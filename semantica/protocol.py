@@ -369,9 +369,16 @@ class TopReply(_Msg, tag="top_reply"):
     finished_60s: int
     supervisor_cpu_percent: float
     supervisor_rss_bytes: int
-    failures: list[Job]  # the latest FAILED jobs
-    waiting: list[Job]  # the next queued jobs, in dispatch order, with waiting_for
+    failures: list[Job]  # the latest FAILED jobs, cut for a row (see handle_top)
+    # The jobs that start next, in that order (waiting_for None), then the first
+    # blocked ones by priority, each with its waiting_for; cut for a row.
+    waiting: list[Job]
     draining: bool = False  # as in StatusReply
+    enqueued_10s: int = 0  # jobs enqueued in the last 10 s
+    enqueued_60s: int = 0
+    failed_10s: int = 0  # jobs that ended FAILED in the last 10 s
+    failed_60s: int = 0
+    queues_total: int = 0  # how many queues there are (``queues`` holds the busiest)
     rid: int = 0
 
 

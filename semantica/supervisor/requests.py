@@ -58,6 +58,7 @@ from semantica.protocol import (
 )
 from semantica.supervisor.events import FINISHED
 from semantica.supervisor.store import BUSY_TIMEOUT_S
+from semantica.supervisor.topview import top_reply
 
 if TYPE_CHECKING:
     from semantica.supervisor.app import Supervisor
@@ -309,26 +310,9 @@ def handle_logs(sup: Supervisor, request: GetLogs) -> LogLines:
     return LogLines(rid=request.rid, lines=sup.joblogs.tail(request.id, request.lines))
 
 
-TOP_FAILURES = 5
-TOP_WAITING = 10
-
-
 def handle_top(sup: Supervisor, request: GetTop) -> TopReply:
     """One frame of ``semctl top``, from one request (not many small ones)."""
-    return TopReply(
-        rid=request.rid,
-        version=__version__,
-        uptime_s=round(trio.current_time() - sup.started_at, 3),
-        workers=sup.pool.top(),
-        queues=sup.store.queues(),
-        finished_10s=sup.jobs.finished_within(10),
-        finished_60s=sup.jobs.finished_within(60),
-        supervisor_cpu_percent=sup.own_process.cpu_percent(None),
-        supervisor_rss_bytes=sup.own_process.memory_info().rss,
-        failures=sup.store.list(state=JobState.FAILED.value, limit=TOP_FAILURES),
-        waiting=sup.explain(sup.store.next_queued(TOP_WAITING)),
-        draining=sup.draining,
-    )
+    return top_reply(sup, request.rid)
 
 
 def handle_status(sup: Supervisor, request: GetStatus) -> StatusReply:
