@@ -140,9 +140,27 @@ def enqueue(
     supersede_running: Annotated[
         bool, typer.Option(help="Also cancel a running older generation of the subject.")
     ] = False,
+    env: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--env",
+            metavar="NAME=VALUE",
+            help="For exec: set a variable for the command (repeatable).",
+            show_default=False,
+        ),
+    ] = None,
+    no_env: Annotated[
+        bool,
+        typer.Option(
+            "--no-env",
+            help="For exec: run with the supervisor's environment, not yours (and --env).",
+        ),
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Add a job and print its id.
+
+    An exec command runs in your directory with your environment (stored in the job).
 
     Example: semctl enqueue exec -- make build
     """
@@ -166,6 +184,8 @@ def enqueue(
             require_charging=require_charging,
             require_idle=require_idle,
             supersede_running=supersede_running,
+            env=env,
+            no_env=no_env,
         )
 
 

@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from semantica.control.terminal import cell, error_label, error_text, show, state_cell
-from semantica.models import Job, JobState, QueueInfo
+from semantica.models import EXEC_TYPE, Job, JobState, QueueInfo
 from semantica.protocol import StatusReply
 
 _WAITING_WORDS = {
@@ -78,8 +78,18 @@ def job_details(job: Job) -> None:
         )
     if job.result is not None:
         grid.add_row("result", _json(job.result))
-    grid.add_row("payload", _json(job.payload))
+    grid.add_row("payload", _json(_payload_for_screen(job)))
     show(grid)
+
+
+def _payload_for_screen(job: Job) -> object:
+    """The payload, but an exec job's environment (often a whole shell's, and its secrets)
+    as a count: ``show --json`` prints it all."""
+    payload = job.payload
+    if job.type == EXEC_TYPE and isinstance(payload, dict) and isinstance(payload.get("env"), dict):
+        count = len(payload["env"])
+        return payload | {"env": f"<{count} variables: semctl show --json prints them>"}
+    return payload
 
 
 def _waiting(job: Job) -> str:

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from harness import SEMCTL, Announcements, Daemon
 
 from semantica import __version__
@@ -130,3 +131,57 @@ def test_status_and_top_say_when_the_supervisor_is_draining(
     assert "draining" in daemon.semctl("status").out
     assert "draining" in daemon.semctl("top", "--once").out
     assert daemon.client().top().draining
+
+
+# ------------------------------------------------------------ exec jobs: the caller's environment
+
+SHOW_ENV = 'echo "FOO=$FOO BAR=${BAR-unset} SUPERVISOR_ONLY=${SUPERVISOR_ONLY-unset}"'
+
+
+def _run_env(daemon: Daemon, *args: str, **env: str) -> str:
+    job_id = daemon.semctl(
+        "enqueue", "exec", *args, "--", "sh", "-c", SHOW_ENV, env=daemon.env(**env)
+    ).out.strip()
+    assert daemon.semctl("wait", job_id).code == 0
+    return daemon.semctl("logs", job_id).out.strip()
+
+
+def test_exec_runs_with_the_callers_environment(make_daemon: Callable[..., Daemon]) -> None:
+    """`semctl enqueue exec` captures the caller's environment, as pueue does: the command
+    sees the caller's variables, and none the supervisor has but the caller has not.
+    `--env K=V` adds or overrides; `--no-env` gives the supervisor's environment."""
+    daemon = make_daemon(SUPERVISOR_ONLY="supervisor's")
+    out = _run_env(daemon, FOO="the caller's")
+    assert out == "FOO=the caller's BAR=unset SUPERVISOR_ONLY=unset"
+    out = _run_env(daemon, "--env", "BAR=given", "--env", "FOO=over", FOO="the caller's")
+    assert out == "FOO=over BAR=given SUPERVISOR_ONLY=unset"
+    out = _run_env(daemon, "--no-env", "--env", "BAR=given", FOO="the caller's")
+    assert out == "FOO= BAR=given SUPERVISOR_ONLY=supervisor's"
+
+
+def test_a_captured_environment_is_in_the_payload_but_not_on_screen(daemon: Daemon) -> None:
+    """The environment is stored in the job's payload (`show --json` has it); `semctl
+    show` says how many variables there are rather than print their values."""
+    env = daemon.env(API_TOKEN="s3cret-value")
+    job_id = daemon.semctl("enqueue", "exec", "--", "true", env=env).out.strip()
+    payload = daemon.semctl("show", job_id, "--json").json()["payload"]
+    assert payload["env"]["API_TOKEN"] == "s3cret-value" and payload["inherit_env"] is False
+    shown = daemon.semctl("show", job_id)
+    assert shown.code == 0 and "s3cret-value" not in shown.out
+    assert f"{len(payload['env'])} variables" in shown.out, shown.out
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["exec", "--env", "NOEQUALS", "--", "true"],
+        ["exec", "--env", "=value", "--", "true"],
+        ["ADD", "--env", "A=1", "--payload", '{"a": 1, "b": 2}'],
+        ["exec", "--no-env", "--payload", '{"argv": ["true"]}'],
+    ],
+)
+def test_env_options_that_cannot_apply_exit_2(daemon: Daemon, args: list[str]) -> None:
+    """A malformed --env, or --env/--no-env without a command after --: one line, exit 2."""
+    result = daemon.semctl("enqueue", *args)
+    assert result.code == 2 and result.out == "", (result.out, result.err)
+    assert len(result.err.strip().splitlines()) == 1
