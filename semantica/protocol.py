@@ -176,6 +176,7 @@ class PauseQueue(_Msg, tag="pause"):
 
     queue: str
     rid: int = 0
+    create: bool = True  # a queue never seen is made (else bad_input)
 
 
 class ResumeQueue(_Msg, tag="resume"):
@@ -191,6 +192,7 @@ class LimitQueue(_Msg, tag="limit"):
     queue: str
     limit: int
     rid: int = 0
+    create: bool = True  # as in PauseQueue
 
 
 class ListQueues(_Msg, tag="queues"):

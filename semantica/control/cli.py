@@ -23,7 +23,7 @@ from semantica.control.client import Client
 from semantica.control.enqueue_cmd import run_enqueue
 from semantica.control.service import service_app
 from semantica.control.terminal import error_text, printable, write_output
-from semantica.errors import EXIT_JOB_FAILED, SemanticaError
+from semantica.errors import EXIT_BAD_INPUT, EXIT_JOB_FAILED, SemanticaError
 from semantica.models import Job, JobState, QueueInfo
 from semantica.protocol import JobEvent
 
@@ -37,6 +37,9 @@ app = typer.Typer(
 )
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+#: For commands that take numbers: click reads "-1" as an unknown option ("No such
+#: option: -1"); this lets it through as the argument it is, for a clear message below.
+NUMBERS = {"ignore_unknown_options": True}
 
 
 class _State:
@@ -85,6 +88,13 @@ def _edge() -> Iterator[None]:
         yield
     except SemanticaError as exc:
         _fail(exc.message, exc.exit_code)
+
+
+def _check_ids(*job_ids: int | None) -> None:
+    """Job ids start at 1: anything else is bad input, said before connecting."""
+    for job_id in job_ids:
+        if job_id is not None and job_id < 1:
+            _fail(f"job ids are whole numbers from 1 up, got {job_id}", EXIT_BAD_INPUT)
 
 
 def _print_json(value: Any) -> None:
@@ -189,12 +199,13 @@ def enqueue(
         )
 
 
-@app.command()
+@app.command(context_settings=NUMBERS)
 def show(
     job_id: Annotated[int, typer.Argument(metavar="ID")],
     json_out: JsonOpt = False,
 ) -> None:
     """Show one job: state, attempts, timings, error, result."""
+    _check_ids(job_id)
     with _edge(), _client() as client:
         job = client.get(job_id)
     if json_out:
@@ -233,7 +244,7 @@ def list_(
         render.job_table(jobs)
 
 
-@app.command()
+@app.command(context_settings=NUMBERS)
 def wait(
     job_ids: Annotated[list[int], typer.Argument(metavar="ID...")],
     timeout: Annotated[
@@ -242,6 +253,7 @@ def wait(
     json_out: JsonOpt = False,
 ) -> None:
     """Wait until the jobs finish; exit 0 only if all of them are DONE."""
+    _check_ids(*job_ids)
     with _edge(), _client() as client:
         jobs = client.wait_many(job_ids, timeout=timeout)
     if json_out:
@@ -256,7 +268,7 @@ def wait(
         raise typer.Exit(EXIT_JOB_FAILED)
 
 
-@app.command()
+@app.command(context_settings=NUMBERS)
 def logs(
     job_id: Annotated[int, typer.Argument(metavar="ID")],
     lines: Annotated[
@@ -265,6 +277,7 @@ def logs(
     json_out: JsonOpt = False,
 ) -> None:
     """Print a job's log (the last N lines with -n)."""
+    _check_ids(job_id)
     with _edge(), _client() as client:
         text = client.logs(job_id, lines)
     if json_out:
@@ -273,7 +286,7 @@ def logs(
         write_output(text)  # the job's own output, as it wrote it
 
 
-@app.command()
+@app.command(context_settings=NUMBERS)
 def tail(
     job_id: Annotated[int | None, typer.Argument(metavar="[ID]", show_default=False)] = None,
     json_out: JsonOpt = False,
@@ -282,6 +295,7 @@ def tail(
 
     Example: semctl tail 12      semctl tail --json | jq .
     """
+    _check_ids(job_id)
     try:
         with _edge(), _client() as client:
             if job_id is None:
@@ -359,7 +373,7 @@ def status(json_out: JsonOpt = False) -> None:
         render.status(reply)
 
 
-@app.command()
+@app.command(context_settings=NUMBERS)
 def cancel(
     job_ids: Annotated[list[int], typer.Argument(metavar="ID...")],
     json_out: JsonOpt = False,
@@ -368,6 +382,7 @@ def cancel(
 
     Example: semctl cancel 12 13
     """
+    _check_ids(*job_ids)
     with _edge(), _client() as client:
         results = client.cancel(*job_ids)
     if json_out:
@@ -377,12 +392,13 @@ def cancel(
             print(printable(f"{outcome.id} {outcome.state} ({outcome.message})"))
 
 
-@app.command()
+@app.command(context_settings=NUMBERS)
 def retry(
     job_id: Annotated[int, typer.Argument(metavar="ID")],
     json_out: JsonOpt = False,
 ) -> None:
     """Put a FAILED or CANCELLED job back in the queue with a fresh attempt budget."""
+    _check_ids(job_id)
     with _edge(), _client() as client:
         job = client.retry(job_id)
     if json_out:
@@ -391,14 +407,26 @@ def retry(
         print(f"{job.id} {job.state}")
 
 
+CreateOpt = Annotated[
+    bool,
+    typer.Option(
+        "--create", help="Make QUEUE if no job or setting named it yet (else that is an error)."
+    ),
+]
+
+
 @app.command()
 def pause(
     queue: Annotated[str, typer.Argument(metavar="QUEUE")],
+    create: CreateOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Start no new job from QUEUE (running jobs go on); created if new."""
+    """Start no new job from QUEUE (running jobs go on).
+
+    Example: semctl pause --create nightly   (before its first job)
+    """
     with _edge(), _client() as client:
-        _print_queue(client.pause(queue), json_out)
+        _print_queue(client.pause(queue, create=create), json_out)
 
 
 @app.command()
@@ -406,20 +434,23 @@ def resume(
     queue: Annotated[str, typer.Argument(metavar="QUEUE")],
     json_out: JsonOpt = False,
 ) -> None:
-    """Start jobs from QUEUE again."""
+    """Start jobs from QUEUE again (a queue never seen is an error)."""
     with _edge(), _client() as client:
         _print_queue(client.resume(queue), json_out)
 
 
-@app.command()
+@app.command(context_settings=NUMBERS)
 def limit(
     queue: Annotated[str, typer.Argument(metavar="QUEUE")],
     n: Annotated[int, typer.Argument(metavar="N", help="Most jobs running at once; 0 for no cap.")],
+    create: CreateOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Run at most N jobs of QUEUE at once (0: no cap); created if new."""
+    """Run at most N jobs of QUEUE at once (0: no cap)."""
+    if n < 0:
+        _fail(f"N is how many jobs may run at once: 0 (no cap) or more, got {n}", EXIT_BAD_INPUT)
     with _edge(), _client() as client:
-        _print_queue(client.limit(queue, n), json_out)
+        _print_queue(client.limit(queue, n, create=create), json_out)
 
 
 @app.command()

@@ -1218,6 +1218,26 @@ class SQLiteStore:
         return next(q for q in self.queues() if q.name == name)
 
     @_reads
+    def queue_known(self, name: str) -> bool:
+        """Whether a job or a setting ever named the queue (and it was not forgotten)."""
+        row = self._conn.execute("SELECT 1 FROM queues WHERE name = ?", (name,)).fetchone()
+        return row is not None
+
+    @_reads
+    def some_queues(self, most: int = 10) -> str:
+        """The first queue names, for a message: ``a, b, c`` or ``a, b, ... (12 in all)``."""
+        names = [
+            row[0]
+            for row in self._conn.execute(
+                "SELECT name FROM queues ORDER BY name LIMIT ?", (most + 1,)
+            )
+        ]
+        if len(names) <= most:
+            return ", ".join(names) or "none yet"
+        total = self._conn.execute("SELECT count(*) FROM queues").fetchone()[0]
+        return f"{', '.join(names[:most])}, ... ({total} in all)"
+
+    @_reads
     def blockers(self) -> Blockers:
         """What stops queued jobs right now, apart from time and conditions."""
         blockers = Blockers()

@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import select
 import signal
+import socket
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from harness import SEMCTL, Announcements, Daemon
+from harness import SEMCTL, Announcements, Daemon, Result
 
 from semantica import __version__
 
@@ -185,3 +188,70 @@ def test_env_options_that_cannot_apply_exit_2(daemon: Daemon, args: list[str]) -
     result = daemon.semctl("enqueue", *args)
     assert result.code == 2 and result.out == "", (result.out, result.err)
     assert len(result.err.strip().splitlines()) == 1
+
+
+# ------------------------------------------------------------ bad input: one clear line, exit 2
+
+
+def _queues(daemon: Daemon) -> list[dict[str, object]]:
+    queues: list[dict[str, object]] = daemon.semctl("queues", "--json").json()
+    return queues
+
+
+def _one_line(result: Result) -> str:
+    assert result.code == 2 and result.out == "", (result.out, result.err)
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("semctl: "), result.err
+    return lines[0]
+
+
+def test_pause_resume_and_limit_of_a_queue_never_seen(daemon: Daemon) -> None:
+    """`resume` of an unknown queue (a typo, say) is an error; so are `pause` and `limit`
+    unless told `--create` (to hold a queue before its first job). Nothing is created."""
+    daemon.semctl("enqueue", "NOOP", "--queue", "index")
+    before = _queues(daemon)
+    for args in (["resume", "indx"], ["pause", "indx"], ["limit", "indx", "2"]):
+        line = _one_line(daemon.semctl(*args))
+        assert "no queue 'indx'" in line and "index" in line, line  # names the known ones
+    assert _queues(daemon) == before
+    for args in (["pause", "index"], ["limit", "index", "2"], ["resume", "index"]):
+        assert daemon.semctl(*args).code == 0
+    created = daemon.semctl("pause", "--create", "later")
+    assert created.code == 0 and created.out.startswith("later: paused"), created
+    assert daemon.semctl("limit", "--create", "gpu", "1").code == 0
+    names = [q["name"] for q in _queues(daemon)]
+    assert "later" in names and "gpu" in names and "indx" not in names
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["limit", "q", "-1"], "-1"),
+        (["cancel", "-1"], "-1"),
+        (["cancel", "3", "-2"], "-2"),
+        (["show", "-1"], "-1"),
+        (["wait", "-5"], "-5"),
+        (["retry", "-1"], "-1"),
+        (["tail", "-1"], "-1"),
+        (["logs", "-1"], "-1"),
+        (["show", "0"], "0"),
+    ],
+)
+def test_negative_numbers_get_a_clear_line(daemon: Daemon, args: list[str], says: str) -> None:
+    """A negative job id or limit is bad input, said as such: not "No such option: -1"."""
+    line = _one_line(daemon.semctl(*args))
+    assert "No such option" not in line and says in line, line
+
+
+def test_post_to_the_metrics_endpoint_is_405(make_daemon: Callable[..., Daemon]) -> None:
+    """Only GET /metrics is served: a POST to it is 405 Method Not Allowed, with Allow: GET."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    make_daemon("--metrics-addr", f"127.0.0.1:{port}")
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics", data=b"x", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 405 and refused.value.headers["Allow"] == "GET"
+    refused.value.close()
+
