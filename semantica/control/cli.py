@@ -1,9 +1,9 @@
 """``semctl``: the control client's command line, a thin layer over :class:`Client`.
 
 Each command calls the ``Client`` method of the same name. Library errors
-become a one-line message on stderr and the exit status DESIGN.md fixes (0 ok,
-1 a waited job did not end DONE, 2 bad input, 3 no supervisor, 4 refused, 5 no
-such job). ``--json`` prints one JSON document and never rich markup. rich is
+become a one-line message on stderr and the exit status the README documents (0
+ok, 1 a waited job did not end DONE, 2 bad input, 3 no supervisor, 4 refused, 5
+no such job). ``--json`` prints one JSON document and never rich markup. rich is
 imported only to draw for people, so ``semctl enqueue`` starts fast.
 """
 

@@ -255,3 +255,21 @@ def test_post_to_the_metrics_endpoint_is_405(make_daemon: Callable[..., Daemon])
     assert refused.value.code == 405 and refused.value.headers["Allow"] == "GET"
     refused.value.close()
 
+
+def test_a_second_supervisor_on_the_same_home_exits_2(daemon: Daemon) -> None:
+    """As the README says: a second `semanticad` on a state directory in use exits 2 at
+    once with one line naming the running one's pid, and the first goes on."""
+    assert daemon.proc is not None
+    run = subprocess.run(
+        [str(Path(SEMCTL).parent / "semanticad"), "--workers", "1"],
+        env=daemon.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.strip() == (
+        f"semanticad: another semanticad (pid {daemon.proc.pid}) is running with this state "
+        "directory"
+    )
+    assert daemon.semctl("status").code == 0
