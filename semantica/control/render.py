@@ -134,7 +134,7 @@ def job_table(jobs: list[Job]) -> None:
             f"{job.attempts}/{job.max_attempts}",
             _when(job.created_at),
             _took(job),
-            cell(error_text(job)),
+            cell(error_text(job), one_line=True),  # a long error keeps to its row
         )
     show(table)
 

@@ -89,11 +89,20 @@ STATE_STYLE = {
 }
 
 
-def cell(text: str | None, style: str = "", *, default: str = "-") -> Text:
-    """A rich ``Text`` holding ``text`` escaped (``default`` when None); never markup."""
+def cell(
+    text: str | None, style: str = "", *, default: str = "-", one_line: bool = False
+) -> Text:
+    """A rich ``Text`` holding ``text`` escaped (``default`` when None); never markup.
+
+    ``one_line``: in a column narrower than the text, cut with an ellipsis, not wrapped
+    (a long error keeps to its row; into a pipe nothing is narrow, so nothing is cut).
+    """
     from rich.text import Text
 
-    return Text(default if text is None else printable(text), style=style)
+    shown = Text(default if text is None else printable(text), style=style)
+    if one_line:
+        shown.no_wrap, shown.overflow = True, "ellipsis"
+    return shown
 
 
 def state_cell(state: str) -> Text:

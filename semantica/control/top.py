@@ -77,9 +77,7 @@ def _mb(n: int) -> str:
 
 def _flexible(text: str | None, style: str = "") -> Text:
     """A cell that is cut with an ellipsis, never wrapped, when its column is narrowed."""
-    shown = cell(text, style)
-    shown.no_wrap, shown.overflow = True, "ellipsis"
-    return shown
+    return cell(text, style, one_line=True)
 
 
 def _table(

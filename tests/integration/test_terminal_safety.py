@@ -7,9 +7,14 @@ from where a job can put it: its subject, its error, its progress message, its t
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import re
 import select
+import struct
 import subprocess
+import termios
 import unicodedata
 from pathlib import Path
 
@@ -162,3 +167,60 @@ def test_logs_and_tail_print_a_jobs_output_byte_for_byte(daemon: Daemon, short_t
             run = subprocess.run([SEMCTL, *args], env=env, capture_output=True, timeout=60)
             assert run.returncode == 0, run.stderr
             assert run.stdout == OUTPUT, (args, run.stdout)
+
+
+# ------------------------------------------------------------ on a real terminal
+
+
+def on_a_terminal(daemon: Daemon, *args: str, columns: int = 80, rows: int = 24) -> list[str]:
+    """What `semctl ARGS` shows on a terminal of that size (a pty), colours removed."""
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+    env = daemon.env()
+    for name in ("COLUMNS", "LINES", "NO_COLOR", "TERM"):
+        env.pop(name, None)
+    env["TERM"] = "xterm-256color"
+    try:
+        run = subprocess.run(
+            [SEMCTL, *args], env=env, stdin=subprocess.DEVNULL, stdout=slave, timeout=60
+        )
+        os.close(slave)
+        slave = -1
+        out = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the other side is closed and drained
+                break
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        if slave >= 0:
+            os.close(slave)
+        os.close(master)
+    assert run.returncode == 0
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.decode()).replace("\r\n", "\n")
+    return text.splitlines()
+
+
+def test_list_on_a_terminal_keeps_a_long_error_to_its_row(daemon: Daemon) -> None:
+    """On an 80-column terminal, a job whose error is 20,000 characters long takes one
+    row of `semctl list`, cut with an ellipsis (it wrapped over 300 lines)."""
+    payload = json.dumps({"message": "y" * 20_000})
+    job_id = daemon.semctl(
+        "enqueue", "FAIL", "--payload", payload, "--max-attempts", "1"
+    ).out.strip()
+    assert daemon.semctl("wait", job_id).code == 1
+    lines = on_a_terminal(daemon, "list")
+    assert len(lines) == 2, lines  # the header and the job
+    assert len(lines[1]) <= 80 and lines[1].rstrip().endswith("…")
+
+
+def test_top_once_fits_an_80_by_24_terminal(daemon: Daemon) -> None:
+    """`semctl top --once` on a real 80x24 terminal: at most 24 lines of at most 80."""
+    with daemon.client() as client:
+        client.wait(client.enqueue("FAIL", {"message": "z" * 5000}, max_attempts=1).id)
+    lines = on_a_terminal(daemon, "top", "--once")
+    assert 0 < len(lines) <= 24 and max(len(line) for line in lines) <= 80, lines
+    assert any(line.startswith("FAILED JOB") for line in lines), lines
