@@ -89,9 +89,7 @@ STATE_STYLE = {
 }
 
 
-def cell(
-    text: str | None, style: str = "", *, default: str = "-", one_line: bool = False
-) -> Text:
+def cell(text: str | None, style: str = "", *, default: str = "-", one_line: bool = False) -> Text:
     """A rich ``Text`` holding ``text`` escaped (``default`` when None); never markup.
 
     ``one_line``: in a column narrower than the text, cut with an ellipsis, not wrapped
