@@ -1,4 +1,6 @@
-# make run   start the supervisor in the foreground, default state directory
+# make run   start the supervisor in the foreground, default state directory;
+#            ARGS="--handlers mymodule ..." are its flags, and modules in this
+#            directory can be named (it is put on PYTHONPATH)
 # make test  ruff, mypy and the whole test suite (what CI runs)
 # make chaos the slow crash-and-kill suite (minutes)
 
@@ -15,7 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/semanticad
+	PYTHONPATH="$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH}" $(BIN)/semanticad $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check semantica tests bench

@@ -305,8 +305,8 @@ def _json_problem(value: Any, depth: int, what: str) -> str | None:
 def exec_payload_problem(payload: Any) -> str | None:
     """Why ``payload`` cannot describe an ``exec`` job, or None.
 
-    ``{"argv": [str, ...], "cwd"?: str, "env"?: {str: str}}`` with a non-empty
-    command name.
+    ``{"argv": [str, ...], "cwd"?: str, "env"?: {str: str}, "inherit_env"?: bool}``
+    with a non-empty command name.
     """
     if payload is None:
         return "an exec job needs a command: semctl enqueue exec -- CMD [ARGS...]"
@@ -326,7 +326,9 @@ def exec_payload_problem(payload: Any) -> str | None:
         or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())
     ):
         return "exec payload env must map strings to strings"
-    unknown = set(payload) - {"argv", "cwd", "env"}
+    if not isinstance(payload.get("inherit_env", True), bool):
+        return "exec payload inherit_env must be true or false"
+    unknown = set(payload) - {"argv", "cwd", "env", "inherit_env"}
     if unknown:
         return f"exec payload has unknown keys: {', '.join(sorted(unknown))}"
     return None

@@ -176,6 +176,7 @@ class PauseQueue(_Msg, tag="pause"):
 
     queue: str
     rid: int = 0
+    create: bool = True  # a queue never seen is made (else bad_input)
 
 
 class ResumeQueue(_Msg, tag="resume"):
@@ -191,6 +192,7 @@ class LimitQueue(_Msg, tag="limit"):
     queue: str
     limit: int
     rid: int = 0
+    create: bool = True  # as in PauseQueue
 
 
 class ListQueues(_Msg, tag="queues"):
@@ -267,6 +269,7 @@ class StatusReply(_Msg, tag="status_reply"):
     home: str = ""
     durability: str = "full"
     last_maintenance: datetime | None = None
+    draining: bool = False  # shutting down: no new job starts; running ones get the drain time
     rid: int = 0
 
 
@@ -368,8 +371,16 @@ class TopReply(_Msg, tag="top_reply"):
     finished_60s: int
     supervisor_cpu_percent: float
     supervisor_rss_bytes: int
-    failures: list[Job]  # the latest FAILED jobs
-    waiting: list[Job]  # the next queued jobs, in dispatch order, with waiting_for
+    failures: list[Job]  # the latest FAILED jobs, cut for a row (see handle_top)
+    # The jobs that start next, in that order (waiting_for None), then the first
+    # blocked ones by priority, each with its waiting_for; cut for a row.
+    waiting: list[Job]
+    draining: bool = False  # as in StatusReply
+    enqueued_10s: int = 0  # jobs enqueued in the last 10 s
+    enqueued_60s: int = 0
+    failed_10s: int = 0  # jobs that ended FAILED in the last 10 s
+    failed_60s: int = 0
+    queues_total: int = 0  # how many queues there are (``queues`` holds the busiest)
     rid: int = 0
 
 

@@ -240,17 +240,18 @@ class AsyncClient:
         """Put a FAILED or CANCELLED job back with a fresh attempt budget."""
         return (await self._call(Retry(id=job_id), JobReply)).job
 
-    async def pause(self, queue: str) -> QueueInfo:
-        """Start no job of ``queue`` until resumed."""
-        return (await self._call(PauseQueue(queue=queue), QueueReply)).queue
+    async def pause(self, queue: str, create: bool = True) -> QueueInfo:
+        """Start no job of ``queue`` until resumed (``create``: as ``Client.pause``)."""
+        return (await self._call(PauseQueue(queue=queue, create=create), QueueReply)).queue
 
     async def resume(self, queue: str) -> QueueInfo:
-        """Start jobs of ``queue`` again."""
+        """Start jobs of ``queue`` again (BadInput if no job or setting ever named it)."""
         return (await self._call(ResumeQueue(queue=queue), QueueReply)).queue
 
-    async def limit(self, queue: str, limit: int) -> QueueInfo:
-        """Run at most ``limit`` jobs of ``queue`` at once (0: no cap)."""
-        return (await self._call(LimitQueue(queue=queue, limit=limit), QueueReply)).queue
+    async def limit(self, queue: str, limit: int, create: bool = True) -> QueueInfo:
+        """Run at most ``limit`` jobs of ``queue`` at once (0: no cap; ``create``: as pause)."""
+        msg = LimitQueue(queue=queue, limit=limit, create=create)
+        return (await self._call(msg, QueueReply)).queue
 
     async def queues(self) -> QueueInfos:
         """Every queue with its settings and counts by state."""

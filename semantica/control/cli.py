@@ -1,9 +1,9 @@
 """``semctl``: the control client's command line, a thin layer over :class:`Client`.
 
 Each command calls the ``Client`` method of the same name. Library errors
-become a one-line message on stderr and the exit status DESIGN.md fixes (0 ok,
-1 a waited job did not end DONE, 2 bad input, 3 no supervisor, 4 refused, 5 no
-such job). ``--json`` prints one JSON document and never rich markup. rich is
+become a one-line message on stderr and the exit status the README documents (0
+ok, 1 a waited job did not end DONE, 2 bad input, 3 no supervisor, 4 refused, 5
+no such job). ``--json`` prints one JSON document and never rich markup. rich is
 imported only to draw for people, so ``semctl enqueue`` starts fast.
 """
 
@@ -18,11 +18,13 @@ from typing import Annotated, Any, NoReturn
 import msgspec
 import typer
 
+from semantica import __version__
 from semantica.control.client import Client
 from semantica.control.enqueue_cmd import run_enqueue
 from semantica.control.service import service_app
-from semantica.errors import EXIT_JOB_FAILED, SemanticaError
-from semantica.models import JobState, QueueInfo
+from semantica.control.terminal import error_text, printable, write_output
+from semantica.errors import EXIT_BAD_INPUT, EXIT_JOB_FAILED, SemanticaError
+from semantica.models import Job, JobState, QueueInfo
 from semantica.protocol import JobEvent
 
 app = typer.Typer(
@@ -35,11 +37,20 @@ app = typer.Typer(
 )
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+#: For commands that take numbers: click reads "-1" as an unknown option ("No such
+#: option: -1"); this lets it through as the argument it is, for a clear message below.
+NUMBERS = {"ignore_unknown_options": True}
 
 
 class _State:
     home: str | None = None
     socket: str | None = None
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        print(f"semctl {__version__}")
+        raise typer.Exit(0)
 
 
 @app.callback()
@@ -50,6 +61,12 @@ def _global(
     socket: Annotated[
         str | None, typer.Option(help="Control socket [env: SEMANTICA_SOCKET].", show_default=False)
     ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", callback=_show_version, is_eager=True
+        ),
+    ] = False,
 ) -> None:
     _State.home, _State.socket = home, socket
 
@@ -59,7 +76,8 @@ def _client() -> Client:
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    print(f"semctl: {message}", file=sys.stderr)
+    # An error may quote what a job holds (a subject, a queue): escaped like any view.
+    print(f"semctl: {printable(message)}", file=sys.stderr)
     raise typer.Exit(code)
 
 
@@ -70,6 +88,13 @@ def _edge() -> Iterator[None]:
         yield
     except SemanticaError as exc:
         _fail(exc.message, exc.exit_code)
+
+
+def _check_ids(*job_ids: int | None) -> None:
+    """Job ids start at 1: anything else is bad input, said before connecting."""
+    for job_id in job_ids:
+        if job_id is not None and job_id < 1:
+            _fail(f"job ids are whole numbers from 1 up, got {job_id}", EXIT_BAD_INPUT)
 
 
 def _print_json(value: Any) -> None:
@@ -125,9 +150,27 @@ def enqueue(
     supersede_running: Annotated[
         bool, typer.Option(help="Also cancel a running older generation of the subject.")
     ] = False,
+    env: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--env",
+            metavar="NAME=VALUE",
+            help="For exec: set a variable for the command (repeatable).",
+            show_default=False,
+        ),
+    ] = None,
+    no_env: Annotated[
+        bool,
+        typer.Option(
+            "--no-env",
+            help="For exec: run with the supervisor's environment, not yours (and --env).",
+        ),
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Add a job and print its id.
+
+    An exec command runs in your directory with your environment (stored in the job).
 
     Example: semctl enqueue exec -- make build
     """
@@ -151,15 +194,18 @@ def enqueue(
             require_charging=require_charging,
             require_idle=require_idle,
             supersede_running=supersede_running,
+            env=env,
+            no_env=no_env,
         )
 
 
-@app.command()
+@app.command(context_settings=NUMBERS)
 def show(
     job_id: Annotated[int, typer.Argument(metavar="ID")],
     json_out: JsonOpt = False,
 ) -> None:
     """Show one job: state, attempts, timings, error, result."""
+    _check_ids(job_id)
     with _edge(), _client() as client:
         job = client.get(job_id)
     if json_out:
@@ -198,7 +244,7 @@ def list_(
         render.job_table(jobs)
 
 
-@app.command()
+@app.command(context_settings=NUMBERS)
 def wait(
     job_ids: Annotated[list[int], typer.Argument(metavar="ID...")],
     timeout: Annotated[
@@ -207,6 +253,7 @@ def wait(
     json_out: JsonOpt = False,
 ) -> None:
     """Wait until the jobs finish; exit 0 only if all of them are DONE."""
+    _check_ids(*job_ids)
     with _edge(), _client() as client:
         jobs = client.wait_many(job_ids, timeout=timeout)
     if json_out:
@@ -215,13 +262,13 @@ def wait(
         for job in jobs:
             line = f"{job.id} {job.state}"
             if job.error is not None and job.state != JobState.DONE:
-                line += f" ({job.error.kind}: {job.error.message})"
-            print(line)
+                line += f" ({error_text(job)})"
+            print(printable(line))
     if any(job.state != JobState.DONE for job in jobs):
         raise typer.Exit(EXIT_JOB_FAILED)
 
 
-@app.command()
+@app.command(context_settings=NUMBERS)
 def logs(
     job_id: Annotated[int, typer.Argument(metavar="ID")],
     lines: Annotated[
@@ -230,15 +277,16 @@ def logs(
     json_out: JsonOpt = False,
 ) -> None:
     """Print a job's log (the last N lines with -n)."""
+    _check_ids(job_id)
     with _edge(), _client() as client:
         text = client.logs(job_id, lines)
     if json_out:
         _print_json({"id": job_id, "lines": text})
     else:
-        sys.stdout.write("".join(line + "\n" for line in text))
+        write_output(text)  # the job's own output, as it wrote it
 
 
-@app.command()
+@app.command(context_settings=NUMBERS)
 def tail(
     job_id: Annotated[int | None, typer.Argument(metavar="[ID]", show_default=False)] = None,
     json_out: JsonOpt = False,
@@ -247,6 +295,7 @@ def tail(
 
     Example: semctl tail 12      semctl tail --json | jq .
     """
+    _check_ids(job_id)
     try:
         with _edge(), _client() as client:
             if job_id is None:
@@ -256,16 +305,29 @@ def tail(
                 for line in client.follow(job_id):
                     if json_out:
                         _print_json({"id": job_id, "line": line})
+                        sys.stdout.flush()
                     else:
-                        sys.stdout.write(line + "\n")
-                    sys.stdout.flush()
+                        write_output([line])  # as the job wrote it
                 job = client.get(job_id)
                 if json_out:
                     _print_json(job)
+                else:
+                    # On stderr: stdout stays the job's output, as the job wrote it.
+                    print(printable(f"--- {_how_it_ended(job)} ---"), file=sys.stderr)
                 if job.state != JobState.DONE:
                     raise typer.Exit(EXIT_JOB_FAILED)
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
+
+
+def _how_it_ended(job: Job) -> str:
+    """``job 5 DONE after attempt 1 of 3, took 0.210 s``, with the error if there is one."""
+    words = f"job {job.id} {job.state} after attempt {job.attempts} of {job.max_attempts}"
+    if job.started_at is not None and job.finished_at is not None:
+        words += f", took {(job.finished_at - job.started_at).total_seconds():.3f} s"
+    if job.error is not None and job.state != JobState.DONE:
+        words += f": {error_text(job)}"
+    return words
 
 
 def _print_event(event: JobEvent, json_out: bool) -> None:
@@ -281,7 +343,7 @@ def _print_event(event: JobEvent, json_out: bool) -> None:
         if event.error is not None:
             details.append(f"{event.error.kind}: {event.error.message}")
         extra = f" ({', '.join(details)})" if details else ""
-        print(f"{at} job {event.job_id} {event.type} {event.event}{extra}")
+        print(printable(f"{at} job {event.job_id} {event.type} {event.event}{extra}"))
     sys.stdout.flush()
 
 
@@ -302,6 +364,7 @@ def status(json_out: JsonOpt = False) -> None:
                 "home": reply.home,
                 "durability": reply.durability,
                 "last_maintenance": reply.last_maintenance,
+                "draining": reply.draining,
             }
         )
     else:
@@ -310,7 +373,7 @@ def status(json_out: JsonOpt = False) -> None:
         render.status(reply)
 
 
-@app.command()
+@app.command(context_settings=NUMBERS)
 def cancel(
     job_ids: Annotated[list[int], typer.Argument(metavar="ID...")],
     json_out: JsonOpt = False,
@@ -319,21 +382,23 @@ def cancel(
 
     Example: semctl cancel 12 13
     """
+    _check_ids(*job_ids)
     with _edge(), _client() as client:
         results = client.cancel(*job_ids)
     if json_out:
         _print_json(results)
     else:
         for outcome in results:
-            print(f"{outcome.id} {outcome.state} ({outcome.message})")
+            print(printable(f"{outcome.id} {outcome.state} ({outcome.message})"))
 
 
-@app.command()
+@app.command(context_settings=NUMBERS)
 def retry(
     job_id: Annotated[int, typer.Argument(metavar="ID")],
     json_out: JsonOpt = False,
 ) -> None:
     """Put a FAILED or CANCELLED job back in the queue with a fresh attempt budget."""
+    _check_ids(job_id)
     with _edge(), _client() as client:
         job = client.retry(job_id)
     if json_out:
@@ -342,14 +407,26 @@ def retry(
         print(f"{job.id} {job.state}")
 
 
+CreateOpt = Annotated[
+    bool,
+    typer.Option(
+        "--create", help="Make QUEUE if no job or setting named it yet (else that is an error)."
+    ),
+]
+
+
 @app.command()
 def pause(
     queue: Annotated[str, typer.Argument(metavar="QUEUE")],
+    create: CreateOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Start no new job from QUEUE (running jobs go on); created if new."""
+    """Start no new job from QUEUE (running jobs go on).
+
+    Example: semctl pause --create nightly   (before its first job)
+    """
     with _edge(), _client() as client:
-        _print_queue(client.pause(queue), json_out)
+        _print_queue(client.pause(queue, create=create), json_out)
 
 
 @app.command()
@@ -357,20 +434,23 @@ def resume(
     queue: Annotated[str, typer.Argument(metavar="QUEUE")],
     json_out: JsonOpt = False,
 ) -> None:
-    """Start jobs from QUEUE again."""
+    """Start jobs from QUEUE again (a queue never seen is an error)."""
     with _edge(), _client() as client:
         _print_queue(client.resume(queue), json_out)
 
 
-@app.command()
+@app.command(context_settings=NUMBERS)
 def limit(
     queue: Annotated[str, typer.Argument(metavar="QUEUE")],
     n: Annotated[int, typer.Argument(metavar="N", help="Most jobs running at once; 0 for no cap.")],
+    create: CreateOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Run at most N jobs of QUEUE at once (0: no cap); created if new."""
+    """Run at most N jobs of QUEUE at once (0: no cap)."""
+    if n < 0:
+        _fail(f"N is how many jobs may run at once: 0 (no cap) or more, got {n}", EXIT_BAD_INPUT)
     with _edge(), _client() as client:
-        _print_queue(client.limit(queue, n), json_out)
+        _print_queue(client.limit(queue, n, create=create), json_out)
 
 
 @app.command()
@@ -392,7 +472,7 @@ def _print_queue(info: QueueInfo, json_out: bool) -> None:
     else:
         state = "paused" if info.paused else "running"
         cap = f"limit {info.limit}" if info.limit else "no limit"
-        print(f"{info.name}: {state}, {cap}")
+        print(printable(f"{info.name}: {state}, {cap}"))
 
 
 @app.command()

@@ -439,20 +439,25 @@ class Client:
         reply: JobReply = self._expect(self._call(Retry(id=job_id)), JobReply)
         return reply.job
 
-    def pause(self, queue: str) -> QueueInfo:
-        """Start no job of ``queue`` until :meth:`resume` (running ones go on)."""
-        reply: QueueReply = self._expect(self._call(PauseQueue(queue=queue)), QueueReply)
+    def pause(self, queue: str, create: bool = True) -> QueueInfo:
+        """Start no job of ``queue`` until :meth:`resume` (running ones go on).
+
+        A queue never seen is made, unless ``create`` is False: then BadInput.
+        """
+        msg = PauseQueue(queue=queue, create=create)
+        reply: QueueReply = self._expect(self._call(msg), QueueReply)
         return reply.queue
 
     def resume(self, queue: str) -> QueueInfo:
-        """Start jobs of ``queue`` again."""
+        """Start jobs of ``queue`` again (BadInput if no job or setting ever named it)."""
         reply: QueueReply = self._expect(self._call(ResumeQueue(queue=queue)), QueueReply)
         return reply.queue
 
-    def limit(self, queue: str, limit: int) -> QueueInfo:
-        """Run at most ``limit`` jobs of ``queue`` at once (0: no cap)."""
+    def limit(self, queue: str, limit: int, create: bool = True) -> QueueInfo:
+        """Run at most ``limit`` jobs of ``queue`` at once (0: no cap); ``create`` as in
+        :meth:`pause`."""
         reply: QueueReply = self._expect(
-            self._call(LimitQueue(queue=queue, limit=limit)), QueueReply
+            self._call(LimitQueue(queue=queue, limit=limit, create=create)), QueueReply
         )
         return reply.queue
 

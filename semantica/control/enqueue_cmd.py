@@ -8,6 +8,10 @@ fast path parses the common forms of the command itself (the options below,
 which then reports it exactly as it always does. Both paths run the same
 :func:`run_enqueue`. A unit test checks that the option tables here and the
 typer command agree.
+
+An exec command given after ``--`` runs as if typed here: in this directory,
+with this environment (all of it, as pueue does, stored in the job's payload;
+``--env NAME=VALUE`` adds or overrides, ``--no-env`` leaves the supervisor's).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 import msgspec
 
 from semantica.control.client import Client
+from semantica.control.terminal import printable
 from semantica.errors import BadInput, SemanticaError
 
 #: Options that take a value: flag -> (keyword, converter).
@@ -36,13 +41,18 @@ VALUE_OPTIONS: dict[str, tuple[str, Any]] = {
     "--at": ("at", str),
     "--backoff": ("backoff", float),
 }
+#: Options that may be given more than once, each taking a value: flag -> keyword.
+LIST_OPTIONS: dict[str, str] = {"--env": "env"}
 #: Options that are switches: flag -> keyword.
 SWITCHES: dict[str, str] = {
     "--require-charging": "require_charging",
     "--require-idle": "require_idle",
     "--supersede-running": "supersede_running",
+    "--no-env": "no_env",
     "--json": "json_out",
 }
+#: The most a captured environment may take, as JSON: a request is capped at 1 MiB.
+ENV_MAX_BYTES = 256 * 1024
 DEFAULTS: dict[str, Any] = {
     "queue": "default",
     "subject": None,
@@ -58,6 +68,8 @@ DEFAULTS: dict[str, Any] = {
     "require_charging": False,
     "require_idle": False,
     "supersede_running": False,
+    "env": None,
+    "no_env": False,
     "json_out": False,
 }
 
@@ -92,6 +104,8 @@ def run_enqueue(
     payload_file: Path | None,
     json_out: bool,
     client: Client,
+    env: list[str] | None = None,
+    no_env: bool = False,
     **options: Any,
 ) -> None:
     """Enqueue one job and print its id (or, with ``json_out``, the job).
@@ -100,13 +114,15 @@ def run_enqueue(
         SemanticaError: bad input, no supervisor, ... (the caller turns it into an exit code).
     """
     data = parse_payload(payload, payload_file)
+    if (env or no_env) and not argv:
+        raise BadInput("--env and --no-env are for an exec job's command, given after --")
     if argv:
         if type != "exec":
             raise BadInput(f"arguments after -- are for exec jobs; {type} takes --payload")
         if data is not None:
             raise BadInput("give an exec job's command after --, or --payload, not both")
-        # Like a shell: the command runs where semctl was run.
-        data = {"argv": list(argv), "cwd": os.getcwd()}
+        # Like a shell: the command runs where semctl was run, with this environment.
+        data = {"argv": list(argv), "cwd": os.getcwd(), **exec_env(env or [], no_env)}
     try:
         # The client connects on its first request, after it checked the spec:
         # bad input is exit 2 even with no supervisor running.
@@ -117,6 +133,32 @@ def run_enqueue(
         sys.stdout.write(msgspec.json.encode(job).decode() + "\n")
     else:
         sys.stdout.write(f"{job.id}\n")
+
+
+def exec_env(assignments: list[str], no_env: bool) -> dict[str, Any]:
+    """The payload keys for an exec command's environment.
+
+    Without ``no_env``: this process's whole environment, which the command gets
+    instead of the supervisor's (``inherit_env`` false), with ``assignments``
+    (``NAME=VALUE``) on top. With it: only the assignments, added to the
+    supervisor's environment.
+    """
+    extra: dict[str, str] = {}
+    for assignment in assignments:
+        name, equals, value = assignment.partition("=")
+        if not equals or not name:
+            raise BadInput(f"--env takes NAME=VALUE, got {assignment!r}")
+        extra[name] = value
+    if no_env:
+        return {"env": extra} if extra else {}
+    captured = {**os.environ, **extra}
+    size = len(msgspec.json.encode(captured))
+    if size > ENV_MAX_BYTES:
+        raise BadInput(
+            f"your environment takes {size // 1024} KiB, more than the {ENV_MAX_BYTES // 1024} "
+            "KiB an exec job may carry: use --no-env, with --env for what the command needs"
+        )
+    return {"env": captured, "inherit_env": False}
 
 
 def parse_fast(args: list[str]) -> tuple[str, list[str], dict[str, Any]] | None:
@@ -134,14 +176,14 @@ def parse_fast(args: list[str]) -> tuple[str, list[str], dict[str, Any]] | None:
             i += 1
             continue
         flag, has_value, inline = arg.partition("=")
-        if flag in seen:
+        if flag in seen and flag not in LIST_OPTIONS:
             return None  # repeated: let typer decide what that means
         seen.add(flag)
         if flag in SWITCHES and not has_value:
             options[SWITCHES[flag]] = True
             i += 1
             continue
-        if flag not in VALUE_OPTIONS:
+        if flag not in VALUE_OPTIONS and flag not in LIST_OPTIONS:
             return None  # --help, --no-..., a typo: typer explains
         if has_value:
             text = inline
@@ -150,12 +192,16 @@ def parse_fast(args: list[str]) -> tuple[str, list[str], dict[str, Any]] | None:
             i += 1
         else:
             return None
+        i += 1
+        if flag in LIST_OPTIONS:
+            keyword = LIST_OPTIONS[flag]
+            options[keyword] = [*(options[keyword] or []), text]
+            continue
         keyword, convert = VALUE_OPTIONS[flag]
         try:
             options[keyword] = convert(text)
         except ValueError:
             return None  # typer's message for a bad number
-        i += 1
     return _finish(positional, [], options)
 
 
@@ -184,6 +230,6 @@ def fast_main(args: list[str]) -> int | None:
             **options,
         )
     except SemanticaError as exc:
-        sys.stderr.write(f"semctl: {exc.message}\n")
+        sys.stderr.write(f"semctl: {printable(exc.message)}\n")
         return exc.exit_code
     return 0

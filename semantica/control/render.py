@@ -1,24 +1,20 @@
-"""How ``semctl`` draws jobs and status for people (rich). Never used for ``--json``."""
+"""How ``semctl`` draws jobs and status for people (rich). Never used for ``--json``.
+
+Every piece of job data goes through :mod:`semantica.control.terminal`: escaped by
+``printable`` and handed to rich as ``Text``, never as markup.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 
 import msgspec
-from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from semantica.models import Job, JobState, QueueInfo
+from semantica.control.terminal import cell, error_label, error_text, show, state_cell
+from semantica.models import EXEC_TYPE, Job, JobState, QueueInfo
 from semantica.protocol import StatusReply
-
-_STATE_STYLE = {
-    JobState.QUEUED: "cyan",
-    JobState.RUNNING: "yellow",
-    JobState.DONE: "green",
-    JobState.FAILED: "red",
-    JobState.CANCELLED: "magenta",
-    JobState.SUPERSEDED: "dim",
-}
 
 _WAITING_WORDS = {
     "run_after": "its start time (--delay / --at)",
@@ -31,8 +27,7 @@ _WAITING_WORDS = {
 }
 
 
-def _console() -> Console:
-    return Console(highlight=False)
+DRAINING = "draining: shutting down, no new job starts; running jobs get the drain timeout"
 
 
 def _when(value: datetime | None) -> str:
@@ -45,18 +40,18 @@ def _took(job: Job) -> str:
     return f"{(job.finished_at - job.started_at).total_seconds():.3f} s"
 
 
-def _state(job: Job) -> str:
-    return f"[{_STATE_STYLE[job.state]}]{job.state}[/]"
+def _json(value: object) -> Text:
+    return cell(msgspec.json.encode(value).decode())
 
 
 def job_details(job: Job) -> None:
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column()
-    grid.add_row("job", f"{job.id}  {job.type}  {_state(job)}")
-    grid.add_row("queue", f"{job.queue}   priority {job.priority}")
+    grid.add_row("job", Text.assemble(f"{job.id}  ", cell(job.type), "  ", state_cell(job.state)))
+    grid.add_row("queue", Text.assemble(cell(job.queue), f"   priority {job.priority}"))
     if job.subject is not None:
-        grid.add_row("subject", f"{job.subject}   generation {job.generation}")
+        grid.add_row("subject", Text.assemble(cell(job.subject), f"   generation {job.generation}"))
     grid.add_row("attempts", f"{job.attempts} of {job.max_attempts}")
     grid.add_row("created", _when(job.created_at))
     if job.state == JobState.QUEUED:
@@ -74,14 +69,27 @@ def job_details(job: Job) -> None:
     if job.worker_pid is not None:
         grid.add_row("worker", str(job.worker_pid))
     if job.progress is not None and job.state == JobState.RUNNING:
-        note = f"  {_escape(job.progress_message)}" if job.progress_message else ""
-        grid.add_row("progress", f"{job.progress:.0%}{note}")
+        note = Text.assemble("  ", cell(job.progress_message)) if job.progress_message else ""
+        grid.add_row("progress", Text.assemble(f"{job.progress:.0%}", note))
     if job.error is not None:
-        grid.add_row("error", f"[red]{job.error.kind}[/]: {_escape(job.error.message)}")
+        grid.add_row(
+            error_label(job),
+            Text.assemble(cell(job.error.kind, "red"), ": ", cell(job.error.message)),
+        )
     if job.result is not None:
-        grid.add_row("result", _escape(msgspec.json.encode(job.result).decode()))
-    grid.add_row("payload", _escape(msgspec.json.encode(job.payload).decode()))
-    _console().print(grid)
+        grid.add_row("result", _json(job.result))
+    grid.add_row("payload", _json(_payload_for_screen(job)))
+    show(grid)
+
+
+def _payload_for_screen(job: Job) -> object:
+    """The payload, but an exec job's environment (often a whole shell's, and its secrets)
+    as a count: ``show --json`` prints it all."""
+    payload = job.payload
+    if job.type == EXEC_TYPE and isinstance(payload, dict) and isinstance(payload.get("env"), dict):
+        count = len(payload["env"])
+        return payload | {"env": f"<{count} variables: semctl show --json prints them>"}
+    return payload
 
 
 def _waiting(job: Job) -> str:
@@ -95,61 +103,60 @@ def _waiting(job: Job) -> str:
 
 def queue_table(queues: list[QueueInfo]) -> None:
     if not queues:
-        _console().print("no queues")
+        show(Text("no queues"))
         return
     table = Table(box=None, pad_edge=False)
     for column in ("QUEUE", "PAUSED", "LIMIT", *(state.value for state in JobState)):
         table.add_column(column, no_wrap=True)
     for queue in queues:
         table.add_row(
-            _escape(queue.name),
+            cell(queue.name),
             "yes" if queue.paused else "no",
             str(queue.limit) if queue.limit else "-",
             *(str(queue.counts.get(state.value, 0)) for state in JobState),
         )
-    _console().print(table)
+    show(table)
 
 
 def job_table(jobs: list[Job]) -> None:
     if not jobs:
-        _console().print("no jobs")
+        show(Text("no jobs"))
         return
     table = Table(box=None, pad_edge=False)
     for column in ("ID", "TYPE", "QUEUE", "STATE", "TRIES", "CREATED", "TOOK", "ERROR"):
         table.add_column(column, no_wrap=column != "ERROR")
     for job in jobs:
-        error = f"{job.error.kind}: {job.error.message}" if job.error else ""
         table.add_row(
             str(job.id),
-            _escape(job.type),
-            _escape(job.queue),
-            _state(job),
+            cell(job.type),
+            cell(job.queue),
+            state_cell(job.state),
             f"{job.attempts}/{job.max_attempts}",
             _when(job.created_at),
             _took(job),
-            _escape(error),
+            cell(error_text(job), one_line=True),  # a long error keeps to its row
         )
-    _console().print(table)
+    show(table)
 
 
 def status(reply: StatusReply) -> None:
-    console = _console()
-    console.print(
+    header = cell(
         f"semanticad {reply.version}  pid {reply.pid}  up {reply.uptime_s:.0f} s  "
         f"db {reply.db_bytes / 1e6:.1f} MB  home {reply.home}"
     )
-    console.print(
-        "jobs: " + "  ".join(f"{state} {reply.counts.get(state, 0)}" for state in JobState)
-    )
+    counts = Text("jobs: ")
+    for i, state in enumerate(JobState):
+        counts.append_text(
+            Text.assemble("  " if i else "", state_cell(state), f" {reply.counts.get(state, 0)}")
+        )
     table = Table(box=None, pad_edge=False)
     for column in ("WORKER PID", "STATE", "JOB"):
         table.add_column(column)
     for worker in reply.workers:
-        table.add_row(str(worker.pid), worker.state, "-" if worker.job is None else str(worker.job))
-    console.print(table)
-
-
-def _escape(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)
+        table.add_row(
+            str(worker.pid), cell(worker.state), "-" if worker.job is None else str(worker.job)
+        )
+    if reply.draining:
+        show(header, Text(DRAINING, style="bold yellow"), counts, table)
+    else:
+        show(header, counts, table)

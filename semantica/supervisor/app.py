@@ -85,6 +85,11 @@ class Supervisor:
         log.info("draining", reason=reason, drain_timeout_s=self.settings.drain_timeout)
         self._shutdown.set()
 
+    @property
+    def draining(self) -> bool:
+        """A shutdown has begun: no new job starts (``status`` and ``top`` say so)."""
+        return self._shutdown.is_set()
+
     def _open_state(self) -> None:
         paths = self.settings.paths
         # Everything the supervisor creates (database, logs, lock) is private;

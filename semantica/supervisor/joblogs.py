@@ -4,6 +4,11 @@ Only the supervisor writes them (workers send lines over their channel), so a
 log never interleaves two attempts' partial lines, and a future ``tail`` can
 be fed from the same place that writes.
 
+When an attempt writes to a log that already holds output (a retry, a run
+again after an interruption or ``semctl retry``), or is not the first attempt,
+its first lines follow a separator, ``--- attempt N, <local time> ---``, so
+``semctl logs`` shows where each run began.
+
 The cap keeps the *end* of a log, which is where a build prints its error:
 when the current file would pass half the cap it becomes ``ID.log.1``
 (replacing an older one) and a new ``ID.log`` starts, so a job's log never
@@ -14,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections import deque
 from pathlib import Path
 from typing import BinaryIO
@@ -21,6 +27,11 @@ from typing import BinaryIO
 import structlog
 
 log = structlog.get_logger("semantica.joblogs")
+
+
+def separator(attempt: int) -> str:
+    """The line before an attempt's output: its number and the local time."""
+    return f"--- attempt {attempt}, {time.strftime('%Y-%m-%d %H:%M:%S %Z')} ---"
 
 
 class JobLogs:
@@ -41,14 +52,18 @@ class JobLogs:
     def path(self, job_id: int) -> Path:
         return self.directory / f"{job_id}.log"
 
-    def append(self, job_id: int, lines: list[str]) -> None:
-        """Add lines (newlines inside a line are kept as they are) and flush.
+    def append(self, job_id: int, lines: list[str], attempt: int = 1) -> list[str]:
+        """Add lines of ``attempt`` (newlines inside a line are kept as they are) and flush.
+
+        Returns the lines as written: with the attempt's separator first, if
+        these are the attempt's first lines and a separator is due (see the
+        module docstring), so followers see what the file holds.
 
         A write that fails (disk full) drops the lines: a job's log is worth
         less than the job, which goes on.
         """
         try:
-            self._append(job_id, lines)
+            return self._append(job_id, lines, attempt)
         except OSError as exc:
             self.close(job_id)
             if job_id not in self._failed:
@@ -56,13 +71,17 @@ class JobLogs:
                 log.warning(
                     "cannot write a job log; dropping its lines", job_id=job_id, error=str(exc)
                 )
+            return lines
 
-    def _append(self, job_id: int, lines: list[str]) -> None:
-        data = "".join(line + "\n" for line in lines).encode("utf-8", "replace")
+    def _append(self, job_id: int, lines: list[str], attempt: int) -> list[str]:
         handle = self._open.get(job_id)
         if handle is None:
+            # The attempt's first lines (the handle is closed when an attempt ends).
             handle = open(self.path(job_id), "ab")  # noqa: SIM115  # kept open across appends
             self._open[job_id] = handle
+            if attempt > 1 or handle.tell() > 0:
+                lines = [separator(attempt), *lines]
+        data = "".join(line + "\n" for line in lines).encode("utf-8", "replace")
         if handle.tell() + len(data) > self._half_cap and handle.tell() > 0:
             handle.close()
             os.replace(self.path(job_id), self.directory / f"{job_id}.log.1")
@@ -72,6 +91,7 @@ class JobLogs:
             data = data[-self._half_cap :]
         handle.write(data)
         handle.flush()
+        return lines
 
     def close(self, job_id: int) -> None:
         """The job's attempt ended: release the file handle."""

@@ -8,14 +8,12 @@ then logged once, then announced to waiters and the scheduler, in that order.
 from __future__ import annotations
 
 import random
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-import trio
 
 from semantica.errors import BadInput, StoreError
 from semantica.models import ErrorKind, Job, JobError, JobSpec, JobState
@@ -24,6 +22,7 @@ from semantica.supervisor.events import JobEvents
 from semantica.supervisor.joblogs import JobLogs
 from semantica.supervisor.log import info_many
 from semantica.supervisor.metrics import Metrics
+from semantica.supervisor.rates import RecentCounts
 from semantica.supervisor.retry import next_attempt_at
 from semantica.supervisor.scheduler import Scheduler
 from semantica.supervisor.store import EnqueueResult, Lease, SQLiteStore, StaleLease
@@ -58,8 +57,10 @@ class JobLifecycle:
         self._on_conditional = on_conditional
         self.metrics = metrics
         self.tracer: Tracer = tracer or NoTracer()
-        #: trio times at which jobs reached a finished state in the last minute (for top).
-        self.finished_times: deque[float] = deque()
+        #: For top: jobs enqueued, jobs that reached a finished state, jobs that ended FAILED.
+        self.enqueued_recently = RecentCounts()
+        self.finished_recently = RecentCounts()
+        self.failed_recently = RecentCounts()
         #: Job types the workers can run; None until the first worker said hello.
         self.known_types: frozenset[str] | None = None
         #: Info events held while a batch is recorded, logged together at its end.
@@ -90,6 +91,7 @@ class JobLifecycle:
                 old = self.store.get(job_id)
                 self._announce("superseded", job_id, old.type, JobState.SUPERSEDED, old.queue)
         new = [job for job in result.jobs if not job.deduplicated]
+        self.enqueued_recently.add(len(new))
         if self.metrics is not None:
             self.metrics.enqueued(len(new))
         if self.events.watched:
@@ -133,8 +135,8 @@ class JobLifecycle:
 
     def log(self, lease: Lease, lines: list[str]) -> None:
         """A worker sent lines for the job's log: append them and pass them to followers."""
-        self.logs.append(lease.job_id, lines)
-        self.events.log_lines(lease.job_id, lines)
+        written = self.logs.append(lease.job_id, lines, lease.attempt)  # with a separator
+        self.events.log_lines(lease.job_id, written)
 
     def progress(self, lease: Lease, fraction: float, message: str) -> None:
         """A handler reported progress: keep it with the job (best effort)."""
@@ -319,7 +321,9 @@ class JobLifecycle:
             self._info("job will retry", fields)
         else:
             self._info("job " + state.value.lower(), fields)
-            self._count_finished()
+            self.finished_recently.add()
+            if state == JobState.FAILED:
+                self.failed_recently.add()
             self.events.job_finished(lease.job_id)
         self._announce(
             "retried" if state == JobState.QUEUED else state.value.lower(),
@@ -339,23 +343,11 @@ class JobLifecycle:
     def _finished_unrun(self, job_id: int, state: JobState, type: str | None) -> None:
         """A queued job was cancelled or superseded: waiters, counters."""
         self.events.job_finished(job_id)
-        self._count_finished()
+        self.finished_recently.add()
         if self.metrics is not None:
             if type is None:
                 type = self.store.get(job_id).type
             self.metrics.job_finished_unrun(type, state)
-
-    def _count_finished(self) -> None:
-        now = trio.current_time()
-        times = self.finished_times
-        times.append(now)
-        while times and times[0] < now - 60:
-            times.popleft()
-
-    def finished_within(self, seconds: float) -> int:
-        """How many jobs reached a finished state in the last ``seconds`` (at most 60)."""
-        since = trio.current_time() - seconds
-        return sum(1 for t in self.finished_times if t >= since)
 
     def _announce(
         self,

@@ -1,6 +1,7 @@
 """``semanticad --metrics-addr HOST:PORT``: the metrics on ``/metrics`` for a Prometheus scraper.
 
-A deliberately tiny HTTP server: it answers ``GET /metrics`` and nothing else,
+A deliberately tiny HTTP server: it answers ``GET /metrics`` (another method
+there is 405, anything else 404),
 reads at most 8 KiB of request head within 2 s, and closes every connection
 after one answer. It listens on loopback unless told otherwise
 (``SEMANTICA_METRICS_PUBLIC=1``), since the metrics name job types. There it
@@ -70,21 +71,23 @@ async def serve_metrics(
                     break
                 head += chunk
         request_line = head.split(b"\r\n", 1)[0].split()
+        method, path = (request_line[0], request_line[1]) if len(request_line) >= 2 else (b"", b"")
+        extra = ""
         if not public and not _host_allowed(head):
             body = b"metrics are served to loopback host names only\n"
             status, ctype = "403 Forbidden", "text/plain; charset=utf-8"
-        elif (
-            len(request_line) >= 2
-            and request_line[0] == b"GET"
-            and (request_line[1].split(b"?")[0] == b"/metrics")
-        ):
-            body = text().encode()
-            status, ctype = "200 OK", CONTENT_TYPE
-        else:
+        elif path.split(b"?")[0] != b"/metrics":
             body = b"only GET /metrics is served here\n"
             status, ctype = "404 Not Found", "text/plain; charset=utf-8"
+        elif method != b"GET":
+            body = b"only GET /metrics is served here\n"
+            status, ctype = "405 Method Not Allowed", "text/plain; charset=utf-8"
+            extra = "Allow: GET\r\n"
+        else:
+            body = text().encode()
+            status, ctype = "200 OK", CONTENT_TYPE
         response = (
-            f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\n"
+            f"HTTP/1.1 {status}\r\n{extra}Content-Type: {ctype}\r\n"
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
         ).encode() + body
         try:

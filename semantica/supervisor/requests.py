@@ -18,7 +18,14 @@ import trio
 
 from semantica import __version__
 from semantica.errors import BadInput, ProtocolError, StoreBusy
-from semantica.models import TERMINAL_STATES, CancelOutcome, ErrorKind, JobState
+from semantica.models import (
+    DEFAULT_QUEUE,
+    TERMINAL_STATES,
+    CancelOutcome,
+    ErrorKind,
+    JobState,
+    validate_queue_name,
+)
 from semantica.protocol import (
     Cancel,
     Cancelled,
@@ -58,6 +65,7 @@ from semantica.protocol import (
 )
 from semantica.supervisor.events import FINISHED
 from semantica.supervisor.store import BUSY_TIMEOUT_S
+from semantica.supervisor.topview import top_reply
 
 if TYPE_CHECKING:
     from semantica.supervisor.app import Supervisor
@@ -120,17 +128,27 @@ async def dispatch(sup: Supervisor, request: ControlRequest, send: Send) -> Cont
             job = await store_write(sup, lambda: sup.jobs.retry(request.id))
             return JobReply(rid=request.rid, job=sup.explain([job])[0])
         case PauseQueue():
+            create = request.create
             return await store_write(
-                sup, lambda: handle_queue_change(sup, request.rid, request.queue, paused=True)
+                sup,
+                lambda: handle_queue_change(
+                    sup, request.rid, request.queue, paused=True, create=create
+                ),
             )
         case ResumeQueue():
             return await store_write(
-                sup, lambda: handle_queue_change(sup, request.rid, request.queue, paused=False)
+                sup,
+                lambda: handle_queue_change(
+                    sup, request.rid, request.queue, paused=False, create=False
+                ),
             )
         case LimitQueue():
-            limit = request.limit
+            limit, create = request.limit, request.create
             return await store_write(
-                sup, lambda: handle_queue_change(sup, request.rid, request.queue, limit=limit)
+                sup,
+                lambda: handle_queue_change(
+                    sup, request.rid, request.queue, limit=limit, create=create
+                ),
             )
         case ListQueues():
             return QueueList(rid=request.rid, queues=sup.store.queues())
@@ -260,8 +278,19 @@ def handle_queue_change(
     *,
     paused: bool | None = None,
     limit: int | None = None,
+    create: bool = True,
 ) -> QueueReply:
-    """Pause, resume or limit a queue (created on first use); settings survive restarts."""
+    """Pause, resume or limit a queue; settings survive restarts.
+
+    A queue never seen (no job or setting named it) is made only with ``create``:
+    otherwise it is bad input, naming the queues there are, so that a typo changes
+    nothing. Resuming one is always bad input. ``default`` is always there.
+    """
+    if not create and queue != DEFAULT_QUEUE and not sup.store.queue_known(queue):
+        validate_queue_name(queue)  # a bad name is said as such
+        hint = "" if paused is False else "; create it to set it up before its first job"
+        hint += " (semctl: --create)" if hint else ""
+        raise BadInput(f"no queue {queue!r} (queues: {sup.store.some_queues()}){hint}")
     info = sup.store.set_queue(queue, paused=paused, limit=limit)
     log.info("queue changed", queue=info.name, paused=info.paused, limit=info.limit)
     sup.scheduler.wake()  # a resumed or raised queue may start jobs now
@@ -309,25 +338,9 @@ def handle_logs(sup: Supervisor, request: GetLogs) -> LogLines:
     return LogLines(rid=request.rid, lines=sup.joblogs.tail(request.id, request.lines))
 
 
-TOP_FAILURES = 5
-TOP_WAITING = 10
-
-
 def handle_top(sup: Supervisor, request: GetTop) -> TopReply:
     """One frame of ``semctl top``, from one request (not many small ones)."""
-    return TopReply(
-        rid=request.rid,
-        version=__version__,
-        uptime_s=round(trio.current_time() - sup.started_at, 3),
-        workers=sup.pool.top(),
-        queues=sup.store.queues(),
-        finished_10s=sup.jobs.finished_within(10),
-        finished_60s=sup.jobs.finished_within(60),
-        supervisor_cpu_percent=sup.own_process.cpu_percent(None),
-        supervisor_rss_bytes=sup.own_process.memory_info().rss,
-        failures=sup.store.list(state=JobState.FAILED.value, limit=TOP_FAILURES),
-        waiting=sup.explain(sup.store.next_queued(TOP_WAITING)),
-    )
+    return top_reply(sup, request.rid)
 
 
 def handle_status(sup: Supervisor, request: GetStatus) -> StatusReply:
@@ -342,4 +355,5 @@ def handle_status(sup: Supervisor, request: GetStatus) -> StatusReply:
         home=str(sup.settings.paths.home),
         durability=sup.settings.durability,
         last_maintenance=sup.maintenance.last_run,
+        draining=sup.draining,
     )

@@ -260,6 +260,32 @@ _JOB_COLUMNS = (
     "progress, progress_message"
 )
 _PRIORITY = _JOB_COLUMNS.split(", ").index("priority")
+
+
+def _row_columns(cut: int) -> str:
+    """:data:`_JOB_COLUMNS` for a row of a view (top): no payload nor result, and the
+    texts a job may make long read at most ``cut + 1`` characters (see :func:`_cut_row`)."""
+    return (
+        _JOB_COLUMNS.replace(" result,", " NULL,")
+        .replace(" error_message,", f" substr(error_message, 1, {cut + 1}),")
+        .replace(" payload,", " 'null',")
+        .replace(" progress_message", f" substr(progress_message, 1, {cut + 1})")
+    )
+
+
+def _cut(text: str, cut: int) -> str:
+    return text if len(text) <= cut else text[: cut - 1] + "\u2026"
+
+
+def _cut_row(job: Job, cut: int) -> Job:
+    """Texts longer than ``cut`` characters end in an ellipsis at ``cut``."""
+    if job.error is not None and len(job.error.message) > cut:
+        job.error = JobError(job.error.kind, _cut(job.error.message, cut))
+    if job.progress_message is not None:
+        job.progress_message = _cut(job.progress_message, cut)
+    return job
+
+
 _INSERT_COLUMNS = (
     "type, queue, subject, generation, priority, state, payload, max_attempts, timeout_s, "
     "backoff_s, require_charging, require_idle, created_at, run_after"
@@ -848,34 +874,61 @@ class SQLiteStore:
         now = self.clock.time()
         leases: list[Lease] = []
         with self.transaction() as conn:
-            room: dict[str, float] = {}
-            candidates: list[tuple[int, int, str, str | None, str]] = []
-            for queue, cap, running in conn.execute(_QUEUE_ROOM).fetchall():
-                free = cap - running if cap else math.inf
-                if free <= 0:
-                    continue
-                room[queue] = free
-                for priority, job_id, type_, subject in conn.execute(
-                    _NEXT_IN_QUEUE, (queue, now, on_ac, idle, count)
-                ):
-                    candidates.append((-priority, job_id, type_, subject, queue))
-            candidates.sort()
-            taken_subjects: set[tuple[str, str]] = set()
-            for _, job_id, type_, subject, queue in candidates:
-                if len(leases) == count:
-                    break
-                if room[queue] <= 0 or (subject is not None and (type_, subject) in taken_subjects):
-                    continue
+            for job_id in self._startable(conn, count, now, on_ac, idle):
                 self._last_lease += 1
                 take = (self._next_start(now), self._last_lease, worker_pid, job_id)
                 row = conn.execute(_TAKE, take).fetchone()
-                if row is None:
-                    continue
-                room[queue] -= 1
-                if subject is not None:
-                    taken_subjects.add((type_, subject))
-                leases.append(self._lease(self._last_lease, row))
+                if row is not None:  # (it was QUEUED a moment ago, in this transaction)
+                    leases.append(self._lease(self._last_lease, row))
         return leases
+
+    @staticmethod
+    def _startable(
+        conn: sqlite3.Connection, count: int, now: float, on_ac: bool, idle: bool
+    ) -> list[int]:
+        """The ids of the jobs ``count`` leases would take now, in the order they would.
+
+        The one place that knows the start order: :meth:`lease_many` takes these,
+        :meth:`next_startable` shows them.
+        """
+        room: dict[str, float] = {}
+        candidates: list[tuple[int, int, str, str | None, str]] = []
+        for queue, cap, running in conn.execute(_QUEUE_ROOM).fetchall():
+            free = cap - running if cap else math.inf
+            if free <= 0:
+                continue
+            room[queue] = free
+            for priority, job_id, type_, subject in conn.execute(
+                _NEXT_IN_QUEUE, (queue, now, on_ac, idle, count)
+            ):
+                candidates.append((-priority, job_id, type_, subject, queue))
+        candidates.sort()
+        picked: list[int] = []
+        taken_subjects: set[tuple[str, str]] = set()
+        for _, job_id, type_, subject, queue in candidates:
+            if len(picked) == count:
+                break
+            if room[queue] <= 0 or (subject is not None and (type_, subject) in taken_subjects):
+                continue
+            room[queue] -= 1
+            if subject is not None:
+                taken_subjects.add((type_, subject))
+            picked.append(job_id)
+        return picked
+
+    @_reads
+    def next_startable(
+        self, count: int, cut: int, *, on_ac: bool = True, idle: bool = True
+    ) -> JobsList:
+        """The jobs that would start next if ``count`` workers were free now, in that
+        order, as rows for a view (see :meth:`next_queued`).
+
+        A read: the same choice as :meth:`lease_many`, nothing taken.
+        """
+        ids = self._startable(self._conn, count, self.clock.time(), on_ac, idle)
+        rows = self._rows_by_id(ids, _row_columns(cut))
+        found = {row[0]: _cut_row(self._job(row), cut) for row in rows}
+        return [found[job_id] for job_id in ids if job_id in found]
 
     def _lease(self, lease_id: int, row: Sequence[Any]) -> Lease:
         job_id, type_, queue, payload, attempt, max_attempts, timeout, backoff, created_at = row
@@ -1201,21 +1254,34 @@ class SQLiteStore:
         return [self._job(row) for row in rows]
 
     @_reads
-    def next_queued(self, limit: int) -> JobsList:
+    def next_queued(self, limit: int, cut: int | None = None) -> JobsList:
         """The first ``limit`` QUEUED jobs in dispatch order (priority, then oldest).
 
         The first ``limit`` of each queue, merged: each queue's are read from
-        its end of ``jobs_queue_ready``, as a lease reads them.
+        its end of ``jobs_queue_ready``, as a lease reads them. With ``cut``,
+        rows for a view: no payload nor result, long texts cut at ``cut``
+        characters (read that short, however long they are).
         """
+        columns = _JOB_COLUMNS if cut is None else _row_columns(cut)
         rows: list[Sequence[Any]] = []
         for (queue,) in self._conn.execute("SELECT name FROM queues").fetchall():
             rows += self._conn.execute(
-                f"SELECT {_JOB_COLUMNS} FROM jobs INDEXED BY jobs_queue_ready "
+                f"SELECT {columns} FROM jobs INDEXED BY jobs_queue_ready "
                 "WHERE state = 'QUEUED' AND queue = ? ORDER BY priority DESC, id LIMIT ?",
                 (queue, limit),
             ).fetchall()
         rows.sort(key=lambda row: (-row[_PRIORITY], row[0]))
-        return [self._job(row) for row in rows[:limit]]
+        jobs = [self._job(row) for row in rows[:limit]]
+        return jobs if cut is None else [_cut_row(job, cut) for job in jobs]
+
+    @_reads
+    def latest_rows(self, state: str, limit: int, cut: int) -> JobsList:
+        """The newest ``limit`` jobs in ``state``, as rows for a view (see :meth:`next_queued`)."""
+        rows = self._conn.execute(
+            f"SELECT {_row_columns(cut)} FROM jobs WHERE state = ? ORDER BY id DESC LIMIT ?",
+            (state, limit),
+        ).fetchall()
+        return [_cut_row(self._job(row), cut) for row in rows]
 
     @_reads
     def counts(self) -> dict[str, int]:
@@ -1261,6 +1327,26 @@ class SQLiteStore:
             if limit is not None:
                 conn.execute("UPDATE queues SET max_running = ? WHERE name = ?", (limit, name))
         return next(q for q in self.queues() if q.name == name)
+
+    @_reads
+    def queue_known(self, name: str) -> bool:
+        """Whether a job or a setting ever named the queue (and it was not forgotten)."""
+        row = self._conn.execute("SELECT 1 FROM queues WHERE name = ?", (name,)).fetchone()
+        return row is not None
+
+    @_reads
+    def some_queues(self, most: int = 10) -> str:
+        """The first queue names, for a message: ``a, b, c`` or ``a, b, ... (12 in all)``."""
+        names = [
+            row[0]
+            for row in self._conn.execute(
+                "SELECT name FROM queues ORDER BY name LIMIT ?", (most + 1,)
+            )
+        ]
+        if len(names) <= most:
+            return ", ".join(names) or "none yet"
+        total = self._conn.execute("SELECT count(*) FROM queues").fetchone()[0]
+        return f"{', '.join(names[:most])}, ... ({total} in all)"
 
     @_reads
     def blockers(self) -> Blockers:

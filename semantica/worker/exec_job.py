@@ -1,7 +1,9 @@
 """The built-in ``exec`` job type: run a command, its output into the job log.
 
-Payload: ``{"argv": [str, ...], "cwd"?: str, "env"?: {str: str}}``; ``env`` is
-added to the worker's environment. Exit status 0 is success (the result is
+Payload: ``{"argv": [str, ...], "cwd"?: str, "env"?: {str: str}, "inherit_env"?:
+bool}``; ``env`` is added to the worker's environment, or with ``inherit_env``
+false is the whole environment (``semctl enqueue exec`` sends the caller's).
+Exit status 0 is success (the result is
 ``{"exit_status": 0}``); anything else fails the attempt.
 
 The command runs in a session (and so a process group) of its own. When the
@@ -39,13 +41,18 @@ class InvalidPayload(PermanentError):
 def parse_payload(payload: Any) -> tuple[list[str], str | None, dict[str, str] | None]:
     """Check an exec payload; InvalidPayload with the reason if it is malformed.
 
+    Returns the command, its directory, and its whole environment (None: the worker's).
+
     Enqueue refuses such payloads already; a job stored before that rule (or
     written to the database by hand) still fails here, once, with the reason.
     """
     problem = exec_payload_problem(payload)
     if problem is not None:
         raise InvalidPayload(problem)
-    return payload["argv"], payload.get("cwd"), payload.get("env")
+    env = payload.get("env")
+    if not payload.get("inherit_env", True):
+        return payload["argv"], payload.get("cwd"), dict(env or {})
+    return payload["argv"], payload.get("cwd"), {**os.environ, **env} if env else None
 
 
 async def run_exec(
@@ -76,7 +83,7 @@ async def run_exec(
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             cwd=cwd,
-            env={**os.environ, **env} if env else None,
+            env=env,
             start_new_session=True,
         )
     except OSError as exc:

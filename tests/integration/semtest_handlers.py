@@ -147,8 +147,27 @@ def poison(ctx: Any, payload: Any) -> None:
 
 @handler("PROGRESS")
 def progress(ctx: Any, payload: dict[str, Any]) -> str:
-    """Report progress 0.5 with a message, announce, then wait until told to finish."""
-    ctx.progress(0.5, "half way")
+    """Report progress 0.5 with a message (``message``, default "half way"), announce, then
+    wait until told to finish."""
+    ctx.progress(0.5, payload.get("message", "half way"))
+    _announce(ctx, payload)
+    marker = Path(payload["release"])
+    while not marker.exists() and not ctx.cancelled:
+        time.sleep(0.01)
+    return "done"
+
+
+@handler("[red]MARKUP")
+def markup(ctx: Any, payload: Any) -> None:
+    """A type that rich would read as markup (types are printable, but may hold brackets)."""
+    raise ValueError(payload.get("message", "markup") if isinstance(payload, dict) else "markup")
+
+
+@handler("FAIL_ONCE")
+def fail_once(ctx: Any, payload: dict[str, Any]) -> str:
+    """The first attempt fails; a later one announces, then works until ``release`` exists."""
+    if ctx.attempt == 1:
+        raise ValueError("the first attempt failed")
     _announce(ctx, payload)
     marker = Path(payload["release"])
     while not marker.exists() and not ctx.cancelled:

@@ -52,7 +52,7 @@ def test_priority_then_fifo_on_one_worker(make_daemon: Callable[..., Daemon]) ->
 
 def test_paused_queue_starts_nothing_until_resumed(daemon: Daemon) -> None:
     """A paused queue's jobs stay QUEUED (waiting_for queue_paused); other queues go on."""
-    paused = daemon.semctl("pause", "slow", "--json")
+    paused = daemon.semctl("pause", "--create", "slow", "--json")
     assert paused.code == 0 and paused.json()["paused"] is True
     held = _enqueue(daemon, "NOOP", "--queue", "slow")
     other = _enqueue(daemon, "NOOP", "--queue", "fast")
@@ -69,7 +69,7 @@ def test_paused_queue_starts_nothing_until_resumed(daemon: Daemon) -> None:
 
 def test_pause_and_limit_survive_a_restart(daemon: Daemon) -> None:
     """Queue settings are stored: after a restart the queue is still paused and limited."""
-    daemon.semctl("pause", "q")
+    daemon.semctl("pause", "--create", "q")
     daemon.semctl("limit", "q", "3")
     daemon.stop()
     daemon.start()
@@ -79,7 +79,7 @@ def test_pause_and_limit_survive_a_restart(daemon: Daemon) -> None:
 
 def test_limit_one_never_runs_two_at_once(daemon: Daemon) -> None:
     """A queue limited to 1 runs its jobs one after another, even with two idle workers."""
-    assert daemon.semctl("limit", "serial", "1").code == 0
+    assert daemon.semctl("limit", "--create", "serial", "1").code == 0
     ids = [
         _enqueue(daemon, "WORK", "--queue", "serial", "--payload", _payload(seconds=0.2))
         for _ in range(4)
@@ -221,7 +221,7 @@ def test_timed_out_attempt_is_retried(daemon: Daemon, announcements: Announcemen
 
 def test_cancel_a_queued_job(daemon: Daemon) -> None:
     """A queued job is CANCELLED at once and never runs."""
-    daemon.semctl("pause", "held")
+    daemon.semctl("pause", "--create", "held")
     job_id = _enqueue(daemon, "NOOP", "--queue", "held")
     result = daemon.semctl("cancel", str(job_id))
     assert result.code == 0 and result.out.strip() == f"{job_id} CANCELLED (cancelled)"
@@ -291,7 +291,7 @@ def test_cancel_of_a_finished_job_says_so_and_exits_0(daemon: Daemon) -> None:
 
 def test_newer_generation_supersedes_queued_older_ones(daemon: Daemon) -> None:
     """Each newer generation of a subject marks the queued older ones SUPERSEDED, by it."""
-    daemon.semctl("pause", "idx")
+    daemon.semctl("pause", "--create", "idx")
     old = [
         _enqueue(daemon, "NOOP", "--queue", "idx", "--subject", "a.rs", "--generation", str(g))
         for g in (1, 2)
@@ -307,7 +307,7 @@ def test_newer_generation_supersedes_queued_older_ones(daemon: Daemon) -> None:
 
 def test_latest_wins_without_a_generation(daemon: Daemon) -> None:
     """Without --generation each new job is one above the newest and replaces queued ones."""
-    daemon.semctl("pause", "idx")
+    daemon.semctl("pause", "--create", "idx")
     first = _show(daemon, _enqueue(daemon, "NOOP", "--queue", "idx", "--subject", "s"))
     second = _show(daemon, _enqueue(daemon, "NOOP", "--queue", "idx", "--subject", "s"))
     assert second["generation"] == first["generation"] + 1
@@ -316,7 +316,7 @@ def test_latest_wins_without_a_generation(daemon: Daemon) -> None:
 
 def test_a_generation_that_is_not_newer_is_deduplicated(daemon: Daemon) -> None:
     """Enqueuing a generation not above a queued one returns that job and adds nothing."""
-    daemon.semctl("pause", "idx")
+    daemon.semctl("pause", "--create", "idx")
     queued = _enqueue(daemon, "NOOP", "--queue", "idx", "--subject", "b.rs", "--generation", "5")
     before = daemon.semctl("status", "--json").json()["counts"]
     again = daemon.semctl(

@@ -125,7 +125,7 @@ def test_tail_without_id_shows_every_event(daemon: Daemon, lines_of: Callable[..
 
 def test_top_once_shows_workers_and_queues(daemon: Daemon) -> None:
     """semctl top --once prints the worker pids and the queues."""
-    assert daemon.semctl("pause", "later").code == 0
+    assert daemon.semctl("pause", "--create", "later").code == 0
     result = daemon.semctl("top", "--once")
     assert result.code == 0, result.err
     for pid in daemon.worker_pids():

@@ -224,7 +224,7 @@ def test_pipelined_enqueues_are_answered_in_order_each_once(
         Enqueue(rid=rid, jobs=[JobSpec(type="NOOP", queue="held", payload={"rid": rid})])
         for rid in range(1, 301)
     ]
-    daemon.semctl("pause", "held")
+    daemon.semctl("pause", "--create", "held")
     conn.send(b"".join(encode(request) for request in requests))
     replies = [conn.next() for _ in requests]
     assert all(isinstance(reply, Enqueued) for reply in replies)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import typing
 from pathlib import Path
 
@@ -71,3 +72,18 @@ def _error_classes() -> list[type[errors.SemanticaError]]:
 def test_every_error_code_is_in_the_protocol_doc(cls: type[errors.SemanticaError]) -> None:
     """docs/protocol.md's error table has a row for each error code a client can meet."""
     assert f"| `{cls.code}` |" in (ROOT / "docs" / "protocol.md").read_text()
+
+
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=[d.name for d in DOCS])
+def test_docs_refer_only_to_files_in_the_repository(doc: Path) -> None:
+    """Every relative link resolves to a file of the repository, and no page sends the
+    reader to a design note that is not in it."""
+    text = doc.read_text()
+    for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text):
+        if target.startswith(("http://", "https://", "mailto:")):
+            continue
+        assert (doc.parent / target).exists(), f"{doc.name} links to {target}, which is missing"
+    assert "DESIGN.md" not in text, f"{doc.name} refers to DESIGN.md, which is not in the repo"

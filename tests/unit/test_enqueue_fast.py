@@ -10,7 +10,13 @@ import pytest
 import typer.main
 
 from semantica.control.cli import app
-from semantica.control.enqueue_cmd import DEFAULTS, SWITCHES, VALUE_OPTIONS, parse_fast
+from semantica.control.enqueue_cmd import (
+    DEFAULTS,
+    LIST_OPTIONS,
+    SWITCHES,
+    VALUE_OPTIONS,
+    parse_fast,
+)
 
 
 def _typer_enqueue_options() -> dict[str, object]:
@@ -26,7 +32,7 @@ def _typer_enqueue_options() -> dict[str, object]:
 def test_the_fast_path_knows_exactly_the_typer_commands_options() -> None:
     """Every option of `semctl enqueue` is in the fast path's tables, and nothing else."""
     typer_options = _typer_enqueue_options()
-    assert set(typer_options) == set(VALUE_OPTIONS) | set(SWITCHES)
+    assert set(typer_options) == set(VALUE_OPTIONS) | set(SWITCHES) | set(LIST_OPTIONS)
 
 
 def test_the_fast_paths_defaults_are_the_typer_commands() -> None:
@@ -36,6 +42,8 @@ def test_the_fast_paths_defaults_are_the_typer_commands() -> None:
         assert DEFAULTS[keyword] == typer_options[flag], flag
     for flag, keyword in SWITCHES.items():
         assert DEFAULTS[keyword] is False and not typer_options[flag], flag
+    for flag, keyword in LIST_OPTIONS.items():
+        assert DEFAULTS[keyword] is None and not typer_options[flag], flag
 
 
 def test_common_forms_parse() -> None:
@@ -48,6 +56,9 @@ def test_common_forms_parse() -> None:
     assert (type_, argv) == ("exec", ["make", "-j2"])
     assert options["queue"] == "q" and options["priority"] == 5 and options["require_idle"]
     assert options["payload_file"] is None
+    parsed = parse_fast(["exec", "--env", "A=1", "--env=B=2=3", "--no-env", "--", "env"])
+    assert parsed is not None
+    assert parsed[2]["env"] == ["A=1", "B=2=3"] and parsed[2]["no_env"] is True
     parsed = parse_fast(["INDEX", "--payload-file", "p.json", "--delay", "1.5", "--json"])
     assert parsed is not None
     assert parsed[2]["payload_file"] == Path("p.json") and parsed[2]["delay"] == 1.5

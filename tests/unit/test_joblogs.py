@@ -63,8 +63,10 @@ def test_lines_survive_reopening(logs: JobLogs, tmp_path: Path) -> None:
     logs.close(1)
     again = JobLogs(tmp_path / "logs", cap_bytes=CAP)
     again.append(1, ["after"])
-    assert again.tail(1) == ["before", "after"]
     again.close_all()
+    # (the job ran again: its new lines follow a separator)
+    before, separator, after = again.tail(1)
+    assert (before, after) == ("before", "after") and separator.startswith("--- attempt 1, ")
 
 
 def test_unicode_and_empty_lines(logs: JobLogs) -> None:
@@ -129,3 +131,27 @@ def test_remove_deletes_both_files(logs: JobLogs) -> None:
     logs.remove(5)  # removing again is harmless
     logs.append(5, ["fresh"])
     assert logs.tail(5) == ["fresh"]
+
+
+def test_a_later_attempt_starts_with_a_separator_line(logs: JobLogs) -> None:
+    """The first lines of attempt 2 follow a line naming it; followers get it too."""
+    assert logs.append(1, ["first try"], attempt=1) == ["first try"]
+    logs.close(1)  # the attempt ended
+    written = logs.append(1, ["second try", "more"], attempt=2)
+    logs.append(1, ["still the second"], attempt=2)
+    assert written[0].startswith("--- attempt 2, ") and written[1:] == ["second try", "more"]
+    tail = logs.tail(1)
+    assert tail[0] == "first try" and tail[1] == written[0]
+    assert tail[2:] == ["second try", "more", "still the second"]
+    assert logs.tail(1, 2) == ["more", "still the second"]  # -n counts lines, as before
+
+
+def test_a_rerun_after_earlier_output_is_separated_too(logs: JobLogs) -> None:
+    """A job run again as attempt 1 (semctl retry, an interrupted attempt) after output
+    of an earlier run gets a separator; a first attempt on its own gets none."""
+    logs.append(1, ["run one"], attempt=1)
+    logs.close(1)
+    logs.append(1, ["run two"], attempt=1)
+    assert [line.startswith("--- attempt 1, ") for line in logs.tail(1)] == [False, True, False]
+    logs.append(2, ["only"], attempt=1)
+    assert logs.tail(2) == ["only"]

@@ -116,6 +116,45 @@ def test_next_queued_merges_the_queues_in_dispatch_order(store: SQLiteStore, spe
     assert [job.id for job in store.next_queued(10)] == [*ids, jobs[4].id]
 
 
+def test_next_startable_is_what_leases_would_take_in_their_order(
+    store: SQLiteStore, spec: Spec
+) -> None:
+    """top's "next in line": the jobs leases would take, in the order they would, skipping
+    a paused queue, a full one and a delayed job; nothing is taken."""
+    store.set_queue("held", paused=True)
+    store.set_queue("one", limit=1)
+    jobs = store.enqueue(
+        [
+            spec(queue="held", priority=9),  # paused
+            spec(queue="one", priority=3),
+            spec(queue="one", priority=3),  # its queue is full once the one before starts
+            spec(priority=1),
+            spec(priority=2, delay=60),  # not due
+            spec(),
+        ]
+    ).jobs
+    shown = [job.id for job in store.next_startable(10, 200)]
+    assert shown == [jobs[1].id, jobs[3].id, jobs[5].id]
+    assert store.counts()["QUEUED"] == 6  # a read
+    taken = [lease.job_id for lease in store.lease_many(1, 10)]
+    assert taken == shown
+
+
+def test_rows_for_a_view_carry_no_payload_and_cut_long_texts(
+    store: SQLiteStore, spec: Spec
+) -> None:
+    """top's rows: no payload nor result, and an error longer than the cut ends in "…"."""
+    [job] = store.enqueue([spec(payload={"blob": "x" * 10_000}, max_attempts=1)]).jobs
+    lease = store.lease(1)
+    assert lease is not None
+    store.fail(lease, JobError("exception", "E" * 10_000), None)
+    [row] = store.latest_rows("FAILED", 5, 200)
+    assert row.id == job.id and row.payload is None and row.error is not None
+    assert len(row.error.message) == 200 and row.error.message.endswith("\u2026")
+    [queued] = store.enqueue([spec(payload={"blob": "x" * 10_000})]).jobs
+    assert [(j.id, j.payload) for j in store.next_queued(5, cut=200)] == [(queued.id, None)]
+
+
 def test_a_large_mixed_batch_keeps_its_order_ids_and_payloads(
     store: SQLiteStore, spec: Spec
 ) -> None:

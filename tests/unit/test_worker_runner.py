@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 import time
@@ -295,6 +296,21 @@ async def test_exec_env_and_cwd(tmp_path: Path) -> None:
     assert lines == [str(tmp_path), "v1"]
 
 
+async def test_exec_env_without_the_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With inherit_env false the env given is the command's whole environment."""
+    monkeypatch.setenv("UT_WORKER_ONLY", "w")
+    payload = {
+        "argv": ["sh", "-c", 'echo "${UT_WORKER_ONLY-unset} $UT_VAR"'],
+        "env": {"UT_VAR": "v1", "PATH": os.environ["PATH"]},
+        "inherit_env": False,
+    }
+    async with running_worker() as supervisor:
+        await _hello(supervisor)
+        lines, finished, _ = await run_job(supervisor, "exec", payload)
+    assert finished.error is None
+    assert lines == ["unset v1"]
+
+
 async def test_exec_malformed_payload_fails_permanently() -> None:
     """An exec job without a proper argv fails without retry, saying what is wrong."""
     payloads: list[Any] = [
@@ -304,6 +320,7 @@ async def test_exec_malformed_payload_fails_permanently() -> None:
         {"argv": ["ls", 3]},
         ["ls"],
         {"argv": ["ls"], "surprise": 1},
+        {"argv": ["ls"], "inherit_env": "no"},
     ]
     async with running_worker() as supervisor:
         await _hello(supervisor)

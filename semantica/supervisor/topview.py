@@ -1,0 +1,88 @@
+"""What ``semctl top`` is sent: one reply, bounded whatever the jobs hold.
+
+* "next in line" is the jobs that will start next, in the order they will (the
+  store's own lease order, :meth:`SQLiteStore.next_startable`), then the first
+  blocked jobs by priority, each with its reason (``waiting_for``, from
+  :mod:`waiting`): the rules live there, not here.
+* Job rows carry no payload nor result, and their texts are cut to what a row
+  can show (:data:`ROW_TEXT`); the busiest :data:`TOP_QUEUES` queues are sent.
+  So a reply stays a few tens of KB, however large the jobs' errors are or
+  however many queues there are.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import trio
+
+from semantica import __version__
+from semantica.models import Job, JobState, QueueInfo
+from semantica.protocol import TopReply
+
+if TYPE_CHECKING:
+    from semantica.supervisor.app import Supervisor
+
+#: The latest FAILED jobs sent.
+TOP_FAILURES = 5
+#: Jobs that will start next, and as many blocked ones, at most.
+TOP_WAITING = 10
+#: Queues sent: those with the most queued and running jobs.
+TOP_QUEUES = 50
+#: Characters of a job's subject, error or progress message sent: more than a row shows.
+ROW_TEXT = 200
+
+
+def top_reply(sup: Supervisor, rid: int) -> TopReply:
+    """One frame of ``semctl top``."""
+    jobs = sup.jobs
+    queues = sup.store.queues()
+    return TopReply(
+        rid=rid,
+        version=__version__,
+        uptime_s=round(trio.current_time() - sup.started_at, 3),
+        workers=sup.pool.top(),
+        queues=_busiest(queues),
+        queues_total=len(queues),
+        finished_10s=jobs.finished_recently.within(10),
+        finished_60s=jobs.finished_recently.within(60),
+        enqueued_10s=jobs.enqueued_recently.within(10),
+        enqueued_60s=jobs.enqueued_recently.within(60),
+        failed_10s=jobs.failed_recently.within(10),
+        failed_60s=jobs.failed_recently.within(60),
+        supervisor_cpu_percent=sup.own_process.cpu_percent(None),
+        supervisor_rss_bytes=sup.own_process.memory_info().rss,
+        failures=sup.store.latest_rows(JobState.FAILED.value, TOP_FAILURES, ROW_TEXT),
+        waiting=_next_in_line(sup),
+        draining=sup.draining,
+    )
+
+
+def _next_in_line(sup: Supervisor) -> list[Job]:
+    """The jobs that start next, in order, then the first blocked ones, each explained."""
+    conditions = sup.conditions
+    startable = sup.store.next_startable(
+        TOP_WAITING, ROW_TEXT, on_ac=conditions.on_ac, idle=conditions.idle
+    )
+    ahead = {job.id for job in startable}
+    # The first queued jobs by priority hold the first blocked ones, unless more may
+    # start than are shown: then the blocked ones matter less, and fewer are shown.
+    queued = sup.explain(sup.store.next_queued(2 * TOP_WAITING, ROW_TEXT))
+    blocked = [job for job in queued if job.id not in ahead and job.waiting_for is not None]
+    jobs = sup.explain(startable) + blocked[:TOP_WAITING]
+    for job in jobs:
+        if job.subject is not None and len(job.subject) > ROW_TEXT:
+            job.subject = job.subject[: ROW_TEXT - 1] + "\u2026"  # after explain(): it reads it
+    return jobs
+
+
+def _busiest(queues: list[QueueInfo]) -> list[QueueInfo]:
+    """At most TOP_QUEUES queues: those with work first, then paused or limited, by name."""
+    if len(queues) <= TOP_QUEUES:
+        return queues
+
+    def weight(q: QueueInfo) -> tuple[int, int, str]:
+        work = q.counts.get(JobState.QUEUED.value, 0) + q.counts.get(JobState.RUNNING.value, 0)
+        return (-work, -(q.paused or bool(q.limit)), q.name)
+
+    return sorted(sorted(queues, key=weight)[:TOP_QUEUES], key=lambda q: q.name)
