@@ -31,6 +31,7 @@ from typing import Any
 import msgspec
 
 from semantica.errors import FrameTooLarge, ProtocolError
+from semantica.limits import RESULT_MAX
 from semantica.models import CancelOutcome, Job, JobError, JobSpec, JobState, QueueInfo
 
 PROTOCOL_VERSION = 1
@@ -40,8 +41,8 @@ MAX_FRAME = 1 << 20
 #: Cap on the worker channel, which joins two processes of ours: a payload that fit a
 #: control frame may grow when re-encoded as JSON (``\x01`` becomes ``\u0001``).
 WORKER_MAX_FRAME = 64 << 20
-#: The largest JSON result a job may return.
-MAX_RESULT = 1 << 20
+#: The largest JSON result a job may return (:mod:`semantica.limits` has every cap).
+MAX_RESULT = RESULT_MAX
 #: Cap on the first frame of a control connection, its hello (about 100 bytes with
 #: the token): until a client is authenticated, it may not make the supervisor
 #: buffer a full-size frame.

@@ -34,6 +34,7 @@ import msgspec
 import sqlite_utils
 
 from semantica.errors import BadInput, NoSuchJob, StoreBusy, StoreError, StoreFull
+from semantica.limits import ERROR_MESSAGE_MAX, PROGRESS_MESSAGE_MAX, cut
 from semantica.models import (
     GENERATION_MAX,
     QUEUE_LIMIT_MAX,
@@ -194,11 +195,14 @@ def _ts(value: float | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, UTC)
 
 
+# The messages are read in part: a row stored before the caps (a 24 MB error,
+# say) is cut on the way out (see _job), and only its beginning is copied.
 _JOB_COLUMNS = (
     "id, type, queue, subject, generation, priority, state, attempts, max_attempts, "
-    "created_at, started_at, finished_at, run_after, result, error_kind, error_message, "
+    "created_at, started_at, finished_at, run_after, result, error_kind, "
+    f"substr(error_message,1,{ERROR_MESSAGE_MAX + 1}), "
     "payload, timeout_s, worker_pid, backoff_s, require_charging, require_idle, superseded_by, "
-    "progress, progress_message"
+    f"progress, substr(progress_message,1,{PROGRESS_MESSAGE_MAX + 1})"
 )
 _PRIORITY = _JOB_COLUMNS.split(", ").index("priority")
 _INSERT_COLUMNS = (
@@ -1232,7 +1236,9 @@ class SQLiteStore:
             finished_at=_ts(finished_at) if state in TERMINAL_STATES else None,
             run_after=_ts(run_after),
             result=None if result is None else _json_decode(result),
-            error=None if error_kind is None else JobError(error_kind, error_message or ""),
+            error=None
+            if error_kind is None
+            else JobError(error_kind, _read_cut(error_message or "", ERROR_MESSAGE_MAX, "error")),
             payload=_json_decode(payload),
             timeout=timeout,
             worker_pid=worker_pid if state == JobState.RUNNING else None,
@@ -1241,8 +1247,16 @@ class SQLiteStore:
             require_idle=bool(require_idle),
             superseded_by=superseded_by,
             progress=progress,
-            progress_message=progress_message,
+            progress_message=None
+            if progress_message is None
+            else _read_cut(progress_message, PROGRESS_MESSAGE_MAX, "progress"),
         )
+
+
+def _read_cut(text: str, cap: int, what: str) -> str:
+    """A message as read (its first ``cap + 1`` characters), cut to ``cap`` bytes."""
+    # Only a text of more than `cap` characters may have been read in part.
+    return cut(text, cap, f"{what} message", whole=len(text) <= cap)
 
 
 def _size_bytes(path: Path) -> int:
