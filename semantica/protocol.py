@@ -81,7 +81,11 @@ class GetJob(_Msg, tag="get"):
 
 
 class ListJobs(_Msg, tag="list"):
-    """Jobs matching the filters, newest first."""
+    """Jobs matching the filters, newest first.
+
+    ``before`` asks for the next page: only jobs with a smaller id (the last
+    id of a reply that said ``more``).
+    """
 
     state: str | None = None
     queue: str | None = None
@@ -89,6 +93,7 @@ class ListJobs(_Msg, tag="list"):
     subject: str | None = None
     limit: int = 50
     rid: int = 0
+    before: int | None = None
 
 
 class Wait(_Msg, tag="wait"):
@@ -235,10 +240,18 @@ class JobReply(_Msg, tag="job"):
 
 
 class JobList(_Msg, tag="jobs"):
-    """Several jobs."""
+    """Several jobs, as many as fit in one frame.
+
+    ``more``: the reply stopped at the frame's byte budget, and jobs asked for
+    are left: ask again for the rest (``ListJobs.before`` = the last id here;
+    ``Wait`` with the ids not answered yet and timeout 0). ``total``, in the
+    first reply to a ``ListJobs``: how many jobs match its filters in all.
+    """
 
     jobs: list[Job]
     rid: int = 0
+    more: bool = False
+    total: int | None = None
 
 
 class LogLines(_Msg, tag="log_lines"):

@@ -83,6 +83,13 @@ class Blockers(msgspec.Struct):
     busy_subjects: set[tuple[str, str]] = msgspec.field(default_factory=set)
 
 
+class Page(msgspec.Struct):
+    """Jobs read within a byte budget: ``more`` if the budget stopped the read early."""
+
+    jobs: list[Job]
+    more: bool = False
+
+
 class Lease(msgspec.Struct, frozen=True):
     """A job handed to a worker: what the worker needs to run one attempt."""
 
@@ -293,6 +300,17 @@ def _new_job(
 
 _json_decode = msgspec.json.decode
 _json_encode = msgspec.json.encode
+_msgpack_encode = msgspec.msgpack.Encoder().encode
+
+#: What a job's reply may add to its encoded size after the read (``waiting_for``).
+_JOB_SLACK = 32
+#: Ids read together when a page of given jobs is read.
+_PAGE_CHUNK = 64
+
+
+def _wire_size(job: Job) -> int:
+    """How many bytes ``job`` takes in a reply (msgpack, as it is sent)."""
+    return len(_msgpack_encode(job)) + _JOB_SLACK
 
 
 # Inside SQLiteStore, `list` names the method.
@@ -1027,6 +1045,28 @@ class SQLiteStore:
         return [found[job_id] for job_id in wanted]
 
     @_reads
+    def get_page(self, job_ids: Sequence[int], budget: int) -> Page:
+        """:meth:`get_many`, but only the first jobs that fit in ``budget`` bytes of reply
+        (at least one); the rows of the others are not read.
+
+        Raises:
+            NoSuchJob: one of the ids names no job.
+        """
+        self._rows_by_id(list(job_ids), "id")  # every one exists, or NoSuchJob
+        jobs: list[Job] = []
+        used = 0
+        for start in range(0, len(job_ids), _PAGE_CHUNK):
+            chunk = list(job_ids[start : start + _PAGE_CHUNK])
+            found = {row[0]: self._job(row) for row in self._rows_by_id(chunk, _JOB_COLUMNS)}
+            for job_id in chunk:
+                job = found[job_id]
+                used += _wire_size(job)
+                if jobs and used > budget:
+                    return Page(jobs, more=True)
+                jobs.append(job)
+        return Page(jobs)
+
+    @_reads
     def states(self, job_ids: Iterable[int]) -> dict[int, JobState]:
         """The states alone of several jobs (cheaper than :meth:`get_many`).
 
@@ -1076,22 +1116,59 @@ class SQLiteStore:
         limit: int = 50,
     ) -> list[Job]:
         """Jobs matching every filter given, newest first, at most ``limit``."""
-        where, args = [], []
-        for column, value in (
-            ("state", state),
-            ("queue", queue),
-            ("type", type),
-            ("subject", subject),
-        ):
-            if value is not None:
-                where.append(f"{column} = ?")
-                args.append(value)
-        clause = ("WHERE " + " AND ".join(where)) if where else ""
+        return self.list_page(
+            state=state, queue=queue, type=type, subject=subject, limit=limit
+        ).jobs
+
+    @_reads
+    def list_page(
+        self,
+        *,
+        state: str | None = None,
+        queue: str | None = None,
+        type: str | None = None,
+        subject: str | None = None,
+        limit: int = 50,
+        before: int | None = None,
+        budget: int | None = None,
+    ) -> Page:
+        """:meth:`list`, from the jobs with an id below ``before`` (if given), and only as
+        many as fit in ``budget`` bytes of reply (at least one): rows past it are not read."""
+        clause, args = _filters(state=state, queue=queue, type=type, subject=subject)
+        if before is not None:
+            clause += (" AND " if clause else "WHERE ") + "id < ?"
+            args.append(before)
         rows = self._conn.execute(
             f"SELECT {_JOB_COLUMNS} FROM jobs {clause} ORDER BY id DESC LIMIT ?",
             (*args, limit),
-        ).fetchall()
-        return [self._job(row) for row in rows]
+        )
+        return self._page(rows, budget)
+
+    @_reads
+    def count(
+        self,
+        *,
+        state: str | None = None,
+        queue: str | None = None,
+        type: str | None = None,
+        subject: str | None = None,
+    ) -> int:
+        """How many jobs match every filter given."""
+        clause, args = _filters(state=state, queue=queue, type=type, subject=subject)
+        (n,) = self._conn.execute(f"SELECT count(*) FROM jobs {clause}", args).fetchone()
+        return int(n)
+
+    def _page(self, rows: Iterable[Sequence[Any]], budget: int | None) -> Page:
+        jobs: list[Job] = []
+        used = 0
+        for row in rows:
+            job = self._job(row)
+            if budget is not None:
+                used += _wire_size(job)
+                if jobs and used > budget:
+                    return Page(jobs, more=True)
+            jobs.append(job)
+        return Page(jobs)
 
     @_reads
     def next_queued(self, limit: int) -> JobsList:
@@ -1251,6 +1328,16 @@ class SQLiteStore:
             if progress_message is None
             else _read_cut(progress_message, PROGRESS_MESSAGE_MAX, "progress"),
         )
+
+
+def _filters(**columns: str | None) -> tuple[str, list[Any]]:
+    """A WHERE clause matching every column given a value (``column = value``)."""
+    where, args = [], []
+    for column, value in columns.items():
+        if value is not None:
+            where.append(f"{column} = ?")
+            args.append(value)
+    return ("WHERE " + " AND ".join(where)) if where else "", args
 
 
 def _read_cut(text: str, cap: int, what: str) -> str:

@@ -617,3 +617,42 @@ def test_one_end_recorded_alone_takes_the_start_the_worker_reported(
     assert job.started_at.timestamp() == pytest.approx(leased_at + 0.4)
     with pytest.raises(StaleLease):
         store.complete(lease, None)
+
+
+# ---------------------------------------------------------------- pages within a byte budget
+
+
+def test_list_page_stops_at_its_budget_and_the_next_page_goes_on(
+    store: SQLiteStore, spec: Spec
+) -> None:
+    """A page holds the jobs that fit in its budget (at least one) and says more; the next
+    page, from the last id, goes on; count counts every match."""
+    ids = [job.id for job in store.enqueue([spec(payload="p" * 1000)] * 10).jobs]
+    store.enqueue([spec("OTHER")])
+    seen: list[int] = []
+    before = None
+    while True:
+        page = store.list_page(type="T", limit=10, before=before, budget=2500)
+        seen += [job.id for job in page.jobs]
+        assert 1 <= len(page.jobs) <= 2
+        if not page.more:
+            break
+        before = page.jobs[-1].id
+    assert seen == ids[::-1]
+    assert store.list_page(type="T", budget=10).jobs == store.list(type="T", limit=1)
+    assert store.list_page(type="T", limit=10).more is False
+    assert store.count(type="T") == 10 and store.count() == 11
+    assert store.count(type="T", state="DONE") == 0
+
+
+def test_get_page_keeps_the_order_asked_within_its_budget(store: SQLiteStore, spec: Spec) -> None:
+    ids = [job.id for job in store.enqueue([spec(payload="p" * 1000)] * 200).jobs]
+    asked = ids[::-1] + ids[:1]
+    got: list[int] = []
+    while len(got) < len(asked):
+        page = store.get_page(asked[len(got) :], budget=50_000)
+        assert page.jobs and page.more == (len(got) + len(page.jobs) < len(asked))
+        got += [job.id for job in page.jobs]
+    assert got == asked
+    with pytest.raises(NoSuchJob):
+        store.get_page([ids[0], ids[-1] + 1], budget=50_000)

@@ -1,0 +1,109 @@
+"""Replies of many jobs are bounded, against the real supervisor.
+
+A ``list`` or ``wait`` reply carries as many jobs as fit in one frame (the
+supervisor's frame cap) and says there is more; the clients ask for the rest
+themselves. Rows stored before the size caps are cut when read.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from harness import Daemon
+
+from semantica.models import JobError, JobSpec
+from semantica.protocol import ControlReply, FrameDecoder
+from semantica.supervisor.store import SQLiteStore
+
+KIB = 1024
+
+
+def _old_database(home: Path, jobs: int, message_size: int) -> None:
+    """A state directory whose database holds FAILED jobs with huge error messages, as
+    a version without size caps could store them."""
+    home.mkdir(mode=0o700)
+    store = SQLiteStore(home / "semantica.db", durability="normal")
+    store.enqueue([JobSpec(type="NOOP", max_attempts=1) for _ in range(jobs)])
+    for n in range(jobs):
+        lease = store.lease(worker_pid=1)
+        assert lease is not None
+        store.fail(lease, JobError("exception", f"{n} " + "e" * message_size), retry_at=None)
+    store.close()
+
+
+def test_jobs_stored_with_24_mb_errors_do_not_break_list_wait_show_or_top(
+    make_daemon: Callable[..., Daemon], short_tmp: Path
+) -> None:
+    """Twelve jobs with 24 MB error messages (a 302 MB reply once: list and wait_many
+    failed) read back cut, in every view."""
+    _old_database(short_tmp / "home", 12, 24_000_000)
+    daemon = make_daemon()
+
+    out = daemon.semctl("list")
+    assert out.code == 0, out.err
+    assert len([line for line in out.out.splitlines() if " FAILED " in line]) == 12
+    listed = daemon.semctl("list", "--json").json()
+    with daemon.client() as client:
+        waited = client.wait_many([job["id"] for job in listed])
+        top = client.top()
+    shown = daemon.semctl("show", str(listed[0]["id"]), "--json").json()
+    messages = [job["error"]["message"] for job in [*listed, shown]]
+    messages += [job.error.message for job in [*waited, *top.failures] if job.error]
+    assert len(messages) == 12 + 1 + 12 + 5
+    for message in messages:
+        assert message.endswith("eee… [cut: error message over 16 KiB]")
+        assert len(message.encode()) <= 16 * KIB
+
+
+def _tight(client: object, cap: int) -> None:
+    """Make a connected client refuse any reply frame over ``cap`` bytes, as a client in
+    another language that trusts the supervisor's frame cap would."""
+    client._decoder = FrameDecoder(ControlReply, cap)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("frame", [16 * KIB, 64 * KIB])
+def test_every_list_and_wait_reply_fits_in_the_frame_cap(
+    make_daemon: Callable[..., Daemon], frame: int
+) -> None:
+    """300 jobs of 1 KiB each are 300 KiB: they come in several replies, each within the
+    supervisor's frame cap, and the client puts them together."""
+    daemon = make_daemon(SEMANTICA_MAX_FRAME=str(frame))
+    with daemon.client() as client:
+        ids = []
+        for _ in range(30):  # (each request within the frame cap too)
+            batch = client.enqueue_many(
+                [{"type": "NOOP", "payload": "p" * KIB, "delay": 3600}] * 10
+            )
+            ids += [job.id for job in batch]
+        _tight(client, frame)
+        listed = client.list(limit=300)
+        assert [job.id for job in listed] == ids[::-1]
+        assert all(job.payload == "p" * KIB for job in listed)
+        assert [job.id for job in client.list(limit=250)] == ids[:49:-1]
+        waited = client.wait_many(ids, timeout=0)
+        assert [job.id for job in waited] == ids
+        assert [job.id for job in client.wait_many(ids[::-1] + ids[:3], timeout=0)] == (
+            ids[::-1] + ids[:3]
+        )
+        assert all(job.waiting_for == "run_after" for job in waited)
+
+
+def test_wait_many_of_10000_jobs_with_large_results(make_daemon: Callable[..., Daemon]) -> None:
+    """10,000 jobs of 28 kB results are 280 MB, over any one reply a client takes:
+    wait_many returns them all, and `semctl list` still answers."""
+    daemon = make_daemon(SEMANTICA_DURABILITY="normal")
+    payload = {"what": "result", "n": 28_000}
+    with daemon.client() as client:
+        ids = []
+        for _ in range(10):
+            batch = client.enqueue_many([{"type": "BIG", "payload": payload}] * 1000)
+            ids += [job.id for job in batch]
+        jobs = client.wait_many(ids, timeout=300)
+    assert [job.id for job in jobs] == ids
+    assert all(job.state == "DONE" and job.result == "r" * 28_000 for job in jobs)
+    out = daemon.semctl("list", "--json", "--limit", "100")
+    assert out.code == 0, out.err
+    assert [job["id"] for job in json.loads(out.out)] == ids[:-101:-1]
