@@ -107,3 +107,23 @@ def test_wait_many_of_10000_jobs_with_large_results(make_daemon: Callable[..., D
     out = daemon.semctl("list", "--json", "--limit", "100")
     assert out.code == 0, out.err
     assert [job["id"] for job in json.loads(out.out)] == ids[:-101:-1]
+
+
+def test_list_says_when_it_stopped_at_its_limit(daemon: Daemon) -> None:
+    """`semctl list` ends with "50 of 1,234 shown" when more jobs match than it shows;
+    --json stays one document, the array of the jobs shown."""
+    with daemon.client() as client:
+        client.enqueue_many([{"type": "NOOP", "delay": 3600}] * 1234)
+        client.enqueue_many([{"type": "NOOP", "delay": 3600, "queue": "few"}] * 3)
+    out = daemon.semctl("list")
+    assert out.code == 0, out.err
+    lines = out.out.splitlines()
+    assert lines[-1] == "50 of 1,237 shown"
+    assert len([line for line in lines if " QUEUED " in line]) == 50
+    assert daemon.semctl("list", "--queue", "default", "--limit", "7").out.splitlines()[-1] == (
+        "7 of 1,234 shown"
+    )
+    few = daemon.semctl("list", "--queue", "few").out
+    assert "shown" not in few and few.count(" QUEUED ") == 3
+    listed = daemon.semctl("list", "--json").json()
+    assert isinstance(listed, list) and len(listed) == 50
