@@ -349,6 +349,7 @@ class MaintenanceReport(_Msg, tag="maintenance_report"):
     integrity: str  # "ok", or what quick_check found
     duration_ms: float
     rid: int = 0
+    queues_forgotten: int = 0  # queues with no job left and no setting
 
 
 class MetricsReply(_Msg, tag="metrics_reply"):

@@ -124,11 +124,27 @@ def migrations() -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-# Queues that may start jobs, with their cap and how many of their jobs run.
-_QUEUE_ROOM = (
-    "SELECT q.name, q.max_running, (SELECT count(*) FROM jobs AS r INDEXED BY jobs_state "
-    "WHERE r.state = 'RUNNING' AND r.queue = q.name) FROM queues AS q WHERE q.paused = 0"
+# The queues that have queued jobs, by name: a skip through jobs_queue_ready, one
+# seek per such queue. Queues without queued jobs are never looked at, so the work
+# of a lease does not grow with the queue names ever used (the queues table keeps
+# every queue that has jobs of any state or a setting).
+_QUEUED_QUEUES = (
+    "WITH RECURSIVE live(name) AS ("
+    "SELECT (SELECT min(queue) FROM jobs INDEXED BY jobs_queue_ready WHERE state = 'QUEUED') "
+    "UNION ALL SELECT (SELECT min(queue) FROM jobs INDEXED BY jobs_queue_ready "
+    "                  WHERE state = 'QUEUED' AND queue > live.name) "
+    "FROM live WHERE live.name IS NOT NULL) "
 )
+# Queues that have queued jobs and may start them, with their cap and how many of
+# their jobs run. (A queue without a row has the default settings.)
+_QUEUE_ROOM = (
+    _QUEUED_QUEUES + "SELECT live.name, coalesce(q.max_running, 0), "
+    "(SELECT count(*) FROM jobs AS r INDEXED BY jobs_state "
+    " WHERE r.state = 'RUNNING' AND r.queue = live.name) "
+    "FROM live LEFT JOIN queues AS q ON q.name = live.name "
+    "WHERE live.name IS NOT NULL AND coalesce(q.paused, 0) = 0"
+)
+_ALL_STATES_SQL = "(" + ", ".join(f"'{state.value}'" for state in JobState) + ")"
 # The next jobs of one queue that may start now: due, subject free, conditions met; best first.
 _NEXT_IN_QUEUE = (
     "SELECT j.priority, j.id, j.type, j.subject FROM jobs AS j INDEXED BY jobs_queue_ready "
@@ -1178,7 +1194,8 @@ class SQLiteStore:
         its end of ``jobs_queue_ready``, as a lease reads them.
         """
         rows: list[Sequence[Any]] = []
-        for (queue,) in self._conn.execute("SELECT name FROM queues").fetchall():
+        names = self._conn.execute(_QUEUED_QUEUES + "SELECT name FROM live WHERE name IS NOT NULL")
+        for (queue,) in names.fetchall():
             rows += self._conn.execute(
                 f"SELECT {_JOB_COLUMNS} FROM jobs INDEXED BY jobs_queue_ready "
                 "WHERE state = 'QUEUED' AND queue = ? ORDER BY priority DESC, id LIMIT ?",
@@ -1230,13 +1247,31 @@ class SQLiteStore:
                 conn.execute("UPDATE queues SET paused = ? WHERE name = ?", (int(paused), name))
             if limit is not None:
                 conn.execute("UPDATE queues SET max_running = ? WHERE name = ?", (limit, name))
-        return next(q for q in self.queues() if q.name == name)
+        return self._queue(name)
+
+    @_reads
+    def _queue(self, name: str) -> QueueInfo:
+        """One queue that has a row, with its counts (read from jobs_state: six seeks)."""
+        paused, limit = self._conn.execute(
+            "SELECT paused, max_running FROM queues WHERE name = ?", (name,)
+        ).fetchone()
+        info = QueueInfo(name=name, paused=bool(paused), limit=limit)
+        info.counts = {state.value: 0 for state in JobState}
+        for state, n in self._conn.execute(
+            "SELECT state, count(*) FROM jobs INDEXED BY jobs_state "
+            f"WHERE state IN {_ALL_STATES_SQL} AND queue = ? GROUP BY state",
+            (name,),
+        ):
+            info.counts[state] = n
+        return info
 
     @_reads
     def blockers(self) -> Blockers:
         """What stops queued jobs right now, apart from time and conditions."""
         blockers = Blockers()
-        for row in self.db.query("SELECT name, paused, max_running FROM queues"):
+        for row in self.db.query(
+            "SELECT name, paused, max_running FROM queues WHERE paused = 1 OR max_running > 0"
+        ):
             if row["paused"]:
                 blockers.paused.add(row["name"])
             if row["max_running"]:
@@ -1399,6 +1434,26 @@ class StoreMaintenance:
                 self._conn.execute("ROLLBACK")
             raise store_error(exc, "deleting old jobs failed") from None
         return ids
+
+    def forget_queues_batch(self, batch: int = 500) -> int:
+        """Delete up to ``batch`` queues that have no job left and no setting (not paused,
+        no limit), in one short transaction; return how many (fewer than ``batch``:
+        there are no more). Such a queue is as if it had never been used."""
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            cur = self._conn.execute(
+                "DELETE FROM queues WHERE name IN (SELECT q.name FROM queues AS q "
+                "WHERE q.paused = 0 AND q.max_running = 0 AND NOT EXISTS ("
+                "  SELECT 1 FROM jobs INDEXED BY jobs_state "
+                f"  WHERE jobs.state IN {_ALL_STATES_SQL} AND jobs.queue = q.name) LIMIT ?)",
+                (batch,),
+            )
+            self._conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise store_error(exc, "forgetting unused queues failed") from None
+        return int(cur.rowcount)
 
     def existing(self, job_ids: Sequence[int]) -> set[int]:
         """Which of ``job_ids`` name a job."""

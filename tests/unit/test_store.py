@@ -656,3 +656,41 @@ def test_get_page_keeps_the_order_asked_within_its_budget(store: SQLiteStore, sp
     assert got == asked
     with pytest.raises(NoSuchJob):
         store.get_page([ids[0], ids[-1] + 1], budget=50_000)
+
+
+# ---------------------------------------------------------------- many queue names
+
+
+def _lease_steps(store: SQLiteStore) -> int:
+    """SQLite's virtual machine steps that one lease takes (the work it does, not its time)."""
+    steps = 0
+
+    def count() -> int:
+        nonlocal steps
+        steps += 1
+        return 0
+
+    store._conn.set_progress_handler(count, 1)
+    try:
+        lease = store.lease(worker_pid=1)
+    finally:
+        store._conn.set_progress_handler(None, 1)
+    assert lease is not None
+    return steps
+
+
+def test_a_lease_does_not_grow_with_the_queue_names_ever_used(
+    store: SQLiteStore, spec: Spec
+) -> None:
+    """20,000 queues used once, their jobs finished (or paused, or limited), leave a lease
+    as cheap as before: it looks only at queues with queued jobs."""
+    store.enqueue([spec()])
+    alone = _lease_steps(store)
+    store.enqueue([spec(queue=f"q{n}") for n in range(20_000)])
+    leases = store.lease_many(worker_pid=1, count=20_000)
+    assert len(leases) == 20_000
+    store.complete_many([(lease, None, 0.0) for lease in leases])
+    for n in range(0, 200, 2):  # settings that keep their queues' rows for good
+        store.set_queue(f"q{n}", paused=True) if n % 4 else store.set_queue(f"q{n}", limit=3)
+    store.enqueue([spec()])
+    assert _lease_steps(store) <= alone + 20  # (it was 3,000 times as many)
