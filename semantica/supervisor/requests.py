@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import math
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, TypeVar
 
 import structlog
@@ -18,6 +18,7 @@ import trio
 
 from semantica import __version__
 from semantica.errors import BadInput, ProtocolError, StoreBusy
+from semantica.limits import utf8_size
 from semantica.models import TERMINAL_STATES, CancelOutcome, ErrorKind, JobState
 from semantica.protocol import (
     Cancel,
@@ -218,9 +219,10 @@ async def handle_follow(sup: Supervisor, request: Follow, send: Send) -> Control
     # is missed or sent twice.
     lines = sup.joblogs.tail(request.id)
     sub = None if job.state in TERMINAL_STATES else sup.events.follow(request.id)
+    budget = reply_budget(sup)
     try:
-        if lines:
-            await send(LogChunk(rid=request.rid, lines=lines))
+        for chunk in _line_chunks(lines, budget):
+            await send(LogChunk(rid=request.rid, lines=chunk))
         finished = sub is None
         while not finished:
             assert sub is not None
@@ -240,12 +242,25 @@ async def handle_follow(sup: Supervisor, request: Follow, send: Send) -> Control
                     item = sub.receive.receive_nowait()
                 except (trio.WouldBlock, trio.EndOfChannel):
                     break
-            if batch:
-                await send(LogChunk(rid=request.rid, lines=batch))
+            for chunk in _line_chunks(batch, budget):
+                await send(LogChunk(rid=request.rid, lines=chunk))
     finally:
         if sub is not None:
             sup.events.unfollow(request.id, sub)
     return FollowEnd(rid=request.rid, job=sup.explain([sup.store.get(request.id)])[0])
+
+
+def _line_chunks(lines: list[str], budget: int) -> Iterator[list[str]]:
+    """``lines`` in runs of about ``budget`` bytes at most (at least one line each), so
+    that no LogChunk outgrows a frame: a job's log may be larger than one."""
+    start, size = 0, 0
+    for end, line in enumerate(lines):
+        size += utf8_size(line) + 5  # (a msgpack str header)
+        if size > budget and end > start:
+            yield lines[start:end]
+            start, size = end, utf8_size(line) + 5
+    if start < len(lines):
+        yield lines[start:]
 
 
 async def handle_events(sup: Supervisor, request: Events, send: Send) -> ControlReply:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from harness import Daemon
 
+from semantica.control import client as client_module
 from semantica.models import JobError, JobSpec
 from semantica.protocol import ControlReply, FrameDecoder
 from semantica.supervisor.store import SQLiteStore
@@ -127,3 +128,18 @@ def test_list_says_when_it_stopped_at_its_limit(daemon: Daemon) -> None:
     assert "shown" not in few and few.count(" QUEUED ") == 3
     listed = daemon.semctl("list", "--json").json()
     assert isinstance(listed, list) and len(listed) == 50
+
+
+def test_following_a_long_log_comes_in_frames_within_the_cap(
+    make_daemon: Callable[..., Daemon], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Following a job with more log than a frame holds (9,000 lines, 85 kB) gets it in
+    chunks within the frame cap, every line in order."""
+    daemon = make_daemon(SEMANTICA_MAX_FRAME=str(16 * KIB))
+    payload = json.dumps({"count": 9000})
+    job_id = daemon.semctl("enqueue", "LINES", "--payload", payload).out.strip()
+    assert daemon.semctl("wait", job_id).code == 0
+    monkeypatch.setattr(client_module, "_REPLY_CAP", 16 * KIB)  # every connection's
+    with daemon.client() as client:
+        lines = list(client.follow(int(job_id)))
+    assert lines == [f"line {n}" for n in range(9000)]
