@@ -320,13 +320,40 @@ _msgpack_encode = msgspec.msgpack.Encoder().encode
 
 #: What a job's reply may add to its encoded size after the read (``waiting_for``).
 _JOB_SLACK = 32
-#: Ids read together when a page of given jobs is read.
-_PAGE_CHUNK = 64
+# Where a row's JSON texts are, for a first guess at its size.
+_PAYLOAD, _RESULT = (_JOB_COLUMNS.split(", ").index(name) for name in ("payload", "result"))
 
 
-def _wire_size(job: Job) -> int:
-    """How many bytes ``job`` takes in a reply (msgpack, as it is sent)."""
-    return len(_msgpack_encode(job)) + _JOB_SLACK
+class _PageBuilder:
+    """Jobs from rows, as long as they fit in ``budget`` bytes of reply (at least one).
+
+    Each job is measured as it is sent (msgpack); a row whose JSON alone
+    shows it cannot fit (msgpack takes at least a sixth of the JSON: ``\u0001``
+    becomes one byte) is not even decoded, so a page of large jobs costs its
+    jobs and one look at the next row.
+    """
+
+    def __init__(self, budget: int | None) -> None:
+        self.jobs: list[Job] = []
+        self.more = False
+        self._left = math.inf if budget is None else budget
+
+    def add(self, store: SQLiteStore, row: Sequence[Any]) -> bool:
+        """Take the job of ``row`` if it fits; False (and ``more``) once the page is full."""
+        if self.jobs and (len(row[_PAYLOAD]) + len(row[_RESULT] or "")) / 6 > self._left:
+            self.more = True
+            return False
+        job = store._job(row)
+        if self._left != math.inf:
+            self._left -= len(_msgpack_encode(job)) + _JOB_SLACK
+            if self.jobs and self._left < 0:
+                self.more = True
+                return False
+        self.jobs.append(job)
+        return True
+
+    def page(self) -> Page:
+        return Page(self.jobs, self.more)
 
 
 # Inside SQLiteStore, `list` names the method.
@@ -1068,19 +1095,28 @@ class SQLiteStore:
         Raises:
             NoSuchJob: one of the ids names no job.
         """
-        self._rows_by_id(list(job_ids), "id")  # every one exists, or NoSuchJob
-        jobs: list[Job] = []
-        used = 0
-        for start in range(0, len(job_ids), _PAGE_CHUNK):
-            chunk = list(job_ids[start : start + _PAGE_CHUNK])
-            found = {row[0]: self._job(row) for row in self._rows_by_id(chunk, _JOB_COLUMNS)}
-            for job_id in chunk:
-                job = found[job_id]
-                used += _wire_size(job)
-                if jobs and used > budget:
-                    return Page(jobs, more=True)
-                jobs.append(job)
-        return Page(jobs)
+        wanted = list(job_ids)
+        self._rows_by_id(wanted, "id")  # every one exists, or NoSuchJob
+        # One statement whose rows come in the order asked (CROSS JOIN makes the
+        # ids the outer loop; json_each walks them in order) and are read only as
+        # they are taken: the rows past the page are never read.
+        rows = self._conn.execute(
+            f"SELECT {_JOB_COLUMNS} FROM (SELECT value AS wanted FROM json_each(?)) "
+            "CROSS JOIN jobs ON jobs.id = wanted",
+            (_json_ids(wanted),),
+        )
+        page = _PageBuilder(budget)
+        try:
+            for job_id, row in zip(wanted, rows, strict=False):
+                if row[0] != job_id:  # deleted since the check above (maintenance)
+                    raise NoSuchJob(f"no job {job_id}")
+                if not page.add(self, row):
+                    break
+        finally:
+            rows.close()
+        if len(page.jobs) < len(wanted) and not page.more:
+            raise NoSuchJob(f"no job {wanted[len(page.jobs)]}")
+        return page.page()
 
     @_reads
     def states(self, job_ids: Iterable[int]) -> dict[int, JobState]:
@@ -1158,7 +1194,14 @@ class SQLiteStore:
             f"SELECT {_JOB_COLUMNS} FROM jobs {clause} ORDER BY id DESC LIMIT ?",
             (*args, limit),
         )
-        return self._page(rows, budget)
+        page = _PageBuilder(budget)
+        try:
+            for row in rows:  # (read as they are taken: the rows past the page are not)
+                if not page.add(self, row):
+                    break
+        finally:
+            rows.close()  # (an unfinished statement would hold its read snapshot)
+        return page.page()
 
     @_reads
     def count(
@@ -1173,18 +1216,6 @@ class SQLiteStore:
         clause, args = _filters(state=state, queue=queue, type=type, subject=subject)
         (n,) = self._conn.execute(f"SELECT count(*) FROM jobs {clause}", args).fetchone()
         return int(n)
-
-    def _page(self, rows: Iterable[Sequence[Any]], budget: int | None) -> Page:
-        jobs: list[Job] = []
-        used = 0
-        for row in rows:
-            job = self._job(row)
-            if budget is not None:
-                used += _wire_size(job)
-                if jobs and used > budget:
-                    return Page(jobs, more=True)
-            jobs.append(job)
-        return Page(jobs)
 
     @_reads
     def next_queued(self, limit: int) -> JobsList:
