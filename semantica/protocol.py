@@ -83,8 +83,10 @@ class GetJob(_Msg, tag="get"):
 class ListJobs(_Msg, tag="list"):
     """Jobs matching the filters, newest first.
 
-    ``before`` asks for the next page: only jobs with a smaller id (the last
-    id of a reply that said ``more``).
+    With ``paged`` the reply holds the jobs that fit in a frame and says
+    ``more`` if some are left; ``before`` then asks for the next page: only
+    jobs with a smaller id (the last id of the reply before). Without it
+    (an older client) the reply holds them all.
     """
 
     state: str | None = None
@@ -94,14 +96,20 @@ class ListJobs(_Msg, tag="list"):
     limit: int = 50
     rid: int = 0
     before: int | None = None
+    paged: bool = False
 
 
 class Wait(_Msg, tag="wait"):
-    """Reply when every job named has finished, or when ``timeout`` seconds pass."""
+    """Reply when every job named has finished, or when ``timeout`` seconds pass.
+
+    With ``paged`` the reply holds the first jobs that fit in a frame and says
+    ``more`` if some are left (the client asks for them with timeout 0).
+    """
 
     ids: list[int]
     timeout: float | None = None
     rid: int = 0
+    paged: bool = False
 
 
 class GetLogs(_Msg, tag="logs"):
@@ -242,10 +250,11 @@ class JobReply(_Msg, tag="job"):
 class JobList(_Msg, tag="jobs"):
     """Several jobs, as many as fit in one frame.
 
-    ``more``: the reply stopped at the frame's byte budget, and jobs asked for
-    are left: ask again for the rest (``ListJobs.before`` = the last id here;
-    ``Wait`` with the ids not answered yet and timeout 0). ``total``, in the
-    first reply to a ``ListJobs``: how many jobs match its filters in all.
+    ``more`` (only for a ``paged`` request): the reply stopped at the frame's
+    byte budget, and jobs asked for are left: ask again for the rest
+    (``ListJobs.before`` = the last id here; ``Wait`` with the ids not
+    answered yet and timeout 0). ``total``, in the first reply to a
+    ``ListJobs``: how many jobs match its filters in all.
     """
 
     jobs: list[Job]

@@ -375,7 +375,9 @@ class Client:
         A list, whose ``total`` is how many jobs match in all. (The supervisor
         sends as many jobs as fit in a frame at a time; this asks for the rest.)
         """
-        request = ListJobs(state=state, queue=queue, type=type, subject=subject, limit=limit)
+        request = ListJobs(
+            state=state, queue=queue, type=type, subject=subject, limit=limit, paged=True
+        )
         reply: JobList = self._expect(self._call(request), JobList)
         jobs = JobPage(reply.jobs)
         jobs.total = len(jobs) if reply.total is None else reply.total
@@ -392,7 +394,8 @@ class Client:
         asks for the rest, as they are once the wait is over.)
         """
         ids = list(job_ids)
-        reply: JobList = self._expect(self._call(Wait(ids=ids, timeout=timeout)), JobList)
+        request = Wait(ids=ids, timeout=timeout, paged=True)
+        reply: JobList = self._expect(self._call(request), JobList)
         jobs = list(reply.jobs)
         while len(jobs) < len(ids):
             if not reply.jobs:
@@ -400,7 +403,7 @@ class Client:
             # A window of the ids left, about twice what the last reply held: the
             # supervisor looks up every id it is sent, not only those that fit.
             window = ids[len(jobs) : len(jobs) + max(_WAIT_WINDOW, 2 * len(reply.jobs))]
-            reply = self._expect(self._call(Wait(ids=window, timeout=0)), JobList)
+            reply = self._expect(self._call(Wait(ids=window, timeout=0, paged=True)), JobList)
             jobs.extend(reply.jobs)
         return jobs
 

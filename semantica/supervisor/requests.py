@@ -299,9 +299,9 @@ def handle_queue_change(
 
 
 def handle_list(sup: Supervisor, request: ListJobs) -> JobList:
-    """The newest ``limit`` jobs matching the filters, as many as fit in one reply (``more``
-    if some are left: the client asks again from the last id); the first reply has
-    ``total``, how many match in all."""
+    """The newest ``limit`` jobs matching the filters; ``paged``: as many as fit in one
+    reply (``more`` if some are left: the client asks again from the last id). The
+    first reply has ``total``, how many match in all."""
     if request.state is not None and request.state.upper() not in JobState.__members__:
         raise BadInput(
             f"unknown state {request.state!r}: use one of {', '.join(JobState.__members__)}"
@@ -316,9 +316,8 @@ def handle_list(sup: Supervisor, request: ListJobs) -> JobList:
         "type": request.type,
         "subject": request.subject,
     }
-    page = sup.store.list_page(
-        **filters, limit=request.limit, before=request.before, budget=reply_budget(sup)
-    )
+    budget = reply_budget(sup) if request.paged else None  # (an older client: all at once)
+    page = sup.store.list_page(**filters, limit=request.limit, before=request.before, budget=budget)
     total = None
     if request.before is None:  # the first page: say how many match
         cut_short = page.more or len(page.jobs) == request.limit
@@ -329,7 +328,8 @@ def handle_list(sup: Supervisor, request: ListJobs) -> JobList:
 async def handle_wait(sup: Supervisor, request: Wait) -> JobList:
     """Reply when every job has finished, or when the timeout passes (with their states then).
 
-    The reply holds as many of the jobs as fit in one frame (``more`` if not all).
+    A ``paged`` reply holds as many of the jobs as fit in one frame (``more`` if
+    not all).
     """
     if not request.ids or len(request.ids) > MAX_WAIT_IDS:
         raise BadInput(f"wait needs between 1 and {MAX_WAIT_IDS} job ids")
@@ -345,7 +345,8 @@ async def handle_wait(sup: Supervisor, request: Wait) -> JobList:
         await all_finished.wait()
     # As many as fit in one reply, in the order asked; the client asks for the
     # rest (with timeout 0: they are read as they are then).
-    page = sup.store.get_page(request.ids, reply_budget(sup))
+    budget = reply_budget(sup) if request.paged else None  # (an older client: all at once)
+    page = sup.store.get_page(request.ids, budget)
     return JobList(rid=request.rid, jobs=sup.explain(page.jobs), more=page.more)
 
 

@@ -1088,9 +1088,9 @@ class SQLiteStore:
         return [found[job_id] for job_id in wanted]
 
     @_reads
-    def get_page(self, job_ids: Sequence[int], budget: int) -> Page:
+    def get_page(self, job_ids: Sequence[int], budget: int | None) -> Page:
         """:meth:`get_many`, but only the first jobs that fit in ``budget`` bytes of reply
-        (at least one); the rows of the others are not read.
+        (at least one; None: no limit); the rows of the others are not read.
 
         Raises:
             NoSuchJob: one of the ids names no job.

@@ -16,7 +16,7 @@ from harness import Daemon
 
 from semantica.control import client as client_module
 from semantica.models import JobError, JobSpec
-from semantica.protocol import ControlReply, FrameDecoder
+from semantica.protocol import ControlReply, FrameDecoder, ListJobs, Wait
 from semantica.supervisor.store import SQLiteStore
 
 KIB = 1024
@@ -143,3 +143,21 @@ def test_following_a_long_log_comes_in_frames_within_the_cap(
     with daemon.client() as client:
         lines = list(client.follow(int(job_id)))
     assert lines == [f"line {n}" for n in range(9000)]
+
+
+def test_an_older_client_that_does_not_page_gets_every_job_in_one_reply(
+    make_daemon: Callable[..., Daemon],
+) -> None:
+    """A request without `paged` (from a client that does not follow `more`) is answered
+    whole, as before: it never gets part of what it asked for without knowing it."""
+    daemon = make_daemon(SEMANTICA_MAX_FRAME=str(16 * KIB))
+    with daemon.client() as client:
+        ids = []
+        for _ in range(10):
+            batch = client.enqueue_many([{"type": "NOOP", "payload": "p" * KIB, "delay": 60}] * 10)
+            ids += [job.id for job in batch]
+        listed = client._call(ListJobs(limit=100))
+        waited = client._call(Wait(ids=ids, timeout=0))
+    assert [job.id for job in listed.jobs] == ids[::-1] and not listed.more
+    assert listed.total == 100
+    assert [job.id for job in waited.jobs] == ids and not waited.more
