@@ -91,6 +91,10 @@ from semantica.protocol import (
 
 # Aliases: inside Client, `list` names the method.
 JobsList = list[Job]
+CancelOutcomes = list[CancelOutcome]
+QueueInfos = list[QueueInfo]
+StrList = list[str]
+SpecList = list[JobSpec]
 
 
 class JobPage(JobsList):
@@ -102,10 +106,6 @@ class JobPage(JobsList):
 
 #: Ids asked for again, at least, after a wait reply that did not hold them all.
 _WAIT_WINDOW = 256
-CancelOutcomes = list[CancelOutcome]
-QueueInfos = list[QueueInfo]
-StrList = list[str]
-SpecList = list[JobSpec]
 
 # Replies come from our own supervisor and may be large (a long job list).
 _REPLY_CAP = 256 * MAX_FRAME

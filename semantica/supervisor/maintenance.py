@@ -126,11 +126,12 @@ class Maintenance:
             if len(ids) < DELETE_BATCH:
                 break
         queues_forgotten = 0
-        while True:
-            forgotten = await self._locked_step(side.forget_queues_batch, DELETE_BATCH)
+        after: str | None = ""
+        while after is not None:  # (a batch of queue names at a time, in order)
+            forgotten, after = await self._locked_step(
+                side.forget_queues_batch, after, DELETE_BATCH
+            )
             queues_forgotten += forgotten
-            if forgotten < DELETE_BATCH:
-                break
         logs_deleted = await trio.to_thread.run_sync(self._delete_logs, side, deleted)
         await self._locked_step(side.checkpoint)
         vacuumed = False

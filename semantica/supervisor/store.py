@@ -1466,25 +1466,32 @@ class StoreMaintenance:
             raise store_error(exc, "deleting old jobs failed") from None
         return ids
 
-    def forget_queues_batch(self, batch: int = 500) -> int:
-        """Delete up to ``batch`` queues that have no job left and no setting (not paused,
-        no limit), in one short transaction; return how many (fewer than ``batch``:
-        there are no more). Such a queue is as if it had never been used."""
+    def forget_queues_batch(self, after: str, batch: int = 500) -> tuple[int, str | None]:
+        """Look at up to ``batch`` queues named after ``after``, in name order, and delete
+        those that have no job left and no setting (not paused, no limit), in one short
+        transaction. Returns how many went, and the name to go on after (None: all
+        looked at). A queue forgotten is as if it had never been used."""
         try:
             self._conn.execute("BEGIN IMMEDIATE")
+            names = [
+                row[0]
+                for row in self._conn.execute(
+                    "SELECT name FROM queues WHERE name > ? ORDER BY name LIMIT ?", (after, batch)
+                )
+            ]
             cur = self._conn.execute(
-                "DELETE FROM queues WHERE name IN (SELECT q.name FROM queues AS q "
-                "WHERE q.paused = 0 AND q.max_running = 0 AND NOT EXISTS ("
+                "DELETE FROM queues WHERE name IN (SELECT value FROM json_each(?)) "
+                "AND paused = 0 AND max_running = 0 AND NOT EXISTS ("
                 "  SELECT 1 FROM jobs INDEXED BY jobs_state "
-                f"  WHERE jobs.state IN {_ALL_STATES_SQL} AND jobs.queue = q.name) LIMIT ?)",
-                (batch,),
+                f"  WHERE jobs.state IN {_ALL_STATES_SQL} AND jobs.queue = queues.name)",
+                (msgspec.json.encode(names).decode(),),
             )
             self._conn.execute("COMMIT")
         except sqlite3.Error as exc:
             if self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")
             raise store_error(exc, "forgetting unused queues failed") from None
-        return int(cur.rowcount)
+        return int(cur.rowcount), (names[-1] if len(names) == batch else None)
 
     def existing(self, job_ids: Sequence[int]) -> set[int]:
         """Which of ``job_ids`` name a job."""
