@@ -31,6 +31,7 @@ from typing import Any
 import msgspec
 
 from semantica.errors import FrameTooLarge, ProtocolError
+from semantica.limits import RESULT_MAX
 from semantica.models import CancelOutcome, Job, JobError, JobSpec, JobState, QueueInfo
 
 PROTOCOL_VERSION = 1
@@ -40,8 +41,8 @@ MAX_FRAME = 1 << 20
 #: Cap on the worker channel, which joins two processes of ours: a payload that fit a
 #: control frame may grow when re-encoded as JSON (``\x01`` becomes ``\u0001``).
 WORKER_MAX_FRAME = 64 << 20
-#: The largest JSON result a job may return.
-MAX_RESULT = 1 << 20
+#: The largest JSON result a job may return (:mod:`semantica.limits` has every cap).
+MAX_RESULT = RESULT_MAX
 #: Cap on the first frame of a control connection, its hello (about 100 bytes with
 #: the token): until a client is authenticated, it may not make the supervisor
 #: buffer a full-size frame.
@@ -80,7 +81,13 @@ class GetJob(_Msg, tag="get"):
 
 
 class ListJobs(_Msg, tag="list"):
-    """Jobs matching the filters, newest first."""
+    """Jobs matching the filters, newest first.
+
+    With ``paged`` the reply holds the jobs that fit in a frame and says
+    ``more`` if some are left; ``before`` then asks for the next page: only
+    jobs with a smaller id (the last id of the reply before). Without it
+    (an older client) the reply holds them all.
+    """
 
     state: str | None = None
     queue: str | None = None
@@ -88,14 +95,21 @@ class ListJobs(_Msg, tag="list"):
     subject: str | None = None
     limit: int = 50
     rid: int = 0
+    before: int | None = None
+    paged: bool = False
 
 
 class Wait(_Msg, tag="wait"):
-    """Reply when every job named has finished, or when ``timeout`` seconds pass."""
+    """Reply when every job named has finished, or when ``timeout`` seconds pass.
+
+    With ``paged`` the reply holds the first jobs that fit in a frame and says
+    ``more`` if some are left (the client asks for them with timeout 0).
+    """
 
     ids: list[int]
     timeout: float | None = None
     rid: int = 0
+    paged: bool = False
 
 
 class GetLogs(_Msg, tag="logs"):
@@ -236,10 +250,19 @@ class JobReply(_Msg, tag="job"):
 
 
 class JobList(_Msg, tag="jobs"):
-    """Several jobs."""
+    """Several jobs, as many as fit in one frame.
+
+    ``more`` (only for a ``paged`` request): the reply stopped at the frame's
+    byte budget, and jobs asked for are left: ask again for the rest
+    (``ListJobs.before`` = the last id here; ``Wait`` with the ids not
+    answered yet and timeout 0). ``total``, in the first reply to a
+    ``ListJobs``: how many jobs match its filters in all.
+    """
 
     jobs: list[Job]
     rid: int = 0
+    more: bool = False
+    total: int | None = None
 
 
 class LogLines(_Msg, tag="log_lines"):
@@ -338,6 +361,7 @@ class MaintenanceReport(_Msg, tag="maintenance_report"):
     integrity: str  # "ok", or what quick_check found
     duration_ms: float
     rid: int = 0
+    queues_forgotten: int = 0  # queues with no job left and no setting
 
 
 class MetricsReply(_Msg, tag="metrics_reply"):

@@ -233,15 +233,17 @@ def list_(
     limit: Annotated[int, typer.Option(help="At most this many.")] = 50,
     json_out: JsonOpt = False,
 ) -> None:
-    """List jobs, newest first."""
+    """List jobs, newest first; the last line says if more match than --limit shows."""
     with _edge(), _client() as client:
         jobs = client.list(state=state, queue=queue, type=type, subject=subject, limit=limit)
     if json_out:
-        _print_json(jobs)
+        _print_json(jobs)  # the array alone, as ever: `total` is not in it
     else:
         from semantica.control import render
 
         render.job_table(jobs)
+        if jobs.total > len(jobs):
+            print(f"{len(jobs):,} of {jobs.total:,} shown")
 
 
 @app.command(context_settings=NUMBERS)

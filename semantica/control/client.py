@@ -97,6 +97,17 @@ QueueInfos = list[QueueInfo]
 StrList = list[str]
 SpecList = list[JobSpec]
 
+
+class JobPage(JobsList):
+    """The jobs :meth:`Client.list` returns (a list), and ``total``: how many jobs match
+    the filters in all, of which the list holds the newest ``limit``."""
+
+    total: int = 0
+
+
+#: Ids asked for again, at least, after a wait reply that did not hold them all.
+_WAIT_WINDOW = 256
+
 # Replies come from our own supervisor and may be large (a long job list).
 _REPLY_CAP = 256 * MAX_FRAME
 
@@ -386,16 +397,43 @@ class Client:
         type: str | None = None,
         subject: str | None = None,
         limit: int = 50,
-    ) -> JobsList:
-        """Jobs matching every filter given, newest first."""
-        request = ListJobs(state=state, queue=queue, type=type, subject=subject, limit=limit)
+    ) -> JobPage:
+        """Jobs matching every filter given, newest first, at most ``limit``.
+
+        A list, whose ``total`` is how many jobs match in all. (The supervisor
+        sends as many jobs as fit in a frame at a time; this asks for the rest.)
+        """
+        request = ListJobs(
+            state=state, queue=queue, type=type, subject=subject, limit=limit, paged=True
+        )
         reply: JobList = self._expect(self._call(request), JobList)
-        return reply.jobs
+        jobs = JobPage(reply.jobs)
+        jobs.total = len(jobs) if reply.total is None else reply.total
+        while reply.more and reply.jobs and len(jobs) < limit:
+            request.before, request.limit = jobs[-1].id, limit - len(jobs)
+            reply = self._expect(self._call(request), JobList)
+            jobs.extend(reply.jobs)
+        return jobs
 
     def wait_many(self, job_ids: Iterable[int], timeout: float | None = None) -> JobsList:
-        """Block until every job finished (or ``timeout`` seconds); returns them as they are."""
-        reply: JobList = self._expect(self._call(Wait(ids=list(job_ids), timeout=timeout)), JobList)
-        return reply.jobs
+        """Block until every job finished (or ``timeout`` seconds); returns them as they are.
+
+        (The supervisor sends as many jobs as fit in a frame at a time; this
+        asks for the rest, as they are once the wait is over.)
+        """
+        ids = list(job_ids)
+        request = Wait(ids=ids, timeout=timeout, paged=True)
+        reply: JobList = self._expect(self._call(request), JobList)
+        jobs = list(reply.jobs)
+        while len(jobs) < len(ids):
+            if not reply.jobs:
+                raise ProtocolError("the supervisor answered a wait with no jobs")
+            # A window of the ids left, about twice what the last reply held: the
+            # supervisor looks up every id it is sent, not only those that fit.
+            window = ids[len(jobs) : len(jobs) + max(_WAIT_WINDOW, 2 * len(reply.jobs))]
+            reply = self._expect(self._call(Wait(ids=window, timeout=0, paged=True)), JobList)
+            jobs.extend(reply.jobs)
+        return jobs
 
     def wait(self, job_id: int, timeout: float | None = None) -> Job:
         """Block until the job finished; returns it in whatever final state it reached.
@@ -518,4 +556,4 @@ class Client:
         return reply
 
 
-__all__ = ["Client", "SemanticaError", "make_spec"]
+__all__ = ["Client", "JobPage", "SemanticaError", "make_spec"]

@@ -3,6 +3,10 @@
 Every path that moves a job (a request, a worker's report, a worker's death, a
 drain) goes through :class:`JobLifecycle`, so each change is committed first,
 then logged once, then announced to waiters and the scheduler, in that order.
+
+What a worker sends is held to the size caps here too (:mod:`semantica.limits`),
+whatever the worker did: an older or misbehaving worker cannot store a huge
+error, progress message or log line, nor a result over the cap.
 """
 
 from __future__ import annotations
@@ -13,9 +17,18 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import structlog
 
 from semantica.errors import BadInput, StoreError
+from semantica.limits import (
+    ERROR_MESSAGE_MAX,
+    LOG_LINE_MAX,
+    PROGRESS_MESSAGE_MAX,
+    RESULT_MAX,
+    cut,
+    oversized_result,
+)
 from semantica.models import ErrorKind, Job, JobError, JobSpec, JobState
 from semantica.protocol import JobEvent, JobFinished
 from semantica.supervisor.events import JobEvents
@@ -29,6 +42,20 @@ from semantica.supervisor.store import EnqueueResult, Lease, SQLiteStore, StaleL
 from semantica.supervisor.tracing import NoTracer, Tracer
 
 log = structlog.get_logger("semantica.jobs")
+
+
+def within_caps(report: JobFinished) -> JobFinished:
+    """``report`` held to the caps: its error message cut; a result over RESULT_MAX made a
+    ``bad_result`` failure (a result is JSON and cannot be cut)."""
+    error = report.error
+    if error is not None:
+        message = cut(error.message, ERROR_MESSAGE_MAX, "error message")
+        if message != error.message:
+            report = msgspec.structs.replace(report, error=JobError(error.kind, message))
+    elif report.result is not None and len(report.result) > RESULT_MAX:
+        error = JobError(ErrorKind.BAD_RESULT.value, oversized_result(len(report.result)))
+        report = msgspec.structs.replace(report, result=None, error=error, permanent=True)
+    return report
 
 
 class JobLifecycle:
@@ -135,11 +162,13 @@ class JobLifecycle:
 
     def log(self, lease: Lease, lines: list[str]) -> None:
         """A worker sent lines for the job's log: append them and pass them to followers."""
+        lines = [cut(line, LOG_LINE_MAX, "log line") for line in lines]
         written = self.logs.append(lease.job_id, lines, lease.attempt)  # with a separator
         self.events.log_lines(lease.job_id, written)
 
     def progress(self, lease: Lease, fraction: float, message: str) -> None:
         """A handler reported progress: keep it with the job (best effort)."""
+        message = cut(message, PROGRESS_MESSAGE_MAX, "progress message")
         try:
             self.store.set_progress(lease, fraction, message)
         except StoreError as exc:
@@ -195,6 +224,7 @@ class JobLifecycle:
 
     def finished(self, lease: Lease, report: JobFinished, duration_s: float) -> None:
         """A worker reported the end of an attempt."""
+        report = within_caps(report)
         try:
             error = report.error
             if error is None:
@@ -231,6 +261,7 @@ class JobLifecycle:
         worker runs a prefetched job and reports its end before the supervisor
         hears of its start): their start is announced and logged first.
         """
+        ends = [(lease, within_caps(report), duration_s) for lease, report, duration_s in ends]
         done = [
             (lease, report.result, report.started_at)
             for lease, report, _ in ends

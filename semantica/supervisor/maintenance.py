@@ -4,7 +4,8 @@ Every ``SEMANTICA_MAINTENANCE_HOURS`` (24) and on ``semctl maintenance``:
 
 1. delete finished jobs (DONE, FAILED, CANCELLED, SUPERSEDED) that finished more
    than ``SEMANTICA_RETENTION_DAYS`` ago, with their log files;
-2. delete log files that belong to no job;
+2. forget queues that have no job left and no setting (not paused, no limit);
+   delete log files that belong to no job;
 3. ``PRAGMA wal_checkpoint(TRUNCATE)``;
 4. give free pages back when they exceed 10 % of the file (``incremental_vacuum``,
    a few hundred pages at a time), or rewrite the file with ``VACUUM`` when forced;
@@ -124,6 +125,13 @@ class Maintenance:
             deleted.extend(ids)
             if len(ids) < DELETE_BATCH:
                 break
+        queues_forgotten = 0
+        after: str | None = ""
+        while after is not None:  # (a batch of queue names at a time, in order)
+            forgotten, after = await self._locked_step(
+                side.forget_queues_batch, after, DELETE_BATCH
+            )
+            queues_forgotten += forgotten
         logs_deleted = await trio.to_thread.run_sync(self._delete_logs, side, deleted)
         await self._locked_step(side.checkpoint)
         vacuumed = False
@@ -141,6 +149,7 @@ class Maintenance:
             db_bytes_after=side.size_bytes(),
             jobs_deleted=len(deleted),
             logs_deleted=logs_deleted,
+            queues_forgotten=queues_forgotten,
             vacuumed=vacuumed,
             integrity=integrity,
             duration_ms=0.0,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import math
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, TypeVar
 
 import structlog
@@ -18,6 +18,7 @@ import trio
 
 from semantica import __version__
 from semantica.errors import BadInput, ProtocolError, StoreBusy
+from semantica.limits import utf8_size
 from semantica.models import (
     DEFAULT_QUEUE,
     TERMINAL_STATES,
@@ -74,6 +75,19 @@ log = structlog.get_logger("semantica.requests")
 
 MAX_LIST = 10_000
 MAX_WAIT_IDS = 10_000
+#: Room in a frame for what a reply holds besides its jobs (the tag, rid, more, total).
+REPLY_ENVELOPE = 256
+
+
+def reply_budget(sup: Supervisor) -> int:
+    """The bytes of jobs one reply may carry: what fits in a frame of the supervisor's cap.
+
+    A reply of many jobs (``list``, ``wait``) stops there and says ``more``;
+    the client asks for the rest. A reply always holds at least one job, so a
+    single job larger than the cap (a large payload and a 1 MiB result) still
+    comes whole, alone.
+    """
+    return max(sup.settings.max_frame - REPLY_ENVELOPE, 1)
 
 
 Send = Callable[[ControlReply], Awaitable[None]]
@@ -190,26 +204,28 @@ async def handle_cancel(sup: Supervisor, request: Cancel) -> Cancelled:
     """Cancel queued jobs at once and stop running ones; reply when all have ended."""
     if not request.ids or len(request.ids) > MAX_WAIT_IDS:
         raise BadInput(f"cancel needs between 1 and {MAX_WAIT_IDS} job ids")
-    jobs = sup.store.get_many(request.ids)  # NoSuchJob for an unknown id
+    # (States alone: the jobs' payloads and results are not needed, and may be large.)
+    states = sup.store.states(request.ids)  # NoSuchJob for an unknown id
     messages: dict[int, str] = {}
     async with trio.open_nursery() as nursery:
-        for job in jobs:
-            state = job.state
+        for job_id in dict.fromkeys(request.ids):  # in the order asked, each once
+            state = states[job_id]
             if state == JobState.QUEUED:
-                if await store_write(sup, functools.partial(sup.jobs.cancel_queued, job.id)):
-                    messages[job.id] = "cancelled"
+                if await store_write(sup, functools.partial(sup.jobs.cancel_queued, job_id)):
+                    messages[job_id] = "cancelled"
                     continue
-                state = sup.store.get(job.id).state  # it left the queue while the store was busy
+                state = sup.store.state(job_id)  # it left the queue while the store was busy
             if state == JobState.RUNNING:
                 nursery.start_soon(
-                    sup.pool.stop_job, job.id, ErrorKind.CANCELLED.value, "cancelled while running"
+                    sup.pool.stop_job, job_id, ErrorKind.CANCELLED.value, "cancelled while running"
                 )
-                messages[job.id] = "stopped"
+                messages[job_id] = "stopped"
             else:
-                messages[job.id] = f"already finished ({state})"
+                messages[job_id] = f"already finished ({state})"
+    after = sup.store.states(request.ids)
     results = [
-        CancelOutcome(id=job.id, state=job.state, message=messages[job.id])
-        for job in sup.store.get_many(request.ids)
+        CancelOutcome(id=job_id, state=after[job_id], message=messages[job_id])
+        for job_id in request.ids
     ]
     return Cancelled(rid=request.rid, results=results)
 
@@ -221,9 +237,10 @@ async def handle_follow(sup: Supervisor, request: Follow, send: Send) -> Control
     # is missed or sent twice.
     lines = sup.joblogs.tail(request.id)
     sub = None if job.state in TERMINAL_STATES else sup.events.follow(request.id)
+    budget = reply_budget(sup)
     try:
-        if lines:
-            await send(LogChunk(rid=request.rid, lines=lines))
+        for chunk in _line_chunks(lines, budget):
+            await send(LogChunk(rid=request.rid, lines=chunk))
         finished = sub is None
         while not finished:
             assert sub is not None
@@ -243,12 +260,25 @@ async def handle_follow(sup: Supervisor, request: Follow, send: Send) -> Control
                     item = sub.receive.receive_nowait()
                 except (trio.WouldBlock, trio.EndOfChannel):
                     break
-            if batch:
-                await send(LogChunk(rid=request.rid, lines=batch))
+            for chunk in _line_chunks(batch, budget):
+                await send(LogChunk(rid=request.rid, lines=chunk))
     finally:
         if sub is not None:
             sup.events.unfollow(request.id, sub)
     return FollowEnd(rid=request.rid, job=sup.explain([sup.store.get(request.id)])[0])
+
+
+def _line_chunks(lines: list[str], budget: int) -> Iterator[list[str]]:
+    """``lines`` in runs of about ``budget`` bytes at most (at least one line each), so
+    that no LogChunk outgrows a frame: a job's log may be larger than one."""
+    start, size = 0, 0
+    for end, line in enumerate(lines):
+        size += utf8_size(line) + 5  # (a msgpack str header)
+        if size > budget and end > start:
+            yield lines[start:end]
+            start, size = end, utf8_size(line) + 5
+    if start < len(lines):
+        yield lines[start:]
 
 
 async def handle_events(sup: Supervisor, request: Events, send: Send) -> ControlReply:
@@ -298,24 +328,38 @@ def handle_queue_change(
 
 
 def handle_list(sup: Supervisor, request: ListJobs) -> JobList:
+    """The newest ``limit`` jobs matching the filters; ``paged``: as many as fit in one
+    reply (``more`` if some are left: the client asks again from the last id). The
+    first reply has ``total``, how many match in all."""
     if request.state is not None and request.state.upper() not in JobState.__members__:
         raise BadInput(
             f"unknown state {request.state!r}: use one of {', '.join(JobState.__members__)}"
         )
     if not 1 <= request.limit <= MAX_LIST:
         raise BadInput(f"limit must be between 1 and {MAX_LIST}, got {request.limit}")
-    jobs = sup.store.list(
-        state=request.state.upper() if request.state else None,
-        queue=request.queue,
-        type=request.type,
-        subject=request.subject,
-        limit=request.limit,
-    )
-    return JobList(rid=request.rid, jobs=sup.explain(jobs))
+    if request.before is not None and not 1 <= request.before < 2**63:
+        raise BadInput(f"before must be a job id, got {request.before}")
+    filters = {
+        "state": request.state.upper() if request.state else None,
+        "queue": request.queue,
+        "type": request.type,
+        "subject": request.subject,
+    }
+    budget = reply_budget(sup) if request.paged else None  # (an older client: all at once)
+    page = sup.store.list_page(**filters, limit=request.limit, before=request.before, budget=budget)
+    total = None
+    if request.before is None:  # the first page: say how many match
+        cut_short = page.more or len(page.jobs) == request.limit
+        total = sup.store.count(**filters) if cut_short else len(page.jobs)
+    return JobList(rid=request.rid, jobs=sup.explain(page.jobs), more=page.more, total=total)
 
 
 async def handle_wait(sup: Supervisor, request: Wait) -> JobList:
-    """Reply when every job has finished, or when the timeout passes (with their states then)."""
+    """Reply when every job has finished, or when the timeout passes (with their states then).
+
+    A ``paged`` reply holds as many of the jobs as fit in one frame (``more`` if
+    not all).
+    """
     if not request.ids or len(request.ids) > MAX_WAIT_IDS:
         raise BadInput(f"wait needs between 1 and {MAX_WAIT_IDS} job ids")
     timeout = math.inf if request.timeout is None else request.timeout
@@ -328,7 +372,11 @@ async def handle_wait(sup: Supervisor, request: Wait) -> JobList:
     all_finished = sup.events.all_finished(pending)
     with trio.move_on_after(timeout):
         await all_finished.wait()
-    return JobList(rid=request.rid, jobs=sup.explain(sup.store.get_many(request.ids)))
+    # As many as fit in one reply, in the order asked; the client asks for the
+    # rest (with timeout 0: they are read as they are then).
+    budget = reply_budget(sup) if request.paged else None  # (an older client: all at once)
+    page = sup.store.get_page(request.ids, budget)
+    return JobList(rid=request.rid, jobs=sup.explain(page.jobs), more=page.more)
 
 
 def handle_logs(sup: Supervisor, request: GetLogs) -> LogLines:

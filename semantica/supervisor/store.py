@@ -37,6 +37,7 @@ import msgspec
 import sqlite_utils
 
 from semantica.errors import BadInput, NoSuchJob, StoreBusy, StoreError, StoreFull
+from semantica.limits import ERROR_MESSAGE_MAX, PROGRESS_MESSAGE_MAX, cut
 from semantica.models import (
     GENERATION_MAX,
     QUEUE_LIMIT_MAX,
@@ -94,6 +95,13 @@ class Blockers(msgspec.Struct):
     busy_subjects: set[tuple[str, str]] = msgspec.field(default_factory=set)
 
 
+class Page(msgspec.Struct):
+    """Jobs read within a byte budget: ``more`` if the budget stopped the read early."""
+
+    jobs: list[Job]
+    more: bool = False
+
+
 class Lease(msgspec.Struct, frozen=True):
     """A job handed to a worker: what the worker needs to run one attempt."""
 
@@ -128,11 +136,27 @@ def migrations() -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-# Queues that may start jobs, with their cap and how many of their jobs run.
-_QUEUE_ROOM = (
-    "SELECT q.name, q.max_running, (SELECT count(*) FROM jobs AS r INDEXED BY jobs_state "
-    "WHERE r.state = 'RUNNING' AND r.queue = q.name) FROM queues AS q WHERE q.paused = 0"
+# The queues that have queued jobs, by name: a skip through jobs_queue_ready, one
+# seek per such queue. Queues without queued jobs are never looked at, so the work
+# of a lease does not grow with the queue names ever used (the queues table keeps
+# every queue that has jobs of any state or a setting).
+_QUEUED_QUEUES = (
+    "WITH RECURSIVE live(name) AS ("
+    "SELECT (SELECT min(queue) FROM jobs INDEXED BY jobs_queue_ready WHERE state = 'QUEUED') "
+    "UNION ALL SELECT (SELECT min(queue) FROM jobs INDEXED BY jobs_queue_ready "
+    "                  WHERE state = 'QUEUED' AND queue > live.name) "
+    "FROM live WHERE live.name IS NOT NULL) "
 )
+# Queues that have queued jobs and may start them, with their cap and how many of
+# their jobs run. (A queue without a row has the default settings.)
+_QUEUE_ROOM = (
+    _QUEUED_QUEUES + "SELECT live.name, coalesce(q.max_running, 0), "
+    "(SELECT count(*) FROM jobs AS r INDEXED BY jobs_state "
+    " WHERE r.state = 'RUNNING' AND r.queue = live.name) "
+    "FROM live LEFT JOIN queues AS q ON q.name = live.name "
+    "WHERE live.name IS NOT NULL AND coalesce(q.paused, 0) = 0"
+)
+_ALL_STATES_SQL = "(" + ", ".join(f"'{state.value}'" for state in JobState) + ")"
 # The next jobs of one queue that may start now: due, subject free, conditions met; best first.
 _NEXT_IN_QUEUE = (
     "SELECT j.priority, j.id, j.type, j.subject FROM jobs AS j INDEXED BY jobs_queue_ready "
@@ -253,11 +277,14 @@ def _ts(value: float | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, UTC)
 
 
+# The messages are read in part: a row stored before the caps (a 24 MB error,
+# say) is cut on the way out (see _job), and only its beginning is copied.
 _JOB_COLUMNS = (
     "id, type, queue, subject, generation, priority, state, attempts, max_attempts, "
-    "created_at, started_at, finished_at, run_after, result, error_kind, error_message, "
+    "created_at, started_at, finished_at, run_after, result, error_kind, "
+    f"substr(error_message,1,{ERROR_MESSAGE_MAX + 1}), "
     "payload, timeout_s, worker_pid, backoff_s, require_charging, require_idle, superseded_by, "
-    "progress, progress_message"
+    f"progress, substr(progress_message,1,{PROGRESS_MESSAGE_MAX + 1})"
 )
 _PRIORITY = _JOB_COLUMNS.split(", ").index("priority")
 
@@ -374,6 +401,44 @@ def _new_job(
 
 _json_decode = msgspec.json.decode
 _json_encode = msgspec.json.encode
+_msgpack_encode = msgspec.msgpack.Encoder().encode
+
+#: What a job's reply may add to its encoded size after the read (``waiting_for``).
+_JOB_SLACK = 32
+# Where a row's JSON texts are, for a first guess at its size.
+_PAYLOAD, _RESULT = (_JOB_COLUMNS.split(", ").index(name) for name in ("payload", "result"))
+
+
+class _PageBuilder:
+    """Jobs from rows, as long as they fit in ``budget`` bytes of reply (at least one).
+
+    Each job is measured as it is sent (msgpack); a row whose JSON alone
+    shows it cannot fit (msgpack takes at least a sixth of the JSON: ``\u0001``
+    becomes one byte) is not even decoded, so a page of large jobs costs its
+    jobs and one look at the next row.
+    """
+
+    def __init__(self, budget: int | None) -> None:
+        self.jobs: list[Job] = []
+        self.more = False
+        self._left = math.inf if budget is None else budget
+
+    def add(self, store: SQLiteStore, row: Sequence[Any]) -> bool:
+        """Take the job of ``row`` if it fits; False (and ``more``) once the page is full."""
+        if self.jobs and (len(row[_PAYLOAD]) + len(row[_RESULT] or "")) / 6 > self._left:
+            self.more = True
+            return False
+        job = store._job(row)
+        if self._left != math.inf:
+            self._left -= len(_msgpack_encode(job)) + _JOB_SLACK
+            if self.jobs and self._left < 0:
+                self.more = True
+                return False
+        self.jobs.append(job)
+        return True
+
+    def page(self) -> Page:
+        return Page(self.jobs, self.more)
 
 
 # Inside SQLiteStore, `list` names the method.
@@ -1187,6 +1252,37 @@ class SQLiteStore:
         return [found[job_id] for job_id in wanted]
 
     @_reads
+    def get_page(self, job_ids: Sequence[int], budget: int | None) -> Page:
+        """:meth:`get_many`, but only the first jobs that fit in ``budget`` bytes of reply
+        (at least one; None: no limit); the rows of the others are not read.
+
+        Raises:
+            NoSuchJob: one of the ids names no job.
+        """
+        wanted = list(job_ids)
+        self._rows_by_id(wanted, "id")  # every one exists, or NoSuchJob
+        # One statement whose rows come in the order asked (CROSS JOIN makes the
+        # ids the outer loop; json_each walks them in order) and are read only as
+        # they are taken: the rows past the page are never read.
+        rows = self._conn.execute(
+            f"SELECT {_JOB_COLUMNS} FROM (SELECT value AS wanted FROM json_each(?)) "
+            "CROSS JOIN jobs ON jobs.id = wanted",
+            (_json_ids(wanted),),
+        )
+        page = _PageBuilder(budget)
+        try:
+            for job_id, row in zip(wanted, rows, strict=False):
+                if row[0] != job_id:  # deleted since the check above (maintenance)
+                    raise NoSuchJob(f"no job {job_id}")
+                if not page.add(self, row):
+                    break
+        finally:
+            rows.close()
+        if len(page.jobs) < len(wanted) and not page.more:
+            raise NoSuchJob(f"no job {wanted[len(page.jobs)]}")
+        return page.page()
+
+    @_reads
     def states(self, job_ids: Iterable[int]) -> dict[int, JobState]:
         """The states alone of several jobs (cheaper than :meth:`get_many`).
 
@@ -1236,22 +1332,54 @@ class SQLiteStore:
         limit: int = 50,
     ) -> list[Job]:
         """Jobs matching every filter given, newest first, at most ``limit``."""
-        where, args = [], []
-        for column, value in (
-            ("state", state),
-            ("queue", queue),
-            ("type", type),
-            ("subject", subject),
-        ):
-            if value is not None:
-                where.append(f"{column} = ?")
-                args.append(value)
-        clause = ("WHERE " + " AND ".join(where)) if where else ""
+        return self.list_page(
+            state=state, queue=queue, type=type, subject=subject, limit=limit
+        ).jobs
+
+    @_reads
+    def list_page(
+        self,
+        *,
+        state: str | None = None,
+        queue: str | None = None,
+        type: str | None = None,
+        subject: str | None = None,
+        limit: int = 50,
+        before: int | None = None,
+        budget: int | None = None,
+    ) -> Page:
+        """:meth:`list`, from the jobs with an id below ``before`` (if given), and only as
+        many as fit in ``budget`` bytes of reply (at least one): rows past it are not read."""
+        clause, args = _filters(state=state, queue=queue, type=type, subject=subject)
+        if before is not None:
+            clause += (" AND " if clause else "WHERE ") + "id < ?"
+            args.append(before)
         rows = self._conn.execute(
             f"SELECT {_JOB_COLUMNS} FROM jobs {clause} ORDER BY id DESC LIMIT ?",
             (*args, limit),
-        ).fetchall()
-        return [self._job(row) for row in rows]
+        )
+        page = _PageBuilder(budget)
+        try:
+            for row in rows:  # (read as they are taken: the rows past the page are not)
+                if not page.add(self, row):
+                    break
+        finally:
+            rows.close()  # (an unfinished statement would hold its read snapshot)
+        return page.page()
+
+    @_reads
+    def count(
+        self,
+        *,
+        state: str | None = None,
+        queue: str | None = None,
+        type: str | None = None,
+        subject: str | None = None,
+    ) -> int:
+        """How many jobs match every filter given."""
+        clause, args = _filters(state=state, queue=queue, type=type, subject=subject)
+        (n,) = self._conn.execute(f"SELECT count(*) FROM jobs {clause}", args).fetchone()
+        return int(n)
 
     @_reads
     def next_queued(self, limit: int, cut: int | None = None) -> JobsList:
@@ -1264,7 +1392,8 @@ class SQLiteStore:
         """
         columns = _JOB_COLUMNS if cut is None else _row_columns(cut)
         rows: list[Sequence[Any]] = []
-        for (queue,) in self._conn.execute("SELECT name FROM queues").fetchall():
+        names = self._conn.execute(_QUEUED_QUEUES + "SELECT name FROM live WHERE name IS NOT NULL")
+        for (queue,) in names.fetchall():
             rows += self._conn.execute(
                 f"SELECT {columns} FROM jobs INDEXED BY jobs_queue_ready "
                 "WHERE state = 'QUEUED' AND queue = ? ORDER BY priority DESC, id LIMIT ?",
@@ -1326,7 +1455,23 @@ class SQLiteStore:
                 conn.execute("UPDATE queues SET paused = ? WHERE name = ?", (int(paused), name))
             if limit is not None:
                 conn.execute("UPDATE queues SET max_running = ? WHERE name = ?", (limit, name))
-        return next(q for q in self.queues() if q.name == name)
+        return self._queue(name)
+
+    @_reads
+    def _queue(self, name: str) -> QueueInfo:
+        """One queue that has a row, with its counts (read from jobs_state: six seeks)."""
+        paused, limit = self._conn.execute(
+            "SELECT paused, max_running FROM queues WHERE name = ?", (name,)
+        ).fetchone()
+        info = QueueInfo(name=name, paused=bool(paused), limit=limit)
+        info.counts = {state.value: 0 for state in JobState}
+        for state, n in self._conn.execute(
+            "SELECT state, count(*) FROM jobs INDEXED BY jobs_state "
+            f"WHERE state IN {_ALL_STATES_SQL} AND queue = ? GROUP BY state",
+            (name,),
+        ):
+            info.counts[state] = n
+        return info
 
     @_reads
     def queue_known(self, name: str) -> bool:
@@ -1352,7 +1497,9 @@ class SQLiteStore:
     def blockers(self) -> Blockers:
         """What stops queued jobs right now, apart from time and conditions."""
         blockers = Blockers()
-        for row in self.db.query("SELECT name, paused, max_running FROM queues"):
+        for row in self.db.query(
+            "SELECT name, paused, max_running FROM queues WHERE paused = 1 OR max_running > 0"
+        ):
             if row["paused"]:
                 blockers.paused.add(row["name"])
             if row["max_running"]:
@@ -1429,7 +1576,9 @@ class SQLiteStore:
             finished_at=_ts(finished_at) if state in TERMINAL_STATES else None,
             run_after=_ts(run_after),
             result=None if result is None else _json_decode(result),
-            error=None if error_kind is None else JobError(error_kind, error_message or ""),
+            error=None
+            if error_kind is None
+            else JobError(error_kind, _read_cut(error_message or "", ERROR_MESSAGE_MAX, "error")),
             payload=_json_decode(payload),
             timeout=timeout,
             worker_pid=worker_pid if state == JobState.RUNNING else None,
@@ -1438,8 +1587,26 @@ class SQLiteStore:
             require_idle=bool(require_idle),
             superseded_by=superseded_by,
             progress=progress,
-            progress_message=progress_message,
+            progress_message=None
+            if progress_message is None
+            else _read_cut(progress_message, PROGRESS_MESSAGE_MAX, "progress"),
         )
+
+
+def _filters(**columns: str | None) -> tuple[str, list[Any]]:
+    """A WHERE clause matching every column given a value (``column = value``)."""
+    where, args = [], []
+    for column, value in columns.items():
+        if value is not None:
+            where.append(f"{column} = ?")
+            args.append(value)
+    return ("WHERE " + " AND ".join(where)) if where else "", args
+
+
+def _read_cut(text: str, cap: int, what: str) -> str:
+    """A message as read (its first ``cap + 1`` characters), cut to ``cap`` bytes."""
+    # Only a text of more than `cap` characters may have been read in part.
+    return cut(text, cap, f"{what} message", whole=len(text) <= cap)
 
 
 def _size_bytes(path: Path) -> int:
@@ -1495,6 +1662,33 @@ class StoreMaintenance:
                 self._conn.execute("ROLLBACK")
             raise store_error(exc, "deleting old jobs failed") from None
         return ids
+
+    def forget_queues_batch(self, after: str, batch: int = 500) -> tuple[int, str | None]:
+        """Look at up to ``batch`` queues named after ``after``, in name order, and delete
+        those that have no job left and no setting (not paused, no limit), in one short
+        transaction. Returns how many went, and the name to go on after (None: all
+        looked at). A queue forgotten is as if it had never been used."""
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            names = [
+                row[0]
+                for row in self._conn.execute(
+                    "SELECT name FROM queues WHERE name > ? ORDER BY name LIMIT ?", (after, batch)
+                )
+            ]
+            cur = self._conn.execute(
+                "DELETE FROM queues WHERE name IN (SELECT value FROM json_each(?)) "
+                "AND paused = 0 AND max_running = 0 AND NOT EXISTS ("
+                "  SELECT 1 FROM jobs INDEXED BY jobs_state "
+                f"  WHERE jobs.state IN {_ALL_STATES_SQL} AND jobs.queue = queues.name)",
+                (msgspec.json.encode(names).decode(),),
+            )
+            self._conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise store_error(exc, "forgetting unused queues failed") from None
+        return int(cur.rowcount), (names[-1] if len(names) == batch else None)
 
     def existing(self, job_ids: Sequence[int]) -> set[int]:
         """Which of ``job_ids`` name a job."""

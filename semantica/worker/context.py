@@ -4,6 +4,12 @@
 or from the thread a plain handler runs in; either way the line lands in the
 job's :class:`LogBuffer`, in call order, and is sent to the supervisor before
 the attempt's end is reported.
+
+Sizes are bounded here, before anything reaches the channel (see
+:mod:`semantica.limits`): a log line is cut to ``LOG_LINE_MAX``, a progress
+message to ``PROGRESS_MESSAGE_MAX``, and the lines waiting to be sent to
+``MAX_PENDING_LINES`` lines and ``MAX_PENDING_BYTES`` bytes, so no frame of
+lines can pass the channel's cap.
 """
 
 from __future__ import annotations
@@ -15,11 +21,14 @@ from typing import Any
 
 import trio
 
-from semantica.protocol import utf8_text
+from semantica.limits import LOG_LINE_MAX, MIB, PROGRESS_MESSAGE_MAX, cut, utf8_size
 
 # A handler that logs faster than the supervisor takes lines loses its oldest
-# pending lines, counted, rather than the worker growing without bound.
+# pending lines, counted, rather than the worker growing without bound. The
+# bytes are capped too (10,000 lines of 64 KiB would be a 640 MiB frame); the
+# supervisor keeps only the end of a job's log anyway (1 MiB by default).
 MAX_PENDING_LINES = 10_000
+MAX_PENDING_BYTES = 4 * MIB
 
 
 class _FedFromAnyThread:
@@ -56,27 +65,35 @@ class LogBuffer(_FedFromAnyThread):
     """Lines waiting to be sent, filled from any thread, emptied by the trio side."""
 
     def _setup(self) -> None:
-        # Full, it drops the oldest line: a job's log keeps its end (the error,
+        # Full, it drops the oldest lines: a job's log keeps its end (the error,
         # usually), as the supervisor's capped log file does.
-        self._lines: deque[str] = deque(maxlen=MAX_PENDING_LINES)
+        self._lines: deque[tuple[str, int]] = deque()  # (line, its size in bytes)
+        self._bytes = 0
         self._dropped = 0
         self.has_lines = trio.Event()
 
     def add(self, line: str) -> None:
-        """Queue a line; safe from any thread."""
+        """Queue a line, cut to LOG_LINE_MAX; safe from any thread."""
+        # Cut in the caller's thread: a handler's 70 MB line is let go at once.
+        line = cut(line, LOG_LINE_MAX, "log line")
         self._in_trio(self._add, line)
 
     def _add(self, line: str) -> None:
-        if len(self._lines) == MAX_PENDING_LINES:
-            self._dropped += 1  # the append below pushes out the oldest
-        self._lines.append(utf8_text(line))
+        size = utf8_size(line)
+        self._lines.append((line, size))
+        self._bytes += size
+        while len(self._lines) > MAX_PENDING_LINES or self._bytes > MAX_PENDING_BYTES:
+            _, gone = self._lines.popleft()
+            self._bytes -= gone
+            self._dropped += 1
         self.has_lines.set()
         self._notify()
 
     def take(self) -> list[str]:
         """Every pending line (with a note of dropped ones), oldest first; empties the buffer."""
-        lines = list(self._lines)
+        lines = [line for line, _ in self._lines]
         self._lines.clear()
+        self._bytes = 0
         if self._dropped:
             note = f"[semantica: {self._dropped} earlier log lines dropped: logging too fast]"
             lines.insert(0, note)
@@ -130,7 +147,10 @@ class JobContext:
         self._cancelled = threading.Event()
 
     def log(self, message: str, **fields: Any) -> None:
-        """Append a line to the job's log: the message, then ``key=value`` for each field."""
+        """Append a line to the job's log: the message, then ``key=value`` for each field.
+
+        A line over 64 KiB is cut (its beginning and a note are kept).
+        """
         if fields:
             message = message + " " + " ".join(f"{key}={value}" for key, value in fields.items())
         self._logs.add(message)
@@ -139,11 +159,12 @@ class JobContext:
         """Say how far the job has got (0.0 to 1.0); ``semctl show`` and ``top`` show it.
 
         Cheap to call often: the worker sends at most a couple of updates a
-        second, always the latest.
+        second, always the latest. A message over 1 KiB is cut.
         """
         if not 0.0 <= fraction <= 1.0:
             raise ValueError(f"progress must be between 0.0 and 1.0, got {fraction}")
-        self._report_progress(float(fraction), utf8_text(str(message)))
+        message = cut(str(message), PROGRESS_MESSAGE_MAX, "progress message")
+        self._report_progress(float(fraction), message)
 
     @property
     def cancelled(self) -> bool:

@@ -23,11 +23,11 @@ from typing import Any
 import trio
 
 from semantica.errors import PermanentError
+from semantica.limits import LOG_LINE_MAX, note
 from semantica.models import exec_payload_problem
 
 #: How long a stopped command's process group has between SIGTERM and SIGKILL.
 KILL_GRACE = 5.0
-_MAX_LINE = 64 * 1024
 
 
 class ExecFailed(Exception):
@@ -112,20 +112,48 @@ async def run_exec(
 
 
 async def _pump_lines(stream: trio.abc.ReceiveStream, log: Callable[[str], None]) -> None:
-    partial = b""
+    """Each line of output to ``log``. A line over LOG_LINE_MAX keeps its beginning and a
+    note of its size: the rest is counted as it streams by, never held."""
+    head = bytearray()  # the beginning of the current line, at most LOG_LINE_MAX bytes
+    size = 0  # the current line's length so far
+
+    def more(piece: bytes | bytearray) -> None:
+        nonlocal size
+        size += len(piece)
+        room = LOG_LINE_MAX - len(head)
+        if room > 0:
+            head.extend(piece[:room])
+
+    def emit() -> None:
+        nonlocal size
+        log(_line(bytes(head), size))
+        head.clear()
+        size = 0
+
     while True:
         chunk = await stream.receive_some(65536)
         if not chunk:
             break
-        partial += chunk
-        *lines, partial = partial.split(b"\n")
+        *lines, rest = chunk.split(b"\n")
         for line in lines:
-            log(line.decode("utf-8", "replace"))
-        if len(partial) > _MAX_LINE:
-            log(partial.decode("utf-8", "replace"))
-            partial = b""
-    if partial:
-        log(partial.decode("utf-8", "replace"))
+            if not size and len(line) <= LOG_LINE_MAX:  # the usual: a whole line in this chunk
+                log(line.decode("utf-8", "replace"))
+            else:
+                more(line)
+                emit()
+        more(rest)
+    if size:
+        emit()
+
+
+def _line(head: bytes, size: int) -> str:
+    """A line of output from its first bytes and its whole length."""
+    text = head.decode("utf-8", "replace")
+    if size <= LOG_LINE_MAX:
+        return text  # (the log buffer cuts it if decoding grew it past the cap)
+    end = note("log line", LOG_LINE_MAX, size)
+    kept = text.encode()[: LOG_LINE_MAX - len(end.encode())]
+    return kept.decode("utf-8", "ignore") + end
 
 
 async def terminate_group(process: trio.Process, grace: float = KILL_GRACE) -> None:

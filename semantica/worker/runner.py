@@ -38,9 +38,15 @@ import trio
 
 from semantica.errors import PermanentError, ProtocolError
 from semantica.framed import FramedStream
+from semantica.limits import (
+    ERROR_MESSAGE_MAX,
+    EXCEPTION_TEXT_MAX,
+    RESULT_MAX,
+    cut,
+    oversized_result,
+)
 from semantica.models import ErrorKind, JobError, payload_problem
 from semantica.protocol import (
-    MAX_RESULT,
     PROTOCOL_VERSION,
     WORKER_MAX_FRAME,
     CancelJob,
@@ -54,7 +60,6 @@ from semantica.protocol import (
     RunJob,
     ToWorker,
     WorkerHello,
-    utf8_text,
 )
 from semantica.worker import registry
 from semantica.worker.context import JobContext, LogBuffer, ProgressSlot
@@ -439,7 +444,7 @@ class Worker:
 
 
 def _failed(job: RunJob, kind: ErrorKind, message: str, permanent: bool = False) -> JobFinished:
-    error = JobError(kind.value, utf8_text(message))
+    error = JobError(kind.value, cut(message, ERROR_MESSAGE_MAX, "error message"))
     return JobFinished(lease=job.lease, error=error, permanent=permanent)
 
 
@@ -455,14 +460,8 @@ def _succeeded(job: RunJob, result: Any) -> JobFinished:
         return _failed(
             job, ErrorKind.BAD_RESULT, f"the handler's result is not JSON: {exc}", permanent=True
         )
-    if len(encoded) > MAX_RESULT:
-        return _failed(
-            job,
-            ErrorKind.BAD_RESULT,
-            f"the handler's result is {len(encoded)} bytes of JSON, over the "
-            f"{MAX_RESULT}-byte limit; write large output to a file or the job log",
-            permanent=True,
-        )
+    if len(encoded) > RESULT_MAX:
+        return _failed(job, ErrorKind.BAD_RESULT, oversized_result(len(encoded)), permanent=True)
     return JobFinished(lease=job.lease, result=encoded)
 
 
@@ -512,14 +511,20 @@ _OUR_FRAMES = tuple(
 
 
 def _handler_traceback(exc: BaseException) -> list[str]:
-    """The traceback of a handler's exception, without the worker's and trio's frames."""
+    """The traceback of a handler's exception, without the worker's and trio's frames.
+
+    The exception's own text (its type and message) is cut to EXCEPTION_TEXT_MAX
+    before it is split into lines: a message of millions of lines would
+    otherwise become as many log lines.
+    """
     frames = [
         frame
         for frame in traceback.extract_tb(exc.__traceback__)
         if not str(Path(frame.filename).resolve()).startswith(_OUR_FRAMES)
     ]
     text = ["Traceback (most recent call last):\n", *traceback.format_list(frames)]
-    text += traceback.format_exception_only(exc)
+    exception = "".join(traceback.format_exception_only(exc)).rstrip("\n")
+    text.append(cut(exception, EXCEPTION_TEXT_MAX, "exception message"))
     return [part for chunk in text for part in chunk.rstrip("\n").split("\n")]
 
 

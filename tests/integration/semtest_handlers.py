@@ -173,3 +173,48 @@ def fail_once(ctx: Any, payload: dict[str, Any]) -> str:
     while not marker.exists() and not ctx.cancelled:
         time.sleep(0.01)
     return "done"
+
+
+def _oversized(ctx: Any, payload: dict[str, Any]) -> Any:
+    """What BIG and ASYNC_BIG do, as the payload asks: a log line, a progress message,
+    an error message or a result of ``n`` bytes, or an error of ``lines`` lines."""
+    n = payload.get("n", 0)
+    what = payload["what"]
+    if what == "log":
+        ctx.log("x" * n)
+        ctx.log("after the long line")
+    elif what == "error":
+        raise ValueError("e" * n)
+    elif what == "error_lines":
+        raise ValueError("".join(f"\nline {i}" for i in range(payload["lines"])))
+    elif what == "result":
+        return "r" * n
+    return "ok"
+
+
+@handler("BIG")
+def big(ctx: Any, payload: dict[str, Any]) -> Any:
+    """Produce something oversized (see _oversized). For progress: report it, announce,
+    and wait for a datagram on ``gate``."""
+    if payload["what"] != "progress":
+        return _oversized(ctx, payload)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(payload["gate"])
+        ctx.progress(0.5, "p" * payload["n"])
+        _announce(ctx, payload)
+        sock.recv(16)
+    return "ok"
+
+
+@handler("ASYNC_BIG")
+async def async_big(ctx: Any, payload: dict[str, Any]) -> Any:
+    """BIG as an async handler."""
+    await trio.lowlevel.checkpoint()
+    if payload["what"] != "progress":
+        return _oversized(ctx, payload)
+    with trio.socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        await sock.bind(payload["gate"])
+        ctx.progress(0.5, "p" * payload["n"])
+        _announce(ctx, payload)
+        await sock.recv(16)
+    return "ok"

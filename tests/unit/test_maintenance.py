@@ -109,3 +109,36 @@ async def test_forced_vacuum_rewrites_the_file_and_holds_writers_at_the_gate(
     with sqlite3.connect(tmp_path / "semantica.db") as conn:
         assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental
     store.close()
+
+
+async def test_queues_with_no_job_left_and_no_setting_are_forgotten(tmp_path: Path) -> None:
+    """Maintenance forgets a queue once its last job is deleted, unless it is paused or
+    limited; queues with jobs stay. A forgotten queue works again at its next job."""
+    clock = FakeClock()
+    store = SQLiteStore(tmp_path / "semantica.db", clock)
+    logs = JobLogs(tmp_path / "logs", 1 << 20)
+    for n in range(1200):  # more than one batch of them
+        store.enqueue([JobSpec(type="T", queue=f"used-{n}")])
+        lease = store.lease(worker_pid=1)
+        assert lease is not None
+        store.complete(lease, None)
+    store.enqueue([JobSpec(type="T", queue="running"), JobSpec(type="T", queue="queued")])
+    assert store.lease(worker_pid=1) is not None
+    store.set_queue("paused", paused=True)
+    store.set_queue("limited", limit=2)
+    store.set_queue("was-paused", paused=True)
+    store.set_queue("was-paused", paused=False)
+    clock.advance(1)
+    maintenance = Maintenance(store, logs, StoreGate(), retention_days=0, interval_hours=24)
+
+    report = await maintenance.run_once()
+
+    assert report.jobs_deleted == 1200 and report.queues_forgotten == 1201
+    assert [q.name for q in store.queues()] == ["limited", "paused", "queued", "running"]
+    store.enqueue([JobSpec(type="T", queue="used-7")])
+    assert [lease.queue for lease in store.lease_many(worker_pid=1, count=5)] == [
+        "queued",
+        "used-7",
+    ]
+    assert "used-7" in [q.name for q in store.queues()]
+    store.close()

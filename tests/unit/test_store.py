@@ -656,3 +656,80 @@ def test_one_end_recorded_alone_takes_the_start_the_worker_reported(
     assert job.started_at.timestamp() == pytest.approx(leased_at + 0.4)
     with pytest.raises(StaleLease):
         store.complete(lease, None)
+
+
+# ---------------------------------------------------------------- pages within a byte budget
+
+
+def test_list_page_stops_at_its_budget_and_the_next_page_goes_on(
+    store: SQLiteStore, spec: Spec
+) -> None:
+    """A page holds the jobs that fit in its budget (at least one) and says more; the next
+    page, from the last id, goes on; count counts every match."""
+    ids = [job.id for job in store.enqueue([spec(payload="p" * 1000)] * 10).jobs]
+    store.enqueue([spec("OTHER")])
+    seen: list[int] = []
+    before = None
+    while True:
+        page = store.list_page(type="T", limit=10, before=before, budget=2500)
+        seen += [job.id for job in page.jobs]
+        assert 1 <= len(page.jobs) <= 2
+        if not page.more:
+            break
+        before = page.jobs[-1].id
+    assert seen == ids[::-1]
+    assert store.list_page(type="T", budget=10).jobs == store.list(type="T", limit=1)
+    assert store.list_page(type="T", limit=10).more is False
+    assert store.count(type="T") == 10 and store.count() == 11
+    assert store.count(type="T", state="DONE") == 0
+
+
+def test_get_page_keeps_the_order_asked_within_its_budget(store: SQLiteStore, spec: Spec) -> None:
+    ids = [job.id for job in store.enqueue([spec(payload="p" * 1000)] * 200).jobs]
+    asked = ids[::-1] + ids[:1]
+    got: list[int] = []
+    while len(got) < len(asked):
+        page = store.get_page(asked[len(got) :], budget=50_000)
+        assert page.jobs and page.more == (len(got) + len(page.jobs) < len(asked))
+        got += [job.id for job in page.jobs]
+    assert got == asked
+    with pytest.raises(NoSuchJob):
+        store.get_page([ids[0], ids[-1] + 1], budget=50_000)
+
+
+# ---------------------------------------------------------------- many queue names
+
+
+def _lease_steps(store: SQLiteStore) -> int:
+    """SQLite's virtual machine steps that one lease takes (the work it does, not its time)."""
+    steps = 0
+
+    def count() -> int:
+        nonlocal steps
+        steps += 1
+        return 0
+
+    store._conn.set_progress_handler(count, 1)
+    try:
+        lease = store.lease(worker_pid=1)
+    finally:
+        store._conn.set_progress_handler(None, 1)
+    assert lease is not None
+    return steps
+
+
+def test_a_lease_does_not_grow_with_the_queue_names_ever_used(
+    store: SQLiteStore, spec: Spec
+) -> None:
+    """20,000 queues used once, their jobs finished (or paused, or limited), leave a lease
+    as cheap as before: it looks only at queues with queued jobs."""
+    store.enqueue([spec()])
+    alone = _lease_steps(store)
+    store.enqueue([spec(queue=f"q{n}") for n in range(20_000)])
+    leases = store.lease_many(worker_pid=1, count=20_000)
+    assert len(leases) == 20_000
+    store.complete_many([(lease, None, 0.0) for lease in leases])
+    for n in range(0, 200, 2):  # settings that keep their queues' rows for good
+        store.set_queue(f"q{n}", paused=True) if n % 4 else store.set_queue(f"q{n}", limit=3)
+    store.enqueue([spec()])
+    assert _lease_steps(store) <= alone + 20  # (it was 3,000 times as many)
