@@ -35,7 +35,9 @@ from semantica.config import Paths, locate
 from semantica.control.async_conn import Connection
 from semantica.control.batches import failed_part_way, split
 from semantica.control.client import (
+    WAIT_WINDOW,
     CancelOutcomes,
+    JobPage,
     JobsList,
     QueueInfos,
     SpecList,
@@ -200,18 +202,45 @@ class AsyncClient:
         type: str | None = None,
         subject: str | None = None,
         limit: int = 50,
-    ) -> JobsList:
-        """Jobs matching every filter given, newest first."""
-        request = ListJobs(state=state, queue=queue, type=type, subject=subject, limit=limit)
-        return (await self._call(request, JobList)).jobs
+    ) -> JobPage:
+        """Jobs matching every filter given, newest first, at most ``limit``.
+
+        A list, whose ``total`` is how many jobs match in all (as ``Client.list``:
+        the supervisor sends as many jobs as fit in a frame at a time, and this
+        asks for the rest).
+        """
+        request = ListJobs(
+            state=state, queue=queue, type=type, subject=subject, limit=limit, paged=True
+        )
+        reply = await self._call(request, JobList)
+        jobs = JobPage(reply.jobs)
+        jobs.total = len(jobs) if reply.total is None else reply.total
+        while reply.more and reply.jobs and len(jobs) < limit:
+            request.before, request.limit = jobs[-1].id, limit - len(jobs)
+            reply = await self._call(request, JobList)
+            jobs.extend(reply.jobs)
+        return jobs
 
     async def wait_many(
         self,
         job_ids: Iterable[int],
         timeout: float | None = None,  # noqa: ASYNC109  # the supervisor's wait limit, as in Client
     ) -> JobsList:
-        """Until every job finished (or ``timeout`` seconds); returns them as they are."""
-        return (await self._call(Wait(ids=[*job_ids], timeout=timeout), JobList)).jobs
+        """Until every job finished (or ``timeout`` seconds); returns them as they are.
+
+        (As ``Client.wait_many``: the supervisor sends as many jobs as fit in a
+        frame at a time; this asks for the rest, as they are once the wait is over.)
+        """
+        ids = [*job_ids]
+        reply = await self._call(Wait(ids=ids, timeout=timeout, paged=True), JobList)
+        jobs = list(reply.jobs)
+        while len(jobs) < len(ids):
+            if not reply.jobs:
+                raise ProtocolError("the supervisor answered a wait with no jobs")
+            window = ids[len(jobs) : len(jobs) + max(WAIT_WINDOW, 2 * len(reply.jobs))]
+            reply = await self._call(Wait(ids=window, timeout=0, paged=True), JobList)
+            jobs.extend(reply.jobs)
+        return jobs
 
     async def wait(
         self,

@@ -106,7 +106,7 @@ class JobPage(JobsList):
 
 
 #: Ids asked for again, at least, after a wait reply that did not hold them all.
-_WAIT_WINDOW = 256
+WAIT_WINDOW = 256
 
 # Replies come from our own supervisor and may be large (a long job list).
 _REPLY_CAP = 256 * MAX_FRAME
@@ -430,7 +430,7 @@ class Client:
                 raise ProtocolError("the supervisor answered a wait with no jobs")
             # A window of the ids left, about twice what the last reply held: the
             # supervisor looks up every id it is sent, not only those that fit.
-            window = ids[len(jobs) : len(jobs) + max(_WAIT_WINDOW, 2 * len(reply.jobs))]
+            window = ids[len(jobs) : len(jobs) + max(WAIT_WINDOW, 2 * len(reply.jobs))]
             reply = self._expect(self._call(Wait(ids=window, timeout=0, paged=True)), JobList)
             jobs.extend(reply.jobs)
         return jobs

@@ -12,8 +12,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import trio
 from harness import Daemon
 
+from semantica import AsyncClient
 from semantica.control import client as client_module
 from semantica.models import JobError, JobSpec
 from semantica.protocol import ControlReply, FrameDecoder, ListJobs, Wait
@@ -90,6 +92,38 @@ def test_every_list_and_wait_reply_fits_in_the_frame_cap(
             ids[::-1] + ids[:3]
         )
         assert all(job.waiting_for == "run_after" for job in waited)
+
+
+@pytest.mark.parametrize("frame", [16 * KIB])
+def test_async_client_list_and_wait_many_page_like_the_client(
+    make_daemon: Callable[..., Daemon], frame: int
+) -> None:
+    """AsyncClient asks for the rest of a list or wait too: with every reply held to the
+    supervisor's frame cap, 300 jobs of 1 KiB come back whole, in order, with the total."""
+    daemon = make_daemon(SEMANTICA_MAX_FRAME=str(frame))
+    with daemon.client() as client:
+        ids = []
+        for _ in range(30):
+            batch = client.enqueue_many(
+                [{"type": "NOOP", "payload": "p" * KIB, "delay": 3600}] * 10
+            )
+            ids += [job.id for job in batch]
+
+    async def check() -> None:
+        async with AsyncClient(home=daemon.home) as client:
+            await client.status()  # connected: now hold its replies to the frame cap
+            conn = client._conn  # the test reaches in to tighten the decoder
+            assert conn is not None
+            conn._decoder = FrameDecoder(ControlReply, frame)  # as above
+            listed = await client.list(limit=300)
+            assert [job.id for job in listed] == ids[::-1]
+            assert listed.total == 300
+            assert [job.id for job in await client.list(limit=250)] == ids[:49:-1]
+            waited = await client.wait_many(ids, timeout=0)
+            assert [job.id for job in waited] == ids
+            assert all(job.payload == "p" * KIB for job in waited)
+
+    trio.run(check)
 
 
 def test_wait_many_of_10000_jobs_with_large_results(make_daemon: Callable[..., Daemon]) -> None:
