@@ -300,11 +300,10 @@ async def test_a_clock_set_forward_an_hour_starts_what_came_due_and_nothing_late
     """The wall clock jumps an hour ahead: a job due in the skipped hour starts within a
     second; one due after it waits for its own time."""
     scheduler = Scheduler(jumping_store)
-    waiters = [Waiter(scheduler, pid) for pid in (1, 2)]
+    first, second = Waiter(scheduler, 1), Waiter(scheduler, 2)
     async with trio.open_nursery() as nursery:
         await nursery.start(scheduler.run_timer)
-        for waiter in waiters:
-            nursery.start_soon(waiter.run)
+        nursery.start_soon(first.run)
         [skipped] = jumping_store.enqueue([JobSpec(type="T", delay=1800.0)]).jobs
         scheduler.reschedule()
         [later] = jumping_store.enqueue([JobSpec(type="T", delay=7200.0)]).jobs
@@ -313,17 +312,15 @@ async def test_a_clock_set_forward_an_hour_starts_what_came_due_and_nothing_late
         jumping.jump(3600)
         jumped = trio.current_time()
         with trio.fail_after(60):
-            while not any(w.lease for w in waiters):
-                await trio.sleep(0.01)
-        [first] = [w for w in waiters if w.lease is not None]
+            await first.done.wait()
         assert first.lease is not None and first.lease.job_id == skipped.id
         assert first.at is not None and first.at - jumped <= 1.0
+        nursery.start_soon(second.run)
         await trio.sleep(7200 - 3600 - 1 - 10)  # 10 s before the later job is due
+        assert second.lease is None
         assert jumping_store.get(later.id).state == JobState.QUEUED
         with trio.fail_after(60):
-            while not all(w.lease for w in waiters):
-                await trio.sleep(0.01)
-        [second] = [w for w in waiters if w is not first]
+            await second.done.wait()
         assert second.lease is not None and second.lease.job_id == later.id
         assert second.at is not None and second.at - jumped == pytest.approx(3600 - 1, abs=1.0)
         nursery.cancel_scope.cancel()
