@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from semantica import protocol
 from semantica.errors import FrameTooLarge, ProtocolError
 from semantica.models import CancelOutcome, Job, JobError, JobSpec, JobState, QueueInfo
 from semantica.protocol import (
@@ -575,3 +576,16 @@ def test_frozen_sample_decodes_to_expected(name: str) -> None:
     decoded = decode_all(union, data)
     assert decoded == [expected]
     assert type(decoded[0]) is type(expected)
+
+
+@pytest.mark.parametrize("count", [0, 1, 15, 16, 65535, 65536, 70000])
+@pytest.mark.parametrize("kind", [Enqueued, JobList])
+def test_a_reply_encoded_in_pieces_is_the_same_frame(count: int, kind: type) -> None:
+    """A reply with many jobs, encoded around its list and the list in pieces (as the
+    supervisor does, so as not to hold its loop), is byte for byte what encode() makes."""
+    jobs = [JOB_FAILED, JOB_QUEUED, JOB_DONE] * (count // 3) + [JOB_QUEUED] * (count % 3)
+    reply = kind(jobs=jobs, rid=77)
+    before, after = protocol.encode_around(reply, "jobs")
+    pieces = [protocol.encode_items(jobs[i : i + 1000]) for i in range(0, count, 1000)]
+    body = before + protocol.list_header(count) + b"".join(pieces) + after
+    assert HEADER.pack(len(body)) + body == encode(reply)
