@@ -589,3 +589,30 @@ def test_a_reply_encoded_in_pieces_is_the_same_frame(count: int, kind: type) -> 
     pieces = [protocol.encode_items(jobs[i : i + 1000]) for i in range(0, count, 1000)]
     body = before + protocol.list_header(count) + b"".join(pieces) + after
     assert HEADER.pack(len(body)) + body == encode(reply)
+
+
+def test_the_supervisor_reads_every_control_request() -> None:
+    """SupervisorRequest is ControlRequest with Enqueue read lazily: the same tags, so a
+    request added to one and not the other fails here, not at a client."""
+
+    def tags(union: object) -> set[str]:
+        return {cls.__struct_config__.tag for cls in typing.get_args(union)}
+
+    assert tags(protocol.SupervisorRequest) == tags(ControlRequest)
+
+
+def test_an_enqueue_read_lazily_gives_the_specs_sent() -> None:
+    """EnqueueLazy decodes the bytes of an Enqueue; decode_spec gives back each spec, and
+    names the job of the request that is malformed."""
+    specs = [JobSpec(type="T", payload={"n": n}, subject=f"s{n}", priority=n) for n in range(3)]
+    frame = encode(Enqueue(jobs=specs, rid=9))
+    decoder = FrameDecoder(protocol.SupervisorRequest, 1 << 20)
+    decoder.feed(frame)
+    [lazy] = list(decoder.messages())
+    assert isinstance(lazy, protocol.EnqueueLazy) and lazy.rid == 9
+    assert [protocol.decode_spec(raw, i) for i, raw in enumerate(lazy.jobs)] == specs
+    bad = msgspec.msgpack.encode({"t": "enqueue", "jobs": [{"type": "T"}, {"type": 5}]})
+    decoder.feed(HEADER.pack(len(bad)) + bad)
+    [lazy] = list(decoder.messages())
+    with pytest.raises(ProtocolError, match=r"job 1 of the request"):
+        [protocol.decode_spec(raw, i) for i, raw in enumerate(lazy.jobs)]
