@@ -38,6 +38,8 @@ from semantica.protocol import (
     encode,
 )
 
+pytestmark = pytest.mark.slow
+
 #: Jobs whose start and end lines make far more log than a pipe holds (64 KiB).
 LOG_JOBS = 3000
 #: How long another client may wait for `status` while a maximal enqueue is carried out.
