@@ -90,6 +90,10 @@ class FramedStream:
         """Send several messages, one frame each, in one write."""
         await self._write(b"".join(encode(msg) for msg in msgs))
 
+    async def send_frames(self, data: bytes) -> None:
+        """Send frames already encoded (header and body each), in one write."""
+        await self._write(data)
+
     async def _write(self, data: bytes) -> None:
         async with self._send_lock:
             with trio.CancelScope(shield=self._shield_sends):

@@ -106,7 +106,10 @@ class JobError(msgspec.Struct, frozen=True):
     message: str
 
 
-class Job(msgspec.Struct, kw_only=True):
+# gc=False: a Job never takes part in a reference cycle (its payload and result come
+# from JSON), and a reply can carry 100,000 of them: tracked, each full collection of
+# Python's cyclic GC would walk them all (a tenth of a second, on the event loop).
+class Job(msgspec.Struct, kw_only=True, gc=False):
     """A job as clients see it (``semctl show --json`` prints exactly this)."""
 
     id: int

@@ -6,9 +6,11 @@ Both clients use this module. The contract:
   (:func:`split`) before anything is sent, so a malformed job, or one that
   alone would make a request over the frame cap, raises ``BadInput`` and adds
   nothing.
-* Requests are packed in order by *encoded size*, not by count: many tiny jobs
-  share one request, jobs with large payloads get few per request.
-* Each request is one transaction, and a client sends the next only once the
+* Requests are packed in order by *encoded size* and count: up to
+  ``ENQUEUE_ATOMIC_JOBS`` (512) small jobs share one request, jobs with large
+  payloads get fewer.
+* Each request is one transaction (the supervisor writes a request of more
+  than 512 jobs in slices), and a client sends the next only once the
   one before is committed. So what is committed is always the first N jobs
   given, in order, and the subject rules (superseding, generations) apply
   across requests as within one.
@@ -24,7 +26,7 @@ import msgspec
 
 from semantica.errors import BadInput, SemanticaError, Unreachable
 from semantica.models import Job, JobSpec
-from semantica.protocol import Enqueue
+from semantica.protocol import ENQUEUE_ATOMIC_JOBS, Enqueue
 
 # The largest rid and the largest msgpack array header (array 32): a request's
 # size without its jobs never exceeds this.
@@ -60,8 +62,11 @@ class PartialEnqueue(SemanticaError):
         self.in_doubt = in_doubt
 
 
-def split(specs: list[JobSpec], limit: int) -> list[list[JobSpec]]:
-    """``specs`` in order, as the jobs of requests of at most ``limit`` bytes each.
+def split(
+    specs: list[JobSpec], limit: int, max_jobs: int = ENQUEUE_ATOMIC_JOBS
+) -> list[list[JobSpec]]:
+    """``specs`` in order, as the jobs of requests of at most ``limit`` bytes and
+    ``max_jobs`` jobs each.
 
     An empty list gives one empty request (which the supervisor refuses, as
     it always has).
@@ -84,7 +89,7 @@ def split(specs: list[JobSpec], limit: int) -> list[list[JobSpec]]:
                 f"{which}request of {_EMPTY_REQUEST + spec_size} bytes exceeds the "
                 f"{limit}-byte frame limit; send a smaller payload"
             )
-        if size + spec_size > limit:
+        if size + spec_size > limit or len(requests[-1]) == max_jobs:
             requests.append([])
             size = _EMPTY_REQUEST
         requests[-1].append(spec)

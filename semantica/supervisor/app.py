@@ -43,6 +43,7 @@ from semantica.supervisor.joblogs import JobLogs
 from semantica.supervisor.lifecycle import JobLifecycle
 from semantica.supervisor.lock import acquire_lock
 from semantica.supervisor.log import configure as configure_logs
+from semantica.supervisor.log import dropped_lines
 from semantica.supervisor.maintenance import Maintenance, StoreGate
 from semantica.supervisor.metrics import Metrics
 from semantica.supervisor.metrics_http import serve_metrics
@@ -129,6 +130,7 @@ class Supervisor:
             self.store.counts,
             lambda: self.pool.worker_counts(),
             lambda: (self.committer.commits, self.committer.writes),
+            dropped_lines,
         )
         self.jobs = JobLifecycle(
             self.store,

@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from semantica.config import Settings
     from semantica.supervisor.app import Supervisor
-    from semantica.supervisor.log import configure
+    from semantica.supervisor.log import configure, flush
 
     flags = {name: getattr(args, name) for name, _, _ in FLAGS}
     if args.command == "migrate" and args.migrate_home:
@@ -133,6 +133,7 @@ def main(argv: list[str] | None = None) -> None:
         trio.run(Supervisor(settings).run)
     except* SemanticaError as group:
         first = _first_leaf(group)
+        flush()  # the log lines queued for stderr first (for a second at most), then why
         print(f"semanticad: {first.message}", file=sys.stderr)
         sys.exit(first.exit_code)
 

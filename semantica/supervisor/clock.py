@@ -1,8 +1,10 @@
 """Wall-clock time for the store, behind an object so tests can pass their own.
 
 Persisted times (``created_at``, ``run_after``...) are wall-clock epoch seconds:
-they must mean the same thing after a restart. In-process deadlines use trio's
-clock instead (and so trio's ``autojump_clock`` in tests).
+they must mean the same thing after a restart. In-process deadlines (heartbeats,
+timeouts, the drain) use trio's clock instead, which counts awake time only (and
+so trio's ``autojump_clock`` in tests). A wait for a wall-clock time cannot be one
+trio sleep: the scheduler's timer looks at this clock between short sleeps.
 """
 
 from __future__ import annotations

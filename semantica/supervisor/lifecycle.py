@@ -38,7 +38,7 @@ from semantica.supervisor.metrics import Metrics
 from semantica.supervisor.rates import RecentCounts
 from semantica.supervisor.retry import next_attempt_at
 from semantica.supervisor.scheduler import Scheduler
-from semantica.supervisor.store import EnqueueResult, Lease, SQLiteStore, StaleLease
+from semantica.supervisor.store import EnqueueResult, Lease, Prepared, SQLiteStore, StaleLease
 from semantica.supervisor.tracing import NoTracer, Tracer
 
 log = structlog.get_logger("semantica.jobs")
@@ -96,8 +96,16 @@ class JobLifecycle:
     def enqueue(self, specs: Sequence[JobSpec]) -> EnqueueResult:
         """Commit new jobs (all or none), settle what they supersede, wake the workers.
 
-        The caller cancels ``running_older`` (``--supersede-running``) itself:
-        that waits for workers.
+        :meth:`add` of :meth:`check`. The caller cancels ``running_older``
+        (``--supersede-running``) itself: that waits for workers.
+
+        Raises:
+            BadInput: a spec is invalid or names a type no worker can run.
+        """
+        return self.add(self.check(specs))
+
+    def check(self, specs: Sequence[JobSpec]) -> list[Prepared]:
+        """Check specs for :meth:`add` without writing anything.
 
         Raises:
             BadInput: a spec is invalid or names a type no worker can run.
@@ -110,7 +118,15 @@ class JobLifecycle:
                         f"{', '.join(sorted(self.known_types))} "
                         "(SEMANTICA_HANDLERS names the modules that define handlers)"
                     )
-        result = self.store.enqueue(specs)
+        return self.store.prepare(specs)
+
+    def add(self, prepared: Sequence[Prepared]) -> EnqueueResult:
+        """Write checked jobs (all or none), settle what they supersede, wake the workers.
+
+        Raises:
+            BadInput: a subject has no generation left (nothing was written).
+        """
+        result = self.store.insert(prepared)
         for job_id in result.superseded:
             log.info("job superseded", job_id=job_id, state=JobState.SUPERSEDED.value)
             self._finished_unrun(job_id, JobState.SUPERSEDED, None)

@@ -6,21 +6,30 @@ The default is pretty on a terminal and JSON otherwise. ``daemon.log`` in the
 state directory always gets JSON lines, and is rotated by size (the current
 file and ``daemon.log.1`` .. ``.3``), so the logs survive a service manager
 that drops stderr.
+
+stderr is written by a thread of its own (``stderr_writer.py``): a reader
+that does not keep up (a paused pager, journald pushing back) makes stderr
+miss lines, counted and reported, but never holds up the event loop. The
+file keeps every line.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
+import stat
 import sys
 import time
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from pathlib import Path
 from typing import Any, TextIO
 
 import msgspec
 import structlog
+
+from semantica.supervisor.stderr_writer import FLUSH_AT_EXIT_S, StderrWriter, write_all
 
 #: daemon.log is rotated when it passes this size; three old files are kept.
 LOG_FILE_MAX_BYTES = 10 << 20
@@ -49,7 +58,7 @@ class RotatingFile:
             if self._size + len(line) >= self.max_bytes:
                 self._rotate()
             assert self._fd is not None
-            self._size += _write_all(self._fd, line + b"\n")
+            self._size += write_all(self._fd, line + b"\n")
         except OSError:
             self.close()  # try again on the next line
 
@@ -73,38 +82,45 @@ class RotatingFile:
         self._size = os.fstat(self._fd).st_size
 
 
-def _write_all(fd: int, data: bytes) -> int:
-    """os.write until all of ``data`` is written (a pipe may take part of it)."""
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-    return len(data)
-
-
 class _LineSink:
     """The structlog "logger": writes each rendered line to a stream, at once.
 
     A stream with a descriptor (stderr, in the service) gets one ``write`` per
-    line. One without (a test's capture) gets ``write`` and ``flush``.
+    line: directly if it is a regular file (a file never waits for a reader),
+    otherwise through a :class:`StderrWriter`, so that a reader who does not
+    keep up never blocks the event loop. One without a descriptor (a test's
+    capture) gets ``write`` and ``flush``.
     """
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, note: Callable[[int], bytes]) -> None:
         self._stream = stream
+        self.writer: StderrWriter | None = None
         try:
             self._fd: int | None = stream.fileno()
             stream.flush()  # whatever was printed before goes out first
+            regular = stat.S_ISREG(os.fstat(self._fd).st_mode)
         except (AttributeError, OSError, ValueError):
             self._fd = None
+            return
+        if not regular:
+            self.writer = StderrWriter(self._fd, note)
 
     def msg(self, message: str | bytes) -> None:
         if self._fd is not None:
             data = message if isinstance(message, bytes) else message.encode()
+            if self.writer is not None:
+                self.writer.write(data + b"\n")
+                return
             with contextlib.suppress(OSError):  # stderr closed or full: the file still has it
-                _write_all(self._fd, data + b"\n")
+                write_all(self._fd, data + b"\n")
             return
         text = message.decode() if isinstance(message, bytes) else message
         self._stream.write(text + "\n")
         self._stream.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
 
     debug = info = warning = warn = error = critical = exception = fatal = failure = msg
 
@@ -213,6 +229,49 @@ class _CopyToFile:
         return event
 
 
+def dropped_lines() -> int:
+    """Lines stderr's reader missed since start (``daemon.log`` has them); for the metric."""
+    writer = None if _sink is None else _sink.writer
+    return 0 if writer is None else writer.dropped
+
+
+def flush(timeout: float = FLUSH_AT_EXIT_S) -> None:
+    """Give the lines queued for stderr up to ``timeout`` seconds to go out (at exit)."""
+    writer = None if _sink is None else _sink.writer
+    if writer is not None:
+        writer.flush(timeout)
+
+
+def _dropped_note(log_format: str, colors: bool) -> Callable[[int], bytes]:
+    """Renders the line that says ``n`` lines were dropped, as the other lines are rendered.
+
+    It runs in the stderr thread too, so it keeps to what is safe there: no
+    structlog processor with state (the shared time stamp is not).
+    """
+    pretty = structlog.dev.ConsoleRenderer(colors=colors)
+
+    def note(n: int) -> bytes:
+        now = time.time()
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
+        event = {
+            "event": f"{n} log lines dropped",
+            "count": n,
+            "reason": "stderr was not read fast enough; daemon.log has them",
+            "level": "warning",
+            "timestamp": f"{stamp}.{int((now % 1) * 1e6):06d}Z",
+        }
+        if log_format == "json":
+            return _encoder.encode(event) + b"\n"
+        return str(pretty(None, "warning", event)).encode() + b"\n"
+
+    return note
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    flush()
+
+
 def configure(log_format: str | None, log_file: Path | None = None) -> None:
     """Set up structlog once for this process (``log_file``: also JSON lines there)."""
     global _sink, _json_lines
@@ -220,7 +279,9 @@ def configure(log_format: str | None, log_file: Path | None = None) -> None:
     if log_format is None:
         log_format = "pretty" if tty else "json"
     target = None if log_file is None else RotatingFile(log_file)
-    _sink = _LineSink(sys.stderr)
+    if _sink is not None:
+        _sink.close()
+    _sink = _LineSink(sys.stderr, _dropped_note(log_format, tty))
     _json_lines = None
     processors: list[structlog.typing.Processor] = [
         structlog.processors.add_log_level,

@@ -45,6 +45,10 @@ _ENQUEUED = "semantica_enqueued", "Jobs added (deduplicated ones not counted)."
 _DURATION = "semantica_job_duration_seconds", "How long each attempt ran, whatever its outcome."
 _JOBS = "semantica_jobs", "Jobs in the store by state."
 _WORKERS = "semantica_workers", "Worker processes by state."
+_LOG_DROPPED = (
+    "semantica_log_lines_dropped",
+    "Supervisor log lines stderr's reader did not take in time (daemon.log has them).",
+)
 
 Family = CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily
 
@@ -63,10 +67,12 @@ class Metrics(Collector):
         counts: Callable[[], dict[str, int]],
         workers: Callable[[], dict[str, int]],
         commits: Callable[[], tuple[int, int]] = lambda: (0, 0),
+        log_dropped: Callable[[], int] = lambda: 0,
     ) -> None:
         self._counts = counts
         self._workers = workers
         self._commits = commits
+        self._log_dropped = log_dropped
         self._finished: dict[tuple[str, str], int] = {}
         self._enqueued = 0
         self._buckets = [0] * len(DURATION_BUCKETS)  # attempts per bucket (not cumulative)
@@ -104,6 +110,7 @@ class Metrics(Collector):
         yield GaugeMetricFamily(*_WORKERS, labels=["state"])
         yield CounterMetricFamily(*_COMMITS)
         yield CounterMetricFamily(*_WRITES)
+        yield CounterMetricFamily(*_LOG_DROPPED)
 
     def collect(self) -> Iterator[Family]:
         finished = CounterMetricFamily(*_FINISHED, labels=["type", "state"])
@@ -131,3 +138,4 @@ class Metrics(Collector):
         commits, writes = self._commits()
         yield CounterMetricFamily(*_COMMITS, value=commits)
         yield CounterMetricFamily(*_WRITES, value=writes)
+        yield CounterMetricFamily(*_LOG_DROPPED, value=self._log_dropped())

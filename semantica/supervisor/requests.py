@@ -17,23 +17,24 @@ import structlog
 import trio
 
 from semantica import __version__
-from semantica.errors import BadInput, ProtocolError, StoreBusy
+from semantica.errors import BadInput, ProtocolError, SemanticaError, StoreBusy
 from semantica.limits import utf8_size
 from semantica.models import (
     DEFAULT_QUEUE,
     TERMINAL_STATES,
     CancelOutcome,
     ErrorKind,
+    Job,
     JobState,
     validate_queue_name,
 )
 from semantica.protocol import (
+    ENQUEUE_ATOMIC_JOBS,
     Cancel,
     Cancelled,
     ControlReply,
-    ControlRequest,
-    Enqueue,
     Enqueued,
+    EnqueueLazy,
     ErrorReply,
     Events,
     Follow,
@@ -61,11 +62,14 @@ from semantica.protocol import (
     Retry,
     Shutdown,
     StatusReply,
+    SupervisorRequest,
     TopReply,
     Wait,
+    decode_spec,
 )
 from semantica.supervisor.events import FINISHED
-from semantica.supervisor.store import BUSY_TIMEOUT_S
+from semantica.supervisor.slices import Pace
+from semantica.supervisor.store import BUSY_TIMEOUT_S, Prepared
 from semantica.supervisor.topview import top_reply
 
 if TYPE_CHECKING:
@@ -88,6 +92,10 @@ def reply_budget(sup: Supervisor) -> int:
     comes whole, alone.
     """
     return max(sup.settings.max_frame - REPLY_ENVELOPE, 1)
+
+
+#: An enqueue of up to this many jobs is one transaction; a bigger one is written in slices.
+ATOMIC_JOBS = ENQUEUE_ATOMIC_JOBS
 
 
 Send = Callable[[ControlReply], Awaitable[None]]
@@ -117,19 +125,19 @@ async def store_write(sup: Supervisor, write: Callable[[], T]) -> T:
             delay = min(delay * 2, 0.25)
 
 
-async def dispatch(sup: Supervisor, request: ControlRequest, send: Send) -> ControlReply | None:
+async def dispatch(sup: Supervisor, request: SupervisorRequest, send: Send) -> ControlReply | None:
     """Carry out one request and return its reply (errors are raised as SemanticaError).
 
     Streaming requests (``Follow``, ``Events``) push messages with ``send``
     and return their last one, or None when they end without one.
     """
     match request:
-        case Enqueue():
-            return await store_write(sup, lambda: handle_enqueue(sup, request))
+        case EnqueueLazy():
+            return await handle_enqueue(sup, request)
         case GetJob():
             return JobReply(rid=request.rid, job=sup.explain([sup.store.get(request.id)])[0])
         case ListJobs():
-            return handle_list(sup, request)
+            return await handle_list(sup, request)
         case Wait():
             return await handle_wait(sup, request)
         case GetLogs():
@@ -184,47 +192,94 @@ async def dispatch(sup: Supervisor, request: ControlRequest, send: Send) -> Cont
     raise ProtocolError(f"unknown request {type(request).__name__}")
 
 
-def handle_enqueue(sup: Supervisor, request: Enqueue) -> Enqueued:
-    """Commit the jobs (all or none); the reply is sent only after the commit."""
-    if not request.jobs:
+async def handle_enqueue(sup: Supervisor, request: EnqueueLazy) -> Enqueued:
+    """Add the jobs; the reply is sent only once every one of them is committed.
+
+    The whole request is decoded and checked first, so a bad spec adds nothing. The jobs
+    are then written in slices, each one write: the first ATOMIC_JOBS jobs, then
+    slices of about ``slices.SLICE_S`` of work. Between two, other requests and
+    the workers are served, so a request of tens of thousands of jobs holds
+    nobody up for long. A request of up to ATOMIC_JOBS jobs is one transaction,
+    as it always was. In a request of several slices each slice is committed
+    before the next is written: if one fails (the store fails, the supervisor
+    stops), the slices before it stay, and the error says how many jobs they held.
+    """
+    raws = request.jobs
+    if not raws:
         raise BadInput("nothing to enqueue")
-    result = sup.jobs.enqueue(request.jobs)
-    for old_id, new_id in result.running_older:
-        # --supersede-running: stopping takes up to the grace period; do not hold the reply.
-        sup.spawn(
-            sup.pool.stop_job,
-            old_id,
-            ErrorKind.CANCELLED.value,
-            f"superseded by job {new_id} (--supersede-running)",
-        )
-    return Enqueued(rid=request.rid, jobs=sup.explain(result.jobs))
+    prepared: list[Prepared] = []
+    pace = Pace(len(raws))
+    for start, stop in pace:
+        specs = [decode_spec(raws[i], i) for i in range(start, stop)]
+        prepared += sup.jobs.check(specs)
+        await pace.rest()
+    jobs: list[Job] = []
+    pace = Pace(len(prepared), first=ATOMIC_JOBS)
+    for start, stop in pace:
+        piece = prepared[start:stop]
+        several = stop < len(prepared) or start > 0
+        try:
+            result = await store_write(sup, functools.partial(sup.jobs.add, piece))
+            jobs += sup.explain(result.jobs)
+            await pace.rest()
+            if several:
+                # Nothing of a later slice is written before this one is durable, so
+                # what the error below reports as added really is.
+                await sup.committer.durable()
+        except SemanticaError as exc:
+            if start == 0:
+                raise
+            raise type(exc)(
+                f"{exc.message} (the first {start} of the {len(prepared)} jobs of this "
+                "request were added before it; the rest were not)"
+            ) from None
+        for old_id, new_id in result.running_older:
+            # --supersede-running: stopping takes up to the grace period; do not hold the reply.
+            sup.spawn(
+                sup.pool.stop_job,
+                old_id,
+                ErrorKind.CANCELLED.value,
+                f"superseded by job {new_id} (--supersede-running)",
+            )
+    return Enqueued(rid=request.rid, jobs=jobs)
 
 
 async def handle_cancel(sup: Supervisor, request: Cancel) -> Cancelled:
-    """Cancel queued jobs at once and stop running ones; reply when all have ended."""
+    """Cancel queued jobs at once and stop running ones; reply when all have ended.
+
+    Up to MAX_WAIT_IDS jobs, handled in slices (slices.py): other requests are
+    served in between.
+    """
     if not request.ids or len(request.ids) > MAX_WAIT_IDS:
         raise BadInput(f"cancel needs between 1 and {MAX_WAIT_IDS} job ids")
     # (States alone: the jobs' payloads and results are not needed, and may be large.)
     states = sup.store.states(request.ids)  # NoSuchJob for an unknown id
+    ids = list(dict.fromkeys(request.ids))
     messages: dict[int, str] = {}
     async with trio.open_nursery() as nursery:
-        for job_id in dict.fromkeys(request.ids):  # in the order asked, each once
-            state = states[job_id]
-            if state == JobState.QUEUED:
-                if await store_write(sup, functools.partial(sup.jobs.cancel_queued, job_id)):
-                    messages[job_id] = "cancelled"
-                    continue
-                state = sup.store.state(job_id)  # it left the queue while the store was busy
-            if state == JobState.RUNNING:
-                nursery.start_soon(
-                    sup.pool.stop_job, job_id, ErrorKind.CANCELLED.value, "cancelled while running"
-                )
-                messages[job_id] = "stopped"
-            else:
-                messages[job_id] = f"already finished ({state})"
-    after = sup.store.states(request.ids)
+        pace = Pace(len(ids))
+        for start, stop in pace:
+            for job_id in ids[start:stop]:
+                state = states[job_id]
+                if state == JobState.QUEUED:
+                    if await store_write(sup, functools.partial(sup.jobs.cancel_queued, job_id)):
+                        messages[job_id] = "cancelled"
+                        continue
+                    state = sup.store.state(job_id)  # it left the queue while the store was busy
+                if state == JobState.RUNNING:
+                    nursery.start_soon(
+                        sup.pool.stop_job,
+                        job_id,
+                        ErrorKind.CANCELLED.value,
+                        "cancelled while running",
+                    )
+                    messages[job_id] = "stopped"
+                else:
+                    messages[job_id] = f"already finished ({state})"
+            await pace.rest()
+    states = sup.store.states(request.ids)
     results = [
-        CancelOutcome(id=job_id, state=after[job_id], message=messages[job_id])
+        CancelOutcome(id=job_id, state=states[job_id], message=messages[job_id])
         for job_id in request.ids
     ]
     return Cancelled(rid=request.rid, results=results)
@@ -327,7 +382,7 @@ def handle_queue_change(
     return QueueReply(rid=rid, queue=info)
 
 
-def handle_list(sup: Supervisor, request: ListJobs) -> JobList:
+async def handle_list(sup: Supervisor, request: ListJobs) -> JobList:
     """The newest ``limit`` jobs matching the filters; ``paged``: as many as fit in one
     reply (``more`` if some are left: the client asks again from the last id). The
     first reply has ``total``, how many match in all."""
@@ -345,13 +400,33 @@ def handle_list(sup: Supervisor, request: ListJobs) -> JobList:
         "type": request.type,
         "subject": request.subject,
     }
-    budget = reply_budget(sup) if request.paged else None  # (an older client: all at once)
-    page = sup.store.list_page(**filters, limit=request.limit, before=request.before, budget=budget)
+    jobs: list[Job] = []
+    more = False
+    if request.paged:  # one page, as many as fit in one reply: bounded work
+        page = sup.store.list_page(
+            **filters, limit=request.limit, before=request.before, budget=reply_budget(sup)
+        )
+        jobs, more = sup.explain(page.jobs), page.more
+    else:
+        # An older client: all at once, up to MAX_LIST jobs, read a page at a time
+        # (slices.py) so that other requests are served in between.
+        pace = Pace(request.limit)
+        for start, stop in pace:
+            rows = sup.store.list_page(
+                **filters,
+                limit=stop - start,
+                before=jobs[-1].id if jobs else request.before,
+                budget=None,
+            ).jobs
+            jobs += sup.explain(rows)
+            if len(rows) < stop - start:
+                break  # no more
+            await pace.rest()
     total = None
     if request.before is None:  # the first page: say how many match
-        cut_short = page.more or len(page.jobs) == request.limit
-        total = sup.store.count(**filters) if cut_short else len(page.jobs)
-    return JobList(rid=request.rid, jobs=sup.explain(page.jobs), more=page.more, total=total)
+        cut_short = more or len(jobs) == request.limit
+        total = sup.store.count(**filters) if cut_short else len(jobs)
+    return JobList(rid=request.rid, jobs=jobs, more=more, total=total)
 
 
 async def handle_wait(sup: Supervisor, request: Wait) -> JobList:
@@ -372,11 +447,23 @@ async def handle_wait(sup: Supervisor, request: Wait) -> JobList:
     all_finished = sup.events.all_finished(pending)
     with trio.move_on_after(timeout):
         await all_finished.wait()
-    # As many as fit in one reply, in the order asked; the client asks for the
-    # rest (with timeout 0: they are read as they are then).
-    budget = reply_budget(sup) if request.paged else None  # (an older client: all at once)
-    page = sup.store.get_page(request.ids, budget)
-    return JobList(rid=request.rid, jobs=sup.explain(page.jobs), more=page.more)
+    if request.paged:
+        # As many as fit in one reply, in the order asked; the client asks for the
+        # rest (with timeout 0: they are read as they are then).
+        page = sup.store.get_page(request.ids, reply_budget(sup))
+        return JobList(rid=request.rid, jobs=sup.explain(page.jobs), more=page.more)
+    return JobList(rid=request.rid, jobs=await read_jobs(sup, request.ids))
+
+
+async def read_jobs(sup: Supervisor, ids: list[int]) -> list[Job]:
+    """The jobs ``ids`` (in that order), explained; read in slices (slices.py), since a
+    request may name MAX_WAIT_IDS of them. NoSuchJob for an unknown id."""
+    jobs: list[Job] = []
+    pace = Pace(len(ids))
+    for start, stop in pace:
+        jobs += sup.explain(sup.store.get_many(ids[start:stop]))
+        await pace.rest()
+    return jobs
 
 
 def handle_logs(sup: Supervisor, request: GetLogs) -> LogLines:

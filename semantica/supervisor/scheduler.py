@@ -3,9 +3,18 @@
 Idle workers wait in :meth:`Scheduler.next_lease`. Anything that may make a
 job runnable (an enqueue, a retry, a job ending) calls :meth:`wake`; the
 timer task sleeps until the earliest future ``run_after`` and wakes them then.
-Nothing polls, except while the store refuses leases (a full disk): then idle
-workers try again less and less often, at least every ``FAULT_DELAY_MAX``, so
-jobs start again within that once the fault clears.
+Nothing polls the store, except while it refuses leases (a full disk): then
+idle workers try again less and less often, at least every ``FAULT_DELAY_MAX``,
+so jobs start again within that once the fault clears.
+
+Start times (``--delay``, ``--at``, retry backoffs) are wall-clock times,
+but trio sleeps on the monotonic clock, which stands still while the machine
+is suspended and ignores a clock that is set. So while a start time is
+pending, the timer sleeps at most :data:`WALL_CHECK_S` at a time and looks
+at the wall clock in between (not at the store): a job that came due during
+a suspend, or in an hour the clock skipped, starts within that long of the
+resume or the jump. With no start time pending the timer sleeps on an event
+alone and never wakes.
 """
 
 from __future__ import annotations
@@ -20,6 +29,10 @@ from semantica.errors import StoreError
 from semantica.supervisor.store import Lease, SQLiteStore
 
 log = structlog.get_logger("semantica.scheduler")
+
+#: While a start time is pending, the wall clock is looked at this often (awake time):
+#: how late a job due during a suspend or a clock jump may start.
+WALL_CHECK_S = 0.5
 
 #: Retry delays while the store is failing.
 FAULT_DELAY_MIN = 0.1
@@ -170,8 +183,22 @@ class Scheduler:
             if due is None:
                 await changed.wait()
                 continue
-            with trio.move_on_after(max(due - self.store.clock.time(), 0.0)) as timer:
-                await changed.wait()
+            await self._wall_sleep(due, changed)
             self._timer_due = -math.inf  # looking again
-            if timer.cancelled_caught:
+            if not changed.is_set():
                 self.wake()
+
+    async def _wall_sleep(self, due: float, changed: trio.Event) -> None:
+        """Return when the wall clock reaches ``due`` or ``changed`` is set.
+
+        trio's clock does not count a suspend, nor a clock set forward: sleep
+        in steps of at most WALL_CHECK_S and look at the wall clock after each.
+        """
+        clock = self.store.clock
+        while True:
+            left = due - clock.time()
+            if left <= 0:
+                return
+            with trio.move_on_after(min(left, WALL_CHECK_S)):
+                await changed.wait()
+                return

@@ -33,11 +33,11 @@ from semantica.errors import ConfigError, FrameTooLarge, ProtocolError, Semantic
 from semantica.framed import FramedStream
 from semantica.peercred import peer_uid, uid_allowed
 from semantica.protocol import (
+    HEADER,
     HELLO_MAX_FRAME,
     PROTOCOL_VERSION,
     Cancel,
     ControlReply,
-    ControlRequest,
     ErrorReply,
     Events,
     Follow,
@@ -51,10 +51,16 @@ from semantica.protocol import (
     ListJobs,
     ListQueues,
     Maintain,
+    SupervisorRequest,
     Wait,
+    encode,
+    encode_around,
+    encode_items,
+    list_header,
 )
 from semantica.supervisor.requests import dispatch
 from semantica.supervisor.security import token_matches
+from semantica.supervisor.slices import FIRST_SLICE, Pace
 
 if TYPE_CHECKING:
     from semantica.supervisor.app import Supervisor
@@ -75,7 +81,7 @@ _ACCEPT_RETRY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 #: answers store_full.
 _READS = (GetJob, ListJobs, Wait, GetLogs, GetStatus, ListQueues, GetMetrics, GetTop)
 
-Pending = tuple[Any, ControlReply, ControlRequest]  # (the batch's ticket, reply, request)
+Pending = tuple[Any, ControlReply, SupervisorRequest]  # (the batch's ticket, reply, request)
 
 
 class ControlServer:
@@ -147,7 +153,7 @@ class ControlServer:
         async with stream:
             channel = FramedStream(
                 stream,
-                ControlRequest,
+                SupervisorRequest,
                 self.sup.settings.max_frame,
                 first_max=min(HELLO_MAX_FRAME, self.sup.settings.max_frame),
             )
@@ -305,21 +311,23 @@ class ControlServer:
                         rid=getattr(reply, "rid", 0), code=error.code, message=error.message
                     )
                 ready.append(reply)
+            frames = [await _encode(reply) for reply in ready]
             try:
-                await channel.send_many(ready)
+                # One frame (a big one, say) goes as it is: joining would copy it.
+                await channel.send_frames(frames[0] if len(frames) == 1 else b"".join(frames))
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 return
 
-    async def _answer(self, channel: FramedStream, request: ControlRequest) -> None:
+    async def _answer(self, channel: FramedStream, request: SupervisorRequest) -> None:
         reply = await self._reply(channel, request)
         if reply is not None:
             try:
-                await channel.send(reply)
+                await channel.send_frames(await _encode(reply))
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass
 
     async def _carry_out(
-        self, channel: FramedStream, request: ControlRequest, streaming: bool
+        self, channel: FramedStream, request: SupervisorRequest, streaming: bool
     ) -> ControlReply | None:
         """One request's reply; a stream runs until it ends or the client goes away."""
         if not streaming:
@@ -336,7 +344,9 @@ class ControlServer:
             nursery.cancel_scope.cancel()
         return reply
 
-    async def _reply(self, channel: FramedStream, request: ControlRequest) -> ControlReply | None:
+    async def _reply(
+        self, channel: FramedStream, request: SupervisorRequest
+    ) -> ControlReply | None:
         """Carry out a request and return its reply once what it did is durable."""
         reply = await self._reply_now(channel, request)
         if reply is not None and not isinstance(reply, ErrorReply):
@@ -349,7 +359,7 @@ class ControlServer:
                 return ErrorReply(rid=getattr(reply, "rid", 0), code=exc.code, message=exc.message)
         return reply
 
-    async def _read_again(self, channel: FramedStream, request: ControlRequest) -> ControlReply:
+    async def _read_again(self, channel: FramedStream, request: SupervisorRequest) -> ControlReply:
         """A read whose moment's writes failed to commit (and were undone): carry it out
         again, on the store as it is now, until its reply is durable.
 
@@ -366,7 +376,7 @@ class ControlServer:
                 return reply
 
     async def _reply_now(
-        self, channel: FramedStream, request: ControlRequest
+        self, channel: FramedStream, request: SupervisorRequest
     ) -> ControlReply | None:
         """Carry out a request; its reply, not yet durable (or an error reply)."""
         rid = getattr(request, "rid", 0)
@@ -379,6 +389,25 @@ class ControlServer:
         except Exception as exc:
             log.exception("request failed", request=type(request).__name__)
             return ErrorReply(rid=rid, code="internal", message=f"internal error: {exc!r}")
+
+
+async def _encode(reply: ControlReply) -> bytes:
+    """``reply``'s frame; one that carries many jobs is encoded in slices (slices.py).
+
+    Encoding the ``Enqueued`` of a maximal request (some 100,000 jobs) in one go
+    would hold the event loop for a tenth of a second or more.
+    """
+    jobs = getattr(reply, "jobs", None)
+    if not isinstance(jobs, list) or len(jobs) <= FIRST_SLICE:
+        return encode(reply)
+    before, after = encode_around(reply, "jobs")
+    parts = [before, list_header(len(jobs))]
+    pace = Pace(len(jobs))
+    for start, stop in pace:
+        parts.append(encode_items(jobs[start:stop]))
+        await pace.rest()
+    parts.append(after)
+    return b"".join([HEADER.pack(sum(map(len, parts))), *parts])  # one copy of tens of MB
 
 
 async def _cancel_on_input(channel: FramedStream, scope: trio.CancelScope) -> None:

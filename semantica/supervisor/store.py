@@ -441,6 +441,17 @@ class _PageBuilder:
         return Page(self.jobs, self.more)
 
 
+class Prepared(msgspec.Struct, frozen=True, gc=False):
+    """A spec checked by :meth:`SQLiteStore.prepare`, with its payload as JSON text.
+
+    (Not a tuple: a big request holds 100,000 of them, which Python's cyclic
+    GC would walk in every full collection; these it does not track.)
+    """
+
+    spec: JobSpec
+    payload: str
+
+
 # Inside SQLiteStore, `list` names the method.
 QueueInfos = list[QueueInfo]
 JobsList = list[Job]
@@ -759,6 +770,36 @@ class SQLiteStore:
     def enqueue(self, specs: Sequence[JobSpec]) -> EnqueueResult:
         """Validate and insert jobs, all in one transaction (all or none).
 
+        The same as :meth:`insert` of :meth:`prepare`; see both.
+
+        Raises:
+            BadInput: a spec is invalid; nothing was inserted.
+        """
+        return self.insert(self.prepare(specs))
+
+    @staticmethod
+    def prepare(specs: Sequence[JobSpec]) -> list[Prepared]:
+        """Check each spec and encode its payload, without touching the database.
+
+        A caller with many specs prepares them all (in pieces, if it likes)
+        before it inserts any, so that a bad one adds nothing.
+
+        Raises:
+            BadInput: a spec is invalid.
+        """
+        prepared = []
+        for spec in specs:
+            validate_spec(spec)
+            try:
+                payload = _json_encode(spec.payload).decode()
+            except (TypeError, msgspec.EncodeError) as exc:
+                raise BadInput(f"payload is not JSON: {exc}") from None
+            prepared.append(Prepared(spec, payload))
+        return prepared
+
+    def insert(self, prepared: Sequence[Prepared]) -> EnqueueResult:
+        """Insert prepared jobs, all in one transaction (all or none).
+
         Jobs with a subject follow the generation rules, in order, so a later
         spec of the batch sees the earlier ones:
 
@@ -768,27 +809,27 @@ class SQLiteStore:
         * otherwise it is added, and the QUEUED jobs of the subject with a lower
           generation become SUPERSEDED (``superseded_by`` = the new job).
 
+        The cost per job grows neither with the subject's finished history
+        (``jobs_live_subject`` holds only its QUEUED and RUNNING jobs) nor with
+        the size of the batch.
+
         Raises:
-            BadInput: a spec is invalid; nothing was inserted.
+            BadInput: a subject has no generation left; nothing was inserted.
         """
-        for spec in specs:
-            validate_spec(spec)
         now = self.clock.time()
         rows = []
-        for spec in specs:
-            try:
-                payload = _json_encode(spec.payload).decode()
-            except (TypeError, msgspec.EncodeError) as exc:
-                raise BadInput(f"payload is not JSON: {exc}") from None
-            at = spec.at
+        for item in prepared:
+            spec, payload, at = item.spec, item.payload, item.spec.at
             run_after = at.timestamp() if at is not None else now + (spec.delay or 0.0)
             rows.append((spec, payload, run_after))
         result = EnqueueResult()
         created_at = datetime.fromtimestamp(now, UTC)
+        # This batch's jobs with a subject (an id may come twice), for supersedes among them.
+        added: dict[int, list[Job]] = {}
         with self.transaction() as conn:
             conn.executemany(
                 "INSERT OR IGNORE INTO queues (name) VALUES (?)",
-                [(name,) for name in {spec.queue for spec in specs}],
+                [(name,) for name in {item.spec.queue for item in prepared}],
             )
             plain: list[tuple[JobSpec, str, float]] = []  # no subject: inserted together
             for spec, payload, run_after in rows:
@@ -803,6 +844,7 @@ class SQLiteStore:
                 if live is not None:
                     job = self._job(live)
                     job.deduplicated = True
+                    added.setdefault(job.id, []).append(job)
                     result.jobs.append(job)
                     continue
                 if generation is None:
@@ -820,10 +862,10 @@ class SQLiteStore:
                     f"INSERT INTO jobs ({_INSERT_COLUMNS}) VALUES {_INSERT_ROW} RETURNING id",
                     _insert_args(spec, generation, payload, now, run_after),
                 ).fetchone()
-                self._supersede_older(conn, spec, generation, job_id, now, result)
-                result.jobs.append(
-                    _new_job(job_id, spec, generation, payload, now, created_at, run_after)
-                )
+                self._supersede_older(conn, spec, generation, job_id, now, result, added)
+                job = _new_job(job_id, spec, generation, payload, now, created_at, run_after)
+                added[job_id] = [job]
+                result.jobs.append(job)
             self._insert_plain(conn, plain, now, created_at, result)
         return result
 
@@ -862,9 +904,9 @@ class SQLiteStore:
         if generation is None:
             return None  # "one above the newest" is never a duplicate
         row: Sequence[Any] | None = conn.execute(
-            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE type = ? AND subject = ? "
-            "AND state IN ('QUEUED', 'RUNNING') AND generation >= ? "
-            "ORDER BY generation DESC, id DESC LIMIT 1",
+            f"SELECT {_JOB_COLUMNS} FROM jobs INDEXED BY jobs_live_subject "
+            "WHERE type = ? AND subject = ? AND state IN ('QUEUED', 'RUNNING') "
+            "AND generation >= ? ORDER BY generation DESC, id DESC LIMIT 1",
             (spec.type, spec.subject, generation),
         ).fetchone()
         return row
@@ -877,27 +919,32 @@ class SQLiteStore:
         job_id: int,
         now: float,
         result: EnqueueResult,
+        added: dict[int, list[Job]],
     ) -> None:
         check_transition(JobState.QUEUED, JobState.SUPERSEDED)
-        for (old_id,) in conn.execute(
-            "UPDATE jobs SET state = 'SUPERSEDED', superseded_by = ?, finished_at = ? "
-            "WHERE type = ? AND subject = ? AND state = 'QUEUED' AND generation < ? "
-            "RETURNING id",
-            (job_id, now, spec.type, spec.subject, generation),
-        ).fetchall():
-            result.superseded.append(old_id)
-            for job in result.jobs:  # an earlier spec of this same batch
-                if job.id == old_id:
+        # The subject's live jobs below this generation, from the index of live jobs
+        # alone: the finished generations before them are never looked at.
+        older = conn.execute(
+            "SELECT id, state FROM jobs INDEXED BY jobs_live_subject "
+            "WHERE type = ? AND subject = ? AND state IN ('QUEUED', 'RUNNING') "
+            "AND generation < ?",
+            (spec.type, spec.subject, generation),
+        ).fetchall()
+        queued = [old_id for old_id, state in older if state == JobState.QUEUED.value]
+        if queued:
+            # `+state`: by id; with the state's index SQLite would walk every queued job.
+            for (old_id,) in conn.execute(
+                "UPDATE jobs SET state = 'SUPERSEDED', superseded_by = ?, finished_at = ? "
+                f"WHERE id IN {_IDS_IN_JSON} AND +state = 'QUEUED' RETURNING id",
+                (job_id, now, _json_ids(queued)),
+            ).fetchall():
+                result.superseded.append(old_id)
+                for job in added.pop(old_id, ()):  # an earlier spec of this same batch
                     job.state, job.superseded_by = JobState.SUPERSEDED, job_id
                     job.finished_at = _ts(now)
         if spec.supersede_running:
             result.running_older.extend(
-                (old_id, job_id)
-                for (old_id,) in conn.execute(
-                    "SELECT id FROM jobs WHERE type = ? AND subject = ? AND state = 'RUNNING' "
-                    "AND generation < ?",
-                    (spec.type, spec.subject, generation),
-                )
+                (old_id, job_id) for old_id, state in older if state == JobState.RUNNING.value
             )
 
     def lease(self, worker_pid: int, *, on_ac: bool = True, idle: bool = True) -> Lease | None:
@@ -1330,10 +1377,14 @@ class SQLiteStore:
         type: str | None = None,
         subject: str | None = None,
         limit: int = 50,
+        before: int | None = None,
     ) -> list[Job]:
-        """Jobs matching every filter given, newest first, at most ``limit``."""
+        """Jobs matching every filter given, newest first, at most ``limit``.
+
+        ``before``: only jobs with a lower id (the next page after a job).
+        """
         return self.list_page(
-            state=state, queue=queue, type=type, subject=subject, limit=limit
+            state=state, queue=queue, type=type, subject=subject, limit=limit, before=before
         ).jobs
 
     @_reads

@@ -78,11 +78,20 @@ def stop_and_check(d: Daemon) -> None:
 
 @pytest.fixture
 def make_daemon(chaos_tmp: Path) -> Iterator[Callable[..., ChaosDaemon]]:
-    """Start a supervisor: ``make_daemon("--drain-timeout", "2", workers=4)``."""
+    """Start a supervisor: ``make_daemon("--drain-timeout", "2", workers=4)``; ``stderr``: a
+    descriptor for its stderr (a pipe, say) instead of its log file."""
     made: list[ChaosDaemon] = []
 
-    def make(*args: str, workers: int = 2, home: Path | None = None, **env: str) -> ChaosDaemon:
-        d = ChaosDaemon(home=home or chaos_tmp / f"home{len(made) or ''}", workers=workers)
+    def make(
+        *args: str,
+        workers: int = 2,
+        home: Path | None = None,
+        stderr: int | None = None,
+        **env: str,
+    ) -> ChaosDaemon:
+        d = ChaosDaemon(
+            home=home or chaos_tmp / f"home{len(made) or ''}", workers=workers, stderr=stderr
+        )
         made.append(d)
         d.start(*args, **env)
         return d

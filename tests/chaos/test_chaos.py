@@ -13,6 +13,7 @@ from pathlib import Path
 
 import chaos_scenarios as chaos
 import pytest
+import scenarios_stalls as stalls
 import trio
 from chaos_scenarios import MakeDaemon
 
@@ -61,6 +62,11 @@ BUSY_TIMEOUT_S = 5.0  # SQLiteStore's busy_timeout
 LOCK_JOBS = 20
 LOCK_HEARTBEAT_S = 2.0  # shorter than the busy timeout (the default is 10 s)
 LOCK_STALLS = 8  # each shows the fault half the time: all 8 miss it 1 time in 256
+
+# The supervisor's stderr unread; its wall clock jumped.
+STDERR_JOBS = 3000  # their start and end lines are far more than a pipe holds
+CLOCK_JUMP_S = 3600.0
+CLOCK_START_LIMIT_S = 1.0
 
 # The long run.
 SOAK_JOBS = 50_000
@@ -196,5 +202,25 @@ def test_fifty_thousand_jobs_with_worker_kills(
             kills_per_minute=SOAK_KILLS_PER_MINUTE,
             warmup=SOAK_WARMUP,
             rss_growth=SOAK_RSS_GROWTH,
+        )
+    )
+
+
+def test_unread_stderr_pipe(make_daemon: MakeDaemon, ledger_path: Path, report: Report) -> None:
+    report(stalls.unread_stderr(make_daemon, ledger_path, jobs=STDERR_JOBS))
+
+
+def test_wall_clock_jumps_an_hour(
+    make_daemon: MakeDaemon, ledger_path: Path, chaos_tmp: Path, report: Report
+) -> None:
+    if stalls.libfaketime() is None:
+        pytest.skip("libfaketime is not installed (make chaos installs it)")
+    report(
+        stalls.clock_jump(
+            make_daemon,
+            ledger_path,
+            chaos_tmp / "clock",
+            jump=CLOCK_JUMP_S,
+            start_limit=CLOCK_START_LIMIT_S,
         )
     )

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import chaos_scenarios as chaos
 import pytest
+import scenarios_stalls as stalls
 import trio
 from chaos_scenarios import MakeDaemon
 
@@ -49,3 +50,8 @@ def test_smoke_stopped_worker(make_daemon: MakeDaemon, ledger_path: Path, report
     """A worker SIGSTOPped mid-job: killed after the heartbeat timeout, its job DONE on
     another worker, and its late messages with the old lease refused (fencing)."""
     report(chaos.stopped_worker(make_daemon, ledger_path, heartbeat=1.0, job_seconds=2.0, others=5))
+
+
+def test_smoke_unread_stderr(make_daemon: MakeDaemon, ledger_path: Path, report: Report) -> None:
+    """1500 jobs (some 500 KB of log) while the supervisor's stderr is a pipe nobody reads."""
+    report(stalls.unread_stderr(make_daemon, ledger_path, jobs=1500))

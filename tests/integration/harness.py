@@ -55,6 +55,8 @@ class Daemon:
     args: tuple[str, ...] = ()
     start_env: dict[str, str] = field(default_factory=dict)
     output: Path | None = None
+    #: The supervisor's stderr: a descriptor (a pipe, say); None: into ``output`` with stdout.
+    stderr: int | None = None
     # psutil.Process objects, which refuse to signal a reused pid.
     seen: dict[int, psutil.Process] = field(default_factory=dict)
 
@@ -102,7 +104,7 @@ class Daemon:
                 ],
                 env=self.env(NOTIFY_SOCKET=str(notify_path), SEMANTICA_LOG_FORMAT="json", **env),
                 stdout=out,
-                stderr=subprocess.STDOUT,
+                stderr=subprocess.STDOUT if self.stderr is None else self.stderr,
             )
         try:
             while True:

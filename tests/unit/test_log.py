@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,6 +14,7 @@ import pytest
 import structlog
 
 from semantica.supervisor import log as supervisor_log
+from semantica.supervisor.stderr_writer import StderrWriter
 
 
 @pytest.fixture
@@ -97,3 +101,70 @@ def test_a_file_that_cannot_be_written_drops_lines_and_recovers(tmp_path: Path) 
     target.write_line(b"kept")
     target.close()
     assert path.read_text() == "kept\n"
+
+
+def _note(n: int) -> bytes:
+    return f"{n} log lines dropped\n".encode()
+
+
+def _full_pipe() -> tuple[int, int, int]:
+    """A pipe already full (as if its reader had stopped): read end, write end, bytes in it."""
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    filled = 0
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            filled += os.write(write_end, b"-" * 4096)
+    os.set_blocking(write_end, True)
+    return read_end, write_end, filled
+
+
+def _read_past(fd: int, filled: int, needle: bytes) -> bytes:
+    """Read ``fd`` until ``needle`` came by; what came after the ``filled`` filler bytes."""
+    seen = b""
+    while needle not in seen[filled:]:
+        seen += os.read(fd, 1 << 16)
+    assert seen[:filled] == b"-" * filled
+    return seen[filled:]
+
+
+def test_stderr_writer_never_waits_for_a_reader_and_counts_what_it_drops() -> None:
+    """A pipe nobody reads: writes return at once; past the queue, lines are dropped and
+    counted; once the reader is back it gets the queued lines, then the count."""
+    read_end, write_end, filled = _full_pipe()
+    writer = StderrWriter(write_end, _note, queue_bytes=4096)
+    try:
+        line = b"x" * 99 + b"\n"
+        began = time.monotonic()
+        for _ in range(2000):
+            writer.write(line)
+        assert time.monotonic() - began < 1.0  # a blocking write would never return
+        assert not writer.flush(0.05)  # nobody reads: the flush gives up
+        dropped = writer.dropped
+        assert 2000 - 4096 // 100 <= dropped < 2000
+        seen = _read_past(read_end, filled, f"{dropped} log lines dropped".encode())
+        assert writer.flush(10)
+        writer.write(b"after\n")
+        assert writer.flush(10)
+        seen += os.read(read_end, 1 << 16)
+        lines = seen.splitlines()
+        assert lines[-2:] == [f"{dropped} log lines dropped".encode(), b"after"]
+        assert lines[:-2] == [line.strip()] * (2000 - dropped)  # each line written or counted
+    finally:
+        writer.close()
+        os.close(read_end)
+        os.close(write_end)
+
+
+def test_stderr_writer_closed_stderr_drops_quietly() -> None:
+    """A stderr whose reader went away (EPIPE): lines vanish without an error or a wait."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    writer = StderrWriter(write_end, _note)
+    try:
+        for _ in range(100):
+            writer.write(b"line\n")
+        assert writer.flush(10)
+    finally:
+        writer.close()
+        os.close(write_end)

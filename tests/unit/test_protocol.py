@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from semantica import protocol
 from semantica.errors import FrameTooLarge, ProtocolError
 from semantica.models import CancelOutcome, Job, JobError, JobSpec, JobState, QueueInfo
 from semantica.protocol import (
@@ -575,3 +576,43 @@ def test_frozen_sample_decodes_to_expected(name: str) -> None:
     decoded = decode_all(union, data)
     assert decoded == [expected]
     assert type(decoded[0]) is type(expected)
+
+
+@pytest.mark.parametrize("count", [0, 1, 15, 16, 65535, 65536, 70000])
+@pytest.mark.parametrize("kind", [Enqueued, JobList])
+def test_a_reply_encoded_in_pieces_is_the_same_frame(count: int, kind: type) -> None:
+    """A reply with many jobs, encoded around its list and the list in pieces (as the
+    supervisor does, so as not to hold its loop), is byte for byte what encode() makes."""
+    jobs = [JOB_FAILED, JOB_QUEUED, JOB_DONE] * (count // 3) + [JOB_QUEUED] * (count % 3)
+    reply = kind(jobs=jobs, rid=77)
+    before, after = protocol.encode_around(reply, "jobs")
+    pieces = [protocol.encode_items(jobs[i : i + 1000]) for i in range(0, count, 1000)]
+    body = before + protocol.list_header(count) + b"".join(pieces) + after
+    assert HEADER.pack(len(body)) + body == encode(reply)
+
+
+def test_the_supervisor_reads_every_control_request() -> None:
+    """SupervisorRequest is ControlRequest with Enqueue read lazily: the same tags, so a
+    request added to one and not the other fails here, not at a client."""
+
+    def tags(union: object) -> set[str]:
+        return {cls.__struct_config__.tag for cls in typing.get_args(union)}
+
+    assert tags(protocol.SupervisorRequest) == tags(ControlRequest)
+
+
+def test_an_enqueue_read_lazily_gives_the_specs_sent() -> None:
+    """EnqueueLazy decodes the bytes of an Enqueue; decode_spec gives back each spec, and
+    names the job of the request that is malformed."""
+    specs = [JobSpec(type="T", payload={"n": n}, subject=f"s{n}", priority=n) for n in range(3)]
+    frame = encode(Enqueue(jobs=specs, rid=9))
+    decoder = FrameDecoder(protocol.SupervisorRequest, 1 << 20)
+    decoder.feed(frame)
+    [lazy] = list(decoder.messages())
+    assert isinstance(lazy, protocol.EnqueueLazy) and lazy.rid == 9
+    assert [protocol.decode_spec(raw, i) for i, raw in enumerate(lazy.jobs)] == specs
+    bad = msgspec.msgpack.encode({"t": "enqueue", "jobs": [{"type": "T"}, {"type": 5}]})
+    decoder.feed(HEADER.pack(len(bad)) + bad)
+    [lazy] = list(decoder.messages())
+    with pytest.raises(ProtocolError, match=r"job 1 of the request"):
+        [protocol.decode_spec(raw, i) for i, raw in enumerate(lazy.jobs)]

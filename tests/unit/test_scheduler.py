@@ -232,3 +232,146 @@ async def test_delayed_enqueue_wakes_the_timer_but_not_the_workers(
             await waiter.done.wait()
         assert waiter.at == pytest.approx(60.0, abs=1e-3)
         nursery.cancel_scope.cancel()
+
+
+class JumpingWallClock(TrioWallClock):
+    """Wall-clock time that runs with trio's clock and can jump, as after a suspend (trio's
+    clock, like CLOCK_MONOTONIC, stood still meanwhile) or when the clock is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.offset = 0.0
+
+    def time(self) -> float:
+        return super().time() + self.offset
+
+    def jump(self, seconds: float) -> None:
+        self.offset += seconds
+
+
+@pytest.fixture
+def jumping() -> JumpingWallClock:
+    return JumpingWallClock()
+
+
+@pytest.fixture
+def jumping_store(tmp_path: Path, jumping: JumpingWallClock) -> Iterator[SQLiteStore]:
+    s = SQLiteStore(tmp_path / "semantica.db", jumping)
+    yield s
+    s.close()
+
+
+@pytest.mark.parametrize("asleep", [60.0, 600.0, 3600.0])
+async def test_a_job_due_during_a_suspend_starts_within_a_second_of_resume(
+    jumping_store: SQLiteStore,
+    jumping: JumpingWallClock,
+    autojump_clock: trio.testing.MockClock,
+    asleep: float,
+) -> None:
+    """--delay 600, then the machine sleeps: trio's clock stands still while the wall clock
+    moves on. The job came due while it slept, so it starts within a second of resume, not
+    600 s of awake time later."""
+    scheduler = Scheduler(jumping_store)
+    waiter = Waiter(scheduler)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(scheduler.run_timer)
+        nursery.start_soon(waiter.run)
+        [job] = jumping_store.enqueue([JobSpec(type="T", delay=600.0)]).jobs
+        scheduler.reschedule()
+        await trio.sleep(10)
+        assert waiter.lease is None
+        jumping.jump(asleep)  # suspended; resumed now
+        resumed = trio.current_time()
+        if asleep + 10 < 600:
+            await trio.sleep(5)
+            assert waiter.lease is None, "started before it was due"
+            resumed = trio.current_time()
+            jumping.jump(600 - asleep - 15)  # now due, by the wall clock
+        with trio.fail_after(60):
+            await waiter.done.wait()
+        assert waiter.lease is not None and waiter.lease.job_id == job.id
+        assert waiter.at is not None and waiter.at - resumed <= 1.0
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_clock_set_forward_an_hour_starts_what_came_due_and_nothing_later(
+    jumping_store: SQLiteStore, jumping: JumpingWallClock, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The wall clock jumps an hour ahead: a job due in the skipped hour starts within a
+    second; one due after it waits for its own time."""
+    scheduler = Scheduler(jumping_store)
+    first, second = Waiter(scheduler, 1), Waiter(scheduler, 2)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(scheduler.run_timer)
+        nursery.start_soon(first.run)
+        [skipped] = jumping_store.enqueue([JobSpec(type="T", delay=1800.0)]).jobs
+        scheduler.reschedule()
+        [later] = jumping_store.enqueue([JobSpec(type="T", delay=7200.0)]).jobs
+        scheduler.reschedule()
+        await trio.sleep(1)
+        jumping.jump(3600)
+        jumped = trio.current_time()
+        with trio.fail_after(60):
+            await first.done.wait()
+        assert first.lease is not None and first.lease.job_id == skipped.id
+        assert first.at is not None and first.at - jumped <= 1.0
+        nursery.start_soon(second.run)
+        await trio.sleep(7200 - 3600 - 1 - 10)  # 10 s before the later job is due
+        assert second.lease is None
+        assert jumping_store.get(later.id).state == JobState.QUEUED
+        with trio.fail_after(60):
+            await second.done.wait()
+        assert second.lease is not None and second.lease.job_id == later.id
+        assert second.at is not None and second.at - jumped == pytest.approx(3600 - 1, abs=1.0)
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_clock_set_back_delays_a_job_to_its_wall_clock_time(
+    jumping_store: SQLiteStore, jumping: JumpingWallClock, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Start times are wall-clock times: set the clock back an hour and a job due in a minute
+    starts when the clock reads that minute again, an hour later, not early."""
+    scheduler = Scheduler(jumping_store)
+    waiter = Waiter(scheduler)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(scheduler.run_timer)
+        nursery.start_soon(waiter.run)
+        [job] = jumping_store.enqueue([JobSpec(type="T", delay=60.0)]).jobs
+        scheduler.reschedule()
+        jumping.jump(-3600)
+        set_back = trio.current_time()
+        with trio.fail_after(7200):
+            await waiter.done.wait()
+        assert waiter.lease is not None and waiter.lease.job_id == job.id
+        assert waiter.at is not None
+        assert waiter.at - set_back == pytest.approx(3660, abs=1.0)
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_pending_deadline_costs_no_store_query_while_it_waits(
+    jumping_store: SQLiteStore, autojump_clock: trio.testing.MockClock
+) -> None:
+    """While a deadline is pending the timer looks at the wall clock, not at the store: an
+    hour-long wait costs one query."""
+    scheduler = Scheduler(jumping_store)
+    queries = 0
+    real = jumping_store.next_run_after
+
+    def counting() -> float | None:
+        nonlocal queries
+        queries += 1
+        return real()
+
+    jumping_store.next_run_after = counting  # type: ignore[method-assign]
+    waiter = Waiter(scheduler)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(scheduler.run_timer)
+        nursery.start_soon(waiter.run)
+        jumping_store.enqueue([JobSpec(type="T", delay=3600.0)])
+        scheduler.reschedule()
+        await trio.sleep(3600 - 10)
+        assert waiter.lease is None
+        assert queries == 2  # at start (nothing due), then once for the new deadline
+        with trio.fail_after(60):
+            await waiter.done.wait()
+        nursery.cancel_scope.cancel()

@@ -1,0 +1,125 @@
+"""The supervisor's stderr, written by a thread of its own: the event loop never waits for it.
+
+stderr is not the supervisor's. It may be a pipe to a paused ``less``, a stuck
+``tee``, a parent that never reads, or journald pushing back; a blocking write
+there would freeze the event loop, and with it every client and every worker.
+So the loop only queues its lines (:meth:`StderrWriter.write`, a list append
+under a lock) and :class:`StderrWriter`'s thread writes them out.
+
+The queue holds at most :data:`QUEUE_BYTES`. A line that finds it full is
+dropped and counted (:attr:`StderrWriter.dropped`, the metric
+``semantica_log_lines_dropped_total``). Once the reader has caught up, one
+line says how many were dropped, where they would have been: ``N log lines
+dropped``. ``daemon.log`` is written apart, directly, and keeps every line.
+
+At exit :meth:`StderrWriter.flush` gives the queue a moment
+(:data:`FLUSH_AT_EXIT_S`) to go out, and no more: a reader that never comes
+back does not hold up the exit either.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Callable
+
+#: The most bytes of log lines waiting for stderr's reader; beyond, lines are dropped.
+QUEUE_BYTES = 256 << 10
+#: How long the exit waits for the queued lines to be written.
+FLUSH_AT_EXIT_S = 1.0
+
+
+def write_all(fd: int, data: bytes) -> int:
+    """os.write until all of ``data`` is written (a pipe may take part of it)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+    return len(data)
+
+
+class StderrWriter:
+    """Writes lines to ``fd`` from a thread; :meth:`write` never blocks on the reader.
+
+    ``note(n)`` renders the line that reports ``n`` dropped lines, in the
+    format of the others; it is called with the lock held, from either thread.
+    """
+
+    def __init__(
+        self, fd: int, note: Callable[[int], bytes], queue_bytes: int = QUEUE_BYTES
+    ) -> None:
+        self._fd = fd
+        self._note = note
+        self._limit = queue_bytes
+        self._cond = threading.Condition(threading.Lock())
+        self._queue: list[bytes] = []
+        self._queued = 0  # bytes queued or being written
+        self._unreported = 0  # lines dropped since the last note
+        self._waiting = False  # the thread waits for lines
+        self._closed = False
+        #: Lines dropped since start, for the metric.
+        self.dropped = 0
+        self._thread = threading.Thread(target=self._run, name="semantica-stderr", daemon=True)
+        self._thread.start()
+
+    def write(self, data: bytes) -> None:
+        """Queue ``data`` (whole lines, each ending in a newline); drop it if the queue is full."""
+        with self._cond:
+            if self._closed:
+                return
+            if self._queued + len(data) > self._limit:
+                lines = data.count(b"\n")
+                self.dropped += lines
+                self._unreported += lines
+                return
+            if self._unreported:
+                # The reader is back: the gap is noted where it was.
+                self._add(self._note(self._unreported))
+                self._unreported = 0
+            self._add(data)
+            if self._waiting:
+                self._cond.notify()
+
+    def flush(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds until every queued line is written; whether it was."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._queued:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+    def close(self) -> None:
+        """Stop taking lines; the thread ends once it has written what is queued."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def _add(self, data: bytes) -> None:
+        self._queue.append(data)
+        self._queued += len(data)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue:
+                    if self._unreported and not self._queued:
+                        # Everything queued went out: say what did not.
+                        self._add(self._note(self._unreported))
+                        self._unreported = 0
+                        break
+                    if self._closed:
+                        return
+                    self._waiting = True
+                    self._cond.wait()
+                    self._waiting = False
+                batch = b"".join(self._queue)
+                self._queue = []
+            with contextlib.suppress(OSError):  # stderr closed: these lines are in daemon.log
+                write_all(self._fd, batch)
+            with self._cond:
+                self._queued -= len(batch)
+                self._cond.notify_all()  # for flush()
