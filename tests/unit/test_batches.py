@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from semantica.control.batches import PartialEnqueue, failed_part_way, split
 from semantica.errors import BadInput, StoreFull, Unreachable
 from semantica.models import JobSpec
-from semantica.protocol import Enqueue
+from semantica.protocol import ENQUEUE_ATOMIC_JOBS, Enqueue
 
 LIMIT = 4096
 
@@ -31,6 +31,14 @@ def test_requests_keep_the_order_and_stay_under_the_cap(sizes: list[int]) -> Non
     # Packed greedily: the next request's first job would not have fitted in the one before.
     for before, after in itertools.pairwise(requests):
         assert _body([*before, after[0]]) > LIMIT - 5  # (within the array header's slack)
+
+
+def test_no_request_holds_more_jobs_than_one_transaction_takes() -> None:
+    """The supervisor writes an Enqueue of more than ENQUEUE_ATOMIC_JOBS jobs in slices, not
+    as one transaction: the clients never send one, so each of their requests is atomic."""
+    specs = [JobSpec(type="T") for _ in range(3 * ENQUEUE_ATOMIC_JOBS + 1)]
+    requests = split(specs, 1 << 20)
+    assert [len(request) for request in requests] == [ENQUEUE_ATOMIC_JOBS] * 3 + [1]
 
 
 def test_no_jobs_make_one_empty_request() -> None:
