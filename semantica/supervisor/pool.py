@@ -5,9 +5,10 @@ one end of a socket pair, waits for its hello, then serves it with three
 tasks: the *feeder* leases jobs and hands them over, and records the ends the
 worker reported (the ends and the next leases share one commit); the *reader*
 takes the worker's messages; the *watchdog* enforces the running job's timeout
-and the worker's heartbeat. EOF on the channel means the worker died, which
-ends the serving; the slot then reaps the process (SIGKILL if it lingers),
-settles its jobs, and spawns a replacement.
+and the worker's heartbeat. The worker's exit, or EOF on its channel, ends the
+serving (the exit alone may have to do: a process the worker started can hold
+its end of the channel open); the slot then reaps the process (SIGKILL if it
+lingers), settles its jobs, and spawns a replacement.
 
 **Prefetch.** A worker whose recent jobs were short is handed several at once
 (as many as fit in ``PREFETCH_BUDGET_S`` of its average run time, at most
@@ -28,13 +29,16 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import fcntl
 import functools
 import math
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
+import termios
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -87,6 +91,9 @@ STALL_TOLERANCE_S = 0.5
 STOP_MARGIN = 2.0
 #: How often the reaper tries to record a dead worker's job while the store is failing.
 REAP_STORE_TRIES = 20
+#: Once a worker has exited, how long the reader gets to take what it sent before (a
+#: process still holding its channel might write on for ever).
+EXIT_READ_S = 1.0
 #: Prefetch: hand a worker as many jobs as fit in this much of its average run time...
 PREFETCH_BUDGET_S = 0.005
 #: ... but never more than this many at once.
@@ -138,6 +145,7 @@ class WorkerHandle:
 
     process: WorkerProcess
     channel: FramedStream
+    sock: trio.socket.SocketType | None = None  # the channel's socket, to see what is unread
     state: WorkerState = WorkerState.STARTING
     #: Jobs handed over, in the order the worker runs them: the first one runs now.
     inflight: deque[Lease] = field(default_factory=deque)
@@ -458,7 +466,7 @@ class WorkerPool:
     async def _spawn(self) -> WorkerHandle:
         process, stream = await self._start_process()
         channel = FramedStream(stream, FromWorker, WORKER_MAX_FRAME)
-        worker = WorkerHandle(process=process, channel=channel)
+        worker = WorkerHandle(process=process, channel=channel, sock=stream.socket)
         hello = None
         try:
             with trio.move_on_after(HELLO_TIMEOUT):
@@ -490,6 +498,7 @@ class WorkerPool:
         async with trio.open_nursery() as nursery:
             worker.nursery = nursery
             nursery.start_soon(self._read, worker, nursery.cancel_scope)
+            nursery.start_soon(self._watch_exit, worker, nursery.cancel_scope)
             nursery.start_soon(self._watch, worker)
             try:
                 await self._feed(worker)
@@ -780,6 +789,21 @@ class WorkerPool:
             pass
         serving.cancel()
 
+    async def _watch_exit(self, worker: WorkerHandle, serving: trio.CancelScope) -> None:
+        """When the worker process exits, stop serving it, even if its channel stays open.
+
+        EOF on the channel does not always come: a process the worker started
+        may hold the worker's end (a fork keeps every descriptor). What the
+        worker sent before it exited is in the socket already; the reader takes
+        that first, so a last report is recorded as usual.
+        """
+        await worker.process.wait()
+        with trio.move_on_after(EXIT_READ_S):
+            # Polled: nothing signals "all read". Once per worker death, and brief.
+            while _unread(worker.sock):  # noqa: ASYNC110  # (see above)
+                await trio.sleep(0.001)  # the reader's turn
+        serving.cancel()
+
     def _reported(self, worker: WorkerHandle, report: JobFinished, now: float) -> None:
         """The worker ended a job: queue its end for the feeder; the next job has started."""
         lease = next((held for held in worker.inflight if held.lease_id == report.lease), None)
@@ -905,6 +929,17 @@ def _held(worker: WorkerHandle, lease_id: int) -> Lease | None:
         if lease.lease_id == lease_id:
             return lease
     return None
+
+
+def _unread(sock: trio.socket.SocketType | None) -> int:
+    """How many bytes wait in ``sock`` to be read (0 once it is closed)."""
+    if sock is None or sock.fileno() == -1:
+        return 0
+    try:
+        buf = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+    except OSError:
+        return 0
+    return int(struct.unpack("i", buf)[0])
 
 
 def _kill_group(pgid: int) -> None:

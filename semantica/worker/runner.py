@@ -544,7 +544,14 @@ def main() -> None:
         )
         sys.stderr.flush()
         os._exit(3)
-    sock = socket.socket(fileno=int(fd_text))
+    fd = int(fd_text)
+    # The channel is this process's alone. Were it inherited by what a handler starts
+    # (os.system("cmd &"), a subprocess, a daemon), it would stay open after this
+    # worker died. (A fork that does not exec still holds it: the supervisor watches
+    # this process itself, not only the channel.)
+    os.set_inheritable(fd, False)
+    del os.environ[FD_ENV]
+    sock = socket.socket(fileno=fd)
 
     async def run() -> None:
         stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
