@@ -23,6 +23,12 @@ drain, and when their worker dies.
 
 Workers run in a session of their own, so a Ctrl-C in the supervisor's
 terminal reaches only the supervisor, which then drains.
+
+**What a job started.** A worker ends what each job started when the job
+ends, but a worker that dies (SIGKILL, the OOM killer) cannot. On Linux the
+supervisor is a child subreaper: the processes of a dead worker's job are
+re-parented to the supervisor, and the reaper SIGKILLs them (every process
+below the supervisor that is not a worker) before it settles the job.
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ import psutil
 import structlog
 import trio
 
+from semantica import proctree
 from semantica.errors import ProtocolError, SemanticaError, StoreError
 from semantica.framed import FramedStream
 from semantica.models import ErrorKind, JobError
@@ -247,6 +254,12 @@ class WorkerPool:
         self.jobs = jobs
         self.child_umask = child_umask
         self.workers: list[WorkerHandle] = []
+        #: Pids of the worker processes started and not yet reaped (by trio): never orphans.
+        self._children: set[int] = set()
+        #: Held while a worker is spawned, and while orphans are ended: a worker being
+        #: spawned is a child of the supervisor before its pid is in ``_children``.
+        self._spawning = trio.Lock()
+        self._adopting = False  # the supervisor is a child subreaper (see _end_orphans)
         self._stopping = False
         self._ready_slots = 0  # slots whose first worker said hello
         self._changed = trio.Event()
@@ -444,23 +457,29 @@ class WorkerPool:
         env = dict(os.environ)
         env["SEMANTICA_WORKER_FD"] = str(theirs.fileno())
         env["SEMANTICA_HANDLERS"] = ",".join(self.handlers)
-        try:
-            process = await trio.lowlevel.open_process(
-                # -P: the supervisor's working directory is not put on the import
-                # path, so a stray msgspec.py there cannot run in every worker.
-                # (Handler modules come from PYTHONPATH or installed packages.)
-                [sys.executable, "-P", "-m", "semantica.worker"],
-                pass_fds=(theirs.fileno(),),
-                env=env,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                umask=self.child_umask,
-            )
-        except OSError as exc:
-            ours.close()
-            raise WorkerStartError(f"cannot start a worker process: {exc}") from None
-        finally:
-            theirs.close()
+        env["SEMANTICA_CANCEL_GRACE"] = str(self.cancel_grace)  # for what a job leaves running
+        async with self._spawning:
+            if not self._adopting:
+                # From the first worker on, orphans below the supervisor are its own.
+                self._adopting = proctree.become_subreaper()
+            try:
+                process = await trio.lowlevel.open_process(
+                    # -P: the supervisor's working directory is not put on the import
+                    # path, so a stray msgspec.py there cannot run in every worker.
+                    # (Handler modules come from PYTHONPATH or installed packages.)
+                    [sys.executable, "-P", "-m", "semantica.worker"],
+                    pass_fds=(theirs.fileno(),),
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                    umask=self.child_umask,
+                )
+            except OSError as exc:
+                ours.close()
+                raise WorkerStartError(f"cannot start a worker process: {exc}") from None
+            finally:
+                theirs.close()
+            self._children.add(process.pid)
         return process, trio.SocketStream(trio.socket.from_stdlib_socket(ours))
 
     async def _spawn(self) -> WorkerHandle:
@@ -846,11 +865,14 @@ class WorkerPool:
             _signal(worker.process, signal.SIGKILL)
             await worker.process.wait()
         status = worker.process.returncode
+        self._children.discard(worker.pid)
         for pgid in worker.job_pgids.values():
             # An exec job's commands run in a group of their own; they must not
-            # outlive the worker that ran them.
+            # outlive the worker that ran them. (Where there is no subreaper, this
+            # is all that reaches them.)
             _kill_group(pgid)
         worker.job_pgids.clear()
+        await self._end_orphans(worker)  # before its job is settled, and may run again
         await worker.channel.aclose()
         # A retiring worker started nothing after its last report.
         running = None if worker.retiring else worker.lease
@@ -891,6 +913,26 @@ class WorkerPool:
         self._notify()
         return status
 
+    async def _end_orphans(self, worker: WorkerHandle) -> None:
+        """SIGKILL and reap every process below the supervisor that is not a worker.
+
+        The supervisor is a child subreaper (Linux): when a worker dies, what its
+        job started (an exec command, a handler's child, a daemon) is re-parented
+        to the supervisor. A worker ends its jobs' processes itself, unless it was
+        killed; then they are ended here, at once: their worker is gone.
+        """
+        if not self._adopting:
+            return
+        async with self._spawning:
+            workers = frozenset(self._children)
+            ended = await trio.to_thread.run_sync(_end_orphans_now, workers)
+        if ended:
+            log.warning(
+                "ended processes a dead worker's job left running",
+                worker_pid=worker.pid,
+                count=ended,
+            )
+
     def _settle_orphan(self, worker: WorkerHandle, lease: Lease, status: int | None) -> None:
         """Record how the job of a worker that is gone ended."""
         elapsed = trio.current_time() - worker.started
@@ -929,6 +971,15 @@ def _held(worker: WorkerHandle, lease_id: int) -> Lease | None:
         if lease.lease_id == lease_id:
             return lease
     return None
+
+
+def _end_orphans_now(workers: frozenset[int]) -> int:
+    """SIGKILL the processes below this one but the ``workers`` (and theirs); blocks."""
+
+    def orphans() -> list[proctree.Proc]:
+        return proctree.below(skip=lambda proc: proc.pid in workers)
+
+    return proctree.end(orphans, deadline=lambda: 0.0)
 
 
 def _unread(sock: trio.socket.SocketType | None) -> int:

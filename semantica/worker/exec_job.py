@@ -6,8 +6,9 @@ added to the worker's environment. Exit status 0 is success (the result is
 
 The command runs in a session (and so a process group) of its own. When the
 job is stopped (cancel, timeout, drain, the worker shutting down) the whole
-group gets SIGTERM, then SIGKILL after a grace period, so nothing it started
-is left running.
+group gets SIGTERM, then SIGKILL after a grace period. What the command leaves
+running when it exits, in its group or not, the worker ends with the job
+(:mod:`semantica.worker.containment`; ``started`` tells it the group).
 """
 
 from __future__ import annotations
@@ -94,9 +95,6 @@ async def run_exec(
         with trio.CancelScope(shield=True):
             await terminate_group(process, grace())
         raise
-    finally:
-        # A command may leave children behind in its group after it exits.
-        _kill_group(process.pid, signal.SIGKILL)
     if status == 0:
         return {"exit_status": 0}
     if status < 0:

@@ -161,10 +161,10 @@ def progress(ctx: Any, payload: dict[str, Any]) -> str:
 # SPAWN and ASYNC_SPAWN start processes the ways handlers do, then end as the payload
 # says. Payload: "how" (a list of: system, popen, setsid, double_fork, fork,
 # multiprocessing), "pids" (a file each started process appends its own pid to),
-# "ignore_term" (they ignore SIGTERM), "notify", and "then": return, fail,
-# wait_cancel, ignore_cancel, exit (kills the worker), ignore_sigterm (async only:
-# the worker stops heeding SIGTERM), release (plain only: return once the file named
-# "release" exists).
+# "ignore_term" (they ignore SIGTERM), "notify", "release" (a file: once they have
+# started, wait until it exists) and "then": return, fail, wait_cancel,
+# ignore_cancel, exit (kills the worker), ignore_sigterm (async only: the worker
+# stops heeding SIGTERM).
 # (Imports are local: this part was appended to the module.)
 
 
@@ -229,11 +229,18 @@ def _spawn(payload: dict[str, Any]) -> None:
         time.sleep(0.01)
 
 
+def _wait_for_release(payload: dict[str, Any]) -> None:
+    if payload.get("release"):
+        while not Path(payload["release"]).exists():
+            time.sleep(0.01)
+
+
 @handler("SPAWN")
 def spawn(ctx: Any, payload: dict[str, Any]) -> str:
     """Start processes (see above), announce, then end as ``then`` says."""
     _spawn(payload)
     _announce(ctx, payload)
+    _wait_for_release(payload)
     then = payload.get("then", "return")
     if then == "fail":
         raise ValueError("failed after starting processes")
@@ -245,9 +252,6 @@ def spawn(ctx: Any, payload: dict[str, Any]) -> str:
             time.sleep(0.01)
     elif then == "exit":
         os._exit(3)
-    elif then == "release":
-        while not Path(payload["release"]).exists():
-            time.sleep(0.01)
     return str(then)
 
 
@@ -261,6 +265,7 @@ async def async_spawn(ctx: Any, payload: dict[str, Any]) -> str:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # (async handlers run in the main thread)
     _spawn(payload)
     _announce(ctx, payload)
+    await trio.to_thread.run_sync(_wait_for_release, payload)
     if then == "fail":
         raise ValueError("failed after starting processes")
     if then == "wait_cancel":

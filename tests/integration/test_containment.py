@@ -12,6 +12,7 @@ however the job ended.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shlex
 import signal
@@ -45,14 +46,16 @@ class Spawned:
         self.procs: list[psutil.Process] = []
         _SPAWNED.append(self)
 
-    def wait(self) -> list[psutil.Process]:
-        """Wait until all ``count`` have recorded their pid; keep them (psutil notices a
-        reused pid, so a later check cannot mistake another process for one of them)."""
+    def wait(self, alive: bool = True) -> list[psutil.Process]:
+        """Wait until all ``count`` have recorded their pid; keep those that exist (psutil
+        notices a reused pid, so a later check cannot mistake another process for one of
+        them). ``alive``: all must still exist."""
         deadline = time.monotonic() + START_TIMEOUT_S
         while len(self._pids()) < self.count:
             assert time.monotonic() < deadline, f"only {len(self._pids())} of {self.count} started"
             time.sleep(0.01)
-        assert len(self.read()) == self.count, "a process ended by itself before the test looked"
+        self.read()
+        assert not alive or len(self.procs) == self.count, "one ended before the test looked"
         return self.procs
 
     def _pids(self) -> list[int]:
@@ -138,7 +141,7 @@ def test_a_dead_workers_job_is_settled_though_its_fork_holds_the_channel(
         short_tmp,
         "fork",
         ["fork"],
-        then="release",
+        then="return",
         release=str(short_tmp / "never"),
         notify=str(announcements.path),
     )
@@ -157,6 +160,178 @@ def test_a_dead_workers_job_is_settled_though_its_fork_holds_the_channel(
     while len(daemon.worker_pids() - {worker}) != 2 and time.monotonic() < deadline:
         time.sleep(0.02)
     assert len(daemon.worker_pids() - {worker}) == 2, "the slot was not given a new worker"
+    assert not spawned.running(), "the fork outlived its worker"
     stopping = time.monotonic()
     assert daemon.stop(signal.SIGTERM, timeout=30) == 0
     assert time.monotonic() - stopping < 5
+
+
+# ---------------------------------------------------------------------- ended with the job
+
+
+@pytest.mark.parametrize(
+    ("kind", "then", "ignore_term"),
+    [
+        ("SPAWN", "return", False),
+        ("ASYNC_SPAWN", "return", True),
+        ("SPAWN", "fail", True),
+        ("ASYNC_SPAWN", "fail", False),
+    ],
+)
+def test_nothing_a_finished_job_started_is_left_running(
+    make_daemon: MakeDaemon, short_tmp: Path, kind: str, then: str, ignore_term: bool
+) -> None:
+    """A handler (plain or async) starts processes every way there is and returns (DONE)
+    or raises (FAILED): when the job has ended, none of them runs (one that ignores
+    SIGTERM is killed after the cancel grace)."""
+    daemon = make_daemon(SEMANTICA_CANCEL_GRACE=str(GRACE_S))
+    release = short_tmp / "release"
+    payload, spawned = spawn_payload(
+        short_tmp, "job", ALL_WAYS, then=then, ignore_term=ignore_term, release=str(release)
+    )
+    with daemon.client() as client:
+        job = client.enqueue(kind, payload, max_attempts=1)
+        spawned.wait()
+        release.touch()
+        ended = client.wait(job.id, timeout=60)
+    assert ended.state == ("DONE" if then == "return" else "FAILED"), ended.error
+    assert not spawned.running(), f"left running after the job ended: {spawned.running()}"
+    logs = daemon.semctl("logs", str(job.id)).out
+    assert f"{len(ALL_WAYS)} processes" in logs, logs
+
+
+@pytest.mark.parametrize("kind", ["SPAWN", "ASYNC_SPAWN", "exec"])
+def test_nothing_a_cancelled_or_timed_out_job_started_is_left_running(
+    make_daemon: MakeDaemon, announcements: Announcements, short_tmp: Path, kind: str
+) -> None:
+    """A job stopped by cancel, and one stopped by its timeout: once each has ended, none
+    of the processes it started runs."""
+    daemon = make_daemon(SEMANTICA_CANCEL_GRACE=str(GRACE_S))
+    with daemon.client() as client:
+        for stop in ("cancel", "timeout"):
+            name = f"{kind}-{stop}"
+            if kind == "exec":
+                pids = short_tmp / f"{name}.pids"
+                script = (
+                    f"{leaf(pids)} & setsid {leaf(pids, ignore_term=True)} & "
+                    f"( setsid {leaf(pids)} & ); trap '' TERM; sleep 300"
+                )
+                spawned = Spawned(pids, 3)
+                job = client.enqueue(
+                    "exec",
+                    {"argv": ["sh", "-c", script]},
+                    max_attempts=1,
+                    timeout=None if stop == "cancel" else 2.0,
+                )
+            else:
+                payload, spawned = spawn_payload(
+                    short_tmp,
+                    name,
+                    ALL_WAYS,
+                    then="wait_cancel",
+                    ignore_term=stop == "timeout",
+                    notify=str(announcements.path),
+                )
+                job = client.enqueue(
+                    kind, payload, max_attempts=1, timeout=None if stop == "cancel" else 2.0
+                )
+                announcements.next()
+            spawned.wait()
+            if stop == "cancel":
+                client.cancel(job.id)
+            ended = client.wait(job.id, timeout=60)
+            assert ended.state == ("CANCELLED" if stop == "cancel" else "FAILED"), ended
+            assert not spawned.running(), f"{name}: left running: {spawned.running()}"
+
+
+def test_a_plain_handler_that_ignores_its_cancel_takes_its_processes_with_it(
+    make_daemon: MakeDaemon, announcements: Announcements, short_tmp: Path
+) -> None:
+    """A plain handler ignores cancel (its thread cannot be stopped): after the grace the
+    job ends CANCELLED, and by then nothing it started runs."""
+    daemon = make_daemon(SEMANTICA_CANCEL_GRACE=str(GRACE_S))
+    payload, spawned = spawn_payload(
+        short_tmp, "deaf", ALL_WAYS, then="ignore_cancel", notify=str(announcements.path)
+    )
+    with daemon.client() as client:
+        job = client.enqueue("SPAWN", payload, max_attempts=1)
+        announcements.next()
+        spawned.wait()
+        client.cancel(job.id)
+        ended = client.wait(job.id, timeout=60)
+    assert ended.state == "CANCELLED", ended
+    assert not spawned.running(), f"left running: {spawned.running()}"
+
+
+@pytest.mark.parametrize("how", ["sigkill", "exit"])
+def test_nothing_the_job_of_a_killed_worker_started_is_left_running(
+    make_daemon: MakeDaemon, announcements: Announcements, short_tmp: Path, how: str
+) -> None:
+    """The worker dies under the job (SIGKILL from outside, or the handler's own
+    os._exit): it cannot clean up, so the supervisor ends what the job started, before
+    the job is settled."""
+    daemon = make_daemon(SEMANTICA_CANCEL_GRACE=str(GRACE_S))
+    release = short_tmp / "release"
+    payload, spawned = spawn_payload(
+        short_tmp,
+        "job",
+        ALL_WAYS,
+        ignore_term=True,
+        then="return" if how == "sigkill" else "exit",
+        release=str(release) if how == "sigkill" else None,
+        notify=str(announcements.path),
+    )
+    pids = short_tmp / "exec.pids"
+    command = (
+        f"{leaf(pids)} & setsid {leaf(pids, ignore_term=True)} & "
+        f"( setsid {leaf(pids)} & ); sleep 300"
+    )
+    exec_spawned = Spawned(pids, 3)
+    with daemon.client() as client:
+        job = client.enqueue("SPAWN", payload, max_attempts=1)
+        _, _, worker = announcements.next()
+        spawned.wait(alive=how == "sigkill")  # (exit: the worker may be gone already)
+        exec_job = client.enqueue("exec", {"argv": ["sh", "-c", command]}, max_attempts=1)
+        exec_spawned.wait()
+        if how == "sigkill":
+            os.kill(worker, signal.SIGKILL)
+        exec_worker = worker_of(daemon, exec_job.id)
+        os.kill(exec_worker, signal.SIGKILL)
+        ended = client.wait_many([job.id, exec_job.id], timeout=60)
+    for one in ended:
+        assert one.state == "FAILED" and one.error is not None, one
+        assert one.error.kind == "worker_lost", one.error
+    assert not spawned.running(), f"the handler's, left running: {spawned.running()}"
+    assert not exec_spawned.running(), f"the command's, left running: {exec_spawned.running()}"
+
+
+# ---------------------------------------------------------------------- the drain
+
+
+def test_a_drain_ends_what_the_jobs_it_waited_for_started(
+    make_daemon: MakeDaemon, announcements: Announcements, short_tmp: Path
+) -> None:
+    """SIGTERM while a job that started processes runs to its end within the drain: it
+    ends DONE, and semanticad exits leaving none of its processes running."""
+    daemon = make_daemon(SEMANTICA_CANCEL_GRACE=str(GRACE_S))
+    release = short_tmp / "release"
+    payload, spawned = spawn_payload(
+        short_tmp,
+        "job",
+        ALL_WAYS,
+        then="return",
+        release=str(release),
+        notify=str(announcements.path),
+    )
+    with daemon.client() as client:
+        job = client.enqueue("SPAWN", payload)
+        announcements.next()
+        spawned.wait()
+    assert daemon.proc is not None
+    daemon.remember()
+    daemon.proc.send_signal(signal.SIGTERM)
+    release.touch()
+    assert daemon.proc.wait(60) == 0
+    done = [e for e in daemon.events() if e.get("job_id") == job.id and e.get("state") == "DONE"]
+    assert len(done) == 1, json.dumps(daemon.events()[-5:])
+    assert not spawned.running(), f"left running after the drain: {spawned.running()}"
