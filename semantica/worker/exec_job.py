@@ -2,7 +2,9 @@
 
 Payload: ``{"argv": [str, ...], "cwd"?: str, "env"?: {str: str}}``; ``env`` is
 added to the worker's environment. Exit status 0 is success (the result is
-``{"exit_status": 0}``); anything else fails the attempt.
+``{"exit_status": 0}``); anything else fails the attempt. The job ends when
+the command exits, with the output it wrote, even if something it started
+in the background still holds its output pipe.
 
 The command runs in a session (and so a process group) of its own. When the
 job is stopped (cancel, timeout, drain, the worker shutting down) the whole
@@ -13,9 +15,12 @@ running when it exits, in its group or not, the worker ends with the job
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
+import struct
 import subprocess
+import termios
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -27,6 +32,7 @@ from semantica.models import exec_payload_problem
 #: How long a stopped command's process group has between SIGTERM and SIGKILL.
 KILL_GRACE = 5.0
 _MAX_LINE = 64 * 1024
+_CHUNK = 65536
 
 
 class ExecFailed(Exception):
@@ -85,16 +91,19 @@ async def run_exec(
             # The error names the command, but it is the directory that is missing.
             raise PermanentError(f"cannot start {argv[0]!r}: no directory {cwd!r}") from None
         raise PermanentError(f"cannot start {argv[0]!r}: {exc.strerror or exc}") from None
+    assert isinstance(process.stdout, trio.lowlevel.FdStream)
     try:
         if started is not None:
             await started(process.pid)
-        assert process.stdout is not None
-        await _pump_lines(process.stdout, log)
-        status = await process.wait()
+        status = await _output_until_exit(process, process.stdout, log)
     except BaseException:
         with trio.CancelScope(shield=True):
             await terminate_group(process, grace())
         raise
+    finally:
+        # Whatever the command left behind now writes to a closed pipe.
+        with trio.CancelScope(shield=True):
+            await process.stdout.aclose()
     if status == 0:
         return {"exit_status": 0}
     if status < 0:
@@ -102,21 +111,65 @@ async def run_exec(
     raise ExecFailed(f"exited with status {status}")
 
 
-async def _pump_lines(stream: trio.abc.ReceiveStream, log: Callable[[str], None]) -> None:
-    partial = b""
-    while True:
-        chunk = await stream.receive_some(65536)
+async def _output_until_exit(
+    process: trio.Process, stream: trio.lowlevel.FdStream, log: Callable[[str], None]
+) -> int:
+    """Send the command's output to ``log`` until the command exits; return its status.
+
+    Not until the output's EOF: a process the command left running in the
+    background (``cmd &``) holds the pipe open for as long as it lives. Once the
+    command has exited, all it wrote is in the pipe: that is taken, and no more.
+    """
+    lines = _Lines(log)
+
+    async def pump() -> None:
+        while chunk := await stream.receive_some(_CHUNK):
+            lines.feed(chunk)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(pump)
+        status = await process.wait()
+        nursery.cancel_scope.cancel()  # (a cancelled receive has read nothing)
+    lines.feed(_buffered(stream.fileno()))
+    lines.end()
+    return status
+
+
+class _Lines:
+    """Output bytes to log lines: split at newlines; a line past _MAX_LINE is cut there."""
+
+    def __init__(self, log: Callable[[str], None]) -> None:
+        self._log = log
+        self._partial = b""
+
+    def feed(self, chunk: bytes) -> None:
+        *lines, self._partial = (self._partial + chunk).split(b"\n")
+        for line in lines:
+            self._log(line.decode("utf-8", "replace"))
+        if len(self._partial) > _MAX_LINE:
+            self._log(self._partial.decode("utf-8", "replace"))
+            self._partial = b""
+
+    def end(self) -> None:
+        if self._partial:
+            self._log(self._partial.decode("utf-8", "replace"))
+            self._partial = b""
+
+
+def _buffered(fd: int) -> bytes:
+    """What waits in the pipe ``fd`` now, without waiting for more (it is non-blocking)."""
+    size = int(struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0])
+    chunks = []
+    while size > 0:
+        try:
+            chunk = os.read(fd, min(size, _CHUNK))
+        except BlockingIOError:
+            break
         if not chunk:
             break
-        partial += chunk
-        *lines, partial = partial.split(b"\n")
-        for line in lines:
-            log(line.decode("utf-8", "replace"))
-        if len(partial) > _MAX_LINE:
-            log(partial.decode("utf-8", "replace"))
-            partial = b""
-    if partial:
-        log(partial.decode("utf-8", "replace"))
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
 
 
 async def terminate_group(process: trio.Process, grace: float = KILL_GRACE) -> None:

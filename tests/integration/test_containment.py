@@ -200,6 +200,31 @@ def test_nothing_a_finished_job_started_is_left_running(
     assert f"{len(ALL_WAYS)} processes" in logs, logs
 
 
+def test_an_exec_job_ends_when_its_command_exits_and_its_background_children_with_it(
+    daemon: Daemon, short_tmp: Path
+) -> None:
+    """``sh -c 'sleep 300 & exit 0'`` ends DONE when sh exits, with the output it wrote;
+    what it left behind (in its group, in a session of its own, a daemon) is ended."""
+    pids = short_tmp / "pids"
+    script = (
+        f"echo before; {leaf(pids)} & setsid {leaf(pids)} & "
+        f"( setsid {leaf(pids, ignore_term=True)} & ); "
+        f'while [ "$(wc -l < {shlex.quote(str(pids))})" -lt 3 ]; do sleep 0.01; done; '
+        "echo after; exit 0"
+    )
+    spawned = Spawned(pids, 3)
+    started = time.monotonic()
+    job_id = daemon.semctl("enqueue", "exec", "--", "sh", "-c", script).out.strip()
+    waited = daemon.semctl("wait", job_id, "--timeout", "30")
+    took = time.monotonic() - started
+    assert waited.code == 0, waited
+    assert took < 15, f"the job ended {took:.1f} s after it was enqueued"
+    spawned.wait(alive=False)
+    assert not spawned.running(), f"left running after the job ended: {spawned.running()}"
+    log = daemon.semctl("logs", job_id).out.splitlines()
+    assert log[:2] == ["before", "after"], log
+
+
 @pytest.mark.parametrize("kind", ["SPAWN", "ASYNC_SPAWN", "exec"])
 def test_nothing_a_cancelled_or_timed_out_job_started_is_left_running(
     make_daemon: MakeDaemon, announcements: Announcements, short_tmp: Path, kind: str
