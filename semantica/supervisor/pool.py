@@ -84,9 +84,10 @@ log = structlog.get_logger("semantica.pool")
 
 #: A worker must say hello within this long of being spawned.
 HELLO_TIMEOUT = 30.0
-#: A worker sent SIGTERM gets this long to end its job (an exec job's group gets
-#: 0.5 s between SIGTERM and SIGKILL) before it is SIGKILLed itself.
-STOP_GRACE = 3.0
+#: A worker sent SIGTERM (the end of a drain) stops its job as a cancel would, and
+#: ends what the job started: it gets the cancel grace and this much more to exit,
+#: then it is SIGKILLed (and the supervisor kills what its job left).
+EXIT_MARGIN = 0.5
 #: Heartbeats a worker sends within one heartbeat timeout.
 HEARTBEATS_PER_TIMEOUT = 4
 #: How long past the heartbeat deadline the reader gets to take heartbeats that
@@ -393,7 +394,8 @@ class WorkerPool:
             await self._give_back(worker, list(worker.inflight)[1:])
 
     async def stop(self, reason: str) -> None:
-        """Stop every worker and return when all are reaped.
+        """Stop every worker and return when all are reaped: within the cancel grace and
+        ``EXIT_MARGIN``, and the time to reap them, whatever their jobs do.
 
         A job still running is stopped and goes back to the queue without
         spending an attempt (``reason`` becomes its ``interrupted`` message).
@@ -404,7 +406,7 @@ class WorkerPool:
                 worker.interrupt_reason = reason
             worker.state = WorkerState.STOPPING
             _signal(worker.process, signal.SIGTERM)
-        with trio.move_on_after(STOP_GRACE):
+        with trio.move_on_after(self.cancel_grace + EXIT_MARGIN):
             while self.workers:
                 await self._wait_changed()
         # Whoever is left does not answer (a handler blocking its event loop, say).

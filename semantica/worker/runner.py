@@ -71,9 +71,9 @@ FD_ENV = "SEMANTICA_WORKER_FD"
 PROGRESS_INTERVAL = 0.5
 
 
-#: When the worker itself is stopped (the supervisor is gone, or ends its drain)
-#: an exec job's group gets this long between SIGTERM and SIGKILL, so the
-#: worker is gone within a second.
+#: When the supervisor is gone, an exec job's group and what the job started get
+#: this long between SIGTERM and SIGKILL, so the worker is gone within a second.
+#: (Stopped by SIGTERM, the end of a drain, they get the cancel grace.)
 EXIT_GRACE = 0.5
 #: A plain handler stopped returns within its grace; the processes it started may take
 #: a moment more to end before its report goes. Past this too, it counts as stuck.
@@ -160,7 +160,7 @@ class Worker:
                 except (trio.EndOfChannel, trio.BrokenResourceError, ProtocolError, OSError):
                     # The supervisor is gone (or speaks nonsense: the same).
                     self.grace = EXIT_GRACE
-                    self.containment.stopping(EXIT_GRACE)
+                    self._stopping_all(EXIT_GRACE)
                     break
                 match msg:
                     case RunJob():
@@ -225,15 +225,24 @@ class Worker:
             current.scope.cancel()
 
     async def _exit_on_signals(self, scope: trio.CancelScope) -> None:
-        # The pool stops a worker with SIGTERM. (No PR_SET_PDEATHSIG: trio spawns
-        # processes from a helper thread, and Linux sends that signal when the
-        # *thread* exits. The supervisor's death closes our socket instead.)
+        # The pool stops a worker with SIGTERM at the end of a drain: the job is stopped
+        # as by a cancel, with the cancel grace (the pool SIGKILLs a worker still there
+        # a little after). (No PR_SET_PDEATHSIG: trio spawns processes from a helper
+        # thread, and Linux sends that signal when the *thread* exits. The supervisor's
+        # death closes our socket instead.)
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGHUP) as signals:
             async for _ in signals:
-                self.grace = EXIT_GRACE
-                self.containment.stopping(EXIT_GRACE)
+                self.grace = self.containment.grace
+                self._stopping_all(self.grace)
                 scope.cancel()
                 return
+
+    def _stopping_all(self, grace: float) -> None:
+        """The worker stops: its job's processes get ``grace``, its handler is told."""
+        self.containment.stopping(grace)
+        current = self.current
+        if current is not None:
+            current.ctx._cancel()  # a plain handler that looks may stop its work
 
     def _new_attempt(
         self, job: RunJob, token: trio.lowlevel.TrioToken, scope: trio.CancelScope

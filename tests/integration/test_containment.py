@@ -333,6 +333,65 @@ def test_nothing_the_job_of_a_killed_worker_started_is_left_running(
 # ---------------------------------------------------------------------- the drain
 
 
+def test_a_drain_ends_in_its_bound_whatever_the_handlers_do(
+    make_daemon: MakeDaemon, announcements: Announcements, short_tmp: Path
+) -> None:
+    """SIGTERM with four stubborn jobs running: a plain handler that ignores its cancel
+    and loops, an async one whose worker ignores SIGTERM, a command that traps TERM, and
+    a fork holding its worker's descriptors and ignoring SIGTERM. semanticad exits 0
+    within the drain timeout + the cancel grace (+ a little); nothing they started runs."""
+    drain, grace = 1.0, 0.5
+    daemon = make_daemon(
+        "--workers", "4", SEMANTICA_DRAIN_TIMEOUT=str(drain), SEMANTICA_CANCEL_GRACE=str(grace)
+    )
+    notify = str(announcements.path)
+    deaf, deaf_spawned = spawn_payload(
+        short_tmp, "deaf", ["setsid"], ignore_term=True, then="ignore_cancel", notify=notify
+    )
+    blind, blind_spawned = spawn_payload(
+        short_tmp, "blind", ["double_fork"], ignore_term=True, then="ignore_sigterm", notify=notify
+    )
+    holder, holder_spawned = spawn_payload(
+        short_tmp,
+        "holder",
+        ["fork"],
+        ignore_term=True,
+        then="return",
+        release=str(short_tmp / "never"),
+        notify=notify,
+    )
+    pids = short_tmp / "exec.pids"
+    exec_spawned = Spawned(pids, 2)
+    command = (
+        f"setsid {leaf(pids, ignore_term=True)} & {leaf(pids, ignore_term=True)} & "
+        "trap '' TERM; sleep 300"
+    )
+    with daemon.client() as client:
+        jobs = [
+            client.enqueue("SPAWN", deaf).id,
+            client.enqueue("ASYNC_SPAWN", blind).id,
+            client.enqueue("SPAWN", holder).id,
+        ]
+        for _ in jobs:
+            announcements.next()
+        jobs.append(client.enqueue("exec", {"argv": ["sh", "-c", command]}).id)
+        for spawned in (deaf_spawned, blind_spawned, holder_spawned, exec_spawned):
+            spawned.wait()
+        assert {w.job for w in client.status().workers} == set(jobs)
+    daemon.remember()
+    sent = time.monotonic()
+    assert daemon.proc is not None
+    daemon.proc.send_signal(signal.SIGTERM)
+    code = daemon.proc.wait(60)
+    took = time.monotonic() - sent
+    assert code == 0, daemon.log()[-3000:]
+    assert took <= drain + grace + 2.0, f"exited {took:.2f} s after SIGTERM"
+    for spawned in (deaf_spawned, blind_spawned, holder_spawned, exec_spawned):
+        assert not spawned.running(), f"left running after the drain: {spawned.running()}"
+    interrupted = [e for e in daemon.events() if e.get("error_kind") == "interrupted"]
+    assert sorted(e["job_id"] for e in interrupted) == sorted(jobs)
+
+
 def test_a_drain_ends_what_the_jobs_it_waited_for_started(
     make_daemon: MakeDaemon, announcements: Announcements, short_tmp: Path
 ) -> None:
