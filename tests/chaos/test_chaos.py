@@ -13,6 +13,7 @@ from pathlib import Path
 
 import chaos_scenarios as chaos
 import pytest
+import scenarios_containment
 import trio
 from chaos_scenarios import MakeDaemon
 
@@ -196,5 +197,29 @@ def test_fifty_thousand_jobs_with_worker_kills(
             kills_per_minute=SOAK_KILLS_PER_MINUTE,
             warmup=SOAK_WARMUP,
             rss_growth=SOAK_RSS_GROWTH,
+        )
+    )
+
+
+# What jobs start, while workers are killed and jobs cancelled (scenarios_containment.py).
+CONTAIN_JOBS = 300
+CONTAIN_WORKERS = 4
+CONTAIN_KILLS = 20
+CONTAIN_CANCELS = 20
+CONTAIN_EVERY_S = 0.2
+
+
+def test_what_jobs_start_never_outlives_them(
+    make_daemon: MakeDaemon, ledger_path: Path, report: Report
+) -> None:
+    report(
+        scenarios_containment.containment(
+            make_daemon,
+            ledger_path,
+            jobs=CONTAIN_JOBS,
+            workers=CONTAIN_WORKERS,
+            kills=CONTAIN_KILLS,
+            cancels=CONTAIN_CANCELS,
+            every=CONTAIN_EVERY_S,
         )
     )

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import chaos_scenarios as chaos
 import pytest
+import scenarios_containment
 import trio
 from chaos_scenarios import MakeDaemon
 
@@ -49,3 +50,13 @@ def test_smoke_stopped_worker(make_daemon: MakeDaemon, ledger_path: Path, report
     """A worker SIGSTOPped mid-job: killed after the heartbeat timeout, its job DONE on
     another worker, and its late messages with the old lease refused (fencing)."""
     report(chaos.stopped_worker(make_daemon, ledger_path, heartbeat=1.0, job_seconds=2.0, others=5))
+
+
+def test_smoke_containment(make_daemon: MakeDaemon, ledger_path: Path, report: Report) -> None:
+    """20 jobs that start processes every way, 2 worker kills and 2 cancels; none of their
+    processes outlives them, and SIGTERM with stubborn jobs ends in its bound."""
+    report(
+        scenarios_containment.containment(
+            make_daemon, ledger_path, jobs=20, workers=2, kills=2, cancels=2, every=0.2
+        )
+    )
