@@ -45,6 +45,7 @@ class Containment:
         self._lock = threading.Lock()
         self._groups: set[int] = set()  # exec commands' process groups of the running job
         self._deadline = math.inf  # set once the running job is asked to stop
+        self._exit_at = math.inf  # set once the worker is asked to stop
         #: The worker's own processes (started as its handler modules were imported).
         self._own: frozenset[tuple[int, float]] = frozenset()
         if whole_tree and proctree.has_children():
@@ -56,9 +57,14 @@ class Containment:
             self._groups.add(pgid)
 
     def stopping(self, grace: float) -> None:
-        """The running job (or the worker) was asked to stop: kill what is left after ``grace``."""
+        """The running job was asked to stop: kill what it leaves once ``grace`` has passed."""
         with self._lock:
             self._deadline = min(self._deadline, time.monotonic() + grace)
+
+    def exiting(self, grace: float) -> None:
+        """The worker was asked to stop: kill everything below it once ``grace`` has passed."""
+        with self._lock:
+            self._exit_at = min(self._exit_at, time.monotonic() + grace)
 
     def clear(self) -> bool:
         """True if the job that ended left nothing running (cheap); it is then forgotten."""
@@ -76,23 +82,26 @@ class Containment:
             if self._deadline == math.inf:
                 self._deadline = time.monotonic() + self.grace
             groups = set(self._groups)
-        ended = proctree.end(self._strays, self._due, groups)
+        ended = proctree.end(self._strays, self._job_due, groups)
         with self._lock:
             self._groups -= groups
             self._deadline = math.inf
         return ended
 
     def end_all(self) -> int:
-        """End every process below the worker, its own included (the worker exits)."""
+        """End every process below the worker, its own included (the worker exits): by
+        the grace of the stop that ends it, or at once (it retires after a job that
+        would not stop, whose grace is over)."""
         with self._lock:
-            if self._deadline == math.inf:
-                self._deadline = time.monotonic() + self.grace
+            due = min(self._exit_at, self._deadline)
             groups = set(self._groups)
-        return proctree.end(self._everything, self._due, groups)
+        if due == math.inf:
+            due = time.monotonic()
+        return proctree.end(self._everything, lambda: due, groups)
 
-    def _due(self) -> float:
-        with self._lock:
-            return self._deadline
+    def _job_due(self) -> float:
+        with self._lock:  # (a stop may come while the job's processes are ended)
+            return min(self._deadline, self._exit_at)
 
     def _everything(self) -> list[proctree.Proc]:
         return proctree.below() if self.whole_tree else []

@@ -91,11 +91,12 @@ async def run_exec(
             # The error names the command, but it is the directory that is missing.
             raise PermanentError(f"cannot start {argv[0]!r}: no directory {cwd!r}") from None
         raise PermanentError(f"cannot start {argv[0]!r}: {exc.strerror or exc}") from None
-    assert isinstance(process.stdout, trio.lowlevel.FdStream)
+    stdout = process.stdout
+    assert isinstance(stdout, trio.lowlevel.FdStream)  # (a pipe, asked for above)
     try:
         if started is not None:
             await started(process.pid)
-        status = await _output_until_exit(process, process.stdout, log)
+        status = await _output_until_exit(process, stdout, log)
     except BaseException:
         with trio.CancelScope(shield=True):
             await terminate_group(process, grace())
@@ -103,7 +104,7 @@ async def run_exec(
     finally:
         # Whatever the command left behind now writes to a closed pipe.
         with trio.CancelScope(shield=True):
-            await process.stdout.aclose()
+            await stdout.aclose()
     if status == 0:
         return {"exit_status": 0}
     if status < 0:

@@ -239,7 +239,7 @@ class Worker:
 
     def _stopping_all(self, grace: float) -> None:
         """The worker stops: its job's processes get ``grace``, its handler is told."""
-        self.containment.stopping(grace)
+        self.containment.exiting(grace)
         current = self.current
         if current is not None:
             current.ctx._cancel()  # a plain handler that looks may stop its work
