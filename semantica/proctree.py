@@ -39,6 +39,8 @@ _PR_SET_CHILD_SUBREAPER = 36
 #: ``__WALL`` from ``<linux/wait.h>``: wait for every child, whatever signal it sends its parent
 #: when it exits (os does not export it).
 _WALL = 0x40000000 if sys.platform == "linux" else 0
+_HAS_WAITID = hasattr(os, "waitid")
+_LOOK_FOR_CHILDREN = (os.WEXITED | os.WNOHANG | os.WNOWAIT | _WALL) if _HAS_WAITID else 0
 #: How often :func:`end` looks again while it waits for processes to exit.
 POLL_S = 0.01
 #: How long :func:`end` waits for SIGKILLed processes to be gone before it gives up on
@@ -73,11 +75,11 @@ def become_subreaper() -> bool:
 
 def has_children() -> bool:
     """Whether this process has a child at all, running or a zombie (one system call)."""
-    if not hasattr(os, "waitid"):
+    if not _HAS_WAITID:
         return bool(psutil.Process().children())
     try:
         # WNOWAIT: only look, reap nothing (the child may belong to a subprocess object).
-        os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT | _WALL)
+        os.waitid(os.P_ALL, 0, _LOOK_FOR_CHILDREN)
     except ChildProcessError:
         return False
     return True

@@ -69,8 +69,11 @@ class Containment:
     def clear(self) -> bool:
         """True if the job that ended left nothing running (cheap); it is then forgotten."""
         with self._lock:
-            self._groups = {group for group in self._groups if proctree.group_exists(group)}
-            if self._groups or (self.whole_tree and proctree.has_children()):
+            if self._groups:
+                self._groups = {group for group in self._groups if proctree.group_exists(group)}
+                if self._groups:
+                    return False
+            if self.whole_tree and proctree.has_children():
                 return False
             self._deadline = math.inf
             return True
