@@ -97,7 +97,9 @@ class Containment:
         would not stop, whose grace is over)."""
         with self._lock:
             due = min(self._exit_at, self._deadline)
-            groups = set(self._groups)
+            groups = {group for group in self._groups if proctree.group_exists(group)}
+        if not groups and not (self.whole_tree and proctree.has_children()):
+            return 0
         if due == math.inf:
             due = time.monotonic()
         return proctree.end(self._everything, lambda: due, groups)
