@@ -258,8 +258,9 @@ class Supervisor:
         log.info("stopped")
 
     async def _drain(self) -> None:
+        # Bounded whatever the jobs do: the drain timeout, then pool.stop's cancel grace
+        # and margin.
         self.scheduler.stop_leasing()
-        await self.pool.give_back_all()  # prefetched jobs not started: back to the queue
         with trio.move_on_after(self.settings.drain_timeout) as waiting:
             async with trio.open_nursery() as nursery:
 
@@ -268,6 +269,9 @@ class Supervisor:
                     nursery.cancel_scope.cancel()
 
                 nursery.start_soon(skip)
+                # Prefetched jobs not started: back to the queue. (Inside the bound: a
+                # worker that reads nothing could hold up the send.)
+                await self.pool.give_back_all()
                 await self.pool.wait_idle()
                 nursery.cancel_scope.cancel()
         if waiting.cancelled_caught or self.pool.busy:

@@ -5,9 +5,10 @@ one end of a socket pair, waits for its hello, then serves it with three
 tasks: the *feeder* leases jobs and hands them over, and records the ends the
 worker reported (the ends and the next leases share one commit); the *reader*
 takes the worker's messages; the *watchdog* enforces the running job's timeout
-and the worker's heartbeat. EOF on the channel means the worker died, which
-ends the serving; the slot then reaps the process (SIGKILL if it lingers),
-settles its jobs, and spawns a replacement.
+and the worker's heartbeat. The worker's exit, or EOF on its channel, ends the
+serving (the exit alone may have to do: a process the worker started can hold
+its end of the channel open); the slot then reaps the process (SIGKILL if it
+lingers), settles its jobs, and spawns a replacement.
 
 **Prefetch.** A worker whose recent jobs were short is handed several at once
 (as many as fit in ``PREFETCH_BUDGET_S`` of its average run time, at most
@@ -22,19 +23,28 @@ drain, and when their worker dies.
 
 Workers run in a session of their own, so a Ctrl-C in the supervisor's
 terminal reaches only the supervisor, which then drains.
+
+**What a job started.** A worker ends what each job started when the job
+ends, but a worker that dies (SIGKILL, the OOM killer) cannot. On Linux the
+supervisor is a child subreaper: the processes of a dead worker's job are
+re-parented to the supervisor, and the reaper SIGKILLs them (every process
+below the supervisor that is not a worker) before it settles the job.
 """
 
 from __future__ import annotations
 
 import contextlib
 import enum
+import fcntl
 import functools
 import math
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
+import termios
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -45,6 +55,7 @@ import psutil
 import structlog
 import trio
 
+from semantica import proctree
 from semantica.errors import ProtocolError, SemanticaError, StoreError
 from semantica.framed import FramedStream
 from semantica.models import ErrorKind, JobError
@@ -73,9 +84,10 @@ log = structlog.get_logger("semantica.pool")
 
 #: A worker must say hello within this long of being spawned.
 HELLO_TIMEOUT = 30.0
-#: A worker sent SIGTERM gets this long to end its job (an exec job's group gets
-#: 0.5 s between SIGTERM and SIGKILL) before it is SIGKILLed itself.
-STOP_GRACE = 3.0
+#: A worker sent SIGTERM (the end of a drain) stops its job as a cancel would, and
+#: ends what the job started: it gets the cancel grace and this much more to exit,
+#: then it is SIGKILLed (and the supervisor kills what its job left).
+EXIT_MARGIN = 0.5
 #: Heartbeats a worker sends within one heartbeat timeout.
 HEARTBEATS_PER_TIMEOUT = 4
 #: How long past the heartbeat deadline the reader gets to take heartbeats that
@@ -88,6 +100,9 @@ STOP_MARGIN = 2.0
 #: How often the reaper tries to record a dead worker's job while the store is failing,
 #: before the slot spawns a replacement and the write goes on in the background.
 REAP_STORE_TRIES = 20
+#: Once a worker has exited, how long the reader gets to take what it sent before (a
+#: process still holding its channel might write on for ever).
+EXIT_READ_S = 1.0
 #: Prefetch: hand a worker as many jobs as fit in this much of its average run time...
 PREFETCH_BUDGET_S = 0.005
 #: ... but never more than this many at once.
@@ -139,6 +154,7 @@ class WorkerHandle:
 
     process: WorkerProcess
     channel: FramedStream
+    sock: trio.socket.SocketType | None = None  # the channel's socket, to see what is unread
     state: WorkerState = WorkerState.STARTING
     #: Jobs handed over, in the order the worker runs them: the first one runs now.
     inflight: deque[Lease] = field(default_factory=deque)
@@ -240,6 +256,12 @@ class WorkerPool:
         self.jobs = jobs
         self.child_umask = child_umask
         self.workers: list[WorkerHandle] = []
+        #: Pids of the worker processes started and not yet reaped (by trio): never orphans.
+        self._children: set[int] = set()
+        #: Held while a worker is spawned, and while orphans are ended: a worker being
+        #: spawned is a child of the supervisor before its pid is in ``_children``.
+        self._spawning = trio.Lock()
+        self._adopting = False  # the supervisor is a child subreaper (see _end_orphans)
         self._stopping = False
         self._ready_slots = 0  # slots whose first worker said hello
         # Where store writes the reaper could not finish go on (see _settle_dead).
@@ -376,7 +398,8 @@ class WorkerPool:
             await self._give_back(worker, list(worker.inflight)[1:])
 
     async def stop(self, reason: str) -> None:
-        """Stop every worker and return when all are reaped.
+        """Stop every worker and return when all are reaped: within the cancel grace and
+        ``EXIT_MARGIN``, and the time to reap them, whatever their jobs do.
 
         A job still running is stopped and goes back to the queue without
         spending an attempt (``reason`` becomes its ``interrupted`` message).
@@ -387,7 +410,7 @@ class WorkerPool:
                 worker.interrupt_reason = reason
             worker.state = WorkerState.STOPPING
             _signal(worker.process, signal.SIGTERM)
-        with trio.move_on_after(STOP_GRACE):
+        with trio.move_on_after(self.cancel_grace + EXIT_MARGIN):
             while self.workers:
                 await self._wait_changed()
         # Whoever is left does not answer (a handler blocking its event loop, say).
@@ -440,29 +463,35 @@ class WorkerPool:
         env = dict(os.environ)
         env["SEMANTICA_WORKER_FD"] = str(theirs.fileno())
         env["SEMANTICA_HANDLERS"] = ",".join(self.handlers)
-        try:
-            process = await trio.lowlevel.open_process(
-                # -P: the supervisor's working directory is not put on the import
-                # path, so a stray msgspec.py there cannot run in every worker.
-                # (Handler modules come from PYTHONPATH or installed packages.)
-                [sys.executable, "-P", "-m", "semantica.worker"],
-                pass_fds=(theirs.fileno(),),
-                env=env,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                umask=self.child_umask,
-            )
-        except OSError as exc:
-            ours.close()
-            raise WorkerStartError(f"cannot start a worker process: {exc}") from None
-        finally:
-            theirs.close()
+        env["SEMANTICA_CANCEL_GRACE"] = str(self.cancel_grace)  # for what a job leaves running
+        async with self._spawning:
+            if not self._adopting:
+                # From the first worker on, orphans below the supervisor are its own.
+                self._adopting = proctree.become_subreaper()
+            try:
+                process = await trio.lowlevel.open_process(
+                    # -P: the supervisor's working directory is not put on the import
+                    # path, so a stray msgspec.py there cannot run in every worker.
+                    # (Handler modules come from PYTHONPATH or installed packages.)
+                    [sys.executable, "-P", "-m", "semantica.worker"],
+                    pass_fds=(theirs.fileno(),),
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                    umask=self.child_umask,
+                )
+            except OSError as exc:
+                ours.close()
+                raise WorkerStartError(f"cannot start a worker process: {exc}") from None
+            finally:
+                theirs.close()
+            self._children.add(process.pid)
         return process, trio.SocketStream(trio.socket.from_stdlib_socket(ours))
 
     async def _spawn(self) -> WorkerHandle:
         process, stream = await self._start_process()
         channel = FramedStream(stream, FromWorker, WORKER_MAX_FRAME)
-        worker = WorkerHandle(process=process, channel=channel)
+        worker = WorkerHandle(process=process, channel=channel, sock=stream.socket)
         hello = None
         try:
             with trio.move_on_after(HELLO_TIMEOUT):
@@ -494,6 +523,7 @@ class WorkerPool:
         async with trio.open_nursery() as nursery:
             worker.nursery = nursery
             nursery.start_soon(self._read, worker, nursery.cancel_scope)
+            nursery.start_soon(self._watch_exit, worker, nursery.cancel_scope)
             nursery.start_soon(self._watch, worker)
             try:
                 await self._feed(worker)
@@ -785,6 +815,21 @@ class WorkerPool:
             pass
         serving.cancel()
 
+    async def _watch_exit(self, worker: WorkerHandle, serving: trio.CancelScope) -> None:
+        """When the worker process exits, stop serving it, even if its channel stays open.
+
+        EOF on the channel does not always come: a process the worker started
+        may hold the worker's end (a fork keeps every descriptor). What the
+        worker sent before it exited is in the socket already; the reader takes
+        that first, so a last report is recorded as usual.
+        """
+        await worker.process.wait()
+        with trio.move_on_after(EXIT_READ_S):
+            # Polled: nothing signals "all read". Once per worker death, and brief.
+            while _unread(worker.sock):  # noqa: ASYNC110  # (see above)
+                await trio.sleep(0.001)  # the reader's turn
+        serving.cancel()
+
     def _reported(self, worker: WorkerHandle, report: JobFinished, now: float) -> None:
         """The worker ended a job: queue its end for the feeder; the next job has started."""
         lease = next((held for held in worker.inflight if held.lease_id == report.lease), None)
@@ -827,11 +872,14 @@ class WorkerPool:
             _signal(worker.process, signal.SIGKILL)
             await worker.process.wait()
         status = worker.process.returncode
+        self._children.discard(worker.pid)
         for pgid in worker.job_pgids.values():
             # An exec job's commands run in a group of their own; they must not
-            # outlive the worker that ran them.
+            # outlive the worker that ran them. (Where there is no subreaper, this
+            # is all that reaches them.)
             _kill_group(pgid)
         worker.job_pgids.clear()
+        await self._end_orphans(worker)  # before its job is settled, and may run again
         await worker.channel.aclose()
         # A retiring worker started nothing after its last report.
         running = None if worker.retiring else worker.lease
@@ -882,6 +930,26 @@ class WorkerPool:
         self.jobs.given_back(leases)
         self.scheduler.wake()  # they may start now (whenever this write gets through)
 
+    async def _end_orphans(self, worker: WorkerHandle) -> None:
+        """SIGKILL and reap every process below the supervisor that is not a worker.
+
+        The supervisor is a child subreaper (Linux): when a worker dies, what its
+        job started (an exec command, a handler's child, a daemon) is re-parented
+        to the supervisor. A worker ends its jobs' processes itself, unless it was
+        killed; then they are ended here, at once: their worker is gone.
+        """
+        if not self._adopting:
+            return
+        async with self._spawning:
+            workers = frozenset(self._children)
+            ended = await trio.to_thread.run_sync(_end_orphans_now, workers)
+        if ended:
+            log.warning(
+                "ended processes a dead worker's job left running",
+                worker_pid=worker.pid,
+                count=ended,
+            )
+
     def _settle_orphan(self, worker: WorkerHandle, lease: Lease, status: int | None) -> None:
         """Record how the job of a worker that is gone ended."""
         elapsed = trio.current_time() - worker.started
@@ -920,6 +988,26 @@ def _held(worker: WorkerHandle, lease_id: int) -> Lease | None:
         if lease.lease_id == lease_id:
             return lease
     return None
+
+
+def _end_orphans_now(workers: frozenset[int]) -> int:
+    """SIGKILL the processes below this one but the ``workers`` (and theirs); blocks."""
+
+    def orphans() -> list[proctree.Proc]:
+        return proctree.below(skip=lambda proc: proc.pid in workers)
+
+    return proctree.end(orphans, deadline=lambda: 0.0)
+
+
+def _unread(sock: trio.socket.SocketType | None) -> int:
+    """How many bytes wait in ``sock`` to be read (0 once it is closed)."""
+    if sock is None or sock.fileno() == -1:
+        return 0
+    try:
+        buf = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+    except OSError:
+        return 0
+    return int(struct.unpack("i", buf)[0])
 
 
 def _kill_group(pgid: int) -> None:

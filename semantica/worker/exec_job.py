@@ -4,19 +4,25 @@ Payload: ``{"argv": [str, ...], "cwd"?: str, "env"?: {str: str}, "inherit_env"?:
 bool}``; ``env`` is added to the worker's environment, or with ``inherit_env``
 false is the whole environment (``semctl enqueue exec`` sends the caller's).
 Exit status 0 is success (the result is
-``{"exit_status": 0}``); anything else fails the attempt.
+``{"exit_status": 0}``); anything else fails the attempt. The job ends when
+the command exits, with the output it wrote, even if something it started
+in the background still holds its output pipe.
 
 The command runs in a session (and so a process group) of its own. When the
 job is stopped (cancel, timeout, drain, the worker shutting down) the whole
-group gets SIGTERM, then SIGKILL after a grace period, so nothing it started
-is left running.
+group gets SIGTERM, then SIGKILL after a grace period. What the command leaves
+running when it exits, in its group or not, the worker ends with the job
+(:mod:`semantica.worker.containment`; ``started`` tells it the group).
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
+import struct
 import subprocess
+import termios
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -28,6 +34,7 @@ from semantica.models import exec_payload_problem
 
 #: How long a stopped command's process group has between SIGTERM and SIGKILL.
 KILL_GRACE = 5.0
+_CHUNK = 65536
 
 
 class ExecFailed(Exception):
@@ -91,19 +98,20 @@ async def run_exec(
             # The error names the command, but it is the directory that is missing.
             raise PermanentError(f"cannot start {argv[0]!r}: no directory {cwd!r}") from None
         raise PermanentError(f"cannot start {argv[0]!r}: {exc.strerror or exc}") from None
+    stdout = process.stdout
+    assert isinstance(stdout, trio.lowlevel.FdStream)  # (a pipe, asked for above)
     try:
         if started is not None:
             await started(process.pid)
-        assert process.stdout is not None
-        await _pump_lines(process.stdout, log)
-        status = await process.wait()
+        status = await _output_until_exit(process, stdout, log)
     except BaseException:
         with trio.CancelScope(shield=True):
             await terminate_group(process, grace())
         raise
     finally:
-        # A command may leave children behind in its group after it exits.
-        _kill_group(process.pid, signal.SIGKILL)
+        # Whatever the command left behind now writes to a closed pipe.
+        with trio.CancelScope(shield=True):
+            await stdout.aclose()
     if status == 0:
         return {"exit_status": 0}
     if status < 0:
@@ -111,39 +119,63 @@ async def run_exec(
     raise ExecFailed(f"exited with status {status}")
 
 
-async def _pump_lines(stream: trio.abc.ReceiveStream, log: Callable[[str], None]) -> None:
-    """Each line of output to ``log``. A line over LOG_LINE_MAX keeps its beginning and a
-    note of its size: the rest is counted as it streams by, never held."""
-    head = bytearray()  # the beginning of the current line, at most LOG_LINE_MAX bytes
-    size = 0  # the current line's length so far
+async def _output_until_exit(
+    process: trio.Process, stream: trio.lowlevel.FdStream, log: Callable[[str], None]
+) -> int:
+    """Send the command's output to ``log`` until the command exits; return its status.
 
-    def more(piece: bytes | bytearray) -> None:
-        nonlocal size
-        size += len(piece)
-        room = LOG_LINE_MAX - len(head)
-        if room > 0:
-            head.extend(piece[:room])
+    Not until the output's EOF: a process the command left running in the
+    background (``cmd &``) holds the pipe open for as long as it lives. Once the
+    command has exited, all it wrote is in the pipe: that is taken, and no more.
+    """
+    lines = _Lines(log)
 
-    def emit() -> None:
-        nonlocal size
-        log(_line(bytes(head), size))
-        head.clear()
-        size = 0
+    async def pump() -> None:
+        while chunk := await stream.receive_some(_CHUNK):
+            lines.feed(chunk)
 
-    while True:
-        chunk = await stream.receive_some(65536)
-        if not chunk:
-            break
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(pump)
+        status = await process.wait()
+        nursery.cancel_scope.cancel()  # (a cancelled receive has read nothing)
+    lines.feed(_buffered(stream.fileno()))
+    lines.end()
+    return status
+
+
+class _Lines:
+    """Output bytes to log lines, split at newlines. A line over LOG_LINE_MAX keeps its
+    beginning and a note of its size: the rest is counted as it streams by, never held."""
+
+    def __init__(self, log: Callable[[str], None]) -> None:
+        self._log = log
+        self._head = bytearray()  # the beginning of the current line, at most LOG_LINE_MAX
+        self._size = 0  # the current line's length so far
+
+    def feed(self, chunk: bytes) -> None:
         *lines, rest = chunk.split(b"\n")
         for line in lines:
-            if not size and len(line) <= LOG_LINE_MAX:  # the usual: a whole line in this chunk
-                log(line.decode("utf-8", "replace"))
+            if not self._size and len(line) <= LOG_LINE_MAX:  # the usual: a whole line
+                self._log(line.decode("utf-8", "replace"))
             else:
-                more(line)
-                emit()
-        more(rest)
-    if size:
-        emit()
+                self._more(line)
+                self._emit()
+        self._more(rest)
+
+    def end(self) -> None:
+        if self._size:
+            self._emit()
+
+    def _more(self, piece: bytes) -> None:
+        self._size += len(piece)
+        room = LOG_LINE_MAX - len(self._head)
+        if room > 0:
+            self._head.extend(piece[:room])
+
+    def _emit(self) -> None:
+        self._log(_line(bytes(self._head), self._size))
+        self._head.clear()
+        self._size = 0
 
 
 def _line(head: bytes, size: int) -> str:
@@ -154,6 +186,22 @@ def _line(head: bytes, size: int) -> str:
     end = note("log line", LOG_LINE_MAX, size)
     kept = text.encode()[: LOG_LINE_MAX - len(end.encode())]
     return kept.decode("utf-8", "ignore") + end
+
+
+def _buffered(fd: int) -> bytes:
+    """What waits in the pipe ``fd`` now, without waiting for more (it is non-blocking)."""
+    size = int(struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0])
+    chunks = []
+    while size > 0:
+        try:
+            chunk = os.read(fd, min(size, _CHUNK))
+        except BlockingIOError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
 
 
 async def terminate_group(process: trio.Process, grace: float = KILL_GRACE) -> None:

@@ -9,6 +9,10 @@ away (the socket reaches EOF, which the kernel guarantees even when the
 supervisor is SIGKILLed) or sends SIGTERM, the worker stops what it runs,
 including an exec job's process group, and exits.
 
+Every process a job started is ended when the job ends, before its end is
+reported, and every process below the worker when it exits
+(:mod:`semantica.worker.containment`).
+
 Outcome of an attempt, as reported in :class:`~semantica.protocol.JobFinished`:
 
 * the handler returned: success, its return value as JSON is the result;
@@ -36,6 +40,7 @@ import msgspec
 import outcome
 import trio
 
+from semantica import proctree
 from semantica.errors import PermanentError, ProtocolError
 from semantica.framed import FramedStream
 from semantica.limits import (
@@ -62,6 +67,7 @@ from semantica.protocol import (
     WorkerHello,
 )
 from semantica.worker import registry
+from semantica.worker.containment import Containment
 from semantica.worker.context import JobContext, LogBuffer, ProgressSlot
 from semantica.worker.exec_job import KILL_GRACE, ExecFailed, InvalidPayload, run_exec
 
@@ -70,10 +76,14 @@ FD_ENV = "SEMANTICA_WORKER_FD"
 PROGRESS_INTERVAL = 0.5
 
 
-#: When the worker itself is stopped (the supervisor is gone, or ends its drain)
-#: an exec job's group gets this long between SIGTERM and SIGKILL, so the
-#: worker is gone within a second.
+#: When the supervisor is gone, an exec job's group and what the job started get
+#: this long between SIGTERM and SIGKILL, so the worker is gone within a second.
+#: (Stopped by SIGTERM, the end of a drain, they get the cancel grace.)
 EXIT_GRACE = 0.5
+#: A plain handler stopped returns within its grace; the processes it started may take
+#: a moment more to end before its report goes. Past this too, it counts as stuck.
+#: (Under the supervisor's STOP_MARGIN, after which it kills a worker that has not reported.)
+REPORT_MARGIN = 0.5
 
 
 class _Attempt:
@@ -93,6 +103,9 @@ class _Attempt:
         self.progress = progress
         self.scope = scope  # cancelled to stop it
         self.stop: CancelJob | None = None
+        #: Its handler (or command) has ended; what it left running is being ended. A stop
+        #: now changes only how soon, not the outcome.
+        self.returned = False
         self.began = time.monotonic()
         self.began_at = time.time()  # (the wall clock, for the job's started_at)
         self.ran_s = 0.0
@@ -101,8 +114,12 @@ class _Attempt:
 class Worker:
     """One worker process's connection and the job it runs."""
 
-    def __init__(self, channel: FramedStream) -> None:
+    def __init__(self, channel: FramedStream, containment: Containment | None = None) -> None:
         self.channel = channel
+        #: Ends what each job started. (By default only exec commands' process groups: a
+        #: Worker run inside another program, as in tests, must not end that program's
+        #: other processes. ``main`` gives it the whole process tree.)
+        self.containment = containment or Containment(KILL_GRACE, whole_tree=False)
         self.current: _Attempt | None = None
         #: Jobs handed over and not started yet, in order.
         self.pending: deque[RunJob] = deque()
@@ -148,6 +165,7 @@ class Worker:
                 except (trio.EndOfChannel, trio.BrokenResourceError, ProtocolError, OSError):
                     # The supervisor is gone (or speaks nonsense: the same).
                     self.grace = EXIT_GRACE
+                    self._stopping_all(EXIT_GRACE)
                     break
                 match msg:
                     case RunJob():
@@ -195,6 +213,10 @@ class Worker:
             current = self.current
             if taken or current is None or current.job.lease != request.lease:
                 current = None  # not started, or it ended meanwhile (its report is on the way)
+            elif current.returned:
+                # It ended in time; only what it left running remains: that ends sooner.
+                self.containment.stopping(request.grace)
+                current = None
             else:
                 current.stop = request
         for job in taken:
@@ -203,18 +225,29 @@ class Worker:
             await self.channel.send(JobFinished(lease=job.lease, error=error, permanent=True))
         if current is not None:
             self.grace = request.grace
+            self.containment.stopping(request.grace)
             current.ctx._cancel()
             current.scope.cancel()
 
     async def _exit_on_signals(self, scope: trio.CancelScope) -> None:
-        # The pool stops a worker with SIGTERM. (No PR_SET_PDEATHSIG: trio spawns
-        # processes from a helper thread, and Linux sends that signal when the
-        # *thread* exits. The supervisor's death closes our socket instead.)
+        # The pool stops a worker with SIGTERM at the end of a drain: the job is stopped
+        # as by a cancel, with the cancel grace (the pool SIGKILLs a worker still there
+        # a little after). (No PR_SET_PDEATHSIG: trio spawns processes from a helper
+        # thread, and Linux sends that signal when the *thread* exits. The supervisor's
+        # death closes our socket instead.)
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGHUP) as signals:
             async for _ in signals:
-                self.grace = EXIT_GRACE
+                self.grace = self.containment.grace
+                self._stopping_all(self.grace)
                 scope.cancel()
                 return
+
+    def _stopping_all(self, grace: float) -> None:
+        """The worker stops: its job's processes get ``grace``, its handler is told."""
+        self.containment.exiting(grace)
+        current = self.current
+        if current is not None:
+            current.ctx._cancel()  # a plain handler that looks may stop its work
 
     def _new_attempt(
         self, job: RunJob, token: trio.lowlevel.TrioToken, scope: trio.CancelScope
@@ -239,11 +272,27 @@ class Worker:
         try:
             with attempt.scope:
                 finished = await self._attempt(job, attempt.ctx, attempt.logs)
+            attempt.ran_s = time.monotonic() - attempt.began
+            with self._lock:
+                attempt.returned = True
+            await self._contain(attempt)  # (still current: heartbeats go on meanwhile)
         finally:
             with self._lock:
                 self.current = None
-        attempt.ran_s = time.monotonic() - attempt.began
         self._post(attempt, finished)
+
+    async def _contain(self, attempt: _Attempt) -> None:
+        """End what the attempt left running (from the trio thread); nothing to end is cheap."""
+        if self.containment.clear():
+            return
+        with trio.CancelScope(shield=True):  # bounded: the grace, then SIGKILL
+            ended = await trio.to_thread.run_sync(self.containment.end_job)
+        _note_ended(attempt.logs, ended)
+
+    def _contain_blocking(self, attempt: _Attempt) -> None:
+        """End what the attempt left running (from a plain handler's thread)."""
+        if not self.containment.clear():
+            _note_ended(attempt.logs, self.containment.end_job())
 
     async def _run_blocking(self, first: RunJob, fn: registry.HandlerFn) -> None:
         """Run a plain handler in a thread, and the plain jobs queued behind it in the same one.
@@ -274,6 +323,9 @@ class Worker:
                     report = _call_blocking(attempt, handler)
                     attempt.ran_s = time.monotonic() - attempt.began
                     with self._lock:
+                        attempt.returned = True
+                    self._contain_blocking(attempt)
+                    with self._lock:
                         if self.current is not attempt:
                             return  # given up on as stuck: reported already, the worker exits
                         self.current = following = None
@@ -295,7 +347,7 @@ class Worker:
             await trio.to_thread.run_sync(series, abandon_on_cancel=True)
         if not scope.cancelled_caught:
             return
-        with trio.CancelScope(shield=True), trio.move_on_after(self.grace):
+        with trio.CancelScope(shield=True), trio.move_on_after(self.grace + REPORT_MARGIN):
             await finished.wait()
         if not done.is_set():
             with self._lock:
@@ -303,6 +355,7 @@ class Worker:
             if stuck is not None:
                 stuck.ran_s = time.monotonic() - stuck.began
                 self.exit_after_report = True
+                await self._contain(stuck)  # its grace is over: what it started is killed
                 self._post(stuck, None)
 
     def _next_blocking(self) -> tuple[RunJob, registry.HandlerFn] | None:
@@ -404,6 +457,7 @@ class Worker:
                     await self.channel.send(JobLog(lease=attempt.job.lease, lines=lines))
 
     async def _exec_started(self, pgid: int) -> None:
+        self.containment.add_group(pgid)
         current = self.current
         if current is not None:
             await self.channel.send(JobProcess(lease=current.job.lease, pgid=pgid))
@@ -441,6 +495,13 @@ class Worker:
         except (Exception, SystemExit) as exc:  # noqa: BLE001  # any handler error fails the attempt
             return _handler_failed(job, exc, logs)
         return _succeeded(job, result)
+
+
+def _note_ended(logs: LogBuffer, ended: int) -> None:
+    """Say in the job's log that processes it left running were ended (they may be missed)."""
+    if ended:
+        what = "1 process" if ended == 1 else f"{ended} processes"
+        logs.add(f"[semantica: ended {what} the job left running]")
 
 
 def _failed(job: RunJob, kind: ErrorKind, message: str, permanent: bool = False) -> JobFinished:
@@ -539,6 +600,8 @@ def main() -> None:
         sys.exit(2)
     # Ctrl-C in the supervisor's terminal is the supervisor's business: it drains.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Whatever a job starts stays below this process, even once its parent exits (Linux).
+    proctree.become_subreaper()
     modules = [m.strip() for m in os.environ.get("SEMANTICA_HANDLERS", "").split(",") if m.strip()]
     try:
         registry.load_modules(modules)
@@ -549,14 +612,35 @@ def main() -> None:
         )
         sys.stderr.flush()
         os._exit(3)
-    sock = socket.socket(fileno=int(fd_text))
+    fd = int(fd_text)
+    # The channel is this process's alone. Were it inherited by what a handler starts
+    # (os.system("cmd &"), a subprocess, a daemon), it would stay open after this
+    # worker died. (A fork that does not exec still holds it: the supervisor watches
+    # this process itself, not only the channel.)
+    os.set_inheritable(fd, False)
+    del os.environ[FD_ENV]
+    sock = socket.socket(fileno=fd)
+    # What runs below the worker now (the handler modules started it) is the worker's own.
+    containment = Containment(_cancel_grace())
 
     async def run() -> None:
         stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
-        await Worker(FramedStream(stream, ToWorker, WORKER_MAX_FRAME)).serve()
+        await Worker(FramedStream(stream, ToWorker, WORKER_MAX_FRAME), containment).serve()
 
     trio.run(run)
+    # Nothing this worker or its jobs started outlives it (an abandoned handler thread's
+    # processes included): SIGTERM, SIGKILL at the stop's grace, reaped.
+    containment.end_all()
     sys.stdout.flush()
     sys.stderr.flush()
     # A blocking handler's thread cannot be interrupted; do not wait for it.
     os._exit(0)
+
+
+def _cancel_grace() -> float:
+    """The grace of a stopped job's processes (the supervisor's SEMANTICA_CANCEL_GRACE)."""
+    try:
+        grace = float(os.environ.get("SEMANTICA_CANCEL_GRACE", KILL_GRACE))
+    except ValueError:
+        return KILL_GRACE
+    return grace if 0 <= grace <= 3600 else KILL_GRACE

@@ -60,3 +60,76 @@ def chaos_poison(ctx: Any, payload: dict[str, Any]) -> None:
     """Ledger ``start``, then kill the worker running it (every attempt)."""
     ledger(ctx, payload, "start")
     os._exit(3)
+
+
+# ---------------------------------------------------------------------- processes a job starts
+# (Appended for scenarios_containment; its imports are local.)
+
+#: The ways CHAOS_SPAWN starts processes: a shell's background job, a child in a session
+#: of its own, a double-forked daemon, a fork that never execs (it holds every descriptor
+#: of its worker, its channel to the supervisor included).
+SPAWN_WAYS = ("system", "setsid", "double_fork", "fork_hold")
+
+
+def _spawn_children(payload: dict[str, Any]) -> None:
+    """Start a process each way ``payload["spawn"]`` names; each sleeps 300 s (ignoring
+    SIGTERM if ``ignore_term``). They inherit the worker's environment, which names the
+    scenario (CHAOS_MARK), so the scenario finds every one of them."""
+    import shlex
+    import signal
+    import subprocess
+
+    ignore_term = bool(payload.get("ignore_term"))
+    leaf = ["sh", "-c", ("trap '' TERM; " if ignore_term else "") + "exec sleep 300"]
+    for how in payload.get("spawn", ()):
+        if how == "system":
+            os.system(shlex.join(leaf) + " &")
+        elif how == "setsid":
+            subprocess.Popen(leaf, stdin=subprocess.DEVNULL, start_new_session=True)
+        elif how in ("double_fork", "fork_hold"):
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    if how == "fork_hold":
+                        sig = signal.SIG_IGN if ignore_term else signal.SIG_DFL
+                        signal.signal(signal.SIGTERM, sig)
+                        time.sleep(300)
+                    else:
+                        os.setsid()
+                        if os.fork() == 0:
+                            os.execvp(leaf[0], leaf)
+                finally:
+                    os._exit(0)
+            if how == "double_fork":
+                os.waitpid(pid, 0)
+
+
+@handler("CHAOS_SPAWN")
+def chaos_spawn(ctx: Any, payload: dict[str, Any]) -> dict[str, int]:
+    """Ledger ``start``, start processes (``spawn``), then: os._exit if ``exit``; else
+    work ``seconds`` (stopping early when cancelled, unless ``stubborn``), ledger ``end``."""
+    ledger(ctx, payload, "start")
+    _spawn_children(payload)
+    if payload.get("exit"):
+        os._exit(3)
+    until = time.monotonic() + payload.get("seconds", 0)
+    while time.monotonic() < until and (payload.get("stubborn") or not ctx.cancelled):
+        time.sleep(0.01)
+    ledger(ctx, payload, "end")
+    return {"pid": os.getpid()}
+
+
+@handler("CHAOS_ASYNC_SPAWN")
+async def chaos_async_spawn(ctx: Any, payload: dict[str, Any]) -> dict[str, int]:
+    """CHAOS_SPAWN as an ``async def`` handler (cancelled through trio)."""
+    ledger(ctx, payload, "start")
+    _spawn_children(payload)
+    if payload.get("exit"):
+        os._exit(3)
+    if payload.get("stubborn"):
+        with trio.CancelScope(shield=True):
+            await trio.sleep(payload.get("seconds", 0))
+    else:
+        await trio.sleep(payload.get("seconds", 0))
+    ledger(ctx, payload, "end")
+    return {"pid": os.getpid()}

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import chaos_scenarios as chaos
 import pytest
+import scenarios_containment
 import scenarios_stalls as stalls
 import trio
 from chaos_scenarios import MakeDaemon
@@ -222,5 +223,29 @@ def test_wall_clock_jumps_an_hour(
             chaos_tmp / "clock",
             jump=CLOCK_JUMP_S,
             start_limit=CLOCK_START_LIMIT_S,
+        )
+    )
+
+
+# What jobs start, while workers are killed and jobs cancelled (scenarios_containment.py).
+CONTAIN_JOBS = 300
+CONTAIN_WORKERS = 4
+CONTAIN_KILLS = 20
+CONTAIN_CANCELS = 20
+CONTAIN_EVERY_S = 0.2
+
+
+def test_what_jobs_start_never_outlives_them(
+    make_daemon: MakeDaemon, ledger_path: Path, report: Report
+) -> None:
+    report(
+        scenarios_containment.containment(
+            make_daemon,
+            ledger_path,
+            jobs=CONTAIN_JOBS,
+            workers=CONTAIN_WORKERS,
+            kills=CONTAIN_KILLS,
+            cancels=CONTAIN_CANCELS,
+            every=CONTAIN_EVERY_S,
         )
     )

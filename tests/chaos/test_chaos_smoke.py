@@ -9,6 +9,7 @@ from pathlib import Path
 
 import chaos_scenarios as chaos
 import pytest
+import scenarios_containment
 import scenarios_stalls as stalls
 import trio
 from chaos_scenarios import MakeDaemon
@@ -55,3 +56,13 @@ def test_smoke_stopped_worker(make_daemon: MakeDaemon, ledger_path: Path, report
 def test_smoke_unread_stderr(make_daemon: MakeDaemon, ledger_path: Path, report: Report) -> None:
     """1500 jobs (some 500 KB of log) while the supervisor's stderr is a pipe nobody reads."""
     report(stalls.unread_stderr(make_daemon, ledger_path, jobs=1500))
+
+
+def test_smoke_containment(make_daemon: MakeDaemon, ledger_path: Path, report: Report) -> None:
+    """20 jobs that start processes every way, 2 worker kills and 2 cancels; none of their
+    processes outlives them, and SIGTERM with stubborn jobs ends in its bound."""
+    report(
+        scenarios_containment.containment(
+            make_daemon, ledger_path, jobs=20, workers=2, kills=2, cancels=2, every=0.2
+        )
+    )

@@ -218,3 +218,152 @@ async def async_big(ctx: Any, payload: dict[str, Any]) -> Any:
         _announce(ctx, payload)
         await sock.recv(16)
     return "ok"
+
+
+# ---------------------------------------------------------------------- processes a job starts
+#
+# SPAWN and ASYNC_SPAWN start processes the ways handlers do, then end as the payload
+# says. Payload: "how" (a list of: system, popen, setsid, double_fork, fork,
+# multiprocessing), "pids" (a file each started process appends its own pid to),
+# "ignore_term" (they ignore SIGTERM), "notify", "release" (a file: once they have
+# started, wait until it exists) and "then": return, fail, wait_cancel,
+# ignore_cancel, exit (kills the worker), ignore_sigterm (async only: the worker
+# stops heeding SIGTERM).
+# (Imports are local: this part was appended to the module.)
+
+
+def _leaf(payload: dict[str, Any]) -> list[str]:
+    """A command that records its pid and sleeps (ignoring SIGTERM if asked)."""
+    import shlex
+
+    script = f"echo $$ >> {shlex.quote(payload['pids'])}; exec sleep 300"
+    if payload.get("ignore_term"):
+        script = "trap '' TERM; " + script
+    return ["sh", "-c", script]
+
+
+def _forked_sleeper(pids: str, ignore_term: bool) -> None:
+    """In a forked child: record the pid, then sleep, holding every inherited descriptor."""
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN if ignore_term else signal.SIG_DFL)
+    with open(pids, "a") as f:
+        f.write(f"{os.getpid()}\n")
+    time.sleep(300)
+
+
+def _spawn(payload: dict[str, Any]) -> None:
+    import multiprocessing
+    import shlex
+    import subprocess
+
+    leaf = _leaf(payload)
+    ignore_term = bool(payload.get("ignore_term"))
+    for how in payload["how"]:
+        if how == "system":  # a shell's background job: orphaned when the shell exits
+            os.system(shlex.join(leaf) + " &")
+        elif how == "popen":  # a child never waited for
+            subprocess.Popen(leaf, stdin=subprocess.DEVNULL)
+        elif how == "setsid":  # a child in a session of its own
+            subprocess.Popen(leaf, stdin=subprocess.DEVNULL, start_new_session=True)
+        elif how == "double_fork":  # a daemon: fork, setsid, fork again, the middle one exits
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    os.setsid()
+                    if os.fork() == 0:
+                        os.execvp(leaf[0], leaf)
+                finally:
+                    os._exit(0)
+            os.waitpid(pid, 0)
+        elif how == "fork":  # a fork that never execs: it holds all the worker's descriptors
+            if os.fork() == 0:
+                try:
+                    _forked_sleeper(payload["pids"], ignore_term)
+                finally:
+                    os._exit(0)
+        elif how == "multiprocessing":
+            context = multiprocessing.get_context("fork")
+            context.Process(target=_forked_sleeper, args=(payload["pids"], ignore_term)).start()
+        else:
+            raise ValueError(f"unknown way to spawn: {how}")
+    # Each has recorded its pid before the handler goes on (and may end its worker).
+    pids = Path(payload["pids"])
+    while len(pids.read_text().split() if pids.exists() else []) < len(payload["how"]):
+        time.sleep(0.01)
+
+
+def _wait_for_release(payload: dict[str, Any]) -> None:
+    if payload.get("release"):
+        while not Path(payload["release"]).exists():
+            time.sleep(0.01)
+
+
+@handler("SPAWN")
+def spawn(ctx: Any, payload: dict[str, Any]) -> str:
+    """Start processes (see above), announce, then end as ``then`` says."""
+    _spawn(payload)
+    _announce(ctx, payload)
+    _wait_for_release(payload)
+    then = payload.get("then", "return")
+    if then == "fail":
+        raise ValueError("failed after starting processes")
+    if then == "wait_cancel":
+        while not ctx.cancelled:
+            time.sleep(0.01)
+    elif then == "ignore_cancel":
+        while True:
+            time.sleep(0.01)
+    elif then == "exit":
+        os._exit(3)
+    return str(then)
+
+
+@handler("ASYNC_SPAWN")
+async def async_spawn(ctx: Any, payload: dict[str, Any]) -> str:
+    """SPAWN as an ``async def`` handler."""
+    import signal
+
+    then = payload.get("then", "return")
+    if then == "ignore_sigterm":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # (async handlers run in the main thread)
+    _spawn(payload)
+    _announce(ctx, payload)
+    await trio.to_thread.run_sync(_wait_for_release, payload)
+    if then == "fail":
+        raise ValueError("failed after starting processes")
+    if then == "wait_cancel":
+        await trio.sleep_forever()
+    elif then == "ignore_cancel":
+        with trio.CancelScope(shield=True):
+            await trio.sleep(300)
+    elif then == "ignore_sigterm":
+        await trio.sleep_forever()
+    elif then == "exit":
+        os._exit(3)
+    return str(then)
+
+
+@handler("CHANNEL_HOLDERS")
+def channel_holders(ctx: Any, payload: dict[str, Any]) -> list[str]:
+    """Start a command in the background with os.system; return the sockets of this
+    worker (its channel to the supervisor, above all) that the command holds."""
+    import shlex
+
+    def sockets(pid: int | str) -> set[str]:
+        found = set()
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if link.startswith("socket:"):
+                found.add(link)
+        return found
+
+    mine = sockets("self")
+    os.system(shlex.join(_leaf(payload)) + " &")
+    pids = Path(payload["pids"])
+    while not pids.exists() or not pids.read_text().strip():
+        time.sleep(0.01)
+    return sorted(mine & sockets(pids.read_text().split()[0]))

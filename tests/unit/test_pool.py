@@ -100,6 +100,9 @@ class FakeProcess:
         self.sock: trio.SocketStream | None = None
         self._exited = trio.Event()
         self.signals: list[int] = []
+        #: Another process holds the worker's end of the channel too (a fork of it):
+        #: the worker's death does not close the channel.
+        self.held: socket.socket | None = None
 
     async def wait(self) -> int:
         await self._exited.wait()
@@ -117,7 +120,7 @@ class FakeProcess:
         if self.returncode is None:
             self.returncode = status
             self.scope.cancel()
-            if self.sock is not None and self.sock.socket.fileno() != -1:
+            if self.held is None and self.sock is not None and self.sock.socket.fileno() != -1:
                 self.sock.socket.shutdown(socket.SHUT_RDWR)  # the pool sees EOF
             self._exited.set()
 
@@ -133,16 +136,23 @@ class InProcessPool(WorkerPool):
     """A pool whose workers are tasks in ``nursery`` instead of processes."""
 
     def __init__(
-        self, nursery: trio.Nursery, worker_class: type[Worker] = Worker, **kwargs: Any
+        self,
+        nursery: trio.Nursery,
+        worker_class: type[Worker] = Worker,
+        hold_channels: bool = False,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.nursery = nursery
         self.worker_class = worker_class
+        self.hold_channels = hold_channels
         self.processes: list[FakeProcess] = []
 
     async def _start_process(self) -> tuple[Any, trio.SocketStream]:
         ours, theirs = socket.socketpair()
         process = FakeProcess()
+        if self.hold_channels:
+            process.held = theirs.dup()
         self.processes.append(process)
         stream = trio.SocketStream(trio.socket.from_stdlib_socket(theirs))
         process.sock = stream
@@ -175,6 +185,7 @@ class Rig:
         worker_class: type[Worker] = Worker,
         tracer: Tracer | None = None,
         size: int = 1,
+        hold_channels: bool = False,
     ) -> None:
         self.store = SQLiteStore(tmp_path / "semantica.db", TrioWallClock())
         self.events = JobEvents()
@@ -189,6 +200,7 @@ class Rig:
         self.pool = InProcessPool(
             nursery,
             worker_class,
+            hold_channels,
             size=size,
             handlers=(),
             scheduler=self.scheduler,
@@ -239,9 +251,10 @@ async def rig(
     worker_class: type[Worker] = Worker,
     tracer: Tracer | None = None,
     size: int = 1,
+    hold_channels: bool = False,
 ) -> AsyncIterator[Rig]:
     async with trio.open_nursery() as workers, trio.open_nursery() as services:
-        r = Rig(tmp_path, workers, worker_class, tracer, size)
+        r = Rig(tmp_path, workers, worker_class, tracer, size, hold_channels)
         await services.start(r.scheduler.run_timer)
         await services.start(r.pool.run)
         try:
@@ -257,6 +270,9 @@ async def rig(
             services.cancel_scope.cancel()
             workers.cancel_scope.cancel()
             r.store.close()
+            for process in r.pool.processes:
+                if process.held is not None:
+                    process.held.close()
         assert not stopping.cancelled_caught, "the pool did not stop"
 
 
@@ -389,6 +405,46 @@ async def test_a_job_prefetched_by_a_worker_that_exits_goes_back_unstarted(
             started = [line for line in lines if line.get("job_id") == quick]
             assert [line["event"] for line in started] == ["job started", "job done"]
             assert started[0]["worker_pid"] != first.pid
+    finally:
+        _release_deaf.set()
+
+
+async def test_a_dead_worker_is_noticed_though_another_process_holds_its_channel(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A worker dies while a process it started (a fork) still holds its end of the
+    channel, so no EOF comes: the pool notices the death from the process itself. The job
+    is settled at once (worker_lost), the slot gets a new worker, and the pool stops."""
+    async with rig(tmp_path, hold_channels=True) as r:
+        job_id = r.enqueue(type="UP_SLEEP", payload={"seconds": 100}, max_attempts=1)
+        await r.running(job_id)
+        killed = trio.current_time()
+        r.pool.processes[0].send_signal(signal.SIGKILL)  # the OOM killer, say
+        ended = await r.finished(job_id)
+        assert ended - killed < 1.0
+        job = r.store.get(job_id)
+        assert job.state == JobState.FAILED
+        assert job.error is not None and job.error.kind == "worker_lost"
+        follow_up = r.enqueue(type="UP_SLEEP", payload={"seconds": 1})
+        await r.finished(follow_up)
+        assert r.store.get(follow_up).state == JobState.DONE
+        assert len(r.pool.processes) == 2  # the slot's replacement ran it
+
+
+async def test_a_worker_that_exits_by_itself_is_reaped_though_its_channel_is_held(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A worker sends its last report and exits (its plain handler ignored a cancel) while
+    another process holds its channel: the job ends as asked and the slot goes on."""
+    _release_deaf.clear()
+    try:
+        async with rig(tmp_path, hold_channels=True) as r:
+            deaf = r.enqueue(type="UP_DEAF", max_attempts=1)
+            await r.running(deaf)
+            assert await r.pool.stop_job(deaf, "cancelled", "cancelled while running")
+            job = r.store.get(deaf)
+            assert job.state == JobState.CANCELLED, job.error
+            assert not r.pool.processes[0].signals  # it exited by itself
     finally:
         _release_deaf.set()
 

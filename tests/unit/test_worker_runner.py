@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import psutil
 import pytest
 import trio
 import trio.lowlevel
@@ -109,13 +111,13 @@ def _framed(sock: socket.socket, union: Any) -> FramedStream:
 
 
 @asynccontextmanager
-async def running_worker() -> AsyncIterator[FramedStream]:
+async def running_worker(worker_class: type[Worker] = Worker) -> AsyncIterator[FramedStream]:
     """A Worker serving one end of a socket pair; yields the supervisor's end."""
     sup_sock, worker_sock = socket.socketpair()
     supervisor, worker_end = _framed(sup_sock, FromWorker), _framed(worker_sock, ToWorker)
     try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(Worker(worker_end).serve)
+            nursery.start_soon(worker_class(worker_end).serve)
             with trio.fail_after(TIMEOUT):
                 yield supervisor
             nursery.cancel_scope.cancel()
@@ -277,6 +279,51 @@ async def test_exec_success() -> None:
     assert finished.error is None
     assert finished.result is not None
     assert msgspec.json.decode(finished.result) == {"exit_status": 0}
+
+
+async def test_exec_ends_when_its_command_exits_not_when_its_background_child_does() -> None:
+    """``sh -c 'sleep 60 & exit 0'``: the job ends when sh exits, with all it wrote, though
+    the background sleep still holds the output pipe; the sleep is ended with the job."""
+    script = "echo before; sleep 60 & echo $!; echo after; exit 0"
+    async with running_worker() as supervisor:
+        await _hello(supervisor)
+        lines, finished, _ = await run_job(supervisor, "exec", {"argv": ["sh", "-c", script]})
+    assert finished.error is None
+    assert finished.result is not None
+    assert msgspec.json.decode(finished.result) == {"exit_status": 0}
+    assert lines[0] == "before" and lines[2] == "after", lines
+    with contextlib.suppress(psutil.NoSuchProcess):
+        psutil.Process(int(lines[1])).wait(timeout=TIMEOUT)  # TimeoutExpired: it runs on
+
+
+class ContainingWorker(Worker):
+    """A worker that says when it starts ending what a job left running."""
+
+    containing: trio.Event
+
+    async def _contain(self, attempt: Any) -> None:
+        ContainingWorker.containing.set()
+        await super()._contain(attempt)
+
+
+async def test_a_stop_while_a_jobs_leftovers_are_ended_only_hurries_them() -> None:
+    """A command exits 0 leaving a child that ignores SIGTERM: the job's end waits for
+    the grace (5 s) to kill it. A timeout that comes meanwhile cuts the wait to its own
+    grace, and the job still ends as its command did: a success."""
+    script = "trap '' TERM; sleep 60 & echo started; exit 0"
+    ContainingWorker.containing = trio.Event()
+    async with running_worker(ContainingWorker) as supervisor:
+        await _hello(supervisor)
+        await supervisor.send(_run(7, "exec", {"argv": ["sh", "-c", script]}))
+        await ContainingWorker.containing.wait()
+        began = time.monotonic()
+        await supervisor.send(CancelJob(lease=7, kind="timeout", message="late", grace=0.2))
+        while not isinstance(msg := await supervisor.receive(), JobFinished):
+            pass
+        took = time.monotonic() - began
+    assert msg.error is None, msg.error
+    assert msgspec.json.decode(msg.result) == {"exit_status": 0}
+    assert took < 4, f"the end came {took:.1f} s after the stop"
 
 
 async def test_exec_env_and_cwd(tmp_path: Path) -> None:

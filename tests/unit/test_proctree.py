@@ -1,0 +1,70 @@
+"""The process-tree helpers: finding what runs below a process, and ending it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from semantica import proctree
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the subreaper is Linux's")
+
+
+def _gone(pid: int) -> bool:
+    """Gone and reaped (not even a zombie)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_end_terms_then_kills_at_the_deadline_and_reaps() -> None:
+    """SIGTERM first: a process that heeds it ends at once; one that ignores it is
+    SIGKILLed at the deadline. Both are reaped."""
+    heeds = subprocess.Popen(["sleep", "300"])
+    ignores = subprocess.Popen(["sh", "-c", "trap '' TERM; exec sleep 300"])
+    ours = {heeds.pid, ignores.pid}
+    try:
+        time.sleep(0.1)  # (sh must have set its trap; a race only makes this pass)
+        began = time.monotonic()
+        deadline = began + 0.5
+        ended = proctree.end(
+            lambda: [p for p in proctree.below() if p.pid in ours], lambda: deadline
+        )
+        took = time.monotonic() - began
+        assert ended == 2
+        assert 0.5 <= took < 5
+        assert _gone(heeds.pid) and _gone(ignores.pid)
+    finally:
+        for proc in (heeds, ignores):
+            if not _gone(proc.pid):
+                proc.kill()
+            proc.wait()  # (reaped already: Popen takes that as an exit)
+
+
+def test_a_subreaper_finds_and_ends_what_escaped_its_child() -> None:
+    """Below a subreaper, a shell's background job stays in reach after the shell exits
+    (it is re-parented to the subreaper, not to init), and ``end`` ends it."""
+    script = textwrap.dedent(
+        """
+        import os, time
+        from semantica import proctree
+        assert proctree.become_subreaper()
+        os.system("sleep 300 &")  # the shell exits at once; sleep is an orphan
+        time.sleep(0.2)
+        found = [p for p in proctree.below() if not p.zombie]
+        print(len(found), found[0].ppid == os.getpid() if found else None, flush=True)
+        print(proctree.end(proctree.below, lambda: time.monotonic() + 5), flush=True)
+        print(len(proctree.below()), proctree.has_children(), flush=True)
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    ).stdout.split()
+    assert out == ["1", "True", "1", "0", "False"], out
