@@ -6,8 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import trio
-import trio.testing
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -27,7 +25,7 @@ from semantica.supervisor.joblogs import JobLogs
 from semantica.supervisor.lifecycle import JobLifecycle
 from semantica.supervisor.scheduler import Scheduler
 from semantica.supervisor.store import Lease, SQLiteStore
-from semantica.worker.exec_job import _pump_lines
+from semantica.worker.exec_job import _Lines
 
 MB24 = 24_000_000
 
@@ -184,14 +182,11 @@ def test_a_message_that_fits_in_characters_but_not_in_bytes_is_cut_on_read(
 
 async def _exec_lines(chunks: list[bytes]) -> list[str]:
     """What the exec job logs for output arriving in these chunks."""
-    send, receive = trio.testing.memory_stream_one_way_pair()
     lines: list[str] = []
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(_pump_lines, receive, lines.append)
-        for chunk in chunks:
-            await send.send_all(chunk)
-            await trio.testing.wait_all_tasks_blocked()
-        await send.aclose()
+    output = _Lines(lines.append)
+    for chunk in chunks:
+        output.feed(chunk)
+    output.end()
     return lines
 
 
