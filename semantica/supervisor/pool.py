@@ -76,6 +76,7 @@ from semantica.protocol import (
     WorkerInfo,
     WorkerTop,
 )
+from semantica.supervisor import worker_output
 from semantica.supervisor.lifecycle import JobLifecycle
 from semantica.supervisor.scheduler import Gate, Scheduler
 from semantica.supervisor.store import Lease
@@ -103,6 +104,9 @@ REAP_STORE_TRIES = 20
 #: Once a worker has exited, how long the reader gets to take what it sent before (a
 #: process still holding its channel might write on for ever).
 EXIT_READ_S = 1.0
+#: After a worker is reaped, how long what still holds its output (on macOS, an
+#: orphan of its job) may keep the relay of that output open.
+OUTPUT_LINGER_S = 1.0
 #: Prefetch: hand a worker as many jobs as fit in this much of its average run time...
 PREFETCH_BUDGET_S = 0.005
 #: ... but never more than this many at once.
@@ -180,6 +184,9 @@ class WorkerHandle:
     watch_until: float = math.inf  # when its watchdog wakes next
     watch_poke: trio.Event = field(default_factory=trio.Event)  # wakes the watchdog earlier
     nursery: trio.Nursery | None = None  # where its watchdog runs
+    #: The relay of its stdout and stderr into the log (worker_output.py), and its end.
+    output: trio.CancelScope = field(default_factory=trio.CancelScope)
+    output_done: trio.Event = field(default_factory=trio.Event)
 
     @property
     def lease(self) -> Lease | None:
@@ -477,6 +484,10 @@ class WorkerPool:
                     pass_fds=(theirs.fileno(),),
                     env=env,
                     stdin=subprocess.DEVNULL,
+                    # Its output comes to us (worker_output.py), never to our stderr,
+                    # where a reader that stopped would block the worker.
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
                     start_new_session=True,
                     umask=self.child_umask,
                 )
@@ -492,6 +503,7 @@ class WorkerPool:
         process, stream = await self._start_process()
         channel = FramedStream(stream, FromWorker, WORKER_MAX_FRAME)
         worker = WorkerHandle(process=process, channel=channel, sock=stream.socket)
+        self._relay_output(worker)
         hello = None
         try:
             with trio.move_on_after(HELLO_TIMEOUT):
@@ -880,6 +892,11 @@ class WorkerPool:
             _kill_group(pgid)
         worker.job_pgids.clear()
         await self._end_orphans(worker)  # before its job is settled, and may run again
+        # Its last words (a traceback, say) are logged before its end is. What still
+        # holds its output once it and its orphans are gone gets a moment, no more.
+        with trio.move_on_after(OUTPUT_LINGER_S):
+            await worker.output_done.wait()
+        worker.output.cancel()
         await worker.channel.aclose()
         # A retiring worker started nothing after its last report.
         running = None if worker.retiring else worker.lease
@@ -929,6 +946,24 @@ class WorkerPool:
     def _give_back_unstarted(self, leases: list[Lease]) -> None:
         self.jobs.given_back(leases)
         self.scheduler.wake()  # they may start now (whenever this write gets through)
+
+    def _relay_output(self, worker: WorkerHandle) -> None:
+        """Log what the worker writes to stdout and stderr, until :meth:`_reap` ends it."""
+        stdout = getattr(worker.process, "stdout", None)  # (a fake in tests has none)
+        if stdout is None or self._background is None:
+            worker.output_done.set()
+            return
+
+        async def relay() -> None:
+            try:
+                with worker.output:
+                    await worker_output.relay(stdout, worker.pid)
+            finally:
+                with trio.CancelScope(shield=True):
+                    await stdout.aclose()
+                worker.output_done.set()
+
+        self._background.start_soon(relay)
 
     async def _end_orphans(self, worker: WorkerHandle) -> None:
         """SIGKILL and reap every process below the supervisor that is not a worker.

@@ -367,3 +367,17 @@ def channel_holders(ctx: Any, payload: dict[str, Any]) -> list[str]:
     while not pids.exists() or not pids.read_text().strip():
         time.sleep(0.01)
     return sorted(mine & sockets(pids.read_text().split()[0]))
+
+
+@handler("PRINT")
+def print_lots(ctx: Any, payload: dict[str, Any]) -> str:
+    """Write ``n`` bytes to stdout and to stderr, as a chatty handler's print() does, and
+    end with a line saying so."""
+    import sys
+
+    chunk = "o" * 1023 + "\n"
+    for _ in range(payload["n"] // 1024):
+        sys.stdout.write(chunk)
+        sys.stderr.write(chunk.replace("o", "e"))
+    print(f"printed {payload['n']} bytes", flush=True)
+    return "printed"

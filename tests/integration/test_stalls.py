@@ -109,6 +109,30 @@ def test_an_unread_stderr_pipe_does_not_stall_the_supervisor(short_tmp: Path) ->
     assert not alive, f"processes left behind: {alive}"
 
 
+def test_a_handler_printing_to_an_unread_stderr_does_not_hang(short_tmp: Path) -> None:
+    """A handler's print() does not block on the supervisor's stderr, a pipe nobody reads:
+    the job ends DONE, and what it printed is in daemon.log as worker output."""
+    read_end, write_end = os.pipe()
+    d = Daemon(home=short_tmp / "home", stderr=write_end)
+    try:
+        d.start()
+        os.close(write_end)  # nobody reads read_end: it fills after 64 KiB
+        write_end = -1
+        with d.client() as client:
+            job = client.enqueue("PRINT", {"n": 512 * 1024})
+            done = client.wait(job.id, timeout=60)
+        assert done.state == "DONE", done.error
+        daemon_log = (d.home / "daemon.log").read_text()
+        assert f'"line":"printed {512 * 1024} bytes"' in daemon_log
+        assert daemon_log.count('"event":"worker output"') >= 2 * 512
+    finally:
+        if write_end >= 0:
+            os.close(write_end)
+        os.close(read_end)
+        alive = d.stop_for_good()
+    assert not alive, f"processes left behind: {alive}"
+
+
 class RawClient:
     """A control connection that sends frames as given and times its replies (no Client:
     a maximal frame needs specs without their default fields, and the reader must not
