@@ -272,13 +272,15 @@ class JobList(_Msg, tag="jobs"):
     byte budget, and jobs asked for are left: ask again for the rest
     (``ListJobs.before`` = the last id here; ``Wait`` with the ids not
     answered yet and timeout 0). ``total``, in the first reply to a
-    ``ListJobs``: how many jobs match its filters in all.
+    ``ListJobs``: how many jobs match its filters in all; with ``total_capped``,
+    at least that many (the supervisor stops counting at 10,000).
     """
 
     jobs: list[Job]
     rid: int = 0
     more: bool = False
     total: int | None = None
+    total_capped: bool = False
 
 
 class LogLines(_Msg, tag="log_lines"):

@@ -215,6 +215,7 @@ class AsyncClient:
         reply = await self._call(request, JobList)
         jobs = JobPage(reply.jobs)
         jobs.total = len(jobs) if reply.total is None else reply.total
+        jobs.total_capped = reply.total_capped
         while reply.more and reply.jobs and len(jobs) < limit:
             request.before, request.limit = jobs[-1].id, limit - len(jobs)
             reply = await self._call(request, JobList)

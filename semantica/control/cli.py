@@ -243,7 +243,7 @@ def list_(
 
         render.job_table(jobs)
         if jobs.total > len(jobs):
-            print(f"{len(jobs):,} of {jobs.total:,} shown")
+            print(f"{len(jobs):,} of {jobs.total:,}{'+' if jobs.total_capped else ''} shown")
 
 
 @app.command(context_settings=NUMBERS)

@@ -100,9 +100,11 @@ SpecList = list[JobSpec]
 
 class JobPage(JobsList):
     """The jobs :meth:`Client.list` returns (a list), and ``total``: how many jobs match
-    the filters in all, of which the list holds the newest ``limit``."""
+    the filters in all, of which the list holds the newest ``limit``; with
+    ``total_capped``, at least that many (the supervisor counts up to 10,000)."""
 
     total: int = 0
+    total_capped: bool = False
 
 
 #: Ids asked for again, at least, after a wait reply that did not hold them all.
@@ -409,6 +411,7 @@ class Client:
         reply: JobList = self._expect(self._call(request), JobList)
         jobs = JobPage(reply.jobs)
         jobs.total = len(jobs) if reply.total is None else reply.total
+        jobs.total_capped = reply.total_capped
         while reply.more and reply.jobs and len(jobs) < limit:
             request.before, request.limit = jobs[-1].id, limit - len(jobs)
             reply = self._expect(self._call(request), JobList)

@@ -58,6 +58,10 @@ class _Ticket:
         await self._batch.done.wait()
         return self._batch.error
 
+    def same_batch(self, other: _Ticket) -> bool:
+        """Whether both claim the same batch."""
+        return self._batch is other._batch
+
     @property
     def settled(self) -> bool:
         """Whether the batch's commit has happened (or failed)."""
@@ -67,6 +71,37 @@ class _Ticket:
     def error(self) -> StoreError | None:
         """The commit's error, once :attr:`settled`; None if it succeeded."""
         return self._batch.error
+
+
+class Claims:
+    """The batches a request's writes (or reads) went into, across several steps.
+
+    :meth:`Committer.durable` looks only at the batch open when it is called. A
+    request that writes in slices, with other tasks run in between, may see an
+    earlier slice's batch committed (or fail) in between: :meth:`mark` after each
+    step takes a ticket on what is written so far, and :meth:`failed` tells,
+    once all those batches are settled, whether any of them failed.
+    """
+
+    def __init__(self, committer: Committer) -> None:
+        self._committer = committer
+        self._tickets: list[_Ticket] = []
+
+    def mark(self) -> None:
+        """Claim the open batch (the writes so far). Call with no checkpoint since the write."""
+        ticket = self._committer.ticket()
+        if ticket is not None and (
+            not self._tickets or ticket._batch is not self._tickets[-1]._batch
+        ):
+            self._tickets.append(ticket)
+
+    async def failed(self) -> StoreError | None:
+        """Wait until every claimed batch is settled; the first one's error, if any failed."""
+        for ticket in self._tickets:
+            error = await ticket.wait()
+            if error is not None:
+                return error
+        return None
 
 
 class Committer:

@@ -67,6 +67,7 @@ from semantica.protocol import (
     Wait,
     decode_spec,
 )
+from semantica.supervisor.committer import Claims
 from semantica.supervisor.events import FINISHED
 from semantica.supervisor.slices import Pace
 from semantica.supervisor.store import BUSY_TIMEOUT_S, Prepared
@@ -79,6 +80,8 @@ log = structlog.get_logger("semantica.requests")
 
 MAX_LIST = 10_000
 MAX_WAIT_IDS = 10_000
+#: `list` counts the jobs that match up to this many; past it, ``total_capped``.
+COUNT_CAP = 10_000
 #: Room in a frame for what a reply holds besides its jobs (the tag, rid, more, total).
 REPLY_ENVELOPE = 256
 
@@ -214,18 +217,23 @@ async def handle_enqueue(sup: Supervisor, request: EnqueueLazy) -> Enqueued:
         prepared += sup.jobs.check(specs)
         await pace.rest()
     jobs: list[Job] = []
+    running_older: list[tuple[int, int]] = []
+    claims = Claims(sup.committer)
     pace = Pace(len(prepared), first=ATOMIC_JOBS)
     for start, stop in pace:
         piece = prepared[start:stop]
-        several = stop < len(prepared) or start > 0
         try:
             result = await store_write(sup, functools.partial(sup.jobs.add, piece))
+            claims.mark()  # (no checkpoint since the write: its batch is the open one)
             jobs += sup.explain(result.jobs)
+            running_older += result.running_older
             await pace.rest()
-            if several:
+            if stop < len(prepared):
                 # Nothing of a later slice is written before this one is durable, so
                 # what the error below reports as added really is.
-                await sup.committer.durable()
+                error = await claims.failed()
+                if error is not None:
+                    raise error
         except SemanticaError as exc:
             if start == 0:
                 raise
@@ -233,14 +241,24 @@ async def handle_enqueue(sup: Supervisor, request: EnqueueLazy) -> Enqueued:
                 f"{exc.message} (the first {start} of the {len(prepared)} jobs of this "
                 "request were added before it; the rest were not)"
             ) from None
-        for old_id, new_id in result.running_older:
-            # --supersede-running: stopping takes up to the grace period; do not hold the reply.
-            sup.spawn(
-                sup.pool.stop_job,
-                old_id,
-                ErrorKind.CANCELLED.value,
-                f"superseded by job {new_id} (--supersede-running)",
-            )
+    error = await claims.failed()  # the last slice's commit (every one, for one slice)
+    if error is not None:
+        if len(prepared) <= ATOMIC_JOBS:
+            raise error
+        done = len(prepared) - len(piece)
+        raise type(error)(
+            f"{error.message} (the first {done} of the {len(prepared)} jobs of this "
+            "request were added before it; the rest were not)"
+        ) from None
+    for old_id, new_id in running_older:
+        # --supersede-running, once the new jobs are durable: stopping takes up to the
+        # grace period; do not hold the reply.
+        sup.spawn(
+            sup.pool.stop_job,
+            old_id,
+            ErrorKind.CANCELLED.value,
+            f"superseded by job {new_id} (--supersede-running)",
+        )
     return Enqueued(rid=request.rid, jobs=jobs)
 
 
@@ -256,6 +274,7 @@ async def handle_cancel(sup: Supervisor, request: Cancel) -> Cancelled:
     states = sup.store.states(request.ids)  # NoSuchJob for an unknown id
     ids = list(dict.fromkeys(request.ids))
     messages: dict[int, str] = {}
+    claims = Claims(sup.committer)
     async with trio.open_nursery() as nursery:
         pace = Pace(len(ids))
         for start, stop in pace:
@@ -263,6 +282,7 @@ async def handle_cancel(sup: Supervisor, request: Cancel) -> Cancelled:
                 state = states[job_id]
                 if state == JobState.QUEUED:
                     if await store_write(sup, functools.partial(sup.jobs.cancel_queued, job_id)):
+                        claims.mark()
                         messages[job_id] = "cancelled"
                         continue
                     state = sup.store.state(job_id)  # it left the queue while the store was busy
@@ -277,6 +297,9 @@ async def handle_cancel(sup: Supervisor, request: Cancel) -> Cancelled:
                 else:
                     messages[job_id] = f"already finished ({state})"
             await pace.rest()
+    error = await claims.failed()  # a cancel whose commit failed did not happen
+    if error is not None:
+        raise error
     states = sup.store.states(request.ids)
     results = [
         CancelOutcome(id=job_id, state=states[job_id], message=messages[job_id])
@@ -400,33 +423,47 @@ async def handle_list(sup: Supervisor, request: ListJobs) -> JobList:
         "type": request.type,
         "subject": request.subject,
     }
-    jobs: list[Job] = []
-    more = False
     if request.paged:  # one page, as many as fit in one reply: bounded work
         page = sup.store.list_page(
             **filters, limit=request.limit, before=request.before, budget=reply_budget(sup)
         )
         jobs, more = sup.explain(page.jobs), page.more
-    else:
-        # An older client: all at once, up to MAX_LIST jobs, read a page at a time
-        # (slices.py) so that other requests are served in between.
-        pace = Pace(request.limit)
+    else:  # an older client: all at once
+        jobs, more = await _list_all(sup, filters, request.limit, request.before), False
+    total, capped = None, False
+    if request.before is None:  # the first page: say how many match
+        total = len(jobs)
+        if more or len(jobs) == request.limit:
+            # Counted up to a cap: a count of every match would walk them all.
+            total = sup.store.count(**filters, cap=COUNT_CAP + 1)
+            total, capped = min(total, COUNT_CAP), total > COUNT_CAP
+    return JobList(rid=request.rid, jobs=jobs, more=more, total=total, total_capped=capped)
+
+
+async def _list_all(
+    sup: Supervisor, filters: dict[str, str | None], limit: int, before: int | None
+) -> list[Job]:
+    """Up to ``limit`` jobs (MAX_LIST at most), read a page at a time (slices.py) so that
+    other requests are served in between; read again if a page showed writes that were
+    then undone (a full disk)."""
+    while True:
+        jobs: list[Job] = []
+        seen = Claims(sup.committer)
+        pace = Pace(limit)
         for start, stop in pace:
+            seen.mark()
             rows = sup.store.list_page(
                 **filters,
                 limit=stop - start,
-                before=jobs[-1].id if jobs else request.before,
+                before=jobs[-1].id if jobs else before,
                 budget=None,
             ).jobs
             jobs += sup.explain(rows)
             if len(rows) < stop - start:
                 break  # no more
             await pace.rest()
-    total = None
-    if request.before is None:  # the first page: say how many match
-        cut_short = more or len(jobs) == request.limit
-        total = sup.store.count(**filters) if cut_short else len(jobs)
-    return JobList(rid=request.rid, jobs=jobs, more=more, total=total)
+        if await seen.failed() is None:
+            return jobs
 
 
 async def handle_wait(sup: Supervisor, request: Wait) -> JobList:
@@ -458,12 +495,17 @@ async def handle_wait(sup: Supervisor, request: Wait) -> JobList:
 async def read_jobs(sup: Supervisor, ids: list[int]) -> list[Job]:
     """The jobs ``ids`` (in that order), explained; read in slices (slices.py), since a
     request may name MAX_WAIT_IDS of them. NoSuchJob for an unknown id."""
-    jobs: list[Job] = []
-    pace = Pace(len(ids))
-    for start, stop in pace:
-        jobs += sup.explain(sup.store.get_many(ids[start:stop]))
-        await pace.rest()
-    return jobs
+    while True:
+        jobs: list[Job] = []
+        seen = Claims(sup.committer)  # the writes each slice may show
+        pace = Pace(len(ids))
+        for start, stop in pace:
+            seen.mark()
+            jobs += sup.explain(sup.store.get_many(ids[start:stop]))
+            await pace.rest()
+        if await seen.failed() is None:
+            return jobs
+        # A slice showed writes that were then undone (a full disk): read again.
 
 
 def handle_logs(sup: Supervisor, request: GetLogs) -> LogLines:

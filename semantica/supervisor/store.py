@@ -1426,10 +1426,15 @@ class SQLiteStore:
         queue: str | None = None,
         type: str | None = None,
         subject: str | None = None,
+        cap: int | None = None,
     ) -> int:
-        """How many jobs match every filter given."""
+        """How many jobs match every filter given; at most ``cap`` (counting stops there)."""
         clause, args = _filters(state=state, queue=queue, type=type, subject=subject)
-        (n,) = self._conn.execute(f"SELECT count(*) FROM jobs {clause}", args).fetchone()
+        if cap is None:
+            (n,) = self._conn.execute(f"SELECT count(*) FROM jobs {clause}", args).fetchone()
+        else:
+            sql = f"SELECT count(*) FROM (SELECT 1 FROM jobs {clause} LIMIT ?)"
+            (n,) = self._conn.execute(sql, (*args, cap)).fetchone()
         return int(n)
 
     @_reads
