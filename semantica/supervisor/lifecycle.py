@@ -147,6 +147,8 @@ class JobLifecycle:
         later = [at for at in starts if at > now]
         if later:
             self.scheduler.reschedule(min(later))  # a new deadline
+        if result.superseded:
+            self.scheduler.deadline_gone()  # a superseded job may have been the next due
         if any(job.require_charging or job.require_idle for job in new):
             self._on_conditional()
         return result
@@ -157,6 +159,7 @@ class JobLifecycle:
             return False
         log.info("job cancelled", job_id=job_id, state=JobState.CANCELLED.value)
         self._finished_unrun(job_id, JobState.CANCELLED, None)
+        self.scheduler.deadline_gone()  # it may have been the next one due
         if self.events.watched:
             job = self.store.get(job_id)
             self._announce("cancelled", job_id, job.type, job.state, job.queue, error=job.error)

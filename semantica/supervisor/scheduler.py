@@ -94,6 +94,14 @@ class Scheduler:
         self._deadlines.set()
         self._deadlines = trio.Event()
 
+    def deadline_gone(self) -> None:
+        """A queued job left the queue unrun (cancelled, superseded): if the timer waits
+        for a start time, it looks again, so that it does not keep checking the wall
+        clock for a job that is gone. (A timer with nothing pending is left asleep.)"""
+        if self._timer_due != math.inf:
+            self._deadlines.set()
+            self._deadlines = trio.Event()
+
     def stop_leasing(self) -> None:
         """From now on no job starts (a drain)."""
         self.draining = True

@@ -10,6 +10,9 @@ import trio
 import trio.testing
 
 from semantica.models import JobSpec, JobState
+from semantica.supervisor.events import JobEvents
+from semantica.supervisor.joblogs import JobLogs
+from semantica.supervisor.lifecycle import JobLifecycle
 from semantica.supervisor.scheduler import Scheduler
 from semantica.supervisor.store import Lease, SQLiteStore
 
@@ -375,3 +378,49 @@ async def test_a_pending_deadline_costs_no_store_query_while_it_waits(
         with trio.fail_after(60):
             await waiter.done.wait()
         nursery.cancel_scope.cancel()
+
+
+class CountingWallClock(TrioWallClock):
+    """Counts how often the wall clock is read: each read is a wake of the timer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def time(self) -> float:
+        self.reads += 1
+        return super().time()
+
+
+@pytest.mark.parametrize("how", ["cancel", "supersede"])
+async def test_a_deadline_that_left_the_queue_stops_waking_the_timer(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, how: str
+) -> None:
+    """The only delayed job is cancelled (or superseded by one due now): the timer forgets
+    its deadline and sleeps until something changes, instead of checking the wall clock
+    twice a second until the old deadline, a week away."""
+    clock = CountingWallClock()
+    store = SQLiteStore(tmp_path / "semantica.db", clock)
+    scheduler = Scheduler(store)
+    jobs = JobLifecycle(store, JobLogs(tmp_path / "logs", 1 << 20), JobEvents(), scheduler)
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(scheduler.run_timer)
+            week = 7 * 86400.0
+            [job] = jobs.add(jobs.check([JobSpec(type="T", subject="s", delay=week)])).jobs
+            await trio.sleep(10)
+            if how == "cancel":
+                assert jobs.cancel_queued(job.id)
+            else:
+                jobs.add(
+                    jobs.check([JobSpec(type="T", subject="s", generation=job.generation + 1)])
+                )
+                assert store.get(job.id).state == JobState.SUPERSEDED
+            await trio.sleep(1)
+            reads = clock.reads
+            await trio.sleep(3600)
+            assert clock.reads - reads <= 2, f"{clock.reads - reads} wakes in an hour"
+            nursery.cancel_scope.cancel()
+    finally:
+        jobs.logs.close_all()
+        store.close()
