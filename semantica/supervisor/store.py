@@ -279,25 +279,36 @@ def _ts(value: float | None) -> datetime | None:
 
 # The messages are read in part: a row stored before the caps (a 24 MB error,
 # say) is cut on the way out (see _job), and only its beginning is copied.
-_JOB_COLUMNS = (
-    "id, type, queue, subject, generation, priority, state, attempts, max_attempts, "
-    "created_at, started_at, finished_at, run_after, result, error_kind, "
-    f"substr(error_message,1,{ERROR_MESSAGE_MAX + 1}), "
-    "payload, timeout_s, worker_pid, backoff_s, require_charging, require_idle, superseded_by, "
-    f"progress, substr(progress_message,1,{PROGRESS_MESSAGE_MAX + 1})"
-)
+def _columns(error_chars: int, progress_chars: int, *, bodies: bool = True) -> str:
+    """The columns a Job is read from (see :meth:`SQLiteStore._job`), in its order.
+
+    The texts a job may make long are read at most ``error_chars`` and
+    ``progress_chars`` + 1 characters (the + 1 shows they were longer);
+    without ``bodies``, no payload nor result (rows for a view).
+    """
+    return ", ".join(
+        [
+            "id, type, queue, subject, generation, priority, state, attempts, max_attempts",
+            "created_at, started_at, finished_at, run_after",
+            "result" if bodies else "NULL",
+            "error_kind",
+            f"substr(error_message,1,{error_chars + 1})",
+            "payload" if bodies else "'null'",
+            "timeout_s, worker_pid, backoff_s, require_charging, require_idle, superseded_by",
+            "progress",
+            f"substr(progress_message,1,{progress_chars + 1})",
+        ]
+    )
+
+
+_JOB_COLUMNS = _columns(ERROR_MESSAGE_MAX, PROGRESS_MESSAGE_MAX)
 _PRIORITY = _JOB_COLUMNS.split(", ").index("priority")
 
 
 def _row_columns(cut: int) -> str:
     """:data:`_JOB_COLUMNS` for a row of a view (top): no payload nor result, and the
     texts a job may make long read at most ``cut + 1`` characters (see :func:`_cut_row`)."""
-    return (
-        _JOB_COLUMNS.replace(" result,", " NULL,")
-        .replace(" error_message,", f" substr(error_message, 1, {cut + 1}),")
-        .replace(" payload,", " 'null',")
-        .replace(" progress_message", f" substr(progress_message, 1, {cut + 1})")
-    )
+    return _columns(cut, cut, bodies=False)
 
 
 def _cut(text: str, cut: int) -> str:

@@ -20,6 +20,7 @@ from semantica.control import client as client_module
 from semantica.models import JobError, JobSpec
 from semantica.protocol import ControlReply, FrameDecoder, ListJobs, Wait
 from semantica.supervisor.store import SQLiteStore
+from semantica.supervisor.topview import ROW_TEXT
 
 KIB = 1024
 
@@ -62,7 +63,7 @@ def test_jobs_stored_with_24_mb_errors_do_not_break_list_wait_show_or_top(
     # top shows each failure on one row: its messages are cut shorter still.
     shown_in_top = [job.error.message for job in top.failures if job.error]
     assert len(shown_in_top) == 5
-    assert all(m.split()[0].isdigit() and len(m.encode()) <= 16 * KIB for m in shown_in_top)
+    assert all(m.split()[0].isdigit() and len(m) <= ROW_TEXT for m in shown_in_top)
 
 
 def _tight(client: object, cap: int) -> None:
