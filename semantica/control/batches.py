@@ -13,7 +13,8 @@ Both clients use this module. The contract:
   than 512 jobs in slices), and a client sends the next only once the
   one before is committed. So what is committed is always the first N jobs
   given, in order, and the subject rules (superseding, generations) apply
-  across requests as within one.
+  across requests in that order (though a job of an earlier request may have
+  started, and so not be superseded, by the time a later one arrives).
 * When a request fails after earlier ones were committed, the client raises
   :class:`PartialEnqueue`, which carries the committed jobs, so that the caller
   can send the rest again. When the first request fails, nothing was added and
