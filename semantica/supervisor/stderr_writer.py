@@ -6,9 +6,11 @@ there would freeze the event loop, and with it every client and every worker.
 So the loop only queues its lines (:meth:`StderrWriter.write`, a list append
 under a lock) and :class:`StderrWriter`'s thread writes them out.
 
-The queue holds at most :data:`QUEUE_BYTES`. A line that finds it full is
-dropped and counted (:attr:`StderrWriter.dropped`, the metric
-``semantica_log_lines_dropped_total``). Once the reader has caught up, one
+A line is queued while less than :data:`QUEUE_BYTES` wait before it, whatever
+its own size: so a line bigger than the whole queue still goes out to a reader
+that keeps up, and the queue never holds more than that plus one line. A line
+that finds the queue full is dropped and counted (:attr:`StderrWriter.dropped`,
+the metric ``semantica_log_lines_dropped_total``). Once the reader has caught up, one
 line says how many were dropped, where they would have been: ``N log lines
 dropped``. ``daemon.log`` is written apart, directly, and keeps every line.
 
@@ -64,11 +66,15 @@ class StderrWriter:
         self._thread.start()
 
     def write(self, data: bytes) -> None:
-        """Queue ``data`` (whole lines, each ending in a newline); drop it if the queue is full."""
+        """Queue ``data`` (whole lines, each ending in a newline); drop it if the queue is full.
+
+        Full means the cap is reached by what waits before ``data``, not by ``data``
+        itself: a line over the cap is dropped only behind others.
+        """
         with self._cond:
             if self._closed:
                 return
-            if self._queued + len(data) > self._limit:
+            if self._queued >= self._limit:
                 lines = data.count(b"\n")
                 self.dropped += lines
                 self._unreported += lines

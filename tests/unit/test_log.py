@@ -141,7 +141,7 @@ def test_stderr_writer_never_waits_for_a_reader_and_counts_what_it_drops() -> No
         assert time.monotonic() - began < 1.0  # a blocking write would never return
         assert not writer.flush(0.05)  # nobody reads: the flush gives up
         dropped = writer.dropped
-        assert 2000 - 4096 // 100 <= dropped < 2000
+        assert 2000 - (4096 // 100 + 1) <= dropped < 2000  # queued: under the cap, plus one
         seen = _read_past(read_end, filled, f"{dropped} log lines dropped".encode())
         assert writer.flush(10)
         writer.write(b"after\n")
@@ -167,4 +167,26 @@ def test_stderr_writer_closed_stderr_drops_quietly() -> None:
         assert writer.flush(10)
     finally:
         writer.close()
+        os.close(write_end)
+
+
+def test_stderr_writer_lets_a_line_over_the_queue_cap_through_to_a_reader_keeping_up() -> None:
+    """A line bigger than the whole queue, with nothing waiting before it, is written whole,
+    not dropped."""
+    read_end, write_end = os.pipe()
+    writer = StderrWriter(write_end, _note, queue_bytes=4096)
+    try:
+        big = b"b" * 20000 + b"\n"  # the pipe (64 KiB) takes it at once
+        writer.write(big)
+        assert writer.flush(10)
+        writer.write(b"after\n")
+        assert writer.flush(10)
+        seen = b""
+        while not seen.endswith(b"after\n"):
+            seen += os.read(read_end, 1 << 16)
+        assert seen == big + b"after\n"
+        assert writer.dropped == 0
+    finally:
+        writer.close()
+        os.close(read_end)
         os.close(write_end)
