@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -107,15 +108,18 @@ def _note(n: int) -> bytes:
     return f"{n} log lines dropped\n".encode()
 
 
-def _full_pipe() -> tuple[int, int, int]:
-    """A pipe already full (as if its reader had stopped): read end, write end, bytes in it."""
+def _full_pipe(blocking: bool = True) -> tuple[int, int, int]:
+    """A pipe already full (as if its reader had stopped): read end, write end, bytes in it.
+
+    ``blocking=False`` leaves the write end non-blocking (``O_NONBLOCK``).
+    """
     read_end, write_end = os.pipe()
     os.set_blocking(write_end, False)
     filled = 0
     with contextlib.suppress(BlockingIOError):
         while True:
             filled += os.write(write_end, b"-" * 4096)
-    os.set_blocking(write_end, True)
+    os.set_blocking(write_end, blocking)
     return read_end, write_end, filled
 
 
@@ -157,14 +161,18 @@ def test_stderr_writer_never_waits_for_a_reader_and_counts_what_it_drops() -> No
 
 
 def test_stderr_writer_closed_stderr_drops_quietly() -> None:
-    """A stderr whose reader went away (EPIPE): lines vanish without an error or a wait."""
+    """A stderr whose reader went away (EPIPE): lines vanish without an error or a wait,
+    counted as dropped; a flush says they were not written, and does not wait for them."""
     read_end, write_end = os.pipe()
     os.close(read_end)
     writer = StderrWriter(write_end, _note)
     try:
         for _ in range(100):
             writer.write(b"line\n")
-        assert writer.flush(10)
+        began = time.monotonic()
+        assert not writer.flush(10)
+        assert time.monotonic() - began < 5
+        assert writer.dropped == 100
     finally:
         writer.close()
         os.close(write_end)
@@ -185,6 +193,42 @@ def test_stderr_writer_lets_a_line_over_the_queue_cap_through_to_a_reader_keepin
         while not seen.endswith(b"after\n"):
             seen += os.read(read_end, 1 << 16)
         assert seen == big + b"after\n"
+        assert writer.dropped == 0
+    finally:
+        writer.close()
+        os.close(read_end)
+        os.close(write_end)
+
+
+def _read_until(fd: int, needle: bytes, timeout: float = 10) -> bytes:
+    """Read ``fd`` until what came ends with ``needle``, or until ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    seen = b""
+    while not seen.endswith(needle):
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            break
+        seen += os.read(fd, 1 << 16)
+    return seen
+
+
+def test_stderr_writer_waits_for_a_non_blocking_stderr_and_loses_nothing() -> None:
+    """stderr is non-blocking (someone set O_NONBLOCK on a shared pipe) and its reader is
+    behind: the pipe takes part of a batch, then refuses more (EAGAIN). The writer waits
+    for it, in its thread: once the reader is back, every line comes out whole, in order."""
+    read_end, write_end, filled = _full_pipe(blocking=False)
+    os.read(read_end, 4096)  # room for part of the lines only
+    filled -= 4096
+    writer = StderrWriter(write_end, _note)
+    try:
+        lines = [f"line {n} ".encode() + b"x" * 990 + b"\n" for n in range(10)]
+        for line in lines:
+            writer.write(line)
+        assert not writer.flush(0.5)  # the pipe cannot take them all: not written yet
+        seen = _read_until(read_end, lines[-1])
+        assert seen[:filled] == b"-" * filled
+        assert seen[filled:] == b"".join(lines)
+        assert writer.flush(10)
         assert writer.dropped == 0
     finally:
         writer.close()
