@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import select
+import struct
+import sys
+import termios
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -234,3 +239,58 @@ def test_stderr_writer_waits_for_a_non_blocking_stderr_and_loses_nothing() -> No
         writer.close()
         os.close(read_end)
         os.close(write_end)
+
+
+def test_stderr_writer_flush_waits_for_the_note_of_dropped_lines() -> None:
+    """Lines were dropped while the reader was away; it is back: when flush() returns
+    saying all was written, so was the note saying how many were dropped.
+
+    The note goes out right after the last queued line; a flush that returned in
+    between would miss it. That is a race between threads, so: many rounds, several
+    flushes waiting in each, and the interpreter switching threads as often as it can
+    (before the note went out with the last line, about one round in twenty failed).
+    """
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for _ in range(300):
+            _flushes_after_drops(flushes=8)
+    finally:
+        sys.setswitchinterval(interval)
+
+
+def _flushes_after_drops(flushes: int) -> None:
+    """Lines dropped at a full pipe; ``flushes`` threads flush while the reader comes back."""
+    line = b"x" * 99 + b"\n"
+    read_end, write_end, filled = _full_pipe()
+    writer = StderrWriter(write_end, _note, queue_bytes=4096)
+    flushed: list[tuple[bool, int]] = []
+
+    def flush() -> None:
+        ok = writer.flush(10)
+        flushed.append((ok, _unread(read_end)))  # what was written by then
+
+    try:
+        for _ in range(100):
+            writer.write(line)
+        dropped = writer.dropped
+        assert dropped  # the queue was full
+        flushers = [threading.Thread(target=flush) for _ in range(flushes)]
+        for flusher in flushers:
+            flusher.start()
+        # The reader is back: one read takes the filler whole, before the writer can
+        # add a byte, so all that is left in the pipe is the writer's.
+        assert len(os.read(read_end, filled)) == filled
+        for flusher in flushers:
+            flusher.join(20)
+        expected = (100 - dropped) * len(line) + len(_note(dropped))
+        assert flushed == [(True, expected)] * flushes
+    finally:
+        writer.close()
+        os.close(read_end)
+        os.close(write_end)
+
+
+def _unread(fd: int) -> int:
+    """How many bytes wait in the pipe whose read end is ``fd``."""
+    return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
