@@ -22,9 +22,9 @@ no line is torn or lost. A write that fails (the reader closed the pipe:
 EPIPE) loses the rest of its batch: each line not written whole is counted
 as dropped, like the others.
 
-At exit :meth:`StderrWriter.flush` gives the queue a moment
-(:data:`FLUSH_AT_EXIT_S`) to go out, and no more: a reader that never comes
-back does not hold up the exit either.
+At exit :meth:`StderrWriter.flush` gives the queue, and the note of lines
+dropped, a moment (:data:`FLUSH_AT_EXIT_S`) to go out, and no more: a reader
+that never comes back does not hold up the exit either.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import threading
 import time
 from collections.abc import Callable
 
-#: The most bytes of log lines waiting for stderr's reader; beyond, lines are dropped.
+#: Bytes of log lines waiting for stderr's reader past which new lines are dropped.
 QUEUE_BYTES = 256 << 10
 #: How long the exit waits for the queued lines to be written.
 FLUSH_AT_EXIT_S = 1.0
