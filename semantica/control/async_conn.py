@@ -11,7 +11,10 @@ The contract:
 * No task runs in the background, so the client needs no task group of its own
   and works the same in any event loop. Whichever caller is waiting reads the
   socket for everyone (it is "the reader"): it hands each reply to its caller
-  and, once its own has come, passes the reading on to a caller still waiting.
+  and, once its own has come, passes the reading on: to a caller still waiting
+  for its reply, else to one waiting for the socket to take its request (see
+  :meth:`~Connection._wait_writable`). Whenever a reader leaves and a call is
+  left, one of them reads next.
 * Cancelling a call at any point harms no other. A reply whose caller has gone
   is dropped. Reads lose nothing to a cancel: bytes leave the socket only in a
   step with no await after it. Writes are plain ``send`` calls on a
@@ -73,13 +76,15 @@ _LOST = (OSError, anyio.ClosedResourceError, anyio.BrokenResourceError)
 class _Call:
     """A request waiting for its reply."""
 
-    __slots__ = ("reply", "wake")
+    __slots__ = ("reply", "waiting", "wake")
 
     def __init__(self) -> None:
         #: The reply, or the SemanticaError that ended the call; None until then.
         self.reply: Any = None
         #: Set when the reply comes, or when the reading is handed to this call.
         self.wake = anyio.Event()
+        #: The call is sent and waits on ``wake`` (it is not sending, nor the reader).
+        self.waiting = False
 
 
 class Connection:
@@ -93,6 +98,9 @@ class Connection:
         self._rids = itertools.count(1)
         self._calls: dict[int, _Call] = {}  # by rid: sent (or being sent), no reply yet
         self._reader: _Call | None = None
+        # The wait of a sender that waits for the socket while another call reads;
+        # cancelled when the reader leaves, so that the sender reads instead.
+        self._send_wait: anyio.CancelScope | None = None
         self._error: SemanticaError | None = None  # set once the connection has ended
         self.max_request = MAX_FRAME
         self.server_version = ""
@@ -171,11 +179,15 @@ class Connection:
                         self._reader = None
                 else:
                     call.wake = anyio.Event()
-                    await call.wake.wait()
+                    call.waiting = True
+                    try:
+                        await call.wake.wait()
+                    finally:
+                        call.waiting = False
         finally:
             self._calls.pop(rid, None)
             if self._reader is None:
-                self._wake_next()
+                self._hand_on_reading()
         if isinstance(call.reply, SemanticaError):
             raise copy.copy(call.reply)  # one error, raised in each task: a copy each
         return call.reply
@@ -215,12 +227,20 @@ class Connection:
                 self._fail_all(error_from_code(msg.code, msg.message))
             # else: the reply of a call cancelled meanwhile
 
-    def _wake_next(self) -> None:
-        """Hand the reading to a call still waiting (one that is still sending
-        takes it on its own, once sent)."""
-        call = next(iter(self._calls.values()), None)
-        if call is not None:
-            call.wake.set()
+    def _hand_on_reading(self) -> None:
+        """The reader has left: wake a call waiting for its reply, to read in turn.
+
+        With none, stop the wait of a sender waiting for the socket, which then
+        reads while it waits: its request may only go out once someone reads
+        (see :meth:`_wait_writable`). A call still waiting for the send lock needs
+        nothing: it looks for a reader itself once it has the lock.
+        """
+        for call in self._calls.values():
+            if call.waiting:
+                call.wake.set()
+                return
+        if self._send_wait is not None:
+            self._send_wait.cancel()
 
     def _fail_all(self, error: SemanticaError) -> None:
         calls = list(self._calls.values())
@@ -289,12 +309,23 @@ class Connection:
         The supervisor stops reading our requests while its replies to us pile up
         unread (replies to cancelled calls, say). A sender that only waited would
         then wait forever, so it reads and hands out replies while it waits.
-        (Not on a stream's connection, which has no calls: what it pushes is for
-        its reader alone.)
+        While another call reads, it only waits, but stops waiting if that reader
+        leaves (:meth:`_hand_on_reading`) and looks again: with nobody else to
+        read, it does. (Not on a stream's connection, which has no calls: what it
+        pushes is for its reader alone.)
         """
-        if self._reader is not None or not self._calls:
+        if not self._calls:
             await anyio.wait_writable(self._sock)
             return
+        while self._reader is not None:
+            with anyio.CancelScope() as scope:
+                self._send_wait = scope
+                try:
+                    await anyio.wait_writable(self._sock)
+                finally:
+                    self._send_wait = None
+            if not scope.cancelled_caught:
+                return
         self._reader = placeholder = _Call()  # never gets a reply: reads until cancelled
         closed = False
         try:
@@ -307,7 +338,7 @@ class Connection:
                 group.cancel_scope.cancel()
         finally:
             self._reader = None
-            self._wake_next()
+            self._hand_on_reading()
         if closed:
             raise anyio.ClosedResourceError
 

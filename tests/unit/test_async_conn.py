@@ -46,16 +46,24 @@ DEADLINE = 30  # bounds a failure only
 
 
 class ScriptedSupervisor:
-    """Accepts one client and says hello. Then, with ``flood``, sends that many bytes of
-    replies to no request the client has made (as when replies to cancelled calls pile
+    """Accepts one client and says hello. Then, with ``flood`` alone, sends that many bytes
+    of replies to no request the client has made (as when replies to cancelled calls pile
     up) and reads nothing until they are taken; else reads ``pause_after`` bytes of
     requests and stops reading until ``resume`` is set. After that it answers every
-    request with ``Ok``."""
+    request with ``Ok``.
 
-    def __init__(self, path: Path, pause_after: int = 65536, flood: int = 0) -> None:
+    With ``hold_first`` it first reads one whole request (``got_first``) and holds its
+    reply; on ``resume`` it answers that one, then sends the ``flood``, before it reads on.
+    """
+
+    def __init__(
+        self, path: Path, pause_after: int = 65536, flood: int = 0, hold_first: bool = False
+    ) -> None:
         self.path = path
         self.pause_after = pause_after
         self.flood = flood
+        self.hold_first = hold_first
+        self.got_first = threading.Event()
         self.paused = threading.Event()
         self.resume = threading.Event()
         self.received: list[Any] = []
@@ -78,9 +86,15 @@ class ScriptedSupervisor:
                     HelloOk(version=PROTOCOL_VERSION, server_version="t", pid=1, max_frame=BIG_CAP)
                 )
             )
-            if self.flood:
-                stray = encode(Ok(rid=999))
-                conn.sendall(stray * (self.flood // len(stray)))  # blocks until they are read
+            first = None
+            if self.hold_first:
+                while len(self.received) < 2:  # the client sends nothing else before it
+                    decoder.feed(conn.recv(65536))
+                    self.received.extend(decoder.messages())
+                first = self.received[-1]
+                self.got_first.set()
+            if self.flood and first is None:
+                self._flood(conn)
             else:
                 taken = 0
                 while taken < self.pause_after:
@@ -89,11 +103,18 @@ class ScriptedSupervisor:
                     decoder.feed(data)
                 self.paused.set()
                 self.resume.wait()
+                if first is not None:
+                    conn.sendall(encode(Ok(rid=first.rid)))
+                    self._flood(conn)
             while data := conn.recv(65536):
                 decoder.feed(data)
                 for msg in decoder.messages():
                     self.received.append(msg)
                     conn.sendall(encode(Ok(rid=msg.rid)))
+
+    def _flood(self, conn: socket.socket) -> None:
+        stray = encode(Ok(rid=999))
+        conn.sendall(stray * (self.flood // len(stray)))  # blocks until they are read
 
     def close(self) -> None:
         self.resume.set()
@@ -199,3 +220,41 @@ def test_a_request_goes_out_while_unread_replies_pile_up(short_dir: Path, backen
     finally:
         fake.close()
     assert isinstance(reply, Ok) and reply.rid == 1
+
+
+@pytest.mark.parametrize("backend", ["trio", "asyncio"])
+def test_a_sender_takes_over_the_reading_when_the_reader_leaves(
+    short_dir: Path, backend: str
+) -> None:
+    """A call waits for its reply, so it reads; a second call cannot send its big request
+    and waits for the socket. The first gets its reply and leaves just as replies nobody
+    waits for pile up, and the supervisor reads no request until they are taken: the
+    sender must take over the reading, or it waits forever."""
+    fake = ScriptedSupervisor(short_dir / "s.sock", flood=4 << 20, hold_first=True)
+
+    async def main() -> list[Any]:
+        conn = await Connection.open(_paths(fake), token="t")
+        replies: list[Any] = []
+
+        async def call(msg: Any) -> None:
+            replies.append(await conn.request(msg))
+
+        with anyio.fail_after(DEADLINE):
+            async with anyio.create_task_group() as group:
+                group.start_soon(call, GetJob(id=7))
+                await anyio.to_thread.run_sync(fake.got_first.wait)
+                await anyio.wait_all_tasks_blocked()  # the first call reads, for its reply
+                group.start_soon(call, Enqueue(jobs=[JobSpec(type="T", payload=BIG)]))
+                await anyio.to_thread.run_sync(fake.paused.wait)
+                await anyio.wait_all_tasks_blocked()  # the second waits to send the rest
+                fake.resume.set()  # the first's reply, then the flood
+        await conn.aclose()
+        return replies
+
+    try:
+        replies = anyio.run(main, backend=backend)
+    finally:
+        fake.close()
+    assert [(type(r), r.rid) for r in replies] == [(Ok, 1), (Ok, 2)]
+    _hello, first, big = fake.received
+    assert isinstance(first, GetJob) and isinstance(big, Enqueue) and big.jobs[0].payload == BIG
