@@ -6,8 +6,9 @@ It runs one job at a time, in the order they came: the supervisor may hand
 over several short jobs at once (a prefetch), and may ask for the ones not yet
 started back (:class:`~semantica.protocol.GiveBack`). When the supervisor goes
 away (the socket reaches EOF, which the kernel guarantees even when the
-supervisor is SIGKILLed) or sends SIGTERM, the worker stops what it runs,
-including an exec job's process group, and exits.
+supervisor is SIGKILLed, or a write to it fails: it died as the worker wrote)
+or sends SIGTERM, the worker stops what it runs, including an exec job's
+process group, and exits. However it exits, it ends every process below it first.
 
 Every process a job started is ended when the job ends, before its end is
 reported, and every process below the worker when it exits
@@ -142,15 +143,39 @@ class Worker:
         self.grace = KILL_GRACE
         #: A blocking handler ignored its stop: report, then end the process (and its thread).
         self.exit_after_report = False
+        self._serving: trio.CancelScope | None = None  # cancelled: serve() returns
+
+    async def _send(self, *frames: msgspec.Struct) -> bool:
+        """Send frames to the supervisor in one write; False if it is gone.
+
+        A write fails (BrokenResourceError: EPIPE, ECONNRESET) when the supervisor
+        died, possibly before the EOF that says so is read: that is its end too, as
+        EOF is (:meth:`_supervisor_gone`), not an error of this worker.
+        """
+        try:
+            with trio.CancelScope(shield=True):  # never cut a frame in half
+                await self.channel.send_many(frames)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            self._supervisor_gone()
+            return False
+        return True
+
+    def _supervisor_gone(self) -> None:
+        """Stop: the job's processes get EXIT_GRACE, and serve() returns."""
+        self.grace = EXIT_GRACE
+        self._stopping_all(EXIT_GRACE)
+        if self._serving is not None:
+            self._serving.cancel()
 
     async def serve(self) -> None:
         """Say hello, then run jobs as they come until the supervisor goes away."""
-        await self.channel.send(
-            WorkerHello(
-                version=PROTOCOL_VERSION, pid=os.getpid(), types=registry.registered_types()
-            )
+        hello = WorkerHello(
+            version=PROTOCOL_VERSION, pid=os.getpid(), types=registry.registered_types()
         )
+        if not await self._send(hello):
+            return
         async with trio.open_nursery() as nursery:
+            self._serving = nursery.cancel_scope
             nursery.start_soon(self._exit_on_signals, nursery.cancel_scope)
             # Jobs run in a task of their own, so that EOF, CancelJob and GiveBack
             # are noticed while one runs.
@@ -164,8 +189,7 @@ class Worker:
                     msg = await self.channel.receive()
                 except (trio.EndOfChannel, trio.BrokenResourceError, ProtocolError, OSError):
                     # The supervisor is gone (or speaks nonsense: the same).
-                    self.grace = EXIT_GRACE
-                    self._stopping_all(EXIT_GRACE)
+                    self._supervisor_gone()
                     break
                 match msg:
                     case RunJob():
@@ -205,7 +229,7 @@ class Worker:
     async def _give_back(self, request: GiveBack) -> None:
         with self._lock:
             taken = self._take_pending(set(request.leases))
-        await self.channel.send(GivenBack(leases=[job.lease for job in taken]))
+        await self._send(GivenBack(leases=[job.lease for job in taken]))
 
     async def _stop(self, request: CancelJob) -> None:
         with self._lock:
@@ -222,7 +246,7 @@ class Worker:
         for job in taken:
             # Not started: it ends at once, as asked.
             error = JobError(request.kind, request.message)
-            await self.channel.send(JobFinished(lease=job.lease, error=error, permanent=True))
+            await self._send(JobFinished(lease=job.lease, error=error, permanent=True))
         if current is not None:
             self.grace = request.grace
             self.containment.stopping(request.grace)
@@ -402,8 +426,7 @@ class Worker:
             retiring = self.exit_after_report and not self._outbox
             if retiring and report is not None:
                 report.last = True
-            with trio.CancelScope(shield=True):  # never cut a frame in half
-                await self.channel.send_many(frames)
+            await self._send(*frames)
             if retiring:
                 serving.cancel()
 
@@ -424,8 +447,7 @@ class Worker:
             await trio.sleep(self._heartbeat)
             attempt = self.current
             if attempt is not None:
-                with trio.CancelScope(shield=True):  # never cut a frame in half
-                    await self.channel.send(Heartbeat(lease=attempt.job.lease))
+                await self._send(Heartbeat(lease=attempt.job.lease))
 
     async def _pump_progress(self) -> None:
         # At most one update per PROGRESS_INTERVAL, always the latest: a handler may
@@ -438,10 +460,9 @@ class Worker:
                 continue  # its job ended meanwhile
             attempt.progress.changed = trio.Event()
             fraction, message = attempt.progress.latest
-            with trio.CancelScope(shield=True):  # never cut a frame in half
-                await self.channel.send(
-                    JobProgress(lease=attempt.job.lease, fraction=fraction, message=message)
-                )
+            await self._send(
+                JobProgress(lease=attempt.job.lease, fraction=fraction, message=message)
+            )
             await trio.sleep(PROGRESS_INTERVAL)
 
     async def _pump_logs(self) -> None:
@@ -453,14 +474,13 @@ class Worker:
                 continue  # its job ended, and its run_job sends what was left
             lines = attempt.logs.take()
             if lines:
-                with trio.CancelScope(shield=True):  # never cut a frame in half
-                    await self.channel.send(JobLog(lease=attempt.job.lease, lines=lines))
+                await self._send(JobLog(lease=attempt.job.lease, lines=lines))
 
     async def _exec_started(self, pgid: int) -> None:
         self.containment.add_group(pgid)
         current = self.current
         if current is not None:
-            await self.channel.send(JobProcess(lease=current.job.lease, pgid=pgid))
+            await self._send(JobProcess(lease=current.job.lease, pgid=pgid))
 
     async def _attempt(self, job: RunJob, ctx: JobContext, logs: LogBuffer) -> JobFinished:
         try:
@@ -627,14 +647,24 @@ def main() -> None:
         stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
         await Worker(FramedStream(stream, ToWorker, WORKER_MAX_FRAME), containment).serve()
 
-    trio.run(run)
-    # Nothing this worker or its jobs started outlives it (an abandoned handler thread's
-    # processes included): SIGTERM, SIGKILL at the stop's grace, reaped.
-    containment.end_all()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # A blocking handler's thread cannot be interrupted; do not wait for it.
-    os._exit(0)
+    status = 1
+    try:
+        trio.run(run)
+        status = 0
+    except BaseException:  # noqa: BLE001  # a bug of ours: said below, and what runs still ends
+        with contextlib.suppress(OSError):  # (the supervisor, which reads it, may be gone)
+            traceback.print_exc()
+    finally:
+        # However the worker ends, nothing it or its jobs started outlives it (an
+        # abandoned handler thread's processes included): SIGTERM, SIGKILL at the
+        # stop's grace, reaped. (Without this, what is below it would go to the
+        # supervisor, a subreaper too, or to init if the supervisor is gone.)
+        containment.end_all()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+        # A blocking handler's thread cannot be interrupted; do not wait for it.
+        os._exit(status)
 
 
 def _cancel_grace() -> float:

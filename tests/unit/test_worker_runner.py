@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -577,3 +579,138 @@ async def test_a_job_given_back_before_it_starts_is_not_run() -> None:
             if isinstance(msg, JobFinished):
                 ends.append(msg.lease)
     assert ends == [1, 2]
+
+
+# ---------------------------------------------------------------------- the worker process
+#
+# ``python -m semantica.worker`` itself, the test as its supervisor: what its main() does
+# when it exits (the end of everything below it) is seen only in a process of its own.
+
+
+@asynccontextmanager
+async def worker_process(
+    tmp_path: Path, handlers: str, **env: str
+) -> AsyncIterator[tuple[trio.Process, socket.socket, FramedStream]]:
+    """A real worker with the handler module ``handlers`` (its source) on one end of a
+    socket pair; yields the process, the supervisor's socket and its framed stream.
+    What the worker prints goes to ``tmp_path / "worker.out"``."""
+    output = _prepare(tmp_path, handlers)
+    ours, theirs = socket.socketpair()
+    environ = {
+        **os.environ,
+        "SEMANTICA_WORKER_FD": str(theirs.fileno()),
+        "SEMANTICA_HANDLERS": "ut_process_handlers",
+        "PYTHONPATH": str(tmp_path),
+        **env,
+    }
+    try:
+        process = await trio.lowlevel.open_process(
+            [sys.executable, "-m", "semantica.worker"],
+            pass_fds=(theirs.fileno(),),
+            env=environ,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    finally:
+        os.close(output)
+        theirs.close()
+    supervisor = _framed(ours, FromWorker)
+    try:
+        with trio.fail_after(TIMEOUT):
+            await _hello(supervisor)
+        yield process, ours, supervisor
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await process.wait()
+        await supervisor.aclose()
+
+
+def _prepare(tmp_path: Path, handlers: str) -> int:
+    """Write the handler module; open the file for the worker's output."""
+    (tmp_path / "ut_process_handlers.py").write_text(textwrap.dedent(handlers))
+    return os.open(tmp_path / "worker.out", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+
+
+def _running(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _pid_in(path: Path) -> int | None:
+    return int(path.read_text()) if path.exists() else None  # (written whole, then renamed)
+
+
+async def _read_pid(path: Path) -> psutil.Process:
+    """The process whose pid a handler wrote to ``path`` (waits for it)."""
+    with trio.fail_after(TIMEOUT):
+        while (pid := _pid_in(path)) is None:  # noqa: ASYNC110  # a file: nothing to wait on
+            await trio.sleep(0.01)
+    return psutil.Process(pid)
+
+
+_ORPHANS = """
+    import os, time
+    from pathlib import Path
+    from semantica import handler
+
+    def orphan(pids):
+        # A shell's `cmd &`: once sh exits, sleep is an orphan, re-parented to the worker.
+        os.system(f"sleep 300 & echo $! > {pids}.tmp; mv {pids}.tmp {pids}")
+
+    @handler("FLOOD")
+    def flood(ctx, payload):
+        orphan(payload["pids"])
+        while not ctx.cancelled:
+            ctx.log("x" * 1000)
+            time.sleep(0.001)
+
+    @handler("QUIET")
+    def quiet(ctx, payload):
+        orphan(payload["pids"])
+        while not ctx.cancelled:
+            time.sleep(0.001)
+
+    @handler("RETURN_ON")
+    def return_on(ctx, payload):
+        orphan(payload["pids"])
+        while not Path(payload["go"]).exists():
+            time.sleep(0.001)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the subreaper is Linux's")
+@pytest.mark.parametrize("sending", ["log", "heartbeat", "report"])
+async def test_a_send_to_a_supervisor_that_is_gone_ends_the_worker_and_its_jobs_processes(
+    tmp_path: Path, sending: str
+) -> None:
+    """The supervisor dies as the worker sends (a log frame, a heartbeat, a report): the
+    send fails (EPIPE) rather than the receive seeing EOF. The worker takes that as the
+    supervisor's end, as EOF: it exits 0, quietly, and what its job started is ended.
+    (It used to die of the send's exception: a traceback, and its job's processes ran on.)"""
+    pids, go = tmp_path / "pids", tmp_path / "go"
+    async with worker_process(tmp_path, _ORPHANS) as (process, sock, supervisor):
+        type_ = {"log": "FLOOD", "heartbeat": "QUIET", "report": "RETURN_ON"}[sending]
+        run = _run(1, type_, {"pids": str(pids), "go": str(go)})
+        run.heartbeat = 0.05
+        await supervisor.send(run)
+        orphan = await _read_pid(pids)
+        try:
+            # The supervisor's end stops reading: the worker's next send fails with EPIPE,
+            # and it never sees EOF (as when the kill lands while it writes).
+            sock.shutdown(socket.SHUT_RD)
+            go.touch()
+            with trio.fail_after(TIMEOUT):
+                status = await process.wait()
+            output = (tmp_path / "worker.out").read_text()
+            assert status == 0, output
+            assert "Traceback" not in output, output
+            with trio.fail_after(TIMEOUT):
+                while _running(orphan):  # noqa: ASYNC110  # another process: nothing to wait on
+                    await trio.sleep(0.01)
+        finally:
+            if _running(orphan):
+                orphan.kill()
