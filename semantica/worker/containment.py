@@ -19,8 +19,10 @@ processes still below the worker, and those still in an exec command's group,
 are ended.
 
 The grace runs from the job's end, or from the moment it was asked to stop
-(cancel, timeout, drain), whichever comes first. Nothing to end (the usual
-case) costs one system call.
+(cancel, timeout, drain), whichever comes first. A stop belongs to its job
+(:meth:`Containment.begin` names the job that runs): one that comes once that
+job's processes are ended (it is about to report) changes nothing, and never
+hurries the next job's. Nothing to end (the usual case) costs one system call.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ class Containment:
         self.whole_tree = whole_tree
         self._lock = threading.Lock()
         self._groups: set[int] = set()  # exec commands' process groups of the running job
+        self._job: int | None = None  # the running job (its lease), from begin()
+        self._over = True  # what the running job left has been ended (or there was nothing)
         self._deadline = math.inf  # set once the running job is asked to stop
         self._exit_at = math.inf  # set once the worker is asked to stop
         #: The worker's own processes (started as its handler modules were imported).
@@ -56,10 +60,20 @@ class Containment:
         with self._lock:
             self._groups.add(pgid)
 
-    def stopping(self, grace: float) -> None:
-        """The running job was asked to stop: kill what it leaves once ``grace`` has passed."""
+    def begin(self, job: int) -> None:
+        """Job ``job`` (its lease) starts: the stops of jobs before it no longer count."""
         with self._lock:
-            self._deadline = min(self._deadline, time.monotonic() + grace)
+            self._job, self._over, self._deadline = job, False, math.inf
+
+    def stopping(self, job: int, grace: float) -> None:
+        """Job ``job`` was asked to stop: kill what it leaves once ``grace`` has passed.
+
+        Too late (what it left is ended already), or for a job that is not the
+        running one: nothing to do.
+        """
+        with self._lock:
+            if job == self._job and not self._over:
+                self._deadline = min(self._deadline, time.monotonic() + grace)
 
     def exiting(self, grace: float) -> None:
         """The worker was asked to stop: kill everything below it once ``grace`` has passed."""
@@ -75,7 +89,7 @@ class Containment:
                     return False
             if self.whole_tree and proctree.has_children():
                 return False
-            self._deadline = math.inf
+            self._over, self._deadline = True, math.inf
             return True
 
     def end_job(self) -> int:
@@ -88,7 +102,7 @@ class Containment:
         ended = proctree.end(self._strays, self._job_due, groups)
         with self._lock:
             self._groups -= groups
-            self._deadline = math.inf
+            self._over, self._deadline = True, math.inf
         return ended
 
     def end_all(self) -> int:

@@ -238,8 +238,9 @@ class Worker:
             if taken or current is None or current.job.lease != request.lease:
                 current = None  # not started, or it ended meanwhile (its report is on the way)
             elif current.returned:
-                # It ended in time; only what it left running remains: that ends sooner.
-                self.containment.stopping(request.grace)
+                # It ended in time; only what it left running remains: that ends sooner
+                # (if it has not been ended yet).
+                self.containment.stopping(request.lease, request.grace)
                 current = None
             else:
                 current.stop = request
@@ -249,7 +250,7 @@ class Worker:
             await self._send(JobFinished(lease=job.lease, error=error, permanent=True))
         if current is not None:
             self.grace = request.grace
-            self.containment.stopping(request.grace)
+            self.containment.stopping(request.lease, request.grace)
             current.ctx._cancel()
             current.scope.cancel()
 
@@ -277,6 +278,7 @@ class Worker:
         self, job: RunJob, token: trio.lowlevel.TrioToken, scope: trio.CancelScope
     ) -> _Attempt:
         # (Called in the handler thread too: the buffers must know the trio thread.)
+        self.containment.begin(job.lease)
         logs = LogBuffer(token, self._wake_log_pump, self._trio_thread)
         progress = ProgressSlot(token, self._wake_progress_pump, self._trio_thread)
         ctx = JobContext(job.job_id, job.type, job.attempt, job.max_attempts, logs, progress.report)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -326,6 +327,58 @@ async def test_a_stop_while_a_jobs_leftovers_are_ended_only_hurries_them() -> No
     assert msg.error is None, msg.error
     assert msgspec.json.decode(msg.result) == {"exit_status": 0}
     assert took < 4, f"the end came {took:.1f} s after the stop"
+
+
+class LingeringWorker(Worker):
+    """A worker whose job of lease 1, once what it left running is ended, stays the
+    running job until the test says (the moment a late stop can still come for it)."""
+
+    contained: trio.Event
+    stopped: trio.Event
+    go_on: trio.Event
+
+    async def _contain(self, attempt: Any) -> None:
+        await super()._contain(attempt)
+        if attempt.job.lease == 1:
+            LingeringWorker.contained.set()
+            await LingeringWorker.go_on.wait()
+
+    async def _stop(self, request: CancelJob) -> None:
+        await super()._stop(request)
+        LingeringWorker.stopped.set()
+
+
+async def test_a_stop_that_comes_after_its_job_was_contained_does_not_hurry_the_next_job(
+    tmp_path: Path,
+) -> None:
+    """A timeout (grace 0) comes for a job whose leftovers are already ended, before its
+    report: the next job's leftovers still get SIGTERM and their grace, not an
+    immediate SIGKILL (the late stop's deadline used to carry over to the next job)."""
+    ready, termed = tmp_path / "ready", tmp_path / "termed"
+    child = (
+        f"trap 'echo term > {shlex.quote(str(termed))}; exit 0' TERM; "
+        f"echo ready > {shlex.quote(str(ready))}; while :; do sleep 0.01; done"
+    )
+    # (Its output goes elsewhere: the job's pipe is closed once the command has exited.)
+    command = (
+        f"sh -c {shlex.quote(child)} >/dev/null 2>&1 & "
+        f"while [ ! -s {shlex.quote(str(ready))} ]; do sleep 0.01; done"
+    )
+    LingeringWorker.contained, LingeringWorker.stopped = trio.Event(), trio.Event()
+    LingeringWorker.go_on = trio.Event()
+    async with running_worker(LingeringWorker) as supervisor:
+        await _hello(supervisor)
+        await supervisor.send(_run(1, "UT_ASYNC_ADD", {"a": 1, "b": 2}))
+        await LingeringWorker.contained.wait()
+        await supervisor.send(CancelJob(lease=1, kind="timeout", message="late", grace=0.0))
+        await LingeringWorker.stopped.wait()
+        LingeringWorker.go_on.set()
+        while not isinstance(first := await supervisor.receive(), JobFinished):
+            pass
+        assert first.lease == 1 and first.error is None, first
+        _, second, _ = await run_job(supervisor, "exec", {"argv": ["sh", "-c", command]}, lease=2)
+    assert second.error is None, second.error
+    assert termed.exists(), "the next job's leftover was SIGKILLed without a SIGTERM first"
 
 
 async def test_exec_env_and_cwd(tmp_path: Path) -> None:
