@@ -143,6 +143,9 @@ class Worker:
         self.grace = KILL_GRACE
         #: A blocking handler ignored its stop: report, then end the process (and its thread).
         self.exit_after_report = False
+        #: The worker began to exit (SIGTERM, the supervisor gone): no job starts from now
+        #: on, not even in a plain handler's thread that outlives the event loop.
+        self._exiting = False
         self._serving: trio.CancelScope | None = None  # cancelled: serve() returns
 
     async def _send(self, *frames: msgspec.Struct) -> bool:
@@ -208,6 +211,8 @@ class Worker:
                 self._has_work = trio.Event()
                 await self._has_work.wait()
             with self._lock:
+                if self._exiting:
+                    return
                 job = self.pending.popleft()
             fn = _blocking_handler(job)
             if fn is None:
@@ -268,9 +273,12 @@ class Worker:
                 return
 
     def _stopping_all(self, grace: float) -> None:
-        """The worker stops: its job's processes get ``grace``, its handler is told."""
+        """The worker stops: its job's processes get ``grace``, its handler is told, and
+        no other job starts."""
         self.containment.exiting(grace)
-        current = self.current
+        with self._lock:
+            self._exiting = True
+            current = self.current
         if current is not None:
             current.ctx._cancel()  # a plain handler that looks may stop its work
 
@@ -355,11 +363,17 @@ class Worker:
                         if self.current is not attempt:
                             return  # given up on as stuck: reported already, the worker exits
                         self.current = following = None
-                        taken = None if attempt.stop is not None else self._next_blocking()
+                        # After a stop this thread takes no more: after the job's, the
+                        # event loop goes on with the queue; after the worker's, nothing
+                        # starts (the supervisor puts back what it handed over as never
+                        # started, attempt not spent), though the loop may be gone.
+                        stopped = attempt.stop is not None or self._exiting
+                        taken = None if stopped else self._next_blocking()
                         if taken is not None:
                             job, handler = taken
                             self.current = following = self._new_attempt(job, token, scope)
-                    token.run_sync_soon(self._post, attempt, report)
+                    with contextlib.suppress(trio.RunFinishedError):  # (the worker exits)
+                        token.run_sync_soon(self._post, attempt, report)
                     if following is None:
                         return
                     attempt = following

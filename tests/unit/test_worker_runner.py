@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -767,3 +768,52 @@ async def test_a_send_to_a_supervisor_that_is_gone_ends_the_worker_and_its_jobs_
         finally:
             if _running(orphan):
                 orphan.kill()
+
+
+@handler("UT_MARK")
+def mark(ctx: Any, payload: Any) -> Any:
+    MARKED.append(ctx.job_id)
+
+
+MARKED: list[int] = []  # ids of UT_MARK jobs that ran
+
+
+class PostingWorker(Worker):
+    """A worker that says when the first job's end is queued for its report."""
+
+    posted: trio.Event
+
+    def _post(self, attempt: Any, finished: JobFinished | None) -> None:
+        super()._post(attempt, finished)
+        if attempt.job.lease == 1:
+            PostingWorker.posted.set()
+
+
+async def test_a_worker_stopped_by_sigterm_starts_no_job_handed_over_behind_its_job() -> None:
+    """SIGTERM (the end of a drain, a shutdown --now) while a plain job runs with another
+    handed over behind it: the running one is stopped, and the one behind it stays not
+    started (the supervisor puts it back as such, attempt not spent). It used to start
+    in the handler's thread, left to itself, while the worker exited."""
+    PostingWorker.posted = trio.Event()
+    sup_sock, worker_sock = socket.socketpair()
+    supervisor, worker_end = _framed(sup_sock, FromWorker), _framed(worker_sock, ToWorker)
+    worker = PostingWorker(worker_end)
+    # (Should the worker's own receiver not be there yet, this one takes the signal.)
+    with trio.open_signal_receiver(signal.SIGTERM), trio.fail_after(TIMEOUT):
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(worker.serve)
+                await _hello(supervisor)
+                await supervisor.send_many(
+                    [_run(1, "UT_WAIT_FOR_CANCEL", None), _run(2, "UT_MARK", None)]
+                )
+                log = await supervisor.receive()
+                assert isinstance(log, JobLog) and log.lines == ["waiting"], log
+                os.kill(os.getpid(), signal.SIGTERM)
+            # serve() returned; the handler's thread goes on, to the end of its job.
+            await PostingWorker.posted.wait()
+        finally:
+            await supervisor.aclose()
+            await worker_end.aclose()
+    assert [job.lease for job in worker.pending] == [2], "the job behind it was taken"
+    assert 102 not in MARKED, "the job behind the stopped one ran as its worker exited"
