@@ -895,11 +895,14 @@ class WorkerPool:
             await worker.process.wait()
         status = worker.process.returncode
         self._children.discard(worker.pid)
-        for pgid in worker.job_pgids.values():
+        if not self._adopting:
             # An exec job's commands run in a group of their own; they must not
-            # outlive the worker that ran them. (Where there is no subreaper, this
-            # is all that reaches them.)
-            _kill_group(pgid)
+            # outlive the worker that ran them. Where there is no subreaper this is
+            # all that reaches them. (With one, _end_orphans does, each checked: a
+            # group's number is another's once the group has emptied, which it may
+            # have done before its worker died.)
+            for pgid in worker.job_pgids.values():
+                _kill_group(pgid)
         worker.job_pgids.clear()
         await self._end_orphans(worker)  # before its job is settled, and may run again
         # Its last words (a traceback, say) are logged before its end is. What still

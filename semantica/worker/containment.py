@@ -13,10 +13,13 @@ child subreaper (:func:`semantica.proctree.become_subreaper`), so whatever a
 job starts stays below the worker even once its parent has exited. Every
 process below the worker when a job ends was started by that job, except the
 worker's own: those already there when its handler modules had been imported,
-which end only with the worker. The process group of each exec command is
-signalled too. Without the subreaper (macOS) an orphan escapes to launchd: only
-processes still below the worker, and those still in an exec command's group,
-are ended.
+which end only with the worker. Each is signalled only while its pid still
+names it (:func:`semantica.proctree.end`). Without the subreaper (macOS) an
+orphan escapes to launchd: only processes still below the worker, and those
+still in an exec command's process group, are ended; that group is signalled
+by its number, and forgotten as soon as it is found empty (its number may
+then be another group's). With the subreaper a group is never signalled by
+number: its members are all below the worker.
 
 The grace runs from the job's end, or from the moment it was asked to stop
 (cancel, timeout, drain), whichever comes first. A stop belongs to its job
@@ -39,6 +42,8 @@ class Containment:
 
     ``whole_tree`` False: only exec commands' process groups (for a worker run
     inside another program, as in tests, whose other processes are not its own).
+    A worker that is a subreaper (:func:`semantica.proctree.become_subreaper`,
+    before this is made) with ``whole_tree`` ends processes one by one only.
     """
 
     def __init__(self, grace: float, whole_tree: bool = True) -> None:
@@ -46,6 +51,9 @@ class Containment:
         self.whole_tree = whole_tree
         self._lock = threading.Lock()
         self._groups: set[int] = set()  # exec commands' process groups of the running job
+        #: Every process of a job stays below this one: found and signalled one by one,
+        #: never through a group's number.
+        self._tree_only = whole_tree and proctree.is_subreaper()
         self._job: int | None = None  # the running job (its lease), from begin()
         self._over = True  # what the running job left has been ended (or there was nothing)
         self._deadline = math.inf  # set once the running job is asked to stop
@@ -57,6 +65,8 @@ class Containment:
 
     def add_group(self, pgid: int) -> None:
         """An exec command of the running job runs in this process group."""
+        if self._tree_only:
+            return  # its members are below: found, and checked, one by one
         with self._lock:
             self._groups.add(pgid)
 
