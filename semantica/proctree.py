@@ -9,6 +9,7 @@ Shared by the worker (what a job started ends with the job) and the supervisor
   instead of to init: it stays below, where :func:`below` finds it. macOS has
   no such call: there an orphan is adopted by launchd and is out of reach; only
   a signal to its process group (if it stayed in it) still gets to it.
+* :func:`is_subreaper`: whether this process is one (one system call).
 * :func:`has_children`: one system call, for the usual case of nothing to do.
 * :func:`below`: every process below this one (a scan of ``/proc`` on Linux,
   psutil elsewhere: a few milliseconds).
@@ -18,7 +19,18 @@ Shared by the worker (what a job started ends with the job) and the supervisor
 
 A process is known by its pid and its start time (:attr:`Proc.key`), so a pid
 the kernel has since given to another process is never taken for the one it
-named before.
+named before: :func:`end` signals a process only if its pid still names the
+process the scan saw. On Linux it opens a pidfd on the pid, checks the start
+time of the process there, and signals through the pidfd, which names that
+one process whatever becomes of its pid. Elsewhere (psutil) the start time is
+checked just before the signal: a pid reused in between could still be hit.
+
+A process group is signalled by its number (``killpg``). That is safe while
+the group has a member (a member holds the number: no new process gets it),
+not once the group is empty, when the number may go to another process and
+its group. :func:`end` drops a group the moment it finds it empty, and callers
+should forget it then; below a subreaper there is no need to signal a group
+at all (its members are all below, found one by one).
 """
 
 from __future__ import annotations
@@ -34,8 +46,11 @@ from dataclasses import dataclass
 
 import psutil
 
-#: ``PR_SET_CHILD_SUBREAPER`` from ``<linux/prctl.h>``.
+#: ``PR_SET_CHILD_SUBREAPER`` and ``PR_GET_CHILD_SUBREAPER`` from ``<linux/prctl.h>``.
 _PR_SET_CHILD_SUBREAPER = 36
+_PR_GET_CHILD_SUBREAPER = 37
+#: Signals through a pidfd (Linux 5.3 and later; the calls exist on Linux only).
+_HAS_PIDFD = hasattr(os, "pidfd_open") and hasattr(signal, "pidfd_send_signal")
 #: ``__WALL`` from ``<linux/wait.h>``: wait for every child, whatever signal it sends its parent
 #: when it exits (os does not export it).
 _WALL = 0x40000000 if sys.platform == "linux" else 0
@@ -73,6 +88,19 @@ def become_subreaper() -> bool:
         return False
 
 
+def is_subreaper() -> bool:
+    """Whether this process is the reaper of orphans below it (Linux only)."""
+    if sys.platform != "linux":
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        flag = ctypes.c_int(0)
+        done = libc.prctl(_PR_GET_CHILD_SUBREAPER, ctypes.byref(flag), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+    return done and flag.value != 0
+
+
 def has_children() -> bool:
     """Whether this process has a child at all, running or a zombie (one system call)."""
     if not _HAS_WAITID:
@@ -104,18 +132,27 @@ def _scan_proc() -> dict[int, Proc]:
     # four times as long, and this runs every POLL_S while processes are ended.
     found = {}
     for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue  # exited meanwhile
-        # "pid (comm) state ppid ... starttime ...": comm may hold spaces and parentheses.
-        fields = stat[stat.rindex(b")") + 2 :].split()
-        pid = int(name)
-        found[pid] = Proc(pid, int(fields[1]), float(fields[19]), fields[0] in (b"Z", b"X"))
+        if name.isdigit() and (proc := _read_proc(int(name))) is not None:
+            found[proc.pid] = proc
     return found
+
+
+def _read_proc(pid: int) -> Proc | None:
+    """The process ``pid`` names now, as :func:`snapshot` sees it; None if there is none."""
+    if sys.platform != "linux":
+        try:
+            p = psutil.Process(pid)
+            return Proc(pid, p.ppid(), p.create_time(), p.status() == psutil.STATUS_ZOMBIE)
+        except psutil.Error:
+            return None  # gone, or not ours to read
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None  # exited meanwhile
+    # "pid (comm) state ppid ... starttime ...": comm may hold spaces and parentheses.
+    fields = stat[stat.rindex(b")") + 2 :].split()
+    return Proc(pid, int(fields[1]), float(fields[19]), fields[0] in (b"Z", b"X"))
 
 
 def below(
@@ -152,6 +189,9 @@ def end(
     process's children are re-parented, a subreaper's to it). Zombie children of
     this process are reaped. Returns when nothing is left, or ``kill_wait`` after
     the deadline whatever is left. Returns how many processes it signalled.
+
+    A process is signalled only while its pid still names it (see the module
+    docstring); a group, only while it has a member.
     """
     me = os.getpid()
     termed: set[tuple[int, float]] = set()
@@ -173,9 +213,8 @@ def end(
         due = deadline()
         if now < due:
             for proc in alive:
-                if proc.key not in termed:
+                if proc.key not in termed and _signal(proc, signal.SIGTERM):
                     termed.add(proc.key)
-                    _signal(proc.pid, signal.SIGTERM)
             if not groups_termed:
                 groups_termed = True
                 for group in pending:
@@ -187,8 +226,8 @@ def end(
         elif now >= give_up:
             return len(termed)
         for proc in alive:
-            termed.add(proc.key)
-            _signal(proc.pid, signal.SIGKILL)
+            if _signal(proc, signal.SIGKILL):
+                termed.add(proc.key)
         for group in pending:
             _signal_group(group, signal.SIGKILL)
         time.sleep(POLL_S)
@@ -205,9 +244,41 @@ def group_exists(pgid: int) -> bool:
     return True
 
 
-def _signal(pid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.kill(pid, sig)
+def _signal(proc: Proc, sig: int) -> bool:
+    """Send ``sig`` to ``proc`` if its pid still names that process; True if it was sent."""
+    if not _HAS_PIDFD:
+        return _signal_checked(proc, sig)
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except ProcessLookupError:
+        return False  # gone (reaped)
+    except OSError:
+        return _signal_checked(proc, sig)  # no pidfd here (a kernel before 5.3, say)
+    try:
+        # The pidfd names the process the pid named when it was opened. If the one
+        # there now started when the scan's did, they are the same (the scan's pid
+        # was never free meanwhile), and the signal goes to it alone.
+        now = _read_proc(proc.pid)
+        if now is None or now.started != proc.started:
+            return False  # gone, and its pid is another process's now
+        signal.pidfd_send_signal(pidfd, sig)
+    except (ProcessLookupError, PermissionError):
+        return False
+    finally:
+        os.close(pidfd)
+    return True
+
+
+def _signal_checked(proc: Proc, sig: int) -> bool:
+    """``_signal`` without a pidfd: the start time is checked, then the pid signalled."""
+    now = _read_proc(proc.pid)
+    if now is None or now.started != proc.started:
+        return False
+    try:
+        os.kill(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
 
 
 def _signal_group(pgid: int, sig: int) -> None:

@@ -28,7 +28,11 @@ terminal reaches only the supervisor, which then drains.
 ends, but a worker that dies (SIGKILL, the OOM killer) cannot. On Linux the
 supervisor is a child subreaper: the processes of a dead worker's job are
 re-parented to the supervisor, and the reaper SIGKILLs them (every process
-below the supervisor that is not a worker) before it settles the job.
+below the supervisor that is not a worker) before it settles the job. What
+was below the supervisor before it became a subreaper, and what is below
+that, is not the supervisor's: a process exec'd into semanticad keeps the
+children its pid had (``sh -c 'log-shipper & exec semanticad'``). The
+reaper never touches those.
 """
 
 from __future__ import annotations
@@ -269,6 +273,9 @@ class WorkerPool:
         #: spawned is a child of the supervisor before its pid is in ``_children``.
         self._spawning = trio.Lock()
         self._adopting = False  # the supervisor is a child subreaper (see _end_orphans)
+        #: What was below the supervisor when it became a subreaper (not its own: see
+        #: _end_orphans), by key.
+        self._foreign: frozenset[tuple[int, float]] = frozenset()
         self._stopping = False
         self._ready_slots = 0  # slots whose first worker said hello
         # Where store writes the reaper could not finish go on (see _settle_dead).
@@ -473,8 +480,11 @@ class WorkerPool:
         env["SEMANTICA_CANCEL_GRACE"] = str(self.cancel_grace)  # for what a job leaves running
         async with self._spawning:
             if not self._adopting:
-                # From the first worker on, orphans below the supervisor are its own.
+                # From the first worker on, orphans below the supervisor are its own...
                 self._adopting = proctree.become_subreaper()
+                if self._adopting:
+                    # ... but not what it already had below it (it started none).
+                    self._foreign = await trio.to_thread.run_sync(_present)
             try:
                 process = await trio.lowlevel.open_process(
                     # -P: the supervisor's working directory is not put on the import
@@ -885,11 +895,14 @@ class WorkerPool:
             await worker.process.wait()
         status = worker.process.returncode
         self._children.discard(worker.pid)
-        for pgid in worker.job_pgids.values():
+        if not self._adopting:
             # An exec job's commands run in a group of their own; they must not
-            # outlive the worker that ran them. (Where there is no subreaper, this
-            # is all that reaches them.)
-            _kill_group(pgid)
+            # outlive the worker that ran them. Where there is no subreaper this is
+            # all that reaches them. (With one, _end_orphans does, each checked: a
+            # group's number is another's once the group has emptied, which it may
+            # have done before its worker died.)
+            for pgid in worker.job_pgids.values():
+                _kill_group(pgid)
         worker.job_pgids.clear()
         await self._end_orphans(worker)  # before its job is settled, and may run again
         # Its last words (a traceback, say) are logged before its end is. What still
@@ -966,18 +979,24 @@ class WorkerPool:
         self._background.start_soon(relay)
 
     async def _end_orphans(self, worker: WorkerHandle) -> None:
-        """SIGKILL and reap every process below the supervisor that is not a worker.
+        """SIGKILL and reap every process below the supervisor that is not a worker,
+        nor was there before the first worker (nor is below one of those).
 
         The supervisor is a child subreaper (Linux): when a worker dies, what its
         job started (an exec command, a handler's child, a daemon) is re-parented
         to the supervisor. A worker ends its jobs' processes itself, unless it was
         killed; then they are ended here, at once: their worker is gone.
+
+        What was below the supervisor before it became a subreaper it did not
+        start (a process exec'd into semanticad keeps its pid's children): those
+        and what runs below them are left alone. (One of them whose parent exits
+        later is re-parented to the supervisor too, and then looks like any orphan.)
         """
         if not self._adopting:
             return
         async with self._spawning:
             workers = frozenset(self._children)
-            ended = await trio.to_thread.run_sync(_end_orphans_now, workers)
+            ended = await trio.to_thread.run_sync(_end_orphans_now, workers, self._foreign)
         if ended:
             log.warning(
                 "ended processes a dead worker's job left running",
@@ -1025,11 +1044,23 @@ def _held(worker: WorkerHandle, lease_id: int) -> Lease | None:
     return None
 
 
-def _end_orphans_now(workers: frozenset[int]) -> int:
-    """SIGKILL the processes below this one but the ``workers`` (and theirs); blocks."""
+def _present() -> frozenset[tuple[int, float]]:
+    """The keys of the processes below this one now (one system call if none); blocks."""
+    return (
+        frozenset(proc.key for proc in proctree.below()) if proctree.has_children() else frozenset()
+    )
+
+
+def _end_orphans_now(workers: frozenset[int], foreign: frozenset[tuple[int, float]]) -> int:
+    """SIGKILL the processes below this one but the ``workers`` and the ``foreign`` ones
+    (and those below them); blocks. A foreign child that has exited is reaped: this
+    process is its parent now (it was exec'd into its old parent's pid)."""
+
+    def skip(proc: proctree.Proc) -> bool:
+        return proc.pid in workers or (proc.key in foreign and not proc.zombie)
 
     def orphans() -> list[proctree.Proc]:
-        return proctree.below(skip=lambda proc: proc.pid in workers)
+        return proctree.below(skip=skip)
 
     return proctree.end(orphans, deadline=lambda: 0.0)
 

@@ -13,14 +13,19 @@ child subreaper (:func:`semantica.proctree.become_subreaper`), so whatever a
 job starts stays below the worker even once its parent has exited. Every
 process below the worker when a job ends was started by that job, except the
 worker's own: those already there when its handler modules had been imported,
-which end only with the worker. The process group of each exec command is
-signalled too. Without the subreaper (macOS) an orphan escapes to launchd: only
-processes still below the worker, and those still in an exec command's group,
-are ended.
+which end only with the worker. Each is signalled only while its pid still
+names it (:func:`semantica.proctree.end`). Without the subreaper (macOS) an
+orphan escapes to launchd: only processes still below the worker, and those
+still in an exec command's process group, are ended; that group is signalled
+by its number, and forgotten as soon as it is found empty (its number may
+then be another group's). With the subreaper a group is never signalled by
+number: its members are all below the worker.
 
 The grace runs from the job's end, or from the moment it was asked to stop
-(cancel, timeout, drain), whichever comes first. Nothing to end (the usual
-case) costs one system call.
+(cancel, timeout, drain), whichever comes first. A stop belongs to its job
+(:meth:`Containment.begin` names the job that runs): one that comes once that
+job's processes are ended (it is about to report) changes nothing, and never
+hurries the next job's. Nothing to end (the usual case) costs one system call.
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ class Containment:
 
     ``whole_tree`` False: only exec commands' process groups (for a worker run
     inside another program, as in tests, whose other processes are not its own).
+    A worker that is a subreaper (:func:`semantica.proctree.become_subreaper`,
+    before this is made) with ``whole_tree`` ends processes one by one only.
     """
 
     def __init__(self, grace: float, whole_tree: bool = True) -> None:
@@ -44,6 +51,11 @@ class Containment:
         self.whole_tree = whole_tree
         self._lock = threading.Lock()
         self._groups: set[int] = set()  # exec commands' process groups of the running job
+        #: Every process of a job stays below this one: found and signalled one by one,
+        #: never through a group's number.
+        self._tree_only = whole_tree and proctree.is_subreaper()
+        self._job: int | None = None  # the running job (its lease), from begin()
+        self._over = True  # what the running job left has been ended (or there was nothing)
         self._deadline = math.inf  # set once the running job is asked to stop
         self._exit_at = math.inf  # set once the worker is asked to stop
         #: The worker's own processes (started as its handler modules were imported).
@@ -53,13 +65,25 @@ class Containment:
 
     def add_group(self, pgid: int) -> None:
         """An exec command of the running job runs in this process group."""
+        if self._tree_only:
+            return  # its members are below: found, and checked, one by one
         with self._lock:
             self._groups.add(pgid)
 
-    def stopping(self, grace: float) -> None:
-        """The running job was asked to stop: kill what it leaves once ``grace`` has passed."""
+    def begin(self, job: int) -> None:
+        """Job ``job`` (its lease) starts: the stops of jobs before it no longer count."""
         with self._lock:
-            self._deadline = min(self._deadline, time.monotonic() + grace)
+            self._job, self._over, self._deadline = job, False, math.inf
+
+    def stopping(self, job: int, grace: float) -> None:
+        """Job ``job`` was asked to stop: kill what it leaves once ``grace`` has passed.
+
+        Too late (what it left is ended already), or for a job that is not the
+        running one: nothing to do.
+        """
+        with self._lock:
+            if job == self._job and not self._over:
+                self._deadline = min(self._deadline, time.monotonic() + grace)
 
     def exiting(self, grace: float) -> None:
         """The worker was asked to stop: kill everything below it once ``grace`` has passed."""
@@ -75,7 +99,7 @@ class Containment:
                     return False
             if self.whole_tree and proctree.has_children():
                 return False
-            self._deadline = math.inf
+            self._over, self._deadline = True, math.inf
             return True
 
     def end_job(self) -> int:
@@ -88,7 +112,7 @@ class Containment:
         ended = proctree.end(self._strays, self._job_due, groups)
         with self._lock:
             self._groups -= groups
-            self._deadline = math.inf
+            self._over, self._deadline = True, math.inf
         return ended
 
     def end_all(self) -> int:

@@ -6,8 +6,9 @@ It runs one job at a time, in the order they came: the supervisor may hand
 over several short jobs at once (a prefetch), and may ask for the ones not yet
 started back (:class:`~semantica.protocol.GiveBack`). When the supervisor goes
 away (the socket reaches EOF, which the kernel guarantees even when the
-supervisor is SIGKILLed) or sends SIGTERM, the worker stops what it runs,
-including an exec job's process group, and exits.
+supervisor is SIGKILLed, or a write to it fails: it died as the worker wrote)
+or sends SIGTERM, the worker stops what it runs, including an exec job's
+process group, and exits. However it exits, it ends every process below it first.
 
 Every process a job started is ended when the job ends, before its end is
 reported, and every process below the worker when it exits
@@ -142,15 +143,42 @@ class Worker:
         self.grace = KILL_GRACE
         #: A blocking handler ignored its stop: report, then end the process (and its thread).
         self.exit_after_report = False
+        #: The worker began to exit (SIGTERM, the supervisor gone): no job starts from now
+        #: on, not even in a plain handler's thread that outlives the event loop.
+        self._exiting = False
+        self._serving: trio.CancelScope | None = None  # cancelled: serve() returns
+
+    async def _send(self, *frames: msgspec.Struct) -> bool:
+        """Send frames to the supervisor in one write; False if it is gone.
+
+        A write fails (BrokenResourceError: EPIPE, ECONNRESET) when the supervisor
+        died, possibly before the EOF that says so is read: that is its end too, as
+        EOF is (:meth:`_supervisor_gone`), not an error of this worker.
+        """
+        try:
+            with trio.CancelScope(shield=True):  # never cut a frame in half
+                await self.channel.send_many(frames)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            self._supervisor_gone()
+            return False
+        return True
+
+    def _supervisor_gone(self) -> None:
+        """Stop: the job's processes get EXIT_GRACE, and serve() returns."""
+        self.grace = EXIT_GRACE
+        self._stopping_all(EXIT_GRACE)
+        if self._serving is not None:
+            self._serving.cancel()
 
     async def serve(self) -> None:
         """Say hello, then run jobs as they come until the supervisor goes away."""
-        await self.channel.send(
-            WorkerHello(
-                version=PROTOCOL_VERSION, pid=os.getpid(), types=registry.registered_types()
-            )
+        hello = WorkerHello(
+            version=PROTOCOL_VERSION, pid=os.getpid(), types=registry.registered_types()
         )
+        if not await self._send(hello):
+            return
         async with trio.open_nursery() as nursery:
+            self._serving = nursery.cancel_scope
             nursery.start_soon(self._exit_on_signals, nursery.cancel_scope)
             # Jobs run in a task of their own, so that EOF, CancelJob and GiveBack
             # are noticed while one runs.
@@ -164,8 +192,7 @@ class Worker:
                     msg = await self.channel.receive()
                 except (trio.EndOfChannel, trio.BrokenResourceError, ProtocolError, OSError):
                     # The supervisor is gone (or speaks nonsense: the same).
-                    self.grace = EXIT_GRACE
-                    self._stopping_all(EXIT_GRACE)
+                    self._supervisor_gone()
                     break
                 match msg:
                     case RunJob():
@@ -184,6 +211,8 @@ class Worker:
                 self._has_work = trio.Event()
                 await self._has_work.wait()
             with self._lock:
+                if self._exiting:
+                    return
                 job = self.pending.popleft()
             fn = _blocking_handler(job)
             if fn is None:
@@ -205,7 +234,7 @@ class Worker:
     async def _give_back(self, request: GiveBack) -> None:
         with self._lock:
             taken = self._take_pending(set(request.leases))
-        await self.channel.send(GivenBack(leases=[job.lease for job in taken]))
+        await self._send(GivenBack(leases=[job.lease for job in taken]))
 
     async def _stop(self, request: CancelJob) -> None:
         with self._lock:
@@ -214,18 +243,19 @@ class Worker:
             if taken or current is None or current.job.lease != request.lease:
                 current = None  # not started, or it ended meanwhile (its report is on the way)
             elif current.returned:
-                # It ended in time; only what it left running remains: that ends sooner.
-                self.containment.stopping(request.grace)
+                # It ended in time; only what it left running remains: that ends sooner
+                # (if it has not been ended yet).
+                self.containment.stopping(request.lease, request.grace)
                 current = None
             else:
                 current.stop = request
         for job in taken:
             # Not started: it ends at once, as asked.
             error = JobError(request.kind, request.message)
-            await self.channel.send(JobFinished(lease=job.lease, error=error, permanent=True))
+            await self._send(JobFinished(lease=job.lease, error=error, permanent=True))
         if current is not None:
             self.grace = request.grace
-            self.containment.stopping(request.grace)
+            self.containment.stopping(request.lease, request.grace)
             current.ctx._cancel()
             current.scope.cancel()
 
@@ -243,9 +273,12 @@ class Worker:
                 return
 
     def _stopping_all(self, grace: float) -> None:
-        """The worker stops: its job's processes get ``grace``, its handler is told."""
+        """The worker stops: its job's processes get ``grace``, its handler is told, and
+        no other job starts."""
         self.containment.exiting(grace)
-        current = self.current
+        with self._lock:
+            self._exiting = True
+            current = self.current
         if current is not None:
             current.ctx._cancel()  # a plain handler that looks may stop its work
 
@@ -253,6 +286,7 @@ class Worker:
         self, job: RunJob, token: trio.lowlevel.TrioToken, scope: trio.CancelScope
     ) -> _Attempt:
         # (Called in the handler thread too: the buffers must know the trio thread.)
+        self.containment.begin(job.lease)
         logs = LogBuffer(token, self._wake_log_pump, self._trio_thread)
         progress = ProgressSlot(token, self._wake_progress_pump, self._trio_thread)
         ctx = JobContext(job.job_id, job.type, job.attempt, job.max_attempts, logs, progress.report)
@@ -329,11 +363,17 @@ class Worker:
                         if self.current is not attempt:
                             return  # given up on as stuck: reported already, the worker exits
                         self.current = following = None
-                        taken = None if attempt.stop is not None else self._next_blocking()
+                        # After a stop this thread takes no more: after the job's, the
+                        # event loop goes on with the queue; after the worker's, nothing
+                        # starts (the supervisor puts back what it handed over as never
+                        # started, attempt not spent), though the loop may be gone.
+                        stopped = attempt.stop is not None or self._exiting
+                        taken = None if stopped else self._next_blocking()
                         if taken is not None:
                             job, handler = taken
                             self.current = following = self._new_attempt(job, token, scope)
-                    token.run_sync_soon(self._post, attempt, report)
+                    with contextlib.suppress(trio.RunFinishedError):  # (the worker exits)
+                        token.run_sync_soon(self._post, attempt, report)
                     if following is None:
                         return
                     attempt = following
@@ -402,8 +442,7 @@ class Worker:
             retiring = self.exit_after_report and not self._outbox
             if retiring and report is not None:
                 report.last = True
-            with trio.CancelScope(shield=True):  # never cut a frame in half
-                await self.channel.send_many(frames)
+            await self._send(*frames)
             if retiring:
                 serving.cancel()
 
@@ -424,8 +463,7 @@ class Worker:
             await trio.sleep(self._heartbeat)
             attempt = self.current
             if attempt is not None:
-                with trio.CancelScope(shield=True):  # never cut a frame in half
-                    await self.channel.send(Heartbeat(lease=attempt.job.lease))
+                await self._send(Heartbeat(lease=attempt.job.lease))
 
     async def _pump_progress(self) -> None:
         # At most one update per PROGRESS_INTERVAL, always the latest: a handler may
@@ -438,10 +476,9 @@ class Worker:
                 continue  # its job ended meanwhile
             attempt.progress.changed = trio.Event()
             fraction, message = attempt.progress.latest
-            with trio.CancelScope(shield=True):  # never cut a frame in half
-                await self.channel.send(
-                    JobProgress(lease=attempt.job.lease, fraction=fraction, message=message)
-                )
+            await self._send(
+                JobProgress(lease=attempt.job.lease, fraction=fraction, message=message)
+            )
             await trio.sleep(PROGRESS_INTERVAL)
 
     async def _pump_logs(self) -> None:
@@ -453,14 +490,13 @@ class Worker:
                 continue  # its job ended, and its run_job sends what was left
             lines = attempt.logs.take()
             if lines:
-                with trio.CancelScope(shield=True):  # never cut a frame in half
-                    await self.channel.send(JobLog(lease=attempt.job.lease, lines=lines))
+                await self._send(JobLog(lease=attempt.job.lease, lines=lines))
 
     async def _exec_started(self, pgid: int) -> None:
         self.containment.add_group(pgid)
         current = self.current
         if current is not None:
-            await self.channel.send(JobProcess(lease=current.job.lease, pgid=pgid))
+            await self._send(JobProcess(lease=current.job.lease, pgid=pgid))
 
     async def _attempt(self, job: RunJob, ctx: JobContext, logs: LogBuffer) -> JobFinished:
         try:
@@ -627,14 +663,24 @@ def main() -> None:
         stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
         await Worker(FramedStream(stream, ToWorker, WORKER_MAX_FRAME), containment).serve()
 
-    trio.run(run)
-    # Nothing this worker or its jobs started outlives it (an abandoned handler thread's
-    # processes included): SIGTERM, SIGKILL at the stop's grace, reaped.
-    containment.end_all()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # A blocking handler's thread cannot be interrupted; do not wait for it.
-    os._exit(0)
+    status = 1
+    try:
+        trio.run(run)
+        status = 0
+    except BaseException:  # noqa: BLE001  # a bug of ours: said below, and what runs still ends
+        with contextlib.suppress(OSError):  # (the supervisor, which reads it, may be gone)
+            traceback.print_exc()
+    finally:
+        # However the worker ends, nothing it or its jobs started outlives it (an
+        # abandoned handler thread's processes included): SIGTERM, SIGKILL at the
+        # stop's grace, reaped. (Without this, what is below it would go to the
+        # supervisor, a subreaper too, or to init if the supervisor is gone.)
+        containment.end_all()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+        # A blocking handler's thread cannot be interrupted; do not wait for it.
+        os._exit(status)
 
 
 def _cancel_grace() -> float:

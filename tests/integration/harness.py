@@ -59,6 +59,9 @@ class Daemon:
     stderr: int | None = None
     # psutil.Process objects, which refuse to signal a reused pid.
     seen: dict[int, psutil.Process] = field(default_factory=dict)
+    #: A command that runs first and execs the supervisor's (given as its last arguments):
+    #: ``("sh", "-c", 'setup & exec "$@"', "sh")``, say.
+    launcher: tuple[str, ...] = ()
 
     @property
     def socket(self) -> Path:
@@ -93,6 +96,7 @@ class Daemon:
         with open(self.output, "wb") as out:
             self.proc = subprocess.Popen(
                 [
+                    *self.launcher,
                     sys.executable,
                     "-m",
                     "semantica.supervisor",

@@ -330,6 +330,47 @@ def test_nothing_the_job_of_a_killed_worker_started_is_left_running(
     assert not exec_spawned.running(), f"the command's, left running: {exec_spawned.running()}"
 
 
+def test_what_ran_below_semanticad_before_it_started_is_never_taken_for_a_jobs(
+    short_tmp: Path,
+) -> None:
+    """``sh -c 'log-shipper & exec semanticad'``: semanticad starts with a child it did not
+    start. A worker's death makes the supervisor end what that worker's job left, and
+    the supervisor's exit ends its workers: neither ends that child (it used to be
+    SIGKILLed at the first worker death, every worker's exit at a drain included)."""
+    shipper_pid = short_tmp / "shipper.pid"
+    launcher = f'sleep 300 & echo $! > {shlex.quote(str(shipper_pid))}; exec "$@"'
+    daemon = Daemon(home=short_tmp / "home", launcher=("sh", "-c", launcher, "sh"))
+    shipper: psutil.Process | None = None
+    try:
+        daemon.start(SEMANTICA_CANCEL_GRACE=str(GRACE_S))
+        assert daemon.proc is not None
+        shipper = psutil.Process(int(shipper_pid.read_text()))
+        assert shipper.ppid() == daemon.proc.pid
+        payload, spawned = spawn_payload(short_tmp, "job", ["setsid"], then="exit")
+        with daemon.client() as client:
+            job = client.enqueue("SPAWN", payload, max_attempts=1)  # its worker dies under it
+            ended = client.wait(job.id, timeout=60)
+        assert ended.error is not None and ended.error.kind == "worker_lost", ended
+        spawned.wait(alive=False)
+        assert not spawned.running(), f"the dead worker's job's, left running: {spawned.running()}"
+        assert _runs(shipper), "the process semanticad started with was ended"
+        assert daemon.stop(signal.SIGTERM, timeout=30) == 0
+        assert _runs(shipper), "the process semanticad started with was ended at its exit"
+    finally:
+        if shipper is not None:
+            daemon.seen.pop(shipper.pid, None)  # (not semanticad's: it may outlive it)
+            if _runs(shipper):
+                shipper.kill()
+        assert not daemon.stop_for_good(), "processes left behind"
+
+
+def _runs(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 # ---------------------------------------------------------------------- the drain
 
 

@@ -68,3 +68,48 @@ def test_a_subreaper_finds_and_ends_what_escaped_its_child() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
     ).stdout.split()
     assert out == ["1", "True", "1", "0", "False"], out
+
+
+def test_end_leaves_alone_a_process_that_took_the_pid_of_one_it_found() -> None:
+    """A process a scan found has exited and its pid names another process now (reaped by
+    its own parent, the pid reused): ``end`` does not signal that other process."""
+    other = subprocess.Popen(["sleep", "300"])
+    try:
+        [now] = [proc for proc in proctree.below() if proc.pid == other.pid]
+        # What a scan saw before: the same pid, an earlier process (an earlier start).
+        earlier = proctree.Proc(now.pid, now.ppid, now.started - 100, zombie=False)
+        scans = iter([[earlier]])
+        ended = proctree.end(lambda: next(scans, []), deadline=lambda: 0.0)
+        assert other.poll() is None, "end signalled the process that took the pid"
+        assert ended == 0
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_a_workers_containment_never_signals_a_group_by_its_number() -> None:
+    """Below a subreaper every process of a job's command is found (and checked) one by
+    one; its process group is not signalled by number, which another group may have
+    taken once the command's group emptied. Here the number recorded is another
+    group's: containment leaves it alone."""
+    other = subprocess.Popen(["sleep", "300"], start_new_session=True)  # a group of its own
+    script = textwrap.dedent(
+        f"""
+        import time
+        from semantica import proctree
+        from semantica.worker.containment import Containment
+        assert proctree.become_subreaper()
+        containment = Containment(0.5)
+        containment.add_group({other.pid})  # the number a command's emptied group had
+        print(containment.clear(), containment.end_job(), containment.end_all(), flush=True)
+        """
+    )
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+        ).stdout.split()
+        assert other.poll() is None, "the other group was signalled"
+        assert out == ["True", "0", "0"], out
+    finally:
+        other.kill()
+        other.wait()

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
+import signal
 import socket
+import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -326,6 +330,58 @@ async def test_a_stop_while_a_jobs_leftovers_are_ended_only_hurries_them() -> No
     assert took < 4, f"the end came {took:.1f} s after the stop"
 
 
+class LingeringWorker(Worker):
+    """A worker whose job of lease 1, once what it left running is ended, stays the
+    running job until the test says (the moment a late stop can still come for it)."""
+
+    contained: trio.Event
+    stopped: trio.Event
+    go_on: trio.Event
+
+    async def _contain(self, attempt: Any) -> None:
+        await super()._contain(attempt)
+        if attempt.job.lease == 1:
+            LingeringWorker.contained.set()
+            await LingeringWorker.go_on.wait()
+
+    async def _stop(self, request: CancelJob) -> None:
+        await super()._stop(request)
+        LingeringWorker.stopped.set()
+
+
+async def test_a_stop_that_comes_after_its_job_was_contained_does_not_hurry_the_next_job(
+    tmp_path: Path,
+) -> None:
+    """A timeout (grace 0) comes for a job whose leftovers are already ended, before its
+    report: the next job's leftovers still get SIGTERM and their grace, not an
+    immediate SIGKILL (the late stop's deadline used to carry over to the next job)."""
+    ready, termed = tmp_path / "ready", tmp_path / "termed"
+    child = (
+        f"trap 'echo term > {shlex.quote(str(termed))}; exit 0' TERM; "
+        f"echo ready > {shlex.quote(str(ready))}; while :; do sleep 0.01; done"
+    )
+    # (Its output goes elsewhere: the job's pipe is closed once the command has exited.)
+    command = (
+        f"sh -c {shlex.quote(child)} >/dev/null 2>&1 & "
+        f"while [ ! -s {shlex.quote(str(ready))} ]; do sleep 0.01; done"
+    )
+    LingeringWorker.contained, LingeringWorker.stopped = trio.Event(), trio.Event()
+    LingeringWorker.go_on = trio.Event()
+    async with running_worker(LingeringWorker) as supervisor:
+        await _hello(supervisor)
+        await supervisor.send(_run(1, "UT_ASYNC_ADD", {"a": 1, "b": 2}))
+        await LingeringWorker.contained.wait()
+        await supervisor.send(CancelJob(lease=1, kind="timeout", message="late", grace=0.0))
+        await LingeringWorker.stopped.wait()
+        LingeringWorker.go_on.set()
+        while not isinstance(first := await supervisor.receive(), JobFinished):
+            pass
+        assert first.lease == 1 and first.error is None, first
+        _, second, _ = await run_job(supervisor, "exec", {"argv": ["sh", "-c", command]}, lease=2)
+    assert second.error is None, second.error
+    assert termed.exists(), "the next job's leftover was SIGKILLed without a SIGTERM first"
+
+
 async def test_exec_env_and_cwd(tmp_path: Path) -> None:
     """An exec job runs in the cwd given, with the env given added to the worker's."""
     async with running_worker() as supervisor:
@@ -577,3 +633,187 @@ async def test_a_job_given_back_before_it_starts_is_not_run() -> None:
             if isinstance(msg, JobFinished):
                 ends.append(msg.lease)
     assert ends == [1, 2]
+
+
+# ---------------------------------------------------------------------- the worker process
+#
+# ``python -m semantica.worker`` itself, the test as its supervisor: what its main() does
+# when it exits (the end of everything below it) is seen only in a process of its own.
+
+
+@asynccontextmanager
+async def worker_process(
+    tmp_path: Path, handlers: str, **env: str
+) -> AsyncIterator[tuple[trio.Process, socket.socket, FramedStream]]:
+    """A real worker with the handler module ``handlers`` (its source) on one end of a
+    socket pair; yields the process, the supervisor's socket and its framed stream.
+    What the worker prints goes to ``tmp_path / "worker.out"``."""
+    output = _prepare(tmp_path, handlers)
+    ours, theirs = socket.socketpair()
+    environ = {
+        **os.environ,
+        "SEMANTICA_WORKER_FD": str(theirs.fileno()),
+        "SEMANTICA_HANDLERS": "ut_process_handlers",
+        "PYTHONPATH": str(tmp_path),
+        **env,
+    }
+    try:
+        process = await trio.lowlevel.open_process(
+            [sys.executable, "-m", "semantica.worker"],
+            pass_fds=(theirs.fileno(),),
+            env=environ,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    finally:
+        os.close(output)
+        theirs.close()
+    supervisor = _framed(ours, FromWorker)
+    try:
+        with trio.fail_after(TIMEOUT):
+            await _hello(supervisor)
+        yield process, ours, supervisor
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await process.wait()
+        await supervisor.aclose()
+
+
+def _prepare(tmp_path: Path, handlers: str) -> int:
+    """Write the handler module; open the file for the worker's output."""
+    (tmp_path / "ut_process_handlers.py").write_text(textwrap.dedent(handlers))
+    return os.open(tmp_path / "worker.out", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+
+
+def _running(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _pid_in(path: Path) -> int | None:
+    return int(path.read_text()) if path.exists() else None  # (written whole, then renamed)
+
+
+async def _read_pid(path: Path) -> psutil.Process:
+    """The process whose pid a handler wrote to ``path`` (waits for it)."""
+    with trio.fail_after(TIMEOUT):
+        while (pid := _pid_in(path)) is None:  # noqa: ASYNC110  # a file: nothing to wait on
+            await trio.sleep(0.01)
+    return psutil.Process(pid)
+
+
+_ORPHANS = """
+    import os, time
+    from pathlib import Path
+    from semantica import handler
+
+    def orphan(pids):
+        # A shell's `cmd &`: once sh exits, sleep is an orphan, re-parented to the worker.
+        os.system(f"sleep 300 & echo $! > {pids}.tmp; mv {pids}.tmp {pids}")
+
+    @handler("FLOOD")
+    def flood(ctx, payload):
+        orphan(payload["pids"])
+        while not ctx.cancelled:
+            ctx.log("x" * 1000)
+            time.sleep(0.001)
+
+    @handler("QUIET")
+    def quiet(ctx, payload):
+        orphan(payload["pids"])
+        while not ctx.cancelled:
+            time.sleep(0.001)
+
+    @handler("RETURN_ON")
+    def return_on(ctx, payload):
+        orphan(payload["pids"])
+        while not Path(payload["go"]).exists():
+            time.sleep(0.001)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the subreaper is Linux's")
+@pytest.mark.parametrize("sending", ["log", "heartbeat", "report"])
+async def test_a_send_to_a_supervisor_that_is_gone_ends_the_worker_and_its_jobs_processes(
+    tmp_path: Path, sending: str
+) -> None:
+    """The supervisor dies as the worker sends (a log frame, a heartbeat, a report): the
+    send fails (EPIPE) rather than the receive seeing EOF. The worker takes that as the
+    supervisor's end, as EOF: it exits 0, quietly, and what its job started is ended.
+    (It used to die of the send's exception: a traceback, and its job's processes ran on.)"""
+    pids, go = tmp_path / "pids", tmp_path / "go"
+    async with worker_process(tmp_path, _ORPHANS) as (process, sock, supervisor):
+        type_ = {"log": "FLOOD", "heartbeat": "QUIET", "report": "RETURN_ON"}[sending]
+        run = _run(1, type_, {"pids": str(pids), "go": str(go)})
+        run.heartbeat = 0.05
+        await supervisor.send(run)
+        orphan = await _read_pid(pids)
+        try:
+            # The supervisor's end stops reading: the worker's next send fails with EPIPE,
+            # and it never sees EOF (as when the kill lands while it writes).
+            sock.shutdown(socket.SHUT_RD)
+            go.touch()
+            with trio.fail_after(TIMEOUT):
+                status = await process.wait()
+            output = (tmp_path / "worker.out").read_text()
+            assert status == 0, output
+            assert "Traceback" not in output, output
+            with trio.fail_after(TIMEOUT):
+                while _running(orphan):  # noqa: ASYNC110  # another process: nothing to wait on
+                    await trio.sleep(0.01)
+        finally:
+            if _running(orphan):
+                orphan.kill()
+
+
+@handler("UT_MARK")
+def mark(ctx: Any, payload: Any) -> Any:
+    MARKED.append(ctx.job_id)
+
+
+MARKED: list[int] = []  # ids of UT_MARK jobs that ran
+
+
+class PostingWorker(Worker):
+    """A worker that says when the first job's end is queued for its report."""
+
+    posted: trio.Event
+
+    def _post(self, attempt: Any, finished: JobFinished | None) -> None:
+        super()._post(attempt, finished)
+        if attempt.job.lease == 1:
+            PostingWorker.posted.set()
+
+
+async def test_a_worker_stopped_by_sigterm_starts_no_job_handed_over_behind_its_job() -> None:
+    """SIGTERM (the end of a drain, a shutdown --now) while a plain job runs with another
+    handed over behind it: the running one is stopped, and the one behind it stays not
+    started (the supervisor puts it back as such, attempt not spent). It used to start
+    in the handler's thread, left to itself, while the worker exited."""
+    PostingWorker.posted = trio.Event()
+    sup_sock, worker_sock = socket.socketpair()
+    supervisor, worker_end = _framed(sup_sock, FromWorker), _framed(worker_sock, ToWorker)
+    worker = PostingWorker(worker_end)
+    # (Should the worker's own receiver not be there yet, this one takes the signal.)
+    with trio.open_signal_receiver(signal.SIGTERM), trio.fail_after(TIMEOUT):
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(worker.serve)
+                await _hello(supervisor)
+                await supervisor.send_many(
+                    [_run(1, "UT_WAIT_FOR_CANCEL", None), _run(2, "UT_MARK", None)]
+                )
+                log = await supervisor.receive()
+                assert isinstance(log, JobLog) and log.lines == ["waiting"], log
+                os.kill(os.getpid(), signal.SIGTERM)
+            # serve() returned; the handler's thread goes on, to the end of its job.
+            await PostingWorker.posted.wait()
+        finally:
+            await supervisor.aclose()
+            await worker_end.aclose()
+    assert [job.lease for job in worker.pending] == [2], "the job behind it was taken"
+    assert 102 not in MARKED, "the job behind the stopped one ran as its worker exited"
