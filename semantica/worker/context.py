@@ -25,10 +25,15 @@ from semantica.limits import LOG_LINE_MAX, MIB, PROGRESS_MESSAGE_MAX, cut, utf8_
 
 # A handler that logs faster than the supervisor takes lines loses its oldest
 # pending lines, counted, rather than the worker growing without bound. The
-# bytes are capped too (10,000 lines of 64 KiB would be a 640 MiB frame); the
+# bytes are capped too (50,000 lines of 64 KiB would be a 3 GiB frame); the
 # supervisor keeps only the end of a job's log anyway (1 MiB by default).
-MAX_PENDING_LINES = 10_000
+MAX_PENDING_LINES = 50_000
 MAX_PENDING_BYTES = 4 * MIB
+# An exec command's output is read only while fewer lines than this wait (see
+# LogBuffer.room): a chatty command waits on its pipe instead of losing lines.
+# Far enough under the caps above that a read of output never reaches them.
+ROOM_LINES = 20_000
+ROOM_BYTES = 2 * MIB
 
 
 class _FedFromAnyThread:
@@ -71,6 +76,17 @@ class LogBuffer(_FedFromAnyThread):
         self._bytes = 0
         self._dropped = 0
         self.has_lines = trio.Event()
+        self._taken = trio.Event()
+
+    async def room(self) -> None:
+        """Wait until few enough lines wait to be sent (``ROOM_LINES``, ``ROOM_BYTES``).
+
+        For output that can wait (an exec command's pipe): read no more until
+        the supervisor has taken what is pending, and nothing is dropped. Call
+        in the trio thread.
+        """
+        while len(self._lines) >= ROOM_LINES or self._bytes >= ROOM_BYTES:
+            await self._taken.wait()
 
     def add(self, line: str) -> None:
         """Queue a line, cut to LOG_LINE_MAX; safe from any thread."""
@@ -99,6 +115,8 @@ class LogBuffer(_FedFromAnyThread):
             lines.insert(0, note)
             self._dropped = 0
         self.has_lines = trio.Event()
+        self._taken.set()
+        self._taken = trio.Event()
         return lines
 
 

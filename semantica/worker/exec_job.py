@@ -34,7 +34,8 @@ from semantica.models import exec_payload_problem
 
 #: How long a stopped command's process group has between SIGTERM and SIGKILL.
 KILL_GRACE = 5.0
-_CHUNK = 65536
+# Output is read in pieces of this many bytes, at most as many lines.
+_CHUNK = 16384
 
 
 class ExecFailed(Exception):
@@ -67,12 +68,15 @@ async def run_exec(
     log: Callable[[str], None],
     started: Callable[[int], Awaitable[None]] | None = None,
     grace: Callable[[], float] = lambda: KILL_GRACE,
+    room: Callable[[], Awaitable[None]] | None = None,
 ) -> dict[str, int]:
     """Run the command in ``payload``, sending each output line to ``log``.
 
     ``started`` is told the command's process group id once it runs; ``grace``
     says, when the job is stopped, how long the group gets between SIGTERM
-    and SIGKILL.
+    and SIGKILL; ``room``, awaited after each piece of output, returns once
+    ``log`` may take more (the command meanwhile waits on its pipe: a command
+    that writes faster than its log is sent loses nothing).
 
     Raises:
         InvalidPayload: the payload is malformed.
@@ -103,7 +107,7 @@ async def run_exec(
     try:
         if started is not None:
             await started(process.pid)
-        status = await _output_until_exit(process, stdout, log)
+        status = await _output_until_exit(process, stdout, log, room)
     except BaseException:
         with trio.CancelScope(shield=True):
             await terminate_group(process, grace())
@@ -120,7 +124,10 @@ async def run_exec(
 
 
 async def _output_until_exit(
-    process: trio.Process, stream: trio.lowlevel.FdStream, log: Callable[[str], None]
+    process: trio.Process,
+    stream: trio.lowlevel.FdStream,
+    log: Callable[[str], None],
+    room: Callable[[], Awaitable[None]] | None,
 ) -> int:
     """Send the command's output to ``log`` until the command exits; return its status.
 
@@ -130,15 +137,22 @@ async def _output_until_exit(
     """
     lines = _Lines(log)
 
+    async def feed(chunk: bytes) -> None:
+        lines.feed(chunk)
+        if room is not None:
+            await room()
+
     async def pump() -> None:
         while chunk := await stream.receive_some(_CHUNK):
-            lines.feed(chunk)
+            await feed(chunk)
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(pump)
         status = await process.wait()
         nursery.cancel_scope.cancel()  # (a cancelled receive has read nothing)
-    lines.feed(_buffered(stream.fileno()))
+    rest = _buffered(stream.fileno())
+    for start in range(0, len(rest), _CHUNK):
+        await feed(rest[start : start + _CHUNK])
     lines.end()
     return status
 

@@ -508,7 +508,7 @@ class Worker:
         try:
             if job.type == registry.EXEC_TYPE:
                 result: Any = await run_exec(
-                    payload, logs.add, self._exec_started, lambda: self.grace
+                    payload, logs.add, self._exec_started, lambda: self.grace, logs.room
                 )
             else:
                 fn = registry.lookup(job.type)

@@ -88,6 +88,16 @@ def test_exec_job_output_goes_to_its_log(daemon: Daemon, tmp_path: os.PathLike[s
     assert daemon.semctl("logs", job_id, "-n", "1").out.splitlines() == [os.getcwd()]
 
 
+def test_a_command_writing_faster_than_its_log_is_sent_loses_no_line(daemon: Daemon) -> None:
+    """`seq 1 100000` writes 100,000 lines at once: the job's log has every one of them, in
+    order (the command waits on its pipe while the log catches up; nothing is dropped)."""
+    with daemon.client() as client:
+        job = client.enqueue("exec", {"argv": ["seq", "1", "100000"]})
+        assert client.wait(job.id, timeout=60).state == "DONE"
+        lines = client.logs(job.id)
+    assert lines == [str(n) for n in range(1, 100_001)]
+
+
 def test_exec_job_with_nonzero_exit_fails(daemon: Daemon) -> None:
     """An exec job exiting 3 ends FAILED with kind exit_status, and wait exits 1."""
     job_id = daemon.semctl(
