@@ -212,6 +212,7 @@ def test_an_exec_job_ends_when_its_command_exits_and_its_background_children_wit
         f'while [ "$(wc -l < {shlex.quote(str(pids))})" -lt 3 ]; do sleep 0.01; done; '
         "echo after; exit 0"
     )
+    pids.touch()  # (the loop reads it before the first child has written to it)
     spawned = Spawned(pids, 3)
     started = time.monotonic()
     job_id = daemon.semctl("enqueue", "exec", "--", "sh", "-c", script).out.strip()
