@@ -75,13 +75,16 @@ class Supervisor:
         self._nursery: trio.Nursery | None = None
         self.own_process = psutil.Process()
 
-    def request_shutdown(self, reason: str, now: bool = False) -> None:
-        """Begin the drain (the first call) or skip its wait (a second call, or ``now``)."""
+    def request_shutdown(self, reason: str, now: bool = False, again_skips: bool = True) -> None:
+        """Begin the drain (the first call) or skip its wait (``now``, or a second call
+        when ``again_skips``: a second signal does, a second ``semctl shutdown`` does
+        not, since a user may run it again only to be sure)."""
         if now:
             self._skip_drain.set()
         if self._shutdown.is_set():
-            log.info("second stop request: not waiting for running jobs", reason=reason)
-            self._skip_drain.set()
+            if again_skips and not self._skip_drain.is_set():
+                log.info("second stop request: not waiting for running jobs", reason=reason)
+                self._skip_drain.set()
             return
         log.info("draining", reason=reason, drain_timeout_s=self.settings.drain_timeout)
         self._shutdown.set()

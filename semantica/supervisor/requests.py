@@ -188,7 +188,7 @@ async def dispatch(sup: Supervisor, request: SupervisorRequest, send: Send) -> C
         case Events():
             return await handle_events(sup, request, send)
         case Shutdown():
-            sup.request_shutdown("semctl shutdown", now=request.now)
+            sup.request_shutdown("semctl shutdown", now=request.now, again_skips=False)
             return Ok(rid=request.rid)
         case Hello():
             raise ProtocolError("already authenticated: hello is only the first frame")

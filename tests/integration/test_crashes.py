@@ -201,6 +201,28 @@ def test_shutdown_now_requeues_running_jobs_without_waiting(
     assert job["state"] in ("QUEUED", "RUNNING") and job["attempts"] <= 1
 
 
+def test_a_second_semctl_shutdown_lets_the_drain_go_on(
+    make_daemon: Callable[..., Daemon], announcements: Announcements
+) -> None:
+    """semctl shutdown run twice (to be sure it was heard) keeps the drain: the running job
+    is not stopped; only --now stops it."""
+    daemon = make_daemon("--drain-timeout", "60")
+    payload = f'{{"notify": "{announcements.path}"}}'
+    job_id = daemon.semctl("enqueue", "HANG", "--payload", payload).out.strip()
+    announcements.next()
+    assert daemon.semctl("shutdown").code == 0
+    again = daemon.semctl("shutdown")
+    assert again.code == 0, again.err
+    assert "drain" in again.out
+    status = daemon.semctl("status", "--json").json()
+    assert status["draining"] and status["counts"]["RUNNING"] == 1
+    assert daemon.semctl("show", job_id, "--json").json()["state"] == "RUNNING"
+    assert not any(e.get("error_kind") == "interrupted" for e in daemon.events())
+    assert daemon.semctl("shutdown", "--now").code == 0
+    assert daemon.proc is not None and daemon.proc.wait(30) == 0
+    assert any(e.get("error_kind") == "interrupted" for e in daemon.events())
+
+
 def test_durability_setting_is_reported(make_daemon: Callable[..., Daemon]) -> None:
     """status --json says which durability the store runs with; full is the default."""
     assert make_daemon().semctl("status", "--json").json()["durability"] == "full"
