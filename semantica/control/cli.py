@@ -484,7 +484,12 @@ def top(
         bool, typer.Option("--json", help="Print one snapshot as a JSON document (implies --once).")
     ] = False,
 ) -> None:
-    """Live dashboard: workers, their jobs, CPU and memory, queues, rates, failures (q quits)."""
+    """Live dashboard: workers, their jobs, CPU and memory, queues, rates, failures (q quits).
+
+    Into a pipe or a file (not a terminal) it prints one frame, as --once.
+    """
+    if not sys.stdout.isatty():
+        once = True  # a live screen needs a terminal; one frame is what a pipe can take
     if json_out:
         with _edge(), _client() as client:
             snapshot = client.top()

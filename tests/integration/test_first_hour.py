@@ -273,3 +273,11 @@ def test_a_second_supervisor_on_the_same_home_exits_2(daemon: Daemon) -> None:
         "directory"
     )
     assert daemon.semctl("status").code == 0
+
+
+def test_top_into_a_pipe_prints_one_frame_and_ends(daemon: Daemon) -> None:
+    """`semctl top > file` (or piped): a live screen needs a terminal, so it prints one
+    frame, as --once, and exits 0 instead of drawing nothing for ever."""
+    out = daemon.semctl("top", timeout=20)
+    assert out.code == 0, out.err
+    assert out.out.startswith("semanticad ") and " idle " in out.out  # the header, the workers
