@@ -242,8 +242,9 @@ def list_(
         from semantica.control import render
 
         render.job_table(jobs)
-        if jobs.total > len(jobs):
-            print(f"{len(jobs):,} of {jobs.total:,}{'+' if jobs.total_capped else ''} shown")
+        shown = render.shown_of(jobs)
+        if shown:
+            print(shown)
 
 
 @app.command(context_settings=NUMBERS)

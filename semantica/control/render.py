@@ -30,6 +30,16 @@ _WAITING_WORDS = {
 DRAINING = "draining: shutting down, no new job starts; running jobs get the drain timeout"
 
 
+def shown_of(jobs: list[Job]) -> str | None:
+    """The line under a list that stopped at its limit: "50 of 1,234 shown" (with "+"
+    when the supervisor stopped counting); None when the list holds every match."""
+    total: int = getattr(jobs, "total", len(jobs))
+    capped: bool = getattr(jobs, "total_capped", False)
+    if total <= len(jobs) and not capped:
+        return None
+    return f"{len(jobs):,} of {total:,}{'+' if capped else ''} shown"
+
+
 def _when(value: datetime | None) -> str:
     return "-" if value is None else value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
@@ -65,7 +75,8 @@ def job_details(job: Job) -> None:
         grid.add_row("requires", ", ".join(conditions))
     grid.add_row("started", _when(job.started_at))
     if job.finished_at is not None:
-        grid.add_row("finished", f"{_when(job.finished_at)}   took {_took(job)}")
+        took = _took(job)  # (none for a job that never ran: superseded, cancelled queued)
+        grid.add_row("finished", _when(job.finished_at) + (f"   took {took}" if took else ""))
     if job.worker_pid is not None:
         grid.add_row("worker", str(job.worker_pid))
     if job.progress is not None and job.state == JobState.RUNNING:
@@ -88,7 +99,8 @@ def _payload_for_screen(job: Job) -> object:
     payload = job.payload
     if job.type == EXEC_TYPE and isinstance(payload, dict) and isinstance(payload.get("env"), dict):
         count = len(payload["env"])
-        return payload | {"env": f"<{count} variables: semctl show --json prints them>"}
+        noun = "variable" if count == 1 else "variables"
+        return payload | {"env": f"<{count} {noun}: semctl show --json prints them>"}
     return payload
 
 
