@@ -150,7 +150,8 @@ class Settings(msgspec.Struct, frozen=True):
         """Build settings from ``flags`` (None means unset) over ``env`` over defaults.
 
         Raises:
-            ConfigError: a value is malformed; the message names the variable.
+            ConfigError: a value is malformed; the message names the flag or the variable
+                that gave it.
         """
         env = os.environ if env is None else env
 
@@ -160,16 +161,22 @@ class Settings(msgspec.Struct, frozen=True):
                 return value
             return env.get("SEMANTICA_" + name.upper()) or None
 
+        def where(name: str) -> str:
+            """What set ``name``, for an error: the flag if one did, else the variable."""
+            if flags.get(name) is not None:
+                return "--" + name.replace("_", "-")
+            return "SEMANTICA_" + name.upper()
+
         paths = locate(env, home=pick("home"), socket=pick("socket"))
-        workers = _number(pick("workers"), "SEMANTICA_WORKERS", int, os.cpu_count() or 1, low=1)
+        workers = _number(pick("workers"), where("workers"), int, os.cpu_count() or 1, low=1)
         if workers > 256:
-            raise ConfigError(f"SEMANTICA_WORKERS must be at most 256, got {workers}")
+            raise ConfigError(f"{where('workers')} must be at most 256, got {workers}")
         handlers_raw = pick("handlers") or ""
         if isinstance(handlers_raw, str):
             handlers = tuple(h.strip() for h in handlers_raw.split(",") if h.strip())
         else:
             handlers = tuple(handlers_raw)
-        metrics_public = _flag(pick("metrics_public"), "SEMANTICA_METRICS_PUBLIC")
+        metrics_public = _flag(pick("metrics_public"), where("metrics_public"))
         metrics_addr = pick("metrics_addr")
         if metrics_addr is not None:
             parse_metrics_addr(metrics_addr, metrics_public)
@@ -177,14 +184,14 @@ class Settings(msgspec.Struct, frozen=True):
             paths=paths,
             workers=workers,
             handlers=handlers,
-            log_format=_choice(pick("log_format"), "SEMANTICA_LOG_FORMAT", LOG_FORMATS, None),
+            log_format=_choice(pick("log_format"), where("log_format"), LOG_FORMATS, None),
             drain_timeout=_number(
-                pick("drain_timeout"), "SEMANTICA_DRAIN_TIMEOUT", float, 30.0, low=0
+                pick("drain_timeout"), where("drain_timeout"), float, 30.0, low=0
             ),
-            power=_choice(pick("power"), "SEMANTICA_POWER", POWER_MODES, "auto") or "auto",
+            power=_choice(pick("power"), where("power"), POWER_MODES, "auto") or "auto",
             retention_days=_number(
                 pick("retention_days"),
-                "SEMANTICA_RETENTION_DAYS",
+                where("retention_days"),
                 float,
                 30.0,
                 low=0,
@@ -192,34 +199,34 @@ class Settings(msgspec.Struct, frozen=True):
             ),
             maintenance_hours=_number(
                 pick("maintenance_hours"),
-                "SEMANTICA_MAINTENANCE_HOURS",
+                where("maintenance_hours"),
                 float,
                 24.0,
                 low=0.01,
                 high=87_600,
             ),
-            durability=_choice(pick("durability"), "SEMANTICA_DURABILITY", DURABILITY_MODES, "full")
+            durability=_choice(pick("durability"), where("durability"), DURABILITY_MODES, "full")
             or "full",
-            max_frame=_number(pick("max_frame"), "SEMANTICA_MAX_FRAME", int, 1 << 20, low=1024),
+            max_frame=_number(pick("max_frame"), where("max_frame"), int, 1 << 20, low=1024),
             log_cap_bytes=_number(
-                pick("log_cap_bytes"), "SEMANTICA_LOG_CAP_BYTES", int, 1 << 20, low=1024
+                pick("log_cap_bytes"), where("log_cap_bytes"), int, 1 << 20, low=1024
             ),
             cancel_grace=_number(
-                pick("cancel_grace"), "SEMANTICA_CANCEL_GRACE", float, 5.0, low=0, high=3600
+                pick("cancel_grace"), where("cancel_grace"), float, 5.0, low=0, high=3600
             ),
             heartbeat_timeout=_number(
                 pick("heartbeat_timeout"),
-                "SEMANTICA_HEARTBEAT_TIMEOUT",
+                where("heartbeat_timeout"),
                 float,
                 10.0,
                 low=0.1,
                 high=86400,
             ),
-            idle_cpu=_number(pick("idle_cpu"), "SEMANTICA_IDLE_CPU", float, 25.0, low=0, high=100),
+            idle_cpu=_number(pick("idle_cpu"), where("idle_cpu"), float, 25.0, low=0, high=100),
             metrics_addr=metrics_addr,
             metrics_public=metrics_public,
             idle_window=_number(
-                pick("idle_window"), "SEMANTICA_IDLE_WINDOW", float, 10.0, low=0, high=86400
+                pick("idle_window"), where("idle_window"), float, 10.0, low=0, high=86400
             ),
         )
 

@@ -115,6 +115,8 @@ def run_enqueue(
     """
     data = parse_payload(payload, payload_file)
     if (env or no_env) and not argv:
+        if type == "exec" and data is None:
+            raise BadInput("an exec job needs its command after --: semctl enqueue exec -- CMD ...")
         raise BadInput("--env and --no-env are for an exec job's command, given after --")
     if argv:
         if type != "exec":

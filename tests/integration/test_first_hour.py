@@ -190,6 +190,14 @@ def test_env_options_that_cannot_apply_exit_2(daemon: Daemon, args: list[str]) -
     assert len(result.err.strip().splitlines()) == 1
 
 
+def test_an_exec_job_without_its_command_is_told_so(daemon: Daemon) -> None:
+    """`semctl enqueue exec --no-env` (the command forgotten): the line says the command is
+    missing, not that --no-env is misplaced."""
+    result = daemon.semctl("enqueue", "exec", "--no-env")
+    assert result.code == 2
+    assert "needs its command after --" in result.err, result.err
+
+
 # ------------------------------------------------------------ bad input: one clear line, exit 2
 
 

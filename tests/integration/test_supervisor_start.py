@@ -43,7 +43,7 @@ def test_handler_module_that_does_not_import_stops_the_start(short_tmp: Path) ->
 @pytest.mark.parametrize(
     ("args", "env", "needle"),
     [
-        (["--workers", "zero"], {}, "SEMANTICA_WORKERS"),
+        (["--workers", "zero"], {}, "--workers must be a number"),
         ([], {"SEMANTICA_DRAIN_TIMEOUT": "-5"}, "SEMANTICA_DRAIN_TIMEOUT"),
         ([], {"SEMANTICA_POWER": "solar"}, "SEMANTICA_POWER"),
     ],

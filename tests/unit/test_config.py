@@ -178,7 +178,7 @@ def test_bad_values_name_the_variable(tmp_path: Path, variable: str, value: str)
 
 def test_bad_flag_is_refused(tmp_path: Path) -> None:
     """A bad value given as a flag is refused like one from the environment."""
-    with pytest.raises(ConfigError, match="SEMANTICA_WORKERS"):
+    with pytest.raises(ConfigError, match="--workers"):
         Settings.from_env({"SEMANTICA_HOME": str(tmp_path)}, workers=0)
 
 
@@ -226,3 +226,14 @@ def test_a_missing_token_file_is_left_to_the_caller(tmp_path: Path) -> None:
     pointed at the wrong place)."""
     with pytest.raises(FileNotFoundError):
         read_token_file(tmp_path / "token")
+
+
+def test_a_bad_value_is_named_as_it_was_given() -> None:
+    """The error names the flag when a flag gave the value, the variable when the
+    environment did: `semanticad --workers 0` says --workers."""
+    with pytest.raises(ConfigError, match=r"^--workers must be at least 1, got '0'$"):
+        Settings.from_env({}, workers="0")
+    with pytest.raises(ConfigError, match=r"^SEMANTICA_WORKERS must be at least 1"):
+        Settings.from_env({"SEMANTICA_WORKERS": "0"})
+    with pytest.raises(ConfigError, match=r"^--drain-timeout must be a number"):
+        Settings.from_env({}, drain_timeout="soon")
