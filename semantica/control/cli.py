@@ -24,7 +24,7 @@ from semantica.control.enqueue_cmd import run_enqueue
 from semantica.control.service import service_app
 from semantica.control.terminal import error_text, printable, write_output
 from semantica.errors import EXIT_BAD_INPUT, EXIT_JOB_FAILED, SemanticaError
-from semantica.models import Job, JobState, QueueInfo
+from semantica.models import TERMINAL_STATES, Job, JobState, QueueInfo
 from semantica.protocol import JobEvent
 
 app = typer.Typer(
@@ -34,6 +34,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
@@ -267,6 +268,14 @@ def wait(
             if job.error is not None and job.state != JobState.DONE:
                 line += f" ({error_text(job)})"
             print(printable(line))
+    unfinished = [job for job in jobs if job.state not in TERMINAL_STATES]
+    if unfinished and timeout is not None:
+        # A timeout is not a failure: say which it was (stdout stays the jobs).
+        print(
+            f"semctl: timed out after {timeout:g} s; {len(unfinished)} of {len(jobs)} "
+            "jobs not finished",
+            file=sys.stderr,
+        )
     if any(job.state != JobState.DONE for job in jobs):
         raise typer.Exit(EXIT_JOB_FAILED)
 
@@ -292,11 +301,14 @@ def logs(
 @app.command(context_settings=NUMBERS)
 def tail(
     job_id: Annotated[int | None, typer.Argument(metavar="[ID]", show_default=False)] = None,
-    json_out: JsonOpt = False,
+    json_out: Annotated[
+        bool,
+        typer.Option("--json", help="One JSON document per line: per log line, or per event."),
+    ] = False,
 ) -> None:
     """Follow a job's log until it ends (exit 0 if DONE); without ID, every job event.
 
-    Example: semctl tail 12      semctl tail --json | jq .
+    Examples: `semctl tail 12`; `semctl tail --json | jq .`
     """
     _check_ids(job_id)
     try:

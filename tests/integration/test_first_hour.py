@@ -198,6 +198,22 @@ def test_an_exec_job_without_its_command_is_told_so(daemon: Daemon) -> None:
     assert "needs its command after --" in result.err, result.err
 
 
+def test_wait_says_when_it_timed_out(daemon: Daemon) -> None:
+    """`semctl wait --timeout` on a job still queued: exit 1 as for a failure, and a line on
+    stderr says it was the timeout, so a script can tell the two apart."""
+    job_id = daemon.semctl("enqueue", "NOOP", "--delay", "3600").out.strip()
+    result = daemon.semctl("wait", job_id, "--timeout", "0.2")
+    assert result.code == 1
+    assert result.out.strip() == f"{job_id} QUEUED"
+    assert "timed out after 0.2 s; 1 of 1 jobs not finished" in result.err
+
+
+def test_help_answers_to_h(daemon: Daemon) -> None:
+    for args in (["-h"], ["list", "-h"], ["enqueue", "-h"]):
+        result = daemon.semctl(*args)
+        assert result.code == 0 and "Usage:" in result.out, (args, result.err)
+
+
 # ------------------------------------------------------------ bad input: one clear line, exit 2
 
 
