@@ -967,10 +967,14 @@ class WorkerPool:
             worker.output_done.set()
             return
 
+        def running() -> int | None:
+            lease = worker.lease
+            return None if lease is None else lease.job_id
+
         async def relay() -> None:
             try:
                 with worker.output:
-                    await worker_output.relay(stdout, worker.pid)
+                    await worker_output.relay(stdout, worker.pid, running)
             finally:
                 with trio.CancelScope(shield=True):
                     await stdout.aclose()

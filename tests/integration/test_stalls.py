@@ -123,7 +123,7 @@ def test_a_handler_printing_to_an_unread_stderr_does_not_hang(short_tmp: Path) -
             done = client.wait(job.id, timeout=60)
         assert done.state == "DONE", done.error
         daemon_log = (d.home / "daemon.log").read_text()
-        assert f'"line":"printed {512 * 1024} bytes"' in daemon_log
+        assert f'"job_id":{job.id},"line":"printed {512 * 1024} bytes"' in daemon_log
         assert daemon_log.count('"event":"worker output"') >= 2 * 512
     finally:
         if write_end >= 0:
