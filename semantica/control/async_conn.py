@@ -43,9 +43,8 @@ import anyio.lowlevel
 import msgspec
 
 from semantica.config import Paths
-from semantica.control.client import read_token
+from semantica.control.client import connect_error, read_token
 from semantica.errors import (
-    AuthError,
     BadInput,
     ProtocolError,
     SemanticaError,
@@ -393,20 +392,9 @@ async def _connect(paths: Paths) -> socket.socket:
             except BlockingIOError:
                 # The listen backlog is full (Linux): the supervisor is busy accepting.
                 await anyio.sleep(0.01)
-    except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError) as exc:
-        sock.close()
-        raise Unreachable(
-            f"no supervisor at {paths.socket} ({exc.strerror.lower() if exc.strerror else exc}); "
-            "start one with `semanticad` (or `make run`), or set SEMANTICA_HOME"
-        ) from None
-    except PermissionError:
-        sock.close()
-        raise AuthError(
-            f"refused: no permission to use {paths.socket} (it is another user's)"
-        ) from None
     except OSError as exc:
         sock.close()
-        raise Unreachable(f"cannot connect to {paths.socket}: {exc}") from None
+        raise connect_error(exc, paths.socket) from None
     except BaseException:
         sock.close()
         raise

@@ -167,6 +167,20 @@ def specs_of(jobs: Iterable[Mapping[str, Any]]) -> SpecList:
     return specs
 
 
+def connect_error(exc: OSError, path: Path | str) -> SemanticaError:
+    """What a failed connect to the supervisor's socket means, for the user: nothing
+    listens there (Unreachable, with how to start one), or it is another user's."""
+    if isinstance(exc, FileNotFoundError | ConnectionRefusedError | NotADirectoryError):
+        reason = exc.strerror.lower() if exc.strerror else exc
+        return Unreachable(
+            f"no supervisor at {path} ({reason}); "
+            "start one with `semanticad` (or `make run`), or set SEMANTICA_HOME"
+        )
+    if isinstance(exc, PermissionError):
+        return AuthError(f"refused: no permission to use {path} (it is another user's)")
+    return Unreachable(f"cannot connect to {path}: {exc}")
+
+
 def read_token(paths: Paths) -> str:
     """The supervisor's token, from the state directory.
 
@@ -229,20 +243,9 @@ class Client:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.connect(str(path))
-        except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError) as exc:
-            sock.close()
-            raise Unreachable(
-                f"no supervisor at {path} ({exc.strerror.lower() if exc.strerror else exc}); "
-                "start one with `semanticad` (or `make run`), or set SEMANTICA_HOME"
-            ) from None
-        except PermissionError:
-            sock.close()
-            raise AuthError(
-                f"refused: no permission to use {path} (it is another user's)"
-            ) from None
         except OSError as exc:
             sock.close()
-            raise Unreachable(f"cannot connect to {path}: {exc}") from None
+            raise connect_error(exc, path) from None
         try:
             check_server(sock, path)
         except AuthError:
