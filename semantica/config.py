@@ -125,7 +125,7 @@ DURABILITY_MODES = ("full", "normal")
 
 
 class Settings(msgspec.Struct, frozen=True):
-    """Everything the supervisor is configured with (see the table in DESIGN.md)."""
+    """Everything the supervisor is configured with (see the Settings table in README.md)."""
 
     paths: Paths
     workers: int

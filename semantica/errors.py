@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-# Exit statuses of semctl, as DESIGN.md fixes them.
+# Exit statuses of semctl, as the README lists them.
 EXIT_OK = 0
 EXIT_JOB_FAILED = 1
 EXIT_BAD_INPUT = 2

@@ -73,7 +73,7 @@ def _bad(message: str) -> NoReturn:
 
 
 def _broken(message: str) -> NoReturn:
-    """A failure past the checks: 1, the status DESIGN.md leaves for "it did not work"."""
+    """A failure past the checks: 1, the status the README gives "it did not work"."""
     from semantica.errors import EXIT_JOB_FAILED
 
     _fail(message, EXIT_JOB_FAILED)

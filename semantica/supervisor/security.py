@@ -1,6 +1,6 @@
 """The supervisor's locks: a private state directory and the token.
 
-The rules (see DESIGN.md, "Security"): the state directory is ours and 0700, the
+The rules (docs/security.md): the state directory is ours and 0700, the
 token file ours and 0600, the socket 0600 inside that directory. A client must
 present the token, compared in constant time, and run as the same user (or
 root) where the OS tells peer credentials (:mod:`semantica.peercred`).

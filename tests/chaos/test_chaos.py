@@ -41,7 +41,7 @@ SUPERVISOR_LOAD_S = (1.0, 3.0)
 SUPERVISOR_CLIENTS = 2
 SUPERVISOR_PACE_S = 0.005  # between one client's enqueues: the two workers keep up
 SUPERVISOR_JOB_SECONDS = (0.0, 0.01)
-ORPHAN_LIMIT_S = 1.5  # DESIGN: workers exit within a second of the supervisor's death
+ORPHAN_LIMIT_S = 1.5  # workers exit within a second of the supervisor's death (docs/reliability.md)
 
 # SIGTERM with short and long jobs running.
 DRAIN_S = 2.0
