@@ -736,6 +736,25 @@ _ORPHANS = """
 """
 
 
+async def test_a_worker_whose_supervisor_is_gone_exits_though_its_command_floods_as_it_stops(
+    tmp_path: Path,
+) -> None:
+    """The supervisor goes away while an exec command runs; on its SIGTERM the command
+    writes far more than the job's log holds unsent, and nothing sends that log any more.
+    The output is read on as the command stops (its job's last words), but waits for room
+    in the log only until the grace is over: the worker exits, and ends the command."""
+    script = "trap 'yes | head -c 5000000; exit 1' TERM; echo begin; sleep 100 & wait"
+    async with worker_process(tmp_path, "") as (process, _, supervisor):
+        await supervisor.send(_run(1, "exec", {"argv": ["sh", "-c", script]}))
+        while not isinstance(msg := await supervisor.receive(), JobLog):
+            assert isinstance(msg, JobProcess), msg
+        assert msg.lines == ["begin"]
+        await supervisor.aclose()
+        with trio.fail_after(TIMEOUT):
+            status = await process.wait()
+        assert status == 0, (tmp_path / "worker.out").read_text()
+
+
 @pytest.mark.skipif(sys.platform != "linux", reason="the subreaper is Linux's")
 @pytest.mark.parametrize("sending", ["log", "heartbeat", "report"])
 async def test_a_send_to_a_supervisor_that_is_gone_ends_the_worker_and_its_jobs_processes(
