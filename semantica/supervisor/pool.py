@@ -1005,13 +1005,15 @@ class WorkerPool:
             )
 
     def _settle_orphan(self, worker: WorkerHandle, lease: Lease, status: int | None) -> None:
-        """Record how the job of a worker that is gone ended."""
+        """Record how the job of a worker that is gone ended: as the supervisor asked if it
+        asked it to stop (it was killed because it did not stop in time), as interrupted
+        if the worker was stopped by the drain, else as lost with its worker."""
         elapsed = trio.current_time() - worker.started
         stop = worker.stops.get(lease.lease_id)
-        if worker.interrupt_reason is not None:
-            self.jobs.interrupted(lease, worker.interrupt_reason)
-        elif stop is not None:  # killed because it did not stop in time
+        if stop is not None:
             self.jobs.finished(lease, JobFinished(lease=lease.lease_id, error=stop), elapsed)
+        elif worker.interrupt_reason is not None:
+            self.jobs.interrupted(lease, worker.interrupt_reason)
         else:
             self.jobs.worker_lost(lease, worker.pid, status, elapsed)
 

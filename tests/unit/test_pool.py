@@ -351,6 +351,24 @@ async def test_stop_interrupts_a_running_job_without_spending_its_attempt(
         assert job.error is not None and job.error.kind == "interrupted"
 
 
+async def test_a_job_being_cancelled_when_the_drain_kills_its_worker_ends_cancelled(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A cancel under way when the drain's last step stops the worker, whose job never
+    stops: the worker is killed, and the job ends CANCELLED, as asked; it does not go
+    back to the queue to run again."""
+    async with rig(tmp_path) as r:
+        job_id = r.enqueue(type="UP_STUBBORN")
+        await r.running(job_id)
+        await trio.sleep(0.1)  # the worker runs it (nothing to wait on for UP_STUBBORN)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(r.pool.stop_job, job_id, "cancelled", "cancelled while running")
+            await trio.sleep(0.1)  # the cancel is sent
+            await r.pool.stop("shutting down")
+        job = r.store.get(job_id)
+        assert job.state == JobState.CANCELLED, job.error
+
+
 async def test_no_job_goes_to_a_worker_that_exits_after_its_report(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
