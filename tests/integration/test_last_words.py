@@ -2,16 +2,18 @@
 
 Real supervisors. An exec command stopped by a cancel or its timeout gets SIGTERM
 and the grace to exit; what it writes until it exits, and what is still in its
-pipe then, reaches the job's log.
+pipe then, reaches the job's log. At the end of a drain a job is stopped as by a
+cancel: its handler is told, and what it logs as it stops is kept.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from harness import Daemon
+from harness import Announcements, Daemon
 
 pytestmark = pytest.mark.slow
 
@@ -67,3 +69,56 @@ def test_a_stopped_commands_output_until_it_exits_is_in_its_log(
     lines = logs.out.splitlines()
     assert lines[0] == "begin", lines[:5]
     assert lines[1 : 1 + len(last_words)] == last_words, (lines[:5], lines[-5:])
+
+
+@pytest.mark.parametrize("how", ["drain timeout", "shutdown --now"])
+def test_jobs_stopped_at_the_end_of_a_drain_are_told_and_their_last_words_kept(
+    make_daemon: MakeDaemon, announcements: Announcements, short_tmp: Path, how: str
+) -> None:
+    """The end of a drain (its timeout passed, or ``semctl shutdown --now``) stops the
+    running jobs as a cancel would: a plain handler sees ``ctx.cancelled`` and finishes
+    what it does as it stops, an async one is cancelled and runs its ``finally``, a
+    command gets SIGTERM. What they log as they stop is in their logs, each goes back to
+    the queue with its attempt given back (``interrupted``), and the supervisor exits as
+    soon as they have stopped, not at the end of the grace. (The plain one's thread used
+    to be abandoned at once as its worker exited, and the others' last lines were lost.)"""
+    drain = "1" if how == "drain timeout" else "60"
+    daemon = make_daemon(
+        "--workers", "3", "--drain-timeout", drain, SEMANTICA_CANCEL_GRACE=str(GRACE_S)
+    )
+    markers = {"STOP_WORDS": short_tmp / "plain", "ASYNC_STOP_WORDS": short_tmp / "async"}
+    notify = str(announcements.path)
+    with daemon.client() as client:
+        jobs = {
+            type_: client.enqueue(type_, {"marker": str(marker), "notify": notify}, queue="q").id
+            for type_, marker in markers.items()
+        }
+        for _ in jobs:
+            announcements.next()
+        jobs["exec"] = client.enqueue("exec", {"argv": ["sh", "-c", TRAPPING]}, queue="q").id
+        assert next(iter(client.follow(jobs["exec"]))) == "begin"  # its trap is set
+        client.pause("q")  # (after the restart below, they stay in the queue to be looked at)
+    assert daemon.proc is not None
+    daemon.remember()
+    began = time.monotonic()
+    stopped = daemon.semctl("shutdown", *(["--now"] if how == "shutdown --now" else []))
+    assert stopped.code == 0, stopped
+    assert daemon.proc.wait(60) == 0, daemon.log()[-3000:]
+    took = time.monotonic() - began
+    assert took < float(drain) + GRACE_S / 2, f"exited {took:.1f} s after the shutdown"
+    for type_, marker in markers.items():
+        assert marker.exists(), f"{type_}: the handler did not finish stopping"
+    ends = [e for e in daemon.events() if e.get("job_id") and e["event"].startswith("job ")]
+    interrupted = [e["job_id"] for e in ends if e["event"] == "job interrupted"]
+    assert sorted(interrupted) == sorted(jobs.values()), ends
+    daemon.start()
+    logs = {
+        "STOP_WORDS": ["ready", "saw cancel"],
+        "ASYNC_STOP_WORDS": ["ready", "async finally"],
+        "exec": ["begin", "got TERM", "after sleep"],
+    }
+    for type_, job_id in jobs.items():
+        job = daemon.semctl("show", str(job_id), "--json").json()
+        assert job["state"] == "QUEUED" and job["attempts"] == 0, job
+        assert job["error"]["kind"] == "interrupted", job
+        assert daemon.semctl("logs", str(job_id)).out.splitlines() == logs[type_], type_
