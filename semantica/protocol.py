@@ -477,7 +477,8 @@ class JobFinished(_Msg, tag="w_finished"):
     run_s: float = 0.0  # how long the attempt ran, as the worker measured it
     started_at: float = 0.0  # when it started, Unix time, as the worker saw it (0: unknown)
     #: The worker exits after this report (a plain handler ignored its stop and
-    #: still holds a thread): hand it nothing more; it starts nothing else.
+    #: still holds a thread, or it got SIGTERM): hand it nothing more; it starts
+    #: nothing else.
     last: bool = False
 
 

@@ -618,7 +618,11 @@ class WorkerPool:
         ends, returned = list(worker.ends), list(worker.returned)
         unseen = _take_unannounced(worker, [lease for lease, _, _ in ends])
         try:
-            self.jobs.finished_many(ends, unseen, worker.pid)
+            finished = [end for end in ends if not _interrupted(end[1])]
+            self.jobs.finished_many(finished, unseen, worker.pid)
+            for lease, report, elapsed in ends:
+                if _interrupted(report):
+                    self._end(lease, report, elapsed)
             if returned:
                 self.jobs.given_back(returned)
             self._announce(worker)
@@ -630,7 +634,7 @@ class WorkerPool:
             for lease, report, elapsed in ends:
                 await settle(
                     "recording the end of an attempt",
-                    functools.partial(self.jobs.finished, lease, report, elapsed),
+                    functools.partial(self._end, lease, report, elapsed),
                     self.durable,
                 )
             if returned:
@@ -870,7 +874,7 @@ class WorkerPool:
             worker.started, worker.progress = now, None
         worker.job_pgids.pop(lease.lease_id, None)  # its commands ended with it
         worker.inflight.remove(lease)
-        worker.ends.append((lease, report, elapsed))
+        worker.ends.append((lease, _how_it_ended(worker, lease, report), elapsed))
         if report.last:
             worker.retiring = True
             worker.state = WorkerState.STOPPING
@@ -925,7 +929,7 @@ class WorkerPool:
         for lease, report, elapsed in ends:  # it reported them just before dying
             await self._settle_dead(
                 "recording the end of an attempt",
-                functools.partial(self.jobs.finished, lease, report, elapsed),
+                functools.partial(self._end, lease, report, elapsed),
             )
         if running is not None:
             await self._settle_dead(
@@ -1008,14 +1012,25 @@ class WorkerPool:
                 count=ended,
             )
 
+    def _end(self, lease: Lease, report: JobFinished, elapsed: float) -> None:
+        """Record a reported end (see _how_it_ended): an interrupted job goes back to the
+        queue, attempt not spent."""
+        if _interrupted(report):
+            assert report.error is not None
+            self.jobs.interrupted(lease, report.error.message)
+        else:
+            self.jobs.finished(lease, report, elapsed)
+
     def _settle_orphan(self, worker: WorkerHandle, lease: Lease, status: int | None) -> None:
-        """Record how the job of a worker that is gone ended."""
+        """Record how the job of a worker that is gone ended: as the supervisor asked if it
+        asked it to stop (it was killed because it did not stop in time), as interrupted
+        if the worker was stopped by the drain, else as lost with its worker."""
         elapsed = trio.current_time() - worker.started
         stop = worker.stops.get(lease.lease_id)
-        if worker.interrupt_reason is not None:
-            self.jobs.interrupted(lease, worker.interrupt_reason)
-        elif stop is not None:  # killed because it did not stop in time
+        if stop is not None:
             self.jobs.finished(lease, JobFinished(lease=lease.lease_id, error=stop), elapsed)
+        elif worker.interrupt_reason is not None:
+            self.jobs.interrupted(lease, worker.interrupt_reason)
         else:
             self.jobs.worker_lost(lease, worker.pid, status, elapsed)
 
@@ -1025,6 +1040,32 @@ class WorkerPool:
 
     async def _wait_changed(self) -> None:
         await self._changed.wait()
+
+
+def _how_it_ended(worker: WorkerHandle, lease: Lease, report: JobFinished) -> JobFinished:
+    """The end a worker reported, as it is to be recorded.
+
+    A worker stopped by the drain (:meth:`WorkerPool.stop`) stops its job as a
+    cancel would, and reports it: if that job did not end DONE, and the
+    supervisor had not asked it to stop (a cancel, a timeout: it ends as
+    asked), it was interrupted: back to the queue, attempt not spent, with the
+    drain's reason. A worker stopped by another's SIGTERM says ``interrupted``
+    itself. (A job that really ended in time is recorded as it ended.)
+    """
+    if report.error is None or worker.interrupt_reason is None or lease.lease_id in worker.stops:
+        return report
+    error = JobError(ErrorKind.INTERRUPTED.value, worker.interrupt_reason)
+    return JobFinished(
+        lease=report.lease,
+        error=error,
+        run_s=report.run_s,
+        started_at=report.started_at,
+        last=report.last,
+    )
+
+
+def _interrupted(report: JobFinished) -> bool:
+    return report.error is not None and report.error.kind == ErrorKind.INTERRUPTED
 
 
 def _take_unannounced(worker: WorkerHandle, leases: list[Lease]) -> list[Lease]:

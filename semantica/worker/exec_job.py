@@ -10,7 +10,8 @@ in the background still holds its output pipe.
 
 The command runs in a session (and so a process group) of its own. When the
 job is stopped (cancel, timeout, drain, the worker shutting down) the whole
-group gets SIGTERM, then SIGKILL after a grace period. What the command leaves
+group gets SIGTERM, then SIGKILL after a grace period; what it writes until it
+exits still goes to the job log. What the command leaves
 running when it exits, in its group or not, the worker ends with the job
 (:mod:`semantica.worker.containment`; ``started`` tells it the group).
 """
@@ -18,6 +19,8 @@ running when it exits, in its group or not, the worker ends with the job
 from __future__ import annotations
 
 import fcntl
+import functools
+import math
 import os
 import signal
 import struct
@@ -84,7 +87,9 @@ async def run_exec(
         ExecFailed: the command exited non-zero or was killed by a signal.
 
     Cancellation: the command's process group is terminated (SIGTERM, then
-    SIGKILL after ``grace()`` seconds) before the cancellation propagates.
+    SIGKILL after ``grace()`` seconds) before the cancellation propagates; what
+    the command writes until it exits, and what is in its pipe then, still goes
+    to ``log``.
     """
     argv, cwd, env = parse_payload(payload)
     try:
@@ -104,18 +109,28 @@ async def run_exec(
         raise PermanentError(f"cannot start {argv[0]!r}: {exc.strerror or exc}") from None
     stdout = process.stdout
     assert isinstance(stdout, trio.lowlevel.FdStream)  # (a pipe, asked for above)
+    output = _Output(stdout, log)
     try:
         if started is not None:
             await started(process.pid)
-        status = await _output_until_exit(process, stdout, log, room)
+        await output.until(process.wait, room)
     except BaseException:
+        # Stopped (cancel, timeout, drain): what the command writes as it stops, until
+        # it exits, is its job's last words. The output is read on meanwhile (a command
+        # blocked on a full pipe could not exit), with the log's backpressure until the
+        # grace is over, and without it from then on: nothing then waits on a log that
+        # is not being sent (the supervisor gone), and the log keeps the end.
         with trio.CancelScope(shield=True):
-            await terminate_group(process, grace())
+            grace_s = grace()
+            until = trio.current_time() + grace_s
+            await output.until(functools.partial(terminate_group, process, grace_s), room, until)
         raise
     finally:
         # Whatever the command left behind now writes to a closed pipe.
         with trio.CancelScope(shield=True):
             await stdout.aclose()
+    status = process.returncode
+    assert status is not None  # (it has exited)
     if status == 0:
         return {"exit_status": 0}
     if status < 0:
@@ -123,38 +138,52 @@ async def run_exec(
     raise ExecFailed(f"exited with status {status}")
 
 
-async def _output_until_exit(
-    process: trio.Process,
-    stream: trio.lowlevel.FdStream,
-    log: Callable[[str], None],
-    room: Callable[[], Awaitable[None]] | None,
-) -> int:
-    """Send the command's output to ``log`` until the command exits; return its status.
+class _Output:
+    """The command's output on its way to ``log``, line by line.
 
-    Not until the output's EOF: a process the command left running in the
-    background (``cmd &``) holds the pipe open for as long as it lives. Once the
-    command has exited, all it wrote is in the pipe: that is taken, and no more.
+    Read until the command exits, not until the output's EOF: a process the
+    command left running in the background (``cmd &``) holds the pipe open for
+    as long as it lives. Once the command has exited, all it wrote is in the
+    pipe: that is taken, and no more.
     """
-    lines = _Lines(log)
 
-    async def feed(chunk: bytes) -> None:
-        lines.feed(chunk)
-        if room is not None:
-            await room()
+    def __init__(self, stream: trio.lowlevel.FdStream, log: Callable[[str], None]) -> None:
+        self._stream = stream
+        # (One for the whole run: a line the command had begun when it was stopped
+        # is completed by what it writes as it stops.)
+        self._lines = _Lines(log)
+        self._rest = b""  # taken from the pipe after the exit, not yet fed to the log
 
-    async def pump() -> None:
-        while chunk := await stream.receive_some(_CHUNK):
+    async def until(
+        self,
+        ended: Callable[[], Awaitable[object]],
+        room: Callable[[], Awaitable[None]] | None,
+        room_until: float = math.inf,
+    ) -> None:
+        """Send the output to the log until ``ended()`` returns (the command has exited),
+        then what waits in the pipe. ``room`` is awaited after each piece (see run_exec),
+        but not past the trio time ``room_until``. Called again after a cancellation, it
+        goes on where that left off."""
+
+        async def feed(chunk: bytes) -> None:
+            self._lines.feed(chunk)
+            if room is not None:
+                with trio.move_on_at(room_until):
+                    await room()
+
+        async def pump() -> None:
+            while chunk := await self._stream.receive_some(_CHUNK):
+                await feed(chunk)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(pump)
+            await ended()
+            nursery.cancel_scope.cancel()  # (a cancelled receive has read nothing)
+        self._rest += _buffered(self._stream.fileno())
+        while self._rest:
+            chunk, self._rest = self._rest[:_CHUNK], self._rest[_CHUNK:]
             await feed(chunk)
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(pump)
-        status = await process.wait()
-        nursery.cancel_scope.cancel()  # (a cancelled receive has read nothing)
-    rest = _buffered(stream.fileno())
-    for start in range(0, len(rest), _CHUNK):
-        await feed(rest[start : start + _CHUNK])
-    lines.end()
-    return status
+        self._lines.end()
 
 
 class _Lines:

@@ -6,9 +6,12 @@ It runs one job at a time, in the order they came: the supervisor may hand
 over several short jobs at once (a prefetch), and may ask for the ones not yet
 started back (:class:`~semantica.protocol.GiveBack`). When the supervisor goes
 away (the socket reaches EOF, which the kernel guarantees even when the
-supervisor is SIGKILLed, or a write to it fails: it died as the worker wrote)
-or sends SIGTERM, the worker stops what it runs, including an exec job's
-process group, and exits. However it exits, it ends every process below it first.
+supervisor is SIGKILLed, or a write to it fails: it died as the worker wrote),
+the worker stops what it runs, including an exec job's process group, and
+exits. When the supervisor sends SIGTERM (the end of a drain), the worker
+stops its job as a CancelJob would and exits once the job's last lines and
+report are sent (:meth:`Worker.shut_down`). However it exits, it ends every
+process below it first.
 
 Every process a job started is ended when the job ends, before its end is
 reported, and every process below the worker when it exits
@@ -85,6 +88,13 @@ EXIT_GRACE = 0.5
 #: a moment more to end before its report goes. Past this too, it counts as stuck.
 #: (Under the supervisor's STOP_MARGIN, after which it kills a worker that has not reported.)
 REPORT_MARGIN = 0.5
+#: A worker stopped by SIGTERM (the end of a drain) waits this long past the cancel grace
+#: for its job's last report to go, then exits anyway. (Under the supervisor's
+#: EXIT_MARGIN, after which it kills a worker still there.)
+EXIT_REPORT_MARGIN = 0.25
+#: How a job stopped because its worker was (SIGTERM) ends, unless it was asked to stop
+#: before: the supervisor puts it back in the queue, attempt not spent.
+EXIT_STOP_MESSAGE = "its worker was stopped (SIGTERM)"
 
 
 class _Attempt:
@@ -146,6 +156,11 @@ class Worker:
         #: The worker began to exit (SIGTERM, the supervisor gone): no job starts from now
         #: on, not even in a plain handler's thread that outlives the event loop.
         self._exiting = False
+        #: Attempts begun whose end is not yet queued for its report (under the lock: a
+        #: plain handler's thread begins the jobs that follow its first).
+        self._unposted = 0
+        #: The wait for a stopped plain handler's thread to end (see _run_blocking).
+        self._abandoned: trio.CancelScope | None = None
         self._serving: trio.CancelScope | None = None  # cancelled: serve() returns
 
     async def _send(self, *frames: msgspec.Struct) -> bool:
@@ -179,7 +194,9 @@ class Worker:
             return
         async with trio.open_nursery() as nursery:
             self._serving = nursery.cancel_scope
-            nursery.start_soon(self._exit_on_signals, nursery.cancel_scope)
+            if self._exiting:
+                return  # shut down before it served: nothing runs
+            nursery.start_soon(self._exit_on_signals)
             # Jobs run in a task of their own, so that EOF, CancelJob and GiveBack
             # are noticed while one runs.
             nursery.start_soon(self._run_jobs)
@@ -259,18 +276,59 @@ class Worker:
             current.ctx._cancel()
             current.scope.cancel()
 
-    async def _exit_on_signals(self, scope: trio.CancelScope) -> None:
-        # The pool stops a worker with SIGTERM at the end of a drain: the job is stopped
-        # as by a cancel, with the cancel grace (the pool SIGKILLs a worker still there
-        # a little after). (No PR_SET_PDEATHSIG: trio spawns processes from a helper
-        # thread, and Linux sends that signal when the *thread* exits. The supervisor's
-        # death closes our socket instead.)
+    async def _exit_on_signals(self) -> None:
+        # (No PR_SET_PDEATHSIG: trio spawns processes from a helper thread, and Linux
+        # sends that signal when the *thread* exits. The supervisor's death closes our
+        # socket instead.)
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGHUP) as signals:
             async for _ in signals:
-                self.grace = self.containment.grace
-                self._stopping_all(self.grace)
-                scope.cancel()
-                return
+                break
+        await self.shut_down()
+
+    async def shut_down(self) -> None:
+        """Stop the running job, let its report go, then end serve(): what SIGTERM does.
+
+        The pool stops a worker with SIGTERM at the end of a drain. The job is
+        stopped exactly as by a CancelJob, with the cancel grace: its handler sees
+        ctx.cancelled, an async one is cancelled, an exec command's group gets
+        SIGTERM. Nothing else starts. Once the job has ended (within the grace), its
+        last log lines and its report go, marked the last (its stop's kind is
+        ``interrupted``: the supervisor puts it back in the queue), and serve()
+        returns; main() then ends what is left. A job that does not end in time is
+        reported as stopped all the same, and serve() returns a little after the
+        grace (the pool SIGKILLs a worker still there a little after that). A job
+        that had ended already, or had been asked to stop, is reported as it ended.
+        """
+        serving = self._serving
+        if serving is None:
+            self._exiting = True  # not serving yet: serve() returns once it would begin
+            return
+        self.grace = grace = self.containment.grace
+        self.containment.exiting(grace)
+        with self._lock:
+            self._exiting = True
+            due = self._unposted > 0 or bool(self._outbox)
+            current = self.current
+            if current is None or current.returned or current.stop is not None:
+                current = None  # its end is on its way: as it ended, or as asked before
+            else:
+                current.stop = CancelJob(
+                    lease=current.job.lease,
+                    kind=ErrorKind.INTERRUPTED.value,
+                    message=EXIT_STOP_MESSAGE,
+                    grace=grace,
+                )
+        if not due:
+            serving.cancel()  # nothing runs, nothing to report (a send under way ends first)
+            return
+        if current is not None:
+            current.ctx._cancel()
+            current.scope.cancel()
+        if self._abandoned is not None:  # a plain handler stopped before gets no more time
+            self._abandoned.deadline = min(self._abandoned.deadline, trio.current_time() + grace)
+        # _send_reports ends serve() once the last report is sent; this, if it never is.
+        await trio.sleep(grace + EXIT_REPORT_MARGIN)
+        serving.cancel()
 
     def _stopping_all(self, grace: float) -> None:
         """The worker stops: its job's processes get ``grace``, its handler is told, and
@@ -301,6 +359,7 @@ class Worker:
         attempt = self._new_attempt(job, trio.lowlevel.current_trio_token(), trio.CancelScope())
         with self._lock:
             self.current = attempt
+            self._unposted += 1
         self._started(job.heartbeat)
         finished: JobFinished | None = None
         try:
@@ -348,6 +407,7 @@ class Worker:
         first_attempt = self._new_attempt(first, token, scope)
         with self._lock:
             self.current = first_attempt
+            self._unposted += 1
         self._started(first.heartbeat)
 
         def series() -> None:
@@ -372,6 +432,7 @@ class Worker:
                         if taken is not None:
                             job, handler = taken
                             self.current = following = self._new_attempt(job, token, scope)
+                            self._unposted += 1
                     with contextlib.suppress(trio.RunFinishedError):  # (the worker exits)
                         token.run_sync_soon(self._post, attempt, report)
                     if following is None:
@@ -387,8 +448,13 @@ class Worker:
             await trio.to_thread.run_sync(series, abandon_on_cancel=True)
         if not scope.cancelled_caught:
             return
-        with trio.CancelScope(shield=True), trio.move_on_after(self.grace + REPORT_MARGIN):
+        # Stopped: the thread gets the grace to end. (Once the worker exits, no margin:
+        # its stuck job's report must go before the pool's EXIT_MARGIN is over.)
+        margin = 0.0 if self._exiting else REPORT_MARGIN
+        deadline = trio.current_time() + self.grace + margin
+        with trio.CancelScope(shield=True, deadline=deadline) as self._abandoned:
             await finished.wait()
+        self._abandoned = None
         if not done.is_set():
             with self._lock:
                 stuck, self.current = self.current, None
@@ -409,6 +475,8 @@ class Worker:
 
     def _post(self, attempt: _Attempt, finished: JobFinished | None) -> None:
         """Queue an ended attempt's report (trio thread); _send_reports sends them in order."""
+        with self._lock:
+            self._unposted -= 1
         self._outbox.append((attempt, finished))
         self._outbox_ready.set()
 
@@ -439,7 +507,14 @@ class Worker:
                     frames.append(JobLog(lease=job.lease, lines=lines))
                 frames.append(finished)
                 report = finished
-            retiring = self.exit_after_report and not self._outbox
+            with self._lock:
+                # The worker exits after these (a stuck handler's thread, or SIGTERM) and
+                # nothing more is to be reported: the last one says so.
+                retiring = (
+                    (self.exit_after_report or self._exiting)
+                    and not self._outbox
+                    and not self._unposted
+                )
             if retiring and report is not None:
                 report.last = True
             await self._send(*frames)

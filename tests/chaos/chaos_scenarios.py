@@ -472,6 +472,7 @@ def sigterm_drain(
     ledger_path: Path,
     *,
     drain: float,
+    grace: float,
     workers: int,
     short_s: float,
     long_s: float,
@@ -479,9 +480,12 @@ def sigterm_drain(
 ) -> str:
     """SIGTERM with short and long jobs running: the short ones end DONE, the long one goes
     back to the queue without spending its attempt, nothing new starts, exit 0 within
-    the drain timeout + 1 s."""
+    the drain timeout + the cancel grace (the long one, a plain handler that does not
+    look at its stop, gets it) + 1 s."""
     began = time.monotonic()
-    d = make_daemon("--drain-timeout", str(drain), workers=workers)
+    d = make_daemon(
+        "--drain-timeout", str(drain), workers=workers, SEMANTICA_CANCEL_GRACE=str(grace)
+    )
     ledger = Ledger(ledger_path)
     payload = {"ledger": str(ledger_path)}
     with d.client() as client:
@@ -513,11 +517,14 @@ def sigterm_drain(
     assert ledger.started(long) and not ledger.ended(long, 1)
     assert all(rows[job_id][:2] == ("QUEUED", 0) for job_id in waiting)
     assert not any(ledger.started(job_id) for job_id in waiting), "a job started while draining"
-    assert took <= drain + 1.0, f"exited {took:.2f} s after SIGTERM (drain timeout {drain} s)"
+    assert took <= drain + grace + 1.0, (
+        f"exited {took:.2f} s after SIGTERM (drain timeout {drain} s, cancel grace {grace} s)"
+    )
     return (
         f"SIGTERM drain: running={len(shorts)} short ({short_s}s, DONE) + 1 long ({long_s}s, "
         f"re-queued, attempts=0) queued={queued} (not started) exit={code} "
-        f"in {took:.2f}s (drain {drain}s) lost=0 time={time.monotonic() - began:.1f}s"
+        f"in {took:.2f}s (drain {drain}s + grace {grace}s) lost=0 "
+        f"time={time.monotonic() - began:.1f}s"
     )
 
 

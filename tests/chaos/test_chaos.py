@@ -45,6 +45,7 @@ ORPHAN_LIMIT_S = 1.5  # workers exit within a second of the supervisor's death (
 
 # SIGTERM with short and long jobs running.
 DRAIN_S = 2.0
+DRAIN_GRACE_S = 1.0
 DRAIN_WORKERS = 4
 DRAIN_SHORT_S = 0.5
 DRAIN_LONG_S = 60.0
@@ -131,6 +132,7 @@ def test_sigterm_with_short_and_long_jobs(
             make_daemon,
             ledger_path,
             drain=DRAIN_S,
+            grace=DRAIN_GRACE_S,
             workers=DRAIN_WORKERS,
             short_s=DRAIN_SHORT_S,
             long_s=DRAIN_LONG_S,

@@ -112,6 +112,32 @@ def cooperative(ctx: Any, payload: dict[str, Any]) -> str:
     return "stopped early"
 
 
+@handler("STOP_WORDS")
+def stop_words(ctx: Any, payload: dict[str, Any]) -> str:
+    """Log "ready", announce, then work until asked to stop; then log "saw cancel", write
+    the file ``marker`` and return."""
+    ctx.log("ready")
+    _announce(ctx, payload)
+    while not ctx.cancelled:
+        time.sleep(0.01)
+    ctx.log("saw cancel")
+    Path(payload["marker"]).write_text("x")
+    return "stopped"
+
+
+@handler("ASYNC_STOP_WORDS")
+async def async_stop_words(ctx: Any, payload: dict[str, Any]) -> None:
+    """Log "ready", announce, then wait in trio until cancelled; in a ``finally``, log
+    "async finally" and write the file ``marker``."""
+    ctx.log("ready")
+    _announce(ctx, payload)
+    try:
+        await trio.sleep_forever()
+    finally:
+        ctx.log("async finally")
+        Path(payload["marker"]).write_text("x")  # noqa: ASYNC240  # (a tiny file, at the end)
+
+
 @handler("ANNOUNCE_FAIL")
 def announce_fail(ctx: Any, payload: dict[str, Any]) -> None:
     """Announce, then fail."""

@@ -186,8 +186,9 @@ def test_a_poison_job_fails_after_exactly_max_attempts_while_others_run(daemon: 
 def test_shutdown_now_requeues_running_jobs_without_waiting(
     make_daemon: Callable[..., Daemon], announcements: Announcements
 ) -> None:
-    """semctl shutdown --now: no drain wait; the running job is re-queued, attempt given back."""
-    daemon = make_daemon("--drain-timeout", "60")
+    """semctl shutdown --now: no drain wait (the running job gets the cancel grace, as a
+    cancel would: this one ignores its stop); it is re-queued, attempt given back."""
+    daemon = make_daemon("--drain-timeout", "60", SEMANTICA_CANCEL_GRACE="1")
     payload = f'{{"notify": "{announcements.path}"}}'
     job_id = int(daemon.semctl("enqueue", "HANG", "--payload", payload).out)
     announcements.next()

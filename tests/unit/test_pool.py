@@ -22,7 +22,7 @@ import trio.testing
 from structlog.testing import capture_logs
 
 from semantica.framed import FramedStream
-from semantica.models import JobSpec, JobState
+from semantica.models import JobError, JobSpec, JobState
 from semantica.protocol import (
     WORKER_MAX_FRAME,
     FromWorker,
@@ -74,6 +74,23 @@ async def _stubborn(ctx: Any, payload: Any) -> None:
         await trio.sleep(10_000)
 
 
+class _LastWords:
+    running = trio.Event()  # (made anew by each test that waits for it)
+
+
+@handler("UP_LAST_WORDS")
+async def _last_words(ctx: Any, payload: Any) -> None:
+    """Logs as it starts, and as it is stopped; its stop takes a second."""
+    ctx.log("working")
+    _LastWords.running.set()
+    try:
+        await trio.sleep(10_000)
+    finally:
+        with trio.CancelScope(shield=True):
+            await trio.sleep(1)
+        ctx.log("stopping")
+
+
 _release_deaf = threading.Event()
 
 
@@ -93,10 +110,12 @@ class TrioWallClock:
 class FakeProcess:
     """An in-process worker standing in for a child process; signals end it."""
 
-    def __init__(self) -> None:
+    def __init__(self, nursery: trio.Nursery) -> None:
         self.pid = next(_pids)
         self.returncode: int | None = None
         self.scope = trio.CancelScope()
+        self.nursery = nursery
+        self.worker: Worker | None = None  # once it runs
         self.sock: trio.SocketStream | None = None
         self._exited = trio.Event()
         self.signals: list[int] = []
@@ -113,8 +132,10 @@ class FakeProcess:
         self.signals.append(sig)
         if sig == signal.SIGKILL:
             self.exit(-signal.SIGKILL)  # gone at once, whatever it was doing
+        elif self.worker is not None:
+            self.nursery.start_soon(self.worker.shut_down)  # SIGTERM, as a real worker takes it
         else:
-            self.scope.cancel()  # SIGTERM: the worker cancels its job and ends
+            self.scope.cancel()  # (before its worker runs: nothing to stop)
 
     def exit(self, status: int) -> None:
         if self.returncode is None:
@@ -150,7 +171,7 @@ class InProcessPool(WorkerPool):
 
     async def _start_process(self) -> tuple[Any, trio.SocketStream]:
         ours, theirs = socket.socketpair()
-        process = FakeProcess()
+        process = FakeProcess(self.nursery)
         if self.hold_channels:
             process.held = theirs.dup()
         self.processes.append(process)
@@ -161,7 +182,8 @@ class InProcessPool(WorkerPool):
             try:
                 with process.scope:
                     channel = FramedStream(stream, ToWorker, WORKER_MAX_FRAME)
-                    await self.worker_class(channel).serve()
+                    process.worker = self.worker_class(channel)
+                    await process.worker.serve()
             except (trio.BrokenResourceError, ExceptionGroup):
                 if process.returncode is None:
                     raise
@@ -349,6 +371,64 @@ async def test_stop_interrupts_a_running_job_without_spending_its_attempt(
         job = r.store.get(job_id)
         assert job.state == JobState.QUEUED and job.attempts == 0
         assert job.error is not None and job.error.kind == "interrupted"
+
+
+async def test_a_job_stopped_by_the_drain_is_reported_with_its_last_lines_and_goes_back(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The drain's last step stops a running job as a cancel would: what it logs as it
+    stops is in its log, its worker reports it and exits (nothing is killed), and it goes
+    back to the queue with its attempt given back. An idle worker exits at once."""
+    _LastWords.running = trio.Event()
+    async with rig(tmp_path, size=2) as r:
+        job_id = r.enqueue(type="UP_LAST_WORDS")
+        await _LastWords.running.wait()  # (the worker runs it: not only handed over)
+        before = trio.current_time()
+        await r.pool.stop("shutting down")
+        assert trio.current_time() - before == pytest.approx(1.0, abs=0.1)  # its stop's time
+        job = r.store.get(job_id)
+        assert job.state == JobState.QUEUED and job.attempts == 0
+        assert job.error == JobError("interrupted", "shutting down")
+        assert r.jobs.logs.tail(job_id) == ["working", "stopping"]
+        assert [process.signals for process in r.pool.processes] == [[signal.SIGTERM]] * 2
+
+
+async def test_a_job_being_cancelled_when_the_drain_kills_its_worker_ends_cancelled(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A cancel under way when the drain's last step stops the worker, whose job never
+    stops: the worker is killed, and the job ends CANCELLED, as asked; it does not go
+    back to the queue to run again."""
+    async with rig(tmp_path) as r:
+        job_id = r.enqueue(type="UP_STUBBORN")
+        await r.running(job_id)
+        await trio.sleep(0.1)  # the worker runs it (nothing to wait on for UP_STUBBORN)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(r.pool.stop_job, job_id, "cancelled", "cancelled while running")
+            await trio.sleep(0.1)  # the cancel is sent
+            await r.pool.stop("shutting down")
+        job = r.store.get(job_id)
+        assert job.state == JobState.CANCELLED, job.error
+
+
+async def test_a_job_being_cancelled_when_the_drain_stops_its_worker_is_reported_cancelled(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A cancel under way when the drain's last step stops the worker, whose job stops
+    within the grace: the worker reports it as the cancel asked, and it ends CANCELLED
+    (the drain does not make it interrupted, to run again)."""
+    _LastWords.running = trio.Event()
+    async with rig(tmp_path) as r:
+        job_id = r.enqueue(type="UP_LAST_WORDS")
+        await _LastWords.running.wait()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(r.pool.stop_job, job_id, "cancelled", "cancelled while running")
+            await trio.sleep(0.1)  # the cancel is sent; its job takes a second to stop
+            await r.pool.stop("shutting down")
+        job = r.store.get(job_id)
+        assert job.state == JobState.CANCELLED, job.error
+        assert r.jobs.logs.tail(job_id) == ["working", "stopping"]
+        assert r.pool.processes[0].signals == [signal.SIGTERM]  # it reported: not killed
 
 
 async def test_no_job_goes_to_a_worker_that_exits_after_its_report(
@@ -666,7 +746,7 @@ async def test_lines_of_the_next_job_that_come_before_the_previous_end_are_kept(
         first, second = r.store.lease_many(4242, 2)
         ours, theirs = socket.socketpair()
         worker = WorkerHandle(
-            process=FakeProcess(),
+            process=FakeProcess(nursery),
             channel=FramedStream(
                 trio.SocketStream(trio.socket.from_stdlib_socket(ours)), FromWorker
             ),

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -37,8 +38,9 @@ from semantica.protocol import (
     ToWorker,
     WorkerHello,
 )
+from semantica.worker.containment import Containment
 from semantica.worker.registry import handler
-from semantica.worker.runner import Worker
+from semantica.worker.runner import EXIT_REPORT_MARGIN, Worker
 
 TIMEOUT = 10  # generous: a hang fails the test instead of blocking the run
 
@@ -736,6 +738,25 @@ _ORPHANS = """
 """
 
 
+async def test_a_worker_whose_supervisor_is_gone_exits_though_its_command_floods_as_it_stops(
+    tmp_path: Path,
+) -> None:
+    """The supervisor goes away while an exec command runs; on its SIGTERM the command
+    writes far more than the job's log holds unsent, and nothing sends that log any more.
+    The output is read on as the command stops (its job's last words), but waits for room
+    in the log only until the grace is over: the worker exits, and ends the command."""
+    script = "trap 'yes | head -c 5000000; exit 1' TERM; echo begin; sleep 100 & wait"
+    async with worker_process(tmp_path, "") as (process, _, supervisor):
+        await supervisor.send(_run(1, "exec", {"argv": ["sh", "-c", script]}))
+        while not isinstance(msg := await supervisor.receive(), JobLog):
+            assert isinstance(msg, JobProcess), msg
+        assert msg.lines == ["begin"]
+        await supervisor.aclose()
+        with trio.fail_after(TIMEOUT):
+            status = await process.wait()
+        assert status == 0, (tmp_path / "worker.out").read_text()
+
+
 @pytest.mark.skipif(sys.platform != "linux", reason="the subreaper is Linux's")
 @pytest.mark.parametrize("sending", ["log", "heartbeat", "report"])
 async def test_a_send_to_a_supervisor_that_is_gone_ends_the_worker_and_its_jobs_processes(
@@ -817,3 +838,175 @@ async def test_a_worker_stopped_by_sigterm_starts_no_job_handed_over_behind_its_
             await worker_end.aclose()
     assert [job.lease for job in worker.pending] == [2], "the job behind it was taken"
     assert 102 not in MARKED, "the job behind the stopped one ran as its worker exited"
+
+
+# ---------------------------------------------------------------------- shut down (SIGTERM)
+
+
+@handler("UT_STOP_WORDS")
+def stop_words(ctx: Any, payload: Any) -> Any:
+    """A plain handler that works until asked to stop, and says so as it stops."""
+    ctx.log("waiting")
+    while not ctx.cancelled:
+        time.sleep(0.001)
+    ctx.log("saw cancel")
+    return "stopped early"
+
+
+@handler("UT_ASYNC_STOP_WORDS")
+async def async_stop_words(ctx: Any, payload: Any) -> Any:
+    ctx.log("waiting")
+    try:
+        await trio.sleep_forever()
+    finally:
+        ctx.log("async finally")
+
+
+_release_deaf = threading.Event()
+
+
+@handler("UT_DEAF")
+def deaf(ctx: Any, payload: Any) -> Any:
+    """A plain handler that ignores its stop (until the test releases it)."""
+    ctx.log("waiting")
+    _release_deaf.wait(timeout=60)
+
+
+@asynccontextmanager
+async def shut_down_worker(
+    worker_class: type[Worker] = Worker, grace: float = 5.0
+) -> AsyncIterator[tuple[Worker, FramedStream, trio.Event]]:
+    """A Worker (cancel grace ``grace``) serving one end of a socket pair; yields it, the
+    supervisor's end, and an event set once serve() has returned."""
+    sup_sock, worker_sock = socket.socketpair()
+    supervisor, worker_end = _framed(sup_sock, FromWorker), _framed(worker_sock, ToWorker)
+    worker = worker_class(worker_end, Containment(grace, whole_tree=False))
+    served = trio.Event()
+
+    async def serve() -> None:
+        await worker.serve()
+        served.set()
+
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(serve)
+            with trio.fail_after(TIMEOUT):
+                await _hello(supervisor)
+                yield worker, supervisor, served
+            nursery.cancel_scope.cancel()
+    finally:
+        await supervisor.aclose()
+        await worker_end.aclose()
+
+
+async def _lines_until_end(supervisor: FramedStream, lease: int) -> tuple[list[str], JobFinished]:
+    lines: list[str] = []
+    while not isinstance(msg := await supervisor.receive(), JobFinished):
+        if isinstance(msg, JobLog):
+            assert msg.lease == lease
+            lines.extend(msg.lines)
+    assert msg.lease == lease
+    return lines, msg
+
+
+TRAPPING = (
+    "trap 'echo got TERM; sleep 0.2; echo after sleep; exit 1' TERM; echo waiting; sleep 60 & wait"
+)
+
+
+@pytest.mark.parametrize(
+    ("type_", "payload", "last_words"),
+    [
+        ("UT_STOP_WORDS", None, ["saw cancel"]),
+        ("UT_ASYNC_STOP_WORDS", None, ["async finally"]),
+        ("exec", {"argv": ["sh", "-c", TRAPPING]}, ["got TERM", "after sleep"]),
+    ],
+    ids=["plain", "async", "exec"],
+)
+async def test_a_worker_shut_down_stops_its_job_as_a_cancel_would_and_reports_it_last(
+    type_: str, payload: Any, last_words: list[str]
+) -> None:
+    """What SIGTERM does (the end of a drain): the running job is stopped as a CancelJob
+    would stop it, what it logs as it stops is sent, then its report: ``interrupted``,
+    marked the last (the worker exits). serve() then returns, long before the grace."""
+    async with shut_down_worker() as (worker, supervisor, served):
+        await supervisor.send(_run(1, type_, payload))
+        while not isinstance(msg := await supervisor.receive(), JobLog):
+            pass
+        assert msg.lines == ["waiting"]
+        began = time.monotonic()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(worker.shut_down)
+            lines, finished = await _lines_until_end(supervisor, 1)
+            await served.wait()
+            took = time.monotonic() - began
+            nursery.cancel_scope.cancel()  # (its bound, should the report never go)
+    assert lines == last_words
+    assert finished.error is not None and finished.error.kind == "interrupted", finished
+    assert finished.last
+    assert took < 4, f"serve() returned {took:.1f} s after the stop"
+
+
+async def test_a_worker_shut_down_while_idle_returns_at_once() -> None:
+    async with shut_down_worker() as (worker, _, served):
+        await worker.shut_down()
+        with trio.fail_after(1):
+            await served.wait()
+
+
+async def test_a_job_that_ended_before_its_worker_got_sigterm_is_reported_as_it_ended(
+    tmp_path: Path,
+) -> None:
+    """A command exited 0 leaving a child that ignores SIGTERM; as that child is ended
+    (the grace), the worker gets SIGTERM: the job still ends as its command did (DONE),
+    its report the last, and the worker exits 0, its job's child ended."""
+    pids = tmp_path / "pids"
+    script = (
+        f"trap '' TERM; sleep 60 & echo $! > {pids}.tmp; mv {pids}.tmp {pids}; echo started; exit 0"
+    )
+    async with worker_process(tmp_path, "", SEMANTICA_CANCEL_GRACE="1") as (
+        process,
+        _,
+        supervisor,
+    ):
+        await supervisor.send(_run(7, "exec", {"argv": ["sh", "-c", script]}))
+        msg = await supervisor.receive()
+        assert isinstance(msg, JobProcess), msg
+        command = psutil.Process(msg.pgid)  # (the command leads its group)
+        child = await _read_pid(pids)
+        with trio.fail_after(TIMEOUT):
+            while _running(command):  # noqa: ASYNC110  # another process: nothing to wait on
+                await trio.sleep(0.01)
+        process.send_signal(signal.SIGTERM)  # its child is being ended meanwhile
+        with trio.fail_after(TIMEOUT):
+            lines, finished = await _lines_until_end(supervisor, 7)
+            status = await process.wait()
+    assert lines == ["started", "[semantica: ended 1 process the job left running]"]
+    assert finished.error is None and finished.last, finished
+    assert status == 0, (tmp_path / "worker.out").read_text()
+    assert not _running(child)
+
+
+async def test_a_plain_handler_that_ignores_the_shut_down_is_reported_within_the_grace() -> None:
+    """A plain handler that ignores its stop when the worker is shut down: its report
+    (``interrupted``, the last) goes once the grace is over, before the worker gives up
+    on reporting (EXIT_REPORT_MARGIN later; the pool kills it a little after that)."""
+    grace = 0.5
+    _release_deaf.clear()
+    try:
+        async with shut_down_worker(grace=grace) as (worker, supervisor, served):
+            await supervisor.send(_run(1, "UT_DEAF", None))
+            while not isinstance(await supervisor.receive(), JobLog):
+                pass
+            began = time.monotonic()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(worker.shut_down)
+                _, finished = await _lines_until_end(supervisor, 1)
+                took = time.monotonic() - began
+                await served.wait()
+                nursery.cancel_scope.cancel()
+    finally:
+        _release_deaf.set()
+    assert finished.error is not None and finished.error.kind == "interrupted", finished
+    assert finished.last
+    assert grace <= took < grace + EXIT_REPORT_MARGIN, took
