@@ -31,11 +31,11 @@ import structlog
 import trio
 
 from semantica import __version__
+from semantica.clock import Clock
 from semantica.config import Settings, parse_metrics_addr
 from semantica.errors import ConfigError, SemanticaError, StoreError, StoreFull
 from semantica.models import Job
 from semantica.supervisor import waiting
-from semantica.supervisor.clock import Clock
 from semantica.supervisor.committer import Committer
 from semantica.supervisor.conditions import Conditions
 from semantica.supervisor.events import JobEvents
@@ -52,14 +52,12 @@ from semantica.supervisor.pool import WorkerPool
 from semantica.supervisor.scheduler import Scheduler
 from semantica.supervisor.security import load_or_create_token, prepare_home
 from semantica.supervisor.server import ControlServer
-from semantica.supervisor.store import SQLiteStore, migrations
+from semantica.supervisor.store import open_store
 from semantica.supervisor.tracing import make_tracer
 
 log = structlog.get_logger("semantica.supervisor")
 
 DAEMON_LOG = "daemon.log"
-#: SQLite's busy wait for the supervisor's own writes, which run on the event loop.
-LOOP_BUSY_WAIT_S = 0.02
 
 
 class Supervisor:
@@ -103,7 +101,7 @@ class Supervisor:
         configure_logs(self.settings.log_format, paths.home / DAEMON_LOG)
         self._lock_file = acquire_lock(paths.lock)
         self.token = load_or_create_token(paths.token)
-        self.store = SQLiteStore(paths.db, self.clock, self.settings.durability, migrate=False)
+        self.store = open_store(paths.db, self.clock, self.settings.durability)
         self._migrate_schema()
         recovered = self.store.recover_running()
         if recovered:
@@ -112,11 +110,10 @@ class Supervisor:
             )
         # From here on, writes are committed in groups (see committer.py).
         self.committer = Committer(self.store)
-        # The store runs on the event loop: while another process holds the write
-        # lock, SQLite's busy wait would block the whole loop (every request, every
-        # worker) for up to BUSY_TIMEOUT_S. Writers fail fast instead and wait off
-        # the loop: requests.store_write, the scheduler and settle() retry.
-        self.store.set_busy_timeout(LOOP_BUSY_WAIT_S)
+        # The store runs on the event loop: a write must not wait there for another
+        # process. Writers fail fast instead and wait off the loop:
+        # requests.store_write, the scheduler and settle() retry.
+        self.store.fail_fast_when_busy()
         self.joblogs = JobLogs(paths.logs, self.settings.log_cap_bytes)
         self.events = JobEvents()
         self.conditions = Conditions(
@@ -167,7 +164,7 @@ class Supervisor:
         """Bring the database to this version's schema, and say so: an upgrade copies the
         database first and can take a while on a big one."""
         store, path = self.store, str(self.settings.paths.db)
-        before, newest = store.schema_version, migrations()[-1][0]
+        before, newest = store.schema_version, store.newest_schema_version
         if 0 < before < newest:
             log.info(
                 "upgrading the database schema", path=path, from_version=before, to_version=newest

@@ -76,7 +76,7 @@ def migrate(settings: Settings, to: int | None) -> None:
     from semantica.supervisor.app import state_error
     from semantica.supervisor.lock import acquire_lock
     from semantica.supervisor.security import prepare_home
-    from semantica.supervisor.store import SQLiteStore, migrations
+    from semantica.supervisor.store import open_store
 
     # As the supervisor does: what is made here (directory, database, its WAL,
     # the lock file, backups) is the user's alone.
@@ -88,14 +88,15 @@ def migrate(settings: Settings, to: int | None) -> None:
     except OSError as exc:
         raise state_error(settings.paths.home, exc) from None
     try:
-        store = SQLiteStore(db, durability=settings.durability, migrate=False)
+        store = open_store(db, durability=settings.durability)
         try:
             change = store.migrate(to)
+            newest_version = store.newest_schema_version
         finally:
             store.close()
     finally:
         lock.close()
-    newest = f"this Semantica's newest is {migrations()[-1][0]}"
+    newest = f"this Semantica's newest is {newest_version}"
     if change.before == 0:
         print(f"created schema {change.after} in {db} ({newest})")
     elif change.before == change.after:

@@ -3,7 +3,7 @@
 With ``synchronous=FULL`` every commit waits for the disk (about a
 millisecond here), so committing each write alone caps the engine at about a
 thousand writes a second. Instead the store keeps a transaction open
-(:meth:`SQLiteStore.defer_commits`); every write tells the :class:`Committer`,
+(:meth:`JobStore.defer_commits`); every write tells the :class:`Committer`,
 whose task waits until no other task can run (every request read so far has
 been carried out; trio's ``wait_all_tasks_blocked``, at most 2 ms) and
 commits everything written meanwhile at once. Under load the batches grow by
@@ -30,7 +30,7 @@ except ImportError:  # pragma: no cover - trio moved it
     from trio.testing import wait_all_tasks_blocked
 
 from semantica.errors import StoreError
-from semantica.supervisor.store import SQLiteStore
+from semantica.supervisor.store import JobStore
 
 log = structlog.get_logger("semantica.committer")
 
@@ -107,7 +107,7 @@ class Claims:
 class Committer:
     """Commits the store's open batch soon after each write; tells writers when it is durable."""
 
-    def __init__(self, store: SQLiteStore) -> None:
+    def __init__(self, store: JobStore) -> None:
         self.store = store
         self._batch = _Batch()
         self._wanted = trio.Event()

@@ -38,7 +38,7 @@ from semantica.supervisor.metrics import Metrics
 from semantica.supervisor.rates import RecentCounts
 from semantica.supervisor.retry import next_attempt_at
 from semantica.supervisor.scheduler import Scheduler
-from semantica.supervisor.store import EnqueueResult, Lease, Prepared, SQLiteStore, StaleLease
+from semantica.supervisor.store import EnqueueResult, JobStore, Lease, Prepared, StaleLease, prepare
 from semantica.supervisor.tracing import NoTracer, Tracer
 
 log = structlog.get_logger("semantica.jobs")
@@ -67,7 +67,7 @@ class JobLifecycle:
 
     def __init__(
         self,
-        store: SQLiteStore,
+        store: JobStore,
         logs: JobLogs,
         events: JobEvents,
         scheduler: Scheduler,
@@ -118,7 +118,7 @@ class JobLifecycle:
                         f"{', '.join(sorted(self.known_types))} "
                         "(SEMANTICA_HANDLERS names the modules that define handlers)"
                     )
-        return self.store.prepare(specs)
+        return prepare(specs)
 
     def add(self, prepared: Sequence[Prepared]) -> EnqueueResult:
         """Write checked jobs (all or none), settle what they supersede, wake the workers.
@@ -169,7 +169,7 @@ class JobLifecycle:
         """FAILED or CANCELLED -> QUEUED with a fresh attempt budget.
 
         Raises:
-            NoSuchJob, BadInput: see :meth:`SQLiteStore.retry`.
+            NoSuchJob, BadInput: see :meth:`JobStore.retry`.
         """
         job = self.store.retry(job_id)
         log.info("job retried", job_id=job_id, type=job.type, state=job.state.value)

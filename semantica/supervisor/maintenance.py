@@ -6,16 +6,20 @@ Every ``SEMANTICA_MAINTENANCE_HOURS`` (24) and on ``semctl maintenance``:
    than ``SEMANTICA_RETENTION_DAYS`` ago, with their log files;
 2. forget queues that have no job left and no setting (not paused, no limit);
    delete log files that belong to no job;
-3. ``PRAGMA wal_checkpoint(TRUNCATE)``;
-4. give free pages back when they exceed 10 % of the file (``incremental_vacuum``,
-   a few hundred pages at a time), or rewrite the file with ``VACUUM`` when forced;
-5. ``PRAGMA quick_check``.
+3. flush the store's journal (SQLite: ``PRAGMA wal_checkpoint(TRUNCATE)``);
+4. give free space back when there is much (SQLite: over 10 % of the file,
+   ``incremental_vacuum`` a few hundred pages at a time), or rewrite the whole
+   store when forced (``VACUUM``);
+5. check the store's integrity (SQLite: ``PRAGMA quick_check``).
 
-All of it runs in a thread, on a connection of its own, in short steps. Each
-step that holds SQLite's write lock (a batch of deletes, a checkpoint, a vacuum
-step, a forced VACUUM for as long as it takes) runs with the :class:`StoreGate`
-closed: the supervisor's writers wait for it there, off the event loop, and go
-first between two steps, so dispatch and the socket keep going.
+All of it runs in a thread, on the store's upkeep handle
+(:class:`~semantica.supervisor.store.StoreUpkeep`), in short steps. On a store
+whose write steps hold off its other writers (:attr:`StoreUpkeep.exclusive`:
+SQLite has one write lock), each step that writes (a batch of deletes, a
+flush, a compacting step, a full rewrite for as long as it takes) runs with the
+:class:`StoreGate` closed: the supervisor's writers wait for it there, off the
+event loop, and go first between two steps, so dispatch and the socket keep
+going.
 """
 
 from __future__ import annotations
@@ -31,12 +35,10 @@ import trio
 
 from semantica.protocol import MaintenanceReport
 from semantica.supervisor.joblogs import JobLogs
-from semantica.supervisor.store import SQLiteStore, StoreMaintenance
+from semantica.supervisor.store import JobStore, StoreUpkeep
 
 log = structlog.get_logger("semantica.maintenance")
 
-#: Free pages above this share of the file are given back.
-VACUUM_THRESHOLD = 0.10
 #: Finished jobs deleted per transaction (a few ms each).
 DELETE_BATCH = 500
 
@@ -73,7 +75,7 @@ class Maintenance:
 
     def __init__(
         self,
-        store: SQLiteStore,
+        store: JobStore,
         logs: JobLogs,
         gate: StoreGate,
         retention_days: float,
@@ -103,7 +105,7 @@ class Maintenance:
         """One full run; returns its report."""
         async with self._lock:
             started = time.perf_counter()
-            side = await trio.to_thread.run_sync(self.store.maintenance)
+            side = await trio.to_thread.run_sync(self.store.upkeep)
             try:
                 report = await self._run(side, force_vacuum)
             finally:
@@ -116,12 +118,12 @@ class Maintenance:
             )
             return report
 
-    async def _run(self, side: StoreMaintenance, force_vacuum: bool) -> MaintenanceReport:
+    async def _run(self, side: StoreUpkeep, force_vacuum: bool) -> MaintenanceReport:
         before = side.size_bytes()
         cutoff = self.store.clock.time() - self.retention_days * 86400
         deleted: list[int] = []
         while True:
-            ids = await self._locked_step(side.delete_finished_batch, cutoff, DELETE_BATCH)
+            ids = await self._locked_step(side, side.delete_finished, cutoff, DELETE_BATCH)
             deleted.extend(ids)
             if len(ids) < DELETE_BATCH:
                 break
@@ -129,21 +131,21 @@ class Maintenance:
         after: str | None = ""
         while after is not None:  # (a batch of queue names at a time, in order)
             forgotten, after = await self._locked_step(
-                side.forget_queues_batch, after, DELETE_BATCH
+                side, side.forget_queues, after, DELETE_BATCH
             )
             queues_forgotten += forgotten
         logs_deleted = await trio.to_thread.run_sync(self._delete_logs, side, deleted)
-        await self._locked_step(side.checkpoint)
+        await self._locked_step(side, side.flush_journal)
         vacuumed = False
         if force_vacuum:
-            await self._locked_step(side.vacuum)
+            await self._locked_step(side, side.compact_fully)
             vacuumed = True
-        elif await trio.to_thread.run_sync(side.free_ratio) > VACUUM_THRESHOLD:
-            while await self._locked_step(side.incremental_vacuum_step):
+        elif await trio.to_thread.run_sync(side.wants_compacting):
+            while await self._locked_step(side, side.compact_step):
                 vacuumed = True
         if vacuumed:
-            await self._locked_step(side.checkpoint)
-        integrity = await trio.to_thread.run_sync(side.quick_check)
+            await self._locked_step(side, side.flush_journal)
+        integrity = await trio.to_thread.run_sync(side.check)
         return MaintenanceReport(
             db_bytes_before=before,
             db_bytes_after=side.size_bytes(),
@@ -155,22 +157,24 @@ class Maintenance:
             duration_ms=0.0,
         )
 
-    async def _locked_step(self, step: Callable[..., T], *args: Any) -> T:
-        """One step that holds the database's write lock (a batch of deletes, a
-        checkpoint, a vacuum step, a VACUUM), in a thread, with the store gate
-        closed.
+    async def _locked_step(self, side: StoreUpkeep, step: Callable[..., T], *args: Any) -> T:
+        """One step that writes (a batch of deletes, a flush, a compacting step, a
+        full rewrite), in a thread; with the store gate closed if the step holds
+        off the store's other writers (``side.exclusive``).
 
         The supervisor's own writers then wait at the gate, off the event loop,
         instead of failing on the lock; and between two steps they go first, so
         back-to-back steps cannot starve them (for 100,000 jobs, the deletes
         alone once held the lock for most of a second).
         """
+        if not side.exclusive:
+            return await trio.to_thread.run_sync(step, *args)
         async with self.gate.closed():
             result = await trio.to_thread.run_sync(step, *args)
         await trio.lowlevel.checkpoint()  # the writers that waited go before the next step
         return result
 
-    def _delete_logs(self, side: StoreMaintenance, deleted: list[int]) -> int:
+    def _delete_logs(self, side: StoreUpkeep, deleted: list[int]) -> int:
         """Remove the logs of deleted jobs and logs of no job; return how many (thread)."""
         on_disk = self.logs.job_ids_on_disk()
         gone = set(deleted) | (on_disk - side.existing(sorted(on_disk)))

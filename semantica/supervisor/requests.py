@@ -70,7 +70,7 @@ from semantica.protocol import (
 from semantica.supervisor.committer import Claims
 from semantica.supervisor.events import FINISHED
 from semantica.supervisor.slices import Pace
-from semantica.supervisor.store import BUSY_TIMEOUT_S, Prepared
+from semantica.supervisor.store import BUSY_PATIENCE_S, Prepared, check_queue_setting
 from semantica.supervisor.topview import top_reply
 
 if TYPE_CHECKING:
@@ -110,12 +110,12 @@ async def store_write(sup: Supervisor, write: Callable[[], T]) -> T:
     """Run a request's store write; while another process holds the database's
     write lock, wait for it here, off the event loop, and try again.
 
-    The supervisor's busy wait is short (``LOOP_BUSY_WAIT_S``), so ``write``
+    The store fails fast when busy (``JobStore.fail_fast_when_busy``), so ``write``
     fails fast with StoreBusy and has changed nothing; after
-    ``BUSY_TIMEOUT_S`` the StoreBusy goes to the client (``store_busy``).
+    ``BUSY_PATIENCE_S`` the StoreBusy goes to the client (``store_busy``).
     Meanwhile every other request, reads included, is served.
     """
-    deadline = trio.current_time() + BUSY_TIMEOUT_S
+    deadline = trio.current_time() + BUSY_PATIENCE_S
     delay = 0.01
     while True:
         await sup.gate.passage()  # a forced VACUUM holds the store: wait, off the loop
@@ -399,6 +399,7 @@ def handle_queue_change(
         hint = "" if paused is False else "; create it to set it up before its first job"
         hint += " (semctl: --create)" if hint else ""
         raise BadInput(f"no queue {queue!r} (queues: {sup.store.some_queues()}){hint}")
+    check_queue_setting(queue, limit)
     info = sup.store.set_queue(queue, paused=paused, limit=limit)
     log.info("queue changed", queue=info.name, paused=info.paused, limit=info.limit)
     sup.scheduler.wake()  # a resumed or raised queue may start jobs now

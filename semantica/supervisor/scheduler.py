@@ -26,7 +26,7 @@ import structlog
 import trio
 
 from semantica.errors import StoreError
-from semantica.supervisor.store import Lease, SQLiteStore
+from semantica.supervisor.store import JobStore, Lease
 
 log = structlog.get_logger("semantica.scheduler")
 
@@ -61,7 +61,7 @@ class Scheduler:
     """Hands queued jobs to idle workers, and stops doing so when draining."""
 
     def __init__(
-        self, store: SQLiteStore, machine: MachineState | None = None, gate: Gate | None = None
+        self, store: JobStore, machine: MachineState | None = None, gate: Gate | None = None
     ) -> None:
         self.store = store
         self.gate = gate

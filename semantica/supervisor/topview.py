@@ -1,7 +1,7 @@
 """What ``semctl top`` is sent: one reply, bounded whatever the jobs hold.
 
 * "next in line" is the jobs that will start next, in the order they will (the
-  store's own lease order, :meth:`SQLiteStore.next_startable`), then the first
+  store's own lease order, :meth:`JobStore.next_startable`), then the first
   blocked jobs by priority, each with its reason (``waiting_for``, from
   :mod:`waiting`): the rules live there, not here.
 * Job rows carry no payload nor result, and their texts are cut to what a row

@@ -1,8 +1,9 @@
 """Why a queued job is not running: the ``waiting_for`` of every QUEUED job.
 
-The reasons are checked in the order the scheduler would trip over them, and
-the first that applies is given; None means nothing holds the job back (it
-starts as soon as a worker is free and no job ahead of it may start first).
+The rules are those of the store's lease, from the one place that states them
+(:mod:`semantica.supervisor.store.start_rules`); this module only asks them
+about jobs. None means nothing holds the job back (it starts as soon as a
+worker is free and no job ahead of it may start first).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from semantica.models import Job, JobState, WaitReason
-from semantica.supervisor.store import Blockers
+from semantica.supervisor.store import Blockers, waiting_reason
 
 
 def waiting_for(
@@ -19,21 +20,19 @@ def waiting_for(
     """The first reason ``job`` cannot start now, or None."""
     if job.state != JobState.QUEUED:
         return None
-    if job.run_after is not None and job.run_after.timestamp() > now:
-        failed_before = job.error is not None and job.attempts > 0
-        return WaitReason.RETRY_BACKOFF if failed_before else WaitReason.RUN_AFTER
-    if job.queue in blockers.paused:
-        return WaitReason.QUEUE_PAUSED
-    limit = blockers.limits.get(job.queue, 0)
-    if limit and blockers.running_per_queue.get(job.queue, 0) >= limit:
-        return WaitReason.QUEUE_LIMIT
-    if job.subject is not None and (job.type, job.subject) in blockers.busy_subjects:
-        return WaitReason.SUBJECT_BUSY
-    if job.require_charging and not on_ac:
-        return WaitReason.CHARGING
-    if job.require_idle and not idle:
-        return WaitReason.IDLE
-    return None
+    return waiting_reason(
+        queue=job.queue,
+        type=job.type,
+        subject=job.subject,
+        run_after=None if job.run_after is None else job.run_after.timestamp(),
+        failed_before=job.error is not None and job.attempts > 0,
+        require_charging=job.require_charging,
+        require_idle=job.require_idle,
+        blockers=blockers,
+        now=now,
+        on_ac=on_ac,
+        idle=idle,
+    )
 
 
 def explain(

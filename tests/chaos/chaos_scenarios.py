@@ -43,16 +43,17 @@ from invariants import (
 )
 
 from semantica import Client
+from semantica.clock import FakeClock
 from semantica.errors import StoreBusy, StoreError, StoreFull, Unreachable
 from semantica.models import TERMINAL_STATES, JobError, JobSpec, JobState
 from semantica.protocol import JobFinished, WorkerInfo
-from semantica.supervisor.clock import FakeClock
 from semantica.supervisor.committer import Committer
 from semantica.supervisor.events import JobEvents
 from semantica.supervisor.joblogs import JobLogs
 from semantica.supervisor.lifecycle import JobLifecycle
 from semantica.supervisor.scheduler import Scheduler
-from semantica.supervisor.store import Lease, SQLiteStore, StaleLease
+from semantica.supervisor.store import Lease, StaleLease, prepare
+from semantica.supervisor.store.sqlite import SQLiteStore
 
 MakeDaemon = Callable[..., Daemon]
 
@@ -328,7 +329,7 @@ def late_completions_refused(db: Path, job_id: int) -> int:
             else:
                 raise AssertionError(f"a completion under old lease {lease_id} was taken")
         assert store.get(job_id) == before
-        (new,) = store.enqueue([JobSpec(type=before.type, payload={})]).jobs
+        (new,) = store.insert(prepare([JobSpec(type=before.type, payload={})])).jobs
         first = store.lease(1)
         assert first is not None and first.job_id == new.id
         store.fail(first, _lost(first), retry_at=0.0)
@@ -651,7 +652,7 @@ class StorePath:
         self.store = SQLiteStore(db, FakeClock())
         self.conn = FaultyConnection(self.store._conn)
         self.store._conn = self.conn  # type: ignore[assignment]
-        (self.older,) = self.store.enqueue([JobSpec(type="T", subject="s")]).jobs
+        (self.older,) = self.store.insert(prepare([JobSpec(type="T", subject="s")])).jobs
         self.committer = Committer(self.store) if group else None
         scheduler = Scheduler(self.store)
         self.jobs = JobLifecycle(

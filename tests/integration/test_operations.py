@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 from harness import Announcements, Daemon
 
-from semantica.supervisor.store import migrations
+from semantica.supervisor.store.sqlite import migrations
 
 LATEST = migrations()[-1][0]
 

@@ -19,7 +19,8 @@ from semantica import AsyncClient
 from semantica.control import client as client_module
 from semantica.models import JobError, JobSpec
 from semantica.protocol import ControlReply, FrameDecoder, ListJobs, Wait
-from semantica.supervisor.store import SQLiteStore
+from semantica.supervisor.store import prepare
+from semantica.supervisor.store.sqlite import SQLiteStore
 from semantica.supervisor.topview import ROW_TEXT
 
 KIB = 1024
@@ -30,7 +31,7 @@ def _old_database(home: Path, jobs: int, message_size: int) -> None:
     a version without size caps could store them."""
     home.mkdir(mode=0o700)
     store = SQLiteStore(home / "semantica.db", durability="normal")
-    store.enqueue([JobSpec(type="NOOP", max_attempts=1) for _ in range(jobs)])
+    store.insert(prepare([JobSpec(type="NOOP", max_attempts=1) for _ in range(jobs)]))
     for n in range(jobs):
         lease = store.lease(worker_pid=1)
         assert lease is not None

@@ -14,7 +14,7 @@ import pytest
 from full_disk import FullDisk, full_disk_fixture  # noqa: F401  # the fixture it provides
 from harness import Daemon
 
-from semantica.supervisor.store import migrations
+from semantica.supervisor.store.sqlite import migrations
 
 ROOT = Path(__file__).resolve().parents[2]
 LATEST = migrations()[-1][0]

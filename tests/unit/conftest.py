@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from semantica.clock import FakeClock
 from semantica.models import JobSpec
-from semantica.supervisor.clock import FakeClock
-from semantica.supervisor.store import SQLiteStore
+from semantica.supervisor.store.sqlite import SQLiteStore
 
 
 @pytest.fixture

@@ -8,12 +8,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from enqueueing import enqueue
 
+from semantica.clock import FakeClock
 from semantica.errors import BadInput, NoSuchJob
 from semantica.models import ErrorKind, Job, JobError, JobSpec, JobState, QueueInfo
-from semantica.supervisor.clock import FakeClock
 from semantica.supervisor.retry import next_attempt_at
-from semantica.supervisor.store import Lease, SQLiteStore, StaleLease
+from semantica.supervisor.store import Lease, StaleLease, check_queue_setting
+from semantica.supervisor.store.sqlite import SQLiteStore
 
 BOOM = JobError(kind=ErrorKind.EXCEPTION.value, message="ValueError: boom")
 STOPPED = JobError(kind=ErrorKind.CANCELLED.value, message="cancelled by the user")
@@ -52,7 +54,8 @@ def _states(store: SQLiteStore, jobs: list[Job]) -> list[JobState]:
 
 def test_priority_orders_jobs_across_queues(store: SQLiteStore, spec: Spec) -> None:
     """Jobs start highest priority first whatever their queue, FIFO within one priority."""
-    jobs = store.enqueue(
+    jobs = enqueue(
+        store,
         [
             spec(queue="a", priority=1),
             spec(queue="b", priority=3),
@@ -60,7 +63,7 @@ def test_priority_orders_jobs_across_queues(store: SQLiteStore, spec: Spec) -> N
             spec(queue="c", priority=-2),
             spec(queue="b", priority=1),
             spec(queue="c", priority=3),
-        ]
+        ],
     ).jobs
     ids = [job.id for job in jobs]
     assert _drain(store) == [ids[1], ids[2], ids[5], ids[0], ids[4], ids[3]]
@@ -69,8 +72,9 @@ def test_priority_orders_jobs_across_queues(store: SQLiteStore, spec: Spec) -> N
 def test_paused_queue_does_not_hold_back_other_queues(store: SQLiteStore, spec: Spec) -> None:
     """A high-priority job in a paused queue lets lower-priority jobs of other queues start."""
     store.set_queue("slow", paused=True)
-    _held, low, lower = store.enqueue(
-        [spec(queue="slow", priority=100), spec(priority=5), spec(queue="other", priority=-5)]
+    _held, low, lower = enqueue(
+        store,
+        [spec(queue="slow", priority=100), spec(priority=5), spec(queue="other", priority=-5)],
     ).jobs
     assert _drain(store) == [low.id, lower.id]
 
@@ -78,8 +82,8 @@ def test_paused_queue_does_not_hold_back_other_queues(store: SQLiteStore, spec: 
 def test_queue_at_its_limit_does_not_hold_back_other_queues(store: SQLiteStore, spec: Spec) -> None:
     """A full queue's next job waits while lower-priority jobs of other queues start."""
     store.set_queue("one", limit=1)
-    first, second, other = store.enqueue(
-        [spec(queue="one", priority=9), spec(queue="one", priority=9), spec(priority=0)]
+    first, second, other = enqueue(
+        store, [spec(queue="one", priority=9), spec(queue="one", priority=9), spec(priority=0)]
     ).jobs
     assert _drain(store) == [first.id, other.id]
     assert store.state(second.id) == JobState.QUEUED
@@ -90,7 +94,7 @@ def test_queue_at_its_limit_does_not_hold_back_other_queues(store: SQLiteStore, 
 
 def test_paused_queue_starts_nothing_but_running_jobs_go_on(store: SQLiteStore, spec: Spec) -> None:
     """Pausing a queue stops new starts in it, its running job still finishes, resume restarts."""
-    running, waiting = store.enqueue([spec(queue="q"), spec(queue="q")]).jobs
+    running, waiting = enqueue(store, [spec(queue="q"), spec(queue="q")]).jobs
     lease = _lease(store)
     assert lease.job_id == running.id
     info = store.set_queue("q", paused=True)
@@ -107,14 +111,14 @@ def test_paused_queue_starts_nothing_but_running_jobs_go_on(store: SQLiteStore, 
 def test_pause_before_any_job_applies_to_later_jobs(store: SQLiteStore, spec: Spec) -> None:
     """A queue paused before it has jobs keeps its later jobs waiting."""
     store.set_queue("q", paused=True)
-    store.enqueue([spec(queue="q")])
+    enqueue(store, [spec(queue="q")])
     assert store.lease(worker_pid=1) is None
 
 
 def test_queue_limit_caps_running_jobs(store: SQLiteStore, spec: Spec) -> None:
     """A queue with limit 2 runs at most two of its jobs at once; a finished one frees a slot."""
     store.set_queue("q", limit=2)
-    jobs = store.enqueue([spec(queue="q") for _ in range(4)]).jobs
+    jobs = enqueue(store, [spec(queue="q") for _ in range(4)]).jobs
     first, second = _lease(store), _lease(store)
     assert [first.job_id, second.job_id] == [jobs[0].id, jobs[1].id]
     assert store.lease(worker_pid=1) is None
@@ -127,7 +131,7 @@ def test_queue_limit_caps_running_jobs(store: SQLiteStore, spec: Spec) -> None:
 def test_queue_limit_zero_is_no_cap(store: SQLiteStore, spec: Spec) -> None:
     """Setting a queue's limit back to 0 lets all of its jobs run at once."""
     store.set_queue("q", limit=1)
-    store.enqueue([spec(queue="q") for _ in range(3)])
+    enqueue(store, [spec(queue="q") for _ in range(3)])
     assert len(_drain(store)) == 1
     assert store.set_queue("q", limit=0).limit == 0
     assert len(_drain(store)) == 2
@@ -135,7 +139,7 @@ def test_queue_limit_zero_is_no_cap(store: SQLiteStore, spec: Spec) -> None:
 
 def test_lowering_a_limit_stops_no_running_job(store: SQLiteStore, spec: Spec) -> None:
     """A limit lowered below the number running leaves those jobs running and starts no more."""
-    jobs = store.enqueue([spec(queue="q") for _ in range(4)]).jobs
+    jobs = enqueue(store, [spec(queue="q") for _ in range(4)]).jobs
     leases = [_lease(store), _lease(store), _lease(store)]
     store.set_queue("q", limit=1)
     assert store.lease(worker_pid=1) is None
@@ -150,7 +154,7 @@ def test_lowering_a_limit_stops_no_running_job(store: SQLiteStore, spec: Spec) -
 def test_limit_of_one_queue_leaves_others_alone(store: SQLiteStore, spec: Spec) -> None:
     """A limit on one queue does not cap how many jobs of another queue run."""
     store.set_queue("small", limit=1)
-    store.enqueue([spec(queue="small"), spec(queue="small"), spec(), spec(), spec()])
+    enqueue(store, [spec(queue="small"), spec(queue="small"), spec(), spec(), spec()])
     assert len(_drain(store)) == 4
 
 
@@ -158,9 +162,9 @@ def test_queues_lists_counts_paused_and_limit(store: SQLiteStore, spec: Spec) ->
     """queues() shows every queue with a job or a setting, by name, with counts of every state."""
     store.set_queue("idle", limit=3)
     store.set_queue("work", paused=True)
-    store.enqueue([spec(queue="busy"), spec(queue="busy"), spec(queue="work")])
+    enqueue(store, [spec(queue="busy"), spec(queue="busy"), spec(queue="work")])
     running = _lease(store)
-    store.enqueue([spec(queue="busy")])
+    enqueue(store, [spec(queue="busy")])
     assert store.cancel_queued(running.job_id + 1, "no") is True
     zero = {state.value: 0 for state in JobState}
     assert store.queues() == [
@@ -185,7 +189,7 @@ def test_queue_settings_survive_reopening(db_path: Path, clock: FakeClock, spec:
     first = SQLiteStore(db_path, clock)
     first.set_queue("paused", paused=True)
     first.set_queue("capped", limit=1)
-    first.enqueue([spec(queue="paused"), spec(queue="capped"), spec(queue="capped")])
+    enqueue(first, [spec(queue="paused"), spec(queue="capped"), spec(queue="capped")])
     first.close()
     store = SQLiteStore(db_path, clock)
     try:
@@ -204,8 +208,10 @@ def test_queue_settings_survive_reopening(db_path: Path, clock: FakeClock, spec:
 def test_bad_queue_setting_is_refused_and_changes_nothing(
     store: SQLiteStore, name: str, limit: int | None
 ) -> None:
-    """A bad queue name or limit is refused with BadInput and creates no queue."""
+    """A bad queue name or limit is refused with BadInput, before the store, and creates
+    no queue."""
     with pytest.raises(BadInput):
+        check_queue_setting(name, limit)
         store.set_queue(name, paused=True, limit=limit)
     assert store.queues() == []
 
@@ -217,7 +223,7 @@ def test_failed_attempts_retry_until_max_attempts(
     store: SQLiteStore, spec: Spec, clock: FakeClock
 ) -> None:
     """A job that keeps failing runs max_attempts times, backing off between runs, then FAILS."""
-    [job] = store.enqueue([spec(max_attempts=3, backoff=1.0)]).jobs
+    [job] = enqueue(store, [spec(max_attempts=3, backoff=1.0)]).jobs
     rng = random.Random(7)
     for attempt in (1, 2, 3):
         lease = _lease(store)
@@ -239,7 +245,7 @@ def test_failed_attempts_retry_until_max_attempts(
 
 def test_permanent_failure_is_not_retried(store: SQLiteStore, spec: Spec, clock: FakeClock) -> None:
     """A permanent error on the first attempt fails the job at once, whatever its max_attempts."""
-    [job] = store.enqueue([spec(max_attempts=5)]).jobs
+    [job] = enqueue(store, [spec(max_attempts=5)]).jobs
     lease = _lease(store)
     retry_at = next_attempt_at(clock.time(), lease.attempt, 5, None, True)
     assert store.fail(lease, BOOM, retry_at) == JobState.FAILED
@@ -250,7 +256,7 @@ def test_retry_of_failed_job_gives_a_fresh_budget(
     store: SQLiteStore, spec: Spec, clock: FakeClock
 ) -> None:
     """Retrying a FAILED job queues it now with attempts reset: a full budget of attempts again."""
-    [job] = store.enqueue([spec(max_attempts=2)]).jobs
+    [job] = enqueue(store, [spec(max_attempts=2)]).jobs
     store.fail(_lease(store), BOOM, clock.time())
     store.fail(_lease(store), BOOM, None)
     assert store.get(job.id).attempts == 2
@@ -274,7 +280,7 @@ def test_retry_of_failed_job_gives_a_fresh_budget(
 
 def test_retry_of_cancelled_jobs(store: SQLiteStore, spec: Spec) -> None:
     """A job cancelled while queued or while running can be retried and runs again."""
-    queued, running = store.enqueue([spec(priority=-1), spec()]).jobs
+    queued, running = enqueue(store, [spec(priority=-1), spec()]).jobs
     store.cancel_running(_lease(store), STOPPED)
     assert store.cancel_queued(queued.id, "no") is True
     for job in (queued, running):
@@ -284,23 +290,23 @@ def test_retry_of_cancelled_jobs(store: SQLiteStore, spec: Spec) -> None:
 
 
 def _done(store: SQLiteStore, spec: Spec) -> int:
-    [job] = store.enqueue([spec()]).jobs
+    [job] = enqueue(store, [spec()]).jobs
     store.complete(_lease(store), None)
     return job.id
 
 
 def _queued(store: SQLiteStore, spec: Spec) -> int:
-    return store.enqueue([spec()]).jobs[0].id
+    return enqueue(store, [spec()]).jobs[0].id
 
 
 def _running(store: SQLiteStore, spec: Spec) -> int:
-    [job] = store.enqueue([spec()]).jobs
+    [job] = enqueue(store, [spec()]).jobs
     assert _lease(store).job_id == job.id
     return job.id
 
 
 def _superseded(store: SQLiteStore, spec: Spec) -> int:
-    old, _new = store.enqueue([spec(subject="s"), spec(subject="s")]).jobs
+    old, _new = enqueue(store, [spec(subject="s"), spec(subject="s")]).jobs
     return old.id
 
 
@@ -325,7 +331,7 @@ def test_retry_of_a_job_that_is_not_failed_or_cancelled_is_refused(
 
 def test_retry_of_a_running_job_never_starts_it_twice(store: SQLiteStore, spec: Spec) -> None:
     """Asking to retry a running job cannot make a second worker run it while the first does."""
-    [job] = store.enqueue([spec(subject="s")]).jobs
+    [job] = enqueue(store, [spec(subject="s")]).jobs
     first = store.lease(worker_pid=1)
     assert first is not None
     with pytest.raises(BadInput):
@@ -341,9 +347,9 @@ def test_retry_of_an_older_generation_is_refused_while_a_newer_one_stands(
     """Generation 1 failed; once generation 2 is queued, running or DONE, retrying
     generation 1 is refused (it would undo the newer one's work) and changes nothing.
     A newer generation that itself failed or was cancelled does not stand in the way."""
-    [old] = store.enqueue([spec(subject="s", generation=1)]).jobs
+    [old] = enqueue(store, [spec(subject="s", generation=1)]).jobs
     store.cancel_running(_lease(store), STOPPED)
-    [new] = store.enqueue([spec(subject="s", generation=2)]).jobs
+    [new] = enqueue(store, [spec(subject="s", generation=2)]).jobs
     for make_state in ("QUEUED", "RUNNING", "DONE"):
         if make_state == "RUNNING":
             lease = _lease(store)
@@ -352,9 +358,9 @@ def test_retry_of_an_older_generation_is_refused_while_a_newer_one_stands(
         with pytest.raises(BadInput, match=f"job {new.id} is generation 2 and {make_state}"):
             store.retry(old.id)
         assert store.get(old.id).state == JobState.CANCELLED
-    [other] = store.enqueue([spec(subject="t", generation=1)]).jobs
+    [other] = enqueue(store, [spec(subject="t", generation=1)]).jobs
     store.cancel_queued(other.id, "no")
-    [newer] = store.enqueue([spec(subject="t", generation=2)]).jobs
+    [newer] = enqueue(store, [spec(subject="t", generation=2)]).jobs
     store.cancel_queued(newer.id, "no")
     assert store.retry(other.id).state == JobState.QUEUED
 
@@ -370,7 +376,7 @@ def test_retry_of_unknown_job_raises_no_such_job(store: SQLiteStore) -> None:
 
 def test_cancel_queued_job(store: SQLiteStore, spec: Spec, clock: FakeClock) -> None:
     """A cancelled queued job is CANCELLED at once with its reason, and never starts."""
-    [job] = store.enqueue([spec()]).jobs
+    [job] = enqueue(store, [spec()]).jobs
     clock.advance(4)
     assert store.cancel_queued(job.id, "not needed") is True
     cancelled = store.get(job.id)
@@ -382,13 +388,13 @@ def test_cancel_queued_job(store: SQLiteStore, spec: Spec, clock: FakeClock) -> 
 
 
 def _failed(store: SQLiteStore, spec: Spec) -> int:
-    [job] = store.enqueue([spec()]).jobs
+    [job] = enqueue(store, [spec()]).jobs
     store.fail(_lease(store), BOOM, None)
     return job.id
 
 
 def _cancelled(store: SQLiteStore, spec: Spec) -> int:
-    [job] = store.enqueue([spec()]).jobs
+    [job] = enqueue(store, [spec()]).jobs
     store.cancel_running(_lease(store), STOPPED)
     return job.id
 
@@ -416,9 +422,9 @@ def test_cancel_queued_of_unknown_job_is_false(store: SQLiteStore) -> None:
 
 def test_cancel_running_job(store: SQLiteStore, spec: Spec, clock: FakeClock) -> None:
     """A cancelled running job is CANCELLED, frees its subject and refuses late reports."""
-    [job] = store.enqueue([spec(subject="s")]).jobs
+    [job] = enqueue(store, [spec(subject="s")]).jobs
     lease = _lease(store)
-    [newer] = store.enqueue([spec(subject="s")]).jobs
+    [newer] = enqueue(store, [spec(subject="s")]).jobs
     assert store.lease(worker_pid=1) is None
     clock.advance(2)
     store.cancel_running(lease, STOPPED)
@@ -442,12 +448,12 @@ def test_newer_generation_supersedes_queued_older_ones(
     store: SQLiteStore, spec: Spec, clock: FakeClock
 ) -> None:
     """Each newer generation of a subject replaces the queued older one, which never runs."""
-    [one] = store.enqueue([spec(subject="f", generation=1)]).jobs
-    result = store.enqueue([spec(subject="f", generation=2)])
+    [one] = enqueue(store, [spec(subject="f", generation=1)]).jobs
+    result = enqueue(store, [spec(subject="f", generation=2)])
     [two] = result.jobs
     assert result.superseded == [one.id]
     clock.advance(5)
-    result = store.enqueue([spec(subject="f", generation=3)])
+    result = enqueue(store, [spec(subject="f", generation=3)])
     [three] = result.jobs
     assert not three.deduplicated and three.generation == 3
     assert result.superseded == [two.id]
@@ -465,9 +471,9 @@ def test_newer_generation_supersedes_a_job_waiting_to_retry(
     store: SQLiteStore, spec: Spec, clock: FakeClock
 ) -> None:
     """A job of a subject waiting for its retry time is replaced by a newer generation."""
-    [old] = store.enqueue([spec(subject="f")]).jobs
+    [old] = enqueue(store, [spec(subject="f")]).jobs
     store.fail(_lease(store), BOOM, clock.time() + 60)
-    result = store.enqueue([spec(subject="f")])
+    result = enqueue(store, [spec(subject="f")])
     assert result.superseded == [old.id]
     clock.advance(60)
     assert _drain(store) == [result.jobs[0].id]
@@ -476,9 +482,9 @@ def test_newer_generation_supersedes_a_job_waiting_to_retry(
 
 def test_not_newer_generation_returns_the_queued_job(store: SQLiteStore, spec: Spec) -> None:
     """Enqueuing a generation not above the queued one returns that job and adds nothing."""
-    [queued] = store.enqueue([spec(subject="f", generation=5)]).jobs
+    [queued] = enqueue(store, [spec(subject="f", generation=5)]).jobs
     for generation in (5, 4, 0):
-        result = store.enqueue([spec(subject="f", generation=generation, payload="new")])
+        result = enqueue(store, [spec(subject="f", generation=generation, payload="new")])
         [job] = result.jobs
         assert job.deduplicated is True
         assert job.id == queued.id and job.generation == 5 and job.payload is None
@@ -490,27 +496,27 @@ def test_not_newer_generation_returns_the_queued_job(store: SQLiteStore, spec: S
 
 def test_not_newer_generation_returns_the_running_job(store: SQLiteStore, spec: Spec) -> None:
     """Enqueuing a generation not above the running one returns the running job."""
-    [running] = store.enqueue([spec(subject="f", generation=2)]).jobs
+    [running] = enqueue(store, [spec(subject="f", generation=2)]).jobs
     _lease(store)
-    [job] = store.enqueue([spec(subject="f", generation=2, supersede_running=True)]).jobs
+    [job] = enqueue(store, [spec(subject="f", generation=2, supersede_running=True)]).jobs
     assert (job.id, job.state, job.deduplicated) == (running.id, JobState.RUNNING, True)
     assert len(store.list()) == 1
 
 
 def test_deduplication_returns_the_newest_live_job(store: SQLiteStore, spec: Spec) -> None:
     """With generation 1 running and 2 queued, enqueuing generation 1 again returns generation 2."""
-    store.enqueue([spec(subject="f", generation=1)])
+    enqueue(store, [spec(subject="f", generation=1)])
     _lease(store)
-    [two] = store.enqueue([spec(subject="f", generation=2)]).jobs
-    [job] = store.enqueue([spec(subject="f", generation=1)]).jobs
+    [two] = enqueue(store, [spec(subject="f", generation=2)]).jobs
+    [job] = enqueue(store, [spec(subject="f", generation=1)]).jobs
     assert job.id == two.id and job.deduplicated
 
 
 def test_finished_generations_do_not_deduplicate(store: SQLiteStore, spec: Spec) -> None:
     """A generation not above a finished one is still added: only queued or running jobs count."""
-    [done] = store.enqueue([spec(subject="f", generation=4)]).jobs
+    [done] = enqueue(store, [spec(subject="f", generation=4)]).jobs
     store.complete(_lease(store), None)
-    [job] = store.enqueue([spec(subject="f", generation=4)]).jobs
+    [job] = enqueue(store, [spec(subject="f", generation=4)]).jobs
     assert not job.deduplicated and job.id != done.id
     assert store.state(job.id) == JobState.QUEUED
 
@@ -519,29 +525,30 @@ def test_enqueue_without_generation_goes_one_above_the_newest(
     store: SQLiteStore, spec: Spec
 ) -> None:
     """Without a generation a job is one above the newest of its subject, so the latest wins."""
-    [first] = store.enqueue([spec(subject="f")]).jobs
+    [first] = enqueue(store, [spec(subject="f")]).jobs
     assert first.generation == 1
-    [seven] = store.enqueue([spec(subject="f", generation=7)]).jobs
-    result = store.enqueue([spec(subject="f")])
+    [seven] = enqueue(store, [spec(subject="f", generation=7)]).jobs
+    result = enqueue(store, [spec(subject="f")])
     [latest] = result.jobs
     assert latest.generation == 8 and not latest.deduplicated
     assert result.superseded == [seven.id]
     store.complete(_lease(store), None)
     # The newest counts even when it has finished.
-    [after] = store.enqueue([spec(subject="f")]).jobs
+    [after] = enqueue(store, [spec(subject="f")]).jobs
     assert after.generation == 9
 
 
 def test_generations_are_per_type_and_subject(store: SQLiteStore, spec: Spec) -> None:
     """Jobs of another type or another subject neither supersede nor deduplicate each other."""
-    a = store.enqueue([spec("A", subject="f", generation=3)]).jobs[0]
-    result = store.enqueue(
+    a = enqueue(store, [spec("A", subject="f", generation=3)]).jobs[0]
+    result = enqueue(
+        store,
         [
             spec("B", subject="f", generation=9),
             spec("A", subject="g", generation=9),
             spec("A", subject="f", generation=3),
             spec("A"),
-        ]
+        ],
     )
     assert result.superseded == []
     assert [job.deduplicated for job in result.jobs] == [False, False, True, False]
@@ -552,17 +559,17 @@ def test_generations_are_per_type_and_subject(store: SQLiteStore, spec: Spec) ->
 
 def test_jobs_without_subject_never_deduplicate(store: SQLiteStore, spec: Spec) -> None:
     """Identical jobs without a subject are all added and all run."""
-    jobs = store.enqueue([spec(), spec(), spec()]).jobs
+    jobs = enqueue(store, [spec(), spec(), spec()]).jobs
     assert not any(job.deduplicated for job in jobs)
     assert len(_drain(store)) == 3
 
 
 def test_two_jobs_of_one_subject_never_run_at_once(store: SQLiteStore, spec: Spec) -> None:
     """While a subject's job runs its newer job waits, and other jobs start past it."""
-    [old] = store.enqueue([spec(subject="f")]).jobs
+    [old] = enqueue(store, [spec(subject="f")]).jobs
     running = _lease(store)
-    new, other_type, other = store.enqueue(
-        [spec(subject="f", priority=9), spec("U", subject="f", priority=1), spec()]
+    new, other_type, other = enqueue(
+        store, [spec(subject="f", priority=9), spec("U", subject="f", priority=1), spec()]
     ).jobs
     assert _drain(store) == [other_type.id, other.id]
     assert store.state(new.id) == JobState.QUEUED
@@ -573,9 +580,9 @@ def test_two_jobs_of_one_subject_never_run_at_once(store: SQLiteStore, spec: Spe
 
 def test_subject_busy_across_queues(store: SQLiteStore, spec: Spec) -> None:
     """A subject's job in another queue still waits while the subject's running job runs."""
-    store.enqueue([spec(queue="a", subject="f")])
+    enqueue(store, [spec(queue="a", subject="f")])
     first = _lease(store)
-    [second] = store.enqueue([spec(queue="b", subject="f")]).jobs
+    [second] = enqueue(store, [spec(queue="b", subject="f")]).jobs
     assert store.lease(worker_pid=1) is None
     store.fail(first, BOOM, None)
     assert _lease(store).job_id == second.id
@@ -583,10 +590,10 @@ def test_subject_busy_across_queues(store: SQLiteStore, spec: Spec) -> None:
 
 def test_supersede_running_reports_the_running_older_job(store: SQLiteStore, spec: Spec) -> None:
     """With supersede_running the enqueue names the running older job to stop, still running."""
-    [running] = store.enqueue([spec(subject="f", generation=1)]).jobs
+    [running] = enqueue(store, [spec(subject="f", generation=1)]).jobs
     _lease(store)
-    [queued] = store.enqueue([spec(subject="f", generation=2)]).jobs
-    result = store.enqueue([spec(subject="f", generation=3, supersede_running=True)])
+    [queued] = enqueue(store, [spec(subject="f", generation=2)]).jobs
+    result = enqueue(store, [spec(subject="f", generation=3, supersede_running=True)])
     [new] = result.jobs
     assert result.running_older == [(running.id, new.id)]
     assert result.superseded == [queued.id]
@@ -597,16 +604,16 @@ def test_without_supersede_running_running_jobs_are_not_named(
     store: SQLiteStore, spec: Spec
 ) -> None:
     """Without supersede_running a newer generation leaves the running job off the result."""
-    store.enqueue([spec(subject="f")])
+    enqueue(store, [spec(subject="f")])
     _lease(store)
-    result = store.enqueue([spec(subject="f")])
+    result = enqueue(store, [spec(subject="f")])
     assert result.running_older == [] and result.superseded == []
 
 
 def test_batch_later_spec_supersedes_earlier_spec(store: SQLiteStore, spec: Spec) -> None:
     """In one batch, a later job of a subject supersedes the batch's earlier job of it."""
-    result = store.enqueue(
-        [spec(subject="f", payload=1), spec(subject="g"), spec(subject="f", payload=2)]
+    result = enqueue(
+        store, [spec(subject="f", payload=1), spec(subject="g"), spec(subject="f", payload=2)]
     )
     first, other, last = result.jobs
     assert (first.generation, other.generation, last.generation) == (1, 1, 2)
@@ -620,7 +627,7 @@ def test_batch_later_spec_with_same_generation_is_deduplicated(
     store: SQLiteStore, spec: Spec
 ) -> None:
     """In one batch, a later spec of the same subject and generation returns the earlier job."""
-    result = store.enqueue([spec(subject="f", generation=2), spec(subject="f", generation=2)])
+    result = enqueue(store, [spec(subject="f", generation=2), spec(subject="f", generation=2)])
     first, again = result.jobs
     assert again.deduplicated and again.id == first.id
     assert len(store.list()) == 1
@@ -630,7 +637,7 @@ def test_batch_result_shows_the_superseded_job_as_superseded(
     store: SQLiteStore, spec: Spec
 ) -> None:
     """The enqueue result shows a job superseded within its own batch as SUPERSEDED."""
-    result = store.enqueue([spec(subject="f"), spec(subject="f")])
+    result = enqueue(store, [spec(subject="f"), spec(subject="f")])
     first, last = result.jobs
     assert first == store.get(first.id)
     assert first.state == JobState.SUPERSEDED and first.superseded_by == last.id
@@ -640,8 +647,8 @@ def test_batch_result_shows_a_deduplicated_job_superseded_later_in_the_batch(
     store: SQLiteStore, spec: Spec
 ) -> None:
     """A batch entry returning an existing job shows it SUPERSEDED if a later entry replaced it."""
-    [old] = store.enqueue([spec(subject="f")]).jobs
-    result = store.enqueue([spec(subject="f", generation=1), spec(subject="f")])
+    [old] = enqueue(store, [spec(subject="f")]).jobs
+    result = enqueue(store, [spec(subject="f", generation=1), spec(subject="f")])
     again, new = result.jobs
     assert again.id == old.id and again.deduplicated
     assert (again.state, again.superseded_by) == (JobState.SUPERSEDED, new.id)
@@ -653,21 +660,21 @@ def test_batch_result_shows_a_deduplicated_job_superseded_later_in_the_batch(
 
 def test_require_charging_waits_for_ac(store: SQLiteStore, spec: Spec) -> None:
     """A job that requires charging starts only on AC power; other jobs start meanwhile."""
-    charging, plain = store.enqueue([spec(require_charging=True, priority=5), spec()]).jobs
+    charging, plain = enqueue(store, [spec(require_charging=True, priority=5), spec()]).jobs
     assert _drain(store, on_ac=False) == [plain.id]
     assert _drain(store, on_ac=True, idle=False) == [charging.id]
 
 
 def test_require_idle_waits_for_an_idle_machine(store: SQLiteStore, spec: Spec) -> None:
     """A job that requires an idle CPU starts only when the machine is idle."""
-    idle, plain = store.enqueue([spec(require_idle=True, priority=5), spec()]).jobs
+    idle, plain = enqueue(store, [spec(require_idle=True, priority=5), spec()]).jobs
     assert _drain(store, idle=False) == [plain.id]
     assert _drain(store, on_ac=False, idle=True) == [idle.id]
 
 
 def test_both_conditions_must_hold(store: SQLiteStore, spec: Spec) -> None:
     """A job that requires charging and idle waits until both hold."""
-    [job] = store.enqueue([spec(require_charging=True, require_idle=True)]).jobs
+    [job] = enqueue(store, [spec(require_charging=True, require_idle=True)]).jobs
     assert store.lease(worker_pid=1, on_ac=True, idle=False) is None
     assert store.lease(worker_pid=1, on_ac=False, idle=True) is None
     assert _lease(store, on_ac=True, idle=True).job_id == job.id
@@ -676,7 +683,7 @@ def test_both_conditions_must_hold(store: SQLiteStore, spec: Spec) -> None:
 def test_conditions_wanted_follows_queued_jobs(store: SQLiteStore, spec: Spec) -> None:
     """conditions_wanted tells whether queued jobs want AC or idle; running jobs want nothing."""
     assert store.conditions_wanted() == (False, False)
-    charging, idle = store.enqueue([spec(require_charging=True), spec(require_idle=True)]).jobs
+    charging, idle = enqueue(store, [spec(require_charging=True), spec(require_idle=True)]).jobs
     assert store.conditions_wanted() == (True, True)
     assert store.cancel_queued(idle.id, "no") is True
     assert store.conditions_wanted() == (True, False)

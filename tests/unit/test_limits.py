@@ -6,9 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from enqueueing import enqueue
 from hypothesis import given
 from hypothesis import strategies as st
 
+from semantica.clock import FakeClock
 from semantica.limits import (
     ERROR_MESSAGE_MAX,
     LOG_LINE_MAX,
@@ -19,12 +21,12 @@ from semantica.limits import (
 )
 from semantica.models import JobError, JobSpec, JobState
 from semantica.protocol import JobFinished
-from semantica.supervisor.clock import FakeClock
 from semantica.supervisor.events import JobEvents
 from semantica.supervisor.joblogs import JobLogs
 from semantica.supervisor.lifecycle import JobLifecycle
 from semantica.supervisor.scheduler import Scheduler
-from semantica.supervisor.store import Lease, SQLiteStore
+from semantica.supervisor.store import Lease
+from semantica.supervisor.store.sqlite import SQLiteStore
 from semantica.worker.exec_job import _Lines
 
 MB24 = 24_000_000
@@ -94,7 +96,7 @@ def jobs(tmp_path: Path) -> JobLifecycle:
 
 
 def _running(jobs: JobLifecycle) -> Lease:
-    jobs.store.enqueue([JobSpec(type="T", max_attempts=1)])
+    jobs.enqueue([JobSpec(type="T", max_attempts=1)])
     lease = jobs.store.lease(worker_pid=1)
     assert lease is not None
     return lease
@@ -146,7 +148,7 @@ def test_messages_stored_before_the_caps_are_cut_on_read(tmp_path: Path) -> None
     """Rows written before the caps (a 24 MB error, a 24 MB progress message) come out cut,
     in every read: one job, several, a list."""
     store = SQLiteStore(tmp_path / "semantica.db", FakeClock())
-    store.enqueue([JobSpec(type="T", max_attempts=1)])
+    enqueue(store, [JobSpec(type="T", max_attempts=1)])
     lease = store.lease(worker_pid=1)
     assert lease is not None
     store.set_progress(lease, 0.5, "p" * MB24)  # the store itself does not cut
@@ -167,7 +169,7 @@ def test_a_message_that_fits_in_characters_but_not_in_bytes_is_cut_on_read(
     """A stored message of fewer characters than the cap but more bytes is read whole,
     so its note has its size."""
     store = SQLiteStore(tmp_path / "semantica.db", FakeClock())
-    store.enqueue([JobSpec(type="T", max_attempts=1)])
+    enqueue(store, [JobSpec(type="T", max_attempts=1)])
     lease = store.lease(worker_pid=1)
     assert lease is not None
     store.fail(lease, JobError("exception", "€" * 10_000), retry_at=None)

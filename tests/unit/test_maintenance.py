@@ -6,18 +6,19 @@ import sqlite3
 from pathlib import Path
 
 import trio
+from enqueueing import enqueue
 
+from semantica.clock import FakeClock
 from semantica.models import JobSpec, JobState
-from semantica.supervisor.clock import FakeClock
 from semantica.supervisor.joblogs import JobLogs
 from semantica.supervisor.maintenance import Maintenance, StoreGate
-from semantica.supervisor.store import SQLiteStore
+from semantica.supervisor.store.sqlite import SQLiteStore
 
 
 def _finish(store: SQLiteStore, n: int, payload_size: int = 2000) -> list[int]:
     """Enqueue and complete n jobs with payloads big enough to take space."""
     ids = []
-    for job in store.enqueue([JobSpec(type="T", payload="x" * payload_size)] * n).jobs:
+    for job in enqueue(store, [JobSpec(type="T", payload="x" * payload_size)] * n).jobs:
         lease = store.lease(worker_pid=1)
         assert lease is not None
         store.complete(lease, b'"ok"')
@@ -34,7 +35,7 @@ async def test_retention_zero_deletes_finished_jobs_and_their_logs(tmp_path: Pat
     for job_id in finished[:10]:
         logs.append(job_id, ["done"])
         logs.close(job_id)
-    [queued] = store.enqueue([JobSpec(type="T")]).jobs
+    [queued] = enqueue(store, [JobSpec(type="T")]).jobs
     logs.append(queued.id, ["still queued, log kept"])
     logs.append(10_000_000, ["a log of no job"])
     clock.advance(1)
@@ -118,11 +119,11 @@ async def test_queues_with_no_job_left_and_no_setting_are_forgotten(tmp_path: Pa
     store = SQLiteStore(tmp_path / "semantica.db", clock)
     logs = JobLogs(tmp_path / "logs", 1 << 20)
     for n in range(1200):  # more than one batch of them
-        store.enqueue([JobSpec(type="T", queue=f"used-{n}")])
+        enqueue(store, [JobSpec(type="T", queue=f"used-{n}")])
         lease = store.lease(worker_pid=1)
         assert lease is not None
         store.complete(lease, None)
-    store.enqueue([JobSpec(type="T", queue="running"), JobSpec(type="T", queue="queued")])
+    enqueue(store, [JobSpec(type="T", queue="running"), JobSpec(type="T", queue="queued")])
     assert store.lease(worker_pid=1) is not None
     store.set_queue("paused", paused=True)
     store.set_queue("limited", limit=2)
@@ -135,7 +136,7 @@ async def test_queues_with_no_job_left_and_no_setting_are_forgotten(tmp_path: Pa
 
     assert report.jobs_deleted == 1200 and report.queues_forgotten == 1201
     assert [q.name for q in store.queues()] == ["limited", "paused", "queued", "running"]
-    store.enqueue([JobSpec(type="T", queue="used-7")])
+    enqueue(store, [JobSpec(type="T", queue="used-7")])
     assert [lease.queue for lease in store.lease_many(worker_pid=1, count=5)] == [
         "queued",
         "used-7",

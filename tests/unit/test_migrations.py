@@ -12,11 +12,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from enqueueing import enqueue
 
+from semantica.clock import FakeClock
 from semantica.errors import BadInput
 from semantica.models import JobSpec, JobState
-from semantica.supervisor.clock import FakeClock
-from semantica.supervisor.store import SQLiteStore, migrations
+from semantica.supervisor.store.sqlite import SQLiteStore, migrations
 
 LATEST = migrations()[-1][0]
 
@@ -27,7 +28,7 @@ def _columns(path: Path) -> set[str]:
 
 
 def _fill(store: SQLiteStore) -> dict[int, JobState]:
-    jobs = store.enqueue([JobSpec(type="T", payload={"n": n}) for n in range(50)]).jobs
+    jobs = enqueue(store, [JobSpec(type="T", payload={"n": n}) for n in range(50)]).jobs
     lease = store.lease(worker_pid=1)
     assert lease is not None
     store.complete(lease, b'{"ok": true}')
@@ -125,7 +126,7 @@ def replace(src, dst, **kwargs):
     return real_replace(src, dst, **kwargs)
 
 sqlite3.connect, os.replace = connect, replace
-from semantica.supervisor.store import SQLiteStore
+from semantica.supervisor.store.sqlite import SQLiteStore
 SQLiteStore(db).close()
 """
 
@@ -148,7 +149,7 @@ def test_a_kill_during_the_backup_leaves_no_partial_file_named_like_a_backup(
     left behind, takes its own backup and upgrades."""
     db = tmp_path / "semantica.db"
     store = SQLiteStore(db, FakeClock())
-    store.enqueue([JobSpec(type="T", payload={"pad": "x" * 1000, "n": n}) for n in range(_JOBS)])
+    enqueue(store, [JobSpec(type="T", payload={"pad": "x" * 1000, "n": n}) for n in range(_JOBS)])
     store.migrate(to=1)
     store.close()
     killed = subprocess.run(
@@ -173,7 +174,7 @@ def test_a_backup_is_whole_and_private(tmp_path: Path) -> None:
     supervisor's umask; nothing else is left in backups/."""
     db = tmp_path / "semantica.db"
     store = SQLiteStore(db, FakeClock())
-    store.enqueue([JobSpec(type="T") for _ in range(_JOBS)])
+    enqueue(store, [JobSpec(type="T") for _ in range(_JOBS)])
     store.migrate(to=1)
     old_umask = os.umask(0o077)
     try:
@@ -191,7 +192,7 @@ _NO_ROOM_FOR_THE_BACKUP = """
 import resource, signal, sys
 from pathlib import Path
 from semantica.errors import StoreFull
-from semantica.supervisor.store import SQLiteStore
+from semantica.supervisor.store.sqlite import SQLiteStore
 
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG)
 resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, resource.RLIM_INFINITY))
@@ -208,7 +209,7 @@ def test_a_backup_without_room_is_a_full_disk_and_changes_nothing(tmp_path: Path
     still whole at its old schema, to be upgraded once there is room."""
     db = tmp_path / "semantica.db"
     store = SQLiteStore(db, FakeClock())
-    store.enqueue([JobSpec(type="T", payload={"pad": "x" * 1000, "n": n}) for n in range(_JOBS)])
+    enqueue(store, [JobSpec(type="T", payload={"pad": "x" * 1000, "n": n}) for n in range(_JOBS)])
     store.migrate(to=1)
     store.close()
     refused = subprocess.run(

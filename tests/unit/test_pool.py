@@ -44,7 +44,8 @@ from semantica.supervisor.pool import (
     WorkerPool,
 )
 from semantica.supervisor.scheduler import Scheduler
-from semantica.supervisor.store import Lease, SQLiteStore
+from semantica.supervisor.store import Lease
+from semantica.supervisor.store.sqlite import SQLiteStore
 from semantica.supervisor.tracing import Tracer
 from semantica.worker.registry import handler
 from semantica.worker.runner import Worker

@@ -8,13 +8,15 @@ from pathlib import Path
 import pytest
 import trio
 import trio.testing
+from enqueueing import enqueue
 
 from semantica.models import JobSpec, JobState
 from semantica.supervisor.events import JobEvents
 from semantica.supervisor.joblogs import JobLogs
 from semantica.supervisor.lifecycle import JobLifecycle
 from semantica.supervisor.scheduler import Scheduler
-from semantica.supervisor.store import Lease, SQLiteStore
+from semantica.supervisor.store import Lease
+from semantica.supervisor.store.sqlite import SQLiteStore
 
 
 class TrioWallClock:
@@ -65,7 +67,7 @@ async def test_waiter_returns_when_a_job_is_enqueued_and_woken(
         await trio.testing.wait_all_tasks_blocked()
         assert waiter.lease is None
 
-        [job] = trio_store.enqueue([JobSpec(type="T")]).jobs
+        [job] = enqueue(trio_store, [JobSpec(type="T")]).jobs
         woken_at = trio.current_time()
         scheduler.wake()
         await trio.testing.wait_all_tasks_blocked()
@@ -79,7 +81,7 @@ async def test_waiter_with_job_already_queued_returns_at_once(
     trio_store: SQLiteStore, autojump_clock: trio.testing.MockClock
 ) -> None:
     """A worker that asks while a job is waiting gets it without needing a wake."""
-    [job] = trio_store.enqueue([JobSpec(type="T")]).jobs
+    [job] = enqueue(trio_store, [JobSpec(type="T")]).jobs
     scheduler = Scheduler(trio_store)
     with trio.fail_after(1):
         lease = await scheduler.next_lease(1)
@@ -96,7 +98,7 @@ async def test_scheduler_does_not_poll(
         nursery.start_soon(waiter.run)
         await nursery.start(scheduler.run_timer)
         await trio.testing.wait_all_tasks_blocked()
-        trio_store.enqueue([JobSpec(type="T")])  # written behind the scheduler's back
+        enqueue(trio_store, [JobSpec(type="T")])  # written behind the scheduler's back
         await trio.sleep(3600)
         assert waiter.lease is None
         scheduler.wake()
@@ -115,11 +117,11 @@ async def test_each_job_goes_to_one_waiter(
         for waiter in waiters:
             nursery.start_soon(waiter.run)
         await trio.testing.wait_all_tasks_blocked()
-        trio_store.enqueue([JobSpec(type="T")])
+        enqueue(trio_store, [JobSpec(type="T")])
         scheduler.wake()
         await trio.testing.wait_all_tasks_blocked()
         assert sum(w.lease is not None for w in waiters) == 1
-        trio_store.enqueue([JobSpec(type="T"), JobSpec(type="T")])
+        enqueue(trio_store, [JobSpec(type="T"), JobSpec(type="T")])
         scheduler.wake()
         await trio.testing.wait_all_tasks_blocked()
         leased = [w.lease.job_id for w in waiters if w.lease is not None]
@@ -136,7 +138,7 @@ async def test_delayed_job_starts_when_the_timer_fires(
         await nursery.start(scheduler.run_timer)
         nursery.start_soon(waiter.run)
         await trio.testing.wait_all_tasks_blocked()
-        [job] = trio_store.enqueue([JobSpec(type="T", delay=30.0)]).jobs
+        [job] = enqueue(trio_store, [JobSpec(type="T", delay=30.0)]).jobs
         enqueued_at = trio.current_time()
         scheduler.reschedule()  # a new deadline: the timer looks again
         await trio.sleep(29.9)
@@ -159,10 +161,10 @@ async def test_timer_picks_up_an_earlier_deadline(
     async with trio.open_nursery() as nursery:
         await nursery.start(scheduler.run_timer)
         nursery.start_soon(waiter.run)
-        trio_store.enqueue([JobSpec(type="late", delay=300.0)])
+        enqueue(trio_store, [JobSpec(type="late", delay=300.0)])
         scheduler.reschedule()
         await trio.sleep(10)
-        [soon] = trio_store.enqueue([JobSpec(type="soon", delay=5.0)]).jobs
+        [soon] = enqueue(trio_store, [JobSpec(type="soon", delay=5.0)]).jobs
         start = trio.current_time()
         scheduler.reschedule()
         with trio.fail_after(60):
@@ -185,7 +187,7 @@ async def test_stop_leasing_keeps_waiters_waiting(
         await trio.testing.wait_all_tasks_blocked()
         scheduler.stop_leasing()
         nursery.start_soon(late.run)
-        [job] = trio_store.enqueue([JobSpec(type="T")]).jobs
+        [job] = enqueue(trio_store, [JobSpec(type="T")]).jobs
         scheduler.wake()
         await trio.sleep(3600)
         assert early.lease is None and late.lease is None
@@ -200,7 +202,7 @@ async def test_cancelled_waiter_leases_nothing(
     scheduler = Scheduler(trio_store)
     with trio.move_on_after(5):
         await scheduler.next_lease(1)
-    [job] = trio_store.enqueue([JobSpec(type="T")]).jobs
+    [job] = enqueue(trio_store, [JobSpec(type="T")]).jobs
     scheduler.wake()
     await trio.testing.wait_all_tasks_blocked()
     assert trio_store.get(job.id).state == JobState.QUEUED
@@ -227,7 +229,7 @@ async def test_delayed_enqueue_wakes_the_timer_but_not_the_workers(
         await trio.testing.wait_all_tasks_blocked()
         assert leases == 1  # the waiter looked once when it arrived
         for _ in range(10):
-            trio_store.enqueue([JobSpec(type="T", delay=60.0)])
+            enqueue(trio_store, [JobSpec(type="T", delay=60.0)])
             scheduler.reschedule()
             await trio.testing.wait_all_tasks_blocked()
         assert leases == 1
@@ -279,7 +281,7 @@ async def test_a_job_due_during_a_suspend_starts_within_a_second_of_resume(
     async with trio.open_nursery() as nursery:
         await nursery.start(scheduler.run_timer)
         nursery.start_soon(waiter.run)
-        [job] = jumping_store.enqueue([JobSpec(type="T", delay=600.0)]).jobs
+        [job] = enqueue(jumping_store, [JobSpec(type="T", delay=600.0)]).jobs
         scheduler.reschedule()
         await trio.sleep(10)
         assert waiter.lease is None
@@ -307,9 +309,9 @@ async def test_a_clock_set_forward_an_hour_starts_what_came_due_and_nothing_late
     async with trio.open_nursery() as nursery:
         await nursery.start(scheduler.run_timer)
         nursery.start_soon(first.run)
-        [skipped] = jumping_store.enqueue([JobSpec(type="T", delay=1800.0)]).jobs
+        [skipped] = enqueue(jumping_store, [JobSpec(type="T", delay=1800.0)]).jobs
         scheduler.reschedule()
-        [later] = jumping_store.enqueue([JobSpec(type="T", delay=7200.0)]).jobs
+        [later] = enqueue(jumping_store, [JobSpec(type="T", delay=7200.0)]).jobs
         scheduler.reschedule()
         await trio.sleep(1)
         jumping.jump(3600)
@@ -339,7 +341,7 @@ async def test_a_clock_set_back_delays_a_job_to_its_wall_clock_time(
     async with trio.open_nursery() as nursery:
         await nursery.start(scheduler.run_timer)
         nursery.start_soon(waiter.run)
-        [job] = jumping_store.enqueue([JobSpec(type="T", delay=60.0)]).jobs
+        [job] = enqueue(jumping_store, [JobSpec(type="T", delay=60.0)]).jobs
         scheduler.reschedule()
         jumping.jump(-3600)
         set_back = trio.current_time()
@@ -370,7 +372,7 @@ async def test_a_pending_deadline_costs_no_store_query_while_it_waits(
     async with trio.open_nursery() as nursery:
         await nursery.start(scheduler.run_timer)
         nursery.start_soon(waiter.run)
-        jumping_store.enqueue([JobSpec(type="T", delay=3600.0)])
+        enqueue(jumping_store, [JobSpec(type="T", delay=3600.0)])
         scheduler.reschedule()
         await trio.sleep(3600 - 10)
         assert waiter.lease is None

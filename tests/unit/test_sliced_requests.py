@@ -31,7 +31,7 @@ from semantica.supervisor.joblogs import JobLogs
 from semantica.supervisor.lifecycle import JobLifecycle
 from semantica.supervisor.maintenance import StoreGate
 from semantica.supervisor.scheduler import Scheduler
-from semantica.supervisor.store import SQLiteStore
+from semantica.supervisor.store.sqlite import SQLiteStore
 
 #: Slow enough that the committer's own deadline (2 ms) passes while a slice is written.
 SLICE_WORK_S = 0.005

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from enqueueing import enqueue
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -29,6 +30,7 @@ from hypothesis.stateful import (
     rule,
 )
 
+from semantica.clock import FakeClock
 from semantica.errors import BadInput
 from semantica.models import (
     TERMINAL_STATES,
@@ -40,9 +42,9 @@ from semantica.models import (
     JobState,
     WaitReason,
 )
-from semantica.supervisor.clock import FakeClock
 from semantica.supervisor.retry import next_attempt_at
-from semantica.supervisor.store import Blockers, Lease, SQLiteStore, StaleLease
+from semantica.supervisor.store import Blockers, Lease, StaleLease
+from semantica.supervisor.store.sqlite import SQLiteStore
 from semantica.supervisor.waiting import waiting_for
 
 TYPES = ("A", "B")
@@ -194,7 +196,7 @@ class JobStoreMachine(RuleBasedStateMachine):
     @rule(batch=st.lists(job_specs(), min_size=1, max_size=3))
     def enqueue(self, batch: list[JobSpec]) -> None:
         now = self.clock.time()
-        result = self.store.enqueue(batch)
+        result = enqueue(self.store, batch)
         assert len(result.jobs) == len(batch)
         superseded: list[int] = []
         running_older: list[tuple[int, int]] = []

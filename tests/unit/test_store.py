@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from enqueueing import enqueue
 
+from semantica.clock import FakeClock
 from semantica.errors import BadInput, NoSuchJob
 from semantica.models import JobError, JobSpec, JobState
-from semantica.supervisor.clock import FakeClock
-from semantica.supervisor.store import SchemaTooNew, SQLiteStore, StaleLease
+from semantica.supervisor.store import SchemaTooNew, StaleLease
+from semantica.supervisor.store.sqlite import SQLiteStore
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 BOOM = JobError(kind="exception", message="ValueError: boom")
@@ -38,10 +40,10 @@ def test_enqueue_returns_committed_jobs_with_increasing_ids(
     store: SQLiteStore, spec: Spec, clock: FakeClock
 ) -> None:
     """Enqueued jobs come back QUEUED with increasing ids, exactly as a later read shows them."""
-    first = store.enqueue(
-        [spec(payload={"n": 1}), spec("U", queue="q", subject="s", priority=4)]
+    first = enqueue(
+        store, [spec(payload={"n": 1}), spec("U", queue="q", subject="s", priority=4)]
     ).jobs
-    second = store.enqueue([spec(payload=[1, "two"])]).jobs
+    second = enqueue(store, [spec(payload=[1, "two"])]).jobs
     jobs = first + second
     ids = [job.id for job in jobs]
     assert ids == sorted(ids) and len(set(ids)) == 3
@@ -58,7 +60,7 @@ def test_enqueue_is_committed_for_another_connection(
     store: SQLiteStore, spec: Spec, db_path: Path
 ) -> None:
     """An acknowledged enqueue is already on disk: a second connection sees it."""
-    [job] = store.enqueue([spec()]).jobs
+    [job] = enqueue(store, [spec()]).jobs
     with sqlite3.connect(db_path) as other:
         rows = other.execute("SELECT id, state FROM jobs").fetchall()
     other.close()
@@ -67,7 +69,7 @@ def test_enqueue_is_committed_for_another_connection(
 
 def test_get_unknown_id_raises_no_such_job(store: SQLiteStore, spec: Spec) -> None:
     """Asking for a job id that does not exist raises NoSuchJob naming the id."""
-    [job] = store.enqueue([spec()]).jobs
+    [job] = enqueue(store, [spec()]).jobs
     with pytest.raises(NoSuchJob, match=str(job.id + 1)):
         store.get(job.id + 1)
     with pytest.raises(NoSuchJob):
@@ -76,7 +78,7 @@ def test_get_unknown_id_raises_no_such_job(store: SQLiteStore, spec: Spec) -> No
 
 def test_get_many_keeps_the_order_asked(store: SQLiteStore, spec: Spec) -> None:
     """get_many returns the jobs in the order of the ids given."""
-    a, b, c = store.enqueue([spec(), spec(), spec()]).jobs
+    a, b, c = enqueue(store, [spec(), spec(), spec()]).jobs
     assert [j.id for j in store.get_many([c.id, a.id, b.id])] == [c.id, a.id, b.id]
     assert store.get_many([]) == []
 
@@ -85,7 +87,7 @@ def test_states_reads_many_jobs_states_and_refuses_an_unknown_id(
     store: SQLiteStore, spec: Spec
 ) -> None:
     """states() gives each job's state once; one unknown id among 600 is named."""
-    jobs = store.enqueue([spec() for _ in range(600)]).jobs
+    jobs = enqueue(store, [spec() for _ in range(600)]).jobs
     lease = store.lease(1)
     assert lease is not None
     store.complete(lease, None)
@@ -100,14 +102,15 @@ def test_states_reads_many_jobs_states_and_refuses_an_unknown_id(
 
 def test_next_queued_merges_the_queues_in_dispatch_order(store: SQLiteStore, spec: Spec) -> None:
     """The waiting list of top: priority first, then oldest, whatever the queue."""
-    jobs = store.enqueue(
+    jobs = enqueue(
+        store,
         [
             spec(queue="a"),
             spec(queue="b", priority=5),
             spec(queue="a", priority=5),
             spec(queue="c"),
             spec(queue="b"),
-        ]
+        ],
     ).jobs
     lease = store.lease(1)  # takes the oldest of priority 5
     assert lease is not None and lease.job_id == jobs[1].id
@@ -123,7 +126,8 @@ def test_next_startable_is_what_leases_would_take_in_their_order(
     a paused queue, a full one and a delayed job; nothing is taken."""
     store.set_queue("held", paused=True)
     store.set_queue("one", limit=1)
-    jobs = store.enqueue(
+    jobs = enqueue(
+        store,
         [
             spec(queue="held", priority=9),  # paused
             spec(queue="one", priority=3),
@@ -131,7 +135,7 @@ def test_next_startable_is_what_leases_would_take_in_their_order(
             spec(priority=1),
             spec(priority=2, delay=60),  # not due
             spec(),
-        ]
+        ],
     ).jobs
     shown = [job.id for job in store.next_startable(10, 200)]
     assert shown == [jobs[1].id, jobs[3].id, jobs[5].id]
@@ -144,14 +148,14 @@ def test_rows_for_a_view_carry_no_payload_and_cut_long_texts(
     store: SQLiteStore, spec: Spec
 ) -> None:
     """top's rows: no payload nor result, and an error longer than the cut ends in "…"."""
-    [job] = store.enqueue([spec(payload={"blob": "x" * 10_000}, max_attempts=1)]).jobs
+    [job] = enqueue(store, [spec(payload={"blob": "x" * 10_000}, max_attempts=1)]).jobs
     lease = store.lease(1)
     assert lease is not None
     store.fail(lease, JobError("exception", "E" * 10_000), None)
     [row] = store.latest_rows("FAILED", 5, 200)
     assert row.id == job.id and row.payload is None and row.error is not None
     assert len(row.error.message) == 200 and row.error.message.endswith("\u2026")
-    [queued] = store.enqueue([spec(payload={"blob": "x" * 10_000})]).jobs
+    [queued] = enqueue(store, [spec(payload={"blob": "x" * 10_000})]).jobs
     assert [(j.id, j.payload) for j in store.next_queued(5, cut=200)] == [(queued.id, None)]
 
 
@@ -163,7 +167,7 @@ def test_a_large_mixed_batch_keeps_its_order_ids_and_payloads(
         spec(payload={"n": n}, subject=f"s{n % 3}" if n % 100 == 0 else None, delay=n % 2)
         for n in range(1200)
     ]
-    result = store.enqueue(specs)
+    result = enqueue(store, specs)
     ids = [job.id for job in result.jobs]
     assert ids == sorted(ids) and len(set(ids)) == 1200
     stored = store.get_many(ids)
@@ -179,14 +183,15 @@ def test_a_large_mixed_batch_keeps_its_order_ids_and_payloads(
 
 def test_list_filters_newest_first(store: SQLiteStore, spec: Spec) -> None:
     """list applies every filter given and returns the newest jobs first, up to the limit."""
-    jobs = store.enqueue(
+    jobs = enqueue(
+        store,
         [
             spec("A", queue="q1", subject="x"),
             spec("B", queue="q1", subject="y"),
             spec("A", queue="q2", subject="z"),
             spec("A", queue="q1", subject="w"),
             spec("B", queue="q2", subject="x"),
-        ]
+        ],
     ).jobs
     ids = [j.id for j in jobs]
 
@@ -214,8 +219,15 @@ def test_list_filters_newest_first(store: SQLiteStore, spec: Spec) -> None:
 
 def test_lease_order_is_priority_then_fifo(store: SQLiteStore, spec: Spec) -> None:
     """Jobs start highest priority first, and in enqueue order within one priority."""
-    jobs = store.enqueue(
-        [spec(priority=0), spec(priority=5), spec(priority=-1), spec(priority=5), spec(priority=10)]
+    jobs = enqueue(
+        store,
+        [
+            spec(priority=0),
+            spec(priority=5),
+            spec(priority=-1),
+            spec(priority=5),
+            spec(priority=10),
+        ],
     ).jobs
     order = []
     while (lease := store.lease(worker_pid=7)) is not None:
@@ -225,7 +237,9 @@ def test_lease_order_is_priority_then_fifo(store: SQLiteStore, spec: Spec) -> No
 
 def test_lease_marks_the_job_running(store: SQLiteStore, spec: Spec, clock: FakeClock) -> None:
     """A leased job is RUNNING on that worker, with one attempt spent and a start time."""
-    [job] = store.enqueue([spec(payload={"k": "v"}, max_attempts=4, timeout=9.0, backoff=3.0)]).jobs
+    [job] = enqueue(
+        store, [spec(payload={"k": "v"}, max_attempts=4, timeout=9.0, backoff=3.0)]
+    ).jobs
     clock.advance(5)
     lease = store.lease(worker_pid=1234)
     assert lease is not None
@@ -242,7 +256,7 @@ def test_lease_marks_the_job_running(store: SQLiteStore, spec: Spec, clock: Fake
 
 def test_lease_ids_are_distinct(store: SQLiteStore, spec: Spec) -> None:
     """Every lease handed out has its own id, so a late message can be told apart."""
-    store.enqueue([spec(), spec(), spec()])
+    enqueue(store, [spec(), spec(), spec()])
     leases = [store.lease(worker_pid=1) for _ in range(3)]
     assert len({lease.lease_id for lease in leases if lease is not None}) == 3
 
@@ -252,7 +266,7 @@ def test_delayed_job_is_not_leased_before_its_time(
 ) -> None:
     """A job with a delay does not start until the clock reaches its run_after, then does."""
     start = clock.time()
-    [job] = store.enqueue([spec(delay=30.0)]).jobs
+    [job] = enqueue(store, [spec(delay=30.0)]).jobs
     assert job.run_after == _ts(start + 30)
     assert store.next_run_after() == start + 30
     assert store.lease(worker_pid=1) is None
@@ -268,7 +282,7 @@ def test_delayed_job_is_not_leased_before_its_time(
 def test_job_at_a_start_time(store: SQLiteStore, spec: Spec, clock: FakeClock) -> None:
     """A job given a start time (--at) waits until then."""
     at = clock.time() + 100
-    [job] = store.enqueue([spec(at=_ts(at))]).jobs
+    [job] = enqueue(store, [spec(at=_ts(at))]).jobs
     assert job.run_after == _ts(at)
     assert store.next_run_after() == at
     clock.advance(99)
@@ -279,7 +293,7 @@ def test_job_at_a_start_time(store: SQLiteStore, spec: Spec, clock: FakeClock) -
 
 def test_delayed_job_does_not_block_ready_ones(store: SQLiteStore, spec: Spec) -> None:
     """A high-priority job that is not due yet lets lower-priority ready jobs start."""
-    _delayed, ready = store.enqueue([spec(priority=100, delay=60.0), spec(priority=-5)]).jobs
+    _delayed, ready = enqueue(store, [spec(priority=100, delay=60.0), spec(priority=-5)]).jobs
     lease = store.lease(worker_pid=1)
     assert lease is not None and lease.job_id == ready.id
 
@@ -289,10 +303,10 @@ def test_next_run_after_is_the_earliest_future_time(
 ) -> None:
     """next_run_after names the earliest delayed job, and None when nothing is delayed."""
     assert store.next_run_after() is None
-    store.enqueue([spec()])
+    enqueue(store, [spec()])
     assert store.next_run_after() is None
     now = clock.time()
-    store.enqueue([spec(delay=50.0), spec(delay=20.0), spec(delay=80.0)])
+    enqueue(store, [spec(delay=50.0), spec(delay=20.0), spec(delay=80.0)])
     assert store.next_run_after() == now + 20
 
 
@@ -303,7 +317,7 @@ def test_complete_sets_done_result_and_finish_time(
     store: SQLiteStore, spec: Spec, clock: FakeClock
 ) -> None:
     """A completed job is DONE with its result and the time it finished."""
-    [job] = store.enqueue([spec()]).jobs
+    [job] = enqueue(store, [spec()]).jobs
     lease = store.lease(worker_pid=1)
     assert lease is not None
     clock.advance(2.5)
@@ -322,7 +336,7 @@ def test_fail_with_retry_requeues_keeping_the_error(
     store: SQLiteStore, spec: Spec, clock: FakeClock
 ) -> None:
     """A failed attempt with a retry time goes back to the queue until then, error kept."""
-    [job] = store.enqueue([spec(max_attempts=3)]).jobs
+    [job] = enqueue(store, [spec(max_attempts=3)]).jobs
     first = store.lease(worker_pid=1)
     assert first is not None
     retry_at = clock.time() + 10
@@ -345,7 +359,7 @@ def test_fail_with_retry_requeues_keeping_the_error(
 
 def test_fail_without_retry_is_final(store: SQLiteStore, spec: Spec, clock: FakeClock) -> None:
     """A failed attempt with no retry time leaves the job FAILED with its error."""
-    [job] = store.enqueue([spec()]).jobs
+    [job] = enqueue(store, [spec()]).jobs
     lease = store.lease(worker_pid=1)
     assert lease is not None
     clock.advance(1)
@@ -360,7 +374,7 @@ def test_fail_without_retry_is_final(store: SQLiteStore, spec: Spec, clock: Fake
 
 def test_second_complete_with_same_lease_is_stale(store: SQLiteStore, spec: Spec) -> None:
     """Reporting the same attempt twice raises StaleLease and changes nothing."""
-    [job] = store.enqueue([spec()]).jobs
+    [job] = enqueue(store, [spec()]).jobs
     lease = store.lease(worker_pid=1)
     assert lease is not None
     store.complete(lease, b"1")
@@ -376,7 +390,7 @@ def test_second_complete_with_same_lease_is_stale(store: SQLiteStore, spec: Spec
 
 def test_old_lease_cannot_touch_the_retry(store: SQLiteStore, spec: Spec, clock: FakeClock) -> None:
     """A late message about an earlier attempt does not end the attempt now running."""
-    [job] = store.enqueue([spec()]).jobs
+    [job] = enqueue(store, [spec()]).jobs
     old = store.lease(worker_pid=1)
     assert old is not None
     store.fail(old, BOOM, clock.time())
@@ -400,7 +414,7 @@ def test_requeue_interrupted_gives_back_the_attempt(
     store: SQLiteStore, spec: Spec, clock: FakeClock
 ) -> None:
     """A job stopped by a drain goes back to the queue at once without spending an attempt."""
-    [job] = store.enqueue([spec(max_attempts=1)]).jobs
+    [job] = enqueue(store, [spec(max_attempts=1)]).jobs
     lease = store.lease(worker_pid=1)
     assert lease is not None
     clock.advance(3)
@@ -418,7 +432,7 @@ def test_requeue_interrupted_gives_back_the_attempt(
 def test_recover_running_after_restart(db_path: Path, clock: FakeClock, spec: Spec) -> None:
     """Jobs running when the supervisor died are queued again on the next start, attempts kept."""
     store = SQLiteStore(db_path, clock)
-    a, b, c = store.enqueue([spec(), spec(), spec()]).jobs
+    a, b, c = enqueue(store, [spec(), spec(), spec()]).jobs
     la = store.lease(worker_pid=1)
     lb = store.lease(worker_pid=2)
     assert la is not None and lb is not None
@@ -452,7 +466,7 @@ def test_recover_running_after_restart(db_path: Path, clock: FakeClock, spec: Sp
 def test_counts_cover_every_state(store: SQLiteStore, spec: Spec) -> None:
     """counts lists every state, zeros included, with the right numbers."""
     assert store.counts() == {state.value: 0 for state in JobState}
-    store.enqueue([spec() for _ in range(5)])
+    enqueue(store, [spec() for _ in range(5)])
     done, failed, running = (store.lease(worker_pid=1) for _ in range(3))
     assert done is not None and failed is not None and running is not None
     store.complete(done, None)
@@ -483,7 +497,7 @@ def test_counts_cover_every_state(store: SQLiteStore, spec: Spec) -> None:
 def test_bad_spec_in_a_batch_inserts_nothing(store: SQLiteStore, spec: Spec, bad: JobSpec) -> None:
     """A batch whose last spec is bad is refused whole: no job of it is inserted."""
     with pytest.raises(BadInput):
-        store.enqueue([spec(), spec(), bad])
+        enqueue(store, [spec(), spec(), bad])
     assert store.counts() == {state.value: 0 for state in JobState}
     assert store.list() == []
     assert store.lease(worker_pid=1) is None
@@ -492,12 +506,12 @@ def test_bad_spec_in_a_batch_inserts_nothing(store: SQLiteStore, spec: Spec, bad
 def test_non_json_payload_error_names_the_payload(store: SQLiteStore, spec: Spec) -> None:
     """A payload that is not JSON is refused with a reason that says so."""
     with pytest.raises(BadInput, match="payload"):
-        store.enqueue([spec(payload=object())])
+        enqueue(store, [spec(payload=object())])
 
 
 def test_payload_comes_back_as_stored(store: SQLiteStore, spec: Spec) -> None:
     """A payload is stored as JSON, and the job returned by enqueue shows it as stored."""
-    [job] = store.enqueue([spec(payload={"tags": (1, 2.5, None)})]).jobs
+    [job] = enqueue(store, [spec(payload={"tags": (1, 2.5, None)})]).jobs
     assert job.payload == {"tags": [1, 2.5, None]}
     assert store.get(job.id).payload == {"tags": [1, 2.5, None]}
 
@@ -520,20 +534,20 @@ def test_a_payload_that_would_not_come_back_as_sent_is_refused(
 ) -> None:
     """NaN would be stored as null, bytes as base64, a set as a list: refused, nothing stored."""
     with pytest.raises(BadInput, match=reason):
-        store.enqueue([spec(), spec(payload=payload)])
+        enqueue(store, [spec(), spec(payload=payload)])
     assert sum(store.counts().values()) == 0
 
 
 def test_job_ids_are_never_reused(store: SQLiteStore, spec: Spec) -> None:
     """After the newest job is deleted, the next job still gets a new, higher id."""
-    jobs = store.enqueue([spec(), spec(), spec()]).jobs
+    jobs = enqueue(store, [spec(), spec(), spec()]).jobs
     newest = jobs[-1].id
     # No public delete exists yet (retention GC will add one); reach into the
     # connection to delete the newest row as the GC would.
     store._conn.execute("DELETE FROM jobs WHERE id = ?", (newest,))
     with pytest.raises(NoSuchJob):
         store.get(newest)
-    [new] = store.enqueue([spec()]).jobs
+    [new] = enqueue(store, [spec()]).jobs
     assert new.id > newest
 
 
@@ -554,7 +568,7 @@ def test_schema_version_is_the_newest_migration(store: SQLiteStore) -> None:
 def test_reopen_keeps_jobs_and_version(db_path: Path, clock: FakeClock, spec: Spec) -> None:
     """Opening an existing database again keeps its jobs and does not re-run migrations."""
     store = SQLiteStore(db_path, clock)
-    [job] = store.enqueue([spec(payload={"a": 1})]).jobs
+    [job] = enqueue(store, [spec(payload={"a": 1})]).jobs
     version = store.schema_version
     store.close()
     store = SQLiteStore(db_path, clock)
@@ -625,7 +639,7 @@ def test_jobs_ended_in_one_batch_keep_the_order_they_started_in(
     store: SQLiteStore, clock: FakeClock, spec: Callable[..., JobSpec]
 ) -> None:
     """Jobs handed over together start one after another: started_at says when each did."""
-    store.enqueue([spec(), spec(), spec()])
+    enqueue(store, [spec(), spec(), spec()])
     leased_at = clock.time()
     first, second, third = store.lease_many(7, 3)
     clock.advance(1.0)
@@ -644,7 +658,7 @@ def test_one_end_recorded_alone_takes_the_start_the_worker_reported(
     store: SQLiteStore, clock: FakeClock, spec: Callable[..., JobSpec]
 ) -> None:
     """complete() (a dead worker's last report, say) corrects started_at as a batch does."""
-    store.enqueue([spec()])
+    enqueue(store, [spec()])
     leased_at = clock.time()
     lease = store.lease(7)
     assert lease is not None
@@ -666,8 +680,8 @@ def test_list_page_stops_at_its_budget_and_the_next_page_goes_on(
 ) -> None:
     """A page holds the jobs that fit in its budget (at least one) and says more; the next
     page, from the last id, goes on; count counts every match."""
-    ids = [job.id for job in store.enqueue([spec(payload="p" * 1000)] * 10).jobs]
-    store.enqueue([spec("OTHER")])
+    ids = [job.id for job in enqueue(store, [spec(payload="p" * 1000)] * 10).jobs]
+    enqueue(store, [spec("OTHER")])
     seen: list[int] = []
     before = None
     while True:
@@ -685,7 +699,7 @@ def test_list_page_stops_at_its_budget_and_the_next_page_goes_on(
 
 
 def test_get_page_keeps_the_order_asked_within_its_budget(store: SQLiteStore, spec: Spec) -> None:
-    ids = [job.id for job in store.enqueue([spec(payload="p" * 1000)] * 200).jobs]
+    ids = [job.id for job in enqueue(store, [spec(payload="p" * 1000)] * 200).jobs]
     asked = ids[::-1] + ids[:1]
     got: list[int] = []
     while len(got) < len(asked):
@@ -723,13 +737,13 @@ def test_a_lease_does_not_grow_with_the_queue_names_ever_used(
 ) -> None:
     """20,000 queues used once, their jobs finished (or paused, or limited), leave a lease
     as cheap as before: it looks only at queues with queued jobs."""
-    store.enqueue([spec()])
+    enqueue(store, [spec()])
     alone = _lease_steps(store)
-    store.enqueue([spec(queue=f"q{n}") for n in range(20_000)])
+    enqueue(store, [spec(queue=f"q{n}") for n in range(20_000)])
     leases = store.lease_many(worker_pid=1, count=20_000)
     assert len(leases) == 20_000
     store.complete_many([(lease, None, 0.0) for lease in leases])
     for n in range(0, 200, 2):  # settings that keep their queues' rows for good
         store.set_queue(f"q{n}", paused=True) if n % 4 else store.set_queue(f"q{n}", limit=3)
-    store.enqueue([spec()])
+    enqueue(store, [spec()])
     assert _lease_steps(store) <= alone + 20  # (it was 3,000 times as many)

@@ -28,7 +28,8 @@ from semantica.supervisor.events import JobEvents
 from semantica.supervisor.joblogs import JobLogs
 from semantica.supervisor.lifecycle import JobLifecycle
 from semantica.supervisor.scheduler import FAULT_DELAY_MAX, Scheduler
-from semantica.supervisor.store import Lease, SQLiteStore
+from semantica.supervisor.store import Lease
+from semantica.supervisor.store.sqlite import SQLiteStore
 
 #: Trio seconds any one test may take: far more than the longest needs.
 LIMIT_S = 2_000.0

@@ -6,12 +6,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
+from enqueueing import enqueue
 from hypothesis import given
 from hypothesis import strategies as st
 
+from semantica.clock import FakeClock
 from semantica.models import ErrorKind, Job, JobError, JobSpec, JobState, WaitReason
-from semantica.supervisor.clock import FakeClock
-from semantica.supervisor.store import Blockers, Lease, SQLiteStore
+from semantica.supervisor.store import Blockers, Lease
+from semantica.supervisor.store.sqlite import SQLiteStore
 from semantica.supervisor.waiting import explain, waiting_for
 
 BOOM = JobError(kind=ErrorKind.EXCEPTION.value, message="ValueError: boom")
@@ -47,14 +49,14 @@ def _why(
 
 def test_ready_job_waits_for_nothing(store: SQLiteStore, spec: Spec) -> None:
     """A queued job that could start now is waiting for nothing."""
-    [job] = store.enqueue([spec(subject="s", queue="q")]).jobs
+    [job] = enqueue(store, [spec(subject="s", queue="q")]).jobs
     store.set_queue("q", limit=1)
     assert _why(store, job.id) is None
 
 
 def test_jobs_not_queued_wait_for_nothing(store: SQLiteStore, spec: Spec) -> None:
     """Running and finished jobs are not waiting, whatever holds their queue."""
-    running, done = store.enqueue([spec(require_charging=True), spec(delay=0.0)]).jobs
+    running, done = enqueue(store, [spec(require_charging=True), spec(delay=0.0)]).jobs
     _lease(store)
     store.complete(_lease(store), None)
     store.set_queue("default", paused=True)
@@ -66,7 +68,7 @@ def test_delayed_job_waits_for_its_start_time(
     store: SQLiteStore, spec: Spec, clock: FakeClock
 ) -> None:
     """A job with a delay waits for run_after until the clock reaches it."""
-    [job] = store.enqueue([spec(delay=10.0)]).jobs
+    [job] = enqueue(store, [spec(delay=10.0)]).jobs
     assert _why(store, job.id) == WaitReason.RUN_AFTER
     clock.advance(9.5)
     assert _why(store, job.id) == WaitReason.RUN_AFTER
@@ -78,7 +80,7 @@ def test_failed_attempt_waits_for_retry_backoff(
     store: SQLiteStore, spec: Spec, clock: FakeClock
 ) -> None:
     """A job that failed and waits for its retry time shows retry_backoff, then nothing."""
-    [job] = store.enqueue([spec()]).jobs
+    [job] = enqueue(store, [spec()]).jobs
     store.fail(_lease(store), BOOM, clock.time() + 4)
     assert _why(store, job.id) == WaitReason.RETRY_BACKOFF
     clock.advance(4)
@@ -89,7 +91,7 @@ def test_retried_and_interrupted_jobs_wait_for_nothing(
     store: SQLiteStore, spec: Spec, clock: FakeClock
 ) -> None:
     """A job retried by hand or put back by a drain keeps its error but is not backing off."""
-    retried, interrupted = store.enqueue([spec(), spec()]).jobs
+    retried, interrupted = enqueue(store, [spec(), spec()]).jobs
     store.fail(_lease(store), BOOM, None)
     store.retry(retried.id)
     lease = _lease(store)
@@ -102,7 +104,7 @@ def test_retried_and_interrupted_jobs_wait_for_nothing(
 
 def test_paused_queue(store: SQLiteStore, spec: Spec) -> None:
     """A job of a paused queue waits for queue_paused, and for nothing once resumed."""
-    [job] = store.enqueue([spec(queue="q")]).jobs
+    [job] = enqueue(store, [spec(queue="q")]).jobs
     store.set_queue("q", paused=True)
     assert _why(store, job.id) == WaitReason.QUEUE_PAUSED
     store.set_queue("q", paused=False)
@@ -112,7 +114,7 @@ def test_paused_queue(store: SQLiteStore, spec: Spec) -> None:
 def test_queue_at_its_limit(store: SQLiteStore, spec: Spec) -> None:
     """A job of a queue running as many jobs as its limit waits for queue_limit."""
     store.set_queue("q", limit=2)
-    jobs = store.enqueue([spec(queue="q") for _ in range(3)]).jobs
+    jobs = enqueue(store, [spec(queue="q") for _ in range(3)]).jobs
     first = _lease(store)
     assert _why(store, jobs[2].id) is None
     _lease(store)
@@ -123,9 +125,9 @@ def test_queue_at_its_limit(store: SQLiteStore, spec: Spec) -> None:
 
 def test_subject_busy(store: SQLiteStore, spec: Spec) -> None:
     """A job whose subject has a running job waits for subject_busy; other types do not."""
-    store.enqueue([spec(subject="f")])
+    enqueue(store, [spec(subject="f")])
     lease = _lease(store)
-    newer, other_type = store.enqueue([spec(subject="f"), spec("U", subject="f")]).jobs
+    newer, other_type = enqueue(store, [spec(subject="f"), spec("U", subject="f")]).jobs
     assert _why(store, newer.id) == WaitReason.SUBJECT_BUSY
     assert _why(store, other_type.id) is None
     store.fail(lease, BOOM, None)
@@ -134,7 +136,7 @@ def test_subject_busy(store: SQLiteStore, spec: Spec) -> None:
 
 def test_conditions(store: SQLiteStore, spec: Spec) -> None:
     """A job that requires charging or idle waits for that condition only while it does not hold."""
-    charging, idle = store.enqueue([spec(require_charging=True), spec(require_idle=True)]).jobs
+    charging, idle = enqueue(store, [spec(require_charging=True), spec(require_idle=True)]).jobs
     assert _why(store, charging.id, on_ac=False) == WaitReason.CHARGING
     assert _why(store, charging.id, on_ac=True, idle=False) is None
     assert _why(store, idle.id, idle=False) == WaitReason.IDLE
@@ -148,7 +150,7 @@ def test_delayed_job_in_paused_queue_waits_for_run_after(
     store: SQLiteStore, spec: Spec, clock: FakeClock
 ) -> None:
     """A delayed job in a paused queue reports its start time first, then the pause."""
-    [job] = store.enqueue([spec(queue="q", delay=5.0)]).jobs
+    [job] = enqueue(store, [spec(queue="q", delay=5.0)]).jobs
     store.set_queue("q", paused=True)
     assert _why(store, job.id) == WaitReason.RUN_AFTER
     clock.advance(5)
@@ -159,7 +161,7 @@ def test_backing_off_job_in_paused_queue_waits_for_retry_backoff(
     store: SQLiteStore, spec: Spec, clock: FakeClock
 ) -> None:
     """A job waiting to retry in a paused queue reports retry_backoff before the pause."""
-    [job] = store.enqueue([spec(queue="q")]).jobs
+    [job] = enqueue(store, [spec(queue="q")]).jobs
     store.fail(_lease(store), BOOM, clock.time() + 3)
     store.set_queue("q", paused=True)
     assert _why(store, job.id) == WaitReason.RETRY_BACKOFF
@@ -172,11 +174,11 @@ def test_everything_at_once_peels_off_in_order(
 ) -> None:
     """With every reason true at once, lifting them one by one shows the next reason each time."""
     store.set_queue("q", limit=1)
-    [holder] = store.enqueue([spec(queue="q", subject="s")]).jobs
+    [holder] = enqueue(store, [spec(queue="q", subject="s")]).jobs
     holding = _lease(store)
     assert holding.job_id == holder.id
-    [job] = store.enqueue(
-        [spec(queue="q", subject="s", delay=5.0, require_charging=True, require_idle=True)]
+    [job] = enqueue(
+        store, [spec(queue="q", subject="s", delay=5.0, require_charging=True, require_idle=True)]
     ).jobs
     store.set_queue("q", paused=True)
 
@@ -297,14 +299,15 @@ def test_blockers_follow_settings_and_leases(store: SQLiteStore, spec: Spec) -> 
     store.set_queue("l", limit=3)
     store.set_queue("resumed", paused=True)
     store.set_queue("resumed", paused=False)
-    store.enqueue(
+    enqueue(
+        store,
         [
             spec(queue="l", subject="a"),
             spec("U", queue="l", subject="a"),
             spec(queue="l"),
             spec(subject="b"),
             spec(queue="p", subject="c"),
-        ]
+        ],
     )
     leases = [_lease(store) for _ in range(4)]
     assert store.lease(worker_pid=1) is None
@@ -326,7 +329,7 @@ def test_blockers_forget_a_job_however_it_stops_running(
     store: SQLiteStore, spec: Spec, end: str
 ) -> None:
     """A job that stops running, by any path, no longer counts against its queue or subject."""
-    store.enqueue([spec(queue="q", subject="s")])
+    enqueue(store, [spec(queue="q", subject="s")])
     lease = _lease(store)
     assert store.blockers().busy_subjects == {("T", "s")}
     error = JobError(ErrorKind.INTERRUPTED.value, "stopped")

@@ -1,0 +1,439 @@
+"""The job store contract: what any store must do, free of any database.
+
+The supervisor keeps its jobs behind :class:`JobStore`; maintenance works on a
+:class:`StoreUpkeep` beside it. Every module outside ``supervisor/store/`` names
+these, never a backend. A backend (SQLite today, in ``sqlite/``) implements
+both, and the conformance suite in ``tests/store/`` proves it.
+
+Rules every method keeps:
+
+* **Atomic.** Each write is all or none. A write that fails raises a
+  :class:`~semantica.errors.StoreError` and changed nothing (``StoreFull`` for
+  a full disk, ``StoreBusy`` when another process holds the store and the
+  caller should try again soon).
+* **Fenced.** Every move of a running job names its lease; a lease that is no
+  longer the job's current one changes nothing (:class:`StaleLease`, or skipped
+  where the method says so). The moves follow the transition table in
+  :mod:`semantica.models`, and each names the state it expects.
+* **Checked before.** Specs arrive :class:`Prepared` and queue settings arrive
+  checked: validation happens once, before the store.
+* **Durable when committed.** After :meth:`JobStore.defer_commits`, writes join
+  a batch that :meth:`JobStore.commit` makes durable; until then nothing may be
+  acknowledged, and a failed commit undoes the whole batch.
+* **Short and synchronous.** The supervisor calls the store on its event loop:
+  each call is one small transaction. Long work (vacuum, checks) is on the
+  :class:`StoreUpkeep`, in a thread.
+* **Its own clock.** Times written (``created_at``, ``run_after``, ...) are
+  wall-clock seconds from :attr:`JobStore.clock`, so tests can pass a fake one.
+
+The start rules (which queued job may start) are stated once, in
+:mod:`~semantica.supervisor.store.start_rules`; a backend's lease applies them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Protocol
+
+from semantica.clock import Clock
+from semantica.models import Job, JobError, JobState, QueueInfo
+from semantica.supervisor.store.records import EnqueueResult, Lease, Page, Prepared, SchemaChange
+from semantica.supervisor.store.start_rules import Blockers
+
+#: How long a caller keeps trying a write that failed with StoreBusy (another
+#: process holds the store) before it gives up and says so (``store_busy``).
+BUSY_PATIENCE_S = 5.0
+
+# Inside JobStore, `list` names a method.
+JobsList = list[Job]
+QueueInfos = list[QueueInfo]
+Ends = list[tuple[Lease, bytes | None, float]]
+
+
+class JobStore(Protocol):
+    """The jobs, their queues and their leases, kept durably."""
+
+    clock: Clock
+
+    # ------------------------------------------------------------- opening and commits
+
+    @property
+    def schema_version(self) -> int:
+        """The version of the schema the store holds now (0: a new, empty store)."""
+        ...
+
+    @property
+    def newest_schema_version(self) -> int:
+        """The newest schema version this code knows (what :meth:`migrate` goes up to)."""
+        ...
+
+    def migrate(self, to: int | None = None) -> SchemaChange:
+        """Move the schema up or down to version ``to`` (default: the newest), one
+        transaction per step, keeping the data; say what was done.
+
+        A new store (schema 0) gets the schema made from nothing; going up from
+        one that has data first takes a backup where the backend can.
+
+        Raises:
+            SchemaTooNew: the store's version is above the newest this code knows.
+            BadInput: ``to`` names no version this code has.
+            StoreError: a step failed (that step was rolled back).
+        """
+        ...
+
+    def close(self) -> None:
+        """Let go of the store; what was committed is kept."""
+        ...
+
+    def fail_fast_when_busy(self) -> None:
+        """From now on the store is called from an event loop: a write that finds
+        the store held by another process raises StoreBusy at once (within a few
+        milliseconds, nothing changed) instead of waiting; the caller retries."""
+        ...
+
+    def defer_commits(self, on_write: Callable[[], None]) -> None:
+        """Group commit: from now on writes join an open batch, made durable by :meth:`commit`.
+
+        Each write is still all-or-none, and ``on_write`` is called after each
+        so the owner can schedule the commit. Nothing written is durable, and
+        nothing may be acknowledged, until :meth:`commit` returns; if it fails,
+        every write since the last commit is gone.
+        """
+        ...
+
+    def commit(self) -> None:
+        """Make the writes since the last commit durable (group commit).
+
+        Raises:
+            StoreError: the commit failed; everything since the last commit was undone.
+        """
+        ...
+
+    def size_bytes(self) -> int:
+        """Bytes the store takes on disk (for ``semctl status``)."""
+        ...
+
+    def upkeep(self) -> StoreUpkeep:
+        """A second handle for maintenance, to be used from a thread (see StoreUpkeep)."""
+        ...
+
+    # ------------------------------------------------------------- enqueue
+
+    def insert(self, prepared: Sequence[Prepared]) -> EnqueueResult:
+        """Add prepared jobs, all in one write (all or none), as QUEUED.
+
+        Each job's ``run_after`` is its ``at``, else now plus its ``delay``.
+        Jobs with a subject follow the generation rules, in order, so a later
+        spec of the batch sees the earlier ones:
+
+        * no generation: one above the newest of its ``(type, subject)``;
+        * a generation not above a QUEUED or RUNNING one of the subject: that
+          job is returned (``deduplicated``) and nothing is added;
+        * otherwise it is added, and the QUEUED jobs of the subject with a lower
+          generation become SUPERSEDED (``superseded_by`` = the new job); the
+          RUNNING ones are listed in ``running_older`` if the spec asks to
+          supersede running jobs.
+
+        Ids grow in the order jobs are added. A queue a job names is known from
+        then on (:meth:`queue_known`).
+
+        Raises:
+            BadInput: a subject has no generation left; nothing was added.
+        """
+        ...
+
+    # ------------------------------------------------------------- leases and moves
+
+    def lease(self, worker_pid: int, *, on_ac: bool = True, idle: bool = True) -> Lease | None:
+        """Take the next job that may start now for a worker, or None.
+
+        The next job is the one :mod:`start_rules` lets start with the highest
+        priority, oldest first (``on_ac`` and ``idle`` say how the machine is).
+        It becomes RUNNING with a new lease id, one more attempt, its worker,
+        and ``started_at`` now (later than every earlier lease's); the error of
+        an earlier attempt stays until this one ends.
+        """
+        ...
+
+    def lease_many(
+        self, worker_pid: int, count: int, *, on_ac: bool = True, idle: bool = True
+    ) -> list[Lease]:
+        """Up to ``count`` jobs for one worker, in one write, in the order it should run them.
+
+        The same jobs, in the same order, as ``count`` calls of :meth:`lease`
+        would take (the jobs of this batch count as running), except that it
+        may return fewer.
+        """
+        ...
+
+    def next_startable(
+        self, count: int, cut: int, *, on_ac: bool = True, idle: bool = True
+    ) -> JobsList:
+        """The jobs :meth:`lease_many` of ``count`` would take now, in that order, as
+        rows for a view (see :meth:`next_queued`); a read, nothing taken."""
+        ...
+
+    def complete(self, lease: Lease, result: bytes | None, start: float = 0.0) -> None:
+        """RUNNING -> DONE with ``result`` (JSON text); :meth:`complete_many` of one.
+
+        Raises:
+            StaleLease: the job is no longer running under this lease.
+        """
+        ...
+
+    def complete_many(self, ends: Ends) -> list[Lease]:
+        """RUNNING -> DONE for each ``(lease, result, start)``, in one write; returns
+        the leases that were no longer current (skipped, nothing changed for them).
+
+        ``start`` is when the worker started the job (Unix time; 0 if unknown):
+        ``started_at`` becomes the later of it and the lease's. The error of an
+        earlier attempt is cleared.
+        """
+        ...
+
+    def set_progress(self, lease: Lease, fraction: float, message: str) -> None:
+        """Record how far the job under ``lease`` has got (ignored if the lease is stale)."""
+        ...
+
+    def fail(self, lease: Lease, error: JobError, retry_at: float | None) -> JobState:
+        """End an attempt with ``error``: back to QUEUED at ``retry_at`` (the attempt
+        spent), or FAILED if None. Returns the job's new state.
+
+        Raises:
+            StaleLease: the job is no longer running under this lease.
+        """
+        ...
+
+    def cancel_running(self, lease: Lease, error: JobError) -> None:
+        """RUNNING -> CANCELLED with ``error``.
+
+        Raises:
+            StaleLease: the job is no longer running under this lease.
+        """
+        ...
+
+    def requeue_interrupted(self, lease: Lease, error: JobError) -> None:
+        """RUNNING -> QUEUED now, with ``error``, without spending the attempt (a
+        drain stopped it).
+
+        Raises:
+            StaleLease: the job is no longer running under this lease.
+        """
+        ...
+
+    def give_back(self, leases: Iterable[Lease]) -> int:
+        """RUNNING -> QUEUED for leased jobs their worker never started; returns how many.
+
+        The attempt is not spent and nothing else about the job changes: it
+        runs next as if it had waited in the queue. Stale leases are skipped.
+        """
+        ...
+
+    def recover_running(self) -> int:
+        """At start: every RUNNING job (its supervisor died) goes back to QUEUED,
+        due now, error ``interrupted``, attempt not spent. Returns how many."""
+        ...
+
+    def cancel_queued(self, job_id: int, message: str) -> bool:
+        """QUEUED -> CANCELLED; False (and nothing changed) if the job is not QUEUED."""
+        ...
+
+    def retry(self, job_id: int) -> Job:
+        """FAILED or CANCELLED -> QUEUED now, with a fresh attempt budget; the job after.
+
+        A job with a subject is not retried once a newer generation of its
+        ``(type, subject)`` is queued, running or DONE.
+
+        Raises:
+            NoSuchJob: no such job.
+            BadInput: the job is not FAILED or CANCELLED, or a newer generation
+                is queued, running or done (nothing changed).
+        """
+        ...
+
+    # ------------------------------------------------------------- queues
+
+    def set_queue(
+        self, name: str, *, paused: bool | None = None, limit: int | None = None
+    ) -> QueueInfo:
+        """Create the queue if new and change the settings given (name and limit
+        already checked); return the queue with its counts."""
+        ...
+
+    def queue_known(self, name: str) -> bool:
+        """Whether a job or a setting ever named the queue (and it was not forgotten)."""
+        ...
+
+    def some_queues(self, most: int = 10) -> str:
+        """The first queue names, for a message: ``a, b, c`` or ``a, b, ... (12 in all)``."""
+        ...
+
+    def queues(self) -> QueueInfos:
+        """Every queue that has a setting or a job, by name, with counts by state."""
+        ...
+
+    def blockers(self) -> Blockers:
+        """The queue and subject facts that hold queued jobs back now (see start_rules)."""
+        ...
+
+    def conditions_wanted(self) -> tuple[bool, bool]:
+        """Whether any QUEUED job requires charging, and whether any requires an idle CPU."""
+        ...
+
+    def next_run_after(self) -> float | None:
+        """The earliest future ``run_after`` of a queued job (when to look again), or None."""
+        ...
+
+    # ------------------------------------------------------------- reads
+
+    def get(self, job_id: int) -> Job:
+        """One job.
+
+        Raises:
+            NoSuchJob: no job has this id.
+        """
+        ...
+
+    def get_many(self, job_ids: Iterable[int]) -> JobsList:
+        """Several jobs, in the order asked (an id asked twice comes twice).
+
+        Raises:
+            NoSuchJob: one of the ids names no job.
+        """
+        ...
+
+    def get_page(self, job_ids: Sequence[int], budget: int | None) -> Page:
+        """:meth:`get_many`, but only the first jobs that fit in ``budget`` bytes of
+        reply (msgpack; at least one; None: no limit), ``more`` if it stopped early.
+
+        Raises:
+            NoSuchJob: one of the ids names no job.
+        """
+        ...
+
+    def state(self, job_id: int) -> JobState:
+        """A job's state alone (cheap).
+
+        Raises:
+            NoSuchJob: no job has this id.
+        """
+        ...
+
+    def states(self, job_ids: Iterable[int]) -> dict[int, JobState]:
+        """The states alone of several jobs.
+
+        Raises:
+            NoSuchJob: one of the ids names no job.
+        """
+        ...
+
+    def list(
+        self,
+        *,
+        state: str | None = None,
+        queue: str | None = None,
+        type: str | None = None,
+        subject: str | None = None,
+        limit: int = 50,
+        before: int | None = None,
+    ) -> JobsList:
+        """Jobs matching every filter given, newest first, at most ``limit``;
+        ``before``: only jobs with a lower id (the next page after a job)."""
+        ...
+
+    def list_page(
+        self,
+        *,
+        state: str | None = None,
+        queue: str | None = None,
+        type: str | None = None,
+        subject: str | None = None,
+        limit: int = 50,
+        before: int | None = None,
+        budget: int | None = None,
+    ) -> Page:
+        """:meth:`list`, only as many as fit in ``budget`` bytes of reply (at least one)."""
+        ...
+
+    def count(
+        self,
+        *,
+        state: str | None = None,
+        queue: str | None = None,
+        type: str | None = None,
+        subject: str | None = None,
+        cap: int | None = None,
+    ) -> int:
+        """How many jobs match every filter given; at most ``cap`` (counting stops there)."""
+        ...
+
+    def counts(self) -> dict[str, int]:
+        """How many jobs are in each state (every state listed, zeros included)."""
+        ...
+
+    def next_queued(self, limit: int, cut: int | None = None) -> JobsList:
+        """The first ``limit`` QUEUED jobs in start order (priority, then oldest),
+        whatever holds them back. With ``cut``, rows for a view: no payload nor
+        result, and long texts cut to ``cut`` characters, ending in an ellipsis."""
+        ...
+
+    def latest_rows(self, state: str, limit: int, cut: int) -> JobsList:
+        """The newest ``limit`` jobs in ``state``, as rows for a view (see :meth:`next_queued`)."""
+        ...
+
+
+class StoreUpkeep(Protocol):
+    """Long store work (maintenance), on a handle of its own, meant to run in a thread.
+
+    Each write is a short transaction. If :attr:`exclusive` is true, a write
+    step holds off the store's other writers while it runs: the caller then
+    keeps its own writers waiting (the maintenance gate) rather than let them
+    fail as busy.
+    """
+
+    exclusive: bool
+
+    def close(self) -> None:
+        """Let go of the handle."""
+        ...
+
+    def size_bytes(self) -> int:
+        """Bytes the store takes on disk."""
+        ...
+
+    def delete_finished(self, before: float, batch: int = 500) -> list[int]:
+        """Delete up to ``batch`` finished jobs (DONE, FAILED, CANCELLED, SUPERSEDED)
+        whose ``finished_at`` is before ``before``, in one short write; return their
+        ids (fewer than ``batch``: there are no more)."""
+        ...
+
+    def forget_queues(self, after: str, batch: int = 500) -> tuple[int, str | None]:
+        """Look at up to ``batch`` queues named after ``after``, in name order, and
+        delete those with no job left and no setting (not paused, no limit), in one
+        short write. Returns how many went and the name to go on after (None: all
+        looked at). A queue forgotten is as if it had never been used."""
+        ...
+
+    def existing(self, job_ids: Sequence[int]) -> set[int]:
+        """Which of ``job_ids`` name a job."""
+        ...
+
+    def flush_journal(self) -> None:
+        """Fold whatever the store keeps aside (a write-ahead log) into its main files."""
+        ...
+
+    def wants_compacting(self) -> bool:
+        """Whether enough space is free inside the store to be worth giving back."""
+        ...
+
+    def compact_step(self) -> int:
+        """Give some free space back, in one short step; how much (0: none left)."""
+        ...
+
+    def compact_fully(self) -> None:
+        """Rewrite the store to give back all free space (holds the store until done)."""
+        ...
+
+    def check(self) -> str:
+        """``ok``, or what an integrity check found wrong."""
+        ...

@@ -1,0 +1,117 @@
+"""What a job store takes and returns, and how it fails: plain records, no database.
+
+Every backend speaks these; nothing here knows SQL. A :class:`Prepared` spec is
+the only way a job enters a store: :func:`prepare` checks it once, before the
+store, and the store trusts what it is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import msgspec
+
+from semantica.errors import BadInput, StoreError
+from semantica.models import QUEUE_LIMIT_MAX, Job, JobSpec, validate_queue_name, validate_spec
+
+
+class SchemaTooNew(StoreError):
+    """The database was written by a newer Semantica; it is left untouched."""
+
+
+class StaleLease(StoreError):
+    """A message named a lease that is no longer the job's current one; nothing changed."""
+
+    code = "stale_lease"
+
+
+class Prepared(msgspec.Struct, frozen=True, gc=False):
+    """A spec checked by :func:`prepare`, with its payload as JSON text.
+
+    (Not a tuple: a big request holds 100,000 of them, which Python's cyclic
+    GC would walk in every full collection; these it does not track.)
+    """
+
+    spec: JobSpec
+    payload: str
+
+
+_json_encode = msgspec.json.encode
+
+
+def prepare(specs: Sequence[JobSpec]) -> list[Prepared]:
+    """Check each spec and encode its payload, without touching any store.
+
+    A caller with many specs prepares them all (in pieces, if it likes)
+    before it inserts any, so that a bad one adds nothing.
+
+    Raises:
+        BadInput: a spec is invalid.
+    """
+    prepared = []
+    for spec in specs:
+        validate_spec(spec)
+        try:
+            payload = _json_encode(spec.payload).decode()
+        except (TypeError, msgspec.EncodeError) as exc:
+            raise BadInput(f"payload is not JSON: {exc}") from None
+        prepared.append(Prepared(spec, payload))
+    return prepared
+
+
+class EnqueueResult(msgspec.Struct):
+    """What an enqueue did: the jobs (new or deduplicated) and the jobs it replaced."""
+
+    jobs: list[Job] = msgspec.field(default_factory=list)
+    superseded: list[int] = msgspec.field(default_factory=list)  # QUEUED -> SUPERSEDED
+    # (running older job, the new job): to cancel for --supersede-running
+    running_older: list[tuple[int, int]] = msgspec.field(default_factory=list)
+
+
+class SchemaChange(msgspec.Struct):
+    """What :meth:`JobStore.migrate` did: from which schema version to which."""
+
+    before: int  # 0: the database was new, and its schema was made from nothing
+    after: int
+    backup: Path | None = None  # the copy taken before going up, if one was
+    seconds: float = 0.0  # how long it took, the backup included
+
+
+class Page(msgspec.Struct):
+    """Jobs read within a byte budget: ``more`` if the budget stopped the read early."""
+
+    jobs: list[Job]
+    more: bool = False
+
+
+class Lease(msgspec.Struct, frozen=True):
+    """A job handed to a worker: what the worker needs to run one attempt.
+
+    ``lease_id`` fences the attempt: every later move of the job names it,
+    and a move under a lease that is no longer the job's current one changes
+    nothing (:class:`StaleLease`). A store gives each lease an id no earlier
+    lease of the job had.
+    """
+
+    lease_id: int
+    job_id: int
+    type: str
+    queue: str
+    payload: bytes  # JSON text
+    attempt: int
+    max_attempts: int
+    timeout: float | None
+    backoff: float | None
+    created_at: float = 0.0
+
+
+def check_queue_setting(name: str, limit: int | None) -> None:
+    """Check a queue's name and limit before a store sets them.
+
+    Raises:
+        BadInput: a bad queue name, or a limit outside 0..QUEUE_LIMIT_MAX.
+    """
+    validate_queue_name(name)
+    if limit is not None and not 0 <= limit <= QUEUE_LIMIT_MAX:
+        raise BadInput(f"limit must be between 0 and {QUEUE_LIMIT_MAX}, got {limit}")

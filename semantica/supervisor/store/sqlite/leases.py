@@ -1,0 +1,192 @@
+"""Leases on SQLite: which queued jobs start next, and taking them.
+
+A lease moves a job QUEUED -> RUNNING under a new lease id; every later move
+of the job names that id (see moves.py), so a late report from a worker that
+was given up on changes nothing.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from semantica.models import JobState, check_transition
+from semantica.supervisor.store.contract import JobsList
+from semantica.supervisor.store.records import Lease
+from semantica.supervisor.store.sqlite.connection import reads
+from semantica.supervisor.store.sqlite.migrations import SQLiteMigrations
+from semantica.supervisor.store.sqlite.rows import cut_row, job_from_row, row_columns, rows_by_id
+from semantica.supervisor.store.start_rules import Blockers, waiting_reason
+
+# The queues that have queued jobs, by name: a skip through jobs_queue_ready, one
+# seek per such queue. Queues without queued jobs are never looked at, so the work
+# of a lease does not grow with the queue names ever used (the queues table keeps
+# every queue that has jobs of any state or a setting).
+_QUEUED_QUEUES = (
+    "WITH RECURSIVE live(name) AS ("
+    "SELECT (SELECT min(queue) FROM jobs INDEXED BY jobs_queue_ready WHERE state = 'QUEUED') "
+    "UNION ALL SELECT (SELECT min(queue) FROM jobs INDEXED BY jobs_queue_ready "
+    "                  WHERE state = 'QUEUED' AND queue > live.name) "
+    "FROM live WHERE live.name IS NOT NULL) "
+)
+# Queues that have queued jobs and may start them, with their cap and how many of
+# their jobs run. (A queue without a row has the default settings.)
+_QUEUE_ROOM = (
+    _QUEUED_QUEUES + "SELECT live.name, coalesce(q.max_running, 0), "
+    "(SELECT count(*) FROM jobs AS r INDEXED BY jobs_state "
+    " WHERE r.state = 'RUNNING' AND r.queue = live.name) "
+    "FROM live LEFT JOIN queues AS q ON q.name = live.name "
+    "WHERE live.name IS NOT NULL AND coalesce(q.paused, 0) = 0"
+)
+_NEXT_IN_QUEUE = (
+    "SELECT j.priority, j.id, j.type, j.subject, j.run_after, j.require_charging, "
+    "j.require_idle FROM jobs AS j INDEXED BY jobs_queue_ready "
+    "WHERE j.state = 'QUEUED' AND j.queue = ? AND j.run_after <= ? "
+    "AND (j.subject IS NULL OR NOT EXISTS (SELECT 1 FROM jobs AS r WHERE r.type = j.type "
+    "     AND r.subject = j.subject AND r.state = 'RUNNING')) "
+    "AND (j.require_charging = 0 OR ?) AND (j.require_idle = 0 OR ?) "
+    "ORDER BY j.priority DESC, j.id LIMIT ?"
+)
+_TAKE = (
+    "UPDATE jobs SET state = 'RUNNING', attempts = attempts + 1, started_at = ?, "
+    "finished_at = NULL, lease_id = ?, worker_pid = ?, progress = NULL, "
+    "progress_message = NULL WHERE id = ? AND state = 'QUEUED' "
+    "RETURNING id, type, queue, payload, attempts, max_attempts, timeout_s, backoff_s, "
+    "created_at"
+)
+
+
+class SQLiteLeases(SQLiteMigrations):
+    """Taking jobs to run: the start order, the start rules, and lease ids.
+
+    There is one writer (the supervisor), so lease ids are counted in memory,
+    going on from the newest in the file (``_last_lease``, read at open); a
+    backend with several writers takes them from a sequence instead.
+    """
+
+    _last_start: float  # started_at of the latest lease: later ones come after it
+
+    def lease(self, worker_pid: int, *, on_ac: bool = True, idle: bool = True) -> Lease | None:
+        """Atomically take the next job that may start now for a worker, or None.
+
+        The next job is the QUEUED one with the highest priority, oldest first,
+        whose ``run_after`` has passed, whose queue is not paused nor at its
+        limit, no job of whose ``(type, subject)`` is running, and whose
+        conditions hold (``on_ac`` and ``idle`` say how the machine is). It
+        becomes RUNNING with a new lease id, one more attempt and ``started_at``
+        now; the error of an earlier attempt stays until this one ends.
+        """
+        leases = self.lease_many(worker_pid, 1, on_ac=on_ac, idle=idle)
+        return leases[0] if leases else None
+
+    def _next_start(self, now: float) -> float:
+        """``started_at`` for a new lease: now, and after every earlier one.
+
+        Leases taken in one batch, or within one tick of a coarse clock, would
+        otherwise share a time; the order of ``started_at`` is the order jobs
+        started in.
+        """
+        self._last_start = max(now, self._last_start + 1e-6)
+        return self._last_start
+
+    def lease_many(
+        self, worker_pid: int, count: int, *, on_ac: bool = True, idle: bool = True
+    ) -> list[Lease]:
+        """Up to ``count`` jobs for one worker, in one write, in the order it should run them.
+
+        The same jobs, in the same order, as ``count`` calls of :meth:`lease`
+        would take (priority, then age; paused queues, queue caps, subjects and
+        conditions respected, counting the jobs of this batch), except that it
+        may return fewer: it looks at most ``count`` candidates deep per queue.
+        A paused or full queue is skipped without looking at its jobs, however
+        many it holds.
+        """
+        check_transition(JobState.QUEUED, JobState.RUNNING)
+        now = self.clock.time()
+        leases: list[Lease] = []
+        with self.transaction() as conn:
+            for job_id in self._startable(conn, count, now, on_ac, idle):
+                self._last_lease += 1
+                take = (self._next_start(now), self._last_lease, worker_pid, job_id)
+                row = conn.execute(_TAKE, take).fetchone()
+                if row is not None:  # (it was QUEUED a moment ago, in this transaction)
+                    leases.append(self._lease(self._last_lease, row))
+        return leases
+
+    @staticmethod
+    def _startable(
+        conn: sqlite3.Connection, count: int, now: float, on_ac: bool, idle: bool
+    ) -> list[int]:
+        """The ids of the jobs ``count`` leases would take now, in the order they would.
+
+        The one place that knows the start order: :meth:`lease_many` takes these,
+        :meth:`next_startable` shows them. The SQL reads, per queue that may start
+        a job, its best few candidates that nothing holds back now (the start rules
+        as an index would apply them: a paused or full queue's jobs are not even
+        read); then :func:`~..start_rules.waiting_reason` decides each in order,
+        counting the jobs this batch takes as running.
+        """
+        facts = Blockers()
+        candidates: list[tuple[int, int, str, str | None, str, float, int, int]] = []
+        for queue, cap, running in conn.execute(_QUEUE_ROOM).fetchall():
+            if cap and running >= cap:
+                continue
+            facts.limits[queue], facts.running_per_queue[queue] = cap, running
+            for priority, job_id, type_, subject, run_after, charging, idle_ in conn.execute(
+                _NEXT_IN_QUEUE, (queue, now, on_ac, idle, count)
+            ):
+                candidates.append(
+                    (-priority, job_id, type_, subject, queue, run_after, charging, idle_)
+                )
+        candidates.sort()
+        picked: list[int] = []
+        for _, job_id, type_, subject, queue, run_after, charging, idle_ in candidates:
+            if len(picked) == count:
+                break
+            reason = waiting_reason(
+                queue=queue,
+                type=type_,
+                subject=subject,
+                run_after=run_after,
+                failed_before=False,  # (which of the two time reasons does not matter here)
+                require_charging=bool(charging),
+                require_idle=bool(idle_),
+                blockers=facts,
+                now=now,
+                on_ac=on_ac,
+                idle=idle,
+            )
+            if reason is None:
+                facts.started(queue, type_, subject)
+                picked.append(job_id)
+        return picked
+
+    @reads
+    def next_startable(
+        self, count: int, cut: int, *, on_ac: bool = True, idle: bool = True
+    ) -> JobsList:
+        """The jobs that would start next if ``count`` workers were free now, in that
+        order, as rows for a view (see :meth:`next_queued`).
+
+        A read: the same choice as :meth:`lease_many`, nothing taken.
+        """
+        ids = self._startable(self._conn, count, self.clock.time(), on_ac, idle)
+        rows = rows_by_id(self._conn, ids, row_columns(cut))
+        found = {row[0]: cut_row(job_from_row(row), cut) for row in rows}
+        return [found[job_id] for job_id in ids if job_id in found]
+
+    def _lease(self, lease_id: int, row: Sequence[Any]) -> Lease:
+        job_id, type_, queue, payload, attempt, max_attempts, timeout, backoff, created_at = row
+        return Lease(
+            lease_id=lease_id,
+            job_id=job_id,
+            type=type_,
+            queue=queue,
+            payload=payload.encode(),
+            attempt=attempt,
+            max_attempts=max_attempts,
+            timeout=timeout,
+            backoff=backoff,
+            created_at=created_at,
+        )

@@ -1,0 +1,239 @@
+"""The moves of a job after it was leased, and the moves of a queued or ended one.
+
+Every move is checked against the transition table in :mod:`semantica.models`
+before its UPDATE runs, and each UPDATE names the state it expects (and, for a
+running job, its lease id): a late message from a worker that was given up on
+changes nothing (:class:`~..records.StaleLease`, or skipped where said).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from semantica.errors import BadInput, NoSuchJob
+from semantica.models import TRANSITIONS, ErrorKind, Job, JobError, JobState, check_transition
+from semantica.supervisor.store.contract import Ends
+from semantica.supervisor.store.records import Lease, StaleLease
+from semantica.supervisor.store.sqlite.connection import SQLiteConnection
+from semantica.supervisor.store.sqlite.rows import JOB_COLUMNS, check_id, job_from_row, rows_by_id
+
+
+class SQLiteMoves(SQLiteConnection):
+    """Ending attempts (done, failed, cancelled, interrupted, given back), cancelling
+    queued jobs, retrying ended ones, and recovering after a crash."""
+
+    def complete_many(self, ends: Ends) -> list[Lease]:
+        """RUNNING -> DONE for each (lease, result, start), in one write; returns stale leases.
+
+        Like :meth:`complete` for each, but a lease no longer current is skipped
+        and returned instead of raising. ``start`` is when the worker started
+        the job (Unix time; 0 if unknown): a job handed over behind others
+        starts after it was leased, and ``started_at`` becomes the later of the two.
+        """
+        check_transition(JobState.RUNNING, JobState.DONE)
+        now = self.clock.time()
+        stale: list[Lease] = []
+        with self.transaction() as conn:
+            for lease, result, start in ends:
+                cur = conn.execute(
+                    "UPDATE jobs SET state = 'DONE', result = ?, finished_at = ?, "
+                    "started_at = max(started_at, ?), error_kind = NULL, error_message = NULL "
+                    "WHERE id = ? AND lease_id = ? AND state = 'RUNNING'",
+                    (
+                        None if result is None else result.decode(),
+                        now,
+                        min(start, now),
+                        lease.job_id,
+                        lease.lease_id,
+                    ),
+                )
+                if cur.rowcount != 1:
+                    stale.append(lease)
+        return stale
+
+    def set_progress(self, lease: Lease, fraction: float, message: str) -> None:
+        """Record how far the job under ``lease`` has got (ignored if the lease is stale)."""
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE jobs SET progress = ?, progress_message = ? "
+                "WHERE id = ? AND lease_id = ? AND state = 'RUNNING'",
+                (fraction, message, lease.job_id, lease.lease_id),
+            )
+
+    def cancel_queued(self, job_id: int, message: str) -> bool:
+        """QUEUED -> CANCELLED; False (and nothing changed) if the job is not QUEUED."""
+        check_transition(JobState.QUEUED, JobState.CANCELLED)
+        with self.transaction() as conn:
+            cur = conn.execute(
+                "UPDATE jobs SET state = 'CANCELLED', finished_at = ?, error_kind = ?, "
+                "error_message = ? WHERE id = ? AND state = 'QUEUED'",
+                (self.clock.time(), ErrorKind.CANCELLED.value, message, job_id),
+            )
+            return cur.rowcount == 1
+
+    def cancel_running(self, lease: Lease, error: JobError) -> None:
+        """RUNNING -> CANCELLED with ``error``, if ``lease`` is still current.
+
+        Raises:
+            StaleLease: the job is no longer running under this lease.
+        """
+        self._move(
+            lease,
+            JobState.CANCELLED,
+            finished_at=self.clock.time(),
+            error_kind=error.kind,
+            error_message=error.message,
+        )
+
+    def retry(self, job_id: int) -> Job:
+        """FAILED or CANCELLED -> QUEUED now, with a fresh attempt budget.
+
+        A job with a subject is not retried once a newer generation of its
+        ``(type, subject)`` is queued, running or DONE: as with an enqueue of an
+        older generation, the newer one wins (it would supersede this one, or
+        this one would undo its work).
+
+        Raises:
+            NoSuchJob: no such job.
+            BadInput: the job is not FAILED or CANCELLED, or a newer generation
+                is queued, running or done (nothing changed).
+        """
+        check_id(job_id)
+        with self.transaction() as conn:
+            row = conn.execute(
+                "SELECT state, type, subject, generation FROM jobs WHERE id = ?", (job_id,)
+            ).fetchone()
+            if row is None:
+                raise NoSuchJob(f"no job {job_id}")
+            state = JobState(row[0])
+            # Only the table's "retry" moves: RUNNING -> QUEUED is a requeue, not a retry.
+            if TRANSITIONS.get((state, JobState.QUEUED)) != "retry":
+                raise BadInput(
+                    f"job {job_id} is {state}; only FAILED or CANCELLED jobs can be retried"
+                )
+            type_, subject, generation = row[1:]
+            if subject is not None:
+                newer = conn.execute(
+                    "SELECT id, generation, state FROM jobs INDEXED BY jobs_subject "
+                    "WHERE type = ? AND subject = ? AND generation > ? "
+                    "AND state IN ('QUEUED', 'RUNNING', 'DONE') ORDER BY generation DESC LIMIT 1",
+                    (type_, subject, generation),
+                ).fetchone()
+                if newer is not None:
+                    raise BadInput(
+                        f"job {job_id} is generation {generation} of subject {subject!r}; "
+                        f"job {newer[0]} is generation {newer[1]} and {newer[2]}: retry or "
+                        "enqueue the newest instead"
+                    )
+            conn.execute(
+                "UPDATE jobs SET state = 'QUEUED', attempts = 0, run_after = ?, "
+                "finished_at = NULL, worker_pid = NULL WHERE id = ? AND state = ?",
+                (self.clock.time(), job_id, state.value),
+            )
+        return job_from_row(rows_by_id(self._conn, [job_id], JOB_COLUMNS)[0])
+
+    def complete(self, lease: Lease, result: bytes | None, start: float = 0.0) -> None:
+        """RUNNING -> DONE with ``result`` (JSON text), if ``lease`` is still current.
+
+        :meth:`complete_many` of one (``start`` as there).
+
+        Raises:
+            StaleLease: the job is no longer running under this lease.
+        """
+        if self.complete_many([(lease, result, start)]):
+            raise StaleLease(f"job {lease.job_id} is not running under lease {lease.lease_id}")
+
+    def fail(self, lease: Lease, error: JobError, retry_at: float | None) -> JobState:
+        """End an attempt with ``error``: back to QUEUED at ``retry_at``, or FAILED if None.
+
+        Returns the job's new state.
+
+        Raises:
+            StaleLease: the job is no longer running under this lease.
+        """
+        now = self.clock.time()
+        if retry_at is None:
+            self._move(
+                lease,
+                JobState.FAILED,
+                finished_at=now,
+                error_kind=error.kind,
+                error_message=error.message,
+            )
+            return JobState.FAILED
+        self._move(
+            lease,
+            JobState.QUEUED,
+            run_after=retry_at,
+            error_kind=error.kind,
+            error_message=error.message,
+        )
+        return JobState.QUEUED
+
+    def requeue_interrupted(self, lease: Lease, error: JobError) -> None:
+        """RUNNING -> QUEUED without spending the attempt (a drain stopped it).
+
+        Raises:
+            StaleLease: the job is no longer running under this lease.
+        """
+        self._move(
+            lease,
+            JobState.QUEUED,
+            attempts=lease.attempt - 1,
+            run_after=self.clock.time(),
+            error_kind=error.kind,
+            error_message=error.message,
+        )
+
+    def give_back(self, leases: Iterable[Lease]) -> int:
+        """RUNNING -> QUEUED for leased jobs their worker never started; returns how many.
+
+        A worker that takes short jobs a few at a time hands back the ones it
+        had not begun (see the pool's prefetch). The attempt is not spent and
+        nothing else about the job changes: it runs next as if it had waited in
+        the queue. Leases no longer current are skipped.
+        """
+        check_transition(JobState.RUNNING, JobState.QUEUED)
+        moved = 0
+        with self.transaction() as conn:
+            for lease in leases:
+                cur = conn.execute(
+                    "UPDATE jobs SET state = 'QUEUED', attempts = attempts - 1 "
+                    "WHERE id = ? AND lease_id = ? AND state = 'RUNNING'",
+                    (lease.job_id, lease.lease_id),
+                )
+                moved += cur.rowcount
+        return moved
+
+    def recover_running(self) -> int:
+        """At start: put every RUNNING job (its supervisor died) back in the queue.
+
+        The attempt is not spent: the job was not at fault. Returns how many.
+        """
+        check_transition(JobState.RUNNING, JobState.QUEUED)
+        now = self.clock.time()
+        with self.transaction() as conn:
+            cur = conn.execute(
+                "UPDATE jobs SET state = 'QUEUED', attempts = attempts - 1, run_after = ?, "
+                "error_kind = 'interrupted', "
+                "error_message = 'the supervisor stopped while the job ran', "
+                "worker_pid = NULL WHERE state = 'RUNNING'",
+                (now,),
+            )
+            return cur.rowcount
+
+    def _move(self, lease: Lease, dst: JobState, **sets: Any) -> None:
+        """Move the job under ``lease`` from RUNNING to ``dst``, setting columns, fenced."""
+        check_transition(JobState.RUNNING, dst)
+        assignments = ", ".join(f"{column} = ?" for column in sets)
+        with self.transaction() as conn:
+            cur = conn.execute(
+                f"UPDATE jobs SET state = ?, {assignments} "
+                "WHERE id = ? AND lease_id = ? AND state = 'RUNNING'",
+                (dst.value, *sets.values(), lease.job_id, lease.lease_id),
+            )
+            if cur.rowcount != 1:
+                raise StaleLease(f"job {lease.job_id} is not running under lease {lease.lease_id}")
+
+    # ------------------------------------------------------------------ reads

@@ -1,0 +1,225 @@
+"""Reads on SQLite: jobs by id, lists, counts, pages and the rows of a view.
+
+A read runs no transaction of its own (it sees the open batch of the
+supervisor's own writes); an SQLite failure becomes a typed StoreError. A page
+reads rows only as it takes them: the rows past a full page are never read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from semantica.errors import NoSuchJob
+from semantica.models import Job, JobState
+from semantica.supervisor.store.contract import JobsList
+from semantica.supervisor.store.records import Page
+from semantica.supervisor.store.sqlite.connection import SQLiteConnection, reads
+from semantica.supervisor.store.sqlite.leases import _QUEUED_QUEUES
+from semantica.supervisor.store.sqlite.rows import (
+    JOB_COLUMNS,
+    PRIORITY,
+    PageBuilder,
+    check_id,
+    cut_row,
+    filters,
+    job_from_row,
+    json_ids,
+    row_columns,
+    rows_by_id,
+)
+
+
+class SQLiteReads(SQLiteConnection):
+    """Reading jobs: one, several in order, pages within a byte budget, lists,
+    counts, and the rows of a view."""
+
+    @reads
+    def get(self, job_id: int) -> Job:
+        """One job.
+
+        Raises:
+            NoSuchJob: no job has this id.
+        """
+        check_id(job_id)
+        row = self._conn.execute(
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)
+        ).fetchone()
+        if row is None:
+            raise NoSuchJob(f"no job {job_id}")
+        return job_from_row(row)
+
+    @reads
+    def get_many(self, job_ids: Iterable[int]) -> list[Job]:
+        """Several jobs, in the order asked (an id asked twice comes twice).
+
+        Raises:
+            NoSuchJob: one of the ids names no job.
+        """
+        wanted = list(job_ids)
+        found = {row[0]: job_from_row(row) for row in rows_by_id(self._conn, wanted, JOB_COLUMNS)}
+        return [found[job_id] for job_id in wanted]
+
+    @reads
+    def get_page(self, job_ids: Sequence[int], budget: int | None) -> Page:
+        """:meth:`get_many`, but only the first jobs that fit in ``budget`` bytes of reply
+        (at least one; None: no limit); the rows of the others are not read.
+
+        Raises:
+            NoSuchJob: one of the ids names no job.
+        """
+        wanted = list(job_ids)
+        rows_by_id(self._conn, wanted, "id")  # every one exists, or NoSuchJob
+        # One statement whose rows come in the order asked (CROSS JOIN makes the
+        # ids the outer loop; json_each walks them in order) and are read only as
+        # they are taken: the rows past the page are never read.
+        rows = self._conn.execute(
+            f"SELECT {JOB_COLUMNS} FROM (SELECT value AS wanted FROM json_each(?)) "
+            "CROSS JOIN jobs ON jobs.id = wanted",
+            (json_ids(wanted),),
+        )
+        page = PageBuilder(budget)
+        try:
+            for job_id, row in zip(wanted, rows, strict=False):
+                if row[0] != job_id:  # deleted since the check above (maintenance)
+                    raise NoSuchJob(f"no job {job_id}")
+                if not page.add(row):
+                    break
+        finally:
+            rows.close()
+        if len(page.jobs) < len(wanted) and not page.more:
+            raise NoSuchJob(f"no job {wanted[len(page.jobs)]}")
+        return page.page()
+
+    @reads
+    def states(self, job_ids: Iterable[int]) -> dict[int, JobState]:
+        """The states alone of several jobs (cheaper than :meth:`get_many`).
+
+        Raises:
+            NoSuchJob: one of the ids names no job.
+        """
+        return {
+            job_id: JobState(state)
+            for job_id, state in rows_by_id(self._conn, list(job_ids), "id, state")
+        }
+
+    @reads
+    def state(self, job_id: int) -> JobState:
+        """A job's state alone (cheap).
+
+        Raises:
+            NoSuchJob: no job has this id.
+        """
+        check_id(job_id)
+        row = self._conn.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise NoSuchJob(f"no job {job_id}")
+        return JobState(row[0])
+
+    @reads
+    def list(
+        self,
+        *,
+        state: str | None = None,
+        queue: str | None = None,
+        type: str | None = None,
+        subject: str | None = None,
+        limit: int = 50,
+        before: int | None = None,
+    ) -> list[Job]:
+        """Jobs matching every filter given, newest first, at most ``limit``.
+
+        ``before``: only jobs with a lower id (the next page after a job).
+        """
+        return self.list_page(
+            state=state, queue=queue, type=type, subject=subject, limit=limit, before=before
+        ).jobs
+
+    @reads
+    def list_page(
+        self,
+        *,
+        state: str | None = None,
+        queue: str | None = None,
+        type: str | None = None,
+        subject: str | None = None,
+        limit: int = 50,
+        before: int | None = None,
+        budget: int | None = None,
+    ) -> Page:
+        """:meth:`list`, from the jobs with an id below ``before`` (if given), and only as
+        many as fit in ``budget`` bytes of reply (at least one): rows past it are not read."""
+        clause, args = filters(state=state, queue=queue, type=type, subject=subject)
+        if before is not None:
+            clause += (" AND " if clause else "WHERE ") + "id < ?"
+            args.append(before)
+        rows = self._conn.execute(
+            f"SELECT {JOB_COLUMNS} FROM jobs {clause} ORDER BY id DESC LIMIT ?",
+            (*args, limit),
+        )
+        page = PageBuilder(budget)
+        try:
+            for row in rows:  # (read as they are taken: the rows past the page are not)
+                if not page.add(row):
+                    break
+        finally:
+            rows.close()  # (an unfinished statement would hold its read snapshot)
+        return page.page()
+
+    @reads
+    def count(
+        self,
+        *,
+        state: str | None = None,
+        queue: str | None = None,
+        type: str | None = None,
+        subject: str | None = None,
+        cap: int | None = None,
+    ) -> int:
+        """How many jobs match every filter given; at most ``cap`` (counting stops there)."""
+        clause, args = filters(state=state, queue=queue, type=type, subject=subject)
+        if cap is None:
+            (n,) = self._conn.execute(f"SELECT count(*) FROM jobs {clause}", args).fetchone()
+        else:
+            sql = f"SELECT count(*) FROM (SELECT 1 FROM jobs {clause} LIMIT ?)"
+            (n,) = self._conn.execute(sql, (*args, cap)).fetchone()
+        return int(n)
+
+    @reads
+    def next_queued(self, limit: int, cut: int | None = None) -> JobsList:
+        """The first ``limit`` QUEUED jobs in dispatch order (priority, then oldest).
+
+        The first ``limit`` of each queue, merged: each queue's are read from
+        its end of ``jobs_queue_ready``, as a lease reads them. With ``cut``,
+        rows for a view: no payload nor result, long texts cut at ``cut``
+        characters (read that short, however long they are).
+        """
+        columns = JOB_COLUMNS if cut is None else row_columns(cut)
+        rows: list[Sequence[Any]] = []
+        names = self._conn.execute(_QUEUED_QUEUES + "SELECT name FROM live WHERE name IS NOT NULL")
+        for (queue,) in names.fetchall():
+            rows += self._conn.execute(
+                f"SELECT {columns} FROM jobs INDEXED BY jobs_queue_ready "
+                "WHERE state = 'QUEUED' AND queue = ? ORDER BY priority DESC, id LIMIT ?",
+                (queue, limit),
+            ).fetchall()
+        rows.sort(key=lambda row: (-row[PRIORITY], row[0]))
+        jobs = [job_from_row(row) for row in rows[:limit]]
+        return jobs if cut is None else [cut_row(job, cut) for job in jobs]
+
+    @reads
+    def latest_rows(self, state: str, limit: int, cut: int) -> JobsList:
+        """The newest ``limit`` jobs in ``state``, as rows for a view (see :meth:`next_queued`)."""
+        rows = self._conn.execute(
+            f"SELECT {row_columns(cut)} FROM jobs WHERE state = ? ORDER BY id DESC LIMIT ?",
+            (state, limit),
+        ).fetchall()
+        return [cut_row(job_from_row(row), cut) for row in rows]
+
+    @reads
+    def counts(self) -> dict[str, int]:
+        """How many jobs are in each state (every state listed, zeros included)."""
+        counts = {state.value: 0 for state in JobState}
+        for state, n in self._conn.execute("SELECT state, count(*) FROM jobs GROUP BY state"):
+            counts[state] = n
+        return counts
