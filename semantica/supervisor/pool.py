@@ -84,6 +84,7 @@ from semantica.supervisor import worker_output
 from semantica.supervisor.lifecycle import JobLifecycle
 from semantica.supervisor.scheduler import Gate, Scheduler
 from semantica.supervisor.store import Lease
+from semantica.supervisor.store_retry import Backoff, retry_store
 
 log = structlog.get_logger("semantica.pool")
 
@@ -105,6 +106,10 @@ STOP_MARGIN = 2.0
 #: How often the reaper tries to record a dead worker's job while the store is failing,
 #: before the slot spawns a replacement and the write goes on in the background.
 REAP_STORE_TRIES = 20
+#: Delays between two tries of a write the store refused (settle): doubling from the
+#: first to the second.
+SETTLE_DELAY_MIN = 0.1
+SETTLE_DELAY_MAX = 5.0
 #: Once a worker has exited, how long the reader gets to take what it sent before (a
 #: process still holding its channel might write on for ever).
 EXIT_READ_S = 1.0
@@ -1146,16 +1151,18 @@ async def settle(
     Returns True once it is durable; False after ``tries`` failures (nothing
     of it happened: the caller decides what comes next).
     """
-    delay, failures = 0.1, 0
-    while True:
-        try:
-            record()
-            await durable()
-            return True
-        except StoreError as exc:
-            failures += 1
-            if failures >= tries:
-                return False
-            log.warning("store fault; will retry", what=what, error=exc.message, retry_in_s=delay)
-            await trio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+
+    async def write() -> None:
+        record()
+        await durable()
+
+    def warn(exc: StoreError, delay: float) -> None:
+        log.warning("store fault; will retry", what=what, error=exc.message, retry_in_s=delay)
+
+    try:
+        await retry_store(
+            write, Backoff(SETTLE_DELAY_MIN, SETTLE_DELAY_MAX), tries=tries, on_retry=warn
+        )
+    except StoreError:
+        return False
+    return True
