@@ -17,10 +17,10 @@ time.
   get ``SILENCE_CONFIRM_S`` to be read first.
 * Jobs waiting behind one that ran past ``HOLD_LIMIT_S`` are asked back.
 
-A stop (a cancel, a timeout, the stop of a running job it supersedes) goes
-to the worker as ``CancelJob`` with the cancel grace; a worker that has not
-reported ``STOP_MARGIN`` after the grace is SIGKILLed, and the job still ends
-as asked (settling.py).
+A stop (a cancel, a timeout, a running job superseded) goes to the worker as
+``CancelJob`` with the cancel grace; a worker that has not reported
+``STOP_MARGIN`` after the grace is SIGKILLed, and the job still ends as asked
+(settling.py).
 
 A supervisor whose own loop was stalled (it woke more than
 ``STALL_TOLERANCE_S`` late) does not blame its workers: their silence is

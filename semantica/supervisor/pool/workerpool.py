@@ -7,9 +7,9 @@ job has ended), and the steps of a drain: ``give_back_all``, ``wait_idle``,
 ``stop``. ``stop`` returns within the cancel grace, ``EXIT_MARGIN`` and the
 time to reap, whatever the jobs do.
 
-Fails: ``run`` raises ``WorkerStartError`` if a first worker does not start;
-later deaths are the slots' to handle, and store faults the feeder's and the
-settling's, so none reaches the caller.
+Fails: ``run`` raises ``WorkerStartError`` if a first worker does not start.
+A worker that dies later is replaced (slots.py), and a write the store
+refuses is retried where it is made (feeding.py, settling.py).
 """
 
 from __future__ import annotations
