@@ -16,8 +16,8 @@ A worker that dies (SIGKILL, the OOM killer) cannot end what its job started:
 the supervisor, a child subreaper on Linux, does (orphans.py).
 
 :class:`WorkerPool` is the one name the rest of the supervisor needs. It is
-made of parts, one module each; every call from one part to another goes
-through a method declared in ``base.py``:
+made of parts, one module each; a part calls a method of another only
+through its declaration in ``base.py``:
 
 * ``workerpool.py``: ``WorkerPool``: run, the views (info, top, counts), the
   stop of one job, and the drain (give back, wait idle, stop);

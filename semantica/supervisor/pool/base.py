@@ -3,10 +3,11 @@ each part offers the others.
 
 :class:`~semantica.supervisor.pool.workerpool.WorkerPool` is one class made of
 parts, one module each (slots, feeding, reader, watchdog, settling, orphans),
-each a class on :class:`PoolBase`. A part calls another only through the
-methods declared here, abstract, each naming the module that has it: every
-arrow between the parts is in this file. ``WorkerPool.__init__`` sets the
-state declared here.
+each a class on :class:`PoolBase`. A part calls a method of another only
+through its declaration here (abstract, under the name of the module that
+has it), so the calls between the parts can all be read in this file; what
+they import from each other besides is plain functions and constants.
+``WorkerPool.__init__`` sets the state declared here.
 
 Everything runs on the trio thread, and the state changes only there, between
 two checkpoints: no lock guards it but ``_spawning`` (see orphans.py).
