@@ -446,13 +446,17 @@ class FailingCalls:
 
 
 async def test_a_lease_the_store_refuses_is_tried_again_later_and_later(
-    trio_store: SQLiteStore, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+    trio_store: SQLiteStore,
+    tmp_path: Path,
+    autojump_clock: trio.testing.MockClock,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """While the store fails, an idle worker tries to lease after 0.1 s, 0.2 s, ... up to
     FAULT_DELAY_MAX, with a log line each time; a wake cuts a wait short; once a lease is
     committed, the next fault waits little again."""
-    [job] = trio_store.enqueue([JobSpec(type="T")]).jobs
     scheduler = Scheduler(trio_store)
+    jobs = JobLifecycle(trio_store, JobLogs(tmp_path / "logs", 1 << 20), JobEvents(), scheduler)
+    [job] = jobs.add(jobs.check([JobSpec(type="T")])).jobs
     lease = FailingCalls(trio_store.lease, failures=8)
     monkeypatch.setattr(trio_store, "lease", lease)
     with capture_logs() as lines:
@@ -466,13 +470,13 @@ async def test_a_lease_the_store_refuses_is_tried_again_later_and_later(
     assert all(line["error"] == "disk I/O error" for line in lines)
 
     # The fault goes on growing across calls until a lease is committed...
-    trio_store.enqueue([JobSpec(type="T")])
+    jobs.add(jobs.check([JobSpec(type="T")]))
     lease.tries, lease.failures = [], 1
     await scheduler.next_lease(1)
     assert [round(b - a, 6) for a, b in itertools.pairwise(lease.tries)] == [FAULT_DELAY_MAX]
     # ... and starts over after one; a wake ends the wait at once.
     scheduler.lease_committed()
-    trio_store.enqueue([JobSpec(type="T")])
+    jobs.add(jobs.check([JobSpec(type="T")]))
     lease.tries, lease.failures = [], 2
     async with trio.open_nursery() as nursery:
         waiter = Waiter(scheduler)
@@ -481,6 +485,7 @@ async def test_a_lease_the_store_refuses_is_tried_again_later_and_later(
         scheduler.wake()
         await waiter.done.wait()
     assert [round(t - lease.tries[0], 6) for t in lease.tries] == [0.0, 0.1, 0.15]
+    jobs.logs.close_all()
 
 
 async def test_a_lease_whose_commit_failed_waits_before_the_next_one(
