@@ -23,6 +23,7 @@ import structlog
 import trio
 
 from semantica.errors import StoreError
+from semantica.supervisor.store_retry import Backoff, retry_store
 
 log = structlog.get_logger("semantica.conditions")
 
@@ -110,29 +111,45 @@ class Conditions:
         """Sample while queued jobs want a condition; sleep on an event otherwise."""
         task_status.started()
         while True:
-            try:
-                want_power, want_idle = self._wanted()
-            except StoreError as exc:
-                log.warning("store fault in the condition sampler", error=exc.message)
-                want_power = want_idle = True  # sample anyway; it costs little
-
+            want_power, want_idle = await self._which_wanted()
             if not (want_power or want_idle):
                 self._idle_since, self._meter = None, CpuMeter()
                 self._poke = trio.Event()
                 await self._poke.wait()
                 continue
-            became_true = False
-            if want_power and self.power_mode == "auto":
-                on_ac = read_power(self.power_mode)
-                if on_ac != self.on_ac:
-                    log.info("power source changed", on_ac=on_ac)
-                    became_true |= on_ac
-                    self.on_ac = on_ac
-            if want_idle:
-                became_true |= self._sample_idle()
-            if became_true:
-                self._on_change()
+            self._sample(want_power, want_idle)
             await trio.sleep(SAMPLE_INTERVAL)
+
+    async def _which_wanted(self) -> tuple[bool, bool]:
+        """Whether queued jobs want power, idle. While the store fails to say, both are
+        sampled anyway (it costs little), and it is asked again a sample later."""
+
+        async def ask() -> tuple[bool, bool]:
+            return self._wanted()
+
+        async def sample_anyway(delay: float) -> None:
+            self._sample(want_power=True, want_idle=True)
+            await trio.sleep(delay)
+
+        def warn(exc: StoreError, delay: float) -> None:
+            log.warning("store fault in the condition sampler", error=exc.message)
+
+        every_sample = Backoff(SAMPLE_INTERVAL, SAMPLE_INTERVAL)
+        return await retry_store(ask, every_sample, wait=sample_anyway, on_retry=warn)
+
+    def _sample(self, want_power: bool, want_idle: bool) -> None:
+        """Read what is wanted; tell the scheduler if a condition just became true."""
+        became_true = False
+        if want_power and self.power_mode == "auto":
+            on_ac = read_power(self.power_mode)
+            if on_ac != self.on_ac:
+                log.info("power source changed", on_ac=on_ac)
+                became_true |= on_ac
+                self.on_ac = on_ac
+        if want_idle:
+            became_true |= self._sample_idle()
+        if became_true:
+            self._on_change()
 
     def _sample_idle(self) -> bool:
         """Take one CPU reading; True if the machine just became idle."""

@@ -27,6 +27,7 @@ import trio
 
 from semantica.errors import StoreError
 from semantica.supervisor.store import JobStore, Lease
+from semantica.supervisor.store_retry import Backoff, retry_store
 
 log = structlog.get_logger("semantica.scheduler")
 
@@ -70,8 +71,9 @@ class Scheduler:
         self._runnable = trio.Event()  # idle workers wait on this
         self._deadlines = trio.Event()  # the timer waits on this
         self._timer_due = -math.inf  # when the timer wakes next (store clock); inf: never
-        # While the store refuses leases (a full disk): how long to wait before the next try.
-        self._fault_delay = 0.0
+        # While the store refuses leases (a full disk): how long to wait before the next
+        # try, growing across calls while the fault lasts (see _wait_woken).
+        self._faults = Backoff(FAULT_DELAY_MIN, FAULT_DELAY_MAX)
 
     def wake(self) -> None:
         """A job may be able to start now: idle workers look again.
@@ -113,19 +115,32 @@ class Scheduler:
         Cancellation: safe; no job is leased unless this returns. While
         draining it never returns.
         """
-        while True:
-            runnable = self._runnable
+        runnable = self._runnable
+
+        async def before_each() -> None:
+            nonlocal runnable
+            runnable = self._runnable  # a wake from now on is not missed
             if self.draining:
                 await trio.sleep_forever()
             if self.gate is not None:
                 await self.gate.passage()  # no lease while a VACUUM holds the store
-            try:
-                lease = self.store.lease(
-                    worker_pid, on_ac=self.machine.on_ac, idle=self.machine.idle
-                )
-            except StoreError as exc:
-                await self._back_off(runnable, exc.message)
-                continue
+
+        async def lease_one() -> Lease | None:
+            return self.store.lease(worker_pid, on_ac=self.machine.on_ac, idle=self.machine.idle)
+
+        def warn(exc: StoreError, delay: float) -> None:
+            log.warning(
+                "store fault while leasing; will retry", error=exc.message, retry_in_s=delay
+            )
+
+        while True:
+            lease = await retry_store(
+                lease_one,
+                self._faults,
+                before_each=before_each,
+                wait=lambda delay: self._wait_woken(runnable, delay),
+                on_retry=warn,
+            )
             if lease is not None:
                 return lease
             await runnable.wait()
@@ -138,22 +153,19 @@ class Scheduler:
         only its commit fails. Without this wait an idle worker would lease, fail
         and lease again at once for as long as the disk stays full.
         """
-        await self._back_off(self._runnable)
+        # (Not logged: a failed commit was logged by the committer.)
+        await self._wait_woken(self._runnable, self._faults.next())
 
     def lease_committed(self) -> None:
         """A lease was committed: the store takes writes again; the next fault waits little."""
-        self._fault_delay = 0.0
+        self._faults.reset()
 
-    async def _back_off(self, runnable: trio.Event, error: str | None = None) -> None:
-        """The store is failing: wait, twice as long as the last time in a row (from
-        FAULT_DELAY_MIN up to FAULT_DELAY_MAX), or until something changes. Once the
+    @staticmethod
+    async def _wait_woken(runnable: trio.Event, delay: float) -> None:
+        """The store is failing: wait ``delay`` (twice as long as the last time in a row,
+        from FAULT_DELAY_MIN up to FAULT_DELAY_MAX), or until something changes. Once the
         fault clears (space is back), jobs start again within FAULT_DELAY_MAX."""
-        self._fault_delay = min(max(self._fault_delay * 2, FAULT_DELAY_MIN), FAULT_DELAY_MAX)
-        if error is not None:  # (a failed commit was logged by the committer)
-            log.warning(
-                "store fault while leasing; will retry", error=error, retry_in_s=self._fault_delay
-            )
-        with trio.move_on_after(self._fault_delay):
+        with trio.move_on_after(delay):
             await runnable.wait()
 
     def lease_many(self, worker_pid: int, count: int) -> list[Lease]:
@@ -178,15 +190,23 @@ class Scheduler:
     ) -> None:
         """Wake the workers when the earliest delayed or backed-off job comes due."""
         task_status.started()
-        while True:
+        changed = self._deadlines
+
+        async def earliest() -> float | None:
+            nonlocal changed
             changed = self._deadlines
-            try:
-                due = self.store.next_run_after()
-            except StoreError as exc:
-                log.warning("store fault in the timer; will retry", error=exc.message)
-                await trio.sleep(FAULT_DELAY_MAX)
-                self.wake()  # whatever came due meanwhile
-                continue
+            return self.store.next_run_after()
+
+        async def wait_then_wake(delay: float) -> None:
+            await trio.sleep(delay)
+            self.wake()  # whatever came due meanwhile
+
+        def warn(exc: StoreError, delay: float) -> None:
+            log.warning("store fault in the timer; will retry", error=exc.message)
+
+        faults = Backoff(FAULT_DELAY_MAX, FAULT_DELAY_MAX)  # a fixed delay
+        while True:
+            due = await retry_store(earliest, faults, wait=wait_then_wake, on_retry=warn)
             self._timer_due = math.inf if due is None else due
             if due is None:
                 await changed.wait()

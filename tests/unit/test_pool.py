@@ -31,7 +31,6 @@ from semantica.protocol import (
     ToWorker,
     encode,
 )
-from semantica.supervisor import pool as pool_module
 from semantica.supervisor.events import JobEvents
 from semantica.supervisor.joblogs import JobLogs
 from semantica.supervisor.lifecycle import JobLifecycle
@@ -43,6 +42,7 @@ from semantica.supervisor.pool import (
     WorkerHandle,
     WorkerPool,
 )
+from semantica.supervisor.pool import handle as pool_handle
 from semantica.supervisor.scheduler import Scheduler
 from semantica.supervisor.store import Lease
 from semantica.supervisor.store.sqlite import SQLiteStore
@@ -469,7 +469,7 @@ async def test_a_job_prefetched_by_a_worker_that_exits_goes_back_unstarted(
     race), the worker still holds it when it sends its last report.
     """
     if not asked_back:
-        monkeypatch.setattr(pool_module, "HOLD_LIMIT_S", 1e9)
+        monkeypatch.setattr(pool_handle, "HOLD_LIMIT_S", 1e9)
     _release_deaf.clear()
     try:
         async with rig(tmp_path) as r:

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import itertools
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
 import trio.testing
 from enqueueing import enqueue
+from structlog.testing import capture_logs
 
+from semantica.errors import StoreError
 from semantica.models import JobSpec, JobState
 from semantica.supervisor.events import JobEvents
 from semantica.supervisor.joblogs import JobLogs
 from semantica.supervisor.lifecycle import JobLifecycle
-from semantica.supervisor.scheduler import Scheduler
+from semantica.supervisor.scheduler import FAULT_DELAY_MAX, Scheduler
 from semantica.supervisor.store import Lease
 from semantica.supervisor.store.sqlite import SQLiteStore
 
@@ -426,3 +430,110 @@ async def test_a_deadline_that_left_the_queue_stops_waking_the_timer(
     finally:
         jobs.logs.close_all()
         store.close()
+
+
+class FailingCalls:
+    """Stands in for a store method that raises StoreError ``failures`` times, then runs it."""
+
+    def __init__(self, method: Callable[..., Any], failures: int) -> None:
+        self.method = method
+        self.failures = failures
+        self.tries: list[float] = []
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.tries.append(trio.current_time())
+        if len(self.tries) <= self.failures:
+            raise StoreError("disk I/O error")
+        return self.method(*args, **kwargs)
+
+
+async def test_a_lease_the_store_refuses_is_tried_again_later_and_later(
+    trio_store: SQLiteStore,
+    tmp_path: Path,
+    autojump_clock: trio.testing.MockClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """While the store fails, an idle worker tries to lease after 0.1 s, 0.2 s, ... up to
+    FAULT_DELAY_MAX, with a log line each time; a wake cuts a wait short; once a lease is
+    committed, the next fault waits little again."""
+    scheduler = Scheduler(trio_store)
+    jobs = JobLifecycle(trio_store, JobLogs(tmp_path / "logs", 1 << 20), JobEvents(), scheduler)
+    [job] = jobs.add(jobs.check([JobSpec(type="T")])).jobs
+    lease = FailingCalls(trio_store.lease, failures=8)
+    monkeypatch.setattr(trio_store, "lease", lease)
+    with capture_logs() as lines:
+        got = await scheduler.next_lease(1)
+    assert got.job_id == job.id
+    gaps = [round(b - a, 6) for a, b in itertools.pairwise(lease.tries)]
+    assert gaps == [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, FAULT_DELAY_MAX, FAULT_DELAY_MAX]
+    assert [(line["event"], line["retry_in_s"]) for line in lines] == [
+        ("store fault while leasing; will retry", gap) for gap in gaps
+    ]
+    assert all(line["error"] == "disk I/O error" for line in lines)
+
+    # The fault goes on growing across calls until a lease is committed...
+    jobs.add(jobs.check([JobSpec(type="T")]))
+    lease.tries, lease.failures = [], 1
+    await scheduler.next_lease(1)
+    assert [round(b - a, 6) for a, b in itertools.pairwise(lease.tries)] == [FAULT_DELAY_MAX]
+    # ... and starts over after one; a wake ends the wait at once.
+    scheduler.lease_committed()
+    jobs.add(jobs.check([JobSpec(type="T")]))
+    lease.tries, lease.failures = [], 2
+    async with trio.open_nursery() as nursery:
+        waiter = Waiter(scheduler)
+        nursery.start_soon(waiter.run)
+        await trio.sleep(0.15)  # tried at 0, then 0.1; waiting 0.2 s now
+        scheduler.wake()
+        await waiter.done.wait()
+    assert [round(t - lease.tries[0], 6) for t in lease.tries] == [0.0, 0.1, 0.15]
+    jobs.logs.close_all()
+
+
+async def test_a_lease_whose_commit_failed_waits_before_the_next_one(
+    trio_store: SQLiteStore, autojump_clock: trio.testing.MockClock
+) -> None:
+    """lease_undone waits as a refused lease does (0.1 s, 0.2 s, ...), without a log line."""
+    scheduler = Scheduler(trio_store)
+    with capture_logs() as lines:
+        for expected in (0.1, 0.2, 0.4):
+            start = trio.current_time()
+            await scheduler.lease_undone()
+            assert trio.current_time() - start == pytest.approx(expected)
+    assert lines == []
+
+
+async def test_a_timer_whose_query_fails_tries_again_every_fault_delay_max(
+    trio_store: SQLiteStore, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The timer logs the fault, waits FAULT_DELAY_MAX, wakes the workers (whatever came
+    due meanwhile) and looks again."""
+    scheduler = Scheduler(trio_store)
+    query = FailingCalls(trio_store.next_run_after, failures=3)
+    monkeypatch.setattr(trio_store, "next_run_after", query)
+    wakes: list[float] = []
+    real_wake = scheduler.wake
+
+    def wake() -> None:
+        wakes.append(trio.current_time())
+        real_wake()
+
+    monkeypatch.setattr(scheduler, "wake", wake)
+    with capture_logs() as lines:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(scheduler.run_timer)
+            await trio.sleep(60)
+            nursery.cancel_scope.cancel()
+    assert query.tries == [0.0, FAULT_DELAY_MAX, 2 * FAULT_DELAY_MAX, 3 * FAULT_DELAY_MAX]
+    assert wakes == query.tries[1:]
+    assert (
+        lines
+        == [
+            {
+                "event": "store fault in the timer; will retry",
+                "error": "disk I/O error",
+                "log_level": "warning",
+            }
+        ]
+        * 3
+    )
