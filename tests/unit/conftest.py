@@ -1,4 +1,8 @@
-"""Shared fixtures of the unit tests: a fake wall clock and a store on a temporary file."""
+"""Shared fixtures of the unit tests: a fake wall clock and an SQLite store on a temporary file.
+
+(What every store backend must do is tested in ``tests/store/``, with fixtures of its own;
+the store here is for what SQLite alone does, and for the supervisor's parts.)
+"""
 
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ def db_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def store(db_path: Path, clock: FakeClock) -> Iterator[SQLiteStore]:
-    """A freshly migrated store on a temporary file, closed after the test."""
+    """A freshly migrated SQLite store on a temporary file, closed after the test."""
     s = SQLiteStore(db_path, clock)
     yield s
     s.close()

@@ -1,12 +1,12 @@
-"""The size caps: the cutting function, and the supervisor holding what it receives and
-reads back to them (an older or misbehaving worker, a row stored before the caps)."""
+"""The size caps: the cutting function, and the supervisor holding what it receives to
+them (an older or misbehaving worker). Reads cutting rows stored before the caps are
+store behaviour: tests/store/test_long_texts.py."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from enqueueing import enqueue
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -142,41 +142,6 @@ async def test_a_result_over_the_cap_from_an_old_worker_fails_as_bad_result(
         "the handler's result is 1,048,578 bytes of JSON, over the 1 MiB limit; "
         "write large output to a file or the job log",
     )
-
-
-def test_messages_stored_before_the_caps_are_cut_on_read(tmp_path: Path) -> None:
-    """Rows written before the caps (a 24 MB error, a 24 MB progress message) come out cut,
-    in every read: one job, several, a list."""
-    store = SQLiteStore(tmp_path / "semantica.db", FakeClock())
-    enqueue(store, [JobSpec(type="T", max_attempts=1)])
-    lease = store.lease(worker_pid=1)
-    assert lease is not None
-    store.set_progress(lease, 0.5, "p" * MB24)  # the store itself does not cut
-    store.fail(lease, JobError("exception", "é" * (MB24 // 2)), retry_at=None)
-
-    for job in (store.get(lease.job_id), *store.get_many([lease.job_id]), *store.list()):
-        assert job.error is not None
-        assert job.error.message.endswith("é… [cut: error message over 16 KiB]")
-        assert _size(job.error.message) <= ERROR_MESSAGE_MAX
-        assert job.progress_message is not None
-        assert job.progress_message.endswith("p… [cut: progress message over 1 KiB]")
-    store.close()
-
-
-def test_a_message_that_fits_in_characters_but_not_in_bytes_is_cut_on_read(
-    tmp_path: Path,
-) -> None:
-    """A stored message of fewer characters than the cap but more bytes is read whole,
-    so its note has its size."""
-    store = SQLiteStore(tmp_path / "semantica.db", FakeClock())
-    enqueue(store, [JobSpec(type="T", max_attempts=1)])
-    lease = store.lease(worker_pid=1)
-    assert lease is not None
-    store.fail(lease, JobError("exception", "€" * 10_000), retry_at=None)
-    error = store.get(lease.job_id).error
-    assert error is not None
-    assert error.message.endswith("€… [cut: 30.0 kB error message, limit 16 KiB]")
-    store.close()
 
 
 # ---------------------------------------------------------------- exec output

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from enqueueing import enqueue
+from backends import open_backend
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -28,7 +28,9 @@ from hypothesis.stateful import (
     invariant,
     precondition,
     rule,
+    run_state_machine_as_test,
 )
+from storekit import enqueue
 
 from semantica.clock import FakeClock
 from semantica.errors import BadInput
@@ -43,8 +45,7 @@ from semantica.models import (
     WaitReason,
 )
 from semantica.supervisor.retry import next_attempt_at
-from semantica.supervisor.store import Blockers, Lease, StaleLease
-from semantica.supervisor.store.sqlite import SQLiteStore
+from semantica.supervisor.store import Blockers, JobStore, Lease, StaleLease
 from semantica.supervisor.waiting import waiting_for
 
 TYPES = ("A", "B")
@@ -108,12 +109,12 @@ def _ts(seconds: float) -> datetime:
 class JobStoreMachine(RuleBasedStateMachine):
     """Enqueue, lease, end attempts, cancel, retry, restart and reconfigure queues at random."""
 
-    def __init__(self) -> None:
+    def __init__(self, backend: str) -> None:
         super().__init__()
+        self.backend = backend
         self.dir = Path(tempfile.mkdtemp(prefix="semantica-machine-"))
         self.clock = FakeClock()
-        # "normal": the same store, without an fsync per step (durability is tested elsewhere).
-        self.store = SQLiteStore(self.dir / "semantica.db", self.clock, durability="normal")
+        self.store: JobStore = open_backend(backend, self.dir, self.clock)
         self.rng = random.Random(0)
         self.jobs: dict[int, ModelJob] = {}
         self.paused: set[str] = set()
@@ -411,7 +412,7 @@ class JobStoreMachine(RuleBasedStateMachine):
     def restart(self) -> None:
         """The supervisor dies with jobs running and starts again: they requeue, settings stay."""
         self.store.close()
-        self.store = SQLiteStore(self.dir / "semantica.db", self.clock, durability="normal")
+        self.store = open_backend(self.backend, self.dir, self.clock)
         running = self._running()
         assert self.store.recover_running() == len(running)
         for job in running:
@@ -513,5 +514,10 @@ class JobStoreMachine(RuleBasedStateMachine):
             assert info.counts == {s.value: 0 for s in JobState} | dict(expected)
 
 
-JobStoreMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=30)
-TestJobStoreMachine = pytest.mark.slow(JobStoreMachine.TestCase)
+@pytest.mark.slow
+def test_job_store_machine(backend: str) -> None:
+    """The machine above, run on each backend."""
+    run_state_machine_as_test(
+        lambda: JobStoreMachine(backend),
+        settings=settings(max_examples=60, stateful_step_count=30),
+    )

@@ -6,14 +6,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
-from enqueueing import enqueue
 from hypothesis import given
 from hypothesis import strategies as st
+from storekit import enqueue
 
 from semantica.clock import FakeClock
 from semantica.models import ErrorKind, Job, JobError, JobSpec, JobState, WaitReason
-from semantica.supervisor.store import Blockers, Lease
-from semantica.supervisor.store.sqlite import SQLiteStore
+from semantica.supervisor.store import Blockers, JobStore, Lease
 from semantica.supervisor.waiting import explain, waiting_for
 
 BOOM = JobError(kind=ErrorKind.EXCEPTION.value, message="ValueError: boom")
@@ -32,14 +31,14 @@ ORDER = [
 ]
 
 
-def _lease(store: SQLiteStore) -> Lease:
+def _lease(store: JobStore) -> Lease:
     lease = store.lease(worker_pid=1)
     assert lease is not None
     return lease
 
 
 def _why(
-    store: SQLiteStore, job_id: int, *, on_ac: bool = True, idle: bool = True
+    store: JobStore, job_id: int, *, on_ac: bool = True, idle: bool = True
 ) -> WaitReason | None:
     return waiting_for(store.get(job_id), store.blockers(), store.clock.time(), on_ac, idle)
 
@@ -47,14 +46,14 @@ def _why(
 # ---------------------------------------------------------------- each reason from the store
 
 
-def test_ready_job_waits_for_nothing(store: SQLiteStore, spec: Spec) -> None:
+def test_ready_job_waits_for_nothing(store: JobStore, spec: Spec) -> None:
     """A queued job that could start now is waiting for nothing."""
     [job] = enqueue(store, [spec(subject="s", queue="q")]).jobs
     store.set_queue("q", limit=1)
     assert _why(store, job.id) is None
 
 
-def test_jobs_not_queued_wait_for_nothing(store: SQLiteStore, spec: Spec) -> None:
+def test_jobs_not_queued_wait_for_nothing(store: JobStore, spec: Spec) -> None:
     """Running and finished jobs are not waiting, whatever holds their queue."""
     running, done = enqueue(store, [spec(require_charging=True), spec(delay=0.0)]).jobs
     _lease(store)
@@ -65,7 +64,7 @@ def test_jobs_not_queued_wait_for_nothing(store: SQLiteStore, spec: Spec) -> Non
 
 
 def test_delayed_job_waits_for_its_start_time(
-    store: SQLiteStore, spec: Spec, clock: FakeClock
+    store: JobStore, spec: Spec, clock: FakeClock
 ) -> None:
     """A job with a delay waits for run_after until the clock reaches it."""
     [job] = enqueue(store, [spec(delay=10.0)]).jobs
@@ -77,7 +76,7 @@ def test_delayed_job_waits_for_its_start_time(
 
 
 def test_failed_attempt_waits_for_retry_backoff(
-    store: SQLiteStore, spec: Spec, clock: FakeClock
+    store: JobStore, spec: Spec, clock: FakeClock
 ) -> None:
     """A job that failed and waits for its retry time shows retry_backoff, then nothing."""
     [job] = enqueue(store, [spec()]).jobs
@@ -88,7 +87,7 @@ def test_failed_attempt_waits_for_retry_backoff(
 
 
 def test_retried_and_interrupted_jobs_wait_for_nothing(
-    store: SQLiteStore, spec: Spec, clock: FakeClock
+    store: JobStore, spec: Spec, clock: FakeClock
 ) -> None:
     """A job retried by hand or put back by a drain keeps its error but is not backing off."""
     retried, interrupted = enqueue(store, [spec(), spec()]).jobs
@@ -102,7 +101,7 @@ def test_retried_and_interrupted_jobs_wait_for_nothing(
         assert _why(store, job_id) is None
 
 
-def test_paused_queue(store: SQLiteStore, spec: Spec) -> None:
+def test_paused_queue(store: JobStore, spec: Spec) -> None:
     """A job of a paused queue waits for queue_paused, and for nothing once resumed."""
     [job] = enqueue(store, [spec(queue="q")]).jobs
     store.set_queue("q", paused=True)
@@ -111,7 +110,7 @@ def test_paused_queue(store: SQLiteStore, spec: Spec) -> None:
     assert _why(store, job.id) is None
 
 
-def test_queue_at_its_limit(store: SQLiteStore, spec: Spec) -> None:
+def test_queue_at_its_limit(store: JobStore, spec: Spec) -> None:
     """A job of a queue running as many jobs as its limit waits for queue_limit."""
     store.set_queue("q", limit=2)
     jobs = enqueue(store, [spec(queue="q") for _ in range(3)]).jobs
@@ -123,7 +122,7 @@ def test_queue_at_its_limit(store: SQLiteStore, spec: Spec) -> None:
     assert _why(store, jobs[2].id) is None
 
 
-def test_subject_busy(store: SQLiteStore, spec: Spec) -> None:
+def test_subject_busy(store: JobStore, spec: Spec) -> None:
     """A job whose subject has a running job waits for subject_busy; other types do not."""
     enqueue(store, [spec(subject="f")])
     lease = _lease(store)
@@ -134,7 +133,7 @@ def test_subject_busy(store: SQLiteStore, spec: Spec) -> None:
     assert _why(store, newer.id) is None
 
 
-def test_conditions(store: SQLiteStore, spec: Spec) -> None:
+def test_conditions(store: JobStore, spec: Spec) -> None:
     """A job that requires charging or idle waits for that condition only while it does not hold."""
     charging, idle = enqueue(store, [spec(require_charging=True), spec(require_idle=True)]).jobs
     assert _why(store, charging.id, on_ac=False) == WaitReason.CHARGING
@@ -147,7 +146,7 @@ def test_conditions(store: SQLiteStore, spec: Spec) -> None:
 
 
 def test_delayed_job_in_paused_queue_waits_for_run_after(
-    store: SQLiteStore, spec: Spec, clock: FakeClock
+    store: JobStore, spec: Spec, clock: FakeClock
 ) -> None:
     """A delayed job in a paused queue reports its start time first, then the pause."""
     [job] = enqueue(store, [spec(queue="q", delay=5.0)]).jobs
@@ -158,7 +157,7 @@ def test_delayed_job_in_paused_queue_waits_for_run_after(
 
 
 def test_backing_off_job_in_paused_queue_waits_for_retry_backoff(
-    store: SQLiteStore, spec: Spec, clock: FakeClock
+    store: JobStore, spec: Spec, clock: FakeClock
 ) -> None:
     """A job waiting to retry in a paused queue reports retry_backoff before the pause."""
     [job] = enqueue(store, [spec(queue="q")]).jobs
@@ -170,7 +169,7 @@ def test_backing_off_job_in_paused_queue_waits_for_retry_backoff(
 
 
 def test_everything_at_once_peels_off_in_order(
-    store: SQLiteStore, spec: Spec, clock: FakeClock
+    store: JobStore, spec: Spec, clock: FakeClock
 ) -> None:
     """With every reason true at once, lifting them one by one shows the next reason each time."""
     store.set_queue("q", limit=1)
@@ -288,12 +287,12 @@ def test_explain_fills_waiting_for_of_each_job() -> None:
 # ---------------------------------------------------------------- store.blockers()
 
 
-def test_blockers_of_an_empty_store(store: SQLiteStore) -> None:
+def test_blockers_of_an_empty_store(store: JobStore) -> None:
     """With no job and no queue setting nothing blocks anything."""
     assert store.blockers() == Blockers()
 
 
-def test_blockers_follow_settings_and_leases(store: SQLiteStore, spec: Spec) -> None:
+def test_blockers_follow_settings_and_leases(store: JobStore, spec: Spec) -> None:
     """blockers() lists paused queues, non-zero limits, running jobs per queue and busy subjects."""
     store.set_queue("p", paused=True, limit=0)
     store.set_queue("l", limit=3)
@@ -326,7 +325,7 @@ def test_blockers_follow_settings_and_leases(store: SQLiteStore, spec: Spec) -> 
 
 @pytest.mark.parametrize("end", ["complete", "fail", "cancel", "requeue"])
 def test_blockers_forget_a_job_however_it_stops_running(
-    store: SQLiteStore, spec: Spec, end: str
+    store: JobStore, spec: Spec, end: str
 ) -> None:
     """A job that stops running, by any path, no longer counts against its queue or subject."""
     enqueue(store, [spec(queue="q", subject="s")])

@@ -1,26 +1,21 @@
-"""The SQLite job store on a temporary file, with a fake clock."""
+"""Jobs in a store: enqueue and its batches, reads, leases and delays, the ends of
+attempts and their fencing, recovery after a crash, pages within a byte budget."""
 
 from __future__ import annotations
 
 import functools
-import hashlib
-import re
-import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
-from enqueueing import enqueue
+from storekit import enqueue
 
 from semantica.clock import FakeClock
 from semantica.errors import BadInput, NoSuchJob
 from semantica.models import JobError, JobSpec, JobState
-from semantica.supervisor.store import SchemaTooNew, StaleLease
-from semantica.supervisor.store.sqlite import SQLiteStore
+from semantica.supervisor.store import JobStore, StaleLease
 
-SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 BOOM = JobError(kind="exception", message="ValueError: boom")
 Spec = Callable[..., JobSpec]
 
@@ -29,15 +24,11 @@ def _ts(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
-def _file_hash(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 # ---------------------------------------------------------------- enqueue and reads
 
 
 def test_enqueue_returns_committed_jobs_with_increasing_ids(
-    store: SQLiteStore, spec: Spec, clock: FakeClock
+    store: JobStore, spec: Spec, clock: FakeClock
 ) -> None:
     """Enqueued jobs come back QUEUED with increasing ids, exactly as a later read shows them."""
     first = enqueue(
@@ -56,18 +47,7 @@ def test_enqueue_returns_committed_jobs_with_increasing_ids(
     assert jobs[2].payload == [1, "two"]
 
 
-def test_enqueue_is_committed_for_another_connection(
-    store: SQLiteStore, spec: Spec, db_path: Path
-) -> None:
-    """An acknowledged enqueue is already on disk: a second connection sees it."""
-    [job] = enqueue(store, [spec()]).jobs
-    with sqlite3.connect(db_path) as other:
-        rows = other.execute("SELECT id, state FROM jobs").fetchall()
-    other.close()
-    assert rows == [(job.id, "QUEUED")]
-
-
-def test_get_unknown_id_raises_no_such_job(store: SQLiteStore, spec: Spec) -> None:
+def test_get_unknown_id_raises_no_such_job(store: JobStore, spec: Spec) -> None:
     """Asking for a job id that does not exist raises NoSuchJob naming the id."""
     [job] = enqueue(store, [spec()]).jobs
     with pytest.raises(NoSuchJob, match=str(job.id + 1)):
@@ -76,7 +56,7 @@ def test_get_unknown_id_raises_no_such_job(store: SQLiteStore, spec: Spec) -> No
         store.get_many([job.id, job.id + 1])
 
 
-def test_get_many_keeps_the_order_asked(store: SQLiteStore, spec: Spec) -> None:
+def test_get_many_keeps_the_order_asked(store: JobStore, spec: Spec) -> None:
     """get_many returns the jobs in the order of the ids given."""
     a, b, c = enqueue(store, [spec(), spec(), spec()]).jobs
     assert [j.id for j in store.get_many([c.id, a.id, b.id])] == [c.id, a.id, b.id]
@@ -84,7 +64,7 @@ def test_get_many_keeps_the_order_asked(store: SQLiteStore, spec: Spec) -> None:
 
 
 def test_states_reads_many_jobs_states_and_refuses_an_unknown_id(
-    store: SQLiteStore, spec: Spec
+    store: JobStore, spec: Spec
 ) -> None:
     """states() gives each job's state once; one unknown id among 600 is named."""
     jobs = enqueue(store, [spec() for _ in range(600)]).jobs
@@ -100,7 +80,7 @@ def test_states_reads_many_jobs_states_and_refuses_an_unknown_id(
         store.states([*ids, unknown])
 
 
-def test_next_queued_merges_the_queues_in_dispatch_order(store: SQLiteStore, spec: Spec) -> None:
+def test_next_queued_merges_the_queues_in_dispatch_order(store: JobStore, spec: Spec) -> None:
     """The waiting list of top: priority first, then oldest, whatever the queue."""
     jobs = enqueue(
         store,
@@ -120,7 +100,7 @@ def test_next_queued_merges_the_queues_in_dispatch_order(store: SQLiteStore, spe
 
 
 def test_next_startable_is_what_leases_would_take_in_their_order(
-    store: SQLiteStore, spec: Spec
+    store: JobStore, spec: Spec
 ) -> None:
     """top's "next in line": the jobs leases would take, in the order they would, skipping
     a paused queue, a full one and a delayed job; nothing is taken."""
@@ -144,9 +124,7 @@ def test_next_startable_is_what_leases_would_take_in_their_order(
     assert taken == shown
 
 
-def test_rows_for_a_view_carry_no_payload_and_cut_long_texts(
-    store: SQLiteStore, spec: Spec
-) -> None:
+def test_rows_for_a_view_carry_no_payload_and_cut_long_texts(store: JobStore, spec: Spec) -> None:
     """top's rows: no payload nor result, and an error longer than the cut ends in "…"."""
     [job] = enqueue(store, [spec(payload={"blob": "x" * 10_000}, max_attempts=1)]).jobs
     lease = store.lease(1)
@@ -159,9 +137,7 @@ def test_rows_for_a_view_carry_no_payload_and_cut_long_texts(
     assert [(j.id, j.payload) for j in store.next_queued(5, cut=200)] == [(queued.id, None)]
 
 
-def test_a_large_mixed_batch_keeps_its_order_ids_and_payloads(
-    store: SQLiteStore, spec: Spec
-) -> None:
+def test_a_large_mixed_batch_keeps_its_order_ids_and_payloads(store: JobStore, spec: Spec) -> None:
     """1,200 specs, every 100th with a subject: ids grow in spec order; each job is its spec."""
     specs = [
         spec(payload={"n": n}, subject=f"s{n % 3}" if n % 100 == 0 else None, delay=n % 2)
@@ -181,7 +157,7 @@ def test_a_large_mixed_batch_keeps_its_order_ids_and_payloads(
     assert all(job.superseded_by in ids for job in superseded)
 
 
-def test_list_filters_newest_first(store: SQLiteStore, spec: Spec) -> None:
+def test_list_filters_newest_first(store: JobStore, spec: Spec) -> None:
     """list applies every filter given and returns the newest jobs first, up to the limit."""
     jobs = enqueue(
         store,
@@ -217,7 +193,7 @@ def test_list_filters_newest_first(store: SQLiteStore, spec: Spec) -> None:
 # ---------------------------------------------------------------- leases
 
 
-def test_lease_order_is_priority_then_fifo(store: SQLiteStore, spec: Spec) -> None:
+def test_lease_order_is_priority_then_fifo(store: JobStore, spec: Spec) -> None:
     """Jobs start highest priority first, and in enqueue order within one priority."""
     jobs = enqueue(
         store,
@@ -235,7 +211,7 @@ def test_lease_order_is_priority_then_fifo(store: SQLiteStore, spec: Spec) -> No
     assert order == [jobs[4].id, jobs[1].id, jobs[3].id, jobs[0].id, jobs[2].id]
 
 
-def test_lease_marks_the_job_running(store: SQLiteStore, spec: Spec, clock: FakeClock) -> None:
+def test_lease_marks_the_job_running(store: JobStore, spec: Spec, clock: FakeClock) -> None:
     """A leased job is RUNNING on that worker, with one attempt spent and a start time."""
     [job] = enqueue(
         store, [spec(payload={"k": "v"}, max_attempts=4, timeout=9.0, backoff=3.0)]
@@ -254,7 +230,7 @@ def test_lease_marks_the_job_running(store: SQLiteStore, spec: Spec, clock: Fake
     assert store.lease(worker_pid=1) is None
 
 
-def test_lease_ids_are_distinct(store: SQLiteStore, spec: Spec) -> None:
+def test_lease_ids_are_distinct(store: JobStore, spec: Spec) -> None:
     """Every lease handed out has its own id, so a late message can be told apart."""
     enqueue(store, [spec(), spec(), spec()])
     leases = [store.lease(worker_pid=1) for _ in range(3)]
@@ -262,7 +238,7 @@ def test_lease_ids_are_distinct(store: SQLiteStore, spec: Spec) -> None:
 
 
 def test_delayed_job_is_not_leased_before_its_time(
-    store: SQLiteStore, spec: Spec, clock: FakeClock
+    store: JobStore, spec: Spec, clock: FakeClock
 ) -> None:
     """A job with a delay does not start until the clock reaches its run_after, then does."""
     start = clock.time()
@@ -279,7 +255,7 @@ def test_delayed_job_is_not_leased_before_its_time(
     assert lease is not None and lease.job_id == job.id
 
 
-def test_job_at_a_start_time(store: SQLiteStore, spec: Spec, clock: FakeClock) -> None:
+def test_job_at_a_start_time(store: JobStore, spec: Spec, clock: FakeClock) -> None:
     """A job given a start time (--at) waits until then."""
     at = clock.time() + 100
     [job] = enqueue(store, [spec(at=_ts(at))]).jobs
@@ -291,7 +267,7 @@ def test_job_at_a_start_time(store: SQLiteStore, spec: Spec, clock: FakeClock) -
     assert store.lease(worker_pid=1) is not None
 
 
-def test_delayed_job_does_not_block_ready_ones(store: SQLiteStore, spec: Spec) -> None:
+def test_delayed_job_does_not_block_ready_ones(store: JobStore, spec: Spec) -> None:
     """A high-priority job that is not due yet lets lower-priority ready jobs start."""
     _delayed, ready = enqueue(store, [spec(priority=100, delay=60.0), spec(priority=-5)]).jobs
     lease = store.lease(worker_pid=1)
@@ -299,7 +275,7 @@ def test_delayed_job_does_not_block_ready_ones(store: SQLiteStore, spec: Spec) -
 
 
 def test_next_run_after_is_the_earliest_future_time(
-    store: SQLiteStore, spec: Spec, clock: FakeClock
+    store: JobStore, spec: Spec, clock: FakeClock
 ) -> None:
     """next_run_after names the earliest delayed job, and None when nothing is delayed."""
     assert store.next_run_after() is None
@@ -314,7 +290,7 @@ def test_next_run_after_is_the_earliest_future_time(
 
 
 def test_complete_sets_done_result_and_finish_time(
-    store: SQLiteStore, spec: Spec, clock: FakeClock
+    store: JobStore, spec: Spec, clock: FakeClock
 ) -> None:
     """A completed job is DONE with its result and the time it finished."""
     [job] = enqueue(store, [spec()]).jobs
@@ -333,7 +309,7 @@ def test_complete_sets_done_result_and_finish_time(
 
 
 def test_fail_with_retry_requeues_keeping_the_error(
-    store: SQLiteStore, spec: Spec, clock: FakeClock
+    store: JobStore, spec: Spec, clock: FakeClock
 ) -> None:
     """A failed attempt with a retry time goes back to the queue until then, error kept."""
     [job] = enqueue(store, [spec(max_attempts=3)]).jobs
@@ -357,7 +333,7 @@ def test_fail_with_retry_requeues_keeping_the_error(
     assert store.get(job.id).attempts == 2
 
 
-def test_fail_without_retry_is_final(store: SQLiteStore, spec: Spec, clock: FakeClock) -> None:
+def test_fail_without_retry_is_final(store: JobStore, spec: Spec, clock: FakeClock) -> None:
     """A failed attempt with no retry time leaves the job FAILED with its error."""
     [job] = enqueue(store, [spec()]).jobs
     lease = store.lease(worker_pid=1)
@@ -372,7 +348,7 @@ def test_fail_without_retry_is_final(store: SQLiteStore, spec: Spec, clock: Fake
     assert store.lease(worker_pid=1) is None
 
 
-def test_second_complete_with_same_lease_is_stale(store: SQLiteStore, spec: Spec) -> None:
+def test_second_complete_with_same_lease_is_stale(store: JobStore, spec: Spec) -> None:
     """Reporting the same attempt twice raises StaleLease and changes nothing."""
     [job] = enqueue(store, [spec()]).jobs
     lease = store.lease(worker_pid=1)
@@ -388,7 +364,7 @@ def test_second_complete_with_same_lease_is_stale(store: SQLiteStore, spec: Spec
     assert store.get(job.id) == before
 
 
-def test_old_lease_cannot_touch_the_retry(store: SQLiteStore, spec: Spec, clock: FakeClock) -> None:
+def test_old_lease_cannot_touch_the_retry(store: JobStore, spec: Spec, clock: FakeClock) -> None:
     """A late message about an earlier attempt does not end the attempt now running."""
     [job] = enqueue(store, [spec()]).jobs
     old = store.lease(worker_pid=1)
@@ -411,7 +387,7 @@ def test_old_lease_cannot_touch_the_retry(store: SQLiteStore, spec: Spec, clock:
 
 
 def test_requeue_interrupted_gives_back_the_attempt(
-    store: SQLiteStore, spec: Spec, clock: FakeClock
+    store: JobStore, spec: Spec, clock: FakeClock
 ) -> None:
     """A job stopped by a drain goes back to the queue at once without spending an attempt."""
     [job] = enqueue(store, [spec(max_attempts=1)]).jobs
@@ -429,9 +405,11 @@ def test_requeue_interrupted_gives_back_the_attempt(
     assert again is not None and again.attempt == 1
 
 
-def test_recover_running_after_restart(db_path: Path, clock: FakeClock, spec: Spec) -> None:
+def test_recover_running_after_restart(
+    open_store: Callable[[], JobStore], clock: FakeClock, spec: Spec
+) -> None:
     """Jobs running when the supervisor died are queued again on the next start, attempts kept."""
-    store = SQLiteStore(db_path, clock)
+    store = open_store()
     a, b, c = enqueue(store, [spec(), spec(), spec()]).jobs
     la = store.lease(worker_pid=1)
     lb = store.lease(worker_pid=2)
@@ -439,7 +417,7 @@ def test_recover_running_after_restart(db_path: Path, clock: FakeClock, spec: Sp
     store.close()  # the supervisor "dies" here with two jobs RUNNING
 
     clock.advance(60)
-    store = SQLiteStore(db_path, clock)
+    store = open_store()
     try:
         assert store.get(a.id).state == JobState.RUNNING
         assert store.recover_running() == 2
@@ -463,7 +441,7 @@ def test_recover_running_after_restart(db_path: Path, clock: FakeClock, spec: Sp
         store.close()
 
 
-def test_counts_cover_every_state(store: SQLiteStore, spec: Spec) -> None:
+def test_counts_cover_every_state(store: JobStore, spec: Spec) -> None:
     """counts lists every state, zeros included, with the right numbers."""
     assert store.counts() == {state.value: 0 for state in JobState}
     enqueue(store, [spec() for _ in range(5)])
@@ -494,7 +472,7 @@ def test_counts_cover_every_state(store: SQLiteStore, spec: Spec) -> None:
     ],
     ids=["bad priority", "empty type", "object payload", "nested object payload"],
 )
-def test_bad_spec_in_a_batch_inserts_nothing(store: SQLiteStore, spec: Spec, bad: JobSpec) -> None:
+def test_bad_spec_in_a_batch_inserts_nothing(store: JobStore, spec: Spec, bad: JobSpec) -> None:
     """A batch whose last spec is bad is refused whole: no job of it is inserted."""
     with pytest.raises(BadInput):
         enqueue(store, [spec(), spec(), bad])
@@ -503,13 +481,13 @@ def test_bad_spec_in_a_batch_inserts_nothing(store: SQLiteStore, spec: Spec, bad
     assert store.lease(worker_pid=1) is None
 
 
-def test_non_json_payload_error_names_the_payload(store: SQLiteStore, spec: Spec) -> None:
+def test_non_json_payload_error_names_the_payload(store: JobStore, spec: Spec) -> None:
     """A payload that is not JSON is refused with a reason that says so."""
     with pytest.raises(BadInput, match="payload"):
         enqueue(store, [spec(payload=object())])
 
 
-def test_payload_comes_back_as_stored(store: SQLiteStore, spec: Spec) -> None:
+def test_payload_comes_back_as_stored(store: JobStore, spec: Spec) -> None:
     """A payload is stored as JSON, and the job returned by enqueue shows it as stored."""
     [job] = enqueue(store, [spec(payload={"tags": (1, 2.5, None)})]).jobs
     assert job.payload == {"tags": [1, 2.5, None]}
@@ -530,7 +508,7 @@ def test_payload_comes_back_as_stored(store: SQLiteStore, spec: Spec) -> None:
     ids=["set", "nan", "inf", "bytes", "tuple key", "big int", "deep"],
 )
 def test_a_payload_that_would_not_come_back_as_sent_is_refused(
-    store: SQLiteStore, spec: Spec, payload: Any, reason: str
+    store: JobStore, spec: Spec, payload: Any, reason: str
 ) -> None:
     """NaN would be stored as null, bytes as base64, a set as a list: refused, nothing stored."""
     with pytest.raises(BadInput, match=reason):
@@ -538,40 +516,16 @@ def test_a_payload_that_would_not_come_back_as_sent_is_refused(
     assert sum(store.counts().values()) == 0
 
 
-def test_job_ids_are_never_reused(store: SQLiteStore, spec: Spec) -> None:
-    """After the newest job is deleted, the next job still gets a new, higher id."""
-    jobs = enqueue(store, [spec(), spec(), spec()]).jobs
-    newest = jobs[-1].id
-    # No public delete exists yet (retention GC will add one); reach into the
-    # connection to delete the newest row as the GC would.
-    store._conn.execute("DELETE FROM jobs WHERE id = ?", (newest,))
-    with pytest.raises(NoSuchJob):
-        store.get(newest)
-    [new] = enqueue(store, [spec()]).jobs
-    assert new.id > newest
+# ---------------------------------------------------------------- reopening
 
 
-# ---------------------------------------------------------------- the file
-
-
-def test_schema_version_is_the_newest_migration(store: SQLiteStore) -> None:
-    """A new database is migrated to the highest sql/NNN_*.sql version."""
-    numbers = [
-        int(m.group(1))
-        for p in SQL_DIR.iterdir()
-        if (m := re.fullmatch(r"(\d{3})_[a-z0-9_]+\.sql", p.name))
-    ]
-    assert numbers
-    assert store.schema_version == max(numbers)
-
-
-def test_reopen_keeps_jobs_and_version(db_path: Path, clock: FakeClock, spec: Spec) -> None:
+def test_reopen_keeps_jobs_and_version(open_store: Callable[[], JobStore], spec: Spec) -> None:
     """Opening an existing database again keeps its jobs and does not re-run migrations."""
-    store = SQLiteStore(db_path, clock)
+    store = open_store()
     [job] = enqueue(store, [spec(payload={"a": 1})]).jobs
     version = store.schema_version
     store.close()
-    store = SQLiteStore(db_path, clock)
+    store = open_store()
     try:
         assert store.schema_version == version
         assert store.get(job.id) == job
@@ -579,64 +533,8 @@ def test_reopen_keeps_jobs_and_version(db_path: Path, clock: FakeClock, spec: Sp
         store.close()
 
 
-def _make_future_db(path: Path, wal: bool) -> None:
-    conn = sqlite3.connect(path)
-    if wal:
-        conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("CREATE TABLE future (x)")
-    conn.execute("INSERT INTO future VALUES (1)")
-    conn.commit()
-    conn.execute("PRAGMA user_version = 999")
-    conn.close()
-
-
-def test_newer_schema_is_refused_naming_both_versions(db_path: Path, clock: FakeClock) -> None:
-    """A database from a newer Semantica is refused with both schema versions in the message."""
-    _make_future_db(db_path, wal=True)
-    before = _file_hash(db_path)
-    with pytest.raises(SchemaTooNew) as info:
-        SQLiteStore(db_path, clock)
-    newest = max(int(p.name[:3]) for p in SQL_DIR.glob("[0-9][0-9][0-9]_*.sql"))
-    assert "999" in info.value.message
-    assert f"({newest})" in info.value.message
-    assert _file_hash(db_path) == before
-
-
-def test_newer_schema_leaves_the_file_untouched(db_path: Path, clock: FakeClock) -> None:
-    """Refusing a newer database does not change a byte of it."""
-    _make_future_db(db_path, wal=False)
-    before = _file_hash(db_path)
-    with pytest.raises(SchemaTooNew):
-        SQLiteStore(db_path, clock)
-    assert _file_hash(db_path) == before
-
-
-def _pragma(store: SQLiteStore, name: str) -> object:
-    # synchronous is a per-connection setting: only the store's own connection can tell.
-    return store._conn.execute(f"PRAGMA {name}").fetchone()[0]
-
-
-def test_default_durability_is_wal_and_full(store: SQLiteStore, db_path: Path) -> None:
-    """By default the database is in WAL mode and every commit is synced (synchronous=FULL)."""
-    assert _pragma(store, "journal_mode") == "wal"
-    assert _pragma(store, "synchronous") == 2
-    with sqlite3.connect(db_path) as other:  # WAL is a property of the file
-        assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    other.close()
-
-
-def test_normal_durability(db_path: Path, clock: FakeClock) -> None:
-    """durability="normal" keeps WAL and relaxes syncing to synchronous=NORMAL."""
-    store = SQLiteStore(db_path, clock, durability="normal")
-    try:
-        assert _pragma(store, "journal_mode") == "wal"
-        assert _pragma(store, "synchronous") == 1
-    finally:
-        store.close()
-
-
 def test_jobs_ended_in_one_batch_keep_the_order_they_started_in(
-    store: SQLiteStore, clock: FakeClock, spec: Callable[..., JobSpec]
+    store: JobStore, clock: FakeClock, spec: Callable[..., JobSpec]
 ) -> None:
     """Jobs handed over together start one after another: started_at says when each did."""
     enqueue(store, [spec(), spec(), spec()])
@@ -655,7 +553,7 @@ def test_jobs_ended_in_one_batch_keep_the_order_they_started_in(
 
 
 def test_one_end_recorded_alone_takes_the_start_the_worker_reported(
-    store: SQLiteStore, clock: FakeClock, spec: Callable[..., JobSpec]
+    store: JobStore, clock: FakeClock, spec: Callable[..., JobSpec]
 ) -> None:
     """complete() (a dead worker's last report, say) corrects started_at as a batch does."""
     enqueue(store, [spec()])
@@ -676,7 +574,7 @@ def test_one_end_recorded_alone_takes_the_start_the_worker_reported(
 
 
 def test_list_page_stops_at_its_budget_and_the_next_page_goes_on(
-    store: SQLiteStore, spec: Spec
+    store: JobStore, spec: Spec
 ) -> None:
     """A page holds the jobs that fit in its budget (at least one) and says more; the next
     page, from the last id, goes on; count counts every match."""
@@ -698,7 +596,7 @@ def test_list_page_stops_at_its_budget_and_the_next_page_goes_on(
     assert store.count(type="T", state="DONE") == 0
 
 
-def test_get_page_keeps_the_order_asked_within_its_budget(store: SQLiteStore, spec: Spec) -> None:
+def test_get_page_keeps_the_order_asked_within_its_budget(store: JobStore, spec: Spec) -> None:
     ids = [job.id for job in enqueue(store, [spec(payload="p" * 1000)] * 200).jobs]
     asked = ids[::-1] + ids[:1]
     got: list[int] = []
@@ -709,41 +607,3 @@ def test_get_page_keeps_the_order_asked_within_its_budget(store: SQLiteStore, sp
     assert got == asked
     with pytest.raises(NoSuchJob):
         store.get_page([ids[0], ids[-1] + 1], budget=50_000)
-
-
-# ---------------------------------------------------------------- many queue names
-
-
-def _lease_steps(store: SQLiteStore) -> int:
-    """SQLite's virtual machine steps that one lease takes (the work it does, not its time)."""
-    steps = 0
-
-    def count() -> int:
-        nonlocal steps
-        steps += 1
-        return 0
-
-    store._conn.set_progress_handler(count, 1)
-    try:
-        lease = store.lease(worker_pid=1)
-    finally:
-        store._conn.set_progress_handler(None, 1)
-    assert lease is not None
-    return steps
-
-
-def test_a_lease_does_not_grow_with_the_queue_names_ever_used(
-    store: SQLiteStore, spec: Spec
-) -> None:
-    """20,000 queues used once, their jobs finished (or paused, or limited), leave a lease
-    as cheap as before: it looks only at queues with queued jobs."""
-    enqueue(store, [spec()])
-    alone = _lease_steps(store)
-    enqueue(store, [spec(queue=f"q{n}") for n in range(20_000)])
-    leases = store.lease_many(worker_pid=1, count=20_000)
-    assert len(leases) == 20_000
-    store.complete_many([(lease, None, 0.0) for lease in leases])
-    for n in range(0, 200, 2):  # settings that keep their queues' rows for good
-        store.set_queue(f"q{n}", paused=True) if n % 4 else store.set_queue(f"q{n}", limit=3)
-    enqueue(store, [spec()])
-    assert _lease_steps(store) <= alone + 20  # (it was 3,000 times as many)

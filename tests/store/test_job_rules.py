@@ -5,17 +5,15 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
-from enqueueing import enqueue
+from storekit import enqueue
 
 from semantica.clock import FakeClock
 from semantica.errors import BadInput, NoSuchJob
 from semantica.models import ErrorKind, Job, JobError, JobSpec, JobState, QueueInfo
 from semantica.supervisor.retry import next_attempt_at
-from semantica.supervisor.store import Lease, StaleLease, check_queue_setting
-from semantica.supervisor.store.sqlite import SQLiteStore
+from semantica.supervisor.store import JobStore, Lease, StaleLease, check_queue_setting
 
 BOOM = JobError(kind=ErrorKind.EXCEPTION.value, message="ValueError: boom")
 STOPPED = JobError(kind=ErrorKind.CANCELLED.value, message="cancelled by the user")
@@ -26,13 +24,13 @@ def _ts(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
-def _lease(store: SQLiteStore, *, on_ac: bool = True, idle: bool = True) -> Lease:
+def _lease(store: JobStore, *, on_ac: bool = True, idle: bool = True) -> Lease:
     lease = store.lease(worker_pid=1, on_ac=on_ac, idle=idle)
     assert lease is not None
     return lease
 
 
-def _drain(store: SQLiteStore, *, on_ac: bool = True, idle: bool = True) -> list[int]:
+def _drain(store: JobStore, *, on_ac: bool = True, idle: bool = True) -> list[int]:
     """Lease until nothing more may start; the job ids in the order they started."""
     order = []
     while (lease := store.lease(worker_pid=1, on_ac=on_ac, idle=idle)) is not None:
@@ -40,19 +38,19 @@ def _drain(store: SQLiteStore, *, on_ac: bool = True, idle: bool = True) -> list
     return order
 
 
-def _queue(store: SQLiteStore, name: str) -> QueueInfo:
+def _queue(store: JobStore, name: str) -> QueueInfo:
     [info] = [q for q in store.queues() if q.name == name]
     return info
 
 
-def _states(store: SQLiteStore, jobs: list[Job]) -> list[JobState]:
+def _states(store: JobStore, jobs: list[Job]) -> list[JobState]:
     return [store.state(job.id) for job in jobs]
 
 
 # ---------------------------------------------------------------- rule 2: order
 
 
-def test_priority_orders_jobs_across_queues(store: SQLiteStore, spec: Spec) -> None:
+def test_priority_orders_jobs_across_queues(store: JobStore, spec: Spec) -> None:
     """Jobs start highest priority first whatever their queue, FIFO within one priority."""
     jobs = enqueue(
         store,
@@ -69,7 +67,7 @@ def test_priority_orders_jobs_across_queues(store: SQLiteStore, spec: Spec) -> N
     assert _drain(store) == [ids[1], ids[2], ids[5], ids[0], ids[4], ids[3]]
 
 
-def test_paused_queue_does_not_hold_back_other_queues(store: SQLiteStore, spec: Spec) -> None:
+def test_paused_queue_does_not_hold_back_other_queues(store: JobStore, spec: Spec) -> None:
     """A high-priority job in a paused queue lets lower-priority jobs of other queues start."""
     store.set_queue("slow", paused=True)
     _held, low, lower = enqueue(
@@ -79,7 +77,7 @@ def test_paused_queue_does_not_hold_back_other_queues(store: SQLiteStore, spec: 
     assert _drain(store) == [low.id, lower.id]
 
 
-def test_queue_at_its_limit_does_not_hold_back_other_queues(store: SQLiteStore, spec: Spec) -> None:
+def test_queue_at_its_limit_does_not_hold_back_other_queues(store: JobStore, spec: Spec) -> None:
     """A full queue's next job waits while lower-priority jobs of other queues start."""
     store.set_queue("one", limit=1)
     first, second, other = enqueue(
@@ -92,7 +90,7 @@ def test_queue_at_its_limit_does_not_hold_back_other_queues(store: SQLiteStore, 
 # ---------------------------------------------------------------- rule 3: queues
 
 
-def test_paused_queue_starts_nothing_but_running_jobs_go_on(store: SQLiteStore, spec: Spec) -> None:
+def test_paused_queue_starts_nothing_but_running_jobs_go_on(store: JobStore, spec: Spec) -> None:
     """Pausing a queue stops new starts in it, its running job still finishes, resume restarts."""
     running, waiting = enqueue(store, [spec(queue="q"), spec(queue="q")]).jobs
     lease = _lease(store)
@@ -108,14 +106,14 @@ def test_paused_queue_starts_nothing_but_running_jobs_go_on(store: SQLiteStore, 
     assert _lease(store).job_id == waiting.id
 
 
-def test_pause_before_any_job_applies_to_later_jobs(store: SQLiteStore, spec: Spec) -> None:
+def test_pause_before_any_job_applies_to_later_jobs(store: JobStore, spec: Spec) -> None:
     """A queue paused before it has jobs keeps its later jobs waiting."""
     store.set_queue("q", paused=True)
     enqueue(store, [spec(queue="q")])
     assert store.lease(worker_pid=1) is None
 
 
-def test_queue_limit_caps_running_jobs(store: SQLiteStore, spec: Spec) -> None:
+def test_queue_limit_caps_running_jobs(store: JobStore, spec: Spec) -> None:
     """A queue with limit 2 runs at most two of its jobs at once; a finished one frees a slot."""
     store.set_queue("q", limit=2)
     jobs = enqueue(store, [spec(queue="q") for _ in range(4)]).jobs
@@ -128,7 +126,7 @@ def test_queue_limit_caps_running_jobs(store: SQLiteStore, spec: Spec) -> None:
     assert _queue(store, "q").counts["RUNNING"] == 2
 
 
-def test_queue_limit_zero_is_no_cap(store: SQLiteStore, spec: Spec) -> None:
+def test_queue_limit_zero_is_no_cap(store: JobStore, spec: Spec) -> None:
     """Setting a queue's limit back to 0 lets all of its jobs run at once."""
     store.set_queue("q", limit=1)
     enqueue(store, [spec(queue="q") for _ in range(3)])
@@ -137,7 +135,7 @@ def test_queue_limit_zero_is_no_cap(store: SQLiteStore, spec: Spec) -> None:
     assert len(_drain(store)) == 2
 
 
-def test_lowering_a_limit_stops_no_running_job(store: SQLiteStore, spec: Spec) -> None:
+def test_lowering_a_limit_stops_no_running_job(store: JobStore, spec: Spec) -> None:
     """A limit lowered below the number running leaves those jobs running and starts no more."""
     jobs = enqueue(store, [spec(queue="q") for _ in range(4)]).jobs
     leases = [_lease(store), _lease(store), _lease(store)]
@@ -151,14 +149,14 @@ def test_lowering_a_limit_stops_no_running_job(store: SQLiteStore, spec: Spec) -
     assert _lease(store).job_id == jobs[3].id
 
 
-def test_limit_of_one_queue_leaves_others_alone(store: SQLiteStore, spec: Spec) -> None:
+def test_limit_of_one_queue_leaves_others_alone(store: JobStore, spec: Spec) -> None:
     """A limit on one queue does not cap how many jobs of another queue run."""
     store.set_queue("small", limit=1)
     enqueue(store, [spec(queue="small"), spec(queue="small"), spec(), spec(), spec()])
     assert len(_drain(store)) == 4
 
 
-def test_queues_lists_counts_paused_and_limit(store: SQLiteStore, spec: Spec) -> None:
+def test_queues_lists_counts_paused_and_limit(store: JobStore, spec: Spec) -> None:
     """queues() shows every queue with a job or a setting, by name, with counts of every state."""
     store.set_queue("idle", limit=3)
     store.set_queue("work", paused=True)
@@ -174,7 +172,7 @@ def test_queues_lists_counts_paused_and_limit(store: SQLiteStore, spec: Spec) ->
     ]
 
 
-def test_set_queue_changes_only_what_it_is_given(store: SQLiteStore) -> None:
+def test_set_queue_changes_only_what_it_is_given(store: JobStore) -> None:
     """Changing a queue's limit keeps it paused, and resuming it keeps its limit."""
     store.set_queue("q", paused=True)
     assert store.set_queue("q", limit=4) == QueueInfo(
@@ -184,14 +182,14 @@ def test_set_queue_changes_only_what_it_is_given(store: SQLiteStore) -> None:
     assert (info.paused, info.limit) == (False, 4)
 
 
-def test_queue_settings_survive_reopening(db_path: Path, clock: FakeClock, spec: Spec) -> None:
+def test_queue_settings_survive_reopening(open_store: Callable[[], JobStore], spec: Spec) -> None:
     """A paused queue and a queue limit are still in force after the store is reopened."""
-    first = SQLiteStore(db_path, clock)
+    first = open_store()
     first.set_queue("paused", paused=True)
     first.set_queue("capped", limit=1)
     enqueue(first, [spec(queue="paused"), spec(queue="capped"), spec(queue="capped")])
     first.close()
-    store = SQLiteStore(db_path, clock)
+    store = open_store()
     try:
         infos = {q.name: q for q in store.queues()}
         assert (infos["paused"].paused, infos["paused"].limit) == (True, 0)
@@ -206,7 +204,7 @@ def test_queue_settings_survive_reopening(db_path: Path, clock: FakeClock, spec:
     [("q", -1), ("q", 10_001), ("bad name", 1), ("", None), ("q\n", None)],
 )
 def test_bad_queue_setting_is_refused_and_changes_nothing(
-    store: SQLiteStore, name: str, limit: int | None
+    store: JobStore, name: str, limit: int | None
 ) -> None:
     """A bad queue name or limit is refused with BadInput, before the store, and creates
     no queue."""
@@ -220,7 +218,7 @@ def test_bad_queue_setting_is_refused_and_changes_nothing(
 
 
 def test_failed_attempts_retry_until_max_attempts(
-    store: SQLiteStore, spec: Spec, clock: FakeClock
+    store: JobStore, spec: Spec, clock: FakeClock
 ) -> None:
     """A job that keeps failing runs max_attempts times, backing off between runs, then FAILS."""
     [job] = enqueue(store, [spec(max_attempts=3, backoff=1.0)]).jobs
@@ -243,7 +241,7 @@ def test_failed_attempts_retry_until_max_attempts(
     assert store.lease(worker_pid=1) is None
 
 
-def test_permanent_failure_is_not_retried(store: SQLiteStore, spec: Spec, clock: FakeClock) -> None:
+def test_permanent_failure_is_not_retried(store: JobStore, spec: Spec, clock: FakeClock) -> None:
     """A permanent error on the first attempt fails the job at once, whatever its max_attempts."""
     [job] = enqueue(store, [spec(max_attempts=5)]).jobs
     lease = _lease(store)
@@ -253,7 +251,7 @@ def test_permanent_failure_is_not_retried(store: SQLiteStore, spec: Spec, clock:
 
 
 def test_retry_of_failed_job_gives_a_fresh_budget(
-    store: SQLiteStore, spec: Spec, clock: FakeClock
+    store: JobStore, spec: Spec, clock: FakeClock
 ) -> None:
     """Retrying a FAILED job queues it now with attempts reset: a full budget of attempts again."""
     [job] = enqueue(store, [spec(max_attempts=2)]).jobs
@@ -278,7 +276,7 @@ def test_retry_of_failed_job_gives_a_fresh_budget(
     assert (done.state, done.attempts, done.result, done.error) == (JobState.DONE, 2, "ok", None)
 
 
-def test_retry_of_cancelled_jobs(store: SQLiteStore, spec: Spec) -> None:
+def test_retry_of_cancelled_jobs(store: JobStore, spec: Spec) -> None:
     """A job cancelled while queued or while running can be retried and runs again."""
     queued, running = enqueue(store, [spec(priority=-1), spec()]).jobs
     store.cancel_running(_lease(store), STOPPED)
@@ -289,23 +287,23 @@ def test_retry_of_cancelled_jobs(store: SQLiteStore, spec: Spec) -> None:
     assert _drain(store) == [running.id, queued.id]
 
 
-def _done(store: SQLiteStore, spec: Spec) -> int:
+def _done(store: JobStore, spec: Spec) -> int:
     [job] = enqueue(store, [spec()]).jobs
     store.complete(_lease(store), None)
     return job.id
 
 
-def _queued(store: SQLiteStore, spec: Spec) -> int:
+def _queued(store: JobStore, spec: Spec) -> int:
     return enqueue(store, [spec()]).jobs[0].id
 
 
-def _running(store: SQLiteStore, spec: Spec) -> int:
+def _running(store: JobStore, spec: Spec) -> int:
     [job] = enqueue(store, [spec()]).jobs
     assert _lease(store).job_id == job.id
     return job.id
 
 
-def _superseded(store: SQLiteStore, spec: Spec) -> int:
+def _superseded(store: JobStore, spec: Spec) -> int:
     old, _new = enqueue(store, [spec(subject="s"), spec(subject="s")]).jobs
     return old.id
 
@@ -316,7 +314,7 @@ def _superseded(store: SQLiteStore, spec: Spec) -> int:
     ids=["DONE", "QUEUED", "RUNNING", "SUPERSEDED"],
 )
 def test_retry_of_a_job_that_is_not_failed_or_cancelled_is_refused(
-    store: SQLiteStore, spec: Spec, clock: FakeClock, make: Callable[[SQLiteStore, Spec], int]
+    store: JobStore, spec: Spec, clock: FakeClock, make: Callable[[JobStore, Spec], int]
 ) -> None:
     """Retrying a DONE, QUEUED, RUNNING or SUPERSEDED job raises BadInput and changes nothing."""
     job_id = make(store, spec)
@@ -329,7 +327,7 @@ def test_retry_of_a_job_that_is_not_failed_or_cancelled_is_refused(
     assert store.counts() == counts
 
 
-def test_retry_of_a_running_job_never_starts_it_twice(store: SQLiteStore, spec: Spec) -> None:
+def test_retry_of_a_running_job_never_starts_it_twice(store: JobStore, spec: Spec) -> None:
     """Asking to retry a running job cannot make a second worker run it while the first does."""
     [job] = enqueue(store, [spec(subject="s")]).jobs
     first = store.lease(worker_pid=1)
@@ -342,7 +340,7 @@ def test_retry_of_a_running_job_never_starts_it_twice(store: SQLiteStore, spec: 
 
 
 def test_retry_of_an_older_generation_is_refused_while_a_newer_one_stands(
-    store: SQLiteStore, spec: Spec
+    store: JobStore, spec: Spec
 ) -> None:
     """Generation 1 failed; once generation 2 is queued, running or DONE, retrying
     generation 1 is refused (it would undo the newer one's work) and changes nothing.
@@ -365,7 +363,7 @@ def test_retry_of_an_older_generation_is_refused_while_a_newer_one_stands(
     assert store.retry(other.id).state == JobState.QUEUED
 
 
-def test_retry_of_unknown_job_raises_no_such_job(store: SQLiteStore) -> None:
+def test_retry_of_unknown_job_raises_no_such_job(store: JobStore) -> None:
     """Retrying a job id that does not exist raises NoSuchJob."""
     with pytest.raises(NoSuchJob):
         store.retry(404)
@@ -374,7 +372,7 @@ def test_retry_of_unknown_job_raises_no_such_job(store: SQLiteStore) -> None:
 # ---------------------------------------------------------------- cancel
 
 
-def test_cancel_queued_job(store: SQLiteStore, spec: Spec, clock: FakeClock) -> None:
+def test_cancel_queued_job(store: JobStore, spec: Spec, clock: FakeClock) -> None:
     """A cancelled queued job is CANCELLED at once with its reason, and never starts."""
     [job] = enqueue(store, [spec()]).jobs
     clock.advance(4)
@@ -387,13 +385,13 @@ def test_cancel_queued_job(store: SQLiteStore, spec: Spec, clock: FakeClock) -> 
     assert store.lease(worker_pid=1) is None
 
 
-def _failed(store: SQLiteStore, spec: Spec) -> int:
+def _failed(store: JobStore, spec: Spec) -> int:
     [job] = enqueue(store, [spec()]).jobs
     store.fail(_lease(store), BOOM, None)
     return job.id
 
 
-def _cancelled(store: SQLiteStore, spec: Spec) -> int:
+def _cancelled(store: JobStore, spec: Spec) -> int:
     [job] = enqueue(store, [spec()]).jobs
     store.cancel_running(_lease(store), STOPPED)
     return job.id
@@ -405,7 +403,7 @@ def _cancelled(store: SQLiteStore, spec: Spec) -> int:
     ids=["RUNNING", "DONE", "FAILED", "CANCELLED", "SUPERSEDED"],
 )
 def test_cancel_queued_of_a_job_not_queued_changes_nothing(
-    store: SQLiteStore, spec: Spec, clock: FakeClock, make: Callable[[SQLiteStore, Spec], int]
+    store: JobStore, spec: Spec, clock: FakeClock, make: Callable[[JobStore, Spec], int]
 ) -> None:
     """cancel_queued of a job that is not QUEUED returns False and leaves the job as it was."""
     job_id = make(store, spec)
@@ -415,12 +413,12 @@ def test_cancel_queued_of_a_job_not_queued_changes_nothing(
     assert store.get(job_id) == before
 
 
-def test_cancel_queued_of_unknown_job_is_false(store: SQLiteStore) -> None:
+def test_cancel_queued_of_unknown_job_is_false(store: JobStore) -> None:
     """cancel_queued of an id that names no job returns False."""
     assert store.cancel_queued(404, "nothing") is False
 
 
-def test_cancel_running_job(store: SQLiteStore, spec: Spec, clock: FakeClock) -> None:
+def test_cancel_running_job(store: JobStore, spec: Spec, clock: FakeClock) -> None:
     """A cancelled running job is CANCELLED, frees its subject and refuses late reports."""
     [job] = enqueue(store, [spec(subject="s")]).jobs
     lease = _lease(store)
@@ -445,7 +443,7 @@ def test_cancel_running_job(store: SQLiteStore, spec: Spec, clock: FakeClock) ->
 
 
 def test_newer_generation_supersedes_queued_older_ones(
-    store: SQLiteStore, spec: Spec, clock: FakeClock
+    store: JobStore, spec: Spec, clock: FakeClock
 ) -> None:
     """Each newer generation of a subject replaces the queued older one, which never runs."""
     [one] = enqueue(store, [spec(subject="f", generation=1)]).jobs
@@ -468,7 +466,7 @@ def test_newer_generation_supersedes_queued_older_ones(
 
 
 def test_newer_generation_supersedes_a_job_waiting_to_retry(
-    store: SQLiteStore, spec: Spec, clock: FakeClock
+    store: JobStore, spec: Spec, clock: FakeClock
 ) -> None:
     """A job of a subject waiting for its retry time is replaced by a newer generation."""
     [old] = enqueue(store, [spec(subject="f")]).jobs
@@ -480,7 +478,7 @@ def test_newer_generation_supersedes_a_job_waiting_to_retry(
     assert store.get(old.id).error == BOOM
 
 
-def test_not_newer_generation_returns_the_queued_job(store: SQLiteStore, spec: Spec) -> None:
+def test_not_newer_generation_returns_the_queued_job(store: JobStore, spec: Spec) -> None:
     """Enqueuing a generation not above the queued one returns that job and adds nothing."""
     [queued] = enqueue(store, [spec(subject="f", generation=5)]).jobs
     for generation in (5, 4, 0):
@@ -494,7 +492,7 @@ def test_not_newer_generation_returns_the_queued_job(store: SQLiteStore, spec: S
     assert store.get(queued.id).deduplicated is False
 
 
-def test_not_newer_generation_returns_the_running_job(store: SQLiteStore, spec: Spec) -> None:
+def test_not_newer_generation_returns_the_running_job(store: JobStore, spec: Spec) -> None:
     """Enqueuing a generation not above the running one returns the running job."""
     [running] = enqueue(store, [spec(subject="f", generation=2)]).jobs
     _lease(store)
@@ -503,7 +501,7 @@ def test_not_newer_generation_returns_the_running_job(store: SQLiteStore, spec: 
     assert len(store.list()) == 1
 
 
-def test_deduplication_returns_the_newest_live_job(store: SQLiteStore, spec: Spec) -> None:
+def test_deduplication_returns_the_newest_live_job(store: JobStore, spec: Spec) -> None:
     """With generation 1 running and 2 queued, enqueuing generation 1 again returns generation 2."""
     enqueue(store, [spec(subject="f", generation=1)])
     _lease(store)
@@ -512,7 +510,7 @@ def test_deduplication_returns_the_newest_live_job(store: SQLiteStore, spec: Spe
     assert job.id == two.id and job.deduplicated
 
 
-def test_finished_generations_do_not_deduplicate(store: SQLiteStore, spec: Spec) -> None:
+def test_finished_generations_do_not_deduplicate(store: JobStore, spec: Spec) -> None:
     """A generation not above a finished one is still added: only queued or running jobs count."""
     [done] = enqueue(store, [spec(subject="f", generation=4)]).jobs
     store.complete(_lease(store), None)
@@ -521,9 +519,7 @@ def test_finished_generations_do_not_deduplicate(store: SQLiteStore, spec: Spec)
     assert store.state(job.id) == JobState.QUEUED
 
 
-def test_enqueue_without_generation_goes_one_above_the_newest(
-    store: SQLiteStore, spec: Spec
-) -> None:
+def test_enqueue_without_generation_goes_one_above_the_newest(store: JobStore, spec: Spec) -> None:
     """Without a generation a job is one above the newest of its subject, so the latest wins."""
     [first] = enqueue(store, [spec(subject="f")]).jobs
     assert first.generation == 1
@@ -538,7 +534,7 @@ def test_enqueue_without_generation_goes_one_above_the_newest(
     assert after.generation == 9
 
 
-def test_generations_are_per_type_and_subject(store: SQLiteStore, spec: Spec) -> None:
+def test_generations_are_per_type_and_subject(store: JobStore, spec: Spec) -> None:
     """Jobs of another type or another subject neither supersede nor deduplicate each other."""
     a = enqueue(store, [spec("A", subject="f", generation=3)]).jobs[0]
     result = enqueue(
@@ -557,14 +553,14 @@ def test_generations_are_per_type_and_subject(store: SQLiteStore, spec: Spec) ->
     assert store.counts()["QUEUED"] == 4
 
 
-def test_jobs_without_subject_never_deduplicate(store: SQLiteStore, spec: Spec) -> None:
+def test_jobs_without_subject_never_deduplicate(store: JobStore, spec: Spec) -> None:
     """Identical jobs without a subject are all added and all run."""
     jobs = enqueue(store, [spec(), spec(), spec()]).jobs
     assert not any(job.deduplicated for job in jobs)
     assert len(_drain(store)) == 3
 
 
-def test_two_jobs_of_one_subject_never_run_at_once(store: SQLiteStore, spec: Spec) -> None:
+def test_two_jobs_of_one_subject_never_run_at_once(store: JobStore, spec: Spec) -> None:
     """While a subject's job runs its newer job waits, and other jobs start past it."""
     [old] = enqueue(store, [spec(subject="f")]).jobs
     running = _lease(store)
@@ -578,7 +574,7 @@ def test_two_jobs_of_one_subject_never_run_at_once(store: SQLiteStore, spec: Spe
     assert _drain(store) == [new.id]
 
 
-def test_subject_busy_across_queues(store: SQLiteStore, spec: Spec) -> None:
+def test_subject_busy_across_queues(store: JobStore, spec: Spec) -> None:
     """A subject's job in another queue still waits while the subject's running job runs."""
     enqueue(store, [spec(queue="a", subject="f")])
     first = _lease(store)
@@ -588,7 +584,7 @@ def test_subject_busy_across_queues(store: SQLiteStore, spec: Spec) -> None:
     assert _lease(store).job_id == second.id
 
 
-def test_supersede_running_reports_the_running_older_job(store: SQLiteStore, spec: Spec) -> None:
+def test_supersede_running_reports_the_running_older_job(store: JobStore, spec: Spec) -> None:
     """With supersede_running the enqueue names the running older job to stop, still running."""
     [running] = enqueue(store, [spec(subject="f", generation=1)]).jobs
     _lease(store)
@@ -600,9 +596,7 @@ def test_supersede_running_reports_the_running_older_job(store: SQLiteStore, spe
     assert store.state(running.id) == JobState.RUNNING
 
 
-def test_without_supersede_running_running_jobs_are_not_named(
-    store: SQLiteStore, spec: Spec
-) -> None:
+def test_without_supersede_running_running_jobs_are_not_named(store: JobStore, spec: Spec) -> None:
     """Without supersede_running a newer generation leaves the running job off the result."""
     enqueue(store, [spec(subject="f")])
     _lease(store)
@@ -610,7 +604,7 @@ def test_without_supersede_running_running_jobs_are_not_named(
     assert result.running_older == [] and result.superseded == []
 
 
-def test_batch_later_spec_supersedes_earlier_spec(store: SQLiteStore, spec: Spec) -> None:
+def test_batch_later_spec_supersedes_earlier_spec(store: JobStore, spec: Spec) -> None:
     """In one batch, a later job of a subject supersedes the batch's earlier job of it."""
     result = enqueue(
         store, [spec(subject="f", payload=1), spec(subject="g"), spec(subject="f", payload=2)]
@@ -623,9 +617,7 @@ def test_batch_later_spec_supersedes_earlier_spec(store: SQLiteStore, spec: Spec
     assert _drain(store) == [other.id, last.id]
 
 
-def test_batch_later_spec_with_same_generation_is_deduplicated(
-    store: SQLiteStore, spec: Spec
-) -> None:
+def test_batch_later_spec_with_same_generation_is_deduplicated(store: JobStore, spec: Spec) -> None:
     """In one batch, a later spec of the same subject and generation returns the earlier job."""
     result = enqueue(store, [spec(subject="f", generation=2), spec(subject="f", generation=2)])
     first, again = result.jobs
@@ -633,9 +625,7 @@ def test_batch_later_spec_with_same_generation_is_deduplicated(
     assert len(store.list()) == 1
 
 
-def test_batch_result_shows_the_superseded_job_as_superseded(
-    store: SQLiteStore, spec: Spec
-) -> None:
+def test_batch_result_shows_the_superseded_job_as_superseded(store: JobStore, spec: Spec) -> None:
     """The enqueue result shows a job superseded within its own batch as SUPERSEDED."""
     result = enqueue(store, [spec(subject="f"), spec(subject="f")])
     first, last = result.jobs
@@ -644,7 +634,7 @@ def test_batch_result_shows_the_superseded_job_as_superseded(
 
 
 def test_batch_result_shows_a_deduplicated_job_superseded_later_in_the_batch(
-    store: SQLiteStore, spec: Spec
+    store: JobStore, spec: Spec
 ) -> None:
     """A batch entry returning an existing job shows it SUPERSEDED if a later entry replaced it."""
     [old] = enqueue(store, [spec(subject="f")]).jobs
@@ -658,21 +648,21 @@ def test_batch_result_shows_a_deduplicated_job_superseded_later_in_the_batch(
 # ---------------------------------------------------------------- rule 9: conditions
 
 
-def test_require_charging_waits_for_ac(store: SQLiteStore, spec: Spec) -> None:
+def test_require_charging_waits_for_ac(store: JobStore, spec: Spec) -> None:
     """A job that requires charging starts only on AC power; other jobs start meanwhile."""
     charging, plain = enqueue(store, [spec(require_charging=True, priority=5), spec()]).jobs
     assert _drain(store, on_ac=False) == [plain.id]
     assert _drain(store, on_ac=True, idle=False) == [charging.id]
 
 
-def test_require_idle_waits_for_an_idle_machine(store: SQLiteStore, spec: Spec) -> None:
+def test_require_idle_waits_for_an_idle_machine(store: JobStore, spec: Spec) -> None:
     """A job that requires an idle CPU starts only when the machine is idle."""
     idle, plain = enqueue(store, [spec(require_idle=True, priority=5), spec()]).jobs
     assert _drain(store, idle=False) == [plain.id]
     assert _drain(store, on_ac=False, idle=True) == [idle.id]
 
 
-def test_both_conditions_must_hold(store: SQLiteStore, spec: Spec) -> None:
+def test_both_conditions_must_hold(store: JobStore, spec: Spec) -> None:
     """A job that requires charging and idle waits until both hold."""
     [job] = enqueue(store, [spec(require_charging=True, require_idle=True)]).jobs
     assert store.lease(worker_pid=1, on_ac=True, idle=False) is None
@@ -680,7 +670,7 @@ def test_both_conditions_must_hold(store: SQLiteStore, spec: Spec) -> None:
     assert _lease(store, on_ac=True, idle=True).job_id == job.id
 
 
-def test_conditions_wanted_follows_queued_jobs(store: SQLiteStore, spec: Spec) -> None:
+def test_conditions_wanted_follows_queued_jobs(store: JobStore, spec: Spec) -> None:
     """conditions_wanted tells whether queued jobs want AC or idle; running jobs want nothing."""
     assert store.conditions_wanted() == (False, False)
     charging, idle = enqueue(store, [spec(require_charging=True), spec(require_idle=True)]).jobs

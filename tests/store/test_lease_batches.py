@@ -1,0 +1,178 @@
+"""Jobs taken and ended several at a time, jobs given back, and progress.
+
+A worker that runs short jobs takes a few at once (``lease_many``), reports
+their ends together (``complete_many``), and hands back the ones it never
+began (``give_back``); while a job runs, its handler reports progress.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+
+import msgspec
+from storekit import BOOM, enqueue
+
+from semantica.clock import FakeClock
+from semantica.models import JobSpec, JobState
+from semantica.supervisor.store import JobStore, Lease
+
+Spec = Callable[..., JobSpec]
+
+
+def _lease(store: JobStore, worker_pid: int = 1) -> Lease:
+    lease = store.lease(worker_pid=worker_pid)
+    assert lease is not None
+    return lease
+
+
+# ---------------------------------------------------------------- lease_many
+
+
+def test_lease_many_takes_jobs_in_start_order_for_one_worker(
+    store: JobStore, spec: Spec, clock: FakeClock
+) -> None:
+    """A batch of leases: the best jobs first, each RUNNING on that worker with its own
+    lease id and one attempt spent; each lease starts later than every one before it."""
+    jobs = enqueue(store, [spec(), spec(priority=2), spec(), spec(priority=1)]).jobs
+    leases = store.lease_many(77, 3)
+    assert [lease.job_id for lease in leases] == [jobs[1].id, jobs[3].id, jobs[0].id]
+    assert len({lease.lease_id for lease in leases}) == 3
+    assert all(lease.attempt == 1 for lease in leases)
+    running_ids = [lease.job_id for lease in leases]
+    running = store.get_many(running_ids)
+    assert all(job.state == JobState.RUNNING and job.worker_pid == 77 for job in running)
+    [last] = store.lease_many(77, 5)
+    assert last.job_id == jobs[2].id
+    assert store.lease_many(77, 5) == []
+    # The clock has not moved, yet each job started after the one before it.
+    jobs_run = store.get_many([*running_ids, last.job_id])
+    starts = [job.started_at.timestamp() for job in jobs_run if job.started_at is not None]
+    assert len(starts) == 4
+    assert all(a < b for a, b in itertools.pairwise(starts))
+
+
+def test_lease_many_counts_its_own_jobs_against_limits_and_subjects(
+    store: JobStore, spec: Spec
+) -> None:
+    """Within one batch, a queue's limit and a subject's one-at-a-time hold as across leases."""
+    # Two QUEUED jobs of one subject: generations 1 and 2 both failed, and retried.
+    [old] = enqueue(store, [spec(subject="s", generation=1)]).jobs
+    store.fail(_lease(store), BOOM, None)
+    [new] = enqueue(store, [spec(subject="s", generation=2)]).jobs
+    store.fail(_lease(store), BOOM, None)
+    store.retry(old.id)
+    store.retry(new.id)
+    store.set_queue("one", limit=1)
+    jobs = enqueue(
+        store,
+        [
+            spec(queue="one", priority=5),
+            spec(queue="one", priority=5),
+            spec("U", subject="s", priority=-1),
+            spec(priority=-2),
+        ],
+    ).jobs
+    taken = [lease.job_id for lease in store.lease_many(1, 10)]
+    assert taken == [jobs[0].id, old.id, jobs[2].id, jobs[3].id]
+    assert store.state(jobs[1].id) == store.state(new.id) == JobState.QUEUED
+
+
+# ---------------------------------------------------------------- complete_many
+
+
+def test_complete_many_skips_and_returns_the_stale_leases(
+    store: JobStore, spec: Spec, clock: FakeClock
+) -> None:
+    """Ends recorded together: current leases end DONE with their results; a lease no
+    longer current is returned and its job left as it is."""
+    enqueue(store, [spec(), spec(), spec()])
+    first, second, third = store.lease_many(1, 3)
+    store.fail(second, BOOM, clock.time())  # second is back in the queue: its lease is stale
+    before = store.get(second.job_id)
+    clock.advance(2)
+    stale = store.complete_many([(first, b"1", 0.0), (second, b"2", 0.0), (third, None, 0.0)])
+    assert stale == [second]
+    done = store.get_many([first.job_id, third.job_id])
+    assert [(job.state, job.result) for job in done] == [(JobState.DONE, 1), (JobState.DONE, None)]
+    assert all(job.error is None and job.finished_at is not None for job in done)
+    assert store.get(second.job_id) == before
+    assert store.complete_many([]) == []
+
+
+def test_complete_clears_the_error_of_an_earlier_attempt(
+    store: JobStore, spec: Spec, clock: FakeClock
+) -> None:
+    """A job that failed once and then succeeds shows no error."""
+    [job] = enqueue(store, [spec()]).jobs
+    store.fail(_lease(store), BOOM, clock.time())
+    retry = _lease(store)
+    assert store.get(job.id).error == BOOM
+    assert store.complete_many([(retry, b'"fine"', 0.0)]) == []
+    done = store.get(job.id)
+    assert (done.state, done.result, done.error, done.attempts) == (JobState.DONE, "fine", None, 2)
+
+
+# ---------------------------------------------------------------- give_back
+
+
+def test_given_back_jobs_wait_as_if_never_taken(
+    store: JobStore, spec: Spec, clock: FakeClock
+) -> None:
+    """Jobs given back are QUEUED again with their attempt unspent and all else as it was,
+    and start again in the order they had; a stale lease is skipped and not counted."""
+    jobs = enqueue(store, [spec(priority=3), spec(priority=2), spec(priority=1)]).jobs
+    before = {job.id: store.get(job.id) for job in jobs}
+    leases = store.lease_many(1, 3)
+    assert [lease.job_id for lease in leases] == [job.id for job in jobs]
+    store.complete(leases[0], None)
+    clock.advance(1)
+    assert store.give_back(leases) == 2  # the first had ended: its lease is stale
+    assert store.give_back(leases) == 0
+    assert store.give_back([]) == 0
+    for lease in leases[1:]:
+        job = store.get(lease.job_id)
+        assert job.state == JobState.QUEUED
+        # (started_at is not compared: the SQLite store leaves it as the lease set it.)
+        assert msgspec.structs.replace(job, started_at=None) == before[lease.job_id]
+    again = store.lease_many(2, 3)
+    assert [lease.job_id for lease in again] == [jobs[1].id, jobs[2].id]
+    assert [lease.attempt for lease in again] == [1, 1]
+    assert all(lease.lease_id > old.lease_id for lease in again for old in leases)
+
+
+def test_a_given_back_retry_keeps_its_attempts_and_error(
+    store: JobStore, spec: Spec, clock: FakeClock
+) -> None:
+    """A retry handed back unstarted keeps the attempts spent before and the last error."""
+    [job] = enqueue(store, [spec(max_attempts=3)]).jobs
+    store.fail(_lease(store), BOOM, clock.time())
+    retry = _lease(store)
+    assert retry.attempt == 2
+    assert store.give_back([retry]) == 1
+    back = store.get(job.id)
+    assert (back.state, back.attempts, back.error) == (JobState.QUEUED, 1, BOOM)
+    assert _lease(store).attempt == 2
+
+
+# ---------------------------------------------------------------- progress
+
+
+def test_progress_is_recorded_under_the_current_lease_only(
+    store: JobStore, spec: Spec, clock: FakeClock
+) -> None:
+    """A running job's progress is stored; a report under a stale lease changes nothing
+    (and raises nothing); the next attempt starts with no progress."""
+    [job] = enqueue(store, [spec()]).jobs
+    first = _lease(store)
+    store.set_progress(first, 0.25, "a quarter")
+    running = store.get(job.id)
+    assert (running.progress, running.progress_message) == (0.25, "a quarter")
+    store.fail(first, BOOM, clock.time())
+    second = _lease(store)
+    fresh = store.get(job.id)
+    assert (fresh.progress, fresh.progress_message) == (None, None)
+    store.set_progress(first, 0.9, "late")  # the first attempt's lease: ignored
+    assert store.get(job.id) == fresh
+    store.set_progress(second, 1.0, "")
+    assert (store.get(job.id).progress, store.get(job.id).progress_message) == (1.0, "")

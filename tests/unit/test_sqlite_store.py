@@ -1,0 +1,160 @@
+"""What only the SQLite store does: its file, its schema versions, its pragmas, its SQL.
+
+Everything the contract promises of any store is in the conformance suite
+(``tests/store/``); here is what is SQLite's own (the file another connection
+reads, ``PRAGMA user_version`` and ``sql/``, WAL and ``synchronous``, the work
+of a lease in SQLite's steps).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from enqueueing import enqueue
+
+from semantica.clock import FakeClock
+from semantica.errors import NoSuchJob
+from semantica.models import JobSpec
+from semantica.supervisor.store import SchemaTooNew
+from semantica.supervisor.store.sqlite import SQLiteStore
+
+SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
+Spec = Callable[..., JobSpec]
+
+
+def _file_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_enqueue_is_committed_for_another_connection(
+    store: SQLiteStore, spec: Spec, db_path: Path
+) -> None:
+    """An acknowledged enqueue is already on disk: a second connection sees it."""
+    [job] = enqueue(store, [spec()]).jobs
+    with sqlite3.connect(db_path) as other:
+        rows = other.execute("SELECT id, state FROM jobs").fetchall()
+    other.close()
+    assert rows == [(job.id, "QUEUED")]
+
+
+def test_job_ids_are_never_reused(store: SQLiteStore, spec: Spec) -> None:
+    """After the newest job is deleted, the next job still gets a new, higher id."""
+    jobs = enqueue(store, [spec(), spec(), spec()]).jobs
+    newest = jobs[-1].id
+    # No public delete exists yet (retention GC will add one); reach into the
+    # connection to delete the newest row as the GC would.
+    store._conn.execute("DELETE FROM jobs WHERE id = ?", (newest,))
+    with pytest.raises(NoSuchJob):
+        store.get(newest)
+    [new] = enqueue(store, [spec()]).jobs
+    assert new.id > newest
+
+
+def test_schema_version_is_the_newest_migration(store: SQLiteStore) -> None:
+    """A new database is migrated to the highest sql/NNN_*.sql version."""
+    numbers = [
+        int(m.group(1))
+        for p in SQL_DIR.iterdir()
+        if (m := re.fullmatch(r"(\d{3})_[a-z0-9_]+\.sql", p.name))
+    ]
+    assert numbers
+    assert store.schema_version == max(numbers)
+
+
+def _make_future_db(path: Path, wal: bool) -> None:
+    conn = sqlite3.connect(path)
+    if wal:
+        conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("CREATE TABLE future (x)")
+    conn.execute("INSERT INTO future VALUES (1)")
+    conn.commit()
+    conn.execute("PRAGMA user_version = 999")
+    conn.close()
+
+
+def test_newer_schema_is_refused_naming_both_versions(db_path: Path, clock: FakeClock) -> None:
+    """A database from a newer Semantica is refused with both schema versions in the message."""
+    _make_future_db(db_path, wal=True)
+    before = _file_hash(db_path)
+    with pytest.raises(SchemaTooNew) as info:
+        SQLiteStore(db_path, clock)
+    newest = max(int(p.name[:3]) for p in SQL_DIR.glob("[0-9][0-9][0-9]_*.sql"))
+    assert "999" in info.value.message
+    assert f"({newest})" in info.value.message
+    assert _file_hash(db_path) == before
+
+
+def test_newer_schema_leaves_the_file_untouched(db_path: Path, clock: FakeClock) -> None:
+    """Refusing a newer database does not change a byte of it."""
+    _make_future_db(db_path, wal=False)
+    before = _file_hash(db_path)
+    with pytest.raises(SchemaTooNew):
+        SQLiteStore(db_path, clock)
+    assert _file_hash(db_path) == before
+
+
+def _pragma(store: SQLiteStore, name: str) -> object:
+    # synchronous is a per-connection setting: only the store's own connection can tell.
+    return store._conn.execute(f"PRAGMA {name}").fetchone()[0]
+
+
+def test_default_durability_is_wal_and_full(store: SQLiteStore, db_path: Path) -> None:
+    """By default the database is in WAL mode and every commit is synced (synchronous=FULL)."""
+    assert _pragma(store, "journal_mode") == "wal"
+    assert _pragma(store, "synchronous") == 2
+    with sqlite3.connect(db_path) as other:  # WAL is a property of the file
+        assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    other.close()
+
+
+def test_normal_durability(db_path: Path, clock: FakeClock) -> None:
+    """durability="normal" keeps WAL and relaxes syncing to synchronous=NORMAL."""
+    store = SQLiteStore(db_path, clock, durability="normal")
+    try:
+        assert _pragma(store, "journal_mode") == "wal"
+        assert _pragma(store, "synchronous") == 1
+    finally:
+        store.close()
+
+
+# ---------------------------------------------------------------- many queue names
+
+
+def _lease_steps(store: SQLiteStore) -> int:
+    """SQLite's virtual machine steps that one lease takes (the work it does, not its time)."""
+    steps = 0
+
+    def count() -> int:
+        nonlocal steps
+        steps += 1
+        return 0
+
+    store._conn.set_progress_handler(count, 1)
+    try:
+        lease = store.lease(worker_pid=1)
+    finally:
+        store._conn.set_progress_handler(None, 1)
+    assert lease is not None
+    return steps
+
+
+def test_a_lease_does_not_grow_with_the_queue_names_ever_used(
+    store: SQLiteStore, spec: Spec
+) -> None:
+    """20,000 queues used once, their jobs finished (or paused, or limited), leave a lease
+    as cheap as before: it looks only at queues with queued jobs."""
+    enqueue(store, [spec()])
+    alone = _lease_steps(store)
+    enqueue(store, [spec(queue=f"q{n}") for n in range(20_000)])
+    leases = store.lease_many(worker_pid=1, count=20_000)
+    assert len(leases) == 20_000
+    store.complete_many([(lease, None, 0.0) for lease in leases])
+    for n in range(0, 200, 2):  # settings that keep their queues' rows for good
+        store.set_queue(f"q{n}", paused=True) if n % 4 else store.set_queue(f"q{n}", limit=3)
+    enqueue(store, [spec()])
+    assert _lease_steps(store) <= alone + 20  # (it was 3,000 times as many)
