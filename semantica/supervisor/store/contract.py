@@ -23,6 +23,9 @@ Rules every method keeps:
 * **Short and synchronous.** The supervisor calls the store on its event loop:
   each call is one small transaction. Long work (vacuum, checks) is on the
   :class:`StoreUpkeep`, in a thread.
+* **Bounded reads.** A job read back never carries an error or a progress
+  message longer than the caps in :mod:`semantica.limits`, however long the
+  text stored (an older row): it is cut, with a note saying so.
 * **Its own clock.** Times written (``created_at``, ``run_after``, ...) are
   wall-clock seconds from :attr:`JobStore.clock`, so tests can pass a fake one.
 
@@ -150,8 +153,8 @@ class JobStore(Protocol):
         The next job is the one :mod:`start_rules` lets start with the highest
         priority, oldest first (``on_ac`` and ``idle`` say how the machine is).
         It becomes RUNNING with a new lease id, one more attempt, its worker,
-        and ``started_at`` now (later than every earlier lease's); the error of
-        an earlier attempt stays until this one ends.
+        and ``started_at`` now (later than every earlier lease's); its progress
+        is cleared, and the error of an earlier attempt stays until this one ends.
         """
         ...
 
@@ -224,8 +227,9 @@ class JobStore(Protocol):
     def give_back(self, leases: Iterable[Lease]) -> int:
         """RUNNING -> QUEUED for leased jobs their worker never started; returns how many.
 
-        The attempt is not spent and nothing else about the job changes: it
-        runs next as if it had waited in the queue. Stale leases are skipped.
+        The attempt is not spent and nothing else about the job changes but
+        ``started_at``, which keeps the time of the lease given back: it runs
+        next as if it had waited in the queue. Stale leases are skipped.
         """
         ...
 
@@ -240,6 +244,8 @@ class JobStore(Protocol):
 
     def retry(self, job_id: int) -> Job:
         """FAILED or CANCELLED -> QUEUED now, with a fresh attempt budget; the job after.
+
+        The last error stays until the next attempt ends.
 
         A job with a subject is not retried once a newer generation of its
         ``(type, subject)`` is queued, running or DONE.
@@ -265,7 +271,8 @@ class JobStore(Protocol):
         ...
 
     def some_queues(self, most: int = 10) -> str:
-        """The first queue names, for a message: ``a, b, c`` or ``a, b, ... (12 in all)``."""
+        """The first queue names, for a message: ``a, b, c`` or ``a, b, ... (12 in all)``;
+        ``none yet`` when there is no queue."""
         ...
 
     def queues(self) -> QueueInfos:

@@ -38,11 +38,8 @@ class SQLiteQueues(SQLiteConnection):
     def set_queue(
         self, name: str, *, paused: bool | None = None, limit: int | None = None
     ) -> QueueInfo:
-        """Create the queue if new and change its settings; return it.
-
-        Raises:
-            BadInput: a bad queue name or limit.
-        """
+        """Create the queue if new and change its settings; return it (name and
+        limit already checked: see ``records.check_queue_setting``)."""
         with self.transaction() as conn:
             conn.execute("INSERT OR IGNORE INTO queues (name) VALUES (?)", (name,))
             if paused is not None:
