@@ -39,9 +39,9 @@ async def relay(
 ) -> None:
     """Log each line read from ``stream`` (a worker's stdout and stderr) until EOF.
 
-    ``running`` tells the job the worker runs as a line is read: the event
-    carries it as ``job_id`` (a line written just as one job ends and the
-    next starts may be put under either).
+    ``running`` tells the job a line read now belongs to: the job the worker
+    runs, else the one it ran last. The event carries it as ``job_id`` (a line
+    written just as one job ends and the next starts may be put under either).
 
     A line is logged whole once its newline comes (or at EOF), cut to
     ``LOG_LINE_MAX``; a line still growing past the cap is logged at the cap

@@ -736,6 +736,35 @@ async def test_a_dead_workers_unstarted_jobs_go_back_without_spending_an_attempt
     assert quick.state == JobState.DONE and quick.attempts == 1
 
 
+async def test_output_read_after_a_jobs_end_is_put_under_that_job(tmp_path: Path) -> None:
+    """A worker's stdout is a pipe of its own, read apart from its reports: a handler's
+    last printed line may be read after its end. It is still that job's line, not a
+    line of no job; once the next job runs, lines are the next job's."""
+    async with trio.open_nursery() as nursery:
+        r = Rig(tmp_path, nursery)  # no pool task: the test plays the worker's side
+        r.enqueue_many(QUICK, QUICK)
+        first, second = r.store.lease_many(4242, 2)
+        ours, theirs = socket.socketpair()
+        worker = WorkerHandle(
+            process=FakeProcess(nursery),
+            channel=FramedStream(
+                trio.SocketStream(trio.socket.from_stdlib_socket(ours)), FromWorker
+            ),
+        )
+        worker.inflight.append(first)
+        assert worker.output_job_id == first.job_id
+        with theirs:
+            theirs.sendall(encode(JobFinished(lease=first.lease_id, result=b"null")))
+        await r.pool._read(worker, trio.CancelScope())  # returns at EOF
+        await worker.channel.aclose()
+        assert list(worker.inflight) == []
+        assert worker.output_job_id == first.job_id  # its printing, read late
+        worker.inflight.append(second)
+        assert worker.output_job_id == second.job_id
+        r.jobs.logs.close_all()
+        r.store.close()
+
+
 async def test_lines_of_the_next_job_that_come_before_the_previous_end_are_kept(
     tmp_path: Path,
 ) -> None:

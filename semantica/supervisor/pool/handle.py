@@ -93,10 +93,21 @@ class WorkerHandle:
     output: trio.CancelScope = field(default_factory=trio.CancelScope)
     output_done: trio.Event = field(default_factory=trio.Event)
 
+    #: The job it ran last, once that job has ended (its output may still be unread).
+    last_job_id: int | None = None
+
     @property
     def lease(self) -> Lease | None:
         """The job it runs now."""
         return self.inflight[0] if self.inflight else None
+
+    @property
+    def output_job_id(self) -> int | None:
+        """The job a line of its output read now belongs to: the job it runs, else the
+        one it ran last. (Output is read on a pipe of its own, so a job's last lines
+        may be read after its end report; they are still that job's.)"""
+        lease = self.lease
+        return self.last_job_id if lease is None else lease.job_id
 
     def holds(self, lease: Lease) -> bool:
         """Whether this lease's job is with this worker, or ended and not yet recorded."""

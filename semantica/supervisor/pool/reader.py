@@ -115,6 +115,7 @@ class Reader(PoolBase):
                 ran if average is None else average + AVERAGE_WEIGHT * (ran - average)
             )
             worker.started, worker.progress = now, None
+            worker.last_job_id = lease.job_id
         worker.job_pgids.pop(lease.lease_id, None)  # its commands ended with it
         worker.inflight.remove(lease)
         worker.ends.append((lease, how_it_ended(worker, lease, report), elapsed))

@@ -239,14 +239,10 @@ class Slots(PoolBase):
             worker.output_done.set()
             return
 
-        def running() -> int | None:
-            lease = worker.lease
-            return None if lease is None else lease.job_id
-
         async def relay() -> None:
             try:
                 with worker.output:
-                    await worker_output.relay(stdout, worker.pid, running)
+                    await worker_output.relay(stdout, worker.pid, lambda: worker.output_job_id)
             finally:
                 with trio.CancelScope(shield=True):
                     await stdout.aclose()
