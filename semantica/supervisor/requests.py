@@ -13,7 +13,6 @@ import os
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, TypeVar
 
-import structlog
 import trio
 
 from semantica import __version__
@@ -70,13 +69,11 @@ from semantica.protocol import (
 from semantica.supervisor.committer import Claims
 from semantica.supervisor.events import FINISHED
 from semantica.supervisor.slices import Pace
-from semantica.supervisor.store import BUSY_PATIENCE_S, Prepared, check_queue_setting
+from semantica.supervisor.store import BUSY_PATIENCE_S, Prepared
 from semantica.supervisor.topview import top_reply
 
 if TYPE_CHECKING:
     from semantica.supervisor.app import Supervisor
-
-log = structlog.get_logger("semantica.requests")
 
 MAX_LIST = 10_000
 MAX_WAIT_IDS = 10_000
@@ -399,10 +396,7 @@ def handle_queue_change(
         hint = "" if paused is False else "; create it to set it up before its first job"
         hint += " (semctl: --create)" if hint else ""
         raise BadInput(f"no queue {queue!r} (queues: {sup.store.some_queues()}){hint}")
-    check_queue_setting(queue, limit)
-    info = sup.store.set_queue(queue, paused=paused, limit=limit)
-    log.info("queue changed", queue=info.name, paused=info.paused, limit=info.limit)
-    sup.scheduler.wake()  # a resumed or raised queue may start jobs now
+    info = sup.jobs.set_queue(queue, paused=paused, limit=limit)
     return QueueReply(rid=rid, queue=info)
 
 
