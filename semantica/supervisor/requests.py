@@ -11,7 +11,7 @@ import functools
 import math
 import os
 from collections.abc import Awaitable, Callable, Iterator
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 import trio
 
@@ -68,12 +68,10 @@ from semantica.protocol import (
 )
 from semantica.supervisor.committer import Claims
 from semantica.supervisor.events import FINISHED
+from semantica.supervisor.services import Services
 from semantica.supervisor.slices import Pace
 from semantica.supervisor.store import BUSY_PATIENCE_S, Prepared
 from semantica.supervisor.topview import top_reply
-
-if TYPE_CHECKING:
-    from semantica.supervisor.app import Supervisor
 
 MAX_LIST = 10_000
 MAX_WAIT_IDS = 10_000
@@ -83,7 +81,7 @@ COUNT_CAP = 10_000
 REPLY_ENVELOPE = 256
 
 
-def reply_budget(sup: Supervisor) -> int:
+def reply_budget(services: Services) -> int:
     """The bytes of jobs one reply may carry: what fits in a frame of the supervisor's cap.
 
     A reply of many jobs (``list``, ``wait``) stops there and says ``more``;
@@ -91,7 +89,7 @@ def reply_budget(sup: Supervisor) -> int:
     single job larger than the cap (a large payload and a 1 MiB result) still
     comes whole, alone.
     """
-    return max(sup.settings.max_frame - REPLY_ENVELOPE, 1)
+    return max(services.settings.max_frame - REPLY_ENVELOPE, 1)
 
 
 #: An enqueue of up to this many jobs is one transaction; a bigger one is written in slices.
@@ -103,7 +101,7 @@ Send = Callable[[ControlReply], Awaitable[None]]
 T = TypeVar("T")
 
 
-async def store_write(sup: Supervisor, write: Callable[[], T]) -> T:
+async def store_write(services: Services, write: Callable[[], T]) -> T:
     """Run a request's store write; while another process holds the database's
     write lock, wait for it here, off the event loop, and try again.
 
@@ -115,7 +113,7 @@ async def store_write(sup: Supervisor, write: Callable[[], T]) -> T:
     deadline = trio.current_time() + BUSY_PATIENCE_S
     delay = 0.01
     while True:
-        await sup.gate.passage()  # a forced VACUUM holds the store: wait, off the loop
+        await services.gate.passage()  # a forced VACUUM holds the store: wait, off the loop
         try:
             return write()
         except StoreBusy:
@@ -125,7 +123,9 @@ async def store_write(sup: Supervisor, write: Callable[[], T]) -> T:
             delay = min(delay * 2, 0.25)
 
 
-async def dispatch(sup: Supervisor, request: SupervisorRequest, send: Send) -> ControlReply | None:
+async def dispatch(
+    services: Services, request: SupervisorRequest, send: Send
+) -> ControlReply | None:
     """Carry out one request and return its reply (errors are raised as SemanticaError).
 
     Streaming requests (``Follow``, ``Events``) push messages with ``send``
@@ -133,66 +133,68 @@ async def dispatch(sup: Supervisor, request: SupervisorRequest, send: Send) -> C
     """
     match request:
         case EnqueueLazy():
-            return await handle_enqueue(sup, request)
+            return await handle_enqueue(services, request)
         case GetJob():
-            return JobReply(rid=request.rid, job=sup.explain([sup.store.get(request.id)])[0])
+            return JobReply(
+                rid=request.rid, job=services.explain([services.store.get(request.id)])[0]
+            )
         case ListJobs():
-            return await handle_list(sup, request)
+            return await handle_list(services, request)
         case Wait():
-            return await handle_wait(sup, request)
+            return await handle_wait(services, request)
         case GetLogs():
-            return handle_logs(sup, request)
+            return handle_logs(services, request)
         case GetStatus():
-            return handle_status(sup, request)
+            return handle_status(services, request)
         case Cancel():
-            return await handle_cancel(sup, request)
+            return await handle_cancel(services, request)
         case Retry():
-            job = await store_write(sup, lambda: sup.jobs.retry(request.id))
-            return JobReply(rid=request.rid, job=sup.explain([job])[0])
+            job = await store_write(services, lambda: services.jobs.retry(request.id))
+            return JobReply(rid=request.rid, job=services.explain([job])[0])
         case PauseQueue():
             create = request.create
             return await store_write(
-                sup,
+                services,
                 lambda: handle_queue_change(
-                    sup, request.rid, request.queue, paused=True, create=create
+                    services, request.rid, request.queue, paused=True, create=create
                 ),
             )
         case ResumeQueue():
             return await store_write(
-                sup,
+                services,
                 lambda: handle_queue_change(
-                    sup, request.rid, request.queue, paused=False, create=False
+                    services, request.rid, request.queue, paused=False, create=False
                 ),
             )
         case LimitQueue():
             limit, create = request.limit, request.create
             return await store_write(
-                sup,
+                services,
                 lambda: handle_queue_change(
-                    sup, request.rid, request.queue, limit=limit, create=create
+                    services, request.rid, request.queue, limit=limit, create=create
                 ),
             )
         case ListQueues():
-            return QueueList(rid=request.rid, queues=sup.store.queues())
+            return QueueList(rid=request.rid, queues=services.store.queues())
         case Maintain():
-            return await sup.maintenance.run_once(request.force_vacuum)
+            return await services.maintenance.run_once(request.force_vacuum)
         case GetMetrics():
-            return MetricsReply(rid=request.rid, text=sup.metrics.text())
+            return MetricsReply(rid=request.rid, text=services.metrics.text())
         case GetTop():
-            return handle_top(sup, request)
+            return handle_top(services, request)
         case Follow():
-            return await handle_follow(sup, request, send)
+            return await handle_follow(services, request, send)
         case Events():
-            return await handle_events(sup, request, send)
+            return await handle_events(services, request, send)
         case Shutdown():
-            sup.request_shutdown("semctl shutdown", now=request.now, again_skips=False)
+            services.request_shutdown("semctl shutdown", now=request.now, again_skips=False)
             return Ok(rid=request.rid)
         case Hello():
             raise ProtocolError("already authenticated: hello is only the first frame")
     raise ProtocolError(f"unknown request {type(request).__name__}")
 
 
-async def handle_enqueue(sup: Supervisor, request: EnqueueLazy) -> Enqueued:
+async def handle_enqueue(services: Services, request: EnqueueLazy) -> Enqueued:
     """Add the jobs; the reply is sent only once every one of them is committed.
 
     The whole request is decoded and checked first, so a bad spec adds nothing. The jobs
@@ -211,18 +213,18 @@ async def handle_enqueue(sup: Supervisor, request: EnqueueLazy) -> Enqueued:
     pace = Pace(len(raws))
     for start, stop in pace:
         specs = [decode_spec(raws[i], i) for i in range(start, stop)]
-        prepared += sup.jobs.check(specs)
+        prepared += services.jobs.check(specs)
         await pace.rest()
     jobs: list[Job] = []
     running_older: list[tuple[int, int]] = []
-    claims = Claims(sup.committer)
+    claims = Claims(services.committer)
     pace = Pace(len(prepared), first=ATOMIC_JOBS)
     for start, stop in pace:
         piece = prepared[start:stop]
         try:
-            result = await store_write(sup, functools.partial(sup.jobs.add, piece))
+            result = await store_write(services, functools.partial(services.jobs.add, piece))
             claims.mark()  # (no checkpoint since the write: its batch is the open one)
-            jobs += sup.explain(result.jobs)
+            jobs += services.explain(result.jobs)
             running_older += result.running_older
             await pace.rest()
             if stop < len(prepared):
@@ -250,8 +252,8 @@ async def handle_enqueue(sup: Supervisor, request: EnqueueLazy) -> Enqueued:
     for old_id, new_id in running_older:
         # --supersede-running, once the new jobs are durable: stopping takes up to the
         # grace period; do not hold the reply.
-        sup.spawn(
-            sup.pool.stop_job,
+        services.spawn(
+            services.pool.stop_job,
             old_id,
             ErrorKind.CANCELLED.value,
             f"superseded by job {new_id} (--supersede-running)",
@@ -259,7 +261,7 @@ async def handle_enqueue(sup: Supervisor, request: EnqueueLazy) -> Enqueued:
     return Enqueued(rid=request.rid, jobs=jobs)
 
 
-async def handle_cancel(sup: Supervisor, request: Cancel) -> Cancelled:
+async def handle_cancel(services: Services, request: Cancel) -> Cancelled:
     """Cancel queued jobs at once and stop running ones; reply when all have ended.
 
     Up to MAX_WAIT_IDS jobs, handled in slices (slices.py): other requests are
@@ -268,24 +270,28 @@ async def handle_cancel(sup: Supervisor, request: Cancel) -> Cancelled:
     if not request.ids or len(request.ids) > MAX_WAIT_IDS:
         raise BadInput(f"cancel needs between 1 and {MAX_WAIT_IDS} job ids")
     # (States alone: the jobs' payloads and results are not needed, and may be large.)
-    states = sup.store.states(request.ids)  # NoSuchJob for an unknown id
+    states = services.store.states(request.ids)  # NoSuchJob for an unknown id
     ids = list(dict.fromkeys(request.ids))
     messages: dict[int, str] = {}
-    claims = Claims(sup.committer)
+    claims = Claims(services.committer)
     async with trio.open_nursery() as nursery:
         pace = Pace(len(ids))
         for start, stop in pace:
             for job_id in ids[start:stop]:
                 state = states[job_id]
                 if state == JobState.QUEUED:
-                    if await store_write(sup, functools.partial(sup.jobs.cancel_queued, job_id)):
+                    if await store_write(
+                        services, functools.partial(services.jobs.cancel_queued, job_id)
+                    ):
                         claims.mark()
                         messages[job_id] = "cancelled"
                         continue
-                    state = sup.store.state(job_id)  # it left the queue while the store was busy
+                    state = services.store.state(
+                        job_id
+                    )  # it left the queue while the store was busy
                 if state == JobState.RUNNING:
                     nursery.start_soon(
-                        sup.pool.stop_job,
+                        services.pool.stop_job,
                         job_id,
                         ErrorKind.CANCELLED.value,
                         "cancelled while running",
@@ -297,7 +303,7 @@ async def handle_cancel(sup: Supervisor, request: Cancel) -> Cancelled:
     error = await claims.failed()  # a cancel whose commit failed did not happen
     if error is not None:
         raise error
-    states = sup.store.states(request.ids)
+    states = services.store.states(request.ids)
     results = [
         CancelOutcome(id=job_id, state=states[job_id], message=messages[job_id])
         for job_id in request.ids
@@ -305,14 +311,14 @@ async def handle_cancel(sup: Supervisor, request: Cancel) -> Cancelled:
     return Cancelled(rid=request.rid, results=results)
 
 
-async def handle_follow(sup: Supervisor, request: Follow, send: Send) -> ControlReply:
+async def handle_follow(services: Services, request: Follow, send: Send) -> ControlReply:
     """The log so far, then new lines as they come, then the job when it has finished."""
-    job = sup.store.get(request.id)  # NoSuchJob for an unknown id
+    job = services.store.get(request.id)  # NoSuchJob for an unknown id
     # Read what is written and subscribe with no checkpoint in between: no line
     # is missed or sent twice.
-    lines = sup.joblogs.tail(request.id)
-    sub = None if job.state in TERMINAL_STATES else sup.events.follow(request.id)
-    budget = reply_budget(sup)
+    lines = services.joblogs.tail(request.id)
+    sub = None if job.state in TERMINAL_STATES else services.events.follow(request.id)
+    budget = reply_budget(services)
     try:
         for chunk in _line_chunks(lines, budget):
             await send(LogChunk(rid=request.rid, lines=chunk))
@@ -339,8 +345,8 @@ async def handle_follow(sup: Supervisor, request: Follow, send: Send) -> Control
                 await send(LogChunk(rid=request.rid, lines=chunk))
     finally:
         if sub is not None:
-            sup.events.unfollow(request.id, sub)
-    return FollowEnd(rid=request.rid, job=sup.explain([sup.store.get(request.id)])[0])
+            services.events.unfollow(request.id, sub)
+    return FollowEnd(rid=request.rid, job=services.explain([services.store.get(request.id)])[0])
 
 
 def _line_chunks(lines: list[str], budget: int) -> Iterator[list[str]]:
@@ -356,15 +362,15 @@ def _line_chunks(lines: list[str], budget: int) -> Iterator[list[str]]:
         yield lines[start:]
 
 
-async def handle_events(sup: Supervisor, request: Events, send: Send) -> ControlReply:
+async def handle_events(services: Services, request: Events, send: Send) -> ControlReply:
     """Every job event, as it happens, until the client goes away."""
-    sub = sup.events.watch()
+    sub = services.events.watch()
     try:
         async for event in sub.receive:
             event.rid = request.rid
             await send(event)
     finally:
-        sup.events.unwatch(sub)
+        services.events.unwatch(sub)
     return _too_slow(request.rid, "job events")
 
 
@@ -377,7 +383,7 @@ def _too_slow(rid: int, what: str) -> ErrorReply:
 
 
 def handle_queue_change(
-    sup: Supervisor,
+    services: Services,
     rid: int,
     queue: str,
     *,
@@ -391,16 +397,16 @@ def handle_queue_change(
     otherwise it is bad input, naming the queues there are, so that a typo changes
     nothing. Resuming one is always bad input. ``default`` is always there.
     """
-    if not create and queue != DEFAULT_QUEUE and not sup.store.queue_known(queue):
+    if not create and queue != DEFAULT_QUEUE and not services.store.queue_known(queue):
         validate_queue_name(queue)  # a bad name is said as such
         hint = "" if paused is False else "; create it to set it up before its first job"
         hint += " (semctl: --create)" if hint else ""
-        raise BadInput(f"no queue {queue!r} (queues: {sup.store.some_queues()}){hint}")
-    info = sup.jobs.set_queue(queue, paused=paused, limit=limit)
+        raise BadInput(f"no queue {queue!r} (queues: {services.store.some_queues()}){hint}")
+    info = services.jobs.set_queue(queue, paused=paused, limit=limit)
     return QueueReply(rid=rid, queue=info)
 
 
-async def handle_list(sup: Supervisor, request: ListJobs) -> JobList:
+async def handle_list(services: Services, request: ListJobs) -> JobList:
     """The newest ``limit`` jobs matching the filters; ``paged``: as many as fit in one
     reply (``more`` if some are left: the client asks again from the last id). The
     first reply has ``total``, how many match in all."""
@@ -419,41 +425,41 @@ async def handle_list(sup: Supervisor, request: ListJobs) -> JobList:
         "subject": request.subject,
     }
     if request.paged:  # one page, as many as fit in one reply: bounded work
-        page = sup.store.list_page(
-            **filters, limit=request.limit, before=request.before, budget=reply_budget(sup)
+        page = services.store.list_page(
+            **filters, limit=request.limit, before=request.before, budget=reply_budget(services)
         )
-        jobs, more = sup.explain(page.jobs), page.more
+        jobs, more = services.explain(page.jobs), page.more
     else:  # an older client: all at once
-        jobs, more = await _list_all(sup, filters, request.limit, request.before), False
+        jobs, more = await _list_all(services, filters, request.limit, request.before), False
     total, capped = None, False
     if request.before is None:  # the first page: say how many match
         total = len(jobs)
         if more or len(jobs) == request.limit:
             # Counted up to a cap: a count of every match would walk them all.
-            total = sup.store.count(**filters, cap=COUNT_CAP + 1)
+            total = services.store.count(**filters, cap=COUNT_CAP + 1)
             total, capped = min(total, COUNT_CAP), total > COUNT_CAP
     return JobList(rid=request.rid, jobs=jobs, more=more, total=total, total_capped=capped)
 
 
 async def _list_all(
-    sup: Supervisor, filters: dict[str, str | None], limit: int, before: int | None
+    services: Services, filters: dict[str, str | None], limit: int, before: int | None
 ) -> list[Job]:
     """Up to ``limit`` jobs (MAX_LIST at most), read a page at a time (slices.py) so that
     other requests are served in between; read again if a page showed writes that were
     then undone (a full disk)."""
     while True:
         jobs: list[Job] = []
-        seen = Claims(sup.committer)
+        seen = Claims(services.committer)
         pace = Pace(limit)
         for start, stop in pace:
             seen.mark()
-            rows = sup.store.list_page(
+            rows = services.store.list_page(
                 **filters,
                 limit=stop - start,
                 before=jobs[-1].id if jobs else before,
                 budget=None,
             ).jobs
-            jobs += sup.explain(rows)
+            jobs += services.explain(rows)
             if len(rows) < stop - start:
                 break  # no more
             await pace.rest()
@@ -461,7 +467,7 @@ async def _list_all(
             return jobs
 
 
-async def handle_wait(sup: Supervisor, request: Wait) -> JobList:
+async def handle_wait(services: Services, request: Wait) -> JobList:
     """Reply when every job has finished, or when the timeout passes (with their states then).
 
     A ``paged`` reply holds as many of the jobs as fit in one frame (``more`` if
@@ -472,60 +478,60 @@ async def handle_wait(sup: Supervisor, request: Wait) -> JobList:
     timeout = math.inf if request.timeout is None else request.timeout
     if not timeout >= 0:
         raise BadInput(f"timeout must be 0 or more seconds, got {request.timeout}")
-    states = sup.store.states(request.ids)  # NoSuchJob for an unknown id
+    states = services.store.states(request.ids)  # NoSuchJob for an unknown id
     pending = {job_id for job_id, state in states.items() if state not in TERMINAL_STATES}
     # Read the states, then subscribe, with no checkpoint in between: no job can
     # finish unseen.
-    all_finished = sup.events.all_finished(pending)
+    all_finished = services.events.all_finished(pending)
     with trio.move_on_after(timeout):
         await all_finished.wait()
     if request.paged:
         # As many as fit in one reply, in the order asked; the client asks for the
         # rest (with timeout 0: they are read as they are then).
-        page = sup.store.get_page(request.ids, reply_budget(sup))
-        return JobList(rid=request.rid, jobs=sup.explain(page.jobs), more=page.more)
-    return JobList(rid=request.rid, jobs=await read_jobs(sup, request.ids))
+        page = services.store.get_page(request.ids, reply_budget(services))
+        return JobList(rid=request.rid, jobs=services.explain(page.jobs), more=page.more)
+    return JobList(rid=request.rid, jobs=await read_jobs(services, request.ids))
 
 
-async def read_jobs(sup: Supervisor, ids: list[int]) -> list[Job]:
+async def read_jobs(services: Services, ids: list[int]) -> list[Job]:
     """The jobs ``ids`` (in that order), explained; read in slices (slices.py), since a
     request may name MAX_WAIT_IDS of them. NoSuchJob for an unknown id."""
     while True:
         jobs: list[Job] = []
-        seen = Claims(sup.committer)  # the writes each slice may show
+        seen = Claims(services.committer)  # the writes each slice may show
         pace = Pace(len(ids))
         for start, stop in pace:
             seen.mark()
-            jobs += sup.explain(sup.store.get_many(ids[start:stop]))
+            jobs += services.explain(services.store.get_many(ids[start:stop]))
             await pace.rest()
         if await seen.failed() is None:
             return jobs
         # A slice showed writes that were then undone (a full disk): read again.
 
 
-def handle_logs(sup: Supervisor, request: GetLogs) -> LogLines:
+def handle_logs(services: Services, request: GetLogs) -> LogLines:
     if request.lines is not None and request.lines < 0:
         raise BadInput(f"line count must be 0 or more, got {request.lines}")
-    sup.store.get(request.id)  # NoSuchJob for an unknown id
-    return LogLines(rid=request.rid, lines=sup.joblogs.tail(request.id, request.lines))
+    services.store.get(request.id)  # NoSuchJob for an unknown id
+    return LogLines(rid=request.rid, lines=services.joblogs.tail(request.id, request.lines))
 
 
-def handle_top(sup: Supervisor, request: GetTop) -> TopReply:
+def handle_top(services: Services, request: GetTop) -> TopReply:
     """One frame of ``semctl top``, from one request (not many small ones)."""
-    return top_reply(sup, request.rid)
+    return top_reply(services, request.rid)
 
 
-def handle_status(sup: Supervisor, request: GetStatus) -> StatusReply:
+def handle_status(services: Services, request: GetStatus) -> StatusReply:
     return StatusReply(
         rid=request.rid,
         version=__version__,
-        uptime_s=round(trio.current_time() - sup.started_at, 3),
-        db_bytes=sup.store.size_bytes(),
-        counts=sup.store.counts(),
-        workers=sup.pool.info(),
+        uptime_s=round(trio.current_time() - services.started_at, 3),
+        db_bytes=services.store.size_bytes(),
+        counts=services.store.counts(),
+        workers=services.pool.info(),
         pid=os.getpid(),
-        home=str(sup.settings.paths.home),
-        durability=sup.settings.durability,
-        last_maintenance=sup.maintenance.last_run,
-        draining=sup.draining,
+        home=str(services.settings.paths.home),
+        durability=services.settings.durability,
+        last_maintenance=services.maintenance.last_run,
+        draining=services.draining(),
     )
