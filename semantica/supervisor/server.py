@@ -58,7 +58,7 @@ from semantica.protocol import (
     encode_items,
     list_header,
 )
-from semantica.supervisor.requests import dispatch
+from semantica.supervisor.handlers.dispatch import dispatch
 from semantica.supervisor.security import token_matches
 from semantica.supervisor.services import Services
 from semantica.supervisor.slices import FIRST_SLICE, Pace
