@@ -183,3 +183,38 @@ def test_a_queue_setting_goes_through_the_lifecycle(
         ("gpu", True, 2)
     ]
     assert not store.queue_known("no spaces allowed")
+
+
+def _verb_table() -> dict[str, list[str]]:
+    """docs/protocol.md's table of verbs: tag -> its row's cells, backticks off."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text()
+    section = text.split("### One verb on every side", 1)[1].split("\n#", 1)[0]
+    rows: dict[str, list[str]] = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 5 and cells[0].startswith("`"):
+            rows[cells[0].strip("`")] = cells
+    return rows
+
+
+def test_the_verb_table_names_every_side_as_it_is() -> None:
+    """docs/protocol.md says, for each request, its class, client methods, semctl command
+    and handler, and each of them exists under that name."""
+    from semantica.control.async_client import AsyncClient
+    from semantica.control.cli import app
+    from semantica.control.client import Client
+
+    commands = {
+        c.name or (c.callback.__name__ if c.callback else "") for c in app.registered_commands
+    }
+    rows = _verb_table()
+    requests = [c for c in typing.get_args(protocol.ControlRequest) if c is not protocol.Hello]
+    assert sorted(rows) == sorted(c.__struct_config__.tag for c in requests)  # type: ignore[attr-defined]
+    for cls in requests:
+        tag = cls.__struct_config__.tag  # type: ignore[attr-defined]
+        _, name, methods, command, handler = rows[tag]
+        assert name == f"`{cls.__name__}`"
+        for method in methods.replace("`", "").split(", "):
+            assert callable(getattr(Client, method)) and callable(getattr(AsyncClient, method))
+        assert command.split("`")[1].split()[0] in commands, command
+        assert handler == f"`handle_{tag}`"
