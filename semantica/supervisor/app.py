@@ -111,7 +111,7 @@ class Supervisor:
         self.committer = Committer(self.store)
         # The store runs on the event loop: a write must not wait there for another
         # process. Writers fail fast instead and wait off the loop:
-        # the requests' store_write, the scheduler and settle() retry.
+        # handlers.common.store_write, the scheduler and settle() retry.
         self.store.fail_fast_when_busy()
         self.joblogs = JobLogs(paths.logs, self.settings.log_cap_bytes)
         self.events = JobEvents()
