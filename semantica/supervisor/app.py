@@ -34,8 +34,6 @@ from semantica import __version__
 from semantica.clock import Clock
 from semantica.config import Settings, parse_metrics_addr
 from semantica.errors import ConfigError, SemanticaError, StoreError, StoreFull
-from semantica.models import Job
-from semantica.supervisor import waiting
 from semantica.supervisor.committer import Committer
 from semantica.supervisor.conditions import Conditions
 from semantica.supervisor.events import JobEvents
@@ -52,6 +50,7 @@ from semantica.supervisor.pool import WorkerPool
 from semantica.supervisor.scheduler import Scheduler
 from semantica.supervisor.security import load_or_create_token, prepare_home
 from semantica.supervisor.server import ControlServer
+from semantica.supervisor.services import Services, explainer
 from semantica.supervisor.store import open_store
 from semantica.supervisor.tracing import make_tracer
 
@@ -112,7 +111,7 @@ class Supervisor:
         self.committer = Committer(self.store)
         # The store runs on the event loop: a write must not wait there for another
         # process. Writers fail fast instead and wait off the loop:
-        # requests.store_write, the scheduler and settle() retry.
+        # handlers.common.store_write, the scheduler and settle() retry.
         self.store.fail_fast_when_busy()
         self.joblogs = JobLogs(paths.logs, self.settings.log_cap_bytes)
         self.events = JobEvents()
@@ -186,16 +185,27 @@ class Supervisor:
                 duration_ms=round(change.seconds * 1000, 1),
             )
 
-    def explain(self, jobs: list[Job]) -> list[Job]:
-        """Fill in why each queued job waits (``waiting_for``); returns the same list."""
-        waiting.explain(
-            jobs,
-            self.store.blockers,
-            self.store.clock.time(),
-            self.conditions.on_ac,
-            self.conditions.idle,
+    def services(self) -> Services:
+        """What request handlers are given (services.py): the parts, not this object."""
+        return Services(
+            settings=self.settings,
+            jobs=self.jobs,
+            store=self.store,
+            committer=self.committer,
+            gate=self.gate,
+            pool=self.pool,
+            events=self.events,
+            joblogs=self.joblogs,
+            conditions=self.conditions,
+            maintenance=self.maintenance,
+            metrics=self.metrics,
+            explain=explainer(self.store, self.conditions),
+            spawn=self.spawn,
+            request_shutdown=self.request_shutdown,
+            draining=lambda: self.draining,
+            started_at=self.started_at,
+            own_process=self.own_process,
         )
-        return jobs
 
     def spawn(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
         """Run ``fn(*args)`` in the background, for the supervisor's life."""
@@ -213,7 +223,7 @@ class Supervisor:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._watch_signals)
                 await nursery.start(self.committer.run)
-                await nursery.start(ControlServer(self).serve)
+                await nursery.start(ControlServer(self.services(), self.token).serve)
                 self._nursery = nursery
                 await nursery.start(self.scheduler.run_timer)
                 await nursery.start(self.pool.run)

@@ -3,6 +3,7 @@
 Every path that moves a job (a request, a worker's report, a worker's death, a
 drain) goes through :class:`JobLifecycle`, so each change is committed first,
 then logged once, then announced to waiters and the scheduler, in that order.
+So does a change of a queue's settings (pause, resume, limit).
 
 What a worker sends is held to the size caps here too (:mod:`semantica.limits`),
 whatever the worker did: an older or misbehaving worker cannot store a huge
@@ -29,7 +30,7 @@ from semantica.limits import (
     cut,
     oversized_result,
 )
-from semantica.models import ErrorKind, Job, JobError, JobSpec, JobState
+from semantica.models import ErrorKind, Job, JobError, JobSpec, JobState, QueueInfo
 from semantica.protocol import JobEvent, JobFinished
 from semantica.supervisor.events import JobEvents
 from semantica.supervisor.joblogs import JobLogs
@@ -38,7 +39,15 @@ from semantica.supervisor.metrics import Metrics
 from semantica.supervisor.rates import RecentCounts
 from semantica.supervisor.retry import next_attempt_at
 from semantica.supervisor.scheduler import Scheduler
-from semantica.supervisor.store import EnqueueResult, JobStore, Lease, Prepared, StaleLease, prepare
+from semantica.supervisor.store import (
+    EnqueueResult,
+    JobStore,
+    Lease,
+    Prepared,
+    StaleLease,
+    check_queue_setting,
+    prepare,
+)
 from semantica.supervisor.tracing import NoTracer, Tracer
 
 log = structlog.get_logger("semantica.jobs")
@@ -178,6 +187,22 @@ class JobLifecycle:
         if job.require_charging or job.require_idle:
             self._on_conditional()
         return job
+
+    def set_queue(
+        self, name: str, *, paused: bool | None = None, limit: int | None = None
+    ) -> QueueInfo:
+        """Pause, resume or limit a queue (made if new); the queue after. Settings survive
+        restarts.
+
+        Raises:
+            BadInput: a bad queue name, or a limit outside 0..QUEUE_LIMIT_MAX
+                (nothing changed).
+        """
+        check_queue_setting(name, limit)
+        info = self.store.set_queue(name, paused=paused, limit=limit)
+        log.info("queue changed", queue=info.name, paused=info.paused, limit=info.limit)
+        self.scheduler.wake()  # a resumed or raised queue may start jobs now
+        return info
 
     def log(self, lease: Lease, lines: list[str]) -> None:
         """A worker sent lines for the job's log: append them and pass them to followers."""

@@ -22,7 +22,7 @@ import os
 import socket as stdlib_socket
 import stat
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 import trio
@@ -58,12 +58,10 @@ from semantica.protocol import (
     encode_items,
     list_header,
 )
-from semantica.supervisor.requests import dispatch
+from semantica.supervisor.handlers.dispatch import dispatch
 from semantica.supervisor.security import token_matches
+from semantica.supervisor.services import Services
 from semantica.supervisor.slices import FIRST_SLICE, Pace
-
-if TYPE_CHECKING:
-    from semantica.supervisor.app import Supervisor
 
 log = structlog.get_logger("semantica.server")
 
@@ -85,11 +83,18 @@ Pending = tuple[Any, ControlReply, SupervisorRequest]  # (the batch's ticket, re
 
 
 class ControlServer:
-    """Serves the control socket for one supervisor."""
+    """Serves the control socket for one supervisor.
 
-    def __init__(self, sup: Supervisor) -> None:
-        self.sup = sup
-        self.path = sup.settings.paths.socket
+    ``services`` are what its requests are carried out with (see services.py);
+    ``token`` is what every client must present in its hello.
+    """
+
+    def __init__(self, services: Services, token: str) -> None:
+        self.services = services
+        self.settings = services.settings
+        self.committer = services.committer
+        self.token = token
+        self.path = services.settings.paths.socket
         self._unauthenticated = 0
         self._inode = 0
 
@@ -154,8 +159,8 @@ class ControlServer:
             channel = FramedStream(
                 stream,
                 SupervisorRequest,
-                self.sup.settings.max_frame,
-                first_max=min(HELLO_MAX_FRAME, self.sup.settings.max_frame),
+                self.settings.max_frame,
+                first_max=min(HELLO_MAX_FRAME, self.settings.max_frame),
             )
             try:
                 if await self._authenticate(stream, channel):
@@ -204,7 +209,7 @@ class ControlServer:
                 )
             )
             return False
-        if not token_matches(self.sup.token, hello.token):
+        if not token_matches(self.token, hello.token):
             log.warning("connection refused: wrong token")
             await channel.send(ErrorReply(code="auth", message=_AUTH_FAILED))
             return False
@@ -213,7 +218,7 @@ class ControlServer:
                 version=PROTOCOL_VERSION,
                 server_version=__version__,
                 pid=os.getpid(),
-                max_frame=self.sup.settings.max_frame,
+                max_frame=self.settings.max_frame,
             )
         )
         return True
@@ -254,7 +259,7 @@ class ControlServer:
                 # the next requests are read: pipelined writes share commits.
                 reply = await self._reply_now(channel, request)
                 if reply is not None:
-                    await replies_in.send((self.sup.committer.ticket(), reply, request))
+                    await replies_in.send((self.committer.ticket(), reply, request))
             replies_in.close()  # the replies already queued still go out...
             with trio.move_on_after(REPLY_DRAIN_S):
                 await sent_all.wait()
@@ -352,7 +357,7 @@ class ControlServer:
         if reply is not None and not isinstance(reply, ErrorReply):
             try:
                 # Nothing is acknowledged, nor shown, before it is durable.
-                await self.sup.committer.durable()
+                await self.committer.durable()
             except SemanticaError as exc:
                 if isinstance(request, _READS):
                     return await self._read_again(channel, request)
@@ -371,7 +376,7 @@ class ControlServer:
         while True:
             reply = await self._reply_now(channel, request)
             assert reply is not None  # only streams end without a reply
-            ticket = self.sup.committer.ticket()
+            ticket = self.committer.ticket()
             if ticket is None or await ticket.wait() is None:
                 return reply
 
@@ -381,7 +386,7 @@ class ControlServer:
         """Carry out a request; its reply, not yet durable (or an error reply)."""
         rid = getattr(request, "rid", 0)
         try:
-            return await dispatch(self.sup, request, channel.send)
+            return await dispatch(self.services, request, channel.send)
         except SemanticaError as exc:
             return ErrorReply(rid=rid, code=exc.code, message=exc.message)
         except (trio.BrokenResourceError, trio.ClosedResourceError):

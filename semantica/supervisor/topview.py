@@ -12,16 +12,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import trio
 
 from semantica import __version__
 from semantica.models import Job, JobState, QueueInfo
 from semantica.protocol import TopReply
-
-if TYPE_CHECKING:
-    from semantica.supervisor.app import Supervisor
+from semantica.supervisor.services import Services
 
 #: The latest FAILED jobs sent.
 TOP_FAILURES = 5
@@ -33,15 +29,15 @@ TOP_QUEUES = 50
 ROW_TEXT = 200
 
 
-def top_reply(sup: Supervisor, rid: int) -> TopReply:
+def top_reply(services: Services, rid: int) -> TopReply:
     """One frame of ``semctl top``."""
-    jobs = sup.jobs
-    queues = sup.store.queues()
+    jobs = services.jobs
+    queues = services.store.queues()
     return TopReply(
         rid=rid,
         version=__version__,
-        uptime_s=round(trio.current_time() - sup.started_at, 3),
-        workers=sup.pool.top(),
+        uptime_s=round(trio.current_time() - services.started_at, 3),
+        workers=services.pool.top(),
         queues=_busiest(queues),
         queues_total=len(queues),
         finished_10s=jobs.finished_recently.within(10),
@@ -50,26 +46,26 @@ def top_reply(sup: Supervisor, rid: int) -> TopReply:
         enqueued_60s=jobs.enqueued_recently.within(60),
         failed_10s=jobs.failed_recently.within(10),
         failed_60s=jobs.failed_recently.within(60),
-        supervisor_cpu_percent=sup.own_process.cpu_percent(None),
-        supervisor_rss_bytes=sup.own_process.memory_info().rss,
-        failures=sup.store.latest_rows(JobState.FAILED.value, TOP_FAILURES, ROW_TEXT),
-        waiting=_next_in_line(sup),
-        draining=sup.draining,
+        supervisor_cpu_percent=services.own_process.cpu_percent(None),
+        supervisor_rss_bytes=services.own_process.memory_info().rss,
+        failures=services.store.latest_rows(JobState.FAILED.value, TOP_FAILURES, ROW_TEXT),
+        waiting=_next_in_line(services),
+        draining=services.draining(),
     )
 
 
-def _next_in_line(sup: Supervisor) -> list[Job]:
+def _next_in_line(services: Services) -> list[Job]:
     """The jobs that start next, in order, then the first blocked ones, each explained."""
-    conditions = sup.conditions
-    startable = sup.store.next_startable(
+    conditions = services.conditions
+    startable = services.store.next_startable(
         TOP_WAITING, ROW_TEXT, on_ac=conditions.on_ac, idle=conditions.idle
     )
     ahead = {job.id for job in startable}
     # The first queued jobs by priority hold the first blocked ones, unless more may
     # start than are shown: then the blocked ones matter less, and fewer are shown.
-    queued = sup.explain(sup.store.next_queued(2 * TOP_WAITING, ROW_TEXT))
+    queued = services.explain(services.store.next_queued(2 * TOP_WAITING, ROW_TEXT))
     blocked = [job for job in queued if job.id not in ahead and job.waiting_for is not None]
-    jobs = sup.explain(startable) + blocked[:TOP_WAITING]
+    jobs = services.explain(startable) + blocked[:TOP_WAITING]
     for job in jobs:
         if job.subject is not None and len(job.subject) > ROW_TEXT:
             job.subject = job.subject[: ROW_TEXT - 1] + "\u2026"  # after explain(): it reads it

@@ -24,9 +24,10 @@ from test_store_full import Disk
 from semantica.errors import StoreFull
 from semantica.models import JobSpec, JobState
 from semantica.protocol import Cancel, EnqueueLazy, ListJobs
-from semantica.supervisor import requests
 from semantica.supervisor.committer import Committer
 from semantica.supervisor.events import JobEvents
+from semantica.supervisor.handlers import jobs as job_requests
+from semantica.supervisor.handlers import reads as read_requests
 from semantica.supervisor.joblogs import JobLogs
 from semantica.supervisor.lifecycle import JobLifecycle
 from semantica.supervisor.maintenance import StoreGate
@@ -98,11 +99,11 @@ async def test_a_sliced_enqueue_never_acknowledges_a_slice_whose_commit_failed(
         await _a_commit_is_due(r)
         r.disk.full = True
         spec = msgspec.msgpack.encode(JobSpec(type="T", delay=3600))
-        request = EnqueueLazy(jobs=[msgspec.Raw(spec)] * (2 * requests.ATOMIC_JOBS), rid=1)
+        request = EnqueueLazy(jobs=[msgspec.Raw(spec)] * (2 * job_requests.ATOMIC_JOBS), rid=1)
 
         async def enqueue() -> Any:
             try:
-                return await requests.handle_enqueue(r, request)  # type: ignore[arg-type]
+                return await job_requests.handle_enqueue(r, request)  # type: ignore[arg-type]
             finally:
                 r.disk.full = False  # the next slice's commit works
 
@@ -135,7 +136,7 @@ async def test_a_sliced_cancel_never_reports_a_cancel_whose_commit_failed(
         outcomes: Sequence[Any] = []
         try:
             with trio.move_on_after(30):
-                reply = await requests.handle_cancel(r, Cancel(ids=ids, rid=1))  # type: ignore[arg-type]
+                reply = await job_requests.handle_cancel(r, Cancel(ids=ids, rid=1))  # type: ignore[arg-type]
                 outcomes = reply.results
         except StoreFull:
             pass
@@ -155,16 +156,16 @@ async def test_list_counts_the_matches_up_to_a_cap(tmp_path: Path) -> None:
     """`list` says how many jobs match, counting no further than COUNT_CAP: past it the
     total is a lower bound (shown as "10,000+"), so a list never walks every job."""
     async with rig(tmp_path) as r:
-        specs = [JobSpec(type="T", delay=3600)] * (requests.COUNT_CAP + 5)
+        specs = [JobSpec(type="T", delay=3600)] * (read_requests.COUNT_CAP + 5)
         r.jobs.add(r.jobs.check(specs))
         r.jobs.add(r.jobs.check([JobSpec(type="U", delay=3600)] * 60))
         await r.committer.durable()
         r.settings = SimpleNamespace(max_frame=1 << 20)
-        capped = await requests.handle_list(r, ListJobs(limit=50, paged=True))  # type: ignore[arg-type]
+        capped = await read_requests.handle_list(r, ListJobs(limit=50, paged=True))  # type: ignore[arg-type]
         assert (len(capped.jobs), capped.total, capped.total_capped) == (
             50,
-            requests.COUNT_CAP,
+            read_requests.COUNT_CAP,
             True,
         )
-        exact = await requests.handle_list(r, ListJobs(type="U", limit=50, paged=True))  # type: ignore[arg-type]
+        exact = await read_requests.handle_list(r, ListJobs(type="U", limit=50, paged=True))  # type: ignore[arg-type]
         assert (len(exact.jobs), exact.total, exact.total_capped) == (50, 60, False)

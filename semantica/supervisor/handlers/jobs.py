@@ -1,0 +1,156 @@
+"""Requests that write jobs: ``enqueue``, ``cancel``, ``retry``.
+
+Every write goes through the lifecycle (``services.jobs``), under
+:func:`~.common.store_write`, and each reply waits for the commit of what it
+says was done: a request over many jobs works in slices (slices.py) and hears
+of a slice whose commit failed (:class:`Claims`) before it acknowledges it.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import trio
+
+from semantica.errors import BadInput, SemanticaError
+from semantica.models import CancelOutcome, ErrorKind, Job, JobState
+from semantica.protocol import (
+    ENQUEUE_ATOMIC_JOBS,
+    Cancel,
+    Cancelled,
+    Enqueued,
+    EnqueueLazy,
+    JobReply,
+    Retry,
+    decode_spec,
+)
+from semantica.supervisor.committer import Claims
+from semantica.supervisor.handlers.common import MAX_WAIT_IDS, store_write
+from semantica.supervisor.services import Services
+from semantica.supervisor.slices import Pace
+from semantica.supervisor.store import Prepared
+
+#: An enqueue of up to this many jobs is one transaction; a bigger one is written in slices.
+ATOMIC_JOBS = ENQUEUE_ATOMIC_JOBS
+
+
+async def handle_enqueue(services: Services, request: EnqueueLazy) -> Enqueued:
+    """Add the jobs; the reply is sent only once every one of them is committed.
+
+    The whole request is decoded and checked first, so a bad spec adds nothing. The jobs
+    are then written in slices, each one write: the first ATOMIC_JOBS jobs, then
+    slices of about ``slices.SLICE_S`` of work. Between two, other requests and
+    the workers are served, so a request of tens of thousands of jobs holds
+    nobody up for long. A request of up to ATOMIC_JOBS jobs is one transaction,
+    as it always was. In a request of several slices each slice is committed
+    before the next is written: if one fails (the store fails, the supervisor
+    stops), the slices before it stay, and the error says how many jobs they held.
+    """
+    raws = request.jobs
+    if not raws:
+        raise BadInput("nothing to enqueue")
+    prepared: list[Prepared] = []
+    pace = Pace(len(raws))
+    for start, stop in pace:
+        specs = [decode_spec(raws[i], i) for i in range(start, stop)]
+        prepared += services.jobs.check(specs)
+        await pace.rest()
+    jobs: list[Job] = []
+    running_older: list[tuple[int, int]] = []
+    claims = Claims(services.committer)
+    pace = Pace(len(prepared), first=ATOMIC_JOBS)
+    for start, stop in pace:
+        piece = prepared[start:stop]
+        try:
+            result = await store_write(services, functools.partial(services.jobs.add, piece))
+            claims.mark()  # (no checkpoint since the write: its batch is the open one)
+            jobs += services.explain(result.jobs)
+            running_older += result.running_older
+            await pace.rest()
+            if stop < len(prepared):
+                # Nothing of a later slice is written before this one is durable, so
+                # what the error below reports as added really is.
+                error = await claims.failed()
+                if error is not None:
+                    raise error
+        except SemanticaError as exc:
+            if start == 0:
+                raise
+            raise type(exc)(
+                f"{exc.message} (the first {start} of the {len(prepared)} jobs of this "
+                "request were added before it; the rest were not)"
+            ) from None
+    error = await claims.failed()  # the last slice's commit (every one, for one slice)
+    if error is not None:
+        if len(prepared) <= ATOMIC_JOBS:
+            raise error
+        done = len(prepared) - len(piece)
+        raise type(error)(
+            f"{error.message} (the first {done} of the {len(prepared)} jobs of this "
+            "request were added before it; the rest were not)"
+        ) from None
+    for old_id, new_id in running_older:
+        # --supersede-running, once the new jobs are durable: stopping takes up to the
+        # grace period; do not hold the reply.
+        services.spawn(
+            services.pool.stop_job,
+            old_id,
+            ErrorKind.CANCELLED.value,
+            f"superseded by job {new_id} (--supersede-running)",
+        )
+    return Enqueued(rid=request.rid, jobs=jobs)
+
+
+async def handle_cancel(services: Services, request: Cancel) -> Cancelled:
+    """Cancel queued jobs at once and stop running ones; reply when all have ended.
+
+    Up to MAX_WAIT_IDS jobs, handled in slices (slices.py): other requests are
+    served in between.
+    """
+    if not request.ids or len(request.ids) > MAX_WAIT_IDS:
+        raise BadInput(f"cancel needs between 1 and {MAX_WAIT_IDS} job ids")
+    # (States alone: the jobs' payloads and results are not needed, and may be large.)
+    states = services.store.states(request.ids)  # NoSuchJob for an unknown id
+    ids = list(dict.fromkeys(request.ids))
+    messages: dict[int, str] = {}
+    claims = Claims(services.committer)
+    async with trio.open_nursery() as nursery:
+        pace = Pace(len(ids))
+        for start, stop in pace:
+            for job_id in ids[start:stop]:
+                state = states[job_id]
+                if state == JobState.QUEUED:
+                    if await store_write(
+                        services, functools.partial(services.jobs.cancel_queued, job_id)
+                    ):
+                        claims.mark()
+                        messages[job_id] = "cancelled"
+                        continue
+                    # It left the queue while the store was busy.
+                    state = services.store.state(job_id)
+                if state == JobState.RUNNING:
+                    nursery.start_soon(
+                        services.pool.stop_job,
+                        job_id,
+                        ErrorKind.CANCELLED.value,
+                        "cancelled while running",
+                    )
+                    messages[job_id] = "stopped"
+                else:
+                    messages[job_id] = f"already finished ({state})"
+            await pace.rest()
+    error = await claims.failed()  # a cancel whose commit failed did not happen
+    if error is not None:
+        raise error
+    states = services.store.states(request.ids)
+    results = [
+        CancelOutcome(id=job_id, state=states[job_id], message=messages[job_id])
+        for job_id in request.ids
+    ]
+    return Cancelled(rid=request.rid, results=results)
+
+
+async def handle_retry(services: Services, request: Retry) -> JobReply:
+    """Put a FAILED or CANCELLED job back in the queue with a fresh attempt budget."""
+    job = await store_write(services, lambda: services.jobs.retry(request.id))
+    return JobReply(rid=request.rid, job=services.explain([job])[0])

@@ -1,0 +1,106 @@
+"""What is pushed or drawn live: ``follow`` (a job's log), ``events`` (every job
+event), ``top`` (one frame of ``semctl top``).
+
+``follow`` and ``events`` are streams: they push messages with ``send`` until
+they end, and a stream is the last request of its connection. A reader that
+falls too far behind is dropped (``too_slow``) rather than let its queue grow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import trio
+
+from semantica.limits import utf8_size
+from semantica.models import TERMINAL_STATES
+from semantica.protocol import (
+    ControlReply,
+    ErrorReply,
+    Events,
+    Follow,
+    FollowEnd,
+    GetTop,
+    LogChunk,
+    TopReply,
+)
+from semantica.supervisor.events import FINISHED
+from semantica.supervisor.handlers.common import Send, reply_budget
+from semantica.supervisor.services import Services
+from semantica.supervisor.topview import top_reply
+
+
+async def handle_follow(services: Services, request: Follow, send: Send) -> ControlReply:
+    """The log so far, then new lines as they come, then the job when it has finished."""
+    job = services.store.get(request.id)  # NoSuchJob for an unknown id
+    # Read what is written and subscribe with no checkpoint in between: no line
+    # is missed or sent twice.
+    lines = services.joblogs.tail(request.id)
+    sub = None if job.state in TERMINAL_STATES else services.events.follow(request.id)
+    budget = reply_budget(services)
+    try:
+        for chunk in _line_chunks(lines, budget):
+            await send(LogChunk(rid=request.rid, lines=chunk))
+        finished = sub is None
+        while not finished:
+            assert sub is not None
+            try:
+                item = await sub.receive.receive()
+            except trio.EndOfChannel:  # closed without FINISHED: this reader fell behind
+                return _too_slow(request.rid, "log lines")
+            batch: list[str] = []
+            while True:  # put lines that arrived together in one frame
+                if item is FINISHED:
+                    finished = True
+                    break
+                batch.extend(item)
+                if len(batch) >= 1000:
+                    break
+                try:
+                    item = sub.receive.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+            for chunk in _line_chunks(batch, budget):
+                await send(LogChunk(rid=request.rid, lines=chunk))
+    finally:
+        if sub is not None:
+            services.events.unfollow(request.id, sub)
+    return FollowEnd(rid=request.rid, job=services.explain([services.store.get(request.id)])[0])
+
+
+def _line_chunks(lines: list[str], budget: int) -> Iterator[list[str]]:
+    """``lines`` in runs of about ``budget`` bytes at most (at least one line each), so
+    that no LogChunk outgrows a frame: a job's log may be larger than one."""
+    start, size = 0, 0
+    for end, line in enumerate(lines):
+        size += utf8_size(line) + 5  # (a msgpack str header)
+        if size > budget and end > start:
+            yield lines[start:end]
+            start, size = end, utf8_size(line) + 5
+    if start < len(lines):
+        yield lines[start:]
+
+
+async def handle_events(services: Services, request: Events, send: Send) -> ControlReply:
+    """Every job event, as it happens, until the client goes away."""
+    sub = services.events.watch()
+    try:
+        async for event in sub.receive:
+            event.rid = request.rid
+            await send(event)
+    finally:
+        services.events.unwatch(sub)
+    return _too_slow(request.rid, "job events")
+
+
+def _too_slow(rid: int, what: str) -> ErrorReply:
+    return ErrorReply(
+        rid=rid,
+        code="too_slow",
+        message=f"dropped: this reader fell too far behind the {what}; reconnect to go on",
+    )
+
+
+def handle_top(services: Services, request: GetTop) -> TopReply:
+    """One frame of ``semctl top``, from one request (not many small ones)."""
+    return top_reply(services, request.rid)
