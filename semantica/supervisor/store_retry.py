@@ -2,10 +2,10 @@
 
 The store runs on the event loop and fails fast: a full disk or an I/O error
 (``StoreError``, ``StoreFull``), another process's write lock (``StoreBusy``,
-after a busy wait of only ``LOOP_BUSY_WAIT_S``). Whoever meets such an error
-and must get through waits *off* the loop and tries again, so every other
-task runs meanwhile. :func:`retry_store` is that wait, and :class:`Backoff`
-the delays between the tries; each caller says:
+after a wait of a few milliseconds: ``JobStore.fail_fast_when_busy``).
+Whoever meets such an error and must get through waits *off* the loop and
+tries again, so every other task runs meanwhile. :func:`retry_store` is that
+wait, and :class:`Backoff` the delays between the tries; each caller says:
 
 * which errors are worth another try (others pass through at once);
 * the delays: the first, then twice the last, at most a maximum (a

@@ -17,6 +17,7 @@ from semantica.errors import StoreBusy
 from semantica.protocol import ControlReply
 from semantica.supervisor.services import Services
 from semantica.supervisor.store import BUSY_PATIENCE_S
+from semantica.supervisor.store_retry import Backoff, retry_store
 
 #: Job ids one ``wait`` or ``cancel`` may name.
 MAX_WAIT_IDS = 10_000
@@ -49,14 +50,14 @@ async def store_write(services: Services, write: Callable[[], T]) -> T:
     ``BUSY_PATIENCE_S`` the StoreBusy goes to the client (``store_busy``).
     Meanwhile every other request, reads included, is served.
     """
-    deadline = trio.current_time() + BUSY_PATIENCE_S
-    delay = 0.01
-    while True:
-        await services.gate.passage()  # a forced VACUUM holds the store: wait, off the loop
-        try:
-            return write()
-        except StoreBusy:
-            if trio.current_time() + delay >= deadline:
-                raise
-            await trio.sleep(delay)
-            delay = min(delay * 2, 0.25)
+
+    async def attempt() -> T:
+        return write()
+
+    return await retry_store(
+        attempt,
+        Backoff(0.01, 0.25),
+        errors=(StoreBusy,),
+        deadline=trio.current_time() + BUSY_PATIENCE_S,
+        before_each=services.gate.passage,  # a forced VACUUM holds the store: wait, off the loop
+    )
