@@ -386,7 +386,13 @@ class ControlServer:
         """Carry out a request; its reply, not yet durable (or an error reply)."""
         rid = getattr(request, "rid", 0)
         try:
-            return await dispatch(self.services, request, channel.send)
+            reply = await dispatch(self.services, request, channel.send)
+            if reply is not None and not isinstance(reply, HelloOk):
+                # Here, not in each handler: a reply built elsewhere (a maintenance
+                # report) came back under rid 0, and the async client, which matches
+                # replies to calls by rid, waited for it for ever.
+                reply.rid = rid
+            return reply
         except SemanticaError as exc:
             return ErrorReply(rid=rid, code=exc.code, message=exc.message)
         except (trio.BrokenResourceError, trio.ClosedResourceError):

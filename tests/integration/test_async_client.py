@@ -152,3 +152,24 @@ async def test_a_lost_connection_fails_the_pending_calls_and_the_next_call_recon
         with trio.fail_after(DEADLINE):
             assert (await client.status()).pid == daemon.proc.pid
             assert (await client.get(job.id)).state == JobState.QUEUED
+
+
+async def test_every_reply_carries_the_rid_of_its_request(daemon: Daemon) -> None:
+    """The async client matches replies to calls by rid: a call whose reply came back
+    under another rid (maintenance's did, rid 0) would wait for ever. Each verb that
+    answers with one reply is answered under its own rid, pipelined or not."""
+    async with AsyncClient(home=daemon.home) as client:
+        job = await client.enqueue("ADD", {"a": 1, "b": 2})
+        with trio.fail_after(DEADLINE):
+            report = await client.maintenance()
+            assert report.integrity == "ok"
+            assert (await client.wait(job.id)).state == JobState.DONE
+            replies = []
+
+            async def call(verb: str) -> None:
+                replies.append(await getattr(client, verb)())
+
+            async with trio.open_nursery() as nursery:  # in flight together
+                for verb in ("status", "queues", "metrics", "maintenance", "top"):
+                    nursery.start_soon(call, verb)
+        assert len(replies) == 5
