@@ -69,13 +69,14 @@ def parse_payload(payload: Any) -> tuple[list[str], str | None, dict[str, str] |
 async def run_exec(
     payload: Any,
     log: Callable[[str], None],
-    started: Callable[[int], Awaitable[None]] | None = None,
+    started: Callable[[trio.Process], Awaitable[None]] | None = None,
     grace: Callable[[], float] = lambda: KILL_GRACE,
     room: Callable[[], Awaitable[None]] | None = None,
 ) -> dict[str, int]:
     """Run the command in ``payload``, sending each output line to ``log``.
 
-    ``started`` is told the command's process group id once it runs; ``grace``
+    ``started`` is told the command's process once it runs (its pid is its
+    process group's id: the command leads a group of its own); ``grace``
     says, when the job is stopped, how long the group gets between SIGTERM
     and SIGKILL; ``room``, awaited after each piece of output, returns once
     ``log`` may take more (the command meanwhile waits on its pipe: a command
@@ -112,7 +113,7 @@ async def run_exec(
     output = _Output(stdout, log)
     try:
         if started is not None:
-            await started(process.pid)
+            await started(process)
         await output.until(process.wait, room)
     except BaseException:
         # Stopped (cancel, timeout, drain): what the command writes as it stops, until

@@ -117,9 +117,20 @@ class _Attempt:
         #: Its handler (or command) has ended; what it left running is being ended. A stop
         #: now changes only how soon, not the outcome.
         self.returned = False
+        self.command: trio.Process | None = None  # an exec job's command, once it runs
         self.began = time.monotonic()
         self.began_at = time.time()  # (the wall clock, for the job's started_at)
         self.ran_s = 0.0
+
+    def over(self) -> bool:
+        """Whether it has ended, so that a stop now changes only how soon what it left
+        running ends, not how it ends: its handler returned, or its command exited.
+
+        (An exec job's command may have exited a moment before the worker's loop
+        has seen it; a cancel or a SIGTERM taken first must not make a command
+        that ended on its own a stopped job.)
+        """
+        return self.returned or (self.command is not None and self.command.poll() is not None)
 
 
 class Worker:
@@ -259,7 +270,7 @@ class Worker:
             current = self.current
             if taken or current is None or current.job.lease != request.lease:
                 current = None  # not started, or it ended meanwhile (its report is on the way)
-            elif current.returned:
+            elif current.over():
                 # It ended in time; only what it left running remains: that ends sooner
                 # (if it has not been ended yet).
                 self.containment.stopping(request.lease, request.grace)
@@ -309,7 +320,7 @@ class Worker:
             self._exiting = True
             due = self._unposted > 0 or bool(self._outbox)
             current = self.current
-            if current is None or current.returned or current.stop is not None:
+            if current is None or current.over() or current.stop is not None:
                 current = None  # its end is on its way: as it ended, or as asked before
             else:
                 current.stop = CancelJob(
@@ -567,10 +578,12 @@ class Worker:
             if lines:
                 await self._send(JobLog(lease=attempt.job.lease, lines=lines))
 
-    async def _exec_started(self, pgid: int) -> None:
+    async def _exec_started(self, command: trio.Process) -> None:
+        pgid = command.pid  # (the command leads its group)
         self.containment.add_group(pgid)
         current = self.current
         if current is not None:
+            current.command = command
             await self._send(JobProcess(lease=current.job.lease, pgid=pgid))
 
     async def _attempt(self, job: RunJob, ctx: JobContext, logs: LogBuffer) -> JobFinished:

@@ -957,12 +957,13 @@ async def test_a_worker_shut_down_while_idle_returns_at_once() -> None:
 async def test_a_job_that_ended_before_its_worker_got_sigterm_is_reported_as_it_ended(
     tmp_path: Path,
 ) -> None:
-    """A command exited 0 leaving a child that ignores SIGTERM; as that child is ended
-    (the grace), the worker gets SIGTERM: the job still ends as its command did (DONE),
-    its report the last, and the worker exits 0, its job's child ended."""
-    pids = tmp_path / "pids"
+    """A command exited 0 leaving a child that ignores SIGTERM; then the worker gets
+    SIGTERM, before it has even seen the exit: the job still ends as its command did
+    (DONE), its report the last, and the worker exits 0, its job's child ended."""
+    pids, go = tmp_path / "pids", tmp_path / "go"
     script = (
-        f"trap '' TERM; sleep 60 & echo $! > {pids}.tmp; mv {pids}.tmp {pids}; echo started; exit 0"
+        f"trap '' TERM; sleep 60 & echo $! > {pids}.tmp; mv {pids}.tmp {pids}; echo started; "
+        f"while [ ! -e {go} ]; do sleep 0.01; done; exit 0"
     )
     async with worker_process(tmp_path, "", SEMANTICA_CANCEL_GRACE="1") as (
         process,
@@ -974,10 +975,15 @@ async def test_a_job_that_ended_before_its_worker_got_sigterm_is_reported_as_it_
         assert isinstance(msg, JobProcess), msg
         command = psutil.Process(msg.pgid)  # (the command leads its group)
         child = await _read_pid(pids)
+        # The worker is paused while its command exits and SIGTERM comes: it wakes to
+        # both at once, and the order it takes them in must not matter.
+        process.send_signal(signal.SIGSTOP)
+        go.touch()
         with trio.fail_after(TIMEOUT):
             while _running(command):  # noqa: ASYNC110  # another process: nothing to wait on
                 await trio.sleep(0.01)
-        process.send_signal(signal.SIGTERM)  # its child is being ended meanwhile
+        process.send_signal(signal.SIGTERM)
+        process.send_signal(signal.SIGCONT)
         with trio.fail_after(TIMEOUT):
             lines, finished = await _lines_until_end(supervisor, 7)
             status = await process.wait()
@@ -985,6 +991,31 @@ async def test_a_job_that_ended_before_its_worker_got_sigterm_is_reported_as_it_
     assert finished.error is None and finished.last, finished
     assert status == 0, (tmp_path / "worker.out").read_text()
     assert not _running(child)
+
+
+async def test_a_cancel_that_comes_as_the_command_exits_leaves_the_job_as_it_ended(
+    tmp_path: Path,
+) -> None:
+    """A cancel (or a timeout) the worker reads together with its command's exit: the
+    command ended on its own, so the job ends as it did (DONE), not cancelled."""
+    go = tmp_path / "go"
+    script = f"echo started; while [ ! -e {go} ]; do sleep 0.01; done; exit 0"
+    async with worker_process(tmp_path, "") as (process, _, supervisor):
+        await supervisor.send(_run(7, "exec", {"argv": ["sh", "-c", script]}))
+        msg = await supervisor.receive()
+        assert isinstance(msg, JobProcess), msg
+        command = psutil.Process(msg.pgid)
+        process.send_signal(signal.SIGSTOP)  # it wakes to the exit and the cancel at once
+        go.touch()
+        with trio.fail_after(TIMEOUT):
+            while _running(command):  # noqa: ASYNC110  # another process: nothing to wait on
+                await trio.sleep(0.01)
+        await supervisor.send(CancelJob(lease=7, kind="cancelled", message="by test", grace=5))
+        process.send_signal(signal.SIGCONT)
+        with trio.fail_after(TIMEOUT):
+            lines, finished = await _lines_until_end(supervisor, 7)
+    assert lines == ["started"]
+    assert finished.error is None, finished
 
 
 async def test_a_plain_handler_that_ignores_the_shut_down_is_reported_within_the_grace() -> None:
