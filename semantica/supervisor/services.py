@@ -6,9 +6,10 @@ record is all a handler reaches:
 
 * **writes** go through ``jobs`` (:class:`JobLifecycle`), which commits, logs
   and wakes, in that order, for every write;
-* **reads** go to ``store``, typed :class:`StoreReads`: the read methods of
-  :class:`~semantica.supervisor.store.JobStore` and nothing else, so mypy
-  refuses a handler that would write past the lifecycle;
+* **reads** go to ``store``, typed
+  :class:`~semantica.supervisor.store.StoreReads`: the reads of the store
+  contract and nothing else, so mypy refuses a handler that would write past
+  the lifecycle;
 * ``pool`` is :class:`Workers`, the three things a request asks of the worker
   pool (its size and shape are the pool's own business);
 * the rest are the services as they are (events, logs, group commit,
@@ -23,15 +24,14 @@ module that assembles it.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 import psutil
 
-from semantica.clock import Clock
 from semantica.config import Settings
-from semantica.models import Job, JobState, QueueInfo
+from semantica.models import Job
 from semantica.protocol import WorkerInfo, WorkerTop
 from semantica.supervisor import waiting
 from semantica.supervisor.committer import Committer
@@ -41,127 +41,7 @@ from semantica.supervisor.joblogs import JobLogs
 from semantica.supervisor.lifecycle import JobLifecycle
 from semantica.supervisor.maintenance import Maintenance, StoreGate
 from semantica.supervisor.metrics import Metrics
-from semantica.supervisor.store import Blockers, Page
-
-# Inside StoreReads, `list` names a method.
-JobsList = list[Job]
-QueueInfos = list[QueueInfo]
-
-
-class StoreReads(Protocol):
-    """The reads of :class:`~semantica.supervisor.store.JobStore`, as it states them.
-
-    A handler's view of the store: it holds no write method, so a handler that
-    tried one would not type-check (``tests/unit/test_handlers.py`` also checks
-    that these are JobStore's own signatures).
-    """
-
-    clock: Clock
-
-    def size_bytes(self) -> int:
-        """Bytes the store takes on disk (for ``semctl status``)."""
-        ...
-
-    def next_startable(
-        self, count: int, cut: int, *, on_ac: bool = True, idle: bool = True
-    ) -> JobsList:
-        """The jobs a lease of ``count`` would take now, in that order, as rows for a view."""
-        ...
-
-    def queue_known(self, name: str) -> bool:
-        """Whether a job or a setting ever named the queue (and it was not forgotten)."""
-        ...
-
-    def some_queues(self, most: int = 10) -> str:
-        """The first queue names, for a message: ``a, b, c`` or ``a, b, ... (12 in all)``."""
-        ...
-
-    def queues(self) -> QueueInfos:
-        """Every queue that has a setting or a job, by name, with counts by state."""
-        ...
-
-    def blockers(self) -> Blockers:
-        """The queue and subject facts that hold queued jobs back now (see start_rules)."""
-        ...
-
-    def conditions_wanted(self) -> tuple[bool, bool]:
-        """Whether any QUEUED job requires charging, and whether any requires an idle CPU."""
-        ...
-
-    def next_run_after(self) -> float | None:
-        """The earliest future ``run_after`` of a queued job (when to look again), or None."""
-        ...
-
-    def get(self, job_id: int) -> Job:
-        """One job (NoSuchJob if none has this id)."""
-        ...
-
-    def get_many(self, job_ids: Iterable[int]) -> JobsList:
-        """Several jobs, in the order asked (NoSuchJob if an id names none)."""
-        ...
-
-    def get_page(self, job_ids: Sequence[int], budget: int | None) -> Page:
-        """The first of the jobs that fit in ``budget`` bytes of reply; ``more`` if not all."""
-        ...
-
-    def state(self, job_id: int) -> JobState:
-        """A job's state alone (NoSuchJob if none has this id)."""
-        ...
-
-    def states(self, job_ids: Iterable[int]) -> dict[int, JobState]:
-        """The states alone of several jobs (NoSuchJob if an id names none)."""
-        ...
-
-    def list(
-        self,
-        *,
-        state: str | None = None,
-        queue: str | None = None,
-        type: str | None = None,
-        subject: str | None = None,
-        limit: int = 50,
-        before: int | None = None,
-    ) -> JobsList:
-        """Jobs matching every filter given, newest first, at most ``limit``."""
-        ...
-
-    def list_page(
-        self,
-        *,
-        state: str | None = None,
-        queue: str | None = None,
-        type: str | None = None,
-        subject: str | None = None,
-        limit: int = 50,
-        before: int | None = None,
-        budget: int | None = None,
-    ) -> Page:
-        """:meth:`list`, only as many as fit in ``budget`` bytes of reply (at least one)."""
-        ...
-
-    def count(
-        self,
-        *,
-        state: str | None = None,
-        queue: str | None = None,
-        type: str | None = None,
-        subject: str | None = None,
-        cap: int | None = None,
-    ) -> int:
-        """How many jobs match every filter given; at most ``cap``."""
-        ...
-
-    def counts(self) -> dict[str, int]:
-        """How many jobs are in each state (every state listed, zeros included)."""
-        ...
-
-    def next_queued(self, limit: int, cut: int | None = None) -> JobsList:
-        """The first ``limit`` QUEUED jobs in start order, whatever holds them back."""
-        ...
-
-    def latest_rows(self, state: str, limit: int, cut: int) -> JobsList:
-        """The newest ``limit`` jobs in ``state``, as rows for a view."""
-        ...
+from semantica.supervisor.store import StoreReads
 
 
 class Workers(Protocol):
@@ -242,7 +122,6 @@ __all__ = [
     "RequestShutdown",
     "Services",
     "Spawn",
-    "StoreReads",
     "Workers",
     "explainer",
 ]

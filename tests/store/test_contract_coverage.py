@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import re
+import typing
 from pathlib import Path
 
 import pytest
@@ -25,9 +26,16 @@ STORE = re.compile(r"store", re.IGNORECASE)
 
 
 def _members(protocol: type) -> set[str]:
-    """The public members a Protocol class declares: methods, properties, attributes."""
-    names = {name for name in vars(protocol) if not name.startswith("_")}
-    names |= {name for name in getattr(protocol, "__annotations__", {}) if not name.startswith("_")}
+    """The public members a Protocol class declares, its Protocol bases' included:
+    methods, properties, attributes."""
+    names: set[str] = set()
+    for klass in protocol.__mro__:
+        if not getattr(klass, "_is_protocol", False) or klass is typing.Protocol:
+            continue
+        names |= {name for name in vars(klass) if not name.startswith("_")}
+        names |= {
+            name for name in getattr(klass, "__annotations__", {}) if not name.startswith("_")
+        }
     return names
 
 

@@ -26,8 +26,7 @@ from semantica.supervisor.events import JobEvents
 from semantica.supervisor.joblogs import JobLogs
 from semantica.supervisor.lifecycle import JobLifecycle
 from semantica.supervisor.scheduler import Scheduler
-from semantica.supervisor.services import StoreReads
-from semantica.supervisor.store import JobStore
+from semantica.supervisor.store import JobStore, StoreReads
 from semantica.supervisor.store.sqlite import SQLiteStore
 
 SUPERVISOR = Path(handlers.__file__).resolve().parents[1]
@@ -59,9 +58,18 @@ WRITES = {
 }
 
 
-def _members(cls: type) -> set[str]:
-    names = {name for name in vars(cls) if not name.startswith("_")}
-    return names | set(typing.get_type_hints(cls))
+def _members(protocol: type) -> set[str]:
+    """The public members a Protocol class declares, its Protocol bases' included:
+    methods, properties, attributes."""
+    names: set[str] = set()
+    for klass in protocol.__mro__:
+        if not getattr(klass, "_is_protocol", False) or klass is typing.Protocol:
+            continue
+        names |= {name for name in vars(klass) if not name.startswith("_")}
+        names |= {
+            name for name in getattr(klass, "__annotations__", {}) if not name.startswith("_")
+        }
+    return names
 
 
 def test_store_reads_are_the_reads_of_the_job_store() -> None:

@@ -1,7 +1,8 @@
 """The job store: the only code that speaks SQL, behind one contract.
 
-* ``contract.py``: :class:`JobStore` and :class:`StoreUpkeep`, what any store
-  must do (typing Protocols), free of any database;
+* ``contract.py``: :class:`JobStore` (its reads are :class:`StoreReads`) and
+  :class:`StoreUpkeep`, what any store must do (typing Protocols), free of any
+  database;
 * ``records.py``: what a store takes and returns (:class:`Lease`,
   :class:`Prepared`, :class:`EnqueueResult`, ...), and :func:`prepare`, which
   checks specs before they reach a store;
@@ -18,7 +19,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from semantica.clock import Clock
-from semantica.supervisor.store.contract import BUSY_PATIENCE_S, JobStore, StoreUpkeep
+from semantica.supervisor.store.contract import (
+    BUSY_PATIENCE_S,
+    JobStore,
+    StoreReads,
+    StoreUpkeep,
+)
 from semantica.supervisor.store.records import (
     EnqueueResult,
     Lease,
@@ -61,6 +67,7 @@ __all__ = [
     "SchemaChange",
     "SchemaTooNew",
     "StaleLease",
+    "StoreReads",
     "StoreUpkeep",
     "check_queue_setting",
     "open_store",

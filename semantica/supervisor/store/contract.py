@@ -53,120 +53,15 @@ QueueInfos = list[QueueInfo]
 Ends = list[tuple[Lease, bytes | None, float]]
 
 
-class JobStore(Protocol):
-    """The jobs, their queues and their leases, kept durably."""
+class StoreReads(Protocol):
+    """What may be read from a store: the jobs, their queues, and the facts the start
+    rules read. Request handlers see the store as this (they write through the job
+    lifecycle), so a handler that tried a write would not type-check."""
 
     clock: Clock
 
-    # ------------------------------------------------------------- opening and commits
-
-    @property
-    def schema_version(self) -> int:
-        """The version of the schema the store holds now (0: a new, empty store)."""
-        ...
-
-    @property
-    def newest_schema_version(self) -> int:
-        """The newest schema version this code knows (what :meth:`migrate` goes up to)."""
-        ...
-
-    def migrate(self, to: int | None = None) -> SchemaChange:
-        """Move the schema up or down to version ``to`` (default: the newest), one
-        transaction per step, keeping the data; say what was done.
-
-        A new store (schema 0) gets the schema made from nothing; going up from
-        one that has data first takes a backup where the backend can.
-
-        Raises:
-            SchemaTooNew: the store's version is above the newest this code knows.
-            BadInput: ``to`` names no version this code has.
-            StoreError: a step failed (that step was rolled back).
-        """
-        ...
-
-    def close(self) -> None:
-        """Let go of the store; what was committed is kept."""
-        ...
-
-    def fail_fast_when_busy(self) -> None:
-        """From now on the store is called from an event loop: a write that finds
-        the store held by another process raises StoreBusy at once (within a few
-        milliseconds, nothing changed) instead of waiting; the caller retries."""
-        ...
-
-    def defer_commits(self, on_write: Callable[[], None]) -> None:
-        """Group commit: from now on writes join an open batch, made durable by :meth:`commit`.
-
-        Each write is still all-or-none, and ``on_write`` is called after each
-        so the owner can schedule the commit. Nothing written is durable, and
-        nothing may be acknowledged, until :meth:`commit` returns; if it fails,
-        every write since the last commit is gone.
-        """
-        ...
-
-    def commit(self) -> None:
-        """Make the writes since the last commit durable (group commit).
-
-        Raises:
-            StoreError: the commit failed; everything since the last commit was undone.
-        """
-        ...
-
     def size_bytes(self) -> int:
         """Bytes the store takes on disk (for ``semctl status``)."""
-        ...
-
-    def upkeep(self) -> StoreUpkeep:
-        """A second handle for maintenance, to be used from a thread (see StoreUpkeep)."""
-        ...
-
-    # ------------------------------------------------------------- enqueue
-
-    def insert(self, prepared: Sequence[Prepared]) -> EnqueueResult:
-        """Add prepared jobs, all in one write (all or none), as QUEUED.
-
-        Each job's ``run_after`` is its ``at``, else now plus its ``delay``.
-        Jobs with a subject follow the generation rules, in order, so a later
-        spec of the batch sees the earlier ones:
-
-        * no generation: one above the newest of its ``(type, subject)``;
-        * a generation not above a QUEUED or RUNNING one of the subject: that
-          job is returned (``deduplicated``) and nothing is added;
-        * otherwise it is added, and the QUEUED jobs of the subject with a lower
-          generation become SUPERSEDED (``superseded_by`` = the new job); the
-          RUNNING ones are listed in ``running_older`` if the spec asks to
-          supersede running jobs.
-
-        Ids grow in the order jobs are added. A queue a job names is known from
-        then on (:meth:`queue_known`).
-
-        Raises:
-            BadInput: a subject has no generation left; nothing was added.
-        """
-        ...
-
-    # ------------------------------------------------------------- leases and moves
-
-    def lease(self, worker_pid: int, *, on_ac: bool = True, idle: bool = True) -> Lease | None:
-        """Take the next job that may start now for a worker, or None.
-
-        The next job is the one :mod:`start_rules` lets start with the highest
-        priority, oldest first (``on_ac`` and ``idle`` say how the machine is).
-        It becomes RUNNING with a new lease id, one more attempt, its worker,
-        and ``started_at`` now (later than every earlier lease's); its progress
-        is cleared, and the error of an earlier attempt stays until this one ends.
-        """
-        ...
-
-    def lease_many(
-        self, worker_pid: int, count: int, *, on_ac: bool = True, idle: bool = True
-    ) -> list[Lease]:
-        """Up to ``count`` jobs for one worker, in one write, in the order it should run them.
-
-        The same jobs, in the same order, as ``count`` calls of :meth:`lease`
-        would take (the jobs of this batch count as running), except that it
-        may return fewer.
-        """
         ...
 
     def next_startable(
@@ -174,96 +69,6 @@ class JobStore(Protocol):
     ) -> JobsList:
         """The jobs :meth:`lease_many` of ``count`` would take now, in that order, as
         rows for a view (see :meth:`next_queued`); a read, nothing taken."""
-        ...
-
-    def complete(self, lease: Lease, result: bytes | None, start: float = 0.0) -> None:
-        """RUNNING -> DONE with ``result`` (JSON text); :meth:`complete_many` of one.
-
-        Raises:
-            StaleLease: the job is no longer running under this lease.
-        """
-        ...
-
-    def complete_many(self, ends: Ends) -> list[Lease]:
-        """RUNNING -> DONE for each ``(lease, result, start)``, in one write; returns
-        the leases that were no longer current (skipped, nothing changed for them).
-
-        ``start`` is when the worker started the job (Unix time; 0 if unknown):
-        ``started_at`` becomes the later of it and the lease's. The error of an
-        earlier attempt is cleared.
-        """
-        ...
-
-    def set_progress(self, lease: Lease, fraction: float, message: str) -> None:
-        """Record how far the job under ``lease`` has got (ignored if the lease is stale)."""
-        ...
-
-    def fail(self, lease: Lease, error: JobError, retry_at: float | None) -> JobState:
-        """End an attempt with ``error``: back to QUEUED at ``retry_at`` (the attempt
-        spent), or FAILED if None. Returns the job's new state.
-
-        Raises:
-            StaleLease: the job is no longer running under this lease.
-        """
-        ...
-
-    def cancel_running(self, lease: Lease, error: JobError) -> None:
-        """RUNNING -> CANCELLED with ``error``.
-
-        Raises:
-            StaleLease: the job is no longer running under this lease.
-        """
-        ...
-
-    def requeue_interrupted(self, lease: Lease, error: JobError) -> None:
-        """RUNNING -> QUEUED now, with ``error``, without spending the attempt (a
-        drain stopped it).
-
-        Raises:
-            StaleLease: the job is no longer running under this lease.
-        """
-        ...
-
-    def give_back(self, leases: Iterable[Lease]) -> int:
-        """RUNNING -> QUEUED for leased jobs their worker never started; returns how many.
-
-        The attempt is not spent and nothing else about the job changes but
-        ``started_at``, which keeps the time of the lease given back: it runs
-        next as if it had waited in the queue. Stale leases are skipped.
-        """
-        ...
-
-    def recover_running(self) -> int:
-        """At start: every RUNNING job (its supervisor died) goes back to QUEUED,
-        due now, error ``interrupted``, attempt not spent. Returns how many."""
-        ...
-
-    def cancel_queued(self, job_id: int, message: str) -> bool:
-        """QUEUED -> CANCELLED; False (and nothing changed) if the job is not QUEUED."""
-        ...
-
-    def retry(self, job_id: int) -> Job:
-        """FAILED or CANCELLED -> QUEUED now, with a fresh attempt budget; the job after.
-
-        The last error stays until the next attempt ends.
-
-        A job with a subject is not retried once a newer generation of its
-        ``(type, subject)`` is queued, running or DONE.
-
-        Raises:
-            NoSuchJob: no such job.
-            BadInput: the job is not FAILED or CANCELLED, or a newer generation
-                is queued, running or done (nothing changed).
-        """
-        ...
-
-    # ------------------------------------------------------------- queues
-
-    def set_queue(
-        self, name: str, *, paused: bool | None = None, limit: int | None = None
-    ) -> QueueInfo:
-        """Create the queue if new and change the settings given (name and limit
-        already checked); return the queue with its counts."""
         ...
 
     def queue_known(self, name: str) -> bool:
@@ -290,8 +95,6 @@ class JobStore(Protocol):
     def next_run_after(self) -> float | None:
         """The earliest future ``run_after`` of a queued job (when to look again), or None."""
         ...
-
-    # ------------------------------------------------------------- reads
 
     def get(self, job_id: int) -> Job:
         """One job.
@@ -386,6 +189,200 @@ class JobStore(Protocol):
 
     def latest_rows(self, state: str, limit: int, cut: int) -> JobsList:
         """The newest ``limit`` jobs in ``state``, as rows for a view (see :meth:`next_queued`)."""
+        ...
+
+
+class JobStore(StoreReads, Protocol):
+    """The jobs, their queues and their leases, kept durably: the reads of
+    :class:`StoreReads`, and every write."""
+
+    @property
+    def schema_version(self) -> int:
+        """The version of the schema the store holds now (0: a new, empty store)."""
+        ...
+
+    @property
+    def newest_schema_version(self) -> int:
+        """The newest schema version this code knows (what :meth:`migrate` goes up to)."""
+        ...
+
+    def migrate(self, to: int | None = None) -> SchemaChange:
+        """Move the schema up or down to version ``to`` (default: the newest), one
+        transaction per step, keeping the data; say what was done.
+
+        A new store (schema 0) gets the schema made from nothing; going up from
+        one that has data first takes a backup where the backend can.
+
+        Raises:
+            SchemaTooNew: the store's version is above the newest this code knows.
+            BadInput: ``to`` names no version this code has.
+            StoreError: a step failed (that step was rolled back).
+        """
+        ...
+
+    def close(self) -> None:
+        """Let go of the store; what was committed is kept."""
+        ...
+
+    def fail_fast_when_busy(self) -> None:
+        """From now on the store is called from an event loop: a write that finds
+        the store held by another process raises StoreBusy at once (within a few
+        milliseconds, nothing changed) instead of waiting; the caller retries."""
+        ...
+
+    def defer_commits(self, on_write: Callable[[], None]) -> None:
+        """Group commit: from now on writes join an open batch, made durable by :meth:`commit`.
+
+        Each write is still all-or-none, and ``on_write`` is called after each
+        so the owner can schedule the commit. Nothing written is durable, and
+        nothing may be acknowledged, until :meth:`commit` returns; if it fails,
+        every write since the last commit is gone.
+        """
+        ...
+
+    def commit(self) -> None:
+        """Make the writes since the last commit durable (group commit).
+
+        Raises:
+            StoreError: the commit failed; everything since the last commit was undone.
+        """
+        ...
+
+    def upkeep(self) -> StoreUpkeep:
+        """A second handle for maintenance, to be used from a thread (see StoreUpkeep)."""
+        ...
+
+    def insert(self, prepared: Sequence[Prepared]) -> EnqueueResult:
+        """Add prepared jobs, all in one write (all or none), as QUEUED.
+
+        Each job's ``run_after`` is its ``at``, else now plus its ``delay``.
+        Jobs with a subject follow the generation rules, in order, so a later
+        spec of the batch sees the earlier ones:
+
+        * no generation: one above the newest of its ``(type, subject)``;
+        * a generation not above a QUEUED or RUNNING one of the subject: that
+          job is returned (``deduplicated``) and nothing is added;
+        * otherwise it is added, and the QUEUED jobs of the subject with a lower
+          generation become SUPERSEDED (``superseded_by`` = the new job); the
+          RUNNING ones are listed in ``running_older`` if the spec asks to
+          supersede running jobs.
+
+        Ids grow in the order jobs are added. A queue a job names is known from
+        then on (:meth:`queue_known`).
+
+        Raises:
+            BadInput: a subject has no generation left; nothing was added.
+        """
+        ...
+
+    def lease(self, worker_pid: int, *, on_ac: bool = True, idle: bool = True) -> Lease | None:
+        """Take the next job that may start now for a worker, or None.
+
+        The next job is the one :mod:`start_rules` lets start with the highest
+        priority, oldest first (``on_ac`` and ``idle`` say how the machine is).
+        It becomes RUNNING with a new lease id, one more attempt, its worker,
+        and ``started_at`` now (later than every earlier lease's); its progress
+        is cleared, and the error of an earlier attempt stays until this one ends.
+        """
+        ...
+
+    def lease_many(
+        self, worker_pid: int, count: int, *, on_ac: bool = True, idle: bool = True
+    ) -> list[Lease]:
+        """Up to ``count`` jobs for one worker, in one write, in the order it should run them.
+
+        The same jobs, in the same order, as ``count`` calls of :meth:`lease`
+        would take (the jobs of this batch count as running), except that it
+        may return fewer.
+        """
+        ...
+
+    def complete(self, lease: Lease, result: bytes | None, start: float = 0.0) -> None:
+        """RUNNING -> DONE with ``result`` (JSON text); :meth:`complete_many` of one.
+
+        Raises:
+            StaleLease: the job is no longer running under this lease.
+        """
+        ...
+
+    def complete_many(self, ends: Ends) -> list[Lease]:
+        """RUNNING -> DONE for each ``(lease, result, start)``, in one write; returns
+        the leases that were no longer current (skipped, nothing changed for them).
+
+        ``start`` is when the worker started the job (Unix time; 0 if unknown):
+        ``started_at`` becomes the later of it and the lease's. The error of an
+        earlier attempt is cleared.
+        """
+        ...
+
+    def set_progress(self, lease: Lease, fraction: float, message: str) -> None:
+        """Record how far the job under ``lease`` has got (ignored if the lease is stale)."""
+        ...
+
+    def fail(self, lease: Lease, error: JobError, retry_at: float | None) -> JobState:
+        """End an attempt with ``error``: back to QUEUED at ``retry_at`` (the attempt
+        spent), or FAILED if None. Returns the job's new state.
+
+        Raises:
+            StaleLease: the job is no longer running under this lease.
+        """
+        ...
+
+    def cancel_running(self, lease: Lease, error: JobError) -> None:
+        """RUNNING -> CANCELLED with ``error``.
+
+        Raises:
+            StaleLease: the job is no longer running under this lease.
+        """
+        ...
+
+    def requeue_interrupted(self, lease: Lease, error: JobError) -> None:
+        """RUNNING -> QUEUED now, with ``error``, without spending the attempt (a
+        drain stopped it).
+
+        Raises:
+            StaleLease: the job is no longer running under this lease.
+        """
+        ...
+
+    def give_back(self, leases: Iterable[Lease]) -> int:
+        """RUNNING -> QUEUED for leased jobs their worker never started; returns how many.
+
+        The attempt is not spent and nothing else about the job changes but
+        ``started_at``, which keeps the time of the lease given back: it runs
+        next as if it had waited in the queue. Stale leases are skipped.
+        """
+        ...
+
+    def recover_running(self) -> int:
+        """At start: every RUNNING job (its supervisor died) goes back to QUEUED,
+        due now, error ``interrupted``, attempt not spent. Returns how many."""
+        ...
+
+    def cancel_queued(self, job_id: int, message: str) -> bool:
+        """QUEUED -> CANCELLED; False (and nothing changed) if the job is not QUEUED."""
+        ...
+
+    def retry(self, job_id: int) -> Job:
+        """FAILED or CANCELLED -> QUEUED now, with a fresh attempt budget; the job after.
+
+        The last error stays until the next attempt ends.
+
+        A job with a subject is not retried once a newer generation of its
+        ``(type, subject)`` is queued, running or DONE.
+
+        Raises:
+            NoSuchJob: no such job.
+            BadInput: the job is not FAILED or CANCELLED, or a newer generation
+                is queued, running or done (nothing changed).
+        """
+        ...
+
+    def set_queue(
+        self, name: str, *, paused: bool | None = None, limit: int | None = None
+    ) -> QueueInfo:
+        """Create the queue if new and change the settings given (name and limit
+        already checked); return the queue with its counts."""
         ...
 
 
