@@ -87,3 +87,44 @@ def test_docs_refer_only_to_files_in_the_repository(doc: Path) -> None:
             continue
         assert (doc.parent / target).exists(), f"{doc.name} links to {target}, which is missing"
     assert "DESIGN.md" not in text, f"{doc.name} refers to DESIGN.md, which is not in the repo"
+
+
+ARCHITECTURE = ROOT / "docs" / "architecture.md"
+
+
+def _module_map() -> set[str]:
+    """The files named in the first column of docs/architecture.md's module map, as
+    paths from the repository root (a path not under ``semantica/`` or ``sql/`` is
+    written from ``semantica/``)."""
+    section = ARCHITECTURE.read_text().split("\n## Module map\n", 1)[1].split("\n## ", 1)[0]
+    named = set()
+    for line in section.splitlines():
+        cell = re.match(r"\| `([^`]+)`", line)
+        if cell:
+            path = cell.group(1)
+            named.add(path if path.startswith(("semantica/", "sql/")) else f"semantica/{path}")
+    return named
+
+
+#: Every module of the package, and every schema migration (its up file).
+MODULES = sorted(
+    [p.relative_to(ROOT).as_posix() for p in (ROOT / "semantica").rglob("*.py")]
+    + [
+        p.relative_to(ROOT).as_posix()
+        for p in (ROOT / "sql").glob("[0-9]*.sql")
+        if not p.name.endswith(".down.sql")
+    ]
+)
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_every_module_is_in_the_module_map(module: str) -> None:
+    """docs/architecture.md's module map has a row for each module of semantica/ and each
+    migration in sql/: a module added without one fails here."""
+    assert module in _module_map(), f"{module} is missing from the module map"
+
+
+def test_the_module_map_names_only_files_that_exist() -> None:
+    """A row whose module moved or went away fails here."""
+    missing = sorted(path for path in _module_map() if not (ROOT / path).is_file())
+    assert missing == []
