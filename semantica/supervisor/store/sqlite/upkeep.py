@@ -36,7 +36,7 @@ class SQLiteUpkeep:
     """Long store work on a connection of its own, meant to run in a thread.
 
     Each write is a short transaction (a batch of at most ``batch`` rows, a
-    step of at most ``pages`` pages); only :meth:`vacuum` holds the write lock
+    step of at most ``pages`` pages); only :meth:`compact_fully` holds the write lock
     for as long as it runs. The caller closes the supervisor's store gate
     around the steps that hold the lock (maintenance.py), so the supervisor's
     writers wait at the gate rather than in SQLite's busy wait.
