@@ -13,7 +13,7 @@ from semantica.clock import FakeClock
 from semantica.errors import BadInput, NoSuchJob
 from semantica.models import ErrorKind, Job, JobError, JobSpec, JobState, QueueInfo
 from semantica.supervisor.retry import next_attempt_at
-from semantica.supervisor.store import JobStore, Lease, StaleLease, check_queue_setting
+from semantica.supervisor.store import JobStore, Lease, StaleLease
 
 BOOM = JobError(kind=ErrorKind.EXCEPTION.value, message="ValueError: boom")
 STOPPED = JobError(kind=ErrorKind.CANCELLED.value, message="cancelled by the user")
@@ -197,21 +197,6 @@ def test_queue_settings_survive_reopening(open_store: Callable[[], JobStore], sp
         assert len(_drain(store)) == 1
     finally:
         store.close()
-
-
-@pytest.mark.parametrize(
-    ("name", "limit"),
-    [("q", -1), ("q", 10_001), ("bad name", 1), ("", None), ("q\n", None)],
-)
-def test_bad_queue_setting_is_refused_and_changes_nothing(
-    store: JobStore, name: str, limit: int | None
-) -> None:
-    """A bad queue name or limit is refused with BadInput, before the store, and creates
-    no queue."""
-    with pytest.raises(BadInput):
-        check_queue_setting(name, limit)
-        store.set_queue(name, paused=True, limit=limit)
-    assert store.queues() == []
 
 
 # ---------------------------------------------------------------- rule 5: retries

@@ -193,6 +193,21 @@ def test_a_queue_setting_goes_through_the_lifecycle(
     assert not store.queue_known("no spaces allowed")
 
 
+@pytest.mark.parametrize(
+    ("name", "limit"),
+    [("q", -1), ("q", 10_001), ("bad name", 1), ("", None), ("q\n", None)],
+)
+def test_bad_queue_setting_is_refused_and_changes_nothing(
+    tmp_path: Path, store: SQLiteStore, name: str, limit: int | None
+) -> None:
+    """A bad queue name or limit is refused with BadInput, before the store (which trusts
+    what it is given), and creates no queue."""
+    jobs = JobLifecycle(store, JobLogs(tmp_path / "logs", 1 << 20), JobEvents(), Scheduler(store))
+    with pytest.raises(BadInput):
+        jobs.set_queue(name, paused=True, limit=limit)
+    assert store.queues() == []
+
+
 def _verb_table() -> dict[str, list[str]]:
     """docs/protocol.md's table of verbs: tag -> its row's cells, backticks off."""
     text = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text()

@@ -18,8 +18,8 @@ import pytest
 from enqueueing import enqueue
 
 from semantica.clock import FakeClock
-from semantica.errors import NoSuchJob
-from semantica.models import JobSpec
+from semantica.errors import NoSuchJob, StoreError
+from semantica.models import JobError, JobSpec
 from semantica.supervisor.store import SchemaTooNew
 from semantica.supervisor.store.sqlite import SQLiteStore
 
@@ -158,3 +158,30 @@ def test_a_lease_does_not_grow_with_the_queue_names_ever_used(
         store.set_queue(f"q{n}", paused=True) if n % 4 else store.set_queue(f"q{n}", limit=3)
     enqueue(store, [spec()])
     assert _lease_steps(store) <= alone + 20  # (it was 3,000 times as many)
+
+
+class _FailingJobReads:
+    """The store's connection, but a read of whole job rows fails (an I/O error)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+        if sql.startswith("SELECT id, type, queue"):  # (the columns a Job is read from)
+            raise sqlite3.OperationalError("disk I/O error")
+        return self._conn.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._conn, name)
+
+
+def test_a_retry_whose_read_back_fails_raises_a_store_error(store: SQLiteStore) -> None:
+    """A retry reads the job back after moving it: an SQLite failure there is a typed
+    StoreError (the client hears store_error), not a raw sqlite3 error (``internal``)."""
+    [job] = enqueue(store, [JobSpec(type="T", max_attempts=1)]).jobs
+    lease = store.lease(worker_pid=1)
+    assert lease is not None
+    store.fail(lease, JobError("exception", "boom"), retry_at=None)
+    store._conn = _FailingJobReads(store._conn)  # type: ignore[assignment]
+    with pytest.raises(StoreError, match="reading the job store failed"):
+        store.retry(job.id)

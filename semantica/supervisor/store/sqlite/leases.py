@@ -39,6 +39,8 @@ _QUEUE_ROOM = (
     "FROM live LEFT JOIN queues AS q ON q.name = live.name "
     "WHERE live.name IS NOT NULL AND coalesce(q.paused, 0) = 0"
 )
+# The next jobs of one queue that may start now: due, subject free, conditions met; best
+# first. (A narrowing, as an index: _startable decides each with the start rules.)
 _NEXT_IN_QUEUE = (
     "SELECT j.priority, j.id, j.type, j.subject, j.run_after, j.require_charging, "
     "j.require_idle FROM jobs AS j INDEXED BY jobs_queue_ready "

@@ -8,6 +8,7 @@ changes nothing (:class:`~..records.StaleLease`, or skipped where said).
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
@@ -15,7 +16,7 @@ from semantica.errors import BadInput, NoSuchJob
 from semantica.models import TRANSITIONS, ErrorKind, Job, JobError, JobState, check_transition
 from semantica.supervisor.store.contract import Ends
 from semantica.supervisor.store.records import Lease, StaleLease
-from semantica.supervisor.store.sqlite.connection import SQLiteConnection
+from semantica.supervisor.store.sqlite.connection import SQLiteConnection, store_error
 from semantica.supervisor.store.sqlite.rows import JOB_COLUMNS, check_id, job_from_row, rows_by_id
 
 
@@ -131,7 +132,11 @@ class SQLiteMoves(SQLiteConnection):
                 "finished_at = NULL, worker_pid = NULL WHERE id = ? AND state = ?",
                 (self.clock.time(), job_id, state.value),
             )
-        return job_from_row(rows_by_id(self._conn, [job_id], JOB_COLUMNS)[0])
+        try:
+            (row,) = rows_by_id(self._conn, [job_id], JOB_COLUMNS)
+        except sqlite3.Error as exc:
+            raise store_error(exc, "reading the job store failed") from None
+        return job_from_row(row)
 
     def complete(self, lease: Lease, result: bytes | None, start: float = 0.0) -> None:
         """RUNNING -> DONE with ``result`` (JSON text), if ``lease`` is still current.
