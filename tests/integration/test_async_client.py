@@ -8,6 +8,7 @@ under asyncio is tested in test_async_client_asyncio.py.
 
 from __future__ import annotations
 
+import re
 import socket
 from pathlib import Path
 
@@ -23,6 +24,8 @@ pytestmark = pytest.mark.slow
 
 #: Bounds a failure only: every call below is answered in milliseconds when it works.
 DEADLINE = 30
+#: Enqueues sent together on one connection.
+PIPELINED = 200
 
 
 async def test_a_pending_wait_does_not_hold_up_other_calls(daemon: Daemon) -> None:
@@ -173,3 +176,30 @@ async def test_every_reply_carries_the_rid_of_its_request(daemon: Daemon) -> Non
                 for verb in ("status", "queues", "metrics", "maintenance", "top"):
                     nursery.start_soon(call, verb)
         assert len(replies) == 5
+
+
+def _commits(metrics: str) -> float:
+    """The store commits so far, from ``semctl metrics``' text."""
+    [value] = re.findall(r"^semantica_store_commits_total (\S+)$", metrics, re.MULTILINE)
+    return float(value)
+
+
+async def test_pipelined_enqueues_share_commits(daemon: Daemon) -> None:
+    """Enqueues in flight together on one connection share commits: the supervisor
+    carries them out in order without waiting for each one's commit before reading
+    the next (it did, and a pipelining client was as slow as one waiting for each
+    reply: a disk flush per job). Each reply still comes only once its job is durable."""
+    async with AsyncClient(home=daemon.home) as client:
+        before = _commits(await client.metrics())
+        added: list[int] = []
+
+        async def enqueue() -> None:
+            added.append((await client.enqueue("NOOP", delay=3600)).id)
+
+        with trio.fail_after(DEADLINE):
+            async with trio.open_nursery() as nursery:
+                for _ in range(PIPELINED):
+                    nursery.start_soon(enqueue)
+        commits = _commits(await client.metrics()) - before
+        assert len(set(added)) == PIPELINED
+        assert commits <= PIPELINED / 4, f"{commits:.0f} commits for {PIPELINED} enqueues"

@@ -59,7 +59,9 @@ async def handle_enqueue(services: Services, request: EnqueueLazy) -> Enqueued:
     running_older: list[tuple[int, int]] = []
     claims = Claims(services.committer)
     pace = Pace(len(prepared), first=ATOMIC_JOBS)
+    pace_slices = 0
     for start, stop in pace:
+        pace_slices += 1
         piece = prepared[start:stop]
         try:
             result = await store_write(services, functools.partial(services.jobs.add, piece))
@@ -80,7 +82,14 @@ async def handle_enqueue(services: Services, request: EnqueueLazy) -> Enqueued:
                 f"{exc.message} (the first {start} of the {len(prepared)} jobs of this "
                 "request were added before it; the rest were not)"
             ) from None
-    error = await claims.failed()  # the last slice's commit (every one, for one slice)
+    # A request of one slice (nearly all) does not wait for its commit here: its reply
+    # waits for it, as every reply does (server.py), and a failed commit becomes its
+    # error there, the same one. Waiting here would hold the requests behind it on the
+    # connection, which are carried out in order: pipelined enqueues would each pay a
+    # disk flush instead of sharing one. (There is no checkpoint since the write, so
+    # the server's wait covers its batch.) Several slices, or running jobs to stop
+    # once the new ones are durable, wait for every slice's commit.
+    error = await claims.failed() if pace_slices > 1 or running_older else None
     if error is not None:
         if len(prepared) <= ATOMIC_JOBS:
             raise error
