@@ -59,9 +59,7 @@ async def handle_enqueue(services: Services, request: EnqueueLazy) -> Enqueued:
     running_older: list[tuple[int, int]] = []
     claims = Claims(services.committer)
     pace = Pace(len(prepared), first=ATOMIC_JOBS)
-    pace_slices = 0
     for start, stop in pace:
-        pace_slices += 1
         piece = prepared[start:stop]
         try:
             result = await store_write(services, functools.partial(services.jobs.add, piece))
@@ -89,7 +87,7 @@ async def handle_enqueue(services: Services, request: EnqueueLazy) -> Enqueued:
     # disk flush instead of sharing one. (There is no checkpoint since the write, so
     # the server's wait covers its batch.) Several slices, or running jobs to stop
     # once the new ones are durable, wait for every slice's commit.
-    error = await claims.failed() if pace_slices > 1 or running_older else None
+    error = await claims.failed() if len(prepared) > ATOMIC_JOBS or running_older else None
     if error is not None:
         if len(prepared) <= ATOMIC_JOBS:
             raise error

@@ -92,7 +92,6 @@ def json_ids(ids: Sequence[int]) -> str:
 
 
 json_decode = msgspec.json.decode
-_json_encode = msgspec.json.encode
 _msgpack_encode = msgspec.msgpack.Encoder().encode
 
 #: What a job's reply may add to its encoded size after the read (``waiting_for``).
