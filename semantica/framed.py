@@ -24,10 +24,10 @@ class FramedStream:
 
     ``receive`` is for one task at a time; ``send`` may be called from several
     tasks (a lock keeps frames whole). ``first_max`` caps the first frame
-    received more tightly than the rest (a hello). With ``shield_sends`` a frame, once
-    begun, is sent whole even if its sender is cancelled (for a connection
-    shared by several callers; the supervisor does not shield, so that a
-    client that stops reading cannot hold it up).
+    received more tightly than the rest (a hello). A cancelled send may leave a
+    frame cut short: a caller that must never do so shields its own sends (the
+    worker does); the supervisor does not, so that a client that stops reading
+    cannot hold it up.
 
     Raises (from ``receive``):
         trio.EndOfChannel: the peer closed the stream cleanly between frames.
@@ -39,11 +39,9 @@ class FramedStream:
         stream: trio.abc.Stream,
         message_type: Any,
         max_frame: int = MAX_FRAME,
-        shield_sends: bool = False,
         first_max: int | None = None,
     ) -> None:
         self.stream = stream
-        self._shield_sends = shield_sends
         self._decoder = FrameDecoder(message_type, max_frame, first_max)
         self._ready: deque[Any] = deque()
         self._error: ProtocolError | None = None
@@ -96,8 +94,7 @@ class FramedStream:
 
     async def _write(self, data: bytes) -> None:
         async with self._send_lock:
-            with trio.CancelScope(shield=self._shield_sends):
-                await self.stream.send_all(data)
+            await self.stream.send_all(data)
 
     async def aclose(self) -> None:
         await self.stream.aclose()

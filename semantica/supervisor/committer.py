@@ -90,9 +90,7 @@ class Claims:
     def mark(self) -> None:
         """Claim the open batch (the writes so far). Call with no checkpoint since the write."""
         ticket = self._committer.ticket()
-        if ticket is not None and (
-            not self._tickets or ticket._batch is not self._tickets[-1]._batch
-        ):
+        if ticket is not None and (not self._tickets or not ticket.same_batch(self._tickets[-1])):
             self._tickets.append(ticket)
 
     async def failed(self) -> StoreError | None:

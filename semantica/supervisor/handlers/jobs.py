@@ -67,9 +67,16 @@ async def handle_enqueue(services: Services, request: EnqueueLazy) -> Enqueued:
             jobs += services.explain(result.jobs)
             running_older += result.running_older
             await pace.rest()
-            if stop < len(prepared):
-                # Nothing of a later slice is written before this one is durable, so
-                # what the error below reports as added really is.
+            # A request of one slice (nearly all) does not wait for its commit here: its
+            # reply waits for it, as every reply does (server.py), and a failed commit
+            # becomes its error there, the same one. Waiting here would hold the requests
+            # behind it on the connection, which are carried out in order: pipelined
+            # enqueues would each pay a disk flush instead of sharing one. (There is no
+            # checkpoint since the write, so the server's wait covers its batch.) In a
+            # request of several slices nothing of a later slice is written before this
+            # one is durable, so that what the error below reports as added really is;
+            # running jobs to stop wait for the new ones to be durable.
+            if len(prepared) > ATOMIC_JOBS or running_older:
                 error = await claims.failed()
                 if error is not None:
                     raise error
@@ -80,22 +87,6 @@ async def handle_enqueue(services: Services, request: EnqueueLazy) -> Enqueued:
                 f"{exc.message} (the first {start} of the {len(prepared)} jobs of this "
                 "request were added before it; the rest were not)"
             ) from None
-    # A request of one slice (nearly all) does not wait for its commit here: its reply
-    # waits for it, as every reply does (server.py), and a failed commit becomes its
-    # error there, the same one. Waiting here would hold the requests behind it on the
-    # connection, which are carried out in order: pipelined enqueues would each pay a
-    # disk flush instead of sharing one. (There is no checkpoint since the write, so
-    # the server's wait covers its batch.) Several slices, or running jobs to stop
-    # once the new ones are durable, wait for every slice's commit.
-    error = await claims.failed() if len(prepared) > ATOMIC_JOBS or running_older else None
-    if error is not None:
-        if len(prepared) <= ATOMIC_JOBS:
-            raise error
-        done = len(prepared) - len(piece)
-        raise type(error)(
-            f"{error.message} (the first {done} of the {len(prepared)} jobs of this "
-            "request were added before it; the rest were not)"
-        ) from None
     for old_id, new_id in running_older:
         # --supersede-running, once the new jobs are durable: stopping takes up to the
         # grace period; do not hold the reply.
