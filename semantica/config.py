@@ -10,6 +10,8 @@ paths a client needs (cheap, no validation of daemon settings), and
 from __future__ import annotations
 
 import os
+import re
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -144,6 +146,20 @@ class Settings(msgspec.Struct, frozen=True):
     idle_window: float = 10.0  # ...for this many seconds
     metrics_addr: str | None = None  # HOST:PORT to serve /metrics on, off by default
     metrics_public: bool = False  # allow a metrics address beyond loopback
+    store: str | None = None  # a PostgreSQL connection string; None: the SQLite file in home
+    node_name: str = ""  # how this supervisor is named among the nodes of a shared store
+    node_timeout: float = 10.0  # a node silent this long is declared dead by the others
+
+    @property
+    def store_location(self) -> Path | str:
+        """What the store is opened from: the connection string, or the SQLite file."""
+        return self.store if self.store is not None else self.paths.db
+
+    @property
+    def store_shown(self) -> str:
+        """The store, for a log line or a status: the SQLite path, or the connection
+        string without its password."""
+        return str(self.paths.db) if self.store is None else redact_password(self.store)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **flags: Any) -> Settings:
@@ -180,9 +196,20 @@ class Settings(msgspec.Struct, frozen=True):
         metrics_addr = pick("metrics_addr")
         if metrics_addr is not None:
             parse_metrics_addr(metrics_addr, metrics_public)
+        store = _store(pick("store"), where("store"))
+        node_name = str(pick("node_name") or socket.gethostname())
+        if not node_name.isprintable() or len(node_name) > 200:
+            raise ConfigError(
+                f"{where('node_name')} must be at most 200 printable characters, got {node_name!r}"
+            )
         return cls(
             paths=paths,
             workers=workers,
+            store=store,
+            node_name=node_name,
+            node_timeout=_number(
+                pick("node_timeout"), where("node_timeout"), float, 10.0, low=1, high=3600
+            ),
             handlers=handlers,
             log_format=_choice(pick("log_format"), where("log_format"), LOG_FORMATS, None),
             drain_timeout=_number(
@@ -245,6 +272,36 @@ def _number(
     if high is not None and number > high:
         raise ConfigError(f"{name} must be at most {high}, got {value!r}")
     return number
+
+
+#: What a connection string to PostgreSQL starts with (a libpq URL).
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def _store(value: Any, name: str) -> str | None:
+    """A PostgreSQL connection string (a ``postgresql://`` URL or libpq's ``key=value``
+    words), or None for the SQLite file in the state directory."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    if text.startswith(POSTGRES_SCHEMES) or ("=" in text and "://" not in text):
+        return text
+    raise ConfigError(
+        f"{name} must be a PostgreSQL connection string (postgresql://USER@HOST/DB), "
+        f"got {redact_password(text)!r}; leave it unset for the SQLite file in SEMANTICA_HOME"
+    )
+
+
+_URL_PASSWORD = re.compile(r"^(\w+://[^:/@]*):[^@/]*@")
+_WORD_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)")
+
+
+def redact_password(conninfo: str) -> str:
+    """A connection string with its password (if any) replaced by ``***``."""
+    if conninfo.startswith(POSTGRES_SCHEMES):
+        text = _URL_PASSWORD.sub(r"\1:***@", conninfo)
+        return re.sub(r"([?&]password=)[^&]*", r"\1***", text)  # ?password=... too
+    return _WORD_PASSWORD.sub(r"\1***", conninfo)
 
 
 def parse_metrics_addr(addr: str, public: bool) -> tuple[str, int]:

@@ -296,6 +296,22 @@ class WorkerInfo(msgspec.Struct, kw_only=True):
     pid: int
     state: str
     job: int | None = None
+    node: str | None = None  # the node it belongs to (its name)
+
+
+class NodeView(msgspec.Struct, kw_only=True):
+    """One supervisor among those sharing the store, in a status reply."""
+
+    id: int
+    name: str
+    host: str
+    pid: int
+    version: str
+    workers: int
+    started_at: datetime
+    heartbeat_age_s: float  # since its last heartbeat
+    state: str  # alive, dead (declared so by the others) or gone (stopped cleanly)
+    this: bool = False  # the node that answered
 
 
 class StatusReply(_Msg, tag="status_reply"):
@@ -311,6 +327,9 @@ class StatusReply(_Msg, tag="status_reply"):
     durability: str = "full"
     last_maintenance: datetime | None = None
     draining: bool = False  # shutting down: no new job starts; running ones get the drain time
+    store: str = ""  # where the jobs are: the SQLite file, or the PostgreSQL server
+    node: str = ""  # the name of the node that answered
+    nodes: list[NodeView] = msgspec.field(default_factory=list)
     rid: int = 0
 
 

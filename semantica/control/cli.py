@@ -364,7 +364,8 @@ def _print_event(event: JobEvent, json_out: bool) -> None:
 
 @app.command()
 def status(json_out: JsonOpt = False) -> None:
-    """Counts by state, workers, database size, uptime, version."""
+    """Counts by state, workers, database size, uptime, version; on a shared store, every
+    node and its workers."""
     with _edge(), _client() as client:
         reply = client.status()
     if json_out:
@@ -380,6 +381,9 @@ def status(json_out: JsonOpt = False) -> None:
                 "durability": reply.durability,
                 "last_maintenance": reply.last_maintenance,
                 "draining": reply.draining,
+                "store": reply.store,
+                "node": reply.node,
+                "nodes": reply.nodes,
             }
         )
     else:

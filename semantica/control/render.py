@@ -9,9 +9,11 @@ from __future__ import annotations
 from datetime import datetime
 
 import msgspec
+from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from semantica.config import POSTGRES_SCHEMES
 from semantica.control.terminal import cell, error_label, error_text, show, state_cell
 from semantica.models import EXEC_TYPE, Job, JobState, QueueInfo
 from semantica.protocol import StatusReply
@@ -161,14 +163,35 @@ def status(reply: StatusReply) -> None:
         counts.append_text(
             Text.assemble("  " if i else "", state_cell(state), f" {reply.counts.get(state, 0)}")
         )
+    parts: list[RenderableType] = [header]
+    if reply.draining:
+        parts.append(Text(DRAINING, style="bold yellow"))
+    parts.append(counts)
+    # Nodes only where there are others to tell apart: a shared (PostgreSQL) store.
+    shared = len(reply.nodes) > 1 or reply.store.startswith(POSTGRES_SCHEMES)
+    if shared:
+        nodes = Table(box=None, pad_edge=False)
+        for column in ("NODE", "HOST", "PID", "STATE", "WORKERS", "HEARTBEAT", "VERSION"):
+            nodes.add_column(column)
+        for node in reply.nodes:
+            name = cell(node.name + (" (this one)" if node.this else ""))
+            nodes.add_row(
+                name,
+                cell(node.host),
+                str(node.pid),
+                cell(node.state),
+                str(node.workers),
+                f"{node.heartbeat_age_s:.1f} s ago",
+                cell(node.version),
+            )
+        parts.append(nodes)
     table = Table(box=None, pad_edge=False)
-    for column in ("WORKER PID", "STATE", "JOB"):
+    for column in (
+        ("NODE", "WORKER PID", "STATE", "JOB") if shared else ("WORKER PID", "STATE", "JOB")
+    ):
         table.add_column(column)
     for worker in reply.workers:
-        table.add_row(
-            str(worker.pid), cell(worker.state), "-" if worker.job is None else str(worker.job)
-        )
-    if reply.draining:
-        show(header, Text(DRAINING, style="bold yellow"), counts, table)
-    else:
-        show(header, counts, table)
+        row = [str(worker.pid), cell(worker.state), "-" if worker.job is None else str(worker.job)]
+        table.add_row(*([cell(worker.node or "-")] if shared else []), *row)
+    parts.append(table)
+    show(*parts)

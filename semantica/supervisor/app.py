@@ -34,6 +34,7 @@ from semantica import __version__
 from semantica.clock import Clock
 from semantica.config import Settings, parse_metrics_addr
 from semantica.errors import ConfigError, SemanticaError, StoreError, StoreFull
+from semantica.supervisor.cluster import Node, finished_elsewhere
 from semantica.supervisor.committer import Committer
 from semantica.supervisor.conditions import Conditions
 from semantica.supervisor.events import JobEvents
@@ -57,6 +58,11 @@ from semantica.supervisor.tracing import make_tracer
 log = structlog.get_logger("semantica.supervisor")
 
 DAEMON_LOG = "daemon.log"
+
+#: The longest a store call may take on the event loop before the store gives up on
+#: its connection (a shared store, over the network; a tenth of the node timeout if
+#: that is less, so a node cut off notices in time to fence itself: cluster.py).
+MAX_STORE_DEADLINE_S = 2.0
 
 
 class Supervisor:
@@ -100,8 +106,22 @@ class Supervisor:
         configure_logs(self.settings.log_format, paths.home / DAEMON_LOG)
         self._lock_file = acquire_lock(paths.lock)
         self.token = load_or_create_token(paths.token)
-        self.store = open_store(paths.db, self.clock, self.settings.durability)
+        self.store = open_store(
+            self.settings.store_location,
+            self.clock,
+            self.settings.durability,
+            deadline=min(MAX_STORE_DEADLINE_S, self.settings.node_timeout / 10),
+        )
         self._migrate_schema()
+        self.node = Node(
+            self.store,
+            self.settings,
+            workers=lambda: self.pool.info(),
+            fence=lambda reason: self.pool.fence(reason),
+            wake=lambda: self.scheduler.wake(),
+            ended_elsewhere=lambda: finished_elsewhere(self.store, self.events),
+        )
+        self.node.join()
         recovered = self.store.recover_running()
         if recovered:
             log.info(
@@ -162,7 +182,7 @@ class Supervisor:
     def _migrate_schema(self) -> None:
         """Bring the database to this version's schema, and say so: an upgrade copies the
         database first and can take a while on a big one."""
-        store, path = self.store, str(self.settings.paths.db)
+        store, path = self.store, self.settings.store_shown
         before, newest = store.schema_version, store.newest_schema_version
         if 0 < before < newest:
             log.info(
@@ -205,6 +225,7 @@ class Supervisor:
             draining=lambda: self.draining,
             started_at=self.started_at,
             own_process=self.own_process,
+            node=self.node,
         )
 
     def spawn(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
@@ -229,6 +250,7 @@ class Supervisor:
                 await nursery.start(self.pool.run)
                 await nursery.start(self.conditions.run)
                 await nursery.start(self.maintenance.run_periodically)
+                await nursery.start(self.node.run)
                 if self.settings.metrics_addr:
                     host, port = parse_metrics_addr(
                         self.settings.metrics_addr, self.settings.metrics_public
@@ -255,6 +277,9 @@ class Supervisor:
                 sd_notify("STOPPING=1")
                 await self._drain()
                 nursery.cancel_scope.cancel()
+            with contextlib.suppress(StoreError):  # (a node that cannot leave times out)
+                self.committer.commit_now()
+                self.node.leave()
         finally:
             with contextlib.suppress(StoreError):  # failures were logged; nothing to add
                 self.committer.commit_now()  # the last writes of the drain

@@ -39,6 +39,9 @@ FLAGS: tuple[tuple[str, str, tuple[str, ...] | None], ...] = (
     ("maintenance_hours", "hours between maintenance runs", None),
     ("metrics_addr", "HOST:PORT to serve Prometheus /metrics on (loopback)", None),
     ("metrics_public", "1: allow a metrics address beyond loopback", ("0", "1")),
+    ("store", "a postgresql:// connection string (default: SQLite in the state directory)", None),
+    ("node_name", "this supervisor's name among the nodes of a shared store", None),
+    ("node_timeout", "seconds a silent node has before the others declare it dead", None),
 )
 
 
@@ -81,14 +84,14 @@ def migrate(settings: Settings, to: int | None) -> None:
     # As the supervisor does: what is made here (directory, database, its WAL,
     # the lock file, backups) is the user's alone.
     os.umask(0o077)
-    db = settings.paths.db
+    where = settings.store_shown
     try:
         prepare_home(settings.paths.home)
         lock = acquire_lock(settings.paths.lock)
     except OSError as exc:
         raise state_error(settings.paths.home, exc) from None
     try:
-        store = open_store(db, durability=settings.durability)
+        store = open_store(settings.store_location, durability=settings.durability)
         try:
             change = store.migrate(to)
             newest_version = store.newest_schema_version
@@ -98,7 +101,7 @@ def migrate(settings: Settings, to: int | None) -> None:
         lock.close()
     newest = f"this Semantica's newest is {newest_version}"
     if change.before == 0:
-        print(f"created schema {change.after} in {db} ({newest})")
+        print(f"created schema {change.after} in {where} ({newest})")
     elif change.before == change.after:
         print(f"schema {change.after}: nothing to do ({newest})")
     else:

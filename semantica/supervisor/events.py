@@ -126,6 +126,11 @@ class JobEvents:
         for sub in self._watchers:
             sub.offer(event)
 
+    def pending(self) -> set[int]:
+        """The jobs someone waits for or follows (to look at when jobs may have finished
+        where this supervisor did not see it: on another node)."""
+        return set(self._finished) | set(self._followers)
+
     def job_finished(self, job_id: int) -> None:
         """Wake everyone waiting for ``job_id`` and end its log followers."""
         for countdown in self._finished.pop(job_id, ()):

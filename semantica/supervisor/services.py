@@ -34,6 +34,7 @@ from semantica.config import Settings
 from semantica.models import Job
 from semantica.protocol import WorkerInfo, WorkerTop
 from semantica.supervisor import waiting
+from semantica.supervisor.cluster import Node
 from semantica.supervisor.committer import Committer
 from semantica.supervisor.conditions import Conditions
 from semantica.supervisor.events import JobEvents
@@ -104,6 +105,8 @@ class Services:
     started_at: float
     #: The supervisor's own process (its CPU and memory, for ``top``).
     own_process: psutil.Process
+    #: This supervisor as a node of its store (the cluster's nodes and workers).
+    node: Node
 
 
 def explainer(store: StoreReads, conditions: Conditions) -> Explain:

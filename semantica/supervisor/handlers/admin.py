@@ -90,19 +90,24 @@ def handle_queues(services: Services, request: ListQueues) -> QueueList:
 
 
 def handle_status(services: Services, request: GetStatus) -> StatusReply:
-    """Counts by state, workers, database size, uptime, version."""
+    """Counts by state, workers, database size, uptime, version; on a shared store,
+    every node and the workers of all of them."""
+    nodes, workers = services.node.view()
     return StatusReply(
         rid=request.rid,
         version=__version__,
         uptime_s=round(trio.current_time() - services.started_at, 3),
         db_bytes=services.store.size_bytes(),
         counts=services.store.counts(),
-        workers=services.pool.info(),
+        workers=workers,
         pid=os.getpid(),
         home=str(services.settings.paths.home),
         durability=services.settings.durability,
         last_maintenance=services.maintenance.last_run,
         draining=services.draining(),
+        store=services.settings.store_shown,
+        node=services.node.spec.name,
+        nodes=nodes,
     )
 
 

@@ -153,6 +153,23 @@ class WorkerPool(Slots, Feeding, Reader, Watchdog, Settling, Orphans):
             await self._wait_changed()
         return True
 
+    def fence(self, reason: str) -> int:
+        """Kill every worker that holds a job, at once (SIGKILL; what their jobs started
+        ends with them); return how many. Their slots start new workers.
+
+        For a node that may no longer run its jobs (see cluster.py): they run again
+        elsewhere, so no grace is given. Each job is recorded interrupted (back to the
+        queue, attempt not spent) if the store still takes that write; a lease the
+        others took over meanwhile refuses it, which is the point.
+        """
+        killed = 0
+        for worker in self.workers:
+            if worker.inflight or worker.unsent:
+                worker.interrupt_reason = reason
+                signal_process(worker.process, signal.SIGKILL)
+                killed += 1
+        return killed
+
     @property
     def busy(self) -> int:
         """How many workers hold jobs (running, handed over, or ended and not yet recorded)."""

@@ -1,0 +1,244 @@
+"""This supervisor as a node of its store: registration, heartbeats, the dead it
+reaps, the fence it puts on itself, and the wake-ups other nodes send.
+
+Every supervisor is a node. On SQLite it is the only one: it registers, and
+nothing else here runs. On a shared store (PostgreSQL) several nodes lease from
+one queue, and these promises hold, with ``T`` the node timeout
+(``SEMANTICA_NODE_TIMEOUT``):
+
+* **Heartbeats.** A node renews its heartbeat every ``T / 5``, publishing its
+  workers and their jobs (so ``status`` on any node shows the whole cluster).
+* **The dead.** After each heartbeat a node declares dead every node whose
+  heartbeat is older than ``T`` by the database's clock, and puts that node's
+  running jobs back in the queue (interrupted: the attempt is not spent); the
+  store makes sure each job goes back once, whoever reaps.
+* **The fence.** A node that has not renewed its heartbeat for ``T / 2`` (by
+  its own monotonic clock, counted from when its last successful heartbeat was
+  *sent*) kills its running jobs: it can no longer tell the others it is alive,
+  so before any of them may declare it dead (``T`` after that heartbeat), none
+  of its jobs runs any more. The same holds after the node was frozen (SIGSTOP,
+  a suspended VM): it looks at the time before anything else.
+* **Coming back.** A heartbeat that finds the node declared dead (it was cut
+  off or frozen past ``T``) makes it kill whatever still runs and join again
+  as a new node; the late reports of its old jobs are refused by their leases.
+* **Wake-ups.** What other nodes change (an enqueue, a pause, a job that
+  ended) arrives through the store's change feed, read in a thread: the
+  scheduler looks again, and waiters here learn of jobs that ended elsewhere.
+  A feed that breaks is read as "everything changed", then opened again.
+
+Fails: a store fault in a heartbeat is logged (once per outage) and retried at
+the next beat; the fence is what protects the jobs meanwhile.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import msgspec
+import structlog
+import trio
+
+from semantica import __version__
+from semantica.config import Settings
+from semantica.errors import NoSuchJob, StoreError
+from semantica.models import TERMINAL_STATES
+from semantica.protocol import NodeView, WorkerInfo
+from semantica.supervisor.events import JobEvents
+from semantica.supervisor.store import ChangeFeed, JobStore, NodeSpec, StoreReads
+
+log = structlog.get_logger("semantica.cluster")
+
+#: How often a node beats, as a fraction of the node timeout.
+BEAT_FRACTION = 1 / 5
+#: After this fraction of the node timeout without a heartbeat, a node kills its jobs.
+FENCE_FRACTION = 1 / 2
+#: How long one read of the change feed may block its thread before it looks again.
+FEED_WAIT_S = 5.0
+#: Pause before the change feed is opened again after it broke.
+FEED_RETRY_S = 0.5
+
+
+def finished_elsewhere(store: StoreReads, events: JobEvents) -> None:
+    """Tell waiters and log followers here about jobs that finished on another node."""
+    for job_id in events.pending():
+        try:
+            state = store.state(job_id)
+        except NoSuchJob:  # deleted meanwhile: nothing more will happen to it
+            events.job_finished(job_id)
+            continue
+        if state in TERMINAL_STATES:
+            events.job_finished(job_id)
+
+
+class Detail(msgspec.Struct):
+    """What a node publishes with its heartbeat (opaque JSON to the store)."""
+
+    workers: list[WorkerInfo] = msgspec.field(default_factory=list)
+
+
+_decode_detail = msgspec.json.Decoder(Detail).decode
+
+
+class Node:
+    """This supervisor among the nodes of its store (see the module docstring).
+
+    Args:
+        store: the job store (its node methods: join, heartbeat, reap_dead, leave).
+        settings: the node's name and timeout, the worker count, the state directory.
+        workers: this node's workers now (published with each heartbeat).
+        fence: kill the jobs this node runs, with a reason; returns how many.
+        wake: a job may be able to start (the scheduler looks again).
+        ended_elsewhere: some jobs may have ended on another node (waiters look again).
+    """
+
+    def __init__(
+        self,
+        store: JobStore,
+        settings: Settings,
+        workers: Callable[[], list[WorkerInfo]],
+        fence: Callable[[str], int],
+        wake: Callable[[], None],
+        ended_elsewhere: Callable[[], None],
+    ) -> None:
+        self.store = store
+        self.timeout = settings.node_timeout
+        self.spec = NodeSpec(
+            key=f"{socket.gethostname()}:{settings.paths.home}",
+            name=settings.node_name,
+            host=socket.gethostname(),
+            version=__version__,
+            workers=settings.workers,
+        )
+        self._workers = workers
+        self._fence = fence
+        self._wake = wake
+        self._ended_elsewhere = ended_elsewhere
+        self.node_id = 0
+        self._feed: ChangeFeed | None = None
+        self._last_ok = 0.0  # trio time the last successful heartbeat was sent
+        self._faulted = False  # a heartbeat failed (logged once per outage)
+        self.fenced = 0  # how many times this node killed its jobs (for status, tests)
+
+    def join(self) -> None:
+        """Register (at start, before any lease): the RUNNING jobs of this node's earlier
+        life go back to the queue. Raises StoreError as the store does."""
+        self.node_id = self.store.join(self.spec)
+        self._last_ok = trio.current_time()
+        self._feed = self.store.changes()
+        log.info("joined", node=self.spec.name, node_id=self.node_id)
+
+    @property
+    def shared(self) -> bool:
+        """Whether other nodes share the store (they do on PostgreSQL)."""
+        return self._feed is not None
+
+    def leave(self) -> None:
+        """A clean stop, after the drain: the others need not wait for the timeout."""
+        try:
+            self.store.leave()
+        except StoreError as exc:
+            log.warning("could not leave the cluster cleanly", error=str(exc))
+
+    def view(self) -> tuple[list[NodeView], list[WorkerInfo]]:
+        """The nodes the store knows (alive, and those dead or gone lately), and the
+        workers of the live ones: this node's as they are now, the others' as of their
+        last heartbeat. Raises StoreError as the store does."""
+        now = self.store.clock.time()
+        here = [msgspec.structs.replace(w, node=self.spec.name) for w in self._workers()]
+        nodes, workers = [], list(here)
+        for info in self.store.nodes():
+            this = info.node_id == self.node_id
+            nodes.append(
+                NodeView(
+                    id=info.node_id,
+                    name=info.name,
+                    host=info.host,
+                    pid=info.pid,
+                    version=info.version,
+                    workers=info.workers,
+                    started_at=datetime.fromtimestamp(info.started_at, UTC),
+                    heartbeat_age_s=0.0 if this else round(max(0.0, now - info.heartbeat_at), 3),
+                    state=info.state,
+                    this=this,
+                )
+            )
+            if this or info.state != "alive" or not info.detail:
+                continue
+            try:
+                published = _decode_detail(info.detail)
+            except msgspec.DecodeError:  # (a node of another version, say)
+                continue
+            workers += [msgspec.structs.replace(w, node=info.name) for w in published.workers]
+        return nodes, workers
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Beat, reap and listen until cancelled (nothing to do alone on SQLite)."""
+        task_status.started()
+        if not self.shared:
+            return
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._listen)
+            await self._beat_forever()
+
+    async def _beat_forever(self) -> None:
+        interval = self.timeout * BEAT_FRACTION
+        while True:
+            await trio.sleep(interval)
+            self.beat()
+
+    def beat(self) -> None:
+        """One heartbeat: the fence check first (the node may have been frozen), then the
+        heartbeat, then reaping the dead."""
+        sent = trio.current_time()
+        if sent - self._last_ok > self.timeout * FENCE_FRACTION:
+            self._fence_now("no heartbeat reached the database for half the node timeout")
+        detail = msgspec.json.encode(Detail(workers=self._workers()))
+        try:
+            alive = self.store.heartbeat(detail)
+            reaped = self.store.reap_dead(self.timeout)
+        except StoreError as exc:
+            if not self._faulted:
+                log.warning("heartbeat failed; will keep trying", error=str(exc))
+                self._faulted = True
+            return
+        if self._faulted:
+            log.info("heartbeat reached the database again")
+            self._faulted = False
+        self._last_ok = sent
+        if not alive:
+            self._fence_now("this node was declared dead by the others")
+            self.join()
+        if reaped:
+            log.warning("re-queued the jobs of dead nodes", count=len(reaped), job_ids=reaped[:20])
+            self._wake()
+
+    def _fence_now(self, why: str) -> None:
+        killed = self._fence(f"node {self.spec.name}: {why}")
+        if killed:
+            self.fenced += 1
+            log.warning("killed this node's running jobs", reason=why, count=killed)
+
+    async def _listen(self) -> None:
+        """Read the change feed in a thread; turn what it says into wake-ups."""
+        assert self._feed is not None
+        feed = self._feed
+        try:
+            while True:
+                try:
+                    kinds = await trio.to_thread.run_sync(
+                        feed.wait, FEED_WAIT_S, abandon_on_cancel=True
+                    )
+                except StoreError as exc:
+                    log.info("change feed lost; looking at everything", error=str(exc))
+                    self._wake()
+                    self._ended_elsewhere()
+                    await trio.sleep(FEED_RETRY_S)
+                    continue
+                if kinds:
+                    self._wake()
+                if "ends" in kinds:
+                    self._ended_elsewhere()
+        finally:
+            feed.close()
