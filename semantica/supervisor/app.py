@@ -34,11 +34,11 @@ from semantica import __version__
 from semantica.clock import Clock
 from semantica.config import Settings, parse_metrics_addr
 from semantica.errors import ConfigError, SemanticaError, StoreError, StoreFull
-from semantica.supervisor.cluster import Node, finished_elsewhere
+from semantica.supervisor.cluster import Node
 from semantica.supervisor.committer import Committer
 from semantica.supervisor.conditions import Conditions
 from semantica.supervisor.events import JobEvents
-from semantica.supervisor.joblogs import JobLogs
+from semantica.supervisor.joblogs import JobLogs, Logs
 from semantica.supervisor.lifecycle import JobLifecycle
 from semantica.supervisor.lock import acquire_lock
 from semantica.supervisor.log import configure as configure_logs
@@ -52,6 +52,7 @@ from semantica.supervisor.scheduler import Scheduler
 from semantica.supervisor.security import load_or_create_token, prepare_home
 from semantica.supervisor.server import ControlServer
 from semantica.supervisor.services import Services, explainer
+from semantica.supervisor.shared_logs import StoreLogs
 from semantica.supervisor.store import open_store
 from semantica.supervisor.tracing import make_tracer
 
@@ -113,13 +114,15 @@ class Supervisor:
             deadline=min(MAX_STORE_DEADLINE_S, self.settings.node_timeout / 10),
         )
         self._migrate_schema()
+        self.events = JobEvents()
         self.node = Node(
             self.store,
             self.settings,
             workers=lambda: self.pool.info(),
             fence=lambda reason: self.pool.fence(reason),
             wake=lambda: self.scheduler.wake(),
-            ended_elsewhere=lambda: finished_elsewhere(self.store, self.events),
+            events=self.events,
+            stop_local=lambda job_id, kind, message: self.pool.stop_job(job_id, kind, message),
         )
         self.node.join()
         recovered = self.store.recover_running()
@@ -133,8 +136,12 @@ class Supervisor:
         # process. Writers fail fast instead and wait off the loop:
         # handlers.common.store_write, the scheduler and settle() retry.
         self.store.fail_fast_when_busy()
-        self.joblogs = JobLogs(paths.logs, self.settings.log_cap_bytes)
-        self.events = JobEvents()
+        book = self.store.log_book()
+        self.joblogs: Logs = (
+            JobLogs(paths.logs, self.settings.log_cap_bytes)
+            if book is None
+            else StoreLogs(book, self.settings.log_cap_bytes)
+        )
         self.conditions = Conditions(
             self.settings.power,
             self.settings.idle_cpu,

@@ -22,9 +22,11 @@ one queue, and these promises hold, with ``T`` the node timeout
   off or frozen past ``T``) makes it kill whatever still runs and join again
   as a new node; the late reports of its old jobs are refused by their leases.
 * **Wake-ups.** What other nodes change (an enqueue, a pause, a job that
-  ended) arrives through the store's change feed, read in a thread: the
-  scheduler looks again, and waiters here learn of jobs that ended elsewhere.
-  A feed that breaks is read as "everything changed", then opened again.
+  ended, a request to stop a job) arrives through the store's change feed,
+  read in a thread: the scheduler looks again, waiters here learn of jobs that
+  ended elsewhere, and a job running here that another node cancelled is
+  stopped. A feed that breaks is read as "everything changed", then opened
+  again; each heartbeat also looks for stop requests, in case one was missed.
 
 Fails: a store fault in a heartbeat is logged (once per outage) and retried at
 the next beat; the fence is what protects the jobs meanwhile.
@@ -33,7 +35,7 @@ the next beat; the fence is what protects the jobs meanwhile.
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import msgspec
@@ -43,7 +45,7 @@ import trio
 from semantica import __version__
 from semantica.config import Settings
 from semantica.errors import NoSuchJob, StoreError
-from semantica.models import TERMINAL_STATES
+from semantica.models import TERMINAL_STATES, JobError, JobState
 from semantica.protocol import NodeView, WorkerInfo
 from semantica.supervisor.events import JobEvents
 from semantica.supervisor.store import ChangeFeed, JobStore, NodeSpec, StoreReads
@@ -58,6 +60,8 @@ FENCE_FRACTION = 1 / 2
 FEED_WAIT_S = 5.0
 #: Pause before the change feed is opened again after it broke.
 FEED_RETRY_S = 0.5
+#: How often a node waiting for a job on another node to stop looks at it.
+STOP_POLL_S = 0.25
 
 
 def finished_elsewhere(store: StoreReads, events: JobEvents) -> None:
@@ -90,7 +94,8 @@ class Node:
         workers: this node's workers now (published with each heartbeat).
         fence: kill the jobs this node runs, with a reason; returns how many.
         wake: a job may be able to start (the scheduler looks again).
-        ended_elsewhere: some jobs may have ended on another node (waiters look again).
+        events: who waits for jobs here (told of jobs that ended on other nodes).
+        stop_local: stop a job running here (the pool's stop_job).
     """
 
     def __init__(
@@ -100,7 +105,8 @@ class Node:
         workers: Callable[[], list[WorkerInfo]],
         fence: Callable[[str], int],
         wake: Callable[[], None],
-        ended_elsewhere: Callable[[], None],
+        events: JobEvents,
+        stop_local: Callable[[int, str, str], Awaitable[bool]],
     ) -> None:
         self.store = store
         self.timeout = settings.node_timeout
@@ -114,7 +120,10 @@ class Node:
         self._workers = workers
         self._fence = fence
         self._wake = wake
-        self._ended_elsewhere = ended_elsewhere
+        self._events = events
+        self._stop_local = stop_local
+        self._stopping: set[int] = set()  # jobs being stopped at another node's request
+        self._nursery: trio.Nursery | None = None
         self.node_id = 0
         self._feed: ChangeFeed | None = None
         self._last_ok = 0.0  # trio time the last successful heartbeat was sent
@@ -179,6 +188,7 @@ class Node:
         if not self.shared:
             return
         async with trio.open_nursery() as nursery:
+            self._nursery = nursery
             nursery.start_soon(self._listen)
             await self._beat_forever()
 
@@ -213,6 +223,39 @@ class Node:
         if reaped:
             log.warning("re-queued the jobs of dead nodes", count=len(reaped), job_ids=reaped[:20])
             self._wake()
+        self._act_on_stop_requests()  # (a request whose notice was missed: the feed broke)
+
+    def _act_on_stop_requests(self) -> None:
+        """Stop the jobs running here that another node asked to stop (a cancel there)."""
+        try:
+            requests = self.store.stop_requests()
+        except StoreError as exc:
+            log.warning("could not read stop requests", error=str(exc))
+            return
+        for job_id, error in requests:
+            if job_id not in self._stopping and self._nursery is not None:
+                self._stopping.add(job_id)
+                self._nursery.start_soon(self._stop_here, job_id, error)
+
+    async def _stop_here(self, job_id: int, error: JobError) -> None:
+        try:
+            await self._stop_local(job_id, error.kind, error.message)
+        finally:
+            self._stopping.discard(job_id)
+
+    async def until_ended(self, job_id: int) -> None:
+        """Return once ``job_id`` (running on another node) is no longer RUNNING: told by
+        the change feed, or seen at a look every STOP_POLL_S."""
+        while True:
+            try:
+                state = self.store.state(job_id)
+            except NoSuchJob:
+                return
+            if state != JobState.RUNNING:
+                return
+            ended = self._events.all_finished({job_id})  # (no checkpoint since the read)
+            with trio.move_on_after(STOP_POLL_S):
+                await ended.wait()
 
     def _fence_now(self, why: str) -> None:
         killed = self._fence(f"node {self.spec.name}: {why}")
@@ -233,12 +276,14 @@ class Node:
                 except StoreError as exc:
                     log.info("change feed lost; looking at everything", error=str(exc))
                     self._wake()
-                    self._ended_elsewhere()
+                    finished_elsewhere(self.store, self._events)
                     await trio.sleep(FEED_RETRY_S)
                     continue
                 if kinds:
                     self._wake()
                 if "ends" in kinds:
-                    self._ended_elsewhere()
+                    finished_elsewhere(self.store, self._events)
+                if "stops" in kinds:
+                    self._act_on_stop_requests()
         finally:
             feed.close()

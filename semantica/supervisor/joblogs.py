@@ -22,7 +22,7 @@ import os
 import time
 from collections import deque
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 import structlog
 
@@ -34,6 +34,22 @@ def separator(attempt: int) -> str:
     return f"--- attempt {attempt}, {time.strftime('%Y-%m-%d %H:%M:%S %Z')} ---"
 
 
+class Logs(Protocol):
+    """Where job logs are kept: files here (:class:`JobLogs`), or the store's log book
+    when several nodes share the store (shared_logs.py)."""
+
+    #: Whether the logs are shared by every node (followers then read them again).
+    shared: bool
+
+    def append(self, job_id: int, lines: list[str], attempt: int = 1) -> list[str]: ...
+    def close(self, job_id: int) -> None: ...
+    def tail(self, job_id: int, lines: int | None = None) -> list[str]: ...
+    def remove(self, job_id: int) -> None: ...
+    def remove_files(self, job_id: int) -> None: ...
+    def job_ids_on_disk(self) -> set[int]: ...
+    def close_all(self) -> None: ...
+
+
 class JobLogs:
     """The log files of every job.
 
@@ -41,6 +57,8 @@ class JobLogs:
         directory: where the files live (created 0700 if missing).
         cap_bytes: the most one job's log may take on disk.
     """
+
+    shared = False
 
     def __init__(self, directory: Path, cap_bytes: int) -> None:
         self.directory = directory

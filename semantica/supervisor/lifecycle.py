@@ -33,7 +33,7 @@ from semantica.limits import (
 from semantica.models import ErrorKind, Job, JobError, JobSpec, JobState, QueueInfo
 from semantica.protocol import JobEvent, JobFinished
 from semantica.supervisor.events import JobEvents
-from semantica.supervisor.joblogs import JobLogs
+from semantica.supervisor.joblogs import Logs
 from semantica.supervisor.log import info_many
 from semantica.supervisor.metrics import Metrics
 from semantica.supervisor.rates import RecentCounts
@@ -77,7 +77,7 @@ class JobLifecycle:
     def __init__(
         self,
         store: JobStore,
-        logs: JobLogs,
+        logs: Logs,
         events: JobEvents,
         scheduler: Scheduler,
         rng: random.Random | None = None,
@@ -172,6 +172,14 @@ class JobLifecycle:
         if self.events.watched:
             job = self.store.get(job_id)
             self._announce("cancelled", job_id, job.type, job.state, job.queue, error=job.error)
+        return True
+
+    def request_stop(self, job_id: int, error: JobError) -> bool:
+        """Ask the node that runs ``job_id`` to stop it, ending it with ``error`` (a
+        cancel from another node); False if it is not running."""
+        if not self.store.request_stop(job_id, error):
+            return False
+        log.info("asked the job's node to stop it", job_id=job_id, kind=error.kind)
         return True
 
     def retry(self, job_id: int) -> Job:

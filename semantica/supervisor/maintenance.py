@@ -34,7 +34,7 @@ import structlog
 import trio
 
 from semantica.protocol import MaintenanceReport
-from semantica.supervisor.joblogs import JobLogs
+from semantica.supervisor.joblogs import Logs
 from semantica.supervisor.store import JobStore, StoreUpkeep
 
 log = structlog.get_logger("semantica.maintenance")
@@ -76,7 +76,7 @@ class Maintenance:
     def __init__(
         self,
         store: JobStore,
-        logs: JobLogs,
+        logs: Logs,
         gate: StoreGate,
         retention_days: float,
         interval_hours: float,

@@ -38,7 +38,7 @@ from semantica.supervisor.cluster import Node
 from semantica.supervisor.committer import Committer
 from semantica.supervisor.conditions import Conditions
 from semantica.supervisor.events import JobEvents
-from semantica.supervisor.joblogs import JobLogs
+from semantica.supervisor.joblogs import Logs
 from semantica.supervisor.lifecycle import JobLifecycle
 from semantica.supervisor.maintenance import Maintenance, StoreGate
 from semantica.supervisor.metrics import Metrics
@@ -92,7 +92,7 @@ class Services:
     gate: StoreGate
     pool: Workers
     events: JobEvents
-    joblogs: JobLogs
+    joblogs: Logs
     conditions: Conditions
     maintenance: Maintenance
     metrics: Metrics

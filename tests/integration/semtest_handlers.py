@@ -407,3 +407,21 @@ def print_lots(ctx: Any, payload: dict[str, Any]) -> str:
         sys.stderr.write(chunk.replace("o", "e"))
     print(f"printed {payload['n']} bytes", flush=True)
     return "printed"
+
+
+@handler("TICKS")
+def ticks(ctx: Any, payload: dict[str, Any]) -> str:
+    """Announce, then append ``job attempt pid monotonic-time`` to the file ``ledger``
+    every 20 ms for ``seconds`` (until stopped): the ticks show when a copy of the job
+    was really running, whatever the supervisors believed."""
+    _announce(ctx, payload)
+    end = time.monotonic() + float(payload.get("seconds", 1.0))
+    fd = os.open(payload["ledger"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        while time.monotonic() < end and not ctx.cancelled:
+            line = f"{ctx.job_id} {ctx.attempt} {os.getpid()} {time.monotonic():.4f}\n"
+            os.write(fd, line.encode())
+            time.sleep(0.02)
+    finally:
+        os.close(fd)
+    return "ticked"

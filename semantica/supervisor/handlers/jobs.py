@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import functools
 
+import structlog
 import trio
 
-from semantica.errors import BadInput, SemanticaError
-from semantica.models import CancelOutcome, ErrorKind, Job, JobState
+from semantica.errors import BadInput, SemanticaError, StoreError
+from semantica.models import CancelOutcome, ErrorKind, Job, JobError, JobState
 from semantica.protocol import (
     ENQUEUE_ATOMIC_JOBS,
     Cancel,
@@ -29,6 +30,8 @@ from semantica.supervisor.handlers.common import MAX_WAIT_IDS, store_write
 from semantica.supervisor.services import Services
 from semantica.supervisor.slices import Pace
 from semantica.supervisor.store import Prepared
+
+log = structlog.get_logger("semantica.jobs")
 
 #: An enqueue of up to this many jobs is one transaction; a bigger one is written in slices.
 ATOMIC_JOBS = ENQUEUE_ATOMIC_JOBS
@@ -91,12 +94,34 @@ async def handle_enqueue(services: Services, request: EnqueueLazy) -> Enqueued:
         # --supersede-running, once the new jobs are durable: stopping takes up to the
         # grace period; do not hold the reply.
         services.spawn(
-            services.pool.stop_job,
+            _stop_or_log,
+            services,
             old_id,
             ErrorKind.CANCELLED.value,
             f"superseded by job {new_id} (--supersede-running)",
         )
     return Enqueued(rid=request.rid, jobs=jobs)
+
+
+async def stop_running(services: Services, job_id: int, kind: str, message: str) -> None:
+    """Stop a running job wherever it runs, and return once it has ended: here, through
+    its worker; on another node (a shared store), through a request in the store that
+    its node acts on within moments (cluster.py)."""
+    if await services.pool.stop_job(job_id, kind, message) or not services.node.shared:
+        return
+    error = JobError(kind, message)
+    if not await store_write(services, lambda: services.jobs.request_stop(job_id, error)):
+        return  # it ended meanwhile
+    await services.committer.durable()  # (the request reaches the other node once committed)
+    await services.node.until_ended(job_id)
+
+
+async def _stop_or_log(services: Services, job_id: int, kind: str, message: str) -> None:
+    """:func:`stop_running` in the background: a store fault is logged, not raised."""
+    try:
+        await stop_running(services, job_id, kind, message)
+    except StoreError as exc:
+        log.warning("could not stop a running job", job_id=job_id, error=str(exc))
 
 
 async def handle_cancel(services: Services, request: Cancel) -> Cancelled:
@@ -128,7 +153,8 @@ async def handle_cancel(services: Services, request: Cancel) -> Cancelled:
                     state = services.store.state(job_id)
                 if state == JobState.RUNNING:
                     nursery.start_soon(
-                        services.pool.stop_job,
+                        stop_running,
+                        services,
                         job_id,
                         ErrorKind.CANCELLED.value,
                         "cancelled while running",

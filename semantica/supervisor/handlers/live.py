@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import trio
 
 from semantica.limits import utf8_size
-from semantica.models import TERMINAL_STATES
+from semantica.models import TERMINAL_STATES, JobState
 from semantica.protocol import (
     ControlReply,
     ErrorReply,
@@ -24,15 +24,19 @@ from semantica.protocol import (
     LogChunk,
     TopReply,
 )
-from semantica.supervisor.events import FINISHED
+from semantica.supervisor.events import FINISHED, Subscription
 from semantica.supervisor.handlers.common import Send, reply_budget
 from semantica.supervisor.services import Services
+from semantica.supervisor.shared_logs import StoreLogs
 from semantica.supervisor.topview import top_reply
 
 
 async def handle_follow(services: Services, request: Follow, send: Send) -> ControlReply:
     """The log so far, then new lines as they come, then the job when it has finished."""
     job = services.store.get(request.id)  # NoSuchJob for an unknown id
+    if isinstance(services.joblogs, StoreLogs):
+        await _follow_shared(services, services.joblogs, request, send, job.state)
+        return FollowEnd(rid=request.rid, job=services.explain([services.store.get(request.id)])[0])
     # Read what is written and subscribe with no checkpoint in between: no line
     # is missed or sent twice.
     lines = services.joblogs.tail(request.id)
@@ -66,6 +70,52 @@ async def handle_follow(services: Services, request: Follow, send: Send) -> Cont
         if sub is not None:
             services.events.unfollow(request.id, sub)
     return FollowEnd(rid=request.rid, job=services.explain([services.store.get(request.id)])[0])
+
+
+#: How often a follower on a shared store reads the log book again (the job may run
+#: on another node, whose lines arrive without an event here).
+SHARED_POLL_S = 0.25
+
+
+async def _follow_shared(
+    services: Services, logs: StoreLogs, request: Follow, send: Send, state: JobState
+) -> None:
+    """Follow a job's log in the store's log book until the job has finished: read
+    again at each event about the job here, and at least every SHARED_POLL_S."""
+    budget = reply_budget(services)
+    lines, seen = logs.after(request.id, 0)
+    finished = state in TERMINAL_STATES
+    sub = None if finished else services.events.follow(request.id)
+    try:
+        while True:
+            for chunk in _line_chunks(lines, budget):
+                await send(LogChunk(rid=request.rid, lines=chunk))
+            if finished:
+                return
+            with trio.move_on_after(SHARED_POLL_S):
+                finished = await _next_event(sub) if sub is not None else False
+            # (The end may have been missed: a dropped reader, a feed that broke.)
+            finished = finished or services.store.state(request.id) in TERMINAL_STATES
+            lines, seen = logs.after(request.id, seen)
+    finally:
+        if sub is not None:
+            services.events.unfollow(request.id, sub)
+
+
+async def _next_event(sub: Subscription) -> bool:
+    """Wait for news of the followed job; whether it has finished. (Its lines are read
+    from the log book, not from here.) A reader dropped for falling behind waits for
+    the next poll instead."""
+    try:
+        item = await sub.receive.receive()
+    except trio.EndOfChannel:
+        await trio.sleep_forever()
+    while item is not FINISHED:
+        try:
+            item = sub.receive.receive_nowait()
+        except (trio.WouldBlock, trio.EndOfChannel):
+            return False
+    return True
 
 
 def _line_chunks(lines: list[str], budget: int) -> Iterator[list[str]]:

@@ -1,0 +1,233 @@
+"""Several supervisors ("nodes") sharing one PostgreSQL database, as users run them.
+
+Each node is a real ``semanticad --store postgresql://...`` with its own state
+directory, socket and token, on one throwaway PostgreSQL server (tests/pgcluster.py).
+What a user does on one node is seen from every other: a job enqueued on one is
+shown, waited for, tailed and cancelled from another; a node that dies has its
+running jobs run again elsewhere within the node timeout; a node cut off from the
+database stops its jobs before the others run them again.
+"""
+
+from __future__ import annotations
+
+import itertools
+import signal
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness import Announcements, Daemon
+from pgcluster import ROLE
+
+from semantica.models import JobState
+
+
+#: Short, so the tests do not wait long for a node to be declared dead.
+NODE_TIMEOUT = 2.0
+
+MakeNodes = Callable[..., list[Daemon]]
+
+
+@pytest.fixture
+def make_nodes(make_daemon: Callable[..., Daemon], pg_database: str) -> MakeNodes:
+    """Start ``count`` nodes on one fresh database: ``make_nodes(3)``; ``store`` replaces
+    the connection string (to go through a proxy, say) for the nodes named in ``via``."""
+
+    def make(count: int, store: str | None = None, via: tuple[int, ...] = ()) -> list[Daemon]:
+        nodes = []
+        for i in range(count):
+            url = store if store is not None and i in via else pg_database
+            nodes.append(
+                make_daemon(
+                    "--store",
+                    url,
+                    "--node-name",
+                    f"n{i + 1}",
+                    "--node-timeout",
+                    str(NODE_TIMEOUT),
+                )
+            )
+        return nodes
+
+    return make
+
+
+def status(node: Daemon) -> dict[str, Any]:
+    result = node.semctl("status", "--json")
+    assert result.code == 0, result.stderr
+    status: dict[str, Any] = result.json()
+    return status
+
+
+def wait_until(what: str, check: Callable[[], Any], timeout: float = 15.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def node_of_pid(nodes: list[Daemon], pid: int) -> int:
+    """Which node (its index) runs the worker ``pid``."""
+    for i, node in enumerate(nodes):
+        if pid in {p.pid for p in node.process_tree()}:
+            return i
+    raise AssertionError(f"no node runs pid {pid}")
+
+
+def test_every_node_sees_the_whole_cluster(make_nodes: MakeNodes) -> None:
+    nodes = make_nodes(3)
+    for node in nodes:
+        reply = status(node)
+        assert sorted(n["name"] for n in reply["nodes"] if n["state"] == "alive") == [
+            "n1",
+            "n2",
+            "n3",
+        ]
+        assert [n["name"] for n in reply["nodes"] if n["this"]] == [reply["node"]]
+        wait_until(
+            "every node's workers",
+            lambda node=node: len(status(node)["workers"]) == 6,  # type: ignore[misc]
+        )
+        workers = status(node)["workers"]
+        assert {w["node"] for w in workers} == {"n1", "n2", "n3"}
+        assert reply["store"].startswith("postgresql://") or "dbname=" in reply["store"]
+
+
+def test_a_job_enqueued_on_one_node_is_seen_waited_for_and_logged_from_another(
+    make_nodes: MakeNodes,
+) -> None:
+    n1, n2, n3 = make_nodes(3)
+    result = n1.semctl("enqueue", "ADD", "--payload", '{"a": 2, "b": 3}')
+    assert result.code == 0, result.stderr
+    job_id = result.stdout.strip()
+    waited = n3.semctl("wait", job_id, "--json")
+    assert waited.code == 0, waited.stderr
+    shown = n2.semctl("show", job_id, "--json").json()
+    assert shown["state"] == "DONE"
+    assert shown["result"] == {"sum": 5}
+    for node in (n1, n2, n3):
+        logs = node.semctl("logs", job_id)
+        assert logs.code == 0, logs.stderr
+        assert "adding" in logs.stdout
+
+
+def test_a_job_running_on_one_node_is_cancelled_and_tailed_from_another(
+    make_nodes: MakeNodes, announcements: Announcements
+) -> None:
+    nodes = make_nodes(3)
+    with nodes[0].client() as client:
+        job = client.enqueue("STOP_WORDS", payload={"notify": str(announcements.path)})
+    _, _, pid = announcements.next()
+    runner = node_of_pid(nodes, pid)
+    other = nodes[(runner + 1) % 3]
+    wait_until(
+        "the job's first log line, read from another node",
+        lambda: "ready" in other.semctl("logs", str(job.id)).stdout,
+    )
+    started = time.monotonic()
+    cancelled = other.semctl("cancel", str(job.id), "--json")
+    assert cancelled.code == 0, cancelled.stderr
+    assert cancelled.json()[0]["state"] == JobState.CANCELLED
+    assert time.monotonic() - started < 1.5  # a cooperative job: well within a second
+    follow = other.semctl("tail", str(job.id), timeout=10)
+    assert follow.code == 0, follow.stderr
+    assert "saw cancel" in follow.stdout
+
+
+def test_a_killed_node_s_jobs_run_again_elsewhere_within_the_node_timeout(
+    make_nodes: MakeNodes, announcements: Announcements, short_tmp: Path
+) -> None:
+    nodes = make_nodes(3)
+    ledger = short_tmp / "ticks"
+    with nodes[0].client() as client:
+        job = client.enqueue(
+            "TICKS",
+            payload={"notify": str(announcements.path), "ledger": str(ledger), "seconds": 60},
+            max_attempts=5,
+        )
+    _, _, pid = announcements.next()
+    runner = node_of_pid(nodes, pid)
+    victim = nodes[runner]
+    for proc in victim.process_tree():  # the whole node dies at once, as a host would
+        proc.send_signal(signal.SIGKILL)
+    killed = time.monotonic()
+    _, _, again = announcements.next(timeout=NODE_TIMEOUT + 10)
+    took = time.monotonic() - killed
+    assert again != pid
+    assert node_of_pid(nodes, again) != runner
+    assert took < NODE_TIMEOUT + 1.5, f"ran again after {took:.2f} s"
+    survivor = nodes[(runner + 1) % 3]
+    reply = status(survivor)
+    states = {n["name"]: n["state"] for n in reply["nodes"]}
+    assert states[f"n{runner + 1}"] == "dead"
+    with survivor.client() as client:
+        client.cancel([job.id])
+    assert overlap(ledger) == 0.0
+
+
+def overlap(ledger: Path) -> float:
+    """The longest time two copies of one job both ticked (two pids of one job whose
+    tick spans intersect), in seconds."""
+    spans: dict[int, dict[int, list[float]]] = defaultdict(dict)
+    for line in ledger.read_text().splitlines():
+        job, _attempt, pid, at = line.split()
+        span = spans[int(job)].setdefault(int(pid), [float(at), float(at)])
+        span[1] = float(at)
+    worst = 0.0
+    for copies in spans.values():
+        ordered = sorted(copies.values())
+        for (a_start, a_end), (b_start, b_end) in itertools.pairwise(ordered):
+            worst = max(worst, min(a_end, b_end) - max(a_start, b_start))
+    return max(worst, 0.0)
+
+
+def test_a_node_cut_off_from_the_database_stops_its_jobs_before_they_run_elsewhere(
+    make_daemon: Callable[..., Daemon],
+    pg_database: str,
+    pg_cluster: Any,
+    announcements: Announcements,
+    short_tmp: Path,
+) -> None:
+    from tcpproxy import TcpProxy
+
+    dbname = pg_database.rsplit("dbname=", 1)[1]
+    proxy = TcpProxy("127.0.0.1", pg_cluster.port)
+    try:
+        flags = ("--node-timeout", str(NODE_TIMEOUT))
+        proxied = f"host=127.0.0.1 port={proxy.port} user={ROLE} dbname={dbname}"
+        cut_off = make_daemon("--store", proxied, "--node-name", "far", *flags)
+        ledger = short_tmp / "ticks"
+        with cut_off.client() as client:
+            job = client.enqueue(
+                "TICKS",
+                payload={"notify": str(announcements.path), "ledger": str(ledger), "seconds": 60},
+                max_attempts=5,
+            )
+        _, _, _pid = announcements.next()  # it runs on the only node there is
+        near = make_daemon("--store", pg_database, "--node-name", "near", *flags)
+        proxy.cut()
+        cut = time.monotonic()
+        _, _, again = announcements.next(timeout=NODE_TIMEOUT + 10)
+        took = time.monotonic() - cut
+        assert again in {p.pid for p in near.process_tree()}
+        assert took < NODE_TIMEOUT + 1.5, f"ran again after {took:.2f} s"
+        assert overlap(ledger) == 0.0  # the cut-off node had stopped its copy before
+        proxy.heal()
+
+        def back() -> bool:
+            far = [n["state"] for n in status(near)["nodes"] if n["name"] == "far"]
+            return sorted(far) == ["alive", "dead"]  # its old self, and itself again
+
+        wait_until("the cut-off node back, as a new node", back)
+        with near.client() as client:
+            client.cancel([job.id])
+        assert overlap(ledger) == 0.0
+    finally:
+        proxy.close()
