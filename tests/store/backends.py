@@ -31,6 +31,6 @@ def open_backend(name: str, place: Path, clock: Clock) -> JobStore:
         # means on disk is SQLite's own business (tests/unit/test_sqlite_store.py).
         return open_store(place / "semantica.db", clock, durability="normal", migrate=True)
     if name == "postgresql":
-        # A database per place, on the suite's own server (tests/pgshared.py).
+        # A schema per place, on the suite's own server (tests/pgshared.py).
         return open_store(database_for(place), clock, migrate=True)
     raise ValueError(f"no store backend {name!r}; the suite knows {', '.join(BACKENDS)}")

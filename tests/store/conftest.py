@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from backends import BACKENDS, open_backend
-from pgshared import drop_databases
+from pgshared import drop_stores
 
 from semantica.clock import FakeClock
 from semantica.models import JobSpec
@@ -28,10 +28,10 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(autouse=True)
-def _drop_pg_databases() -> Iterator[None]:
-    """The PostgreSQL databases a test's stores were in go with the test."""
+def _drop_pg_stores() -> Iterator[None]:
+    """The PostgreSQL schemas of a test's stores go with the test."""
     yield
-    drop_databases()
+    drop_stores()
 
 
 @pytest.fixture

@@ -105,7 +105,9 @@ def connect_args(dsn: str, deadline: float) -> dict[str, Any]:
 
 def open_connection(dsn: str, deadline: float, settings: dict[str, str]) -> psycopg.Connection[Any]:
     """A new autocommit connection with ``settings`` (``SET`` at connect time)."""
-    options = " ".join(f"-c {name}={value}" for name, value in settings.items())
+    given = str(conninfo_to_dict(dsn).get("options") or "")  # (the DSN's own come first)
+    ours = " ".join(f"-c {name}={value}" for name, value in settings.items())
+    options = f"{given} {ours}".strip()
     return psycopg.connect(
         dsn, autocommit=True, options=options or None, **connect_args(dsn, deadline)
     )
