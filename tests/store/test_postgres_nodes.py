@@ -24,7 +24,14 @@ from storekit import enqueue
 from semantica.clock import FakeClock
 from semantica.errors import BadInput, StoreUnavailable
 from semantica.models import GENERATION_MAX, JobSpec, JobState
-from semantica.supervisor.store import JobStore, Lease, NodeSpec, StaleLease, open_store
+from semantica.supervisor.store import (
+    JobStore,
+    Lease,
+    NodeSpec,
+    SchemaTooNew,
+    StaleLease,
+    open_store,
+)
 from semantica.supervisor.store.postgres import PostgresStore
 
 Opener = Callable[[str], JobStore]
@@ -310,3 +317,14 @@ def test_an_unreachable_server_is_one_line_naming_the_host_not_the_password() ->
     message = str(caught.value)
     assert "127.0.0.1:1/jobs" in message and "s3cret" not in message
     assert "\n" not in message
+
+
+def test_a_newer_schema_is_refused_before_anything_changes(pg_database: str) -> None:
+    """A database a newer Semantica migrated (version 999) is refused, untouched."""
+    PostgresStore(pg_database).close()
+    with psycopg.connect(pg_database, autocommit=True) as admin:
+        admin.execute("UPDATE semantica_schema SET version = 999")
+    with pytest.raises(SchemaTooNew, match="999"):
+        PostgresStore(pg_database)
+    with psycopg.connect(pg_database, autocommit=True) as admin:
+        assert admin.execute("SELECT version FROM semantica_schema").fetchone() == (999,)
