@@ -95,6 +95,15 @@ class StoreBusy(StoreError):
     code = "store_busy"
 
 
+class StoreUnavailable(StoreError):
+    """The job store's server cannot be reached (down, restarting, cut off); nothing changed.
+
+    A client may try again: the supervisor reconnects on its own.
+    """
+
+    code = "store_unavailable"
+
+
 class ConfigError(SemanticaError):
     """A setting (environment variable or flag) has a value that cannot be used."""
 
@@ -120,6 +129,7 @@ _BY_CODE: dict[str, type[SemanticaError]] = {
         StoreError,
         StoreFull,
         StoreBusy,
+        StoreUnavailable,
         ConfigError,
         InternalError,
     )

@@ -10,6 +10,7 @@ import psycopg
 import pytest
 from hypothesis import settings
 from pgcluster import PostgresCluster
+from pgshared import shared_cluster
 from psycopg import sql
 
 # Shared 2-core machines stall now and then; a per-example deadline turns that
@@ -25,16 +26,14 @@ _databases = itertools.count(1)
 
 
 @pytest.fixture(scope="session")
-def pg_cluster() -> Iterator[PostgresCluster]:
+def pg_cluster() -> PostgresCluster:
     """The suite's throwaway PostgreSQL server (tests/pgcluster.py), started on first use.
 
     If it cannot start, every test that uses it errors with the reason: never a skip.
+    The store suite's databases are on it too (tests/pgshared.py); it is removed
+    when the test process exits.
     """
-    cluster = PostgresCluster()
-    try:
-        yield cluster.start()
-    finally:
-        cluster.remove()
+    return shared_cluster()
 
 
 @pytest.fixture

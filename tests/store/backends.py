@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pgshared import database_for
+
 from semantica.clock import Clock
 from semantica.supervisor.store import JobStore, open_store
 
 #: Every backend the suite runs on.
-BACKENDS = ["sqlite"]
+BACKENDS = ["sqlite", "postgresql"]
 
 
 def open_backend(name: str, place: Path, clock: Clock) -> JobStore:
@@ -28,4 +30,7 @@ def open_backend(name: str, place: Path, clock: Clock) -> JobStore:
         # "normal": the same store without an fsync per commit; what durability
         # means on disk is SQLite's own business (tests/unit/test_sqlite_store.py).
         return open_store(place / "semantica.db", clock, durability="normal", migrate=True)
+    if name == "postgresql":
+        # A schema per place, on the suite's own server (tests/pgshared.py).
+        return open_store(database_for(place), clock, migrate=True)
     raise ValueError(f"no store backend {name!r}; the suite knows {', '.join(BACKENDS)}")

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from backends import BACKENDS, open_backend
+from pgshared import drop_stores
 
 from semantica.clock import FakeClock
 from semantica.models import JobSpec
@@ -24,6 +25,13 @@ def backend(request: pytest.FixtureRequest) -> str:
     """The name of the backend under test (session-scoped, so hypothesis tests may take it)."""
     name: str = request.param
     return name
+
+
+@pytest.fixture(autouse=True)
+def _drop_pg_stores() -> Iterator[None]:
+    """The PostgreSQL schemas of a test's stores go with the test."""
+    yield
+    drop_stores()
 
 
 @pytest.fixture

@@ -7,10 +7,12 @@
   :class:`Prepared`, :class:`EnqueueResult`, ...), and :func:`prepare`, which
   checks specs before they reach a store;
 * ``start_rules.py``: when a queued job may start, stated once;
-* ``sqlite/``: the SQLite backend, one module per concern.
+* ``rows.py``: the jobs table's columns and how a row becomes a Job, for any backend;
+* ``sqlite/``: the SQLite backend, one module per concern;
+* ``postgres/``: the PostgreSQL backend (many nodes on one database), likewise.
 
 The rest of the supervisor imports from this package's top (this module) and
-never from ``sqlite/``; it gets a store from :func:`open_store`. Nothing in
+never from a backend; it gets a store from :func:`open_store`. Nothing in
 this package imports from the rest of the supervisor.
 """
 
@@ -21,6 +23,7 @@ from pathlib import Path
 from semantica.clock import Clock
 from semantica.supervisor.store.contract import (
     BUSY_PATIENCE_S,
+    ChangeFeed,
     JobStore,
     StoreReads,
     StoreUpkeep,
@@ -28,6 +31,8 @@ from semantica.supervisor.store.contract import (
 from semantica.supervisor.store.records import (
     EnqueueResult,
     Lease,
+    NodeInfo,
+    NodeSpec,
     Page,
     Prepared,
     SchemaChange,
@@ -39,29 +44,60 @@ from semantica.supervisor.store.records import (
 from semantica.supervisor.store.start_rules import Blockers, waiting_reason
 
 
+def is_postgres(location: Path | str) -> bool:
+    """Whether ``location`` names a PostgreSQL database rather than a SQLite file: a
+    ``postgresql://`` or ``postgres://`` URL, or a libpq ``key=value`` string with
+    ``dbname=`` or ``host=``."""
+    if not isinstance(location, str):
+        return False
+    text = location.strip()
+    if text.startswith(("postgresql://", "postgres://")):
+        return True
+    return "=" in text and any(part.startswith(("dbname=", "host=")) for part in text.split())
+
+
 def open_store(
-    path: Path, clock: Clock | None = None, durability: str = "full", migrate: bool = False
+    location: Path | str,
+    clock: Clock | None = None,
+    durability: str = "full",
+    migrate: bool = False,
+    node: NodeSpec | None = None,
 ) -> JobStore:
-    """Open the store at ``path`` (the SQLite file; created if missing).
+    """Open the store at ``location``: a PostgreSQL database (see :func:`is_postgres`;
+    libpq's environment applies), or else the SQLite file at that path (created if
+    missing; ``durability`` is SQLite's).
 
     With ``migrate``, its schema is brought to the newest at once; otherwise the
-    caller calls :meth:`JobStore.migrate` (to log what it does first).
+    caller calls :meth:`JobStore.migrate` (to log what it does first). ``node``:
+    how this supervisor registers as a node of a shared store.
 
     Raises:
-        StoreError: it cannot be opened (StoreFull on a full disk), or its
+        StoreError: it cannot be opened (StoreFull on a full disk,
+            StoreUnavailable naming the host for a server it cannot reach), or its
             schema is newer than this code (SchemaTooNew).
     """
+    if is_postgres(location):
+        from semantica.supervisor.store.postgres import PostgresStore
+
+        return PostgresStore(str(location), clock, migrate=migrate, node=node)
+
     from semantica.supervisor.store.sqlite import SQLiteStore
 
-    return SQLiteStore(path, clock, durability, migrate=migrate)
+    store = SQLiteStore(Path(location), clock, durability, migrate=migrate)
+    if node is not None:
+        store.join(node)
+    return store
 
 
 __all__ = [
     "BUSY_PATIENCE_S",
     "Blockers",
+    "ChangeFeed",
     "EnqueueResult",
     "JobStore",
     "Lease",
+    "NodeInfo",
+    "NodeSpec",
     "Page",
     "Prepared",
     "SchemaChange",
@@ -70,6 +106,7 @@ __all__ = [
     "StoreReads",
     "StoreUpkeep",
     "check_queue_setting",
+    "is_postgres",
     "open_store",
     "prepare",
     "waiting_reason",

@@ -40,7 +40,15 @@ from typing import Protocol
 
 from semantica.clock import Clock
 from semantica.models import Job, JobError, JobState, QueueInfo
-from semantica.supervisor.store.records import EnqueueResult, Lease, Page, Prepared, SchemaChange
+from semantica.supervisor.store.records import (
+    EnqueueResult,
+    Lease,
+    NodeInfo,
+    NodeSpec,
+    Page,
+    Prepared,
+    SchemaChange,
+)
 from semantica.supervisor.store.start_rules import Blockers
 
 #: How long a caller keeps trying a write that failed with StoreBusy (another
@@ -51,6 +59,21 @@ BUSY_PATIENCE_S = 5.0
 JobsList = list[Job]
 QueueInfos = list[QueueInfo]
 Ends = list[tuple[Lease, bytes | None, float]]
+
+
+class ChangeFeed(Protocol):
+    """What other nodes changed in a shared store, for wake-ups (:meth:`JobStore.changes`)."""
+
+    def wait(self, timeout: float) -> set[str]:
+        """Block (in a thread of the caller's) until changes arrive or ``timeout``
+        passes; the kinds seen (``{"jobs", "queues", "ends"}``; empty on timeout).
+        Raises StoreUnavailable when its connection is lost: the caller then treats it
+        as 'everything changed' and calls wait again, which reconnects."""
+        ...
+
+    def close(self) -> None:
+        """Let go of the feed's connection."""
+        ...
 
 
 class StoreReads(Protocol):
@@ -383,6 +406,40 @@ class JobStore(StoreReads, Protocol):
     ) -> QueueInfo:
         """Create the queue if new and change the settings given (name and limit
         already checked); return the queue with its counts."""
+        ...
+
+    def join(self, node: NodeSpec) -> int:
+        """Register this store's owner as a node (or take over its earlier registration
+        with the same ``node.key``, whose RUNNING jobs go back to the queue as by
+        recover_running: their supervisor is gone). Returns the node id; leases taken
+        from now on carry it. Without a join, the store joins with NodeSpec() defaults
+        at its first write that needs a node."""
+        ...
+
+    def heartbeat(self, detail: bytes) -> bool:
+        """Renew this node's heartbeat (the database's clock) and publish ``detail``
+        (opaque JSON from the supervisor: its workers and their jobs). False if the node
+        was declared dead meanwhile: the caller must stop its jobs and join again."""
+        ...
+
+    def reap_dead(self, timeout: float) -> list[int]:
+        """Declare dead every node whose heartbeat is older than ``timeout`` seconds by the
+        database's clock, and put their RUNNING jobs back in the queue as recover_running
+        does (due now, error ``interrupted``, attempt not spent); return those job ids.
+        Two nodes reaping at once requeue each job once."""
+        ...
+
+    def nodes(self) -> list[NodeInfo]:
+        """Every node alive, and those dead or gone within the last hour, by id."""
+        ...
+
+    def leave(self) -> None:
+        """Mark this node gone (a clean stop, after its jobs were put back)."""
+        ...
+
+    def changes(self) -> ChangeFeed | None:
+        """A feed of what other nodes changed, or None (a single-writer store: nothing
+        changes behind the owner's back)."""
         ...
 
 

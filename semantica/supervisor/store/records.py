@@ -7,11 +7,15 @@ store, and the store trusts what it is given.
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import msgspec
 
+import semantica
 from semantica.errors import BadInput, StoreError
 from semantica.models import QUEUE_LIMIT_MAX, Job, JobSpec, validate_queue_name, validate_spec
 
@@ -115,3 +119,40 @@ def check_queue_setting(name: str, limit: int | None) -> None:
     validate_queue_name(name)
     if limit is not None and not 0 <= limit <= QUEUE_LIMIT_MAX:
         raise BadInput(f"limit must be between 0 and {QUEUE_LIMIT_MAX}, got {limit}")
+
+
+def _hostname() -> str:
+    return socket.gethostname()
+
+
+class NodeSpec(msgspec.Struct, frozen=True):
+    """A supervisor registering as a node of a shared store (:meth:`JobStore.join`).
+
+    ``key`` names one supervisor across its restarts (its host and state
+    directory): a join with the key of an earlier registration takes it over.
+    """
+
+    key: str = msgspec.field(default_factory=_hostname)
+    name: str = msgspec.field(default_factory=_hostname)
+    host: str = msgspec.field(default_factory=_hostname)
+    pid: int = msgspec.field(default_factory=os.getpid)
+    version: str = semantica.__version__
+    workers: int = 0
+
+
+class NodeInfo(msgspec.Struct):
+    """A node as :meth:`JobStore.nodes` shows it; times are Unix seconds (the
+    database's clock). ``this``: the node of the store asked."""
+
+    node_id: int
+    key: str
+    name: str
+    host: str
+    pid: int
+    version: str
+    workers: int
+    started_at: float
+    heartbeat_at: float
+    state: Literal["alive", "dead", "gone"]
+    detail: bytes = b""
+    this: bool = False

@@ -17,7 +17,8 @@ oldest (lowest id).
 asks it about every candidate it would take (a backend's query may narrow the
 candidates first with the same rules, as an index does, but the decision is
 made here), and "why is it waiting" (``semctl show``, ``top``) asks it about
-the job shown. The store conformance suite checks the two agree: a leased job
+the job shown. :func:`pick` is how a lease asks, for any backend. The store
+conformance suite checks the two agree: a leased job
 had no reason to wait, and a job left queued when nothing more can be leased
 has one.
 """
@@ -77,3 +78,37 @@ def waiting_reason(
     if require_idle and not idle:
         return WaitReason.IDLE
     return None
+
+
+#: A queued job a lease may take, as a backend read it: ``(-priority, id, type,
+#: subject, queue, run_after, require_charging, require_idle)`` (sorted: start order).
+Candidate = tuple[int, int, str, str | None, str, float, bool, bool]
+
+
+def pick(
+    candidates: list[Candidate], facts: Blockers, count: int, now: float, on_ac: bool, idle: bool
+) -> list[Candidate]:
+    """The first ``count`` candidates the rules let start, in start order, counting
+    those picked before as running (``facts`` is updated with them)."""
+    picked: list[Candidate] = []
+    for candidate in sorted(candidates):
+        if len(picked) == count:
+            break
+        _, _, type_, subject, queue, run_after, charging, idle_ = candidate
+        reason = waiting_reason(
+            queue=queue,
+            type=type_,
+            subject=subject,
+            run_after=run_after,
+            failed_before=False,  # (which of the two time reasons does not matter here)
+            require_charging=bool(charging),
+            require_idle=bool(idle_),
+            blockers=facts,
+            now=now,
+            on_ac=on_ac,
+            idle=idle,
+        )
+        if reason is None:
+            facts.started(queue, type_, subject)
+            picked.append(candidate)
+    return picked

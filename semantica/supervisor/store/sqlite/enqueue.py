@@ -15,15 +15,9 @@ from typing import Any
 from semantica.errors import BadInput
 from semantica.models import GENERATION_MAX, Job, JobSpec, JobState, check_transition
 from semantica.supervisor.store.records import EnqueueResult, Prepared
+from semantica.supervisor.store.rows import JOB_COLUMNS, job_from_row, new_job, ts
 from semantica.supervisor.store.sqlite.connection import SQLiteConnection
-from semantica.supervisor.store.sqlite.rows import (
-    IDS_IN_JSON,
-    JOB_COLUMNS,
-    job_from_row,
-    json_decode,
-    json_ids,
-    ts,
-)
+from semantica.supervisor.store.sqlite.rows import IDS_IN_JSON, json_ids
 
 _INSERT_COLUMNS = (
     "type, queue, subject, generation, priority, state, payload, max_attempts, timeout_s, "
@@ -67,39 +61,6 @@ def _insert_args(
         int(spec.require_idle),
         now,
         run_after,
-    )
-
-
-def _new_job(
-    job_id: int,
-    spec: JobSpec,
-    generation: int | None,
-    payload: str,
-    now: float,
-    created_at: datetime,
-    run_after: float,
-) -> Job:
-    """The Job a fresh insert made, without reading it back (``created_at`` is ``now``)."""
-    return Job(
-        id=job_id,
-        type=spec.type,
-        queue=spec.queue,
-        subject=spec.subject,
-        generation=generation,
-        priority=spec.priority,
-        state=JobState.QUEUED,
-        attempts=0,
-        max_attempts=spec.max_attempts,
-        created_at=created_at,
-        started_at=None,
-        finished_at=None,
-        # Most jobs may run at once: share the one datetime of the batch.
-        run_after=created_at if run_after == now else ts(run_after),
-        payload=json_decode(payload),  # as stored (a set became a list)
-        timeout=spec.timeout,
-        backoff=spec.backoff,
-        require_charging=spec.require_charging,
-        require_idle=spec.require_idle,
     )
 
 
@@ -173,7 +134,7 @@ class SQLiteEnqueue(SQLiteConnection):
                     _insert_args(spec, generation, payload, now, run_after),
                 ).fetchone()
                 self._supersede_older(conn, spec, generation, job_id, now, result, added)
-                job = _new_job(job_id, spec, generation, payload, now, created_at, run_after)
+                job = new_job(job_id, spec, generation, payload, now, created_at, run_after)
                 added[job_id] = [job]
                 result.jobs.append(job)
             self._insert_plain(conn, plain, now, created_at, result)
@@ -203,9 +164,7 @@ class SQLiteEnqueue(SQLiteConnection):
                 )
             )
             for job_id, (spec, payload, run_after) in zip(ids, chunk, strict=True):
-                result.jobs.append(
-                    _new_job(job_id, spec, None, payload, now, created_at, run_after)
-                )
+                result.jobs.append(new_job(job_id, spec, None, payload, now, created_at, run_after))
 
     def _live_generation(
         self, conn: sqlite3.Connection, spec: JobSpec, generation: int | None

@@ -14,10 +14,11 @@ from typing import Any
 from semantica.models import JobState, check_transition
 from semantica.supervisor.store.contract import JobsList
 from semantica.supervisor.store.records import Lease
+from semantica.supervisor.store.rows import cut_row, job_from_row, row_columns
 from semantica.supervisor.store.sqlite.connection import reads
 from semantica.supervisor.store.sqlite.migrations import SQLiteMigrations
-from semantica.supervisor.store.sqlite.rows import cut_row, job_from_row, row_columns, rows_by_id
-from semantica.supervisor.store.start_rules import Blockers, waiting_reason
+from semantica.supervisor.store.sqlite.rows import rows_by_id
+from semantica.supervisor.store.start_rules import Blockers, Candidate, pick
 
 # The queues that have queued jobs, by name: a skip through jobs_queue_ready, one
 # seek per such queue. Queues without queued jobs are never looked at, so the work
@@ -130,7 +131,7 @@ class SQLiteLeases(SQLiteMigrations):
         counting the jobs this batch takes as running.
         """
         facts = Blockers()
-        candidates: list[tuple[int, int, str, str | None, str, float, int, int]] = []
+        candidates: list[Candidate] = []
         for queue, cap, running in conn.execute(_QUEUE_ROOM).fetchall():
             if cap and running >= cap:
                 continue
@@ -141,28 +142,7 @@ class SQLiteLeases(SQLiteMigrations):
                 candidates.append(
                     (-priority, job_id, type_, subject, queue, run_after, charging, idle_)
                 )
-        candidates.sort()
-        picked: list[int] = []
-        for _, job_id, type_, subject, queue, run_after, charging, idle_ in candidates:
-            if len(picked) == count:
-                break
-            reason = waiting_reason(
-                queue=queue,
-                type=type_,
-                subject=subject,
-                run_after=run_after,
-                failed_before=False,  # (which of the two time reasons does not matter here)
-                require_charging=bool(charging),
-                require_idle=bool(idle_),
-                blockers=facts,
-                now=now,
-                on_ac=on_ac,
-                idle=idle,
-            )
-            if reason is None:
-                facts.started(queue, type_, subject)
-                picked.append(job_id)
-        return picked
+        return [candidate[1] for candidate in pick(candidates, facts, count, now, on_ac, idle)]
 
     @reads
     def next_startable(

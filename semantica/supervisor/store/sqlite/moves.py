@@ -16,8 +16,9 @@ from semantica.errors import BadInput, NoSuchJob
 from semantica.models import TRANSITIONS, ErrorKind, Job, JobError, JobState, check_transition
 from semantica.supervisor.store.contract import Ends
 from semantica.supervisor.store.records import Lease, StaleLease
+from semantica.supervisor.store.rows import JOB_COLUMNS, check_id, job_from_row
 from semantica.supervisor.store.sqlite.connection import SQLiteConnection, store_error
-from semantica.supervisor.store.sqlite.rows import JOB_COLUMNS, check_id, job_from_row, rows_by_id
+from semantica.supervisor.store.sqlite.rows import rows_by_id
 
 
 class SQLiteMoves(SQLiteConnection):

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from semantica.models import JobState, QueueInfo
 from semantica.supervisor.store.contract import QueueInfos
+from semantica.supervisor.store.rows import ALL_STATES_SQL
 from semantica.supervisor.store.sqlite.connection import SQLiteConnection, reads
-from semantica.supervisor.store.sqlite.rows import ALL_STATES_SQL
 from semantica.supervisor.store.start_rules import Blockers
 
 

@@ -14,9 +14,7 @@ from semantica.errors import NoSuchJob
 from semantica.models import Job, JobState
 from semantica.supervisor.store.contract import JobsList
 from semantica.supervisor.store.records import Page
-from semantica.supervisor.store.sqlite.connection import SQLiteConnection, reads
-from semantica.supervisor.store.sqlite.leases import _QUEUED_QUEUES
-from semantica.supervisor.store.sqlite.rows import (
+from semantica.supervisor.store.rows import (
     JOB_COLUMNS,
     PRIORITY,
     PageBuilder,
@@ -24,10 +22,11 @@ from semantica.supervisor.store.sqlite.rows import (
     cut_row,
     filters,
     job_from_row,
-    json_ids,
     row_columns,
-    rows_by_id,
 )
+from semantica.supervisor.store.sqlite.connection import SQLiteConnection, reads
+from semantica.supervisor.store.sqlite.leases import _QUEUED_QUEUES
+from semantica.supervisor.store.sqlite.rows import json_ids, rows_by_id
 
 
 class SQLiteReads(SQLiteConnection):

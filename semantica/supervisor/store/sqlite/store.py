@@ -10,6 +10,7 @@ method promises); each concern is a module of this package:
 * ``enqueue.py``: inserts, dedup and supersede by subject;
 * ``leases.py``: the start order and taking jobs; ``moves.py``: every later move;
 * ``reads.py`` and ``queues.py``: what is read;
+* ``nodes.py``: the one node (this supervisor), for the contract's node methods;
 * ``upkeep.py``: maintenance, on a second connection.
 
 Calls are synchronous and short (one small transaction each); long work
@@ -30,12 +31,13 @@ from semantica.supervisor.store.sqlite.connection import BUSY_TIMEOUT_S, set_bus
 from semantica.supervisor.store.sqlite.enqueue import SQLiteEnqueue
 from semantica.supervisor.store.sqlite.leases import SQLiteLeases
 from semantica.supervisor.store.sqlite.moves import SQLiteMoves
+from semantica.supervisor.store.sqlite.nodes import SQLiteNodes
 from semantica.supervisor.store.sqlite.queues import SQLiteQueues
 from semantica.supervisor.store.sqlite.reads import SQLiteReads
 from semantica.supervisor.store.sqlite.upkeep import SQLiteUpkeep
 
 
-class SQLiteStore(SQLiteLeases, SQLiteMoves, SQLiteEnqueue, SQLiteReads, SQLiteQueues):
+class SQLiteStore(SQLiteLeases, SQLiteMoves, SQLiteEnqueue, SQLiteReads, SQLiteQueues, SQLiteNodes):
     """The job store on one SQLite file.
 
     Args:

@@ -15,18 +15,14 @@ from pathlib import Path
 
 import msgspec
 
+from semantica.supervisor.store.rows import ALL_STATES_SQL, FINISHED_STATES_SQL
 from semantica.supervisor.store.sqlite.connection import (
     BUSY_TIMEOUT_S,
     set_busy_timeout,
     size_on_disk,
     store_error,
 )
-from semantica.supervisor.store.sqlite.rows import (
-    ALL_STATES_SQL,
-    FINISHED_STATES_SQL,
-    IDS_IN_JSON,
-    json_ids,
-)
+from semantica.supervisor.store.sqlite.rows import IDS_IN_JSON, json_ids
 
 #: Free pages above this share of the file are given back.
 VACUUM_THRESHOLD = 0.10

@@ -1,0 +1,97 @@
+"""The changes feed: what other nodes changed, through LISTEN/NOTIFY.
+
+A write that changes what may start notifies one channel, :data:`CHANNEL`,
+inside its own transaction, so the news is delivered at commit, and only then
+(a rolled-back write says nothing). The payload is the kind of change:
+
+* ``jobs``: a job became startable (an insert, a requeue, a retry, a job
+  given back, a failure with a retry, a dead node's jobs put back);
+* ``queues``: a queue's settings changed (pause, resume, limit);
+* ``ends``: a job left RUNNING or QUEUED (it frees a limit or a subject, and
+  wakes whoever waits for it on another node).
+
+:class:`PGChangeFeed` listens on a connection of its own, in a thread of its
+caller's. PostgreSQL folds the same notification sent twice in one
+transaction into one, so a batch of writes costs the listeners one wake-up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any
+
+import psycopg
+
+from semantica.errors import StoreUnavailable
+from semantica.supervisor.store.postgres.connection import open_connection, where
+
+CHANNEL = "semantica"
+KINDS = frozenset({"jobs", "queues", "ends"})
+
+
+def notify(conn: psycopg.Connection[Any], *kinds: str) -> None:
+    """Tell the other nodes, at this transaction's commit, that ``kinds`` changed."""
+    conn.execute(
+        "SELECT pg_notify(%s, kind) FROM unnest(%s::text[]) AS kind", (CHANNEL, list(kinds))
+    )
+
+
+class PGChangeFeed:
+    """A feed of the changes committed to one database (see the module docstring).
+
+    Its connection is opened at the first :meth:`wait`, and again at the wait
+    after one that raised StoreUnavailable.
+    """
+
+    def __init__(self, dsn: str, deadline: float) -> None:
+        self.dsn, self.place, self._deadline = dsn, where(dsn), deadline
+        self._conn: psycopg.Connection[Any] | None = None
+        self._retry_at = 0.0  # after a failed reconnect, not before (no busy loop)
+
+    def _listening(self, timeout: float) -> psycopg.Connection[Any]:
+        if self._conn is not None and not self._conn.closed:
+            return self._conn
+        pause = self._retry_at - time.monotonic()
+        if pause > 0:
+            time.sleep(min(pause, timeout))
+            if pause > timeout:
+                raise StoreUnavailable(f"the changes feed is lost: {self.place} is unreachable")
+        try:
+            conn = open_connection(self.dsn, self._deadline, {})
+            conn.execute(f"LISTEN {CHANNEL}")
+        except psycopg.Error:
+            self._retry_at = time.monotonic() + 1.0
+            raise StoreUnavailable(
+                f"the changes feed is lost: {self.place} is unreachable"
+            ) from None
+        self._conn = conn
+        return conn
+
+    def wait(self, timeout: float) -> set[str]:
+        """Block until changes arrive or ``timeout`` passes; the kinds seen (empty on
+        timeout). Raises StoreUnavailable when the connection is lost (the caller
+        then treats everything as changed, and waits again: that reconnects)."""
+        conn = self._listening(timeout)
+        kinds: set[str] = set()
+        try:
+            for note in conn.notifies(timeout=timeout, stop_after=1):
+                kinds.add(note.payload)
+            if kinds:  # and whatever else came with it
+                for note in conn.notifies(timeout=0.0):
+                    kinds.add(note.payload)
+        except psycopg.Error:
+            self._drop()
+            raise StoreUnavailable(
+                f"the changes feed is lost: {self.place} is unreachable"
+            ) from None
+        return kinds & KINDS
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                conn.close()
+
+    def close(self) -> None:
+        self._drop()

@@ -1,0 +1,228 @@
+"""The moves of a job after it was leased, and the moves of a queued or ended one.
+
+As SQLite's (sqlite/moves.py): every move is checked against the transition
+table before its UPDATE runs, and each UPDATE names the state it expects and,
+for a running job, its lease id, so a late message from a worker given up on,
+on any node, changes nothing. A job leaving RUNNING loses its node. Each move
+tells the other nodes what changed (changes.py): "ends" when a job leaves
+RUNNING or QUEUED, "jobs" when one becomes startable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from semantica.errors import BadInput, NoSuchJob
+from semantica.models import TRANSITIONS, ErrorKind, Job, JobError, JobState, check_transition
+from semantica.supervisor.store.contract import Ends
+from semantica.supervisor.store.postgres.changes import notify
+from semantica.supervisor.store.postgres.connection import PGConnection
+from semantica.supervisor.store.postgres.rows import rows_by_id
+from semantica.supervisor.store.records import Lease, StaleLease
+from semantica.supervisor.store.rows import JOB_COLUMNS, check_id, job_from_row
+
+
+def clean(text: str) -> str:
+    """PostgreSQL text holds no NUL character: one in a message becomes U+FFFD."""
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+
+class PGMoves(PGConnection):
+    """Ending attempts (done, failed, cancelled, interrupted, given back), cancelling
+    queued jobs and retrying ended ones."""
+
+    def complete_many(self, ends: Ends) -> list[Lease]:
+        """RUNNING -> DONE for each (lease, result, start), in one statement; returns the
+        leases no longer current (skipped). See the contract for ``start``."""
+        check_transition(JobState.RUNNING, JobState.DONE)
+        if not ends:
+            return []
+        now = self.clock.time()
+        with self.transaction() as conn:
+            done = {
+                (job_id, lease_id)
+                for job_id, lease_id in conn.execute(
+                    "UPDATE jobs AS j SET state = 'DONE', result = e.result, finished_at = %s, "
+                    "started_at = greatest(j.started_at, e.start), error_kind = NULL, "
+                    "error_message = NULL, node_id = NULL "
+                    "FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::float8[]) "
+                    "AS e(id, lease, result, start) "
+                    "WHERE j.id = e.id AND j.lease_id = e.lease AND j.state = 'RUNNING' "
+                    "RETURNING j.id, j.lease_id",
+                    (
+                        now,
+                        [lease.job_id for lease, _, _ in ends],
+                        [lease.lease_id for lease, _, _ in ends],
+                        [
+                            None if result is None else clean(result.decode())
+                            for _, result, _ in ends
+                        ],
+                        [min(start, now) for _, _, start in ends],
+                    ),
+                )
+            }
+            if done:
+                notify(conn, "ends")
+        return [lease for lease, _, _ in ends if (lease.job_id, lease.lease_id) not in done]
+
+    def complete(self, lease: Lease, result: bytes | None, start: float = 0.0) -> None:
+        """RUNNING -> DONE with ``result``; :meth:`complete_many` of one.
+
+        Raises:
+            StaleLease: the job is no longer running under this lease.
+        """
+        if self.complete_many([(lease, result, start)]):
+            raise StaleLease(f"job {lease.job_id} is not running under lease {lease.lease_id}")
+
+    def set_progress(self, lease: Lease, fraction: float, message: str) -> None:
+        """Record how far the job under ``lease`` has got (ignored if the lease is stale)."""
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE jobs SET progress = %s, progress_message = %s "
+                "WHERE id = %s AND lease_id = %s AND state = 'RUNNING'",
+                (fraction, clean(message), lease.job_id, lease.lease_id),
+            )
+
+    def cancel_queued(self, job_id: int, message: str) -> bool:
+        """QUEUED -> CANCELLED; False (and nothing changed) if the job is not QUEUED."""
+        check_transition(JobState.QUEUED, JobState.CANCELLED)
+        with self.transaction() as conn:
+            cur = conn.execute(
+                "UPDATE jobs SET state = 'CANCELLED', finished_at = %s, error_kind = %s, "
+                "error_message = %s WHERE id = %s AND state = 'QUEUED'",
+                (self.clock.time(), ErrorKind.CANCELLED.value, clean(message), job_id),
+            )
+            if cur.rowcount == 1:
+                notify(conn, "ends")
+            return cur.rowcount == 1
+
+    def cancel_running(self, lease: Lease, error: JobError) -> None:
+        """RUNNING -> CANCELLED with ``error``.
+
+        Raises:
+            StaleLease: the job is no longer running under this lease.
+        """
+        self._move(
+            lease,
+            JobState.CANCELLED,
+            finished_at=self.clock.time(),
+            error_kind=error.kind,
+            error_message=clean(error.message),
+        )
+
+    def retry(self, job_id: int) -> Job:
+        """FAILED or CANCELLED -> QUEUED now, with a fresh attempt budget (see the contract).
+
+        Raises:
+            NoSuchJob: no such job.
+            BadInput: the job is not FAILED or CANCELLED, or a newer generation
+                is queued, running or done (nothing changed).
+        """
+        check_id(job_id)
+        with self.transaction() as conn:
+            row = conn.execute(
+                "SELECT state, type, subject, generation FROM jobs WHERE id = %s FOR UPDATE",
+                (job_id,),
+            ).fetchone()
+            if row is None:
+                raise NoSuchJob(f"no job {job_id}")
+            state = JobState(row[0])
+            if TRANSITIONS.get((state, JobState.QUEUED)) != "retry":
+                raise BadInput(
+                    f"job {job_id} is {state}; only FAILED or CANCELLED jobs can be retried"
+                )
+            type_, subject, generation = row[1:]
+            if subject is not None:
+                newer = conn.execute(
+                    "SELECT id, generation, state FROM jobs "
+                    "WHERE type = %s AND subject = %s AND generation > %s "
+                    "AND state IN ('QUEUED', 'RUNNING', 'DONE') ORDER BY generation DESC LIMIT 1",
+                    (type_, subject, generation),
+                ).fetchone()
+                if newer is not None:
+                    raise BadInput(
+                        f"job {job_id} is generation {generation} of subject {subject!r}; "
+                        f"job {newer[0]} is generation {newer[1]} and {newer[2]}: retry or "
+                        "enqueue the newest instead"
+                    )
+            conn.execute(
+                "UPDATE jobs SET state = 'QUEUED', attempts = 0, run_after = %s, "
+                "finished_at = NULL, worker_pid = NULL WHERE id = %s AND state = %s",
+                (self.clock.time(), job_id, state.value),
+            )
+            notify(conn, "jobs")
+            (job,) = rows_by_id(conn, [job_id], JOB_COLUMNS)
+        return job_from_row(job)
+
+    def fail(self, lease: Lease, error: JobError, retry_at: float | None) -> JobState:
+        """End an attempt with ``error``: back to QUEUED at ``retry_at``, or FAILED if None.
+
+        Raises:
+            StaleLease: the job is no longer running under this lease.
+        """
+        now = self.clock.time()
+        if retry_at is None:
+            self._move(
+                lease,
+                JobState.FAILED,
+                finished_at=now,
+                error_kind=error.kind,
+                error_message=clean(error.message),
+            )
+            return JobState.FAILED
+        self._move(
+            lease,
+            JobState.QUEUED,
+            run_after=retry_at,
+            error_kind=error.kind,
+            error_message=clean(error.message),
+        )
+        return JobState.QUEUED
+
+    def requeue_interrupted(self, lease: Lease, error: JobError) -> None:
+        """RUNNING -> QUEUED now without spending the attempt (a drain stopped it).
+
+        Raises:
+            StaleLease: the job is no longer running under this lease.
+        """
+        self._move(
+            lease,
+            JobState.QUEUED,
+            attempts=lease.attempt - 1,
+            run_after=self.clock.time(),
+            error_kind=error.kind,
+            error_message=clean(error.message),
+        )
+
+    def give_back(self, leases: Iterable[Lease]) -> int:
+        """RUNNING -> QUEUED for leased jobs their worker never started; how many
+        (stale leases skipped; see the contract)."""
+        check_transition(JobState.RUNNING, JobState.QUEUED)
+        given = list(leases)
+        if not given:
+            return 0
+        with self.transaction() as conn:
+            cur = conn.execute(
+                "UPDATE jobs AS j SET state = 'QUEUED', attempts = j.attempts - 1, "
+                "node_id = NULL FROM unnest(%s::bigint[], %s::bigint[]) AS g(id, lease) "
+                "WHERE j.id = g.id AND j.lease_id = g.lease AND j.state = 'RUNNING'",
+                ([lease.job_id for lease in given], [lease.lease_id for lease in given]),
+            )
+            if cur.rowcount:
+                notify(conn, "jobs", "ends")
+            return cur.rowcount
+
+    def _move(self, lease: Lease, dst: JobState, **sets: Any) -> None:
+        """Move the job under ``lease`` from RUNNING to ``dst``, setting columns, fenced."""
+        check_transition(JobState.RUNNING, dst)
+        assignments = ", ".join(f"{column} = %s" for column in sets)
+        with self.transaction() as conn:
+            cur = conn.execute(
+                f"UPDATE jobs SET state = %s, node_id = NULL, {assignments} "
+                "WHERE id = %s AND lease_id = %s AND state = 'RUNNING'",
+                (dst.value, *sets.values(), lease.job_id, lease.lease_id),
+            )
+            if cur.rowcount != 1:
+                raise StaleLease(f"job {lease.job_id} is not running under lease {lease.lease_id}")
+            notify(conn, "ends", "jobs") if dst == JobState.QUEUED else notify(conn, "ends")

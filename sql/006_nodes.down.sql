@@ -1,0 +1,3 @@
+-- Undo 006: nothing was changed on SQLite.
+
+SELECT 1;
