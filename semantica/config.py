@@ -278,13 +278,22 @@ def _number(
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
+_CONNINFO = re.compile(r"\s*[A-Za-z_]+\s*=")
+
+
+def is_postgres_location(text: str) -> bool:
+    """Whether ``text`` is a PostgreSQL connection string: a ``postgresql://`` or
+    ``postgres://`` URL, or libpq's ``key=value`` words (``host=db dbname=jobs``)."""
+    return text.strip().startswith(POSTGRES_SCHEMES) or _CONNINFO.match(text) is not None
+
+
 def _store(value: Any, name: str) -> str | None:
     """A PostgreSQL connection string (a ``postgresql://`` URL or libpq's ``key=value``
     words), or None for the SQLite file in the state directory."""
     if value is None:
         return None
     text = str(value).strip()
-    if text.startswith(POSTGRES_SCHEMES) or ("=" in text and "://" not in text):
+    if is_postgres_location(text):
         return text
     raise ConfigError(
         f"{name} must be a PostgreSQL connection string (postgresql://USER@HOST/DB), "

@@ -191,7 +191,11 @@ def status(reply: StatusReply) -> None:
     ):
         table.add_column(column)
     for worker in reply.workers:
-        row = [str(worker.pid), cell(worker.state), "-" if worker.job is None else str(worker.job)]
+        row: list[RenderableType] = [
+            str(worker.pid),
+            cell(worker.state),
+            "-" if worker.job is None else str(worker.job),
+        ]
         table.add_row(*([cell(worker.node or "-")] if shared else []), *row)
     parts.append(table)
     show(*parts)

@@ -50,13 +50,13 @@ class StoreLogs:
         due: see the module docstring)."""
         try:
             if job_id not in self._sizes:  # the attempt's first lines here
-                if attempt > 1 or self.book.has_lines(job_id):
+                if attempt > 1 or self.book.has_log(job_id):
                     lines = [separator(attempt), *lines]
                 self._sizes[job_id] = 0
-            self.book.append(job_id, lines)
+            self.book.append_log(job_id, lines)
             self._sizes[job_id] += sum(len(line) + 1 for line in lines)
             if self._sizes[job_id] > self.cap:
-                self.book.trim(job_id, self.cap // 2)
+                self.book.trim_log(job_id, self.cap // 2)
                 self._sizes[job_id] = self.cap // 2
         except StoreError as exc:
             if job_id not in self._failed:
@@ -72,12 +72,12 @@ class StoreLogs:
 
     def tail(self, job_id: int, lines: int | None = None) -> list[str]:
         """The last ``lines`` lines (all when None), oldest first; [] when there is none."""
-        return self.book.read(job_id, last=lines)[0]
+        return self.book.read_log(job_id, last=lines)[0]
 
     def after(self, job_id: int, seen: int) -> tuple[list[str], int]:
         """The lines after the one numbered ``seen`` (0: from the start), and the number
         of the newest line (``seen`` if there is none)."""
-        return self.book.read(job_id, after=seen)
+        return self.book.read_log(job_id, after=seen)
 
     def remove(self, job_id: int) -> None:
         """(Lines go with their job, in the store.)"""

@@ -24,7 +24,6 @@ from pgcluster import ROLE
 
 from semantica.models import JobState
 
-
 #: Short, so the tests do not wait long for a node to be declared dead.
 NODE_TIMEOUT = 2.0
 
@@ -57,7 +56,7 @@ def make_nodes(make_daemon: Callable[..., Daemon], pg_database: str) -> MakeNode
 
 def status(node: Daemon) -> dict[str, Any]:
     result = node.semctl("status", "--json")
-    assert result.code == 0, result.stderr
+    assert result.code == 0, result.err
     status: dict[str, Any] = result.json()
     return status
 
@@ -105,40 +104,42 @@ def test_a_job_enqueued_on_one_node_is_seen_waited_for_and_logged_from_another(
 ) -> None:
     n1, n2, n3 = make_nodes(3)
     result = n1.semctl("enqueue", "ADD", "--payload", '{"a": 2, "b": 3}')
-    assert result.code == 0, result.stderr
-    job_id = result.stdout.strip()
+    assert result.code == 0, result.err
+    job_id = result.out.strip()
     waited = n3.semctl("wait", job_id, "--json")
-    assert waited.code == 0, waited.stderr
+    assert waited.code == 0, waited.err
     shown = n2.semctl("show", job_id, "--json").json()
     assert shown["state"] == "DONE"
     assert shown["result"] == {"sum": 5}
     for node in (n1, n2, n3):
         logs = node.semctl("logs", job_id)
-        assert logs.code == 0, logs.stderr
-        assert "adding" in logs.stdout
+        assert logs.code == 0, logs.err
+        assert "adding" in logs.out
 
 
 def test_a_job_running_on_one_node_is_cancelled_and_tailed_from_another(
-    make_nodes: MakeNodes, announcements: Announcements
+    make_nodes: MakeNodes, announcements: Announcements, short_tmp: Path
 ) -> None:
     nodes = make_nodes(3)
+    payload = {"notify": str(announcements.path), "marker": str(short_tmp / "marker")}
     with nodes[0].client() as client:
-        job = client.enqueue("STOP_WORDS", payload={"notify": str(announcements.path)})
+        job = client.enqueue("STOP_WORDS", payload=payload)
     _, _, pid = announcements.next()
     runner = node_of_pid(nodes, pid)
     other = nodes[(runner + 1) % 3]
     wait_until(
         "the job's first log line, read from another node",
-        lambda: "ready" in other.semctl("logs", str(job.id)).stdout,
+        lambda: "ready" in other.semctl("logs", str(job.id)).out,
     )
     started = time.monotonic()
     cancelled = other.semctl("cancel", str(job.id), "--json")
-    assert cancelled.code == 0, cancelled.stderr
+    assert cancelled.code == 0, cancelled.err
     assert cancelled.json()[0]["state"] == JobState.CANCELLED
     assert time.monotonic() - started < 1.5  # a cooperative job: well within a second
     follow = other.semctl("tail", str(job.id), timeout=10)
-    assert follow.code == 0, follow.stderr
-    assert "saw cancel" in follow.stdout
+    assert follow.code == 1, follow.err  # (the job did not end DONE)
+    assert follow.out.splitlines() == ["ready", "saw cancel"]
+    assert "CANCELLED" in follow.err
 
 
 def test_a_killed_node_s_jobs_run_again_elsewhere_within_the_node_timeout(
@@ -168,7 +169,7 @@ def test_a_killed_node_s_jobs_run_again_elsewhere_within_the_node_timeout(
     states = {n["name"]: n["state"] for n in reply["nodes"]}
     assert states[f"n{runner + 1}"] == "dead"
     with survivor.client() as client:
-        client.cancel([job.id])
+        client.cancel(job.id)
     assert overlap(ledger) == 0.0
 
 
@@ -227,7 +228,7 @@ def test_a_node_cut_off_from_the_database_stops_its_jobs_before_they_run_elsewhe
 
         wait_until("the cut-off node back, as a new node", back)
         with near.client() as client:
-            client.cancel([job.id])
+            client.cancel(job.id)
         assert overlap(ledger) == 0.0
     finally:
         proxy.close()

@@ -21,9 +21,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from semantica.clock import Clock
+from semantica.config import is_postgres_location
 from semantica.supervisor.store.contract import (
     BUSY_PATIENCE_S,
-    ChangeFeed,
     JobStore,
     StoreReads,
     StoreUpkeep,
@@ -41,19 +41,15 @@ from semantica.supervisor.store.records import (
     check_queue_setting,
     prepare,
 )
+from semantica.supervisor.store.sharing import ChangeFeed, LogBook
 from semantica.supervisor.store.start_rules import Blockers, waiting_reason
 
 
 def is_postgres(location: Path | str) -> bool:
     """Whether ``location`` names a PostgreSQL database rather than a SQLite file: a
-    ``postgresql://`` or ``postgres://`` URL, or a libpq ``key=value`` string with
-    ``dbname=`` or ``host=``."""
-    if not isinstance(location, str):
-        return False
-    text = location.strip()
-    if text.startswith(("postgresql://", "postgres://")):
-        return True
-    return "=" in text and any(part.startswith(("dbname=", "host=")) for part in text.split())
+    ``postgresql://`` or ``postgres://`` URL, or libpq's ``key=value`` words (a
+    :class:`~pathlib.Path` is always a SQLite file)."""
+    return isinstance(location, str) and is_postgres_location(location)
 
 
 def open_store(
@@ -62,6 +58,7 @@ def open_store(
     durability: str = "full",
     migrate: bool = False,
     node: NodeSpec | None = None,
+    deadline: float | None = None,
 ) -> JobStore:
     """Open the store at ``location``: a PostgreSQL database (see :func:`is_postgres`;
     libpq's environment applies), or else the SQLite file at that path (created if
@@ -69,7 +66,9 @@ def open_store(
 
     With ``migrate``, its schema is brought to the newest at once; otherwise the
     caller calls :meth:`JobStore.migrate` (to log what it does first). ``node``:
-    how this supervisor registers as a node of a shared store.
+    how this supervisor registers as a node of a shared store. ``deadline``: the
+    longest a call to a PostgreSQL store may take before it gives up on its
+    connection (StoreUnavailable; by default 2 s).
 
     Raises:
         StoreError: it cannot be opened (StoreFull on a full disk,
@@ -79,7 +78,9 @@ def open_store(
     if is_postgres(location):
         from semantica.supervisor.store.postgres import PostgresStore
 
-        return PostgresStore(str(location), clock, migrate=migrate, node=node)
+        if deadline is None:
+            return PostgresStore(str(location), clock, migrate=migrate, node=node)
+        return PostgresStore(str(location), clock, migrate=migrate, node=node, deadline=deadline)
 
     from semantica.supervisor.store.sqlite import SQLiteStore
 
@@ -95,6 +96,7 @@ __all__ = [
     "ChangeFeed",
     "EnqueueResult",
     "JobStore",
+    "LogBook",
     "Lease",
     "NodeInfo",
     "NodeSpec",

@@ -49,6 +49,7 @@ from semantica.supervisor.store.records import (
     Prepared,
     SchemaChange,
 )
+from semantica.supervisor.store.sharing import ChangeFeed, LogBook
 from semantica.supervisor.store.start_rules import Blockers
 
 #: How long a caller keeps trying a write that failed with StoreBusy (another
@@ -59,21 +60,6 @@ BUSY_PATIENCE_S = 5.0
 JobsList = list[Job]
 QueueInfos = list[QueueInfo]
 Ends = list[tuple[Lease, bytes | None, float]]
-
-
-class ChangeFeed(Protocol):
-    """What other nodes changed in a shared store, for wake-ups (:meth:`JobStore.changes`)."""
-
-    def wait(self, timeout: float) -> set[str]:
-        """Block (in a thread of the caller's) until changes arrive or ``timeout``
-        passes; the kinds seen (``{"jobs", "queues", "ends"}``; empty on timeout).
-        Raises StoreUnavailable when its connection is lost: the caller then treats it
-        as 'everything changed' and calls wait again, which reconnects."""
-        ...
-
-    def close(self) -> None:
-        """Let go of the feed's connection."""
-        ...
 
 
 class StoreReads(Protocol):
@@ -440,6 +426,22 @@ class JobStore(StoreReads, Protocol):
     def changes(self) -> ChangeFeed | None:
         """A feed of what other nodes changed, or None (a single-writer store: nothing
         changes behind the owner's back)."""
+        ...
+
+    def request_stop(self, job_id: int, error: JobError) -> bool:
+        """Ask the node running ``job_id`` to stop it and end it with ``error`` (a cancel
+        made on another node): the request is kept on the job until it leaves RUNNING,
+        and the feed says ``stops``. False (nothing changed) if it is not RUNNING."""
+        ...
+
+    def stop_requests(self) -> list[tuple[int, JobError]]:
+        """The jobs running on this node that another node asked to stop, with the error
+        each is to end with (none on a single-writer store)."""
+        ...
+
+    def log_book(self) -> LogBook | None:
+        """Where job logs are kept when several nodes share the store (every node reads
+        every job's log), or None: the owner keeps them itself (in files)."""
         ...
 
 

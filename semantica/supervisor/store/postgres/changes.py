@@ -8,7 +8,8 @@ inside its own transaction, so the news is delivered at commit, and only then
   given back, a failure with a retry, a dead node's jobs put back);
 * ``queues``: a queue's settings changed (pause, resume, limit);
 * ``ends``: a job left RUNNING or QUEUED (it frees a limit or a subject, and
-  wakes whoever waits for it on another node).
+  wakes whoever waits for it on another node);
+* ``stops``: a node asked another to stop a job it runs (a cancel).
 
 :class:`PGChangeFeed` listens on a connection of its own, in a thread of its
 caller's. PostgreSQL folds the same notification sent twice in one
@@ -27,7 +28,7 @@ from semantica.errors import StoreUnavailable
 from semantica.supervisor.store.postgres.connection import open_connection, where
 
 CHANNEL = "semantica"
-KINDS = frozenset({"jobs", "queues", "ends"})
+KINDS = frozenset({"jobs", "queues", "ends", "stops"})
 
 
 def notify(conn: psycopg.Connection[Any], *kinds: str) -> None:

@@ -80,6 +80,7 @@ _LOCK = (
 _TAKE = (
     "UPDATE jobs AS j SET state = 'RUNNING', attempts = j.attempts + 1, started_at = t.start, "
     "finished_at = NULL, lease_id = t.lease, worker_pid = %s, node_id = %s, progress = NULL, "
+    "stop_kind = NULL, stop_message = NULL, "
     "progress_message = NULL FROM unnest(%s::bigint[], %s::bigint[], %s::float8[]) "
     "AS t(id, lease, start) WHERE j.id = t.id AND j.state = 'QUEUED' "
     "AND (j.subject IS NULL OR NOT EXISTS (SELECT 1 FROM jobs AS r WHERE r.type = j.type "

@@ -18,14 +18,9 @@ from semantica.models import TRANSITIONS, ErrorKind, Job, JobError, JobState, ch
 from semantica.supervisor.store.contract import Ends
 from semantica.supervisor.store.postgres.changes import notify
 from semantica.supervisor.store.postgres.connection import PGConnection
-from semantica.supervisor.store.postgres.rows import rows_by_id
+from semantica.supervisor.store.postgres.rows import clean, rows_by_id
 from semantica.supervisor.store.records import Lease, StaleLease
 from semantica.supervisor.store.rows import JOB_COLUMNS, check_id, job_from_row
-
-
-def clean(text: str) -> str:
-    """PostgreSQL text holds no NUL character: one in a message becomes U+FFFD."""
-    return text.replace("\x00", "\ufffd") if "\x00" in text else text
 
 
 class PGMoves(PGConnection):

@@ -29,10 +29,11 @@ from typing import Any
 
 import psycopg
 
-from semantica.models import JobState, check_transition
+from semantica.models import JobError, JobState, check_transition
 from semantica.supervisor.store.postgres.changes import notify
 from semantica.supervisor.store.postgres.connection import reads
 from semantica.supervisor.store.postgres.migrations import PGMigrations
+from semantica.supervisor.store.postgres.rows import clean
 from semantica.supervisor.store.records import NodeInfo, NodeSpec
 
 #: The database's clock, in Unix seconds.
@@ -168,6 +169,31 @@ class PGNodes(PGMigrations):
                 "WHERE id = %s AND state = 'alive'",
                 (self._node,),
             )
+
+    def request_stop(self, job_id: int, error: JobError) -> bool:
+        """Ask the node running ``job_id`` to stop it (see the contract); False if the
+        job is not RUNNING. The feed says "stops"."""
+        with self.transaction() as conn:
+            row = conn.execute(
+                "UPDATE jobs SET stop_kind = %s, stop_message = %s "
+                "WHERE id = %s AND state = 'RUNNING' RETURNING id",
+                (error.kind, clean(error.message), job_id),
+            ).fetchone()
+            if row is not None:
+                notify(conn, "stops")
+        return row is not None
+
+    @reads
+    def stop_requests(self) -> list[tuple[int, JobError]]:
+        """The jobs running on this node that another node asked to stop."""
+        if self._node is None:
+            return []
+        rows = self._live().execute(
+            "SELECT id, stop_kind, stop_message FROM jobs "
+            "WHERE state = 'RUNNING' AND node_id = %s AND stop_kind IS NOT NULL ORDER BY id",
+            (self._node,),
+        )
+        return [(job_id, JobError(kind, message or "")) for job_id, kind, message in rows]
 
     def recover_running(self) -> int:
         """At start: put back the RUNNING jobs of this node's earlier registrations

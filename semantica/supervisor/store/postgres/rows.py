@@ -1,4 +1,5 @@
-"""Rows on PostgreSQL: jobs read by id (the columns and decoding are ``store/rows.py``'s)."""
+"""Rows on PostgreSQL: jobs read by id (the columns and decoding are ``store/rows.py``'s),
+and text made storable."""
 
 from __future__ import annotations
 
@@ -9,6 +10,11 @@ import psycopg
 
 from semantica.errors import NoSuchJob
 from semantica.supervisor.store.rows import check_id
+
+
+def clean(text: str) -> str:
+    """PostgreSQL text holds no NUL character: one in a message becomes U+FFFD."""
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
 
 
 def rows_by_id(

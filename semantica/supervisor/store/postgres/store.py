@@ -12,6 +12,7 @@ method promises) with psycopg 3; each concern is a module of this package:
 * ``nodes.py``: registration, heartbeats, the dead nodes' jobs;
 * ``reads.py`` and ``queues.py``: what is read;
 * ``changes.py``: LISTEN/NOTIFY, what other nodes changed;
+* ``logbook.py``: job logs every node reads;
 * ``upkeep.py``: maintenance, on a second connection.
 
 Calls are synchronous, short (one small transaction each) and bounded by a
@@ -27,6 +28,7 @@ from semantica.supervisor.store.postgres.changes import PGChangeFeed
 from semantica.supervisor.store.postgres.connection import DEADLINE_S
 from semantica.supervisor.store.postgres.enqueue import PGEnqueue
 from semantica.supervisor.store.postgres.leases import PGLeases
+from semantica.supervisor.store.postgres.logbook import PGLogBook
 from semantica.supervisor.store.postgres.migrations import read_version
 from semantica.supervisor.store.postgres.moves import PGMoves
 from semantica.supervisor.store.postgres.queues import PGQueues
@@ -35,7 +37,7 @@ from semantica.supervisor.store.postgres.upkeep import PGUpkeep
 from semantica.supervisor.store.records import NodeSpec, SchemaChange
 
 
-class PostgresStore(PGLeases, PGMoves, PGEnqueue, PGReads, PGQueues):
+class PostgresStore(PGLeases, PGMoves, PGEnqueue, PGReads, PGQueues, PGLogBook):
     """The job store on one PostgreSQL database.
 
     Args:

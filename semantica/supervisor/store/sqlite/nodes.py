@@ -2,7 +2,8 @@
 
 A SQLite file has one writer, so nothing changes behind its owner's back: the
 node methods of the contract are trivial here (the node id is 1, the
-heartbeat is now, no node is ever dead), and there is no changes feed.
+heartbeat is now, no node is ever dead), and there is no changes feed, no stop
+request from another node and no log book (job logs are the supervisor's files).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import msgspec
 
 from semantica.clock import Clock
+from semantica.models import JobError
 from semantica.supervisor.store.records import NodeInfo, NodeSpec
 
 #: The one node of a SQLite store.
@@ -61,4 +63,16 @@ class SQLiteNodes:
 
     def changes(self) -> None:
         """None: a single-writer store; nothing changes behind its owner's back."""
+        return None
+
+    def request_stop(self, job_id: int, error: JobError) -> bool:
+        """False: every running job is its own supervisor's, which stops it itself."""
+        return False
+
+    def stop_requests(self) -> list[tuple[int, JobError]]:
+        """None: no other node asks."""
+        return []
+
+    def log_book(self) -> None:
+        """None: the supervisor keeps job logs in files of its own."""
         return None

@@ -1,0 +1,3 @@
+-- Undo 007: nothing was changed here.
+
+SELECT 1;
