@@ -92,16 +92,27 @@ class PgInstance:
         self.dir = Path(tempfile.mkdtemp(prefix=f"sem-bench-{peer.name}-", dir="/tmp"))
         self.procs: list[subprocess.Popen[bytes]] = []
         self.logs: list[Any] = []
-        self.db, self.url = peer.server.create(peer.name)
         self.stamps = StampLog(self.dir / "stamps")
-        (self.dir / "app.py").write_text(peer.app_source(self.url, self.stamps.path))
-        installed = subprocess.run(
-            peer.install_argv(self), cwd=self.dir, env=self.env(), capture_output=True, text=True
-        )
-        if installed.returncode != 0:
-            raise RuntimeError(f"{peer.name}: schema install failed: {installed.stderr[-2000:]}")
-        self.app = load_app(self.dir / "app.py")
-        self.conn = psycopg.connect(self.url, autocommit=True)
+        self.db, self.url = peer.server.create(peer.name)
+        try:
+            (self.dir / "app.py").write_text(peer.app_source(self.url, self.stamps.path))
+            installed = subprocess.run(
+                peer.install_argv(self),
+                cwd=self.dir,
+                env=self.env(),
+                capture_output=True,
+                text=True,
+            )
+            if installed.returncode != 0:
+                raise RuntimeError(
+                    f"{peer.name}: schema install failed: {installed.stderr[-2000:]}"
+                )
+            self.app = load_app(self.dir / "app.py")
+            self.conn = psycopg.connect(self.url, autocommit=True)
+        except BaseException:
+            peer.server.drop(self.db)
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
