@@ -50,6 +50,9 @@ class Engine:
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
         env.pop("NOTIFY_SOCKET", None)
+        # The store is the SQLite file in SEMANTICA_HOME unless ``args`` say --store: a
+        # SEMANTICA_STORE in the caller's environment must not move the SQLite run.
+        env.pop("SEMANTICA_STORE", None)
         env["SEMANTICA_HOME"] = str(self.home)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
         return env
