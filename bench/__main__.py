@@ -17,6 +17,12 @@ SimpleWorker). Workloads (docs/benchmarks.md has the details):
 Each workload runs on a fresh instance, --rounds times (engines interleaved
 round by round); the tables show medians and ours/peer. Nothing is installed
 at run time: the peers come from the ``bench`` extra (pip install -e '.[bench]').
+
+--postgres runs the PostgreSQL comparison instead, on one throwaway server
+(fsync and synchronous_commit on), a fresh database per instance: ours with 1,
+2 and 3 nodes x 2 workers (ours-1n, ours-2n, ours-3n) against procrastinate and
+pgqueuer, workloads W1, W1c, W2 and W3; the tables give each of ours over the
+best peer.
 """
 
 from __future__ import annotations
@@ -36,8 +42,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import table
+from bench import pg_suite, table
 from bench.ours import Ours
+from bench.pg_ours import Unavailable
 from bench.table import Figures
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,18 +76,42 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--idle-seconds", type=float, default=60, help="W4 idle CPU window")
     parser.add_argument("--w5-runs", type=int, default=W5_RUNS, help="new processes for W5")
     parser.add_argument(
-        "--only", nargs="+", metavar="NAME", choices=ENGINES, help=f"engines: {', '.join(ENGINES)}"
+        "--postgres",
+        action="store_true",
+        help="the PostgreSQL run: ours with 1, 2 and 3 nodes against procrastinate and pgqueuer",
     )
     parser.add_argument(
-        "--workloads", nargs="+", metavar="W", choices=WORKLOADS, help=f"of {', '.join(WORKLOADS)}"
+        "--only",
+        nargs="+",
+        metavar="NAME",
+        choices=(*ENGINES, *pg_suite.ENGINES),
+        help=f"engines: {', '.join(ENGINES)}; with --postgres: {', '.join(pg_suite.ENGINES)}",
+    )
+    parser.add_argument(
+        "--workloads",
+        nargs="+",
+        metavar="W",
+        choices=WORKLOADS,
+        help=f"of {', '.join(WORKLOADS)}; with --postgres: {', '.join(pg_suite.WORKLOADS)}",
     )
     parser.add_argument("--json", type=Path, help="write every round's figures here")
     parser.add_argument(
         "--smoke",
         action="store_true",
-        help="a quick check that it all works: 200 jobs, 1 round, idle 2 s, ours and huey-sqlite",
+        help="a quick check that it all works: 200 jobs, 1 round, idle 2 s, ours and huey-sqlite "
+        "(with --postgres: every engine)",
     )
     args = parser.parse_args(argv)
+    engines, workloads = (
+        (pg_suite.ENGINES, pg_suite.WORKLOADS) if args.postgres else (ENGINES, WORKLOADS)
+    )
+    run = "with --postgres" if args.postgres else "without --postgres"
+    for name in args.only or []:
+        if name not in engines:
+            parser.error(f"{name}: not an engine {run} (they are: {', '.join(engines)})")
+    for name in args.workloads or []:
+        if name not in workloads:
+            parser.error(f"{name}: not a workload {run} (they are: {', '.join(workloads)})")
     if args.smoke:
         args.rounds, args.jobs, args.latency_jobs, args.idle_seconds, args.w5_runs = (
             1,
@@ -89,14 +120,18 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
             2,
             3,
         )
-        args.only = args.only or ["ours", "huey-sqlite"]
-    args.only = args.only or list(ENGINES)
-    args.workloads = args.workloads or list(WORKLOADS)
+        if not args.postgres:
+            args.only = args.only or ["ours", "huey-sqlite"]
+    args.only = args.only or list(engines)
+    args.workloads = args.workloads or list(workloads)
     return args
 
 
 def subjects(args: argparse.Namespace, notes: list[str]) -> tuple[list[Any], Any]:
-    """The engines to run (and the Redis server, a context manager, when one is needed)."""
+    """The engines to run (and the Redis or PostgreSQL server, a context manager, when one is
+    needed)."""
+    if args.postgres:
+        return pg_suite.subjects(args, notes)
     chosen: list[Any] = []
     if "ours" in args.only:
         chosen.append(Ours())
@@ -158,6 +193,9 @@ def run_round(subject: Any, args: argparse.Namespace, log: Callable[[str], None]
         t0 = time.monotonic()
         try:
             value = step()
+        except Unavailable as exc:
+            log(f"  {subject.name} {key}: FAILED: {exc}")
+            continue
         except Exception as exc:  # noqa: BLE001 - a misbehaving peer must not end the run
             log(f"  {subject.name} {key}: FAILED: {exc!r}")
             traceback.print_exc(file=sys.stderr)
@@ -188,7 +226,10 @@ def main(argv: list[str] | None = None) -> None:
         log(f"note: {note}")
     rounds: dict[str, list[Figures]] = {s.name: [] for s in chosen}
     if server is not None:
-        server.__enter__()
+        try:
+            server.__enter__()
+        except Exception as exc:  # noqa: BLE001 - ClusterError and the like: say why, stop
+            raise SystemExit(f"python -m bench: the server did not start: {exc}") from None
     try:
         for r in range(args.rounds):
             log(f"round {r + 1}/{args.rounds}")
@@ -219,19 +260,31 @@ def main(argv: list[str] | None = None) -> None:
         "seconds": round(elapsed, 1),
         "versions": _versions(server),
     }
+    if args.postgres and server is not None:
+        meta["postgresql"] = server.description
+    sqlite_note = "" if args.postgres else f", SQLite {meta['sqlite']}"
     print(
-        f"\nSemantica {meta['commit']} vs peers: {args.jobs:,} jobs, {args.latency_jobs} latency "
-        f"jobs, idle {args.idle_seconds:g} s, median of {args.rounds} round(s); "
-        f"{meta['machine']}, Python {meta['python']}, SQLite {meta['sqlite']}; "
+        f"\nSemantica {meta['commit']} vs peers{' on PostgreSQL' if args.postgres else ''}: "
+        f"{args.jobs:,} jobs, {args.latency_jobs} latency jobs, "
+        f"{'' if args.postgres else f'idle {args.idle_seconds:g} s, '}"
+        f"median of {args.rounds} round(s); "
+        f"{meta['machine']}, Python {meta['python']}{sqlite_note}; "
         f"took {elapsed / 60:.1f} min; load average {load_at_start[0]:.1f} at start, "
         f"{os.getloadavg()[0]:.1f} at end"
     )
     for s in chosen:
         print(f"  {s.name:12} {s.note}")
+    if args.postgres and server is not None:
+        print(f"  server       {server.description}")
     for note in notes:
         print(f"  note: {note}")
     print()
-    print(table.render(summary, order))
+    ours = [name for name in order if name in pg_suite.OURS]
+    peers = [name for name in order if name in pg_suite.PEERS]
+    if args.postgres:
+        print(table.render_vs_best(summary, ours, peers))
+    else:
+        print(table.render(summary, order))
     if args.json:
         args.json.write_text(
             json.dumps(
@@ -241,7 +294,16 @@ def main(argv: list[str] | None = None) -> None:
                     "notes": notes,
                     "rounds": rounds,
                     "medians": summary,
-                    "ratios_ours_over_peer": table.ratios(summary),
+                    **(
+                        {
+                            "best_peer": table.best_peer(summary, peers),
+                            "ratios_ours_over_best_peer": table.ratios_vs_best(
+                                summary, ours, peers
+                            ),
+                        }
+                        if args.postgres
+                        else {"ratios_ours_over_peer": table.ratios(summary)}
+                    ),
                 },
                 indent=2,
             )
@@ -252,12 +314,14 @@ def _versions(server: Any) -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}
-    for dist in ("semantica", "huey", "rq", "redis"):
+    for dist in ("semantica", "huey", "rq", "redis", *pg_suite.DISTS):
         try:
             out[dist] = version(dist)
         except PackageNotFoundError:
             pass
-    if server is not None:
+    if server is not None and hasattr(server, "settings"):
+        out["postgresql"] = server.settings.get("server_version", "?")
+    elif server is not None:
         out["redis-server"] = server.version
     return out
 

@@ -72,6 +72,34 @@ def ratios(summary: Mapping[str, Figures]) -> dict[str, Figures]:
     return out
 
 
+def best_peer(summary: Mapping[str, Figures], peers: Sequence[str]) -> dict[str, str | None]:
+    """Per metric, the peer with the best figure (None where no peer has one)."""
+    out: dict[str, str | None] = {}
+    for metric in METRICS:
+        have = [
+            (summary[p][metric.key], p) for p in peers if summary[p].get(metric.key) is not None
+        ]
+        pick = max if metric.higher_is_better else min
+        out[metric.key] = pick(have)[1] if have else None
+    return out
+
+
+def ratios_vs_best(
+    summary: Mapping[str, Figures], ours: Sequence[str], peers: Sequence[str]
+) -> dict[str, Figures]:
+    """Each of ``ours`` over the best peer, per metric (None where either has no figure)."""
+    best = best_peer(summary, peers)
+    out: dict[str, Figures] = {}
+    for name in ours:
+        out[name] = {}
+        for metric in METRICS:
+            peer = best[metric.key]
+            a = summary[name].get(metric.key)
+            b = summary[peer].get(metric.key) if peer is not None else None
+            out[name][metric.key] = a / b if a is not None and b else None
+    return out
+
+
 def _value(metric: Metric, value: float | None) -> str:
     return "n/a" if value is None else f"{value:,.{metric.digits}f}"
 
@@ -132,6 +160,38 @@ def render(summary: Mapping[str, Figures], order: Sequence[str]) -> str:
             row = [m.label, m.unit, *(_value(m, summary[n].get(m.key)) for n in names)]
             if ratio:
                 row += [_ratio(ratio[p][m.key]) for p in peers]
+            rows.append(row)
+        out += [*_grid(header, rows), ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def render_vs_best(
+    summary: Mapping[str, Figures], ours: Sequence[str], peers: Sequence[str]
+) -> str:
+    """Two tables like :func:`render`, for several engines of ours (the PostgreSQL run: 1, 2
+    and 3 nodes): the medians, which peer is best, then each of ours over that best peer."""
+    ours = [name for name in ours if name in summary]
+    peers = [name for name in peers if name in summary]
+    names = [*ours, *peers]
+    best = best_peer(summary, peers)
+    ratio = ratios_vs_best(summary, ours, peers)
+    out: list[str] = []
+    for higher in (True, False):
+        metrics = [
+            m
+            for m in METRICS
+            if m.higher_is_better == higher
+            and any(summary[n].get(m.key) is not None for n in names)
+        ]
+        if not metrics:
+            continue
+        title = "higher is better" if higher else "lower is better"
+        title += f": ours/best peer {'>' if higher else '<'} 1 means ours is better"
+        header = [title, "unit", *names, "best peer", *(f"{o}/best peer" for o in ours)]
+        rows = []
+        for m in metrics:
+            row = [m.label, m.unit, *(_value(m, summary[n].get(m.key)) for n in names)]
+            row += [best[m.key] or "-", *(_ratio(ratio[o][m.key]) for o in ours)]
             rows.append(row)
         out += [*_grid(header, rows), ""]
     return "\n".join(out).rstrip() + "\n"

@@ -6,7 +6,11 @@ tests/conftest.py). The server listens on a Unix socket in its directory and on
 127.0.0.1 at a free port, trusts local connections (no password: nothing else
 can reach it), and runs with ``fsync=off``: a test machine's crash is not what
 the suite tests, and a commit is still durable across a crash of the server
-itself (``synchronous_commit`` stays on), which the chaos suite kills.
+itself (``synchronous_commit`` stays on), which the chaos suite kills. The
+benchmark (bench/pgserver.py) imports this module and asks for a ``durable``
+server instead: ``fsync``, ``full_page_writes`` and ``synchronous_commit`` on,
+PostgreSQL's own defaults, so that every engine it measures pays for a flush
+per commit as it would in production.
 
 The server binaries are found in ``SEMANTICA_PG_BINDIR``, else beside
 ``pg_config`` on the PATH, else in the newest ``/usr/lib/postgresql/*/bin``
@@ -68,8 +72,9 @@ def _free_port() -> int:
 class PostgresCluster:
     """One PostgreSQL server in a temporary directory; :meth:`start`, :meth:`stop`."""
 
-    def __init__(self, bindir: Path | None = None) -> None:
+    def __init__(self, bindir: Path | None = None, durable: bool = False) -> None:
         self.bindir = bindir or find_bindir()
+        self.durable = durable
         self.dir = Path(tempfile.mkdtemp(prefix="semantica-pg-"))
         self.data = self.dir / "data"
         self.log = self.dir / "server.log"
@@ -120,11 +125,15 @@ class PostgresCluster:
         if made.returncode != 0:
             raise ClusterError(f"initdb failed in {self.dir}:\n{made.stdout}{made.stderr}")
         # In its own configuration file, so that a restart keeps them.
+        durability = (
+            "fsync = on\nfull_page_writes = on\nsynchronous_commit = on\n"
+            if self.durable
+            else "fsync = off\nfull_page_writes = off\n"
+        )
         with (self.data / "postgresql.conf").open("a") as conf:
             conf.write(
                 f"\nport = {self.port}\nunix_socket_directories = '{self.dir}'\n"
-                "listen_addresses = '127.0.0.1'\nmax_connections = 200\n"
-                "fsync = off\nfull_page_writes = off\n"
+                "listen_addresses = '127.0.0.1'\nmax_connections = 200\n" + durability
             )
         started = self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "start")
         if started.returncode != 0:

@@ -45,6 +45,25 @@ def test_a_commit_survives_a_crash_of_the_server(
         assert conn.execute("SELECT count(*) FROM t").fetchone() == (1000,)
 
 
+def test_the_suite_s_server_does_not_flush_but_a_durable_one_does(
+    pg_cluster: PostgresCluster,
+) -> None:
+    """The suite's server skips the flushes; one made ``durable`` (the benchmark's) keeps
+    PostgreSQL's defaults, a flush per commit, so that the engines it compares pay it."""
+    settings = ("fsync", "full_page_writes", "synchronous_commit")
+
+    def shown(cluster: PostgresCluster) -> list[str]:
+        with psycopg.connect(cluster.dsn()) as conn:
+            return [str((conn.execute(f"SHOW {name}").fetchone() or ("",))[0]) for name in settings]
+
+    assert shown(pg_cluster) == ["off", "off", "on"]
+    durable = PostgresCluster(durable=True)
+    try:
+        assert shown(durable.start()) == ["on", "on", "on"]
+    finally:
+        durable.remove()
+
+
 def test_a_server_that_cannot_start_is_an_error(tmp_path: Path) -> None:
     """No server binaries where it looks: ClusterError saying so, not a skip."""
     cluster = PostgresCluster(bindir=tmp_path / "no-such-bin")
