@@ -138,6 +138,7 @@ class Job(msgspec.Struct, kw_only=True, gc=False):
     superseded_by: int | None = None
     progress: float | None = None  # 0.0 .. 1.0, as the handler last reported (ctx.progress)
     progress_message: str | None = None
+    node: str | None = None  # on a shared store: the node running it (RUNNING only)
 
 
 class QueueInfo(msgspec.Struct, kw_only=True):

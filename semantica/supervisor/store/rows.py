@@ -36,12 +36,15 @@ def ts(value: float | None) -> datetime | None:
 
 # The messages are read in part: a row stored before the caps (a 24 MB error,
 # say) is cut on the way out (see job_from_row), and only its beginning is copied.
-def columns(error_chars: int, progress_chars: int, *, bodies: bool = True) -> str:
+def columns(
+    error_chars: int, progress_chars: int, *, bodies: bool = True, node: str = "NULL"
+) -> str:
     """The columns a Job is read from (see :func:`job_from_row`), in its order.
 
     The texts a job may make long are read at most ``error_chars`` and
     ``progress_chars`` + 1 characters (the + 1 shows they were longer);
-    without ``bodies``, no payload nor result (rows for a view).
+    without ``bodies``, no payload nor result (rows for a view). ``node``: the
+    expression of the name of the node running the job (a backend with nodes).
     """
     return ", ".join(
         [
@@ -54,6 +57,7 @@ def columns(error_chars: int, progress_chars: int, *, bodies: bool = True) -> st
             "timeout_s, worker_pid, backoff_s, require_charging, require_idle, superseded_by",
             "progress",
             f"substr(progress_message,1,{progress_chars + 1})",
+            node,
         ]
     )
 
@@ -62,10 +66,10 @@ JOB_COLUMNS = columns(ERROR_MESSAGE_MAX, PROGRESS_MESSAGE_MAX)
 PRIORITY = JOB_COLUMNS.split(", ").index("priority")
 
 
-def row_columns(cut: int) -> str:
+def row_columns(cut: int, node: str = "NULL") -> str:
     """:data:`JOB_COLUMNS` for a row of a view (top): no payload nor result, and the
     texts a job may make long read at most ``cut + 1`` characters (see :func:`cut_row`)."""
-    return columns(cut, cut, bodies=False)
+    return columns(cut, cut, bodies=False, node=node)
 
 
 def _cut(text: str, cut: int) -> str:
@@ -150,6 +154,7 @@ def job_from_row(row: Sequence[Any]) -> Job:
         superseded_by,
         progress,
         progress_message,
+        node,
     ) = row
     state = JobState(state)
     return Job(
@@ -173,6 +178,7 @@ def job_from_row(row: Sequence[Any]) -> Job:
         payload=json_decode(payload),
         timeout=timeout,
         worker_pid=worker_pid if state == JobState.RUNNING else None,
+        node=node if state == JobState.RUNNING else None,
         backoff=backoff,
         require_charging=bool(require_charging),
         require_idle=bool(require_idle),

@@ -20,8 +20,9 @@ from semantica.errors import BadInput
 from semantica.models import GENERATION_MAX, Job, JobSpec, JobState, check_transition
 from semantica.supervisor.store.postgres.changes import notify
 from semantica.supervisor.store.postgres.connection import PGConnection
+from semantica.supervisor.store.postgres.rows import JOB_COLUMNS
 from semantica.supervisor.store.records import EnqueueResult, Prepared
-from semantica.supervisor.store.rows import JOB_COLUMNS, job_from_row, new_job, ts
+from semantica.supervisor.store.rows import job_from_row, new_job, ts
 
 _INSERT_COLUMNS = (
     "type, queue, subject, generation, priority, state, payload, max_attempts, timeout_s, "

@@ -38,9 +38,9 @@ from semantica.supervisor.store.contract import JobsList
 from semantica.supervisor.store.postgres.connection import reads
 from semantica.supervisor.store.postgres.enqueue import SUBJECT_LOCKS
 from semantica.supervisor.store.postgres.nodes import PGNodes
-from semantica.supervisor.store.postgres.rows import rows_by_id
+from semantica.supervisor.store.postgres.rows import rows_by_id, view_columns
 from semantica.supervisor.store.records import Lease
-from semantica.supervisor.store.rows import cut_row, job_from_row, row_columns
+from semantica.supervisor.store.rows import cut_row, job_from_row
 from semantica.supervisor.store.start_rules import Blockers, Candidate, pick
 
 #: The key space of queue locks (pg_advisory_xact_lock(QUEUE_LOCKS, hash)).
@@ -175,7 +175,7 @@ class PGLeases(PGNodes):
         ]
         picked = _startable(conn, queues, count, self.clock.time(), on_ac, idle, lock=False)
         ids = [c[1] for c in picked]
-        rows = rows_by_id(conn, ids, row_columns(cut))
+        rows = rows_by_id(conn, ids, view_columns(cut))
         found = {row[0]: cut_row(job_from_row(row), cut) for row in rows}
         return [found[job_id] for job_id in ids if job_id in found]
 

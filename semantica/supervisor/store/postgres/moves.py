@@ -18,9 +18,9 @@ from semantica.models import TRANSITIONS, ErrorKind, Job, JobError, JobState, ch
 from semantica.supervisor.store.contract import Ends
 from semantica.supervisor.store.postgres.changes import notify
 from semantica.supervisor.store.postgres.connection import PGConnection
-from semantica.supervisor.store.postgres.rows import clean, rows_by_id
+from semantica.supervisor.store.postgres.rows import JOB_COLUMNS, clean, rows_by_id
 from semantica.supervisor.store.records import Lease, StaleLease
-from semantica.supervisor.store.rows import JOB_COLUMNS, check_id, job_from_row
+from semantica.supervisor.store.rows import check_id, job_from_row
 
 
 class PGMoves(PGConnection):

@@ -16,17 +16,15 @@ from semantica.models import Job, JobState
 from semantica.supervisor.store.contract import JobsList
 from semantica.supervisor.store.postgres.connection import PGConnection, reads
 from semantica.supervisor.store.postgres.leases import QUEUED_QUEUES
-from semantica.supervisor.store.postgres.rows import rows_by_id
+from semantica.supervisor.store.postgres.rows import JOB_COLUMNS, rows_by_id, view_columns
 from semantica.supervisor.store.records import Page
 from semantica.supervisor.store.rows import (
-    JOB_COLUMNS,
     PRIORITY,
     PageBuilder,
     check_id,
     cut_row,
     filters,
     job_from_row,
-    row_columns,
 )
 
 
@@ -187,7 +185,7 @@ class PGReads(PGConnection):
     def next_queued(self, limit: int, cut: int | None = None) -> JobsList:
         """The first ``limit`` QUEUED jobs in start order (priority, then oldest); with
         ``cut``, rows for a view (see the contract)."""
-        columns = JOB_COLUMNS if cut is None else row_columns(cut)
+        columns = JOB_COLUMNS if cut is None else view_columns(cut)
         rows: list[Sequence[Any]] = (
             self._live()
             .execute(
@@ -208,7 +206,7 @@ class PGReads(PGConnection):
         rows = (
             self._live()
             .execute(
-                f"SELECT {row_columns(cut)} FROM jobs WHERE state = %s ORDER BY id DESC LIMIT %s",
+                f"SELECT {view_columns(cut)} FROM jobs WHERE state = %s ORDER BY id DESC LIMIT %s",
                 (state, limit),
             )
             .fetchall()

@@ -9,7 +9,18 @@ from typing import Any
 import psycopg
 
 from semantica.errors import NoSuchJob
-from semantica.supervisor.store.rows import check_id
+from semantica.limits import ERROR_MESSAGE_MAX, PROGRESS_MESSAGE_MAX
+from semantica.supervisor.store.rows import check_id, columns, row_columns
+
+#: The name of the node running a job (the name its node registered with).
+NODE_NAME = "(SELECT n.name FROM nodes AS n WHERE n.id = node_id)"
+#: The columns a Job is read from here: store/rows.py's, with its node's name.
+JOB_COLUMNS = columns(ERROR_MESSAGE_MAX, PROGRESS_MESSAGE_MAX, node=NODE_NAME)
+
+
+def view_columns(cut: int) -> str:
+    """store/rows.py's ``row_columns``, with the node's name."""
+    return row_columns(cut, NODE_NAME)
 
 
 def clean(text: str) -> str:

@@ -70,3 +70,20 @@ def test_the_changes_feed_is_the_backends(store: JobStore, backend: str) -> None
         assert feed.wait(0.05) == set()
     finally:
         feed.close()
+
+
+def test_a_running_job_names_its_node_on_a_shared_store(
+    store: JobStore, backend: str, spec: Spec
+) -> None:
+    """A RUNNING job read back carries the name of the node running it (None on SQLite,
+    where every job is its one supervisor's); it loses it when it ends."""
+    store.join(NodeSpec(key="host-a:/state", name="alpha"))
+    [job] = enqueue(store, [spec()]).jobs
+    lease = store.lease(worker_pid=7)
+    assert lease is not None
+    expected = None if backend == "sqlite" else "alpha"
+    assert store.get(job.id).node == expected
+    assert [j.node for j in store.list(state="RUNNING")] == [expected]
+    assert store.get_page([job.id], None).jobs[0].node == expected
+    store.complete(lease, None)
+    assert store.get(job.id).node is None
