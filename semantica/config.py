@@ -301,16 +301,17 @@ def _store(value: Any, name: str) -> str | None:
     )
 
 
-_URL_PASSWORD = re.compile(r"^(\w+://[^:/@]*):[^@/]*@")
-_WORD_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)")
+_URL_PASSWORD = re.compile(r"(\w+://[^:/@\s]*):[^@/\s]*@")
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&\s]*")
+_WORD_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&*][^\s&]*)")
 
 
 def redact_password(conninfo: str) -> str:
-    """A connection string with its password (if any) replaced by ``***``."""
-    if conninfo.startswith(POSTGRES_SCHEMES):
-        text = _URL_PASSWORD.sub(r"\1:***@", conninfo)
-        return re.sub(r"([?&]password=)[^&]*", r"\1***", text)  # ?password=... too
-    return _WORD_PASSWORD.sub(r"\1***", conninfo)
+    """A connection string (or anything that may hold one) with every password in it
+    replaced by ``***``: in a URL's user part or query, or as libpq's ``password=``."""
+    text = _URL_PASSWORD.sub(r"\1:***@", conninfo)
+    text = _QUERY_PASSWORD.sub(r"\1***", text)
+    return _WORD_PASSWORD.sub(r"\1***", text)
 
 
 def parse_metrics_addr(addr: str, public: bool) -> tuple[str, int]:

@@ -419,6 +419,7 @@ class WorkerTop(msgspec.Struct, kw_only=True):
     cpu_percent: float = 0.0  # the worker and what it started, since the last top
     rss_bytes: int = 0
     progress: float | None = None  # what its job last reported (0.0 .. 1.0)
+    node: str | None = None  # the node it belongs to (its name)
 
 
 class TopReply(_Msg, tag="top_reply"):
@@ -442,6 +443,10 @@ class TopReply(_Msg, tag="top_reply"):
     failed_10s: int = 0  # jobs that ended FAILED in the last 10 s
     failed_60s: int = 0
     queues_total: int = 0  # how many queues there are (``queues`` holds the busiest)
+    # On a shared store: the node that answered, and every node (``workers`` then holds
+    # every live node's workers, the others' as of their last heartbeat).
+    node: str = ""
+    nodes: list[NodeView] = msgspec.field(default_factory=list)
     rid: int = 0
 
 

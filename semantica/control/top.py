@@ -131,6 +131,17 @@ def _header(top: TopReply) -> list[Text]:
             ),
         ),
     ]
+    if len(top.nodes) > 1:
+        # Rates are counted by the node that answered; workers come from every node.
+        lines[1] = Text.assemble(f"{top.node}: ", lines[1])
+        nodes = Text("nodes: ")
+        for i, node in enumerate(top.nodes):
+            style = "" if node.state == "alive" else "dim" if node.state == "gone" else "bold red"
+            nodes.append_text(
+                Text.assemble(", " if i else "", cell(node.name, "bold" if node.this else ""), " ")
+            )
+            nodes.append(node.state, style=style)
+        lines.append(nodes)
     if top.draining:
         lines.append(Text(render.DRAINING, style="bold yellow"))
     return lines
@@ -161,11 +172,22 @@ def frame(top: TopReply, height: int = 50) -> Group:
         return rows if rows >= totals[i] else max(rows - 1, 0)
 
     parts: list[Table | Text] = list(header)
+    several = len(top.nodes) > 1
     workers = _table(
-        "WORKER", "STATE", "JOB", "TYPE", "RUNNING", "PROGRESS", "CPU %", "RSS", flexible=["TYPE"]
+        *(["NODE"] if several else []),
+        "WORKER",
+        "STATE",
+        "JOB",
+        "TYPE",
+        "RUNNING",
+        "PROGRESS",
+        "CPU %",
+        "RSS",
+        flexible=["TYPE"],
     )
     for w in top.workers[: fits(0)]:
         workers.add_row(
+            *([cell(w.node or "-")] if several else []),
             str(w.pid),
             Text(w.state, style=WORKER_STYLE.get(w.state, "")),
             "-" if w.job is None else str(w.job),

@@ -118,7 +118,7 @@ class Supervisor:
         self.node = Node(
             self.store,
             self.settings,
-            workers=lambda: self.pool.info(),
+            workers=lambda: self.pool.top(),
             fence=lambda reason: self.pool.fence(reason),
             wake=lambda: self.scheduler.wake(),
             events=self.events,
@@ -157,6 +157,7 @@ class Supervisor:
             lambda: self.pool.worker_counts(),
             lambda: (self.committer.commits, self.committer.writes),
             dropped_lines,
+            cluster=self.node.census,
         )
         self.jobs = JobLifecycle(
             self.store,

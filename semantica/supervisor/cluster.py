@@ -46,7 +46,7 @@ from semantica import __version__
 from semantica.config import Settings
 from semantica.errors import NoSuchJob, StoreError
 from semantica.models import TERMINAL_STATES, JobError, JobState
-from semantica.protocol import NodeView, WorkerInfo
+from semantica.protocol import NodeView, WorkerTop
 from semantica.supervisor.events import JobEvents
 from semantica.supervisor.store import ChangeFeed, JobStore, NodeSpec, StoreReads
 
@@ -79,7 +79,7 @@ def finished_elsewhere(store: StoreReads, events: JobEvents) -> None:
 class Detail(msgspec.Struct):
     """What a node publishes with its heartbeat (opaque JSON to the store)."""
 
-    workers: list[WorkerInfo] = msgspec.field(default_factory=list)
+    workers: list[WorkerTop] = msgspec.field(default_factory=list)
 
 
 _decode_detail = msgspec.json.Decoder(Detail).decode
@@ -91,7 +91,8 @@ class Node:
     Args:
         store: the job store (its node methods: join, heartbeat, reap_dead, leave).
         settings: the node's name and timeout, the worker count, the state directory.
-        workers: this node's workers now (published with each heartbeat).
+        workers: this node's workers now, with their jobs, CPU and memory (published
+            with each heartbeat).
         fence: kill the jobs this node runs, with a reason; returns how many.
         wake: a job may be able to start (the scheduler looks again).
         events: who waits for jobs here (told of jobs that ended on other nodes).
@@ -102,7 +103,7 @@ class Node:
         self,
         store: JobStore,
         settings: Settings,
-        workers: Callable[[], list[WorkerInfo]],
+        workers: Callable[[], list[WorkerTop]],
         fence: Callable[[str], int],
         wake: Callable[[], None],
         events: JobEvents,
@@ -150,7 +151,7 @@ class Node:
         except StoreError as exc:
             log.warning("could not leave the cluster cleanly", error=str(exc))
 
-    def view(self) -> tuple[list[NodeView], list[WorkerInfo]]:
+    def view(self) -> tuple[list[NodeView], list[WorkerTop]]:
         """The nodes the store knows (alive, and those dead or gone lately), and the
         workers of the live ones: this node's as they are now, the others' as of their
         last heartbeat. Raises StoreError as the store does."""
@@ -181,6 +182,22 @@ class Node:
                 continue
             workers += [msgspec.structs.replace(w, node=info.name) for w in published.workers]
         return nodes, workers
+
+    def census(self) -> tuple[dict[str, int], dict[tuple[str, str], int]]:
+        """For the metrics: nodes by state, and every live node's workers by (node, state);
+        nothing while the store cannot be read (the other metrics are still worth a scrape)."""
+        try:
+            nodes, workers = self.view()
+        except StoreError:
+            return {}, {}
+        by_state: dict[str, int] = {}
+        for node in nodes:
+            by_state[node.state] = by_state.get(node.state, 0) + 1
+        by_node: dict[tuple[str, str], int] = {}
+        for worker in workers:
+            key = (worker.node or "", worker.state)
+            by_node[key] = by_node.get(key, 0) + 1
+        return by_state, by_node
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Beat, reap and listen until cancelled (nothing to do alone on SQLite)."""

@@ -45,12 +45,19 @@ _ENQUEUED = "semantica_enqueued", "Jobs added (deduplicated ones not counted)."
 _DURATION = "semantica_job_duration_seconds", "How long each attempt ran, whatever its outcome."
 _JOBS = "semantica_jobs", "Jobs in the store by state."
 _WORKERS = "semantica_workers", "Worker processes by state."
+_NODES = "semantica_nodes", "Nodes sharing the store by state (alive, dead, gone lately)."
+_CLUSTER_WORKERS = (
+    "semantica_cluster_workers",
+    "Worker processes of every live node by node and state (others' as of their last heartbeat).",
+)
 _LOG_DROPPED = (
     "semantica_log_lines_dropped",
     "Supervisor log lines stderr's reader did not take in time (daemon.log has them).",
 )
 
 Family = CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily
+#: Nodes by state, and every live node's workers by (node, state).
+Cluster = tuple[dict[str, int], dict[tuple[str, str], int]]
 
 
 class Metrics(Collector):
@@ -68,11 +75,13 @@ class Metrics(Collector):
         workers: Callable[[], dict[str, int]],
         commits: Callable[[], tuple[int, int]] = lambda: (0, 0),
         log_dropped: Callable[[], int] = lambda: 0,
+        cluster: Callable[[], Cluster] = lambda: ({}, {}),
     ) -> None:
         self._counts = counts
         self._workers = workers
         self._commits = commits
         self._log_dropped = log_dropped
+        self._cluster = cluster
         self._finished: dict[tuple[str, str], int] = {}
         self._enqueued = 0
         self._buckets = [0] * len(DURATION_BUCKETS)  # attempts per bucket (not cumulative)
@@ -111,6 +120,8 @@ class Metrics(Collector):
         yield CounterMetricFamily(*_COMMITS)
         yield CounterMetricFamily(*_WRITES)
         yield CounterMetricFamily(*_LOG_DROPPED)
+        yield GaugeMetricFamily(*_NODES, labels=["state"])
+        yield GaugeMetricFamily(*_CLUSTER_WORKERS, labels=["node", "state"])
 
     def collect(self) -> Iterator[Family]:
         finished = CounterMetricFamily(*_FINISHED, labels=["type", "state"])
@@ -139,3 +150,12 @@ class Metrics(Collector):
         yield CounterMetricFamily(*_COMMITS, value=commits)
         yield CounterMetricFamily(*_WRITES, value=writes)
         yield CounterMetricFamily(*_LOG_DROPPED, value=self._log_dropped())
+        node_states, node_workers = self._cluster()
+        nodes = GaugeMetricFamily(*_NODES, labels=["state"])
+        for state, n in sorted(node_states.items()):
+            nodes.add_metric([state], n)
+        yield nodes
+        cluster_workers = GaugeMetricFamily(*_CLUSTER_WORKERS, labels=["node", "state"])
+        for (node, state), n in sorted(node_workers.items()):
+            cluster_workers.add_metric([node, state], n)
+        yield cluster_workers

@@ -33,11 +33,12 @@ def top_reply(services: Services, rid: int) -> TopReply:
     """One frame of ``semctl top``."""
     jobs = services.jobs
     queues = services.store.queues()
+    nodes, workers = services.node.view()
     return TopReply(
         rid=rid,
         version=__version__,
         uptime_s=round(trio.current_time() - services.started_at, 3),
-        workers=services.pool.top(),
+        workers=workers,
         queues=_busiest(queues),
         queues_total=len(queues),
         finished_10s=jobs.finished_recently.within(10),
@@ -51,6 +52,8 @@ def top_reply(services: Services, rid: int) -> TopReply:
         failures=services.store.latest_rows(JobState.FAILED.value, TOP_FAILURES, ROW_TEXT),
         waiting=_next_in_line(services),
         draining=services.draining(),
+        node=services.node.spec.name,
+        nodes=nodes,
     )
 
 

@@ -97,6 +97,14 @@ def test_every_node_sees_the_whole_cluster(make_nodes: MakeNodes) -> None:
         workers = status(node)["workers"]
         assert {w["node"] for w in workers} == {"n1", "n2", "n3"}
         assert reply["store"].startswith("postgresql://") or "dbname=" in reply["store"]
+    top = nodes[1].semctl("top", "--json").json()
+    assert top["node"] == "n2"
+    assert sorted(w["node"] for w in top["workers"]) == ["n1", "n1", "n2", "n2", "n3", "n3"]
+    frame = nodes[1].semctl("top", "--once").out
+    assert "nodes: n1 alive, n2 alive, n3 alive" in frame
+    metrics = nodes[2].semctl("metrics").out
+    assert 'semantica_nodes{state="alive"} 3.0' in metrics
+    assert 'semantica_cluster_workers{node="n1",state="idle"} 2.0' in metrics
 
 
 def test_a_job_enqueued_on_one_node_is_seen_waited_for_and_logged_from_another(
@@ -110,6 +118,7 @@ def test_a_job_enqueued_on_one_node_is_seen_waited_for_and_logged_from_another(
     assert waited.code == 0, waited.err
     shown = n2.semctl("show", job_id, "--json").json()
     assert shown["state"] == "DONE"
+    assert shown["node"] is None  # (only a running job has one)
     assert shown["result"] == {"sum": 5}
     for node in (n1, n2, n3):
         logs = node.semctl("logs", job_id)
@@ -127,6 +136,7 @@ def test_a_job_running_on_one_node_is_cancelled_and_tailed_from_another(
     _, _, pid = announcements.next()
     runner = node_of_pid(nodes, pid)
     other = nodes[(runner + 1) % 3]
+    assert other.semctl("show", str(job.id), "--json").json()["node"] == f"n{runner + 1}"
     wait_until(
         "the job's first log line, read from another node",
         lambda: "ready" in other.semctl("logs", str(job.id)).out,

@@ -69,10 +69,15 @@ def tour_dir(short_tmp: Path) -> Path:
     return short_tmp
 
 
-@pytest.fixture
-def env(tour_dir: Path) -> dict[str, str]:
-    """A fresh state directory; the venv's bin first on the PATH."""
+@pytest.fixture(params=["sqlite", "postgresql"])
+def env(request: pytest.FixtureRequest, tour_dir: Path) -> dict[str, str]:
+    """A fresh state directory; the venv's bin first on the PATH. The tour runs twice:
+    on the default store, and with SEMANTICA_STORE naming a fresh PostgreSQL database
+    (it must work unchanged there)."""
     env = dict(os.environ)
+    env.pop("SEMANTICA_STORE", None)
+    if request.param == "postgresql":
+        env["SEMANTICA_STORE"] = request.getfixturevalue("pg_database")
     env.pop("NOTIFY_SOCKET", None)
     env.pop("PYTHONPATH", None)
     env["SEMANTICA_HOME"] = str(tour_dir / "home")

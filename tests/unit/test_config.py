@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -165,6 +166,10 @@ def test_handlers_flag_as_list(tmp_path: Path) -> None:
         ("SEMANTICA_DURABILITY", "fast"),
         ("SEMANTICA_POWER", "solar"),
         ("SEMANTICA_RETENTION_DAYS", "-3"),
+        ("SEMANTICA_STORE", "/var/lib/jobs.db"),
+        ("SEMANTICA_STORE", "mysql://db/jobs"),
+        ("SEMANTICA_NODE_TIMEOUT", "0.5"),
+        ("SEMANTICA_NODE_TIMEOUT", "never"),
     ],
 )
 def test_bad_values_name_the_variable(tmp_path: Path, variable: str, value: str) -> None:
@@ -237,3 +242,56 @@ def test_a_bad_value_is_named_as_it_was_given() -> None:
         Settings.from_env({"SEMANTICA_WORKERS": "0"})
     with pytest.raises(ConfigError, match=r"^--drain-timeout must be a number"):
         Settings.from_env({}, drain_timeout="soon")
+
+
+@pytest.mark.parametrize(
+    "store",
+    [
+        "postgresql://jobs@db.example/semantica",
+        "postgres://db/semantica?sslmode=require",
+        "host=db.example dbname=semantica",
+        "dbname=semantica",
+    ],
+)
+def test_a_store_is_a_postgresql_connection_string(tmp_path: Path, store: str) -> None:
+    """SEMANTICA_STORE takes libpq's URLs and key=value words; unset is the SQLite file."""
+    settings = Settings.from_env({"SEMANTICA_HOME": str(tmp_path), "SEMANTICA_STORE": store})
+    assert settings.store == store
+    assert settings.store_location == store
+    default = Settings.from_env({"SEMANTICA_HOME": str(tmp_path)})
+    assert default.store is None
+    assert default.store_location == tmp_path / "semantica.db"
+
+
+@pytest.mark.parametrize(
+    ("given", "shown"),
+    [
+        ("postgresql://jobs:s3cret@db/semantica", "postgresql://jobs:***@db/semantica"),
+        (
+            "postgresql://jobs@db/semantica?password=s3cret&x=1",
+            "postgresql://jobs@db/semantica?password=***&x=1",
+        ),
+        ("host=db password=s3cret dbname=semantica", "host=db password=*** dbname=semantica"),
+        ("host=db password='s3 cret' dbname=semantica", "host=db password=*** dbname=semantica"),
+    ],
+)
+def test_a_password_is_never_shown(tmp_path: Path, given: str, shown: str) -> None:
+    """status and the logs show the store without its password; so does a refusal."""
+    settings = Settings.from_env({"SEMANTICA_HOME": str(tmp_path), "SEMANTICA_STORE": given})
+    assert settings.store_shown == shown
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"SEMANTICA_HOME": str(tmp_path), "SEMANTICA_STORE": "/" + given})
+    assert "s3" not in info.value.message
+
+
+def test_a_node_name_is_one_printable_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="SEMANTICA_NODE_NAME"):
+        Settings.from_env({"SEMANTICA_HOME": str(tmp_path), "SEMANTICA_NODE_NAME": "a\nb"})
+
+
+def test_node_settings_default_to_the_host_name(tmp_path: Path) -> None:
+    settings = Settings.from_env({"SEMANTICA_HOME": str(tmp_path)})
+    assert settings.node_name == socket.gethostname()
+    assert settings.node_timeout == 10.0
+    named = Settings.from_env({"SEMANTICA_HOME": str(tmp_path)}, node_name="n2", node_timeout="3")
+    assert (named.node_name, named.node_timeout) == ("n2", 3.0)

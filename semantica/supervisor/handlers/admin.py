@@ -29,6 +29,7 @@ from semantica.protocol import (
     ResumeQueue,
     Shutdown,
     StatusReply,
+    WorkerInfo,
 )
 from semantica.supervisor.handlers.common import store_write
 from semantica.supervisor.services import Services
@@ -92,7 +93,8 @@ def handle_queues(services: Services, request: ListQueues) -> QueueList:
 def handle_status(services: Services, request: GetStatus) -> StatusReply:
     """Counts by state, workers, database size, uptime, version; on a shared store,
     every node and the workers of all of them."""
-    nodes, workers = services.node.view()
+    nodes, tops = services.node.view()
+    workers = [WorkerInfo(pid=w.pid, state=w.state, job=w.job, node=w.node) for w in tops]
     return StatusReply(
         rid=request.rid,
         version=__version__,
