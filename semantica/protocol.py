@@ -478,6 +478,9 @@ class RunJob(_Msg, tag="w_run"):
     max_attempts: int
     timeout: float | None = None
     heartbeat: float = 0.0  # send a Heartbeat this often while it runs (0: never)
+    #: On a shared store: the job may run only this many seconds past the last Renew
+    #: (or this frame) from the supervisor; then the worker kills it and exits (0: no bound).
+    lease_for: float = 0.0
 
 
 class JobLog(_Msg, tag="w_log"):
@@ -546,6 +549,13 @@ class JobProcess(_Msg, tag="w_process"):
 
     lease: int
     pgid: int
+
+
+class Renew(_Msg, tag="w_renew"):
+    """Supervisor -> worker: this node still holds its leases; the jobs handed over may
+    run ``for_s`` seconds more (see ``RunJob.lease_for``)."""
+
+    for_s: float
 
 
 class GiveBack(_Msg, tag="w_give_back"):
@@ -626,7 +636,7 @@ ControlReply = (
     | TopReply
     | MaintenanceReport
 )
-ToWorker = RunJob | CancelJob | GiveBack
+ToWorker = RunJob | CancelJob | GiveBack | Renew
 FromWorker = WorkerHello | JobLog | JobFinished | JobProcess | Heartbeat | JobProgress | GivenBack
 
 _encoder = msgspec.msgpack.Encoder()

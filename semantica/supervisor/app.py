@@ -123,6 +123,7 @@ class Supervisor:
             wake=lambda: self.scheduler.wake(),
             events=self.events,
             stop_local=lambda job_id, kind, message: self.pool.stop_job(job_id, kind, message),
+            renew=lambda: self.pool.renew(),
         )
         self.node.join()
         recovered = self.store.recover_running()
@@ -179,6 +180,7 @@ class Supervisor:
             gate=self.gate,
             durable=self.committer.durable,
         )
+        self.pool.lease_for = self.node.lease_for
         self.maintenance = Maintenance(
             self.store,
             self.joblogs,

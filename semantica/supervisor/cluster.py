@@ -17,7 +17,11 @@ one queue, and these promises hold, with ``T`` the node timeout
   *sent*) kills its running jobs: it can no longer tell the others it is alive,
   so before any of them may declare it dead (``T`` after that heartbeat), none
   of its jobs runs any more. The same holds after the node was frozen (SIGSTOP,
-  a suspended VM): it looks at the time before anything else.
+  a suspended VM): it looks at the time before anything else. Its workers keep
+  the same deadline themselves (worker/fence.py): each heartbeat that gets
+  through renews their jobs' leases for ``T / 2``, and a worker not renewed in
+  time kills its job and exits, so a supervisor frozen alone cannot leave a
+  copy running either.
 * **Coming back.** A heartbeat that finds the node declared dead (it was cut
   off or frozen past ``T``) makes it kill whatever still runs and join again
   as a new node; the late reports of its old jobs are refused by their leases.
@@ -97,6 +101,8 @@ class Node:
         wake: a job may be able to start (the scheduler looks again).
         events: who waits for jobs here (told of jobs that ended on other nodes).
         stop_local: stop a job running here (the pool's stop_job).
+        renew: tell the workers their jobs' leases hold (after each heartbeat that
+            reached the database: see :attr:`lease_for` and worker/fence.py).
     """
 
     def __init__(
@@ -108,6 +114,7 @@ class Node:
         wake: Callable[[], None],
         events: JobEvents,
         stop_local: Callable[[int, str, str], Awaitable[bool]],
+        renew: Callable[[], None] = lambda: None,
     ) -> None:
         self.store = store
         self.timeout = settings.node_timeout
@@ -123,6 +130,7 @@ class Node:
         self._wake = wake
         self._events = events
         self._stop_local = stop_local
+        self._renew = renew
         self._stopping: set[int] = set()  # jobs being stopped at another node's request
         self._nursery: trio.Nursery | None = None
         self.node_id = 0
@@ -138,6 +146,13 @@ class Node:
         self._last_ok = trio.current_time()
         self._feed = self.store.changes()
         log.info("joined", node=self.spec.name, node_id=self.node_id)
+
+    @property
+    def lease_for(self) -> float:
+        """How long a worker may run a job past this node's last renewal (0: no bound):
+        the fence's time, so a worker whose supervisor is frozen stops its job as the
+        supervisor itself would have."""
+        return self.timeout * FENCE_FRACTION if self.shared else 0.0
 
     @property
     def shared(self) -> bool:
@@ -237,6 +252,7 @@ class Node:
         if not alive:
             self._fence_now("this node was declared dead by the others")
             self.join()
+        self._renew()
         if reaped:
             log.warning("re-queued the jobs of dead nodes", count=len(reaped), job_ids=reaped[:20])
             self._wake()

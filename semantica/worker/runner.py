@@ -10,8 +10,10 @@ supervisor is SIGKILLed, or a write to it fails: it died as the worker wrote),
 the worker stops what it runs, including an exec job's process group, and
 exits. When the supervisor sends SIGTERM (the end of a drain), the worker
 stops its job as a CancelJob would and exits once the job's last lines and
-report are sent (:meth:`Worker.shut_down`). However it exits, it ends every
-process below it first.
+report are sent (:meth:`Worker.shut_down`). On a shared store a job runs only
+while the supervisor keeps renewing its lease (:mod:`semantica.worker.fence`):
+a worker whose supervisor is frozen kills its job and exits. However it exits,
+it ends every process below it first.
 
 Every process a job started is ended when the job ends, before its end is
 reported, and every process below the worker when it exits
@@ -66,6 +68,7 @@ from semantica.protocol import (
     JobLog,
     JobProcess,
     JobProgress,
+    Renew,
     RunJob,
     ToWorker,
     WorkerHello,
@@ -74,6 +77,7 @@ from semantica.worker import registry
 from semantica.worker.containment import Containment
 from semantica.worker.context import JobContext, LogBuffer, ProgressSlot
 from semantica.worker.exec_job import KILL_GRACE, ExecFailed, InvalidPayload, run_exec
+from semantica.worker.fence import Fence
 
 FD_ENV = "SEMANTICA_WORKER_FD"
 #: The least time between two progress reports of one job.
@@ -173,6 +177,16 @@ class Worker:
         #: The wait for a stopped plain handler's thread to end (see _run_blocking).
         self._abandoned: trio.CancelScope | None = None
         self._serving: trio.CancelScope | None = None  # cancelled: serve() returns
+        #: On a shared store a job runs only while the supervisor renews its lease (fence.py).
+        self.fence = Fence(
+            busy=lambda: self.current is not None or bool(self.pending),
+            end_all=self._end_all_now,
+        )
+
+    def _end_all_now(self) -> None:
+        """Kill every process this worker started, at once (the fence: see fence.py)."""
+        self.containment.exiting(0.0)
+        self.containment.end_all()
 
     async def _send(self, *frames: msgspec.Struct) -> bool:
         """Send frames to the supervisor in one write; False if it is gone.
@@ -224,9 +238,13 @@ class Worker:
                     break
                 match msg:
                     case RunJob():
+                        if msg.lease_for > 0:
+                            self.fence.hold_until(msg.lease_for)
                         with self._lock:
                             self.pending.append(msg)
                         self._has_work.set()
+                    case Renew():
+                        self.fence.hold_until(msg.for_s)
                     case CancelJob():
                         await self._stop(msg)
                     case GiveBack():

@@ -59,6 +59,7 @@ from semantica.protocol import (
     PauseQueue,
     QueueList,
     QueueReply,
+    Renew,
     ResumeQueue,
     Retry,
     RunJob,
@@ -275,6 +276,7 @@ SAMPLES: dict[str, msgspec.Struct] = {
     "w_progress": JobProgress(lease=11, fraction=0.25, message="1 of 4 files"),
     "w_cancel": CancelJob(lease=11, kind="timeout", message="timed out after 60 s", grace=5.0),
     "w_process": JobProcess(lease=11, pgid=4242),
+    "w_renew": Renew(for_s=5.0),
 }
 
 

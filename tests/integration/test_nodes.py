@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from harness import Announcements, Daemon
 from pgcluster import ROLE
@@ -242,3 +243,56 @@ def test_a_node_cut_off_from_the_database_stops_its_jobs_before_they_run_elsewhe
         assert overlap(ledger) == 0.0
     finally:
         proxy.close()
+
+
+def test_a_supervisor_frozen_alone_has_its_workers_stop_their_jobs(
+    make_nodes: MakeNodes, announcements: Announcements, short_tmp: Path
+) -> None:
+    """SIGSTOP of one node's supervisor only: its workers run on, but no longer renewed
+    they kill their jobs and exit (worker/fence.py) before the others run them again."""
+    nodes = make_nodes(2)
+    ledger = short_tmp / "ticks"
+    with nodes[0].client() as client:
+        job = client.enqueue(
+            "TICKS",
+            payload={"notify": str(announcements.path), "ledger": str(ledger), "seconds": 60},
+            max_attempts=5,
+        )
+    _, _, pid = announcements.next()
+    runner = node_of_pid(nodes, pid)
+    frozen = nodes[runner]
+    assert frozen.proc is not None
+    worker = psutil.Process(pid)
+    frozen.proc.send_signal(signal.SIGSTOP)
+    try:
+        stopped = time.monotonic()
+        # It exits on its own (a zombie: its frozen parent cannot reap it).
+        wait_until("the worker's exit", lambda: not alive(worker), timeout=NODE_TIMEOUT + 5)
+        took = time.monotonic() - stopped
+        assert took < NODE_TIMEOUT, f"the worker ran on for {took:.2f} s"
+        _, _, again = announcements.next(timeout=NODE_TIMEOUT + 10)
+        assert node_of_pid(nodes, again) != runner
+        assert overlap(ledger) == 0.0
+    finally:
+        frozen.proc.send_signal(signal.SIGCONT)
+    survivor = nodes[1 - runner]
+    with survivor.client() as client:
+        client.cancel(job.id)
+    wait_until(
+        "the frozen node back as a new node",
+        lambda: (
+            sorted(n["state"] for n in status(frozen)["nodes"] if n["name"] == frozen_name(runner))
+            == ["alive", "dead"]
+        ),
+    )
+
+
+def alive(process: psutil.Process) -> bool:
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def frozen_name(index: int) -> str:
+    return f"n{index + 1}"

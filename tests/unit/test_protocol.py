@@ -61,6 +61,7 @@ from semantica.protocol import (
     PauseQueue,
     QueueList,
     QueueReply,
+    Renew,
     ResumeQueue,
     Retry,
     RunJob,
@@ -314,6 +315,7 @@ EXPECTED: dict[str, tuple[Any, msgspec.Struct]] = {
     ),
     "w_process": (FromWorker, JobProcess(lease=11, pgid=4242)),
     "w_give_back": (ToWorker, GiveBack(leases=[12, 13])),
+    "w_renew": (ToWorker, Renew(for_s=5.0)),
     "w_given_back": (FromWorker, GivenBack(leases=[13])),
     "w_finished_timed": (
         FromWorker,

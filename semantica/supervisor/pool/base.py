@@ -39,6 +39,7 @@ class PoolBase(abc.ABC):
     max_prefetch: int
     cancel_grace: float
     heartbeat_timeout: float
+    lease_for: float  # how long a job may run without this node's renewal (0: no bound)
     gate: Gate | None
     durable: Callable[[], Awaitable[None]]
     handlers: tuple[str, ...]

@@ -188,6 +188,7 @@ class Feeding(PoolBase):
                     max_attempts=lease.max_attempts,
                     timeout=lease.timeout,
                     heartbeat=heartbeat,
+                    lease_for=self.lease_for,
                 )
                 for lease in batch
             ]

@@ -14,13 +14,14 @@ refuses is retried where it is made (feeding.py, settling.py).
 
 from __future__ import annotations
 
+import contextlib
 import signal
 from collections.abc import Awaitable, Callable
 
 import trio
 
 from semantica.models import JobError
-from semantica.protocol import WorkerInfo, WorkerTop
+from semantica.protocol import Renew, WorkerInfo, WorkerTop
 from semantica.supervisor.lifecycle import JobLifecycle
 from semantica.supervisor.pool.base import nothing_to_wait_for
 from semantica.supervisor.pool.feeding import MAX_PREFETCH, Feeding
@@ -74,6 +75,10 @@ class WorkerPool(Slots, Feeding, Reader, Watchdog, Settling, Orphans):
         self._ready_slots = 0
         self._background = None
         self._changed = trio.Event()
+        #: On a shared store, how long a job handed over may run without a renewal from
+        #: this node (cluster.py renews after each heartbeat; worker/fence.py enforces it);
+        #: 0: no bound.
+        self.lease_for = 0.0
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run the pool until :meth:`stop`; ``started`` once every first worker said hello.
@@ -152,6 +157,19 @@ class WorkerPool(Slots, Feeding, Reader, Watchdog, Settling, Orphans):
         while worker.holds(lease) and worker in self.workers:
             await self._wait_changed()
         return True
+
+    def renew(self) -> None:
+        """Tell every worker holding jobs that this node still holds their leases (a shared
+        store: see ``lease_for``); the sends go on in the background."""
+        if self.lease_for <= 0 or self._background is None:
+            return
+        for worker in self.workers:
+            if worker.inflight:
+                self._background.start_soon(self._send_renewal, worker)
+
+    async def _send_renewal(self, worker: WorkerHandle) -> None:
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            await worker.channel.send(Renew(for_s=self.lease_for))
 
     def fence(self, reason: str) -> int:
         """Kill every worker that holds a job, at once (SIGKILL; what their jobs started
