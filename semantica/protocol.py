@@ -399,6 +399,7 @@ class MaintenanceReport(_Msg, tag="maintenance_report"):
     duration_ms: float
     rid: int = 0
     queues_forgotten: int = 0  # queues with no job left and no setting
+    skipped: str = ""  # why nothing was done (another node runs maintenance now), if so
 
 
 class MetricsReply(_Msg, tag="metrics_reply"):

@@ -540,6 +540,9 @@ def maintenance(
     if json_out:
         _print_json(_fields(report))
         return
+    if report.skipped:
+        print(f"nothing done: {report.skipped}")
+        return
     print(
         f"deleted {report.jobs_deleted} jobs and {report.logs_deleted} logs; "
         f"database {report.db_bytes_before / 1e6:.2f} MB -> {report.db_bytes_after / 1e6:.2f} MB"

@@ -12,6 +12,10 @@ Every ``SEMANTICA_MAINTENANCE_HOURS`` (24) and on ``semctl maintenance``:
    store when forced (``VACUUM``);
 5. check the store's integrity (SQLite: ``PRAGMA quick_check``).
 
+On a store shared by several nodes one of them runs it at a time
+(:meth:`StoreUpkeep.lead`): a run that finds another under way does nothing
+and says so (``skipped``).
+
 All of it runs in a thread, on the store's upkeep handle
 (:class:`~semantica.supervisor.store.StoreUpkeep`), in short steps. On a store
 whose write steps hold off its other writers (:attr:`StoreUpkeep.exclusive`:
@@ -107,7 +111,10 @@ class Maintenance:
             started = time.perf_counter()
             side = await trio.to_thread.run_sync(self.store.upkeep)
             try:
-                report = await self._run(side, force_vacuum)
+                if await trio.to_thread.run_sync(side.lead):
+                    report = await self._run(side, force_vacuum)
+                else:
+                    report = _skipped(side.size_bytes())
             finally:
                 await trio.to_thread.run_sync(side.close)
             report.duration_ms = round((time.perf_counter() - started) * 1000, 1)
@@ -183,3 +190,17 @@ class Maintenance:
             self.logs.remove_files(job_id)
             removed += 1
         return removed
+
+
+def _skipped(size: int) -> MaintenanceReport:
+    """The report of a run that found another (on another node) under way."""
+    return MaintenanceReport(
+        db_bytes_before=size,
+        db_bytes_after=size,
+        jobs_deleted=0,
+        logs_deleted=0,
+        vacuumed=False,
+        integrity="",
+        duration_ms=0.0,
+        skipped="another node is running maintenance on this store now",
+    )

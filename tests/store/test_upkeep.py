@@ -259,3 +259,21 @@ def test_flushing_the_journal_changes_nothing_seen(
     assert store.get_many(sorted(jobs.values())) == before
     assert upkeep.check() == "ok"
     store.complete(_lease(store), None)
+
+
+def test_one_upkeep_leads_maintenance_at_a_time(store: JobStore, backend: str) -> None:
+    """lead(): True for the first handle; a second handle on the same store is told
+    another leads (a shared store: two nodes) until the first closes."""
+    first_side, second_side = store.upkeep(), store.upkeep()
+    try:
+        assert first_side.lead() is True
+        if backend == "sqlite":  # one supervisor owns the file: its one run leads
+            assert second_side.lead() is True
+            return
+        assert second_side.lead() is False
+        first_side.close()
+        assert second_side.lead() is True
+    finally:
+        if backend == "sqlite":
+            first_side.close()
+        second_side.close()

@@ -457,7 +457,13 @@ class StoreUpkeep(Protocol):
     exclusive: bool
 
     def close(self) -> None:
-        """Let go of the handle."""
+        """Let go of the handle (and of the lead, if it took it)."""
+        ...
+
+    def lead(self) -> bool:
+        """Take the lead of maintenance: True if no other handle on this store (another
+        node's, say) holds it now; held until :meth:`close`. False: another holds it,
+        and this one should do nothing."""
         ...
 
     def size_bytes(self) -> int:

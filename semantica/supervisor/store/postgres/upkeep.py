@@ -24,7 +24,7 @@ from semantica.supervisor.store.rows import ALL_STATES_SQL, FINISHED_STATES_SQL
 
 #: Dead rows above this share of a table's rows, and compacting is wanted.
 DEAD_THRESHOLD = 0.10
-_TABLES = ("jobs", "queues", "nodes")
+_TABLES = ("jobs", "queues", "nodes", "job_logs")
 _SIZE = "SELECT coalesce(sum(pg_total_relation_size(to_regclass(t))), 0) FROM unnest(%s::text[]) t"
 
 
@@ -44,7 +44,16 @@ class PGUpkeep:
             ) from None
 
     def close(self) -> None:
-        self._conn.close()
+        self._conn.close()  # (and with the session, the lead: see lead())
+
+    def lead(self) -> bool:
+        """Take the lead of maintenance among the nodes: a session advisory lock, held
+        until this connection closes; False if another node's upkeep holds it."""
+        row = self._run(
+            "taking the lead of maintenance failed",
+            "SELECT pg_try_advisory_lock(hashtext('semantica maintenance'))",
+        )
+        return bool(row[0][0])
 
     def _run(self, what: str, sql: str, args: Any = None) -> list[Any]:
         try:

@@ -49,6 +49,11 @@ class SQLiteUpkeep:
     def close(self) -> None:
         self._conn.close()
 
+    def lead(self) -> bool:
+        """True: one supervisor owns the file (its lock file says so), and runs one
+        maintenance at a time itself."""
+        return True
+
     def size_bytes(self) -> int:
         return size_on_disk(self.path)
 
