@@ -296,3 +296,20 @@ def alive(process: psutil.Process) -> bool:
 
 def frozen_name(index: int) -> str:
     return f"n{index + 1}"
+
+
+def test_conditions_are_each_node_s_own(
+    make_daemon: Callable[..., Daemon], pg_database: str
+) -> None:
+    """A node on battery does not start --require-charging jobs; a node on AC does."""
+    flags = ("--store", pg_database, "--node-timeout", str(NODE_TIMEOUT))
+    on_battery = make_daemon(*flags, "--node-name", "laptop", "--power", "battery")
+    with on_battery.client() as client:
+        job = client.enqueue("WHO", require_charging=True)
+        shown = client.get(job.id)
+        assert shown.state == JobState.QUEUED and shown.waiting_for == "charging"
+    on_ac = make_daemon(*flags, "--node-name", "desktop", "--power", "ac")
+    with on_battery.client() as client:
+        done = client.wait(job.id, timeout=30)
+    assert done.state == JobState.DONE
+    assert done.result["pid"] in {p.pid for p in on_ac.process_tree()}
