@@ -44,6 +44,8 @@ from semantica.models import JobState
 
 #: How long after the event the victim's copy may still run (its fence's delay).
 WINDOW_S = 0.25
+#: How long the TICKS jobs run on after the victim is back, before they are released.
+RUN_ON_S = 1.0
 
 
 @dataclass
@@ -216,6 +218,7 @@ def node_stopped(
     signal_tree(procs[1:] + procs[:1], psutil.Process.resume)  # (the workers first: the worst)
     resumed = time.monotonic()
     wait_rejoined(st, victim)
+    time.sleep(RUN_ON_S)  # (the copies run on: one the fence missed would overlap)
     victim_pids = {p.pid for p in procs}
     done = finish(st, victim_pids, window=window)
     stale = len(events(victim, "stale report ignored"))
@@ -292,6 +295,7 @@ def node_cut_off(
             what="the victim running jobs again",
         )
         back = time.monotonic() - healed
+        time.sleep(RUN_ON_S)  # (as in node_stopped)
         done = finish(st, before, window=0.0)
         stale = len(events(victim, "stale report ignored"))
     return (
