@@ -150,6 +150,11 @@ class PostgresCluster:
     def restart(self, mode: str = "fast") -> None:
         """Stop the server and start it again on the same port and data."""
         self.stop(mode)
+        self.start_again()
+
+    def start_again(self) -> None:
+        """Start the stopped server again on the same port and data (a restart in two
+        steps, for a test that acts while it is down)."""
         started = self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "start")
         if started.returncode != 0:
             raise ClusterError(f"the server did not start again:\n{self.log_tail()}")

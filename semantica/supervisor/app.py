@@ -257,10 +257,12 @@ class Supervisor:
                 await nursery.start(ControlServer(self.services(), self.token).serve)
                 self._nursery = nursery
                 await nursery.start(self.scheduler.run_timer)
+                # The node beats before the workers start: its fence counts from its
+                # join, and starting the workers can take a good part of T / 2.
+                await nursery.start(self.node.run)
                 await nursery.start(self.pool.run)
                 await nursery.start(self.conditions.run)
                 await nursery.start(self.maintenance.run_periodically)
-                await nursery.start(self.node.run)
                 if self.settings.metrics_addr:
                     host, port = parse_metrics_addr(
                         self.settings.metrics_addr, self.settings.metrics_public

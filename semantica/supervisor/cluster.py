@@ -225,10 +225,12 @@ class Node:
             await self._beat_forever()
 
     async def _beat_forever(self) -> None:
+        # The first beat at once: the fence counts from the join, and the start between
+        # the two (the workers, on a busy machine) may take a good part of T / 2.
         interval = self.timeout * BEAT_FRACTION
         while True:
-            await trio.sleep(interval)
             self.beat()
+            await trio.sleep(interval)
 
     def beat(self) -> None:
         """One heartbeat: the fence check first (the node may have been frozen), then the

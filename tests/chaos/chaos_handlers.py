@@ -133,3 +133,32 @@ async def chaos_async_spawn(ctx: Any, payload: dict[str, Any]) -> dict[str, int]
         await trio.sleep(payload.get("seconds", 0))
     ledger(ctx, payload, "end")
     return {"pid": os.getpid()}
+
+
+# ---------------------------------------------------------------------- copies that tick
+# (Appended for scenarios_nodes: when did a copy of a job really run.)
+
+
+@handler("CHAOS_TICKS")
+def chaos_ticks(ctx: Any, payload: dict[str, Any]) -> dict[str, int]:
+    """Ledger ``start``; then append ``job attempt pid monotonic-time`` to the file ``ticks``
+    every 20 ms for ``seconds``, until cancelled or the file ``release`` exists; ledger
+    ``end``. The ticks show when a copy of the job was really running, whatever its
+    supervisor believed (a frozen copy makes none); the clock is the system's monotonic
+    one, the test's too."""
+    ledger(ctx, payload, "start")
+    until = time.monotonic() + float(payload.get("seconds", 1.0))
+    release = payload.get("release") or ""
+    fd = os.open(payload["ticks"], os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        while time.monotonic() < until and not ctx.cancelled:
+            if release and os.path.exists(release):
+                break
+            os.write(
+                fd, f"{ctx.job_id} {ctx.attempt} {os.getpid()} {time.monotonic():.4f}\n".encode()
+            )
+            time.sleep(0.02)
+    finally:
+        os.close(fd)
+    ledger(ctx, payload, "end")
+    return {"pid": os.getpid()}

@@ -14,9 +14,11 @@ from pathlib import Path
 import chaos_scenarios as chaos
 import pytest
 import scenarios_containment
+import scenarios_nodes as nodes
 import scenarios_stalls as stalls
 import trio
 from chaos_scenarios import MakeDaemon
+from pgcluster import PostgresCluster
 
 pytestmark = pytest.mark.chaos
 
@@ -69,6 +71,13 @@ LOCK_STALLS = 8  # each shows the fault half the time: all 8 miss it 1 time in 2
 STDERR_JOBS = 3000  # their start and end lines are far more than a pipe holds
 CLOCK_JUMP_S = 3600.0
 CLOCK_START_LIMIT_S = 1.0
+
+# Three nodes x 2 workers on one PostgreSQL database (scenarios_nodes.py).
+NODE_TIMEOUT_S = 5.0
+NODE_JOBS = 2000  # short jobs enqueued at once, beside the load (one at a time, every 10 ms)
+NODE_PACE_S = 0.01
+NODE_DB_DOWN_S = 7.0  # the server down longer than the node timeout
+SUPERVISOR_STOP_S = 8.0  # the supervisor alone frozen: its workers run on
 
 # The long run.
 SOAK_JOBS = 50_000
@@ -249,5 +258,90 @@ def test_what_jobs_start_never_outlives_them(
             kills=CONTAIN_KILLS,
             cancels=CONTAIN_CANCELS,
             every=CONTAIN_EVERY_S,
+        )
+    )
+
+
+# ---------------------------------------------------------------------- nodes on PostgreSQL
+
+
+def test_node_sigkilled_under_load(
+    make_daemon: MakeDaemon, ledger_path: Path, pg_database: str, report: Report
+) -> None:
+    report(
+        nodes.node_killed(
+            make_daemon,
+            ledger_path,
+            pg_database,
+            timeout=NODE_TIMEOUT_S,
+            jobs=NODE_JOBS,
+            pace=NODE_PACE_S,
+        )
+    )
+
+
+def test_node_sigstopped_past_the_node_timeout(
+    make_daemon: MakeDaemon, ledger_path: Path, pg_database: str, report: Report
+) -> None:
+    report(
+        nodes.node_stopped(
+            make_daemon,
+            ledger_path,
+            pg_database,
+            timeout=NODE_TIMEOUT_S,
+            jobs=NODE_JOBS,
+            pace=NODE_PACE_S,
+        )
+    )
+
+
+def test_node_cut_off_the_database(
+    make_daemon: MakeDaemon,
+    ledger_path: Path,
+    pg_cluster: PostgresCluster,
+    pg_database: str,
+    report: Report,
+) -> None:
+    report(
+        nodes.node_cut_off(
+            make_daemon,
+            ledger_path,
+            pg_cluster,
+            pg_database,
+            timeout=NODE_TIMEOUT_S,
+            jobs=NODE_JOBS,
+            pace=NODE_PACE_S,
+        )
+    )
+
+
+def test_postgresql_restarted_under_load(
+    make_daemon: MakeDaemon, ledger_path: Path, report: Report
+) -> None:
+    report(
+        nodes.db_restart(
+            make_daemon,
+            ledger_path,
+            timeout=NODE_TIMEOUT_S,
+            jobs=NODE_JOBS,
+            down_s=NODE_DB_DOWN_S,
+            pace=NODE_PACE_S,
+        )
+    )
+
+
+def test_supervisor_alone_sigstopped(
+    make_daemon: MakeDaemon, ledger_path: Path, pg_database: str, report: Report
+) -> None:
+    """Measured, not a promise: its workers run on, so two copies run until SIGCONT."""
+    report(
+        nodes.supervisor_stopped(
+            make_daemon,
+            ledger_path,
+            pg_database,
+            timeout=NODE_TIMEOUT_S,
+            jobs=NODE_JOBS,
+            pace=NODE_PACE_S,
+            stop_s=SUPERVISOR_STOP_S,
         )
     )

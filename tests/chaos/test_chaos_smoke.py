@@ -10,9 +10,11 @@ from pathlib import Path
 import chaos_scenarios as chaos
 import pytest
 import scenarios_containment
+import scenarios_nodes as nodes
 import scenarios_stalls as stalls
 import trio
 from chaos_scenarios import MakeDaemon
+from pgcluster import PostgresCluster
 
 pytestmark = pytest.mark.slow
 
@@ -64,5 +66,82 @@ def test_smoke_containment(make_daemon: MakeDaemon, ledger_path: Path, report: R
     report(
         scenarios_containment.containment(
             make_daemon, ledger_path, jobs=20, workers=2, kills=2, cancels=2, every=0.2
+        )
+    )
+
+
+# Three nodes x 2 workers on one PostgreSQL database: 50 short jobs and a load of one
+# every 50 ms, a node timeout of 2 s.
+NODE_TIMEOUT_S = 2.0
+NODE_JOBS = 50
+NODE_PACE_S = 0.05
+
+
+def test_smoke_node_sigkilled(
+    make_daemon: MakeDaemon, ledger_path: Path, pg_database: str, report: Report
+) -> None:
+    """A node SIGKILLed: its TICKS job runs again elsewhere within T + 1 s, all DONE."""
+    report(
+        nodes.node_killed(
+            make_daemon,
+            ledger_path,
+            pg_database,
+            timeout=NODE_TIMEOUT_S,
+            jobs=NODE_JOBS,
+            pace=NODE_PACE_S,
+        )
+    )
+
+
+def test_smoke_node_sigstopped(
+    make_daemon: MakeDaemon, ledger_path: Path, pg_database: str, report: Report
+) -> None:
+    """A node SIGSTOPped past T: its job ran elsewhere, fenced at SIGCONT, no overlap."""
+    report(
+        nodes.node_stopped(
+            make_daemon,
+            ledger_path,
+            pg_database,
+            timeout=NODE_TIMEOUT_S,
+            jobs=NODE_JOBS,
+            pace=NODE_PACE_S,
+        )
+    )
+
+
+def test_smoke_node_cut_off(
+    make_daemon: MakeDaemon,
+    ledger_path: Path,
+    pg_cluster: PostgresCluster,
+    pg_database: str,
+    report: Report,
+) -> None:
+    """A node cut off the database: fenced before its job runs elsewhere; healed, it
+    rejoins as a new node."""
+    report(
+        nodes.node_cut_off(
+            make_daemon,
+            ledger_path,
+            pg_cluster,
+            pg_database,
+            timeout=NODE_TIMEOUT_S,
+            jobs=NODE_JOBS,
+            pace=NODE_PACE_S,
+        )
+    )
+
+
+def test_smoke_postgresql_restarted(
+    make_daemon: MakeDaemon, ledger_path: Path, report: Report
+) -> None:
+    """The server down 1 s under load: store_unavailable meanwhile, nothing lost."""
+    report(
+        nodes.db_restart(
+            make_daemon,
+            ledger_path,
+            timeout=NODE_TIMEOUT_S,
+            jobs=NODE_JOBS,
+            down_s=1.0,
+            pace=NODE_PACE_S,
         )
     )

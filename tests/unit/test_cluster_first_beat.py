@@ -1,0 +1,91 @@
+"""A node renews its heartbeat as soon as it runs (supervisor/cluster.py).
+
+The fence counts from the join. A node whose start took a while between its
+join and its beat loop (starting its workers on a busy machine) must not wait
+another beat interval before it first renews: it would then find half the
+node timeout gone without a heartbeat and kill the jobs it had just started,
+though the database was reachable all along.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import trio
+import trio.testing
+
+from semantica.config import Settings
+from semantica.supervisor.cluster import Node
+from semantica.supervisor.events import JobEvents
+
+TIMEOUT = 2.0
+
+
+class Feed:
+    def wait(self, timeout: float) -> set[str]:
+        return set()
+
+    def close(self) -> None:
+        pass
+
+
+class Store:
+    """The node methods of a shared store, every call noted with its (trio) time."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, float]] = []
+
+    def join(self, spec: Any) -> int:
+        self.calls.append(("join", trio.current_time()))
+        return 1
+
+    def changes(self) -> Feed:
+        return Feed()
+
+    def heartbeat(self, detail: bytes) -> bool:
+        self.calls.append(("heartbeat", trio.current_time()))
+        return True
+
+    def reap_dead(self, timeout: float) -> list[int]:
+        return []
+
+    def stop_requests(self) -> list[Any]:
+        return []
+
+
+def test_a_node_slow_to_start_beats_at_once_and_does_not_fence(tmp_path: Path) -> None:
+    store = Store()
+    fenced: list[str] = []
+
+    def fence(reason: str) -> int:
+        fenced.append(reason)
+        return 1
+
+    async def stop_local(job_id: int, kind: str, message: str) -> bool:
+        return False
+
+    async def main() -> None:
+        settings = Settings.from_env(
+            {"SEMANTICA_HOME": str(tmp_path), "SEMANTICA_NODE_TIMEOUT": str(TIMEOUT)}
+        )
+        node = Node(
+            store,  # type: ignore[arg-type]
+            settings,
+            workers=list,
+            fence=fence,
+            wake=lambda: None,
+            events=JobEvents(),
+            stop_local=stop_local,
+        )
+        node.join()
+        await trio.sleep(0.4 * TIMEOUT)  # the workers start: less than half the timeout
+        async with trio.open_nursery() as nursery:
+            await nursery.start(node.run)
+            await trio.sleep(TIMEOUT)
+            nursery.cancel_scope.cancel()
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    beats = [at for what, at in store.calls if what == "heartbeat"]
+    assert beats[0] <= 0.4 * TIMEOUT + 0.01, beats
+    assert not fenced
