@@ -11,7 +11,10 @@ one queue, and these promises hold, with ``T`` the node timeout
 * **The dead.** After each heartbeat a node declares dead every node whose
   heartbeat is older than ``T`` by the database's clock, and puts that node's
   running jobs back in the queue (interrupted: the attempt is not spent); the
-  store makes sure each job goes back once, whoever reaps.
+  store makes sure each job goes back once, whoever reaps. A node that has just
+  reached the database again after failing to does so only once its heartbeats
+  have got through for ``T``: after an outage of the database itself the nodes
+  come back at their own pace, and none is declared dead for being slower.
 * **The fence.** A node that has not renewed its heartbeat for ``T / 2`` (by
   its own monotonic clock, counted from when its last successful heartbeat was
   *sent*) kills its running jobs: it can no longer tell the others it is alive,
@@ -137,6 +140,9 @@ class Node:
         self._feed: ChangeFeed | None = None
         self._last_ok = 0.0  # trio time the last successful heartbeat was sent
         self._faulted = False  # a heartbeat failed (logged once per outage)
+        #: Since when (trio time) this node's heartbeats have been getting through: it
+        #: declares others dead only once that is a node timeout ago (see beat()).
+        self._reaching_since = 0.0
         self.fenced = 0  # how many times this node killed its jobs (for status, tests)
 
     def join(self) -> None:
@@ -144,6 +150,7 @@ class Node:
         life go back to the queue. Raises StoreError as the store does."""
         self.node_id = self.store.join(self.spec)
         self._last_ok = trio.current_time()
+        self._reaching_since = self._last_ok - self.timeout  # (a start is not an outage)
         self._feed = self.store.changes()
         log.info("joined", node=self.spec.name, node_id=self.node_id)
 
@@ -241,15 +248,19 @@ class Node:
         detail = msgspec.json.encode(Detail(workers=self._workers()))
         try:
             alive = self.store.heartbeat(detail)
-            reaped = self.store.reap_dead(self.timeout)
+            if self._faulted:
+                log.info("heartbeat reached the database again")
+                self._faulted = False
+                self._reaching_since = sent
+            # After an outage of the database every node comes back at its own pace:
+            # the first one back must not declare the others dead before they could beat.
+            reaping = sent - self._reaching_since >= self.timeout
+            reaped = self.store.reap_dead(self.timeout) if reaping else []
         except StoreError as exc:
             if not self._faulted:
                 log.warning("heartbeat failed; will keep trying", error=str(exc))
                 self._faulted = True
             return
-        if self._faulted:
-            log.info("heartbeat reached the database again")
-            self._faulted = False
         self._last_ok = sent
         if not alive:
             self._fence_now("this node was declared dead by the others")

@@ -16,6 +16,7 @@ import trio
 import trio.testing
 
 from semantica.config import Settings
+from semantica.errors import StoreUnavailable
 from semantica.supervisor.cluster import Node
 from semantica.supervisor.events import JobEvents
 
@@ -89,3 +90,56 @@ def test_a_node_slow_to_start_beats_at_once_and_does_not_fence(tmp_path: Path) -
     beats = [at for what, at in store.calls if what == "heartbeat"]
     assert beats[0] <= 0.4 * TIMEOUT + 0.01, beats
     assert not fenced
+
+
+class FlakyStore(Store):
+    """A store whose database is away from ``down`` to ``up`` (trio time)."""
+
+    def __init__(self, down: float, up: float) -> None:
+        super().__init__()
+        self.down, self.up = down, up
+
+    def heartbeat(self, detail: bytes) -> bool:
+        if self.down <= trio.current_time() < self.up:
+            raise StoreUnavailable("the database is away")
+        return super().heartbeat(detail)
+
+    def reap_dead(self, timeout: float) -> list[int]:
+        self.calls.append(("reap", trio.current_time()))
+        return []
+
+
+def test_a_node_back_from_an_outage_waits_a_node_timeout_before_declaring_others_dead(
+    tmp_path: Path,
+) -> None:
+    """After the database was away, the first node back must not declare the others dead
+    before they had a node timeout to beat again; before the outage it reaps as usual."""
+    store = FlakyStore(down=1.0, up=4.0)
+
+    async def stop_local(job_id: int, kind: str, message: str) -> bool:
+        return False
+
+    async def main() -> None:
+        settings = Settings.from_env(
+            {"SEMANTICA_HOME": str(tmp_path), "SEMANTICA_NODE_TIMEOUT": str(TIMEOUT)}
+        )
+        node = Node(
+            store,  # type: ignore[arg-type]
+            settings,
+            workers=list,
+            fence=lambda reason: 0,
+            wake=lambda: None,
+            events=JobEvents(),
+            stop_local=stop_local,
+        )
+        node.join()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(node.run)
+            await trio.sleep(10)
+            nursery.cancel_scope.cancel()
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    reaps = [at for what, at in store.calls if what == "reap"]
+    assert reaps[0] < 1.0  # from the start
+    after = [at for at in reaps if at >= 1.0]
+    assert after and min(after) >= 4.0 + TIMEOUT - 0.01, after  # T after it was back
