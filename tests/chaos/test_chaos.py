@@ -77,7 +77,7 @@ NODE_TIMEOUT_S = 5.0
 NODE_JOBS = 2000  # short jobs enqueued at once, beside the load (one at a time, every 10 ms)
 NODE_PACE_S = 0.01
 NODE_DB_DOWN_S = 7.0  # the server down longer than the node timeout
-SUPERVISOR_STOP_S = 8.0  # the supervisor alone frozen: its workers run on
+SUPERVISOR_STOP_S = 8.0  # the supervisor alone frozen: its workers must fence themselves
 
 # The long run.
 SOAK_JOBS = 50_000
@@ -333,7 +333,7 @@ def test_postgresql_restarted_under_load(
 def test_supervisor_alone_sigstopped(
     make_daemon: MakeDaemon, ledger_path: Path, pg_database: str, report: Report
 ) -> None:
-    """Measured, not a promise: its workers run on, so two copies run until SIGCONT."""
+    """Its workers, no longer renewed, stop their jobs themselves: no two copies at once."""
     report(
         nodes.supervisor_stopped(
             make_daemon,
