@@ -228,6 +228,26 @@ def test_the_feed_tells_other_nodes_at_commit_only(pg_database: str) -> None:
         b.close()
 
 
+def test_a_nodes_feed_passes_over_its_own_writes(pg_database: str) -> None:
+    """A node's own feed says nothing of its own commits (it knows them), but tells it
+    what another node commits, even among its own notifications."""
+    a = PostgresStore(pg_database, FakeClock(), node=NodeSpec(key="a"))
+    b = PostgresStore(pg_database, FakeClock(), node=NodeSpec(key="b"))
+    feed = a.changes()
+    try:
+        assert feed.wait(0.05) == set()
+        enqueue(a, [JobSpec(type="T")])
+        a.set_queue("default", paused=True)
+        assert feed.wait(0.3) == set()
+        enqueue(a, [JobSpec(type="T")])
+        b.set_queue("default", paused=False)
+        assert feed.wait(2.0) == {"queues"}
+    finally:
+        feed.close()
+        a.close()
+        b.close()
+
+
 def test_nodes_starting_at_once_migrate_once(pg_database: str) -> None:
     """Four nodes open a new database at once, each migrating: one makes the schema, the
     others find it made; all are at the newest."""

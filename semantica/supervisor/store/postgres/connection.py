@@ -187,6 +187,8 @@ class PGConnection:
     _batch_writes: int
     _reconnecting: threading.Thread | None
     _closed: bool
+    #: The server process of the connection (its notifications carry it; see changes.py).
+    backend_pid: int
 
     # ------------------------------------------------------------------ the connection
 
@@ -201,6 +203,7 @@ class PGConnection:
         except psycopg.Error as exc:
             self._watchdog.stop()
             raise store_error(exc, "cannot open the job store", self.place) from None
+        self.backend_pid = self._conn.info.backend_pid
 
     def close(self) -> None:
         """Close the connection (what was committed is kept) and stop its threads."""
@@ -272,6 +275,7 @@ class PGConnection:
             if self._closed:
                 conn.close()
             else:
+                self.backend_pid = conn.info.backend_pid
                 self._conn = conn
             return
 
