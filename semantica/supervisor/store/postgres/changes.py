@@ -45,6 +45,22 @@ def notify(conn: psycopg.Connection[Any], *kinds: str) -> None:
     )
 
 
+def notifying(write: str, *kinds: str) -> str:
+    """``write`` (an ``UPDATE ... RETURNING``) as one statement that also tells the other
+    nodes, at this transaction's commit, that ``kinds`` changed, if it changed a row:
+    its rows are ``write``'s. (One statement rather than two: a round trip less.)"""
+    assert kinds and all(kind in KINDS for kind in kinds)
+    told = ", ".join(f"pg_notify('{CHANNEL}', '{kind}')" for kind in kinds)
+    # `told` calls a volatile function, so it is computed once, in full (never inlined),
+    # when the count asks for its row; it notifies only if `changed` has a row. The
+    # count is used (a join whose columns were not would be dropped by the planner).
+    return (
+        f"WITH changed AS ({write}), "
+        f"told AS (SELECT {told} WHERE EXISTS (SELECT FROM changed)) "
+        "SELECT changed.* FROM changed, (SELECT count(*) AS n FROM told) AS t WHERE t.n >= 0"
+    )
+
+
 class PGChangeFeed:
     """A feed of the changes committed to one database (see the module docstring).
 

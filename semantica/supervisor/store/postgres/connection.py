@@ -320,7 +320,15 @@ class PGConnection:
         """One write: all of the body, or none of it (its own transaction, or a
         savepoint in the open batch after :meth:`defer_commits`). Without ``tell``,
         the owner's ``on_write`` is not called (a write made for the one that follows,
-        which tells it).
+        which tells it). A body that raises :class:`Unchanged` is undone quietly: no
+        error, and no write to commit.
+
+        The body runs in pipeline mode: the statements it sends go to the server
+        together, with the ``BEGIN`` or ``SAVEPOINT`` before them and the ``RELEASE``
+        or ``COMMIT`` after, and the caller waits for the server only where the body
+        reads a result, and once at the end. A cursor may be read after the block:
+        its rows are there once the write is done. (A write alone in its transaction
+        has no savepoint: undoing it is a ``ROLLBACK``.)
 
         Raises:
             StoreError: the write failed and was rolled back (StoreUnavailable:
@@ -332,24 +340,48 @@ class PGConnection:
             raise StoreUnavailable(f"the job store's connection was lost ({self.place})")
         with self._call("the job store failed") as conn:
             batched = self._on_write is not None
-            idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-            conn.execute("BEGIN" if idle else "SAVEPOINT write")
-            if batched and idle:
-                conn.execute("SAVEPOINT write")
+            nested = conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
             try:
-                yield conn
-                conn.execute("RELEASE write" if batched else "COMMIT")
+                with conn.pipeline() as pipe:
+                    conn.execute("SAVEPOINT write" if nested else "BEGIN")
+                    try:
+                        yield conn
+                    except BaseException:
+                        # Ends the pipeline's error state (if a statement failed), so
+                        # that leaving it raises nothing more: the undo follows.
+                        with contextlib.suppress(psycopg.Error):
+                            pipe.sync()
+                        raise
+                    if not batched:
+                        conn.execute("COMMIT")
+                    elif nested:
+                        conn.execute("RELEASE write")
+            except Unchanged:
+                _undo(conn, batched and nested)
+                return
             except BaseException:
-                if not conn.closed and not conn.broken:
-                    with contextlib.suppress(psycopg.Error):
-                        if batched and self._batch_writes:
-                            conn.execute("ROLLBACK TO write")
-                            conn.execute("RELEASE write")
-                        else:
-                            conn.execute("ROLLBACK")
+                _undo(conn, batched and nested)
                 raise
         if batched:
             self._batch_writes += 1
             if tell:
                 assert self._on_write is not None
                 self._on_write()
+
+
+class Unchanged(Exception):
+    """Raised by the body of :meth:`PGConnection.transaction`: undo what it did, and
+    count it as no write (nothing to commit)."""
+
+
+def _undo(conn: psycopg.Connection[Any], savepoint: bool) -> None:
+    """Roll a write back: to its savepoint in the open batch, or the whole transaction."""
+    if conn.closed or conn.broken:
+        return
+    with contextlib.suppress(psycopg.Error):
+        if savepoint:
+            with conn.pipeline():
+                conn.execute("ROLLBACK TO write")
+                conn.execute("RELEASE write")
+        else:
+            conn.execute("ROLLBACK")
