@@ -323,12 +323,12 @@ class PGConnection:
         which tells it). A body that raises :class:`Unchanged` is undone quietly: no
         error, and no write to commit.
 
-        The body runs in pipeline mode: the statements it sends go to the server
-        together, with the ``BEGIN`` or ``SAVEPOINT`` before them and the ``RELEASE``
-        or ``COMMIT`` after, and the caller waits for the server only where the body
-        reads a result, and once at the end. A cursor may be read after the block:
-        its rows are there once the write is done. (A write alone in its transaction
-        has no savepoint: undoing it is a ``ROLLBACK``.)
+        A write alone in its transaction has no savepoint (undoing it is a
+        ``ROLLBACK``): a round trip less. A cursor may be read after the block.
+
+        (Not psycopg's pipeline mode: it sends each statement in a write of its
+        own, and through a TCP hop that delays small writes (Nagle's algorithm in
+        a proxy without ``TCP_NODELAY``) each cost 40 ms, enough to miss a heartbeat.)
 
         Raises:
             StoreError: the write failed and was rolled back (StoreUnavailable:
@@ -342,20 +342,12 @@ class PGConnection:
             batched = self._on_write is not None
             nested = conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
             try:
-                with conn.pipeline() as pipe:
-                    conn.execute("SAVEPOINT write" if nested else "BEGIN")
-                    try:
-                        yield conn
-                    except BaseException:
-                        # Ends the pipeline's error state (if a statement failed), so
-                        # that leaving it raises nothing more: the undo follows.
-                        with contextlib.suppress(psycopg.Error):
-                            pipe.sync()
-                        raise
-                    if not batched:
-                        conn.execute("COMMIT")
-                    elif nested:
-                        conn.execute("RELEASE write")
+                conn.execute("SAVEPOINT write" if nested else "BEGIN")
+                yield conn
+                if not batched:
+                    conn.execute("COMMIT")
+                elif nested:
+                    conn.execute("RELEASE write")
             except Unchanged:
                 _undo(conn, batched and nested)
                 return
@@ -380,8 +372,7 @@ def _undo(conn: psycopg.Connection[Any], savepoint: bool) -> None:
         return
     with contextlib.suppress(psycopg.Error):
         if savepoint:
-            with conn.pipeline():
-                conn.execute("ROLLBACK TO write")
-                conn.execute("RELEASE write")
+            conn.execute("ROLLBACK TO write")
+            conn.execute("RELEASE write")
         else:
             conn.execute("ROLLBACK")

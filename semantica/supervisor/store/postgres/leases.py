@@ -5,8 +5,9 @@ A lease moves a job QUEUED -> RUNNING under a new lease id from the
 taken before it anywhere, and every later move of the job, on any node, is
 fenced by it (moves.py). The lease records its node (``jobs.node_id``).
 
-The start rules hold across nodes. While it leases from a queue, a lease holds
-a transaction-scoped advisory lock on that queue (``pg_advisory_xact_lock``,
+The start rules hold across nodes. While it leases from a queue that has a
+limit, a lease holds a transaction-scoped advisory lock on that queue
+(``pg_advisory_xact_lock``,
 keyed by the queue name's hash; taken in hash order, so two leases never wait
 for each other in a cycle), and on the subject of each job it takes (the same
 lock an enqueue of the subject takes). An advisory lock rather than the
@@ -19,6 +20,10 @@ lives exactly as long as the transaction whose RUNNING jobs it counts. So:
   has committed (or not begun) by then;
 * two jobs of one subject never start at once: the take re-checks that no job
   of the subject runs, after the subject's lock is held.
+
+A queue without a limit is not locked: nothing is counted, and nodes leasing
+from it at once never wait for each other's (group) commits, where a lock
+held to the commit made them take turns.
 
 The jobs themselves are read ``FOR UPDATE SKIP LOCKED``: a row another
 transaction is changing (a cancel, a supersede) is passed over rather than
@@ -68,12 +73,12 @@ _DUE_QUEUES = (
 )
 # This node, if it is alive, its row held against the reapers (see nodes.py).
 _ALIVE = "SELECT 1 FROM nodes WHERE id = %s AND state = 'alive' FOR KEY SHARE"
-# Lock the queues that have due jobs, in hash order (the SELECT below the lock is
-# sorted: the locks are taken in its order); their names.
+# Lock the queues with a limit that have due jobs, in hash order (the SELECT below the
+# lock is sorted: the locks are taken in its order); their names.
 _LOCK_QUEUES = (
     _DUE_QUEUES + "SELECT name FROM (SELECT name, pg_advisory_xact_lock(%(space)s, h) "
-    "FROM (SELECT name, hashtext(name) AS h FROM live WHERE name IS NOT NULL "
-    "      ORDER BY h) AS sorted) AS locked"
+    "FROM (SELECT name, hashtext(name) AS h FROM live JOIN queues USING (name) "
+    "      WHERE max_running > 0 ORDER BY h) AS sorted) AS locked"
 )
 # Per queue that may start a job: its cap, how many of its jobs run (on every
 # node), and its next jobs that nothing holds back now, best first.
@@ -145,10 +150,10 @@ class PGLeases(PGNodes):
         Nothing is taken while this node is not alive (declared dead: its owner must
         stop its jobs and join again, as :meth:`heartbeat` says).
 
-        Two round trips: the node's row, the queue locks and the candidates in one
-        (the candidates are read after the locks are held: a statement of its own,
-        sent with them); the subject locks and the take in the other. A lease that
-        takes nothing is undone (its locks let go at once) and is no write.
+        Its statements: the node's row, the queue locks, the candidates (read by a
+        statement of their own, after the locks are held), the subject locks if any,
+        and the take (lease ids drawn in it). A lease that takes nothing is undone
+        (its locks let go at once) and is no write.
         """
         check_transition(JobState.QUEUED, JobState.RUNNING)
         if count < 1:
@@ -163,8 +168,11 @@ class PGLeases(PGNodes):
             found = _candidates(conn, count, now, on_ac, idle, lock=True)
             if alive.fetchone() is None:
                 raise Unchanged
-            mine = {name for (name,) in locked}  # (a queue's first job came after the lock)
-            picked = _pick([row for row in found if row[0] in mine], count, now, on_ac, idle)
+            # A queue's count is good only under its lock: a queue given a limit
+            # between the two statements (or its first job) waits for the next lease.
+            mine = {name for (name,) in locked}
+            rows = [row for row in found if row[1] == 0 or row[0] in mine]
+            picked = _pick(rows, count, now, on_ac, idle)
             if not picked:
                 raise Unchanged
             subjects = [subject_key(c[2], c[3]) for c in picked if c[3] is not None]

@@ -57,7 +57,7 @@ class PGMoves(PGConnection):
                     [min(start, now) for _, _, start in ends],
                 ),
             )
-        done = set(cur.fetchall())  # (read once the write is done: one round trip in all)
+        done = set(cur.fetchall())
         return [lease for lease, _, _ in ends if (lease.job_id, lease.lease_id) not in done]
 
     def complete(self, lease: Lease, result: bytes | None, start: float = 0.0) -> None:
