@@ -72,13 +72,25 @@ STOP_POLL_S = 0.25
 
 
 def finished_elsewhere(store: StoreReads, events: JobEvents) -> None:
-    """Tell waiters and log followers here about jobs that finished on another node."""
-    for job_id in events.pending():
-        try:
-            state = store.state(job_id)
-        except NoSuchJob:  # deleted meanwhile: nothing more will happen to it
-            events.job_finished(job_id)
-            continue
+    """Tell waiters and log followers here about jobs that finished on another node.
+
+    The states are read in one call (a client may wait for thousands of jobs, and
+    this runs at every change feed notice of an end); one by one only when one of
+    the jobs is gone.
+    """
+    pending = events.pending()
+    if not pending:
+        return
+    try:
+        states = store.states(pending)
+    except NoSuchJob:  # one was deleted meanwhile: look at each
+        states = {}
+        for job_id in pending:
+            try:
+                states[job_id] = store.state(job_id)
+            except NoSuchJob:  # nothing more will happen to it
+                events.job_finished(job_id)
+    for job_id, state in states.items():
         if state in TERMINAL_STATES:
             events.job_finished(job_id)
 

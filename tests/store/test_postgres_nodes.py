@@ -23,7 +23,7 @@ from storekit import enqueue
 
 from semantica.clock import FakeClock
 from semantica.errors import BadInput, StoreUnavailable
-from semantica.models import GENERATION_MAX, JobSpec, JobState
+from semantica.models import GENERATION_MAX, JobError, JobSpec, JobState
 from semantica.supervisor.store import (
     JobStore,
     Lease,
@@ -222,6 +222,96 @@ def test_the_feed_tells_other_nodes_at_commit_only(pg_database: str) -> None:
         a.commit()
         assert feed.wait(0.2) == set()
         assert b.state(job.id) == JobState.DONE
+    finally:
+        feed.close()
+        a.close()
+        b.close()
+
+
+def test_each_move_tells_what_it_changed_and_a_move_that_changed_nothing_tells_nothing(
+    pg_database: str,
+) -> None:
+    """The kinds each move notifies, one statement with the move: a cancel and an end
+    "ends"; a failure with a retry and jobs given back "jobs" and "ends"; a stop request
+    "stops". The same moves refused (stale lease, a job not in that state) say nothing."""
+    a = PostgresStore(pg_database, FakeClock(), node=NodeSpec(key="a"))
+    b = PostgresStore(pg_database, FakeClock(), node=NodeSpec(key="b"))
+    feed = b.changes()
+    error = JobError("failed", "no")
+    try:
+        assert feed.wait(0.05) == set()  # (listening from now on)
+        first, second, _ = enqueue(a, [JobSpec(type="T")] * 3).jobs
+        assert "jobs" in feed.wait(2.0)
+        assert a.cancel_queued(first.id, "no")
+        assert feed.wait(2.0) == {"ends"}
+        assert not a.cancel_queued(first.id, "again")
+        assert feed.wait(0.2) == set()
+        lease = a.lease(worker_pid=1)
+        assert lease is not None and lease.job_id == second.id
+        assert feed.wait(0.2) == set()  # (a lease frees nothing)
+        assert a.request_stop(second.id, error)
+        assert feed.wait(2.0) == {"stops"}
+        assert a.fail(lease, error, retry_at=0.0) == JobState.QUEUED
+        assert feed.wait(2.0) == {"ends", "jobs"}
+        with pytest.raises(StaleLease):
+            a.fail(lease, error, retry_at=None)
+        assert not a.request_stop(second.id, error)
+        assert a.complete_many([(lease, None, 0.0)]) == [lease]
+        assert a.give_back([lease]) == 0
+        assert feed.wait(0.2) == set()
+        leases = a.lease_many(worker_pid=1, count=2)
+        assert feed.wait(0.2) == set()
+        assert a.give_back(leases[1:]) == 1
+        assert feed.wait(2.0) == {"ends", "jobs"}
+        assert a.complete_many([(leases[0], None, 0.0)]) == []
+        assert feed.wait(2.0) == {"ends"}
+    finally:
+        feed.close()
+        a.close()
+        b.close()
+
+
+def test_a_lease_that_takes_nothing_is_no_write_and_holds_no_lock(pg_database: str) -> None:
+    """A lease that finds nothing to take (a paused queue, jobs not due yet) is undone at
+    once: nothing for the group commit, and the queue's lock is not held until the next
+    commit (another node leases from the queue without waiting)."""
+    a = PostgresStore(pg_database, FakeClock(), node=NodeSpec(key="a"))
+    b = PostgresStore(pg_database, FakeClock(), node=NodeSpec(key="b"))
+    writes: list[int] = []
+    try:
+        enqueue(b, [JobSpec(type="T"), JobSpec(type="T", delay=3600.0)])
+        b.set_queue("default", paused=True)
+        a.defer_commits(lambda: writes.append(1))
+        a.join(NodeSpec(key="a"))
+        a.commit()
+        writes.clear()
+        assert a.lease_many(worker_pid=1, count=2) == []
+        assert writes == []
+        b.set_queue("default", paused=False)
+        b.fail_fast_when_busy()
+        lease = b.lease(worker_pid=2)  # (StoreBusy if a still held the queue's lock)
+        assert lease is not None
+        assert a.lease_many(worker_pid=1, count=2) == []  # (the other one is not due)
+        assert writes == []
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_nodes_feed_passes_over_its_own_writes(pg_database: str) -> None:
+    """A node's own feed says nothing of its own commits (it knows them), but tells it
+    what another node commits, even among its own notifications."""
+    a = PostgresStore(pg_database, FakeClock(), node=NodeSpec(key="a"))
+    b = PostgresStore(pg_database, FakeClock(), node=NodeSpec(key="b"))
+    feed = a.changes()
+    try:
+        assert feed.wait(0.05) == set()
+        enqueue(a, [JobSpec(type="T")])
+        a.set_queue("default", paused=True)
+        assert feed.wait(0.3) == set()
+        enqueue(a, [JobSpec(type="T")])
+        b.set_queue("default", paused=False)
+        assert feed.wait(2.0) == {"queues"}
     finally:
         feed.close()
         a.close()

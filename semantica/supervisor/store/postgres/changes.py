@@ -14,12 +14,19 @@ inside its own transaction, so the news is delivered at commit, and only then
 :class:`PGChangeFeed` listens on a connection of its own, in a thread of its
 caller's. PostgreSQL folds the same notification sent twice in one
 transaction into one, so a batch of writes costs the listeners one wake-up.
+
+The feed of a store tells what *other* nodes changed: a notification sent by
+its own store's connection (the server process it names is that
+connection's) is passed over. The node knows its own changes already, and
+hearing them again would cost it a wake-up, and a look at every job waited
+for, at each of its own commits.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -38,15 +45,34 @@ def notify(conn: psycopg.Connection[Any], *kinds: str) -> None:
     )
 
 
+def notifying(write: str, *kinds: str) -> str:
+    """``write`` (an ``UPDATE ... RETURNING``) as one statement that also tells the other
+    nodes, at this transaction's commit, that ``kinds`` changed, if it changed a row:
+    its rows are ``write``'s. (One statement rather than two: a round trip less.)"""
+    assert kinds and all(kind in KINDS for kind in kinds)
+    told = ", ".join(f"pg_notify('{CHANNEL}', '{kind}')" for kind in kinds)
+    # `told` calls a volatile function, so it is computed once, in full (never inlined),
+    # when the count asks for its row; it notifies only if `changed` has a row. The
+    # count is used (a join whose columns were not would be dropped by the planner).
+    return (
+        f"WITH changed AS ({write}), "
+        f"told AS (SELECT {told} WHERE EXISTS (SELECT FROM changed)) "
+        "SELECT changed.* FROM changed, (SELECT count(*) AS n FROM told) AS t WHERE t.n >= 0"
+    )
+
+
 class PGChangeFeed:
     """A feed of the changes committed to one database (see the module docstring).
 
     Its connection is opened at the first :meth:`wait`, and again at the wait
-    after one that raised StoreUnavailable.
+    after one that raised StoreUnavailable. ``own`` gives the server process of
+    the owner's connection (it changes when that connection is reopened): what
+    that process notified is not reported.
     """
 
-    def __init__(self, dsn: str, deadline: float) -> None:
+    def __init__(self, dsn: str, deadline: float, own: Callable[[], int] = lambda: 0) -> None:
         self.dsn, self.place, self._deadline = dsn, where(dsn), deadline
+        self._own = own
         self._conn: psycopg.Connection[Any] | None = None
         self._retry_at = 0.0  # after a failed reconnect, not before (no busy loop)
 
@@ -75,12 +101,17 @@ class PGChangeFeed:
         then treats everything as changed, and waits again: that reconnects)."""
         conn = self._listening(timeout)
         kinds: set[str] = set()
+        until = time.monotonic() + timeout
         try:
-            for note in conn.notifies(timeout=timeout, stop_after=1):
-                kinds.add(note.payload)
-            if kinds:  # and whatever else came with it
-                for note in conn.notifies(timeout=0.0):
-                    kinds.add(note.payload)
+            while True:
+                left = max(0.0, until - time.monotonic())
+                notes = list(conn.notifies(timeout=left, stop_after=1))
+                if notes:  # and whatever else came with it
+                    notes += conn.notifies(timeout=0.0)
+                own = self._own()
+                kinds.update(note.payload for note in notes if note.pid != own)
+                if kinds or time.monotonic() >= until:
+                    break
         except psycopg.Error:
             self._drop()
             raise StoreUnavailable(

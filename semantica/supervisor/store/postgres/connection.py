@@ -187,6 +187,8 @@ class PGConnection:
     _batch_writes: int
     _reconnecting: threading.Thread | None
     _closed: bool
+    #: The server process of the connection (its notifications carry it; see changes.py).
+    backend_pid: int
 
     # ------------------------------------------------------------------ the connection
 
@@ -201,6 +203,7 @@ class PGConnection:
         except psycopg.Error as exc:
             self._watchdog.stop()
             raise store_error(exc, "cannot open the job store", self.place) from None
+        self.backend_pid = self._conn.info.backend_pid
 
     def close(self) -> None:
         """Close the connection (what was committed is kept) and stop its threads."""
@@ -272,6 +275,7 @@ class PGConnection:
             if self._closed:
                 conn.close()
             else:
+                self.backend_pid = conn.info.backend_pid
                 self._conn = conn
             return
 
@@ -316,7 +320,15 @@ class PGConnection:
         """One write: all of the body, or none of it (its own transaction, or a
         savepoint in the open batch after :meth:`defer_commits`). Without ``tell``,
         the owner's ``on_write`` is not called (a write made for the one that follows,
-        which tells it).
+        which tells it). A body that raises :class:`Unchanged` is undone quietly: no
+        error, and no write to commit.
+
+        A write alone in its transaction has no savepoint (undoing it is a
+        ``ROLLBACK``): a round trip less. A cursor may be read after the block.
+
+        (Not psycopg's pipeline mode: it sends each statement in a write of its
+        own, and through a TCP hop that delays small writes (Nagle's algorithm in
+        a proxy without ``TCP_NODELAY``) each cost 40 ms, enough to miss a heartbeat.)
 
         Raises:
             StoreError: the write failed and was rolled back (StoreUnavailable:
@@ -328,24 +340,39 @@ class PGConnection:
             raise StoreUnavailable(f"the job store's connection was lost ({self.place})")
         with self._call("the job store failed") as conn:
             batched = self._on_write is not None
-            idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-            conn.execute("BEGIN" if idle else "SAVEPOINT write")
-            if batched and idle:
-                conn.execute("SAVEPOINT write")
+            nested = conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
             try:
+                conn.execute("SAVEPOINT write" if nested else "BEGIN")
                 yield conn
-                conn.execute("RELEASE write" if batched else "COMMIT")
+                if not batched:
+                    conn.execute("COMMIT")
+                elif nested:
+                    conn.execute("RELEASE write")
+            except Unchanged:
+                _undo(conn, batched and nested)
+                return
             except BaseException:
-                if not conn.closed and not conn.broken:
-                    with contextlib.suppress(psycopg.Error):
-                        if batched and self._batch_writes:
-                            conn.execute("ROLLBACK TO write")
-                            conn.execute("RELEASE write")
-                        else:
-                            conn.execute("ROLLBACK")
+                _undo(conn, batched and nested)
                 raise
         if batched:
             self._batch_writes += 1
             if tell:
                 assert self._on_write is not None
                 self._on_write()
+
+
+class Unchanged(Exception):
+    """Raised by the body of :meth:`PGConnection.transaction`: undo what it did, and
+    count it as no write (nothing to commit)."""
+
+
+def _undo(conn: psycopg.Connection[Any], savepoint: bool) -> None:
+    """Roll a write back: to its savepoint in the open batch, or the whole transaction."""
+    if conn.closed or conn.broken:
+        return
+    with contextlib.suppress(psycopg.Error):
+        if savepoint:
+            conn.execute("ROLLBACK TO write")
+            conn.execute("RELEASE write")
+        else:
+            conn.execute("ROLLBACK")

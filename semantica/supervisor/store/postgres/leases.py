@@ -5,8 +5,9 @@ A lease moves a job QUEUED -> RUNNING under a new lease id from the
 taken before it anywhere, and every later move of the job, on any node, is
 fenced by it (moves.py). The lease records its node (``jobs.node_id``).
 
-The start rules hold across nodes. While it leases from a queue, a lease holds
-a transaction-scoped advisory lock on that queue (``pg_advisory_xact_lock``,
+The start rules hold across nodes. While it leases from a queue that has a
+limit, a lease holds a transaction-scoped advisory lock on that queue
+(``pg_advisory_xact_lock``,
 keyed by the queue name's hash; taken in hash order, so two leases never wait
 for each other in a cycle), and on the subject of each job it takes (the same
 lock an enqueue of the subject takes). An advisory lock rather than the
@@ -19,6 +20,10 @@ lives exactly as long as the transaction whose RUNNING jobs it counts. So:
   has committed (or not begun) by then;
 * two jobs of one subject never start at once: the take re-checks that no job
   of the subject runs, after the subject's lock is held.
+
+A queue without a limit is not locked: nothing is counted, and nodes leasing
+from it at once never wait for each other's (group) commits, where a lock
+held to the commit made them take turns.
 
 The jobs themselves are read ``FOR UPDATE SKIP LOCKED``: a row another
 transaction is changing (a cancel, a supersede) is passed over rather than
@@ -35,7 +40,7 @@ import psycopg
 
 from semantica.models import JobState, check_transition
 from semantica.supervisor.store.contract import JobsList
-from semantica.supervisor.store.postgres.connection import reads
+from semantica.supervisor.store.postgres.connection import Unchanged, reads
 from semantica.supervisor.store.postgres.enqueue import SUBJECT_LOCKS
 from semantica.supervisor.store.postgres.nodes import PGNodes
 from semantica.supervisor.store.postgres.rows import rows_by_id, view_columns
@@ -55,14 +60,35 @@ QUEUED_QUEUES = (
     "                  ORDER BY queue LIMIT 1) "
     "FROM live WHERE live.name IS NOT NULL) "
 )
+# The same, but none at all while no queued job is due (one seek in jobs_due): a lease
+# then reads no queue's jobs (a backlog of delayed jobs cost every lease a walk
+# through all of them).
+_DUE_QUEUES = (
+    "WITH RECURSIVE live(name) AS ("
+    "(SELECT queue FROM jobs WHERE state = 'QUEUED' AND EXISTS (SELECT FROM jobs "
+    "   WHERE state = 'QUEUED' AND run_after <= %(now)s) ORDER BY queue LIMIT 1) "
+    "UNION ALL SELECT (SELECT queue FROM jobs WHERE state = 'QUEUED' AND queue > live.name "
+    "                  ORDER BY queue LIMIT 1) "
+    "FROM live WHERE live.name IS NOT NULL) "
+)
+# This node, if it is alive, its row held against the reapers (see nodes.py).
+_ALIVE = "SELECT 1 FROM nodes WHERE id = %s AND state = 'alive' FOR KEY SHARE"
+# Lock the queues with a limit that have due jobs, in hash order (the SELECT below the
+# lock is sorted: the locks are taken in its order); their names.
+_LOCK_QUEUES = (
+    _DUE_QUEUES + "SELECT name FROM (SELECT name, pg_advisory_xact_lock(%(space)s, h) "
+    "FROM (SELECT name, hashtext(name) AS h FROM live JOIN queues USING (name) "
+    "      WHERE max_running > 0 ORDER BY h) AS sorted) AS locked"
+)
 # Per queue that may start a job: its cap, how many of its jobs run (on every
 # node), and its next jobs that nothing holds back now, best first.
 _CANDIDATES = (
-    "SELECT q.name, q.cap, q.running, c.priority, c.id, c.type, c.subject, c.run_after, "
-    "c.require_charging, c.require_idle FROM ("
+    _DUE_QUEUES + "SELECT q.name, q.cap, q.running, c.priority, c.id, c.type, c.subject, "
+    "c.run_after, c.require_charging, c.require_idle FROM ("
     "  SELECT n AS name, coalesce(s.max_running, 0) AS cap, "
     "  (SELECT count(*) FROM jobs AS r WHERE r.state = 'RUNNING' AND r.queue = n) AS running "
-    "  FROM unnest(%(queues)s::text[]) AS n LEFT JOIN queues AS s ON s.name = n "
+    "  FROM (SELECT name AS n FROM live WHERE name IS NOT NULL) AS l "
+    "  LEFT JOIN queues AS s ON s.name = n "
     "  WHERE NOT coalesce(s.paused, false)) AS q "
     "CROSS JOIN LATERAL (SELECT j.priority, j.id, j.type, j.subject, j.run_after, "
     "  j.require_charging, j.require_idle FROM jobs AS j "
@@ -77,12 +103,16 @@ _LOCK = (
     "SELECT count(pg_advisory_xact_lock(%s, h)) FROM "
     "(SELECT DISTINCT hashtext(k) AS h FROM unnest(%s::text[]) AS k ORDER BY h) AS keys"
 )
+# Take the picked jobs that are still free, under new lease ids, increasing in the
+# order given (nextval over the sorted rows).
 _TAKE = (
+    "WITH t AS (SELECT id, start, nextval('lease_ids') AS lease FROM (SELECT id, start "
+    "  FROM unnest(%s::bigint[], %s::float8[]) WITH ORDINALITY AS u(id, start, n) "
+    "  ORDER BY n) AS sorted) "
     "UPDATE jobs AS j SET state = 'RUNNING', attempts = j.attempts + 1, started_at = t.start, "
     "finished_at = NULL, lease_id = t.lease, worker_pid = %s, node_id = %s, progress = NULL, "
-    "stop_kind = NULL, stop_message = NULL, "
-    "progress_message = NULL FROM unnest(%s::bigint[], %s::bigint[], %s::float8[]) "
-    "AS t(id, lease, start) WHERE j.id = t.id AND j.state = 'QUEUED' "
+    "stop_kind = NULL, stop_message = NULL, progress_message = NULL FROM t "
+    "WHERE j.id = t.id AND j.state = 'QUEUED' "
     "AND (j.subject IS NULL OR NOT EXISTS (SELECT 1 FROM jobs AS r WHERE r.type = j.type "
     "     AND r.subject = j.subject AND r.state = 'RUNNING')) "
     "RETURNING j.id, j.type, j.queue, j.payload, j.attempts, j.max_attempts, j.timeout_s, "
@@ -119,45 +149,41 @@ class PGLeases(PGNodes):
 
         Nothing is taken while this node is not alive (declared dead: its owner must
         stop its jobs and join again, as :meth:`heartbeat` says).
+
+        Its statements: the node's row, the queue locks, the candidates (read by a
+        statement of their own, after the locks are held), the subject locks if any,
+        and the take (lease ids drawn in it). A lease that takes nothing is undone
+        (its locks let go at once) and is no write.
         """
         check_transition(JobState.QUEUED, JobState.RUNNING)
         if count < 1:
             return []
         node = self._joined()
         now = self.clock.time()
+        ids: list[int] = []
+        took = None
         with self.transaction() as conn:
-            alive = conn.execute(
-                "SELECT 1 FROM nodes WHERE id = %s AND state = 'alive' FOR KEY SHARE", (node,)
-            ).fetchone()
-            if alive is None:
-                return []
-            queues = [
-                name
-                for (name,) in conn.execute(
-                    QUEUED_QUEUES + "SELECT name FROM live WHERE name IS NOT NULL"
-                )
-            ]
-            if not queues:
-                return []
-            conn.execute(_LOCK, (QUEUE_LOCKS, queues))
-            picked = _startable(conn, queues, count, now, on_ac, idle, lock=True)
+            alive = conn.execute(_ALIVE, (node,))
+            locked = conn.execute(_LOCK_QUEUES, {"now": now, "space": QUEUE_LOCKS})
+            found = _candidates(conn, count, now, on_ac, idle, lock=True)
+            if alive.fetchone() is None:
+                raise Unchanged
+            # A queue's count is good only under its lock: a queue given a limit
+            # between the two statements (or its first job) waits for the next lease.
+            mine = {name for (name,) in locked}
+            rows = [row for row in found if row[1] == 0 or row[0] in mine]
+            picked = _pick(rows, count, now, on_ac, idle)
             if not picked:
-                return []
+                raise Unchanged
             subjects = [subject_key(c[2], c[3]) for c in picked if c[3] is not None]
             if subjects:
                 conn.execute(_LOCK, (SUBJECT_LOCKS, subjects))
-            lease_ids = [
-                lease_id
-                for (lease_id,) in conn.execute(
-                    "SELECT nextval('lease_ids') FROM generate_series(1, %s)", (len(picked),)
-                )
-            ]
             ids = [c[1] for c in picked]
             starts = [self._next_start(now) for _ in picked]
-            rows = conn.execute(
-                _TAKE, (worker_pid, node, ids, sorted(lease_ids), starts)
-            ).fetchall()
-        taken = {row[0]: _lease(row) for row in rows}
+            took = conn.execute(_TAKE, (ids, starts, worker_pid, node))
+        if took is None:
+            return []
+        taken = {row[0]: _lease(row) for row in took}
         return [taken[job_id] for job_id in ids if job_id in taken]
 
     @reads
@@ -167,49 +193,35 @@ class PGLeases(PGNodes):
         """The jobs that would start next if ``count`` workers were free now, in that
         order, as rows for a view: the choice of :meth:`lease_many`, nothing taken."""
         conn = self._live()
-        queues = [
-            name
-            for (name,) in conn.execute(
-                QUEUED_QUEUES + "SELECT name FROM live WHERE name IS NOT NULL"
-            )
-        ]
-        picked = _startable(conn, queues, count, self.clock.time(), on_ac, idle, lock=False)
+        now = self.clock.time()
+        found = _candidates(conn, count, now, on_ac, idle, lock=False)
+        picked = _pick(found.fetchall(), count, now, on_ac, idle)
         ids = [c[1] for c in picked]
         rows = rows_by_id(conn, ids, view_columns(cut))
-        found = {row[0]: cut_row(job_from_row(row), cut) for row in rows}
-        return [found[job_id] for job_id in ids if job_id in found]
+        found_rows = {row[0]: cut_row(job_from_row(row), cut) for row in rows}
+        return [found_rows[job_id] for job_id in ids if job_id in found_rows]
 
 
-def _startable(
-    conn: psycopg.Connection[Any],
-    queues: list[str],
-    count: int,
-    now: float,
-    on_ac: bool,
-    idle: bool,
-    *,
-    lock: bool,
+def _candidates(
+    conn: psycopg.Connection[Any], count: int, now: float, on_ac: bool, idle: bool, *, lock: bool
+) -> psycopg.Cursor[Any]:
+    """The rows from which ``count`` leases would pick now: per queue with due jobs, its
+    cap and running count, and its next jobs (see SQLite's ``_startable``: the same
+    narrowing, then the rules decide each)."""
+    sql = _CANDIDATES.format(lock="FOR UPDATE SKIP LOCKED" if lock else "")
+    args = {"now": now, "on_ac": on_ac, "idle": idle, "count": max(count, 1)}
+    return conn.execute(sql, args)
+
+
+def _pick(
+    rows: Sequence[Sequence[Any]], count: int, now: float, on_ac: bool, idle: bool
 ) -> list[Candidate]:
-    """The candidates ``count`` leases would take now, in the order they would (see
-    SQLite's ``_startable``: the same narrowing, then the rules decide each)."""
-    if not queues or count < 1:
+    """The candidates ``count`` leases would take now, in the order they would."""
+    if count < 1:
         return []
     facts = Blockers()
     candidates: list[Candidate] = []
-    sql = _CANDIDATES.format(lock="FOR UPDATE SKIP LOCKED" if lock else "")
-    args = {"queues": queues, "now": now, "on_ac": on_ac, "idle": idle, "count": count}
-    for (
-        queue,
-        cap,
-        running,
-        priority,
-        job_id,
-        type_,
-        subject,
-        run_after,
-        charging,
-        idle_,
-    ) in conn.execute(sql, args):
+    for queue, cap, running, priority, job_id, type_, subject, run_after, charging, idle_ in rows:
         facts.limits[queue], facts.running_per_queue[queue] = cap, running
         candidates.append((-priority, job_id, type_, subject, queue, run_after, charging, idle_))
     return pick(candidates, facts, count, now, on_ac, idle)

@@ -16,11 +16,23 @@ from typing import Any
 from semantica.errors import BadInput, NoSuchJob
 from semantica.models import TRANSITIONS, ErrorKind, Job, JobError, JobState, check_transition
 from semantica.supervisor.store.contract import Ends
-from semantica.supervisor.store.postgres.changes import notify
+from semantica.supervisor.store.postgres.changes import notify, notifying
 from semantica.supervisor.store.postgres.connection import PGConnection
 from semantica.supervisor.store.postgres.rows import JOB_COLUMNS, clean, rows_by_id
 from semantica.supervisor.store.records import Lease, StaleLease
 from semantica.supervisor.store.rows import check_id, job_from_row
+
+# RUNNING -> DONE for each (id, lease, result, start) still under its lease: those.
+_COMPLETE = notifying(
+    "UPDATE jobs AS j SET state = 'DONE', result = e.result, finished_at = %s, "
+    "started_at = greatest(j.started_at, e.start), error_kind = NULL, "
+    "error_message = NULL, node_id = NULL "
+    "FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::float8[]) "
+    "AS e(id, lease, result, start) "
+    "WHERE j.id = e.id AND j.lease_id = e.lease AND j.state = 'RUNNING' "
+    "RETURNING j.id, j.lease_id",
+    "ends",
+)
 
 
 class PGMoves(PGConnection):
@@ -35,30 +47,17 @@ class PGMoves(PGConnection):
             return []
         now = self.clock.time()
         with self.transaction() as conn:
-            done = {
-                (job_id, lease_id)
-                for job_id, lease_id in conn.execute(
-                    "UPDATE jobs AS j SET state = 'DONE', result = e.result, finished_at = %s, "
-                    "started_at = greatest(j.started_at, e.start), error_kind = NULL, "
-                    "error_message = NULL, node_id = NULL "
-                    "FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::float8[]) "
-                    "AS e(id, lease, result, start) "
-                    "WHERE j.id = e.id AND j.lease_id = e.lease AND j.state = 'RUNNING' "
-                    "RETURNING j.id, j.lease_id",
-                    (
-                        now,
-                        [lease.job_id for lease, _, _ in ends],
-                        [lease.lease_id for lease, _, _ in ends],
-                        [
-                            None if result is None else clean(result.decode())
-                            for _, result, _ in ends
-                        ],
-                        [min(start, now) for _, _, start in ends],
-                    ),
-                )
-            }
-            if done:
-                notify(conn, "ends")
+            cur = conn.execute(
+                _COMPLETE,
+                (
+                    now,
+                    [lease.job_id for lease, _, _ in ends],
+                    [lease.lease_id for lease, _, _ in ends],
+                    [None if result is None else clean(result.decode()) for _, result, _ in ends],
+                    [min(start, now) for _, _, start in ends],
+                ),
+            )
+        done = set(cur.fetchall())
         return [lease for lease, _, _ in ends if (lease.job_id, lease.lease_id) not in done]
 
     def complete(self, lease: Lease, result: bytes | None, start: float = 0.0) -> None:
@@ -84,13 +83,14 @@ class PGMoves(PGConnection):
         check_transition(JobState.QUEUED, JobState.CANCELLED)
         with self.transaction() as conn:
             cur = conn.execute(
-                "UPDATE jobs SET state = 'CANCELLED', finished_at = %s, error_kind = %s, "
-                "error_message = %s WHERE id = %s AND state = 'QUEUED'",
+                notifying(
+                    "UPDATE jobs SET state = 'CANCELLED', finished_at = %s, error_kind = %s, "
+                    "error_message = %s WHERE id = %s AND state = 'QUEUED' RETURNING id",
+                    "ends",
+                ),
                 (self.clock.time(), ErrorKind.CANCELLED.value, clean(message), job_id),
             )
-            if cur.rowcount == 1:
-                notify(conn, "ends")
-            return cur.rowcount == 1
+        return bool(cur.fetchall())
 
     def cancel_running(self, lease: Lease, error: JobError) -> None:
         """RUNNING -> CANCELLED with ``error``.
@@ -199,25 +199,31 @@ class PGMoves(PGConnection):
             return 0
         with self.transaction() as conn:
             cur = conn.execute(
-                "UPDATE jobs AS j SET state = 'QUEUED', attempts = j.attempts - 1, "
-                "node_id = NULL FROM unnest(%s::bigint[], %s::bigint[]) AS g(id, lease) "
-                "WHERE j.id = g.id AND j.lease_id = g.lease AND j.state = 'RUNNING'",
+                notifying(
+                    "UPDATE jobs AS j SET state = 'QUEUED', attempts = j.attempts - 1, "
+                    "node_id = NULL FROM unnest(%s::bigint[], %s::bigint[]) AS g(id, lease) "
+                    "WHERE j.id = g.id AND j.lease_id = g.lease AND j.state = 'RUNNING' "
+                    "RETURNING j.id",
+                    "jobs",
+                    "ends",
+                ),
                 ([lease.job_id for lease in given], [lease.lease_id for lease in given]),
             )
-            if cur.rowcount:
-                notify(conn, "jobs", "ends")
-            return cur.rowcount
+        return len(cur.fetchall())
 
     def _move(self, lease: Lease, dst: JobState, **sets: Any) -> None:
         """Move the job under ``lease`` from RUNNING to ``dst``, setting columns, fenced."""
         check_transition(JobState.RUNNING, dst)
         assignments = ", ".join(f"{column} = %s" for column in sets)
+        kinds = ("ends", "jobs") if dst == JobState.QUEUED else ("ends",)
         with self.transaction() as conn:
-            cur = conn.execute(
-                f"UPDATE jobs SET state = %s, node_id = NULL, {assignments} "
-                "WHERE id = %s AND lease_id = %s AND state = 'RUNNING'",
+            moved = conn.execute(
+                notifying(
+                    f"UPDATE jobs SET state = %s, node_id = NULL, {assignments} "
+                    "WHERE id = %s AND lease_id = %s AND state = 'RUNNING' RETURNING id",
+                    *kinds,
+                ),
                 (dst.value, *sets.values(), lease.job_id, lease.lease_id),
-            )
-            if cur.rowcount != 1:
+            ).fetchall()
+            if not moved:
                 raise StaleLease(f"job {lease.job_id} is not running under lease {lease.lease_id}")
-            notify(conn, "ends", "jobs") if dst == JobState.QUEUED else notify(conn, "ends")

@@ -30,7 +30,7 @@ from typing import Any
 import psycopg
 
 from semantica.models import JobError, JobState, check_transition
-from semantica.supervisor.store.postgres.changes import notify
+from semantica.supervisor.store.postgres.changes import notifying
 from semantica.supervisor.store.postgres.connection import reads
 from semantica.supervisor.store.postgres.migrations import PGMigrations
 from semantica.supervisor.store.postgres.rows import clean
@@ -59,12 +59,8 @@ def requeue(
     """Put the RUNNING jobs ``which`` selects back in the queue, due ``now``, error
     ``interrupted``, attempt not spent; their ids (and "jobs" for the other nodes)."""
     check_transition(JobState.RUNNING, JobState.QUEUED)
-    ids = [
-        job_id for (job_id,) in conn.execute(_REQUEUE.format(which=which), (now, message, *args))
-    ]
-    if ids:
-        notify(conn, "jobs", "ends")
-    return ids
+    sql = notifying(_REQUEUE.format(which=which), "jobs", "ends")
+    return [job_id for (job_id,) in conn.execute(sql, (now, message, *args))]
 
 
 class PGNodes(PGMigrations):
@@ -113,12 +109,12 @@ class PGNodes(PGMigrations):
         dead (or left) meanwhile."""
         node = self._joined()
         with self.transaction() as conn:
-            row = conn.execute(
+            cur = conn.execute(
                 f"UPDATE nodes SET heartbeat_at = {DB_NOW}, detail = %s "
                 "WHERE id = %s AND state = 'alive' RETURNING id",
                 (detail, node),
-            ).fetchone()
-        return row is not None
+            )
+        return bool(cur.fetchall())
 
     def reap_dead(self, timeout: float) -> list[int]:
         """Declare dead the nodes silent for ``timeout`` seconds (the database's clock) and
@@ -174,14 +170,15 @@ class PGNodes(PGMigrations):
         """Ask the node running ``job_id`` to stop it (see the contract); False if the
         job is not RUNNING. The feed says "stops"."""
         with self.transaction() as conn:
-            row = conn.execute(
-                "UPDATE jobs SET stop_kind = %s, stop_message = %s "
-                "WHERE id = %s AND state = 'RUNNING' RETURNING id",
+            cur = conn.execute(
+                notifying(
+                    "UPDATE jobs SET stop_kind = %s, stop_message = %s "
+                    "WHERE id = %s AND state = 'RUNNING' RETURNING id",
+                    "stops",
+                ),
                 (error.kind, clean(error.message), job_id),
-            ).fetchone()
-            if row is not None:
-                notify(conn, "stops")
-        return row is not None
+            )
+        return bool(cur.fetchall())
 
     @reads
     def stop_requests(self) -> list[tuple[int, JobError]]:

@@ -96,5 +96,5 @@ class PostgresStore(PGLeases, PGMoves, PGEnqueue, PGReads, PGQueues, PGLogBook):
             side.close()
 
     def changes(self) -> PGChangeFeed:
-        """A feed of what every node commits to this database (LISTEN/NOTIFY)."""
-        return PGChangeFeed(self.dsn, self._deadline)
+        """A feed of what the other nodes commit to this database (LISTEN/NOTIFY)."""
+        return PGChangeFeed(self.dsn, self._deadline, own=lambda: self.backend_pid)
