@@ -12,9 +12,10 @@ one queue, and these promises hold, with ``T`` the node timeout
   heartbeat is older than ``T`` by the database's clock, and puts that node's
   running jobs back in the queue (interrupted: the attempt is not spent); the
   store makes sure each job goes back once, whoever reaps. A node that has just
-  reached the database again after failing to does so only once its heartbeats
-  have got through for ``T``: after an outage of the database itself the nodes
-  come back at their own pace, and none is declared dead for being slower.
+  reached the database again after most of ``T`` without does so only once its
+  heartbeats have got through for ``T``: after an outage of the database itself
+  the nodes come back at their own pace, and none is declared dead for being
+  slower. (A failure to reap is no failed heartbeat: it is tried at the next beat.)
 * **The fence.** A node that has not renewed its heartbeat for ``T / 2`` (by
   its own monotonic clock, counted from when its last successful heartbeat was
   *sent*) kills its running jobs: it can no longer tell the others it is alive,
@@ -260,28 +261,42 @@ class Node:
         detail = msgspec.json.encode(Detail(workers=self._workers()))
         try:
             alive = self.store.heartbeat(detail)
-            if self._faulted:
-                log.info("heartbeat reached the database again")
-                self._faulted = False
-                self._reaching_since = sent
-            # After an outage of the database every node comes back at its own pace:
-            # the first one back must not declare the others dead before they could beat.
-            reaping = sent - self._reaching_since >= self.timeout
-            reaped = self.store.reap_dead(self.timeout) if reaping else []
         except StoreError as exc:
             if not self._faulted:
                 log.warning("heartbeat failed; will keep trying", error=str(exc))
                 self._faulted = True
             return
+        if self._faulted:
+            log.info("heartbeat reached the database again")
+            self._faulted = False
+            if sent - self._last_ok >= self.timeout * (1 - BEAT_FRACTION):
+                # Long enough for the others' heartbeats to look old too (an outage of
+                # the database itself): they come back at their own pace, and must not
+                # be declared dead before they could beat again.
+                self._reaching_since = sent
         self._last_ok = sent
         if not alive:
             self._fence_now("this node was declared dead by the others")
             self.join()
         self._renew()
+        self._reap()
+        self._act_on_stop_requests()  # (a request whose notice was missed: the feed broke)
+
+    def _reap(self) -> None:
+        """Declare the silent nodes dead and put their jobs back (see the module docstring).
+        A failure here is not this node's heartbeat failing: it is tried at the next beat
+        (a node frozen inside a transaction holds its rows until the server ends its
+        session, well before the node timeout)."""
+        if trio.current_time() - self._reaching_since < self.timeout:
+            return
+        try:
+            reaped = self.store.reap_dead(self.timeout)
+        except StoreError as exc:
+            log.info("could not look for dead nodes now; at the next beat", error=str(exc))
+            return
         if reaped:
             log.warning("re-queued the jobs of dead nodes", count=len(reaped), job_ids=reaped[:20])
             self._wake()
-        self._act_on_stop_requests()  # (a request whose notice was missed: the feed broke)
 
     def _act_on_stop_requests(self) -> None:
         """Stop the jobs running here that another node asked to stop (a cancel there)."""

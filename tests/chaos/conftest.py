@@ -97,8 +97,15 @@ def make_daemon(chaos_tmp: Path) -> Iterator[Callable[..., ChaosDaemon]]:
         return d
 
     yield make
+    # Every supervisor is stopped before any failure is raised: one left running would
+    # outlive this test and disturb the next.
+    failures = []
     for d in made:
-        stop_and_check(d)
+        try:
+            stop_and_check(d)
+        except AssertionError as exc:
+            failures.append(str(exc))
+    assert not failures, "; ".join(failures)
 
 
 @pytest.fixture

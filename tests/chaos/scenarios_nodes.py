@@ -212,10 +212,12 @@ def node_stopped(
     procs = victim.process_tree()
     signal_tree(procs, psutil.Process.suspend)
     at = time.monotonic()
-    _, rerun = rerun_after(st, at, timeout)
-    assert rerun <= timeout + 1.0, f"ran again {rerun:.2f} s after the stop"
-    time.sleep(max(0.0, at + timeout + 2.0 - time.monotonic()))
-    signal_tree(procs[1:] + procs[:1], psutil.Process.resume)  # (the workers first: the worst)
+    try:
+        _, rerun = rerun_after(st, at, timeout)
+        assert rerun <= timeout + 1.0, f"ran again {rerun:.2f} s after the stop"
+        time.sleep(max(0.0, at + timeout + 2.0 - time.monotonic()))
+    finally:  # (a failure above must not leave the node frozen for the clean-up)
+        signal_tree(procs[1:] + procs[:1], psutil.Process.resume)  # (workers first: the worst)
     resumed = time.monotonic()
     wait_rejoined(st, victim)
     time.sleep(RUN_ON_S)  # (the copies run on: one the fence missed would overlap)
@@ -334,10 +336,12 @@ def supervisor_stopped(
     procs = victim.process_tree()
     procs[0].suspend()
     at = time.monotonic()
-    _, rerun = rerun_after(st, at, timeout)
-    assert rerun <= timeout + 1.0, f"ran again {rerun:.2f} s after the stop"
-    time.sleep(max(0.0, at + stop_s - time.monotonic()))
-    procs[0].resume()
+    try:
+        _, rerun = rerun_after(st, at, timeout)
+        assert rerun <= timeout + 1.0, f"ran again {rerun:.2f} s after the stop"
+        time.sleep(max(0.0, at + stop_s - time.monotonic()))
+    finally:  # (a failure above must not leave the node frozen for the clean-up)
+        procs[0].resume()
     resumed = time.monotonic()
     wait_rejoined(st, victim)
     time.sleep(RUN_ON_S)  # (the copies run on: one the fence missed would overlap)

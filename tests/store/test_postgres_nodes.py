@@ -22,7 +22,7 @@ from pgshared import database_for
 from storekit import enqueue
 
 from semantica.clock import FakeClock
-from semantica.errors import BadInput, StoreUnavailable
+from semantica.errors import BadInput, StoreBusy, StoreUnavailable
 from semantica.models import GENERATION_MAX, JobError, JobSpec, JobState
 from semantica.supervisor.store import (
     JobStore,
@@ -418,3 +418,35 @@ def test_a_newer_schema_is_refused_before_anything_changes(pg_database: str) -> 
         PostgresStore(pg_database)
     with psycopg.connect(pg_database, autocommit=True) as admin:
         assert admin.execute("SELECT version FROM semantica_schema").fetchone() == (999,)
+
+
+def test_a_node_frozen_inside_a_batch_does_not_keep_the_others_from_reaping_it(
+    tmp_path: Path,
+) -> None:
+    """Node a takes a job inside an open batch and freezes there (SIGSTOP: its session
+    idle in a transaction, its row locks held). The server ends that session within a
+    few call deadlines, so node b can declare a dead and put its job back long before a
+    node timeout; until then b's reap fails as busy, changing nothing."""
+    dsn = database_for(tmp_path)
+    a = PostgresStore(dsn, FakeClock(), migrate=True, node=NodeSpec(key="a"), deadline=0.2)
+    b = open_store(dsn, FakeClock(), migrate=True, node=NodeSpec(key="b"))
+    try:
+        [job] = enqueue(a, [JobSpec(type="T")]).jobs
+        a.join(NodeSpec(key="a"))
+        a.defer_commits(lambda: None)
+        assert a.lease(worker_pid=1) is not None  # never committed: a is frozen here
+        b.join(NodeSpec(key="b"))
+        b.fail_fast_when_busy()
+        started, reaped = time.monotonic(), None
+        while reaped is None and time.monotonic() - started < 5:
+            try:
+                reaped = b.reap_dead(0.0)
+            except StoreBusy:
+                time.sleep(0.05)
+        assert reaped == [], "a's lease was never committed: nothing of it to put back"
+        assert b.state(job.id) == JobState.QUEUED
+        assert [n.state for n in b.nodes() if n.key == "a"] == ["dead"]
+        assert time.monotonic() - started < 5
+    finally:
+        a.close()
+        b.close()

@@ -16,7 +16,7 @@ import trio
 import trio.testing
 
 from semantica.config import Settings
-from semantica.errors import StoreUnavailable
+from semantica.errors import StoreBusy, StoreUnavailable
 from semantica.supervisor.cluster import Node
 from semantica.supervisor.events import JobEvents
 
@@ -143,3 +143,44 @@ def test_a_node_back_from_an_outage_waits_a_node_timeout_before_declaring_others
     assert reaps[0] < 1.0  # from the start
     after = [at for at in reaps if at >= 1.0]
     assert after and min(after) >= 4.0 + TIMEOUT - 0.01, after  # T after it was back
+
+
+class BusyReapStore(Store):
+    """Heartbeats get through; looking for the dead finds their rows locked (a node
+    frozen inside a transaction) every time."""
+
+    def reap_dead(self, timeout: float) -> list[int]:
+        self.calls.append(("reap", trio.current_time()))
+        raise StoreBusy("rows locked by a frozen node")
+
+
+def test_a_reap_that_fails_is_not_a_failed_heartbeat(tmp_path: Path) -> None:
+    """A healthy node whose reaps fail (busy) keeps its jobs: its heartbeats got through."""
+    store = BusyReapStore()
+    fenced: list[str] = []
+
+    async def stop_local(job_id: int, kind: str, message: str) -> bool:
+        return False
+
+    async def main() -> None:
+        settings = Settings.from_env(
+            {"SEMANTICA_HOME": str(tmp_path), "SEMANTICA_NODE_TIMEOUT": str(TIMEOUT)}
+        )
+        node = Node(
+            store,  # type: ignore[arg-type]
+            settings,
+            workers=list,
+            fence=lambda reason: fenced.append(reason) or 1,
+            wake=lambda: None,
+            events=JobEvents(),
+            stop_local=stop_local,
+        )
+        node.join()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(node.run)
+            await trio.sleep(3 * TIMEOUT)
+            nursery.cancel_scope.cancel()
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert len([c for c in store.calls if c[0] == "reap"]) > 5  # it kept trying
+    assert fenced == []

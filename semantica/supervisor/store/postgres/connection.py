@@ -127,6 +127,11 @@ def reads(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+#: How many call deadlines a session may sit idle inside a transaction before the
+#: server ends it (see _setup: half the node timeout with the supervisor's deadline).
+IDLE_IN_BATCH = 5
+
+
 class _Watchdog:
     """Cuts a connection whose call outlives its deadline (see the module docstring).
 
@@ -194,7 +199,15 @@ class PGConnection:
 
     def _setup(self, dsn: str, clock: Clock, deadline: float) -> None:
         self.dsn, self.clock, self.place = dsn, clock, where(dsn)
-        self._settings = {"lock_timeout": f"{round(BUSY_PATIENCE_S * 1000)}ms"}
+        self._settings = {
+            "lock_timeout": f"{round(BUSY_PATIENCE_S * 1000)}ms",
+            # A node frozen (SIGSTOP, a suspended VM) in the middle of a batch would hold
+            # its row locks for as long as it is frozen, and the other nodes could not
+            # declare it dead (their reap waits on those rows). The server ends such a
+            # session after IDLE_IN_BATCH deadlines, well before the node timeout (a
+            # batch is committed within milliseconds of its writes).
+            "idle_in_transaction_session_timeout": f"{round(IDLE_IN_BATCH * deadline * 1000)}ms",
+        }
         self._on_write, self._batch_lost, self._batch_writes = None, None, 0
         self._reconnecting, self._closed = None, False
         self._watchdog = _Watchdog(deadline)
