@@ -135,32 +135,52 @@ IDLE_IN_BATCH = 5
 class _Watchdog:
     """Cuts a connection whose call outlives its deadline (see the module docstring).
 
-    A call arms it (a tuple assignment, no lock) and disarms it; the thread
-    looks every tenth of the deadline, so a call is cut at most 10% late.
+    A call arms it (a tuple assignment, no lock) and disarms it. While calls come,
+    the thread looks every tenth of the deadline, so a call is cut at most 10% late;
+    once it finds none in flight it sleeps until the next call arms it, so an idle
+    store costs no wake-ups.
     """
 
     def __init__(self, deadline: float) -> None:
         self.deadline = deadline
         self._armed: tuple[float, int] | None = None  # (cut at, fd)
+        self._asleep = False  # the thread waits for a call (see arm)
+        self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pg-deadline", daemon=True)
         self._thread.start()
 
     def arm(self, fd: int) -> None:
         self._armed = (time.monotonic() + self.deadline, fd)
+        if self._asleep:
+            self._asleep = False
+            self._wake.set()
 
     def disarm(self) -> None:
         self._armed = None
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.deadline / 10):
+        while not self._stop.is_set():
             armed = self._armed
-            if armed is not None and time.monotonic() >= armed[0]:
-                self._armed = None
-                _cut(armed[1])
+            if armed is None:
+                # Nothing in flight: sleep until a call arms the watchdog. (Said before
+                # looking again, so that an arm in between is never missed.)
+                self._wake.clear()
+                self._asleep = True
+                if self._armed is None:
+                    self._wake.wait()
+                self._asleep = False
+                continue
+            if time.monotonic() >= armed[0]:
+                if self._armed is armed:
+                    self._armed = None
+                    _cut(armed[1])
+                continue
+            self._stop.wait(self.deadline / 10)
 
 
 def _cut(fd: int) -> None:
