@@ -16,10 +16,10 @@ from typing import Any
 
 import msgspec
 
-from semantica.errors import NoSuchJob
+from semantica.errors import BadInput, NoSuchJob
 from semantica.limits import ERROR_MESSAGE_MAX, PROGRESS_MESSAGE_MAX, cut
-from semantica.models import TERMINAL_STATES, Job, JobError, JobSpec, JobState
-from semantica.supervisor.store.records import Page
+from semantica.models import TERMINAL_STATES, TRANSITIONS, Job, JobError, JobSpec, JobState
+from semantica.supervisor.store.records import EnqueueResult, Page
 
 ALL_STATES_SQL = "(" + ", ".join(f"'{state.value}'" for state in JobState) + ")"
 
@@ -188,6 +188,56 @@ def job_from_row(row: Sequence[Any]) -> Job:
         if progress_message is None
         else _read_cut(progress_message, PROGRESS_MESSAGE_MAX, "progress"),
     )
+
+
+def check_retryable(job_id: int, state: JobState) -> None:
+    """Only the transition table's "retry" moves (FAILED or CANCELLED -> QUEUED) are a
+    retry: RUNNING -> QUEUED is a requeue.
+
+    Raises:
+        BadInput: the job cannot be retried.
+    """
+    if TRANSITIONS.get((state, JobState.QUEUED)) != "retry":
+        raise BadInput(f"job {job_id} is {state}; only FAILED or CANCELLED jobs can be retried")
+
+
+def check_newest(job_id: int, subject: str, generation: int, newer: Sequence[Any] | None) -> None:
+    """A job with a subject is not retried once a newer generation of its ``(type,
+    subject)`` is queued, running or DONE (``newer``: its id, generation and state, as a
+    backend found it): the newer one wins, as with an enqueue of an older generation.
+
+    Raises:
+        BadInput: there is such a newer job.
+    """
+    if newer is not None:
+        raise BadInput(
+            f"job {job_id} is generation {generation} of subject {subject!r}; "
+            f"job {newer[0]} is generation {newer[1]} and {newer[2]}: retry or "
+            "enqueue the newest instead"
+        )
+
+
+def note_superseded(
+    result: EnqueueResult,
+    added: dict[int, list[Job]],
+    superseded: Sequence[int],
+    by: int,
+    now: float,
+) -> None:
+    """Record the QUEUED jobs ``superseded`` by job ``by`` in an enqueue's result, and in
+    the jobs an earlier spec of the same batch added (``added``, by id)."""
+    for old_id in superseded:
+        result.superseded.append(old_id)
+        for job in added.pop(old_id, ()):
+            job.state, job.superseded_by = JobState.SUPERSEDED, by
+            job.finished_at = ts(now)
+
+
+def queued_and_running(older: Sequence[Sequence[Any]]) -> tuple[list[int], list[int]]:
+    """The ids of the (id, state) rows ``older`` that are QUEUED, and those RUNNING."""
+    queued = [old_id for old_id, state in older if state == JobState.QUEUED.value]
+    running = [old_id for old_id, state in older if state == JobState.RUNNING.value]
+    return queued, running
 
 
 def new_job(

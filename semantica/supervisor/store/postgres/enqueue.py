@@ -22,7 +22,12 @@ from semantica.supervisor.store.postgres.changes import notify
 from semantica.supervisor.store.postgres.connection import PGConnection
 from semantica.supervisor.store.postgres.rows import JOB_COLUMNS
 from semantica.supervisor.store.records import EnqueueResult, Prepared
-from semantica.supervisor.store.rows import job_from_row, new_job, ts
+from semantica.supervisor.store.rows import (
+    job_from_row,
+    new_job,
+    note_superseded,
+    queued_and_running,
+)
 
 _INSERT_COLUMNS = (
     "type, queue, subject, generation, priority, state, payload, max_attempts, timeout_s, "
@@ -180,22 +185,17 @@ class PGEnqueue(PGConnection):
             "AND state IN ('QUEUED', 'RUNNING') AND generation < %s",
             (spec.type, spec.subject, generation),
         ).fetchall()
-        queued = [old_id for old_id, state in older if state == JobState.QUEUED.value]
+        queued, running = queued_and_running(older)
         if queued:
-            for (old_id,) in conn.execute(
+            rows = conn.execute(
                 "UPDATE jobs SET state = 'SUPERSEDED', superseded_by = %s, finished_at = %s "
                 "WHERE id = ANY(%s::bigint[]) AND state = 'QUEUED' RETURNING id",
                 (job_id, now, queued),
-            ).fetchall():
-                result.superseded.append(old_id)
-                for job in added.pop(old_id, ()):
-                    job.state, job.superseded_by = JobState.SUPERSEDED, job_id
-                    job.finished_at = ts(now)
+            ).fetchall()
+            note_superseded(result, added, [old_id for (old_id,) in rows], job_id, now)
             notify(conn, "ends")
         if spec.supersede_running:
-            result.running_older.extend(
-                (old_id, job_id) for old_id, state in older if state == JobState.RUNNING.value
-            )
+            result.running_older.extend((old_id, job_id) for old_id in running)
 
 
 def _one_args(

@@ -13,14 +13,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from semantica.errors import BadInput, NoSuchJob
-from semantica.models import TRANSITIONS, ErrorKind, Job, JobError, JobState, check_transition
+from semantica.errors import NoSuchJob
+from semantica.models import ErrorKind, Job, JobError, JobState, check_transition
 from semantica.supervisor.store.contract import Ends
 from semantica.supervisor.store.postgres.changes import notify, notifying
 from semantica.supervisor.store.postgres.connection import PGConnection
 from semantica.supervisor.store.postgres.rows import JOB_COLUMNS, clean, rows_by_id
 from semantica.supervisor.store.records import Lease, StaleLease
-from semantica.supervisor.store.rows import check_id, job_from_row
+from semantica.supervisor.store.rows import check_id, check_newest, check_retryable, job_from_row
 
 # RUNNING -> DONE for each (id, lease, result, start) still under its lease: those.
 _COMPLETE = notifying(
@@ -123,10 +123,7 @@ class PGMoves(PGConnection):
             if row is None:
                 raise NoSuchJob(f"no job {job_id}")
             state = JobState(row[0])
-            if TRANSITIONS.get((state, JobState.QUEUED)) != "retry":
-                raise BadInput(
-                    f"job {job_id} is {state}; only FAILED or CANCELLED jobs can be retried"
-                )
+            check_retryable(job_id, state)
             type_, subject, generation = row[1:]
             if subject is not None:
                 newer = conn.execute(
@@ -135,12 +132,7 @@ class PGMoves(PGConnection):
                     "AND state IN ('QUEUED', 'RUNNING', 'DONE') ORDER BY generation DESC LIMIT 1",
                     (type_, subject, generation),
                 ).fetchone()
-                if newer is not None:
-                    raise BadInput(
-                        f"job {job_id} is generation {generation} of subject {subject!r}; "
-                        f"job {newer[0]} is generation {newer[1]} and {newer[2]}: retry or "
-                        "enqueue the newest instead"
-                    )
+                check_newest(job_id, subject, generation, newer)
             conn.execute(
                 "UPDATE jobs SET state = 'QUEUED', attempts = 0, run_after = %s, "
                 "finished_at = NULL, worker_pid = NULL WHERE id = %s AND state = %s",

@@ -25,7 +25,7 @@ from __future__ import annotations
 from semantica.clock import Clock, SystemClock
 from semantica.errors import StoreError
 from semantica.supervisor.store.postgres.changes import PGChangeFeed
-from semantica.supervisor.store.postgres.connection import DEADLINE_S
+from semantica.supervisor.store.postgres.connection import DEADLINE_S, reads
 from semantica.supervisor.store.postgres.enqueue import PGEnqueue
 from semantica.supervisor.store.postgres.leases import PGLeases
 from semantica.supervisor.store.postgres.logbook import PGLogBook
@@ -33,7 +33,7 @@ from semantica.supervisor.store.postgres.migrations import read_version
 from semantica.supervisor.store.postgres.moves import PGMoves
 from semantica.supervisor.store.postgres.queues import PGQueues
 from semantica.supervisor.store.postgres.reads import PGReads
-from semantica.supervisor.store.postgres.upkeep import PGUpkeep
+from semantica.supervisor.store.postgres.upkeep import SIZE_SQL, PGUpkeep
 from semantica.supervisor.store.records import NodeSpec, SchemaChange
 
 
@@ -87,13 +87,12 @@ class PostgresStore(PGLeases, PGMoves, PGEnqueue, PGReads, PGQueues, PGLogBook):
         """A second connection, for maintenance work in a thread (see PGUpkeep)."""
         return PGUpkeep(self.dsn, self._deadline)
 
+    @reads
     def size_bytes(self) -> int:
-        """Bytes the store's tables take on the server."""
-        side = self.upkeep()
-        try:
-            return side.size_bytes()
-        finally:
-            side.close()
+        """Bytes the store's tables take on the server (on this connection: ``status``
+        asks on the event loop, where a new connection would be a connect each time)."""
+        row = self._live().execute(SIZE_SQL).fetchone()
+        return int(row[0]) if row else 0
 
     def changes(self) -> PGChangeFeed:
         """A feed of what the other nodes commit to this database (LISTEN/NOTIFY)."""

@@ -25,7 +25,11 @@ from semantica.supervisor.store.rows import ALL_STATES_SQL, FINISHED_STATES_SQL
 #: Dead rows above this share of a table's rows, and compacting is wanted.
 DEAD_THRESHOLD = 0.10
 _TABLES = ("jobs", "queues", "nodes", "job_logs")
-_SIZE = "SELECT coalesce(sum(pg_total_relation_size(to_regclass(t))), 0) FROM unnest(%s::text[]) t"
+#: What the store's size counts: its tables, with their indexes and long values.
+SIZE_SQL = (
+    "SELECT coalesce(sum(pg_total_relation_size(to_regclass(t))), 0) "
+    f"FROM unnest(ARRAY{list(_TABLES)}) t"
+)
 
 
 class PGUpkeep:
@@ -64,7 +68,7 @@ class PGUpkeep:
 
     def size_bytes(self) -> int:
         """Bytes the store's tables take (their indexes and long values included)."""
-        return int(self._run("reading the store's size failed", _SIZE, (list(_TABLES),))[0][0])
+        return int(self._run("reading the store's size failed", SIZE_SQL)[0][0])
 
     def delete_finished(self, before: float, batch: int = 500) -> list[int]:
         """Delete up to ``batch`` finished jobs that ended before ``before``, in one short

@@ -15,7 +15,13 @@ from typing import Any
 from semantica.errors import BadInput
 from semantica.models import GENERATION_MAX, Job, JobSpec, JobState, check_transition
 from semantica.supervisor.store.records import EnqueueResult, Prepared
-from semantica.supervisor.store.rows import JOB_COLUMNS, job_from_row, new_job, ts
+from semantica.supervisor.store.rows import (
+    JOB_COLUMNS,
+    job_from_row,
+    new_job,
+    note_superseded,
+    queued_and_running,
+)
 from semantica.supervisor.store.sqlite.connection import SQLiteConnection
 from semantica.supervisor.store.sqlite.rows import IDS_IN_JSON, json_ids
 
@@ -199,19 +205,14 @@ class SQLiteEnqueue(SQLiteConnection):
             "AND generation < ?",
             (spec.type, spec.subject, generation),
         ).fetchall()
-        queued = [old_id for old_id, state in older if state == JobState.QUEUED.value]
+        queued, running = queued_and_running(older)
         if queued:
             # `+state`: by id; with the state's index SQLite would walk every queued job.
-            for (old_id,) in conn.execute(
+            rows = conn.execute(
                 "UPDATE jobs SET state = 'SUPERSEDED', superseded_by = ?, finished_at = ? "
                 f"WHERE id IN {IDS_IN_JSON} AND +state = 'QUEUED' RETURNING id",
                 (job_id, now, json_ids(queued)),
-            ).fetchall():
-                result.superseded.append(old_id)
-                for job in added.pop(old_id, ()):  # an earlier spec of this same batch
-                    job.state, job.superseded_by = JobState.SUPERSEDED, job_id
-                    job.finished_at = ts(now)
+            ).fetchall()
+            note_superseded(result, added, [old_id for (old_id,) in rows], job_id, now)
         if spec.supersede_running:
-            result.running_older.extend(
-                (old_id, job_id) for old_id, state in older if state == JobState.RUNNING.value
-            )
+            result.running_older.extend((old_id, job_id) for old_id in running)
