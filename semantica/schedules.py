@@ -1,0 +1,145 @@
+"""Schedules as data: what a client asks for, what it reads back, and the checks.
+
+A schedule makes one job per **slot**. Its slots come either from a cron
+expression read in a time zone (``cron``, ``tz``; parsed by cronsim, never by
+us) or from an interval (``every``, seconds), whose slots are the multiples of
+the interval counted from the Unix epoch, so every node and every restart
+agrees on them (``--every 15m`` fires at :00, :15, :30 and :45).
+
+Each slot's job is made by the store in the same transaction that claims the
+slot, so a slot never gives two jobs (see the store contract). What happens to
+slots that pass while no supervisor runs is ``catch_up``: ``one`` (the default)
+gives one job, for the latest of them, on return; ``none`` gives none.
+``overlap``: ``skip`` (the default) skips a slot, and records the skip, while
+the schedule's previous job is still queued or running; ``allow`` fires anyway.
+``jitter``: each slot's job is due up to that many seconds after the slot, by
+an amount fixed per (schedule, slot), the same on every node.
+
+These records travel in protocol messages (schema evolution rule: new fields
+get defaults, field types never change) and are what ``--json`` prints.
+This module imports only msgspec and the shared models (``semctl``'s fast path);
+the cron library is imported only when an expression is checked.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, tzinfo
+
+import msgspec
+
+from semantica.errors import EXIT_NOT_FOUND, BadInput, SemanticaError, register_code
+from semantica.models import SECONDS_MAX, JobSpec, JobState, short_repr, validate_spec
+
+CATCH_UP_CHOICES = ("one", "none")
+OVERLAP_CHOICES = ("skip", "allow")
+#: The shortest interval a schedule may have (``--every``).
+EVERY_MIN_S = 1.0
+_NAME_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+
+
+@register_code
+class NoSuchSchedule(SemanticaError):
+    """No schedule has this name."""
+
+    code = "no_such_schedule"
+    exit_code = EXIT_NOT_FOUND
+
+
+class ScheduleSpec(msgspec.Struct, kw_only=True):
+    """What a client asks for: a schedule's name, its slots, and the job each slot makes."""
+
+    name: str
+    job: JobSpec  # the job each slot makes (no delay or start time: it is due at its slot)
+    cron: str | None = None  # a five-field cron expression, read in ``tz``
+    every: float | None = None  # or an interval in seconds, slots counted from the epoch
+    tz: str = "UTC"  # an IANA zone name, e.g. Europe/Berlin
+    jitter: float = 0.0  # seconds; each slot's job is due up to this long after the slot
+    catch_up: str = "one"  # "one" | "none": slots missed while down
+    overlap: str = "skip"  # "skip" | "allow": a slot while the previous job is live
+    paused: bool = False
+
+
+class ScheduleRun(msgspec.Struct, kw_only=True):
+    """One slot of a schedule, decided: fired (its job), skipped, or run by hand."""
+
+    slot: datetime
+    outcome: str  # "fired" | "skipped" (overlap) | "manual" (``schedule run``)
+    at: datetime  # when it was decided
+    job_id: int | None = None
+    state: JobState | None = None  # the job's state now; None: no job, or it is gone
+
+
+class Schedule(ScheduleSpec, kw_only=True):
+    """A schedule as clients read it: its spec and where it stands."""
+
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    next_slot: datetime | None = None  # the next slot to be decided (None: paused)
+    next_fire: datetime | None = None  # when its job will be due: the slot plus its jitter
+    last_slot: datetime | None = None  # the latest slot decided (fired or skipped)
+    last_job_id: int | None = None  # the job of the latest slot fired or run by hand
+    fired: int = 0  # slots that made a job
+    skipped: int = 0  # slots skipped because the previous job was still live
+    missed: int = 0  # slots that passed while no supervisor ran and gave no job
+    runs: list[ScheduleRun] = msgspec.field(default_factory=list)  # newest first (show only)
+
+
+def validate_schedule_name(name: str) -> None:
+    """Raises BadInput unless ``name`` is 1-64 of ``A-Z a-z 0-9 _ . : -``."""
+    if not _NAME_RE.fullmatch(name):
+        raise BadInput(f"schedule name must be 1-64 of A-Z a-z 0-9 _ . : -, got {short_repr(name)}")
+
+
+def validate_schedule(spec: ScheduleSpec) -> None:
+    """Check a schedule spec whole, before any store sees it.
+
+    Raises:
+        BadInput: with a one-line reason naming the field.
+    """
+    validate_schedule_name(spec.name)
+    if (spec.cron is None) == (spec.every is None):
+        raise BadInput("a schedule needs exactly one of --cron EXPR and --every DURATION")
+    if spec.every is not None and not EVERY_MIN_S <= spec.every < SECONDS_MAX:
+        raise BadInput(
+            f"--every must be at least {EVERY_MIN_S:g} s and below {SECONDS_MAX:.0e} s, "
+            f"got {spec.every:g}"
+        )
+    zone = check_zone(spec.tz)
+    if spec.cron is not None:
+        check_cron(spec.cron, zone)
+    if not 0 <= spec.jitter < SECONDS_MAX:
+        raise BadInput(f"--jitter must be 0 or more seconds, got {spec.jitter:g}")
+    if spec.catch_up not in CATCH_UP_CHOICES:
+        raise BadInput(f"--catch-up must be one of {', '.join(CATCH_UP_CHOICES)}")
+    if spec.overlap not in OVERLAP_CHOICES:
+        raise BadInput(f"--overlap must be one of {', '.join(OVERLAP_CHOICES)}")
+    if spec.job.delay is not None or spec.job.at is not None:
+        raise BadInput("a scheduled job is due at its slot: it takes no --delay or --at")
+    validate_spec(spec.job)
+
+
+def check_zone(name: str) -> tzinfo:
+    """The ``zoneinfo.ZoneInfo`` named ``name``.
+
+    Raises:
+        BadInput: no such IANA time zone on this machine.
+    """
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # (not on semctl's fast path)
+
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise BadInput(
+            f"unknown time zone {short_repr(name)} (an IANA name: Europe/Berlin, UTC)"
+        ) from None
+
+
+def check_cron(expression: str, zone: tzinfo) -> None:
+    """Raises BadInput unless cronsim reads ``expression``."""
+    from cronsim import CronSim, CronSimError  # (not on semctl's fast path)
+
+    try:
+        CronSim(expression, datetime.now(zone))
+    except (CronSimError, ValueError) as exc:
+        raise BadInput(f"bad cron expression {short_repr(expression)}: {exc}") from None
