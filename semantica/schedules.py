@@ -85,6 +85,16 @@ class Schedule(ScheduleSpec, kw_only=True):
     runs: list[ScheduleRun] = msgspec.field(default_factory=list)  # newest first (show only)
 
 
+class ScheduleChanges(msgspec.Struct, kw_only=True):
+    """What applying a set of schedules did (or, dry, would do), by schedule name."""
+
+    created: list[str] = msgspec.field(default_factory=list)
+    updated: list[str] = msgspec.field(default_factory=list)
+    removed: list[str] = msgspec.field(default_factory=list)
+    unchanged: list[str] = msgspec.field(default_factory=list)
+    dry_run: bool = False
+
+
 def validate_schedule_name(name: str) -> None:
     """Raises BadInput unless ``name`` is 1-64 of ``A-Z a-z 0-9 _ . : -``."""
     if not _NAME_RE.fullmatch(name):
