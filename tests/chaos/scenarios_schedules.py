@@ -5,6 +5,7 @@ such gap ending with the one catch-up job of ``--catch-up one`` on the restart."
 
 from __future__ import annotations
 
+import math
 import random
 import signal
 import time
@@ -89,6 +90,14 @@ def schedule_under_kills(
             killed - SLACK_S <= missing[0] and missing[1] <= restarted + SLACK_S
             for killed, restarted in downtimes
         ), f"slots {missing} missed while the supervisor ran (downtimes {downtimes})"
+    # Catch-up one: every downtime that slots passed in ends with a job for one of them
+    # (the latest due when the supervisor came back), or for the first slot after it.
+    for killed, restarted in downtimes:
+        if math.floor(restarted) - math.ceil(killed) < 1:
+            continue  # no slot passed while it was down
+        assert any(killed - SLACK_S <= slot <= restarted + SLACK_S for slot in slots), (
+            f"no catch-up job for the downtime {killed:.1f}..{restarted:.1f} (slots {slots})"
+        )
     not_done = [job.id for job in jobs if job.state != JobState.DONE]
     assert not not_done, f"scheduled jobs not DONE: {not_done[:10]}"
     return (
