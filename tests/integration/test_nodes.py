@@ -23,7 +23,9 @@ import pytest
 from harness import Announcements, Daemon
 from pgcluster import ROLE
 
-from semantica.models import JobState
+from semantica.models import Job, JobSpec, JobState
+from semantica.schedules import ScheduleSpec
+from semantica.supervisor.store import open_store
 
 #: Short, so the tests do not wait long for a node to be declared dead.
 NODE_TIMEOUT = 2.0
@@ -313,3 +315,35 @@ def test_conditions_are_each_node_s_own(
         done = client.wait(job.id, timeout=30)
     assert done.state == JobState.DONE
     assert done.result["pid"] in {p.pid for p in on_ac.process_tree()}
+
+
+def test_three_nodes_fire_a_schedule_exactly_once_per_slot(
+    make_nodes: MakeNodes, pg_database: str
+) -> None:
+    """A schedule every second on three nodes sharing the database: each slot gives one job,
+    whichever node claims it, and no slot is skipped or missed while the nodes run."""
+    nodes = make_nodes(3)
+    store = open_store(pg_database, migrate=False)
+    try:
+        put, _ = store.put_schedule(
+            ScheduleSpec(name="tick", job=JobSpec(type="ADD", payload={"a": 1, "b": 2}), every=1.0)
+        )
+        assert put.next_slot is not None
+        first = put.next_slot.timestamp()
+
+        def scheduled() -> list[Job]:
+            return [job for job in store.list(limit=1000) if job.schedule == "tick"]
+
+        wait_until("six slots fired", lambda: len(scheduled()) >= 6)
+        jobs = scheduled()
+        slots = sorted(job.slot.timestamp() for job in jobs if job.slot is not None)
+        assert len(slots) == len(jobs)
+        # One job per slot, the slots consecutive from the first: none twice, none lost.
+        assert slots == [first + n for n in range(len(slots))]
+        schedule = store.schedule("tick")
+        assert schedule.missed == 0 and schedule.skipped == 0
+        for job in jobs:
+            n1_view = nodes[0].semctl("wait", str(job.id), "--json")
+            assert n1_view.code == 0, n1_view.err
+    finally:
+        store.close()
