@@ -85,11 +85,14 @@ class ErrorKind(enum.StrEnum):
     INTERRUPTED = "interrupted"  # stopped by a drain or a supervisor restart; not a failure
     BAD_PAYLOAD = "bad_payload"  # the payload did not fit the handler (e.g. exec without argv)
     BAD_RESULT = "bad_result"  # the handler returned something that is not JSON
+    # a job it waited for (--after) ended FAILED, CANCELLED or SUPERSEDED: it never ran
+    DEPENDENCY_FAILED = "dependency_failed"
 
 
 class WaitReason(enum.StrEnum):
     """Why a QUEUED job has not started (``Job.waiting_for``); None means it is next in line."""
 
+    DEPENDENCY = "dependency"  # a job it waits for (--after, --after-end) has not ended yet
     RUN_AFTER = "run_after"  # its --delay / --at has not come
     RETRY_BACKOFF = "retry_backoff"  # it failed and waits for its retry time
     QUEUE_PAUSED = "queue_paused"
@@ -97,6 +100,22 @@ class WaitReason(enum.StrEnum):
     SUBJECT_BUSY = "subject_busy"  # another job of its (type, subject) runs
     CHARGING = "charging"  # --require-charging, and the machine is on battery
     IDLE = "idle"  # --require-idle, and the CPU is busy
+
+
+class DependencyMode(enum.StrEnum):
+    """What a job waits for in a job it depends on."""
+
+    DONE = "done"  # --after: the job ends DONE (any other end cancels the waiting job)
+    END = "end"  # --after-end: the job ends, whatever its end (clean-up jobs)
+
+
+class Dependency(msgspec.Struct, kw_only=True, gc=False):
+    """A job another waits for, as ``show`` lists it: its id, what is waited for, and
+    its state now (None: it was deleted by retention, after it ended)."""
+
+    id: int
+    mode: str  # a DependencyMode
+    state: JobState | None = None
 
 
 class JobError(msgspec.Struct, frozen=True):
@@ -141,6 +160,14 @@ class Job(msgspec.Struct, kw_only=True, gc=False):
     node: str | None = None  # on a shared store: the node running it (RUNNING only)
     schedule: str | None = None  # the schedule that made it (semantica.schedules)
     slot: datetime | None = None  # and the slot it was made for (None: ``schedule run``)
+    #: QUEUED, waiting for dependencies: the ids of the jobs it still waits for.
+    waiting_on: list[int] | None = None
+    #: A single job read back (``show``): the jobs it waits for, and those that wait for
+    #: it (the first DEPENDENTS_SHOWN; ``dependents_count`` says how many in all).
+    #: Lists of jobs leave these empty.
+    dependencies: list[Dependency] | None = None
+    dependents: list[int] | None = None
+    dependents_count: int = 0
 
 
 class QueueInfo(msgspec.Struct, kw_only=True):
@@ -178,12 +205,18 @@ PRIORITY_MIN = -1000
 PRIORITY_MAX = 1000
 MAX_ATTEMPTS_LIMIT = 1000
 NAME_MAX = 200
+#: The most jobs one job may wait for (--after and --after-end together).
+DEPENDENCIES_MAX = 1000
+#: The most dependents a single job read back lists (``Job.dependents``).
+DEPENDENTS_SHOWN = 1000
 _QUEUE_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 DEFAULT_QUEUE = "default"
 DEFAULT_MAX_ATTEMPTS = 3
 
 
-class JobSpec(msgspec.Struct, kw_only=True):
+# omit_defaults: a spec is sent without the fields it leaves as they are (most of them),
+# so the options added over time (dependencies, say) cost a plain job nothing on the wire.
+class JobSpec(msgspec.Struct, kw_only=True, omit_defaults=True):
     """What a client asks for when it enqueues one job."""
 
     type: str
@@ -200,6 +233,14 @@ class JobSpec(msgspec.Struct, kw_only=True):
     require_charging: bool = False
     require_idle: bool = False
     supersede_running: bool = False  # also cancel a running older generation of the subject
+    #: Start only once these jobs are DONE (an id, or in ``enqueue_many`` the ``ref`` of
+    #: another job of the same request); if one ends otherwise, this job is CANCELLED
+    #: (``dependency_failed``).
+    after: list[int | str] = msgspec.field(default_factory=list)
+    #: Start only once these jobs have ended, however they ended.
+    after_end: list[int | str] = msgspec.field(default_factory=list)
+    #: A name for this job within its ``enqueue_many`` request, for ``after`` of the others.
+    ref: str | None = None
 
 
 def short_repr(value: object, limit: int = 80) -> str:
@@ -260,11 +301,39 @@ def validate_spec(spec: JobSpec) -> None:
             spec.at.astimezone(UTC).timestamp()  # as it travels: in UTC
         except (OverflowError, ValueError, OSError):
             raise BadInput(f"start time (--at) {spec.at.isoformat()} is out of range") from None
+    validate_dependencies(spec)
     problem = payload_problem(spec.payload)
     if problem is None and spec.type == EXEC_TYPE:
         problem = exec_payload_problem(spec.payload)
     if problem is not None:
         raise BadInput(problem)
+
+
+def validate_dependencies(spec: JobSpec) -> None:
+    """Check ``after``, ``after_end`` and ``ref`` alone (refs are resolved per request).
+
+    Raises:
+        BadInput: too many dependencies, an id that cannot name a job, or a bad ref.
+    """
+    if spec.ref is not None:
+        _check_ref(spec.ref, "ref")
+    if not spec.after and not spec.after_end:
+        return
+    if len(spec.after) + len(spec.after_end) > DEPENDENCIES_MAX:
+        raise BadInput(f"a job may wait for at most {DEPENDENCIES_MAX} jobs (--after, --after-end)")
+    for item in (*spec.after, *spec.after_end):
+        if isinstance(item, bool) or not isinstance(item, (int, str)):
+            raise BadInput(f"after: a job id or a ref, got {short_repr(item)}")
+        if isinstance(item, int):
+            if not 0 < item < 2**63:
+                raise BadInput(f"after: no job {item}")
+        else:
+            _check_ref(item, "after")
+
+
+def _check_ref(ref: str, what: str) -> None:
+    if not ref or len(ref) > NAME_MAX or not ref.isprintable():
+        raise BadInput(f"{what}: a ref is 1-{NAME_MAX} printable characters, got {short_repr(ref)}")
 
 
 def payload_problem(value: Any, what: str = "payload") -> str | None:

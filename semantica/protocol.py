@@ -195,10 +195,12 @@ class Cancel(_Msg, tag="cancel"):
 
 
 class Retry(_Msg, tag="retry"):
-    """Put a FAILED or CANCELLED job back in the queue with a fresh attempt budget."""
+    """Put a FAILED or CANCELLED job back in the queue with a fresh attempt budget;
+    ``dependents``: and the jobs cancelled because of it (``dependency_failed``)."""
 
     id: int
     rid: int = 0
+    dependents: bool = False
 
 
 class PauseQueue(_Msg, tag="pause"):
@@ -331,6 +333,8 @@ class StatusReply(_Msg, tag="status_reply"):
     node: str = ""  # the name of the node that answered
     nodes: list[NodeView] = msgspec.field(default_factory=list)
     rid: int = 0
+    #: Of the QUEUED jobs, how many wait for other jobs (--after, --after-end).
+    waiting_on_dependencies: int = 0
 
 
 class Cancelled(_Msg, tag="cancelled"):

@@ -33,7 +33,7 @@ import anyio
 
 from semantica.config import Paths, locate
 from semantica.control.async_conn import Connection
-from semantica.control.batches import failed_part_way, split
+from semantica.control.batches import failed_part_way, split_graph
 from semantica.control.client import (
     WAIT_WINDOW,
     CancelOutcomes,
@@ -181,7 +181,7 @@ class AsyncClient:
         specs = specs_of(jobs)
         conn = await self._connection()  # the supervisor's frame cap sizes the requests
         enqueued: JobsList = []
-        for request in split(specs, conn.max_request):
+        for request in split_graph(specs, conn.max_request):
             try:
                 enqueued += await self._enqueue(request)
             except SemanticaError as exc:
@@ -266,9 +266,10 @@ class AsyncClient:
         """Cancel jobs; returns once the running ones have ended."""
         return (await self._call(Cancel(ids=[*job_ids]), Cancelled)).results
 
-    async def retry(self, job_id: int) -> Job:
-        """Put a FAILED or CANCELLED job back with a fresh attempt budget."""
-        return (await self._call(Retry(id=job_id), JobReply)).job
+    async def retry(self, job_id: int, dependents: bool = False) -> Job:
+        """Put a FAILED or CANCELLED job back with a fresh attempt budget (``dependents``:
+        as ``Client.retry``)."""
+        return (await self._call(Retry(id=job_id, dependents=dependents), JobReply)).job
 
     async def pause(self, queue: str, create: bool = True) -> QueueInfo:
         """Start no job of ``queue`` until resumed (``create``: as ``Client.pause``)."""

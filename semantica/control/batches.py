@@ -15,6 +15,8 @@ Both clients use this module. The contract:
   given, in order, and the subject rules (superseding, generations) apply
   across requests in that order (though a job of an earlier request may have
   started, and so not be superseded, by the time a later one arrives).
+* A graph (jobs with a ``ref`` that others wait for) is one request, or
+  nothing (:func:`split_graph`): its refs mean something only within one.
 * When a request fails after earlier ones were committed, the client raises
   :class:`PartialEnqueue`, which carries the committed jobs, so that the caller
   can send the rest again. When the first request fails, nothing was added and
@@ -95,6 +97,32 @@ def split(
             size = _EMPTY_REQUEST
         requests[-1].append(spec)
         size += spec_size
+    return requests
+
+
+def is_graph(specs: list[JobSpec]) -> bool:
+    """Whether jobs of ``specs`` name one another (a ``ref``, or a ref in ``after``)."""
+    return any(
+        spec.ref is not None or any(isinstance(x, str) for x in (*spec.after, *spec.after_end))
+        for spec in specs
+    )
+
+
+def split_graph(
+    specs: list[JobSpec], limit: int, max_jobs: int = ENQUEUE_ATOMIC_JOBS
+) -> list[list[JobSpec]]:
+    """:func:`split`, but a graph (:func:`is_graph`) stays one request: its refs mean
+    something only within one, and it is written all or nothing.
+
+    Raises:
+        BadInput: as :func:`split`, or a graph does not fit in one request.
+    """
+    requests = split(specs, limit, max_jobs)
+    if len(requests) > 1 and is_graph(specs):
+        raise BadInput(
+            f"jobs that name one another (ref) go in one request: at most {max_jobs} jobs "
+            f"and {limit} bytes; these {len(specs)} do not fit"
+        )
     return requests
 
 

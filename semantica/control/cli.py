@@ -167,6 +167,24 @@ def enqueue(
             help="For exec: run with the supervisor's environment, not yours (and --env).",
         ),
     ] = False,
+    after: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--after",
+            metavar="ID",
+            help="Start once this job is DONE; cancelled if it ends otherwise (repeatable).",
+            show_default=False,
+        ),
+    ] = None,
+    after_end: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--after-end",
+            metavar="ID",
+            help="Start once this job has ended, however it ended (repeatable).",
+            show_default=False,
+        ),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Add a job and print its id.
@@ -197,6 +215,8 @@ def enqueue(
             supersede_running=supersede_running,
             env=env,
             no_env=no_env,
+            after=[str(job_id) for job_id in after or ()],
+            after_end=[str(job_id) for job_id in after_end or ()],
         )
 
 
@@ -384,6 +404,7 @@ def status(json_out: JsonOpt = False) -> None:
                 "store": reply.store,
                 "node": reply.node,
                 "nodes": reply.nodes,
+                "waiting_on_dependencies": reply.waiting_on_dependencies,
             }
         )
     else:
@@ -414,12 +435,18 @@ def cancel(
 @app.command(context_settings=NUMBERS)
 def retry(
     job_id: Annotated[int, typer.Argument(metavar="ID")],
+    dependents: Annotated[
+        bool,
+        typer.Option(
+            "--dependents", help="Also bring back the jobs cancelled because this one failed."
+        ),
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Put a FAILED or CANCELLED job back in the queue with a fresh attempt budget."""
     _check_ids(job_id)
     with _edge(), _client() as client:
-        job = client.retry(job_id)
+        job = client.retry(job_id, dependents=dependents)
     if json_out:
         _print_json(job)
     else:

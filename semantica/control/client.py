@@ -25,7 +25,7 @@ from typing import Any
 import msgspec
 
 from semantica.config import Paths, locate, read_token_file
-from semantica.control.batches import failed_part_way, split
+from semantica.control.batches import failed_part_way, split_graph
 from semantica.errors import (
     AuthError,
     BadInput,
@@ -358,7 +358,8 @@ class Client:
 
         Options: ``queue``, ``subject``, ``generation``, ``supersede_running``,
         ``priority``, ``max_attempts``, ``timeout``, ``delay``, ``at``, ``backoff``,
-        ``require_charging``, ``require_idle`` (see docs/jobs.md).
+        ``require_charging``, ``require_idle``, ``after`` and ``after_end`` (job ids
+        to wait for: see docs/jobs.md and docs/workflows.md).
 
         Raises:
             BadInput: a bad option or payload, or a type no worker knows.
@@ -369,17 +370,20 @@ class Client:
         """Add any number of jobs, each a dict with ``type`` (and ``payload``, options).
 
         They go in requests under the frame cap, each one transaction, one after
-        the other; the committed jobs come back in the order given.
+        the other; the committed jobs come back in the order given. A graph (jobs
+        with a ``ref`` that others name in ``after`` or ``after_end``) goes as one
+        request, all or nothing.
 
         Raises:
-            BadInput: a job is malformed or alone over the frame cap (nothing added).
+            BadInput: a job is malformed or alone over the frame cap, or a graph does
+                not fit in one request (nothing added).
             PartialEnqueue: a request failed after earlier ones were committed;
                 it carries those jobs (see semantica.control.batches).
         """
         specs = specs_of(jobs)
         self.connect()  # the supervisor's frame cap sizes the requests
         enqueued: JobsList = []
-        for request in split(specs, self._max_request):
+        for request in split_graph(specs, self._max_request):
             try:
                 enqueued += self._enqueue(request)
             except SemanticaError as exc:
@@ -474,13 +478,17 @@ class Client:
         reply: Cancelled = self._expect(self._call(Cancel(ids=list(job_ids))), Cancelled)
         return reply.results
 
-    def retry(self, job_id: int) -> Job:
-        """Put a FAILED or CANCELLED job back in the queue with a fresh attempt budget.
+    def retry(self, job_id: int, dependents: bool = False) -> Job:
+        """Put a FAILED or CANCELLED job back in the queue with a fresh attempt budget;
+        with ``dependents``, also the jobs cancelled because of it, down the chain.
 
         Raises:
-            BadInput: the job is not FAILED or CANCELLED.
+            BadInput: the job is not FAILED or CANCELLED, or a job it waits for ended
+                badly (retry that one with ``dependents``).
         """
-        reply: JobReply = self._expect(self._call(Retry(id=job_id)), JobReply)
+        reply: JobReply = self._expect(
+            self._call(Retry(id=job_id, dependents=dependents)), JobReply
+        )
         return reply.job
 
     def pause(self, queue: str, create: bool = True) -> QueueInfo:

@@ -42,7 +42,7 @@ VALUE_OPTIONS: dict[str, tuple[str, Any]] = {
     "--backoff": ("backoff", float),
 }
 #: Options that may be given more than once, each taking a value: flag -> keyword.
-LIST_OPTIONS: dict[str, str] = {"--env": "env"}
+LIST_OPTIONS: dict[str, str] = {"--env": "env", "--after": "after", "--after-end": "after_end"}
 #: Options that are switches: flag -> keyword.
 SWITCHES: dict[str, str] = {
     "--require-charging": "require_charging",
@@ -71,6 +71,8 @@ DEFAULTS: dict[str, Any] = {
     "env": None,
     "no_env": False,
     "json_out": False,
+    "after": None,
+    "after_end": None,
 }
 
 
@@ -106,6 +108,8 @@ def run_enqueue(
     client: Client,
     env: list[str] | None = None,
     no_env: bool = False,
+    after: list[str] | None = None,
+    after_end: list[str] | None = None,
     **options: Any,
 ) -> None:
     """Enqueue one job and print its id (or, with ``json_out``, the job).
@@ -125,6 +129,10 @@ def run_enqueue(
             raise BadInput("give an exec job's command after --, or --payload, not both")
         # Like a shell: the command runs where semctl was run, with this environment.
         data = {"argv": list(argv), "cwd": os.getcwd(), **exec_env(env or [], no_env)}
+    if after:
+        options["after"] = job_ids("--after", after)
+    if after_end:
+        options["after_end"] = job_ids("--after-end", after_end)
     try:
         # The client connects on its first request, after it checked the spec:
         # bad input is exit 2 even with no supervisor running.
@@ -135,6 +143,15 @@ def run_enqueue(
         sys.stdout.write(msgspec.json.encode(job).decode() + "\n")
     else:
         sys.stdout.write(f"{job.id}\n")
+
+
+def job_ids(flag: str, values: list[str]) -> list[int]:
+    """The job ids given to ``flag`` (BadInput naming one that is not a number)."""
+    try:
+        return [int(value) for value in values]
+    except ValueError:
+        bad = next(value for value in values if not value.strip().lstrip("-").isdigit())
+        raise BadInput(f"{flag} takes a job id, got {bad!r}") from None
 
 
 def exec_env(assignments: list[str], no_env: bool) -> dict[str, Any]:

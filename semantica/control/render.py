@@ -19,6 +19,7 @@ from semantica.models import EXEC_TYPE, Job, JobState, QueueInfo
 from semantica.protocol import StatusReply
 
 _WAITING_WORDS = {
+    "dependency": "dependency",
     "run_after": "its start time (--delay / --at)",
     "retry_backoff": "its retry time (backoff after a failed attempt)",
     "queue_paused": "its queue to be resumed (semctl resume)",
@@ -70,6 +71,14 @@ def job_details(job: Job) -> None:
         grid.add_row("waiting for", _waiting(job))
     if job.superseded_by is not None:
         grid.add_row("superseded by", f"job {job.superseded_by}")
+    if job.dependencies:
+        grid.add_row("after", _dependencies(job))
+    if job.dependents:
+        more = job.dependents_count - len(job.dependents)
+        grid.add_row(
+            "dependents",
+            ", ".join(map(str, job.dependents)) + (f" and {more:,} more" if more > 0 else ""),
+        )
     conditions = [
         c for c, on in (("charging", job.require_charging), ("idle CPU", job.require_idle)) if on
     ]
@@ -112,7 +121,19 @@ def _waiting(job: Job) -> str:
     words = _WAITING_WORDS.get(job.waiting_for, job.waiting_for)
     if job.waiting_for in ("run_after", "retry_backoff"):
         words += f", at {_when(job.run_after)}"
+    if job.waiting_for == "dependency" and job.waiting_on:
+        noun = "job" if len(job.waiting_on) == 1 else "jobs"
+        words += f" ({noun} {', '.join(map(str, job.waiting_on))})"
     return words
+
+
+def _dependencies(job: Job) -> str:
+    """``3 (DONE), 4 (QUEUED, any end)``: the jobs it waits for and how they stand."""
+    parts = []
+    for dep in job.dependencies or ():
+        state = "deleted" if dep.state is None else dep.state.value
+        parts.append(f"{dep.id} ({state}{', any end' if dep.mode == 'end' else ''})")
+    return ", ".join(parts)
 
 
 def queue_table(queues: list[QueueInfo]) -> None:
@@ -163,6 +184,8 @@ def status(reply: StatusReply) -> None:
         counts.append_text(
             Text.assemble("  " if i else "", state_cell(state), f" {reply.counts.get(state, 0)}")
         )
+    if reply.waiting_on_dependencies:
+        counts.append(f"  ({reply.waiting_on_dependencies} queued wait for other jobs)")
     parts: list[RenderableType] = [header]
     if reply.draining:
         parts.append(Text(DRAINING, style="bold yellow"))

@@ -47,6 +47,7 @@ from semantica.supervisor.store import (
     Prepared,
     StaleLease,
     check_queue_setting,
+    plan,
     prepare,
 )
 from semantica.supervisor.tracing import NoTracer, Tracer
@@ -113,7 +114,10 @@ class JobLifecycle(ScheduleWrites):
         Raises:
             BadInput: a spec is invalid or names a type no worker can run.
         """
-        return self.add(self.check(specs))
+        planned = plan(self.check(specs))
+        result = self.add(planned.prepared)
+        result.jobs = planned.in_request_order(result.jobs)
+        return result
 
     def check(self, specs: Sequence[JobSpec]) -> list[Prepared]:
         """Check specs for :meth:`add` without writing anything.
@@ -136,12 +140,15 @@ class JobLifecycle(ScheduleWrites):
 
         Raises:
             BadInput: a subject has no generation left (nothing was written).
+            NoSuchJob: a spec waits for a job that does not exist (nothing was written).
         """
         return self.settle_added(self.store.insert(prepared))
 
     def settle_added(self, result: EnqueueResult) -> EnqueueResult:
-        """What follows jobs written: settle what they supersede, count and announce
-        them, wake the workers (or the timer, for jobs due later)."""
+        """What follows jobs written: settle what they supersede (and what that ended
+        down their dependency chains), count and announce them, wake the workers (or
+        the timer, for jobs due later)."""
+        self._settle_cascaded()
         for job_id in result.superseded:
             log.info("job superseded", job_id=job_id, state=JobState.SUPERSEDED.value)
             self._finished_unrun(job_id, JobState.SUPERSEDED, None)
@@ -164,6 +171,7 @@ class JobLifecycle(ScheduleWrites):
             self.scheduler.reschedule(min(later))  # a new deadline
         if result.superseded:
             self.scheduler.deadline_gone()  # a superseded job may have been the next due
+            self.scheduler.wake()  # a job waiting for its end (--after-end) may start
         if any(job.require_charging or job.require_idle for job in new):
             self._on_conditional()
         return result
@@ -174,7 +182,9 @@ class JobLifecycle(ScheduleWrites):
             return False
         log.info("job cancelled", job_id=job_id, state=JobState.CANCELLED.value)
         self._finished_unrun(job_id, JobState.CANCELLED, None)
+        self._settle_cascaded()
         self.scheduler.deadline_gone()  # it may have been the next one due
+        self.scheduler.wake()  # a job waiting for its end (--after-end) may start
         if self.events.watched:
             job = self.store.get(job_id)
             self._announce("cancelled", job_id, job.type, job.state, job.queue, error=job.error)
@@ -188,15 +198,25 @@ class JobLifecycle(ScheduleWrites):
         log.info("asked the job's node to stop it", job_id=job_id, kind=error.kind)
         return True
 
-    def retry(self, job_id: int) -> Job:
-        """FAILED or CANCELLED -> QUEUED with a fresh attempt budget.
+    def retry(self, job_id: int, dependents: bool = False) -> Job:
+        """FAILED or CANCELLED -> QUEUED with a fresh attempt budget; with ``dependents``,
+        the jobs cancelled because of it come back too (one write).
 
         Raises:
             NoSuchJob, BadInput: see :meth:`JobStore.retry`.
         """
-        job = self.store.retry(job_id)
+        back: list[int] = []
+        if dependents:
+            job, back = self.store.retry_with_dependents(job_id)
+        else:
+            job = self.store.retry(job_id)
         log.info("job retried", job_id=job_id, type=job.type, state=job.state.value)
         self._announce("retried", job_id, job.type, job.state, job.queue)
+        for other in back:
+            log.info("job retried", job_id=other, state=JobState.QUEUED.value, after=job_id)
+            if self.events.watched:
+                again = self.store.get(other)
+                self._announce("retried", other, again.type, again.state, again.queue)
         self.scheduler.wake()
         if job.require_charging or job.require_idle:
             self._on_conditional()
@@ -306,6 +326,8 @@ class JobLifecycle(ScheduleWrites):
             self._ended(lease, state, error, duration_s)
         except StaleLease as exc:
             log.warning("stale report ignored", job_id=lease.job_id, reason=str(exc))
+        finally:
+            self._settle_cascaded()
 
     def finished_many(
         self,
@@ -338,6 +360,7 @@ class JobLifecycle(ScheduleWrites):
                     )
                 else:
                     self._ended(lease, JobState.DONE, None, duration_s)
+            self._settle_cascaded()
 
     def worker_lost(
         self, lease: Lease, worker_pid: int, status: int | None, duration_s: float
@@ -428,6 +451,30 @@ class JobLifecycle(ScheduleWrites):
         self.scheduler.wake()
         if state == JobState.QUEUED:
             self.scheduler.reschedule()
+
+    def _settle_cascaded(self) -> None:
+        """Tell of the jobs the store just cancelled because a job they waited for ended
+        badly, as of any cancel: log, waiters, counters, watchers."""
+        cascaded = self.store.take_cascaded()
+        if not cascaded:
+            return
+        if self.metrics is not None:
+            self.metrics.dependency_failed(len(cascaded))
+        for job_id in cascaded:
+            job = self.store.get(job_id) if self.events.watched or self.metrics else None
+            error = None if job is None else job.error
+            self._info(
+                "job cancelled",
+                {
+                    "job_id": job_id,
+                    "state": JobState.CANCELLED.value,
+                    "error_kind": ErrorKind.DEPENDENCY_FAILED.value,
+                    "error_message": "" if error is None else error.message,
+                },
+            )
+            self._finished_unrun(job_id, JobState.CANCELLED, None if job is None else job.type)
+            if job is not None:
+                self._announce("cancelled", job_id, job.type, job.state, job.queue, error=error)
 
     def _finished_unrun(self, job_id: int, state: JobState, type: str | None) -> None:
         """A queued job was cancelled or superseded: waiters, counters."""

@@ -42,6 +42,10 @@ _COMMITS = "semantica_store_commits", "Transactions committed to the job store."
 _WRITES = "semantica_store_writes", "Writes to the job store (several share a commit)."
 _FINISHED = "semantica_jobs_finished", "Jobs that reached a finished state, by type and state."
 _ENQUEUED = "semantica_enqueued", "Jobs added (deduplicated ones not counted)."
+_DEPENDENCY_FAILED = (
+    "semantica_jobs_dependency_failed",
+    "Jobs cancelled because a job they waited for (--after) did not end DONE.",
+)
 _DURATION = "semantica_job_duration_seconds", "How long each attempt ran, whatever its outcome."
 _JOBS = "semantica_jobs", "Jobs in the store by state."
 _WORKERS = "semantica_workers", "Worker processes by state."
@@ -89,6 +93,7 @@ class Metrics(Collector):
         self._slots = {"fired": 0, "skipped": 0, "missed": 0}
         self._finished: dict[tuple[str, str], int] = {}
         self._enqueued = 0
+        self._dependency_failed = 0
         self._buckets = [0] * len(DURATION_BUCKETS)  # attempts per bucket (not cumulative)
         self._duration_sum = 0.0
         self.registry = CollectorRegistry(auto_describe=True)
@@ -117,6 +122,10 @@ class Metrics(Collector):
         key = (type, state.value)
         self._finished[key] = self._finished.get(key, 0) + 1
 
+    def dependency_failed(self, count: int = 1) -> None:
+        """Jobs were cancelled because a job they waited for ended badly."""
+        self._dependency_failed += count
+
     def text(self) -> str:
         """The exposition, as Prometheus scrapes it."""
         return generate_latest(self.registry).decode()
@@ -125,6 +134,7 @@ class Metrics(Collector):
         # Named without reading values: registration must not touch the store or pool.
         yield CounterMetricFamily(*_FINISHED, labels=["type", "state"])
         yield CounterMetricFamily(*_ENQUEUED)
+        yield CounterMetricFamily(*_DEPENDENCY_FAILED)
         yield HistogramMetricFamily(*_DURATION)
         yield GaugeMetricFamily(*_JOBS, labels=["state"])
         yield GaugeMetricFamily(*_WORKERS, labels=["state"])
@@ -142,6 +152,7 @@ class Metrics(Collector):
             finished.add_metric([type_, state], n)
         yield finished
         yield CounterMetricFamily(*_ENQUEUED, value=self._enqueued)
+        yield CounterMetricFamily(*_DEPENDENCY_FAILED, value=self._dependency_failed)
         cumulative = itertools.accumulate(self._buckets)
         yield HistogramMetricFamily(
             *_DURATION,

@@ -32,6 +32,7 @@ def waiting_for(
         now=now,
         on_ac=on_ac,
         idle=idle,
+        unmet=len(job.waiting_on or ()),
     )
 
 
@@ -53,6 +54,9 @@ def explain(
     for job in jobs:
         job.waiting_for = None
         if job.state != JobState.QUEUED:
+            continue
+        if job.waiting_on:
+            job.waiting_for = WaitReason.DEPENDENCY.value  # (the first rule: no facts needed)
             continue
         if known is None and not (job.run_after is not None and job.run_after.timestamp() > now):
             assert callable(blockers)

@@ -6,15 +6,19 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from semantica.models import ErrorKind, JobError, JobSpec
-from semantica.supervisor.store import EnqueueResult, JobStore, prepare
+from semantica.supervisor.store import EnqueueResult, JobStore, plan, prepare
 
 BOOM = JobError(kind=ErrorKind.EXCEPTION.value, message="ValueError: boom")
 STOPPED = JobError(kind=ErrorKind.CANCELLED.value, message="cancelled by the user")
 
 
 def enqueue(store: JobStore, specs: Sequence[JobSpec]) -> EnqueueResult:
-    """Check ``specs`` (BadInput) and insert them in one write, as JobLifecycle.enqueue does."""
-    return store.insert(prepare(specs))
+    """Check ``specs`` (BadInput), resolve their dependencies, and insert them in one
+    write, as JobLifecycle.enqueue does; the jobs in the order of ``specs``."""
+    planned = plan(prepare(specs))
+    result = store.insert(planned.prepared)
+    result.jobs = planned.in_request_order(result.jobs)
+    return result
 
 
 def ts(seconds: float) -> datetime:

@@ -110,6 +110,7 @@ def handle_status(services: Services, request: GetStatus) -> StatusReply:
         store=services.settings.store_shown,
         node=services.node.spec.name,
         nodes=nodes,
+        waiting_on_dependencies=services.store.dependency_waits(),
     )
 
 

@@ -13,7 +13,7 @@ import functools
 import structlog
 import trio
 
-from semantica.errors import BadInput, SemanticaError, StoreError
+from semantica.errors import BadInput, NoSuchJob, SemanticaError, StoreError
 from semantica.models import CancelOutcome, ErrorKind, Job, JobError, JobState
 from semantica.protocol import (
     ENQUEUE_ATOMIC_JOBS,
@@ -29,7 +29,7 @@ from semantica.supervisor.committer import Claims
 from semantica.supervisor.handlers.common import MAX_WAIT_IDS, store_write
 from semantica.supervisor.services import Services
 from semantica.supervisor.slices import Pace
-from semantica.supervisor.store import Prepared
+from semantica.supervisor.store import Prepared, has_refs, plan
 
 log = structlog.get_logger("semantica.jobs")
 
@@ -53,11 +53,34 @@ async def handle_enqueue(services: Services, request: EnqueueLazy) -> Enqueued:
     if not raws:
         raise BadInput("nothing to enqueue")
     prepared: list[Prepared] = []
+    waits: set[int] = set()  # the existing jobs the request's jobs wait for
+    graph = False  # jobs of the request wait for one another (refs)
     pace = Pace(len(raws))
     for start, stop in pace:
         specs = [decode_spec(raws[i], i) for i in range(start, stop)]
-        prepared += services.jobs.check(specs)
+        piece = services.jobs.check(specs)
+        prepared += piece
+        for spec in specs:
+            if spec.after or spec.after_end:
+                waits.update(x for x in (*spec.after, *spec.after_end) if isinstance(x, int))
+        graph = graph or has_refs(piece)
         await pace.rest()
+    planned = None
+    if waits or graph:
+        if graph and len(prepared) > ATOMIC_JOBS:
+            raise BadInput(
+                f"jobs that wait for one another (refs) go in one request of at most "
+                f"{ATOMIC_JOBS} jobs; this one has {len(prepared)}"
+            )
+        # Every job waited for must exist before anything is written (NoSuchJob),
+        # even when the request is written in several slices.
+        if waits:
+            try:
+                services.store.states(sorted(waits))
+            except NoSuchJob as exc:
+                raise NoSuchJob(f"after: {exc.message}") from None
+        planned = plan(prepared)
+        prepared = planned.prepared
     jobs: list[Job] = []
     running_older: list[tuple[int, int]] = []
     claims = Claims(services.committer)
@@ -90,6 +113,8 @@ async def handle_enqueue(services: Services, request: EnqueueLazy) -> Enqueued:
                 f"{exc.message} (the first {start} of the {len(prepared)} jobs of this "
                 "request were added before it; the rest were not)"
             ) from None
+    if planned is not None:
+        jobs = planned.in_request_order(jobs)
     for old_id, new_id in running_older:
         # --supersede-running, once the new jobs are durable: stopping takes up to the
         # grace period; do not hold the reply.
@@ -176,5 +201,7 @@ async def handle_cancel(services: Services, request: Cancel) -> Cancelled:
 
 async def handle_retry(services: Services, request: Retry) -> JobReply:
     """Put a FAILED or CANCELLED job back in the queue with a fresh attempt budget."""
-    job = await store_write(services, lambda: services.jobs.retry(request.id))
+    job = await store_write(
+        services, lambda: services.jobs.retry(request.id, dependents=request.dependents)
+    )
     return JobReply(rid=request.rid, job=services.explain([job])[0])

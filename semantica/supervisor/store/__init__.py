@@ -6,6 +6,7 @@
 * ``records.py``: what a store takes and returns (:class:`Lease`,
   :class:`Prepared`, :class:`EnqueueResult`, ...), and :func:`prepare`, which
   checks specs before they reach a store;
+* ``graph.py``: the dependencies of an enqueue (refs, cycles, insertion order);
 * ``start_rules.py``: when a queued job may start, stated once;
 * ``rows.py``: the jobs table's columns and how a row becomes a Job, for any backend;
 * ``sqlite/``: the SQLite backend, one module per concern;
@@ -28,7 +29,9 @@ from semantica.supervisor.store.contract import (
     StoreReads,
     StoreUpkeep,
 )
+from semantica.supervisor.store.graph import Plan, has_refs, plan
 from semantica.supervisor.store.records import (
+    Edge,
     EnqueueResult,
     Fired,
     Lease,
@@ -95,6 +98,7 @@ __all__ = [
     "BUSY_PATIENCE_S",
     "Blockers",
     "ChangeFeed",
+    "Edge",
     "EnqueueResult",
     "Fired",
     "JobStore",
@@ -103,6 +107,7 @@ __all__ = [
     "NodeInfo",
     "NodeSpec",
     "Page",
+    "Plan",
     "Prepared",
     "SchemaChange",
     "SchemaTooNew",
@@ -110,8 +115,10 @@ __all__ = [
     "StoreReads",
     "StoreUpkeep",
     "check_queue_setting",
+    "has_refs",
     "is_postgres",
     "open_store",
+    "plan",
     "prepare",
     "waiting_reason",
 ]

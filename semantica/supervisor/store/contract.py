@@ -31,6 +31,17 @@ Rules every method keeps:
 
 The start rules (which queued job may start) are stated once, in
 :mod:`~semantica.supervisor.store.start_rules`; a backend's lease applies them.
+
+Dependencies (``after``, ``after_end``; the rules in
+:mod:`~semantica.supervisor.store.dependencies`): a job that waits for other jobs
+stays QUEUED and is never leased until each has ended as it needs. **Every end of
+a job** (complete, fail to FAILED, cancel running or queued, supersede) resolves,
+in the same transaction, the jobs waiting for it: DONE (or any end, for
+``after_end``) lets them go on; any other end CANCELs them (``dependency_failed``,
+naming the job and its end), and so on down the chain. The store keeps the jobs
+it so ended for :meth:`JobStore.take_cascaded`, so that the supervisor tells their
+waiters as of any cancel; a store shared by several nodes also says ``ends`` on
+its feed. A job without dependencies costs no statement more to enqueue or lease.
 """
 
 from __future__ import annotations
@@ -112,11 +123,18 @@ class StoreReads(Protocol):
         ...
 
     def get(self, job_id: int) -> Job:
-        """One job.
+        """One job, with the jobs it waits for (``dependencies``, each with its state
+        now) and those waiting for it (``dependents``, the first DEPENDENTS_SHOWN, and
+        ``dependents_count``). Every read of a QUEUED job says which jobs it still waits
+        for (``waiting_on``); lists leave the other two empty.
 
         Raises:
             NoSuchJob: no job has this id.
         """
+        ...
+
+    def dependency_waits(self) -> int:
+        """How many QUEUED jobs wait for other jobs (cheap: an index of those alone)."""
         ...
 
     def get_many(self, job_ids: Iterable[int]) -> JobsList:
@@ -304,8 +322,17 @@ class JobStore(StoreReads, Protocol):
         Ids grow in the order jobs are added. A queue a job names is known from
         then on (:meth:`queue_known`).
 
+        A spec's ``edges`` (resolved by ``graph.plan``: a job id, or the place of an
+        earlier spec of this call) are added with it, each as the job waited for
+        stands now: a job waits (``waiting_on``) for those not yet ended as it
+        needs; if one already ended badly, it is added CANCELLED at once
+        (``dependency_failed``) and is among :meth:`take_cascaded`'s jobs. A
+        deduplicated spec adds no edge. Jobs superseded here resolve their
+        dependents as any end does.
+
         Raises:
             BadInput: a subject has no generation left; nothing was added.
+            NoSuchJob: a job waited for does not exist; nothing was added.
         """
         ...
 
@@ -400,16 +427,40 @@ class JobStore(StoreReads, Protocol):
     def retry(self, job_id: int) -> Job:
         """FAILED or CANCELLED -> QUEUED now, with a fresh attempt budget; the job after.
 
-        The last error stays until the next attempt ends.
+        The last error stays until the next attempt ends. A job that waits for
+        other jobs waits again for those not DONE (or not ended, for
+        ``after_end``) now.
 
         A job with a subject is not retried once a newer generation of its
-        ``(type, subject)`` is queued, running or DONE.
+        ``(type, subject)`` is queued, running or DONE; nor is a job while a job
+        it waits for (``after``) ended FAILED, CANCELLED or SUPERSEDED (the error
+        says which, and ``retry ID --dependents`` of it).
 
         Raises:
             NoSuchJob: no such job.
             BadInput: the job is not FAILED or CANCELLED, or a newer generation
-                is queued, running or done (nothing changed).
+                is queued, running or done, or a job it waits for ended badly
+                (nothing changed).
         """
+        ...
+
+    def retry_with_dependents(self, job_id: int) -> tuple[Job, list[int]]:
+        """:meth:`retry`, and in the same transaction the jobs CANCELLED because of it
+        (``dependency_failed``) come back QUEUED, waiting for it, and so on down the
+        chain; their error of that cancel is cleared. A job that also waits for another
+        job that ended badly, and is not brought back with them, stays as it is.
+        Returns the job and the ids brought back (nearest first).
+
+        Raises:
+            NoSuchJob, BadInput: as :meth:`retry` (nothing changed).
+        """
+        ...
+
+    def take_cascaded(self) -> list[int]:
+        """The jobs this store ended because a job they waited for ended (CANCELLED,
+        ``dependency_failed``), by any write since the last call, in the order they
+        ended; each once. The caller tells their waiters, logs and counts them as any
+        cancel. A write that was undone added none."""
         ...
 
     def set_queue(

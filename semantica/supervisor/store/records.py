@@ -30,8 +30,18 @@ class StaleLease(StoreError):
     code = "stale_lease"
 
 
+class Edge(msgspec.Struct, frozen=True, gc=False):
+    """A job a prepared job waits for: a job id, or (``local``) the place of another job
+    of the same insert, earlier in it; ``mode`` a :class:`~semantica.models.DependencyMode`."""
+
+    target: int
+    mode: str
+    local: bool = False
+
+
 class Prepared(msgspec.Struct, frozen=True, gc=False):
-    """A spec checked by :func:`prepare`, with its payload as JSON text.
+    """A spec checked by :func:`prepare`, with its payload as JSON text, and the jobs it
+    waits for resolved (``graph.plan``; empty: it waits for none).
 
     (Not a tuple: a big request holds 100,000 of them, which Python's cyclic
     GC would walk in every full collection; these it does not track.)
@@ -39,6 +49,7 @@ class Prepared(msgspec.Struct, frozen=True, gc=False):
 
     spec: JobSpec
     payload: str
+    edges: tuple[Edge, ...] = ()
 
 
 _json_encode = msgspec.json.encode
@@ -65,7 +76,11 @@ def prepare(specs: Sequence[JobSpec]) -> list[Prepared]:
 
 
 class EnqueueResult(msgspec.Struct):
-    """What an enqueue did: the jobs (new or deduplicated) and the jobs it replaced."""
+    """What an enqueue did: the jobs (new or deduplicated) and the jobs it replaced.
+
+    A new job that waits for a job already ended badly is in ``jobs`` as CANCELLED
+    (``dependency_failed``), and among the store's cascaded ends (``take_cascaded``).
+    """
 
     jobs: list[Job] = msgspec.field(default_factory=list)
     superseded: list[int] = msgspec.field(default_factory=list)  # QUEUED -> SUPERSEDED

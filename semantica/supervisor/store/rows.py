@@ -34,17 +34,33 @@ def ts(value: float | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, UTC)
 
 
+#: The jobs a queued job still waits for, as text (``3,4``), or NULL: SQLite's expression
+#: (a backend without group_concat gives its own to :func:`columns`). The job's count of
+#: unmet dependencies is read first, so a job that waits for none costs no lookup.
+WAITING_ON = (
+    "CASE WHEN deps_unmet > 0 THEN (SELECT group_concat(after_id) FROM job_deps "
+    "WHERE job_deps.job_id = id AND status = 'waiting') END"
+)
+
+
 # The messages are read in part: a row stored before the caps (a 24 MB error,
 # say) is cut on the way out (see job_from_row), and only its beginning is copied.
 def columns(
-    error_chars: int, progress_chars: int, *, bodies: bool = True, node: str = "NULL"
+    error_chars: int,
+    progress_chars: int,
+    *,
+    bodies: bool = True,
+    node: str = "NULL",
+    waits: str = WAITING_ON,
 ) -> str:
     """The columns a Job is read from (see :func:`job_from_row`), in its order.
 
     The texts a job may make long are read at most ``error_chars`` and
     ``progress_chars`` + 1 characters (the + 1 shows they were longer);
     without ``bodies``, no payload nor result (rows for a view). ``node``: the
-    expression of the name of the node running the job (a backend with nodes).
+    expression of the name of the node running the job (a backend with nodes);
+    ``waits``: of the ids it still waits for, as comma-separated text (see
+    :data:`WAITING_ON`).
     """
     return ", ".join(
         [
@@ -59,6 +75,7 @@ def columns(
             f"substr(progress_message,1,{progress_chars + 1})",
             node,
             "schedule, slot",
+            waits,
         ]
     )
 
@@ -67,10 +84,10 @@ JOB_COLUMNS = columns(ERROR_MESSAGE_MAX, PROGRESS_MESSAGE_MAX)
 PRIORITY = JOB_COLUMNS.split(", ").index("priority")
 
 
-def row_columns(cut: int, node: str = "NULL") -> str:
+def row_columns(cut: int, node: str = "NULL", waits: str = WAITING_ON) -> str:
     """:data:`JOB_COLUMNS` for a row of a view (top): no payload nor result, and the
     texts a job may make long read at most ``cut + 1`` characters (see :func:`cut_row`)."""
-    return columns(cut, cut, bodies=False, node=node)
+    return columns(cut, cut, bodies=False, node=node, waits=waits)
 
 
 def _cut(text: str, cut: int) -> str:
@@ -158,6 +175,7 @@ def job_from_row(row: Sequence[Any]) -> Job:
         node,
         schedule,
         slot,
+        waits,
     ) = row
     state = JobState(state)
     return Job(
@@ -192,6 +210,9 @@ def job_from_row(row: Sequence[Any]) -> Job:
         else _read_cut(progress_message, PROGRESS_MESSAGE_MAX, "progress"),
         schedule=schedule,
         slot=ts(slot),
+        waiting_on=sorted(map(int, waits.split(",")))
+        if waits and state == JobState.QUEUED
+        else None,
     )
 
 

@@ -3,12 +3,13 @@
 A QUEUED job starts when a worker is free and none of these holds it back,
 checked in this order (the first that applies is the job's ``waiting_for``):
 
-1. its start time (``--delay``, ``--at``, a retry's backoff) has not come;
-2. its queue is paused;
-3. its queue runs as many jobs as its limit allows;
-4. another job of its ``(type, subject)`` runs;
-5. it requires charging and the machine is on battery;
-6. it requires an idle CPU and the CPU is busy.
+1. a job it waits for (``--after``, ``--after-end``) has not ended as it must;
+2. its start time (``--delay``, ``--at``, a retry's backoff) has not come;
+3. its queue is paused;
+4. its queue runs as many jobs as its limit allows;
+5. another job of its ``(type, subject)`` runs;
+6. it requires charging and the machine is on battery;
+7. it requires an idle CPU and the CPU is busy.
 
 Among the jobs nothing holds back, the highest priority starts first, then the
 oldest (lowest id).
@@ -58,12 +59,16 @@ def waiting_reason(
     now: float,
     on_ac: bool,
     idle: bool,
+    unmet: int = 0,
 ) -> WaitReason | None:
     """The first reason a QUEUED job cannot start now, or None (it may start).
 
     ``failed_before``: an earlier attempt failed, so a start time still to come
-    is a retry's backoff rather than a ``--delay``.
+    is a retry's backoff rather than a ``--delay``. ``unmet``: how many of the jobs
+    it waits for have not ended as it needs (the store counts them on the job).
     """
+    if unmet:
+        return WaitReason.DEPENDENCY
     if run_after is not None and run_after > now:
         return WaitReason.RETRY_BACKOFF if failed_before else WaitReason.RUN_AFTER
     if queue in blockers.paused:
@@ -81,8 +86,9 @@ def waiting_reason(
 
 
 #: A queued job a lease may take, as a backend read it: ``(-priority, id, type,
-#: subject, queue, run_after, require_charging, require_idle)`` (sorted: start order).
-Candidate = tuple[int, int, str, str | None, str, float, bool, bool]
+#: subject, queue, run_after, require_charging, require_idle, unmet dependencies)``
+#: (sorted: start order).
+Candidate = tuple[int, int, str, str | None, str, float, bool, bool, int]
 
 
 def pick(
@@ -94,7 +100,7 @@ def pick(
     for candidate in sorted(candidates):
         if len(picked) == count:
             break
-        _, _, type_, subject, queue, run_after, charging, idle_ = candidate
+        _, _, type_, subject, queue, run_after, charging, idle_, unmet = candidate
         reason = waiting_reason(
             queue=queue,
             type=type_,
@@ -107,6 +113,7 @@ def pick(
             now=now,
             on_ac=on_ac,
             idle=idle,
+            unmet=unmet,
         )
         if reason is None:
             facts.started(queue, type_, subject)

@@ -20,8 +20,8 @@ from semantica.errors import BadInput
 from semantica.models import GENERATION_MAX, Job, JobSpec, JobState, check_transition
 from semantica.supervisor.store.postgres.changes import notify
 from semantica.supervisor.store.postgres.connection import PGConnection
-from semantica.supervisor.store.postgres.rows import JOB_COLUMNS
-from semantica.supervisor.store.records import EnqueueResult, Prepared
+from semantica.supervisor.store.postgres.rows import EDGES, JOB_COLUMNS
+from semantica.supervisor.store.records import Edge, EnqueueResult, Prepared
 from semantica.supervisor.store.rows import (
     job_from_row,
     new_job,
@@ -53,7 +53,10 @@ SUBJECT_LOCKS = 0x53554200
 
 class PGEnqueue(PGConnection):
     """Adding jobs: plain ones many rows a statement, those with a subject one by one
-    under the generation rules (dedup, supersede), all in one transaction."""
+    under the generation rules (dedup, supersede), all in one transaction; those that
+    wait for other jobs one by one, each after the jobs it waits for."""
+
+    _cascaded: list[int]
 
     def insert(self, prepared: Sequence[Prepared]) -> EnqueueResult:
         """Insert prepared jobs, all in one transaction (all or none); see the contract.
@@ -66,8 +69,9 @@ class PGEnqueue(PGConnection):
         for item in prepared:
             spec, payload, at = item.spec, item.payload, item.spec.at
             run_after = at.timestamp() if at is not None else now + (spec.delay or 0.0)
-            rows.append((spec, payload, run_after))
+            rows.append((spec, payload, run_after, item.edges))
         result = EnqueueResult()
+        cascaded: list[int] = []
         created_at = datetime.fromtimestamp(now, UTC)
         added: dict[int, list[Job]] = {}
         with self.transaction() as conn:
@@ -77,7 +81,7 @@ class PGEnqueue(PGConnection):
                     "INSERT INTO queues (name) SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING",
                     (names,),
                 )
-            subjects = sorted({(s.type, s.subject) for s, _, _ in rows if s.subject is not None})
+            subjects = sorted({(s.type, s.subject) for s, _, _, _ in rows if s.subject is not None})
             if subjects:
                 conn.execute(
                     "SELECT count(pg_advisory_xact_lock(%s, hashtext(t || chr(1) || s))) "
@@ -85,12 +89,20 @@ class PGEnqueue(PGConnection):
                     (SUBJECT_LOCKS, [t for t, _ in subjects], [s for _, s in subjects]),
                 )
             plain: list[tuple[JobSpec, str, float]] = []
-            for spec, payload, run_after in rows:
-                if spec.subject is None:
+            for spec, payload, run_after, edges in rows:
+                if spec.subject is None and not edges:
                     plain.append((spec, payload, run_after))
                     continue
                 self._insert_plain(conn, plain, now, created_at, result)
                 plain = []
+                if spec.subject is None:
+                    (job_id,) = conn.execute(
+                        _INSERT_ONE, _one_args(spec, None, payload, now, run_after)
+                    ).fetchone() or (0,)
+                    job = new_job(job_id, spec, None, payload, now, created_at, run_after)
+                    _wait_for(conn, job, edges, result, now, cascaded)
+                    result.jobs.append(job)
+                    continue
                 generation = spec.generation
                 live = self._live_generation(conn, spec, generation)
                 if live is not None:
@@ -116,11 +128,19 @@ class PGEnqueue(PGConnection):
                 ).fetchone() or (0,)
                 self._supersede_older(conn, spec, generation, job_id, now, result, added)
                 job = new_job(job_id, spec, generation, payload, now, created_at, run_after)
+                if edges:
+                    _wait_for(conn, job, edges, result, now, cascaded)
                 added[job_id] = [job]
                 result.jobs.append(job)
             self._insert_plain(conn, plain, now, created_at, result)
+            if result.superseded:
+                ended = [(job_id, JobState.SUPERSEDED.value) for job_id in result.superseded]
+                cascaded += EDGES.resolve(conn, ended, now)
             if result.jobs and any(not job.deduplicated for job in result.jobs):
                 notify(conn, "jobs")
+            if cascaded:
+                notify(conn, "ends")
+        self._cascaded += cascaded
         return result
 
     @staticmethod
@@ -196,6 +216,24 @@ class PGEnqueue(PGConnection):
             notify(conn, "ends")
         if spec.supersede_running:
             result.running_older.extend((old_id, job_id) for old_id in running)
+
+
+def _wait_for(
+    conn: psycopg.Connection[Any],
+    job: Job,
+    edges: Sequence[Edge],
+    result: EnqueueResult,
+    now: float,
+    cascaded: list[int],
+) -> None:
+    """Give the new ``job`` its edges (a local one names the place of a job of this
+    insert, already in ``result.jobs``); cancel it at once if a job it waits for
+    already ended badly."""
+    targets = [
+        (result.jobs[edge.target].id if edge.local else edge.target, edge.mode) for edge in edges
+    ]
+    if not EDGES.add(conn, job, targets, now):
+        cascaded.append(job.id)
 
 
 def _one_args(

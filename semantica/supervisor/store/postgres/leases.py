@@ -84,15 +84,16 @@ _LOCK_QUEUES = (
 # node), and its next jobs that nothing holds back now, best first.
 _CANDIDATES = (
     _DUE_QUEUES + "SELECT q.name, q.cap, q.running, c.priority, c.id, c.type, c.subject, "
-    "c.run_after, c.require_charging, c.require_idle FROM ("
+    "c.run_after, c.require_charging, c.require_idle, c.deps_unmet FROM ("
     "  SELECT n AS name, coalesce(s.max_running, 0) AS cap, "
     "  (SELECT count(*) FROM jobs AS r WHERE r.state = 'RUNNING' AND r.queue = n) AS running "
     "  FROM (SELECT name AS n FROM live WHERE name IS NOT NULL) AS l "
     "  LEFT JOIN queues AS s ON s.name = n "
     "  WHERE NOT coalesce(s.paused, false)) AS q "
     "CROSS JOIN LATERAL (SELECT j.priority, j.id, j.type, j.subject, j.run_after, "
-    "  j.require_charging, j.require_idle FROM jobs AS j "
+    "  j.require_charging, j.require_idle, j.deps_unmet FROM jobs AS j "
     "  WHERE j.state = 'QUEUED' AND j.queue = q.name AND j.run_after <= %(now)s "
+    "  AND j.deps_unmet = 0 "
     "  AND (q.cap = 0 OR q.running < q.cap) "
     "  AND (j.subject IS NULL OR NOT EXISTS (SELECT 1 FROM jobs AS r WHERE r.type = j.type "
     "       AND r.subject = j.subject AND r.state = 'RUNNING')) "
@@ -221,9 +222,14 @@ def _pick(
         return []
     facts = Blockers()
     candidates: list[Candidate] = []
-    for queue, cap, running, priority, job_id, type_, subject, run_after, charging, idle_ in rows:
+    for row in rows:
+        queue, cap, running, priority, job_id, type_, subject, run_after, charging, idle_, unmet = (
+            row
+        )
         facts.limits[queue], facts.running_per_queue[queue] = cap, running
-        candidates.append((-priority, job_id, type_, subject, queue, run_after, charging, idle_))
+        candidates.append(
+            (-priority, job_id, type_, subject, queue, run_after, charging, idle_, unmet)
+        )
     return pick(candidates, facts, count, now, on_ac, idle)
 
 

@@ -14,11 +14,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from semantica.errors import NoSuchJob
-from semantica.models import ErrorKind, Job, JobError, JobState, check_transition
+from semantica.models import TERMINAL_STATES, ErrorKind, Job, JobError, JobState, check_transition
 from semantica.supervisor.store.contract import Ends
 from semantica.supervisor.store.postgres.changes import notify, notifying
 from semantica.supervisor.store.postgres.connection import PGConnection
-from semantica.supervisor.store.postgres.rows import JOB_COLUMNS, clean, rows_by_id
+from semantica.supervisor.store.postgres.rows import EDGES, JOB_COLUMNS, clean, rows_by_id
 from semantica.supervisor.store.records import Lease, StaleLease
 from semantica.supervisor.store.rows import check_id, check_newest, check_retryable, job_from_row
 
@@ -37,7 +37,20 @@ _COMPLETE = notifying(
 
 class PGMoves(PGConnection):
     """Ending attempts (done, failed, cancelled, interrupted, given back), cancelling
-    queued jobs and retrying ended ones."""
+    queued jobs and retrying ended ones.
+
+    Every end resolves, in its own transaction, the edges of the jobs that wait for
+    the job that ended (``store/edges.py``: a statement after the end's, so that it
+    sees an edge another node added while the end waited for its lock); the jobs
+    that cancels are kept for :meth:`take_cascaded`.
+    """
+
+    _cascaded: list[int]
+
+    def take_cascaded(self) -> list[int]:
+        """The jobs ended by a dependency's end since the last call (see the contract)."""
+        cascaded, self._cascaded = self._cascaded, []
+        return cascaded
 
     def complete_many(self, ends: Ends) -> list[Lease]:
         """RUNNING -> DONE for each (lease, result, start), in one statement; returns the
@@ -46,6 +59,7 @@ class PGMoves(PGConnection):
         if not ends:
             return []
         now = self.clock.time()
+        cascaded: list[int] = []
         with self.transaction() as conn:
             cur = conn.execute(
                 _COMPLETE,
@@ -57,7 +71,11 @@ class PGMoves(PGConnection):
                     [min(start, now) for _, _, start in ends],
                 ),
             )
-        done = set(cur.fetchall())
+            done = set(cur.fetchall())
+            if done:
+                ended = [(job_id, JobState.DONE.value) for job_id, _ in done]
+                cascaded = EDGES.resolve(conn, ended, now)
+        self._cascaded += cascaded
         return [lease for lease, _, _ in ends if (lease.job_id, lease.lease_id) not in done]
 
     def complete(self, lease: Lease, result: bytes | None, start: float = 0.0) -> None:
@@ -81,6 +99,7 @@ class PGMoves(PGConnection):
     def cancel_queued(self, job_id: int, message: str) -> bool:
         """QUEUED -> CANCELLED; False (and nothing changed) if the job is not QUEUED."""
         check_transition(JobState.QUEUED, JobState.CANCELLED)
+        now = self.clock.time()
         with self.transaction() as conn:
             cur = conn.execute(
                 notifying(
@@ -88,9 +107,13 @@ class PGMoves(PGConnection):
                     "error_message = %s WHERE id = %s AND state = 'QUEUED' RETURNING id",
                     "ends",
                 ),
-                (self.clock.time(), ErrorKind.CANCELLED.value, clean(message), job_id),
+                (now, ErrorKind.CANCELLED.value, clean(message), job_id),
             )
-        return bool(cur.fetchall())
+            if not cur.fetchall():
+                return False
+            cascaded = EDGES.resolve(conn, [(job_id, JobState.CANCELLED.value)], now)
+        self._cascaded += cascaded
+        return True
 
     def cancel_running(self, lease: Lease, error: JobError) -> None:
         """RUNNING -> CANCELLED with ``error``.
@@ -112,8 +135,21 @@ class PGMoves(PGConnection):
         Raises:
             NoSuchJob: no such job.
             BadInput: the job is not FAILED or CANCELLED, or a newer generation
-                is queued, running or done (nothing changed).
+                is queued, running or done, or a job it waits for ended badly
+                (nothing changed).
         """
+        return self._retry(job_id, dependents=False)[0]
+
+    def retry_with_dependents(self, job_id: int) -> tuple[Job, list[int]]:
+        """:meth:`retry`, and the jobs cancelled because of this one back too (see the
+        contract); the job, and their ids.
+
+        Raises:
+            NoSuchJob, BadInput: as :meth:`retry`.
+        """
+        return self._retry(job_id, dependents=True)
+
+    def _retry(self, job_id: int, dependents: bool) -> tuple[Job, list[int]]:
         check_id(job_id)
         with self.transaction() as conn:
             row = conn.execute(
@@ -133,14 +169,18 @@ class PGMoves(PGConnection):
                     (type_, subject, generation),
                 ).fetchone()
                 check_newest(job_id, subject, generation, newer)
+            EDGES.check_retry(conn, job_id)
+            below = EDGES.cancelled_below(conn, job_id) if dependents else []
+            now = self.clock.time()
             conn.execute(
                 "UPDATE jobs SET state = 'QUEUED', attempts = 0, run_after = %s, "
                 "finished_at = NULL, worker_pid = NULL WHERE id = %s AND state = %s",
-                (self.clock.time(), job_id, state.value),
+                (now, job_id, state.value),
             )
+            EDGES.revive(conn, [job_id, *below], now)
             notify(conn, "jobs")
             (job,) = rows_by_id(conn, [job_id], JOB_COLUMNS)
-        return job_from_row(job)
+        return job_from_row(job), below
 
     def fail(self, lease: Lease, error: JobError, retry_at: float | None) -> JobState:
         """End an attempt with ``error``: back to QUEUED at ``retry_at``, or FAILED if None.
@@ -208,6 +248,7 @@ class PGMoves(PGConnection):
         check_transition(JobState.RUNNING, dst)
         assignments = ", ".join(f"{column} = %s" for column in sets)
         kinds = ("ends", "jobs") if dst == JobState.QUEUED else ("ends",)
+        cascaded: list[int] = []
         with self.transaction() as conn:
             moved = conn.execute(
                 notifying(
@@ -219,3 +260,6 @@ class PGMoves(PGConnection):
             ).fetchall()
             if not moved:
                 raise StaleLease(f"job {lease.job_id} is not running under lease {lease.lease_id}")
+            if dst in TERMINAL_STATES:
+                cascaded = EDGES.resolve(conn, [(lease.job_id, dst.value)], self.clock.time())
+        self._cascaded += cascaded

@@ -16,7 +16,7 @@ from semantica.models import Job, JobState
 from semantica.supervisor.store.contract import JobsList
 from semantica.supervisor.store.postgres.connection import PGConnection, reads
 from semantica.supervisor.store.postgres.leases import QUEUED_QUEUES
-from semantica.supervisor.store.postgres.rows import JOB_COLUMNS, rows_by_id, view_columns
+from semantica.supervisor.store.postgres.rows import EDGES, JOB_COLUMNS, rows_by_id, view_columns
 from semantica.supervisor.store.records import Page
 from semantica.supervisor.store.rows import (
     PRIORITY,
@@ -34,20 +34,22 @@ class PGReads(PGConnection):
 
     @reads
     def get(self, job_id: int) -> Job:
-        """One job.
+        """One job, with its dependencies and dependents.
 
         Raises:
             NoSuchJob: no job has this id.
         """
         check_id(job_id)
-        row = (
-            self._live()
-            .execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = %s", (job_id,))
-            .fetchone()
-        )
+        conn = self._live()
+        row = conn.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = %s", (job_id,)).fetchone()
         if row is None:
             raise NoSuchJob(f"no job {job_id}")
-        return job_from_row(row)
+        return EDGES.describe(conn, job_from_row(row))
+
+    @reads
+    def dependency_waits(self) -> int:
+        """How many QUEUED jobs wait for other jobs (``status``)."""
+        return EDGES.waiting_count(self._live())
 
     @reads
     def get_many(self, job_ids: Iterable[int]) -> list[Job]:

@@ -10,17 +10,30 @@ import psycopg
 
 from semantica.errors import NoSuchJob
 from semantica.limits import ERROR_MESSAGE_MAX, PROGRESS_MESSAGE_MAX
+from semantica.supervisor.store.edges import Dialect, Edges
+from semantica.supervisor.store.postgres.changes import notify
 from semantica.supervisor.store.rows import check_id, columns, row_columns
 
 #: The name of the node running a job (the name its node registered with).
 NODE_NAME = "(SELECT n.name FROM nodes AS n WHERE n.id = node_id)"
+#: The jobs a queued job still waits for, as ``3,4`` (store/rows.py's WAITING_ON).
+WAITING_ON = (
+    "CASE WHEN deps_unmet > 0 THEN (SELECT string_agg(after_id::text,',') FROM job_deps "
+    "WHERE job_deps.job_id = id AND status = 'waiting') END"
+)
 #: The columns a Job is read from here: store/rows.py's, with its node's name.
-JOB_COLUMNS = columns(ERROR_MESSAGE_MAX, PROGRESS_MESSAGE_MAX, node=NODE_NAME)
+JOB_COLUMNS = columns(ERROR_MESSAGE_MAX, PROGRESS_MESSAGE_MAX, node=NODE_NAME, waits=WAITING_ON)
+
+
+#: Dependency edges in PostgreSQL's SQL. The jobs waited for are read FOR SHARE when an
+#: edge is added: an end of one of them on another node waits for the edge's commit, and
+#: its resolution (a statement after its own) then sees the edge.
+EDGES = Edges(Dialect("%s", "= ANY(%s::bigint[])", list, "FOR SHARE", notify))
 
 
 def view_columns(cut: int) -> str:
     """store/rows.py's ``row_columns``, with the node's name."""
-    return row_columns(cut, NODE_NAME)
+    return row_columns(cut, NODE_NAME, WAITING_ON)
 
 
 def clean(text: str) -> str:

@@ -69,6 +69,7 @@ class PostgresStore(PGLeases, PGMoves, PGEnqueue, PGReads, PGQueues, PGLogBook, 
         self._deadline = deadline
         self._node, self._node_spec, self._taken_over = None, node, 0
         self._last_start = 0.0
+        self._cascaded: list[int] = []  # jobs ended by a dependency's end (take_cascaded)
         self._setup(dsn, clock or SystemClock(), deadline)
         try:
             with self._call("cannot open the job store") as conn:

@@ -73,11 +73,15 @@ class PGUpkeep:
     def delete_finished(self, before: float, batch: int = 500) -> list[int]:
         """Delete up to ``batch`` finished jobs that ended before ``before``, in one short
         transaction; their ids (fewer than ``batch``: no more)."""
+        # Their dependency edges go with them, both ways, in the same statement.
         rows = self._run(
             "deleting old jobs failed",
-            "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs "
+            "WITH gone AS (DELETE FROM jobs WHERE id IN (SELECT id FROM jobs "
             f"WHERE finished_at < %s AND state IN {FINISHED_STATES_SQL} "
-            "LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING id",
+            "LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING id), "
+            "edges AS (DELETE FROM job_deps WHERE job_id IN (SELECT id FROM gone) "
+            "OR after_id IN (SELECT id FROM gone)) "
+            "SELECT id FROM gone",
             (before, batch),
         )
         if rows and self._conn.info.server_version >= 150000:

@@ -14,7 +14,7 @@ from typing import Any
 
 from semantica.errors import BadInput
 from semantica.models import GENERATION_MAX, Job, JobSpec, JobState, check_transition
-from semantica.supervisor.store.records import EnqueueResult, Prepared
+from semantica.supervisor.store.records import Edge, EnqueueResult, Prepared
 from semantica.supervisor.store.rows import (
     JOB_COLUMNS,
     job_from_row,
@@ -23,7 +23,7 @@ from semantica.supervisor.store.rows import (
     queued_and_running,
 )
 from semantica.supervisor.store.sqlite.connection import SQLiteConnection
-from semantica.supervisor.store.sqlite.rows import IDS_IN_JSON, json_ids
+from semantica.supervisor.store.sqlite.rows import EDGES, IDS_IN_JSON, json_ids
 
 _INSERT_COLUMNS = (
     "type, queue, subject, generation, priority, state, payload, max_attempts, timeout_s, "
@@ -72,7 +72,10 @@ def _insert_args(
 
 class SQLiteEnqueue(SQLiteConnection):
     """Adding jobs: plain ones many rows a statement, those with a subject one by one
-    under the generation rules (dedup, supersede), all in one transaction."""
+    under the generation rules (dedup, supersede), all in one transaction; those that
+    wait for other jobs one by one, each after the jobs it waits for."""
+
+    _cascaded: list[int]
 
     def insert(self, prepared: Sequence[Prepared]) -> EnqueueResult:
         """Insert prepared jobs, all in one transaction (all or none).
@@ -98,8 +101,9 @@ class SQLiteEnqueue(SQLiteConnection):
         for item in prepared:
             spec, payload, at = item.spec, item.payload, item.spec.at
             run_after = at.timestamp() if at is not None else now + (spec.delay or 0.0)
-            rows.append((spec, payload, run_after))
+            rows.append((spec, payload, run_after, item.edges))
         result = EnqueueResult()
+        cascaded: list[int] = []
         created_at = datetime.fromtimestamp(now, UTC)
         # This batch's jobs with a subject (an id may come twice), for supersedes among them.
         added: dict[int, list[Job]] = {}
@@ -109,13 +113,23 @@ class SQLiteEnqueue(SQLiteConnection):
                 [(name,) for name in {item.spec.queue for item in prepared}],
             )
             plain: list[tuple[JobSpec, str, float]] = []  # no subject: inserted together
-            for spec, payload, run_after in rows:
-                if spec.subject is None:
+            for spec, payload, run_after, edges in rows:
+                if spec.subject is None and not edges:
                     plain.append((spec, payload, run_after))
                     continue
-                # The generation rules see every spec before this one: insert those first.
+                # The generation rules (and the jobs waited for) see every spec before
+                # this one: insert those first.
                 self._insert_plain(conn, plain, now, created_at, result)
                 plain = []
+                if spec.subject is None:
+                    (job_id,) = conn.execute(
+                        f"INSERT INTO jobs ({_INSERT_COLUMNS}) VALUES {_INSERT_ROW} RETURNING id",
+                        _insert_args(spec, None, payload, now, run_after),
+                    ).fetchone()
+                    job = new_job(job_id, spec, None, payload, now, created_at, run_after)
+                    self._wait_for(conn, job, edges, result, now, cascaded)
+                    result.jobs.append(job)
+                    continue
                 generation = spec.generation
                 live = self._live_generation(conn, spec, generation)
                 if live is not None:
@@ -141,10 +155,35 @@ class SQLiteEnqueue(SQLiteConnection):
                 ).fetchone()
                 self._supersede_older(conn, spec, generation, job_id, now, result, added)
                 job = new_job(job_id, spec, generation, payload, now, created_at, run_after)
+                if edges:
+                    self._wait_for(conn, job, edges, result, now, cascaded)
                 added[job_id] = [job]
                 result.jobs.append(job)
             self._insert_plain(conn, plain, now, created_at, result)
+            if result.superseded:
+                ended = [(job_id, JobState.SUPERSEDED.value) for job_id in result.superseded]
+                cascaded += EDGES.resolve(conn, ended, now)
+        self._cascaded += cascaded
         return result
+
+    @staticmethod
+    def _wait_for(
+        conn: sqlite3.Connection,
+        job: Job,
+        edges: Sequence[Edge],
+        result: EnqueueResult,
+        now: float,
+        cascaded: list[int],
+    ) -> None:
+        """Give the new ``job`` its edges (a local one names the place of a job of this
+        insert, which is already in ``result.jobs``); cancel it at once if a job it
+        waits for already ended badly."""
+        targets = [
+            (result.jobs[edge.target].id if edge.local else edge.target, edge.mode)
+            for edge in edges
+        ]
+        if not EDGES.add(conn, job, targets, now):
+            cascaded.append(job.id)
 
     def _insert_plain(
         self,

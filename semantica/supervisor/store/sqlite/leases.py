@@ -40,12 +40,13 @@ _QUEUE_ROOM = (
     "FROM live LEFT JOIN queues AS q ON q.name = live.name "
     "WHERE live.name IS NOT NULL AND coalesce(q.paused, 0) = 0"
 )
-# The next jobs of one queue that may start now: due, subject free, conditions met; best
-# first. (A narrowing, as an index: _startable decides each with the start rules.)
+# The next jobs of one queue that may start now: due, waiting for no job, subject free,
+# conditions met; best first. (A narrowing, as an index: _startable decides each with
+# the start rules.)
 _NEXT_IN_QUEUE = (
     "SELECT j.priority, j.id, j.type, j.subject, j.run_after, j.require_charging, "
-    "j.require_idle FROM jobs AS j INDEXED BY jobs_queue_ready "
-    "WHERE j.state = 'QUEUED' AND j.queue = ? AND j.run_after <= ? "
+    "j.require_idle, j.deps_unmet FROM jobs AS j INDEXED BY jobs_queue_ready "
+    "WHERE j.state = 'QUEUED' AND j.queue = ? AND j.run_after <= ? AND j.deps_unmet = 0 "
     "AND (j.subject IS NULL OR NOT EXISTS (SELECT 1 FROM jobs AS r WHERE r.type = j.type "
     "     AND r.subject = j.subject AND r.state = 'RUNNING')) "
     "AND (j.require_charging = 0 OR ?) AND (j.require_idle = 0 OR ?) "
@@ -136,11 +137,11 @@ class SQLiteLeases(SQLiteMigrations):
             if cap and running >= cap:
                 continue
             facts.limits[queue], facts.running_per_queue[queue] = cap, running
-            for priority, job_id, type_, subject, run_after, charging, idle_ in conn.execute(
+            for priority, job_id, type_, subject, run_after, charging, idle_, unmet in conn.execute(
                 _NEXT_IN_QUEUE, (queue, now, on_ac, idle, count)
             ):
                 candidates.append(
-                    (-priority, job_id, type_, subject, queue, run_after, charging, idle_)
+                    (-priority, job_id, type_, subject, queue, run_after, charging, idle_, unmet)
                 )
         return [candidate[1] for candidate in pick(candidates, facts, count, now, on_ac, idle)]
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from semantica.errors import NoSuchJob
-from semantica.models import ErrorKind, Job, JobError, JobState, check_transition
+from semantica.models import TERMINAL_STATES, ErrorKind, Job, JobError, JobState, check_transition
 from semantica.supervisor.store.contract import Ends
 from semantica.supervisor.store.records import Lease, StaleLease
 from semantica.supervisor.store.rows import (
@@ -24,12 +24,24 @@ from semantica.supervisor.store.rows import (
     job_from_row,
 )
 from semantica.supervisor.store.sqlite.connection import SQLiteConnection, store_error
-from semantica.supervisor.store.sqlite.rows import rows_by_id
+from semantica.supervisor.store.sqlite.rows import EDGES, rows_by_id
 
 
 class SQLiteMoves(SQLiteConnection):
     """Ending attempts (done, failed, cancelled, interrupted, given back), cancelling
-    queued jobs, retrying ended ones, and recovering after a crash."""
+    queued jobs, retrying ended ones, and recovering after a crash.
+
+    Every end resolves, in its own transaction, the edges of the jobs that wait for
+    the job that ended (``store/edges.py``); the jobs that cancels are kept for
+    :meth:`take_cascaded`.
+    """
+
+    _cascaded: list[int]
+
+    def take_cascaded(self) -> list[int]:
+        """The jobs ended by a dependency's end since the last call (see the contract)."""
+        cascaded, self._cascaded = self._cascaded, []
+        return cascaded
 
     def complete_many(self, ends: Ends) -> list[Lease]:
         """RUNNING -> DONE for each (lease, result, start), in one write; returns stale leases.
@@ -42,6 +54,7 @@ class SQLiteMoves(SQLiteConnection):
         check_transition(JobState.RUNNING, JobState.DONE)
         now = self.clock.time()
         stale: list[Lease] = []
+        done: list[tuple[int, str]] = []
         with self.transaction() as conn:
             for lease, result, start in ends:
                 cur = conn.execute(
@@ -58,6 +71,10 @@ class SQLiteMoves(SQLiteConnection):
                 )
                 if cur.rowcount != 1:
                     stale.append(lease)
+                else:
+                    done.append((lease.job_id, JobState.DONE.value))
+            cascaded = EDGES.resolve(conn, done, now) if done else []
+        self._cascaded += cascaded
         return stale
 
     def set_progress(self, lease: Lease, fraction: float, message: str) -> None:
@@ -72,13 +89,18 @@ class SQLiteMoves(SQLiteConnection):
     def cancel_queued(self, job_id: int, message: str) -> bool:
         """QUEUED -> CANCELLED; False (and nothing changed) if the job is not QUEUED."""
         check_transition(JobState.QUEUED, JobState.CANCELLED)
+        now = self.clock.time()
         with self.transaction() as conn:
             cur = conn.execute(
                 "UPDATE jobs SET state = 'CANCELLED', finished_at = ?, error_kind = ?, "
                 "error_message = ? WHERE id = ? AND state = 'QUEUED'",
-                (self.clock.time(), ErrorKind.CANCELLED.value, message, job_id),
+                (now, ErrorKind.CANCELLED.value, message, job_id),
             )
-            return cur.rowcount == 1
+            if cur.rowcount != 1:
+                return False
+            cascaded = EDGES.resolve(conn, [(job_id, JobState.CANCELLED.value)], now)
+        self._cascaded += cascaded
+        return True
 
     def cancel_running(self, lease: Lease, error: JobError) -> None:
         """RUNNING -> CANCELLED with ``error``, if ``lease`` is still current.
@@ -100,13 +122,27 @@ class SQLiteMoves(SQLiteConnection):
         A job with a subject is not retried once a newer generation of its
         ``(type, subject)`` is queued, running or DONE: as with an enqueue of an
         older generation, the newer one wins (it would supersede this one, or
-        this one would undo its work).
+        this one would undo its work). Nor is a job while a job it waits for
+        (``--after``) ended badly: :meth:`retry_with_dependents` of that one.
 
         Raises:
             NoSuchJob: no such job.
             BadInput: the job is not FAILED or CANCELLED, or a newer generation
-                is queued, running or done (nothing changed).
+                is queued, running or done, or a job it waits for ended badly
+                (nothing changed).
         """
+        return self._retry(job_id, dependents=False)[0]
+
+    def retry_with_dependents(self, job_id: int) -> tuple[Job, list[int]]:
+        """:meth:`retry`, and the jobs cancelled because of this one come back too, down
+        the chain, in the same transaction (see the contract); the job, and theirs ids.
+
+        Raises:
+            NoSuchJob, BadInput: as :meth:`retry`.
+        """
+        return self._retry(job_id, dependents=True)
+
+    def _retry(self, job_id: int, dependents: bool) -> tuple[Job, list[int]]:
         check_id(job_id)
         with self.transaction() as conn:
             row = conn.execute(
@@ -125,16 +161,20 @@ class SQLiteMoves(SQLiteConnection):
                     (type_, subject, generation),
                 ).fetchone()
                 check_newest(job_id, subject, generation, newer)
+            EDGES.check_retry(conn, job_id)
+            below = EDGES.cancelled_below(conn, job_id) if dependents else []
+            now = self.clock.time()
             conn.execute(
                 "UPDATE jobs SET state = 'QUEUED', attempts = 0, run_after = ?, "
                 "finished_at = NULL, worker_pid = NULL WHERE id = ? AND state = ?",
-                (self.clock.time(), job_id, state.value),
+                (now, job_id, state.value),
             )
+            EDGES.revive(conn, [job_id, *below], now)
         try:
             (row,) = rows_by_id(self._conn, [job_id], JOB_COLUMNS)
         except sqlite3.Error as exc:
             raise store_error(exc, "reading the job store failed") from None
-        return job_from_row(row)
+        return job_from_row(row), below
 
     def complete(self, lease: Lease, result: bytes | None, start: float = 0.0) -> None:
         """RUNNING -> DONE with ``result`` (JSON text), if ``lease`` is still current.
@@ -230,6 +270,7 @@ class SQLiteMoves(SQLiteConnection):
         """Move the job under ``lease`` from RUNNING to ``dst``, setting columns, fenced."""
         check_transition(JobState.RUNNING, dst)
         assignments = ", ".join(f"{column} = ?" for column in sets)
+        cascaded: list[int] = []
         with self.transaction() as conn:
             cur = conn.execute(
                 f"UPDATE jobs SET state = ?, {assignments} "
@@ -238,5 +279,8 @@ class SQLiteMoves(SQLiteConnection):
             )
             if cur.rowcount != 1:
                 raise StaleLease(f"job {lease.job_id} is not running under lease {lease.lease_id}")
+            if dst in TERMINAL_STATES:
+                cascaded = EDGES.resolve(conn, [(lease.job_id, dst.value)], self.clock.time())
+        self._cascaded += cascaded
 
     # ------------------------------------------------------------------ reads

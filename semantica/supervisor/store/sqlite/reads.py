@@ -26,7 +26,7 @@ from semantica.supervisor.store.rows import (
 )
 from semantica.supervisor.store.sqlite.connection import SQLiteConnection, reads
 from semantica.supervisor.store.sqlite.leases import _QUEUED_QUEUES
-from semantica.supervisor.store.sqlite.rows import json_ids, rows_by_id
+from semantica.supervisor.store.sqlite.rows import EDGES, json_ids, rows_by_id
 
 
 class SQLiteReads(SQLiteConnection):
@@ -35,7 +35,7 @@ class SQLiteReads(SQLiteConnection):
 
     @reads
     def get(self, job_id: int) -> Job:
-        """One job.
+        """One job, with its dependencies and dependents.
 
         Raises:
             NoSuchJob: no job has this id.
@@ -46,7 +46,12 @@ class SQLiteReads(SQLiteConnection):
         ).fetchone()
         if row is None:
             raise NoSuchJob(f"no job {job_id}")
-        return job_from_row(row)
+        return EDGES.describe(self._conn, job_from_row(row))
+
+    @reads
+    def dependency_waits(self) -> int:
+        """How many QUEUED jobs wait for other jobs (``status``)."""
+        return EDGES.waiting_count(self._conn)
 
     @reads
     def get_many(self, job_ids: Iterable[int]) -> list[Job]:

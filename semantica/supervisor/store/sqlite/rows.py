@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 
 from semantica.errors import NoSuchJob
+from semantica.supervisor.store.edges import Dialect, Edges
 from semantica.supervisor.store.rows import check_id
 
 # Ids as one JSON array parameter: one statement whatever their number. (A
@@ -23,6 +24,10 @@ IDS_IN_JSON = "(SELECT value FROM json_each(?))"
 
 def json_ids(ids: Sequence[int]) -> str:
     return msgspec.json.encode(list(ids)).decode()
+
+
+#: Dependency edges in SQLite's SQL (one writer: no locks, no one to tell).
+EDGES = Edges(Dialect("?", "IN " + IDS_IN_JSON, json_ids))
 
 
 def rows_by_id(conn: sqlite3.Connection, wanted: list[int], columns: str) -> list[Sequence[Any]]:

@@ -71,6 +71,7 @@ class SQLiteStore(
         self._on_write: Callable[[], None] | None = None
         self._batch_lost: StoreError | None = None
         self._batch_writes = 0
+        self._cascaded: list[int] = []  # jobs ended by a dependency's end (take_cascaded)
         try:
             self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:

@@ -72,6 +72,11 @@ class SQLiteUpkeep:
                     (before, batch),
                 ).fetchall()
             ]
+            if ids:  # their dependency edges go with them, both ways
+                for column in ("job_id", "after_id"):
+                    self._conn.execute(
+                        f"DELETE FROM job_deps WHERE {column} IN {IDS_IN_JSON}", (json_ids(ids),)
+                    )
             self._conn.execute("COMMIT")
         except sqlite3.Error as exc:
             if self._conn.in_transaction:

@@ -1,0 +1,282 @@
+"""Dependency edges in SQL, for both backends: adding them, resolving them at an end,
+reviving them at a retry, reading them for ``show``.
+
+The rules are :mod:`~semantica.supervisor.store.dependencies`'; this module only
+reads and writes the ``job_deps`` table and the jobs' ``deps_unmet`` count (see
+``sql/008_dependencies.sql``), inside the caller's transaction. The two
+backends' SQL differ in three things, which a :class:`Dialect` gives: the
+parameter mark, how a list of ids is one parameter, and (on a store shared by
+several nodes) the row locks and the notices to the other nodes.
+
+Every method is called inside a write of the backend (``conn`` is its
+transaction) and costs nothing for jobs without edges but what its docstring
+says: :meth:`Edges.resolve` is one indexed read of the edges towards the jobs
+that ended (none found: done).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from semantica.errors import NoSuchJob
+from semantica.models import (
+    DEPENDENTS_SHOWN,
+    Dependency,
+    Job,
+    JobError,
+    JobState,
+    check_transition,
+)
+from semantica.supervisor.store import dependencies as rules
+from semantica.supervisor.store.dependencies import FAILED, MET, WAITING
+
+Conn = Any  # a sqlite3.Connection or a psycopg.Connection: both .execute(sql, params)
+Rows = list[Sequence[Any]]
+
+
+class Dialect:
+    """What differs between the backends' SQL here.
+
+    ``mark``: the parameter mark; ``ids``: the SQL of "in this list of ids" (one
+    parameter), and ``as_param`` what to pass for it; ``share``: the lock clause a
+    read of jobs waited for takes (a shared store: an end of one of them waits for
+    the edge's commit, and the edge sees the end); ``notify``: tell the other nodes.
+    """
+
+    def __init__(
+        self,
+        mark: str,
+        ids: str,
+        as_param: Callable[[Sequence[int]], Any],
+        share: str = "",
+        notify: Callable[[Conn, str], None] = lambda conn, kind: None,
+    ) -> None:
+        self.mark, self.ids, self.as_param, self.share, self.notify = (
+            mark,
+            ids,
+            as_param,
+            share,
+            notify,
+        )
+
+
+class Edges:
+    """The dependency edges of one store, in ``dialect``'s SQL."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.d = dialect
+        m, ids = dialect.mark, dialect.ids
+        self._states = f"SELECT id, state FROM jobs WHERE id {ids} {dialect.share}"
+        self._insert = (
+            f"INSERT INTO job_deps (job_id, after_id, mode, status) VALUES ({m}, {m}, {m}, {m})"
+        )
+        self._towards = (
+            "SELECT job_id, after_id, mode FROM job_deps "
+            + f"WHERE after_id {ids} AND status = 'waiting'"
+        )
+        self._set_status = f"UPDATE job_deps SET status = {m} WHERE job_id = {m} AND after_id = {m}"
+        self._count_down = (
+            f"UPDATE jobs SET deps_unmet = deps_unmet - {m} WHERE id = {m} "
+            "RETURNING deps_unmet, state"
+        )
+        self._cancel = (
+            f"UPDATE jobs SET state = 'CANCELLED', finished_at = {m}, error_kind = {m}, "
+            f"error_message = {m} WHERE id = {m} AND state = 'QUEUED' RETURNING id"
+        )
+        self._of = (
+            "SELECT d.job_id, d.after_id, d.mode, j.state FROM job_deps AS d "
+            f"LEFT JOIN jobs AS j ON j.id = d.after_id WHERE d.job_id {ids} ORDER BY d.after_id"
+        )
+        self._failed_below = (
+            "SELECT d.after_id, d.job_id FROM job_deps AS d JOIN jobs AS j ON j.id = d.job_id "
+            f"WHERE d.after_id {ids} AND d.status = 'failed' AND j.state = 'CANCELLED' "
+            "AND j.error_kind = 'dependency_failed'"
+        )
+
+    # ------------------------------------------------------------------ enqueue
+
+    def add(self, conn: Conn, job: Job, edges: Sequence[tuple[int, str]], now: float) -> bool:
+        """Give the new QUEUED ``job`` its edges (target, mode), each as the job waited
+        for stands now, and say so on ``job`` (``waiting_on``); False if one of them
+        already ended badly: the job is then CANCELLED (``dependency_failed``) at once,
+        and ``job`` says that too.
+
+        Raises:
+            NoSuchJob: a job waited for does not exist (the caller's write is undone).
+        """
+        targets = [target for target, _ in edges]
+        states = dict(conn.execute(self._states, (self.d.as_param(targets),)).fetchall())
+        for target in targets:
+            if target not in states:
+                raise NoSuchJob(f"after: no job {target}")
+        rows, unmet, failed = [], [], None
+        for target, mode in edges:
+            status = rules.edge_status(states[target], mode)
+            if status == WAITING:
+                unmet.append(target)
+            elif status == FAILED and failed is None:
+                failed = rules.failure(target, states[target])
+            rows.append((job.id, target, mode, status))
+        conn.cursor().executemany(self._insert, rows)
+        m = self.d.mark
+        if unmet:
+            conn.execute(f"UPDATE jobs SET deps_unmet = {m} WHERE id = {m}", (len(unmet), job.id))
+        if failed is not None:
+            check_transition(JobState.QUEUED, JobState.CANCELLED)
+            conn.execute(self._cancel, (now, *failed, job.id)).fetchall()
+            job.state, job.error = JobState.CANCELLED, JobError(*failed)
+            job.finished_at = datetime.fromtimestamp(now, UTC)
+            return False
+        job.waiting_on = sorted(unmet) or None
+        return True
+
+    # ------------------------------------------------------------------ ends
+
+    def resolve(self, conn: Conn, ended: Sequence[tuple[int, str]], now: float) -> list[int]:
+        """Jobs ``ended`` (id, end state) in this transaction: resolve the edges towards
+        them, and down the chain (a level at a time). Returns the jobs cancelled by it
+        (``dependency_failed``), in the order they were.
+
+        Costs one indexed read when no job waits for those that ended.
+        """
+        cascaded: list[int] = []
+        work = list(ended)
+        startable = False
+        while work:
+            state_of = dict(work)
+            found = conn.execute(self._towards, (self.d.as_param(list(state_of)),)).fetchall()
+            if not found:
+                break
+            statuses = []
+            resolved: dict[int, int] = {}
+            failed: dict[int, tuple[int, str]] = {}
+            for job_id, after_id, mode in found:
+                status = rules.edge_status(state_of[after_id], mode)
+                statuses.append((status, job_id, after_id))
+                resolved[job_id] = resolved.get(job_id, 0) + 1
+                if status == FAILED:
+                    failed.setdefault(job_id, (after_id, state_of[after_id]))
+            conn.cursor().executemany(self._set_status, statuses)
+            for job_id, count in resolved.items():
+                row = conn.execute(self._count_down, (count, job_id)).fetchone()
+                if row is not None and row[0] == 0 and row[1] == "QUEUED" and job_id not in failed:
+                    startable = True
+            work = []
+            if failed:
+                check_transition(JobState.QUEUED, JobState.CANCELLED)
+            for job_id, (after_id, state) in failed.items():
+                kind, message = rules.failure(after_id, state)
+                if conn.execute(self._cancel, (now, kind, message, job_id)).fetchall():
+                    cascaded.append(job_id)
+                    work.append((job_id, JobState.CANCELLED.value))
+        if startable:
+            self.d.notify(conn, "jobs")
+        if cascaded:
+            self.d.notify(conn, "ends")
+        return cascaded
+
+    # ------------------------------------------------------------------ retry
+
+    def edges_of(
+        self, conn: Conn, job_ids: Sequence[int]
+    ) -> dict[int, list[tuple[int, str, str | None]]]:
+        """Each job's edges: (the job waited for, mode, its state now; None: deleted)."""
+        out: dict[int, list[tuple[int, str, str | None]]] = {}
+        if not job_ids:
+            return out
+        for job_id, after_id, mode, state in conn.execute(self._of, (self.d.as_param(job_ids),)):
+            out.setdefault(job_id, []).append((after_id, mode, state))
+        return out
+
+    def check_retry(self, conn: Conn, job_id: int) -> None:
+        """Refuse a retry of ``job_id`` while a job it waits for ended badly (BadInput)."""
+        rules.failed_dependency(job_id, self.edges_of(conn, [job_id]).get(job_id, ()))
+
+    def cancelled_below(self, conn: Conn, root: int) -> list[int]:
+        """The jobs a retry of ``root`` with dependents brings back (see
+        :func:`~..dependencies.revivable`); nothing changed yet."""
+        dependents: dict[int, list[int]] = {}
+        edges: dict[int, list[tuple[int, str, str | None]]] = {}
+        frontier, seen = [root], {root}
+        while frontier:
+            found = conn.execute(self._failed_below, (self.d.as_param(frontier),)).fetchall()
+            new = []
+            for after_id, job_id in found:
+                dependents.setdefault(after_id, []).append(job_id)
+                if job_id not in seen:
+                    seen.add(job_id)
+                    new.append(job_id)
+            edges.update(self.edges_of(conn, new))
+            frontier = new
+        return rules.revivable(root, dependents, edges)
+
+    def revive(self, conn: Conn, job_ids: Sequence[int], now: float) -> None:
+        """The CANCELLED jobs ``job_ids`` (from :meth:`cancelled_below`) go back to the
+        queue as new (their error of the cancel cleared), and the edges of the job
+        retried (first of ``job_ids``, already QUEUED) and theirs are counted again
+        against what the jobs waited for are now."""
+        m = self.d.mark
+        check_transition(JobState.CANCELLED, JobState.QUEUED)
+        conn.cursor().executemany(
+            "UPDATE jobs SET state = 'QUEUED', attempts = 0, "
+            f"run_after = {m}, finished_at = NULL, worker_pid = NULL, error_kind = NULL, "
+            f"error_message = NULL WHERE id = {m} AND state = 'CANCELLED'",
+            [(now, job_id) for job_id in job_ids[1:]],
+        )
+        self.recount(conn, job_ids)
+
+    def recount(self, conn: Conn, job_ids: Sequence[int]) -> None:
+        """Set the status of every edge of ``job_ids`` from the jobs waited for as they
+        are now, and each job's count of those still waiting."""
+        m = self.d.mark
+        edges = self.edges_of(conn, job_ids)
+        if not edges:
+            return
+        statuses, counts = [], []
+        for job_id, items in edges.items():
+            unmet = 0
+            for after_id, mode, state in items:
+                status = rules.edge_status(state, mode)
+                unmet += status == WAITING
+                statuses.append((status, job_id, after_id))
+            counts.append((unmet, job_id))
+        conn.cursor().executemany(self._set_status, statuses)
+        conn.cursor().executemany(f"UPDATE jobs SET deps_unmet = {m} WHERE id = {m}", counts)
+
+    # ------------------------------------------------------------------ show
+
+    def describe(self, conn: Conn, job: Job) -> Job:
+        """``job`` with its dependencies and its dependents (the first DEPENDENTS_SHOWN);
+        each None when there is none, so a job without edges reads as any list does."""
+        m = self.d.mark
+        dependencies = [
+            Dependency(id=after_id, mode=mode, state=None if state is None else JobState(state))
+            for _, after_id, mode, state in conn.execute(self._of, (self.d.as_param([job.id]),))
+        ]
+        dependents = [
+            job_id
+            for (job_id,) in conn.execute(
+                f"SELECT job_id FROM job_deps WHERE after_id = {m} ORDER BY job_id LIMIT {m}",
+                (job.id, DEPENDENTS_SHOWN),
+            )
+        ]
+        job.dependencies = dependencies or None
+        job.dependents = dependents or None
+        job.dependents_count = len(dependents)
+        if job.dependents_count == DEPENDENTS_SHOWN:
+            (job.dependents_count,) = conn.execute(
+                f"SELECT count(*) FROM job_deps WHERE after_id = {m}", (job.id,)
+            ).fetchone()
+        return job
+
+    def waiting_count(self, conn: Conn) -> int:
+        """How many QUEUED jobs wait for dependencies (an index of those alone)."""
+        row = conn.execute(
+            "SELECT count(*) FROM jobs WHERE state = 'QUEUED' AND deps_unmet > 0"
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+
+__all__ = ["FAILED", "MET", "WAITING", "Dialect", "Edges"]
