@@ -139,6 +139,8 @@ class Job(msgspec.Struct, kw_only=True, gc=False):
     progress: float | None = None  # 0.0 .. 1.0, as the handler last reported (ctx.progress)
     progress_message: str | None = None
     node: str | None = None  # on a shared store: the node running it (RUNNING only)
+    schedule: str | None = None  # the schedule that made it (semantica.schedules)
+    slot: datetime | None = None  # and the slot it was made for (None: ``schedule run``)
 
 
 class QueueInfo(msgspec.Struct, kw_only=True):

@@ -30,6 +30,7 @@ from semantica.supervisor.store.contract import (
 )
 from semantica.supervisor.store.records import (
     EnqueueResult,
+    Fired,
     Lease,
     NodeInfo,
     NodeSpec,
@@ -95,6 +96,7 @@ __all__ = [
     "Blockers",
     "ChangeFeed",
     "EnqueueResult",
+    "Fired",
     "JobStore",
     "LogBook",
     "Lease",

@@ -40,8 +40,10 @@ from typing import Protocol
 
 from semantica.clock import Clock
 from semantica.models import Job, JobError, JobState, QueueInfo
+from semantica.schedules import Schedule, ScheduleChanges, ScheduleSpec
 from semantica.supervisor.store.records import (
     EnqueueResult,
+    Fired,
     Lease,
     NodeInfo,
     NodeSpec,
@@ -60,6 +62,10 @@ BUSY_PATIENCE_S = 5.0
 JobsList = list[Job]
 QueueInfos = list[QueueInfo]
 Ends = list[tuple[Lease, bytes | None, float]]
+ScheduleList = list[Schedule]
+
+#: How many runs a schedule keeps (the newest; ``schedule show`` lists them).
+RUNS_KEPT = 100
 
 
 class StoreReads(Protocol):
@@ -198,6 +204,25 @@ class StoreReads(Protocol):
 
     def latest_rows(self, state: str, limit: int, cut: int) -> JobsList:
         """The newest ``limit`` jobs in ``state``, as rows for a view (see :meth:`next_queued`)."""
+        ...
+
+    def schedule(self, name: str, runs: int = 20) -> Schedule:
+        """One schedule, with its last ``runs`` runs, newest first, each with its
+        job's state now (None: the job is gone, deleted by retention).
+
+        Raises:
+            NoSuchSchedule: no schedule has this name.
+        """
+        ...
+
+    def schedules(self) -> ScheduleList:
+        """Every schedule, by name, without runs (cheap: one row each; for ``schedule
+        list``, ``status`` and ``top``'s next due)."""
+        ...
+
+    def next_fire(self) -> float | None:
+        """The earliest time a schedule's next slot is due (the slot plus its jitter),
+        by the store's clock; None if no schedule has one (none, or all paused)."""
         ...
 
 
@@ -392,6 +417,65 @@ class JobStore(StoreReads, Protocol):
     ) -> QueueInfo:
         """Create the queue if new and change the settings given (name and limit
         already checked); return the queue with its counts."""
+        ...
+
+    def put_schedule(self, spec: ScheduleSpec) -> tuple[Schedule, bool]:
+        """Create the schedule ``spec`` names (True) or replace it (False); the spec was
+        checked before (``validate_schedule``). Its history and counters stay. If it is
+        new, or its timing (``cron``, ``every``, ``tz``) changed, or it was paused and
+        ``spec`` is not, its next slot is the first after now; otherwise it keeps it.
+        ``spec.paused``: as :meth:`pause_schedule`."""
+        ...
+
+    def remove_schedule(self, name: str) -> bool:
+        """Delete a schedule and its runs (its jobs stay); False if there was none."""
+        ...
+
+    def pause_schedule(self, name: str, paused: bool) -> Schedule:
+        """Pause or resume a schedule. The slots that pass while it is paused give no job
+        and are not missed; on resume its next slot is the first after now.
+
+        Raises:
+            NoSuchSchedule: no schedule has this name.
+        """
+        ...
+
+    def apply_schedules(self, specs: Sequence[ScheduleSpec], dry_run: bool) -> ScheduleChanges:
+        """Make the set of schedules exactly ``specs`` (checked before, names distinct):
+        create the new, replace the changed (as :meth:`put_schedule`; a spec is changed
+        if any of its fields differs, ``paused`` included), remove the others, all in
+        one write. With ``dry_run`` nothing changes: the result says what would.
+
+        Raises:
+            BadInput: two specs have the same name (nothing changed).
+        """
+        ...
+
+    def fire_due(self) -> Fired:
+        """Decide every slot due now (store clock) of every schedule not paused.
+
+        For each schedule due, one write: claim its slots (a compare-and-set on its
+        next slot; on a store shared by nodes the row is also taken with a lock
+        others skip, so two nodes never both claim), make the job of the slot that
+        fires through the same :meth:`insert` as an enqueue (its ``run_after`` the
+        slot plus its jitter; the job records the schedule and the slot), record the
+        run, and move the next slot on. Catch-up (``semantica.schedule_slots``): of
+        the slots due, all but the latest are missed (counted, not each recorded);
+        the latest fires, unless it is late and ``catch_up`` is ``none`` (missed
+        too), or ``overlap`` is ``skip`` and the schedule's previous job is QUEUED or
+        RUNNING (recorded ``skipped``). A schedule keeps its last
+        :data:`RUNS_KEPT` runs. A crash before the write's commit leaves the slots
+        unclaimed and no job; after it, both.
+        """
+        ...
+
+    def run_schedule(self, name: str) -> EnqueueResult:
+        """A job now from the schedule's job template, recorded as a ``manual`` run
+        (its slot: now); the schedule's slots do not move.
+
+        Raises:
+            NoSuchSchedule: no schedule has this name.
+        """
         ...
 
     def join(self, node: NodeSpec) -> int:

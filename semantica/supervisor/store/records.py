@@ -73,6 +73,17 @@ class EnqueueResult(msgspec.Struct):
     running_older: list[tuple[int, int]] = msgspec.field(default_factory=list)
 
 
+class Fired(msgspec.Struct):
+    """What :meth:`JobStore.fire_due` did: the jobs its slots made (as an enqueue's
+    result), and how many slots fired, were skipped (the previous job still live) and
+    were missed (no job: catch-up)."""
+
+    result: EnqueueResult = msgspec.field(default_factory=EnqueueResult)
+    fired: int = 0
+    skipped: int = 0
+    missed: int = 0
+
+
 class SchemaChange(msgspec.Struct):
     """What :meth:`JobStore.migrate` did: from which schema version to which."""
 

@@ -58,6 +58,7 @@ def columns(
             "progress",
             f"substr(progress_message,1,{progress_chars + 1})",
             node,
+            "schedule, slot",
         ]
     )
 
@@ -155,6 +156,8 @@ def job_from_row(row: Sequence[Any]) -> Job:
         progress,
         progress_message,
         node,
+        schedule,
+        slot,
     ) = row
     state = JobState(state)
     return Job(
@@ -187,6 +190,8 @@ def job_from_row(row: Sequence[Any]) -> Job:
         progress_message=None
         if progress_message is None
         else _read_cut(progress_message, PROGRESS_MESSAGE_MAX, "progress"),
+        schedule=schedule,
+        slot=ts(slot),
     )
 
 

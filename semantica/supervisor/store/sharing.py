@@ -17,7 +17,7 @@ class ChangeFeed(Protocol):
 
     def wait(self, timeout: float) -> set[str]:
         """Block (in a thread of the caller's) until changes arrive or ``timeout``
-        passes; the kinds seen (``{"jobs", "queues", "ends", "stops"}``; empty on
+        passes; the kinds seen (``{"jobs", "queues", "ends", "stops", "schedules"}``; empty on
         timeout).
         Raises StoreUnavailable when its connection is lost: the caller then treats it
         as 'everything changed' and calls wait again, which reconnects."""

@@ -9,7 +9,9 @@ inside its own transaction, so the news is delivered at commit, and only then
 * ``queues``: a queue's settings changed (pause, resume, limit);
 * ``ends``: a job left RUNNING or QUEUED (it frees a limit or a subject, and
   wakes whoever waits for it on another node);
-* ``stops``: a node asked another to stop a job it runs (a cancel).
+* ``stops``: a node asked another to stop a job it runs (a cancel);
+* ``schedules``: a schedule was put, removed, paused or resumed (the timers
+  look again at when the next slot is due).
 
 :class:`PGChangeFeed` listens on a connection of its own, in a thread of its
 caller's. PostgreSQL folds the same notification sent twice in one
@@ -35,7 +37,7 @@ from semantica.errors import StoreUnavailable
 from semantica.supervisor.store.postgres.connection import open_connection, where
 
 CHANNEL = "semantica"
-KINDS = frozenset({"jobs", "queues", "ends", "stops"})
+KINDS = frozenset({"jobs", "queues", "ends", "stops", "schedules"})
 
 
 def notify(conn: psycopg.Connection[Any], *kinds: str) -> None:

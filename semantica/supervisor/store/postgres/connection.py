@@ -214,6 +214,7 @@ class PGConnection:
     _closed: bool
     #: The server process of the connection (its notifications carry it; see changes.py).
     backend_pid: int
+    _tx_depth = 0  # transactions open on this store, one inside the other (see transaction)
 
     # ------------------------------------------------------------------ the connection
 
@@ -363,10 +364,25 @@ class PGConnection:
         own, and through a TCP hop that delays small writes (Nagle's algorithm in
         a proxy without ``TCP_NODELAY``) each cost 40 ms, enough to miss a heartbeat.)
 
+        A write made inside another (a schedule's fire makes its job with
+        ``insert``) joins it: the outer one commits or undoes the whole.
+
         Raises:
             StoreError: the write failed and was rolled back (StoreUnavailable:
                 the connection is lost; StoreBusy: a lock was not had in time).
         """
+        if self._tx_depth:
+            yield self._live()
+            return
+        self._tx_depth += 1
+        try:
+            with self._one_write(tell=tell) as conn:
+                yield conn
+        finally:
+            self._tx_depth -= 1
+
+    @contextlib.contextmanager
+    def _one_write(self, *, tell: bool) -> Iterator[psycopg.Connection[Any]]:
         if self._batch_lost is not None and self._on_write is not None:
             # The batch is gone already; its writers will hear it at the commit,
             # and a write now would be acknowledged with the ones it follows.

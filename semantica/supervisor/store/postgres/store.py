@@ -11,6 +11,7 @@ method promises) with psycopg 3; each concern is a module of this package:
 * ``leases.py``: the start order and taking jobs across nodes; ``moves.py``: every later move;
 * ``nodes.py``: registration, heartbeats, the dead nodes' jobs;
 * ``reads.py`` and ``queues.py``: what is read;
+* ``schedules.py``: schedules and the firing of their slots, claimed once across nodes;
 * ``changes.py``: LISTEN/NOTIFY, what other nodes changed;
 * ``logbook.py``: job logs every node reads;
 * ``upkeep.py``: maintenance, on a second connection.
@@ -33,11 +34,12 @@ from semantica.supervisor.store.postgres.migrations import read_version
 from semantica.supervisor.store.postgres.moves import PGMoves
 from semantica.supervisor.store.postgres.queues import PGQueues
 from semantica.supervisor.store.postgres.reads import PGReads
+from semantica.supervisor.store.postgres.schedules import PGSchedules
 from semantica.supervisor.store.postgres.upkeep import SIZE_SQL, PGUpkeep
 from semantica.supervisor.store.records import NodeSpec, SchemaChange
 
 
-class PostgresStore(PGLeases, PGMoves, PGEnqueue, PGReads, PGQueues, PGLogBook):
+class PostgresStore(PGLeases, PGMoves, PGEnqueue, PGReads, PGQueues, PGLogBook, PGSchedules):
     """The job store on one PostgreSQL database.
 
     Args:

@@ -110,6 +110,7 @@ class SQLiteConnection:
     _on_write: Callable[[], None] | None
     _batch_lost: StoreError | None
     _batch_writes: int  # writes released into the open batch transaction
+    _tx_depth = 0  # transactions open on this store, one inside the other (see transaction)
 
     def _open_error(self, exc: sqlite3.Error) -> StoreError:
         """Why the file could not be opened, one line. On a full disk SQLite often says
@@ -181,9 +182,24 @@ class SQLiteConnection:
         Alone, it is its own transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``);
         with :meth:`defer_commits` it is a savepoint in the open batch.
 
+        A write made inside another (a schedule's fire makes its job with
+        :meth:`insert`) joins it: the outer one commits or undoes the whole.
+
         Raises:
             StoreError: SQLite failed; this write was rolled back.
         """
+        if self._tx_depth:
+            yield self._conn
+            return
+        self._tx_depth += 1
+        try:
+            with self._alone_or_batched() as conn:
+                yield conn
+        finally:
+            self._tx_depth -= 1
+
+    @contextlib.contextmanager
+    def _alone_or_batched(self) -> Iterator[sqlite3.Connection]:
         if self._on_write is not None:
             with self._batched() as conn:
                 yield conn

@@ -10,6 +10,7 @@ method promises); each concern is a module of this package:
 * ``enqueue.py``: inserts, dedup and supersede by subject;
 * ``leases.py``: the start order and taking jobs; ``moves.py``: every later move;
 * ``reads.py`` and ``queues.py``: what is read;
+* ``schedules.py``: schedules and the firing of their slots (``store/schedule_ops.py``);
 * ``nodes.py``: the one node (this supervisor), for the contract's node methods;
 * ``upkeep.py``: maintenance, on a second connection.
 
@@ -34,10 +35,19 @@ from semantica.supervisor.store.sqlite.moves import SQLiteMoves
 from semantica.supervisor.store.sqlite.nodes import SQLiteNodes
 from semantica.supervisor.store.sqlite.queues import SQLiteQueues
 from semantica.supervisor.store.sqlite.reads import SQLiteReads
+from semantica.supervisor.store.sqlite.schedules import SQLiteSchedules
 from semantica.supervisor.store.sqlite.upkeep import SQLiteUpkeep
 
 
-class SQLiteStore(SQLiteLeases, SQLiteMoves, SQLiteEnqueue, SQLiteReads, SQLiteQueues, SQLiteNodes):
+class SQLiteStore(
+    SQLiteLeases,
+    SQLiteMoves,
+    SQLiteEnqueue,
+    SQLiteReads,
+    SQLiteQueues,
+    SQLiteNodes,
+    SQLiteSchedules,
+):
     """The job store on one SQLite file.
 
     Args:
