@@ -26,6 +26,7 @@ from semantica.control.cli_common import (
     print_json,
 )
 from semantica.control.enqueue_cmd import run_enqueue
+from semantica.control.schedule_cmd import schedule_app
 from semantica.control.service import service_app
 from semantica.control.terminal import error_text, printable, write_output
 from semantica.errors import EXIT_BAD_INPUT, EXIT_JOB_FAILED
@@ -305,8 +306,8 @@ def _print_event(event: JobEvent, json_out: bool) -> None:
 
 @app.command()
 def status(json_out: JsonOpt = False) -> None:
-    """Counts by state, workers, database size, uptime, version; on a shared store, every
-    node and its workers."""
+    """Counts by state, workers, database size, uptime, version, schedules; on a shared
+    store, every node and its workers."""
     with edge(), new_client() as client:
         reply = client.status()
     if json_out:
@@ -325,6 +326,7 @@ def status(json_out: JsonOpt = False) -> None:
                 "store": reply.store,
                 "node": reply.node,
                 "nodes": reply.nodes,
+                "schedules": {"total": reply.schedules, "paused": reply.schedules_paused},
             }
         )
     else:
@@ -532,6 +534,7 @@ def shutdown(
         print("supervisor is shutting down (running jobs get the drain timeout)")
 
 
+app.add_typer(schedule_app, name="schedule")
 app.add_typer(service_app, name="service")
 
 
