@@ -48,7 +48,6 @@ from semantica.supervisor.metrics import Metrics
 from semantica.supervisor.metrics_http import serve_metrics
 from semantica.supervisor.notify import sd_notify
 from semantica.supervisor.pool import WorkerPool
-from semantica.supervisor.schedule_writes import ScheduleWrites
 from semantica.supervisor.scheduler import Scheduler
 from semantica.supervisor.security import load_or_create_token, prepare_home
 from semantica.supervisor.server import ControlServer
@@ -189,7 +188,6 @@ class Supervisor:
             self.settings.retention_days,
             self.settings.maintenance_hours,
         )
-        self.schedule_writes = ScheduleWrites(self.store, self.jobs)
 
     def _migrate_schema(self) -> None:
         """Bring the database to this version's schema, and say so: an upgrade copies the
@@ -222,7 +220,6 @@ class Supervisor:
         return Services(
             settings=self.settings,
             jobs=self.jobs,
-            schedules=self.schedule_writes,
             store=self.store,
             committer=self.committer,
             gate=self.gate,

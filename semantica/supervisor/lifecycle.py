@@ -135,11 +135,7 @@ class JobLifecycle:
         Raises:
             BadInput: a subject has no generation left (nothing was written).
         """
-        return self.enqueued(self.store.insert(prepared))
-
-    def enqueued(self, result: EnqueueResult) -> EnqueueResult:
-        """After jobs were written (by :meth:`add`, or made by a schedule): settle what
-        they superseded, count, log and announce them, wake the workers; ``result``."""
+        result = self.store.insert(prepared)
         for job_id in result.superseded:
             log.info("job superseded", job_id=job_id, state=JobState.SUPERSEDED.value)
             self._finished_unrun(job_id, JobState.SUPERSEDED, None)

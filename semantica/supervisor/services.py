@@ -5,8 +5,7 @@ one :class:`Services`, which ``app.py`` fills in once the state is open. That
 record is all a handler reaches:
 
 * **writes** go through ``jobs`` (:class:`JobLifecycle`), which commits, logs
-  and wakes, in that order, for every write; changes to schedules through
-  ``schedules`` (:class:`ScheduleWrites`), which does the same for them;
+  and wakes, in that order, for every write;
 * **reads** go to ``store``, typed
   :class:`~semantica.supervisor.store.StoreReads`: the reads of the store
   contract and nothing else, so mypy refuses a handler that would write past
@@ -43,7 +42,6 @@ from semantica.supervisor.joblogs import Logs
 from semantica.supervisor.lifecycle import JobLifecycle
 from semantica.supervisor.maintenance import Maintenance, StoreGate
 from semantica.supervisor.metrics import Metrics
-from semantica.supervisor.schedule_writes import ScheduleWrites
 from semantica.supervisor.store import StoreReads
 
 
@@ -87,8 +85,6 @@ class Services:
     settings: Settings
     #: Every write: jobs and queue settings.
     jobs: JobLifecycle
-    #: Every change to a schedule (a job it makes now goes through ``jobs``).
-    schedules: ScheduleWrites
     #: Reads only.
     store: StoreReads
     committer: Committer

@@ -4,9 +4,9 @@
 A spec is checked whole (``validate_schedule``: its name, the cron expression
 read by cronsim, the zone, the job) before the store sees it, even though the
 client checked it too: a client is not trusted. Writes go through
-``services.schedules`` (:class:`~semantica.supervisor.schedule_writes.ScheduleWrites`)
+the lifecycle (``services.jobs``, its schedule writes: schedule_writes.py)
 under :func:`~.common.store_write`, like every write; reads through
-``services.store``. An unknown name is ``no_such_schedule`` (semctl exit 5).
+``services.store``. A job type no worker can run is refused, as at enqueue. An unknown name is ``no_such_schedule`` (semctl exit 5).
 """
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ async def handle_schedule_put(services: Services, request: PutSchedule) -> Sched
     def put() -> tuple[Schedule, bool]:
         if not request.replace and _exists(services, spec.name):
             raise BadInput(f"a schedule named {spec.name!r} exists (--replace replaces it)")
-        return services.schedules.put(spec)
+        services.jobs.check([spec.job])  # a type the workers know, as at enqueue
+        return services.jobs.put_schedule(spec)
 
     schedule, created = await store_write(services, put)
     return ScheduleReply(rid=request.rid, schedule=schedule, created=created)
@@ -100,7 +101,7 @@ async def handle_schedule_pause(services: Services, request: PauseSchedule) -> S
     """Pause a schedule, or resume it."""
     validate_schedule_name(request.name)
     name, paused = request.name, request.paused
-    schedule = await store_write(services, lambda: services.schedules.pause(name, paused))
+    schedule = await store_write(services, lambda: services.jobs.pause_schedule(name, paused))
     return ScheduleReply(rid=request.rid, schedule=schedule)
 
 
@@ -108,7 +109,7 @@ async def handle_schedule_remove(services: Services, request: RemoveSchedule) ->
     """Remove a schedule (its jobs stay)."""
     validate_schedule_name(request.name)
     name = request.name
-    if not await store_write(services, lambda: services.schedules.remove(name)):
+    if not await store_write(services, lambda: services.jobs.remove_schedule(name)):
         raise NoSuchSchedule(f"no schedule {short_repr(name)}")
     return Ok(rid=request.rid)
 
@@ -117,8 +118,8 @@ async def handle_schedule_run(services: Services, request: RunSchedule) -> JobRe
     """A job from the schedule's template now."""
     validate_schedule_name(request.name)
     name = request.name
-    job = await store_write(services, lambda: services.schedules.run(name))
-    return JobReply(rid=request.rid, job=services.explain([job])[0])
+    result = await store_write(services, lambda: services.jobs.run_schedule(name))
+    return JobReply(rid=request.rid, job=services.explain(result.jobs[:1])[0])
 
 
 async def handle_schedule_apply(services: Services, request: ApplySchedules) -> ScheduleDiff:
@@ -131,6 +132,7 @@ async def handle_schedule_apply(services: Services, request: ApplySchedules) -> 
             validate_schedule(spec)
         except BadInput as exc:
             raise BadInput(f"schedule {short_repr(spec.name)}: {exc.message}") from None
+    services.jobs.check([spec.job for spec in specs])  # types the workers know
     dry_run = request.dry_run
-    changes = await store_write(services, lambda: services.schedules.apply(specs, dry_run))
+    changes = await store_write(services, lambda: services.jobs.apply_schedules(specs, dry_run))
     return ScheduleDiff(rid=request.rid, changes=changes)
