@@ -48,6 +48,7 @@ from semantica.supervisor.metrics import Metrics
 from semantica.supervisor.metrics_http import serve_metrics
 from semantica.supervisor.notify import sd_notify
 from semantica.supervisor.pool import WorkerPool
+from semantica.supervisor.schedule_timer import ScheduleTimer, schedule_counts
 from semantica.supervisor.scheduler import Scheduler
 from semantica.supervisor.security import load_or_create_token, prepare_home
 from semantica.supervisor.server import ControlServer
@@ -124,6 +125,7 @@ class Supervisor:
             events=self.events,
             stop_local=lambda job_id, kind, message: self.pool.stop_job(job_id, kind, message),
             renew=lambda: self.pool.renew(),
+            schedules_changed=lambda: self.schedule_timer.changed(),
         )
         self.node.join()
         recovered = self.store.recover_running()
@@ -159,6 +161,7 @@ class Supervisor:
             lambda: (self.committer.commits, self.committer.writes),
             dropped_lines,
             cluster=self.node.census,
+            schedules=lambda: schedule_counts(self.store.schedules()),
         )
         self.jobs = JobLifecycle(
             self.store,
@@ -169,6 +172,14 @@ class Supervisor:
             metrics=self.metrics,
             tracer=make_tracer(),
         )
+        self.schedule_timer = ScheduleTimer(
+            self.store.next_fire,
+            self.jobs.fire_schedules,
+            self.store.clock,
+            draining=lambda: self.draining,
+            before_each=self.gate.passage,
+        )
+        self.jobs.schedules_changed = self.schedule_timer.changed
         self.pool = WorkerPool(
             self.settings.workers,
             self.settings.handlers,
@@ -257,6 +268,7 @@ class Supervisor:
                 await nursery.start(ControlServer(self.services(), self.token).serve)
                 self._nursery = nursery
                 await nursery.start(self.scheduler.run_timer)
+                await nursery.start(self.schedule_timer.run)
                 # The node beats before the workers start: its fence counts from its
                 # join, and starting the workers can take a good part of T / 2.
                 await nursery.start(self.node.run)

@@ -119,6 +119,9 @@ class Node:
         stop_local: stop a job running here (the pool's stop_job).
         renew: tell the workers their jobs' leases hold (after each heartbeat that
             reached the database: see :attr:`lease_for` and worker/fence.py).
+        schedules_changed: another node put, removed, paused or resumed a schedule
+            (the feed's ``schedules``), or the feed was lost: the schedule timer looks
+            again.
     """
 
     def __init__(
@@ -131,6 +134,7 @@ class Node:
         events: JobEvents,
         stop_local: Callable[[int, str, str], Awaitable[bool]],
         renew: Callable[[], None] = lambda: None,
+        schedules_changed: Callable[[], None] = lambda: None,
     ) -> None:
         self.store = store
         self.timeout = settings.node_timeout
@@ -147,6 +151,7 @@ class Node:
         self._events = events
         self._stop_local = stop_local
         self._renew = renew
+        self._schedules_changed = schedules_changed
         self._stopping: set[int] = set()  # jobs being stopped at another node's request
         self._nursery: trio.Nursery | None = None
         self.node_id = 0
@@ -349,6 +354,7 @@ class Node:
                 except StoreError as exc:
                     log.info("change feed lost; looking at everything", error=str(exc))
                     self._wake()
+                    self._schedules_changed()
                     finished_elsewhere(self.store, self._events)
                     await trio.sleep(FEED_RETRY_S)
                     continue
@@ -358,5 +364,7 @@ class Node:
                     finished_elsewhere(self.store, self._events)
                 if "stops" in kinds:
                     self._act_on_stop_requests()
+                if "schedules" in kinds:
+                    self._schedules_changed()
         finally:
             feed.close()

@@ -38,6 +38,7 @@ from semantica.supervisor.log import info_many
 from semantica.supervisor.metrics import Metrics
 from semantica.supervisor.rates import RecentCounts
 from semantica.supervisor.retry import next_attempt_at
+from semantica.supervisor.schedule_writes import ScheduleWrites
 from semantica.supervisor.scheduler import Scheduler
 from semantica.supervisor.store import (
     EnqueueResult,
@@ -67,11 +68,12 @@ def within_caps(report: JobFinished) -> JobFinished:
     return report
 
 
-class JobLifecycle:
+class JobLifecycle(ScheduleWrites):
     """Moves jobs through their states after they were leased or enqueued.
 
     The scheduler leases (QUEUED -> RUNNING) and the start-up recovery re-queues;
-    every other write to the store comes through here.
+    every other write to the store comes through here (the schedules' too:
+    :class:`~semantica.supervisor.schedule_writes.ScheduleWrites`).
     """
 
     def __init__(
@@ -135,7 +137,11 @@ class JobLifecycle:
         Raises:
             BadInput: a subject has no generation left (nothing was written).
         """
-        result = self.store.insert(prepared)
+        return self.settle_added(self.store.insert(prepared))
+
+    def settle_added(self, result: EnqueueResult) -> EnqueueResult:
+        """What follows jobs written: settle what they supersede, count and announce
+        them, wake the workers (or the timer, for jobs due later)."""
         for job_id in result.superseded:
             log.info("job superseded", job_id=job_id, state=JobState.SUPERSEDED.value)
             self._finished_unrun(job_id, JobState.SUPERSEDED, None)

@@ -50,6 +50,8 @@ _CLUSTER_WORKERS = (
     "semantica_cluster_workers",
     "Worker processes of every live node by node and state (others' as of their last heartbeat).",
 )
+_SLOTS = "semantica_schedule_slots", "Schedule slots decided, by outcome (fired, skipped, missed)."
+_SCHEDULES = "semantica_schedules", "Schedules by state (active, paused)."
 _LOG_DROPPED = (
     "semantica_log_lines_dropped",
     "Supervisor log lines stderr's reader did not take in time (daemon.log has them).",
@@ -76,12 +78,15 @@ class Metrics(Collector):
         commits: Callable[[], tuple[int, int]] = lambda: (0, 0),
         log_dropped: Callable[[], int] = lambda: 0,
         cluster: Callable[[], Cluster] = lambda: ({}, {}),
+        schedules: Callable[[], dict[str, int]] = lambda: {},
     ) -> None:
         self._counts = counts
         self._workers = workers
         self._commits = commits
         self._log_dropped = log_dropped
         self._cluster = cluster
+        self._schedules = schedules
+        self._slots = {"fired": 0, "skipped": 0, "missed": 0}
         self._finished: dict[tuple[str, str], int] = {}
         self._enqueued = 0
         self._buckets = [0] * len(DURATION_BUCKETS)  # attempts per bucket (not cumulative)
@@ -92,6 +97,12 @@ class Metrics(Collector):
     def enqueued(self, count: int) -> None:
         """``count`` new jobs were added."""
         self._enqueued += count
+
+    def schedule_slots(self, fired: int, skipped: int, missed: int) -> None:
+        """Schedule slots were decided: so many fired, were skipped, were missed."""
+        self._slots["fired"] += fired
+        self._slots["skipped"] += skipped
+        self._slots["missed"] += missed
 
     def job_ended(self, type: str, state: JobState, duration_s: float) -> None:
         """An attempt ended; ``state`` is the job's state after it."""
@@ -122,6 +133,8 @@ class Metrics(Collector):
         yield CounterMetricFamily(*_LOG_DROPPED)
         yield GaugeMetricFamily(*_NODES, labels=["state"])
         yield GaugeMetricFamily(*_CLUSTER_WORKERS, labels=["node", "state"])
+        yield CounterMetricFamily(*_SLOTS, labels=["outcome"])
+        yield GaugeMetricFamily(*_SCHEDULES, labels=["state"])
 
     def collect(self) -> Iterator[Family]:
         finished = CounterMetricFamily(*_FINISHED, labels=["type", "state"])
@@ -159,3 +172,11 @@ class Metrics(Collector):
         for (node, state), n in sorted(node_workers.items()):
             cluster_workers.add_metric([node, state], n)
         yield cluster_workers
+        slots = CounterMetricFamily(*_SLOTS, labels=["outcome"])
+        for outcome, n in self._slots.items():
+            slots.add_metric([outcome], n)
+        yield slots
+        schedules = GaugeMetricFamily(*_SCHEDULES, labels=["state"])
+        for state, n in sorted(self._schedules().items()):
+            schedules.add_metric([state], n)
+        yield schedules
