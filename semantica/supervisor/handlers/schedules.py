@@ -6,7 +6,8 @@ read by cronsim, the zone, the job) before the store sees it, even though the
 client checked it too: a client is not trusted. Writes go through
 the lifecycle (``services.jobs``, its schedule writes: schedule_writes.py)
 under :func:`~.common.store_write`, like every write; reads through
-``services.store``. A job type no worker can run is refused, as at enqueue. An unknown name is ``no_such_schedule`` (semctl exit 5).
+``services.store``. A job type no worker can run is refused, as at enqueue. An
+unknown name is ``no_such_schedule`` (semctl exit 5).
 """
 
 from __future__ import annotations
