@@ -15,6 +15,7 @@ import chaos_scenarios as chaos
 import pytest
 import scenarios_containment
 import scenarios_nodes as nodes
+import scenarios_schedules as schedules
 import scenarios_stalls as stalls
 import trio
 from chaos_scenarios import MakeDaemon
@@ -131,6 +132,14 @@ def test_supervisor_killed_during_enqueue_load(
             orphan_limit=ORPHAN_LIMIT_S,
         )
     )
+
+
+def test_schedule_every_second_under_supervisor_kills(
+    make_daemon: MakeDaemon, chaos_tmp: Path, report: Report
+) -> None:
+    """A schedule every second for a minute, its supervisor SIGKILLed every few seconds:
+    one job at most per slot, and every gap of missed slots ends with the catch-up job."""
+    report(schedules.schedule_under_kills(make_daemon, chaos_tmp / "home", seconds=60.0))
 
 
 def test_sigterm_with_short_and_long_jobs(

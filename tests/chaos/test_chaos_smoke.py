@@ -11,6 +11,7 @@ import chaos_scenarios as chaos
 import pytest
 import scenarios_containment
 import scenarios_nodes as nodes
+import scenarios_schedules as schedules
 import scenarios_stalls as stalls
 import trio
 from chaos_scenarios import MakeDaemon
@@ -29,6 +30,13 @@ def test_smoke_worker_kills(make_daemon: MakeDaemon, ledger_path: Path, report: 
 def test_smoke_supervisor_kills(make_daemon: MakeDaemon, ledger_path: Path, report: Report) -> None:
     """The supervisor SIGKILLed twice during an enqueue load."""
     report(chaos.supervisor_kills(make_daemon, ledger_path, rounds=2, load=(0.5, 1.0)))
+
+
+def test_smoke_schedule_under_supervisor_kills(
+    make_daemon: MakeDaemon, chaos_tmp: Path, report: Report
+) -> None:
+    """A schedule every second for about 6 s, its supervisor SIGKILLed twice or so."""
+    report(schedules.schedule_under_kills(make_daemon, chaos_tmp / "home", seconds=6.0))
 
 
 def test_smoke_poison(make_daemon: MakeDaemon, ledger_path: Path, report: Report) -> None:
