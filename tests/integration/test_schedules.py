@@ -2,7 +2,8 @@
 
 An ``--every 1s`` schedule makes one job per slot, each carrying its schedule and
 slot; list, show, pause, resume, run and remove answer with ``--json``; a schedules
-file is applied dry, then for real, then edited; bad input of every kind is one line
+file is applied dry, then for real, then edited (and ``status`` and ``top`` show
+the schedules); bad input of every kind is one line
 and changes nothing; the Python clients' verbs; and the core flow on PostgreSQL.
 
 Schedules here fire every second, so the file takes seconds, not minutes. Waiting
@@ -155,6 +156,7 @@ def test_an_every_second_schedule_from_add_to_remove(daemon: Daemon) -> None:
         assert len(job_ids(client, "tick")) == made
         assert len(client.list(limit=1000)) == total
         assert client.get_schedule("tick").paused
+    assert ok(daemon, "status")["schedules"] == {"total": 1, "paused": 1}
 
     resumed = ok(daemon, "schedule", "resume", "tick")
     assert resumed["paused"] is False and when(resumed["next_fire"]) > resting + 2
@@ -251,6 +253,12 @@ def test_apply_a_file_dry_then_for_real_then_edited(daemon: Daemon, tmp_path: Pa
     assert listed["nightly"]["job"]["timeout"] == 7200
     assert listed["often"]["job"]["queue"] == "index"
     assert ok(daemon, "schedule", "apply", str(path), "--dry-run")["unchanged"] == sorted(listed)
+    assert "schedules: 3" in daemon.semctl("status").out.splitlines()
+    frame = daemon.semctl("top", "--once").out.splitlines()
+    at = next(i for i, line in enumerate(frame) if line.startswith("SCHEDULE"))
+    # The schedules due next (their order depends on the time of day: often and hourly
+    # are both due at the top of the hour).
+    assert sorted(line.split()[0] for line in frame[at + 1 : at + 4]) == sorted(listed)
 
     path.write_text(EDITED)
     edited = daemon.semctl("schedule", "apply", str(path))
