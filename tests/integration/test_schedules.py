@@ -3,8 +3,8 @@
 An ``--every 1s`` schedule makes one job per slot, each carrying its schedule and
 slot; list, show, pause, resume, run and remove answer with ``--json``; a schedules
 file is applied dry, then for real, then edited (and ``status`` and ``top`` show
-the schedules); bad input of every kind is one line
-and changes nothing; the Python clients' verbs; and the core flow on PostgreSQL.
+the schedules); bad input of every kind is one line and changes nothing; the
+Python clients' verbs; and the core flow on PostgreSQL.
 
 Schedules here fire every second, so the file takes seconds, not minutes. Waiting
 is polling with a deadline (through the Python client, whose calls cost
