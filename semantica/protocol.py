@@ -33,6 +33,7 @@ import msgspec
 from semantica.errors import FrameTooLarge, ProtocolError
 from semantica.limits import RESULT_MAX
 from semantica.models import CancelOutcome, Job, JobError, JobSpec, JobState, QueueInfo
+from semantica.schedules import Schedule, ScheduleChanges, ScheduleSpec
 
 PROTOCOL_VERSION = 1
 
@@ -233,6 +234,59 @@ class ListQueues(_Msg, tag="queues"):
     rid: int = 0
 
 
+class PutSchedule(_Msg, tag="schedule_put"):
+    """Create a schedule; with ``replace``, or change the one of that name."""
+
+    spec: ScheduleSpec
+    replace: bool = False  # without it, a schedule of that name already there is bad_input
+    rid: int = 0
+
+
+class GetSchedule(_Msg, tag="schedule_get"):
+    """One schedule with its last ``runs`` runs, newest first (no_such_schedule if none)."""
+
+    name: str
+    runs: int = 20
+    rid: int = 0
+
+
+class ListSchedules(_Msg, tag="schedules"):
+    """Every schedule, by name, each with its latest run (``runs``: one at most)."""
+
+    rid: int = 0
+
+
+class PauseSchedule(_Msg, tag="schedule_pause"):
+    """Pause a schedule (its slots give no job), or with ``paused`` False resume it."""
+
+    name: str
+    paused: bool = True
+    rid: int = 0
+
+
+class RemoveSchedule(_Msg, tag="schedule_remove"):
+    """Remove a schedule (its jobs stay)."""
+
+    name: str
+    rid: int = 0
+
+
+class RunSchedule(_Msg, tag="schedule_run"):
+    """Make a job from the schedule's template now (its slots do not move)."""
+
+    name: str
+    rid: int = 0
+
+
+class ApplySchedules(_Msg, tag="schedule_apply"):
+    """Make the set of schedules exactly ``specs`` in one transaction (``dry_run``: say
+    what would change, change nothing)."""
+
+    specs: list[ScheduleSpec]
+    dry_run: bool = False
+    rid: int = 0
+
+
 # ---------------------------------------------------------------- control: supervisor -> client
 
 
@@ -335,6 +389,8 @@ class StatusReply(_Msg, tag="status_reply"):
     rid: int = 0
     #: Of the QUEUED jobs, how many wait for other jobs (--after, --after-end).
     waiting_on_dependencies: int = 0
+    schedules: int = 0  # how many schedules there are
+    schedules_paused: int = 0  # of which paused
 
 
 class Cancelled(_Msg, tag="cancelled"):
@@ -355,6 +411,28 @@ class QueueList(_Msg, tag="queue_list"):
     """Every queue, by name."""
 
     queues: list[QueueInfo]
+    rid: int = 0
+
+
+class ScheduleReply(_Msg, tag="schedule"):
+    """One schedule; ``created``: a put made it (rather than changing one there)."""
+
+    schedule: Schedule
+    created: bool = False
+    rid: int = 0
+
+
+class ScheduleList(_Msg, tag="schedule_list"):
+    """Every schedule, by name."""
+
+    schedules: list[Schedule]
+    rid: int = 0
+
+
+class ScheduleDiff(_Msg, tag="schedule_changes"):
+    """What an :class:`ApplySchedules` did (or, dry, would do)."""
+
+    changes: ScheduleChanges
     rid: int = 0
 
 
@@ -453,6 +531,8 @@ class TopReply(_Msg, tag="top_reply"):
     node: str = ""
     nodes: list[NodeView] = msgspec.field(default_factory=list)
     rid: int = 0
+    # The schedules due next, soonest first (paused ones left out), each with its latest run.
+    schedules: list[Schedule] = msgspec.field(default_factory=list)
 
 
 class Ok(_Msg, tag="ok"):
@@ -599,6 +679,13 @@ ControlRequest = (
     | GetMetrics
     | GetTop
     | Maintain
+    | PutSchedule
+    | GetSchedule
+    | ListSchedules
+    | PauseSchedule
+    | RemoveSchedule
+    | RunSchedule
+    | ApplySchedules
 )
 #: The control requests as the supervisor decodes them (``Enqueue`` as :class:`EnqueueLazy`).
 SupervisorRequest = (
@@ -621,6 +708,13 @@ SupervisorRequest = (
     | GetMetrics
     | GetTop
     | Maintain
+    | PutSchedule
+    | GetSchedule
+    | ListSchedules
+    | PauseSchedule
+    | RemoveSchedule
+    | RunSchedule
+    | ApplySchedules
 )
 ControlReply = (
     HelloOk
@@ -640,6 +734,9 @@ ControlReply = (
     | MetricsReply
     | TopReply
     | MaintenanceReport
+    | ScheduleReply
+    | ScheduleList
+    | ScheduleDiff
 )
 ToWorker = RunJob | CancelJob | GiveBack | Renew
 FromWorker = WorkerHello | JobLog | JobFinished | JobProcess | Heartbeat | JobProgress | GivenBack

@@ -45,6 +45,7 @@ from semantica.control.client import (
     make_spec,
     specs_of,
 )
+from semantica.control.schedule_client import AsyncScheduleMethods
 from semantica.errors import (
     ProtocolError,
     SemanticaError,
@@ -92,7 +93,7 @@ from semantica.protocol import (
 R = TypeVar("R")
 
 
-class AsyncClient:
+class AsyncClient(AsyncScheduleMethods):
     """An async client (trio or asyncio). It connects on first use;
     ``async with AsyncClient() as c:`` closes it.
 
@@ -103,7 +104,8 @@ class AsyncClient:
 
     Any number of tasks may call it at once; no task runs in the background
     (see :mod:`semantica.control.async_conn`), so errors reach the caller as
-    themselves and cancelling one call harms no other.
+    themselves and cancelling one call harms no other. The schedule verbs are in
+    :class:`~semantica.control.schedule_client.AsyncScheduleMethods`.
     """
 
     def __init__(

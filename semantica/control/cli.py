@@ -10,20 +10,26 @@ imported only to draw for people, so ``semctl enqueue`` starts fast.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
-import msgspec
 import typer
 
 from semantica import __version__
-from semantica.control.client import Client
+from semantica.control import job_options
+from semantica.control.cli_common import (
+    JsonOpt,
+    State,
+    edge,
+    fail,
+    fields_of,
+    new_client,
+    print_json,
+)
 from semantica.control.enqueue_cmd import run_enqueue
+from semantica.control.schedule_cmd import schedule_app
 from semantica.control.service import service_app
 from semantica.control.terminal import error_text, printable, write_output
-from semantica.errors import EXIT_BAD_INPUT, EXIT_JOB_FAILED, SemanticaError
+from semantica.errors import EXIT_BAD_INPUT, EXIT_JOB_FAILED
 from semantica.models import TERMINAL_STATES, Job, JobState, QueueInfo
 from semantica.protocol import JobEvent
 
@@ -37,15 +43,9 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 #: For commands that take numbers: click reads "-1" as an unknown option ("No such
 #: option: -1"); this lets it through as the argument it is, for a clear message below.
 NUMBERS = {"ignore_unknown_options": True}
-
-
-class _State:
-    home: str | None = None
-    socket: str | None = None
 
 
 def _show_version(value: bool) -> None:
@@ -69,71 +69,30 @@ def _global(
         ),
     ] = False,
 ) -> None:
-    _State.home, _State.socket = home, socket
-
-
-def _client() -> Client:
-    return Client(home=_State.home, socket=_State.socket)
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    # An error may quote what a job holds (a subject, a queue): escaped like any view.
-    print(f"semctl: {printable(message)}", file=sys.stderr)
-    raise typer.Exit(code)
-
-
-@contextmanager
-def _edge() -> Iterator[None]:
-    """Turn library errors into a one-line message and semctl's exit status."""
-    try:
-        yield
-    except SemanticaError as exc:
-        _fail(exc.message, exc.exit_code)
+    State.home, State.socket = home, socket
 
 
 def _check_ids(*job_ids: int | None) -> None:
     """Job ids start at 1: anything else is bad input, said before connecting."""
     for job_id in job_ids:
         if job_id is not None and job_id < 1:
-            _fail(f"job ids are whole numbers from 1 up, got {job_id}", EXIT_BAD_INPUT)
-
-
-def _print_json(value: Any) -> None:
-    sys.stdout.write(msgspec.json.encode(value).decode() + "\n")
-
-
-def _fields(msg: msgspec.Struct) -> dict[str, Any]:
-    """A reply's fields for --json: without the request id (and the tag, which is no field)."""
-    return {f: getattr(msg, f) for f in msg.__struct_fields__ if f != "rid"}
+            fail(f"job ids are whole numbers from 1 up, got {job_id}", EXIT_BAD_INPUT)
 
 
 @app.command()
 def enqueue(
-    type: Annotated[str, typer.Argument(metavar="TYPE", help="Job type, e.g. exec.")],
-    argv: Annotated[
-        list[str] | None,
-        typer.Argument(
-            metavar="[-- ARGV...]", help="For exec: the command to run.", show_default=False
-        ),
-    ] = None,
-    queue: Annotated[str, typer.Option(help="Queue name.")] = "default",
-    subject: Annotated[
-        str | None, typer.Option(help="What the job is about.", show_default=False)
-    ] = None,
+    type: job_options.TypeArg,
+    argv: job_options.ArgvArg = None,
+    queue: job_options.Queue = "default",
+    subject: job_options.Subject = None,
     generation: Annotated[
         int | None, typer.Option(help="Generation within the subject.", show_default=False)
     ] = None,
-    priority: Annotated[int, typer.Option(help="Higher runs first (-1000..1000).")] = 0,
-    payload: Annotated[
-        str | None, typer.Option(help="Payload as JSON.", show_default=False)
-    ] = None,
-    payload_file: Annotated[
-        Path | None, typer.Option(help="Read the payload JSON from a file.", show_default=False)
-    ] = None,
-    max_attempts: Annotated[int, typer.Option(help="Runs before the job is FAILED.")] = 3,
-    timeout: Annotated[
-        float | None, typer.Option(help="Seconds an attempt may run.", show_default=False)
-    ] = None,
+    priority: job_options.Priority = 0,
+    payload: job_options.Payload = None,
+    payload_file: job_options.PayloadFile = None,
+    max_attempts: job_options.MaxAttempts = 3,
+    timeout: job_options.Timeout = None,
     delay: Annotated[
         float | None,
         typer.Option(help="Start no sooner than this many seconds.", show_default=False),
@@ -142,31 +101,14 @@ def enqueue(
         str | None,
         typer.Option(help="Start no sooner than this ISO 8601 time.", show_default=False),
     ] = None,
-    backoff: Annotated[
-        float | None,
-        typer.Option(help="Base seconds between retries (default 2).", show_default=False),
-    ] = None,
-    require_charging: Annotated[bool, typer.Option(help="Start only on AC power.")] = False,
-    require_idle: Annotated[bool, typer.Option(help="Start only when the CPU is idle.")] = False,
+    backoff: job_options.Backoff = None,
+    require_charging: job_options.RequireCharging = False,
+    require_idle: job_options.RequireIdle = False,
     supersede_running: Annotated[
         bool, typer.Option(help="Also cancel a running older generation of the subject.")
     ] = False,
-    env: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--env",
-            metavar="NAME=VALUE",
-            help="For exec: set a variable for the command (repeatable).",
-            show_default=False,
-        ),
-    ] = None,
-    no_env: Annotated[
-        bool,
-        typer.Option(
-            "--no-env",
-            help="For exec: run with the supervisor's environment, not yours (and --env).",
-        ),
-    ] = False,
+    env: job_options.Env = None,
+    no_env: job_options.NoEnv = False,
     after: Annotated[
         list[int] | None,
         typer.Option(
@@ -193,14 +135,14 @@ def enqueue(
 
     Example: semctl enqueue exec -- make build
     """
-    with _edge():
+    with edge():
         run_enqueue(
             type,
             argv,
             payload=payload,
             payload_file=payload_file,
             json_out=json_out,
-            client=_client(),
+            client=new_client(),
             queue=queue,
             subject=subject,
             generation=generation,
@@ -227,10 +169,10 @@ def show(
 ) -> None:
     """Show one job: state, attempts, timings, error, result."""
     _check_ids(job_id)
-    with _edge(), _client() as client:
+    with edge(), new_client() as client:
         job = client.get(job_id)
     if json_out:
-        _print_json(job)
+        print_json(job)
     else:
         from semantica.control import render
 
@@ -255,10 +197,10 @@ def list_(
     json_out: JsonOpt = False,
 ) -> None:
     """List jobs, newest first; the last line says if more match than --limit shows."""
-    with _edge(), _client() as client:
+    with edge(), new_client() as client:
         jobs = client.list(state=state, queue=queue, type=type, subject=subject, limit=limit)
     if json_out:
-        _print_json(jobs)  # the array alone, as ever: `total` is not in it
+        print_json(jobs)  # the array alone, as ever: `total` is not in it
     else:
         from semantica.control import render
 
@@ -278,10 +220,10 @@ def wait(
 ) -> None:
     """Wait until the jobs finish; exit 0 only if all of them are DONE."""
     _check_ids(*job_ids)
-    with _edge(), _client() as client:
+    with edge(), new_client() as client:
         jobs = client.wait_many(job_ids, timeout=timeout)
     if json_out:
-        _print_json(jobs)
+        print_json(jobs)
     else:
         for job in jobs:
             line = f"{job.id} {job.state}"
@@ -310,10 +252,10 @@ def logs(
 ) -> None:
     """Print a job's log (the last N lines with -n)."""
     _check_ids(job_id)
-    with _edge(), _client() as client:
+    with edge(), new_client() as client:
         text = client.logs(job_id, lines)
     if json_out:
-        _print_json({"id": job_id, "lines": text})
+        print_json({"id": job_id, "lines": text})
     else:
         write_output(text)  # the job's own output, as it wrote it
 
@@ -332,20 +274,20 @@ def tail(
     """
     _check_ids(job_id)
     try:
-        with _edge(), _client() as client:
+        with edge(), new_client() as client:
             if job_id is None:
                 for event in client.events():
                     _print_event(event, json_out)
             else:
                 for line in client.follow(job_id):
                     if json_out:
-                        _print_json({"id": job_id, "line": line})
+                        print_json({"id": job_id, "line": line})
                         sys.stdout.flush()
                     else:
                         write_output([line])  # as the job wrote it
                 job = client.get(job_id)
                 if json_out:
-                    _print_json(job)
+                    print_json(job)
                 else:
                     # On stderr: stdout stays the job's output, as the job wrote it.
                     print(printable(f"--- {_how_it_ended(job)} ---"), file=sys.stderr)
@@ -367,7 +309,7 @@ def _how_it_ended(job: Job) -> str:
 
 def _print_event(event: JobEvent, json_out: bool) -> None:
     if json_out:
-        _print_json(_fields(event))
+        print_json(fields_of(event))
     else:
         at = event.at.astimezone().strftime("%H:%M:%S.%f")[:-3]
         details = []
@@ -384,12 +326,12 @@ def _print_event(event: JobEvent, json_out: bool) -> None:
 
 @app.command()
 def status(json_out: JsonOpt = False) -> None:
-    """Counts by state, workers, database size, uptime, version; on a shared store, every
-    node and its workers."""
-    with _edge(), _client() as client:
+    """Counts by state, workers, database size, uptime, version, schedules; on a shared
+    store, every node and its workers."""
+    with edge(), new_client() as client:
         reply = client.status()
     if json_out:
-        _print_json(
+        print_json(
             {
                 "version": reply.version,
                 "uptime_s": reply.uptime_s,
@@ -405,6 +347,7 @@ def status(json_out: JsonOpt = False) -> None:
                 "node": reply.node,
                 "nodes": reply.nodes,
                 "waiting_on_dependencies": reply.waiting_on_dependencies,
+                "schedules": {"total": reply.schedules, "paused": reply.schedules_paused},
             }
         )
     else:
@@ -423,10 +366,10 @@ def cancel(
     Example: semctl cancel 12 13
     """
     _check_ids(*job_ids)
-    with _edge(), _client() as client:
+    with edge(), new_client() as client:
         results = client.cancel(*job_ids)
     if json_out:
-        _print_json(results)
+        print_json(results)
     else:
         for outcome in results:
             print(printable(f"{outcome.id} {outcome.state} ({outcome.message})"))
@@ -445,10 +388,10 @@ def retry(
 ) -> None:
     """Put a FAILED or CANCELLED job back in the queue with a fresh attempt budget."""
     _check_ids(job_id)
-    with _edge(), _client() as client:
+    with edge(), new_client() as client:
         job = client.retry(job_id, dependents=dependents)
     if json_out:
-        _print_json(job)
+        print_json(job)
     else:
         print(f"{job.id} {job.state}")
 
@@ -471,7 +414,7 @@ def pause(
 
     Example: semctl pause --create nightly   (before its first job)
     """
-    with _edge(), _client() as client:
+    with edge(), new_client() as client:
         _print_queue(client.pause(queue, create=create), json_out)
 
 
@@ -481,7 +424,7 @@ def resume(
     json_out: JsonOpt = False,
 ) -> None:
     """Start jobs from QUEUE again (a queue never seen is an error)."""
-    with _edge(), _client() as client:
+    with edge(), new_client() as client:
         _print_queue(client.resume(queue), json_out)
 
 
@@ -494,18 +437,18 @@ def limit(
 ) -> None:
     """Run at most N jobs of QUEUE at once (0: no cap)."""
     if n < 0:
-        _fail(f"N is how many jobs may run at once: 0 (no cap) or more, got {n}", EXIT_BAD_INPUT)
-    with _edge(), _client() as client:
+        fail(f"N is how many jobs may run at once: 0 (no cap) or more, got {n}", EXIT_BAD_INPUT)
+    with edge(), new_client() as client:
         _print_queue(client.limit(queue, n, create=create), json_out)
 
 
 @app.command()
 def queues(json_out: JsonOpt = False) -> None:
     """List queues with their counts by state, paused flag and limit."""
-    with _edge(), _client() as client:
+    with edge(), new_client() as client:
         infos = client.queues()
     if json_out:
-        _print_json(infos)
+        print_json(infos)
     else:
         from semantica.control import render
 
@@ -514,7 +457,7 @@ def queues(json_out: JsonOpt = False) -> None:
 
 def _print_queue(info: QueueInfo, json_out: bool) -> None:
     if json_out:
-        _print_json(info)
+        print_json(info)
     else:
         state = "paused" if info.paused else "running"
         cap = f"limit {info.limit}" if info.limit else "no limit"
@@ -535,14 +478,14 @@ def top(
     if not sys.stdout.isatty():
         once = True  # a live screen needs a terminal; one frame is what a pipe can take
     if json_out:
-        with _edge(), _client() as client:
+        with edge(), new_client() as client:
             snapshot = client.top()
-        _print_json(_fields(snapshot))
+        print_json(fields_of(snapshot))
         return
     from semantica.control import top as dashboard
 
     try:
-        with _edge(), _client() as client:
+        with edge(), new_client() as client:
             if once:
                 dashboard.print_once(client)
             else:
@@ -562,10 +505,10 @@ def maintenance(
     json_out: JsonOpt = False,
 ) -> None:
     """Delete old finished jobs and their logs, checkpoint, vacuum; print sizes before and after."""
-    with _edge(), _client() as client:
+    with edge(), new_client() as client:
         report = client.maintenance(force_vacuum=force_vacuum)
     if json_out:
-        _print_json(_fields(report))
+        print_json(fields_of(report))
         return
     if report.skipped:
         print(f"nothing done: {report.skipped}")
@@ -581,14 +524,14 @@ def maintenance(
 @app.command()
 def metrics(json_out: JsonOpt = False) -> None:
     """Print the Prometheus text exposition (--json: each family, its type and samples)."""
-    with _edge(), _client() as client:
+    with edge(), new_client() as client:
         text = client.metrics()
     if not json_out:
         sys.stdout.write(text)
         return
     from prometheus_client.parser import text_string_to_metric_families
 
-    _print_json(
+    print_json(
         {
             family.name: {
                 "type": family.type,
@@ -610,7 +553,7 @@ def shutdown(
     ] = False,
 ) -> None:
     """Drain and stop the supervisor, as SIGTERM does."""
-    with _edge(), _client() as client:
+    with edge(), new_client() as client:
         client.shutdown(now=now)
     if now:
         print("supervisor is stopping now (running jobs go back to the queue)")
@@ -618,6 +561,7 @@ def shutdown(
         print("supervisor is shutting down (running jobs get the drain timeout)")
 
 
+app.add_typer(schedule_app, name="schedule")
 app.add_typer(service_app, name="service")
 
 

@@ -26,6 +26,7 @@ import msgspec
 
 from semantica.config import Paths, locate, read_token_file
 from semantica.control.batches import failed_part_way, split_graph
+from semantica.control.schedule_client import ScheduleMethods
 from semantica.errors import (
     AuthError,
     BadInput,
@@ -198,13 +199,16 @@ def read_token(paths: Paths) -> str:
         raise AuthError(f"refused: cannot read the token at {paths.token}") from None
 
 
-class Client:
+class Client(ScheduleMethods):
     """A connection to the supervisor (made on first use), usable as a context manager.
 
     Args:
         home: state directory; default ``SEMANTICA_HOME`` or the XDG default.
         socket: control socket; default ``SEMANTICA_SOCKET`` or ``HOME/semantica.sock``.
         token: the token; default read from ``HOME/token``.
+
+    The schedule verbs (``schedule``, ``schedules``, ``run_schedule``, ...) are
+    in :class:`~semantica.control.schedule_client.ScheduleMethods`.
     """
 
     def __init__(

@@ -117,18 +117,7 @@ def run_enqueue(
     Raises:
         SemanticaError: bad input, no supervisor, ... (the caller turns it into an exit code).
     """
-    data = parse_payload(payload, payload_file)
-    if (env or no_env) and not argv:
-        if type == "exec" and data is None:
-            raise BadInput("an exec job needs its command after --: semctl enqueue exec -- CMD ...")
-        raise BadInput("--env and --no-env are for an exec job's command, given after --")
-    if argv:
-        if type != "exec":
-            raise BadInput(f"arguments after -- are for exec jobs; {type} takes --payload")
-        if data is not None:
-            raise BadInput("give an exec job's command after --, or --payload, not both")
-        # Like a shell: the command runs where semctl was run, with this environment.
-        data = {"argv": list(argv), "cwd": os.getcwd(), **exec_env(env or [], no_env)}
+    data = job_data(type, argv, payload, payload_file, env, no_env)
     if after:
         options["after"] = job_ids("--after", after)
     if after_end:
@@ -152,6 +141,36 @@ def job_ids(flag: str, values: list[str]) -> list[int]:
     except ValueError:
         bad = next(value for value in values if not value.strip().lstrip("-").isdigit())
         raise BadInput(f"{flag} takes a job id, got {bad!r}") from None
+
+
+def job_data(
+    type: str,
+    argv: list[str] | None,
+    payload: str | None,
+    payload_file: Path | None,
+    env: list[str] | None,
+    no_env: bool,
+    command: str = "semctl enqueue",
+) -> Any:
+    """A job's payload from the command line: ``--payload`` / ``--payload-file``, or for
+    exec the command after ``--``, with this directory and environment (:func:`exec_env`).
+
+    Raises:
+        BadInput: both given, ARGV for another type, --env without a command, ...
+    """
+    data = parse_payload(payload, payload_file)
+    if (env or no_env) and not argv:
+        if type == "exec" and data is None:
+            raise BadInput(f"an exec job needs its command after --: {command} exec -- CMD ...")
+        raise BadInput("--env and --no-env are for an exec job's command, given after --")
+    if argv:
+        if type != "exec":
+            raise BadInput(f"arguments after -- are for exec jobs; {type} takes --payload")
+        if data is not None:
+            raise BadInput("give an exec job's command after --, or --payload, not both")
+        # Like a shell: the command runs where semctl was run, with this environment.
+        data = {"argv": list(argv), "cwd": os.getcwd(), **exec_env(env or [], no_env)}
+    return data
 
 
 def exec_env(assignments: list[str], no_env: bool) -> dict[str, Any]:

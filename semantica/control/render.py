@@ -79,6 +79,8 @@ def job_details(job: Job) -> None:
             "dependents",
             ", ".join(map(str, job.dependents)) + (f" and {more:,} more" if more > 0 else ""),
         )
+    if job.schedule is not None:
+        grid.add_row("from", Text.assemble("schedule ", cell(job.schedule), _slot(job)))
     conditions = [
         c for c, on in (("charging", job.require_charging), ("idle CPU", job.require_idle)) if on
     ]
@@ -100,19 +102,27 @@ def job_details(job: Job) -> None:
         )
     if job.result is not None:
         grid.add_row("result", _json(job.result))
-    grid.add_row("payload", _json(_payload_for_screen(job)))
+    grid.add_row("payload", _json(payload_for_screen(job.type, job.payload)))
     show(grid)
 
 
-def _payload_for_screen(job: Job) -> object:
+def payload_for_screen(type: str, payload: object) -> object:
     """The payload, but an exec job's environment (often a whole shell's, and its secrets)
     as a count: ``show --json`` prints it all."""
-    payload = job.payload
-    if job.type == EXEC_TYPE and isinstance(payload, dict) and isinstance(payload.get("env"), dict):
+    if type == EXEC_TYPE and isinstance(payload, dict) and isinstance(payload.get("env"), dict):
         count = len(payload["env"])
         noun = "variable" if count == 1 else "variables"
         return payload | {"env": f"<{count} {noun}: semctl show --json prints them>"}
     return payload
+
+
+def _slot(job: Job) -> str:
+    """``, slot 2026-12-07 03:00 CET`` (in this machine's zone), or that it was run by hand."""
+    if job.slot is None:
+        return " (semctl schedule run)"
+    slot = job.slot.astimezone()
+    layout = "%Y-%m-%d %H:%M" if slot.second == 0 else "%Y-%m-%d %H:%M:%S"
+    return f", slot {slot.strftime(layout + ' %Z').rstrip()}"
 
 
 def _waiting(job: Job) -> str:
@@ -190,6 +200,9 @@ def status(reply: StatusReply) -> None:
     if reply.draining:
         parts.append(Text(DRAINING, style="bold yellow"))
     parts.append(counts)
+    if reply.schedules:
+        paused = f" ({reply.schedules_paused} paused)" if reply.schedules_paused else ""
+        parts.append(Text(f"schedules: {reply.schedules}{paused}"))
     # Nodes only where there are others to tell apart: a shared (PostgreSQL) store.
     shared = len(reply.nodes) > 1 or reply.store.startswith(POSTGRES_SCHEMES)
     if shared:

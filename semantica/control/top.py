@@ -5,10 +5,11 @@ quits; ``--once`` prints a single frame, for scripts and tests.
 
 A frame fits the screen, 80x24 included: a header of two lines (three while
 draining), then workers, queues, the jobs next in line (those that start next,
-in that order, then the blocked ones with their reason) and the latest
-failures, each under its column header. Rows are shared out so that every
-section shows some; a section cut short ends in "... N more". Long names and
-errors end in an ellipsis rather than wrap. Job text is escaped and never read
+in that order, then the blocked ones with their reason), the schedules due
+next (with how their last run went) and the latest failures, each under its
+column header. Rows are shared out so that every section shows some; a section
+cut short ends in "... N more". Long names and errors end in an ellipsis rather
+than wrap. Job text is escaped and never read
 as markup (:mod:`semantica.control.terminal`).
 """
 
@@ -156,11 +157,11 @@ def _more(table: Table, shown: int, total: int) -> None:
 
 def frame(top: TopReply, height: int = 50) -> Group:
     """One screen of at most ``height`` lines: header, workers, queues, next in line,
-    the latest failures."""
+    the schedules due next, the latest failures."""
     header = _header(top)
-    sections = [top.workers, top.queues, top.waiting, top.failures]
+    sections = [top.workers, top.queues, top.waiting, top.failures, top.schedules]
     totals = [len(top.workers), max(top.queues_total, len(top.queues)), len(top.waiting)]
-    totals.append(len(top.failures))
+    totals += [len(top.failures), len(top.schedules)]
     shown = [i for i, rows in enumerate(sections) if rows or i == 0]
     room = height - len(header) - 2 * len(shown)  # each section: a blank line, a header
     wants = [totals[i] for i in shown]
@@ -235,6 +236,8 @@ def frame(top: TopReply, height: int = 50) -> Group:
             )
         _more(waiting, fits(2), totals[2])
         parts += [Text(), waiting]
+    if 4 in allowed:
+        parts += [Text(), _schedules(top, fits(4), totals[4])]
     if 3 in allowed:
         failures = _table(
             "FAILED JOB", "TYPE", "ERROR", flexible=["TYPE", "ERROR"], styles={"FAILED JOB": "red"}
@@ -245,6 +248,17 @@ def frame(top: TopReply, height: int = 50) -> Group:
         _more(failures, fits(3), totals[3])
         parts += [Text(), failures]
     return Group(*parts)
+
+
+def _schedules(top: TopReply, rows: int, total: int) -> Table:
+    """The schedules due next: when, and how the last run went."""
+    from semantica.control.schedule_render import last_text, next_text
+
+    table = _table("SCHEDULE", "NEXT", "LAST RUN", flexible=["SCHEDULE", "LAST RUN"])
+    for schedule in top.schedules[:rows]:
+        table.add_row(_flexible(schedule.name), next_text(schedule), _flexible(last_text(schedule)))
+    _more(table, rows, total)
+    return table
 
 
 def _waiting(job: Job) -> Text:

@@ -8,15 +8,20 @@
   can show (:data:`ROW_TEXT`); the busiest :data:`TOP_QUEUES` queues are sent.
   So a reply stays a few tens of KB, however large the jobs' errors are or
   however many queues there are.
+* The :data:`TOP_SCHEDULES` schedules due next, with their latest run; their
+  job template without its payload (which may hold a whole environment).
 """
 
 from __future__ import annotations
 
+import msgspec
 import trio
 
 from semantica import __version__
-from semantica.models import Job, JobState, QueueInfo
+from semantica.models import Job, JobSpec, JobState, QueueInfo
 from semantica.protocol import TopReply
+from semantica.schedules import Schedule
+from semantica.supervisor.handlers.schedules import with_latest_run
 from semantica.supervisor.services import Services
 
 #: The latest FAILED jobs sent.
@@ -25,6 +30,8 @@ TOP_FAILURES = 5
 TOP_WAITING = 10
 #: Queues sent: those with the most queued and running jobs.
 TOP_QUEUES = 50
+#: The schedules due next sent.
+TOP_SCHEDULES = 5
 #: Characters of a job's subject, error or progress message sent: more than a row shows.
 ROW_TEXT = 200
 
@@ -54,6 +61,7 @@ def top_reply(services: Services, rid: int) -> TopReply:
         draining=services.draining(),
         node=services.node.spec.name,
         nodes=nodes,
+        schedules=_next_schedules(services),
     )
 
 
@@ -73,6 +81,17 @@ def _next_in_line(services: Services) -> list[Job]:
         if job.subject is not None and len(job.subject) > ROW_TEXT:
             job.subject = job.subject[: ROW_TEXT - 1] + "\u2026"  # after explain(): it reads it
     return jobs
+
+
+def _next_schedules(services: Services) -> list[Schedule]:
+    """The TOP_SCHEDULES schedules due soonest (paused ones left out), each with its
+    latest run; their job template without its payload (a row shows its type)."""
+    due = [s for s in services.store.schedules() if not s.paused and s.next_fire is not None]
+    due.sort(key=lambda schedule: (schedule.next_fire, schedule.name))
+    shown = with_latest_run(services, [schedule.name for schedule in due[:TOP_SCHEDULES]])
+    return [
+        msgspec.structs.replace(s, job=JobSpec(type=s.job.type, queue=s.job.queue)) for s in shown
+    ]
 
 
 def _busiest(queues: list[QueueInfo]) -> list[QueueInfo]:

@@ -23,6 +23,7 @@ import msgspec
 
 from semantica.models import CancelOutcome, Job, JobError, JobSpec, JobState, QueueInfo
 from semantica.protocol import (
+    ApplySchedules,
     Cancel,
     CancelJob,
     Cancelled,
@@ -35,6 +36,7 @@ from semantica.protocol import (
     GetJob,
     GetLogs,
     GetMetrics,
+    GetSchedule,
     GetStatus,
     GetTop,
     Heartbeat,
@@ -50,6 +52,7 @@ from semantica.protocol import (
     LimitQueue,
     ListJobs,
     ListQueues,
+    ListSchedules,
     LogChunk,
     LogLines,
     Maintain,
@@ -57,12 +60,19 @@ from semantica.protocol import (
     MetricsReply,
     Ok,
     PauseQueue,
+    PauseSchedule,
+    PutSchedule,
     QueueList,
     QueueReply,
+    RemoveSchedule,
     Renew,
     ResumeQueue,
     Retry,
     RunJob,
+    RunSchedule,
+    ScheduleDiff,
+    ScheduleList,
+    ScheduleReply,
     Shutdown,
     StatusReply,
     TopReply,
@@ -72,6 +82,7 @@ from semantica.protocol import (
     WorkerTop,
     encode,
 )
+from semantica.schedules import Schedule, ScheduleChanges, ScheduleRun, ScheduleSpec
 
 OUT = Path(__file__).resolve().parent / "protocol_v1"
 
@@ -135,6 +146,32 @@ JOB_DONE = Job(
     run_after=T0,
     result={"symbols": 42, "files": ["a", "b"]},
     payload=[1, 2.5, "three", None, True],
+)
+
+SCHEDULE_SPEC = ScheduleSpec(
+    name="nightly",
+    job=JobSpec(type="exec", payload={"argv": ["backup.sh"]}, queue="backup", timeout=3600.0),
+    cron="0 3 * * *",
+    tz="Europe/Berlin",
+    jitter=60.0,
+    catch_up="none",
+)
+SCHEDULE = Schedule(
+    name="often",
+    job=JobSpec(type="INDEX_FILE", payload={"path": "src"}),
+    every=900.0,
+    paused=True,
+    created_at=T0,
+    updated_at=T1,
+    last_slot=T0,
+    last_job_id=42,
+    fired=3,
+    skipped=1,
+    missed=2,
+    runs=[
+        ScheduleRun(slot=T0, outcome="fired", at=T1, job_id=42, state=JobState.FAILED),
+        ScheduleRun(slot=T2, outcome="skipped", at=T2),
+    ],
 )
 
 SAMPLES: dict[str, msgspec.Struct] = {
@@ -277,6 +314,19 @@ SAMPLES: dict[str, msgspec.Struct] = {
     "w_cancel": CancelJob(lease=11, kind="timeout", message="timed out after 60 s", grace=5.0),
     "w_process": JobProcess(lease=11, pgid=4242),
     "w_renew": Renew(for_s=5.0),
+    "schedule_put": PutSchedule(spec=SCHEDULE_SPEC, replace=True, rid=19),
+    "schedule_get": GetSchedule(name="nightly", runs=5, rid=20),
+    "schedules": ListSchedules(rid=21),
+    "schedule_pause": PauseSchedule(name="nightly", paused=False, rid=22),
+    "schedule_remove": RemoveSchedule(name="nightly", rid=23),
+    "schedule_run": RunSchedule(name="nightly", rid=24),
+    "schedule_apply": ApplySchedules(specs=[SCHEDULE_SPEC], dry_run=True, rid=25),
+    "schedule": ScheduleReply(schedule=SCHEDULE, created=True, rid=19),
+    "schedule_list": ScheduleList(schedules=[SCHEDULE], rid=21),
+    "schedule_changes": ScheduleDiff(
+        changes=ScheduleChanges(created=["a"], updated=["b"], removed=["c"], unchanged=["d"]),
+        rid=25,
+    ),
 }
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 import typing
 from pathlib import Path
+from typing import Any
 
 import pytest
+import typer.main
 
 from semantica import errors, protocol
 from semantica.control.cli import app
@@ -42,6 +44,30 @@ def test_every_message_is_in_the_protocol_doc(cls: type) -> None:
 def test_every_semctl_command_is_in_the_readme(command: str) -> None:
     """The README's command table lists every semctl command."""
     assert f"semctl {command}" in (ROOT / "README.md").read_text()
+
+
+def _group_commands() -> list[tuple[str, str]]:
+    """Every (group, command) of semctl's command groups: ``("schedule", "pause")``."""
+    root: Any = typer.main.get_command(app)  # (a group: typer's own click, untyped)
+    return sorted(
+        (name, command)
+        for name, group in root.commands.items()
+        for command in getattr(group, "commands", {})
+    )
+
+
+@pytest.mark.parametrize(("group", "command"), _group_commands())
+def test_every_command_of_a_semctl_group_is_in_the_readme(group: str, command: str) -> None:
+    """The README's command table names each command of a group (``schedule pause``) in
+    the first cell of a row for ``semctl GROUP``, which may list several:
+    ``semctl schedule pause NAME` / `resume NAME``."""
+    rows = [
+        line.split("|")[1]
+        for line in (ROOT / "README.md").read_text().splitlines()
+        if line.startswith(f"| `semctl {group} ")
+    ]
+    word = re.compile(rf"(?<![\w-]){re.escape(command)}(?![\w-])")
+    assert any(word.search(row.replace(f"semctl {group}", "")) for row in rows), rows
 
 
 @pytest.mark.parametrize("name", [flag for flag, _, _ in FLAGS])

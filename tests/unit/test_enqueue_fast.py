@@ -1,4 +1,5 @@
-"""semctl enqueue's fast path parses like the typer command, and hands the rest to typer."""
+"""semctl enqueue's fast path parses like the typer command, and hands the rest to typer;
+semctl's start-up (either path) imports nothing it does not need."""
 
 from __future__ import annotations
 
@@ -84,22 +85,59 @@ def test_anything_else_goes_to_typer(args: list[str]) -> None:
     assert parse_fast(args) is None
 
 
-def test_enqueue_imports_neither_typer_nor_rich_nor_trio_nor_structlog(tmp_path: Path) -> None:
-    """The fast path's imports stay light (it fails here for lack of a supervisor)."""
+#: What only some commands need, and semctl's start-up must not pay for: the cron
+#: library, the TOML reader, the time zone database (schedules).
+SCHEDULE_ONLY = ("cronsim", "tomllib", "zoneinfo")
+
+
+def _imported(tmp_path: Path, argv: list[str], modules: tuple[str, ...]) -> str:
+    """``semctl ARGV`` run in a fresh interpreter with no supervisor: ``"EXIT [MODULES]"``,
+    the exit status and which of ``modules`` (top-level names) it imported."""
     code = (
         "import sys\n"
-        "sys.argv = ['semctl', 'enqueue', 'NOOP']\n"
+        f"sys.argv = ['semctl', *{argv!r}]\n"
         "from semantica.control.entry import main\n"
         "try:\n"
         "    main()\n"
         "except SystemExit as exc:\n"
         "    code = exc.code\n"
-        "heavy = sorted({m.split('.')[0] for m in sys.modules}"
-        " & {'typer', 'rich', 'trio', 'structlog', 'click', 'psutil'})\n"
+        f"heavy = sorted({{m.split('.')[0] for m in sys.modules}} & {set(modules)!r})\n"
         "print(code, heavy)\n"
     )
     env = {"SEMANTICA_HOME": str(tmp_path / "nothing"), "PATH": "/usr/bin:/bin"}
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
     )
-    assert out.stdout.strip() == "3 []", out.stderr
+    assert out.stdout.strip(), out.stderr
+    return out.stdout.strip().splitlines()[-1]
+
+
+def test_enqueue_imports_neither_typer_nor_rich_nor_trio_nor_structlog(tmp_path: Path) -> None:
+    """The fast path's imports stay light (it fails here for lack of a supervisor)."""
+    heavy = ("typer", "rich", "trio", "structlog", "click", "psutil", *SCHEDULE_ONLY)
+    assert _imported(tmp_path, ["enqueue", "NOOP"], heavy) == "3 []"
+
+
+@pytest.mark.parametrize(
+    ("argv", "status"),
+    [
+        (["--help"], 0),
+        (["status"], 3),
+        (["list"], 3),
+        (["show", "1"], 3),
+        (["top", "--once"], 3),
+        (["schedule", "--help"], 0),
+        (["schedule", "add", "--help"], 0),
+        (["schedule", "apply", "--help"], 0),
+        (["schedule", "list"], 3),
+        (["schedule", "show", "nightly"], 3),
+        (["schedule", "run", "nightly"], 3),
+    ],
+)
+def test_semctls_start_up_imports_no_cron_toml_or_zone_library(
+    tmp_path: Path, argv: list[str], status: int
+) -> None:
+    """The full CLI registers the schedule commands on every run, but imports cronsim,
+    tomllib and zoneinfo only in the commands that read an expression, a file or a
+    zone: not at start-up, nor in help, nor in a command that fails to connect."""
+    assert _imported(tmp_path, argv, SCHEDULE_ONLY) == f"{status} []"

@@ -230,6 +230,7 @@ def test_the_verb_table_names_every_side_as_it_is() -> None:
     commands = {
         c.name or (c.callback.__name__ if c.callback else "") for c in app.registered_commands
     }
+    groups = {g.name: g.typer_instance for g in app.registered_groups}
     rows = _verb_table()
     requests = [c for c in typing.get_args(protocol.ControlRequest) if c is not protocol.Hello]
     assert sorted(rows) == sorted(c.__struct_config__.tag for c in requests)  # type: ignore[attr-defined]
@@ -239,5 +240,16 @@ def test_the_verb_table_names_every_side_as_it_is() -> None:
         assert name == f"`{cls.__name__}`"
         for method in methods.replace("`", "").split(", "):
             assert callable(getattr(Client, method)) and callable(getattr(AsyncClient, method))
-        assert command.split("`")[1].split()[0] in commands, command
+        for named in command.split("`")[1::2]:
+            words = named.split()
+            if words[0] in groups:  # a command of a group: `schedule add`
+                group = groups[words[0]]
+                assert group is not None
+                names = {
+                    c.name or (c.callback.__name__ if c.callback else "")
+                    for c in group.registered_commands
+                }
+                assert words[1] in names, command
+            else:
+                assert words[0] in commands, command
         assert handler == f"`handle_{tag}`"

@@ -19,6 +19,7 @@ from semantica.models import CancelOutcome, Job, JobError, JobSpec, JobState, Qu
 from semantica.protocol import (
     HEADER,
     MAX_FRAME,
+    ApplySchedules,
     Cancel,
     CancelJob,
     Cancelled,
@@ -35,6 +36,7 @@ from semantica.protocol import (
     GetJob,
     GetLogs,
     GetMetrics,
+    GetSchedule,
     GetStatus,
     GetTop,
     GiveBack,
@@ -52,6 +54,7 @@ from semantica.protocol import (
     LimitQueue,
     ListJobs,
     ListQueues,
+    ListSchedules,
     LogChunk,
     LogLines,
     Maintain,
@@ -59,12 +62,19 @@ from semantica.protocol import (
     MetricsReply,
     Ok,
     PauseQueue,
+    PauseSchedule,
+    PutSchedule,
     QueueList,
     QueueReply,
+    RemoveSchedule,
     Renew,
     ResumeQueue,
     Retry,
     RunJob,
+    RunSchedule,
+    ScheduleDiff,
+    ScheduleList,
+    ScheduleReply,
     Shutdown,
     StatusReply,
     TopReply,
@@ -75,6 +85,7 @@ from semantica.protocol import (
     WorkerTop,
     encode,
 )
+from semantica.schedules import Schedule, ScheduleChanges, ScheduleRun, ScheduleSpec
 
 SAMPLES_DIR = Path(__file__).resolve().parent.parent / "data" / "protocol_v1"
 
@@ -138,6 +149,32 @@ JOB_DONE = Job(
     run_after=T0,
     result={"symbols": 42, "files": ["a", "b"]},
     payload=[1, 2.5, "three", None, True],
+)
+
+SCHEDULE_SPEC = ScheduleSpec(
+    name="nightly",
+    job=JobSpec(type="exec", payload={"argv": ["backup.sh"]}, queue="backup", timeout=3600.0),
+    cron="0 3 * * *",
+    tz="Europe/Berlin",
+    jitter=60.0,
+    catch_up="none",
+)
+SCHEDULE = Schedule(
+    name="often",
+    job=JobSpec(type="INDEX_FILE", payload={"path": "src"}),
+    every=900.0,
+    paused=True,
+    created_at=T0,
+    updated_at=T1,
+    last_slot=T0,
+    last_job_id=42,
+    fired=3,
+    skipped=1,
+    missed=2,
+    runs=[
+        ScheduleRun(slot=T0, outcome="fired", at=T1, job_id=42, state=JobState.FAILED),
+        ScheduleRun(slot=T2, outcome="skipped", at=T2),
+    ],
 )
 
 # name -> (the union its channel decodes with, the message)
@@ -320,6 +357,22 @@ EXPECTED: dict[str, tuple[Any, msgspec.Struct]] = {
     "w_finished_timed": (
         FromWorker,
         JobFinished(lease=12, result=b"null", run_s=0.000125, started_at=1_795_000_000.25),
+    ),
+    "schedule_put": (ControlRequest, PutSchedule(spec=SCHEDULE_SPEC, replace=True, rid=19)),
+    "schedule_get": (ControlRequest, GetSchedule(name="nightly", runs=5, rid=20)),
+    "schedules": (ControlRequest, ListSchedules(rid=21)),
+    "schedule_pause": (ControlRequest, PauseSchedule(name="nightly", paused=False, rid=22)),
+    "schedule_remove": (ControlRequest, RemoveSchedule(name="nightly", rid=23)),
+    "schedule_run": (ControlRequest, RunSchedule(name="nightly", rid=24)),
+    "schedule_apply": (ControlRequest, ApplySchedules(specs=[SCHEDULE_SPEC], dry_run=True, rid=25)),
+    "schedule": (ControlReply, ScheduleReply(schedule=SCHEDULE, created=True, rid=19)),
+    "schedule_list": (ControlReply, ScheduleList(schedules=[SCHEDULE], rid=21)),
+    "schedule_changes": (
+        ControlReply,
+        ScheduleDiff(
+            changes=ScheduleChanges(created=["a"], updated=["b"], removed=["c"], unchanged=["d"]),
+            rid=25,
+        ),
     ),
 }
 

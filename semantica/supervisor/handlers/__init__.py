@@ -7,6 +7,8 @@
 * ``live.py``: what is pushed or drawn live (``follow``, ``events``, ``top``);
 * ``admin.py``: queues and the supervisor (``pause``, ``resume``, ``limit``,
   ``queues``, ``status``, ``maintenance``, ``metrics``, ``shutdown``);
+* ``schedules.py``: schedules (``schedule_put``, ``schedule_get``, ``schedules``,
+  ``schedule_pause``, ``schedule_remove``, ``schedule_run``, ``schedule_apply``);
 * ``common.py``: what several of them share (the reply budget, the busy-store
   retry of a request's write).
 

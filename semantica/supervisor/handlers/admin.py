@@ -91,10 +91,11 @@ def handle_queues(services: Services, request: ListQueues) -> QueueList:
 
 
 def handle_status(services: Services, request: GetStatus) -> StatusReply:
-    """Counts by state, workers, database size, uptime, version; on a shared store,
-    every node and the workers of all of them."""
+    """Counts by state, workers, database size, uptime, version, schedules; on a shared
+    store, every node and the workers of all of them."""
     nodes, tops = services.node.view()
     workers = [WorkerInfo(pid=w.pid, state=w.state, job=w.job, node=w.node) for w in tops]
+    schedules = services.store.schedules()
     return StatusReply(
         rid=request.rid,
         version=__version__,
@@ -111,6 +112,8 @@ def handle_status(services: Services, request: GetStatus) -> StatusReply:
         node=services.node.spec.name,
         nodes=nodes,
         waiting_on_dependencies=services.store.dependency_waits(),
+        schedules=len(schedules),
+        schedules_paused=sum(schedule.paused for schedule in schedules),
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from semantica.errors import ProtocolError
 from semantica.protocol import (
+    ApplySchedules,
     Cancel,
     ControlReply,
     EnqueueLazy,
@@ -17,16 +18,22 @@ from semantica.protocol import (
     GetJob,
     GetLogs,
     GetMetrics,
+    GetSchedule,
     GetStatus,
     GetTop,
     Hello,
     LimitQueue,
     ListJobs,
     ListQueues,
+    ListSchedules,
     Maintain,
     PauseQueue,
+    PauseSchedule,
+    PutSchedule,
+    RemoveSchedule,
     ResumeQueue,
     Retry,
+    RunSchedule,
     Shutdown,
     SupervisorRequest,
     Wait,
@@ -45,6 +52,15 @@ from semantica.supervisor.handlers.common import Send
 from semantica.supervisor.handlers.jobs import handle_cancel, handle_enqueue, handle_retry
 from semantica.supervisor.handlers.live import handle_events, handle_follow, handle_top
 from semantica.supervisor.handlers.reads import handle_get, handle_list, handle_logs, handle_wait
+from semantica.supervisor.handlers.schedules import (
+    handle_schedule_apply,
+    handle_schedule_get,
+    handle_schedule_pause,
+    handle_schedule_put,
+    handle_schedule_remove,
+    handle_schedule_run,
+    handle_schedules,
+)
 from semantica.supervisor.services import Services
 
 
@@ -91,6 +107,20 @@ async def dispatch(
             return await handle_follow(services, request, send)
         case Events():
             return await handle_events(services, request, send)
+        case PutSchedule():
+            return await handle_schedule_put(services, request)
+        case GetSchedule():
+            return handle_schedule_get(services, request)
+        case ListSchedules():
+            return await handle_schedules(services, request)
+        case PauseSchedule():
+            return await handle_schedule_pause(services, request)
+        case RemoveSchedule():
+            return await handle_schedule_remove(services, request)
+        case RunSchedule():
+            return await handle_schedule_run(services, request)
+        case ApplySchedules():
+            return await handle_schedule_apply(services, request)
         case Shutdown():
             return handle_shutdown(services, request)
         case Hello():

@@ -1,0 +1,164 @@
+"""How ``semctl schedule`` draws schedules for people (rich). Never used for ``--json``.
+
+Times are shown in the schedule's own zone, with the zone's abbreviation
+(``2026-12-07 03:00 CET``): a slot is a time in that zone. As in every view,
+whatever a schedule holds goes through :mod:`semantica.control.terminal`
+(escaped, never markup), and an exec job's environment is shown as a count.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, tzinfo
+from functools import cache
+
+from rich.table import Table
+from rich.text import Text
+
+from semantica.control.render import payload_for_screen
+from semantica.control.schedule_input import format_duration
+from semantica.control.terminal import cell, show, state_cell
+from semantica.schedules import Schedule, ScheduleChanges, ScheduleRun, ScheduleSpec
+
+
+@cache
+def _zone(name: str) -> tzinfo | None:
+    from zoneinfo import ZoneInfo  # (not on semctl's fast path)
+
+    try:
+        return ZoneInfo(name)
+    except (ValueError, OSError, KeyError):  # (ZoneInfoNotFoundError is a KeyError)
+        return None
+
+
+def at(value: datetime | None, zone: str | None = None) -> str:
+    """``2026-12-07 03:00 CET`` (seconds only when there are some); ``zone`` None: local."""
+    if value is None:
+        return "-"
+    shown = value.astimezone(_zone(zone) if zone else None)
+    layout = "%Y-%m-%d %H:%M" if shown.second == 0 else "%Y-%m-%d %H:%M:%S"
+    return shown.strftime(f"{layout} %Z").rstrip()
+
+
+def when(spec: ScheduleSpec) -> str:
+    """``cron 0 3 * * * Europe/Berlin`` or ``every 15m``, with the jitter if any."""
+    text = f"cron {spec.cron} {spec.tz}" if spec.cron is not None else ""
+    if spec.every is not None:
+        text = f"every {format_duration(spec.every)}"
+    if spec.jitter:
+        text += f" ~{format_duration(spec.jitter)}"
+    return text
+
+
+def run_text(run: ScheduleRun) -> str:
+    """``fired: job 12 DONE``, ``skipped``, ``manual: job 13 RUNNING``, ``fired: job 9 gone``."""
+    if run.job_id is None:
+        return run.outcome
+    state = "gone" if run.state is None else run.state.value
+    return f"{run.outcome}: job {run.job_id} {state}"
+
+
+def last_text(schedule: Schedule) -> str:
+    """The latest run, with its slot: what ``list`` and ``top`` show."""
+    if not schedule.runs:
+        return "-" if schedule.last_job_id is None else f"job {schedule.last_job_id}"
+    run = schedule.runs[0]
+    return f"{at(run.slot, schedule.tz)} {run_text(run)}"
+
+
+def next_text(schedule: Schedule) -> str:
+    return "paused" if schedule.paused else at(schedule.next_fire, schedule.tz)
+
+
+def schedule_table(schedules: list[Schedule]) -> None:
+    if not schedules:
+        show(Text("no schedules"))
+        return
+    table = Table(box=None, pad_edge=False)
+    for column in ("NAME", "WHEN", "NEXT", "LAST", "PAUSED"):
+        table.add_column(column, no_wrap=column != "LAST")
+    for schedule in schedules:
+        table.add_row(
+            cell(schedule.name),
+            cell(when(schedule)),
+            next_text(schedule),
+            cell(last_text(schedule), one_line=True),
+            "yes" if schedule.paused else "no",
+        )
+    show(table)
+
+
+def schedule_details(schedule: Schedule) -> None:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    grid.add_row("schedule", cell(schedule.name))
+    grid.add_row("when", cell(when(schedule)))
+    grid.add_row("time zone", cell(schedule.tz))
+    grid.add_row("catch-up", cell(schedule.catch_up))
+    grid.add_row("overlap", cell(schedule.overlap))
+    grid.add_row("state", "paused" if schedule.paused else "active")
+    grid.add_row("next slot", at(schedule.next_slot, schedule.tz))
+    if schedule.next_fire != schedule.next_slot:
+        grid.add_row("next job due", at(schedule.next_fire, schedule.tz))
+    grid.add_row(
+        "slots",
+        f"{schedule.fired} fired, {schedule.skipped} skipped, {schedule.missed} missed",
+    )
+    grid.add_row("created", at(schedule.created_at, schedule.tz))
+    grid.add_row("changed", at(schedule.updated_at, schedule.tz))
+    job = schedule.job
+    grid.add_row(
+        "job",
+        Text.assemble(cell(job.type), "  queue ", cell(job.queue), f"  priority {job.priority}"),
+    )
+    options = [f"max attempts {job.max_attempts}"]
+    if job.timeout is not None:
+        options.append(f"timeout {format_duration(job.timeout)}")
+    if job.backoff is not None:
+        options.append(f"backoff {format_duration(job.backoff)}")
+    options += [word for word, on in (("charging", job.require_charging),) if on]
+    options += [word for word, on in (("idle CPU", job.require_idle),) if on]
+    grid.add_row("", cell(", ".join(options)))
+    if job.subject is not None:
+        grid.add_row("subject", cell(job.subject))
+    grid.add_row("payload", cell(_json(payload_for_screen(job.type, job.payload))))
+    parts: list[Table | Text] = [grid]
+    if schedule.runs:
+        runs = Table(box=None, pad_edge=False)
+        for column in ("SLOT", "OUTCOME", "JOB", "STATE", "DECIDED"):
+            runs.add_column(column, no_wrap=True)
+        for run in schedule.runs:
+            runs.add_row(
+                at(run.slot, schedule.tz),
+                cell(run.outcome),
+                "-" if run.job_id is None else str(run.job_id),
+                "-" if run.job_id is None else state_cell(run.state or "gone"),
+                at(run.at, schedule.tz),
+            )
+        parts += [Text("last runs, newest first:"), runs]
+    else:
+        parts.append(Text("no runs yet"))
+    show(*parts)
+
+
+def _json(value: object) -> str:
+    import msgspec
+
+    return msgspec.json.encode(value).decode()
+
+
+def diff_lines(changes: ScheduleChanges, specs: list[ScheduleSpec]) -> list[str]:
+    """``+ nightly  cron 0 3 * * * Europe/Berlin``, ``~ often  every 15m``, ``- old``,
+    then how many are unchanged, and for a dry run that nothing was changed."""
+    by_name = {spec.name: spec for spec in specs}
+    lines = [f"+ {name}  {when(by_name[name])}" for name in changes.created if name in by_name]
+    lines += [f"~ {name}  {when(by_name[name])}" for name in changes.updated if name in by_name]
+    lines += [f"- {name}" for name in changes.removed]
+    count = len(changes.unchanged)
+    if count:
+        lines.append(f"= {count} unchanged")
+    if not (changes.created or changes.updated or changes.removed):
+        lines.append("no changes")
+    if changes.dry_run:
+        lines.append("dry run: nothing was changed")
+    return lines
