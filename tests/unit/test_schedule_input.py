@@ -111,6 +111,13 @@ def test_a_client_spec_takes_durations_and_is_checked_before_sending() -> None:
         make_schedule_spec("x", "T", every=60, tz="UTC", delay=5)
     with pytest.raises(BadInput, match="schedule name"):
         make_schedule_spec("no spaces", "T", every=60, tz="UTC")
+    # Each slot's job would wait for the same jobs, and fail to fire once retention
+    # deleted them: a template waits for nothing.
+    for option in ("after", "after_end"):
+        with pytest.raises(BadInput, match="waits for no other job"):
+            make_schedule_spec("x", "T", every=60, tz="UTC", **{option: [1]})
+    with pytest.raises(BadInput, match="waits for no other job"):
+        make_schedule_spec("x", "T", every=60, tz="UTC", ref="a")
 
 
 def test_apply_takes_specs_or_mappings_and_refuses_a_name_twice() -> None:
