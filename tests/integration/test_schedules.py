@@ -340,7 +340,7 @@ def test_the_python_clients_schedule_verbs(daemon: Daemon) -> None:
     with daemon.client() as client:
         made = client.schedule("ping", "NOOP", every=1, tz="UTC", priority=5)
         assert (made.name, made.every, made.job.priority) == ("ping", 1.0, 5)
-        with pytest.raises(BadInput):
+        with pytest.raises(BadInput, match=r"replace=True"):  # (Python's word, not only semctl's)
             client.schedule("ping", "NOOP", every="1s")  # exists, no replace
         with pytest.raises(BadInput):
             client.schedule("bad", "NOOP", cron="every tuesday")
