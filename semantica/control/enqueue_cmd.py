@@ -12,6 +12,10 @@ typer command agree.
 An exec command given after ``--`` runs as if typed here: in this directory,
 with this environment (all of it, as pueue does, stored in the job's payload;
 ``--env NAME=VALUE`` adds or overrides, ``--no-env`` leaves the supervisor's).
+
+The id alone goes to stdout, always. A job added already CANCELLED (``--after``
+a job that had ended badly) is also said so on stderr, with the reason: the
+exit status is still 0, since the job was stored.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import msgspec
 from semantica.control.client import Client
 from semantica.control.terminal import printable
 from semantica.errors import BadInput, SemanticaError
+from semantica.models import JobState
 
 #: Options that take a value: flag -> (keyword, converter).
 VALUE_OPTIONS: dict[str, tuple[str, Any]] = {
@@ -130,8 +135,13 @@ def run_enqueue(
         client.close()
     if json_out:
         sys.stdout.write(msgspec.json.encode(job).decode() + "\n")
-    else:
-        sys.stdout.write(f"{job.id}\n")
+        return
+    sys.stdout.write(f"{job.id}\n")
+    if job.state == JobState.CANCELLED and job.error is not None:
+        # Added after a job that already ended badly: stored, but it will never run.
+        # The id stays alone on stdout (scripts read it); the why goes to stderr.
+        why = f"{job.error.kind}: {job.error.message}"
+        sys.stderr.write(f"semctl: job {job.id} was added CANCELLED: {printable(why)}\n")
 
 
 def job_ids(flag: str, values: list[str]) -> list[int]:

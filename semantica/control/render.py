@@ -119,7 +119,7 @@ def payload_for_screen(type: str, payload: object) -> object:
 def _slot(job: Job) -> str:
     """``, slot 2026-12-07 03:00 CET`` (in this machine's zone), or that it was run by hand."""
     if job.slot is None:
-        return " (semctl schedule run)"
+        return " (run by hand)"
     slot = job.slot.astimezone()
     layout = "%Y-%m-%d %H:%M" if slot.second == 0 else "%Y-%m-%d %H:%M:%S"
     return f", slot {slot.strftime(layout + ' %Z').rstrip()}"

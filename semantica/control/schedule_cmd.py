@@ -10,8 +10,10 @@ existing name without ``--replace``, a bad schedules file), 5 no such schedule.
 as ``enqueue`` does (``enqueue_cmd.job_data``): an exec command after ``--``
 runs in this directory with this environment, captured now and stored in the
 schedule. ``apply`` reads a TOML file (schedule_file.py), which captures
-neither. cronsim, tomllib and zoneinfo are imported only by the commands that
-use them: semctl loads this module on every run to register the group.
+neither; with ``--dry-run`` it first reads the schedules as they are, to name
+the keys each update would change. cronsim, tomllib and zoneinfo are imported
+only by the commands that use them: semctl loads this module on every run to
+register the group.
 """
 
 from __future__ import annotations
@@ -202,20 +204,24 @@ def apply(
 ) -> None:
     """Make the schedules exactly those of FILE: create, update, remove; print the diff.
 
-    One change, all or nothing: any error in the file changes nothing.
+    One change, all or nothing: any error in the file changes nothing. With
+    --dry-run, each update also names the keys it changes.
     """
     from semantica.control.schedule_file import read_schedules
 
     with edge():
         specs = read_schedules(file)
         with new_client() as client:
+            # A dry run is the preview: it reads the schedules as they are, only to say
+            # what each update would change (the apply is one transaction of its own).
+            before = client.schedules() if dry_run and not json_out else []
             changes = client.apply_schedules(specs, dry_run=dry_run)
     if json_out:
         print_json(changes)
         return
     from semantica.control.schedule_render import diff_lines
 
-    for line in diff_lines(changes, specs):
+    for line in diff_lines(changes, specs, before):
         print(printable(line))
 
 

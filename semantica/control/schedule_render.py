@@ -8,6 +8,7 @@ whatever a schedule holds goes through :mod:`semantica.control.terminal`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, tzinfo
 from functools import cache
 
@@ -17,6 +18,7 @@ from rich.text import Text
 from semantica.control.render import payload_for_screen
 from semantica.control.schedule_input import format_duration
 from semantica.control.terminal import cell, show, state_cell
+from semantica.models import JobSpec
 from semantica.schedules import Schedule, ScheduleChanges, ScheduleRun, ScheduleSpec
 
 
@@ -147,12 +149,60 @@ def _json(value: object) -> str:
     return msgspec.json.encode(value).decode()
 
 
-def diff_lines(changes: ScheduleChanges, specs: list[ScheduleSpec]) -> list[str]:
+#: An exec payload's keys, in the order a schedules file lists them.
+_EXEC_KEYS = ("argv", "cwd", "env", "inherit_env")
+
+
+def _plain(value: object) -> object:
+    """``value`` as it reads back once stored (a tuple is a list, a struct a dict)."""
+    import msgspec
+
+    return msgspec.to_builtins(value)
+
+
+def changed_keys(old: ScheduleSpec, new: ScheduleSpec) -> list[str]:
+    """The keys, named as a schedules file names them, whose values differ from ``old``
+    to ``new``: the schedule's (``cron``, ``jitter``, ``paused``...), then its job's
+    (``queue``, ``timeout``...); an exec payload by its own keys (``argv``, ``cwd``,
+    ``env``), any other payload as ``payload``. ``old`` may be a whole Schedule: only
+    what a spec holds is compared."""
+    keys = [
+        field
+        for field in ScheduleSpec.__struct_fields__
+        if field not in ("name", "job")
+        and _plain(getattr(old, field)) != _plain(getattr(new, field))
+    ]
+    for field in JobSpec.__struct_fields__:
+        before, after = _plain(getattr(old.job, field)), _plain(getattr(new.job, field))
+        if before == after:
+            continue
+        if field == "payload" and isinstance(before, dict) and isinstance(after, dict):
+            both = set(before) | set(after)
+            ordered = [key for key in _EXEC_KEYS if key in both] + sorted(both - set(_EXEC_KEYS))
+            keys += [key for key in ordered if before.get(key) != after.get(key)]
+        else:
+            keys.append(field)
+    return keys
+
+
+def diff_lines(
+    changes: ScheduleChanges, specs: list[ScheduleSpec], before: Sequence[ScheduleSpec] = ()
+) -> list[str]:
     """``+ nightly  cron 0 3 * * * Europe/Berlin``, ``~ often  every 15m``, ``- old``,
-    then how many are unchanged, and for a dry run that nothing was changed."""
+    then how many are unchanged, and for a dry run that nothing was changed.
+
+    Given ``before``, the schedules as they were, an updated one's line ends with what
+    changed: ``~ nightly  cron 0 4 * * * UTC  (changes cron, env)``."""
     by_name = {spec.name: spec for spec in specs}
+    old = {spec.name: spec for spec in before}
     lines = [f"+ {name}  {when(by_name[name])}" for name in changes.created if name in by_name]
-    lines += [f"~ {name}  {when(by_name[name])}" for name in changes.updated if name in by_name]
+    for name in changes.updated:
+        if name not in by_name:
+            continue
+        line = f"~ {name}  {when(by_name[name])}"
+        if name in old:
+            line += f"  (changes {', '.join(changed_keys(old[name], by_name[name]))})"
+        lines.append(line)
     lines += [f"- {name}" for name in changes.removed]
     count = len(changes.unchanged)
     if count:

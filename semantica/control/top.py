@@ -263,6 +263,12 @@ def _schedules(top: TopReply, rows: int, total: int) -> Table:
 
 def _waiting(job: Job) -> Text:
     words = WAITING_WORDS.get(job.waiting_for, job.waiting_for or "")
+    if job.waiting_for == "dependency" and job.waiting_on:
+        # Which jobs, as ``show`` says; the first two and a count keep the column narrow.
+        ids = job.waiting_on
+        words = ("jobs " if len(ids) > 1 else "job ") + ", ".join(map(str, ids[:2]))
+        if len(ids) > 2:
+            words += f" +{len(ids) - 2}"
     return Text(words, style="green" if job.waiting_for is None else "yellow")
 
 

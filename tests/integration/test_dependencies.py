@@ -115,6 +115,23 @@ def test_an_unknown_job_id_is_refused_and_adds_nothing(daemon: Daemon) -> None:
         assert client.status().counts[JobState.QUEUED] == 0
 
 
+def test_a_job_added_after_a_failed_one_is_said_to_be_cancelled(daemon: Daemon) -> None:
+    """A job enqueued after a job already FAILED is added CANCELLED at once: semctl
+    still prints its id (scripts read it), and says on stderr, in one line, why it
+    will not run."""
+    failed = daemon.semctl("enqueue", "--max-attempts", "1", "exec", "--", "false")
+    assert daemon.semctl("wait", failed.out.strip()).code == 1
+    result = daemon.semctl("enqueue", "--after", failed.out.strip(), "exec", "--", "true")
+    assert result.code == 0, result.err
+    job_id = int(result.out)
+    assert result.err == (
+        f"semctl: job {job_id} was added CANCELLED: "
+        f"dependency_failed: job {failed.out.strip()} ended FAILED\n"
+    )
+    done = daemon.semctl("enqueue", "--after-end", failed.out.strip(), "exec", "--", "true")
+    assert done.code == 0 and done.err == ""  # --after-end: it runs
+
+
 def test_the_same_graph_through_enqueue_many_refs(daemon: Daemon, tmp_path: Path) -> None:
     flag = tmp_path / "flag"
     specs = list(reversed(_graph_specs(flag)))  # any order: the refs say which is first

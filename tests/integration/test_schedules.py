@@ -275,6 +275,25 @@ def test_apply_a_file_dry_then_for_real_then_edited(daemon: Daemon, tmp_path: Pa
     assert listed["nightly"]["next_fire"].endswith(":30:00Z")  # 03:30 in Berlin is :30 UTC
 
 
+def test_a_dry_run_after_an_edit_names_the_keys_it_changes(daemon: Daemon, tmp_path: Path) -> None:
+    """Edit a file's schedule (its time, its payload, its queue), dry-run it: the ``~``
+    line says which keys differ, even those that ``when`` does not show."""
+    path = tmp_path / "schedules.toml"
+    path.write_text('[schedules.backup]\ncron = "30 2 * * *"\ntz = "UTC"\ntype = "NOOP"\n')
+    ok(daemon, "schedule", "apply", str(path))
+    path.write_text(
+        '[schedules.backup]\ncron = "15 3 * * *"\ntz = "UTC"\ntype = "NOOP"\n'
+        'payload = { dir = "/mnt/b" }\nqueue = "backup"\n'
+    )
+    dry = daemon.semctl("schedule", "apply", str(path), "--dry-run")
+    assert dry.code == 0, dry.err
+    assert dry.out.splitlines() == [
+        "~ backup  cron 15 3 * * * UTC  (changes cron, payload, queue)",
+        "dry run: nothing was changed",
+    ]
+    assert ok(daemon, "schedule", "show", "backup")["cron"] == "30 2 * * *"
+
+
 BAD_FILES = {
     "not TOML": "[schedules.x\n",
     "a wrong type": '[schedules.x]\nevery = ["1h"]\ntype = "NOOP"\n',
@@ -321,7 +340,7 @@ def test_the_python_clients_schedule_verbs(daemon: Daemon) -> None:
     with daemon.client() as client:
         made = client.schedule("ping", "NOOP", every=1, tz="UTC", priority=5)
         assert (made.name, made.every, made.job.priority) == ("ping", 1.0, 5)
-        with pytest.raises(BadInput):
+        with pytest.raises(BadInput, match=r"replace=True"):  # (Python's word, not only semctl's)
             client.schedule("ping", "NOOP", every="1s")  # exists, no replace
         with pytest.raises(BadInput):
             client.schedule("bad", "NOOP", cron="every tuesday")

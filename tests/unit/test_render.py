@@ -36,3 +36,15 @@ def test_one_captured_variable_is_one_variable(capsys: pytest.CaptureFixture[str
     job = _job(7, type="exec", payload={"argv": ["true"], "env": {"A": "1"}})
     render.job_details(job)
     assert "<1 variable: semctl show --json prints them>" in capsys.readouterr().out
+
+
+def test_a_job_made_by_a_schedules_run_says_by_hand(capsys: pytest.CaptureFixture[str]) -> None:
+    """``schedule run`` and ``Client.run_schedule`` alike make a job at no slot: ``show``
+    says it was run by hand (not which tool did it); a slot's job names its slot."""
+    render.job_details(_job(7, schedule="nightly"))
+    [line] = [line for line in capsys.readouterr().out.splitlines() if line.startswith("from")]
+    assert line.split(None, 1)[1] == "schedule nightly (run by hand)"
+    slot = datetime(2026, 12, 7, 2, 0, tzinfo=UTC)
+    render.job_details(_job(8, schedule="nightly", slot=slot))
+    [line] = [line for line in capsys.readouterr().out.splitlines() if line.startswith("from")]
+    assert line.split(None, 1)[1].startswith("schedule nightly, slot 2026-12-07 ")

@@ -91,6 +91,35 @@ def test_removing_everything_lists_every_name() -> None:
     assert render.diff_lines(changes, []) == ["- a", "- b"]
 
 
+def test_an_update_names_what_changed_given_the_schedules_before() -> None:
+    """Given the schedules as they were, each ``~`` line says which keys of the file
+    differ (an exec job's payload by its own keys: argv, cwd, env), so that a dry run
+    after an edit shows what the edit does, even where ``when`` did not move."""
+
+    def backup(**fields: Any) -> ScheduleSpec:
+        payload = {"argv": ["./backup.sh"], "cwd": "/home/me", "env": {"DIR": "/mnt/a"}}
+        job = JobSpec(type="exec", payload=fields.pop("payload", payload), max_attempts=2)
+        base: dict[str, Any] = {"cron": "30 2 * * *", "tz": "UTC", "job": job}
+        return ScheduleSpec(name="backup", **(base | fields))
+
+    before = [backup(), _spec("often")]
+    edited = backup(
+        cron="15 3 * * *",
+        payload={"argv": ["./backup.sh"], "cwd": "/home/me", "env": {"DIR": "/mnt/b"}},
+    )
+    changes = ScheduleChanges(updated=["backup", "often"], dry_run=True)
+    often = ScheduleSpec(name="often", job=JobSpec(type="NOOP", queue="slow"), every=3600.0)
+    often.jitter = 5.0
+    specs = [edited, often]
+    assert render.diff_lines(changes, specs, before) == [
+        "~ backup  cron 15 3 * * * UTC  (changes cron, env)",
+        "~ often  every 1h ~5s  (changes jitter, queue)",
+        "dry run: nothing was changed",
+    ]
+    paused = backup(paused=True, job=JobSpec(type="exec", payload={"argv": ["x"]}))
+    assert render.changed_keys(backup(), paused) == ["paused", "argv", "cwd", "env", "max_attempts"]
+
+
 # ------------------------------------------------------------------ the pieces
 
 

@@ -127,3 +127,22 @@ def test_states_have_their_colours() -> None:
     assert styles["FAILED"] == {"red"} and styles["QUEUED"] == {"cyan"}
     assert styles["CANCELLED"] == {"magenta"} and styles["DONE"] == {"green"}
     assert styles["busy"] == {"yellow"} and styles["yes"] == {"yellow"}
+
+
+def test_a_job_waiting_on_dependencies_names_them() -> None:
+    """``WAITING FOR`` says which jobs a job waits for, as ``show`` does: one, two, or
+    the first two and how many more (the column stays narrow); the frame still fits."""
+    top = _reply(workers=2)
+    top.waiting = [
+        _job(7, waiting_for="dependency", waiting_on=[5]),
+        _job(8, waiting_for="dependency", waiting_on=[5, 6]),
+        _job(9, waiting_for="dependency", waiting_on=[5, 6, 7, 1234567]),
+    ]
+    lines = _draw(top, 80, 24)
+    assert len(lines) <= 24 and max(len(line) for line in lines) <= 80, "\n".join(lines)
+    at = next(i for i, line in enumerate(lines) if line.startswith("NEXT JOB"))
+    assert [line.split(None, 4)[-1].strip() for line in lines[at + 1 : at + 4]] == [
+        "job 5",
+        "jobs 5, 6",
+        "jobs 5, 6 +2",
+    ]

@@ -50,7 +50,9 @@ async def handle_schedule_put(services: Services, request: PutSchedule) -> Sched
 
     def put() -> tuple[Schedule, bool]:
         if not request.replace and _exists(services, spec.name):
-            raise BadInput(f"a schedule named {spec.name!r} exists (--replace replaces it)")
+            raise BadInput(
+                f"a schedule named {spec.name!r} exists (--replace, or replace=True, replaces it)"
+            )
         services.jobs.check([spec.job])  # a type the workers know, as at enqueue
         return services.jobs.put_schedule(spec)
 
