@@ -5,7 +5,9 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Iterator
+from typing import Any
 
+import conftest_summary
 import psycopg
 import pytest
 from hypothesis import settings
@@ -49,3 +51,11 @@ def pg_database(pg_cluster: PostgresCluster) -> Iterator[str]:
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    conftest_summary.collect(report)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    conftest_summary.print_them(terminalreporter)

@@ -18,7 +18,6 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -26,10 +25,9 @@ HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parent / "integration"))
 sys.path.insert(0, str(HERE))
 
+from conftest_summary import CHAOS_SUMMARY  # noqa: E402
 from harness import Daemon  # noqa: E402
 from invariants import processes_of  # noqa: E402
-
-SUMMARIES: list[str] = []
 
 
 class ChaosDaemon(Daemon):
@@ -114,18 +112,14 @@ def ledger_path(chaos_tmp: Path) -> Path:
 
 
 @pytest.fixture
-def report() -> Callable[[str], None]:
-    """Report a scenario's one-line summary: printed now, and repeated at the end of the run."""
+def report(request: pytest.FixtureRequest) -> Callable[[str], None]:
+    """Report a scenario's one-line summary: printed now, and repeated at the end of the run.
+
+    The line travels as a property of the test's report, so that the run's end has it
+    also when tests run in worker processes (pytest-xdist), not in this one."""
 
     def emit(line: str) -> None:
         print(line)
-        SUMMARIES.append(line)
+        request.node.user_properties.append((CHAOS_SUMMARY, line))
 
     return emit
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if SUMMARIES:
-        terminalreporter.section("chaos scenarios")
-        for line in SUMMARIES:
-            terminalreporter.write_line(line)
