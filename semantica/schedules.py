@@ -64,7 +64,7 @@ class ScheduleRun(msgspec.Struct, kw_only=True):
     """One slot of a schedule, decided: fired (its job), skipped, or run by hand."""
 
     slot: datetime
-    outcome: str  # "fired" | "skipped" (overlap) | "manual" (``schedule run``)
+    outcome: str  # "fired" | "skipped" (overlap) | "manual" (``schedule run``) | "refused"
     at: datetime  # when it was decided
     job_id: int | None = None
     state: JobState | None = None  # the job's state now; None: no job, or it is gone
@@ -81,7 +81,7 @@ class Schedule(ScheduleSpec, kw_only=True):
     last_job_id: int | None = None  # the job of the latest slot fired or run by hand
     fired: int = 0  # slots that made a job
     skipped: int = 0  # slots skipped because the previous job was still live
-    missed: int = 0  # slots that passed while no supervisor ran and gave no job
+    missed: int = 0  # slots that gave no job: passed while no supervisor ran, or refused
     runs: list[ScheduleRun] = msgspec.field(default_factory=list)  # newest first (show only)
 
 
