@@ -126,6 +126,10 @@ def validate_schedule(spec: ScheduleSpec) -> None:
         raise BadInput(f"--overlap must be one of {', '.join(OVERLAP_CHOICES)}")
     if spec.job.delay is not None or spec.job.at is not None:
         raise BadInput("a scheduled job is due at its slot: it takes no --delay or --at")
+    if spec.job.after or spec.job.after_end or spec.job.ref is not None:
+        # Each slot's job would wait for the same jobs, and once retention deleted one,
+        # no slot could make its job again.
+        raise BadInput("a scheduled job waits for no other job: it takes no --after or ref")
     validate_spec(spec.job)
 
 

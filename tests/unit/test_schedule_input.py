@@ -113,6 +113,16 @@ def test_a_client_spec_takes_durations_and_is_checked_before_sending() -> None:
         make_schedule_spec("no spaces", "T", every=60, tz="UTC")
 
 
+@pytest.mark.parametrize(
+    "options", [{"after": [1]}, {"after_end": [1]}, {"ref": "build"}, {"after": ["build"]}]
+)
+def test_a_scheduled_job_waits_for_no_other_job(options: dict[str, object]) -> None:
+    """Every slot's job would wait for the same job (one retention later deletes, so
+    that no slot could make its job again): a template takes no dependencies."""
+    with pytest.raises(BadInput, match="waits for no other job"):
+        make_schedule_spec("x", "T", every=60, tz="UTC", **options)
+
+
 def test_apply_takes_specs_or_mappings_and_refuses_a_name_twice() -> None:
     spec = ScheduleSpec(name="a", job=JobSpec(type="T"), every=60.0)
     specs = specs_in([spec, {"name": "b", "type": "T", "cron": "0 3 * * *", "tz": "UTC"}])
