@@ -36,6 +36,8 @@ OVERLAP_CHOICES = ("skip", "allow")
 #: The shortest interval a schedule may have (``--every``).
 EVERY_MIN_S = 1.0
 _NAME_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+#: The longest cron expression (every value of every field listed is about 400).
+CRON_MAX = 1000
 
 
 @register_code
@@ -150,9 +152,15 @@ def check_zone(name: str) -> tzinfo:
 
 
 def check_cron(expression: str, zone: tzinfo) -> None:
-    """Raises BadInput unless cronsim reads ``expression``."""
+    """Raises BadInput unless cronsim reads ``expression``, one line of at most
+    :data:`CRON_MAX` characters (cronsim takes any whitespace, and any length)."""
     from cronsim import CronSim, CronSimError  # (not on semctl's fast path)
 
+    if len(expression) > CRON_MAX or not expression.isprintable():
+        raise BadInput(
+            f"bad cron expression {short_repr(expression)}: one line of at most "
+            f"{CRON_MAX} printable characters"
+        )
     try:
         CronSim(expression, datetime.now(zone))
     except (CronSimError, ValueError) as exc:

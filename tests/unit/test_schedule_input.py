@@ -123,6 +123,18 @@ def test_a_scheduled_job_waits_for_no_other_job(options: dict[str, object]) -> N
         make_schedule_spec("x", "T", every=60, tz="UTC", **options)
 
 
+@pytest.mark.parametrize(
+    "cron",
+    ["0 3 * * *\n* * * * *", "0\t3 * * *", "0 3 * * *" + " " * 2000, "0," * 600 + "0 3 * * *"],
+)
+def test_a_cron_expression_is_one_short_line(cron: str) -> None:
+    """cronsim reads any whitespace and any length; a schedule's expression is shown on
+    one line of ``schedule list``: a newline, a tab or thousands of characters are refused."""
+    with pytest.raises(BadInput, match="cron expression") as caught:
+        make_schedule_spec("x", "T", cron=cron, tz="UTC")
+    assert "\n" not in str(caught.value) and len(str(caught.value)) < 200
+
+
 def test_apply_takes_specs_or_mappings_and_refuses_a_name_twice() -> None:
     spec = ScheduleSpec(name="a", job=JobSpec(type="T"), every=60.0)
     specs = specs_in([spec, {"name": "b", "type": "T", "cron": "0 3 * * *", "tz": "UTC"}])
