@@ -122,6 +122,12 @@ def validate_schedule(spec: ScheduleSpec) -> None:
         check_cron(spec.cron, zone)
     if not 0 <= spec.jitter < SECONDS_MAX:
         raise BadInput(f"--jitter must be 0 or more seconds, got {spec.jitter:g}")
+    if spec.every is not None and spec.jitter >= spec.every:
+        # Each slot is decided after the one before it: a longer jitter would make the
+        # slots behind it pile up and be counted missed while the supervisor runs.
+        raise BadInput(
+            f"--jitter must be shorter than --every ({spec.every:g} s), got {spec.jitter:g} s"
+        )
     if spec.catch_up not in CATCH_UP_CHOICES:
         raise BadInput(f"--catch-up must be one of {', '.join(CATCH_UP_CHOICES)}")
     if spec.overlap not in OVERLAP_CHOICES:

@@ -113,6 +113,16 @@ def test_a_client_spec_takes_durations_and_is_checked_before_sending() -> None:
         make_schedule_spec("no spaces", "T", every=60, tz="UTC")
 
 
+def test_a_jitter_is_shorter_than_the_interval() -> None:
+    """--every 1s --jitter 1h fired 78 times in two hours and counted 3,563 slots missed
+    while the supervisor ran; --jitter 3y made the first slot due in three years."""
+    with pytest.raises(BadInput, match="jitter must be shorter than --every"):
+        make_schedule_spec("x", "T", every=1, jitter=3600, tz="UTC")
+    with pytest.raises(BadInput, match="jitter must be shorter than --every"):
+        make_schedule_spec("x", "T", every="15m", jitter="15m", tz="UTC")
+    assert make_schedule_spec("x", "T", every="15m", jitter="14m", tz="UTC").jitter == 840
+
+
 @pytest.mark.parametrize(
     "options", [{"after": [1]}, {"after_end": [1]}, {"ref": "build"}, {"after": ["build"]}]
 )
