@@ -36,6 +36,8 @@ OVERLAP_CHOICES = ("skip", "allow")
 #: The shortest interval a schedule may have (``--every``).
 EVERY_MIN_S = 1.0
 _NAME_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+#: The longest cron expression (every value of every field listed is about 400).
+CRON_MAX = 1000
 
 
 @register_code
@@ -64,7 +66,7 @@ class ScheduleRun(msgspec.Struct, kw_only=True):
     """One slot of a schedule, decided: fired (its job), skipped, or run by hand."""
 
     slot: datetime
-    outcome: str  # "fired" | "skipped" (overlap) | "manual" (``schedule run``)
+    outcome: str  # "fired" | "skipped" (overlap) | "manual" (``schedule run``) | "refused"
     at: datetime  # when it was decided
     job_id: int | None = None
     state: JobState | None = None  # the job's state now; None: no job, or it is gone
@@ -81,7 +83,7 @@ class Schedule(ScheduleSpec, kw_only=True):
     last_job_id: int | None = None  # the job of the latest slot fired or run by hand
     fired: int = 0  # slots that made a job
     skipped: int = 0  # slots skipped because the previous job was still live
-    missed: int = 0  # slots that passed while no supervisor ran and gave no job
+    missed: int = 0  # slots that gave no job: passed while no supervisor ran, or refused
     runs: list[ScheduleRun] = msgspec.field(default_factory=list)  # newest first (show only)
 
 
@@ -120,6 +122,12 @@ def validate_schedule(spec: ScheduleSpec) -> None:
         check_cron(spec.cron, zone)
     if not 0 <= spec.jitter < SECONDS_MAX:
         raise BadInput(f"--jitter must be 0 or more seconds, got {spec.jitter:g}")
+    if spec.every is not None and spec.jitter >= spec.every:
+        # Each slot is decided after the one before it: a longer jitter would make the
+        # slots behind it pile up and be counted missed while the supervisor runs.
+        raise BadInput(
+            f"--jitter must be shorter than --every ({spec.every:g} s), got {spec.jitter:g} s"
+        )
     if spec.catch_up not in CATCH_UP_CHOICES:
         raise BadInput(f"--catch-up must be one of {', '.join(CATCH_UP_CHOICES)}")
     if spec.overlap not in OVERLAP_CHOICES:
@@ -127,8 +135,8 @@ def validate_schedule(spec: ScheduleSpec) -> None:
     if spec.job.delay is not None or spec.job.at is not None:
         raise BadInput("a scheduled job is due at its slot: it takes no --delay or --at")
     if spec.job.after or spec.job.after_end or spec.job.ref is not None:
-        # Every slot's job would wait for the same jobs, and stop firing once retention
-        # deleted them.
+        # Each slot's job would wait for the same jobs, and once retention deleted one,
+        # no slot could make its job again.
         raise BadInput("a scheduled job waits for no other job: it takes no --after or ref")
     validate_spec(spec.job)
 
@@ -150,9 +158,15 @@ def check_zone(name: str) -> tzinfo:
 
 
 def check_cron(expression: str, zone: tzinfo) -> None:
-    """Raises BadInput unless cronsim reads ``expression``."""
+    """Raises BadInput unless cronsim reads ``expression``, one line of at most
+    :data:`CRON_MAX` characters (cronsim takes any whitespace, and any length)."""
     from cronsim import CronSim, CronSimError  # (not on semctl's fast path)
 
+    if len(expression) > CRON_MAX or not expression.isprintable():
+        raise BadInput(
+            f"bad cron expression {short_repr(expression)}: one line of at most "
+            f"{CRON_MAX} printable characters"
+        )
     try:
         CronSim(expression, datetime.now(zone))
     except (CronSimError, ValueError) as exc:

@@ -21,7 +21,7 @@ from typing import Any
 import msgspec
 import structlog
 
-from semantica.errors import BadInput, StoreError
+from semantica.errors import BadInput, NoSuchJob, StoreError
 from semantica.limits import (
     ERROR_MESSAGE_MAX,
     LOG_LINE_MAX,
@@ -53,6 +53,8 @@ from semantica.supervisor.store import (
 from semantica.supervisor.tracing import NoTracer, Tracer
 
 log = structlog.get_logger("semantica.jobs")
+#: How many of the jobs a cascade cancelled are read from the store at a time.
+CASCADE_READ = 500
 
 
 def within_caps(report: JobFinished) -> JobFinished:
@@ -460,21 +462,43 @@ class JobLifecycle(ScheduleWrites):
             return
         if self.metrics is not None:
             self.metrics.dependency_failed(len(cascaded))
-        for job_id in cascaded:
-            job = self.store.get(job_id) if self.events.watched or self.metrics else None
-            error = None if job is None else job.error
-            self._info(
-                "job cancelled",
-                {
-                    "job_id": job_id,
-                    "state": JobState.CANCELLED.value,
-                    "error_kind": ErrorKind.DEPENDENCY_FAILED.value,
-                    "error_message": "" if error is None else error.message,
-                },
-            )
-            self._finished_unrun(job_id, JobState.CANCELLED, None if job is None else job.type)
-            if job is not None:
-                self._announce("cancelled", job_id, job.type, job.state, job.queue, error=error)
+        read = self.events.watched or self.metrics is not None
+        for start in range(0, len(cascaded), CASCADE_READ):
+            ids = cascaded[start : start + CASCADE_READ]
+            jobs = self._jobs_or_none(ids) if read else [None] * len(ids)
+            for job_id, job in zip(ids, jobs, strict=True):
+                self._settle_one_cascaded(job_id, job, read)
+
+    def _jobs_or_none(self, job_ids: list[int]) -> list[Job | None]:
+        """The jobs ``job_ids``, read in one go (a cascade may reach 100,000 jobs);
+        None for one gone meanwhile (a shared store's retention)."""
+        try:
+            return list(self.store.get_many(job_ids))
+        except NoSuchJob:
+            found: list[Job | None] = []
+            for job_id in job_ids:
+                try:
+                    found.append(self.store.get(job_id))
+                except NoSuchJob:
+                    found.append(None)
+            return found
+
+    def _settle_one_cascaded(self, job_id: int, job: Job | None, read: bool) -> None:
+        error = None if job is None else job.error
+        self._info(
+            "job cancelled",
+            {
+                "job_id": job_id,
+                "state": JobState.CANCELLED.value,
+                "error_kind": ErrorKind.DEPENDENCY_FAILED.value,
+                "error_message": "" if error is None else error.message,
+            },
+        )
+        # (A job read and gone has no type left to count it by: "".)
+        type = job.type if job is not None else ("" if read else None)
+        self._finished_unrun(job_id, JobState.CANCELLED, type)
+        if job is not None:
+            self._announce("cancelled", job_id, job.type, job.state, job.queue, error=error)
 
     def _finished_unrun(self, job_id: int, state: JobState, type: str | None) -> None:
         """A queued job was cancelled or superseded: waiters, counters."""

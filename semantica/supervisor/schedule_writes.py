@@ -104,6 +104,8 @@ class ScheduleWrites:
                 job_id=job.id,
                 deduplicated=job.deduplicated or None,
             )
+        for name, why in fired.refused:
+            log.error("schedule slot refused: its job cannot be made", schedule=name, error=why)
         if fired.skipped or fired.missed:
             log.info("schedule slots not fired", skipped=fired.skipped, missed=fired.missed)
         if self.metrics is not None:

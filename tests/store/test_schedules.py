@@ -13,7 +13,7 @@ from storekit import enqueue
 
 from semantica.clock import FakeClock
 from semantica.errors import BadInput
-from semantica.models import JobSpec, JobState
+from semantica.models import GENERATION_MAX, JobSpec, JobState
 from semantica.schedules import NoSuchSchedule, ScheduleSpec
 from semantica.supervisor.store import JobStore, StoreUpkeep
 
@@ -370,3 +370,25 @@ def test_enqueued_jobs_have_no_schedule(store: JobStore) -> None:
     """A job enqueued by hand names no schedule."""
     [job] = enqueue(store, [JobSpec(type="T")]).jobs
     assert store.get(job.id).schedule is None and store.get(job.id).slot is None
+
+
+def test_a_slot_whose_job_cannot_be_made_is_refused_and_holds_up_no_other(
+    store: JobStore, clock: FakeClock
+) -> None:
+    """A template whose job the store refuses (its subject at the largest generation
+    there may be) gives its slot no job: the slot is recorded ``refused``, counted
+    missed, and the next slot comes; a schedule due after it still fires."""
+    _at(clock, 1_800_000_000.0)
+    enqueue(store, [JobSpec(type="T", subject="top", generation=GENERATION_MAX)])
+    store.put_schedule(every("bad", job=JobSpec(type="T", subject="top"), overlap="allow"))
+    store.put_schedule(every("good"))
+    _at(clock, 1_800_000_060.0)
+    fired = store.fire_due()
+    assert (fired.fired, fired.missed) == (1, 1)
+    assert [(name, "generation" in why) for name, why in fired.refused] == [("bad", True)]
+    assert _jobs(store, "good") == [datetime.fromtimestamp(1_800_000_060.0, UTC)]
+    bad = store.schedule("bad")
+    assert (bad.fired, bad.missed, bad.last_job_id) == (0, 1, None)
+    assert [(run.outcome, run.job_id) for run in bad.runs] == [("refused", None)]
+    assert bad.next_slot == datetime.fromtimestamp(1_800_000_120.0, UTC)
+    assert store.next_fire() == 1_800_000_120.0

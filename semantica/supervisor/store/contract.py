@@ -514,8 +514,11 @@ class JobStore(StoreReads, Protocol):
         the slots due, all but the latest are missed (counted, not each recorded);
         the latest fires, unless it is late and ``catch_up`` is ``none`` (missed
         too), or ``overlap`` is ``skip`` and the schedule's previous job is QUEUED or
-        RUNNING (recorded ``skipped``). A schedule keeps its last
-        :data:`RUNS_KEPT` runs. A crash before the write's commit leaves the slots
+        RUNNING (recorded ``skipped``). A slot whose job :meth:`insert` refuses
+        (``BadInput``: the template's subject has no generation left) is decided
+        without one, in a write of its own: recorded ``refused``, counted missed, and
+        listed in ``Fired.refused``; it holds up no other schedule. A schedule keeps
+        its last :data:`RUNS_KEPT` runs. A crash before the write's commit leaves the slots
         unclaimed and no job; after it, both.
         """
         ...

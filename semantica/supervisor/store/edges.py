@@ -89,10 +89,13 @@ class Edges:
             "SELECT d.job_id, d.after_id, d.mode, j.state FROM job_deps AS d "
             f"LEFT JOIN jobs AS j ON j.id = d.after_id WHERE d.job_id {ids} ORDER BY d.after_id"
         )
+        # CROSS JOIN: SQLite joins in the order written, from the edges below the jobs
+        # given to each job by its id; left to choose, it would start from every
+        # CANCELLED job in the store (its state index), at each level of a retry.
         self._failed_below = (
-            "SELECT d.after_id, d.job_id FROM job_deps AS d JOIN jobs AS j ON j.id = d.job_id "
-            f"WHERE d.after_id {ids} AND d.status = 'failed' AND j.state = 'CANCELLED' "
-            "AND j.error_kind = 'dependency_failed'"
+            "SELECT d.after_id, d.job_id FROM job_deps AS d CROSS JOIN jobs AS j "
+            f"WHERE j.id = d.job_id AND d.after_id {ids} AND d.status = 'failed' "
+            "AND j.state = 'CANCELLED' AND j.error_kind = 'dependency_failed'"
         )
 
     # ------------------------------------------------------------------ enqueue

@@ -91,12 +91,14 @@ class EnqueueResult(msgspec.Struct):
 class Fired(msgspec.Struct):
     """What :meth:`JobStore.fire_due` did: the jobs its slots made (as an enqueue's
     result), and how many slots fired, were skipped (the previous job still live) and
-    were missed (no job: catch-up)."""
+    were missed (no job: catch-up, or a job the store refused to make)."""
 
     result: EnqueueResult = msgspec.field(default_factory=EnqueueResult)
     fired: int = 0
     skipped: int = 0
     missed: int = 0
+    #: (schedule, why) for each slot whose job the store refused (counted in ``missed``).
+    refused: list[tuple[str, str]] = msgspec.field(default_factory=list)
 
 
 class SchemaChange(msgspec.Struct):

@@ -14,6 +14,11 @@ nothing is written), and only then makes the job, through the store's own
 ``insert``, and records the run. The claim and the job commit together or not
 at all: a crash before the commit leaves the slot to be claimed again, after
 it the slot is taken.
+
+A slot whose job the store refuses to make (``BadInput``: its subject has no
+generation left) is decided all the same, in a second write: recorded
+``refused``, counted missed, its reason in :attr:`Fired.refused`. A schedule
+that can make no job never holds up the slots of the others, nor its own next.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from semantica.clock import Clock
-from semantica.errors import BadInput
+from semantica.errors import BadInput, NoSuchJob
 from semantica.models import JobState
 from semantica.schedule_slots import decide, due_at, slot_after
 from semantica.schedules import (
@@ -303,14 +308,26 @@ class ScheduleOps:
                 ).fetchall()
             ]
         for name in due:
-            with self._schedule_write() as conn:
-                if not self._fire(conn, name, now, fired):
-                    self._nothing_written()
+            try:
+                with self._schedule_write() as conn:
+                    if not self._fire(conn, name, now, fired):
+                        self._nothing_written()
+            except (BadInput, NoSuchJob) as exc:
+                # The template makes no job now (undone, with its claim): decide the
+                # slot without one, or it would be the first due at every call.
+                with self._schedule_write() as conn:
+                    if not self._fire(conn, name, now, fired, refused=exc.message):
+                        self._nothing_written()
         return fired
 
-    def _fire(self, conn: Any, name: str, now: float, fired: Fired) -> bool:
+    def _fire(
+        self, conn: Any, name: str, now: float, fired: Fired, refused: str | None = None
+    ) -> bool:
         """Decide the due slots of one schedule, in the caller's write; False if it was
-        not due any more (another node claimed it, or it changed)."""
+        not due any more (another node claimed it, or it changed). ``refused``: the
+        store refused the job of its slot (why): the slot that would fire is recorded
+        ``refused`` and counted missed instead. ``fired`` counts nothing of a write
+        that raises."""
         row = conn.execute(
             self._sql(
                 f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE name = ? "
@@ -331,6 +348,9 @@ class ScheduleOps:
             ).fetchone()
             if live is not None and live[0] in _LIVE:
                 outcome = "skipped"
+        if outcome == "fired" and refused is not None:
+            outcome = "refused"
+        missed = decision.missed + int(outcome == "refused")
         next_slot, next_fire = _next(spec, decision.next_slot)
         # The claim: moved on from the slot read, or by no one.
         won = conn.execute(
@@ -346,24 +366,27 @@ class ScheduleOps:
                 decision.slot,
                 int(outcome == "fired"),
                 int(outcome == "skipped"),
-                decision.missed,
+                missed,
                 name,
                 claimed,
             ),
         ).fetchone()
         if won is None:
             return False
-        fired.missed += decision.missed
+        job_id = None
+        if outcome == "fired":
+            assert decision.slot is not None
+            # (May raise, undoing this write: nothing is counted before it.)
+            job_id = self._make_job(conn, name, spec, decision.slot, now, fired.result)
+            fired.fired += 1
+        fired.missed += missed
+        fired.skipped += int(outcome == "skipped")
+        if outcome == "refused":
+            assert refused is not None
+            fired.refused.append((name, refused))
         if outcome is None:
             return True
         assert decision.slot is not None
-        job_id = None
-        if outcome == "fired":
-            fired.fired += 1
-            made = self._make_job(conn, name, spec, decision.slot, now, fired.result)
-            job_id = made
-        else:
-            fired.skipped += 1
         self._record_run(conn, name, decision.slot, outcome, now, job_id)
         return True
 
