@@ -42,7 +42,10 @@ class Dialect:
     ``mark``: the parameter mark; ``ids``: the SQL of "in this list of ids" (one
     parameter), and ``as_param`` what to pass for it; ``share``: the lock clause a
     read of jobs waited for takes (a shared store: an end of one of them waits for
-    the edge's commit, and the edge sees the end); ``notify``: tell the other nodes.
+    the edge's commit, and the edge sees the end); ``notify``: tell the other nodes;
+    ``state``: the jobs' state column as a test beside "id in this list" writes it
+    (SQLite: ``+state``, so that its planner looks the ids up instead of walking every
+    QUEUED job in the state index, at each level of a chain).
     """
 
     def __init__(
@@ -52,6 +55,7 @@ class Dialect:
         as_param: Callable[[Sequence[int]], Any],
         share: str = "",
         notify: Callable[[Conn, str], None] = lambda conn, kind: None,
+        state: str = "state",
     ) -> None:
         self.mark, self.ids, self.as_param, self.share, self.notify = (
             mark,
@@ -60,6 +64,7 @@ class Dialect:
             share,
             notify,
         )
+        self.state = state
 
 
 class Edges:
@@ -77,10 +82,6 @@ class Edges:
             + f"WHERE after_id {ids} AND status = 'waiting'"
         )
         self._set_status = f"UPDATE job_deps SET status = {m} WHERE job_id = {m} AND after_id = {m}"
-        self._count_down = (
-            f"UPDATE jobs SET deps_unmet = deps_unmet - {m} WHERE id = {m} "
-            "RETURNING deps_unmet, state"
-        )
         self._cancel = (
             f"UPDATE jobs SET state = 'CANCELLED', finished_at = {m}, error_kind = {m}, "
             f"error_message = {m} WHERE id = {m} AND state = 'QUEUED' RETURNING id"
@@ -142,38 +143,69 @@ class Edges:
         them, and down the chain (a level at a time). Returns the jobs cancelled by it
         (``dependency_failed``), in the order they were.
 
-        Costs one indexed read when no job waits for those that ended.
+        Costs one indexed read when no job waits for those that ended; otherwise a few
+        statements per level of the chain, however many jobs wait at that level (each
+        statement takes a set of ids): an end with 100,000 dependents does not hold the
+        store for long, nor the loop that called it.
         """
         cascaded: list[int] = []
         work = list(ended)
         startable = False
+        m, ids, as_param = self.d.mark, self.d.ids, self.d.as_param
         while work:
             state_of = dict(work)
-            found = conn.execute(self._towards, (self.d.as_param(list(state_of)),)).fetchall()
+            found = conn.execute(self._towards, (as_param(list(state_of)),)).fetchall()
             if not found:
                 break
-            statuses = []
+            # The status of an edge depends on the end of the job it points to and its
+            # mode alone: the edges change in one statement per (mode, status) found.
+            targets: dict[tuple[str, str], list[int]] = {}
             resolved: dict[int, int] = {}
             failed: dict[int, tuple[int, str]] = {}
             for job_id, after_id, mode in found:
                 status = rules.edge_status(state_of[after_id], mode)
-                statuses.append((status, job_id, after_id))
+                targets.setdefault((mode, status), []).append(after_id)
                 resolved[job_id] = resolved.get(job_id, 0) + 1
                 if status == FAILED:
                     failed.setdefault(job_id, (after_id, state_of[after_id]))
-            conn.cursor().executemany(self._set_status, statuses)
+            for (mode, status), after_ids in targets.items():
+                conn.execute(
+                    f"UPDATE job_deps SET status = {m} WHERE after_id {ids} "
+                    f"AND mode = {m} AND status = 'waiting'",
+                    (status, as_param(list(dict.fromkeys(after_ids))), mode),
+                )
+            # Each waiting job counts down by its edges resolved: one statement per count.
+            by_count: dict[int, list[int]] = {}
             for job_id, count in resolved.items():
-                row = conn.execute(self._count_down, (count, job_id)).fetchone()
-                if row is not None and row[0] == 0 and row[1] == "QUEUED" and job_id not in failed:
+                by_count.setdefault(count, []).append(job_id)
+            for count, job_ids in by_count.items():
+                rows = conn.execute(
+                    f"UPDATE jobs SET deps_unmet = deps_unmet - {m} WHERE id {ids} "
+                    "RETURNING id, deps_unmet, state",
+                    (count, as_param(job_ids)),
+                ).fetchall()
+                if any(
+                    left == 0 and state == "QUEUED" and i not in failed for i, left, state in rows
+                ):
                     startable = True
             work = []
             if failed:
                 check_transition(JobState.QUEUED, JobState.CANCELLED)
-            for job_id, (after_id, state) in failed.items():
+            # Cancelled with one statement per job that failed them (the message names it).
+            by_cause: dict[tuple[int, str], list[int]] = {}
+            for job_id, cause in failed.items():
+                by_cause.setdefault(cause, []).append(job_id)
+            for (after_id, state), job_ids in by_cause.items():
                 kind, message = rules.failure(after_id, state)
-                if conn.execute(self._cancel, (now, kind, message, job_id)).fetchall():
-                    cascaded.append(job_id)
-                    work.append((job_id, JobState.CANCELLED.value))
+                rows = conn.execute(
+                    f"UPDATE jobs SET state = 'CANCELLED', finished_at = {m}, error_kind = {m}, "
+                    f"error_message = {m} WHERE id {ids} AND {self.d.state} = 'QUEUED' "
+                    "RETURNING id",
+                    (now, kind, message, as_param(job_ids)),
+                ).fetchall()
+                done = sorted(row[0] for row in rows)
+                cascaded += done
+                work += [(job_id, JobState.CANCELLED.value) for job_id in done]
         if startable:
             self.d.notify(conn, "jobs")
         if cascaded:

@@ -27,7 +27,7 @@ def json_ids(ids: Sequence[int]) -> str:
 
 
 #: Dependency edges in SQLite's SQL (one writer: no locks, no one to tell).
-EDGES = Edges(Dialect("?", "IN " + IDS_IN_JSON, json_ids))
+EDGES = Edges(Dialect("?", "IN " + IDS_IN_JSON, json_ids, state="+state"))
 
 
 def rows_by_id(conn: sqlite3.Connection, wanted: list[int], columns: str) -> list[Sequence[Any]]:
