@@ -634,6 +634,13 @@ CONTROL_VERBS = {
     "metrics": "semctl metrics",
     "top": "semctl top",
     "maintenance": "semctl maintenance",
+    "schedule_put": "semctl schedule add",
+    "schedule_get": "semctl schedule show",
+    "schedules": "semctl schedule list",
+    "schedule_pause": "semctl schedule pause / resume",
+    "schedule_remove": "semctl schedule remove",
+    "schedule_run": "semctl schedule run",
+    "schedule_apply": "semctl schedule apply",
 }
 
 
