@@ -97,6 +97,11 @@ class ScheduleChanges(msgspec.Struct, kw_only=True):
     dry_run: bool = False
 
 
+def schedule_exists(name: str) -> str:
+    """What a create of a schedule that exists is refused with."""
+    return f"a schedule named {name!r} exists (--replace, or replace=True, replaces it)"
+
+
 def validate_schedule_name(name: str) -> None:
     """Raises BadInput unless ``name`` is 1-64 of ``A-Z a-z 0-9 _ . : -``."""
     if not _NAME_RE.fullmatch(name):

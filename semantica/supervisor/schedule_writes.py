@@ -45,9 +45,10 @@ class ScheduleWrites:
         if self.schedules_changed is not None:
             self.schedules_changed()
 
-    def put_schedule(self, spec: ScheduleSpec) -> tuple[Schedule, bool]:
-        """Create or replace a schedule (checked before: ``validate_schedule``)."""
-        schedule, created = self.store.put_schedule(spec)
+    def put_schedule(self, spec: ScheduleSpec, replace: bool = True) -> tuple[Schedule, bool]:
+        """Create or replace a schedule (checked before: ``validate_schedule``); one that
+        exists is BadInput unless ``replace``."""
+        schedule, created = self.store.put_schedule(spec, replace)
         log.info(
             "schedule created" if created else "schedule updated",
             schedule=spec.name,

@@ -3,19 +3,23 @@ apply, run by hand; with a clock the tests move (every backend)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import msgspec
+import psycopg
 import pytest
+from pgshared import database_for
 from storekit import enqueue
 
 from semantica.clock import FakeClock
 from semantica.errors import BadInput
 from semantica.models import GENERATION_MAX, JobSpec, JobState
 from semantica.schedules import NoSuchSchedule, ScheduleSpec
-from semantica.supervisor.store import JobStore, StoreUpkeep
+from semantica.supervisor.store import JobStore, StoreUpkeep, open_store
 
 BERLIN = ZoneInfo("Europe/Berlin")
 HOUR = 3600.0
@@ -392,3 +396,62 @@ def test_a_slot_whose_job_cannot_be_made_is_refused_and_holds_up_no_other(
     assert [(run.outcome, run.job_id) for run in bad.runs] == [("refused", None)]
     assert bad.next_slot == datetime.fromtimestamp(1_800_000_120.0, UTC)
     assert store.next_fire() == 1_800_000_120.0
+
+
+def test_a_create_of_a_schedule_that_exists_is_refused_and_changes_nothing(
+    store: JobStore,
+) -> None:
+    first, created = store.put_schedule(every("nightly", 60.0), replace=False)
+    assert created
+    with pytest.raises(BadInput, match="a schedule named 'nightly' exists"):
+        store.put_schedule(every("nightly", 3600.0), replace=False)
+    assert store.schedule("nightly").every == 60.0
+    assert store.schedule("nightly").next_slot == first.next_slot
+    replaced, created = store.put_schedule(every("nightly", 3600.0))
+    assert not created and replaced.every == 3600.0
+
+
+def test_two_nodes_creating_one_name_at_once_give_one_schedule(
+    backend: str, tmp_path: Path
+) -> None:
+    """A create on one node while another node's create of the same name is not yet
+    committed: the second waits for the first, then is refused (not a store error, and
+    not a silent replace)."""
+    if backend != "postgresql":
+        pytest.skip("one writer on SQLite")
+    location = database_for(tmp_path)
+    clock = FakeClock()
+    first, second = (open_store(location, clock, migrate=True) for _ in range(2))
+    holder = psycopg.connect(location.split(" options=")[0], options=_options(location))
+    try:
+        with holder.transaction():
+            holder.execute(
+                "INSERT INTO schedules (name, spec, paused, created_at, updated_at) "
+                "VALUES ('nightly', %s, false, 0, 0)",
+                (msgspec.json.encode(every("nightly", 60.0)).decode(),),
+            )
+            outcome: list[BaseException | None] = []
+
+            def create() -> None:
+                try:
+                    second.put_schedule(every("nightly", 3600.0), replace=False)
+                    outcome.append(None)
+                except BaseException as exc:  # noqa: BLE001 (the test looks at it)
+                    outcome.append(exc)
+
+            racer = threading.Thread(target=create)
+            racer.start()
+            racer.join(0.5)
+            assert racer.is_alive(), "the second create did not wait for the first"
+        racer.join(10)
+        assert len(outcome) == 1 and isinstance(outcome[0], BadInput), outcome
+        assert first.schedule("nightly").every == 60.0
+    finally:
+        holder.close()
+        first.close()
+        second.close()
+
+
+def _options(location: str) -> str:
+    """The ``options`` of a DSN made by database_for (its search path)."""
+    return location.split(" options=")[1].strip("'")

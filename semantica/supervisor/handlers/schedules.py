@@ -31,6 +31,7 @@ from semantica.protocol import (
 from semantica.schedules import (
     NoSuchSchedule,
     Schedule,
+    schedule_exists,
     validate_schedule,
     validate_schedule_name,
 )
@@ -50,11 +51,10 @@ async def handle_schedule_put(services: Services, request: PutSchedule) -> Sched
 
     def put() -> tuple[Schedule, bool]:
         if not request.replace and _exists(services, spec.name):
-            raise BadInput(
-                f"a schedule named {spec.name!r} exists (--replace, or replace=True, replaces it)"
-            )
+            raise BadInput(schedule_exists(spec.name))
         services.jobs.check([spec.job])  # a type the workers know, as at enqueue
-        return services.jobs.put_schedule(spec)
+        # (The store refuses it too: another node may create it between the two.)
+        return services.jobs.put_schedule(spec, replace=request.replace)
 
     schedule, created = await store_write(services, put)
     return ScheduleReply(rid=request.rid, schedule=schedule, created=created)

@@ -470,12 +470,17 @@ class JobStore(StoreReads, Protocol):
         already checked); return the queue with its counts."""
         ...
 
-    def put_schedule(self, spec: ScheduleSpec) -> tuple[Schedule, bool]:
+    def put_schedule(self, spec: ScheduleSpec, replace: bool = True) -> tuple[Schedule, bool]:
         """Create the schedule ``spec`` names (True) or replace it (False); the spec was
         checked before (``validate_schedule``). Its history and counters stay. If it is
         new, or its timing (``cron``, ``every``, ``tz``) changed, or it was paused and
         ``spec`` is not, its next slot is the first after now; otherwise it keeps it.
-        ``spec.paused``: as :meth:`pause_schedule`."""
+        ``spec.paused``: as :meth:`pause_schedule`.
+
+        Raises:
+            BadInput: ``replace`` is false and the schedule exists, also when another
+                node created it a moment before (nothing changed).
+        """
         ...
 
     def remove_schedule(self, name: str) -> bool:

@@ -40,6 +40,7 @@ from semantica.schedules import (
     ScheduleChanges,
     ScheduleRun,
     ScheduleSpec,
+    schedule_exists,
 )
 from semantica.supervisor.store.contract import RUNS_KEPT
 from semantica.supervisor.store.records import EnqueueResult, Fired, Prepared
@@ -190,17 +191,21 @@ class ScheduleOps:
 
     # ------------------------------------------------------------------ changes
 
-    def put_schedule(self, spec: ScheduleSpec) -> tuple[Schedule, bool]:
+    def put_schedule(self, spec: ScheduleSpec, replace: bool = True) -> tuple[Schedule, bool]:
         with self._schedule_write() as conn:
-            put, created = self._put(conn, spec, self.clock.time())
+            put, created = self._put(conn, spec, self.clock.time(), replace)
             self._schedules_changed(conn)
         return put, created
 
-    def _put(self, conn: Any, spec: ScheduleSpec, now: float) -> tuple[Schedule, bool]:
+    def _put(
+        self, conn: Any, spec: ScheduleSpec, now: float, replace: bool = True
+    ) -> tuple[Schedule, bool]:
         old = conn.execute(
             self._sql("SELECT spec, paused, next_slot FROM schedules WHERE name = ?"),
             (spec.name,),
         ).fetchone()
+        if old is not None and not replace:
+            raise BadInput(schedule_exists(spec.name))
         if spec.paused:
             slot = None
         elif old is None or old[1] or _timing(decode_spec(old[0])) != _timing(spec):
@@ -213,10 +218,14 @@ class ScheduleOps:
                 self._sql(
                     "INSERT INTO schedules (name, spec, paused, next_slot, next_fire, "
                     f"created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
-                    f"RETURNING {SCHEDULE_COLUMNS}"
+                    f"ON CONFLICT (name) DO NOTHING RETURNING {SCHEDULE_COLUMNS}"
                 ),
                 (spec.name, encode_spec(spec), spec.paused, next_slot, next_fire, now, now),
             ).fetchone()
+            if row is None:  # another node created it since the read (PostgreSQL)
+                if not replace:
+                    raise BadInput(schedule_exists(spec.name))
+                return self._put(conn, spec, now, replace)
         else:
             row = conn.execute(
                 self._sql(
