@@ -143,6 +143,13 @@ def validate_schedule(spec: ScheduleSpec) -> None:
         # Each slot's job would wait for the same jobs, and once retention deleted one,
         # no slot could make its job again.
         raise BadInput("a scheduled job waits for no other job: it takes no --after or ref")
+    if spec.job.supersede_running:
+        # Stopping the running job is the enqueue request's work; a slot fired by the
+        # supervisor's timer would supersede it queued only, and let it run on.
+        raise BadInput(
+            "a scheduled job cannot supersede a running one (--supersede-running); "
+            "--overlap skip keeps a slot from starting while the last one runs"
+        )
     validate_spec(spec.job)
 
 

@@ -118,6 +118,8 @@ def test_a_client_spec_takes_durations_and_is_checked_before_sending() -> None:
             make_schedule_spec("x", "T", every=60, tz="UTC", **{option: [1]})
     with pytest.raises(BadInput, match="waits for no other job"):
         make_schedule_spec("x", "T", every=60, tz="UTC", ref="a")
+    with pytest.raises(BadInput, match="cannot supersede a running one"):
+        make_schedule_spec("x", "T", every=60, tz="UTC", subject="s", supersede_running=True)
 
 
 def test_a_jitter_is_shorter_than_the_interval() -> None:
