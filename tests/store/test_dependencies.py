@@ -258,3 +258,22 @@ def test_the_reason_is_dependency(store: JobStore, spec: Spec) -> None:
         unmet=len(job.waiting_on),
     )
     assert reason == WaitReason.DEPENDENCY
+
+
+def test_the_end_of_the_head_of_a_long_chain_cancels_it_all_in_one_short_write(
+    store: JobStore, spec: Spec
+) -> None:
+    """3,000 jobs each waiting for the one before (what a loop of `enqueue --after $prev`
+    makes): the head fails, and the whole chain ends CANCELLED in the same write, in a
+    few statements rather than a few per level (a store call has a deadline)."""
+    jobs = enqueue(store, [spec()]).jobs
+    while len(jobs) < 3000:  # (in requests of 500, as a graph is sent: at most 512 a request)
+        piece = [spec(ref="r0", after=[jobs[-1].id])]
+        piece += [spec(ref=f"r{n}", after=[f"r{n - 1}"]) for n in range(1, 500)]
+        jobs += enqueue(store, piece).jobs
+    _failed(store, jobs[0].id)  # (on PostgreSQL, within the call's deadline: 1 s here)
+    cascaded = store.take_cascaded()
+    assert sorted(cascaded) == [job.id for job in jobs[1:]]
+    assert {job.state for job in store.get_many(cascaded)} == {JobState.CANCELLED}
+    last = store.get(jobs[-1].id)
+    assert last.error is not None and last.error.message == f"job {jobs[-2].id} ended CANCELLED"

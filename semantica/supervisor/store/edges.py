@@ -45,7 +45,9 @@ class Dialect:
     the edge's commit, and the edge sees the end); ``notify``: tell the other nodes;
     ``state``: the jobs' state column as a test beside "id in this list" writes it
     (SQLite: ``+state``, so that its planner looks the ids up instead of walking every
-    QUEUED job in the state index, at each level of a chain).
+    QUEUED job in the state index, at each level of a chain); ``cancel_each``: the
+    statement that cancels QUEUED jobs each with a message of its own (parameters: the
+    time, the error kind, then ``messages_param(ids, messages)``), returning their ids.
     """
 
     def __init__(
@@ -56,6 +58,8 @@ class Dialect:
         share: str = "",
         notify: Callable[[Conn, str], None] = lambda conn, kind: None,
         state: str = "state",
+        cancel_each: str = "",
+        messages_param: Callable[[list[int], list[str]], tuple[Any, ...]] = lambda i, m: (i, m),
     ) -> None:
         self.mark, self.ids, self.as_param, self.share, self.notify = (
             mark,
@@ -65,6 +69,7 @@ class Dialect:
             notify,
         )
         self.state = state
+        self.cancel_each, self.messages_param = cancel_each, messages_param
 
 
 class Edges:
@@ -85,6 +90,22 @@ class Edges:
         self._cancel = (
             f"UPDATE jobs SET state = 'CANCELLED', finished_at = {m}, error_kind = {m}, "
             f"error_message = {m} WHERE id = {m} AND state = 'QUEUED' RETURNING id"
+        )
+        # Every waiting edge an end reaches: towards the jobs that ended (``bad``: one that
+        # ended otherwise than DONE), then, down the chain, towards each still QUEUED job
+        # that a failing ``done`` edge cancels. (UNION: a diamond is walked once.)
+        queued = ("+" if dialect.state.startswith("+") else "") + "j.state"
+        self._walk = (
+            "WITH RECURSIVE walk(job_id, after_id, mode, bad) AS ("
+            f"SELECT d.job_id, d.after_id, d.mode, CASE WHEN d.after_id {ids} THEN 1 ELSE 0 END "
+            f"FROM job_deps AS d WHERE d.after_id {ids} AND d.status = 'waiting' "
+            "UNION "
+            "SELECT d.job_id, d.after_id, d.mode, 1 FROM walk AS w "
+            "JOIN jobs AS j ON j.id = w.job_id "
+            "JOIN job_deps AS d ON d.after_id = w.job_id "
+            f"WHERE w.mode = 'done' AND w.bad = 1 AND {queued} = 'QUEUED' "
+            "AND d.status = 'waiting') "
+            "SELECT job_id, after_id, mode, bad FROM walk"
         )
         self._of = (
             "SELECT d.job_id, d.after_id, d.mode, j.state FROM job_deps AS d "
@@ -140,72 +161,64 @@ class Edges:
 
     def resolve(self, conn: Conn, ended: Sequence[tuple[int, str]], now: float) -> list[int]:
         """Jobs ``ended`` (id, end state) in this transaction: resolve the edges towards
-        them, and down the chain (a level at a time). Returns the jobs cancelled by it
-        (``dependency_failed``), in the order they were.
+        them, and down the chain. Returns the jobs cancelled by it (``dependency_failed``),
+        oldest first (a job is always newer than those it waits for).
 
-        Costs one indexed read when no job waits for those that ended; otherwise a few
-        statements per level of the chain, however many jobs wait at that level (each
-        statement takes a set of ids): an end with 100,000 dependents does not hold the
-        store for long, nor the loop that called it.
+        Costs one indexed read when no job waits for those that ended. Otherwise the
+        whole cascade is one read (a recursive walk: every waiting edge towards the jobs
+        that ended, and towards each waiting job that an edge failed, down the chain) and
+        a few set-based writes, however deep or wide it goes: a chain of thousands ends
+        within a store call's deadline, and does not hold the loop that called it.
         """
-        cascaded: list[int] = []
-        work = list(ended)
-        startable = False
+        state_of = dict(ended)
+        bad = [job_id for job_id, state in state_of.items() if state in rules.BAD_ENDS]
+        found = conn.execute(self._walk, (self.d.as_param(bad), self.d.as_param(list(state_of))))
+        rows = found.fetchall()
+        if not rows:
+            return []
+        cancelled = JobState.CANCELLED.value
+        # What each edge becomes, and which waiting jobs are cancelled (and by which edge:
+        # the lowest job waited for that failed them, so that the message is stable).
+        targets: dict[tuple[str, str], set[int]] = {}
+        resolved: dict[int, int] = {}
+        failed: dict[int, tuple[int, str]] = {}
+        for job_id, after_id, mode, towards_bad in rows:
+            state = state_of.get(after_id, cancelled) if towards_bad else state_of[after_id]
+            status = rules.edge_status(state, mode)
+            targets.setdefault((mode, status), set()).add(after_id)
+            resolved[job_id] = resolved.get(job_id, 0) + 1
+            if status == FAILED and (job_id not in failed or after_id < failed[job_id][0]):
+                failed[job_id] = (after_id, state)
         m, ids, as_param = self.d.mark, self.d.ids, self.d.as_param
-        while work:
-            state_of = dict(work)
-            found = conn.execute(self._towards, (as_param(list(state_of)),)).fetchall()
-            if not found:
-                break
-            # The status of an edge depends on the end of the job it points to and its
-            # mode alone: the edges change in one statement per (mode, status) found.
-            targets: dict[tuple[str, str], list[int]] = {}
-            resolved: dict[int, int] = {}
-            failed: dict[int, tuple[int, str]] = {}
-            for job_id, after_id, mode in found:
-                status = rules.edge_status(state_of[after_id], mode)
-                targets.setdefault((mode, status), []).append(after_id)
-                resolved[job_id] = resolved.get(job_id, 0) + 1
-                if status == FAILED:
-                    failed.setdefault(job_id, (after_id, state_of[after_id]))
-            for (mode, status), after_ids in targets.items():
-                conn.execute(
-                    f"UPDATE job_deps SET status = {m} WHERE after_id {ids} "
-                    f"AND mode = {m} AND status = 'waiting'",
-                    (status, as_param(list(dict.fromkeys(after_ids))), mode),
-                )
-            # Each waiting job counts down by its edges resolved: one statement per count.
-            by_count: dict[int, list[int]] = {}
-            for job_id, count in resolved.items():
-                by_count.setdefault(count, []).append(job_id)
-            for count, job_ids in by_count.items():
-                rows = conn.execute(
-                    f"UPDATE jobs SET deps_unmet = deps_unmet - {m} WHERE id {ids} "
-                    "RETURNING id, deps_unmet, state",
-                    (count, as_param(job_ids)),
-                ).fetchall()
-                if any(
-                    left == 0 and state == "QUEUED" and i not in failed for i, left, state in rows
-                ):
-                    startable = True
-            work = []
-            if failed:
-                check_transition(JobState.QUEUED, JobState.CANCELLED)
-            # Cancelled with one statement per job that failed them (the message names it).
-            by_cause: dict[tuple[int, str], list[int]] = {}
-            for job_id, cause in failed.items():
-                by_cause.setdefault(cause, []).append(job_id)
-            for (after_id, state), job_ids in by_cause.items():
-                kind, message = rules.failure(after_id, state)
-                rows = conn.execute(
-                    f"UPDATE jobs SET state = 'CANCELLED', finished_at = {m}, error_kind = {m}, "
-                    f"error_message = {m} WHERE id {ids} AND {self.d.state} = 'QUEUED' "
-                    "RETURNING id",
-                    (now, kind, message, as_param(job_ids)),
-                ).fetchall()
-                done = sorted(row[0] for row in rows)
-                cascaded += done
-                work += [(job_id, JobState.CANCELLED.value) for job_id in done]
+        for (mode, status), after_ids in targets.items():
+            conn.execute(
+                f"UPDATE job_deps SET status = {m} WHERE after_id {ids} "
+                f"AND mode = {m} AND status = 'waiting'",
+                (status, as_param(sorted(after_ids)), mode),
+            )
+        # Each waiting job counts down by its edges resolved: one statement per count.
+        by_count: dict[int, list[int]] = {}
+        for job_id, count in resolved.items():
+            by_count.setdefault(count, []).append(job_id)
+        startable = False
+        for count, job_ids in by_count.items():
+            counted = conn.execute(
+                f"UPDATE jobs SET deps_unmet = deps_unmet - {m} WHERE id {ids} "
+                "RETURNING id, deps_unmet, state",
+                (count, as_param(job_ids)),
+            ).fetchall()
+            if any(left == 0 and st == "QUEUED" and i not in failed for i, left, st in counted):
+                startable = True
+        cascaded: list[int] = []
+        if failed:
+            check_transition(JobState.QUEUED, JobState.CANCELLED)
+            order = sorted(failed)
+            messages = [rules.failure(*failed[job_id])[1] for job_id in order]
+            kind = rules.failure(*failed[order[0]])[0]
+            done = conn.execute(
+                self.d.cancel_each, (now, kind, *self.d.messages_param(order, messages))
+            ).fetchall()
+            cascaded = sorted(row[0] for row in done)
         if startable:
             self.d.notify(conn, "jobs")
         if cascaded:

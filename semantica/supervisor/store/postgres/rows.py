@@ -28,7 +28,23 @@ JOB_COLUMNS = columns(ERROR_MESSAGE_MAX, PROGRESS_MESSAGE_MAX, node=NODE_NAME, w
 #: Dependency edges in PostgreSQL's SQL. The jobs waited for are read FOR SHARE when an
 #: edge is added: an end of one of them on another node waits for the edge's commit, and
 #: its resolution (a statement after its own) then sees the edge.
-EDGES = Edges(Dialect("%s", "= ANY(%s::bigint[])", list, "FOR SHARE", notify))
+#: Each job cancelled with its own message: two arrays, unnested side by side.
+_CANCEL_EACH = (
+    "UPDATE jobs SET state = 'CANCELLED', finished_at = %s, error_kind = %s, "
+    "error_message = v.m FROM unnest(%s::bigint[], %s::text[]) AS v(id, m) "
+    "WHERE jobs.id = v.id AND jobs.state = 'QUEUED' RETURNING jobs.id"
+)
+EDGES = Edges(
+    Dialect(
+        "%s",
+        "= ANY(%s::bigint[])",
+        list,
+        "FOR SHARE",
+        notify,
+        cancel_each=_CANCEL_EACH,
+        messages_param=lambda ids, messages: (list(ids), list(messages)),
+    )
+)
 
 
 def view_columns(cut: int) -> str:

@@ -6,6 +6,7 @@ The columns and the decoding of a row into a Job are any backend's
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Sequence
 from typing import Any
@@ -27,7 +28,29 @@ def json_ids(ids: Sequence[int]) -> str:
 
 
 #: Dependency edges in SQLite's SQL (one writer: no locks, no one to tell).
-EDGES = Edges(Dialect("?", "IN " + IDS_IN_JSON, json_ids, state="+state"))
+#: Each job cancelled with its own message: a JSON object of id -> message, joined on
+#: the ids (+state: look the ids up, not every QUEUED job of the state index).
+_CANCEL_EACH = (
+    "UPDATE jobs SET state = 'CANCELLED', finished_at = ?, error_kind = ?, "
+    "error_message = v.m FROM (SELECT CAST(key AS INTEGER) AS id, value AS m "
+    "FROM json_each(?)) AS v WHERE jobs.id = v.id AND +jobs.state = 'QUEUED' RETURNING jobs.id"
+)
+
+
+def _messages(ids: list[int], messages: list[str]) -> tuple[str]:
+    return (json.dumps(dict(zip(map(str, ids), messages, strict=True))),)
+
+
+EDGES = Edges(
+    Dialect(
+        "?",
+        "IN " + IDS_IN_JSON,
+        json_ids,
+        state="+state",
+        cancel_each=_CANCEL_EACH,
+        messages_param=_messages,
+    )
+)
 
 
 def rows_by_id(conn: sqlite3.Connection, wanted: list[int], columns: str) -> list[Sequence[Any]]:
