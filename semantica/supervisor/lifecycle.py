@@ -55,6 +55,9 @@ from semantica.supervisor.tracing import NoTracer, Tracer
 log = structlog.get_logger("semantica.jobs")
 #: How many of the jobs a cascade cancelled are read from the store at a time.
 CASCADE_READ = 500
+#: Of the jobs one end cancelled by cascade, how many get a log line each; the rest one
+#: line together (100,000 lines held the event loop for seconds).
+CASCADE_LOGGED = 100
 
 
 def within_caps(report: JobFinished) -> JobFinished:
@@ -465,9 +468,19 @@ class JobLifecycle(ScheduleWrites):
         read = self.events.watched or self.metrics is not None
         for start in range(0, len(cascaded), CASCADE_READ):
             ids = cascaded[start : start + CASCADE_READ]
-            jobs = self._jobs_or_none(ids) if read else [None] * len(ids)
-            for job_id, job in zip(ids, jobs, strict=True):
-                self._settle_one_cascaded(job_id, job, read)
+            jobs = self._jobs_or_none(ids) if read or start < CASCADE_LOGGED else [None] * len(ids)
+            for n, (job_id, job) in enumerate(zip(ids, jobs, strict=True), start):
+                self._settle_one_cascaded(job_id, job, read, logged=n < CASCADE_LOGGED)
+        if len(cascaded) > CASCADE_LOGGED:
+            self._info(
+                "more jobs cancelled",
+                {
+                    "count": len(cascaded) - CASCADE_LOGGED,
+                    "job_ids": f"{cascaded[CASCADE_LOGGED]}..{cascaded[-1]}",
+                    "state": JobState.CANCELLED.value,
+                    "error_kind": ErrorKind.DEPENDENCY_FAILED.value,
+                },
+            )
 
     def _jobs_or_none(self, job_ids: list[int]) -> list[Job | None]:
         """The jobs ``job_ids``, read in one go (a cascade may reach 100,000 jobs);
@@ -483,17 +496,20 @@ class JobLifecycle(ScheduleWrites):
                     found.append(None)
             return found
 
-    def _settle_one_cascaded(self, job_id: int, job: Job | None, read: bool) -> None:
+    def _settle_one_cascaded(
+        self, job_id: int, job: Job | None, read: bool, *, logged: bool = True
+    ) -> None:
         error = None if job is None else job.error
-        self._info(
-            "job cancelled",
-            {
-                "job_id": job_id,
-                "state": JobState.CANCELLED.value,
-                "error_kind": ErrorKind.DEPENDENCY_FAILED.value,
-                "error_message": "" if error is None else error.message,
-            },
-        )
+        if logged:
+            self._info(
+                "job cancelled",
+                {
+                    "job_id": job_id,
+                    "state": JobState.CANCELLED.value,
+                    "error_kind": ErrorKind.DEPENDENCY_FAILED.value,
+                    "error_message": "" if error is None else error.message,
+                },
+            )
         # (A job read and gone has no type left to count it by: "".)
         type = job.type if job is not None else ("" if read else None)
         self._finished_unrun(job_id, JobState.CANCELLED, type)
