@@ -474,7 +474,9 @@ class JobStore(StoreReads, Protocol):
         """Create the schedule ``spec`` names (True) or replace it (False); the spec was
         checked before (``validate_schedule``). Its history and counters stay. If it is
         new, or its timing (``cron``, ``every``, ``tz``) changed, or it was paused and
-        ``spec`` is not, its next slot is the first after now; otherwise it keeps it.
+        ``spec`` is not, its next slot is the first after now; otherwise it keeps it:
+        the one stored when the put commits, so a put racing a claim of the schedule's
+        slot on another node waits for it and keeps the slot it moved on to.
         ``spec.paused``: as :meth:`pause_schedule`.
 
         Raises:
