@@ -448,7 +448,9 @@ class JobStore(StoreReads, Protocol):
         """:meth:`retry`, and in the same transaction the jobs CANCELLED because of it
         (``dependency_failed``) come back QUEUED, waiting for it, and so on down the
         chain; their error of that cancel is cleared. A job that also waits for another
-        job that ended badly, and is not brought back with them, stays as it is.
+        job that ended badly, and is not brought back with them, stays as it is; so
+        does a job a plain :meth:`retry` would refuse for a newer generation of its
+        subject (queued, running or DONE), and the jobs below it.
         Returns the job and the ids brought back (nearest first).
 
         Raises:

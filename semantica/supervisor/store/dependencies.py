@@ -15,12 +15,14 @@ level at a time, in the same transaction as the end (never by recursion).
 
 A retry with dependents (:func:`revivable`) brings back the jobs cancelled because
 of the job retried, down the chain, except a job that also waits for another
-job that ended badly and is not brought back with them.
+job that ended badly and is not brought back with them, and a job of a subject
+a newer generation of which is queued, running or DONE (a plain retry of it is
+refused: the newer one wins); the jobs waiting for one left out stay too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 
 from semantica.errors import BadInput
 from semantica.models import DependencyMode, ErrorKind, JobState
@@ -75,14 +77,17 @@ def revivable(
     root: int,
     dependents: Mapping[int, list[int]],
     edges: Mapping[int, list[tuple[int, str, str | None]]],
+    outdated: Collection[int] = (),
 ) -> list[int]:
     """The jobs a retry of ``root`` with dependents brings back, nearest first.
 
     ``dependents``: for each job reached, the jobs cancelled because of it (their edge
     towards it failed, and they are CANCELLED with ``dependency_failed``);
-    ``edges``: for each of those, every edge it has (as :func:`failed_dependency`).
-    A job is brought back unless a ``done`` edge of it points at a job that ended
-    badly and is not brought back; leaving one out may leave out those below it.
+    ``edges``: for each of those, every edge it has (as :func:`failed_dependency`);
+    ``outdated``: those a newer generation of whose subject is queued, running or
+    DONE. A job is brought back unless it is outdated, or a ``done`` edge of it points
+    at a job that ended badly and is not brought back; leaving one out may leave out
+    those below it.
     """
     reached: list[int] = []
     seen = {root}
@@ -96,7 +101,7 @@ def revivable(
                     reached.append(dependent)
                     nxt.append(dependent)
         frontier = nxt
-    back = {root, *reached}
+    back = {root, *reached} - set(outdated)
     changed = True
     while changed:
         changed = False

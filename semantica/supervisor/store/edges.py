@@ -98,6 +98,14 @@ class Edges:
             f"WHERE j.id = d.job_id AND d.after_id {ids} AND d.status = 'failed' "
             "AND j.state = 'CANCELLED' AND j.error_kind = 'dependency_failed'"
         )
+        # The jobs of a subject a newer generation of which is queued, running or DONE:
+        # what a plain retry refuses (rows.check_newest), the newer one wins.
+        self._outdated = (
+            f"SELECT j.id FROM jobs AS j WHERE j.id {ids} AND j.subject IS NOT NULL "
+            "AND EXISTS (SELECT 1 FROM jobs AS n WHERE n.type = j.type "
+            "AND n.subject = j.subject AND n.subject IS NOT NULL "
+            "AND n.generation > j.generation AND n.state IN ('QUEUED', 'RUNNING', 'DONE'))"
+        )
 
     # ------------------------------------------------------------------ enqueue
 
@@ -245,7 +253,11 @@ class Edges:
                     new.append(job_id)
             edges.update(self.edges_of(conn, new))
             frontier = new
-        return rules.revivable(root, dependents, edges)
+        outdated: set[int] = set()
+        if edges:
+            rows = conn.execute(self._outdated, (self.d.as_param(list(edges)),)).fetchall()
+            outdated = {job_id for (job_id,) in rows}
+        return rules.revivable(root, dependents, edges, outdated)
 
     def revive(self, conn: Conn, job_ids: Sequence[int], now: float) -> None:
         """The CANCELLED jobs ``job_ids`` (from :meth:`cancelled_below`) go back to the
