@@ -241,13 +241,20 @@ def test_retry_with_dependents_leaves_an_older_generation_cancelled(
 def test_retention_deletes_the_edges_of_deleted_jobs(
     store: JobStore, upkeep: StoreUpkeep, spec: Spec, clock: FakeClock
 ) -> None:
-    [a] = enqueue(store, [spec()]).jobs
+    """A job that waited for a DONE job retention deleted no longer lists it (no edge
+    points at a missing job), and still lists the one it waits for."""
+    [a, other] = enqueue(store, [spec(), spec()]).jobs
     [b] = enqueue(store, [spec(after=[a.id])]).jobs
+    [c] = enqueue(store, [spec(after=[a.id, other.id])]).jobs
     _done(store, a.id)
     clock.advance(10)
     assert upkeep.delete_finished(clock.time()) == [a.id]
     got = store.get(b.id)
     assert got.dependencies is None and got.waiting_on is None
+    got = store.get(c.id)
+    assert got.dependencies is not None
+    assert [(dep.id, dep.state) for dep in got.dependencies] == [(other.id, JobState.QUEUED)]
+    assert got.waiting_on == [other.id]
     _done(store, b.id)
 
 

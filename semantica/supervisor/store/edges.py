@@ -88,7 +88,7 @@ class Edges:
         )
         self._of = (
             "SELECT d.job_id, d.after_id, d.mode, j.state FROM job_deps AS d "
-            f"LEFT JOIN jobs AS j ON j.id = d.after_id WHERE d.job_id {ids} ORDER BY d.after_id"
+            f"JOIN jobs AS j ON j.id = d.after_id WHERE d.job_id {ids} ORDER BY d.after_id"
         )
         # CROSS JOIN: SQLite joins in the order written, from the edges below the jobs
         # given to each job by its id; left to choose, it would start from every
@@ -222,11 +222,10 @@ class Edges:
 
     # ------------------------------------------------------------------ retry
 
-    def edges_of(
-        self, conn: Conn, job_ids: Sequence[int]
-    ) -> dict[int, list[tuple[int, str, str | None]]]:
-        """Each job's edges: (the job waited for, mode, its state now; None: deleted)."""
-        out: dict[int, list[tuple[int, str, str | None]]] = {}
+    def edges_of(self, conn: Conn, job_ids: Sequence[int]) -> dict[int, list[tuple[int, str, str]]]:
+        """Each job's edges: (the job waited for, mode, its state now). Both jobs of an
+        edge exist: retention deletes a job's edges with it, both ways."""
+        out: dict[int, list[tuple[int, str, str]]] = {}
         if not job_ids:
             return out
         for job_id, after_id, mode, state in conn.execute(self._of, (self.d.as_param(job_ids),)):
@@ -241,7 +240,7 @@ class Edges:
         """The jobs a retry of ``root`` with dependents brings back (see
         :func:`~..dependencies.revivable`); nothing changed yet."""
         dependents: dict[int, list[int]] = {}
-        edges: dict[int, list[tuple[int, str, str | None]]] = {}
+        edges: dict[int, list[tuple[int, str, str]]] = {}
         frontier, seen = [root], {root}
         while frontier:
             found = conn.execute(self._failed_below, (self.d.as_param(frontier),)).fetchall()
@@ -299,7 +298,7 @@ class Edges:
         each None when there is none, so a job without edges reads as any list does."""
         m = self.d.mark
         dependencies = [
-            Dependency(id=after_id, mode=mode, state=None if state is None else JobState(state))
+            Dependency(id=after_id, mode=mode, state=JobState(state))
             for _, after_id, mode, state in conn.execute(self._of, (self.d.as_param([job.id]),))
         ]
         dependents = [
