@@ -322,7 +322,13 @@ def parse_metrics_addr(addr: str, public: bool) -> tuple[str, int]:
     """
     host, sep, port_text = addr.rpartition(":")
     host = host.strip("[]")
-    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    # isdigit() alone takes a superscript two, which int() refuses.
+    if (
+        not sep
+        or not host
+        or not (port_text.isascii() and port_text.isdigit())
+        or not 0 < int(port_text) < 65536
+    ):
         raise ConfigError(f"SEMANTICA_METRICS_ADDR must be HOST:PORT, got {addr!r}")
     if not public and not is_loopback(host):
         raise ConfigError(

@@ -111,7 +111,8 @@ class DependencyMode(enum.StrEnum):
 
 class Dependency(msgspec.Struct, kw_only=True, gc=False):
     """A job another waits for, as ``show`` lists it: its id, what is waited for, and
-    its state now (None: it was deleted by retention, after it ended)."""
+    its state now (always set: retention deletes a job's edges with it, both ways; the
+    field keeps its optional wire type)."""
 
     id: int
     mode: str  # a DependencyMode

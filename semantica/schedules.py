@@ -13,7 +13,9 @@ gives one job, for the latest of them, on return; ``none`` gives none.
 ``overlap``: ``skip`` (the default) skips a slot, and records the skip, while
 the schedule's previous job is still queued or running; ``allow`` fires anyway.
 ``jitter``: each slot's job is due up to that many seconds after the slot, by
-an amount fixed per (schedule, slot), the same on every node.
+an amount fixed per (schedule, slot), the same on every node; it is shorter
+than the gap between slots (the interval, or the shortest gap between a cron
+expression's coming slots).
 
 These records travel in protocol messages (schema evolution rule: new fields
 get defaults, field types never change) and are what ``--json`` prints.
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, tzinfo
+from itertools import pairwise
 
 import msgspec
 
@@ -127,12 +130,20 @@ def validate_schedule(spec: ScheduleSpec) -> None:
         check_cron(spec.cron, zone)
     if not 0 <= spec.jitter < SECONDS_MAX:
         raise BadInput(f"--jitter must be 0 or more seconds, got {spec.jitter:g}")
+    # Each slot is decided after the one before it: a jitter as long as the gap to the
+    # next slot would make the slots behind it pile up and be counted missed while the
+    # supervisor runs.
     if spec.every is not None and spec.jitter >= spec.every:
-        # Each slot is decided after the one before it: a longer jitter would make the
-        # slots behind it pile up and be counted missed while the supervisor runs.
         raise BadInput(
             f"--jitter must be shorter than --every ({spec.every:g} s), got {spec.jitter:g} s"
         )
+    if spec.cron is not None and spec.jitter > 0:
+        gap = shortest_cron_gap(spec.cron, zone)
+        if gap is not None and spec.jitter >= gap:
+            raise BadInput(
+                f"--jitter must be shorter than the {gap:g} s between slots of --cron, "
+                f"got {spec.jitter:g} s"
+            )
     if spec.catch_up not in CATCH_UP_CHOICES:
         raise BadInput(f"--catch-up must be one of {', '.join(CATCH_UP_CHOICES)}")
     if spec.overlap not in OVERLAP_CHOICES:
@@ -183,3 +194,32 @@ def check_cron(expression: str, zone: tzinfo) -> None:
         CronSim(expression, datetime.now(zone))
     except (CronSimError, ValueError) as exc:
         raise BadInput(f"bad cron expression {short_repr(expression)}: {exc}") from None
+
+
+#: How far :func:`shortest_cron_gap` looks: this many slots, within this many seconds.
+GAP_SLOTS = 32
+GAP_HORIZON_S = 366 * 86400.0
+
+
+def shortest_cron_gap(expression: str, zone: tzinfo) -> float | None:
+    """The shortest gap, in seconds, between the next slots of a valid cron
+    ``expression`` read in ``zone`` (up to :data:`GAP_SLOTS` of them, within
+    :data:`GAP_HORIZON_S` of the first: a leap-day expression costs no century of
+    steps); None if fewer than two slots come within that."""
+    from cronsim import CronSim  # (not on semctl's fast path)
+
+    slots: list[float] = []
+    try:
+        for moment in CronSim(expression, datetime.now(zone)):
+            slot = moment.timestamp()
+            if slots and slot - slots[0] > GAP_HORIZON_S:
+                break
+            # Real seconds, and each slot once: across a repeated hour cronsim may give
+            # an instant again (the slot arithmetic passes those over too).
+            if not slots or slot > slots[-1]:
+                slots.append(slot)
+            if len(slots) >= GAP_SLOTS:
+                break
+    except StopIteration:  # (cronsim gives up after 50 years without a match)
+        pass
+    return min((b - a for a, b in pairwise(slots)), default=None)

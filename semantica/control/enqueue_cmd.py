@@ -146,11 +146,15 @@ def run_enqueue(
 
 def job_ids(flag: str, values: list[str]) -> list[int]:
     """The job ids given to ``flag`` (BadInput naming one that is not a number)."""
-    try:
-        return [int(value) for value in values]
-    except ValueError:
-        bad = next(value for value in values if not value.strip().lstrip("-").isdigit())
-        raise BadInput(f"{flag} takes a job id, got {bad!r}") from None
+    ids = []
+    for value in values:
+        # int() itself says what is a number: str.isdigit() also takes characters
+        # such as a superscript two that int() refuses.
+        try:
+            ids.append(int(value))
+        except ValueError:
+            raise BadInput(f"{flag} takes a job id, got {value!r}") from None
+    return ids
 
 
 def job_data(

@@ -360,7 +360,11 @@ async def _watchdog() -> None:
     """Under systemd with WatchdogSec=, tell it twice per period that the loop runs."""
     usec = os.environ.get("WATCHDOG_USEC", "")
     pid = os.environ.get("WATCHDOG_PID")
-    if not usec.isdigit() or int(usec) == 0 or (pid and pid != str(os.getpid())):
+    if (
+        not (usec.isascii() and usec.isdigit())
+        or int(usec) == 0
+        or (pid and pid != str(os.getpid()))
+    ):
         return
     while True:
         sd_notify("WATCHDOG=1")

@@ -143,7 +143,8 @@ class JobLogs:
         ids = set()
         for path in self.directory.iterdir():
             stem = path.name.split(".", 1)[0]
-            if stem.isdigit() and path.name.startswith(f"{stem}.log"):
+            # isdigit() alone takes a superscript two, which int() refuses.
+            if stem.isascii() and stem.isdigit() and path.name.startswith(f"{stem}.log"):
                 ids.add(int(stem))
         return ids
 

@@ -22,6 +22,12 @@ settles the jobs made as enqueued ones. Then it asks again.
   after a growing delay (``store_retry``); the timer never ends the
   supervisor. A fire that failed changed nothing (each schedule's claim is
   one write), so the retry decides the same slots.
+* **Held rows.** On PostgreSQL a fire passes over a schedule whose row another
+  node holds (``SKIP LOCKED``): it may decide nothing while a slot is still
+  due. The timer then waits :data:`HELD_DELAY_MIN`, doubling to
+  :data:`HELD_DELAY_MAX` (or until a change), before it asks again, instead
+  of spinning on the store while the other node finishes; the wait starts over
+  once a fire decides something.
 * **Draining.** From the start of a drain it fires nothing: the slots due
   then are decided by the next supervisor (catch-up).
 * **Commits.** A fire's writes join the open batch of the group commit, like
@@ -51,6 +57,8 @@ T = TypeVar("T")
 WALL_CHECK_S = 1.0
 #: Delays between tries while the store fails.
 FAULT_DELAY_MIN, FAULT_DELAY_MAX = 0.1, 5.0
+#: Delays between fires that decide nothing although a slot is due (a row held elsewhere).
+HELD_DELAY_MIN, HELD_DELAY_MAX = 0.05, 1.0
 
 
 def schedule_counts(schedules: Sequence[Schedule]) -> dict[str, int]:
@@ -85,6 +93,7 @@ class ScheduleTimer:
         self._before_each = before_each
         self._changed = trio.Event()
         self._faults = Backoff(FAULT_DELAY_MIN, FAULT_DELAY_MAX)
+        self._held = Backoff(HELD_DELAY_MIN, HELD_DELAY_MAX)
         #: When the timer means to fire next (store clock; None: nothing due), for views.
         self.due: float | None = None
         self.fires = 0  # calls of fire that decided something (for tests and status)
@@ -114,7 +123,13 @@ class ScheduleTimer:
             fired = await self._store_call(self._fire_now, "firing schedule slots")
             if fired.fired or fired.skipped or fired.missed:
                 self.fires += 1
-            await trio.lowlevel.checkpoint()
+                self._held.reset()
+                await trio.lowlevel.checkpoint()
+            else:
+                # Due, yet nothing decided: another node holds the row (see the module
+                # docstring). Let it finish rather than ask again at once.
+                with trio.move_on_after(self._held.next()):
+                    await changed.wait()
 
     async def _ask(self) -> float | None:
         return self._next_fire()

@@ -210,16 +210,51 @@ def test_retry_with_dependents_brings_the_chain_back(store: JobStore, spec: Spec
     assert store.get(both.id).waiting_on == [x.id]
 
 
+def test_retry_with_dependents_leaves_an_older_generation_cancelled(
+    store: JobStore, spec: Spec
+) -> None:
+    """A dependent of an older generation of its subject stays CANCELLED once a newer
+    generation is queued, running or DONE, as a plain retry of it is refused; so do
+    the jobs that wait for it. Its siblings come back."""
+    [a] = enqueue(store, [spec()]).jobs
+    [old] = enqueue(store, [spec(subject="s", generation=1, after=[a.id])]).jobs
+    [below_old] = enqueue(store, [spec(after=[old.id])]).jobs
+    [sibling] = enqueue(store, [spec(after=[a.id])]).jobs
+    [queued_old] = enqueue(store, [spec(subject="q", generation=1, after=[a.id])]).jobs
+    _failed(store, a.id)
+    store.take_cascaded()
+    [newer] = enqueue(store, [spec(subject="s", generation=2)]).jobs
+    _done(store, newer.id)
+    enqueue(store, [spec(subject="q", generation=2)])  # queued, not yet run
+    with pytest.raises(BadInput, match="retry or enqueue the newest instead"):
+        store.retry(old.id)
+    job, back = store.retry_with_dependents(a.id)
+    assert job.state == JobState.QUEUED and back == [sibling.id]
+    for job_id in (old.id, below_old.id, queued_old.id):
+        assert store.get(job_id).state == JobState.CANCELLED, job_id
+    assert store.get(sibling.id).waiting_on == [a.id]
+    _done(store, a.id)
+    _done(store, sibling.id)
+    assert store.get(old.id).state == JobState.CANCELLED
+
+
 def test_retention_deletes_the_edges_of_deleted_jobs(
     store: JobStore, upkeep: StoreUpkeep, spec: Spec, clock: FakeClock
 ) -> None:
-    [a] = enqueue(store, [spec()]).jobs
+    """A job that waited for a DONE job retention deleted no longer lists it (no edge
+    points at a missing job), and still lists the one it waits for."""
+    [a, other] = enqueue(store, [spec(), spec()]).jobs
     [b] = enqueue(store, [spec(after=[a.id])]).jobs
+    [c] = enqueue(store, [spec(after=[a.id, other.id])]).jobs
     _done(store, a.id)
     clock.advance(10)
     assert upkeep.delete_finished(clock.time()) == [a.id]
     got = store.get(b.id)
     assert got.dependencies is None and got.waiting_on is None
+    got = store.get(c.id)
+    assert got.dependencies is not None
+    assert [(dep.id, dep.state) for dep in got.dependencies] == [(other.id, JobState.QUEUED)]
+    assert got.waiting_on == [other.id]
     _done(store, b.id)
 
 

@@ -452,6 +452,67 @@ def test_two_nodes_creating_one_name_at_once_give_one_schedule(
         second.close()
 
 
+@pytest.mark.parametrize("change", ["put", "apply", "pause"])
+def test_a_change_racing_a_fire_on_another_node_keeps_the_moved_slot(
+    backend: str, tmp_path: Path, change: str
+) -> None:
+    """Another node's fire holds the row and moves next_slot on; a put (or an apply)
+    that keeps the timing, on this node meanwhile, waits for it and keeps the moved
+    slot: writing back the slot it read before would fire that slot twice. A pause
+    waits too, and pauses the schedule as it is after the fire."""
+    if backend != "postgresql":
+        pytest.skip("one writer on SQLite")
+    location = database_for(tmp_path)
+    clock = FakeClock(1_800_000_000.0)
+    first, second = (open_store(location, clock, migrate=True) for _ in range(2))
+    holder = psycopg.connect(location.split(" options=")[0], options=_options(location))
+    slot = 1_800_000_000.0 + HOUR
+    try:
+        first.put_schedule(every(seconds=HOUR))
+        _at(clock, slot)
+        outcome: list[BaseException | None] = []
+
+        def racing_change() -> None:
+            wanted = every(seconds=HOUR, job=JobSpec(type="U"))
+            try:
+                if change == "put":
+                    second.put_schedule(wanted)
+                elif change == "apply":
+                    second.apply_schedules([wanted], dry_run=False)
+                else:
+                    second.pause_schedule("tick", True)
+                outcome.append(None)
+            except BaseException as exc:  # noqa: BLE001 (the test looks at it)
+                outcome.append(exc)
+
+        with holder.transaction():
+            # What a fire's claim does: the row taken, next_slot moved past the slot.
+            holder.execute("SELECT name FROM schedules WHERE name = 'tick' FOR UPDATE")
+            holder.execute(
+                "UPDATE schedules SET next_slot = %s, next_fire = %s, last_slot = %s, "
+                "fired = fired + 1 WHERE name = 'tick'",
+                (slot + HOUR, slot + HOUR, slot),
+            )
+            racer = threading.Thread(target=racing_change)
+            racer.start()
+            racer.join(0.5)
+            assert racer.is_alive(), "the change did not wait for the fire"
+        racer.join(10)
+        assert outcome == [None]
+        after = first.schedule("tick")
+        assert after.fired == 1
+        if change == "pause":
+            assert after.paused and after.next_slot is None
+            return
+        assert after.job.type == "U"
+        assert after.next_slot == datetime.fromtimestamp(slot + HOUR, UTC)
+        assert first.fire_due().fired == 0  # the slot fired once, on the other node
+    finally:
+        holder.close()
+        first.close()
+        second.close()
+
+
 def _options(location: str) -> str:
     """The ``options`` of a DSN made by database_for (its search path)."""
     return location.split(" options=")[1].strip("'")

@@ -170,6 +170,7 @@ def test_handlers_flag_as_list(tmp_path: Path) -> None:
         ("SEMANTICA_STORE", "mysql://db/jobs"),
         ("SEMANTICA_NODE_TIMEOUT", "0.5"),
         ("SEMANTICA_NODE_TIMEOUT", "never"),
+        ("SEMANTICA_METRICS_ADDR", "127.0.0.1:\u00b2"),
     ],
 )
 def test_bad_values_name_the_variable(tmp_path: Path, variable: str, value: str) -> None:

@@ -16,8 +16,10 @@ from semantica.control.enqueue_cmd import (
     LIST_OPTIONS,
     SWITCHES,
     VALUE_OPTIONS,
+    job_ids,
     parse_fast,
 )
+from semantica.errors import BadInput
 
 
 def _typer_enqueue_options() -> dict[str, object]:
@@ -83,6 +85,33 @@ def test_common_forms_parse() -> None:
 def test_anything_else_goes_to_typer(args: list[str]) -> None:
     """Help, unknown options, bad numbers and odd shapes are left to the full CLI."""
     assert parse_fast(args) is None
+
+
+@pytest.mark.parametrize("flag", ["--after", "--after-end"])
+@pytest.mark.parametrize("bad", ["\u00b2", "x", "1.5", "", "3\u00b9"])
+def test_a_job_id_that_is_no_number_is_named_in_one_line(flag: str, bad: str) -> None:
+    """Even a character str.isdigit() calls a digit but int() refuses (a superscript
+    two) is bad input naming the flag and the value, not a traceback."""
+    with pytest.raises(BadInput) as info:
+        job_ids(flag, ["7", bad])
+    assert info.value.message == f"{flag} takes a job id, got {bad!r}"
+    assert job_ids(flag, ["7", " 8 "]) == [7, 8]
+
+
+def test_a_superscript_after_is_exit_2_with_one_line(tmp_path: Path) -> None:
+    """The whole command, on the fast path: one line on stderr, exit status 2."""
+    env = {"SEMANTICA_HOME": str(tmp_path / "nothing"), "PATH": "/usr/bin:/bin"}
+    code = "from semantica.control.entry import main\nmain()\n"
+    argv = ["--after", "\u00b2", "exec", "--", "true"]
+    out = subprocess.run(
+        [sys.executable, "-c", code, "enqueue", *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2
+    assert out.stderr == "semctl: --after takes a job id, got '\u00b2'\n"
 
 
 #: What only some commands need, and semctl's start-up must not pay for: the cron

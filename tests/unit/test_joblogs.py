@@ -133,6 +133,15 @@ def test_remove_deletes_both_files(logs: JobLogs) -> None:
     assert logs.tail(5) == ["fresh"]
 
 
+def test_files_not_named_by_a_job_id_are_not_jobs(logs: JobLogs) -> None:
+    """A stray file whose name str.isdigit() accepts but int() does not (a superscript
+    two) is left out of the job ids on disk, not a crash of the clean-up."""
+    logs.append(4, ["kept"])
+    (logs.directory / "\u00b2.log").write_text("stray\n")
+    (logs.directory / "notes.log").write_text("stray\n")
+    assert logs.job_ids_on_disk() == {4}
+
+
 def test_a_later_attempt_starts_with_a_separator_line(logs: JobLogs) -> None:
     """The first lines of attempt 2 follow a line naming it; followers get it too."""
     assert logs.append(1, ["first try"], attempt=1) == ["first try"]

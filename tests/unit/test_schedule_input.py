@@ -132,6 +132,24 @@ def test_a_jitter_is_shorter_than_the_interval() -> None:
     assert make_schedule_spec("x", "T", every="15m", jitter="14m", tz="UTC").jitter == 840
 
 
+def test_a_cron_jitter_is_shorter_than_the_gap_between_slots() -> None:
+    """--cron '*/5 * * * *' --jitter 1h loses slots while running, as --every would:
+    the jitter must be shorter than the shortest gap between the next slots, even
+    when the next two slots are far apart (09:00 and 10:00 daily: one hour)."""
+    message = "jitter must be shorter than the 300 s between slots of --cron, got 3600 s"
+    with pytest.raises(BadInput, match=message):
+        make_schedule_spec("x", "T", cron="*/5 * * * *", jitter="1h", tz="UTC")
+    with pytest.raises(BadInput, match="shorter than the 300 s between slots"):
+        make_schedule_spec("x", "T", cron="*/5 * * * *", jitter="5m", tz="Europe/Berlin")
+    spec = make_schedule_spec("x", "T", cron="*/5 * * * *", jitter="4m", tz="UTC")
+    assert spec.jitter == 240
+    with pytest.raises(BadInput, match="shorter than the 3600 s between slots"):
+        make_schedule_spec("x", "T", cron="0 9,10 * * *", jitter="2h", tz="UTC")
+    assert make_schedule_spec("x", "T", cron="0 3 * * *", jitter="2h", tz="UTC").jitter == 7200
+    # A leap day only: no gap within a year to compare with, and no slow search.
+    assert make_schedule_spec("x", "T", cron="0 0 29 2 *", jitter="1d", tz="UTC").jitter
+
+
 @pytest.mark.parametrize(
     "options", [{"after": [1]}, {"after_end": [1]}, {"ref": "build"}, {"after": ["build"]}]
 )

@@ -151,6 +151,40 @@ async def test_store_faults_are_retried(
     assert sum("store fault" in entry["event"] for entry in logs) == 3
 
 
+async def test_a_fire_that_decides_nothing_backs_off(
+    parts: Parts, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL another node may hold a due schedule's row (SKIP LOCKED): the fire
+    decides nothing while the slot stays due. The timer then waits 50 ms, doubling to
+    1 s, instead of asking again at once; once the row is free the slot fires."""
+    parts.jobs.put_schedule(_every(10))
+    real = parts.store.fire_due
+    held = [True]
+    calls = [0]
+
+    def fire_due() -> Fired:
+        calls[0] += 1
+        if held[0] and calls[0] < 1000:  # (the bound ends a spin the clock cannot see)
+            return Fired()
+        return real()
+
+    monkeypatch.setattr(parts.store, "fire_due", fire_due)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(parts.timer.run)
+        await trio.sleep(13)
+        # Due at 10 s: tries at 10, +0.05, +0.1, +0.2, +0.4, +0.8, +1, +1 ...
+        assert 5 <= calls[0] <= 10, calls[0]
+        assert parts.slots() == []
+        held[0] = False
+        await trio.sleep(1.01)
+        assert parts.slots() == [10]
+        before = calls[0]
+        await trio.sleep(5)  # fired: the wait starts over, until the slot at 20 s
+        assert calls[0] == before
+        nursery.cancel_scope.cancel()
+    assert parts.slots() == [10]
+
+
 async def test_a_draining_supervisor_fires_nothing(
     parts: Parts, autojump_clock: trio.testing.MockClock
 ) -> None:

@@ -448,7 +448,9 @@ class JobStore(StoreReads, Protocol):
         """:meth:`retry`, and in the same transaction the jobs CANCELLED because of it
         (``dependency_failed``) come back QUEUED, waiting for it, and so on down the
         chain; their error of that cancel is cleared. A job that also waits for another
-        job that ended badly, and is not brought back with them, stays as it is.
+        job that ended badly, and is not brought back with them, stays as it is; so
+        does a job a plain :meth:`retry` would refuse for a newer generation of its
+        subject (queued, running or DONE), and the jobs below it.
         Returns the job and the ids brought back (nearest first).
 
         Raises:
@@ -474,7 +476,9 @@ class JobStore(StoreReads, Protocol):
         """Create the schedule ``spec`` names (True) or replace it (False); the spec was
         checked before (``validate_schedule``). Its history and counters stay. If it is
         new, or its timing (``cron``, ``every``, ``tz``) changed, or it was paused and
-        ``spec`` is not, its next slot is the first after now; otherwise it keeps it.
+        ``spec`` is not, its next slot is the first after now; otherwise it keeps it:
+        the one stored when the put commits, so a put racing a claim of the schedule's
+        slot on another node waits for it and keeps the slot it moved on to.
         ``spec.paused``: as :meth:`pause_schedule`.
 
         Raises:

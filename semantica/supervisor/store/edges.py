@@ -109,7 +109,7 @@ class Edges:
         )
         self._of = (
             "SELECT d.job_id, d.after_id, d.mode, j.state FROM job_deps AS d "
-            f"LEFT JOIN jobs AS j ON j.id = d.after_id WHERE d.job_id {ids} ORDER BY d.after_id"
+            f"JOIN jobs AS j ON j.id = d.after_id WHERE d.job_id {ids} ORDER BY d.after_id"
         )
         # CROSS JOIN: SQLite joins in the order written, from the edges below the jobs
         # given to each job by its id; left to choose, it would start from every
@@ -118,6 +118,14 @@ class Edges:
             "SELECT d.after_id, d.job_id FROM job_deps AS d CROSS JOIN jobs AS j "
             f"WHERE j.id = d.job_id AND d.after_id {ids} AND d.status = 'failed' "
             "AND j.state = 'CANCELLED' AND j.error_kind = 'dependency_failed'"
+        )
+        # The jobs of a subject a newer generation of which is queued, running or DONE:
+        # what a plain retry refuses (rows.check_newest), the newer one wins.
+        self._outdated = (
+            f"SELECT j.id FROM jobs AS j WHERE j.id {ids} AND j.subject IS NOT NULL "
+            "AND EXISTS (SELECT 1 FROM jobs AS n WHERE n.type = j.type "
+            "AND n.subject = j.subject AND n.subject IS NOT NULL "
+            "AND n.generation > j.generation AND n.state IN ('QUEUED', 'RUNNING', 'DONE'))"
         )
 
     # ------------------------------------------------------------------ enqueue
@@ -227,11 +235,10 @@ class Edges:
 
     # ------------------------------------------------------------------ retry
 
-    def edges_of(
-        self, conn: Conn, job_ids: Sequence[int]
-    ) -> dict[int, list[tuple[int, str, str | None]]]:
-        """Each job's edges: (the job waited for, mode, its state now; None: deleted)."""
-        out: dict[int, list[tuple[int, str, str | None]]] = {}
+    def edges_of(self, conn: Conn, job_ids: Sequence[int]) -> dict[int, list[tuple[int, str, str]]]:
+        """Each job's edges: (the job waited for, mode, its state now). Both jobs of an
+        edge exist: retention deletes a job's edges with it, both ways."""
+        out: dict[int, list[tuple[int, str, str]]] = {}
         if not job_ids:
             return out
         for job_id, after_id, mode, state in conn.execute(self._of, (self.d.as_param(job_ids),)):
@@ -246,7 +253,7 @@ class Edges:
         """The jobs a retry of ``root`` with dependents brings back (see
         :func:`~..dependencies.revivable`); nothing changed yet."""
         dependents: dict[int, list[int]] = {}
-        edges: dict[int, list[tuple[int, str, str | None]]] = {}
+        edges: dict[int, list[tuple[int, str, str]]] = {}
         frontier, seen = [root], {root}
         while frontier:
             found = conn.execute(self._failed_below, (self.d.as_param(frontier),)).fetchall()
@@ -258,7 +265,11 @@ class Edges:
                     new.append(job_id)
             edges.update(self.edges_of(conn, new))
             frontier = new
-        return rules.revivable(root, dependents, edges)
+        outdated: set[int] = set()
+        if edges:
+            rows = conn.execute(self._outdated, (self.d.as_param(list(edges)),)).fetchall()
+            outdated = {job_id for (job_id,) in rows}
+        return rules.revivable(root, dependents, edges, outdated)
 
     def revive(self, conn: Conn, job_ids: Sequence[int], now: float) -> None:
         """The CANCELLED jobs ``job_ids`` (from :meth:`cancelled_below`) go back to the
@@ -300,7 +311,7 @@ class Edges:
         each None when there is none, so a job without edges reads as any list does."""
         m = self.d.mark
         dependencies = [
-            Dependency(id=after_id, mode=mode, state=None if state is None else JobState(state))
+            Dependency(id=after_id, mode=mode, state=JobState(state))
             for _, after_id, mode, state in conn.execute(self._of, (self.d.as_param([job.id]),))
         ]
         dependents = [

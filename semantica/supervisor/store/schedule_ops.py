@@ -2,8 +2,10 @@
 
 The SQL here is plain enough for SQLite and PostgreSQL alike; a backend gives
 the few things that differ (:class:`ScheduleOps`'s hooks): its parameter mark,
-how a due row is claimed (PostgreSQL: ``FOR UPDATE SKIP LOCKED``), how it
-reads and writes, and how other nodes hear of a change (the changes feed's
+how a due row is claimed (PostgreSQL: ``FOR UPDATE SKIP LOCKED``) and how a
+row is read before a change (PostgreSQL: ``FOR UPDATE``, so that a put waits
+for a claim in progress and keeps the slot it moved on to), how it reads and
+writes, and how other nodes hear of a change (the changes feed's
 ``schedules``).
 
 How a slot is claimed (:meth:`ScheduleOps.fire_due`): one write per schedule
@@ -118,6 +120,10 @@ class ScheduleOps:
     clock: Clock
     #: What a backend adds to the query that takes a due schedule's row for a claim.
     _claim_lock = ""
+    #: What a backend adds to the query that reads a schedule's row before it changes
+    #: it (a put, a pause): the change waits for a claim in progress and sees the slot
+    #: that claim moved on to, rather than write back the one it claimed.
+    _change_lock = ""
 
     if TYPE_CHECKING:
 
@@ -181,9 +187,9 @@ class ScheduleOps:
             ).fetchone()
         return None if row is None or row[0] is None else float(row[0])
 
-    def _row(self, conn: Any, name: str) -> Schedule:
+    def _row(self, conn: Any, name: str, lock: str = "") -> Schedule:
         row = conn.execute(
-            self._sql(f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE name = ?"), (name,)
+            self._sql(f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE name = ?{lock}"), (name,)
         ).fetchone()
         if row is None:
             raise NoSuchSchedule(f"no schedule {name!r}")
@@ -200,8 +206,11 @@ class ScheduleOps:
     def _put(
         self, conn: Any, spec: ScheduleSpec, now: float, replace: bool = True
     ) -> tuple[Schedule, bool]:
+        # Locked (PostgreSQL): a fire on another node may be moving next_slot on.
         old = conn.execute(
-            self._sql("SELECT spec, paused, next_slot FROM schedules WHERE name = ?"),
+            self._sql(
+                f"SELECT spec, paused, next_slot FROM schedules WHERE name = ?{self._change_lock}"
+            ),
             (spec.name,),
         ).fetchone()
         if old is not None and not replace:
@@ -255,7 +264,7 @@ class ScheduleOps:
     def pause_schedule(self, name: str, paused: bool) -> Schedule:
         with self._schedule_write() as conn:
             now = self.clock.time()
-            result = self._row(conn, name)
+            result = self._row(conn, name, self._change_lock)
             if result.paused == paused:
                 self._nothing_written()
             else:

@@ -4,9 +4,11 @@ the store's connection, for many nodes.
 A due schedule's row is taken ``FOR UPDATE SKIP LOCKED``: a node claiming it
 holds it until its write commits, and another node passes over it rather than
 wait; the compare-and-set on ``next_slot`` then makes the claim once even if
-the other node read the row before the first committed. A change to the
-schedules tells the other nodes (the changes feed's ``schedules``), whose
-timers then look again.
+the other node read the row before the first committed. A put or a pause
+reads the row ``FOR UPDATE``: it waits for a claim in progress, then keeps the
+slot that claim moved on to (writing back the one it read before would give
+that slot a second job). A change to the schedules tells the other nodes (the
+changes feed's ``schedules``), whose timers then look again.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ class PGSchedules(ScheduleOps, PGConnection):
     """Schedules, their runs, and the firing of their slots (see ScheduleOps)."""
 
     _claim_lock = " FOR UPDATE SKIP LOCKED"
+    _change_lock = " FOR UPDATE"
 
     def _sql(self, text: str) -> str:
         return text.replace("?", "%s")
