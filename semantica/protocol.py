@@ -55,6 +55,12 @@ ENQUEUE_ATOMIC_JOBS = 512
 
 HEADER = struct.Struct(">I")
 
+#: What a supervisor tells a client it does (``HelloOk.features``), where an older one
+#: would take a request in part rather than refuse it: it decodes a field it does not
+#: know as absent, so a job sent with ``after`` would run at once instead of waiting.
+#: ``after``: jobs that wait for others (``after``, ``after_end``, ``ref``).
+FEATURES = ("after",)
+
 
 class _Msg(msgspec.Struct, tag_field="t", kw_only=True):
     """Base of every message: tagged by the ``t`` field with an explicit string."""
@@ -297,6 +303,9 @@ class HelloOk(_Msg, tag="hello_ok"):
     server_version: str
     pid: int
     max_frame: int = MAX_FRAME
+    #: What the supervisor does beyond its protocol version's messages (FEATURES); an
+    #: older supervisor sends none.
+    features: list[str] = msgspec.field(default_factory=list)
 
 
 class ErrorReply(_Msg, tag="error"):

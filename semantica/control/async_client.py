@@ -33,7 +33,7 @@ import anyio
 
 from semantica.config import Paths, locate
 from semantica.control.async_conn import Connection
-from semantica.control.batches import failed_part_way, split_graph
+from semantica.control.batches import check_supervisor_can_wait, failed_part_way, split_graph
 from semantica.control.client import (
     WAIT_WINDOW,
     CancelOutcomes,
@@ -191,6 +191,8 @@ class AsyncClient(AsyncScheduleMethods):
         return enqueued
 
     async def _enqueue(self, specs: SpecList) -> JobsList:
+        conn = await self._connection()
+        check_supervisor_can_wait(specs, conn.server_features, conn.server_pid)
         return (await self._call(Enqueue(jobs=specs), Enqueued)).jobs
 
     async def get(self, job_id: int) -> Job:

@@ -103,6 +103,8 @@ class Connection:
         self._error: SemanticaError | None = None  # set once the connection has ended
         self.max_request = MAX_FRAME
         self.server_version = ""
+        self.server_pid = 0
+        self.server_features: list[str] = []  # (HelloOk.features)
 
     @classmethod
     async def open(cls, paths: Paths, token: str | None) -> Connection:
@@ -138,6 +140,7 @@ class Connection:
         if isinstance(reply, HelloOk):
             conn.max_request = reply.max_frame
             conn.server_version = reply.server_version
+            conn.server_pid, conn.server_features = reply.pid, reply.features
             return conn
         conn.close_now()
         if isinstance(reply, ErrorReply):

@@ -25,6 +25,8 @@ Both clients use this module. The contract:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import msgspec
 
 from semantica.errors import BadInput, SemanticaError, Unreachable
@@ -135,3 +137,19 @@ def failed_part_way(
         return error
     in_doubt = unanswered if isinstance(error, Unreachable) else 0
     return PartialEnqueue(enqueued, total, error, in_doubt)
+
+
+def check_supervisor_can_wait(specs: list[JobSpec], features: Sequence[str], pid: int) -> None:
+    """Refuse specs that wait for other jobs when the supervisor does not say it can
+    (``HelloOk.features``): an older one would drop ``after`` and run them at once.
+
+    Raises:
+        BadInput: one line, saying to restart the supervisor (nothing was sent).
+    """
+    if "after" in features:
+        return
+    if any(spec.after or spec.after_end or spec.ref is not None for spec in specs):
+        raise BadInput(
+            f"the supervisor (pid {pid}) runs an older Semantica that cannot make a job "
+            "wait for others (--after): restart it (semctl shutdown, then start it again)"
+        )

@@ -25,7 +25,7 @@ from typing import Any
 import msgspec
 
 from semantica.config import Paths, locate, read_token_file
-from semantica.control.batches import failed_part_way, split_graph
+from semantica.control.batches import check_supervisor_can_wait, failed_part_way, split_graph
 from semantica.control.schedule_client import ScheduleMethods
 from semantica.errors import (
     AuthError,
@@ -224,6 +224,8 @@ class Client(ScheduleMethods):
         self._rid = 0
         self._max_request = MAX_FRAME  # until the supervisor says its own
         self.server_version: str | None = None
+        self.server_pid = 0
+        self.server_features: list[str] = []  # (HelloOk.features)
 
     # ------------------------------------------------------------------ connection
 
@@ -264,6 +266,7 @@ class Client(ScheduleMethods):
         reply = self._exchange(Hello(version=PROTOCOL_VERSION, token=token, client="python"))
         if isinstance(reply, HelloOk):
             self.server_version = reply.server_version
+            self.server_pid, self.server_features = reply.pid, reply.features
             self._max_request = reply.max_frame
             return
         self.close()
@@ -395,6 +398,8 @@ class Client(ScheduleMethods):
         return enqueued
 
     def _enqueue(self, specs: SpecList) -> JobsList:
+        self.connect()
+        check_supervisor_can_wait(specs, self.server_features, self.server_pid)
         reply: Enqueued = self._expect(self._call(Enqueue(jobs=specs)), Enqueued)
         return reply.jobs
 

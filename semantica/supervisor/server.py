@@ -33,6 +33,7 @@ from semantica.errors import ConfigError, FrameTooLarge, ProtocolError, Semantic
 from semantica.framed import FramedStream
 from semantica.peercred import peer_uid, uid_allowed
 from semantica.protocol import (
+    FEATURES,
     HEADER,
     HELLO_MAX_FRAME,
     PROTOCOL_VERSION,
@@ -219,6 +220,7 @@ class ControlServer:
                 server_version=__version__,
                 pid=os.getpid(),
                 max_frame=self.settings.max_frame,
+                features=list(FEATURES),
             )
         )
         return True
