@@ -252,8 +252,14 @@ def short_repr(value: object, limit: int = 80) -> str:
 
 def validate_queue_name(name: str) -> None:
     """Raises BadInput unless ``name`` is 1-64 of ``A-Z a-z 0-9 _ . : -``."""
+    validate_name("queue", name)
+
+
+def validate_name(what: str, name: str) -> None:
+    """Raises BadInput (naming ``what``: queue, schedule) unless ``name`` is 1-64 of
+    ``A-Z a-z 0-9 _ . : -``: the names a user gives things, safe in any view and URL."""
     if not _QUEUE_RE.fullmatch(name):
-        raise BadInput(f"queue name must be 1-64 of A-Z a-z 0-9 _ . : -, got {short_repr(name)}")
+        raise BadInput(f"{what} name must be 1-64 of A-Z a-z 0-9 _ . : -, got {short_repr(name)}")
 
 
 def validate_spec(spec: JobSpec) -> None:

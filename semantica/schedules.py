@@ -25,20 +25,25 @@ the cron library is imported only when an expression is checked.
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, tzinfo
 from itertools import pairwise
 
 import msgspec
 
 from semantica.errors import EXIT_NOT_FOUND, BadInput, SemanticaError, register_code
-from semantica.models import SECONDS_MAX, JobSpec, JobState, short_repr, validate_spec
+from semantica.models import (
+    SECONDS_MAX,
+    JobSpec,
+    JobState,
+    short_repr,
+    validate_name,
+    validate_spec,
+)
 
 CATCH_UP_CHOICES = ("one", "none")
 OVERLAP_CHOICES = ("skip", "allow")
 #: The shortest interval a schedule may have (``--every``).
 EVERY_MIN_S = 1.0
-_NAME_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 #: The longest cron expression (every value of every field listed is about 400).
 CRON_MAX = 1000
 
@@ -107,8 +112,7 @@ def schedule_exists(name: str) -> str:
 
 def validate_schedule_name(name: str) -> None:
     """Raises BadInput unless ``name`` is 1-64 of ``A-Z a-z 0-9 _ . : -``."""
-    if not _NAME_RE.fullmatch(name):
-        raise BadInput(f"schedule name must be 1-64 of A-Z a-z 0-9 _ . : -, got {short_repr(name)}")
+    validate_name("schedule", name)
 
 
 def validate_schedule(spec: ScheduleSpec) -> None:

@@ -21,7 +21,6 @@ from semantica import __version__
 from semantica.models import Job, JobSpec, JobState, QueueInfo
 from semantica.protocol import TopReply
 from semantica.schedules import Schedule
-from semantica.supervisor.handlers.schedules import with_latest_run
 from semantica.supervisor.services import Services
 
 #: The latest FAILED jobs sent.
@@ -86,11 +85,12 @@ def _next_in_line(services: Services) -> list[Job]:
 def _next_schedules(services: Services) -> list[Schedule]:
     """The TOP_SCHEDULES schedules due soonest (paused ones left out), each with its
     latest run; their job template without its payload (a row shows its type)."""
-    due = [s for s in services.store.schedules() if not s.paused and s.next_fire is not None]
+    schedules = services.store.schedules(latest_run=True)
+    due = [s for s in schedules if not s.paused and s.next_fire is not None]
     due.sort(key=lambda schedule: (schedule.next_fire, schedule.name))
-    shown = with_latest_run(services, [schedule.name for schedule in due[:TOP_SCHEDULES]])
     return [
-        msgspec.structs.replace(s, job=JobSpec(type=s.job.type, queue=s.job.queue)) for s in shown
+        msgspec.structs.replace(s, job=JobSpec(type=s.job.type, queue=s.job.queue))
+        for s in due[:TOP_SCHEDULES]
     ]
 
 

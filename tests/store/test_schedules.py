@@ -516,3 +516,17 @@ def test_a_change_racing_a_fire_on_another_node_keeps_the_moved_slot(
 def _options(location: str) -> str:
     """The ``options`` of a DSN made by database_for (its search path)."""
     return location.split(" options=")[1].strip("'")
+
+
+def test_the_list_of_schedules_carries_each_ones_latest_run(store: JobStore) -> None:
+    store.put_schedule(every("a"))
+    store.put_schedule(every("b"))
+    store.run_schedule("a")
+    [second] = store.run_schedule("a").jobs
+    plain = store.schedules()
+    assert [s.name for s in plain] == ["a", "b"] and all(not s.runs for s in plain)
+    a, b = store.schedules(latest_run=True)
+    assert [(run.outcome, run.job_id, run.state) for run in a.runs] == [
+        ("manual", second.id, JobState.QUEUED)
+    ]
+    assert b.runs == []

@@ -112,7 +112,7 @@ async def dispatch(
         case GetSchedule():
             return handle_schedule_get(services, request)
         case ListSchedules():
-            return await handle_schedules(services, request)
+            return handle_schedules(services, request)
         case PauseSchedule():
             return await handle_schedule_pause(services, request)
         case RemoveSchedule():

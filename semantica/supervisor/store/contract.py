@@ -233,9 +233,10 @@ class StoreReads(Protocol):
         """
         ...
 
-    def schedules(self) -> ScheduleList:
-        """Every schedule, by name, without runs (cheap: one row each; for ``schedule
-        list``, ``status`` and ``top``'s next due)."""
+    def schedules(self, latest_run: bool = False) -> ScheduleList:
+        """Every schedule, by name, without runs (cheap: one row each; for ``status`` and
+        the timer's counts); with ``latest_run``, each with its latest run if it has one
+        (one read more, for ``schedule list`` and ``top``: how the last one went)."""
         ...
 
     def next_fire(self) -> float | None:

@@ -31,6 +31,7 @@ from semantica.models import (
 )
 from semantica.supervisor.store import dependencies as rules
 from semantica.supervisor.store.dependencies import FAILED, MET, WAITING
+from semantica.supervisor.store.records import Edge
 
 Conn = Any  # a sqlite3.Connection or a psycopg.Connection: both .execute(sql, params)
 Rows = list[Sequence[Any]]
@@ -164,6 +165,16 @@ class Edges:
             return False
         job.waiting_on = sorted(unmet) or None
         return True
+
+    def add_planned(
+        self, conn: Conn, job: Job, edges: Sequence[Edge], placed: Sequence[Job], now: float
+    ) -> bool:
+        """:meth:`add` for the edges of a planned insert (``store/graph.py``): a local edge
+        names the place of a job of the same insert, already written (``placed``)."""
+        targets = [
+            (placed[edge.target].id if edge.local else edge.target, edge.mode) for edge in edges
+        ]
+        return self.add(conn, job, targets, now)
 
     # ------------------------------------------------------------------ ends
 

@@ -97,6 +97,21 @@ def schedule_from_row(row: Sequence[Any]) -> Schedule:
     )
 
 
+#: The columns a ScheduleRun is read from (see :func:`_run`), runs as ``r``, jobs as ``j``.
+_RUN_COLUMNS = "r.slot, r.outcome, r.at, r.job_id, j.state"
+
+
+def _run(row: Sequence[Any]) -> ScheduleRun:
+    slot, outcome, at, job_id, state = row
+    return ScheduleRun(
+        slot=datetime.fromtimestamp(slot, UTC),
+        outcome=outcome,
+        at=datetime.fromtimestamp(at, UTC),
+        job_id=job_id,
+        state=None if state is None else JobState(state),
+    )
+
+
 def _job_for(spec: ScheduleSpec, due: float | None) -> Prepared:
     """The job a slot makes (due at ``due``; None: now), from the schedule's template."""
     job = spec.job
@@ -157,28 +172,30 @@ class ScheduleOps:
             found = self._row(conn, name)
             rows = conn.execute(
                 self._sql(
-                    "SELECT r.slot, r.outcome, r.at, r.job_id, j.state FROM schedule_runs AS r "
+                    f"SELECT {_RUN_COLUMNS} FROM schedule_runs AS r "
                     "LEFT JOIN jobs AS j ON j.id = r.job_id WHERE r.schedule = ? "
                     "ORDER BY r.id DESC LIMIT ?"
                 ),
                 (name, max(0, runs)),
             ).fetchall()
-        found.runs = [
-            ScheduleRun(
-                slot=datetime.fromtimestamp(slot, UTC),
-                outcome=outcome,
-                at=datetime.fromtimestamp(at, UTC),
-                job_id=job_id,
-                state=None if state is None else JobState(state),
-            )
-            for slot, outcome, at, job_id, state in rows
-        ]
+        found.runs = [_run(row) for row in rows]
         return found
 
-    def schedules(self) -> list[Schedule]:
+    def schedules(self, latest_run: bool = False) -> list[Schedule]:
         with self._schedule_read() as conn:
             rows = conn.execute(f"SELECT {SCHEDULE_COLUMNS} FROM schedules ORDER BY name")
-            return [schedule_from_row(row) for row in rows.fetchall()]
+            found = [schedule_from_row(row) for row in rows.fetchall()]
+            if latest_run and found:
+                latest = conn.execute(
+                    f"SELECT r.schedule, {_RUN_COLUMNS} FROM schedule_runs AS r "
+                    "LEFT JOIN jobs AS j ON j.id = r.job_id WHERE r.id IN "
+                    "(SELECT max(id) FROM schedule_runs GROUP BY schedule)"
+                ).fetchall()
+                runs = {row[0]: _run(row[1:]) for row in latest}
+                for schedule in found:
+                    if schedule.name in runs:
+                        schedule.runs = [runs[schedule.name]]
+        return found
 
     def next_fire(self) -> float | None:
         with self._schedule_read() as conn:

@@ -21,7 +21,7 @@ from semantica.models import GENERATION_MAX, Job, JobSpec, JobState, check_trans
 from semantica.supervisor.store.postgres.changes import notify
 from semantica.supervisor.store.postgres.connection import PGConnection
 from semantica.supervisor.store.postgres.rows import EDGES, JOB_COLUMNS
-from semantica.supervisor.store.records import Edge, EnqueueResult, Prepared
+from semantica.supervisor.store.records import EnqueueResult, Prepared
 from semantica.supervisor.store.rows import (
     job_from_row,
     new_job,
@@ -100,7 +100,8 @@ class PGEnqueue(PGConnection):
                         _INSERT_ONE, _one_args(spec, None, payload, now, run_after)
                     ).fetchone() or (0,)
                     job = new_job(job_id, spec, None, payload, now, created_at, run_after)
-                    _wait_for(conn, job, edges, result, now, cascaded)
+                    if not EDGES.add_planned(conn, job, edges, result.jobs, now):
+                        cascaded.append(job.id)
                     result.jobs.append(job)
                     continue
                 generation = spec.generation
@@ -128,8 +129,8 @@ class PGEnqueue(PGConnection):
                 ).fetchone() or (0,)
                 self._supersede_older(conn, spec, generation, job_id, now, result, added)
                 job = new_job(job_id, spec, generation, payload, now, created_at, run_after)
-                if edges:
-                    _wait_for(conn, job, edges, result, now, cascaded)
+                if edges and not EDGES.add_planned(conn, job, edges, result.jobs, now):
+                    cascaded.append(job.id)
                 added[job_id] = [job]
                 result.jobs.append(job)
             self._insert_plain(conn, plain, now, created_at, result)
@@ -216,24 +217,6 @@ class PGEnqueue(PGConnection):
             notify(conn, "ends")
         if spec.supersede_running:
             result.running_older.extend((old_id, job_id) for old_id in running)
-
-
-def _wait_for(
-    conn: psycopg.Connection[Any],
-    job: Job,
-    edges: Sequence[Edge],
-    result: EnqueueResult,
-    now: float,
-    cascaded: list[int],
-) -> None:
-    """Give the new ``job`` its edges (a local one names the place of a job of this
-    insert, already in ``result.jobs``); cancel it at once if a job it waits for
-    already ended badly."""
-    targets = [
-        (result.jobs[edge.target].id if edge.local else edge.target, edge.mode) for edge in edges
-    ]
-    if not EDGES.add(conn, job, targets, now):
-        cascaded.append(job.id)
 
 
 def _one_args(

@@ -14,7 +14,7 @@ from typing import Any
 
 from semantica.errors import BadInput
 from semantica.models import GENERATION_MAX, Job, JobSpec, JobState, check_transition
-from semantica.supervisor.store.records import Edge, EnqueueResult, Prepared
+from semantica.supervisor.store.records import EnqueueResult, Prepared
 from semantica.supervisor.store.rows import (
     JOB_COLUMNS,
     job_from_row,
@@ -127,7 +127,8 @@ class SQLiteEnqueue(SQLiteConnection):
                         _insert_args(spec, None, payload, now, run_after),
                     ).fetchone()
                     job = new_job(job_id, spec, None, payload, now, created_at, run_after)
-                    self._wait_for(conn, job, edges, result, now, cascaded)
+                    if not EDGES.add_planned(conn, job, edges, result.jobs, now):
+                        cascaded.append(job.id)
                     result.jobs.append(job)
                     continue
                 generation = spec.generation
@@ -155,8 +156,8 @@ class SQLiteEnqueue(SQLiteConnection):
                 ).fetchone()
                 self._supersede_older(conn, spec, generation, job_id, now, result, added)
                 job = new_job(job_id, spec, generation, payload, now, created_at, run_after)
-                if edges:
-                    self._wait_for(conn, job, edges, result, now, cascaded)
+                if edges and not EDGES.add_planned(conn, job, edges, result.jobs, now):
+                    cascaded.append(job.id)
                 added[job_id] = [job]
                 result.jobs.append(job)
             self._insert_plain(conn, plain, now, created_at, result)
@@ -165,25 +166,6 @@ class SQLiteEnqueue(SQLiteConnection):
                 cascaded += EDGES.resolve(conn, ended, now)
         self._cascaded += cascaded
         return result
-
-    @staticmethod
-    def _wait_for(
-        conn: sqlite3.Connection,
-        job: Job,
-        edges: Sequence[Edge],
-        result: EnqueueResult,
-        now: float,
-        cascaded: list[int],
-    ) -> None:
-        """Give the new ``job`` its edges (a local one names the place of a job of this
-        insert, which is already in ``result.jobs``); cancel it at once if a job it
-        waits for already ended badly."""
-        targets = [
-            (result.jobs[edge.target].id if edge.local else edge.target, edge.mode)
-            for edge in edges
-        ]
-        if not EDGES.add(conn, job, targets, now):
-            cascaded.append(job.id)
 
     def _insert_plain(
         self,
