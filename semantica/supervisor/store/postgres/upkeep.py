@@ -14,6 +14,7 @@ sanity query (the schema is there and every job has a known state).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -48,7 +49,11 @@ class PGUpkeep:
             ) from None
 
     def close(self) -> None:
-        self._conn.close()  # (and with the session, the lead: see lead())
+        # The lead goes with the session, but a session ends on the server a moment after
+        # the client hangs up: let go of it first, so another node may lead at once.
+        with contextlib.suppress(psycopg.Error):
+            self._conn.execute("SELECT pg_advisory_unlock_all()")
+        self._conn.close()
 
     def lead(self) -> bool:
         """Take the lead of maintenance among the nodes: a session advisory lock, held
