@@ -175,6 +175,19 @@ class Events(_Msg, tag="events"):
     rid: int = 0
 
 
+class WatchChanges(_Msg, tag="changes"):
+    """Stream a tick when jobs changed: at most one :class:`JobsChanged` per
+    ``interval`` seconds, none while nothing happens, until the client disconnects.
+
+    What a live view needs to know ("read again") at a cost that does not grow with
+    the number of jobs: every job event between two ticks makes one tick.
+    A streaming request is the last request of its connection.
+    """
+
+    interval: float = 1.0
+    rid: int = 0
+
+
 class Maintain(_Msg, tag="maintenance"):
     """Run maintenance now; the reply comes when it is done."""
 
@@ -478,6 +491,16 @@ class JobEvent(_Msg, tag="job_event"):
     rid: int = 0
 
 
+class JobsChanged(_Msg, tag="jobs_changed"):
+    """Pushed for :class:`WatchChanges`: jobs changed since the last tick.
+
+    ``seq`` counts the job events this stream has seen since it began.
+    """
+
+    seq: int
+    rid: int = 0
+
+
 class MaintenanceReport(_Msg, tag="maintenance_report"):
     """What a maintenance run did."""
 
@@ -685,6 +708,7 @@ ControlRequest = (
     | ListQueues
     | Follow
     | Events
+    | WatchChanges
     | GetMetrics
     | GetTop
     | Maintain
@@ -714,6 +738,7 @@ SupervisorRequest = (
     | ListQueues
     | Follow
     | Events
+    | WatchChanges
     | GetMetrics
     | GetTop
     | Maintain
@@ -740,6 +765,7 @@ ControlReply = (
     | LogChunk
     | FollowEnd
     | JobEvent
+    | JobsChanged
     | MetricsReply
     | TopReply
     | MaintenanceReport

@@ -70,6 +70,7 @@ from semantica.protocol import (
     JobEvent,
     JobList,
     JobReply,
+    JobsChanged,
     LimitQueue,
     ListJobs,
     ListQueues,
@@ -88,6 +89,7 @@ from semantica.protocol import (
     StatusReply,
     TopReply,
     Wait,
+    WatchChanges,
 )
 
 R = TypeVar("R")
@@ -328,6 +330,12 @@ class AsyncClient(AsyncScheduleMethods):
         """Every job event as it happens (``async for event in c.events()``)."""
         return EventStream(self.paths, self._token)
 
+    def changes(self, interval: float = 1.0) -> ChangeStream:
+        """A tick each time jobs changed, at most one per ``interval`` seconds
+        (``async for seq in c.changes()``): what a live view needs to read again, at a
+        cost to the supervisor that does not grow with the rate of job events."""
+        return ChangeStream(self.paths, self._token, interval)
+
 
 class _Stream:
     """A streaming request on a connection of its own: an async iterator of what is pushed."""
@@ -404,3 +412,18 @@ class EventStream(_Stream):
                 raise StopAsyncIteration
             if isinstance(msg, JobEvent):
                 return msg
+
+
+class ChangeStream(_Stream):
+    """Ticks when jobs changed: each the count of job events seen so far."""
+
+    def __init__(self, paths: Paths, token: str | None, interval: float) -> None:
+        super().__init__(paths, token, WatchChanges(interval=interval))
+
+    async def __anext__(self) -> int:
+        while True:
+            msg = await self._next_message()
+            if msg is None:
+                raise StopAsyncIteration
+            if isinstance(msg, JobsChanged):
+                return msg.seq

@@ -70,6 +70,7 @@ from semantica.protocol import (
     JobEvent,
     JobList,
     JobReply,
+    JobsChanged,
     LimitQueue,
     ListJobs,
     ListQueues,
@@ -88,6 +89,7 @@ from semantica.protocol import (
     StatusReply,
     TopReply,
     Wait,
+    WatchChanges,
     encode,
 )
 
@@ -547,6 +549,13 @@ class Client(ScheduleMethods):
         for msg in self._stream(Events()):
             if isinstance(msg, JobEvent):
                 yield msg
+
+    def changes(self, interval: float = 1.0) -> Iterator[int]:
+        """Yield a tick each time jobs changed, at most one per ``interval`` seconds, forever
+        (each the count of job events seen so far): when to read again, for a live view."""
+        for msg in self._stream(WatchChanges(interval=interval)):
+            if isinstance(msg, JobsChanged):
+                yield msg.seq
 
     def top(self) -> TopReply:
         """Workers, queues, throughput, failures and waiting jobs, in one reply."""

@@ -6,6 +6,9 @@
 * ``follow(job_id)``: a bounded queue of the job's new log lines, ended by
   :data:`FINISHED` when the job finishes (``semctl tail ID``).
 * ``watch()``: a bounded queue of every :class:`JobEvent` (``semctl tail``).
+* ``tick()``: a :class:`Ticker`, woken by any job event and counting them, without
+  a queue: a live view asks "did anything change?" at a cost per event of a
+  counter step, whatever the rate (the web view's pages).
 
 Publishing never blocks: a reader whose queue is full is dropped (its queue is
 closed and marked ``dropped``), so a slow reader cannot slow the supervisor.
@@ -52,6 +55,21 @@ class Subscription:
         self.send.close()
 
 
+class Ticker:
+    """Woken by every job event; ``seq`` counts them."""
+
+    __slots__ = ("seq", "woken")
+
+    def __init__(self) -> None:
+        self.seq = 0
+        self.woken = trio.Event()
+
+    def rearm(self) -> None:
+        """Wait for the next event from now on (``woken`` is a new, unset event)."""
+        if self.woken.is_set():
+            self.woken = trio.Event()
+
+
 class _Countdown:
     """An event set after ``left`` of the jobs it waits for have finished."""
 
@@ -74,6 +92,7 @@ class JobEvents:
         self._finished: dict[int, list[_Countdown]] = {}
         self._followers: dict[int, set[Subscription]] = {}
         self._watchers: set[Subscription] = set()
+        self._tickers: set[Ticker] = set()
 
     def all_finished(self, job_ids: set[int]) -> trio.Event:
         """The event set once every job of ``job_ids`` has reached a finished state.
@@ -117,14 +136,26 @@ class JobEvents:
         self._watchers.discard(sub)
         sub.close()
 
+    def tick(self) -> Ticker:
+        """Be woken by every job event (and count them)."""
+        ticker = Ticker()
+        self._tickers.add(ticker)
+        return ticker
+
+    def untick(self, ticker: Ticker) -> None:
+        self._tickers.discard(ticker)
+
     @property
     def watched(self) -> bool:
         """Whether anyone watches job events (building one costs a little)."""
-        return bool(self._watchers)
+        return bool(self._watchers or self._tickers)
 
     def publish(self, event: JobEvent) -> None:
         for sub in self._watchers:
             sub.offer(event)
+        for ticker in self._tickers:
+            ticker.seq += 1
+            ticker.woken.set()
 
     def pending(self) -> set[int]:
         """The jobs someone waits for or follows (to look at when jobs may have finished

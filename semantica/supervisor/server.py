@@ -54,6 +54,7 @@ from semantica.protocol import (
     Maintain,
     SupervisorRequest,
     Wait,
+    WatchChanges,
     encode,
     encode_around,
     encode_items,
@@ -252,7 +253,7 @@ class ControlServer:
                 if isinstance(request, Wait | Cancel | Maintain):
                     waiting.start_soon(self._answer, channel, request)
                     continue
-                if isinstance(request, Follow | Events):
+                if isinstance(request, Follow | Events | WatchChanges):
                     reply = await self._carry_out(channel, request, True)
                     if reply is not None:
                         await channel.send(reply)

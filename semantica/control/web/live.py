@@ -4,9 +4,9 @@ Contract:
 
 * A source runs only while a page listens, and one runs for all of them: however many
   dashboards are open, the supervisor is asked for ``top`` once a second
-  (:class:`TopFeed`); however many job lists are open, one ``events`` stream tells
-  them that jobs changed (:class:`ChangeFeed`). A page's own reads (its page of
-  jobs) happen only after a change, at most once a second per page.
+  (:class:`TopFeed`); however many job lists are open, one ``changes`` stream tells
+  them that jobs changed, at most once a second (:class:`ChangeFeed`). A page's own
+  reads (its page of jobs) happen only after a change, at most once a second per page.
 * A source that cannot reach the supervisor publishes the error (pages say so) and
   tries again every second; pages recover by themselves when it comes back.
 * :func:`event_stream` turns a page's async iterator of fragments into a
@@ -105,8 +105,9 @@ class TopFeed(_Shared):
 
 
 class ChangeFeed(_Shared):
-    """One ``events`` stream for every page that shows jobs: its version grows at each
-    job event (and when the supervisor goes away or comes back)."""
+    """One ``changes`` stream for every page that shows jobs: its version grows when
+    jobs changed (at most once a second, however many job events there were), and when
+    the supervisor goes away or comes back."""
 
     def __init__(self, client: AsyncClient, nursery: trio.Nursery) -> None:
         super().__init__(nursery)
@@ -116,11 +117,11 @@ class ChangeFeed(_Shared):
     async def _run(self) -> None:
         while True:
             try:
-                stream = self._client.events()
+                stream = self._client.changes(PERIOD_S)
                 async with stream:
                     if self.latest.value is not None:  # back: what changed meanwhile is unknown
                         self.latest.publish(None)
-                    async for _event in stream:
+                    async for _seq in stream:
                         self.latest.publish(None)
             except SemanticaError as exc:
                 self.latest.publish(exc)

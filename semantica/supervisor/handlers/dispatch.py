@@ -37,6 +37,7 @@ from semantica.protocol import (
     Shutdown,
     SupervisorRequest,
     Wait,
+    WatchChanges,
 )
 from semantica.supervisor.handlers.admin import (
     handle_limit,
@@ -50,7 +51,12 @@ from semantica.supervisor.handlers.admin import (
 )
 from semantica.supervisor.handlers.common import Send
 from semantica.supervisor.handlers.jobs import handle_cancel, handle_enqueue, handle_retry
-from semantica.supervisor.handlers.live import handle_events, handle_follow, handle_top
+from semantica.supervisor.handlers.live import (
+    handle_changes,
+    handle_events,
+    handle_follow,
+    handle_top,
+)
 from semantica.supervisor.handlers.reads import handle_get, handle_list, handle_logs, handle_wait
 from semantica.supervisor.handlers.schedules import (
     handle_schedule_apply,
@@ -69,7 +75,7 @@ async def dispatch(
 ) -> ControlReply | None:
     """Carry out one request and return its reply (errors are raised as SemanticaError).
 
-    Streaming requests (``Follow``, ``Events``) push messages with ``send``
+    Streaming requests (``Follow``, ``Events``, ``WatchChanges``) push messages with ``send``
     and return their last one, or None when they end without one.
     """
     match request:
@@ -107,6 +113,8 @@ async def dispatch(
             return await handle_follow(services, request, send)
         case Events():
             return await handle_events(services, request, send)
+        case WatchChanges():
+            return await handle_changes(services, request, send)
         case PutSchedule():
             return await handle_schedule_put(services, request)
         case GetSchedule():

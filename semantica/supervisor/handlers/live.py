@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import trio
 
+from semantica.errors import BadInput
 from semantica.limits import utf8_size
 from semantica.models import TERMINAL_STATES, JobState
 from semantica.protocol import (
@@ -21,8 +22,10 @@ from semantica.protocol import (
     Follow,
     FollowEnd,
     GetTop,
+    JobsChanged,
     LogChunk,
     TopReply,
+    WatchChanges,
 )
 from semantica.supervisor.events import FINISHED, Subscription
 from semantica.supervisor.handlers.common import Send, reply_budget
@@ -141,6 +144,31 @@ async def handle_events(services: Services, request: Events, send: Send) -> Cont
     finally:
         services.events.unwatch(sub)
     return _too_slow(request.rid, "job events")
+
+
+#: The shortest and longest time between two ticks a client may ask for.
+TICK_BOUNDS_S = (0.05, 60.0)
+
+
+async def handle_changes(services: Services, request: WatchChanges, send: Send) -> ControlReply:
+    """A tick after job events, at most one per ``interval``, until the client goes away.
+
+    Raises:
+        BadInput: ``interval`` is outside :data:`TICK_BOUNDS_S`.
+    """
+    low, high = TICK_BOUNDS_S
+    interval = request.interval
+    if not low <= interval <= high:  # (NaN too)
+        raise BadInput(f"interval must be {low}-{high:.0f} seconds, got {interval!r}")
+    ticker = services.events.tick()
+    try:
+        while True:
+            await ticker.woken.wait()
+            ticker.rearm()
+            await send(JobsChanged(seq=ticker.seq, rid=request.rid))
+            await trio.sleep(interval)  # events meanwhile: one tick, after the pause
+    finally:
+        services.events.untick(ticker)
 
 
 def _too_slow(rid: int, what: str) -> ErrorReply:
