@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from semantica import handler
+from semantica import PermanentError, handler
 
 
 @handler("NOOP")
@@ -23,3 +23,9 @@ def stamp(ctx: Any, payload: Any) -> float:
 async def anoop(ctx: Any, payload: Any) -> None:
     """A no-op as an async handler: it runs on the worker's event loop, with no thread."""
     return None
+
+
+@handler("FAIL")
+def fail(ctx: Any, payload: Any) -> None:
+    """Fail at once, without retry (bench/web.py's FAILED jobs)."""
+    raise PermanentError("failed on purpose")

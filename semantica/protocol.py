@@ -537,6 +537,15 @@ class WorkerTop(msgspec.Struct, kw_only=True):
     node: str | None = None  # the node it belongs to (its name)
 
 
+class MinuteCounts(msgspec.Struct, kw_only=True):
+    """Jobs counted in one minute of a top view's last hour (``TopReply.per_minute``)."""
+
+    start: datetime  # the minute's first second, UTC
+    enqueued: int = 0  # jobs enqueued in it
+    finished: int = 0  # jobs that reached a finished state in it
+    failed: int = 0  # jobs that ended FAILED in it (counted in finished too)
+
+
 class TopReply(_Msg, tag="top_reply"):
     """A top view: workers, queues, throughput, the supervisor itself, failures, waiting jobs."""
 
@@ -565,6 +574,9 @@ class TopReply(_Msg, tag="top_reply"):
     rid: int = 0
     # The schedules due next, soonest first (paused ones left out), each with its latest run.
     schedules: list[Schedule] = msgspec.field(default_factory=list)
+    # This node's counts by the minute over the last hour, oldest first, every minute
+    # present (zeros included); the last is the current minute, still counting.
+    per_minute: list[MinuteCounts] = msgspec.field(default_factory=list)
 
 
 class Ok(_Msg, tag="ok"):

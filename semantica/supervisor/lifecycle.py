@@ -101,10 +101,11 @@ class JobLifecycle(ScheduleWrites):
         self._on_conditional = on_conditional
         self.metrics = metrics
         self.tracer: Tracer = tracer or NoTracer()
-        #: For top: jobs enqueued, jobs that reached a finished state, jobs that ended FAILED.
-        self.enqueued_recently = RecentCounts()
-        self.finished_recently = RecentCounts()
-        self.failed_recently = RecentCounts()
+        #: For top: jobs enqueued, jobs that reached a finished state, jobs that ended FAILED
+        #: (by the minute on the store's clock, as the times of the jobs themselves).
+        self.enqueued_recently = RecentCounts(wall=store.clock.time)
+        self.finished_recently = RecentCounts(wall=store.clock.time)
+        self.failed_recently = RecentCounts(wall=store.clock.time)
         #: Job types the workers can run; None until the first worker said hello.
         self.known_types: frozenset[str] | None = None
         #: Info events held while a batch is recorded, logged together at its end.

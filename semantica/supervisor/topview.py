@@ -10,17 +10,23 @@
   however many queues there are.
 * The :data:`TOP_SCHEDULES` schedules due next, with their latest run; their
   job template without its payload (which may hold a whole environment).
+* The jobs enqueued, finished and failed in each minute of the last hour
+  (:func:`per_minute`), every minute present: this process's counts
+  (:mod:`rates`), so on a shared store each node tells what it did.
 """
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 import msgspec
 import trio
 
 from semantica import __version__
 from semantica.models import Job, JobSpec, JobState, QueueInfo
-from semantica.protocol import TopReply
+from semantica.protocol import MinuteCounts, TopReply
 from semantica.schedules import Schedule
+from semantica.supervisor.rates import HOUR_MINUTES, RecentCounts, this_minute
 from semantica.supervisor.services import Services
 
 #: The latest FAILED jobs sent.
@@ -61,7 +67,35 @@ def top_reply(services: Services, rid: int) -> TopReply:
         node=services.node.spec.name,
         nodes=nodes,
         schedules=_next_schedules(services),
+        per_minute=per_minute(
+            jobs.enqueued_recently,
+            jobs.finished_recently,
+            jobs.failed_recently,
+            this_minute(services.store.clock.time),
+        ),
     )
+
+
+def per_minute(
+    enqueued: RecentCounts, finished: RecentCounts, failed: RecentCounts, minute: int
+) -> list[MinuteCounts]:
+    """The counts of each minute of the hour up to ``minute`` (since the epoch), oldest first."""
+    columns = zip(
+        enqueued.per_minute(minute),
+        finished.per_minute(minute),
+        failed.per_minute(minute),
+        strict=True,
+    )
+    first = minute - HOUR_MINUTES + 1
+    return [
+        MinuteCounts(
+            start=datetime.fromtimestamp((first + i) * 60, UTC),
+            enqueued=n_enqueued,
+            finished=n_finished,
+            failed=n_failed,
+        )
+        for i, (n_enqueued, n_finished, n_failed) in enumerate(columns)
+    ]
 
 
 def _next_in_line(services: Services) -> list[Job]:

@@ -59,6 +59,7 @@ from semantica.protocol import (
     Maintain,
     MaintenanceReport,
     MetricsReply,
+    MinuteCounts,
     Ok,
     PauseQueue,
     PauseSchedule,
@@ -301,6 +302,25 @@ SAMPLES: dict[str, msgspec.Struct] = {
         failures=[JOB_FAILED],
         waiting=[],
         rid=17,
+    ),
+    "top_reply_minutes": TopReply(
+        version="0.2.0",
+        uptime_s=3600.0,
+        workers=[],
+        queues=[],
+        finished_10s=0,
+        finished_60s=4,
+        supervisor_cpu_percent=0.5,
+        supervisor_rss_bytes=45_000_000,
+        failures=[],
+        waiting=[],
+        rid=26,
+        per_minute=[
+            MinuteCounts(start=datetime(2026, 3, 4, 5, 6, tzinfo=UTC), enqueued=7),
+            MinuteCounts(
+                start=datetime(2026, 3, 4, 5, 7, tzinfo=UTC), enqueued=1, finished=4, failed=1
+            ),
+        ],
     ),
     "w_beat": Heartbeat(lease=11),
     "maintenance": Maintain(force_vacuum=True, rid=18),

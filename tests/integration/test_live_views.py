@@ -9,6 +9,8 @@ import socket
 import subprocess
 import urllib.request
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 from typing import IO, Any
 
@@ -145,6 +147,23 @@ def test_top_reply_has_what_the_dashboard_needs(daemon: Daemon) -> None:
     assert top.finished_60s >= 1 and top.supervisor_rss_bytes > 0
     assert [job.type for job in top.failures] == ["FAIL"]
     assert [(job.id, job.waiting_for) for job in top.waiting] == [(held.id, "queue_paused")]
+
+
+def test_top_reply_counts_the_last_hour_by_the_minute(daemon: Daemon) -> None:
+    """The dashboard's chart: sixty minutes, one apart, the current one last, with the
+    jobs enqueued, finished and failed in each."""
+    with daemon.client() as client:
+        client.wait(client.enqueue("NOOP").id, timeout=30)
+        client.wait(client.enqueue("FAIL", max_attempts=1).id, timeout=30)
+        top = client.top()
+    minutes = top.per_minute
+    assert len(minutes) == 60
+    now = datetime.now(UTC)
+    assert minutes[-1].start <= now < minutes[-1].start + timedelta(minutes=1)
+    assert minutes[-1].start.second == 0 and minutes[-1].start.microsecond == 0
+    assert [b.start - a.start for a, b in pairwise(minutes)] == [timedelta(minutes=1)] * 59
+    totals = [sum(getattr(m, name) for m in minutes) for name in ("enqueued", "finished", "failed")]
+    assert totals == [2, 2, 1]
 
 
 def test_top_and_metrics_take_json(daemon: Daemon) -> None:

@@ -9,6 +9,7 @@ of a lease in SQLite's steps).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 import sqlite3
 from collections.abc import Callable
@@ -266,3 +267,43 @@ def test_a_cascade_does_not_grow_with_the_jobs_queued(store: SQLiteStore, spec: 
     alone = chain_cancel_steps()
     enqueue(store, [spec() for _ in range(20_000)])
     assert chain_cancel_steps() < alone * 3
+
+
+# ---------------------------------------------------------------- lists by any filter
+
+_FILTERS = {"state": "DONE", "queue": "q", "type": "T", "subject": "s"}
+
+
+def _finish_all(store: SQLiteStore) -> None:
+    leases = store.lease_many(worker_pid=1, count=100_000)
+    store.complete_many([(lease, None, 0.0) for lease in leases])
+
+
+def test_a_page_of_jobs_costs_the_same_whatever_else_the_store_holds(
+    store: SQLiteStore, spec: Spec
+) -> None:
+    """The jobs page (newest first, any filters, 20 a page) reads its page from an index
+    in id order: it sorts no state's jobs, scans no table, and walks no jobs of a state
+    and a queue to find a subject's, however many jobs there are besides."""
+    for _ in range(20):  # (one at a time: a newer generation supersedes a queued one)
+        enqueue(store, [spec(queue="q", subject="s")])
+        _finish_all(store)
+    combos = [
+        {name: _FILTERS[name] for name in chosen}
+        for size in range(1, len(_FILTERS) + 1)
+        for chosen in itertools.combinations(_FILTERS, size)
+    ]
+
+    def page_steps(filters: dict[str, str]) -> int:
+        def read() -> None:
+            assert len(store.list_page(**filters, limit=20).jobs) == 20
+
+        return _steps(store, read)
+
+    alone = [page_steps(filters) for filters in combos]
+    # 10,000 more DONE jobs of the queue and type, and 10,000 newer QUEUED ones elsewhere.
+    enqueue(store, [spec(queue="q") for _ in range(10_000)])
+    _finish_all(store)
+    enqueue(store, [spec("U", queue="other") for _ in range(10_000)])
+    for filters, before in zip(combos, alone, strict=True):
+        assert page_steps(filters) < 3 * before + 100, filters
