@@ -20,6 +20,7 @@ from semantica.control.web import (
     pages_dashboard,
     pages_jobs,
     pages_login,
+    pages_queues,
     pages_schedules,
 )
 from semantica.control.web.access import STATIC, Forbidden, NeedLogin, Web
@@ -50,6 +51,7 @@ def build(web: Web, hosts: frozenset[str]) -> ASGIApp:
         *pages_login.ROUTES,
         *pages_dashboard.ROUTES,
         *pages_jobs.ROUTES,
+        *pages_queues.ROUTES,
         *pages_schedules.ROUTES,
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
