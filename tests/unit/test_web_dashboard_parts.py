@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from semantica.control.web.access import templates
 from semantica.control.web.chart import HEIGHT, LEFT, WIDTH, hour_chart, nice_ceiling
 from semantica.control.web.pages_dashboard import board, by_node, waiting_text
+from semantica.control.web.views import as_json
 from semantica.models import Job, JobState, QueueInfo
 from semantica.protocol import NodeView, TopReply, WorkerTop
 
@@ -127,8 +128,9 @@ def test_workers_are_grouped_by_node_in_the_nodes_order() -> None:
         WorkerTop(pid=2, state="idle", node="a"),
         WorkerTop(pid=3, state="idle", node="ghost"),
     ]
-    single = by_node(_top(workers=workers))
-    assert len(single) == 1 and single[0].node is None and len(single[0].workers) == 3
+    for alone in ([], [_node("a", this=True)]):
+        single = by_node(_top(workers=workers, nodes=alone))
+        assert len(single) == 1 and single[0].node is None and len(single[0].workers) == 3
     groups = by_node(_top(workers=workers, nodes=[_node("a", this=True), _node("b", "dead")]))
     assert [(g.node.name if g.node else None, [w.pid for w in g.workers]) for g in groups] == [
         ("a", [2]),
@@ -196,3 +198,15 @@ def test_the_fragment_draws_nodes_workers_and_the_chart_as_text() -> None:
 def test_without_counts_by_the_minute_there_is_no_chart() -> None:
     page = _render(_top())
     assert 'data-testid="chart"' not in page and 'data-testid="throughput"' in page
+
+
+def test_a_payload_keeps_its_lines_and_nothing_else() -> None:
+    shown = as_json({"argv": ["echo", "a\nb\x1b[31m"]})
+    assert shown.split("\n") == [
+        "{",
+        '  "argv": [',
+        '    "echo",',
+        '    "a\\nb\\u001b[31m"',
+        "  ]",
+        "}",
+    ]

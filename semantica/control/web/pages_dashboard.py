@@ -38,8 +38,9 @@ class NodeGroup:
 
 
 def by_node(top: TopReply) -> list[NodeGroup]:
-    """The workers grouped by node, in the reply's order of nodes (then any others)."""
-    if not top.nodes:
+    """The workers grouped by node, in the reply's order of nodes (then any others);
+    one group without a node when there is one node (as ``semctl top`` shows them)."""
+    if len(top.nodes) < 2:
         return [NodeGroup(None, list(top.workers))]
     groups = {node.name: NodeGroup(node, []) for node in top.nodes}
     strays = NodeGroup(None, [])
