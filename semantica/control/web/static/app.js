@@ -14,12 +14,35 @@
     el.classList.toggle("stale", yes);
   }
 
+  // A form field inside a live part (a queue's limit being typed, a button being pressed)
+  // is not redrawn under the reader's hands: while one has focus, the latest fragment
+  // waits, and is drawn a moment after focus leaves the part (after a click completes).
+  function busy(el) {
+    const active = document.activeElement;
+    return active !== null && el.contains(active) &&
+      active.matches("input, select, textarea, button");
+  }
+
   function live(el) {
-    const source = new EventSource(el.dataset.live);
-    source.onmessage = function (event) {
-      el.innerHTML = event.data;
+    let held = null;
+    function draw(html) {
+      if (busy(el)) {
+        held = html;
+        return;
+      }
+      held = null;
+      el.innerHTML = html;
       stale(el, false);
-    };
+    }
+    el.addEventListener("focusout", function () {
+      setTimeout(function () {
+        if (held !== null) {
+          draw(held);
+        }
+      }, 500);
+    });
+    const source = new EventSource(el.dataset.live);
+    source.onmessage = function (event) { draw(event.data); };
     source.onerror = function () { stale(el, true); };
     source.addEventListener("end", function () { source.close(); });
   }
