@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import html
 import time
+from pathlib import Path
 
-from harness import Daemon
+from harness import Announcements, Daemon
 from webkit import WebView
 
 from semantica.control.client import Client
@@ -76,6 +77,31 @@ def test_the_live_dashboard_follows_the_supervisor(web: WebView, daemon: Daemon)
     _until(c, job.id, JobState.RUNNING)
     # (the first event may be the reply of a second ago: then the next one has it)
     user.live("/live/dashboard", until=lambda part: f'href="/jobs/{job.id}"' in part)
+
+
+def test_a_workers_progress_and_its_message_are_shown_as_text(
+    web: WebView, daemon: Daemon, announcements: Announcements, short_tmp: Path
+) -> None:
+    release = short_tmp / "release"
+    payload = {
+        "notify": str(announcements.path),
+        "release": str(release),
+        "message": "<i>step</i> 3 of 4",
+    }
+    c = daemon.client()
+    job = c.enqueue("PROGRESS", payload)
+    announcements.next()
+    try:
+        deadline = time.monotonic() + 20
+        while c.get(job.id).progress is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        page = web.session().get("/").text
+        workers = page[page.index('data-testid="workers"') :].split("</table>")[0]
+        assert 'value="0.5"' in workers and "50 %" in workers
+        assert "&lt;i&gt;step&lt;/i&gt; 3 of 4" in workers and "<i>" not in workers
+    finally:
+        release.touch()
 
 
 def test_without_a_supervisor_the_dashboard_says_so(web: WebView, daemon: Daemon) -> None:
