@@ -535,6 +535,7 @@ class WorkerTop(msgspec.Struct, kw_only=True):
     rss_bytes: int = 0
     progress: float | None = None  # what its job last reported (0.0 .. 1.0)
     node: str | None = None  # the node it belongs to (its name)
+    progress_message: str | None = None  # what its job said with that progress (cut for a row)
 
 
 class MinuteCounts(msgspec.Struct, kw_only=True):

@@ -111,7 +111,8 @@ def test_progress_shows_while_the_job_runs(
             select.select([], [], [], 0.01)
         assert job.progress == 0.5 and job.progress_message == "half way"
         assert "50%" in daemon.semctl("show", job_id).out
-        assert [w.progress for w in client.top().workers if w.job == int(job_id)] == [0.5]
+        rows = [w for w in client.top().workers if w.job == int(job_id)]
+        assert [(w.progress, w.progress_message) for w in rows] == [(0.5, "half way")]
     release.touch()
     assert daemon.semctl("wait", job_id).code == 0
 

@@ -9,10 +9,13 @@ a form with the CSRF token of the last page it read, unless told otherwise.
 
 from __future__ import annotations
 
+import html
 import http.client
 import re
 import signal
 import subprocess
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from pathlib import Path
@@ -22,6 +25,7 @@ from harness import SEMCTL, Daemon
 
 LINE = re.compile(r"^Semantica web view: (http://127\.0\.0\.1:(\d+)/login\?code=(\S+))$")
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+FLASH = re.compile(r'<p class="flash ([a-z]+)" role="status" data-testid="flash">([^<]*)</p>')
 
 
 @dataclass
@@ -33,6 +37,11 @@ class Response:
     @property
     def location(self) -> str | None:
         return self.headers.get("location")
+
+    @property
+    def flashes(self) -> list[tuple[str, str]]:
+        """The flash messages the page shows: (kind: "ok" or "error", text unescaped)."""
+        return [(kind, html.unescape(text)) for kind, text in FLASH.findall(self.text)]
 
 
 @dataclass
@@ -77,6 +86,38 @@ class HttpSession:
 
     def get(self, path: str, **headers: str) -> Response:
         return self.request("GET", path, headers=headers)
+
+    def live(
+        self, path: str, until: Callable[[str], bool] | None = None, timeout: float = 10.0
+    ) -> str:
+        """The data of the first event a live endpoint sends (a fragment), or of the first
+        for which ``until`` holds (within ``timeout``)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        sent = {"Host": f"127.0.0.1:{self.port}", "Accept": "text/event-stream"}
+        if self.cookies:
+            sent["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        deadline = time.monotonic() + timeout
+        try:
+            conn.request("GET", path, headers=sent)
+            raw = conn.getresponse()
+            assert raw.status == 200, (raw.status, raw.read())
+            assert raw.headers["content-type"].startswith("text/event-stream")
+            data: list[str] = []
+            seen: list[str] = []
+            while time.monotonic() < deadline:
+                got = raw.readline()
+                assert got, f"the stream ended; events: {seen}"
+                line = got.decode().rstrip("\n")
+                if line.startswith("data: "):
+                    data.append(line[len("data: ") :])
+                elif not line and data:
+                    event, data = "\n".join(data), []
+                    if until is None or until(event):
+                        return event
+                    seen.append(event)
+            raise AssertionError(f"no such event within {timeout} s; events: {seen}")
+        finally:
+            conn.close()
 
     def post(
         self, path: str, data: dict[str, str] | None = None, csrf: bool = True, **headers: str

@@ -16,7 +16,13 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
-from semantica.control.web import pages_dashboard, pages_jobs, pages_login
+from semantica.control.web import (
+    pages_dashboard,
+    pages_jobs,
+    pages_login,
+    pages_queues,
+    pages_schedules,
+)
 from semantica.control.web.access import STATIC, Forbidden, NeedLogin, Web
 from semantica.control.web.guard import Guard
 
@@ -45,6 +51,8 @@ def build(web: Web, hosts: frozenset[str]) -> ASGIApp:
         *pages_login.ROUTES,
         *pages_dashboard.ROUTES,
         *pages_jobs.ROUTES,
+        *pages_queues.ROUTES,
+        *pages_schedules.ROUTES,
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     app = Starlette(

@@ -2,29 +2,79 @@
 
 Every open dashboard draws from the one ``top`` reply the view asks for each second
 (:class:`~semantica.control.web.live.TopFeed`), so ten open tabs cost the supervisor
-what one does.
+what one does. It shows the workers (grouped by node on a shared store, each node
+with its state and the age of its heartbeat), throughput with a chart of the last
+hour (:mod:`.chart`, drawn server-side), the busiest queues, what waits and why,
+the latest failures and the schedules due next: all of it from that one reply.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from semantica.control.top import WAITING_WORDS
 from semantica.control.web.access import fragment, render, session_of, web_of
+from semantica.control.web.chart import hour_chart
 from semantica.control.web.live import event_stream, on_change
+from semantica.control.web.schedule_rows import schedule_row
 from semantica.errors import SemanticaError
-from semantica.protocol import TopReply
+from semantica.models import Job
+from semantica.protocol import NodeView, TopReply, WorkerTop
+
+
+@dataclass
+class NodeGroup:
+    """The workers of one node (``node`` None: a single supervisor, or workers whose
+    node the reply does not list)."""
+
+    node: NodeView | None
+    workers: list[WorkerTop]
+
+
+def by_node(top: TopReply) -> list[NodeGroup]:
+    """The workers grouped by node, in the reply's order of nodes (then any others);
+    one group without a node when there is one node (as ``semctl top`` shows them)."""
+    if len(top.nodes) < 2:
+        return [NodeGroup(None, list(top.workers))]
+    groups = {node.name: NodeGroup(node, []) for node in top.nodes}
+    strays = NodeGroup(None, [])
+    for worker in top.workers:
+        groups.get(worker.node or "", strays).workers.append(worker)
+    return [*groups.values(), *([strays] if strays.workers else [])]
+
+
+def waiting_text(job: Job) -> str:
+    """Why a job waits, in the words ``semctl top`` uses ("paused queue", "jobs 4, 5 +1")."""
+    words = WAITING_WORDS.get(job.waiting_for, job.waiting_for or "")
+    if job.waiting_for == "dependency" and job.waiting_on:
+        ids = job.waiting_on
+        words = ("jobs " if len(ids) > 1 else "job ") + ", ".join(map(str, ids[:3]))
+        words += f" +{len(ids) - 3}" if len(ids) > 3 else ""
+    return words
 
 
 def board(top: TopReply | SemanticaError | None) -> dict[str, Any]:
     """What the dashboard shows of a ``top`` reply (or of the error instead of one)."""
     if isinstance(top, SemanticaError):
         return {"top": None, "problem": top.message}
-    return {"top": top, "problem": ""}
+    if top is None:
+        return {"top": None, "problem": ""}
+    # (``per_minute`` is new in the protocol: a supervisor without it sends none)
+    chart = hour_chart(getattr(top, "per_minute", None) or [])
+    return {
+        "top": top,
+        "problem": "",
+        "chart": chart,
+        "groups": by_node(top),
+        "waiting": [(job, waiting_text(job)) for job in top.waiting],
+        "schedules": [schedule_row(schedule) for schedule in top.schedules],
+    }
 
 
 async def dashboard(request: Request) -> Response:

@@ -40,8 +40,10 @@ def log_line(line: str) -> str:
 
 
 def as_json(value: Any) -> str:
-    """A payload or result, as indented JSON text."""
-    return printable(msgspec.json.format(msgspec.json.encode(value), indent=2).decode())
+    """A payload or result, as indented JSON text: its lines kept (JSON has no raw newline
+    inside a string, so each is a line break of the layout), anything else inert."""
+    formatted = msgspec.json.format(msgspec.json.encode(value), indent=2).decode()
+    return "\n".join(printable(line) for line in formatted.split("\n"))
 
 
 def when(value: datetime | None) -> str:

@@ -166,7 +166,7 @@ class Feeding(PoolBase):
             return
         if not worker.inflight:
             worker.started = worker.last_beat = trio.current_time()
-            worker.progress = None
+            worker.progress = worker.progress_message = None
         worker.inflight.extend(batch)
         worker.unsent = []
         # Stops asked for while these were unsent; from now on a stop is sent at once.

@@ -86,6 +86,7 @@ class WorkerHandle:
     stops: dict[int, JobError] = field(default_factory=dict)  # lease id -> how it must end
     last_beat: float = 0.0  # trio time of its last sign of life while running a job
     progress: float | None = None  # what its running job last reported
+    progress_message: str | None = None  # and what it said with it
     watch_until: float = math.inf  # when its watchdog wakes next
     watch_poke: trio.Event = field(default_factory=trio.Event)  # wakes the watchdog earlier
     nursery: trio.Nursery | None = None  # where its watchdog runs

@@ -73,6 +73,7 @@ class Reader(PoolBase):
                             worker.job_pgids[held.lease_id] = msg.pgid
                         else:
                             worker.progress = msg.fraction
+                            worker.progress_message = msg.message or None
                             self.jobs.progress(held, msg.fraction, msg.message)
                     case _:
                         log.warning(
@@ -114,7 +115,7 @@ class Reader(PoolBase):
             worker.average_s = (
                 ran if average is None else average + AVERAGE_WEIGHT * (ran - average)
             )
-            worker.started, worker.progress = now, None
+            worker.started, worker.progress, worker.progress_message = now, None, None
             worker.last_job_id = lease.job_id
         worker.job_pgids.pop(lease.lease_id, None)  # its commands ended with it
         worker.inflight.remove(lease)

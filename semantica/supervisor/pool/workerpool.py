@@ -39,6 +39,15 @@ from semantica.supervisor.scheduler import Gate, Scheduler
 EXIT_MARGIN = 0.5
 
 
+#: A progress message is cut to this for a top row (as top's other texts, topview.ROW_TEXT):
+#: every node's workers travel in its heartbeat, and a row shows one line.
+PROGRESS_TEXT = 200
+
+
+def _row_text(text: str | None) -> str | None:
+    return text if text is None or len(text) <= PROGRESS_TEXT else text[: PROGRESS_TEXT - 1] + "…"
+
+
 class WorkerPool(Slots, Feeding, Reader, Watchdog, Settling, Orphans):
     """Keeps ``size`` workers alive and feeds them jobs."""
 
@@ -121,6 +130,7 @@ class WorkerPool(Slots, Feeding, Reader, Watchdog, Settling, Orphans):
                     job_type=lease.type if lease else None,
                     running_s=round(now - w.started, 3) if lease else None,
                     progress=w.progress if lease else None,
+                    progress_message=_row_text(w.progress_message) if lease else None,
                     cpu_percent=cpu,
                     rss_bytes=rss,
                 )

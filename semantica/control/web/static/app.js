@@ -14,6 +14,15 @@
     el.classList.toggle("stale", yes);
   }
 
+  // A form field inside a live part (a queue's limit being typed, a button being pressed)
+  // is not redrawn under the reader's hands: while one has focus, the latest fragment
+  // waits, and is drawn a moment after focus leaves the part (after a click completes).
+  function busy(el) {
+    const active = document.activeElement;
+    return active !== null && el.contains(active) &&
+      active.matches("input, select, textarea, button");
+  }
+
   // A browser opens at most six connections to one HTTP/1.1 server, and each live part
   // holds one: the parts of a tab nobody looks at let go of theirs, and draw again (a whole
   // fragment) when the tab is shown.
@@ -21,15 +30,29 @@
 
   function live(el) {
     const part = { el: el, source: null, ended: false };
+    let held = null;
+    function draw(html) {
+      if (busy(el)) {
+        held = html;
+        return;
+      }
+      held = null;
+      el.innerHTML = html;
+      stale(el, false);
+    }
+    el.addEventListener("focusout", function () {
+      setTimeout(function () {
+        if (held !== null) {
+          draw(held);
+        }
+      }, 500);
+    });
     part.open = function () {
       if (part.source || part.ended) {
         return;
       }
       const source = new EventSource(el.dataset.live);
-      source.onmessage = function (event) {
-        el.innerHTML = event.data;
-        stale(el, false);
-      };
+      source.onmessage = function (event) { draw(event.data); };
       source.onerror = function () { stale(el, true); };
       source.addEventListener("end", function () {
         part.ended = true;
