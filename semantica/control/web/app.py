@@ -16,7 +16,12 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
-from semantica.control.web import pages_dashboard, pages_jobs, pages_login
+from semantica.control.web import (
+    pages_dashboard,
+    pages_job,
+    pages_jobs,
+    pages_login,
+)
 from semantica.control.web.access import STATIC, Forbidden, NeedLogin, Web
 from semantica.control.web.guard import Guard
 
@@ -45,6 +50,7 @@ def build(web: Web, hosts: frozenset[str]) -> ASGIApp:
         *pages_login.ROUTES,
         *pages_dashboard.ROUTES,
         *pages_jobs.ROUTES,
+        *pages_job.ROUTES,
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     app = Starlette(

@@ -40,8 +40,10 @@ def log_line(line: str) -> str:
 
 
 def as_json(value: Any) -> str:
-    """A payload or result, as indented JSON text."""
-    return printable(msgspec.json.format(msgspec.json.encode(value), indent=2).decode())
+    """A payload or result, as indented JSON text (its line breaks kept: JSON text has
+    none but the indentation's, and each line is made printable on its own)."""
+    formatted = msgspec.json.format(msgspec.json.encode(value), indent=2).decode()
+    return "\n".join(printable(line) for line in formatted.split("\n"))
 
 
 def when(value: datetime | None) -> str:
