@@ -18,6 +18,7 @@ from starlette.types import ASGIApp
 
 from semantica.control.web import (
     pages_dashboard,
+    pages_enqueue,
     pages_job,
     pages_jobs,
     pages_login,
@@ -51,6 +52,7 @@ def build(web: Web, hosts: frozenset[str]) -> ASGIApp:
         *pages_dashboard.ROUTES,
         *pages_jobs.ROUTES,
         *pages_job.ROUTES,
+        *pages_enqueue.ROUTES,
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     app = Starlette(
