@@ -348,13 +348,25 @@ class _Stream:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
+    async def start(self) -> None:
+        """Connect and send the request now (else the first read does): a reader that
+        must know when the stream is listening (to read what changed before) calls this
+        first. Raises Unreachable, AuthError as a call does."""
+        if self._conn is None and not self._done:
+            conn = await Connection.open(self._paths, self._token)
+            try:
+                await conn.send(self._request)
+            except BaseException:  # not listening: the next read starts afresh
+                await conn.aclose()
+                raise
+            self._conn = conn
+
     async def _next_message(self) -> Any:
         """The next pushed message, or None once the stream has ended."""
         if self._done:
             return None
-        if self._conn is None:
-            self._conn = await Connection.open(self._paths, self._token)
-            await self._conn.send(self._request)
+        await self.start()
+        assert self._conn is not None
         reply = await self._conn.receive()
         if reply is None:  # the supervisor went away
             await self.aclose()

@@ -165,3 +165,18 @@ def test_a_job_that_does_not_exist(web: WebView, daemon: Daemon) -> None:
     assert (reply.status, reply.location) == (303, "/jobs")
     assert 'class="flash error"' in user.get("/jobs").text
     assert web.session(login=False).get("/live/log/1").status == 401
+
+
+def test_the_details_redraw_when_the_job_changes(web: WebView, daemon: Daemon) -> None:
+    client = daemon.client()
+    job = client.enqueue("NOOP", delay=3600)
+    user = web.session()
+    assert f'data-live="/live/job/{job.id}"' in user.get(f"/jobs/{job.id}").text
+    with open_events(user, f"/live/job/{job.id}") as details:
+        first = details.next()
+        assert first is not None and 'data-testid="job-state">QUEUED<' in first.data
+        assert f'name="csrf" value="{user.csrf}"' in first.data  # its buttons work
+        client.cancel(job.id)
+        second = details.next()
+        assert second is not None and 'data-testid="job-state">CANCELLED<' in second.data
+        assert 'data-testid="retry"' in second.data

@@ -108,7 +108,8 @@ class TopFeed(_Shared):
 
 class ChangeFeed(_Shared):
     """One ``events`` stream for every page that shows jobs: its version grows at each
-    job event (and when the supervisor goes away or comes back)."""
+    job event, when the stream starts listening (what changed before is unknown), and
+    when the supervisor goes away."""
 
     def __init__(self, client: AsyncClient, nursery: trio.Nursery) -> None:
         super().__init__(nursery)
@@ -120,8 +121,10 @@ class ChangeFeed(_Shared):
             try:
                 stream = self._client.events()
                 async with stream:
-                    if self.latest.value is not None:  # back: what changed meanwhile is unknown
-                        self.latest.publish(None)
+                    await stream.start()
+                    # Listening from now on: what changed before it did (since the pages
+                    # drew, or while the supervisor was away) is unknown, so pages redraw.
+                    self.latest.publish(None)
                     async for _event in stream:
                         self.latest.publish(None)
             except SemanticaError as exc:
