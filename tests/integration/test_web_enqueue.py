@@ -11,7 +11,7 @@ from semantica.models import JobState
 
 
 def count(daemon: Daemon) -> int:
-    return daemon.client().list(limit=1).total  # type: ignore[attr-defined, no-any-return]
+    return sum(daemon.client().status().counts.values())
 
 
 def form(**fields: str) -> dict[str, str]:
