@@ -137,6 +137,7 @@ async def job_live(request: Request) -> Response:
         async with web.changes.listen():
             seen = latest.version
             while True:
+                drawn = trio.current_time()
                 part, running = await draw()
                 yield part
                 while True:
@@ -146,7 +147,9 @@ async def job_live(request: Request) -> Response:
                     if running:
                         break
                     yield None
-                await trio.sleep(PERIOD_S)  # changes within it are drawn together
+                # A change a while after the last drawing is drawn at once; changes that
+                # come quicker are drawn together, once per PERIOD_S.
+                await trio.sleep_until(drawn + PERIOD_S)
                 seen = latest.version
 
     if not 1 <= job_id <= ID_MAX:
