@@ -356,13 +356,25 @@ class _Stream:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
+    async def start(self) -> None:
+        """Connect and send the request now (else the first read does): a reader that
+        must know when the stream is listening (to read what changed before) calls this
+        first. Raises Unreachable, AuthError as a call does."""
+        if self._conn is None and not self._done:
+            conn = await Connection.open(self._paths, self._token)
+            try:
+                await conn.send(self._request)
+            except BaseException:  # not listening: the next read starts afresh
+                await conn.aclose()
+                raise
+            self._conn = conn
+
     async def _next_message(self) -> Any:
         """The next pushed message, or None once the stream has ended."""
         if self._done:
             return None
-        if self._conn is None:
-            self._conn = await Connection.open(self._paths, self._token)
-            await self._conn.send(self._request)
+        await self.start()
+        assert self._conn is not None
         reply = await self._conn.receive()
         if reply is None:  # the supervisor went away
             await self.aclose()
@@ -381,22 +393,45 @@ class _Stream:
 
 
 class LogFollower(_Stream):
-    """Lines of one job's log, until the job has finished."""
+    """Lines of one job's log, until the job has finished.
+
+    One line at a time (``async for``), or with :meth:`next_lines` all that came
+    together. Once the lines run out, ``finished`` is the job as it finished, or
+    None if the stream ended before it did (the supervisor went away).
+    """
 
     def __init__(self, paths: Paths, token: str | None, job_id: int) -> None:
         super().__init__(paths, token, Follow(id=job_id))
         self._lines: deque[str] = deque()
+        self.finished: Job | None = None
 
-    async def __anext__(self) -> str:
+    async def _fill(self) -> bool:
+        """Wait until there are lines to read; False once the stream has ended."""
         while not self._lines:
             msg = await self._next_message()
             if msg is None:
-                raise StopAsyncIteration
+                return False
             if isinstance(msg, LogChunk):
                 self._lines.extend(msg.lines)
             elif isinstance(msg, FollowEnd):
+                self.finished = msg.job
                 await self.aclose()
+        return True
+
+    async def __anext__(self) -> str:
+        if not await self._fill():
+            raise StopAsyncIteration
         return self._lines.popleft()
+
+    async def next_lines(self) -> list[str]:
+        """Every line that has come and was not read yet, waiting for at least one;
+        [] once the stream has ended. (A reader that relays lines sends each batch
+        at once rather than line by line.)"""
+        if not await self._fill():
+            return []
+        lines = [*self._lines]
+        self._lines.clear()
+        return lines
 
 
 class EventStream(_Stream):

@@ -18,7 +18,8 @@ from semantica.control.terminal import cell, error_label, error_text, show, stat
 from semantica.models import EXEC_TYPE, Job, JobState, QueueInfo
 from semantica.protocol import StatusReply
 
-_WAITING_WORDS = {
+#: What a queued job waits for, in words (`semctl show`, and the web view's job page).
+WAITING_WORDS = {
     "dependency": "dependency",
     "run_after": "its start time (--delay / --at)",
     "retry_backoff": "its retry time (backoff after a failed attempt)",
@@ -128,7 +129,7 @@ def _slot(job: Job) -> str:
 def _waiting(job: Job) -> str:
     if job.waiting_for is None:
         return "a free worker (next in line)"
-    words = _WAITING_WORDS.get(job.waiting_for, job.waiting_for)
+    words = WAITING_WORDS.get(job.waiting_for, job.waiting_for)
     if job.waiting_for in ("run_after", "retry_backoff"):
         words += f", at {_when(job.run_after)}"
     if job.waiting_for == "dependency" and job.waiting_on:

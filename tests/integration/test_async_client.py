@@ -129,6 +129,23 @@ async def test_pending_follow_and_events_do_not_hold_up_other_calls(
         assert events[-1] == "done"
 
 
+async def test_a_follow_hands_over_lines_in_batches_and_the_job_at_its_end(
+    daemon: Daemon,
+) -> None:
+    """``next_lines`` gives every line that has come (a finished job's whole log at once),
+    then [] at the end, when ``finished`` is the job as it finished."""
+    async with AsyncClient(home=daemon.home) as client:
+        job = await client.enqueue("exec", {"argv": ["sh", "-c", "echo one; echo two"]})
+        await client.wait(job.id)
+        with trio.fail_after(DEADLINE):
+            async with client.follow(job.id) as follower:
+                assert follower.finished is None
+                assert await follower.next_lines() == ["one", "two"]
+                assert await follower.next_lines() == []
+        assert follower.finished is not None
+        assert (follower.finished.id, follower.finished.state) == (job.id, JobState.DONE)
+
+
 async def test_a_lost_connection_fails_the_pending_calls_and_the_next_call_reconnects(
     daemon: Daemon,
 ) -> None:

@@ -18,6 +18,8 @@ from starlette.types import ASGIApp
 
 from semantica.control.web import (
     pages_dashboard,
+    pages_enqueue,
+    pages_job,
     pages_jobs,
     pages_login,
     pages_queues,
@@ -51,6 +53,8 @@ def build(web: Web, hosts: frozenset[str]) -> ASGIApp:
         *pages_login.ROUTES,
         *pages_dashboard.ROUTES,
         *pages_jobs.ROUTES,
+        *pages_job.ROUTES,
+        *pages_enqueue.ROUTES,
         *pages_queues.ROUTES,
         *pages_schedules.ROUTES,
         Mount("/static", StaticFiles(directory=STATIC), name="static"),

@@ -12,14 +12,16 @@ Contract:
 * :func:`event_stream` turns a page's async iterator of fragments into a
   ``text/event-stream`` response; a fragment equal to the one sent before is not
   sent again; a comment goes out every :data:`KEEPALIVE_S` so a closed tab is noticed
-  (the write fails) and proxies keep the stream open.
+  (the write fails) and proxies keep the stream open. A fragment may carry its
+  event's ``id`` (:class:`Numbered`: a log's lines say how many were sent, so that a
+  browser reconnecting with ``Last-Event-ID`` gets only the rest).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 import trio
 from starlette.responses import StreamingResponse
@@ -106,8 +108,9 @@ class TopFeed(_Shared):
 
 class ChangeFeed(_Shared):
     """One ``changes`` stream for every page that shows jobs: its version grows when
-    jobs changed (at most once a second, however many job events there were), and when
-    the supervisor goes away or comes back."""
+    jobs changed (at most once a second, however many job events there were), when the
+    stream starts listening (what changed before is unknown), and when the supervisor
+    goes away."""
 
     def __init__(self, client: AsyncClient, nursery: trio.Nursery) -> None:
         super().__init__(nursery)
@@ -119,8 +122,10 @@ class ChangeFeed(_Shared):
             try:
                 stream = self._client.changes(PERIOD_S)
                 async with stream:
-                    if self.latest.value is not None:  # back: what changed meanwhile is unknown
-                        self.latest.publish(None)
+                    await stream.start()
+                    # Listening from now on: what changed before it did (since the pages
+                    # drew, or while the supervisor was away) is unknown, so pages redraw.
+                    self.latest.publish(None)
                     async for _seq in stream:
                         self.latest.publish(None)
             except SemanticaError as exc:
@@ -150,28 +155,62 @@ async def on_change(
         seen = latest.version
 
 
-def _event(data: str, name: str | None = None) -> bytes:
+class Numbered(NamedTuple):
+    """A fragment sent with its event's ``id``, which the browser sends back as
+    ``Last-Event-ID`` when it reconnects (an id never holds a line break)."""
+
+    data: str
+    id: int
+
+
+class Ended(Exception):
+    """Raised by a page's fragments to close its stream with the ``end`` event, where
+    running out of fragments means "reconnect" (a source that went away)."""
+
+
+def _event(data: str, name: str | None = None, event_id: int | None = None) -> bytes:
     head = f"event: {name}\n" if name else ""
+    if event_id is not None:
+        head += f"id: {event_id}\n"
     return (head + "".join(f"data: {line}\n" for line in data.split("\n")) + "\n").encode()
 
 
 def event_stream(
-    fragments: AsyncIterator[str | None], *, dedupe: bool = True, end: str | None = None
+    fragments: AsyncIterator[str | Numbered | None],
+    *,
+    dedupe: bool = True,
+    end: str | None = None,
+    end_only_if_ended: bool = False,
 ) -> StreamingResponse:
     """A ``text/event-stream`` of ``fragments``, then an ``end`` event with ``end`` as its
     data when they run out. A None fragment sends a keepalive comment; with ``dedupe``, a
     fragment equal to the one sent before is not sent again (a log's lines are each sent).
+    A :class:`Numbered` fragment goes out with its ``id``.
+
+    With ``end_only_if_ended``, the ``end`` event is sent only when the fragments raise
+    :class:`Ended`; running out closes the stream without it, and the browser's
+    EventSource connects again by itself (with the last id it got).
     """
 
     async def body() -> AsyncIterator[bytes]:
         sent: str | None = None
-        async for fragment in fragments:
-            if fragment is None:
-                yield b": keepalive\n\n"
-            elif not dedupe or fragment != sent:
-                sent = fragment
-                yield _event(fragment)
-        if end is not None:
+        ended = not end_only_if_ended
+        try:
+            async for fragment in fragments:
+                if fragment is None:
+                    yield b": keepalive\n\n"
+                    continue
+                data, event_id = (
+                    (fragment.data, fragment.id)
+                    if isinstance(fragment, Numbered)
+                    else (fragment, None)
+                )
+                if not dedupe or data != sent:
+                    sent = data
+                    yield _event(data, event_id=event_id)
+        except Ended:
+            ended = True
+        if end is not None and ended:
             yield _event(end, "end")
 
     headers = {"X-Accel-Buffering": "no"}

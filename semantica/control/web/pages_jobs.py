@@ -53,7 +53,9 @@ class Query:
                     self.before = None
 
     def url(self, path: str, **more: object) -> str:
-        params = {**self.filters, **{k: str(v) for k, v in more.items() if v is not None}}
+        """``path`` with these filters, changed by ``more`` (a None value drops one)."""
+        merged: dict[str, object] = {**self.filters, **more}
+        params = {k: str(v) for k, v in merged.items() if v is not None}
         return f"{path}?{urlencode(params)}" if params else path
 
     def live_url(self) -> str:
@@ -64,6 +66,7 @@ async def table(request: Request, query: Query) -> dict[str, Any]:
     """What the jobs table shows: the page of jobs, or why there is none."""
     context: dict[str, Any] = {
         "query": query,
+        "states": STATES,
         "jobs": [],
         "problem": query.problem,
         "total": None,
@@ -94,7 +97,6 @@ async def jobs_page(request: Request) -> Response:
         "jobs.html",
         session,
         page="jobs",
-        states=STATES,
         status_code=400 if query.problem else 200,
         **context,
     )

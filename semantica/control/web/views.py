@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from semantica.control.terminal import printable
+from semantica.control.terminal import error_text, printable
 
 # CSI sequences (colours, cursor moves), OSC sequences (titles, hyperlinks) ended by
 # BEL or ST, and the other two-character escapes.
@@ -112,4 +112,6 @@ FILTERS = {
     "duration": duration,
     "size": size,
     "number": number,
+    # A job's error on one line, labelled if it is an earlier attempt's (as semctl list).
+    "error_text": error_text,
 }

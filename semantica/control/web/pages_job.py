@@ -1,0 +1,199 @@
+"""A job's page: every field, its log following live, and what can be done to it.
+
+``GET /jobs/ID`` shows what ``semctl show`` shows (and links what it names: the jobs
+it waits for and those that wait for it, the job that superseded it), then its log.
+The details redraw themselves (``/live/job/ID``) after each change of the engine's
+jobs, and every :data:`RUNNING_S` while the job runs (its progress is not an event);
+the log follows live (:mod:`.live_log`). A job that does not exist, or an id out of
+range: ``404`` "no job N".
+
+Actions, each a CSRF-checked POST that says what it did in a flash and goes back:
+
+* ``POST /jobs/ID/cancel``: a queued job is cancelled at once; a running one is
+  stopped, and the reply waits until it has (as ``semctl cancel``).
+* ``POST /jobs/ID/retry``: a FAILED or CANCELLED job is queued again with a fresh
+  attempt budget; ``dependents`` set: also the jobs cancelled because it failed.
+
+A job that cannot be cancelled or retried (it finished, it is DONE) is left as it is
+and the flash says why, in the supervisor's words.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import trio
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from semantica.control.render import WAITING_WORDS, payload_for_screen
+from semantica.control.terminal import error_label
+from semantica.control.web.access import action_form, back, fragment, render, session_of, web_of
+from semantica.control.web.live import KEEPALIVE_S, PERIOD_S, event_stream
+from semantica.control.web.live_log import ID_MAX, log_live
+from semantica.control.web.views import as_json, duration, log_line, when
+from semantica.errors import NoSuchJob, SemanticaError
+from semantica.models import TERMINAL_STATES, Job, JobState
+
+#: The most lines of a log the page holds when it is drawn (``semctl logs`` has all).
+LOG_SHOWN = 5000
+#: How often a running job's details are read again (for its progress).
+RUNNING_S = 2.0
+
+
+def _seconds(start: datetime | None, end: datetime | None) -> float | None:
+    return None if start is None or end is None else (end - start).total_seconds()
+
+
+def waiting(job: Job) -> str:
+    """What a queued job waits for, in words (as ``semctl show`` says it)."""
+    if job.waiting_for is None:
+        return "a free worker (next in line)"
+    words = WAITING_WORDS.get(job.waiting_for, job.waiting_for)
+    if job.waiting_for in ("run_after", "retry_backoff"):
+        words += f", at {when(job.run_after)}"
+    return words
+
+
+def details(job: Job) -> dict[str, Any]:
+    """What the details of a job's page show, beyond the job itself."""
+    running = job.state == JobState.RUNNING
+    return {
+        "job": job,
+        "problem": "",
+        "error_label": error_label(job),
+        "waiting": waiting(job) if job.state == JobState.QUEUED else "",
+        "waited": _seconds(job.created_at, job.started_at),
+        "took": _seconds(job.started_at, job.finished_at),
+        "running_for": _seconds(job.started_at, datetime.now(UTC)) if running else None,
+        "payload": as_json(payload_for_screen(job.type, job.payload)),
+        "result": None if job.result is None else as_json(job.result),
+        "more_dependents": job.dependents_count - len(job.dependents or ()),
+        "requires": [
+            what
+            for what, on in (("AC power", job.require_charging), ("an idle CPU", job.require_idle))
+            if on
+        ],
+        "running": running,
+        "can_cancel": job.state in (JobState.QUEUED, JobState.RUNNING),
+        "can_retry": job.state in (JobState.FAILED, JobState.CANCELLED),
+        "timeout": duration(job.timeout) if job.timeout is not None else "",
+        "backoff": duration(job.backoff) if job.backoff is not None else "",
+    }
+
+
+async def job_page(request: Request) -> Response:
+    session = session_of(request)
+    job_id: int = request.path_params["job_id"]
+    client = web_of(request).client
+    context: dict[str, Any] = {
+        "job_id": job_id,
+        "job": None,
+        "problem": "",
+        "back": request.url.path,
+    }
+    status = 200
+    try:
+        if not 1 <= job_id <= ID_MAX:
+            raise NoSuchJob(f"no job {job_id}")
+        job = await client.get(job_id)
+        lines = await client.logs(job_id)
+    except NoSuchJob:
+        context["problem"] = f"no job {job_id}"
+        status = 404
+    except SemanticaError as exc:
+        context["problem"] = exc.message
+    else:
+        shown = lines[-LOG_SHOWN:]
+        context.update(details(job))
+        context["log"] = "".join(log_line(line) + "\n" for line in shown)
+        context["log_earlier"] = len(lines) - len(shown)
+        context["log_count"] = len(lines)
+        context["following"] = job.state not in TERMINAL_STATES
+    return render(request, "job.html", session, status_code=status, page="jobs", **context)
+
+
+async def job_live(request: Request) -> Response:
+    """The details again after each change to jobs (and while it runs, every RUNNING_S)."""
+    session = session_of(request)
+    job_id: int = request.path_params["job_id"]
+    web = web_of(request)
+    base = {"job_id": job_id, "csrf": session.csrf, "back": f"/jobs/{job_id}"}
+
+    async def draw() -> tuple[str, bool]:
+        try:
+            job = await web.client.get(job_id)
+        except SemanticaError as exc:
+            problem = f"no job {job_id}" if isinstance(exc, NoSuchJob) else exc.message
+            return fragment(request, "_job.html", **base, job=None, problem=problem), False
+        running = job.state == JobState.RUNNING
+        return fragment(request, "_job.html", **base, **details(job)), running
+
+    async def fragments() -> AsyncIterator[str | None]:
+        latest = web.changes.latest
+        async with web.changes.listen():
+            seen = latest.version
+            while True:
+                drawn = trio.current_time()
+                part, running = await draw()
+                yield part
+                while True:
+                    with trio.move_on_after(RUNNING_S if running else KEEPALIVE_S):
+                        seen = await latest.next(seen)
+                        break
+                    if running:
+                        break
+                    yield None
+                # A change a while after the last drawing is drawn at once; changes that
+                # come quicker are drawn together, once per PERIOD_S.
+                await trio.sleep_until(drawn + PERIOD_S)
+                seen = latest.version
+
+    if not 1 <= job_id <= ID_MAX:
+        return Response(f"no job {job_id}\n", status_code=404, media_type="text/plain")
+    return event_stream(fragments())
+
+
+async def cancel(request: Request) -> Response:
+    session, form = await action_form(request)
+    job_id: int = request.path_params["job_id"]
+    try:
+        if not 1 <= job_id <= ID_MAX:
+            raise NoSuchJob(f"no job {job_id}")
+        (outcome,) = await web_of(request).client.cancel(job_id)
+    except SemanticaError as exc:
+        session.flash(exc.message, "error")
+    else:
+        if outcome.state == JobState.CANCELLED and outcome.message in ("cancelled", "stopped"):
+            session.flash(f"Cancelled job {job_id}")
+        else:
+            session.flash(f"Job {job_id} was not cancelled: {outcome.message}", "error")
+    return back(form.get("back"), f"/jobs/{job_id}")
+
+
+async def retry(request: Request) -> Response:
+    session, form = await action_form(request)
+    job_id: int = request.path_params["job_id"]
+    dependents = form.get("dependents") not in (None, "")
+    try:
+        if not 1 <= job_id <= ID_MAX:
+            raise NoSuchJob(f"no job {job_id}")
+        await web_of(request).client.retry(job_id, dependents=dependents)
+    except SemanticaError as exc:
+        session.flash(exc.message, "error")
+    else:
+        also = ", and the jobs cancelled because it failed" if dependents else ""
+        session.flash(f"Job {job_id} queued again (attempt budget reset){also}")
+    return back(form.get("back"), f"/jobs/{job_id}")
+
+
+ROUTES = [
+    Route("/jobs/{job_id:int}", job_page, methods=["GET"]),
+    Route("/live/job/{job_id:int}", job_live, methods=["GET"]),
+    Route("/jobs/{job_id:int}/cancel", cancel, methods=["POST"]),
+    Route("/jobs/{job_id:int}/retry", retry, methods=["POST"]),
+    Route("/live/log/{job_id:int}", log_live, methods=["GET"]),
+]
