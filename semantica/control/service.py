@@ -65,7 +65,8 @@ STOP_MARGIN_S = 10
 
 service_app = typer.Typer(
     name="service",
-    help="Run the supervisor as a service: a systemd user unit, or a launchd agent on macOS.",
+    help="Run the supervisor (--web: the web view) as a service: a systemd user unit, or a "
+    "launchd agent on macOS.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
