@@ -4,6 +4,12 @@
 ``launchd/dev.semantica.semanticad.plist``, shipped inside the package) with
 this installation's ``semanticad`` and the ``SEMANTICA_*`` settings of the user
 running it, writes it to the user's unit or agent directory and starts it.
+With ``--web`` every command does the same for a second service, the web view
+(``semctl web --addr ADDR``, templates ``systemd/semantica-web.service`` and
+``launchd/dev.semantica.web.plist``; what is particular to it is in
+``service_web.py``): one :class:`~.service_files.Service` record names each, and
+one code path renders (``service_files.py``), asks the service manager
+(``service_manager.py``), installs, removes and reports both.
 ``--dry-run`` prints the file on stdout and what would be done on stderr (so
 ``semctl service install --dry-run > semantica.service`` saves the file), and
 changes nothing. ``uninstall`` stops and removes it; ``status`` says whether it
@@ -13,36 +19,54 @@ Exit status: 2 when nothing was changed because of a bad flag or setting, a
 missing ``semanticad``, ``systemctl``/``launchctl`` or user service manager;
 1 when a step of the install itself failed (the message names it).
 
-Only the standard library and typer are imported at the top: ``semctl`` loads
-this module on every run to register the sub-command.
+Only the standard library, typer and small semantica modules (the other
+``service_*`` modules, ``web_addr``, ``errors``; nothing of the web view itself)
+are imported at the top: ``semctl`` loads this module on every run to register
+the sub-command.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
 
-LABEL = "dev.semantica.semanticad"
-UNIT = "semantica.service"
-SYSTEMD = "systemd"
-LAUNCHD = "launchd"
-PLACEHOLDER_RE = {
-    SYSTEMD: re.compile(r"^([ \t]*)# @ENVIRONMENT@\n", re.M),
-    LAUNCHD: re.compile(r"^([ \t]*)<!-- @ENVIRONMENT@ -->\n", re.M),
-}
-# What launchctl print says when the agent is not loaded (its exit status).
-LAUNCHCTL_NO_SERVICE = 113
+from semantica.control import service_web
+from semantica.control.service_files import (
+    LAUNCHD,
+    SUPERVISOR,
+    SYSTEMD,
+    WEB,
+    Service,
+    installed_command,
+    logs_dir,
+    render,
+    target_path,
+    template,
+    this_program,
+    write_file,
+)
+from semantica.control.service_manager import (
+    domain,
+    join,
+    manager_problem,
+    manager_state,
+    one_line,
+    run,
+)
+from semantica.control.web_addr import DEFAULT_ADDR
+from semantica.errors import BadInput, SemanticaError
+
 # A stop must outlast the drain and a stopped command's grace; this is the margin.
 STOP_MARGIN_S = 10
 
 service_app = typer.Typer(
     name="service",
-    help="Run the supervisor as a service: a systemd user unit, or a launchd agent on macOS.",
+    help="Run the supervisor (--web: the web view) as a service: a systemd user unit, or a "
+    "launchd agent on macOS.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -59,6 +83,18 @@ LaunchdOpt = Annotated[
     bool, typer.Option("--launchd", help="A launchd agent (the default on macOS).")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+WebOpt = Annotated[
+    bool,
+    typer.Option("--web", help="The web view's service (semctl web), not the supervisor's."),
+]
+AddrOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--addr",
+        help=f"With --web: where the web view listens, HOST:PORT (default {DEFAULT_ADDR}).",
+        show_default=False,
+    ),
+]
 
 
 def _fail(message: str, code: int) -> NoReturn:
@@ -90,39 +126,22 @@ def _platform(systemd: bool, launchd: bool) -> str:
     return LAUNCHD if sys.platform == "darwin" else SYSTEMD
 
 
-def target_path(platform: str) -> Path:
-    """Where the unit or agent goes: the user's systemd unit or LaunchAgents directory."""
-    home = Path.home()
-    if platform == LAUNCHD:
-        return home / "Library" / "LaunchAgents" / f"{LABEL}.plist"
-    xdg = os.environ.get("XDG_CONFIG_HOME", "")
-    config = Path(xdg) if os.path.isabs(xdg) else home / ".config"  # XDG: ignore relative
-    return config / "systemd" / "user" / UNIT
-
-
-def _template(platform: str) -> str:
-    """The template's text: inside the installed package, or at the top of a checkout."""
-    folder, name = (LAUNCHD, f"{LABEL}.plist") if platform == LAUNCHD else (SYSTEMD, UNIT)
-    package = Path(__file__).resolve().parent.parent
-    for candidate in (package / folder / name, package.parent / folder / name):
-        if candidate.is_file():
-            return candidate.read_text()
-    _broken(f"the {folder}/{name} template is missing (looked in {package} and its parent)")
-
-
-def this_semanticad() -> Path:
-    """The ``semanticad`` installed beside the running Python.
-
-    Not resolved: a venv's python is a symlink, and its scripts live beside the link.
-    """
-    return Path(os.path.abspath(sys.executable)).parent / "semanticad"
-
-
-def _semanticad() -> Path:
-    path = this_semanticad()
+def _program(service: Service) -> Path:
+    path = this_program(service)
     if not (path.is_file() and os.access(path, os.X_OK)):
-        _bad(f"no semanticad beside this Python ({path}): install semantica in this environment")
+        _bad(
+            f"no {service.program} beside this Python ({path}): "
+            "install semantica in this environment"
+        )
     return path
+
+
+def _web_addr(addr: str | None) -> str:
+    """The web view's --addr, checked as semctl web checks it (exit 2 if it would refuse it)."""
+    try:
+        return service_web.checked_addr(DEFAULT_ADDR if addr is None else addr)
+    except BadInput as exc:
+        _bad(exc.message)
 
 
 def _service_env(ctx: typer.Context) -> dict[str, str]:
@@ -165,201 +184,36 @@ def _stop_timeout(env: dict[str, str]) -> int | None:
     return math.ceil(total) if math.isfinite(total) else None
 
 
-# -- rendering ----------------------------------------------------------------
-
-
-def _unit_word(word: str) -> str:
-    """One word of a unit file line, quoted and escaped as systemd reads it back.
-
-    ``%`` starts a specifier everywhere; ``$`` is left alone (systemd expands
-    variables only in the arguments of ExecStart=, never in its command or in
-    Environment=).
-    """
-    word = word.replace("%", "%%")
-    if re.fullmatch(r"[^\s\"'\\;]+", word):
-        return word
-    return '"' + word.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _replace_once(pattern: str, value: str, text: str) -> str:
-    """Replace what lies between ``pattern``'s two groups, which must match once."""
-    new, count = re.subn(pattern, lambda m: m[1] + value + m[2], text, count=1, flags=re.M)
-    if count != 1:
-        _broken(f"a service template has no {pattern!r} to fill in")
-    return new
-
-
-def render(
-    platform: str,
-    template: str,
-    semanticad: Path,
-    home: Path,
-    env: dict[str, str],
-    stop_timeout: int | None,
-) -> str:
-    """Fill in a unit or plist template; ``env`` adds to (or overrides) its settings.
-
-    ``stop_timeout`` None is no limit: systemd's ``infinity``, launchd's 0.
-    """
-    placeholder = PLACEHOLDER_RE[platform].search(template)
-    if "@SEMANTICAD@" not in template or placeholder is None:
-        _broken(f"the {platform} template lacks its @SEMANTICAD@ or @ENVIRONMENT@ marker")
-    indent = placeholder.group(1)
-    added: list[str] = []
-    if platform == SYSTEMD:
-        exec_word, home_word = _unit_word(str(semanticad)), _unit_word(str(home))
-        lines = template.splitlines(keepends=True)
-        for i, line in enumerate(lines):
-            if not line.lstrip().startswith("#"):  # not in the comments that name the markers
-                lines[i] = line.replace("@SEMANTICAD@", exec_word).replace("@HOME@", home_word)
-        text = "".join(lines)
-        stop = "infinity" if stop_timeout is None else str(stop_timeout)
-        text = _replace_once(r"^(TimeoutStopSec=).*()$", stop, text)
-        for name, value in env.items():
-            word = _unit_word(f"{name}={value}")
-            own = rf"^(Environment=){re.escape(name)}=.*()$"
-            if re.search(own, text, re.M):  # the template sets it: replace, don't repeat
-                text = _replace_once(own, word, text)
-            else:
-                added.append(f"{indent}Environment={word}")
-        none = f"{indent}# (none were set)"
-    else:
-        from xml.sax.saxutils import escape
-
-        # The markers in values, not in the comment that names them.
-        text = template.replace("<string>@SEMANTICAD@", f"<string>{escape(str(semanticad))}")
-        text = text.replace("<string>@HOME@", f"<string>{escape(str(home))}")
-        text = _replace_once(
-            r"(<key>ExitTimeOut</key>\s*<integer>)\d+(</integer>)",
-            "0" if stop_timeout is None else str(stop_timeout),  # launchd.plist(5): 0 is forever
-            text,
-        )
-        for name, value in env.items():
-            own = rf"(<key>{re.escape(name)}</key>\s*<string>)[^<]*(</string>)"
-            if re.search(own, text):  # the template sets it: replace, don't repeat
-                text = _replace_once(own, escape(value), text)
-            else:
-                added.append(f"{indent}<key>{escape(name)}</key>")
-                added.append(f"{indent}<string>{escape(value)}</string>")
-        none = ""
-    block = "\n".join(added) if added else none
-    return PLACEHOLDER_RE[platform].sub(lambda _: block + "\n" if block else "", text, count=1)
-
-
-# -- talking to the service manager ------------------------------------------
-
-
-def _domain() -> str:
-    return f"gui/{os.getuid()}"
-
-
-def _run(command: list[str]) -> tuple[int, str, str]:
-    import subprocess
-
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    return done.returncode, done.stdout, done.stderr
-
-
-def _one_line(text: str) -> str:
-    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
-
-
-def _join(command: list[str]) -> str:
-    import shlex
-
-    return shlex.join(command)
-
-
-def _manager_problem(platform: str) -> str | None:
-    """Why the service manager cannot be used from here, or None if it can."""
-    import shutil
-
-    if platform == SYSTEMD:
-        if shutil.which("systemctl") is None:
-            return "systemctl not found: this needs systemd (on macOS: --launchd)"
-        probe = ["systemctl", "--user", "show-environment"]
-        what = "no systemd user manager to talk to"
-    else:
-        if shutil.which("launchctl") is None:
-            return "launchctl not found: launchd agents need macOS (elsewhere: --systemd)"
-        probe = ["launchctl", "print", _domain()]
-        what = f"no launchd {_domain()} domain (log in at the desktop)"
-    code, out, err = _run(probe)
-    if code != 0:
-        return f"{what} ({_join(probe)}: {_one_line(err or out) or f'exit status {code}'})"
-    return None
-
-
-def _state(platform: str, problem: str | None) -> tuple[str | None, str | None]:
-    """What the service manager says about the service, or (None, why it cannot tell).
-
-    ``problem`` is what :func:`_manager_problem` said; nothing is asked if it found one.
-    """
-    if problem is not None:
-        return None, problem
-    if platform == SYSTEMD:
-        code, out, err = _run(["systemctl", "--user", "is-active", UNIT])
-        if out.strip():
-            return out.strip(), None
-        return None, _one_line(err) or f"systemctl is-active: exit status {code}"
-    code, out, err = _run(["launchctl", "print", f"{_domain()}/{LABEL}"])
-    if code == LAUNCHCTL_NO_SERVICE:
-        return "not loaded", None
-    if code != 0:
-        return None, _one_line(err or out) or f"launchctl print: exit status {code}"
-    found = re.search(r"^\s*state = (.+)$", out, re.M)
-    return (found.group(1).strip() if found else "loaded"), None
-
-
-def _installed_semanticad(platform: str, path: Path) -> str | None:
-    """The semanticad an installed unit or plist runs, if it can be read."""
-    from xml.parsers.expat import ExpatError
-
-    try:
-        if platform == LAUNCHD:
-            import plistlib
-
-            with path.open("rb") as f:
-                arguments = plistlib.load(f).get("ProgramArguments") or [None]
-            return str(arguments[0]) if arguments[0] else None
-        import shlex
-
-        found = re.search(r"^ExecStart=(.+)$", path.read_text(), re.M)
-        if not found:
-            return None
-        return shlex.split(found.group(1))[0].replace("%%", "%")
-    except (OSError, ValueError, IndexError, AttributeError, ExpatError):
-        return None
-
-
-def _write(path: Path, text: str) -> None:
-    """Replace ``path`` in one step, mode 0644 (launchd refuses group-writable agents)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
-        temporary.write_text(text)
-        temporary.chmod(0o644)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+# -- what install says and does ---------------------------------------------
 
 
 def _step(command: list[str], after: str) -> None:
-    code, out, err = _run(command)
+    code, out, err = run(command)
     if code != 0:
-        reason = _one_line(err or out) or f"exit status {code}"
-        _broken(f"{_join(command)} failed: {reason} ({after})")
-    print(f"ran: {_join(command)}")
+        reason = one_line(err or out) or f"exit status {code}"
+        _broken(f"{join(command)} failed: {reason} ({after})")
+    print(f"ran: {join(command)}")
 
 
-def _logs_dir(home: Path) -> Path:
-    return home / "Library" / "Logs" / "semantica"
-
-
-def _how_to_look(platform: str) -> str:
+def _how_to_look(platform: str, service: Service = SUPERVISOR) -> str:
     if platform == SYSTEMD:
-        return "its log: journalctl --user -u semantica"
-    return f"its log: {_logs_dir(Path.home()) / 'semanticad.log'}"
+        return f"its log: journalctl --user -u {service.journal}"
+    return f"its log: {logs_dir(Path.home()) / service.log}"
+
+
+def _web_login(platform: str, addr: str, env: dict[str, str]) -> list[str]:
+    """How to log in to the web view's service: its log holds the one-time URL."""
+    from semantica.config import locate
+
+    token = locate(env={"HOME": str(Path.home()), **env}).token
+    if platform == SYSTEMD:
+        find = f"journalctl --user -u {WEB.journal} -o cat | grep 'web view:' | tail -n 1"
+        restart = join(["systemctl", "--user", "restart", WEB.unit])
+    else:
+        log = str(logs_dir(Path.home()) / WEB.log)
+        find = f"{join(['grep', 'web view:', log])} | tail -n 1"
+        restart = join(["launchctl", "kickstart", "-k", f"{domain()}/{WEB.label}"])
+    return service_web.login_help(addr, token, find, restart)
 
 
 # -- the commands -------------------------------------------------------------
@@ -371,43 +225,66 @@ def install(
     dry_run: DryRunOpt = False,
     systemd: SystemdOpt = False,
     launchd: LaunchdOpt = False,
+    web: WebOpt = False,
+    addr: AddrOpt = None,
 ) -> None:
-    """Install the supervisor as a user service and start it.
+    """Install the supervisor (--web: the web view) as a user service and start it.
 
     Writes a systemd user unit (~/.config/systemd/user/semantica.service) or a
     launchd agent (~/Library/LaunchAgents/dev.semantica.semanticad.plist) that
     runs this installation's semanticad with the SEMANTICA_* settings set now,
     then enables and starts it. Run again after an upgrade: it restarts the service.
+    With --web: semantica-web.service (dev.semantica.web.plist), running this
+    installation's `semctl web --addr ADDR` with the same settings; the one-time
+    login URL it prints goes to its log.
     """
     platform = _platform(systemd, launchd)
-    semanticad = _semanticad()
+    if addr is not None and not web:
+        _bad("--addr goes with --web (where the web view listens)")
+    service = WEB if web else SUPERVISOR
+    program = _program(service)
     env = _service_env(ctx)
+    if web:
+        address = _web_addr(addr)
+        markers = {"@SEMCTL@": str(program), "@ADDR@": address}
+        stop_timeout: int | None = service_web.WEB_STOP_S
+    else:
+        markers = {"@SEMANTICAD@": str(program)}
+        stop_timeout = _stop_timeout(env)
     home = Path.home()
-    text = render(platform, _template(platform), semanticad, home, env, _stop_timeout(env))
-    target = target_path(platform)
+    try:
+        text = render(platform, template(platform, service), markers, home, env, stop_timeout)
+    except SemanticaError as exc:  # the installation lacks its templates: not the input
+        _broken(exc.message)
+    target = target_path(platform, service)
 
-    problem = _manager_problem(platform)
+    problem = manager_problem(platform)
     if problem is not None and not dry_run:
         _bad(f"{problem}; nothing was written")
-    state = _state(platform, problem)[0]  # None: cannot tell (a dry run without the tool)
+    state = manager_state(platform, problem, service)[
+        0
+    ]  # None: cannot tell (a dry run without the tool)
     if platform == SYSTEMD:
         commands = [
             ["systemctl", "--user", "daemon-reload"],
-            ["systemctl", "--user", "enable", "--now", UNIT],
+            ["systemctl", "--user", "enable", "--now", service.unit],
         ]
         if state not in (None, "inactive", "failed"):  # enable --now leaves it running as is
-            commands.append(["systemctl", "--user", "restart", UNIT])
+            commands.append(["systemctl", "--user", "restart", service.unit])
     else:
-        commands = [["launchctl", "bootstrap", _domain(), str(target)]]
+        commands = [["launchctl", "bootstrap", domain(), str(target)]]
         if state not in (None, "not loaded"):  # bootstrap refuses a loaded agent
-            commands.insert(0, ["launchctl", "bootout", f"{_domain()}/{LABEL}"])
+            commands.insert(0, ["launchctl", "bootout", f"{domain()}/{service.label}"])
+    alarm = service_web.warning(address) if web else None
+    if alarm is not None:  # before the file, so it is not missed in a dry run either
+        print(alarm, end="", file=sys.stderr, flush=True)
 
     if dry_run:
         sys.stdout.write(text)
         sys.stdout.flush()  # the file, then (on stderr) what would be done with it
-        plan = [_join(c) for c in commands]
+        plan = [join(c) for c in commands]
         if platform == LAUNCHD:
-            plan.insert(0, _join(["mkdir", "-p", str(_logs_dir(home))]))
+            plan.insert(0, join(["mkdir", "-p", str(logs_dir(home))]))
         print(
             f"semctl: dry run, nothing changed; install would write the {platform} file above "
             f"to {target} and run:",
@@ -419,16 +296,25 @@ def install(
 
     try:
         if platform == LAUNCHD:
-            _logs_dir(home).mkdir(parents=True, exist_ok=True)
-        _write(target, text)
+            logs_dir(home).mkdir(parents=True, exist_ok=True)
+        write_file(target, text)
     except OSError as exc:
         _broken(f"cannot write {target}: {exc.strerror or exc}")
     print(f"wrote {target}")
     for command in commands:
-        _step(command, f"the file is at {target}; {_how_to_look(platform)}")
-    state, why = _state(platform, None)
-    name = UNIT if platform == SYSTEMD else LABEL
-    print(f"{name}: {state or why}; `semctl status` talks to it, {_how_to_look(platform)}")
+        _step(command, f"the file is at {target}; {_how_to_look(platform, service)}")
+    state, why = manager_state(platform, None, service)
+    name = service.unit if platform == SYSTEMD else service.label
+    if not web:
+        print(f"{name}: {state or why}; `semctl status` talks to it, {_how_to_look(platform)}")
+        return
+    print(f"{name}: {state or why}; {_how_to_look(platform, WEB)}")
+    print(*_web_login(platform, address, env), sep="\n")
+    if not target_path(platform, SUPERVISOR).exists():
+        print(
+            "note: the supervisor's service is not installed (semctl service install): "
+            "the web view says so until a supervisor runs"
+        )
 
 
 @service_app.command()
@@ -436,29 +322,31 @@ def uninstall(
     dry_run: DryRunOpt = False,
     systemd: SystemdOpt = False,
     launchd: LaunchdOpt = False,
+    web: WebOpt = False,
 ) -> None:
-    """Stop the user service, disable it and remove its file."""
+    """Stop the user service (--web: the web view's), disable it and remove its file."""
     platform = _platform(systemd, launchd)
-    target = target_path(platform)
+    service = WEB if web else SUPERVISOR
+    target = target_path(platform, service)
     if not target.exists():
         print(f"not installed (no {target}); nothing to do")
         return
-    problem = _manager_problem(platform)
+    problem = manager_problem(platform)
     if problem is not None and not dry_run:
         _bad(f"{problem}; nothing was removed")
     if platform == SYSTEMD:
-        before = [["systemctl", "--user", "disable", "--now", UNIT]]
+        before = [["systemctl", "--user", "disable", "--now", service.unit]]
         after = [["systemctl", "--user", "daemon-reload"]]
     else:
         # Without launchctl (a dry run) assume it is loaded: show the whole plan.
-        loaded = _state(platform, problem)[0] != "not loaded"
-        before = [["launchctl", "bootout", f"{_domain()}/{LABEL}"]] if loaded else []
+        loaded = manager_state(platform, problem, service)[0] != "not loaded"
+        before = [["launchctl", "bootout", f"{domain()}/{service.label}"]] if loaded else []
         after = []
     if dry_run:
         plan = [*before, ["rm", str(target)], *after]
         print("dry run, nothing changed; uninstall would run:")
         for command in plan:
-            print(f"  {_join(command)}")
+            print(f"  {join(command)}")
         return
     for command in before:
         _step(command, f"nothing was removed; the file is at {target}")
@@ -469,6 +357,8 @@ def uninstall(
     print(f"removed {target}")
     for command in after:
         _step(command, "the service is stopped and its file removed")
+    if not web and target_path(platform, WEB).exists():
+        print("the web view's service stays installed: semctl service uninstall --web removes it")
 
 
 @service_app.command()
@@ -476,33 +366,47 @@ def status(
     systemd: SystemdOpt = False,
     launchd: LaunchdOpt = False,
     json_out: JsonOpt = False,
+    web: WebOpt = False,
 ) -> None:
-    """Whether the user service is installed, what it runs, and what its manager says."""
+    """Whether the user service (--web: the web view's) is installed, what it runs, and
+    what its manager says."""
     platform = _platform(systemd, launchd)
-    target = target_path(platform)
+    service = WEB if web else SUPERVISOR
+    target = target_path(platform, service)
     installed = target.is_file()
-    runs = _installed_semanticad(platform, target) if installed else None
-    ours = str(this_semanticad())
-    state, why = _state(platform, _manager_problem(platform))
+    arguments = installed_command(platform, target) if installed else None
+    runs = arguments[0] if arguments else None
+    ours = str(this_program(service))
+    state, why = manager_state(platform, manager_problem(platform), service)
     report: dict[str, Any] = {
         "platform": platform,
         "file": str(target),
         "installed": installed,
-        "semanticad": runs,
+        service.program: runs,  # "semanticad", or (--web) "semctl"
         "this_installation": None if runs is None else runs == ours,
         "state": state,
         "error": why,
     }
+    address = service_web.installed_addr(arguments or [])
+    if web:
+        report["addr"] = address
     if json_out:
         import json
 
         print(json.dumps(report))
         return
     kind = "systemd user unit" if platform == SYSTEMD else "launchd agent"
+    command = join(arguments) if web and arguments else runs
     if not installed:
-        print(f"{kind} {target}: not installed (semctl service install)")
+        how = "semctl service install" + (" --web" if web else "")
+        print(f"{kind} {target}: not installed ({how})")
     elif runs is not None and runs != ours:
-        print(f"{kind} {target}: installed, runs {runs} (this installation's is {ours})")
+        print(f"{kind} {target}: installed, runs {command} (this installation's is {ours})")
     else:
-        print(f"{kind} {target}: installed, runs {runs or 'an unreadable command'}")
+        print(f"{kind} {target}: installed, runs {command or 'an unreadable command'}")
     print(f"state: {state}" if state is not None else f"state: unknown ({why})")
+    if web and address is not None:
+        try:
+            print(f"log in at {service_web.login_url(address)}")
+        except BadInput:  # an address edited by hand: said above, as it is
+            pass

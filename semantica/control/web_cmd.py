@@ -11,8 +11,7 @@ from typing import Annotated
 import typer
 
 from semantica.control.cli_common import State, edge
-
-DEFAULT_ADDR = "127.0.0.1:7433"
+from semantica.control.web_addr import DEFAULT_ADDR
 
 
 def web(

@@ -24,15 +24,17 @@ ROOT = Path(__file__).resolve().parents[2]
 SEMANTICAD = str(BIN / "semanticad")
 UNIT = "semantica.service"
 LABEL = "dev.semantica.semanticad"
+WEB_UNIT = "semantica-web.service"
+WEB_LABEL = "dev.semantica.web"
 SETTINGS = {
     "SEMANTICA_WORKERS": "3",
     "SEMANTICA_HANDLERS": "my_handlers,100%_handlers",  # a % must reach systemd as %%
     "SEMANTICA_DRAIN_TIMEOUT": "100",  # raises the stop timeout to 100 + 5 + 10
 }
 
-# A stand-in for systemctl and launchctl: logs each call, keeps the service's
-# state in a file, answers like the real one. FAKE_FAIL=word fails the call
-# whose arguments contain that word.
+# A stand-in for systemctl and launchctl: logs each call, keeps each service's
+# state in a file (the web view's apart from the supervisor's), answers like the
+# real one. FAKE_FAIL=word fails the call whose arguments contain that word.
 FAKE_TOOL = """\
 import os, sys
 from pathlib import Path
@@ -40,7 +42,8 @@ from pathlib import Path
 name, args = os.path.basename(sys.argv[0]), sys.argv[1:]
 with open(os.environ["FAKE_LOG"], "a") as log:
     log.write(" ".join([name, *args]) + "\\n")
-state = Path(os.environ["FAKE_STATE"])
+web = any(a.rsplit("/", 1)[-1].startswith(("semantica-web", "dev.semantica.web")) for a in args)
+state = Path(os.environ["FAKE_STATE"] + (".web" if web else ""))
 active = state.exists() and state.read_text() == "active"
 if os.environ.get("FAKE_FAIL") in args:
     sys.exit("Job for semantica.service failed.\\nSee the journal.")
@@ -83,6 +86,14 @@ class Sandbox:
     @property
     def plist(self) -> Path:
         return self.home / "Library" / "LaunchAgents" / f"{LABEL}.plist"
+
+    @property
+    def web_unit(self) -> Path:
+        return self.unit.with_name(WEB_UNIT)
+
+    @property
+    def web_plist(self) -> Path:
+        return self.plist.with_name(f"{WEB_LABEL}.plist")
 
     def files(self) -> list[Path]:
         return sorted(p for p in self.root.rglob("*") if p.is_file())
@@ -165,14 +176,18 @@ def test_an_endless_drain_gives_a_service_that_waits_for_it(sandbox: Sandbox) ->
     assert sandbox.files() == []
 
 
-def test_dry_run_unit_passes_systemd_analyze_verify(sandbox: Sandbox, tmp_path: Path) -> None:
-    """systemd-analyze verify --user accepts the rendered unit, without a warning."""
+@pytest.mark.parametrize(("unit", "web"), [(UNIT, []), (WEB_UNIT, ["--web"])])
+def test_dry_run_unit_passes_systemd_analyze_verify(
+    sandbox: Sandbox, tmp_path: Path, unit: str, web: list[str]
+) -> None:
+    """systemd-analyze verify --user accepts the rendered unit (and the web view's),
+    without a warning."""
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
         pytest.skip("systemd-analyze is not installed")
-    result = sandbox.semctl("service", "install", "--dry-run", "--systemd")
+    result = sandbox.semctl("service", "install", "--dry-run", "--systemd", *web)
     assert result.code == 0, result.err
-    copy = tmp_path / "verify" / UNIT
+    copy = tmp_path / "verify" / unit
     copy.parent.mkdir()
     copy.write_text(result.out)
     runtime = tmp_path / "runtime"  # --user wants a runtime directory, even for verify
@@ -381,11 +396,195 @@ def test_an_installed_wheel_renders_its_own_semanticad(sandbox: Sandbox, tmp_pat
     site = next(Path(p) for p in sys.path if p.endswith("site-packages"))
     sandbox.env["PYTHONPATH"] = str(site)
     for platform, marker in (("--systemd", "ExecStart="), ("--launchd", "<string>")):
-        run = subprocess.run(
-            [str(venv / "bin" / "semctl"), "service", "install", "--dry-run", platform],
-            env=sandbox.env,
-            capture_output=True,
-            text=True,
-        )
-        assert run.returncode == 0, run.stderr
-        assert f"{marker}{venv / 'bin' / 'semanticad'}" in run.stdout
+        for web, program in (([], "semanticad"), (["--web"], "semctl")):
+            run = subprocess.run(
+                [str(venv / "bin" / "semctl"), "service", "install", "--dry-run", platform, *web],
+                env=sandbox.env,
+                capture_output=True,
+                text=True,
+            )
+            assert run.returncode == 0, run.stderr
+            assert f"{marker}{venv / 'bin' / program}" in run.stdout
+
+
+# -- the web view's service (--web) ----------------------------------------------
+
+SEMCTL_WEB = [SEMCTL, "web", "--addr", "127.0.0.1:7433"]
+
+
+def test_web_dry_run_prints_a_unit_that_runs_semctl_web(sandbox: Sandbox) -> None:
+    """--web --dry-run prints semantica-web.service: this venv's `semctl web --addr`, the
+    same settings, ordered after the supervisor without needing it; writes nothing."""
+    result = sandbox.semctl("service", "install", "--web", "--dry-run", "--systemd")
+    assert result.code == 0, result.err
+    assert re.search(
+        rf"^ExecStart={re.escape(SEMCTL)} web --addr 127\.0\.0\.1:7433$", result.out, re.M
+    )
+    for name, value in SETTINGS.items():
+        assert f"\nEnvironment={name}={value.replace('%', '%%')}\n" in result.out
+    for directive in ("After=semantica.service", "Type=exec", "Restart=on-failure"):
+        assert f"\n{directive}\n" in result.out
+    assert "\nTimeoutStopSec=10\n" in result.out  # the supervisor's drain is not its business
+    directives = re.sub(r"^#.*$", "", result.out, flags=re.M)
+    for absent in ("Type=notify", "Wants=", "Requires=", "BindsTo=", "@"):
+        assert absent not in directives
+    assert str(sandbox.web_unit) in result.err
+    assert f"  systemctl --user enable --now {WEB_UNIT}\n" in result.err
+    assert sandbox.files() == []
+
+
+def test_web_launchd_dry_run_prints_an_agent_of_its_own(sandbox: Sandbox) -> None:
+    """--web --launchd --dry-run prints dev.semantica.web: semctl web, the settings, its log."""
+    result = sandbox.semctl(
+        "service", "install", "--web", "--launchd", "--dry-run", "--addr", "[::1]:8080"
+    )
+    assert result.code == 0, result.err
+    agent = plistlib.loads(result.out.encode())
+    assert agent["Label"] == WEB_LABEL
+    assert agent["ProgramArguments"] == [SEMCTL, "web", "--addr", "[::1]:8080"]
+    assert agent["KeepAlive"] == {"SuccessfulExit": False}
+    assert agent["ExitTimeOut"] == 10
+    assert agent["EnvironmentVariables"] == SETTINGS
+    log = str(sandbox.home / "Library" / "Logs" / "semantica" / "web.log")
+    assert agent["StandardOutPath"] == agent["StandardErrorPath"] == log
+    assert f"  launchctl bootstrap gui/{os.getuid()} {sandbox.web_plist}\n" in result.err
+    assert "WARNING" not in result.err
+    assert sandbox.files() == []
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--web", "--addr", "7433"], "--addr must be HOST:PORT"),
+        (["--web", "--addr", "example.com:7433"], "the host must be an IP address"),
+        (["--web", "--addr", "127.0.0.1:70000"], "the port must be 0-65535"),
+        (["--web", "--addr", "127.0.0.1:0"], "a service needs a fixed port"),
+        (["--addr", "127.0.0.1:7433"], "--addr goes with --web"),
+    ],
+)
+def test_a_bad_web_addr_is_refused_with_one_line(
+    sandbox: Sandbox, args: list[str], says: str
+) -> None:
+    """An --addr semctl web would refuse (or port 0, or --addr without --web): exit 2, one
+    line, nothing written, dry run or not."""
+    sandbox.fake_tools()
+    for dry_run in (["--dry-run"], []):
+        result = sandbox.semctl("service", "install", "--systemd", *args, *dry_run)
+        assert result.code == 2
+        assert says in _one_line(result)
+        assert result.out == ""
+    assert sandbox.calls() == []
+    assert [p for p in sandbox.files() if p.parent.name != "bin"] == []  # the fakes only
+
+
+def test_a_web_service_beyond_loopback_is_installed_with_a_warning(sandbox: Sandbox) -> None:
+    """A non-loopback --addr is taken (the user asked) with a loud warning on stderr."""
+    result = sandbox.semctl(
+        "service", "install", "--web", "--systemd", "--dry-run", "--addr", "0.0.0.0:7433"
+    )
+    assert result.code == 0, result.err
+    assert re.search(r"^ExecStart=.* web --addr 0\.0\.0\.0:7433$", result.out, re.M)
+    warning = [line for line in result.err.splitlines() if "WARNING" in line]
+    assert len(warning) >= 3
+    assert "0.0.0.0:7433" in warning[0]
+    assert "plain HTTP" in result.err
+
+
+def test_web_install_status_reinstall_uninstall_with_systemctl(sandbox: Sandbox) -> None:
+    """With a fake systemctl: install --web writes and starts semantica-web.service and says
+    how to log in; status --web reports it; reinstall restarts it; uninstall --web stops it;
+    the supervisor's unit is another matter."""
+    sandbox.fake_tools()
+    preview = sandbox.semctl("service", "install", "--web", "--systemd", "--dry-run").out
+    sandbox.calls()
+
+    result = sandbox.semctl("service", "install", "--web", "--systemd")
+    assert result.code == 0, result.err
+    assert sandbox.web_unit.read_text() == preview
+    assert stat.S_IMODE(sandbox.web_unit.stat().st_mode) == 0o644
+    assert not sandbox.unit.exists()
+    assert [c for c in sandbox.calls() if "is-active" not in c and "show-env" not in c] == [
+        "systemctl --user daemon-reload",
+        f"systemctl --user enable --now {WEB_UNIT}",
+    ]
+    assert f"{WEB_UNIT}: active" in result.out
+    # How to log in: the URL in its log, or the token pasted into the login page.
+    token = sandbox.home / ".local" / "state" / "semantica" / "token"
+    assert "journalctl --user -u semantica-web -o cat | grep 'web view:'" in result.out
+    assert f"systemctl --user restart {WEB_UNIT}" in result.out
+    assert f"open http://127.0.0.1:7433/login and paste the token in {token}" in result.out
+    assert "the supervisor's service is not installed" in result.out
+
+    status = sandbox.semctl("service", "status", "--web", "--json", "--systemd").json()
+    assert status == {
+        "platform": "systemd",
+        "file": str(sandbox.web_unit),
+        "installed": True,
+        "semctl": SEMCTL,
+        "addr": "127.0.0.1:7433",
+        "this_installation": True,
+        "state": "active",
+        "error": None,
+    }
+    text = sandbox.semctl("service", "status", "--web", "--systemd").out
+    assert f"installed, runs {' '.join(SEMCTL_WEB)}\n" in text
+    assert "log in at http://127.0.0.1:7433/login" in text
+    supervisor = sandbox.semctl("service", "status", "--json", "--systemd").json()
+    assert (supervisor["installed"], supervisor["state"]) == (False, "inactive")
+    sandbox.calls()
+
+    assert sandbox.semctl("service", "install", "--web", "--systemd").code == 0
+    assert f"systemctl --user restart {WEB_UNIT}" in sandbox.calls()
+
+    # The supervisor's service beside it; removing it leaves the web view's.
+    assert sandbox.semctl("service", "install", "--systemd").code == 0
+    result = sandbox.semctl("service", "uninstall", "--systemd")
+    assert result.code == 0, result.err
+    assert "semctl service uninstall --web" in result.out
+    assert sandbox.web_unit.exists()
+    sandbox.calls()
+
+    result = sandbox.semctl("service", "uninstall", "--web", "--systemd", "--dry-run")
+    assert result.out.splitlines()[1:] == [
+        f"  systemctl --user disable --now {WEB_UNIT}",
+        f"  rm {sandbox.web_unit}",
+        "  systemctl --user daemon-reload",
+    ]
+    result = sandbox.semctl("service", "uninstall", "--web", "--systemd")
+    assert result.code == 0, result.err
+    assert [c for c in sandbox.calls() if "show-env" not in c] == [
+        f"systemctl --user disable --now {WEB_UNIT}",
+        "systemctl --user daemon-reload",
+    ]
+    assert not sandbox.web_unit.exists()
+    assert not sandbox.unit.exists()
+
+
+def test_web_install_status_uninstall_with_launchctl(sandbox: Sandbox) -> None:
+    """With a fake launchctl: install --web bootstraps dev.semantica.web and points at its
+    log for the login URL; status --web asks about it; uninstall --web boots it out."""
+    sandbox.fake_tools()
+    domain = f"gui/{os.getuid()}"
+
+    result = sandbox.semctl("service", "install", "--web", "--launchd", "--addr", "127.0.0.1:9999")
+    assert result.code == 0, result.err
+    agent = plistlib.loads(sandbox.web_plist.read_bytes())
+    assert agent["ProgramArguments"] == [SEMCTL, "web", "--addr", "127.0.0.1:9999"]
+    assert f"launchctl bootstrap {domain} {sandbox.web_plist}" in sandbox.calls()
+    log = sandbox.home / "Library" / "Logs" / "semantica" / "web.log"
+    assert log.parent.is_dir()
+    assert f"grep 'web view:' {log} | tail -n 1" in result.out
+    assert f"launchctl kickstart -k {domain}/{WEB_LABEL}" in result.out
+    assert "http://127.0.0.1:9999/login" in result.out
+
+    status = sandbox.semctl("service", "status", "--web", "--json", "--launchd").json()
+    assert (status["installed"], status["state"], status["addr"]) == (
+        True,
+        "running",
+        "127.0.0.1:9999",
+    )
+    assert f"launchctl print {domain}/{WEB_LABEL}" in sandbox.calls()
+
+    assert sandbox.semctl("service", "uninstall", "--web", "--launchd").code == 0
+    assert f"launchctl bootout {domain}/{WEB_LABEL}" in sandbox.calls()
+    assert not sandbox.web_plist.exists()

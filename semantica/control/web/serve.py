@@ -15,7 +15,6 @@ Contract:
 
 from __future__ import annotations
 
-import ipaddress
 import signal
 import socket
 import sys
@@ -34,34 +33,8 @@ from semantica.control.web.app import build
 from semantica.control.web.guard import allowed_hosts
 from semantica.control.web.live import ChangeFeed, TopFeed
 from semantica.control.web.sessions import Sessions
+from semantica.control.web_addr import is_loopback, parse_addr, url_host
 from semantica.errors import BadInput, SemanticaError
-
-
-def parse_addr(addr: str) -> tuple[str, int]:
-    """``HOST:PORT`` (``[v6]:PORT`` for IPv6) as a host and a port; BadInput if it is not."""
-    host, sep, port_text = addr.rpartition(":")
-    if not sep or not host:
-        raise BadInput(f"--addr must be HOST:PORT (e.g. 127.0.0.1:7433), not {addr!r}")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    try:
-        port = int(port_text)
-    except ValueError:
-        raise BadInput(f"--addr: the port must be a number, not {port_text!r}") from None
-    if not 0 <= port <= 65535:
-        raise BadInput(f"--addr: the port must be 0-65535, not {port}")
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        if host != "localhost":
-            raise BadInput(
-                f"--addr: the host must be an IP address or localhost, not {host!r}"
-            ) from None
-    return host, port
-
-
-def is_loopback(host: str) -> bool:
-    return host == "localhost" or ipaddress.ip_address(host).is_loopback
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -77,15 +50,6 @@ def bind(host: str, port: int) -> socket.socket:
         raise BadInput(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     sock.set_inheritable(True)
     return sock
-
-
-def url_host(host: str) -> str:
-    """The host to print in the URL: a wildcard address is reached on loopback."""
-    if host in ("0.0.0.0", ""):
-        return "127.0.0.1"
-    if host == "::":
-        return "[::1]"
-    return f"[{host}]" if ":" in host else host
 
 
 WARNING = """\
