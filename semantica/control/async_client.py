@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 from collections import deque
 from collections.abc import Iterable, Mapping
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import anyio
 
@@ -206,15 +206,23 @@ class AsyncClient(AsyncScheduleMethods):
         type: str | None = None,
         subject: str | None = None,
         limit: int = 50,
+        before: int | None = None,
     ) -> JobPage:
         """Jobs matching every filter given, newest first, at most ``limit``.
 
         A list, whose ``total`` is how many jobs match in all (as ``Client.list``:
         the supervisor sends as many jobs as fit in a frame at a time, and this
-        asks for the rest).
+        asks for the rest). With ``before``, only jobs with a smaller id: the next
+        page after a page whose last job was ``before`` (keyset pagination).
         """
         request = ListJobs(
-            state=state, queue=queue, type=type, subject=subject, limit=limit, paged=True
+            state=state,
+            queue=queue,
+            type=type,
+            subject=subject,
+            limit=limit,
+            paged=True,
+            before=before,
         )
         reply = await self._call(request, JobList)
         jobs = JobPage(reply.jobs)
@@ -331,10 +339,10 @@ class _Stream:
         self._conn: Connection | None = None
         self._done = False
 
-    def __aiter__(self) -> _Stream:
+    def __aiter__(self) -> Self:
         return self
 
-    async def __aenter__(self) -> _Stream:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from semantica import __version__
-from semantica.control import job_options
+from semantica.control import job_options, web_cmd
 from semantica.control.cli_common import (
     JsonOpt,
     State,
@@ -563,6 +563,7 @@ def shutdown(
 
 app.add_typer(schedule_app, name="schedule")
 app.add_typer(service_app, name="service")
+app.command("web")(web_cmd.web)
 
 
 def main() -> int:

@@ -90,3 +90,23 @@ def test_the_checks_see_an_import() -> None:
     names = {name for _, name in _imports(STORE / "sqlite" / "connection.py")}
     assert "sqlite3" in names
     assert "semantica.supervisor.store.contract.BUSY_PATIENCE_S" in names
+
+
+def test_only_semctl_web_imports_the_web_view() -> None:
+    """The browser view (control/web/) is imported by the ``semctl web`` command alone,
+    inside the command: starlette and hypercorn never load for another command."""
+    web = PACKAGE / "control" / "web"
+    wrong = [
+        f"{_where(path, line)} imports {name}"
+        for path in _modules(PACKAGE)
+        if web not in path.parents and path != PACKAGE / "control" / "web_cmd.py"
+        for line, name in _imports(path)
+        if _under(name, "semantica.control.web")
+        or _under(name, "starlette")
+        or _under(name, "hypercorn")
+    ]
+    assert wrong == []
+    # web_cmd imports it inside the command only (no module-level import).
+    tree = ast.parse((PACKAGE / "control" / "web_cmd.py").read_text())
+    top = [n for n in tree.body if isinstance(n, ast.Import | ast.ImportFrom)]
+    assert not any("web" in (getattr(n, "module", "") or "").split(".")[-1:] for n in top)

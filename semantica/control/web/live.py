@@ -1,0 +1,175 @@
+"""Live pages: what the supervisor says, shared by every open page, sent as server-sent events.
+
+Contract:
+
+* A source runs only while a page listens, and one runs for all of them: however many
+  dashboards are open, the supervisor is asked for ``top`` once a second
+  (:class:`TopFeed`); however many job lists are open, one ``events`` stream tells
+  them that jobs changed (:class:`ChangeFeed`). A page's own reads (its page of
+  jobs) happen only after a change, at most once a second per page.
+* A source that cannot reach the supervisor publishes the error (pages say so) and
+  tries again every second; pages recover by themselves when it comes back.
+* :func:`event_stream` turns a page's async iterator of fragments into a
+  ``text/event-stream`` response; a fragment equal to the one sent before is not
+  sent again; a comment goes out every :data:`KEEPALIVE_S` so a closed tab is noticed
+  (the write fails) and proxies keep the stream open.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Generic, TypeVar
+
+import trio
+from starlette.responses import StreamingResponse
+
+from semantica.control.async_client import AsyncClient
+from semantica.errors import SemanticaError
+from semantica.protocol import TopReply
+
+T = TypeVar("T")
+
+#: How often the dashboards' source asks for ``top``, and the least time between two
+#: reads of one page after changes.
+PERIOD_S = 1.0
+KEEPALIVE_S = 15.0
+
+
+class Latest(Generic[T]):
+    """The latest value of a source, and a way to wait for the next one."""
+
+    def __init__(self, value: T) -> None:
+        self.value = value
+        self.version = 0
+        self._changed = trio.Event()
+
+    def publish(self, value: T) -> None:
+        self.value = value
+        self.version += 1
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def next(self, seen: int) -> int:
+        """Wait until a value newer than version ``seen`` is published; its version."""
+        while self.version == seen:
+            await self._changed.wait()
+        return self.version
+
+
+class _Shared:
+    """A background source that runs while at least one listener is in :meth:`listen`."""
+
+    def __init__(self, nursery: trio.Nursery) -> None:
+        self._nursery = nursery
+        self._listeners = 0
+        self._scope: trio.CancelScope | None = None
+
+    @asynccontextmanager
+    async def listen(self) -> AsyncIterator[None]:
+        self._listeners += 1
+        if self._scope is None:
+            self._scope = trio.CancelScope()
+            self._nursery.start_soon(self._run_in, self._scope)
+        try:
+            yield
+        finally:
+            self._listeners -= 1
+            if self._listeners == 0 and self._scope is not None:
+                self._scope.cancel()
+                self._scope = None
+
+    async def _run_in(self, scope: trio.CancelScope) -> None:
+        with scope:
+            await self._run()
+
+    async def _run(self) -> None:
+        raise NotImplementedError
+
+
+class TopFeed(_Shared):
+    """``top`` once a second, for every dashboard: a :class:`TopReply` or the error."""
+
+    def __init__(self, client: AsyncClient, nursery: trio.Nursery) -> None:
+        super().__init__(nursery)
+        self._client = client
+        self.latest: Latest[TopReply | SemanticaError | None] = Latest(None)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                self.latest.publish(await self._client.top())
+            except SemanticaError as exc:
+                self.latest.publish(exc)
+            await trio.sleep(PERIOD_S)
+
+
+class ChangeFeed(_Shared):
+    """One ``events`` stream for every page that shows jobs: its version grows at each
+    job event (and when the supervisor goes away or comes back)."""
+
+    def __init__(self, client: AsyncClient, nursery: trio.Nursery) -> None:
+        super().__init__(nursery)
+        self._client = client
+        self.latest: Latest[SemanticaError | None] = Latest(None)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                stream = self._client.events()
+                async with stream:
+                    if self.latest.value is not None:  # back: what changed meanwhile is unknown
+                        self.latest.publish(None)
+                    async for _event in stream:
+                        self.latest.publish(None)
+            except SemanticaError as exc:
+                self.latest.publish(exc)
+            await trio.sleep(PERIOD_S)
+
+
+async def on_change(
+    latest: Latest[T], render: Callable[[], Awaitable[str]], pause: float = PERIOD_S
+) -> AsyncIterator[str | None]:
+    """A page's fragments: rendered now, then again after each change (at most once per
+    ``pause`` seconds: changes within it are drawn together), for as long as the page
+    listens; None when nothing changed for :data:`KEEPALIVE_S` (the stream sends a
+    comment)."""
+    seen = latest.version
+    while True:
+        yield await render()
+        while True:
+            with trio.move_on_after(KEEPALIVE_S):
+                seen = await latest.next(seen)
+                break
+            yield None
+        if pause:
+            await trio.sleep(pause)
+        seen = latest.version
+
+
+def _event(data: str, name: str | None = None) -> bytes:
+    head = f"event: {name}\n" if name else ""
+    return (head + "".join(f"data: {line}\n" for line in data.split("\n")) + "\n").encode()
+
+
+def event_stream(
+    fragments: AsyncIterator[str | None], *, dedupe: bool = True, end: str | None = None
+) -> StreamingResponse:
+    """A ``text/event-stream`` of ``fragments``, then an ``end`` event with ``end`` as its
+    data when they run out. A None fragment sends a keepalive comment; with ``dedupe``, a
+    fragment equal to the one sent before is not sent again (a log's lines are each sent).
+    """
+
+    async def body() -> AsyncIterator[bytes]:
+        sent: str | None = None
+        async for fragment in fragments:
+            if fragment is None:
+                yield b": keepalive\n\n"
+            elif not dedupe or fragment != sent:
+                sent = fragment
+                yield _event(fragment)
+        if end is not None:
+            yield _event(end, "end")
+
+    headers = {"X-Accel-Buffering": "no"}
+    return StreamingResponse(body(), media_type="text/event-stream", headers=headers)

@@ -1,0 +1,47 @@
+// The live parts of Semantica's web view. No framework, nothing from elsewhere.
+//
+// * An element with data-live="/live/..." is redrawn with each server-sent event's data:
+//   a fragment our own server rendered from its templates, with every value from a job
+//   escaped (and the page's Content-Security-Policy runs no inline script in any case).
+// * An element with data-follow="/live/log/ID" gets each event's lines added as text
+//   (createTextNode: a log line is never read as HTML), and keeps to the bottom unless
+//   the reader scrolled up.
+// EventSource reconnects by itself; an "end" event closes the stream for good.
+"use strict";
+
+(function () {
+  function stale(el, yes) {
+    el.classList.toggle("stale", yes);
+  }
+
+  function live(el) {
+    const source = new EventSource(el.dataset.live);
+    source.onmessage = function (event) {
+      el.innerHTML = event.data;
+      stale(el, false);
+    };
+    source.onerror = function () { stale(el, true); };
+    source.addEventListener("end", function () { source.close(); });
+  }
+
+  function follow(el) {
+    const source = new EventSource(el.dataset.follow);
+    source.onmessage = function (event) {
+      const atBottom = el.scrollHeight - el.scrollTop - el.clientHeight < 40;
+      el.appendChild(document.createTextNode(event.data + "\n"));
+      if (atBottom) {
+        el.scrollTop = el.scrollHeight;
+      }
+      stale(el, false);
+    };
+    source.onerror = function () { stale(el, true); };
+    source.addEventListener("end", function () {
+      source.close();
+      el.dataset.ended = "true";
+      stale(el, false);
+    });
+  }
+
+  document.querySelectorAll("[data-live]").forEach(live);
+  document.querySelectorAll("[data-follow]").forEach(follow);
+})();
