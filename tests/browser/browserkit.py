@@ -19,7 +19,9 @@ it (``make browsers``), never a skip, since these are the web view's acceptance 
 
 from __future__ import annotations
 
+import html.parser
 import http.client
+import http.cookies
 import os
 import re
 import selectors
@@ -334,3 +336,39 @@ def request(
         return Reply(resp.status, resp.headers, resp.read().decode(errors="replace"))
     finally:
         conn.close()
+
+
+def session_cookie(reply: Reply) -> str | None:
+    """The value of the ``semantica_session`` cookie a reply sets, if it sets one."""
+    for header in reply.headers.get_all("Set-Cookie") or []:
+        jar = http.cookies.SimpleCookie(header)
+        if "semantica_session" in jar:
+            return jar["semantica_session"].value
+    return None
+
+
+def http_login(web: WebView) -> str:
+    """Log in with the one-time code over plain HTTP: the session cookie's value."""
+    reply = request(web.port, "GET", f"/login?code={web.code}")
+    cookie = session_cookie(reply)
+    assert reply.status == 303 and cookie, f"the login URL answered {reply.status}: {reply.body}"
+    return cookie
+
+
+class _CsrfField(html.parser.HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.value: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        fields = dict(attrs)
+        if tag == "input" and fields.get("name") == "csrf" and self.value is None:
+            self.value = fields.get("value")
+
+
+def csrf_of(page: str) -> str:
+    """The CSRF token of the first form on a page (the ``csrf`` field's value)."""
+    parser = _CsrfField()
+    parser.feed(page)
+    assert parser.value, "no csrf field on the page"
+    return parser.value
