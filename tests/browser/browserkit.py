@@ -35,7 +35,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from selenium import webdriver
-from selenium.common.exceptions import NoAlertPresentException, TimeoutException
+from selenium.common.exceptions import (
+    NoAlertPresentException,
+    StaleElementReferenceException,
+    TimeoutException,
+)
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
@@ -163,9 +167,17 @@ def wait_for(
     message: str = "",
 ) -> T:
     """Wait until ``condition(driver)`` is truthy and return it (an event, polled by selenium
-    every 50 ms); fail with ``message`` and the page's address after ``timeout``."""
+    every 50 ms); fail with ``message`` and the page's address after ``timeout``.
+
+    A live update may replace an element the condition holds between two calls: that
+    try counts as not yet (prefer :func:`read`, which cannot be caught mid-update)."""
     try:
-        return WebDriverWait(driver, timeout, poll_frequency=0.05).until(condition)
+        return WebDriverWait(
+            driver,
+            timeout,
+            poll_frequency=0.05,
+            ignored_exceptions=(StaleElementReferenceException,),
+        ).until(condition)
     except TimeoutException:
         raise AssertionError(
             f"waited {timeout} s at {driver.current_url}: {message or condition!r}"
@@ -180,6 +192,36 @@ def element(driver: webdriver.Chrome, name: str, timeout: float = WAIT) -> WebEl
         timeout,
         f'an element data-testid="{name}"',
     )
+
+
+@dataclass
+class Seen:
+    """An element as one script read it: its text, its HTML, the tags of what it holds."""
+
+    text: str
+    html: str
+    tags: list[str]
+
+
+# One script reads all of it: the page runs no other script meanwhile, so a live
+# update cannot replace the element halfway through (as between selenium calls).
+_READ = """
+const el = document.querySelector(arguments[0]);
+if (!el) { return null; }
+return {
+  text: el.innerText,
+  html: el.innerHTML,
+  tags: Array.from(el.querySelectorAll("*"), e => e.tagName.toLowerCase()),
+};
+"""
+
+
+def read(driver: webdriver.Chrome, name: str, inner: str = "") -> Seen | None:
+    """The element ``data-testid="name"`` (or the CSS selector ``inner`` within it) as it
+    is now; None if it is not on the page."""
+    selector = f'[data-testid="{name}"]' + (f" {inner}" if inner else "")
+    found = driver.execute_script(_READ, selector)
+    return None if found is None else Seen(found["text"], found["html"], found["tags"])
 
 
 def login(driver: Browser, url: str) -> None:

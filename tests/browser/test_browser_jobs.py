@@ -6,7 +6,7 @@ in place; the page is never reloaded (a mark left in the page's window survives)
 
 from __future__ import annotations
 
-from browserkit import Browser, WebView, by_testid, element, login, shot, wait_for
+from browserkit import Browser, WebView, element, login, read, shot, wait_for
 from harness import Daemon
 
 
@@ -33,14 +33,13 @@ def test_a_job_enqueued_with_semctl_appears_on_the_jobs_page_without_a_reload(
     assert enqueued.code == 0, enqueued.err
     job = int(enqueued.out)
 
-    row = element(browser, f"job-row-{job}")
+    row = wait_for(browser, lambda d: read(d, f"job-row-{job}"), message=f"job {job} listed")
     assert "report-42" in row.text
     assert "WORK" in row.text
     wait_for(
         browser,
         lambda d: (
-            d.find_element(*by_testid(f"job-row-{job}")).find_element(*by_testid("job-state")).text
-            == "DONE"
+            (seen := read(d, f"job-row-{job}", '[data-testid="job-state"]')) and seen.text == "DONE"
         ),
         message=f"job {job} DONE on the page",
     )
