@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from harness import Announcements, Daemon
+from webkit import WebView
 
 
 @pytest.fixture
@@ -66,3 +67,12 @@ def announcements(short_tmp: Path) -> Iterator[Announcements]:
     a = Announcements(short_tmp / "announce.sock")
     yield a
     a.close()
+
+
+@pytest.fixture
+def web(daemon: Daemon) -> Iterator[WebView]:
+    """``semctl web`` for the supervisor of ``daemon``; stopped (SIGTERM, exit 0) afterwards."""
+    view = WebView(daemon)
+    view.start()
+    yield view
+    assert view.stop() == 0, view.stderr()

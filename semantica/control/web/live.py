@@ -136,14 +136,16 @@ async def on_change(
     comment)."""
     seen = latest.version
     while True:
+        drawn = trio.current_time()
         yield await render()
         while True:
             with trio.move_on_after(KEEPALIVE_S):
                 seen = await latest.next(seen)
                 break
             yield None
-        if pause:
-            await trio.sleep(pause)
+        # A change a while after the last drawing is drawn at once; changes that
+        # come quicker are drawn together, once per ``pause``.
+        await trio.sleep_until(drawn + pause)
         seen = latest.version
 
 

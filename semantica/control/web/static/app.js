@@ -14,15 +14,48 @@
     el.classList.toggle("stale", yes);
   }
 
+  // A browser opens at most six connections to one HTTP/1.1 server, and each live part
+  // holds one: the parts of a tab nobody looks at let go of theirs, and draw again (a whole
+  // fragment) when the tab is shown.
+  const parts = [];
+
   function live(el) {
-    const source = new EventSource(el.dataset.live);
-    source.onmessage = function (event) {
-      el.innerHTML = event.data;
-      stale(el, false);
+    const part = { el: el, source: null, ended: false };
+    part.open = function () {
+      if (part.source || part.ended) {
+        return;
+      }
+      const source = new EventSource(el.dataset.live);
+      source.onmessage = function (event) {
+        el.innerHTML = event.data;
+        stale(el, false);
+      };
+      source.onerror = function () { stale(el, true); };
+      source.addEventListener("end", function () {
+        part.ended = true;
+        part.close();
+      });
+      part.source = source;
     };
-    source.onerror = function () { stale(el, true); };
-    source.addEventListener("end", function () { source.close(); });
+    part.close = function () {
+      if (part.source) {
+        part.source.close();
+        part.source = null;
+      }
+    };
+    parts.push(part);
+    part.open();
   }
+
+  document.addEventListener("visibilitychange", function () {
+    parts.forEach(function (part) {
+      if (document.hidden) {
+        part.close();
+      } else {
+        part.open();
+      }
+    });
+  });
 
   function follow(el) {
     const source = new EventSource(el.dataset.follow);

@@ -1,0 +1,119 @@
+"""The web view's small parts: login codes and sessions, the Host list, job text made inert."""
+
+from __future__ import annotations
+
+import pytest
+
+from semantica.control.web import sessions as sessions_module
+from semantica.control.web.guard import allowed_hosts
+from semantica.control.web.serve import parse_addr
+from semantica.control.web.sessions import Sessions, csrf_ok
+from semantica.control.web.views import log_line, text
+from semantica.errors import BadInput
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_login_code_works_once_and_expires() -> None:
+    clock = Clock()
+    logins = Sessions(lambda: "tok", now=clock)
+    code = logins.new_code()
+    assert logins.redeem_code("wrong") is None
+    session = logins.redeem_code(code)
+    assert session is not None and logins.get(session.key) is session
+    assert logins.redeem_code(code) is None  # spent
+    late = logins.new_code()
+    clock.now += sessions_module.CODE_TTL_S + 1
+    assert logins.redeem_code(late) is None
+
+
+def test_a_session_ends_when_idle_and_at_logout() -> None:
+    clock = Clock()
+    logins = Sessions(lambda: "tok", now=clock)
+    session = logins.login_with_token("tok")
+    assert session is not None
+    clock.now += sessions_module.IDLE_S - 1
+    assert logins.get(session.key) is session  # used: the idle time starts again
+    clock.now += sessions_module.IDLE_S - 1
+    assert logins.get(session.key) is session
+    clock.now += sessions_module.IDLE_S + 1
+    assert logins.get(session.key) is None
+    other = logins.login_with_token(" tok\n")
+    assert other is not None
+    logins.end(other.key)
+    assert logins.get(other.key) is None
+
+
+def test_the_token_login_refuses_anything_else() -> None:
+    logins = Sessions(lambda: "tok")
+    assert logins.login_with_token("") is None
+    assert logins.login_with_token("tok2") is None
+
+    def no_token() -> str:
+        raise OSError("no token file")
+
+    assert Sessions(no_token).login_with_token("") is None
+
+
+def test_sessions_are_bounded() -> None:
+    logins = Sessions(lambda: "tok")
+    first = logins.login_with_token("tok")
+    assert first is not None
+    for _ in range(sessions_module.MAX_SESSIONS):
+        logins.login_with_token("tok")
+    assert logins.get(first.key) is None
+
+
+def test_csrf_tokens_are_per_session() -> None:
+    logins = Sessions(lambda: "tok")
+    a, b = logins.login_with_token("tok"), logins.login_with_token("tok")
+    assert a is not None and b is not None
+    assert csrf_ok(a, a.csrf) and not csrf_ok(a, b.csrf)
+    assert not csrf_ok(a, None) and not csrf_ok(a, "")
+
+
+def test_the_hosts_a_view_answers() -> None:
+    hosts = allowed_hosts("127.0.0.1", 7433, ["box.lan"])
+    assert {"127.0.0.1:7433", "localhost:7433", "[::1]:7433"} <= hosts
+    assert {"box.lan", "box.lan:7433"} <= hosts
+    assert "127.0.0.1" not in hosts and "evil.example:7433" not in hosts
+    assert "[::1]:80" in allowed_hosts("::1", 80)
+
+
+@pytest.mark.parametrize(
+    ("addr", "expected"),
+    [
+        ("127.0.0.1:0", ("127.0.0.1", 0)),
+        ("[::1]:8080", ("::1", 8080)),
+        ("localhost:1", ("localhost", 1)),
+    ],
+)
+def test_addresses(addr: str, expected: tuple[str, int]) -> None:
+    assert parse_addr(addr) == expected
+
+
+@pytest.mark.parametrize("addr", ["", "7433", ":7433", "host:80", "1.2.3.4:x", "1.2.3.4:70000"])
+def test_bad_addresses(addr: str) -> None:
+    with pytest.raises(BadInput):
+        parse_addr(addr)
+
+
+def test_a_log_line_loses_its_escapes_and_keeps_its_text() -> None:
+    assert log_line("\x1b[31mred\x1b[0m plain") == "red plain"
+    assert log_line("\x1b]0;title\x07after") == "after"
+    assert log_line("\x1b]8;;http://x\x1b\\link\x1b]8;;\x1b\\") == "link"
+    assert log_line("bell\x07 and \x9b31m") == "bell\\x07 and "
+    assert log_line("a\tb") == "a    b"
+    assert log_line("<script>") == "<script>"  # (the template escapes it; this keeps it)
+
+
+def test_job_text_shows_controls_as_escapes() -> None:
+    assert text(None) == "-"
+    assert text("a\nb\u202ec") == "a\\nb\\u202ec"
+    assert text(12) == "12"
