@@ -1,17 +1,15 @@
-"""What the browser tests stand on: a real ``semctl web``, a headless Chromium, plain HTTP.
+"""What the browser tests stand on: a headless Chromium, and ways to ask it what it shows.
 
-:class:`WebView` runs ``semctl web --addr 127.0.0.1:0`` for a supervisor's home and reads
-the one line it prints (``Semantica web view: http://127.0.0.1:PORT/login?code=CODE``);
-its stderr goes to a file the fixtures show when a test fails. :class:`Browser` is
-Debian's headless Chromium driven through Debian's chromedriver (selenium's own
-driver and browser downloads are never used: ``Service(executable_path=...)`` and
-``binary_location``), with a fresh profile, the browser console collected, and a trap
-that records any ``alert``/``confirm``/``prompt`` a page calls instead of opening it.
-Waits are selenium's ``WebDriverWait`` on a condition, never sleeps. :func:`request` is
-a plain HTTP client for what a browser cannot do (a forged ``Host``, a POST without
-the CSRF token). :func:`shot` saves ``docs/images/web-NAME.png`` only when
+:class:`Browser` is Debian's headless Chromium driven through Debian's chromedriver
+(selenium's own driver and browser downloads are never used: ``Service(executable_path=
+...)`` and ``binary_location``), with a fresh profile, the browser console collected,
+and a trap that records any ``alert``/``confirm``/``prompt`` a page calls instead of
+opening it. Waits are selenium's ``WebDriverWait`` on a condition, never sleeps;
+:func:`read` takes an element whole in one script, which a live update cannot
+interrupt. :func:`shot` saves ``docs/images/web-NAME.png`` only when
 ``SEMANTICA_SCREENSHOTS=1`` (``make screenshots``), so ordinary runs never rewrite
-tracked files.
+tracked files. (The real ``semctl web`` the tests talk to is the integration tests'
+``webkit.WebView``.)
 
 Everything here fails loudly: a missing browser is an error that says how to install
 it (``make browsers``), never a skip, since these are the web view's acceptance tests.
@@ -19,18 +17,14 @@ it (``make browsers``), never a skip, since these are the web view's acceptance 
 
 from __future__ import annotations
 
-import html.parser
-import http.client
-import http.cookies
+import contextlib
+import functools
+import http.server
 import os
-import re
-import selectors
-import signal
-import subprocess
 import threading
 import urllib.parse
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -95,14 +89,17 @@ def require_browser() -> None:
 
 
 class Browser(webdriver.Chrome):
-    """A headless Chromium with a fresh profile in ``profile``; its console is kept."""
+    """A headless Chromium with a fresh profile in ``profile`` (and more command-line
+    ``flags``); its console is kept."""
 
-    def __init__(self, profile: Path) -> None:
+    def __init__(self, profile: Path, *flags: str) -> None:
         require_browser()
         profile.mkdir(parents=True, exist_ok=True)
         options = webdriver.ChromeOptions()
         options.binary_location = CHROMIUM
         for flag in _FLAGS:
+            options.add_argument(flag)
+        for flag in flags:
             options.add_argument(flag)
         options.add_argument(f"--user-data-dir={profile / 'chromium'}")
         options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
@@ -224,6 +221,11 @@ def read(driver: webdriver.Chrome, name: str, inner: str = "") -> Seen | None:
     return None if found is None else Seen(found["text"], found["html"], found["tags"])
 
 
+def address(port: int, path: str) -> str:
+    """The URL of ``path`` on the web view listening on ``port``."""
+    return f"http://127.0.0.1:{port}{path}"
+
+
 def login(driver: Browser, url: str) -> None:
     """Open the one-time login URL and wait until it redirected to the dashboard."""
     driver.get(url)
@@ -242,175 +244,38 @@ def shot(driver: webdriver.Chrome, name: str) -> Path | None:
     return path
 
 
-# ---------------------------------------------------------------- semctl web
-
-_BANNER = re.compile(r"^Semantica web view: (http://127\.0\.0\.1:(\d+))/login\?code=(\S+)$")
-START_TIMEOUT = 30.0
+# ---------------------------------------------------------------- another site
 
 
-@dataclass
-class WebView:
-    """A running ``semctl web`` process: its address, its one-time code, its stderr."""
+class _Files(http.server.SimpleHTTPRequestHandler):
+    headers_to_add: Mapping[str, str] = {}
 
-    proc: subprocess.Popen[bytes]
-    stderr_path: Path
-    base: str = ""
-    port: int = 0
-    code: str = ""
-    _rest: list[bytes] = field(default_factory=list)
+    def end_headers(self) -> None:
+        for name, value in self.headers_to_add.items():
+            self.send_header(name, value)
+        super().end_headers()
 
-    @classmethod
-    def start(cls, semctl: str, env: Mapping[str, str], workdir: Path, *args: str) -> WebView:
-        """Start ``semctl web --addr 127.0.0.1:0 ARGS`` and wait for its line on stdout."""
-        stderr_path = workdir / "semctl-web.stderr"
-        with open(stderr_path, "wb") as err:
-            proc = subprocess.Popen(
-                [semctl, "web", "--addr", "127.0.0.1:0", *args],
-                env=dict(env),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=err,
-            )
-        web = cls(proc, stderr_path)
-        try:
-            line = web._first_line()
-            found = _BANNER.match(line)
-            if not found:
-                raise AssertionError(f"semctl web printed {line!r}, not its login line")
-        except BaseException:
-            web.kill()
-            raise
-        web.base, web.port, web.code = found[1], int(found[2]), found[3]
-        # Anything more on stdout is read (and kept), so a chatty process never blocks.
-        threading.Thread(target=web._drain, daemon=True).start()
-        return web
-
-    def _first_line(self) -> str:
-        assert self.proc.stdout is not None
-        buf = b""
-        with selectors.DefaultSelector() as sel:
-            sel.register(self.proc.stdout, selectors.EVENT_READ)
-            while b"\n" not in buf:
-                if not sel.select(START_TIMEOUT):
-                    raise AssertionError(
-                        f"semctl web printed no line within {START_TIMEOUT} s:\n{self.stderr()}"
-                    )
-                chunk = os.read(self.proc.stdout.fileno(), 4096)
-                if not chunk:
-                    raise AssertionError(
-                        f"semctl web exited ({self.proc.wait()}) before its line:\n{self.stderr()}"
-                    )
-                buf += chunk
-        line, _, rest = buf.partition(b"\n")
-        self._rest.append(rest)
-        return line.decode()
-
-    def _drain(self) -> None:
-        assert self.proc.stdout is not None
-        while chunk := os.read(self.proc.stdout.fileno(), 4096):
-            self._rest.append(chunk)
-
-    @property
-    def login_url(self) -> str:
-        return f"{self.base}/login?code={self.code}"
-
-    def url(self, path: str) -> str:
-        return self.base + path
-
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(errors="replace")
-
-    def stop(self, timeout: float = 15.0) -> int:
-        """SIGTERM, and its exit status (it must stop cleanly: 0)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise AssertionError(
-                f"semctl web still ran {timeout} s after SIGTERM:\n{self.stderr()}"
-            ) from None
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
 
 
-# ---------------------------------------------------------------- plain HTTP
-
-
-@dataclass
-class Reply:
-    status: int
-    headers: http.client.HTTPMessage
-    body: str
-
-    def header(self, name: str) -> str | None:
-        return self.headers.get(name)
-
-
-def request(
-    port: int,
-    method: str,
-    path: str,
-    *,
-    host: str | None = None,
-    cookie: str | None = None,
-    form: Mapping[str, str] | None = None,
-    headers: Mapping[str, str] | None = None,
-) -> Reply:
-    """One request to 127.0.0.1:PORT, redirects not followed. ``host`` replaces the
-    ``Host`` header (default ``127.0.0.1:PORT``); ``cookie`` is the session's value;
-    ``form`` is sent urlencoded."""
-    sent = {"Host": host or f"127.0.0.1:{port}", **(headers or {})}
-    if cookie is not None:
-        sent["Cookie"] = f"semantica_session={cookie}"
-    body = None
-    if form is not None:
-        body = urllib.parse.urlencode(form)
-        sent["Content-Type"] = "application/x-www-form-urlencoded"
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT)
+@contextlib.contextmanager
+def site(
+    root: Path, files: Mapping[str, str], headers: Mapping[str, str] | None = None
+) -> Iterator[int]:
+    """Serve ``files`` (name: text) from ``root`` on a free loopback port, which it yields:
+    a page that is not the web view's (another site's, or a stand-in), with ``headers``
+    on every response."""
+    root.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (root / name).write_text(text)
+    handler = type("Files", (_Files,), {"headers_to_add": dict(headers or {})})
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(handler, directory=str(root))
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        conn.request(method, path, body=body, headers=sent)
-        resp = conn.getresponse()
-        return Reply(resp.status, resp.headers, resp.read().decode(errors="replace"))
+        yield server.server_address[1]
     finally:
-        conn.close()
-
-
-def session_cookie(reply: Reply) -> str | None:
-    """The value of the ``semantica_session`` cookie a reply sets, if it sets one."""
-    for header in reply.headers.get_all("Set-Cookie") or []:
-        jar = http.cookies.SimpleCookie(header)
-        if "semantica_session" in jar:
-            return jar["semantica_session"].value
-    return None
-
-
-def http_login(web: WebView) -> str:
-    """Log in with the one-time code over plain HTTP: the session cookie's value."""
-    reply = request(web.port, "GET", f"/login?code={web.code}")
-    cookie = session_cookie(reply)
-    assert reply.status == 303 and cookie, f"the login URL answered {reply.status}: {reply.body}"
-    return cookie
-
-
-class _CsrfField(html.parser.HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.value: str | None = None
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        fields = dict(attrs)
-        if tag == "input" and fields.get("name") == "csrf" and self.value is None:
-            self.value = fields.get("value")
-
-
-def csrf_of(page: str) -> str:
-    """The CSRF token of the first form on a page (the ``csrf`` field's value)."""
-    parser = _CsrfField()
-    parser.feed(page)
-    assert parser.value, "no csrf field on the page"
-    return parser.value
+        server.shutdown()
+        server.server_close()

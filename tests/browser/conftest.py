@@ -1,17 +1,18 @@
 """Fixtures of the browser tests: a real supervisor, a real ``semctl web`` for it, and a
 headless Chromium per test.
 
-The supervisor is the integration tests' ``harness.Daemon`` (two workers running
-``semtest_handlers``), imported from tests/integration, which is put on ``sys.path``
-here as the chaos suite does (the test directories are not packages). Each test has
-its own short temporary directory (the supervisor's home, the web view's stderr, the
-browser's profile) and ``semctl web`` binds port 0: tests run side by side under
+The supervisor and the web view are the integration tests' (``harness.Daemon``: two
+workers running ``semtest_handlers``; ``webkit.WebView``: ``semctl web --addr
+127.0.0.1:0``), imported from tests/integration, which is put on ``sys.path`` here as
+the chaos suite does (the test directories are not packages). Each test has its own
+short temporary directory (the supervisor's home, the web view's stderr, the
+browser's profile) and the view binds a free port: tests run side by side under
 pytest-xdist.
 
 When a test fails, its report carries the web view's stderr, the end of the
 supervisor's log and what each browser saw (its address, console and dialogs).
-Every process started here is stopped at the end: the supervisor (the test fails if
-it leaves one behind), ``semctl web`` (SIGTERM; it must exit 0) and the browsers.
+Every process started here is stopped at the end: the browsers, ``semctl web``
+(SIGTERM; it must exit 0) and the supervisor (the test fails if it leaves one behind).
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parent / "integration"))
 sys.path.insert(0, str(HERE))
 
-from browserkit import Browser, WebView  # noqa: E402
-from harness import SEMCTL, Daemon  # noqa: E402
+from browserkit import Browser  # noqa: E402
+from harness import Daemon  # noqa: E402
+from webkit import WebView  # noqa: E402
 
 
 @pytest.fixture
@@ -63,43 +65,28 @@ def daemon(request: pytest.FixtureRequest, short_tmp: Path) -> Iterator[Daemon]:
 
 
 @pytest.fixture
-def make_web(
-    request: pytest.FixtureRequest, daemon: Daemon, short_tmp: Path
-) -> Iterator[Callable[..., WebView]]:
-    """Start ``semctl web --addr 127.0.0.1:0 ARGS`` for the supervisor: ``make_web()``."""
-    made: list[WebView] = []
-
-    def make(*args: str) -> WebView:
-        workdir = short_tmp / f"web{len(made)}"
-        workdir.mkdir()
-        web = WebView.start(SEMCTL, daemon.env(), workdir, *args)
-        made.append(web)
-        _show(request, f"semctl web {len(made)} stderr", web.stderr)
-        return web
-
-    yield make
-    codes = [(web, web.stop()) for web in made]
-    unclean = [f"exit {code}:\n{web.stderr()}" for web, code in codes if code != 0]
-    assert not unclean, "semctl web did not stop cleanly on SIGTERM: " + "\n".join(unclean)
-
-
-@pytest.fixture
-def web(make_web: Callable[..., WebView]) -> WebView:
-    """A running ``semctl web`` for the test's supervisor, on a free loopback port."""
-    return make_web()
+def web(request: pytest.FixtureRequest, daemon: Daemon) -> Iterator[WebView]:
+    """``semctl web`` for the test's supervisor on a free loopback port; at the end it
+    must stop cleanly on SIGTERM (exit 0), live pages and all."""
+    view = WebView(daemon)
+    _show(request, "semctl web stderr", view.stderr)
+    view.start()
+    yield view
+    assert view.stop() == 0, f"semctl web did not exit 0 on SIGTERM:\n{view.stderr()}"
 
 
 @pytest.fixture
 def make_browser(
     request: pytest.FixtureRequest, short_tmp: Path
-) -> Iterator[Callable[[], Browser]]:
-    """Start another headless Chromium, with a profile (cookies, storage) of its own."""
+) -> Iterator[Callable[..., Browser]]:
+    """Start another headless Chromium, with a profile (cookies, storage) of its own and
+    more command-line flags if given: ``make_browser("--lang=de")``."""
     made: list[Browser] = []
     numbers = itertools.count(1)
 
-    def make() -> Browser:
+    def make(*flags: str) -> Browser:
         n = next(numbers)
-        b = Browser(short_tmp / f"browser{n}")
+        b = Browser(short_tmp / f"browser{n}", *flags)
         made.append(b)
         _show(request, f"browser {n}", b.report)
         return b
@@ -110,7 +97,7 @@ def make_browser(
 
 
 @pytest.fixture
-def browser(make_browser: Callable[[], Browser]) -> Browser:
+def browser(make_browser: Callable[..., Browser]) -> Browser:
     """A fresh headless Chromium (no session), quit at the end."""
     return make_browser()
 

@@ -8,15 +8,11 @@ same kind of Content-Security-Policy the web view sends.
 
 from __future__ import annotations
 
-import functools
-import http.server
-import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from browserkit import Browser, by_testid, wait_for
+from browserkit import Browser, by_testid, site, wait_for
 
 CSP = "default-src 'none'; script-src 'self'"
 
@@ -36,30 +32,11 @@ document.addEventListener("DOMContentLoaded", () => {
 """
 
 
-class _Handler(http.server.SimpleHTTPRequestHandler):
-    def end_headers(self) -> None:
-        self.send_header("Content-Security-Policy", CSP)
-        super().end_headers()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
 def stand_in(short_tmp: Path) -> Iterator[str]:
-    root = short_tmp / "site"
-    root.mkdir()
-    (root / "index.html").write_text(PAGE)
-    (root / "page.js").write_text(SCRIPT)
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(_Handler, directory=str(root))
-    )
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
+    files = {"index.html": PAGE, "page.js": SCRIPT}
+    with site(short_tmp / "site", files, {"Content-Security-Policy": CSP}) as port:
+        yield f"http://127.0.0.1:{port}/"
 
 
 def test_the_harness_sees_dialogs_console_errors_and_csp_refusals(

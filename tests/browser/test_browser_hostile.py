@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 
-from browserkit import Browser, Seen, WebView, element, login, read, wait_for
+from browserkit import Browser, Seen, address, element, login, read, wait_for
 from harness import Daemon
+from webkit import WebView
 
 SUBJECT = "<img src=x onerror=alert(1)>"
 MESSAGE = "<script>alert(2)</script> \x1b[31mred\x1b[0m <b>bold</b>"
@@ -31,8 +32,8 @@ def _as_text(seen: Seen, where: str) -> None:
 def test_a_hostile_subject_and_error_are_shown_as_text(
     daemon: Daemon, web: WebView, browser: Browser
 ) -> None:
-    login(browser, web.login_url)
-    browser.get(web.url("/jobs"))
+    login(browser, web.url)
+    browser.get(address(web.port, "/jobs"))
     element(browser, "jobs-table")
 
     enqueued = daemon.semctl(
@@ -61,7 +62,7 @@ def test_a_hostile_subject_and_error_are_shown_as_text(
         assert browser.console_errors() == [], how
 
     # The dashboard's recent failures: the same text, the same way.
-    browser.get(web.url("/"))
+    browser.get(address(web.port, "/"))
     failures = wait_for(
         browser,
         lambda d: (seen := read(d, "failures")) and "bold" in seen.text and seen,

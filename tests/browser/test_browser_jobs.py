@@ -6,8 +6,9 @@ in place; the page is never reloaded (a mark left in the page's window survives)
 
 from __future__ import annotations
 
-from browserkit import Browser, WebView, element, login, read, shot, wait_for
+from browserkit import Browser, address, element, login, read, shot, wait_for
 from harness import Daemon
+from webkit import WebView
 
 
 def _mark(browser: Browser) -> None:
@@ -22,8 +23,8 @@ def _not_reloaded(browser: Browser) -> bool:
 def test_a_job_enqueued_with_semctl_appears_on_the_jobs_page_without_a_reload(
     daemon: Daemon, web: WebView, browser: Browser
 ) -> None:
-    login(browser, web.login_url)
-    browser.get(web.url("/jobs"))
+    login(browser, web.url)
+    browser.get(address(web.port, "/jobs"))
     element(browser, "jobs-table")
     _mark(browser)
 

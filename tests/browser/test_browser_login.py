@@ -10,15 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from browserkit import Browser, WebView, element, login, wait_for
+from browserkit import Browser, address, element, login, wait_for
 from harness import Daemon
+from webkit import WebView
 
 
 def test_the_login_url_opens_a_session_once(
-    web: WebView, make_browser: Callable[[], Browser]
+    web: WebView, make_browser: Callable[..., Browser]
 ) -> None:
     first = make_browser()
-    login(first, web.login_url)
+    login(first, web.url)
     cookie = first.get_cookie("semantica_session")
     assert cookie is not None
     assert cookie["httpOnly"] is True
@@ -28,14 +29,14 @@ def test_the_login_url_opens_a_session_once(
 
     # The same URL in another browser: refused, and no way in without logging in.
     second = make_browser()
-    second.get(web.login_url)
+    second.get(web.url)
     assert "used already or has expired" in element(second, "refused").text
     assert second.get_cookie("semantica_session") is None
-    second.get(web.url("/jobs"))
+    second.get(address(web.port, "/jobs"))
     wait_for(second, lambda d: d.path() == "/login", message="a redirect to /login")
 
     # The first browser's session goes on.
-    first.get(web.url("/jobs"))
+    first.get(address(web.port, "/jobs"))
     assert first.path() == "/jobs"
     assert first.console_errors() == []
     # The refused login page is a 401, which the browser notes; nothing else went wrong.
@@ -45,7 +46,7 @@ def test_the_login_url_opens_a_session_once(
 def test_a_browser_without_a_session_logs_in_with_the_pasted_token(
     daemon: Daemon, web: WebView, browser: Browser
 ) -> None:
-    browser.get(web.url("/jobs"))
+    browser.get(address(web.port, "/jobs"))
     wait_for(browser, lambda d: d.path() == "/login", message="a redirect to /login")
     page = browser.find_element("tag name", "main").text
     assert str(daemon.home / "token") in page
@@ -66,10 +67,10 @@ def test_a_browser_without_a_session_logs_in_with_the_pasted_token(
 def test_the_log_out_button_ends_the_session(web: WebView, browser: Browser) -> None:
     # A form the page itself posts (with its CSRF token and its own Origin) is accepted:
     # the browser, not a test's hand-made request, decides what Origin it sends.
-    login(browser, web.login_url)
+    login(browser, web.url)
     browser.find_element("css selector", "form[action='/logout'] button").click()
     wait_for(browser, lambda d: d.path() == "/login", message="the log out to land on /login")
     assert browser.get_cookie("semantica_session") is None
-    browser.get(web.url("/jobs"))
+    browser.get(address(web.port, "/jobs"))
     wait_for(browser, lambda d: d.path() == "/login", message="a redirect to /login")
     assert browser.console_errors() == []
