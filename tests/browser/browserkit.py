@@ -17,6 +17,7 @@ it (``make browsers``), never a skip, since these are the web view's acceptance 
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import functools
 import http.server
@@ -232,14 +233,24 @@ def login(driver: Browser, url: str) -> None:
     wait_for(driver, lambda d: d.path() == "/", message="the login to land on the dashboard")
 
 
-def shot(driver: webdriver.Chrome, name: str) -> Path | None:
+def shot(driver: webdriver.Chrome, name: str, whole: bool = False) -> Path | None:
     """Save the page as ``docs/images/web-NAME.png`` for the docs, when
-    ``SEMANTICA_SCREENSHOTS=1`` (``make screenshots``); otherwise do nothing."""
+    ``SEMANTICA_SCREENSHOTS=1`` (``make screenshots``); otherwise do nothing.
+
+    The window's view (1280 wide), or with ``whole`` the whole page however long."""
     if os.environ.get("SEMANTICA_SCREENSHOTS") != "1":
         return None
     DOCS_IMAGES.mkdir(exist_ok=True)
     path = DOCS_IMAGES / f"web-{name}.png"
-    if not driver.save_screenshot(str(path)):
+    if whole:
+        size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+        clip = {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}
+        png = driver.execute_cdp_cmd(
+            "Page.captureScreenshot",
+            {"format": "png", "captureBeyondViewport": True, "clip": clip},
+        )
+        path.write_bytes(base64.b64decode(png["data"]))
+    elif not driver.save_screenshot(str(path)):
         raise AssertionError(f"the screenshot {path} was not saved")
     return path
 

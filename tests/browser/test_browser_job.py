@@ -97,7 +97,7 @@ def test_cancel_a_running_job_from_its_page(
     browser.get(address(web.port, f"/jobs/{job}"))
     wait_for(browser, _state_is("RUNNING"), message=f"job {job} RUNNING")
     wait_for(browser, lambda d: "ready" in _log_lines(d), message="the job's first line")
-    shot(browser, "job")
+    shot(browser, "job", whole=True)
 
     element(browser, "cancel").click()
     flash = element(browser, "flash")

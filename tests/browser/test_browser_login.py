@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from browserkit import Browser, address, element, login, wait_for
+from browserkit import Browser, address, element, login, shot, wait_for
 from harness import Daemon
 from webkit import WebView
 
@@ -48,6 +48,7 @@ def test_a_browser_without_a_session_logs_in_with_the_pasted_token(
 ) -> None:
     browser.get(address(web.port, "/jobs"))
     wait_for(browser, lambda d: d.path() == "/login", message="a redirect to /login")
+    shot(browser, "login")
     page = browser.find_element("tag name", "main").text
     assert str(daemon.home / "token") in page
 
