@@ -3,13 +3,14 @@
 #            directory can be named (it is put on PYTHONPATH)
 # make test  ruff, mypy and the whole test suite (what CI runs)
 # make chaos the slow crash-and-kill suite (minutes)
+# make screenshots  the browser tests, saving docs/images/web-*.png for docs/web.md
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint chaos bench clean
+.PHONY: run test lint browsers screenshots chaos bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,8 +29,29 @@ lint: $(STAMP)
 # processes finish the suite in about half the time on two cores.
 TEST_PROCS ?= 2
 
-test: lint
+test: lint browsers
 	$(BIN)/python -m pytest -q -m "not chaos" -n $(TEST_PROCS)
+
+# The browser tests (tests/browser) drive Debian's headless chromium through its
+# chromedriver: as root on Debian (as CI runs) they are installed here. Those tests
+# are the web view's acceptance tests, so a machine that cannot have them fails
+# here rather than skipping them. (The fonts: screenshots with readable text.)
+CHROMIUM   := /usr/bin/chromium
+DRIVER     := /usr/bin/chromedriver
+BROWSER_DEBS := chromium chromium-driver fonts-liberation fonts-dejavu-core
+
+browsers:
+	@test -x $(CHROMIUM) && test -x $(DRIVER) || { \
+	  command -v apt-get >/dev/null \
+	    || { echo "the browser tests need $(CHROMIUM) and $(DRIVER) (Debian: $(BROWSER_DEBS))" >&2; exit 1; }; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends $(BROWSER_DEBS) \
+	  || { echo "could not install $(BROWSER_DEBS): the browser tests cannot run" >&2; exit 1; }; }
+
+# The browser tests alone, saving their screenshots into docs/images/web-*.png
+# (ordinary runs never rewrite those tracked files); commit them with docs/web.md.
+screenshots: $(STAMP) browsers
+	SEMANTICA_SCREENSHOTS=1 $(BIN)/python -m pytest -q -n 0 tests/browser
 
 # The wall-clock jump scenario moves the supervisor's clock with libfaketime
 # (Debian's libfaketime; as root, as CI runs, it is installed here). Without it
