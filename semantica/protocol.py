@@ -180,7 +180,8 @@ class WatchChanges(_Msg, tag="changes"):
     ``interval`` seconds, none while nothing happens, until the client disconnects.
 
     What a live view needs to know ("read again") at a cost that does not grow with
-    the number of jobs: every job event between two ticks makes one tick.
+    the number of jobs: every job event between two ticks makes one tick. The first
+    tick comes at once (``seq`` 0): the stream listens from then on.
     A streaming request is the last request of its connection.
     """
 

@@ -333,7 +333,8 @@ class AsyncClient(AsyncScheduleMethods):
     def changes(self, interval: float = 1.0) -> ChangeStream:
         """A tick each time jobs changed, at most one per ``interval`` seconds
         (``async for seq in c.changes()``): what a live view needs to read again, at a
-        cost to the supervisor that does not grow with the rate of job events."""
+        cost to the supervisor that does not grow with the rate of job events. The
+        first tick (0) comes at once: the stream listens from then on."""
         return ChangeStream(self.paths, self._token, interval)
 
 

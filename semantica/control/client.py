@@ -552,7 +552,8 @@ class Client(ScheduleMethods):
 
     def changes(self, interval: float = 1.0) -> Iterator[int]:
         """Yield a tick each time jobs changed, at most one per ``interval`` seconds, forever
-        (each the count of job events seen so far): when to read again, for a live view."""
+        (each the count of job events seen so far): when to read again, for a live view.
+        The first (0) comes at once: the stream listens from then on."""
         for msg in self._stream(WatchChanges(interval=interval)):
             if isinstance(msg, JobsChanged):
                 yield msg.seq

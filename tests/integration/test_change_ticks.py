@@ -13,9 +13,8 @@ async def test_many_changes_make_few_ticks_and_quiet_makes_none(daemon: Daemon) 
     async with AsyncClient(home=daemon.home) as client:
         stream = client.changes(interval=0.5)
         async with stream:
+            assert await anext(stream) == 0  # listening
             await client.pause("t")
-            # The first tick comes with the first change (the stream is open by then:
-            # the supervisor reads the request before the enqueue's reply comes).
             jobs = await client.enqueue_many(
                 [{"type": "exec", "payload": {"argv": ["true"]}, "queue": "t"}] * 200
             )

@@ -72,7 +72,7 @@ def test_every_response_carries_the_security_headers(web: WebView) -> None:
         assert "script-src 'self'" in csp and "unsafe-inline" not in csp, path
         assert "frame-ancestors 'none'" in csp
         assert headers["x-content-type-options"] == "nosniff"
-        assert headers["referrer-policy"] == "no-referrer"
+        assert headers["referrer-policy"] == "same-origin"
     assert user.get("/jobs").headers["cache-control"] == "no-store"
 
 

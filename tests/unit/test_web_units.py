@@ -6,9 +6,9 @@ import pytest
 
 from semantica.control.web import sessions as sessions_module
 from semantica.control.web.guard import allowed_hosts
-from semantica.control.web.serve import parse_addr
 from semantica.control.web.sessions import Sessions, csrf_ok
 from semantica.control.web.views import log_line, text
+from semantica.control.web_addr import parse_addr
 from semantica.errors import BadInput
 
 

@@ -13,8 +13,11 @@ Contract (an ASGI middleware around the whole app, HTTP only):
   by the pages, see :mod:`.sessions`.)
 * **Headers.** Every response carries a Content-Security-Policy that allows
   scripts, styles and connections from the view itself only (no inline script,
-  no ``eval``, nothing from elsewhere), and forbids framing; ``nosniff``; no
-  referrer (a login URL never leaks); and ``no-store`` (pages hold job data).
+  no ``eval``, nothing from elsewhere), and forbids framing; ``nosniff``; a
+  referrer for the view's own pages only (``same-origin``: a login URL never leaks to
+  another site; ``no-referrer`` would make Chromium send ``Origin: null`` with the
+  view's own forms, which the Origin check must refuse); and ``no-store`` (pages hold
+  job data).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ CSP = (
 HEADERS = [
     (b"content-security-policy", CSP.encode()),
     (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
+    (b"referrer-policy", b"same-origin"),
     (b"x-frame-options", b"DENY"),
     (b"cross-origin-opener-policy", b"same-origin"),
     (b"cross-origin-resource-policy", b"same-origin"),

@@ -122,10 +122,9 @@ class ChangeFeed(_Shared):
             try:
                 stream = self._client.changes(PERIOD_S)
                 async with stream:
-                    await stream.start()
-                    # Listening from now on: what changed before it did (since the pages
-                    # drew, or while the supervisor was away) is unknown, so pages redraw.
-                    self.latest.publish(None)
+                    # The first tick comes as the stream starts listening: what changed
+                    # before (since the pages drew, or while the supervisor was away) is
+                    # unknown, so pages redraw then too.
                     async for _seq in stream:
                         self.latest.publish(None)
             except SemanticaError as exc:

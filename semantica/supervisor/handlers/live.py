@@ -151,7 +151,8 @@ TICK_BOUNDS_S = (0.05, 60.0)
 
 
 async def handle_changes(services: Services, request: WatchChanges, send: Send) -> ControlReply:
-    """A tick after job events, at most one per ``interval``, until the client goes away.
+    """A tick at once (seq 0: listening), then one after job events, at most one per
+    ``interval``, until the client goes away.
 
     Raises:
         BadInput: ``interval`` is outside :data:`TICK_BOUNDS_S`.
@@ -162,6 +163,9 @@ async def handle_changes(services: Services, request: WatchChanges, send: Send) 
         raise BadInput(f"interval must be {low}-{high:.0f} seconds, got {interval!r}")
     ticker = services.events.tick()
     try:
+        # The first tick, at once: the stream listens from now on (what changed before,
+        # the client reads now).
+        await send(JobsChanged(seq=0, rid=request.rid))
         while True:
             await ticker.woken.wait()
             ticker.rearm()
