@@ -52,3 +52,32 @@ async def test_a_quiet_source_sends_keepalives(autojump_clock: trio.testing.Mock
     latest.publish(1)
     assert await anext(parts) == "x"
     await parts.aclose()
+
+
+async def test_a_dashboard_after_a_pause_waits_for_a_new_top(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The shared top source stops when the last dashboard closes; the next one to open
+    is not drawn from the reply of before the pause."""
+    from semantica.control.web.live import TopFeed
+
+    class Client:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        async def top(self) -> int:
+            self.calls += 1
+            return self.calls
+
+    client = Client()
+    async with trio.open_nursery() as nursery:
+        feed = TopFeed(client, nursery)  # type: ignore[arg-type]
+        async with feed.listen():
+            await feed.latest.next(feed.latest.version)
+            assert feed.latest.value == 1
+        assert feed.latest.value is None  # forgotten when the last one left
+        await trio.sleep(10)
+        async with feed.listen():
+            await feed.latest.next(feed.latest.version)
+            assert feed.latest.value == 2
+        nursery.cancel_scope.cancel()

@@ -80,6 +80,10 @@ class _Shared:
             if self._listeners == 0 and self._scope is not None:
                 self._scope.cancel()
                 self._scope = None
+                self._stopped()
+
+    def _stopped(self) -> None:
+        """The last listener left (the source stops)."""
 
     async def _run_in(self, scope: trio.CancelScope) -> None:
         with scope:
@@ -96,6 +100,11 @@ class TopFeed(_Shared):
         super().__init__(nursery)
         self._client = client
         self.latest: Latest[TopReply | SemanticaError | None] = Latest(None)
+
+    def _stopped(self) -> None:
+        # A reply from before the pause is stale: the next dashboard waits for a new one
+        # rather than drawing an old one over the page it was just served.
+        self.latest.value = None
 
     async def _run(self) -> None:
         while True:

@@ -96,7 +96,7 @@ async def dashboard_live(request: Request) -> Response:
     async def fragments() -> AsyncIterator[str | None]:
         async with feed.listen():
             if feed.latest.value is None:  # the first listener: draw the first reply
-                await feed.latest.next(0)
+                await feed.latest.next(feed.latest.version)
             async for part in on_change(feed.latest, draw, pause=0):
                 yield part
 
