@@ -110,3 +110,13 @@ def test_a_bad_filter_stays_said_when_the_list_redraws(web: WebView) -> None:
         assert found is not None, page.text
         redrawn = user.live(html.unescape(found.group(1)))
         assert 'data-testid="problem"' in redrawn and says in redrawn, (query, redrawn)
+
+
+def test_why_a_job_waits_is_said_in_the_dashboards_words(web: WebView, daemon: Daemon) -> None:
+    client = daemon.client()
+    first = client.enqueue("NOOP", delay=3600)
+    second = client.enqueue("NOOP", after=[first.id])
+    page = web.session().get("/jobs?state=QUEUED").text
+    assert rows(page) == [second.id, first.id]
+    why = re.findall(r'<small class="why">([^<]*)</small>', page)
+    assert why == [f"job {first.id}", "its start time"], why  # not "dependency", "run_after"
