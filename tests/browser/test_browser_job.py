@@ -2,7 +2,8 @@
 
 The log grows on the open page line by line as the job writes (the ``LINES``
 handler writes its next line only when the test says so), with no line twice and
-no reload; whatever a job writes is text (terminal escapes dropped, markup shown
+no reload, and keeps to its end, also when the page opens on more lines than its
+box holds; whatever a job writes is text (terminal escapes dropped, markup shown
 as typed). The cancel button stops a running job: the page says so and shows it
 CANCELLED, as ``semctl show`` does.
 """
@@ -65,6 +66,34 @@ def test_a_jobs_log_follows_live_without_a_reload(
     )
     assert _log_lines(browser) == ["line 0", "line 1", "line 2"]
     assert browser.execute_script("return window.__semantica_mark") == "still here"
+    assert browser.console_errors() == []
+
+
+_LOG_AT_END = """
+const log = document.querySelector('[data-testid="log"]');
+return log.scrollHeight - log.scrollTop - log.clientHeight < 40;
+"""
+
+
+def test_a_long_log_opens_at_its_end_and_keeps_to_it(
+    daemon: Daemon, web: WebView, browser: Browser
+) -> None:
+    # More lines than the log's box holds before the page opens, then one more.
+    script = "seq 1 300; sleep 2; echo more; sleep 60"
+    job = _enqueue(daemon, "exec", "--", "sh", "-c", script)
+    waited = daemon.semctl("wait", str(job), "--timeout", "1")  # the 300 lines are written
+    assert waited.code != 0, waited.out
+    login(browser, web.url)
+    browser.get(address(web.port, f"/jobs/{job}"))
+    wait_for(browser, lambda d: "300" in _log_lines(d), message="the 300 lines")
+    assert browser.execute_script(_LOG_AT_END), "the log opened at its top, not its end"
+
+    wait_for(browser, lambda d: "more" in _log_lines(d), message="the line written later")
+    assert browser.execute_script(_LOG_AT_END), "the log did not keep to its end"
+    assert daemon.semctl("cancel", str(job)).code == 0  # returns once it has ended
+    browser.get(address(web.port, f"/jobs/{job}"))  # an ended job's log opens at its end too
+    wait_for(browser, lambda d: "more" in _log_lines(d), message="the ended job's log")
+    assert browser.execute_script(_LOG_AT_END), "the ended job's log opened at its top"
     assert browser.console_errors() == []
 
 

@@ -135,3 +135,26 @@ def test_it_starts_without_a_supervisor_and_says_so(daemon: Daemon) -> None:
         assert f'data-testid="job-row-{job.id}"' in user.get("/jobs").text
     finally:
         assert view.stop() == 0
+
+
+def test_without_a_supervisor_no_list_claims_to_be_empty(daemon: Daemon) -> None:
+    # "No jobs." or "No queues yet" under "no supervisor at ..." would say there are none,
+    # when they could not be read.
+    daemon.stop()
+    view = WebView(daemon)
+    view.start()
+    try:
+        user = view.session()
+        for path, empty in [
+            ("/jobs", "No jobs"),
+            ("/jobs?state=FAILED", "No jobs"),
+            ("/queues", "No queues yet"),
+            ("/schedules", 'data-testid="no-schedules"'),
+        ]:
+            page = user.get(path)
+            assert "no supervisor at" in page.text and empty not in page.text, (path, page.text)
+            live = "/live" + path
+            fragment = user.live(live)
+            assert "no supervisor at" in fragment and empty not in fragment, (live, fragment)
+    finally:
+        assert view.stop() == 0

@@ -180,3 +180,22 @@ def test_the_details_redraw_when_the_job_changes(web: WebView, daemon: Daemon) -
         second = details.next()
         assert second is not None and 'data-testid="job-state">CANCELLED<' in second.data
         assert 'data-testid="retry"' in second.data
+
+
+def test_the_details_stay_while_the_supervisor_is_away(web: WebView, daemon: Daemon) -> None:
+    # Down, the page says so above the job as last read (a page of nothing but "no
+    # supervisor at ..." lost what the reader was looking at); its buttons, which could
+    # not work, are left out until the supervisor is back.
+    client = daemon.client()
+    job = client.enqueue("NOOP", delay=3600, subject="kept")
+    user = web.session()
+    with open_events(user, f"/live/job/{job.id}") as details:
+        first = details.next()
+        assert first is not None and 'data-testid="cancel"' in first.data
+        daemon.stop()
+        while (event := details.next()) is not None and "no supervisor at" not in event.data:
+            pass
+        assert event is not None, "the stream ended"
+        assert 'data-testid="job-state">QUEUED<' in event.data
+        assert 'data-testid="field-subject" class="subject">kept<' in event.data
+        assert 'data-testid="cancel"' not in event.data

@@ -91,3 +91,32 @@ def test_bad_filters_are_a_one_line_problem_not_an_error(web: WebView) -> None:
         assert page.status == 400, query
         assert 'data-testid="problem"' in page.text and says in page.text, (query, page.text)
         assert hostile not in page.text
+
+
+LIVE = re.compile(r'data-live="([^"]+)"')
+
+
+def test_a_bad_filter_stays_said_when_the_list_redraws(web: WebView) -> None:
+    # The table redraws from the page's live address: it carries the filter as given,
+    # so the redraw says the same problem rather than listing the newest jobs.
+    user = web.session()
+    for query, says in [
+        ("before=abc", "before must be a job id, not &#39;abc&#39;"),
+        ("before=0", "before must be a job id"),
+        ("state=bogus", "unknown state &#39;BOGUS&#39;"),  # (read as typed in capitals)
+    ]:
+        page = user.get(f"/jobs?{query}")
+        found = LIVE.search(page.text)
+        assert found is not None, page.text
+        redrawn = user.live(html.unescape(found.group(1)))
+        assert 'data-testid="problem"' in redrawn and says in redrawn, (query, redrawn)
+
+
+def test_why_a_job_waits_is_said_in_the_dashboards_words(web: WebView, daemon: Daemon) -> None:
+    client = daemon.client()
+    first = client.enqueue("NOOP", delay=3600)
+    second = client.enqueue("NOOP", after=[first.id])
+    page = web.session().get("/jobs?state=QUEUED").text
+    assert rows(page) == [second.id, first.id]
+    why = re.findall(r'<small class="why">([^<]*)</small>', page)
+    assert why == [f"job {first.id}", "its start time"], why  # not "dependency", "run_after"

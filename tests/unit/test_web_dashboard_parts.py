@@ -11,7 +11,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from semantica.control.web.access import templates
-from semantica.control.web.chart import HEIGHT, LEFT, WIDTH, hour_chart, nice_ceiling
+from semantica.control.web.chart import (
+    HEIGHT,
+    LABEL_WIDTH,
+    LEFT,
+    WIDTH,
+    hour_chart,
+    nice_ceiling,
+)
 from semantica.control.web.pages_dashboard import board, by_node, waiting_text
 from semantica.control.web.views import as_json
 from semantica.models import Job, JobState, QueueInfo
@@ -82,6 +89,17 @@ def test_times_are_labelled_every_quarter_hour() -> None:
     labels = [t.label for t in chart.ticks]
     expected = [(T0 + timedelta(minutes=m)).astimezone().strftime("%H:%M") for m in range(60)]
     assert labels == [label for label in expected if label.endswith((":00", ":15", ":30", ":45"))]
+
+
+def test_a_quarter_hour_too_near_the_right_edge_is_not_labelled() -> None:
+    # The hour from 16:02: 17:00 is its 59th minute, with no room for its label.
+    start = T0 + timedelta(minutes=2)
+    chart = hour_chart([Minute(start + timedelta(minutes=i)) for i in range(60)])
+    assert chart is not None
+    labels = [t.label for t in chart.ticks]
+    quarters = [(T0 + timedelta(minutes=m)).astimezone().strftime("%H:%M") for m in (15, 30, 45)]
+    assert labels == quarters
+    assert all(t.x + LABEL_WIDTH <= WIDTH for t in chart.ticks)
 
 
 def test_failures_beyond_the_finished_count_never_overflow_the_bar() -> None:

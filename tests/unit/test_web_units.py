@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 from semantica.control.web import sessions as sessions_module
 from semantica.control.web.guard import allowed_hosts
+from semantica.control.web.serve import bind
 from semantica.control.web.sessions import Sessions, csrf_ok
 from semantica.control.web.views import log_line, text
 from semantica.control.web_addr import parse_addr
@@ -117,3 +120,16 @@ def test_job_text_shows_controls_as_escapes() -> None:
     assert text(None) == "-"
     assert text("a\nb\u202ec") == "a\\nb\\u202ec"
     assert text(12) == "12"
+
+
+def test_a_port_in_use_says_what_to_do() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(BadInput) as raised:
+            bind("127.0.0.1", port)
+    message = str(raised.value)
+    assert message.startswith(f"cannot listen on 127.0.0.1:{port}: ")
+    assert "another semctl web" in message and "--addr" in message
+    assert "\n" not in message

@@ -12,7 +12,8 @@ Contract:
   over its foot, and a line through the jobs enqueued. Every column carries a title
   (the tooltip) with the minute's figures, so the exact numbers are a hover away.
 * The vertical scale rounds up to 1, 2 or 5 times a power of ten, so its one label
-  reads well; an hour with no job at all draws an empty frame (scale 1).
+  reads well; an hour with no job at all draws an empty frame (scale 1). The times
+  below are the quarter hours, but for one too near the right edge to be read whole.
 * Shapes carry classes (``finished``, ``failed``, ``enqueued``), never styles:
   app.css colours them.
 """
@@ -33,6 +34,9 @@ BOTTOM = 16.0
 TOP = 4.0
 #: A time label every this many minutes (on the clock: :00, :15, :30, :45).
 TICK_MINUTES = 15
+#: The room a label ("17:45", at the 9px app.css gives it) takes right of its minute: a
+#: label with less room before the frame's edge is left out rather than cut in half.
+LABEL_WIDTH = 28.0
 
 
 class MinuteCounts(Protocol):
@@ -136,7 +140,7 @@ def hour_chart(minutes: Sequence[MinuteCounts]) -> Chart | None:
         )
         points.append(f"{round(x + slot / 2, 2)},{y(m.enqueued)}")
         local = m.start.astimezone()
-        if local.minute % TICK_MINUTES == 0:
+        if local.minute % TICK_MINUTES == 0 and x + LABEL_WIDTH <= WIDTH:
             ticks.append(Tick(x=round(x, 2), label=_label(m.start)))
     return Chart(
         width=WIDTH,

@@ -123,12 +123,23 @@ async def job_live(request: Request) -> Response:
     web = web_of(request)
     base = {"job_id": job_id, "csrf": session.csrf, "back": f"/jobs/{job_id}"}
 
+    last: Job | None = None  # as last read: kept on the page while the supervisor is away
+
     async def draw() -> tuple[str, bool]:
+        nonlocal last
         try:
             job = await web.client.get(job_id)
+        except NoSuchJob:
+            return fragment(
+                request, "_job.html", **base, job=None, problem=f"no job {job_id}"
+            ), False
         except SemanticaError as exc:
-            problem = f"no job {job_id}" if isinstance(exc, NoSuchJob) else exc.message
-            return fragment(request, "_job.html", **base, job=None, problem=problem), False
+            if last is None:
+                return fragment(request, "_job.html", **base, job=None, problem=exc.message), False
+            # The job as last read, under the problem; no buttons: they could not work.
+            kept = details(last) | {"problem": exc.message, "can_cancel": False, "can_retry": False}
+            return fragment(request, "_job.html", **base, **kept), False
+        last = job
         running = job.state == JobState.RUNNING
         return fragment(request, "_job.html", **base, **details(job)), running
 

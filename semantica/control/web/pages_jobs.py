@@ -42,6 +42,7 @@ class Query:
                 self.problem = f"unknown state {state!r}: one of {', '.join(STATES)}"
         self.before: int | None = None
         raw = params.get("before", "")
+        self.before_given = raw  # as typed: the live table must see a bad one too
         if raw:
             try:
                 self.before = int(raw)
@@ -59,7 +60,9 @@ class Query:
         return f"{path}?{urlencode(params)}" if params else path
 
     def live_url(self) -> str:
-        return self.url("/live/jobs", before=self.before)
+        # ``before`` as given, not as read: a bad one left out would redraw the page
+        # as the newest jobs, without the problem the page said.
+        return self.url("/live/jobs", before=self.before_given or None)
 
 
 async def table(request: Request, query: Query) -> dict[str, Any]:

@@ -15,6 +15,7 @@ Contract:
 
 from __future__ import annotations
 
+import errno
 import signal
 import socket
 import sys
@@ -47,7 +48,11 @@ def bind(host: str, port: int) -> socket.socket:
         sock.listen(128)
     except OSError as exc:
         sock.close()
-        raise BadInput(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        why = f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+        if exc.errno == errno.EADDRINUSE:
+            # Most often a view left running in another terminal (or its service).
+            why += " (another semctl web? stop it, or choose a port with --addr HOST:PORT)"
+        raise BadInput(why) from None
     sock.set_inheritable(True)
     return sock
 

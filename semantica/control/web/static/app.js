@@ -5,7 +5,7 @@
 //   escaped (and the page's Content-Security-Policy runs no inline script in any case).
 // * An element with data-follow="/live/log/ID" gets each event's lines added as text
 //   (createTextNode: a log line is never read as HTML), and keeps to the bottom unless
-//   the reader scrolled up.
+//   the reader scrolled up. A log (followed or not) opens at its end.
 // EventSource reconnects by itself; an "end" event closes the stream for good.
 "use strict";
 
@@ -98,6 +98,11 @@
     });
   }
 
+  // A log comes with its lines so far: it opens at their end, as tail does (a followed
+  // log that opened at its top would never count as at the bottom, and never follow).
+  document.querySelectorAll("pre.log").forEach(function (el) {
+    el.scrollTop = el.scrollHeight;
+  });
   document.querySelectorAll("[data-live]").forEach(live);
   document.querySelectorAll("[data-follow]").forEach(follow);
 })();
