@@ -103,17 +103,19 @@ def job_details(job: Job) -> None:
         )
     if job.result is not None:
         grid.add_row("result", _json(job.result))
-    grid.add_row("payload", _json(payload_for_screen(job.type, job.payload)))
+    grid.add_row(
+        "payload", _json(payload_for_screen(job.type, job.payload, f"semctl show {job.id} --json"))
+    )
     show(grid)
 
 
-def payload_for_screen(type: str, payload: object) -> object:
+def payload_for_screen(type: str, payload: object, full: str = "semctl show --json") -> object:
     """The payload, but an exec job's environment (often a whole shell's, and its secrets)
-    as a count: ``show --json`` prints it all."""
+    as a count: ``full`` (the command that prints it all) says where to see it."""
     if type == EXEC_TYPE and isinstance(payload, dict) and isinstance(payload.get("env"), dict):
         count = len(payload["env"])
         noun = "variable" if count == 1 else "variables"
-        return payload | {"env": f"<{count} {noun}: semctl show --json prints them>"}
+        return payload | {"env": f"<{count} {noun}: {full} prints them>"}
     return payload
 
 

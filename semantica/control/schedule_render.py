@@ -123,7 +123,8 @@ def schedule_details(schedule: Schedule) -> None:
     grid.add_row("", cell(", ".join(options)))
     if job.subject is not None:
         grid.add_row("subject", cell(job.subject))
-    grid.add_row("payload", cell(_json(payload_for_screen(job.type, job.payload))))
+    full = f"semctl schedule show {schedule.name} --json"
+    grid.add_row("payload", cell(_json(payload_for_screen(job.type, job.payload, full))))
     parts: list[Table | Text] = [grid]
     if schedule.runs:
         runs = Table(box=None, pad_edge=False)

@@ -27,7 +27,7 @@ def test_the_login_url_works_once(web: WebView) -> None:
 def test_without_a_session_nothing_is_shown_or_done(web: WebView, daemon: Daemon) -> None:
     stranger = web.session(login=False)
     page = stranger.get("/jobs")
-    assert (page.status, page.location) == (303, "/login")
+    assert (page.status, page.location) == (303, "/login?next=%2Fjobs")
     assert stranger.get("/live/jobs").status == 401
     assert stranger.get("/live/dashboard").status == 401
     assert stranger.post("/logout", {"csrf": "x"}, csrf=False).status == 401
@@ -158,3 +158,35 @@ def test_without_a_supervisor_no_list_claims_to_be_empty(daemon: Daemon) -> None
             assert "no supervisor at" in fragment and empty not in fragment, (live, fragment)
     finally:
         assert view.stop() == 0
+
+
+def test_a_bookmarked_page_opens_after_the_login(web: WebView, daemon: Daemon) -> None:
+    """A page asked for without a session (a bookmark; semctl web restarted) comes back
+    once the token is pasted, and never another site's."""
+    token = (daemon.home / "token").read_text().strip()
+    user = web.session(login=False)
+    bounced = user.get("/jobs?state=FAILED")
+    assert bounced.location == "/login?next=%2Fjobs%3Fstate%3DFAILED"
+    form = user.get(bounced.location)
+    assert 'name="next" value="/jobs?state=FAILED"' in form.text
+    reply = user.post("/login", {"token": token, "next": "/jobs?state=FAILED"}, csrf=False)
+    assert (reply.status, reply.location) == (303, "/jobs?state=FAILED")
+    for foreign in (
+        "//evil.example/",
+        "/\\evil.example",
+        "http://evil.example/",
+        "/x\r\nSet-Cookie: a=b",
+    ):
+        other = web.session(login=False)
+        reply = other.post("/login", {"token": token, "next": foreign}, csrf=False)
+        assert (reply.status, reply.location) == (303, "/"), foreign
+
+
+def test_an_unknown_address_is_a_page_with_the_way_back(web: WebView) -> None:
+    user = web.session()
+    page = user.get("/nothing/here")
+    assert page.status == 404
+    assert "There is no page at /nothing/here." in page.text and 'href="/jobs"' in page.text
+    stranger = web.session(login=False)
+    assert stranger.get("/nothing/here").status == 404  # (no page for those not logged in)
+    assert "href=" not in stranger.get("/nothing/here").text

@@ -35,7 +35,7 @@ def test_a_job_that_never_ran_shows_no_run_time(capsys: pytest.CaptureFixture[st
 def test_one_captured_variable_is_one_variable(capsys: pytest.CaptureFixture[str]) -> None:
     job = _job(7, type="exec", payload={"argv": ["true"], "env": {"A": "1"}})
     render.job_details(job)
-    assert "<1 variable: semctl show --json prints them>" in capsys.readouterr().out
+    assert "<1 variable: semctl show 7 --json prints them>" in capsys.readouterr().out
 
 
 def test_a_job_made_by_a_schedules_run_says_by_hand(capsys: pytest.CaptureFixture[str]) -> None:

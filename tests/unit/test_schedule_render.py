@@ -235,7 +235,7 @@ def test_show_gives_the_timing_the_counters_and_the_template(
     assert rows["subject"] == "home"
     assert "backup.sh" in rows["payload"]
     # An exec job's environment (secrets, often) is a count; show --json prints it.
-    assert "<2 variables: semctl show --json prints them>" in rows["payload"]
+    assert "<2 variables: semctl schedule show nightly --json prints them>" in rows["payload"]
     assert "s3cret" not in rows[""]
     assert "no runs yet" in rows[""]
 

@@ -109,14 +109,20 @@ def render(
     )
 
 
-def back(target: object, fallback: str) -> RedirectResponse:
-    """303 to where an action's form said to go back to: a path of this view only."""
+def local_path(target: object, fallback: str) -> str:
+    """``target`` if it is a path of this view (``/jobs?state=FAILED``), else ``fallback``:
+    never another site (``//evil``, ``/\\evil``, ``http:``), never a header break."""
     if (
         not isinstance(target, str)
         or not target.startswith("/")
         or target.startswith("//")
         or "\\" in target
-        or any(ord(c) < 0x20 for c in target)
+        or any(ord(c) < 0x20 or ord(c) == 0x7F for c in target)
     ):
-        target = fallback
-    return RedirectResponse(target, status_code=303)
+        return fallback
+    return target
+
+
+def back(target: object, fallback: str) -> RedirectResponse:
+    """303 to where an action's form said to go back to: a path of this view only."""
+    return RedirectResponse(local_path(target, fallback), status_code=303)

@@ -8,6 +8,8 @@ for a page and ``401`` for a live stream or an action; a bad CSRF token, ``403``
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -25,13 +27,17 @@ from semantica.control.web import (
     pages_queues,
     pages_schedules,
 )
-from semantica.control.web.access import STATIC, Forbidden, NeedLogin, Web
+from semantica.control.web.access import STATIC, Forbidden, NeedLogin, Web, render, web_of
 from semantica.control.web.guard import Guard
+from semantica.control.web.sessions import COOKIE
 
 
 async def _need_login(request: Request, exc: Exception) -> Response:
     if request.method == "GET" and not request.url.path.startswith("/live/"):
-        return RedirectResponse("/login", status_code=303)
+        # Back to this page once logged in with the token (a bookmark, a restarted view).
+        here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        target = "/login" if here == "/" else f"/login?{urlencode({'next': here})}"
+        return RedirectResponse(target, status_code=303)
     return PlainTextResponse("log in first: open the URL semctl web printed\n", status_code=401)
 
 
@@ -44,6 +50,11 @@ async def _forbidden(request: Request, exc: Exception) -> Response:
 async def _http_error(request: Request, exc: Exception) -> Response:
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     detail = exc.detail if isinstance(exc, HTTPException) else "error"
+    session = web_of(request).sessions.get(request.cookies.get(COOKIE))
+    if status == 404 and request.method == "GET" and session is not None:
+        # A page for people, with the way back (a mistyped or stale address).
+        message = f"There is no page at {request.url.path}."
+        return render(request, "error.html", session, 404, title="Not found", message=message)
     return PlainTextResponse(f"{detail}\n", status_code=status)
 
 

@@ -69,7 +69,9 @@ def details(job: Job) -> dict[str, Any]:
         "waited": _seconds(job.created_at, job.started_at),
         "took": _seconds(job.started_at, job.finished_at),
         "running_for": _seconds(job.started_at, datetime.now(UTC)) if running else None,
-        "payload": as_json(payload_for_screen(job.type, job.payload)),
+        "payload": as_json(
+            payload_for_screen(job.type, job.payload, f"semctl show {job.id} --json")
+        ),
         "result": None if job.result is None else as_json(job.result),
         "more_dependents": job.dependents_count - len(job.dependents or ()),
         "requires": [

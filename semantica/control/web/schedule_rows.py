@@ -113,5 +113,9 @@ def schedule_row(schedule: Schedule, details: bool = False) -> ScheduleRow:
         missed=schedule.missed,
         details=_details(schedule) if details else [],
         runs=runs if details else [],
-        payload=payload_for_screen(schedule.job.type, schedule.job.payload) if details else None,
+        payload=payload_for_screen(
+            schedule.job.type, schedule.job.payload, f"semctl schedule show {schedule.name} --json"
+        )
+        if details
+        else None,
     )
