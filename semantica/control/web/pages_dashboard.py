@@ -18,13 +18,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from semantica.control.top import WAITING_WORDS
 from semantica.control.web.access import fragment, render, session_of, web_of
 from semantica.control.web.chart import hour_chart
 from semantica.control.web.live import event_stream, on_change
 from semantica.control.web.schedule_rows import schedule_row
+from semantica.control.web.views import waiting_text
 from semantica.errors import SemanticaError
-from semantica.models import Job
 from semantica.protocol import NodeView, TopReply, WorkerTop
 
 
@@ -47,16 +46,6 @@ def by_node(top: TopReply) -> list[NodeGroup]:
     for worker in top.workers:
         groups.get(worker.node or "", strays).workers.append(worker)
     return [*groups.values(), *([strays] if strays.workers else [])]
-
-
-def waiting_text(job: Job) -> str:
-    """Why a job waits, in the words ``semctl top`` uses ("paused queue", "jobs 4, 5 +1")."""
-    words = WAITING_WORDS.get(job.waiting_for, job.waiting_for or "")
-    if job.waiting_for == "dependency" and job.waiting_on:
-        ids = job.waiting_on
-        words = ("jobs " if len(ids) > 1 else "job ") + ", ".join(map(str, ids[:3]))
-        words += f" +{len(ids) - 3}" if len(ids) > 3 else ""
-    return words
 
 
 def board(top: TopReply | SemanticaError | None) -> dict[str, Any]:

@@ -16,6 +16,8 @@ from typing import Any
 import msgspec
 
 from semantica.control.terminal import error_text, printable
+from semantica.control.top import WAITING_WORDS
+from semantica.models import Job
 
 # CSI sequences (colours, cursor moves), OSC sequences (titles, hyperlinks) ended by
 # BEL or ST, and the other two-character escapes.
@@ -102,6 +104,16 @@ def number(n: int | float | None) -> str:
     return "-" if n is None else f"{n:,}"
 
 
+def waiting_text(job: Job) -> str:
+    """Why a job waits, in the words ``semctl top`` uses ("paused queue", "jobs 4, 5 +1")."""
+    words = WAITING_WORDS.get(job.waiting_for, job.waiting_for or "")
+    if job.waiting_for == "dependency" and job.waiting_on:
+        ids = job.waiting_on
+        words = ("jobs " if len(ids) > 1 else "job ") + ", ".join(map(str, ids[:3]))
+        words += f" +{len(ids) - 3}" if len(ids) > 3 else ""
+    return words
+
+
 FILTERS = {
     "text": text,
     "log_line": log_line,
@@ -114,4 +126,6 @@ FILTERS = {
     "number": number,
     # A job's error on one line, labelled if it is an earlier attempt's (as semctl list).
     "error_text": error_text,
+    # Why a queued job waits, in words (the jobs table, the dashboard).
+    "waiting": waiting_text,
 }
