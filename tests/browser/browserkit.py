@@ -222,6 +222,57 @@ def read(driver: webdriver.Chrome, name: str, inner: str = "") -> Seen | None:
     return None if found is None else Seen(found["text"], found["html"], found["tags"])
 
 
+def text(driver: webdriver.Chrome, name: str, inner: str = "") -> str | None:
+    """The text the element ``data-testid="name"`` (or ``inner`` within it) shows now."""
+    seen = read(driver, name, inner)
+    return None if seen is None else seen.text
+
+
+# Run in every page before its own scripts, like the dialog trap: each EventSource the
+# page opens is kept with a count of the messages it received, so a test can ask
+# whether a live part got an update (and held it) or let go of its stream.
+_STREAM_WATCH = """
+window.__semantica_streams = [];
+const Original = window.EventSource;
+window.EventSource = function (url, init) {
+  const source = new Original(url, init);
+  const seen = { url: String(url), source: source, messages: 0 };
+  source.addEventListener("message", function () { seen.messages += 1; });
+  window.__semantica_streams.push(seen);
+  return source;
+};
+window.EventSource.prototype = Original.prototype;
+"""
+
+
+def watch_streams(driver: Browser) -> None:
+    """Keep every EventSource the pages opened from now on (see :func:`streams`)."""
+    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": _STREAM_WATCH})
+
+
+@dataclass
+class Stream:
+    """An EventSource the page opened: its path, whether it is open, messages received."""
+
+    path: str
+    open: bool
+    messages: int
+
+
+def streams(driver: webdriver.Chrome, path: str = "") -> list[Stream]:
+    """The EventSources the current page opened (those whose path starts with ``path``),
+    oldest first; :func:`watch_streams` must have been called before the page loaded."""
+    found = driver.execute_script(
+        "return (window.__semantica_streams || []).map(s => "
+        "({url: s.url, state: s.source.readyState, messages: s.messages}))"
+    )
+    return [
+        Stream(urllib.parse.urlsplit(s["url"]).path or s["url"], s["state"] != 2, s["messages"])
+        for s in found
+        if (urllib.parse.urlsplit(s["url"]).path or s["url"]).startswith(path)
+    ]
+
+
 def address(port: int, path: str) -> str:
     """The URL of ``path`` on the web view listening on ``port``."""
     return f"http://127.0.0.1:{port}{path}"
