@@ -62,6 +62,7 @@ _FLAGS = (
     "--disable-sync",
     "--disable-dev-shm-usage",  # /dev/shm is small in containers
     "--window-size=1280,900",
+    "--hide-scrollbars",  # a screenshot of a whole page is the window's width, 1280
 )
 
 # Run in every page before its own scripts (through the DevTools protocol, which a
@@ -288,11 +289,17 @@ def shot(driver: webdriver.Chrome, name: str, whole: bool = False) -> Path | Non
     """Save the page as ``docs/images/web-NAME.png`` for the docs, when
     ``SEMANTICA_SCREENSHOTS=1`` (``make screenshots``); otherwise do nothing.
 
-    The window's view (1280 wide), or with ``whole`` the whole page however long."""
+    The window's view (1280 wide), or with ``whole`` the whole page however long; in
+    the light theme."""
     if os.environ.get("SEMANTICA_SCREENSHOTS") != "1":
         return None
     DOCS_IMAGES.mkdir(exist_ok=True)
     path = DOCS_IMAGES / f"web-{name}.png"
+    # The docs show the light theme, whatever the machine's preference.
+    driver.execute_cdp_cmd(
+        "Emulation.setEmulatedMedia",
+        {"features": [{"name": "prefers-color-scheme", "value": "light"}]},
+    )
     if whole:
         size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
         clip = {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}

@@ -12,6 +12,9 @@ from browserkit import Browser, address, by_testid, element, login, read, shot, 
 from harness import Daemon
 from webkit import WebView
 
+SCRIPT = 'for n in 1 2 3 4 5; do echo "exporting batch $n of 5"; done; echo "all done"'
+LINES = [*(f"exporting batch {n} of 5" for n in range(1, 6)), "all done"]
+
 
 def _fill(browser: Browser, **values: str) -> None:
     """Type ``values`` into the form's fields (by name), replacing what they hold."""
@@ -30,7 +33,7 @@ def test_an_exec_job_from_the_form_runs_and_its_page_shows_its_log(
     assert browser.path() == "/enqueue"
     _fill(
         browser,
-        command='sh -c \'echo "hello from the form"; echo "all done"\'',
+        command=f"sh -c '{SCRIPT}'",
         queue="reports",
         subject="monthly <report>",
     )
@@ -47,7 +50,7 @@ def test_an_exec_job_from_the_form_runs_and_its_page_shows_its_log(
     )
     log = read(browser, "log")
     assert log is not None
-    assert log.text.splitlines() == ["hello from the form", "all done"]
+    assert log.text.splitlines() == LINES
     wait_for(
         browser,
         lambda d: (state := read(d, "job-state")) is not None and state.text == "DONE",
@@ -55,9 +58,10 @@ def test_an_exec_job_from_the_form_runs_and_its_page_shows_its_log(
     )
     assert (subject := read(browser, "field-subject")) is not None
     assert subject.text == "monthly <report>"
+    shot(browser, "job", whole=True)
 
     shown = daemon.semctl("show", str(job), "--json").json()
-    assert shown["payload"] == {"argv": ["sh", "-c", 'echo "hello from the form"; echo "all done"']}
+    assert shown["payload"] == {"argv": ["sh", "-c", SCRIPT]}
     assert (shown["queue"], shown["subject"], shown["state"]) == (
         "reports",
         "monthly <report>",

@@ -14,7 +14,7 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 
-from browserkit import Browser, address, element, login, read, shot, wait_for
+from browserkit import Browser, address, element, login, read, wait_for
 from harness import Daemon
 from webkit import WebView
 
@@ -97,7 +97,6 @@ def test_cancel_a_running_job_from_its_page(
     browser.get(address(web.port, f"/jobs/{job}"))
     wait_for(browser, _state_is("RUNNING"), message=f"job {job} RUNNING")
     wait_for(browser, lambda d: "ready" in _log_lines(d), message="the job's first line")
-    shot(browser, "job", whole=True)
 
     element(browser, "cancel").click()
     flash = element(browser, "flash")

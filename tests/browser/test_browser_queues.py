@@ -23,7 +23,6 @@ from browserkit import (
     element,
     login,
     read,
-    shot,
     streams,
     text,
     wait_for,
@@ -110,7 +109,6 @@ def test_a_limit_being_typed_is_not_wiped_by_a_redraw(
     browser.get(address(web.port, "/queues"))
     wait_for(browser, lambda d: _queued_count(d, "exports") == "1", message="1 export queued")
     _mark(browser)
-    shot(browser, "queues")
 
     field = element(browser, "queue-row-exports").find_element(*by_testid("queue-limit-input"))
     field.click()
