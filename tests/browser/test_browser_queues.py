@@ -108,6 +108,8 @@ def test_a_limit_being_typed_is_not_wiped_by_a_redraw(
     login(browser, web.url)
     browser.get(address(web.port, "/queues"))
     wait_for(browser, lambda d: _queued_count(d, "exports") == "1", message="1 export queued")
+    # The stream's first fragment (what the page shows already) is in before typing starts.
+    wait_for(browser, lambda d: streams(d, "/live/queues")[0].messages > 0, message="live")
     _mark(browser)
 
     field = element(browser, "queue-row-exports").find_element(*by_testid("queue-limit-input"))
@@ -128,6 +130,7 @@ def test_a_limit_being_typed_is_not_wiped_by_a_redraw(
     assert field.get_attribute("value") == "2"
     assert browser.switch_to.active_element == field
     assert _queued_count(browser, "exports") == "1"  # the update is held, not drawn
+    assert _not_reloaded(browser)
 
     field.send_keys(Keys.ENTER)  # submits the limit's form
     assert element(browser, "flash").text == "Queue exports: at most 2 jobs run at once"
