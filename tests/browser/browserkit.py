@@ -193,6 +193,24 @@ def element(driver: webdriver.Chrome, name: str, timeout: float = WAIT) -> WebEl
     )
 
 
+def click(driver: webdriver.Chrome, name: str, inner: str = "", timeout: float = WAIT) -> None:
+    """Click the element ``data-testid="name"`` (or the CSS selector ``inner`` within it).
+
+    A live part redraws itself (its stream's first fragment comes just after the page):
+    an element found just before is then gone, and clicking it fails without doing
+    anything. Then the new one is found and clicked."""
+    selector = f'[data-testid="{name}"]' + (f" {inner}" if inner else "")
+
+    def attempt(d: webdriver.Chrome) -> bool:
+        found = d.find_elements(By.CSS_SELECTOR, selector)
+        if not found:
+            return False
+        found[0].click()
+        return True
+
+    wait_for(driver, attempt, timeout, f"to click {selector}")
+
+
 @dataclass
 class Seen:
     """An element as one script read it: its text, its HTML, the tags of what it holds."""

@@ -20,6 +20,7 @@ from browserkit import (
     Browser,
     address,
     by_testid,
+    click,
     element,
     login,
     read,
@@ -62,7 +63,7 @@ def test_pause_a_queue_its_job_waits_and_resume_runs_it(
     browser.get(address(web.port, "/queues"))
     assert text(browser, "queue-row-mail", '[data-testid="queue-paused"]') == "running"
 
-    element(browser, "queue-row-mail").find_element(*by_testid("queue-pause")).click()
+    click(browser, "queue-row-mail", '[data-testid="queue-pause"]')
     assert element(browser, "flash").text == (
         "Queue mail paused: none of its jobs starts until resumed"
     )
@@ -80,7 +81,7 @@ def test_pause_a_queue_its_job_waits_and_resume_runs_it(
     jobs_tab = browser.current_window_handle
     browser.switch_to.new_window("tab")
     browser.get(address(web.port, "/queues"))
-    element(browser, "queue-row-mail").find_element(*by_testid("queue-resume")).click()
+    click(browser, "queue-row-mail", '[data-testid="queue-resume"]')
     assert element(browser, "flash").text == "Queue mail resumed"
     assert text(browser, "queue-row-mail", '[data-testid="queue-paused"]') == "running"
     browser.close()

@@ -6,7 +6,7 @@ shows that job as its last run, its state following the job live to DONE.
 
 from __future__ import annotations
 
-from browserkit import Browser, by_testid, element, login, read, shot, text, wait_for
+from browserkit import Browser, click, element, login, read, shot, text, wait_for
 from harness import Daemon
 from webkit import WebView
 
@@ -23,7 +23,7 @@ def test_run_now_makes_the_schedules_job(daemon: Daemon, web: WebView, browser: 
     element(browser, "schedules-table")
     assert text(browser, "schedule-row-nightly", '[data-testid="schedule-last"]') == "-"
 
-    element(browser, "schedule-row-nightly").find_element(*by_testid("schedule-run")).click()
+    click(browser, "schedule-row-nightly", '[data-testid="schedule-run"]')
     flash = element(browser, "flash").text
     assert flash.startswith("Schedule nightly made job "), flash
     job = int(flash.rsplit(" ", 1)[1])
