@@ -62,6 +62,7 @@ _FLAGS = (
     "--disable-sync",
     "--disable-dev-shm-usage",  # /dev/shm is small in containers
     "--window-size=1280,900",
+    "--hide-scrollbars",  # a screenshot of a whole page is the window's width, 1280
 )
 
 # Run in every page before its own scripts (through the DevTools protocol, which a
@@ -192,6 +193,24 @@ def element(driver: webdriver.Chrome, name: str, timeout: float = WAIT) -> WebEl
     )
 
 
+def click(driver: webdriver.Chrome, name: str, inner: str = "", timeout: float = WAIT) -> None:
+    """Click the element ``data-testid="name"`` (or the CSS selector ``inner`` within it).
+
+    A live part redraws itself (its stream's first fragment comes just after the page):
+    an element found just before is then gone, and clicking it fails without doing
+    anything. Then the new one is found and clicked."""
+    selector = f'[data-testid="{name}"]' + (f" {inner}" if inner else "")
+
+    def attempt(d: webdriver.Chrome) -> bool:
+        found = d.find_elements(By.CSS_SELECTOR, selector)
+        if not found:
+            return False
+        found[0].click()
+        return True
+
+    wait_for(driver, attempt, timeout, f"to click {selector}")
+
+
 @dataclass
 class Seen:
     """An element as one script read it: its text, its HTML, the tags of what it holds."""
@@ -222,6 +241,57 @@ def read(driver: webdriver.Chrome, name: str, inner: str = "") -> Seen | None:
     return None if found is None else Seen(found["text"], found["html"], found["tags"])
 
 
+def text(driver: webdriver.Chrome, name: str, inner: str = "") -> str | None:
+    """The text the element ``data-testid="name"`` (or ``inner`` within it) shows now."""
+    seen = read(driver, name, inner)
+    return None if seen is None else seen.text
+
+
+# Run in every page before its own scripts, like the dialog trap: each EventSource the
+# page opens is kept with a count of the messages it received, so a test can ask
+# whether a live part got an update (and held it) or let go of its stream.
+_STREAM_WATCH = """
+window.__semantica_streams = [];
+const Original = window.EventSource;
+window.EventSource = function (url, init) {
+  const source = new Original(url, init);
+  const seen = { url: String(url), source: source, messages: 0 };
+  source.addEventListener("message", function () { seen.messages += 1; });
+  window.__semantica_streams.push(seen);
+  return source;
+};
+window.EventSource.prototype = Original.prototype;
+"""
+
+
+def watch_streams(driver: Browser) -> None:
+    """Keep every EventSource the pages opened from now on (see :func:`streams`)."""
+    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": _STREAM_WATCH})
+
+
+@dataclass
+class Stream:
+    """An EventSource the page opened: its path, whether it is open, messages received."""
+
+    path: str
+    open: bool
+    messages: int
+
+
+def streams(driver: webdriver.Chrome, path: str = "") -> list[Stream]:
+    """The EventSources the current page opened (those whose path starts with ``path``),
+    oldest first; :func:`watch_streams` must have been called before the page loaded."""
+    found = driver.execute_script(
+        "return (window.__semantica_streams || []).map(s => "
+        "({url: s.url, state: s.source.readyState, messages: s.messages}))"
+    )
+    return [
+        Stream(urllib.parse.urlsplit(s["url"]).path or s["url"], s["state"] != 2, s["messages"])
+        for s in found
+        if (urllib.parse.urlsplit(s["url"]).path or s["url"]).startswith(path)
+    ]
+
+
 def address(port: int, path: str) -> str:
     """The URL of ``path`` on the web view listening on ``port``."""
     return f"http://127.0.0.1:{port}{path}"
@@ -237,11 +307,17 @@ def shot(driver: webdriver.Chrome, name: str, whole: bool = False) -> Path | Non
     """Save the page as ``docs/images/web-NAME.png`` for the docs, when
     ``SEMANTICA_SCREENSHOTS=1`` (``make screenshots``); otherwise do nothing.
 
-    The window's view (1280 wide), or with ``whole`` the whole page however long."""
+    The window's view (1280 wide), or with ``whole`` the whole page however long; in
+    the light theme."""
     if os.environ.get("SEMANTICA_SCREENSHOTS") != "1":
         return None
     DOCS_IMAGES.mkdir(exist_ok=True)
     path = DOCS_IMAGES / f"web-{name}.png"
+    # The docs show the light theme, whatever the machine's preference.
+    driver.execute_cdp_cmd(
+        "Emulation.setEmulatedMedia",
+        {"features": [{"name": "prefers-color-scheme", "value": "light"}]},
+    )
     if whole:
         size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
         clip = {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}

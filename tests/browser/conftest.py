@@ -51,10 +51,18 @@ def _show(request: pytest.FixtureRequest, heading: str, text: Callable[[], str])
     request.node.stash.setdefault(_SHOW, []).append((heading, text))
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "workers(n): the test's supervisor runs n workers (two unless told)"
+    )
+
+
 @pytest.fixture
 def daemon(request: pytest.FixtureRequest, short_tmp: Path) -> Iterator[Daemon]:
-    """A running supervisor with two workers; stopped afterwards, leaving no process behind."""
-    d = Daemon(home=short_tmp / "home")
+    """A running supervisor with two workers (or as many as the test's ``workers`` mark
+    says); stopped afterwards, leaving no process behind."""
+    mark = request.node.get_closest_marker("workers")
+    d = Daemon(home=short_tmp / "home", workers=mark.args[0] if mark else 2)
     _show(request, "supervisor log (last 40 lines)", lambda: "\n".join(d.log().splitlines()[-40:]))
     try:
         d.start()

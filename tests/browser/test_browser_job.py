@@ -15,7 +15,7 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 
-from browserkit import Browser, address, element, login, read, shot, wait_for
+from browserkit import Browser, address, click, element, login, read, wait_for
 from harness import Daemon
 from webkit import WebView
 
@@ -126,9 +126,8 @@ def test_cancel_a_running_job_from_its_page(
     browser.get(address(web.port, f"/jobs/{job}"))
     wait_for(browser, _state_is("RUNNING"), message=f"job {job} RUNNING")
     wait_for(browser, lambda d: "ready" in _log_lines(d), message="the job's first line")
-    shot(browser, "job", whole=True)
 
-    element(browser, "cancel").click()
+    click(browser, "cancel")
     flash = element(browser, "flash")
     assert flash.text == f"Cancelled job {job}"
     wait_for(browser, _state_is("CANCELLED"), message=f"job {job} CANCELLED on its page")

@@ -6,7 +6,7 @@ in place; the page is never reloaded (a mark left in the page's window survives)
 
 from __future__ import annotations
 
-from browserkit import Browser, address, element, login, read, shot, wait_for
+from browserkit import Browser, address, element, login, read, wait_for
 from harness import Daemon
 from webkit import WebView
 
@@ -45,6 +45,5 @@ def test_a_job_enqueued_with_semctl_appears_on_the_jobs_page_without_a_reload(
         message=f"job {job} DONE on the page",
     )
     assert _not_reloaded(browser)
-    shot(browser, "jobs")
     assert browser.console_errors() == []
     assert browser.dialogs() == []
