@@ -14,6 +14,9 @@ from browserkit import Browser, address, element, login, shot, wait_for
 from harness import Daemon
 from webkit import WebView
 
+#: Where a page asked for without a session goes: the login, then back to that page.
+LOGIN_THEN_JOBS = "/login?next=%2Fjobs"
+
 
 def test_the_login_url_opens_a_session_once(
     web: WebView, make_browser: Callable[..., Browser]
@@ -33,7 +36,7 @@ def test_the_login_url_opens_a_session_once(
     assert "used already or has expired" in element(second, "refused").text
     assert second.get_cookie("semantica_session") is None
     second.get(address(web.port, "/jobs"))
-    wait_for(second, lambda d: d.path() == "/login", message="a redirect to /login")
+    wait_for(second, lambda d: d.path() == LOGIN_THEN_JOBS, message="a redirect to /login")
 
     # The first browser's session goes on.
     first.get(address(web.port, "/jobs"))
@@ -47,7 +50,7 @@ def test_a_browser_without_a_session_logs_in_with_the_pasted_token(
     daemon: Daemon, web: WebView, browser: Browser
 ) -> None:
     browser.get(address(web.port, "/jobs"))
-    wait_for(browser, lambda d: d.path() == "/login", message="a redirect to /login")
+    wait_for(browser, lambda d: d.path() == LOGIN_THEN_JOBS, message="a redirect to /login")
     shot(browser, "login")
     page = browser.find_element("tag name", "main").text
     assert str(daemon.home / "token") in page
@@ -59,7 +62,8 @@ def test_a_browser_without_a_session_logs_in_with_the_pasted_token(
 
     browser.find_element("id", "token").send_keys((daemon.home / "token").read_text().strip())
     browser.find_element("css selector", "form[action='/login'] button").click()
-    wait_for(browser, lambda d: d.path() == "/", message="the login to land on the dashboard")
+    # Back to the page that asked for the login.
+    wait_for(browser, lambda d: d.path() == "/jobs", message="the login to land on /jobs")
     assert browser.get_cookie("semantica_session") is not None
     # The wrong token's page is a 401, which the browser notes; nothing else went wrong.
     assert [e for e in browser.console_errors() if "status of 401" not in e] == []
@@ -73,5 +77,5 @@ def test_the_log_out_button_ends_the_session(web: WebView, browser: Browser) -> 
     wait_for(browser, lambda d: d.path() == "/login", message="the log out to land on /login")
     assert browser.get_cookie("semantica_session") is None
     browser.get(address(web.port, "/jobs"))
-    wait_for(browser, lambda d: d.path() == "/login", message="a redirect to /login")
+    wait_for(browser, lambda d: d.path() == LOGIN_THEN_JOBS, message="a redirect to /login")
     assert browser.console_errors() == []
