@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import pytest
+import trio
+import trio.testing
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.types import Message, Receive, Scope, Send
 
 from semantica.control.web import sessions as sessions_module
-from semantica.control.web.guard import allowed_hosts
+from semantica.control.web.guard import BODY_S, Guard, allowed_hosts
 from semantica.control.web.sessions import Sessions, csrf_ok
 from semantica.control.web.views import log_line, text
 from semantica.control.web_addr import parse_addr
@@ -117,3 +122,34 @@ def test_job_text_shows_controls_as_escapes() -> None:
     assert text(None) == "-"
     assert text("a\nb\u202ec") == "a\\nb\\u202ec"
     assert text(12) == "12"
+
+
+async def test_a_body_sent_too_slowly_is_refused(autojump_clock: trio.testing.MockClock) -> None:
+    """A body that trickles in (a byte now and then) would hold its connection and the
+    handler for ever: after BODY_S seconds the view answers 408 and does nothing."""
+    done: list[bytes] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        try:
+            done.append(await request.body())
+        except HTTPException as exc:
+            done.append(str(exc.status_code).encode())
+
+    async def trickle() -> Message:
+        await trio.sleep(1)
+        return {"type": "http.request", "body": b"a", "more_body": True}
+
+    async def send(message: Message) -> None:
+        pass
+
+    scope: Scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/enqueue",
+        "headers": [(b"host", b"127.0.0.1:7433")],
+    }
+    started = trio.current_time()
+    await Guard(app, allowed_hosts("127.0.0.1", 7433))(scope, trickle, send)
+    assert done == [b"408"]
+    assert trio.current_time() - started == pytest.approx(BODY_S, abs=1)
