@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import socket
+
 import pytest
 import trio
 import trio.testing
@@ -11,6 +14,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from semantica.control.web import sessions as sessions_module
 from semantica.control.web.guard import BODY_S, Guard, allowed_hosts
+from semantica.control.web.peers import peer_uid
 from semantica.control.web.sessions import Sessions, csrf_ok
 from semantica.control.web.views import log_line, text
 from semantica.control.web_addr import parse_addr
@@ -153,3 +157,19 @@ async def test_a_body_sent_too_slowly_is_refused(autojump_clock: trio.testing.Mo
     await Guard(app, allowed_hosts("127.0.0.1", 7433))(scope, trickle, send)
     assert done == [b"408"]
     assert trio.current_time() - started == pytest.approx(BODY_S, abs=1)
+
+
+@pytest.mark.parametrize("family, host", [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")])
+def test_the_owner_of_a_loopback_peer_is_found(family: int, host: str) -> None:
+    with socket.socket(family) as listener:
+        try:
+            listener.bind((host, 0))
+        except OSError:
+            pytest.skip(f"no {host} here")
+        listener.listen()
+        with socket.create_connection(listener.getsockname()[:2]) as client:
+            accepted, peer = listener.accept()
+            with accepted:
+                local = accepted.getsockname()[:2]
+                assert peer_uid(peer[:2], local) == os.getuid()
+                assert peer_uid((host, client.getsockname()[1] ^ 1), local) is None

@@ -7,6 +7,9 @@ Contract (an ASGI middleware around the whole app, HTTP only):
   address, with the port, and ``--allow-host`` names) gets ``400 unknown Host``
   and reaches nothing. A page of another site that rebinds its own name to
   127.0.0.1 (DNS rebinding) sends its own name, so it cannot read the view.
+* **Users.** Listening on a loopback address, the view answers the user who started
+  it (and root) only: a connection from another user of the machine gets ``403`` and
+  reaches nothing, whatever cookie or login code it carries (see :mod:`.peers`).
 * **Origin.** A request that may change something (any method but GET and HEAD)
   whose ``Origin`` header names another origin than the one it was sent to gets
   ``403``. (Each such request must also carry its session's CSRF token: checked
@@ -32,6 +35,8 @@ from collections.abc import Iterable
 import trio
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from semantica.control.web.peers import allowed, peer_uid
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -80,9 +85,10 @@ def _header(scope: Scope, name: bytes) -> str | None:
 class Guard:
     """The middleware: refuses foreign hosts and origins, adds the headers."""
 
-    def __init__(self, app: ASGIApp, hosts: frozenset[str]) -> None:
+    def __init__(self, app: ASGIApp, hosts: frozenset[str], own_user_only: bool = False) -> None:
         self.app = app
         self.hosts = hosts
+        self.own_user_only = own_user_only
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -91,6 +97,9 @@ class Guard:
         host = (_header(scope, b"host") or "").lower()
         if host not in self.hosts:
             await _refuse(send, 400, "unknown Host: this view answers only its own address\n")
+            return
+        if self.own_user_only and not await _own_user(scope):
+            await _refuse(send, 403, "refused: this view answers only the user who started it\n")
             return
         origin = _header(scope, b"origin")
         unsafe = scope["method"] not in ("GET", "HEAD")
@@ -114,6 +123,15 @@ class Guard:
             await send(message)
 
         await self.app(scope, _capped(receive, limit), send_with_headers)
+
+
+async def _own_user(scope: Scope) -> bool:
+    """Whether the request comes from the view's own user (or one :mod:`.peers` cannot tell)."""
+    client, server = scope.get("client"), scope.get("server")
+    if not client or not server or server[1] is None:
+        return True
+    peer, local = (str(client[0]), int(client[1])), (str(server[0]), int(server[1]))
+    return allowed(await trio.to_thread.run_sync(peer_uid, peer, local))
 
 
 def _capped(receive: Receive, limit: int) -> Receive:
