@@ -9,9 +9,11 @@ from __future__ import annotations
 import http.client
 import os
 import socket
+import subprocess
 import threading
 
 import pytest
+from harness import SEMCTL, Daemon
 from webkit import WebView
 
 
@@ -99,3 +101,40 @@ def test_another_user_of_the_machine_is_refused_whatever_it_holds(web: WebView) 
     assert _as_nobody(web.port, "/jobs", cookie) == 403
     assert _as_nobody(web.port, "/static/app.js") == 403
     assert user.get("/jobs").status == 200
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to act as another user")
+def test_a_port_held_by_another_user_is_named_as_such(daemon: Daemon) -> None:
+    """Another user may listen on the view's usual port first and serve a look-alike
+    login page that asks for the token: semctl web, refused the port, says whose it is."""
+    got_port, said_port = os.pipe()
+    told_stop, stop = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # another user holds a port until told to stop
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            with socket.socket() as squatter:
+                squatter.bind(("127.0.0.1", 0))
+                squatter.listen()
+                os.write(said_port, str(squatter.getsockname()[1]).encode())
+                os.read(told_stop, 1)
+        finally:
+            os._exit(0)
+    try:
+        port = int(os.read(got_port, 10))
+        run = subprocess.run(
+            [SEMCTL, "web", "--addr", f"127.0.0.1:{port}"],
+            env=daemon.env(),
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert run.returncode == 2, run
+        assert "another user of this machine, uid 65534" in run.stderr
+        assert "do not log in to it" in run.stderr
+    finally:
+        os.write(stop, b"x")
+        os.waitpid(pid, 0)
+        for fd in (got_port, said_port, told_stop, stop):
+            os.close(fd)

@@ -14,7 +14,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from semantica.control.web import sessions as sessions_module
 from semantica.control.web.guard import BODY_S, Guard, allowed_hosts
-from semantica.control.web.peers import peer_uid
+from semantica.control.web.peers import listener_uid, peer_uid
 from semantica.control.web.sessions import Sessions, csrf_ok
 from semantica.control.web.views import log_line, text
 from semantica.control.web_addr import parse_addr
@@ -167,6 +167,7 @@ def test_the_owner_of_a_loopback_peer_is_found(family: int, host: str) -> None:
         except OSError:
             pytest.skip(f"no {host} here")
         listener.listen()
+        assert listener_uid(host, listener.getsockname()[1]) == os.getuid()
         with socket.create_connection(listener.getsockname()[:2]) as client:
             accepted, peer = listener.accept()
             with accepted:

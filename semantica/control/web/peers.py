@@ -14,6 +14,8 @@ Contract:
   peer is the view's, in the kernel's table of TCP sockets (``/proc/net/tcp`` and
   ``tcp6``, as identd reads it). It reads the table (a file read that grows with the
   machine's sockets): call it in a thread.
+* :func:`listener_uid` says which user listens on an address (``semctl web`` asks
+  when its port is taken: a page there that asks for the token is not the view's).
 * :func:`allowed` lets the view's own user and root in (root can read the token anyway).
 * It fails open: a peer that is not in the table (no ``/proc``, not Linux, another
   network namespace) is not refused, and the other checks (login, session, CSRF) hold
@@ -45,13 +47,12 @@ def _address(host: str, port: int) -> Address:
     return ipaddress.ip_address(host.strip("[]").split("%")[0]).packed, port
 
 
-def peer_uid(peer: tuple[str, int], local: tuple[str, int]) -> int | None:
-    """The user owning the socket at ``peer`` that is connected to ``local``; None if the
-    tables do not list it (or cannot be read)."""
-    try:
-        want_local, want_remote = _address(*peer), _address(*local)
-    except ValueError:
-        return None
+#: The state of a listening socket in the tables.
+LISTEN = "0A"
+
+
+def _owner(local: Address, remote: Address | None) -> int | None:
+    """The owner of the socket at ``local`` connected to ``remote`` (None: listening)."""
     for table in TABLES:
         try:
             lines = table.read_text().splitlines()[1:]
@@ -62,10 +63,37 @@ def peer_uid(peer: tuple[str, int], local: tuple[str, int]) -> int | None:
             if len(fields) < 8:
                 continue
             try:
-                if _decode(fields[1]) == want_local and _decode(fields[2]) == want_remote:
+                if _decode(fields[1]) != local:
+                    continue
+                found = fields[3] == LISTEN if remote is None else _decode(fields[2]) == remote
+                if found:
                     return int(fields[7])
             except ValueError:
                 continue
+    return None
+
+
+def peer_uid(peer: tuple[str, int], local: tuple[str, int]) -> int | None:
+    """The user owning the socket at ``peer`` that is connected to ``local``; None if the
+    tables do not list it (or cannot be read)."""
+    try:
+        return _owner(_address(*peer), _address(*local))
+    except ValueError:
+        return None
+
+
+def listener_uid(host: str, port: int) -> int | None:
+    """The user listening on ``host:port`` (or on every address, at that port); None if
+    the tables list no one."""
+    try:
+        exact = _address(host, port)
+    except ValueError:
+        return None
+    wildcard = (bytes(len(exact[0])), port)
+    for address in (exact, wildcard):
+        uid = _owner(address, None)
+        if uid is not None:
+            return uid
     return None
 
 
