@@ -12,9 +12,9 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import Message, Receive, Scope, Send
 
+from semantica.control.web import peers
 from semantica.control.web import sessions as sessions_module
 from semantica.control.web.guard import BODY_S, Guard, allowed_hosts
-from semantica.control.web.peers import listener_uid, peer_uid
 from semantica.control.web.sessions import Sessions, csrf_ok
 from semantica.control.web.views import log_line, text
 from semantica.control.web_addr import parse_addr
@@ -160,17 +160,26 @@ async def test_a_body_sent_too_slowly_is_refused(autojump_clock: trio.testing.Mo
 
 
 @pytest.mark.parametrize("family, host", [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")])
-def test_the_owner_of_a_loopback_peer_is_found(family: int, host: str) -> None:
+@pytest.mark.parametrize("ask", ["kernel", "tables"])
+def test_the_owner_of_a_loopback_peer_is_found(
+    family: int, host: str, ask: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if ask == "tables":  # where netlink's sock_diag cannot be asked
+
+        def unanswered(*args: object) -> None:
+            raise peers._Unanswered
+
+        monkeypatch.setattr(peers, "_ask_kernel", unanswered)
     with socket.socket(family) as listener:
         try:
             listener.bind((host, 0))
         except OSError:
             pytest.skip(f"no {host} here")
         listener.listen()
-        assert listener_uid(host, listener.getsockname()[1]) == os.getuid()
+        assert peers.listener_uid(host, listener.getsockname()[1]) == os.getuid()
         with socket.create_connection(listener.getsockname()[:2]) as client:
             accepted, peer = listener.accept()
             with accepted:
                 local = accepted.getsockname()[:2]
-                assert peer_uid(peer[:2], local) == os.getuid()
-                assert peer_uid((host, client.getsockname()[1] ^ 1), local) is None
+                assert peers.peer_uid(peer[:2], local) == os.getuid()
+                assert peers.peer_uid((host, client.getsockname()[1] ^ 1), local) is None
