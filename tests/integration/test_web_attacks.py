@@ -6,7 +6,6 @@ A real supervisor, a real ``semctl web``, raw sockets where a polite client woul
 
 from __future__ import annotations
 
-import http.client
 import os
 import socket
 import subprocess
@@ -14,7 +13,7 @@ import threading
 
 import pytest
 from harness import SEMCTL, Daemon
-from webkit import WebView
+from webkit import WebView, as_nobody
 
 
 def _raw(port: int, head: bytes, body_chunks: list[bytes] | None = None) -> bytes:
@@ -64,42 +63,17 @@ def test_a_huge_form_is_refused_unread(web: WebView) -> None:
     assert user.get("/").status == 200
 
 
-def _as_nobody(port: int, path: str, cookie: str = "") -> int:
-    """The status another user of this machine (``nobody``) gets for ``GET path``."""
-    "127.0.0.1".encode("idna")  # (loads the codec: nobody cannot read this Python's files)
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: another user, then a plain request
-        status = 0
-        try:
-            os.setgroups([])
-            os.setgid(65534)
-            os.setuid(65534)
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-            headers = {"Host": f"127.0.0.1:{port}", **({"Cookie": cookie} if cookie else {})}
-            conn.request("GET", path, headers=headers)
-            status = conn.getresponse().status
-        finally:
-            os.write(write, str(status).encode())
-            os._exit(0)
-    os.close(write)
-    with os.fdopen(read) as got:
-        status = int(got.read() or 0)
-    os.waitpid(pid, 0)
-    return status
-
-
 @pytest.mark.skipif(os.getuid() != 0, reason="needs root to act as another user")
 def test_another_user_of_the_machine_is_refused_whatever_it_holds(web: WebView) -> None:
     """Cookies for 127.0.0.1 go to every port of 127.0.0.1, so a page another local user
     serves receives the session cookie; ``--open`` shows the login URL to ``ps``. Neither
     logs that user in: the view answers only its own user on a loopback address."""
     login = web.url.removeprefix(f"http://127.0.0.1:{web.port}")
-    assert _as_nobody(web.port, login) == 403
+    assert as_nobody(web.port, login) == 403
     user = web.session()  # the code was not spent by the refused request
     cookie = "; ".join(f"{k}={v}" for k, v in user.cookies.items())
-    assert _as_nobody(web.port, "/jobs", cookie) == 403
-    assert _as_nobody(web.port, "/static/app.js") == 403
+    assert as_nobody(web.port, "/jobs", cookie) == 403
+    assert as_nobody(web.port, "/static/app.js") == 403
     assert user.get("/jobs").status == 200
 
 
