@@ -78,6 +78,21 @@ def test_another_user_of_the_machine_is_refused_whatever_it_holds(web: WebView) 
 
 
 @pytest.mark.skipif(os.getuid() != 0, reason="needs root to act as another user")
+def test_another_user_is_refused_on_every_address(daemon: Daemon) -> None:
+    """Listening on every address (with its warning) is for other machines: a local user
+    who connects by 127.0.0.1 is still another user of this machine."""
+    view = WebView(daemon)
+    view.start("--addr", "0.0.0.0:0")
+    try:
+        assert "WARNING" in view.stderr()
+        login = view.url.removeprefix(f"http://127.0.0.1:{view.port}")
+        assert as_nobody(view.port, login) == 403
+        assert view.session().get("/jobs").status == 200
+    finally:
+        assert view.stop() == 0, view.stderr()
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to act as another user")
 def test_a_port_held_by_another_user_is_named_as_such(daemon: Daemon) -> None:
     """Another user may listen on the view's usual port first and serve a look-alike
     login page that asks for the token: semctl web, refused the port, says whose it is."""

@@ -47,9 +47,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return PlainTextResponse(f"{detail}\n", status_code=status)
 
 
-def build(web: Web, hosts: frozenset[str], own_user_only: bool = False) -> ASGIApp:
-    """The whole application for one ``semctl web`` process (``own_user_only``: refuse
-    other users of this machine, see :mod:`.peers`)."""
+def build(web: Web, hosts: frozenset[str]) -> ASGIApp:
+    """The whole application for one ``semctl web`` process."""
     routes = [
         *pages_login.ROUTES,
         *pages_dashboard.ROUTES,
@@ -69,4 +68,4 @@ def build(web: Web, hosts: frozenset[str], own_user_only: bool = False) -> ASGIA
         },
     )
     app.state.web = web
-    return Guard(app, hosts, own_user_only)
+    return Guard(app, hosts)

@@ -7,9 +7,10 @@ Contract (an ASGI middleware around the whole app, HTTP only):
   address, with the port, and ``--allow-host`` names) gets ``400 unknown Host``
   and reaches nothing. A page of another site that rebinds its own name to
   127.0.0.1 (DNS rebinding) sends its own name, so it cannot read the view.
-* **Users.** Listening on a loopback address, the view answers the user who started
-  it (and root) only: a connection from another user of the machine gets ``403`` and
-  reaches nothing, whatever cookie or login code it carries (see :mod:`.peers`).
+* **Users.** Of the users of this machine, the view answers the one who started it
+  (and root) only: a connection from another gets ``403`` and reaches nothing,
+  whatever cookie or login code it carries (see :mod:`.peers`). A peer the kernel
+  does not know as one of its sockets (another machine) is not refused by this.
 * **Origin.** A request that may change something (any method but GET and HEAD)
   whose ``Origin`` header names another origin than the one it was sent to gets
   ``403``. (Each such request must also carry its session's CSRF token: checked
@@ -85,7 +86,7 @@ def _header(scope: Scope, name: bytes) -> str | None:
 class Guard:
     """The middleware: refuses foreign hosts and origins, adds the headers."""
 
-    def __init__(self, app: ASGIApp, hosts: frozenset[str], own_user_only: bool = False) -> None:
+    def __init__(self, app: ASGIApp, hosts: frozenset[str], own_user_only: bool = True) -> None:
         self.app = app
         self.hosts = hosts
         self.own_user_only = own_user_only

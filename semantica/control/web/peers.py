@@ -1,4 +1,4 @@
-"""Who is at the other end of a loopback connection: the view answers its own user only.
+"""Who is at the other end of a connection from this machine: the view answers its own user only.
 
 Why: on a shared machine every local user can connect to 127.0.0.1, and two things
 hand them what logs in. A browser sends its cookies for 127.0.0.1 to every port of
@@ -20,8 +20,8 @@ Contract:
 * :func:`allowed` lets the view's own user and root in (root can read the token anyway).
 * It fails open: a peer that is not in the table (no ``/proc``, not Linux, another
   network namespace) is not refused, and the other checks (login, session, CSRF) hold
-  as before. It is only used when the view listens on a loopback address; on another
-  address the peer may be another machine, which the table does not know.
+  as before. A peer on another machine is never in the tables: it is not refused by
+  this (an address other than loopback is served with a warning).
 """
 
 from __future__ import annotations

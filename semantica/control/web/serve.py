@@ -10,8 +10,8 @@ Contract:
   ``Semantica web view: http://HOST:PORT/login?code=CODE`` (a one-time login code).
   Everything else goes to stderr.
 * A non-loopback address is served (the user asked for it) with a loud warning:
-  plain HTTP, reachable by others. On a loopback address, connections from other
-  users of the machine are refused (:mod:`.peers`).
+  plain HTTP, reachable by others. Connections from other users of this machine
+  are refused, whatever the address (:mod:`.peers`).
 * The supervisor need not be running: pages say it is not reachable until it is.
 * SIGINT or SIGTERM stop it: open live streams are cut, it exits 0.
 """
@@ -88,7 +88,6 @@ async def _run(
     client: AsyncClient,
     token_file: Path,
     open_browser: bool,
-    own_user_only: bool,
 ) -> None:
     config = Config()
     config.bind = [f"fd://{fd}"]
@@ -106,8 +105,7 @@ async def _run(
             token_file=str(token_file),
         )
         nursery.start_soon(_wait_for_signal, stop)
-        app = build(web, hosts, own_user_only)
-        await nursery.start(_serve, app, config, stop, nursery.cancel_scope)
+        await nursery.start(_serve, build(web, hosts), config, stop, nursery.cancel_scope)
         print(f"Semantica web view: {url}", flush=True)
         try:
             await client.status()
@@ -164,14 +162,4 @@ def run(
     client = AsyncClient(home=home, socket=socket_path)
     hosts = allowed_hosts(host, port, allow_host)
     # hypercorn takes the socket over by its descriptor (and closes it).
-    trio.run(
-        _run,
-        sock.detach(),
-        url,
-        hosts,
-        sessions,
-        client,
-        paths.token,
-        open_browser,
-        is_loopback(host),  # on loopback, other users of this machine are refused
-    )
+    trio.run(_run, sock.detach(), url, hosts, sessions, client, paths.token, open_browser)
