@@ -183,3 +183,31 @@ def test_the_owner_of_a_loopback_peer_is_found(
                 local = accepted.getsockname()[:2]
                 assert peers.peer_uid(peer[:2], local) == os.getuid()
                 assert peers.peer_uid((host, client.getsockname()[1] ^ 1), local) is None
+
+
+@pytest.mark.parametrize("ask", ["kernel", "tables"])
+def test_the_owner_of_an_ipv4_peer_of_a_dual_stack_view_is_found(
+    ask: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Listening on ``::`` takes IPv4 too, and names such a peer ``::ffff:127.0.0.1``:
+    the kernel knows it by its IPv4 address (else another user, connecting by
+    127.0.0.1, would be let through as unknown)."""
+    if ask == "tables":
+
+        def unanswered(*args: object) -> None:
+            raise peers._Unanswered
+
+        monkeypatch.setattr(peers, "_ask_kernel", unanswered)
+    with socket.socket(socket.AF_INET6) as listener:
+        try:
+            listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            listener.bind(("::", 0))
+        except OSError:
+            pytest.skip("no dual-stack IPv6 here")
+        listener.listen()
+        with socket.create_connection(("127.0.0.1", listener.getsockname()[1])):
+            accepted, peer = listener.accept()
+            with accepted:
+                assert peer[0] == "::ffff:127.0.0.1"
+                local = accepted.getsockname()[:2]
+                assert peers.peer_uid(peer[:2], local) == os.getuid()

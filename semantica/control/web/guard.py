@@ -84,7 +84,8 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 class Guard:
-    """The middleware: refuses foreign hosts and origins, adds the headers."""
+    """The middleware: refuses foreign hosts, other users, foreign origins and bodies too
+    large or too slow; adds the headers. (``own_user_only`` False: for tests of the rest.)"""
 
     def __init__(self, app: ASGIApp, hosts: frozenset[str], own_user_only: bool = True) -> None:
         self.app = app

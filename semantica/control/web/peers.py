@@ -120,9 +120,21 @@ def _ask_kernel(peer: tuple[str, int], local: tuple[str, int]) -> int | None:
     return uid
 
 
+def _unmapped(host: str) -> str:
+    """An IPv4 address a dual-stack socket names ``::ffff:a.b.c.d`` as itself: the peer's
+    own socket is an IPv4 one, listed with the IPv4 sockets."""
+    try:
+        ip = ipaddress.ip_address(host.strip("[]").split("%")[0])
+    except ValueError:
+        return host
+    mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+    return host if mapped is None else str(mapped)
+
+
 def peer_uid(peer: tuple[str, int], local: tuple[str, int]) -> int | None:
     """The user owning the socket at ``peer`` that is connected to ``local``; None if the
     kernel knows no such socket (or cannot be asked)."""
+    peer, local = (_unmapped(peer[0]), peer[1]), (_unmapped(local[0]), local[1])
     try:
         return _ask_kernel(peer, local)
     except _Unanswered:
