@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import http.client
+import os
 import re
 import signal
 import subprocess
@@ -190,3 +191,28 @@ class WebView:
             self.proc.kill()
             self.proc.wait()
             raise AssertionError(f"semctl web did not stop on SIGTERM: {self.stderr()}") from None
+
+
+def as_nobody(port: int, path: str, cookie: str = "") -> int:
+    """The status another user of this machine (``nobody``) gets for ``GET path``."""
+    "127.0.0.1".encode("idna")  # (loads the codec: nobody cannot read this Python's files)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: another user, then a plain request
+        status = 0
+        try:
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            headers = {"Host": f"127.0.0.1:{port}", **({"Cookie": cookie} if cookie else {})}
+            conn.request("GET", path, headers=headers)
+            status = conn.getresponse().status
+        finally:
+            os.write(write, str(status).encode())
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as got:
+        status = int(got.read() or 0)
+    os.waitpid(pid, 0)
+    return status

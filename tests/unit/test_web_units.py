@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import socket
 
 import pytest
+import trio
+import trio.testing
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.types import Message, Receive, Scope, Send
 
+from semantica.control.web import peers
 from semantica.control.web import sessions as sessions_module
-from semantica.control.web.guard import allowed_hosts
+from semantica.control.web.guard import BODY_S, Guard, allowed_hosts
 from semantica.control.web.serve import bind
 from semantica.control.web.sessions import Sessions, csrf_ok
 from semantica.control.web.views import log_line, text
@@ -133,3 +140,88 @@ def test_a_port_in_use_says_what_to_do() -> None:
     assert message.startswith(f"cannot listen on 127.0.0.1:{port}: ")
     assert "another semctl web" in message and "--addr" in message
     assert "\n" not in message
+
+
+async def test_a_body_sent_too_slowly_is_refused(autojump_clock: trio.testing.MockClock) -> None:
+    """A body that trickles in (a byte now and then) would hold its connection and the
+    handler for ever: after BODY_S seconds the view answers 408 and does nothing."""
+    done: list[bytes] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        try:
+            done.append(await request.body())
+        except HTTPException as exc:
+            done.append(str(exc.status_code).encode())
+
+    async def trickle() -> Message:
+        await trio.sleep(1)
+        return {"type": "http.request", "body": b"a", "more_body": True}
+
+    async def send(message: Message) -> None:
+        pass
+
+    scope: Scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/enqueue",
+        "headers": [(b"host", b"127.0.0.1:7433")],
+    }
+    started = trio.current_time()
+    await Guard(app, allowed_hosts("127.0.0.1", 7433))(scope, trickle, send)
+    assert done == [b"408"]
+    assert trio.current_time() - started == pytest.approx(BODY_S, abs=1)
+
+
+@pytest.mark.parametrize("family, host", [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")])
+@pytest.mark.parametrize("ask", ["kernel", "tables"])
+def test_the_owner_of_a_loopback_peer_is_found(
+    family: int, host: str, ask: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if ask == "tables":  # where netlink's sock_diag cannot be asked
+
+        def unanswered(*args: object) -> None:
+            raise peers._Unanswered
+
+        monkeypatch.setattr(peers, "_ask_kernel", unanswered)
+    with socket.socket(family) as listener:
+        try:
+            listener.bind((host, 0))
+        except OSError:
+            pytest.skip(f"no {host} here")
+        listener.listen()
+        assert peers.listener_uid(host, listener.getsockname()[1]) == os.getuid()
+        with socket.create_connection(listener.getsockname()[:2]) as client:
+            accepted, peer = listener.accept()
+            with accepted:
+                local = accepted.getsockname()[:2]
+                assert peers.peer_uid(peer[:2], local) == os.getuid()
+                assert peers.peer_uid((host, client.getsockname()[1] ^ 1), local) is None
+
+
+@pytest.mark.parametrize("ask", ["kernel", "tables"])
+def test_the_owner_of_an_ipv4_peer_of_a_dual_stack_view_is_found(
+    ask: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Listening on ``::`` takes IPv4 too, and names such a peer ``::ffff:127.0.0.1``:
+    the kernel knows it by its IPv4 address (else another user, connecting by
+    127.0.0.1, would be let through as unknown)."""
+    if ask == "tables":
+
+        def unanswered(*args: object) -> None:
+            raise peers._Unanswered
+
+        monkeypatch.setattr(peers, "_ask_kernel", unanswered)
+    with socket.socket(socket.AF_INET6) as listener:
+        try:
+            listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            listener.bind(("::", 0))
+        except OSError:
+            pytest.skip("no dual-stack IPv6 here")
+        listener.listen()
+        with socket.create_connection(("127.0.0.1", listener.getsockname()[1])):
+            accepted, peer = listener.accept()
+            with accepted:
+                assert peer[0] == "::ffff:127.0.0.1"
+                local = accepted.getsockname()[:2]
+                assert peers.peer_uid(peer[:2], local) == os.getuid()

@@ -3,12 +3,15 @@
 Contract:
 
 * The address is bound before anything else, so a bad ``--addr`` or a port in use
-  is a one-line error (exit 2) and nothing starts. Port 0 takes a free port.
+  is a one-line error (exit 2) and nothing starts. Port 0 takes a free port. A port
+  held by another user of the machine is said to be so (it may serve a look-alike
+  login page, to catch the token).
 * Then exactly one line goes to stdout, flushed at once, for people and scripts:
   ``Semantica web view: http://HOST:PORT/login?code=CODE`` (a one-time login code).
   Everything else goes to stderr.
 * A non-loopback address is served (the user asked for it) with a loud warning:
-  plain HTTP, reachable by others.
+  plain HTTP, reachable by others. Connections from other users of this machine
+  are refused, whatever the address (:mod:`.peers`).
 * The supervisor need not be running: pages say it is not reachable until it is.
 * SIGINT or SIGTERM stop it: open live streams are cut, it exits 0.
 """
@@ -16,6 +19,7 @@ Contract:
 from __future__ import annotations
 
 import errno
+import os
 import signal
 import socket
 import sys
@@ -33,6 +37,7 @@ from semantica.control.web.access import Web, templates
 from semantica.control.web.app import build
 from semantica.control.web.guard import allowed_hosts
 from semantica.control.web.live import ChangeFeed, TopFeed
+from semantica.control.web.peers import listener_uid
 from semantica.control.web.sessions import Sessions
 from semantica.control.web_addr import is_loopback, parse_addr, url_host
 from semantica.errors import BadInput, SemanticaError
@@ -50,11 +55,26 @@ def bind(host: str, port: int) -> socket.socket:
         sock.close()
         why = f"cannot listen on {host}:{port}: {exc.strerror or exc}"
         if exc.errno == errno.EADDRINUSE:
-            # Most often a view left running in another terminal (or its service).
-            why += " (another semctl web? stop it, or choose a port with --addr HOST:PORT)"
+            # Most often a view left running in another terminal (or its service); when
+            # another user holds it, say so: its login page is not this view's.
+            why += _whose(host, port) or (
+                " (another semctl web? stop it, or choose a port with --addr HOST:PORT)"
+            )
         raise BadInput(why) from None
     sock.set_inheritable(True)
     return sock
+
+
+def _whose(host: str, port: int) -> str:
+    """Who holds a port already, when it is another user: a page served there that asks
+    for the token is not this view, whatever it looks like."""
+    uid = listener_uid("127.0.0.1" if host == "localhost" else host, port)
+    if uid is None or uid == os.getuid():
+        return ""
+    return (
+        f" (another user of this machine, uid {uid}, listens there: what it serves is not"
+        " your web view, do not log in to it; choose another port with --addr)"
+    )
 
 
 WARNING = """\
