@@ -7,7 +7,8 @@ Contract:
   (its subject, type, error, progress message, payload) is shown with every character
   that could drive a terminal written as a visible escape: C0 and C1 controls and DEL
   (``\\x1b``, ``\\x07``, ``\\x9b``; ``\\n``, ``\\r``, ``\\t`` by name), the bidi controls
-  that reorder what is shown (``\\u202e``), line and paragraph separators, and lone
+  that reorder what is shown (``\\u202e``), line and paragraph separators, the
+  characters that show nothing (``\\u200b``, ``\\ufeff``, tag characters), and lone
   surrogates. Other text, backslashes included, is shown as it is.
 * Job data is never read as rich markup: views hand rich :func:`cell` objects (``Text``),
   never strings with data inside, so ``[red]x`` prints ``[red]x`` and ``[/x]`` cannot
@@ -35,9 +36,13 @@ if TYPE_CHECKING:
 
 # C0 controls, DEL, C1 controls; the Arabic letter mark, LRM/RLM, the line and paragraph
 # separators, the bidi embeddings, overrides and isolates; lone surrogates (which a
-# terminal cannot be sent, and which would fail the write).
+# terminal cannot be sent, and which would fail the write); and the characters that show
+# nothing (the zero-width space, the word joiner and invisible operators, the BOM, the
+# tag characters), with which two different subjects would look the same. (The zero-width
+# joiner and non-joiner stay: emoji sequences and Persian and Indic writing need them.)
 _UNSAFE = re.compile(
-    "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+    "[\x00-\x1f\x7f-\x9f\u061c\u200b\u200e\u200f\u2028\u2029\u202a-\u202e\u2060-\u2064"
+    "\u2066-\u2069\ufeff\ud800-\udfff\U000e0000-\U000e007f]"
 )
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
@@ -48,7 +53,9 @@ def _escape(match: re.Match[str]) -> str:
     if named is not None:
         return named
     code = ord(char)
-    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+    if code <= 0xFF:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
 def printable(text: str) -> str:

@@ -225,3 +225,12 @@ def test_the_owner_of_an_ipv4_peer_of_a_dual_stack_view_is_found(
                 assert peer[0] == "::ffff:127.0.0.1"
                 local = accepted.getsockname()[:2]
                 assert peers.peer_uid(peer[:2], local) == os.getuid()
+
+
+def test_characters_that_show_nothing_are_shown_as_escapes() -> None:
+    """Two subjects that differ by an invisible character do not look the same."""
+    assert text("pay\u200broll") == "pay\\u200broll"
+    assert text("\ufeffdeploy") == "\\ufeffdeploy"
+    assert text("a\u2060b") == "a\\u2060b"
+    assert text("tag\U000e0041") == "tag\\U000e0041"
+    assert text("naïve café 東京 ✓") == "naïve café 東京 ✓"  # visible text is left alone
