@@ -115,10 +115,11 @@ async def limit(request: Request) -> Response:
     name = request.path_params["name"]
     value = _parse_limit(form.get("limit"))
     if value is None:
-        given = str(form.get("limit", ""))[:20]
+        given = str(form.get("limit", "")).strip()[:20]
+        got = f"got {given!r}" if given else "the field was empty"
         session.flash(
             f"the limit must be a whole number from 0 (no cap) to {QUEUE_LIMIT_MAX}, "
-            f"got {given!r}: nothing changed",
+            f"{got}: nothing changed",
             "error",
         )
         return back(form.get("back"), "/queues")
