@@ -631,6 +631,7 @@ CONTROL_VERBS = {
     "queues": "semctl queues",
     "follow": "semctl tail ID",
     "events": "semctl tail",
+    "changes": "semctl web (its live pages)",
     "metrics": "semctl metrics",
     "top": "semctl top",
     "maintenance": "semctl maintenance",
