@@ -1,4 +1,5 @@
--- Undo 010: jobs_subject begins with the type again.
+-- Undo 010: no index by type; jobs_subject begins with the type again.
 
+DROP INDEX jobs_by_type;
 DROP INDEX jobs_subject;
 CREATE INDEX jobs_subject ON jobs (type, subject, generation) WHERE subject IS NOT NULL;

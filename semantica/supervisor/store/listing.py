@@ -4,7 +4,8 @@ A list (``list``, the jobs page, top's latest failures) is the jobs matching
 some of state / queue / type / subject, newest first, ``limit`` of them, below
 ``before``. Every job written pays for each index on ``jobs``, and a state
 change for each index holding the state, so lists use the indexes the store
-keeps anyway rather than one per filter (sql/010 says what that saves):
+keeps anyway, and one more, rather than one per filter (sql/010 says what that
+saves):
 
 * :data:`SUBJECT`: a subject names a few jobs (its generations): they are read
   from ``jobs_subject`` (subject first) and sorted; the other filters are
@@ -16,10 +17,10 @@ keeps anyway rather than one per filter (sql/010 says what that saves):
   ``limit`` entries a pair, never every job of the state (which a sort would
   read). Once ``limit`` are found, a later pair is walked only down to the
   oldest of them. The work grows with the number of pairs (queues), not jobs.
-* :data:`SCAN`: the rest (no filter, a type, a queue and a type): the table is
-  walked from its newest job until the page is full. A filter that matches a
-  share of the jobs fills a page after ``limit / share`` rows; one that matches
-  none reads the table (about 20 ms at 100,000 jobs).
+* :data:`TYPE`: a type without a state: ``jobs_by_type`` holds a type's jobs
+  in id order (the one index sql/010 adds: a type is in no other index as its
+  first column), read from the newest; a queue is checked on each.
+* :data:`SCAN`: no filter: the table from its newest row.
 
 A count (the first page says how many match, up to a cap) reads the same way:
 a queue alone is counted as its six (state, queue) ranges of ``jobs_state``.
@@ -33,6 +34,7 @@ from semantica.models import JobState
 
 SUBJECT: Final = "subject"
 PAIRS: Final = "pairs"
+TYPE: Final = "type"
 SCAN: Final = "scan"
 
 #: The states a queue's pairs are walked in: all of them.
@@ -40,10 +42,10 @@ STATES: Final = tuple(state.value for state in JobState)
 
 
 def how(state: str | None, queue: str | None, type: str | None, subject: str | None) -> str:
-    """Which way (:data:`SUBJECT`, :data:`PAIRS`, :data:`SCAN`) a list with these filters is
-    read."""
+    """Which way (:data:`SUBJECT`, :data:`PAIRS`, :data:`TYPE`, :data:`SCAN`) a list with
+    these filters is read."""
     if subject is not None:
         return SUBJECT
     if state is not None or (queue is not None and type is None):
         return PAIRS
-    return SCAN
+    return TYPE if type is not None else SCAN

@@ -167,9 +167,7 @@ class SQLiteReads(SQLiteConnection):
             if before is not None:
                 clause += (" AND " if clause else "WHERE ") + "id < ?"
                 args.append(before)
-            # A subject's jobs through its index: SQLite, without statistics, would rather
-            # take jobs_state when a state or a queue is given too, and walk all of theirs.
-            table = "jobs INDEXED BY jobs_subject" if way == listing.SUBJECT else "jobs"
+            table = _TABLES[way]
             rows = self._conn.execute(
                 f"SELECT {JOB_COLUMNS} FROM {table} {clause} ORDER BY id DESC LIMIT ?",
                 (*args, limit),
@@ -233,13 +231,12 @@ class SQLiteReads(SQLiteConnection):
     ) -> int:
         """How many jobs match every filter given; at most ``cap`` (counting stops there).
 
-        Read as a list is (listing.py); a queue without a state is counted in its six
-        (state, queue) ranges of jobs_state, whichever other filters are given."""
+        Read as a list is (listing.py); a queue alone is counted in its six (state,
+        queue) ranges of jobs_state."""
         clause, args = filters(state=state, queue=queue, type=type, subject=subject)
-        table = "jobs"
-        if subject is not None:
-            table = "jobs INDEXED BY jobs_subject"
-        elif state is None and queue is not None:
+        way = listing.how(state, queue, type, subject)
+        table = _TABLES.get(way, "jobs")
+        if way == listing.PAIRS and state is None:
             table = "jobs INDEXED BY jobs_state"
             clause += f" AND state IN {ALL_STATES_SQL}"
         if cap is None:
@@ -285,6 +282,14 @@ class SQLiteReads(SQLiteConnection):
             counts[state] = n
         return counts
 
+
+#: The index a list reads, by way (listing.py), named: SQLite, without statistics, would
+#: rather take jobs_state when a state or a queue is given too, and walk all of theirs.
+_TABLES = {
+    listing.SUBJECT: "jobs INDEXED BY jobs_subject",
+    listing.TYPE: "jobs INDEXED BY jobs_by_type",
+    listing.SCAN: "jobs",
+}
 
 #: The queues that have jobs in a state (?1), read from jobs_state a seek a queue: the
 #: next name after each, never the jobs in between.
