@@ -15,8 +15,10 @@ saves):
   can match (the queues that have jobs in the state; or the six states of the
   queue) from its newest job, and keeps the newest ``limit`` of all: at most
   ``limit`` entries a pair, never every job of the state (which a sort would
-  read). Once ``limit`` are found, a later pair is walked only down to the
-  oldest of them. The work grows with the number of pairs (queues), not jobs.
+  read). SQLite walks a pair a statement, and once ``limit`` are found a later
+  pair only down to the oldest of them; PostgreSQL walks them all in one
+  statement (``LATERAL``). The work grows with the number of pairs (queues),
+  not with the number of jobs.
 * :data:`TYPE`: a type without a state: ``jobs_by_type`` holds a type's jobs
   in id order (the one index sql/010 adds: a type is in no other index as its
   first column), read from the newest; a queue is checked on each.
