@@ -15,16 +15,26 @@ paused queue), over four queues and four types, each job with its own subject. T
   (psutil, its process's user + system time) in % of one core, and the time of one
   ``top`` request, p50 / p95. On PostgreSQL, the server's CPU (the postmaster and its
   backends) over the same time besides.
+* **web**: ``semctl web`` for the same supervisor (bench/web_http.py), logged in with
+  its one-time link: the wall time over HTTP of the jobs page (no filter, by state, by
+  queue, by type and state, a page deep), a job's page and the dashboard, p50 / p95 of
+  ``--rounds`` requests; then, for ``--live-seconds`` each, the CPU (% of a core) of
+  the supervisor and of ``semctl web`` with nothing open, 1 and 5 dashboards open
+  (clients reading ``/live/dashboard``), and, while jobs run (``RATE`` a second
+  enqueued), with nothing open and with 5 jobs pages open (``/live/jobs``); and
+  ``semctl web``'s RSS at the end.
 
-Prints Markdown tables; takes about five minutes per store here.
+Prints Markdown tables; takes about ten minutes per store here.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import random
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -36,6 +46,7 @@ import psutil
 
 from bench.pgserver import PgServer
 from bench.semantica_engine import Engine
+from bench.web_http import Listeners, WebView
 from semantica import Client
 from semantica.protocol import JobList, ListJobs
 
@@ -51,6 +62,8 @@ HELD = "reports"
 #: a quarter, a type of a tenth; the subject is SUBJECT's, a FAILED job of ``mail``.
 STATE, QUEUE, TYPE = "FAILED", "mail", "FAIL"
 SUBJECT = "item-{}"
+#: Jobs enqueued a second while the jobs pages are measured (they run at once).
+RATE = 10
 
 
 def _kind(rng: random.Random) -> str:
@@ -206,6 +219,92 @@ def tops(
     }
 
 
+def pages(view: WebView, middle: int, deep: int, rounds: int) -> list[tuple[str, float, float]]:
+    """(path, p50, p95 in ms) of each page the web view's users open most."""
+    paths = [
+        "/jobs",
+        f"/jobs?state={STATE}",
+        f"/jobs?queue={QUEUE}",
+        "/jobs?type=STAMP&state=DONE",
+        f"/jobs?before={deep}",
+        f"/jobs/{middle}",
+        "/",
+    ]
+    rows = []
+    for path in paths:
+        took = _timed(functools.partial(view.timed, path), rounds)
+        rows.append((path, _p(took, 0.5), _p(took, 0.95)))
+    return rows
+
+
+def live(
+    view: WebView, supervisor: int, path: str, n: int, seconds: float, home: Path | None
+) -> dict[str, float]:
+    """CPU (% of a core) of the supervisor and of ``semctl web`` while ``n`` clients read
+    ``path`` for ``seconds``; with ``home``, RATE jobs a second are enqueued meanwhile."""
+    own, web = psutil.Process(supervisor), psutil.Process(view.pid)
+    stop = threading.Event()
+
+    def enqueue() -> None:
+        assert home is not None
+        with Client(home=home) as client:
+            started = time.monotonic()
+            for tick in itertools.count(1):
+                client.enqueue("NOOP", queue="default")
+                if stop.wait(max(0.0, started + tick / RATE - time.monotonic())):
+                    return
+
+    feeder = threading.Thread(target=enqueue) if home is not None else None
+    if feeder is not None:
+        feeder.start()
+    try:
+        with Listeners(view, path, n) as listeners:
+            time.sleep(2)  # connected, the first fragments drawn
+            before, before_web, events = _cpu([own]), _cpu([web]), listeners.events
+            started = time.monotonic()
+            time.sleep(seconds)
+            elapsed = time.monotonic() - started
+            figures = {
+                "cpu": 100 * (_cpu([own]) - before) / elapsed,
+                "web_cpu": 100 * (_cpu([web]) - before_web) / elapsed,
+                "events": listeners.events - events,
+            }
+    finally:
+        stop.set()
+        if feeder is not None:
+            feeder.join()
+    return figures
+
+
+def web_figures(engine: Engine, middle: int, deep: int, args: argparse.Namespace) -> None:
+    """Part (c): the pages over HTTP and the live updates' CPU; prints two tables."""
+    assert engine.proc is not None
+    with WebView(engine.env()) as view:
+        print("\n| page (semctl web, over HTTP) | p50 / p95 ms |\n|---|---:|")
+        for path, p50, p95 in pages(view, middle, deep, args.rounds):
+            print(f"| `{path}` | {p50:.1f} / {p95:.1f} |")
+        sys.stdout.flush()
+        cases = [
+            ("nothing open", "/live/dashboard", 0, False),
+            ("1 dashboard", "/live/dashboard", 1, False),
+            ("5 dashboards", "/live/dashboard", 5, False),
+            (f"jobs running ({RATE}/s), nothing open", "/live/jobs", 0, True),
+            (f"jobs running ({RATE}/s), 5 jobs pages", "/live/jobs", 5, True),
+        ]
+        print(
+            f"\n| open for {args.live_seconds:g} s | supervisor CPU % | semctl web CPU % "
+            "| events |\n|---|---:|---:|---:|"
+        )
+        for name, path, n, running in cases:
+            got = live(
+                view, engine.proc.pid, path, n, args.live_seconds, engine.home if running else None
+            )
+            print(f"| {name} | {got['cpu']:.2f} | {got['web_cpu']:.2f} | {got['events']:.0f} |")
+            sys.stdout.flush()
+        rss = psutil.Process(view.pid).memory_info().rss
+        print(f"\nsemctl web RSS at the end: {rss / 1e6:.1f} MB")
+
+
 @contextmanager
 def sqlite_engine() -> Iterator[tuple[Engine, Callable[[], list[psutil.Process]]]]:
     with Engine(workers=2) as engine:
@@ -252,6 +351,8 @@ def run(store: str, args: argparse.Namespace) -> None:
                 print(f"| PostgreSQL server CPU | {top['server_cpu']:.2f} % of a core |")
             print(f"| one top request, p50 / p95 | {top['p50']:.1f} / {top['p95']:.1f} ms |")
             sys.stdout.flush()
+            if not args.no_web:
+                web_figures(engine, counts["middle"], low, args)
 
 
 def _mix(counts: dict[str, int]) -> str:
@@ -263,6 +364,10 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=20, help="requests per list figure")
     parser.add_argument("--top-seconds", type=float, default=60.0)
+    parser.add_argument(
+        "--live-seconds", type=float, default=60.0, help="each live-update figure's window"
+    )
+    parser.add_argument("--no-web", action="store_true", help="leave semctl web out")
     parser.add_argument(
         "--store", choices=["sqlite", "postgres", "both"], default="both", help="which store"
     )

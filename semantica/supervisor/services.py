@@ -25,7 +25,7 @@ module that assembles it.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import psutil
@@ -42,6 +42,7 @@ from semantica.supervisor.joblogs import Logs
 from semantica.supervisor.lifecycle import JobLifecycle
 from semantica.supervisor.maintenance import Maintenance, StoreGate
 from semantica.supervisor.metrics import Metrics
+from semantica.supervisor.queue_counts import QueueCounts
 from semantica.supervisor.store import StoreReads
 
 
@@ -107,6 +108,8 @@ class Services:
     own_process: psutil.Process
     #: This supervisor as a node of its store (the cluster's nodes and workers).
     node: Node
+    #: The queues as ``top`` shows them: finished counts a few seconds old.
+    queue_counts: QueueCounts = field(default_factory=QueueCounts)
 
 
 def explainer(store: StoreReads, conditions: Conditions) -> Explain:

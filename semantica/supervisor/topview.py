@@ -7,7 +7,8 @@
 * Job rows carry no payload nor result, and their texts are cut to what a row
   can show (:data:`ROW_TEXT`); the busiest :data:`TOP_QUEUES` queues are sent.
   So a reply stays a few tens of KB, however large the jobs' errors are or
-  however many queues there are.
+  however many queues there are. A queue's finished counts may be a few seconds
+  old (:mod:`queue_counts`): counting them reads every job.
 * The :data:`TOP_SCHEDULES` schedules due next, with their latest run; their
   job template without its payload (which may hold a whole environment).
 * The jobs enqueued, finished and failed in each minute of the last hour
@@ -44,7 +45,7 @@ ROW_TEXT = 200
 def top_reply(services: Services, rid: int) -> TopReply:
     """One frame of ``semctl top``."""
     jobs = services.jobs
-    queues = services.store.queues()
+    queues = services.queue_counts.read(services.store)
     nodes, workers = services.node.view()
     return TopReply(
         rid=rid,

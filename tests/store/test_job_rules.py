@@ -172,6 +172,24 @@ def test_queues_lists_counts_paused_and_limit(store: JobStore, spec: Spec) -> No
     ]
 
 
+def test_queues_without_finished_counts_only_queued_and_running(
+    store: JobStore, spec: Spec
+) -> None:
+    """queues(finished=False): the same queues, with their QUEUED and RUNNING counts
+    alone (the finished jobs are not read)."""
+    store.set_queue("idle", limit=3)
+    enqueue(store, [spec(queue="busy"), spec(queue="busy"), spec(queue="busy"), spec(queue="b")])
+    running = _lease(store)
+    done = _lease(store)
+    store.complete(done, None)
+    assert store.cancel_queued(running.job_id + 2, "no") is True
+    assert store.queues(finished=False) == [
+        QueueInfo(name="b", counts={"QUEUED": 1, "RUNNING": 0}),
+        QueueInfo(name="busy", counts={"QUEUED": 0, "RUNNING": 1}),
+        QueueInfo(name="idle", limit=3, counts={"QUEUED": 0, "RUNNING": 0}),
+    ]
+
+
 def test_set_queue_changes_only_what_it_is_given(store: JobStore) -> None:
     """Changing a queue's limit keeps it paused, and resuming it keeps its limit."""
     store.set_queue("q", paused=True)

@@ -400,6 +400,23 @@ def test_a_call_that_hangs_is_cut_at_its_deadline(pg_database: str) -> None:
         store.close()
 
 
+def test_a_long_write_whose_statements_all_answer_is_not_cut(pg_database: str) -> None:
+    """The deadline is for a server that does not answer: a write of many statements
+    (jobs with subjects go in one by one) that takes longer than the deadline in all,
+    each statement answered at once, is carried out, and the store stays connected."""
+    store = PostgresStore(pg_database, FakeClock(), deadline=0.5)
+    try:
+        specs = [JobSpec(type="T", subject=f"s{n}") for n in range(3000)]
+        started = time.monotonic()
+        result = enqueue(store, specs)
+        took = time.monotonic() - started
+        assert len(result.jobs) == 3000 and store.count(state="QUEUED") == 3000
+        assert took > 0.5, f"took {took:.2f} s: not longer than the deadline, proves nothing"
+        assert store.get(result.jobs[-1].id).subject == "s2999"
+    finally:
+        store.close()
+
+
 def test_an_unreachable_server_is_one_line_naming_the_host_not_the_password() -> None:
     """open_store on a URL nothing answers: StoreUnavailable naming where it looked."""
     with pytest.raises(StoreUnavailable) as caught:

@@ -3,6 +3,7 @@ pages without a budget, and the rows of a view in every state."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import pytest
@@ -69,3 +70,57 @@ def test_latest_rows_of_each_state_newest_first(store: JobStore, spec: Spec) -> 
     assert store.latest_rows("RUNNING", 5, 100) == []
     [row] = store.latest_rows("DONE", 1, 100)
     assert row.result is None and row.payload is None  # a row for a view: no bodies
+
+
+def _mixed_jobs(store: JobStore, spec: Spec) -> list[int]:
+    """Jobs of three types, with subjects, in three queues, in five states, ids
+    interleaved: each (state, queue) pair holds jobs old and new. Their ids."""
+    specs = [
+        spec(("T", "U", "V")[n % 3], queue=("a", "b", "c")[n % 5 % 3], subject=f"s{n % 20}")
+        for n in range(60)
+    ]
+    ids = [job.id for job in enqueue(store, specs).jobs]
+    for n, job_id in enumerate(ids):
+        if n % 7 == 0:
+            assert store.cancel_queued(job_id, "gone")
+    leases = store.lease_many(1, 30)
+    for n, lease in enumerate(leases):
+        if n % 3 == 0:
+            store.complete(lease, None)
+        elif n % 3 == 1:
+            store.fail(lease, BOOM, None)  # (max_attempts 3: some are retried, QUEUED)
+    return ids
+
+
+def test_lists_by_any_filters_are_the_newest_matches(store: JobStore, spec: Spec) -> None:
+    """list by every combination of state, queue, type and subject, and from a job on:
+    the newest matches, newest first, whatever index the store reads them from; count
+    and latest_rows agree."""
+    ids = _mixed_jobs(store, spec)
+    every = store.get_many(ids)
+    assert len({job.state for job in every}) >= 4
+    values = {"state": "QUEUED", "queue": "b", "type": "U", "subject": "s1"}
+    values_too = {"state": "RUNNING", "queue": "a", "type": "T", "subject": "s2"}
+    for size in range(5):
+        for names in itertools.combinations(values, size):
+            for chosen in (values, values_too):
+                filters = {name: chosen[name] for name in names}
+                wanted = [
+                    job.id
+                    for job in sorted(every, key=lambda job: -job.id)
+                    if all(
+                        str(getattr(job, k).value if k == "state" else getattr(job, k)) == v
+                        for k, v in filters.items()
+                    )
+                ]
+                assert store.count(**filters) == len(wanted), filters
+                assert store.count(**filters, cap=3) == min(3, len(wanted)), filters
+                for limit in (1, 4, 100):
+                    got = [job.id for job in store.list(**filters, limit=limit)]
+                    assert got == wanted[:limit], (filters, limit)
+                    if len(wanted) > 2:
+                        later = store.list(**filters, limit=limit, before=wanted[1])
+                        assert [job.id for job in later] == wanted[2 : 2 + limit], filters
+    for state in JobState:
+        newest = [job.id for job in sorted(every, key=lambda job: -job.id) if job.state is state]
+        assert [job.id for job in store.latest_rows(state.value, 3, 100)] == newest[:3]

@@ -113,3 +113,35 @@ def test_a_workers_containment_never_signals_a_group_by_its_number() -> None:
     finally:
         other.kill()
         other.wait()
+
+
+def test_descendants_are_the_tree_below_a_process_as_psutil_sees_it() -> None:
+    """descendants(pid): every process below, children and theirs, read from the
+    process's own /proc entries; the same pids psutil finds by reading every process."""
+    import psutil
+
+    # sh: a sleep, and a sh with a sleep of its own (three below).
+    tree = subprocess.Popen(["sh", "-c", "sleep 30 & sh -c 'sleep 30 & wait' & wait"])
+    try:
+        deadline = time.monotonic() + 5
+        below = psutil.Process(tree.pid).children(recursive=True)
+        while len(below) < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+            below = psutil.Process(tree.pid).children(recursive=True)
+        found = proctree.descendants(tree.pid)
+        assert found is not None  # (the kernels this runs on list children)
+        assert sorted(found) == sorted(p.pid for p in below) and len(found) == 3
+        leaves = [p.pid for p in below if not p.children()]
+        assert len(leaves) == 2 and all(proctree.descendants(pid) == [] for pid in leaves)
+    finally:
+        for p in psutil.Process(tree.pid).children(recursive=True):
+            p.kill()
+        tree.kill()
+        tree.wait()
+
+
+def test_descendants_of_a_process_gone_are_none_or_empty() -> None:
+    """A pid that names no process: nothing below it (None: no /proc entry to read)."""
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    assert not proctree.descendants(gone.pid)

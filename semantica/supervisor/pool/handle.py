@@ -26,6 +26,7 @@ from typing import Protocol
 import psutil
 import trio
 
+from semantica import proctree
 from semantica.framed import FramedStream
 from semantica.models import JobError
 from semantica.protocol import JobFinished
@@ -131,7 +132,17 @@ class WorkerHandle:
         try:
             me = self._ps.get(self.pid) or psutil.Process(self.pid)
             alive = {self.pid}
-            for found in (me, *me.children(recursive=True)):
+            # Its own /proc entries: psutil's children() reads every process on the
+            # machine (their parents), once per worker and per top, every second.
+            pids = proctree.descendants(self.pid)
+            if pids is None:
+                below = me.children(recursive=True)
+            else:
+                below = []
+                for pid in pids:
+                    with contextlib.suppress(psutil.Error):
+                        below.append(self._ps.get(pid) or psutil.Process(pid))
+            for found in (me, *below):
                 alive.add(found.pid)
                 with contextlib.suppress(psutil.Error):
                     known = self._ps.get(found.pid)

@@ -106,8 +106,13 @@ class StoreReads(Protocol):
         ``none yet`` when there is no queue."""
         ...
 
-    def queues(self) -> QueueInfos:
-        """Every queue that has a setting or a job, by name, with counts by state."""
+    def queues(self, finished: bool = True) -> QueueInfos:
+        """Every queue that has a setting or a job, by name, with counts by state.
+
+        ``finished`` False: only the QUEUED and RUNNING jobs are counted, and the
+        counts hold those two states alone. Counting the finished jobs reads an index
+        entry of every job in the store; counting those two reads theirs only (for a
+        view asked every second: ``top``)."""
         ...
 
     def blockers(self) -> Blockers:

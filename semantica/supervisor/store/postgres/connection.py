@@ -6,12 +6,18 @@ write opens its own ``BEGIN`` ... ``COMMIT``; after
 :meth:`PGConnection.commit` commits).
 
 The supervisor calls the store on its event loop, so no call may hang on the
-network. Every call on the connection has a deadline (``deadline`` seconds,
-2 s by default): a watchdog thread polls the call in flight and, past its
-deadline, shuts the connection's socket down (on a duplicate of its file
-descriptor), so psycopg raises at once and the call fails with
-:class:`~semantica.errors.StoreUnavailable`. libpq's ``connect_timeout``,
-``tcp_user_timeout`` and keepalives bound what the kernel waits for as well.
+network. Every statement on the connection has a deadline (``deadline``
+seconds, 2 s by default): a watchdog thread polls the call in flight and, when
+its statement has waited past the deadline for the server, shuts the
+connection's socket down (on a duplicate of its file descriptor), so psycopg
+raises at once and the call fails with
+:class:`~semantica.errors.StoreUnavailable`. The deadline is for a server that
+does not answer, so it runs from each statement of a call, not from the call's
+start: a write of many statements (an enqueue of 512 jobs with subjects goes in
+one by one, a few statements each) may take longer than the deadline in all on
+a slow machine, and was cut as if the server were gone, refusing the enqueue.
+libpq's ``connect_timeout``, ``tcp_user_timeout`` and keepalives bound what the
+kernel waits for as well.
 
 A lost connection is never reopened on the caller's thread: from then on calls
 fail fast with StoreUnavailable while a thread reconnects in the background
@@ -133,10 +139,12 @@ IDLE_IN_BATCH = 5
 
 
 class _Watchdog:
-    """Cuts a connection whose call outlives its deadline (see the module docstring).
+    """Cuts a connection whose statement waits past its deadline (see the module
+    docstring).
 
-    A call arms it (a tuple assignment, no lock) and disarms it. While calls come,
-    the thread looks every tenth of the deadline, so a call is cut at most 10% late;
+    A call arms it (a tuple assignment, no lock), each of its statements re-arms it,
+    and the call disarms it. While calls come, the thread looks every tenth of the
+    deadline, so a statement is cut at most 10% late;
     once it finds none in flight it sleeps until the next call arms it, so an idle
     store costs no wake-ups.
     """
@@ -155,6 +163,12 @@ class _Watchdog:
         if self._asleep:
             self._asleep = False
             self._wake.set()
+
+    def rearm(self) -> None:
+        """A statement of the call in flight begins: the deadline runs from now."""
+        armed = self._armed
+        if armed is not None:
+            self._armed = (time.monotonic() + self.deadline, armed[1])
 
     def disarm(self) -> None:
         self._armed = None
@@ -181,6 +195,19 @@ class _Watchdog:
                     _cut(armed[1])
                 continue
             self._stop.wait(self.deadline / 10)
+
+
+def _rearming(watchdog: _Watchdog) -> type[psycopg.Cursor[Any]]:
+    """The connection's cursors: each statement re-arms the deadline of the call in
+    flight (``conn.execute`` makes one of these for each statement)."""
+
+    class Rearming(psycopg.Cursor[Any]):
+        def execute(self, *args: Any, **kwargs: Any) -> Rearming:
+            watchdog.rearm()
+            super().execute(*args, **kwargs)
+            return self
+
+    return Rearming
 
 
 def _cut(fd: int) -> None:
@@ -234,6 +261,7 @@ class PGConnection:
         self._watchdog = _Watchdog(deadline)
         try:
             self._conn = open_connection(dsn, deadline, self._settings)
+            self._conn.cursor_factory = _rearming(self._watchdog)
         except psycopg.Error as exc:
             self._watchdog.stop()
             raise store_error(exc, "cannot open the job store", self.place) from None
@@ -266,7 +294,8 @@ class PGConnection:
 
     @contextlib.contextmanager
     def _call(self, what: str) -> Iterator[psycopg.Connection[Any]]:
-        """One call on the connection, under the deadline; psycopg errors typed."""
+        """One call on the connection, each statement under the deadline; psycopg errors
+        typed."""
         conn = self._live()
         self._watchdog.arm(conn.fileno())
         try:
@@ -310,6 +339,7 @@ class PGConnection:
                 conn.close()
             else:
                 self.backend_pid = conn.info.backend_pid
+                conn.cursor_factory = _rearming(self._watchdog)
                 self._conn = conn
             return
 

@@ -18,20 +18,22 @@ class PGQueues(PGConnection):
     """Queue settings and counts, and what holds queued jobs back."""
 
     @reads
-    def queues(self) -> QueueInfos:
-        """Every queue that has a setting or a job, by name, with counts by state."""
+    def queues(self, finished: bool = True) -> QueueInfos:
+        """Every queue that has a setting or a job, by name, with counts by state
+        (``finished`` False: of QUEUED and RUNNING jobs alone; see the contract)."""
         conn = self._live()
         found: dict[str, QueueInfo] = {}
         for name, paused, limit in conn.execute("SELECT name, paused, max_running FROM queues"):
             found[name] = QueueInfo(name=name, paused=bool(paused), limit=limit)
+        which = "" if finished else "WHERE state IN ('QUEUED', 'RUNNING') "
         for queue, state, n in conn.execute(
-            "SELECT queue, state, count(*) FROM jobs GROUP BY queue, state"
+            f"SELECT queue, state, count(*) FROM jobs {which}GROUP BY state, queue"
         ):
             info = found.setdefault(queue, QueueInfo(name=queue))
             info.counts[state] = n
+        counted = JobState if finished else (JobState.QUEUED, JobState.RUNNING)
         for info in found.values():
-            for state in JobState:
-                info.counts.setdefault(state.value, 0)
+            info.counts = {state.value: info.counts.get(state.value, 0) for state in counted}
         return [found[name] for name in sorted(found)]
 
     def set_queue(

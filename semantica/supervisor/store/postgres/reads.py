@@ -13,12 +13,14 @@ from typing import Any
 
 from semantica.errors import NoSuchJob
 from semantica.models import Job, JobState
+from semantica.supervisor.store import listing
 from semantica.supervisor.store.contract import JobsList
 from semantica.supervisor.store.postgres.connection import PGConnection, reads
 from semantica.supervisor.store.postgres.leases import QUEUED_QUEUES
 from semantica.supervisor.store.postgres.rows import EDGES, JOB_COLUMNS, rows_by_id, view_columns
 from semantica.supervisor.store.records import Page
 from semantica.supervisor.store.rows import (
+    ALL_STATES_SQL,
     PRIORITY,
     PageBuilder,
     check_id,
@@ -143,17 +145,20 @@ class PGReads(PGConnection):
         before: int | None = None,
         budget: int | None = None,
     ) -> Page:
-        """:meth:`list`, only as many as fit in ``budget`` bytes of reply (at least one)."""
-        clause, args = filters("%s", state=state, queue=queue, type=type, subject=subject)
-        if before is not None:
-            clause += (" AND " if clause else "WHERE ") + "id < %s"
-            args.append(before)
+        """:meth:`list`, only as many as fit in ``budget`` bytes of reply (at least one).
+        Read as :mod:`~semantica.supervisor.store.listing` says (PostgreSQL finds
+        jobs_subject for a subject by itself)."""
+        if listing.how(state, queue, type, subject) == listing.PAIRS:
+            sql, args = _newest(JOB_COLUMNS, state, queue, type, limit, before)
+        else:
+            clause, args = filters("%s", state=state, queue=queue, type=type, subject=subject)
+            if before is not None:
+                clause += (" AND " if clause else "WHERE ") + "id < %s"
+                args.append(before)
+            sql = f"SELECT {JOB_COLUMNS} FROM jobs {clause} ORDER BY id DESC LIMIT %s"
+            args.append(limit)
         page = PageBuilder(budget)
-        for row in _fetching(
-            self._live(),
-            f"SELECT {JOB_COLUMNS} FROM jobs {clause} ORDER BY id DESC LIMIT %s",
-            (*args, limit),
-        ):
+        for row in _fetching(self._live(), sql, args):
             if not page.add(row):
                 break
         return page.page()
@@ -168,8 +173,11 @@ class PGReads(PGConnection):
         subject: str | None = None,
         cap: int | None = None,
     ) -> int:
-        """How many jobs match every filter given; at most ``cap``."""
+        """How many jobs match every filter given; at most ``cap``. A queue without a
+        state is counted in its six (state, queue) ranges of jobs_state."""
         clause, args = filters("%s", state=state, queue=queue, type=type, subject=subject)
+        if subject is None and state is None and queue is not None:
+            clause += f" AND state IN {ALL_STATES_SQL}"
         if cap is None:
             row = self._live().execute(f"SELECT count(*) FROM jobs {clause}", args).fetchone()
         else:
@@ -205,14 +213,8 @@ class PGReads(PGConnection):
     @reads
     def latest_rows(self, state: str, limit: int, cut: int) -> JobsList:
         """The newest ``limit`` jobs in ``state``, as rows for a view."""
-        rows = (
-            self._live()
-            .execute(
-                f"SELECT {view_columns(cut)} FROM jobs WHERE state = %s ORDER BY id DESC LIMIT %s",
-                (state, limit),
-            )
-            .fetchall()
-        )
+        sql, args = _newest(view_columns(cut), state, None, None, limit, None)
+        rows = self._live().execute(sql, args).fetchall()
         return [cut_row(job_from_row(row), cut) for row in rows]
 
     @reads
@@ -227,3 +229,51 @@ class PGReads(PGConnection):
 def _fetching(conn: Any, sql: str, args: Any) -> Iterable[Sequence[Any]]:
     """The rows of ``sql``, one at a time (decoded by the caller only as it takes them)."""
     yield from conn.execute(sql, args)
+
+
+#: The queues that have jobs in a state, read from jobs_state a seek a queue (the next
+#: name after each), as (state, queue) pairs ``p`` (the state is given three times).
+_STATE_QUEUES = (
+    "(WITH RECURSIVE names(name) AS ("
+    "(SELECT queue FROM jobs WHERE state = %s ORDER BY queue LIMIT 1) "
+    "UNION ALL SELECT (SELECT queue FROM jobs WHERE state = %s AND queue > names.name "
+    "                  ORDER BY queue LIMIT 1) "
+    "FROM names WHERE names.name IS NOT NULL) "
+    "SELECT %s::text AS state, name AS queue FROM names WHERE name IS NOT NULL) AS p"
+)
+
+
+def _newest(
+    columns: str,
+    state: str | None,
+    queue: str | None,
+    type: str | None,
+    limit: int,
+    before: int | None,
+) -> tuple[str, list[Any]]:
+    """The statement reading the newest ``limit`` jobs matching, newest first, walked pair
+    by pair in jobs_state (listing.PAIRS: a state, or a queue): each pair's newest ids
+    (an index walk backwards, at most ``limit``), merged, then their rows."""
+    pairs: str
+    args: list[Any]
+    if state is not None and queue is None:
+        pairs, args = _STATE_QUEUES, [state, state, state]
+    elif state is not None:
+        pairs, args = "(SELECT %s::text AS state, %s::text AS queue) AS p", [state, queue]
+    else:
+        pairs = "(SELECT s AS state, %s::text AS queue FROM unnest(%s::text[]) AS s) AS p"
+        args = [queue, list(listing.STATES)]
+    where = "k.state = p.state AND k.queue = p.queue"
+    if type is not None:
+        where += " AND k.type = %s"
+        args.append(type)
+    if before is not None:
+        where += " AND k.id < %s"
+        args.append(before)
+    sql = (
+        f"SELECT {columns} FROM jobs WHERE id IN ("
+        f"SELECT j.id FROM {pairs} CROSS JOIN LATERAL ("
+        f"SELECT k.id FROM jobs AS k WHERE {where} ORDER BY k.id DESC LIMIT %s) AS j "
+        "ORDER BY j.id DESC LIMIT %s) ORDER BY id DESC"
+    )
+    return sql, [*args, limit, limit]

@@ -16,9 +16,9 @@ method promises) with psycopg 3; each concern is a module of this package:
 * ``logbook.py``: job logs every node reads;
 * ``upkeep.py``: maintenance, on a second connection.
 
-Calls are synchronous, short (one small transaction each) and bounded by a
-deadline: the store never holds its caller longer than that, whatever the
-network does.
+Calls are synchronous and short (one small transaction each), and each of
+their statements is bounded by a deadline: the store never waits longer than
+that for a server that does not answer, whatever the network does.
 """
 
 from __future__ import annotations
@@ -49,8 +49,8 @@ class PostgresStore(PGLeases, PGMoves, PGEnqueue, PGReads, PGQueues, PGLogBook, 
         migrate: bring the schema to the newest at once (else call :meth:`migrate`).
         node: how this store's owner registers as a node (at its first write that
             needs one, or at :meth:`join`).
-        deadline: the longest a call may take before its connection is cut
-            (StoreUnavailable).
+        deadline: the longest a statement may wait for the server before the
+            connection is cut (StoreUnavailable).
 
     Raises:
         StoreUnavailable: the server cannot be reached.

@@ -7,14 +7,19 @@ reads rows only as it takes them: the rows past a full page are never read.
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from semantica.errors import NoSuchJob
 from semantica.models import Job, JobState
+from semantica.supervisor.store import listing
 from semantica.supervisor.store.contract import JobsList
 from semantica.supervisor.store.records import Page
 from semantica.supervisor.store.rows import (
+    ALL_STATES_SQL,
     JOB_COLUMNS,
     PRIORITY,
     PageBuilder,
@@ -152,15 +157,21 @@ class SQLiteReads(SQLiteConnection):
         budget: int | None = None,
     ) -> Page:
         """:meth:`list`, from the jobs with an id below ``before`` (if given), and only as
-        many as fit in ``budget`` bytes of reply (at least one): rows past it are not read."""
-        clause, args = filters(state=state, queue=queue, type=type, subject=subject)
-        if before is not None:
-            clause += (" AND " if clause else "WHERE ") + "id < ?"
-            args.append(before)
-        rows = self._conn.execute(
-            f"SELECT {JOB_COLUMNS} FROM {_listed(subject)} {clause} ORDER BY id DESC LIMIT ?",
-            (*args, limit),
-        )
+        many as fit in ``budget`` bytes of reply (at least one): rows past it are not read.
+        Read as :mod:`~semantica.supervisor.store.listing` says."""
+        way = listing.how(state, queue, type, subject)
+        if way == listing.PAIRS:
+            rows = self._rows_of(JOB_COLUMNS, self._newest(state, queue, type, limit, before))
+        else:
+            clause, args = filters(state=state, queue=queue, type=type, subject=subject)
+            if before is not None:
+                clause += (" AND " if clause else "WHERE ") + "id < ?"
+                args.append(before)
+            table = _TABLES[way]
+            rows = self._conn.execute(
+                f"SELECT {JOB_COLUMNS} FROM {table} {clause} ORDER BY id DESC LIMIT ?",
+                (*args, limit),
+            )
         page = PageBuilder(budget)
         try:
             for row in rows:  # (read as they are taken: the rows past the page are not)
@@ -169,6 +180,44 @@ class SQLiteReads(SQLiteConnection):
         finally:
             rows.close()  # (an unfinished statement would hold its read snapshot)
         return page.page()
+
+    def _newest(
+        self, state: str | None, queue: str | None, type: str | None, limit: int, before: int | None
+    ) -> Sequence[int]:
+        """The ids of the newest ``limit`` jobs matching, walked pair by pair in
+        ``jobs_state`` (listing.PAIRS: a state, or a queue)."""
+        pairs: list[tuple[str, str | None]]
+        if state is not None:
+            queues = [queue] if queue is not None else self._queues_in(state)
+            pairs = [(state, name) for name in queues]
+        else:  # (a queue: listing.how)
+            pairs = [(one, queue) for one in listing.STATES]
+        where = "state = ? AND queue = ?" + (" AND type = ?" if type is not None else "")
+        where += " AND id < ?" if before is not None else ""
+        fixed = ([type] if type is not None else []) + ([before] if before is not None else [])
+        found: Sequence[int] = []
+        for pair in pairs:
+            # Once the page is full, a pair's jobs older than its oldest cannot be in it.
+            floor = found[-1] if len(found) == limit else 0
+            newer = self._conn.execute(
+                f"SELECT id FROM jobs INDEXED BY jobs_state WHERE {where} AND id > ? "
+                "ORDER BY id DESC LIMIT ?",
+                (*pair, *fixed, floor, limit),
+            )
+            found = heapq.nlargest(limit, itertools.chain(found, (row[0] for row in newer)))
+        return found
+
+    def _queues_in(self, state: str) -> Sequence[str]:
+        """The queues that have jobs in ``state``: one seek in jobs_state per queue."""
+        return [row[0] for row in self._conn.execute(_STATE_QUEUES, (state,))]
+
+    def _rows_of(self, columns: str, ids: Sequence[int]) -> sqlite3.Cursor:
+        """The rows of ``ids`` in that order, read only as they are taken (see get_page)."""
+        return self._conn.execute(
+            f"SELECT {columns} FROM (SELECT value AS wanted FROM json_each(?)) "
+            "CROSS JOIN jobs ON jobs.id = wanted",
+            (json_ids(ids),),
+        )
 
     @reads
     def count(
@@ -180,14 +229,20 @@ class SQLiteReads(SQLiteConnection):
         subject: str | None = None,
         cap: int | None = None,
     ) -> int:
-        """How many jobs match every filter given; at most ``cap`` (counting stops there)."""
+        """How many jobs match every filter given; at most ``cap`` (counting stops there).
+
+        Read as a list is (listing.py); a queue alone is counted in its six (state,
+        queue) ranges of jobs_state."""
         clause, args = filters(state=state, queue=queue, type=type, subject=subject)
+        way = listing.how(state, queue, type, subject)
+        table = _TABLES.get(way, "jobs")
+        if way == listing.PAIRS and state is None:
+            table = "jobs INDEXED BY jobs_state"
+            clause += f" AND state IN {ALL_STATES_SQL}"
         if cap is None:
-            (n,) = self._conn.execute(
-                f"SELECT count(*) FROM {_listed(subject)} {clause}", args
-            ).fetchone()
+            (n,) = self._conn.execute(f"SELECT count(*) FROM {table} {clause}", args).fetchone()
         else:
-            sql = f"SELECT count(*) FROM (SELECT 1 FROM {_listed(subject)} {clause} LIMIT ?)"
+            sql = f"SELECT count(*) FROM (SELECT 1 FROM {table} {clause} LIMIT ?)"
             (n,) = self._conn.execute(sql, (*args, cap)).fetchone()
         return int(n)
 
@@ -216,11 +271,8 @@ class SQLiteReads(SQLiteConnection):
     @reads
     def latest_rows(self, state: str, limit: int, cut: int) -> JobsList:
         """The newest ``limit`` jobs in ``state``, as rows for a view (see :meth:`next_queued`)."""
-        rows = self._conn.execute(
-            f"SELECT {row_columns(cut)} FROM jobs WHERE state = ? ORDER BY id DESC LIMIT ?",
-            (state, limit),
-        ).fetchall()
-        return [cut_row(job_from_row(row), cut) for row in rows]
+        rows = self._rows_of(row_columns(cut), self._newest(state, None, None, limit, None))
+        return [cut_row(job_from_row(row), cut) for row in rows.fetchall()]
 
     @reads
     def counts(self) -> dict[str, int]:
@@ -231,12 +283,21 @@ class SQLiteReads(SQLiteConnection):
         return counts
 
 
-def _listed(subject: str | None) -> str:
-    """The table a list or a count reads: with a subject, through its index.
+#: The index a list reads, by way (listing.py), named: SQLite, without statistics, would
+#: rather take jobs_state when a state or a queue is given too, and walk all of theirs.
+_TABLES = {
+    listing.SUBJECT: "jobs INDEXED BY jobs_subject",
+    listing.TYPE: "jobs INDEXED BY jobs_by_type",
+    listing.SCAN: "jobs",
+}
 
-    The jobs of a subject are a few (its generations) where those of a state and a
-    queue may be all of them; but SQLite, without statistics, would rather take
-    jobs_state, whose two columns both match, and walk every job of the state and
-    queue looking for the subject's (sql/010 says which index serves which list).
-    """
-    return "jobs" if subject is None else "jobs INDEXED BY jobs_by_subject"
+#: The queues that have jobs in a state (?1), read from jobs_state a seek a queue: the
+#: next name after each, never the jobs in between.
+_STATE_QUEUES = (
+    "WITH RECURSIVE names(name) AS ("
+    "SELECT (SELECT min(queue) FROM jobs INDEXED BY jobs_state WHERE state = ?1) "
+    "UNION ALL SELECT (SELECT min(queue) FROM jobs INDEXED BY jobs_state "
+    "                  WHERE state = ?1 AND queue > names.name) "
+    "FROM names WHERE names.name IS NOT NULL) "
+    "SELECT name FROM names WHERE name IS NOT NULL"
+)
