@@ -360,6 +360,7 @@ class Node:
                     continue
                 if kinds:
                     self._wake()
+                    self._events.touch()  # live views (the web view) read again
                 if "ends" in kinds:
                     finished_elsewhere(self.store, self._events)
                 if "stops" in kinds:

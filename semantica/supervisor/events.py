@@ -143,7 +143,15 @@ class JobEvents:
         return ticker
 
     def untick(self, ticker: Ticker) -> None:
+        """Stop waking ``ticker``."""
         self._tickers.discard(ticker)
+
+    def touch(self) -> None:
+        """Jobs changed where no event is published here (on another node of a shared
+        store): wake the tickers, as an event would."""
+        for ticker in self._tickers:
+            ticker.seq += 1
+            ticker.woken.set()
 
     @property
     def watched(self) -> bool:

@@ -347,3 +347,19 @@ def test_three_nodes_fire_a_schedule_exactly_once_per_slot(
             assert n1_view.code == 0, n1_view.err
     finally:
         store.close()
+
+
+def test_a_live_view_on_one_node_hears_of_jobs_on_another(make_nodes: MakeNodes) -> None:
+    """The web view's pages read again on a ``changes`` tick: on a shared store a node
+    ticks for the jobs other nodes enqueue and end (the change feed), not only its own."""
+    n1, n2 = make_nodes(2)
+    assert n2.semctl("pause", "elsewhere", "--create").code == 0  # (the job stays put)
+    with n1.client() as client:
+        ticks = client.changes(interval=0.1)
+        assert next(ticks) == 0  # listening
+        result = n2.semctl("enqueue", "ADD", "--queue", "elsewhere", "--payload", '{"a": 1}')
+        assert result.code == 0, result.err
+        started = time.monotonic()
+        next(ticks)  # the enqueue on n2, told by the change feed
+        # (well before the tick every 5 s that a shared store's stream also gets)
+        assert time.monotonic() - started < 2.0, "no tick for another node's enqueue"

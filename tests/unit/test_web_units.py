@@ -234,3 +234,13 @@ def test_characters_that_show_nothing_are_shown_as_escapes() -> None:
     assert text("a\u2060b") == "a\\u2060b"
     assert text("tag\U000e0041") == "tag\\U000e0041"
     assert text("naïve café 東京 ✓") == "naïve café 東京 ✓"  # visible text is left alone
+
+
+def test_a_peer_the_kernel_cannot_find_is_looked_up_in_the_tables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A link-local IPv6 peer (fe80::…%eth0) is asked of the kernel without its interface
+    and not found; the tables still list it with its owner, who is refused if another."""
+    monkeypatch.setattr(peers, "_ask_kernel", lambda peer, local: None)
+    monkeypatch.setattr(peers, "_owner", lambda needle: 65534)
+    assert peers.peer_uid(("fe80::1", 40000), ("fe80::2", 7433)) == 65534

@@ -93,7 +93,10 @@ class Guard:
         self.own_user_only = own_user_only
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] == "websocket":  # the view has none: no door left unguarded
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        if scope["type"] != "http":  # lifespan
             await self.app(scope, receive, send)
             return
         host = (_header(scope, b"host") or "").lower()

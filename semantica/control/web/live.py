@@ -19,9 +19,10 @@ Contract:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Generic, NamedTuple, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import trio
 from starlette.responses import StreamingResponse
@@ -30,12 +31,16 @@ from semantica.control.async_client import AsyncClient
 from semantica.errors import SemanticaError
 from semantica.protocol import TopReply
 
+log = logging.getLogger(__name__)
+
 T = TypeVar("T")
 
 #: How often the dashboards' source asks for ``top``, and the least time between two
 #: reads of one page after changes.
 PERIOD_S = 1.0
 KEEPALIVE_S = 15.0
+#: The most a closed page's reads may take to let go of what they hold.
+CLOSE_S = 2.0
 
 
 class Latest(Generic[T]):
@@ -60,7 +65,10 @@ class Latest(Generic[T]):
 
 
 class _Shared:
-    """A background source that runs while at least one listener is in :meth:`listen`."""
+    """A background source that runs while at least one listener is in :meth:`listen`;
+    an unexpected error restarts it (after a second) rather than end the view."""
+
+    latest: Latest[Any]
 
     def __init__(self, nursery: trio.Nursery) -> None:
         self._nursery = nursery
@@ -87,7 +95,17 @@ class _Shared:
 
     async def _run_in(self, scope: trio.CancelScope) -> None:
         with scope:
-            await self._run()
+            while True:
+                try:
+                    await self._run()
+                except Exception as exc:  # a defect must not end the whole view
+                    log.exception("a live source failed; starting it again")
+                    self._failed(exc)
+                    await trio.sleep(PERIOD_S)
+
+    def _failed(self, exc: Exception) -> None:
+        """The source raised something unexpected (pages say so until it works again)."""
+        self.latest.publish(SemanticaError(f"the web view could not read the supervisor: {exc}"))
 
     async def _run(self) -> None:
         raise NotImplementedError
@@ -218,6 +236,13 @@ def event_stream(
                     yield _event(data, event_id=event_id)
         except Ended:
             ended = True
+        finally:
+            # A closed tab cancels this at a yield: the page's own reads end now (its
+            # hold on a shared source, a log's follow), not when the collector runs.
+            close = getattr(fragments, "aclose", None)
+            if close is not None:
+                with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_S):
+                    await close()
         if end is not None and ended:
             yield _event(end, "end")
 

@@ -132,13 +132,20 @@ def _unmapped(host: str) -> str:
 
 
 def peer_uid(peer: tuple[str, int], local: tuple[str, int]) -> int | None:
-    """The user owning the socket at ``peer`` that is connected to ``local``; None if the
-    kernel knows no such socket (or cannot be asked)."""
+    """The user owning the socket at ``peer`` that is connected to ``local``; None if
+    neither the kernel nor the tables know such a socket (or they cannot be asked).
+
+    A kernel that knows no such socket is not the last word: a link-local IPv6 peer
+    (``fe80::…%eth0``) is asked for with no interface and not found, while the tables
+    list it, with its owner.
+    """
     peer, local = (_unmapped(peer[0]), peer[1]), (_unmapped(local[0]), local[1])
     try:
-        return _ask_kernel(peer, local)
+        uid = _ask_kernel(peer, local)
     except _Unanswered:
-        pass
+        uid = None
+    if uid is not None:
+        return uid
     try:
         return _owner(f" {_spelling(*peer)} {_spelling(*local)} ")
     except ValueError:

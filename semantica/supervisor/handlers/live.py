@@ -1,13 +1,17 @@
 """What is pushed or drawn live: ``follow`` (a job's log), ``events`` (every job
-event), ``top`` (one frame of ``semctl top``).
+event), ``changes`` (a tick when jobs changed, for live views), ``top`` (one frame
+of ``semctl top``).
 
-``follow`` and ``events`` are streams: they push messages with ``send`` until
-they end, and a stream is the last request of its connection. A reader that
+``follow``, ``events`` and ``changes`` are streams: they push messages with ``send``
+until they end, and a stream is the last request of its connection. On a shared
+store, ``changes`` also ticks when the change feed tells of other nodes' jobs, and
+at least every :data:`SHARED_TICK_S` (a job starting elsewhere is told by nothing). A reader that
 falls too far behind is dropped (``too_slow``) rather than let its queue grow.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 import trio
@@ -148,6 +152,9 @@ async def handle_events(services: Services, request: Events, send: Send) -> Cont
 
 #: The shortest and longest time between two ticks a client may ask for.
 TICK_BOUNDS_S = (0.05, 60.0)
+#: On a shared store, a tick at least this often: another node's job starting is
+#: told by no event here (its enqueues and ends are, through the change feed).
+SHARED_TICK_S = 5.0
 
 
 async def handle_changes(services: Services, request: WatchChanges, send: Send) -> ControlReply:
@@ -166,8 +173,10 @@ async def handle_changes(services: Services, request: WatchChanges, send: Send) 
         # The first tick, at once: the stream listens from now on (what changed before,
         # the client reads now).
         await send(JobsChanged(seq=0, rid=request.rid))
+        quiet = SHARED_TICK_S if services.node.shared else math.inf
         while True:
-            await ticker.woken.wait()
+            with trio.move_on_after(quiet):
+                await ticker.woken.wait()
             ticker.rearm()
             await send(JobsChanged(seq=ticker.seq, rid=request.rid))
             await trio.sleep(interval)  # events meanwhile: one tick, after the pause
