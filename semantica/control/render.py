@@ -6,6 +6,7 @@ Every piece of job data goes through :mod:`semantica.control.terminal`: escaped 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 import msgspec
@@ -69,7 +70,7 @@ def job_details(job: Job) -> None:
     grid.add_row("attempts", f"{job.attempts} of {job.max_attempts}")
     grid.add_row("created", _when(job.created_at))
     if job.state == JobState.QUEUED:
-        grid.add_row("waiting for", _waiting(job))
+        grid.add_row("waiting for", waiting(job))
     if job.superseded_by is not None:
         grid.add_row("superseded by", f"job {job.superseded_by}")
     if job.dependencies:
@@ -128,12 +129,14 @@ def _slot(job: Job) -> str:
     return f", slot {slot.strftime(layout + ' %Z').rstrip()}"
 
 
-def _waiting(job: Job) -> str:
+def waiting(job: Job, when: Callable[[datetime | None], str] | None = None) -> str:
+    """What a queued job waits for, in words (``semctl show``'s and the web view's job
+    page's), its times written by ``when`` (this module's, to the second, by default)."""
     if job.waiting_for is None:
         return "a free worker (next in line)"
     words = WAITING_WORDS.get(job.waiting_for, job.waiting_for)
     if job.waiting_for in ("run_after", "retry_backoff"):
-        words += f", at {_when(job.run_after)}"
+        words += f", at {(when or _when)(job.run_after)}"
     if job.waiting_for == "dependency" and job.waiting_on:
         noun = "job" if len(job.waiting_on) == 1 else "jobs"
         words += f" ({noun} {', '.join(map(str, job.waiting_on))})"

@@ -244,3 +244,9 @@ def test_a_peer_the_kernel_cannot_find_is_looked_up_in_the_tables(
     monkeypatch.setattr(peers, "_ask_kernel", lambda peer, local: None)
     monkeypatch.setattr(peers, "_owner", lambda needle: 65534)
     assert peers.peer_uid(("fe80::1", 40000), ("fe80::2", 7433)) == 65534
+    # A peer on another machine is unknown to the kernel, and that is the answer: the
+    # tables (read at a cost that grows with the machine's sockets) are not read for it.
+    read: list[str] = []
+    monkeypatch.setattr(peers, "_owner", lambda needle: read.append(needle) or 65534)
+    assert peers.peer_uid(("192.0.2.7", 40000), ("10.0.0.2", 7433)) is None
+    assert read == []

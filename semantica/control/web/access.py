@@ -7,13 +7,15 @@ Contract:
   and ``401`` for anything else (a live stream, an action).
 * :func:`action_form` is how every POST handler reads its form: it requires the
   session and the session's CSRF token in the ``csrf`` field, else raises
-  :class:`Forbidden` (``403``) before the handler does anything.
+  :class:`Forbidden` (``403``) before the handler does anything; :func:`act` is the
+  whole of an action on it (the flash of what was done or refused, the way back).
 * :func:`render` fills in what every page's template needs (the session's CSRF
   token and flash messages, the page's name for the menu).
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ from semantica.control.async_client import AsyncClient
 from semantica.control.web.live import ChangeFeed, TopFeed
 from semantica.control.web.sessions import COOKIE, Session, Sessions, csrf_ok
 from semantica.control.web.views import FILTERS
+from semantica.errors import SemanticaError
 
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
@@ -85,6 +88,23 @@ async def action_form(request: Request) -> tuple[Session, FormData]:
     if not csrf_ok(session, form.get("csrf")):
         raise Forbidden
     return session, form
+
+
+async def act(
+    request: Request, fallback: str, do: Callable[[FormData], Awaitable[str]]
+) -> RedirectResponse:
+    """An action, as every POST handler but the login's carries one out: the form
+    (session and CSRF checked, else :class:`Forbidden` before anything), ``do`` with it,
+    its message in a flash, or the one-line reason of a ``SemanticaError`` it raised in
+    an error flash (nothing done), then back where the form says (else ``fallback``)."""
+    session, form = await action_form(request)
+    try:
+        message = await do(form)
+    except SemanticaError as exc:
+        session.flash(exc.message, "error")
+    else:
+        session.flash(message)
+    return back(form.get("back"), fallback)
 
 
 def fragment(request: Request, name: str, **context: Any) -> str:

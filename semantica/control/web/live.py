@@ -93,6 +93,9 @@ class _Shared:
     def _stopped(self) -> None:
         """The last listener left (the source stops)."""
 
+    async def ready(self) -> None:
+        """Until the source has something to draw from (at once, unless it says)."""
+
     async def _run_in(self, scope: trio.CancelScope) -> None:
         with scope:
             while True:
@@ -123,6 +126,10 @@ class TopFeed(_Shared):
         # A reply from before the pause is stale: the next dashboard waits for a new one
         # rather than drawing an old one over the page it was just served.
         self.latest.value = None
+
+    async def ready(self) -> None:
+        if self.latest.value is None:  # the first listener: draw the first reply
+            await self.latest.next(self.latest.version)
 
     async def _run(self) -> None:
         while True:
@@ -160,25 +167,50 @@ class ChangeFeed(_Shared):
 
 
 async def on_change(
-    latest: Latest[T], render: Callable[[], Awaitable[str]], pause: float = PERIOD_S
+    latest: Latest[T],
+    render: Callable[[], Awaitable[str]],
+    pause: float = PERIOD_S,
+    every: Callable[[], float | None] = lambda: None,
 ) -> AsyncIterator[str | None]:
     """A page's fragments: rendered now, then again after each change (at most once per
-    ``pause`` seconds: changes within it are drawn together), for as long as the page
-    listens; None when nothing changed for :data:`KEEPALIVE_S` (the stream sends a
-    comment)."""
+    ``pause`` seconds: changes within it are drawn together), and after ``every()``
+    seconds without one when it says so (a running job's progress, which is no event),
+    for as long as the page listens; None when nothing changed for :data:`KEEPALIVE_S`
+    (the stream sends a comment)."""
     seen = latest.version
     while True:
         drawn = trio.current_time()
         yield await render()
+        again = every()
         while True:
-            with trio.move_on_after(KEEPALIVE_S):
+            with trio.move_on_after(KEEPALIVE_S if again is None else again):
                 seen = await latest.next(seen)
+                break
+            if again is not None:
                 break
             yield None
         # A change a while after the last drawing is drawn at once; changes that
         # come quicker are drawn together, once per ``pause``.
         await trio.sleep_until(drawn + pause)
         seen = latest.version
+
+
+def redraw(
+    source: _Shared,
+    render: Callable[[], Awaitable[str]],
+    pause: float = PERIOD_S,
+    every: Callable[[], float | None] = lambda: None,
+) -> StreamingResponse:
+    """The live stream of a part of a page: ``render`` drawn now and after each change
+    of ``source`` (as :func:`on_change` says), while the page listens."""
+
+    async def fragments() -> AsyncIterator[str | None]:
+        async with source.listen():
+            await source.ready()
+            async for part in on_change(source.latest, render, pause, every):
+                yield part
+
+    return event_stream(fragments())
 
 
 class Numbered(NamedTuple):

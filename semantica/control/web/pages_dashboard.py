@@ -10,7 +10,6 @@ the latest failures and the schedules due next: all of it from that one reply.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +19,7 @@ from starlette.routing import Route
 
 from semantica.control.web.access import fragment, render, session_of, web_of
 from semantica.control.web.chart import hour_chart
-from semantica.control.web.live import event_stream, on_change
+from semantica.control.web.live import redraw
 from semantica.control.web.schedule_rows import schedule_row
 from semantica.control.web.views import waiting_text
 from semantica.errors import SemanticaError
@@ -82,14 +81,7 @@ async def dashboard_live(request: Request) -> Response:
     async def draw() -> str:
         return fragment(request, "_dashboard.html", **board(feed.latest.value))
 
-    async def fragments() -> AsyncIterator[str | None]:
-        async with feed.listen():
-            if feed.latest.value is None:  # the first listener: draw the first reply
-                await feed.latest.next(feed.latest.version)
-            async for part in on_change(feed.latest, draw, pause=0):
-                yield part
-
-    return event_stream(fragments())
+    return redraw(feed, draw, pause=0)
 
 
 ROUTES = [

@@ -20,19 +20,18 @@ and the flash says why, in the supervisor's words.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
-import trio
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from semantica.control.render import WAITING_WORDS, payload_for_screen
+from semantica.control.render import payload_for_screen, waiting
 from semantica.control.terminal import error_label
-from semantica.control.web.access import action_form, back, fragment, render, session_of, web_of
-from semantica.control.web.live import KEEPALIVE_S, PERIOD_S, event_stream
+from semantica.control.web.access import act, fragment, render, session_of, web_of
+from semantica.control.web.live import redraw
 from semantica.control.web.live_log import ID_MAX, log_live
 from semantica.control.web.views import as_json, duration, log_line, when
 from semantica.errors import NoSuchJob, SemanticaError
@@ -48,16 +47,6 @@ def _seconds(start: datetime | None, end: datetime | None) -> float | None:
     return None if start is None or end is None else (end - start).total_seconds()
 
 
-def waiting(job: Job) -> str:
-    """What a queued job waits for, in words (as ``semctl show`` says it)."""
-    if job.waiting_for is None:
-        return "a free worker (next in line)"
-    words = WAITING_WORDS.get(job.waiting_for, job.waiting_for)
-    if job.waiting_for in ("run_after", "retry_backoff"):
-        words += f", at {when(job.run_after)}"
-    return words
-
-
 def details(job: Job) -> dict[str, Any]:
     """What the details of a job's page show, beyond the job itself."""
     running = job.state == JobState.RUNNING
@@ -65,7 +54,7 @@ def details(job: Job) -> dict[str, Any]:
         "job": job,
         "problem": "",
         "error_label": error_label(job),
-        "waiting": waiting(job) if job.state == JobState.QUEUED else "",
+        "waiting": waiting(job, when) if job.state == JobState.QUEUED else "",
         "waited": _seconds(job.created_at, job.started_at),
         "took": _seconds(job.started_at, job.finished_at),
         "running_for": _seconds(job.started_at, datetime.now(UTC)) if running else None,
@@ -127,80 +116,58 @@ async def job_live(request: Request) -> Response:
 
     last: Job | None = None  # as last read: kept on the page while the supervisor is away
 
-    async def draw() -> tuple[str, bool]:
+    async def draw() -> str:
         nonlocal last
         try:
             job = await web.client.get(job_id)
         except NoSuchJob:
-            return fragment(
-                request, "_job.html", **base, job=None, problem=f"no job {job_id}"
-            ), False
+            last = None
+            return fragment(request, "_job.html", **base, job=None, problem=f"no job {job_id}")
         except SemanticaError as exc:
             if last is None:
-                return fragment(request, "_job.html", **base, job=None, problem=exc.message), False
+                return fragment(request, "_job.html", **base, job=None, problem=exc.message)
             # The job as last read, under the problem; no buttons: they could not work.
             kept = details(last) | {"problem": exc.message, "can_cancel": False, "can_retry": False}
-            return fragment(request, "_job.html", **base, **kept), False
+            return fragment(request, "_job.html", **base, **kept)
         last = job
-        running = job.state == JobState.RUNNING
-        return fragment(request, "_job.html", **base, **details(job)), running
+        return fragment(request, "_job.html", **base, **details(job))
 
-    async def fragments() -> AsyncIterator[str | None]:
-        latest = web.changes.latest
-        async with web.changes.listen():
-            seen = latest.version
-            while True:
-                drawn = trio.current_time()
-                part, running = await draw()
-                yield part
-                while True:
-                    with trio.move_on_after(RUNNING_S if running else KEEPALIVE_S):
-                        seen = await latest.next(seen)
-                        break
-                    if running:
-                        break
-                    yield None
-                # A change a while after the last drawing is drawn at once; changes that
-                # come quicker are drawn together, once per PERIOD_S.
-                await trio.sleep_until(drawn + PERIOD_S)
-                seen = latest.version
+    def every() -> float | None:  # a running job's progress is no event: read it again
+        return RUNNING_S if last is not None and last.state == JobState.RUNNING else None
 
     if not 1 <= job_id <= ID_MAX:
         return Response(f"no job {job_id}\n", status_code=404, media_type="text/plain")
-    return event_stream(fragments())
+    return redraw(web.changes, draw, every=every)
+
+
+def _job_id(request: Request) -> int:
+    """The job an action names (NoSuchJob for an id no job can have)."""
+    job_id: int = request.path_params["job_id"]
+    if not 1 <= job_id <= ID_MAX:
+        raise NoSuchJob(f"no job {job_id}")
+    return job_id
 
 
 async def cancel(request: Request) -> Response:
-    session, form = await action_form(request)
-    job_id: int = request.path_params["job_id"]
-    try:
-        if not 1 <= job_id <= ID_MAX:
-            raise NoSuchJob(f"no job {job_id}")
+    async def do(form: FormData) -> str:
+        job_id = _job_id(request)
         (outcome,) = await web_of(request).client.cancel(job_id)
-    except SemanticaError as exc:
-        session.flash(exc.message, "error")
-    else:
         if outcome.state == JobState.CANCELLED and outcome.message in ("cancelled", "stopped"):
-            session.flash(f"Cancelled job {job_id}")
-        else:
-            session.flash(f"Job {job_id} was not cancelled: {outcome.message}", "error")
-    return back(form.get("back"), f"/jobs/{job_id}")
+            return f"Cancelled job {job_id}"
+        raise SemanticaError(f"Job {job_id} was not cancelled: {outcome.message}")
+
+    return await act(request, f"/jobs/{request.path_params['job_id']}", do)
 
 
 async def retry(request: Request) -> Response:
-    session, form = await action_form(request)
-    job_id: int = request.path_params["job_id"]
-    dependents = form.get("dependents") not in (None, "")
-    try:
-        if not 1 <= job_id <= ID_MAX:
-            raise NoSuchJob(f"no job {job_id}")
+    async def do(form: FormData) -> str:
+        job_id = _job_id(request)
+        dependents = form.get("dependents") not in (None, "")
         await web_of(request).client.retry(job_id, dependents=dependents)
-    except SemanticaError as exc:
-        session.flash(exc.message, "error")
-    else:
         also = ", and the jobs cancelled because it failed" if dependents else ""
-        session.flash(f"Job {job_id} queued again (attempt budget reset){also}")
-    return back(form.get("back"), f"/jobs/{job_id}")
+        return f"Job {job_id} queued again (attempt budget reset){also}"
+
+    return await act(request, f"/jobs/{request.path_params['job_id']}", do)
 
 
 ROUTES = [

@@ -8,7 +8,6 @@ table redraws itself when jobs change (``/live/jobs`` with the same query).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlencode
 
@@ -17,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from semantica.control.web.access import fragment, render, session_of, web_of
-from semantica.control.web.live import event_stream, on_change
+from semantica.control.web.live import redraw
 from semantica.errors import SemanticaError
 from semantica.models import JobState
 
@@ -113,12 +112,7 @@ async def jobs_live(request: Request) -> Response:
     async def draw() -> str:
         return fragment(request, "_jobs_table.html", **await table(request, query))
 
-    async def fragments() -> AsyncIterator[str | None]:
-        async with web.changes.listen():
-            async for part in on_change(web.changes.latest, draw):
-                yield part
-
-    return event_stream(fragments())
+    return redraw(web.changes, draw)
 
 
 ROUTES = [

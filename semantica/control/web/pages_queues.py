@@ -15,23 +15,22 @@ nothing changes; so is a limit that is not a whole number in range.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from semantica.control.web.access import (
-    action_form,
-    back,
+    act,
     fragment,
     render,
     session_of,
     web_of,
 )
-from semantica.control.web.live import event_stream, on_change
-from semantica.errors import SemanticaError
+from semantica.control.web.live import redraw
+from semantica.errors import BadInput, SemanticaError
 from semantica.models import QUEUE_LIMIT_MAX, JobState, QueueInfo
 
 #: The columns of counts, in a job's life order.
@@ -60,12 +59,7 @@ async def queues_live(request: Request) -> Response:
     async def draw() -> str:
         return fragment(request, "_queues.html", csrf=session.csrf, **await _queues(request))
 
-    async def fragments() -> AsyncIterator[str | None]:
-        async with changes.listen():
-            async for part in on_change(changes.latest, draw):
-                yield part
-
-    return event_stream(fragments())
+    return redraw(changes, draw)
 
 
 def _limit_text(info: QueueInfo) -> str:
@@ -76,60 +70,49 @@ def _limit_text(info: QueueInfo) -> str:
 
 
 async def pause(request: Request) -> Response:
-    session, form = await action_form(request)
     name = request.path_params["name"]
-    try:
+
+    async def do(form: FormData) -> str:
         info = await web_of(request).client.pause(name, create=False)
-    except SemanticaError as exc:
-        session.flash(exc.message, "error")
-    else:
-        session.flash(f"Queue {info.name} paused: none of its jobs starts until resumed")
-    return back(form.get("back"), "/queues")
+        return f"Queue {info.name} paused: none of its jobs starts until resumed"
+
+    return await act(request, "/queues", do)
 
 
 async def resume(request: Request) -> Response:
-    session, form = await action_form(request)
     name = request.path_params["name"]
-    try:
+
+    async def do(form: FormData) -> str:
         info = await web_of(request).client.resume(name)
-    except SemanticaError as exc:
-        session.flash(exc.message, "error")
-    else:
-        session.flash(f"Queue {info.name} resumed")
-    return back(form.get("back"), "/queues")
+        return f"Queue {info.name} resumed"
+
+    return await act(request, "/queues", do)
 
 
-def _parse_limit(raw: object) -> int | None:
-    """The limit a form gave, if it is a whole number in range."""
-    if not isinstance(raw, str):
-        return None
+def _parse_limit(raw: object) -> int:
+    """The limit a form gave; BadInput (nothing changes) unless a whole number in range."""
+    given = raw.strip() if isinstance(raw, str) else ""
     try:
-        limit = int(raw.strip())
+        limit = int(given)
     except ValueError:
-        return None
-    return limit if 0 <= limit <= QUEUE_LIMIT_MAX else None
+        limit = -1
+    if not 0 <= limit <= QUEUE_LIMIT_MAX:
+        got = f"got {given[:20]!r}" if given else "the field was empty"
+        raise BadInput(
+            f"the limit must be a whole number from 0 (no cap) to {QUEUE_LIMIT_MAX}, "
+            f"{got}: nothing changed"
+        )
+    return limit
 
 
 async def limit(request: Request) -> Response:
-    session, form = await action_form(request)
     name = request.path_params["name"]
-    value = _parse_limit(form.get("limit"))
-    if value is None:
-        given = str(form.get("limit", "")).strip()[:20]
-        got = f"got {given!r}" if given else "the field was empty"
-        session.flash(
-            f"the limit must be a whole number from 0 (no cap) to {QUEUE_LIMIT_MAX}, "
-            f"{got}: nothing changed",
-            "error",
-        )
-        return back(form.get("back"), "/queues")
-    try:
-        info = await web_of(request).client.limit(name, value, create=False)
-    except SemanticaError as exc:
-        session.flash(exc.message, "error")
-    else:
-        session.flash(_limit_text(info))
-    return back(form.get("back"), "/queues")
+
+    async def do(form: FormData) -> str:
+        value = _parse_limit(form.get("limit"))
+        return _limit_text(await web_of(request).client.limit(name, value, create=False))
+
+    return await act(request, "/queues", do)
 
 
 ROUTES = [

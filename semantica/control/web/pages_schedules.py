@@ -15,22 +15,22 @@ action, on the page for ``/schedules/NAME``, with status 404), and nothing chang
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from semantica.control.web.access import (
-    action_form,
-    back,
+    act,
     fragment,
     render,
     session_of,
     web_of,
 )
-from semantica.control.web.live import event_stream, on_change
+from semantica.control.web.live import redraw
 from semantica.control.web.schedule_rows import schedule_row
 from semantica.errors import SemanticaError
 from semantica.schedules import NoSuchSchedule
@@ -70,12 +70,7 @@ def _live(
     async def draw() -> str:
         return fragment(request, template, csrf=session.csrf, **await read())
 
-    async def fragments() -> AsyncIterator[str | None]:
-        async with changes.listen():
-            async for part in on_change(changes.latest, draw):
-                yield part
-
-    return event_stream(fragments())
+    return redraw(changes, draw)
 
 
 async def schedules_page(request: Request) -> Response:
@@ -104,40 +99,33 @@ async def schedule_live(request: Request) -> Response:
 
 
 async def pause(request: Request) -> Response:
-    session, form = await action_form(request)
     name = request.path_params["name"]
-    try:
+
+    async def do(form: FormData) -> str:
         await web_of(request).client.pause_schedule(name)
-    except SemanticaError as exc:
-        session.flash(exc.message, "error")
-    else:
-        session.flash(f"Schedule {name} paused: its slots make no job until resumed")
-    return back(form.get("back"), "/schedules")
+        return f"Schedule {name} paused: its slots make no job until resumed"
+
+    return await act(request, "/schedules", do)
 
 
 async def resume(request: Request) -> Response:
-    session, form = await action_form(request)
     name = request.path_params["name"]
-    try:
-        schedule = await web_of(request).client.resume_schedule(name)
-    except SemanticaError as exc:
-        session.flash(exc.message, "error")
-    else:
-        row = schedule_row(schedule)
-        session.flash(f"Schedule {name} resumed: next job due {row.next_text}")
-    return back(form.get("back"), "/schedules")
+
+    async def do(form: FormData) -> str:
+        row = schedule_row(await web_of(request).client.resume_schedule(name))
+        return f"Schedule {name} resumed: next job due {row.next_text}"
+
+    return await act(request, "/schedules", do)
 
 
 async def run(request: Request) -> Response:
-    session, form = await action_form(request)
     name = request.path_params["name"]
-    try:
+
+    async def do(form: FormData) -> str:
         job = await web_of(request).client.run_schedule(name)
-    except SemanticaError as exc:
-        session.flash(exc.message, "error")
-    else:
-        session.flash(f"Schedule {name} made job {job.id}")
-    return back(form.get("back"), "/schedules")
+        return f"Schedule {name} made job {job.id}"
+
+    return await act(request, "/schedules", do)
 
 
 ROUTES = [

@@ -135,21 +135,30 @@ def peer_uid(peer: tuple[str, int], local: tuple[str, int]) -> int | None:
     """The user owning the socket at ``peer`` that is connected to ``local``; None if
     neither the kernel nor the tables know such a socket (or they cannot be asked).
 
-    A kernel that knows no such socket is not the last word: a link-local IPv6 peer
-    (``fe80::…%eth0``) is asked for with no interface and not found, while the tables
-    list it, with its owner.
+    The kernel's "no such socket" is the answer for a peer on another machine, except
+    for a link-local IPv6 peer (``fe80::…%eth0``), which is asked for without its
+    interface and not found: the tables list it, with its owner. (Only then are they
+    read after the kernel: reading them costs with every socket of the machine.)
     """
     peer, local = (_unmapped(peer[0]), peer[1]), (_unmapped(local[0]), local[1])
     try:
         uid = _ask_kernel(peer, local)
     except _Unanswered:
-        uid = None
-    if uid is not None:
-        return uid
+        pass
+    else:
+        if uid is not None or not _link_local(peer[0]):
+            return uid
     try:
         return _owner(f" {_spelling(*peer)} {_spelling(*local)} ")
     except ValueError:
         return None
+
+
+def _link_local(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.partition("%")[0]).is_link_local
+    except ValueError:
+        return False
 
 
 def listener_uid(host: str, port: int) -> int | None:
