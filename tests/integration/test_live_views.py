@@ -12,45 +12,15 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
 import trio
 from harness import SEMCTL, Daemon
+from lines import Lines
 from prometheus_client.parser import text_string_to_metric_families
 
 from semantica import AsyncClient, NoSuchJob
-
-
-class Lines:
-    """A running semctl whose stdout is read line by line, with a deadline."""
-
-    def __init__(self, daemon: Daemon, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            [SEMCTL, *args], env=daemon.env(), stdout=subprocess.PIPE, text=True
-        )
-        assert self.proc.stdout is not None
-        self.out: IO[str] = self.proc.stdout
-
-    def next(self, timeout: float = 15) -> str:
-        line = self.poll(timeout)
-        assert line is not None, "no line came"
-        return line
-
-    def poll(self, timeout: float) -> str | None:
-        """The next line, or None if none came within ``timeout`` seconds."""
-        ready, _, _ = select.select([self.out], [], [], timeout)
-        if not ready:
-            return None
-        line = self.out.readline()
-        assert line, "the output ended"
-        return line.rstrip("\n")
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-        self.proc.wait(10)
-        self.out.close()
 
 
 @pytest.fixture
@@ -58,7 +28,7 @@ def lines_of(daemon: Daemon) -> Iterator[Callable[..., Lines]]:
     started: list[Lines] = []
 
     def start(*args: str) -> Lines:
-        started.append(Lines(daemon, *args))
+        started.append(Lines([SEMCTL, *args], daemon.env()))
         return started[-1]
 
     yield start

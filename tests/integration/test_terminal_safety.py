@@ -19,6 +19,7 @@ import unicodedata
 from pathlib import Path
 
 from harness import SEMCTL, Announcements, Daemon
+from lines import Lines
 
 #: An OSC title change ending in BEL, a screen clear, rich markup (an unbalanced closing
 #: tag crashed `semctl show`), a right-to-left override, a C1 CSI, a backspace, a CR.
@@ -110,23 +111,20 @@ def test_show_and_top_print_a_progress_message_escaped(
 
 def test_tail_without_id_prints_event_lines_escaped(daemon: Daemon) -> None:
     """`semctl tail` (every job event): the failed event's error is escaped."""
-    tail = subprocess.Popen([SEMCTL, "tail"], env=daemon.env(), stdout=subprocess.PIPE, text=True)
-    assert tail.stdout is not None
+    tail = Lines([SEMCTL, "tail"], daemon.env())
     try:
         with daemon.client() as client:
             # The stream is open once a probe job's events show up in it.
-            while not select.select([tail.stdout], [], [], 0.5)[0]:
+            while tail.poll(0.5) is None:
                 client.enqueue("NOOP", queue="probe")
             bad = client.enqueue("FAIL", {"message": EVIL}, max_attempts=1)
         seen = ""
         while f"job {bad.id} FAIL failed" not in seen:
-            ready, _, _ = select.select([tail.stdout], [], [], 30)
-            assert ready, f"no failed event for job {bad.id}:\n{seen}"
-            seen += tail.stdout.readline()
+            line = tail.poll(30)
+            assert line is not None, f"no failed event for job {bad.id}:\n{seen}"
+            seen += line + "\n"
     finally:
-        tail.terminate()
-        tail.wait(10)
-        tail.stdout.close()
+        tail.close()
     assert_shows_escaped(seen)
 
 
