@@ -13,10 +13,15 @@ SimpleWorker). Workloads (docs/benchmarks.md has the details):
   W3   start latency on an idle engine, jobs 20 ms apart    p50/p95/p99 ms
   W4   RSS idle and after W2; CPU while idle for --idle-seconds
   W5   enqueue one job from a new process (ours: semctl)    median ms
+       (ours also: semctl status, list, show, wait, logs, --help)
 
 Each workload runs on a fresh instance, --rounds times (engines interleaved
-round by round); the tables show medians and ours/peer. Nothing is installed
-at run time: the peers come from the ``bench`` extra (pip install -e '.[bench]').
+round by round); the tables show medians and ours/peer. Each round also measures
+the bound (bench/bound.py): a bare request/reply over a Unix socket, a single-row
+and a batched INSERT at synchronous=FULL, a bare process start; the tables give
+each workload's bound from those parts and ours/bound (--no-bound leaves it out).
+Nothing is installed at run time: the peers come from the ``bench`` extra (pip install
+-e '.[bench]').
 
 --postgres runs the PostgreSQL comparison instead, on one throwaway server
 (fsync and synchronous_commit on), a fresh database per instance: ours with 1,
@@ -42,7 +47,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import pg_suite, table
+from bench import bound, pg_suite, table
 from bench.ours import Ours
 from bench.pg_ours import Unavailable
 from bench.table import Figures
@@ -96,6 +101,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--json", type=Path, help="write every round's figures here")
     parser.add_argument(
+        "--no-bound",
+        dest="bound",
+        action="store_false",
+        help="leave out the bound (bench/bound.py), measured each round otherwise",
+    )
+    parser.add_argument(
         "--smoke",
         action="store_true",
         help="a quick check that it all works: 200 jobs, 1 round, idle 2 s, ours and huey-sqlite "
@@ -112,6 +123,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     for name in args.workloads or []:
         if name not in workloads:
             parser.error(f"{name}: not a workload {run} (they are: {', '.join(workloads)})")
+    # The bound's sample sizes: round trips one at a time, single-row commits.
+    args.bound_requests, args.bound_commits = 2_000, 300
+    if args.postgres:
+        args.bound = False  # its parts are SQLite's and a Unix socket's
     if args.smoke:
         args.rounds, args.jobs, args.latency_jobs, args.idle_seconds, args.w5_runs = (
             1,
@@ -120,6 +135,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
             2,
             3,
         )
+        args.bound_requests, args.bound_commits = 300, 30
         if not args.postgres:
             args.only = args.only or ["ours", "huey-sqlite"]
     args.only = args.only or list(engines)
@@ -209,6 +225,26 @@ def run_round(subject: Any, args: argparse.Namespace, log: Callable[[str], None]
     return out
 
 
+def measure_bound(args: argparse.Namespace, log: Callable[[str], None]) -> bound.Parts:
+    """One round of the bound's parts; a failure costs this round's bound only."""
+    t0 = time.monotonic()
+    try:
+        parts = bound.measure(
+            args.workloads,
+            requests=args.bound_requests,
+            commits=args.bound_commits,
+            rows=args.jobs,
+            starts=args.w5_runs,
+        )
+    except Exception as exc:  # noqa: BLE001 - the engines' figures still count
+        log(f"  bound: FAILED: {exc!r}")
+        traceback.print_exc(file=sys.stderr)
+        return {}
+    shown = ", ".join(f"{k}={v:,.2f}" for k, v in parts.items())
+    log(f"  {'bound':11} {shown}  ({time.monotonic() - t0:.1f} s)")
+    return parts
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     # SIGTERM (and SIGINT, which a background job ignores) unwind, so that workers and
@@ -225,6 +261,7 @@ def main(argv: list[str] | None = None) -> None:
     for note in notes:
         log(f"note: {note}")
     rounds: dict[str, list[Figures]] = {s.name: [] for s in chosen}
+    bound_rounds: list[bound.Parts] = []
     if server is not None:
         try:
             server.__enter__()
@@ -233,6 +270,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         for r in range(args.rounds):
             log(f"round {r + 1}/{args.rounds}")
+            if args.bound:
+                bound_rounds.append(measure_bound(args, log))
             for subject in chosen:
                 rounds[subject.name].append(run_round(subject, args, log))
     finally:
@@ -244,6 +283,8 @@ def main(argv: list[str] | None = None) -> None:
         notes.append(f"the checkout moved during the run: {commit_at_start} -> {commit_at_end}")
 
     summary = {name: table.medians(figures) for name, figures in rounds.items()}
+    parts = bound.medians(bound_rounds)
+    bounds = bound.figures(parts) if args.bound else {}
     order = [s.name for s in chosen]
     meta = {
         "commit": commit_at_start,
@@ -284,7 +325,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.postgres:
         print(table.render_vs_best(summary, ours, peers))
     else:
-        print(table.render(summary, order))
+        print(table.render(summary, order, bounds))
+        if args.bound:
+            print(table.render_parts(parts, bound.PARTS))
     if args.json:
         args.json.write_text(
             json.dumps(
@@ -302,7 +345,17 @@ def main(argv: list[str] | None = None) -> None:
                             ),
                         }
                         if args.postgres
-                        else {"ratios_ours_over_peer": table.ratios(summary)}
+                        else {
+                            "ratios_ours_over_peer": table.ratios(summary),
+                            "bound": {
+                                "rounds": bound_rounds,
+                                "parts": parts,
+                                "figures": bounds,
+                                "ours_over_bound": table.over_bound(
+                                    summary.get(table.OURS, {}), bounds
+                                ),
+                            },
+                        }
                     ),
                 },
                 indent=2,

@@ -19,6 +19,12 @@ def stamp(ctx: Any, payload: Any) -> float:
     return time.monotonic()
 
 
+@handler("LOGGED")
+def logged(ctx: Any, payload: Any) -> None:
+    """Log one line: the job W5 shows, waits for and reads the log of."""
+    ctx.log("one line for semctl logs", step=1)
+
+
 @handler("ANOOP")
 async def anoop(ctx: Any, payload: Any) -> None:
     """A no-op as an async handler: it runs on the worker's event loop, with no thread."""

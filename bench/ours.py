@@ -26,6 +26,24 @@ PIPELINE_DEPTH = 100  # W1b async: requests in flight at once on the one connect
 LATER = {"delay": 3600}
 
 
+SEMCTL = str(Path(sys.executable).parent / "semctl")
+
+
+def semctl_commands(job_id: int) -> dict[str, list[str]]:
+    """W5's semctl commands, by metric key: what a person types (``job_id`` DONE, with a
+    log line). ``w5`` is the enqueue, the row the peers' ``python -c`` is compared with."""
+    job = str(job_id)
+    return {
+        "w5": ["enqueue", "NOOP", "--delay", "3600"],
+        "w5_status": ["status"],
+        "w5_list": ["list"],
+        "w5_show": ["show", job],
+        "w5_wait": ["wait", job],
+        "w5_logs": ["logs", job],
+        "w5_help": ["--help"],
+    }
+
+
 def batch_size(job_type: str, **options: Any) -> int:
     """Jobs per ``enqueue_many`` call: the request stays under half the 1 MiB frame limit."""
     per_job = len(encode(Enqueue(jobs=[make_spec(job_type, **options)] * 100))) / 100
@@ -244,12 +262,16 @@ class Ours:
     # W5 ---------------------------------------------------------------------
 
     def w5(self, runs: int) -> Figures:
-        """``semctl enqueue NOOP`` and ``python -c`` with Client, each as a new process."""
-        semctl = str(Path(sys.executable).parent / "semctl")
+        """Every semctl command a person types, and ``python -c`` with Client, each as a new
+        process; show, wait and logs read a job that is DONE and logged a line."""
         code = "from semantica import Client; Client().enqueue('NOOP', delay=3600)"
-        with self.engine() as engine:
+        with self.engine() as engine, Client(home=engine.home) as client:
+            job = client.enqueue("LOGGED")
+            client.wait(job.id, timeout=30)
             env = engine.env()
-            return {
-                "w5": new_process_ms([semctl, "enqueue", "NOOP", "--delay", "3600"], env, runs),
-                "w5_py": new_process_ms([sys.executable, "-c", code], env, runs),
+            out: Figures = {
+                key: new_process_ms([SEMCTL, *argv], env, runs)
+                for key, argv in semctl_commands(job.id).items()
             }
+            out["w5_py"] = new_process_ms([sys.executable, "-c", code], env, runs)
+            return out

@@ -1,4 +1,9 @@
-"""The figures the benchmark reports: medians over rounds, ratios ours/peer, the printed tables."""
+"""The figures the benchmark reports: medians over rounds, ratios ours/peer and ours/bound,
+the printed tables.
+
+The bound (bench/bound.py) is not an engine: it is one more column, "bound", beside the
+engines' medians, and one more ratio, "ours/bound", after the ratios to the peers.
+"""
 
 from __future__ import annotations
 
@@ -38,6 +43,12 @@ METRICS: tuple[Metric, ...] = (
     Metric("w4_cpu_all_idle", "W4 CPU all processes, idle", "% CPU", False, 2),
     Metric("w5", "W5 new process: semctl enqueue (peers: python -c)", "ms", False),
     Metric("w5_py", "W5 new process: python -c, client API", "ms", False),
+    Metric("w5_status", "W5 new process: semctl status", "ms", False),
+    Metric("w5_list", "W5 new process: semctl list", "ms", False),
+    Metric("w5_show", "W5 new process: semctl show ID", "ms", False),
+    Metric("w5_wait", "W5 new process: semctl wait ID (a done job)", "ms", False),
+    Metric("w5_logs", "W5 new process: semctl logs ID", "ms", False),
+    Metric("w5_help", "W5 new process: semctl --help", "ms", False),
 )
 BY_KEY = {m.key: m for m in METRICS}
 
@@ -129,16 +140,34 @@ def _grid(header: list[str], rows: list[list[str]]) -> list[str]:
     return [line(header), rule, *(line(r) for r in rows)]
 
 
-def render(summary: Mapping[str, Figures], order: Sequence[str]) -> str:
+def over_bound(ours: Mapping[str, float | None], bound: Mapping[str, float | None]) -> Figures:
+    """ours/bound per metric (None where either has no figure)."""
+    out: Figures = {}
+    for metric in METRICS:
+        a, b = ours.get(metric.key), bound.get(metric.key)
+        out[metric.key] = a / b if a is not None and b else None
+    return out
+
+
+def render(
+    summary: Mapping[str, Figures],
+    order: Sequence[str],
+    bound: Mapping[str, float | None] | None = None,
+) -> str:
     """Two tables, higher-is-better figures first: medians, then ours/peer per peer.
 
     The ratio columns say which way is better: in the first table ours/peer > 1
-    means Semantica is better, in the second < 1 does.
+    means Semantica is better, in the second < 1 does. With ``bound`` (metric key
+    -> figure), the columns "bound" and "ours/bound" follow the engines' figures and
+    the ratios: ours/bound is at most about 1 in the first table, at least about 1
+    in the second, and 1 means ours pays nothing beyond its bare parts.
     """
     peers = [name for name in order if name != OURS and name in summary]
     names = [name for name in order if name in summary]
     cut = {OURS: summary.get(OURS, {})} if OURS in summary else {}
     ratio = ratios({**cut, **{p: summary[p] for p in peers}}) if cut else {}
+    bound = bound if bound and any(v is not None for v in bound.values()) else None
+    vs_bound = over_bound(summary.get(OURS, {}), bound) if bound is not None else {}
     out: list[str] = []
     for higher in (True, False):
         metrics = [
@@ -153,16 +182,39 @@ def render(summary: Mapping[str, Figures], order: Sequence[str]) -> str:
         if ratio:
             title += f": ours/peer {'>' if higher else '<'} 1 means ours is better"
         header = [title, "unit", *names]
+        if bound is not None:
+            header.append("bound")
         if ratio:
             header += [f"ours/{p}" for p in peers]
+        if bound is not None:
+            header.append("ours/bound")
         rows = []
         for m in metrics:
             row = [m.label, m.unit, *(_value(m, summary[n].get(m.key)) for n in names)]
+            if bound is not None:
+                row.append(_value(m, bound.get(m.key)))
             if ratio:
                 row += [_ratio(ratio[p][m.key]) for p in peers]
+            if bound is not None:
+                row.append(_ratio(vs_bound.get(m.key)))
             rows.append(row)
         out += [*_grid(header, rows), ""]
     return "\n".join(out).rstrip() + "\n"
+
+
+def render_parts(
+    parts: Mapping[str, float | None], described: Mapping[str, tuple[str, str, int]]
+) -> str:
+    """The bound's parts (median over rounds), one row each: ``described`` is key ->
+    (label, unit, digits), as bench/bound.py's PARTS."""
+    rows = [
+        [label, unit, "n/a" if parts.get(key) is None else f"{parts[key]:,.{digits}f}"]
+        for key, (label, unit, digits) in described.items()
+        if parts.get(key) is not None
+    ]
+    if not rows:
+        return ""
+    return "\n".join(_grid(["the bound's parts (median of rounds)", "unit", "bound"], rows)) + "\n"
 
 
 def render_vs_best(
