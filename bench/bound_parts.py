@@ -33,6 +33,7 @@ PIPELINE_DEPTH = 100  # as bench/ours.py's pipelining AsyncClient
 GROUP = 100  # single-row INSERTs per COMMIT for group_rows_s: one per request in flight
 BATCH = 3_000  # rows per executemany: about what one enqueue_many frame carries
 LEASE_BATCH = 64  # jobs per lease: the supervisor's prefetch of short jobs
+IDLE_PAUSE = 0.02  # seconds between idle round trips: W3's pause between jobs
 
 Parts = dict[str, float]
 
@@ -112,7 +113,9 @@ def serve(path: str) -> None:
 
 
 def one_at_a_time(path: str, n: int) -> Parts:
-    """A blocking client, one request in flight: mean and median µs per round trip."""
+    """A blocking client, one request in flight: mean and median µs per round trip, back to
+    back; then the median of IDLE_PAUSE-spaced ones (a twentieth as many, at least 20),
+    when both processes have gone to sleep in between, as W3's have."""
     from semantica.protocol import HEADER, Enqueued
 
     decoder = msgspec.msgpack.Decoder(Enqueued)
@@ -128,18 +131,24 @@ def one_at_a_time(path: str, n: int) -> Parts:
             data += chunk
         return data
 
-    times = []
-    for i in range(n + n // 10):  # the first tenth warms up, untimed
+    def round_trip(rid: int) -> float:
         t0 = time.perf_counter()
-        sock.sendall(_request(i))
+        sock.sendall(_request(rid))
         (size,) = HEADER.unpack(read(HEADER.size))
         decoder.decode(read(size))
-        if i >= n // 10:
-            times.append(time.perf_counter() - t0)
+        return time.perf_counter() - t0
+
+    warm = n // 10  # the first tenth warms up, untimed
+    times = [round_trip(i) for i in range(n + warm)][warm:]
+    idle = []
+    for i in range(max(20, n // 20)):
+        time.sleep(IDLE_PAUSE)
+        idle.append(round_trip(i))
     sock.close()
     return {
         "rt_one_us": statistics.fmean(times) * 1e6,
         "rt_one_p50_us": statistics.median(times) * 1e6,
+        "rt_idle_p50_us": statistics.median(idle) * 1e6,
     }
 
 
