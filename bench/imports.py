@@ -5,9 +5,9 @@ process's time is its imports. This runs each command of W5 (bench/ours.py's
 ``semctl_commands``) once under ``python -X importtime`` against a fresh
 ``semanticad`` (a job DONE with a log line, for show, wait and logs), and
 summarises CPython's report: the command's wall time, the time of all its imports,
-and the top-level packages that took the most (cumulative: a package with what it
+the top-level packages that took the most (cumulative: a package with what it
 imported itself, counted where the command, or the interpreter's start-up, first
-asked for it).
+asked for it), and Semantica's own modules apart, with the three that took longest.
 
 Its figures are those of one run, slower than the W5 medians by the report's own
 cost; read them as shares. ``--top N`` packages per command (8), ``--json FILE``.
@@ -42,9 +42,13 @@ class Imports:
 
     total_ms: float = 0.0
     by_package: dict[str, float] = field(default_factory=dict)
+    own: dict[str, float] = field(default_factory=dict)  # semantica's modules, self ms each
 
     def top(self, count: int) -> list[tuple[str, float]]:
         return sorted(self.by_package.items(), key=lambda kv: -kv[1])[:count]
+
+    def top_own(self, count: int) -> list[tuple[str, float]]:
+        return sorted(self.own.items(), key=lambda kv: -kv[1])[:count]
 
 
 OWN = "semantica"
@@ -63,6 +67,7 @@ def parse(report: str) -> Imports:
         return Imports()
     outer = min(depth for depth, _, _, _ in entries)
     by_package: dict[str, float] = defaultdict(float)
+    own: dict[str, float] = {}
     importer: list[str | None] = []  # the root package of each entry's importer
     waiting: list[int] = []  # entries whose importer is not printed yet, deepest last
     for i, (depth, _, _, name) in enumerate(entries):
@@ -77,9 +82,10 @@ def parse(report: str) -> Imports:
             total += cumulative_us / 1e3
         if root == OWN:
             by_package[f"{OWN} (its own modules)"] += self_us / 1e3
+            own[name] = self_us / 1e3
         elif root != by:
             by_package[root] += cumulative_us / 1e3
-    return Imports(total_ms=total, by_package=dict(by_package))
+    return Imports(total_ms=total, by_package=dict(by_package), own=own)
 
 
 def measure(top: int) -> dict[str, dict[str, object]]:
@@ -111,6 +117,7 @@ def measure(top: int) -> dict[str, dict[str, object]]:
                 "wall_ms": round(wall_ms, 1),
                 "imports_ms": round(imports.total_ms, 1),
                 "top": [[name, round(ms, 1)] for name, ms in imports.top(top)],
+                "top_own": [[name, round(ms, 1)] for name, ms in imports.top_own(3)],
             }
     return out
 
@@ -133,6 +140,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{command}: {entry['wall_ms']:.0f} ms, imports {entry['imports_ms']:.0f} ms")
         for name, ms in entry["top"]:  # type: ignore[attr-defined]
             print(f"    {ms:7.1f} ms  {name}")
+        top_own = entry["top_own"]
+        own = ", ".join(f"{n} {ms:.1f}" for n, ms in top_own)  # type: ignore[attr-defined]
+        print(f"    of which most: {own} ms")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 
