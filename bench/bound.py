@@ -23,6 +23,10 @@ The parts (keys of :data:`PARTS`), each in fresh child processes:
   (``rt_pipe_per_s``, the bound) or each request in a write of its own
   (``rt_pipe_each_per_s``, shown beside it: each write wakes the server for one
   frame, and each of its replies wakes the client).
+* ``server_cpu_one_us``, ``server_cpu_pipe_us``: the bare server's CPU time (user
+  + system, psutil) per request, one at a time (back to back and idle together)
+  and pipelined one write per window: what a request costs the one process that
+  answers it, to set beside what the supervisor spends.
 * ``commit_ms``, ``commit_p50_ms``: one single-row INSERT into ``jobs`` and its
   COMMIT, at ``journal_mode=WAL``, ``synchronous=FULL``, in a database with our
   real schema (the ``sql/`` migrations applied) in a temporary directory under
@@ -56,9 +60,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from bench.bound_parts import BATCH, GROUP, IDLE_PAUSE, LEASE_BATCH, PIPELINE_DEPTH, ROOT, Parts
 
@@ -80,6 +86,12 @@ PARTS: dict[str, tuple[str, str, int]] = {
         f"request/reply, pipelined ({PIPELINE_DEPTH} in flight), one write per request",
         "req/s",
         0,
+    ),
+    "server_cpu_one_us": ("the server's CPU per request, one at a time", "µs", 1),
+    "server_cpu_pipe_us": (
+        "the server's CPU per request, pipelined, one write per window",
+        "µs",
+        1,
     ),
     "commit_ms": ("single-row INSERT + COMMIT (WAL, synchronous=FULL), mean", "ms", 3),
     "commit_p50_ms": ("single-row INSERT + COMMIT (WAL, synchronous=FULL), p50", "ms", 3),
@@ -190,6 +202,26 @@ def _start_ms(code: str, runs: int) -> float:
     return statistics.median(times) * 1e3
 
 
+def _cpu_seconds(pid: int) -> Callable[[int], float]:
+    """A meter of process ``pid``'s CPU time (user + system): each call returns the µs
+    spent since the previous call (or since this one), per ``count`` requests."""
+    proc = psutil.Process(pid)
+
+    def spent() -> float:
+        times = proc.cpu_times()
+        return times.user + times.system
+
+    last = spent()
+
+    def per_request(count: int) -> float:
+        nonlocal last
+        now = spent()
+        used, last = now - last, now
+        return used / count * 1e6
+
+    return per_request
+
+
 def measure(
     workloads: Iterable[str], *, requests: int, commits: int, rows: int, starts: int
 ) -> Parts:
@@ -214,10 +246,17 @@ def measure(
                 assert server.stdout is not None
                 if server.stdout.readline().strip() != "ready":
                     raise RuntimeError("bench.bound_parts serve did not start")
+                server_cpu = _cpu_seconds(server.pid)
                 if w & {"W1", "W3"}:
                     out.update(_child("one", path, str(requests)))
+                    # every round trip of the child, back to back and idle
+                    out["server_cpu_one_us"] = server_cpu(
+                        requests + requests // 10 + max(20, requests // 20)
+                    )
                 if w & {"W1b", "W2"}:
                     out.update(_child("pipe", path, str(requests * 5)))
+                    out["server_cpu_pipe_us"] = server_cpu(requests * 5)
+                    out.update(_child("pipe-each", path, str(requests * 5)))
             finally:
                 server.send_signal(signal.SIGTERM)
                 server.wait(10)
