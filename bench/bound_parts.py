@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PIPELINE_DEPTH = 100  # as bench/ours.py's pipelining AsyncClient
 GROUP = 100  # single-row INSERTs per COMMIT for group_rows_s: one per request in flight
 BATCH = 3_000  # rows per executemany: about what one enqueue_many frame carries
+MULTI_ROW = 256  # rows per multi-row INSERT, as the store's largest chunk
 LEASE_BATCH = 64  # jobs per lease: the supervisor's prefetch of short jobs
 IDLE_PAUSE = 0.02  # seconds between idle round trips: W3's pause between jobs
 
@@ -269,6 +270,18 @@ def sqlite_parts(commits: int, rows: int) -> Parts:
             conn.executemany(_INSERT.removesuffix(" RETURNING id"), [_row()] * BATCH)
             conn.execute("COMMIT")
         out["batch_rows_s"] = batches * BATCH / (time.perf_counter() - t0)
+
+        # The same rows MULTI_ROW to an INSERT ... RETURNING id, as the store sends them.
+        values = _INSERT[_INSERT.index("(?") : _INSERT.index(" RETURNING")]
+        multi = _INSERT.replace(values, ", ".join([values] * MULTI_ROW))
+        statements = -(-BATCH // MULTI_ROW)
+        t0 = time.perf_counter()
+        for _ in range(batches):
+            conn.execute("BEGIN IMMEDIATE")
+            for _ in range(statements):
+                conn.execute(multi, [x for _ in range(MULTI_ROW) for x in _row()]).fetchall()
+            conn.execute("COMMIT")
+        out["batch_multi_rows_s"] = batches * statements * MULTI_ROW / (time.perf_counter() - t0)
 
         # Make every job due, then lease and end them LEASE_BATCH at a time, by id, one
         # COMMIT per batch; only the statements are timed (the commits are commit_ms).
