@@ -114,7 +114,7 @@ def serve(path: str) -> None:
     trio.run(main)
 
 
-def one_at_a_time(path: str, n: int) -> Parts:
+def one_at_a_time(path: str, n: int) -> dict[str, Any]:
     """A blocking client, one request in flight: mean and median µs per round trip, back to
     back; then the median of IDLE_PAUSE-spaced ones (a twentieth as many, at least 20),
     when both processes have gone to sleep in between, as W3's have."""
@@ -151,6 +151,7 @@ def one_at_a_time(path: str, n: int) -> Parts:
         "rt_one_us": statistics.fmean(times) * 1e6,
         "rt_one_p50_us": statistics.median(times) * 1e6,
         "rt_idle_p50_us": statistics.median(idle) * 1e6,
+        "rt_idle_samples_us": [t * 1e6 for t in idle],  # for W3's path (bench/bound.py)
     }
 
 
@@ -253,6 +254,7 @@ def sqlite_parts(commits: int, rows: int) -> Parts:
                 times.append(time.perf_counter() - t0)
         out["commit_ms"] = statistics.fmean(times) * 1e3
         out["commit_p50_ms"] = statistics.median(times) * 1e3
+        samples = [t * 1e3 for t in times]  # for W3's path (bench/bound.py)
 
         groups = max(1, rows // GROUP)
         t0 = time.perf_counter()
@@ -308,6 +310,7 @@ def sqlite_parts(commits: int, rows: int) -> Parts:
             spent += time.perf_counter() - t0
             conn.execute("COMMIT")
         out["update_us"] = spent / jobs * 1e6
+        out["commit_samples_ms"] = samples  # type: ignore[assignment]
         conn.close()
         return out
 

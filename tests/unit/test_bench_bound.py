@@ -15,6 +15,9 @@ PARTS = {
     "rt_one_us": 100.0,
     "rt_one_p50_us": 80.0,
     "rt_idle_p50_us": 300.0,
+    "w3_path_p50_ms": 2.1,
+    "w3_path_p95_ms": 2.9,
+    "w3_path_p99_ms": 3.5,
     "rt_pipe_per_s": 50_000.0,
     "rt_pipe_each_per_s": 10_000.0,
     "commit_ms": 1.9,
@@ -36,9 +39,18 @@ def test_each_workload_bound_follows_its_formula() -> None:
     assert got["w1c"] == 200_000  # the faster way of batching
     store = 1 / (10e-6 + 1.9e-3 / bound.LEASE_BATCH)
     assert got["w2"] == got["w2_async"] == pytest.approx(min(50_000, store))
-    assert got["w3_p50"] == got["w3_p99"] == pytest.approx(2 * 0.300 + 1.5)  # woken, twice
+    assert (got["w3_p50"], got["w3_p95"], got["w3_p99"]) == (2.1, 2.9, 3.5)
     assert got["w5_status"] == got["w5"] == 30.0
     assert got["w5_help"] == 20.0
+
+
+def test_w3_path_adds_two_idle_round_trips_and_a_commit() -> None:
+    assert bound.w3_path([100.0] * 5, [1.0] * 5) == pytest.approx(
+        {"w3_path_p50_ms": 1.2, "w3_path_p95_ms": 1.2, "w3_path_p99_ms": 1.2}
+    )
+    spread = bound.w3_path([100.0, 200.0, 5_000.0], [1.0, 2.0])
+    assert 1.2 <= spread["w3_path_p50_ms"] <= spread["w3_path_p95_ms"]
+    assert spread["w3_path_p99_ms"] <= 10 + 2  # never past the slowest of each part
 
 
 def test_a_missing_part_leaves_only_its_workloads_without_a_bound() -> None:
@@ -109,10 +121,13 @@ def test_import_report_is_summarised_by_package() -> None:
 def test_the_parts_are_measured_on_the_real_schema_and_a_real_socket() -> None:
     """Each child runs: the migrations apply, the INSERT fits the jobs table, the server
     answers one at a time and pipelined."""
-    parts = bound.measure(["W1", "W1b", "W1c", "W2"], requests=20, commits=3, rows=200, starts=1)
+    parts = bound.measure(
+        ["W1", "W1b", "W1c", "W2", "W3"], requests=20, commits=3, rows=200, starts=1
+    )
     for key in (
         "rt_one_us",
         "rt_idle_p50_us",
+        "w3_path_p99_ms",
         "rt_pipe_per_s",
         "rt_pipe_each_per_s",
         "commit_ms",
