@@ -28,6 +28,7 @@ PARTS = {
     "update_us": 10.0,
     "start_pass_ms": 20.0,
     "start_msgspec_ms": 30.0,
+    "start_msgspec_lean_ms": 25.0,
 }
 
 
@@ -40,7 +41,7 @@ def test_each_workload_bound_follows_its_formula() -> None:
     store = 1 / (10e-6 + 1.9e-3 / bound.LEASE_BATCH)
     assert got["w2"] == got["w2_async"] == pytest.approx(min(50_000, store))
     assert (got["w3_p50"], got["w3_p95"], got["w3_p99"]) == (2.1, 2.9, 3.5)
-    assert got["w5_status"] == got["w5"] == 30.0
+    assert got["w5_status"] == got["w5"] == 25.0  # the cheaper way to load msgspec
     assert got["w5_help"] == 20.0
 
 
