@@ -48,6 +48,14 @@ def _run() -> int:
 
 def _run_fast(parsed: Parsed) -> int | None:
     """Run a command on the fast path; None if typer must handle it after all."""
+    if parsed.command == "--help":
+        from semantica.control.fast_path import top_help
+
+        text = top_help()
+        if text is None:
+            return None
+        sys.stdout.write(text)
+        return 0
     # msgspec uses typing_extensions only when it can import it, and needs
     # nothing from it that this Python's typing lacks; importing it (and the
     # inspect module it pulls in) costs ~17 ms of a command that editors run

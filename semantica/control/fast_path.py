@@ -89,8 +89,17 @@ class Parsed(NamedTuple):
     rest: list[str]
 
 
+#: What asks for semctl's own help (typer's help option names).
+HELP = ("--help", "-h")
+
+
 def parse(argv: list[str]) -> Parsed | None:
-    """The command and its options for the forms this path knows, else None."""
+    """The command and its options for the forms this path knows, else None.
+
+    ``semctl --help`` is the command ``--help`` (see :func:`top_help`).
+    """
+    if len(argv) == 1 and argv[0] in HELP:
+        return Parsed("--help", (None, None), {}, [])
     where: dict[str, str | None] = {"home": None, "socket": None}
     i = 0
     while i < len(argv) and argv[i].startswith("-"):
@@ -169,6 +178,29 @@ def _command_options(table: Command, args: list[str]) -> dict[str, Any] | None:
         return None  # typer's message for a bad number
     options[keyword] = values[0] if most == 1 else values
     return options
+
+
+def top_help() -> str | None:
+    """``semctl --help`` as typer would print it here, if help_text.py has it: at 80
+    columns or more (click's layout is the same from 80 up), and named ``semctl``."""
+    main = sys.modules.get("__main__")
+    if getattr(main, "__package__", None) or os.path.basename(sys.argv[0]) != "semctl":
+        return None  # click names the program otherwise (`python -m semantica.control`)
+    # As shutil.get_terminal_size, which click asks (shutil itself costs 3 ms to import).
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 80
+    if (columns or 80) < 80:
+        return None
+    from semantica.control.help_text import TOP
+
+    return TOP
 
 
 def run(parsed: Parsed) -> int:

@@ -75,13 +75,15 @@ def test_common_forms_parse() -> None:
     parsed = parse(["enqueue", "exec", "--", "true"])
     assert parsed is not None and parsed.rest == ["exec", "--", "true"]
     assert parse(["status"]) == ("status", (None, None), {"json_out": False}, [])
+    assert parse(["--help"]) == parse(["-h"]) == ("--help", (None, None), {}, [])
 
 
 @pytest.mark.parametrize(
     "args",
     [
         [],
-        ["--help"],
+        ["--help", "status"],
+        ["-h", "-h"],
         ["--version"],
         ["--home"],
         ["--home", "a", "--home", "b", "status"],
