@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from semantica import __version__
-from semantica.control import job_options, read_cmds, web_cmd
+from semantica.control import job_options, read_cmds, web_cmd, write_cmds
 from semantica.control.cli_common import (
     JsonOpt,
     State,
@@ -30,7 +30,7 @@ from semantica.control.schedule_cmd import schedule_app
 from semantica.control.service import service_app
 from semantica.control.terminal import error_text, printable, write_output
 from semantica.errors import EXIT_BAD_INPUT, EXIT_JOB_FAILED
-from semantica.models import Job, JobState, QueueInfo
+from semantica.models import Job, JobState
 from semantica.protocol import JobEvent
 
 app = typer.Typer(
@@ -323,14 +323,9 @@ def cancel(
 
     Example: semctl cancel 12 13
     """
-    _check_ids(*job_ids)
-    with edge(), new_client() as client:
-        results = client.cancel(*job_ids)
-    if json_out:
-        print_json(results)
-    else:
-        for outcome in results:
-            print(printable(f"{outcome.id} {outcome.state} ({outcome.message})"))
+    with edge():
+        code = write_cmds.run_cancel(job_ids, json_out, where())
+    _exit(code)
 
 
 @app.command(context_settings=NUMBERS)
@@ -345,13 +340,9 @@ def retry(
     json_out: JsonOpt = False,
 ) -> None:
     """Put a FAILED or CANCELLED job back in the queue with a fresh attempt budget."""
-    _check_ids(job_id)
-    with edge(), new_client() as client:
-        job = client.retry(job_id, dependents=dependents)
-    if json_out:
-        print_json(job)
-    else:
-        print(f"{job.id} {job.state}")
+    with edge():
+        code = write_cmds.run_retry(job_id, dependents, json_out, where())
+    _exit(code)
 
 
 CreateOpt = Annotated[
@@ -372,8 +363,9 @@ def pause(
 
     Example: semctl pause --create nightly   (before its first job)
     """
-    with edge(), new_client() as client:
-        _print_queue(client.pause(queue, create=create), json_out)
+    with edge():
+        code = write_cmds.run_pause(queue, create, json_out, where())
+    _exit(code)
 
 
 @app.command()
@@ -382,8 +374,9 @@ def resume(
     json_out: JsonOpt = False,
 ) -> None:
     """Start jobs from QUEUE again (a queue never seen is an error)."""
-    with edge(), new_client() as client:
-        _print_queue(client.resume(queue), json_out)
+    with edge():
+        code = write_cmds.run_resume(queue, json_out, where())
+    _exit(code)
 
 
 @app.command(context_settings=NUMBERS)
@@ -397,29 +390,15 @@ def limit(
     if n < 0:
         fail(f"N is how many jobs may run at once: 0 (no cap) or more, got {n}", EXIT_BAD_INPUT)
     with edge(), new_client() as client:
-        _print_queue(client.limit(queue, n, create=create), json_out)
+        write_cmds.print_queue(client.limit(queue, n, create=create), json_out)
 
 
 @app.command()
 def queues(json_out: JsonOpt = False) -> None:
     """List queues with their counts by state, paused flag and limit."""
-    with edge(), new_client() as client:
-        infos = client.queues()
-    if json_out:
-        print_json(infos)
-    else:
-        from semantica.control import render
-
-        render.queue_table(infos)
-
-
-def _print_queue(info: QueueInfo, json_out: bool) -> None:
-    if json_out:
-        print_json(info)
-    else:
-        state = "paused" if info.paused else "running"
-        cap = f"limit {info.limit}" if info.limit else "no limit"
-        print(printable(f"{info.name}: {state}, {cap}"))
+    with edge():
+        code = read_cmds.run_queues(json_out, where())
+    _exit(code)
 
 
 @app.command()

@@ -68,7 +68,7 @@ def _run_fast(parsed: Parsed) -> int | None:
         if parsed.command == "enqueue":
             from semantica.control.enqueue_cmd import fast_main
         else:
-            from semantica.control import read_cmds  # noqa: F401 - loaded while hidden
+            from semantica.control import read_cmds, write_cmds  # noqa: F401 - while hidden
             from semantica.control.fast_path import run
     finally:
         if hide:

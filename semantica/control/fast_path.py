@@ -1,5 +1,6 @@
-"""The commands a person types most, run without typer: ``semctl status``, ``list``,
-``show ID``, ``wait ID...``, ``logs ID`` (and ``enqueue``, in enqueue_cmd.py).
+"""The commands a person types most, run without typer: ``semctl --help``, ``status``,
+``list``, ``show ID``, ``wait ID...``, ``logs ID``, ``queues``, ``cancel ID...``,
+``retry ID``, ``pause QUEUE``, ``resume QUEUE`` (and ``enqueue``, in enqueue_cmd.py).
 
 Each ``semctl`` is a new process, and importing typer (and, through cli.py, every
 command module) costs more than the rest of such a command together. This module
@@ -73,6 +74,21 @@ COMMANDS: dict[str, Command] = {
         ("job_id", 1, 1, int),
         {"lines": None, "json_out": False},
     ),
+    "queues": Command({}, JSON, None, {"json_out": False}),
+    "cancel": Command({}, JSON, ("job_ids", 1, None, int), {"json_out": False}),
+    "retry": Command(
+        {},
+        {**JSON, "--dependents": "dependents"},
+        ("job_id", 1, 1, int),
+        {"dependents": False, "json_out": False},
+    ),
+    "pause": Command(
+        {},
+        {**JSON, "--create": "create"},
+        ("queue", 1, 1, str),
+        {"create": False, "json_out": False},
+    ),
+    "resume": Command({}, JSON, ("queue", 1, 1, str), {"json_out": False}),
 }
 
 #: semctl's own options, given before the command: flag -> keyword.
@@ -205,21 +221,31 @@ def top_help() -> str | None:
 
 def run(parsed: Parsed) -> int:
     """Run a parsed reading command; its exit status."""
-    from semantica.control import read_cmds
+    from semantica.control import read_cmds, write_cmds
     from semantica.control.terminal import printable
     from semantica.errors import SemanticaError
 
-    o = parsed.options
+    o, where = parsed.options, parsed.where
     try:
         if parsed.command == "status":
-            return read_cmds.run_status(o["json_out"], parsed.where)
+            return read_cmds.run_status(o["json_out"], where)
         if parsed.command == "list":
-            return read_cmds.run_list(parsed.where, **o)
+            return read_cmds.run_list(where, **o)
         if parsed.command == "show":
-            return read_cmds.run_show(o["job_id"], o["json_out"], parsed.where)
+            return read_cmds.run_show(o["job_id"], o["json_out"], where)
         if parsed.command == "wait":
-            return read_cmds.run_wait(o["job_ids"], o["timeout"], o["json_out"], parsed.where)
-        return read_cmds.run_logs(o["job_id"], o["lines"], o["json_out"], parsed.where)
+            return read_cmds.run_wait(o["job_ids"], o["timeout"], o["json_out"], where)
+        if parsed.command == "logs":
+            return read_cmds.run_logs(o["job_id"], o["lines"], o["json_out"], where)
+        if parsed.command == "queues":
+            return read_cmds.run_queues(o["json_out"], where)
+        if parsed.command == "cancel":
+            return write_cmds.run_cancel(o["job_ids"], o["json_out"], where)
+        if parsed.command == "retry":
+            return write_cmds.run_retry(o["job_id"], o["dependents"], o["json_out"], where)
+        if parsed.command == "pause":
+            return write_cmds.run_pause(o["queue"], o["create"], o["json_out"], where)
+        return write_cmds.run_resume(o["queue"], o["json_out"], where)
     except SemanticaError as exc:
         sys.stderr.write(f"semctl: {printable(exc.message)}\n")
         return exc.exit_code

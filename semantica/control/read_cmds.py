@@ -1,4 +1,5 @@
-"""The work of ``semctl status``, ``list``, ``show``, ``wait`` and ``logs``, without typer.
+"""The work of ``semctl status``, ``list``, ``show``, ``wait``, ``logs`` and ``queues``,
+without typer (write_cmds.py: the commands that change jobs and queues).
 
 A person types these often, and each runs as a new process: they must start quickly.
 Both ways into them call the functions here, with the same output and exit status: the
@@ -148,4 +149,16 @@ def run_status(json_out: bool, where: Where) -> int:
         from semantica.control import render
 
         render.status(reply)
+    return 0
+
+
+def run_queues(json_out: bool, where: Where) -> int:
+    with Client(*where) as client:
+        infos = client.queues()
+    if json_out:
+        print_json(infos)
+    else:
+        from semantica.control import render
+
+        render.queue_table(infos)
     return 0

@@ -1,4 +1,4 @@
-"""semctl's fast path for status, list, show, wait and logs parses like the typer commands,
+"""semctl's fast path for the commands people type most parses like the typer commands,
 hands everything else to typer, and imports neither typer nor anything a command does not use."""
 
 from __future__ import annotations
@@ -89,7 +89,10 @@ def test_common_forms_parse() -> None:
         ["--home", "a", "--home", "b", "status"],
         ["--json", "status"],
         ["frobnicate"],
-        ["cancel", "1"],
+        ["limit", "q", "1"],
+        ["pause"],
+        ["pause", "a", "b"],
+        ["retry", "1", "--dependents", "--dependents"],
         ["status", "--help"],
         ["status", "extra"],
         ["status", "--json", "--json"],
@@ -148,6 +151,11 @@ def _imported(tmp_path: Path, argv: list[str]) -> str:
         ["logs", "1", "-n", "3"],
         ["--home", "/nowhere", "status"],
         ["--socket", "/nowhere.sock", "enqueue", "NOOP"],
+        ["queues"],
+        ["cancel", "1", "2"],
+        ["retry", "1", "--dependents"],
+        ["pause", "--create", "nightly"],
+        ["resume", "nightly", "--json"],
     ],
 )
 def test_the_commands_people_type_import_no_typer(tmp_path: Path, argv: list[str]) -> None:
