@@ -198,10 +198,16 @@ def _command_options(table: Command, args: list[str]) -> dict[str, Any] | None:
 
 def top_help() -> str | None:
     """``semctl --help`` as typer would print it here, if help_text.py has it: at 80
-    columns or more (click's layout is the same from 80 up), and named ``semctl``."""
-    main = sys.modules.get("__main__")
-    if getattr(main, "__package__", None) or os.path.basename(sys.argv[0]) != "semctl":
-        return None  # click names the program otherwise (`python -m semantica.control`)
+    columns or more (click's layout is the same from 80 up), for a program click names
+    ``semctl`` or ``python -m semantica.control`` (the usage line fits either way)."""
+    package = getattr(sys.modules.get("__main__"), "__package__", None)
+    script = os.path.basename(sys.argv[0])
+    if not package and script == "semctl":
+        program = "semctl"
+    elif package == "semantica.control" and script == "__main__.py":
+        program = "python -m semantica.control"
+    else:
+        return None  # click names it otherwise
     # As shutil.get_terminal_size, which click asks (shutil itself costs 3 ms to import).
     try:
         columns = int(os.environ["COLUMNS"])
@@ -216,7 +222,7 @@ def top_help() -> str | None:
         return None
     from semantica.control.help_text import TOP
 
-    return TOP
+    return TOP.replace("Usage: semctl ", f"Usage: {program} ", 1)
 
 
 def run(parsed: Parsed) -> int:

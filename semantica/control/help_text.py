@@ -1,14 +1,15 @@
 """``semctl --help``, as typer prints it at 80 columns or more, kept here so that the
-help a person asks for first costs no typer import (about 100 ms of a 2-core machine's
-CPU: typer, every command module, and building every command to list them).
+help a person asks for first costs no typer import (typer, every command module, and
+every command built only to list them: about four fifths of its CPU time).
 
 The fast path (fast_path.py) prints :data:`TOP` for ``semctl --help`` and ``semctl
 -h`` when the help would be laid out at 80 columns or more (what click does for a
 pipe, a file, and any terminal that wide); a narrower terminal, or any other help,
-gets typer's, and so does a program name other than ``semctl`` (``python -m
-semantica.control``). tests/unit/test_help_text.py checks that :data:`TOP` is exactly
-what typer prints; when a command or its first docstring line changes, it fails
-showing the new text to paste here.
+gets typer's, and so does a program click names other than ``semctl`` or ``python -m
+semantica.control`` (whose usage line is the same but for the name).
+tests/unit/test_help_text.py checks that :data:`TOP` is exactly what typer prints;
+when a command or its first docstring line changes, it fails showing the new text
+to paste here.
 """
 
 TOP = """\

@@ -58,3 +58,30 @@ def test_narrower_or_other_help_is_typers_own(args: list[str]) -> None:
     fast, imported = _run(FAST, *args, columns="60")
     assert imported == ["typer"]
     assert fast == _run(TYPER, *args, columns="60")[0]
+
+
+def test_python_m_semantica_control_help_is_typers() -> None:
+    """`python -m semantica.control --help`: click's name for the program, without typer."""
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    fast = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "semantica.control", "--help"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert fast.returncode == 0, fast.stderr
+    assert " typer" not in fast.stderr
+    as_typer = (
+        "import sys\n"
+        "import semantica.control.cli as cli\n"
+        "sys.modules['__main__'].__package__ = 'semantica.control'\n"
+        "sys.argv = [cli.__file__.replace('cli.py', '__main__.py'), '--help']\n"
+        "sys.exit(cli.main())\n"
+    )
+    typer = subprocess.run(
+        [sys.executable, "-c", as_typer], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert typer.returncode == 0, typer.stderr
+    assert typer.stdout.startswith("Usage: python -m semantica.control [OPTIONS]")
+    assert fast.stdout == typer.stdout
