@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from semantica import __version__
-from semantica.control import job_options, web_cmd
+from semantica.control import job_options, read_cmds, web_cmd, write_cmds
 from semantica.control.cli_common import (
     JsonOpt,
     State,
@@ -30,7 +30,7 @@ from semantica.control.schedule_cmd import schedule_app
 from semantica.control.service import service_app
 from semantica.control.terminal import error_text, printable, write_output
 from semantica.errors import EXIT_BAD_INPUT, EXIT_JOB_FAILED
-from semantica.models import TERMINAL_STATES, Job, JobState, QueueInfo
+from semantica.models import Job, JobState
 from semantica.protocol import JobEvent
 
 app = typer.Typer(
@@ -74,9 +74,18 @@ def _global(
 
 def _check_ids(*job_ids: int | None) -> None:
     """Job ids start at 1: anything else is bad input, said before connecting."""
-    for job_id in job_ids:
-        if job_id is not None and job_id < 1:
-            fail(f"job ids are whole numbers from 1 up, got {job_id}", EXIT_BAD_INPUT)
+    with edge():
+        read_cmds.check_ids(*job_ids)
+
+
+def where() -> read_cmds.Where:
+    """``(home, socket)``: the ``--home`` and ``--socket`` semctl was given."""
+    return State.home, State.socket
+
+
+def _exit(code: int) -> None:
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()
@@ -168,15 +177,9 @@ def show(
     json_out: JsonOpt = False,
 ) -> None:
     """Show one job: state, attempts, timings, error, result."""
-    _check_ids(job_id)
-    with edge(), new_client() as client:
-        job = client.get(job_id)
-    if json_out:
-        print_json(job)
-    else:
-        from semantica.control import render
-
-        render.job_details(job)
+    with edge():
+        code = read_cmds.run_show(job_id, json_out, where())
+    _exit(code)
 
 
 @app.command("list")
@@ -197,17 +200,17 @@ def list_(
     json_out: JsonOpt = False,
 ) -> None:
     """List jobs, newest first; the last line says if more match than --limit shows."""
-    with edge(), new_client() as client:
-        jobs = client.list(state=state, queue=queue, type=type, subject=subject, limit=limit)
-    if json_out:
-        print_json(jobs)  # the array alone, as ever: `total` is not in it
-    else:
-        from semantica.control import render
-
-        render.job_table(jobs)
-        shown = render.shown_of(jobs)
-        if shown:
-            print(shown)
+    with edge():
+        code = read_cmds.run_list(
+            where(),
+            state=state,
+            queue=queue,
+            type=type,
+            subject=subject,
+            limit=limit,
+            json_out=json_out,
+        )
+    _exit(code)
 
 
 @app.command(context_settings=NUMBERS)
@@ -219,27 +222,9 @@ def wait(
     json_out: JsonOpt = False,
 ) -> None:
     """Wait until the jobs finish; exit 0 only if all of them are DONE."""
-    _check_ids(*job_ids)
-    with edge(), new_client() as client:
-        jobs = client.wait_many(job_ids, timeout=timeout)
-    if json_out:
-        print_json(jobs)
-    else:
-        for job in jobs:
-            line = f"{job.id} {job.state}"
-            if job.error is not None and job.state != JobState.DONE:
-                line += f" ({error_text(job)})"
-            print(printable(line))
-    unfinished = [job for job in jobs if job.state not in TERMINAL_STATES]
-    if unfinished and timeout is not None:
-        # A timeout is not a failure: say which it was (stdout stays the jobs).
-        print(
-            f"semctl: timed out after {timeout:g} s; {len(unfinished)} of {len(jobs)} "
-            "jobs not finished",
-            file=sys.stderr,
-        )
-    if any(job.state != JobState.DONE for job in jobs):
-        raise typer.Exit(EXIT_JOB_FAILED)
+    with edge():
+        code = read_cmds.run_wait(job_ids, timeout, json_out, where())
+    _exit(code)
 
 
 @app.command(context_settings=NUMBERS)
@@ -251,13 +236,9 @@ def logs(
     json_out: JsonOpt = False,
 ) -> None:
     """Print a job's log (the last N lines with -n)."""
-    _check_ids(job_id)
-    with edge(), new_client() as client:
-        text = client.logs(job_id, lines)
-    if json_out:
-        print_json({"id": job_id, "lines": text})
-    else:
-        write_output(text)  # the job's own output, as it wrote it
+    with edge():
+        code = read_cmds.run_logs(job_id, lines, json_out, where())
+    _exit(code)
 
 
 @app.command(context_settings=NUMBERS)
@@ -328,32 +309,9 @@ def _print_event(event: JobEvent, json_out: bool) -> None:
 def status(json_out: JsonOpt = False) -> None:
     """Counts by state, workers, database size, uptime, version, schedules; on a shared
     store, every node and its workers."""
-    with edge(), new_client() as client:
-        reply = client.status()
-    if json_out:
-        print_json(
-            {
-                "version": reply.version,
-                "uptime_s": reply.uptime_s,
-                "db_bytes": reply.db_bytes,
-                "counts": reply.counts,
-                "workers": reply.workers,
-                "pid": reply.pid,
-                "home": reply.home,
-                "durability": reply.durability,
-                "last_maintenance": reply.last_maintenance,
-                "draining": reply.draining,
-                "store": reply.store,
-                "node": reply.node,
-                "nodes": reply.nodes,
-                "waiting_on_dependencies": reply.waiting_on_dependencies,
-                "schedules": {"total": reply.schedules, "paused": reply.schedules_paused},
-            }
-        )
-    else:
-        from semantica.control import render
-
-        render.status(reply)
+    with edge():
+        code = read_cmds.run_status(json_out, where())
+    _exit(code)
 
 
 @app.command(context_settings=NUMBERS)
@@ -365,14 +323,9 @@ def cancel(
 
     Example: semctl cancel 12 13
     """
-    _check_ids(*job_ids)
-    with edge(), new_client() as client:
-        results = client.cancel(*job_ids)
-    if json_out:
-        print_json(results)
-    else:
-        for outcome in results:
-            print(printable(f"{outcome.id} {outcome.state} ({outcome.message})"))
+    with edge():
+        code = write_cmds.run_cancel(job_ids, json_out, where())
+    _exit(code)
 
 
 @app.command(context_settings=NUMBERS)
@@ -387,13 +340,9 @@ def retry(
     json_out: JsonOpt = False,
 ) -> None:
     """Put a FAILED or CANCELLED job back in the queue with a fresh attempt budget."""
-    _check_ids(job_id)
-    with edge(), new_client() as client:
-        job = client.retry(job_id, dependents=dependents)
-    if json_out:
-        print_json(job)
-    else:
-        print(f"{job.id} {job.state}")
+    with edge():
+        code = write_cmds.run_retry(job_id, dependents, json_out, where())
+    _exit(code)
 
 
 CreateOpt = Annotated[
@@ -414,8 +363,9 @@ def pause(
 
     Example: semctl pause --create nightly   (before its first job)
     """
-    with edge(), new_client() as client:
-        _print_queue(client.pause(queue, create=create), json_out)
+    with edge():
+        code = write_cmds.run_pause(queue, create, json_out, where())
+    _exit(code)
 
 
 @app.command()
@@ -424,8 +374,9 @@ def resume(
     json_out: JsonOpt = False,
 ) -> None:
     """Start jobs from QUEUE again (a queue never seen is an error)."""
-    with edge(), new_client() as client:
-        _print_queue(client.resume(queue), json_out)
+    with edge():
+        code = write_cmds.run_resume(queue, json_out, where())
+    _exit(code)
 
 
 @app.command(context_settings=NUMBERS)
@@ -439,29 +390,15 @@ def limit(
     if n < 0:
         fail(f"N is how many jobs may run at once: 0 (no cap) or more, got {n}", EXIT_BAD_INPUT)
     with edge(), new_client() as client:
-        _print_queue(client.limit(queue, n, create=create), json_out)
+        write_cmds.print_queue(client.limit(queue, n, create=create), json_out)
 
 
 @app.command()
 def queues(json_out: JsonOpt = False) -> None:
     """List queues with their counts by state, paused flag and limit."""
-    with edge(), new_client() as client:
-        infos = client.queues()
-    if json_out:
-        print_json(infos)
-    else:
-        from semantica.control import render
-
-        render.queue_table(infos)
-
-
-def _print_queue(info: QueueInfo, json_out: bool) -> None:
-    if json_out:
-        print_json(info)
-    else:
-        state = "paused" if info.paused else "running"
-        cap = f"limit {info.limit}" if info.limit else "no limit"
-        print(printable(f"{info.name}: {state}, {cap}"))
+    with edge():
+        code = read_cmds.run_queues(json_out, where())
+    _exit(code)
 
 
 @app.command()

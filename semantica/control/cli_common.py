@@ -4,7 +4,8 @@ and ``--json`` output.
 Library errors become a one-line message on stderr and the exit status the
 README documents (:func:`edge`); ``--json`` prints one JSON document
 (:func:`print_json`). Used by cli.py and by the command modules it registers
-(schedule_cmd.py), which cannot import cli.py (it imports them).
+(schedule_cmd.py), which cannot import cli.py (it imports them). ``print_json`` and
+``fields_of`` live in read_cmds.py, which the fast path uses without typer.
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, NoReturn
 
-import msgspec
 import typer
 
 from semantica.control.client import Client
+from semantica.control.read_cmds import fields_of, print_json
 from semantica.control.terminal import printable
 from semantica.errors import SemanticaError
 
@@ -50,10 +51,4 @@ def edge() -> Iterator[None]:
         fail(exc.message, exc.exit_code)
 
 
-def print_json(value: Any) -> None:
-    sys.stdout.write(msgspec.json.encode(value).decode() + "\n")
-
-
-def fields_of(msg: msgspec.Struct) -> dict[str, Any]:
-    """A reply's fields for --json: without the request id (and the tag, which is no field)."""
-    return {f: getattr(msg, f) for f in msg.__struct_fields__ if f != "rid"}
+__all__ = ["JsonOpt", "State", "edge", "fail", "fields_of", "new_client", "print_json"]

@@ -265,8 +265,11 @@ def _finish(
     return positional[0], argv, options
 
 
-def fast_main(args: list[str]) -> int | None:
-    """Run ``semctl enqueue ARGS`` without typer; None if typer must handle it."""
+def fast_main(args: list[str], where: tuple[str | None, str | None] = (None, None)) -> int | None:
+    """Run ``semctl enqueue ARGS`` without typer; None if typer must handle it.
+
+    ``where``: the ``--home`` and ``--socket`` given before ``enqueue`` (None: the
+    environment's)."""
     parsed = parse_fast(args)
     if parsed is None:
         return None
@@ -278,7 +281,7 @@ def fast_main(args: list[str]) -> int | None:
             payload=options.pop("payload"),
             payload_file=options.pop("payload_file"),
             json_out=options.pop("json_out"),
-            client=Client(),
+            client=Client(*where),
             **options,
         )
     except SemanticaError as exc:

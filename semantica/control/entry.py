@@ -1,6 +1,7 @@
-"""The ``semctl`` entry point: ``semctl enqueue`` takes a fast path; the rest goes to typer.
+"""The ``semctl`` entry point: the commands a person types most take a fast path
+(fast_path.py, enqueue_cmd.py); the rest goes to typer.
 
-Kept free of heavy imports (typer, rich, trio, structlog): see enqueue_cmd.py.
+Kept free of heavy imports (typer, rich, trio, structlog): each command is a new process.
 """
 
 from __future__ import annotations
@@ -8,6 +9,10 @@ from __future__ import annotations
 import errno
 import os
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from semantica.control.fast_path import Parsed
 
 
 def main() -> None:
@@ -29,24 +34,45 @@ _OUTPUT_ERRORS = frozenset({errno.EPIPE, errno.ENOSPC, errno.EIO, errno.EBADF, e
 
 
 def _run() -> int:
-    if len(sys.argv) > 1 and sys.argv[1] == "enqueue":
-        # msgspec uses typing_extensions only when it can import it, and needs
-        # nothing from it that this Python's typing lacks; importing it (and the
-        # inspect module it pulls in) costs ~17 ms of a command that editors run
-        # once per file. Hidden while msgspec loads, so it takes typing's; the
-        # full CLI below imports the real one.
-        hide = "typing_extensions" not in sys.modules
-        if hide:
-            sys.modules["typing_extensions"] = None  # type: ignore[assignment]
-        try:
-            from semantica.control.enqueue_cmd import fast_main
-        finally:
-            if hide:
-                del sys.modules["typing_extensions"]
+    from semantica.control.fast_path import parse
 
-        code = fast_main(sys.argv[2:])
+    parsed = parse(sys.argv[1:])
+    if parsed is not None:
+        code = _run_fast(parsed)
         if code is not None:
             return code
     from semantica.control.cli import main as typer_main
 
     return typer_main()
+
+
+def _run_fast(parsed: Parsed) -> int | None:
+    """Run a command on the fast path; None if typer must handle it after all."""
+    if parsed.command == "--help":
+        from semantica.control.fast_path import top_help
+
+        text = top_help()
+        if text is None:
+            return None
+        sys.stdout.write(text)
+        return 0
+    # msgspec uses typing_extensions only when it can import it, and needs
+    # nothing from it that this Python's typing lacks; importing it (and the
+    # inspect module it pulls in) costs ~17 ms of a command that editors run
+    # once per file. Hidden while msgspec loads, so it takes typing's; the
+    # full CLI imports the real one.
+    hide = "typing_extensions" not in sys.modules
+    if hide:
+        sys.modules["typing_extensions"] = None  # type: ignore[assignment]
+    try:
+        if parsed.command == "enqueue":
+            from semantica.control.enqueue_cmd import fast_main
+        else:
+            from semantica.control import read_cmds, write_cmds  # noqa: F401 - while hidden
+            from semantica.control.fast_path import run
+    finally:
+        if hide:
+            del sys.modules["typing_extensions"]
+    if parsed.command == "enqueue":
+        return fast_main(parsed.rest, parsed.where)
+    return run(parsed)

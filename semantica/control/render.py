@@ -1,7 +1,8 @@
-"""How ``semctl`` draws jobs and status for people (rich). Never used for ``--json``.
+"""How ``semctl`` draws jobs and status for people. Never used for ``--json``.
 
-Every piece of job data goes through :mod:`semantica.control.terminal`: escaped by
-``printable`` and handed to rich as ``Text``, never as markup.
+Each view is described as blocks (plain.py), which are drawn directly when simple and
+by rich otherwise. Every piece of job data is escaped by
+:func:`~semantica.control.terminal.printable` (:func:`span`), and is never markup.
 """
 
 from __future__ import annotations
@@ -10,12 +11,10 @@ from collections.abc import Callable
 from datetime import datetime
 
 import msgspec
-from rich.console import RenderableType
-from rich.table import Table
-from rich.text import Text
 
 from semantica.config import POSTGRES_SCHEMES
-from semantica.control.terminal import cell, error_label, error_text, show, state_cell
+from semantica.control.plain import Block, Line, Span, Table, show
+from semantica.control.terminal import STATE_STYLE, error_label, error_text, printable
 from semantica.models import EXEC_TYPE, Job, JobState, QueueInfo
 from semantica.protocol import StatusReply
 
@@ -55,59 +54,70 @@ def _took(job: Job) -> str:
     return f"{(job.finished_at - job.started_at).total_seconds():.3f} s"
 
 
-def _json(value: object) -> Text:
-    return cell(msgspec.json.encode(value).decode())
+def span(text: str | None, style: str = "", *, default: str = "-") -> Span:
+    """``text`` escaped (``default`` when None), in ``style``: job data as a view shows it."""
+    return (default if text is None else printable(text), style)
+
+
+def state_span(state: str) -> Span:
+    """A job state in its colour."""
+    return span(state, STATE_STYLE.get(state, ""))
+
+
+def _json(value: object) -> Line:
+    return [span(msgspec.json.encode(value).decode())]
 
 
 def job_details(job: Job) -> None:
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column(style="bold")
-    grid.add_column()
-    grid.add_row("job", Text.assemble(f"{job.id}  ", cell(job.type), "  ", state_cell(job.state)))
-    grid.add_row("queue", Text.assemble(cell(job.queue), f"   priority {job.priority}"))
+    show(job_details_blocks(job))
+
+
+def job_details_blocks(job: Job) -> list[Block]:
+    rows: list[list[Line]] = []
+
+    def add(label: str, *value: Span) -> None:
+        rows.append([[(label, "")], list(value)])
+
+    add("job", (f"{job.id}  ", ""), span(job.type), ("  ", ""), state_span(job.state))
+    add("queue", span(job.queue), (f"   priority {job.priority}", ""))
     if job.subject is not None:
-        grid.add_row("subject", Text.assemble(cell(job.subject), f"   generation {job.generation}"))
-    grid.add_row("attempts", f"{job.attempts} of {job.max_attempts}")
-    grid.add_row("created", _when(job.created_at))
+        add("subject", span(job.subject), (f"   generation {job.generation}", ""))
+    add("attempts", (f"{job.attempts} of {job.max_attempts}", ""))
+    add("created", (_when(job.created_at), ""))
     if job.state == JobState.QUEUED:
-        grid.add_row("waiting for", waiting(job))
+        add("waiting for", span(waiting(job)))
     if job.superseded_by is not None:
-        grid.add_row("superseded by", f"job {job.superseded_by}")
+        add("superseded by", (f"job {job.superseded_by}", ""))
     if job.dependencies:
-        grid.add_row("after", _dependencies(job))
+        add("after", (_dependencies(job), ""))
     if job.dependents:
         more = job.dependents_count - len(job.dependents)
-        grid.add_row(
-            "dependents",
-            ", ".join(map(str, job.dependents)) + (f" and {more:,} more" if more > 0 else ""),
-        )
+        dependents = ", ".join(map(str, job.dependents))
+        add("dependents", (dependents + (f" and {more:,} more" if more > 0 else ""), ""))
     if job.schedule is not None:
-        grid.add_row("from", Text.assemble("schedule ", cell(job.schedule), _slot(job)))
+        add("from", ("schedule ", ""), span(job.schedule), (_slot(job), ""))
     conditions = [
         c for c, on in (("charging", job.require_charging), ("idle CPU", job.require_idle)) if on
     ]
     if conditions:
-        grid.add_row("requires", ", ".join(conditions))
-    grid.add_row("started", _when(job.started_at))
+        add("requires", (", ".join(conditions), ""))
+    add("started", (_when(job.started_at), ""))
     if job.finished_at is not None:
         took = _took(job)  # (none for a job that never ran: superseded, cancelled queued)
-        grid.add_row("finished", _when(job.finished_at) + (f"   took {took}" if took else ""))
+        add("finished", (_when(job.finished_at) + (f"   took {took}" if took else ""), ""))
     if job.worker_pid is not None:
-        grid.add_row("worker", str(job.worker_pid))
+        add("worker", (str(job.worker_pid), ""))
     if job.progress is not None and job.state == JobState.RUNNING:
-        note = Text.assemble("  ", cell(job.progress_message)) if job.progress_message else ""
-        grid.add_row("progress", Text.assemble(f"{job.progress:.0%}", note))
+        note = [("  ", ""), span(job.progress_message)] if job.progress_message else []
+        add("progress", (f"{job.progress:.0%}", ""), *note)
     if job.error is not None:
-        grid.add_row(
-            error_label(job),
-            Text.assemble(cell(job.error.kind, "red"), ": ", cell(job.error.message)),
-        )
+        error = [span(job.error.kind, "red"), (": ", ""), span(job.error.message)]
+        add(error_label(job), *error)
     if job.result is not None:
-        grid.add_row("result", _json(job.result))
-    grid.add_row(
-        "payload", _json(payload_for_screen(job.type, job.payload, f"semctl show {job.id} --json"))
-    )
-    show(grid)
+        add("result", *_json(job.result))
+    payload = payload_for_screen(job.type, job.payload, f"semctl show {job.id} --json")
+    add("payload", *_json(payload))
+    return [Table([("", False), ("", False)], rows, grid=True)]
 
 
 def payload_for_screen(type: str, payload: object, full: str = "semctl show --json") -> object:
@@ -153,91 +163,100 @@ def _dependencies(job: Job) -> str:
 
 
 def queue_table(queues: list[QueueInfo]) -> None:
+    show(queue_table_blocks(queues))
+
+
+def queue_table_blocks(queues: list[QueueInfo]) -> list[Block]:
     if not queues:
-        show(Text("no queues"))
-        return
-    table = Table(box=None, pad_edge=False)
-    for column in ("QUEUE", "PAUSED", "LIMIT", *(state.value for state in JobState)):
-        table.add_column(column, no_wrap=True)
-    for queue in queues:
-        table.add_row(
-            cell(queue.name),
-            "yes" if queue.paused else "no",
-            str(queue.limit) if queue.limit else "-",
-            *(str(queue.counts.get(state.value, 0)) for state in JobState),
-        )
-    show(table)
+        return [[("no queues", "")]]
+    columns = ("QUEUE", "PAUSED", "LIMIT", *(state.value for state in JobState))
+    rows = [
+        [
+            [span(queue.name)],
+            [("yes" if queue.paused else "no", "")],
+            [(str(queue.limit) if queue.limit else "-", "")],
+            *([(str(queue.counts.get(state.value, 0)), "")] for state in JobState),
+        ]
+        for queue in queues
+    ]
+    return [Table([(column, True) for column in columns], rows)]
 
 
 def job_table(jobs: list[Job]) -> None:
+    show(job_table_blocks(jobs))
+
+
+def job_table_blocks(jobs: list[Job]) -> list[Block]:
     if not jobs:
-        show(Text("no jobs"))
-        return
-    table = Table(box=None, pad_edge=False)
-    for column in ("ID", "TYPE", "QUEUE", "STATE", "TRIES", "CREATED", "TOOK", "ERROR"):
-        table.add_column(column, no_wrap=column != "ERROR")
-    for job in jobs:
-        table.add_row(
-            str(job.id),
-            cell(job.type),
-            cell(job.queue),
-            state_cell(job.state),
-            f"{job.attempts}/{job.max_attempts}",
-            _when(job.created_at),
-            _took(job),
-            cell(error_text(job), one_line=True),  # a long error keeps to its row
-        )
-    show(table)
+        return [[("no jobs", "")]]
+    columns = ("ID", "TYPE", "QUEUE", "STATE", "TRIES", "CREATED", "TOOK", "ERROR")
+    rows = [
+        [
+            [(str(job.id), "")],
+            [span(job.type)],
+            [span(job.queue)],
+            [state_span(job.state)],
+            [(f"{job.attempts}/{job.max_attempts}", "")],
+            [(_when(job.created_at), "")],
+            [(_took(job), "")],
+            [span(error_text(job))],  # a long error keeps to its row
+        ]
+        for job in jobs
+    ]
+    return [Table([(c, c != "ERROR") for c in columns], rows, last_one_line=True)]
 
 
 def status(reply: StatusReply) -> None:
-    header = cell(
+    show(status_blocks(reply))
+
+
+def status_blocks(reply: StatusReply) -> list[Block]:
+    header = span(
         f"semanticad {reply.version}  pid {reply.pid}  up {reply.uptime_s:.0f} s  "
         f"db {reply.db_bytes / 1e6:.1f} MB  home {reply.home}"
     )
-    counts = Text("jobs: ")
+    counts: Line = [("jobs: ", "")]
     for i, state in enumerate(JobState):
-        counts.append_text(
-            Text.assemble("  " if i else "", state_cell(state), f" {reply.counts.get(state, 0)}")
-        )
+        counts += [
+            ("  " if i else "", ""),
+            state_span(state),
+            (f" {reply.counts.get(state, 0)}", ""),
+        ]
     if reply.waiting_on_dependencies:
-        counts.append(f"  ({reply.waiting_on_dependencies} queued wait for other jobs)")
-    parts: list[RenderableType] = [header]
+        counts.append((f"  ({reply.waiting_on_dependencies} queued wait for other jobs)", ""))
+    blocks: list[Block] = [[header]]
     if reply.draining:
-        parts.append(Text(DRAINING, style="bold yellow"))
-    parts.append(counts)
+        blocks.append([(DRAINING, "bold yellow")])
+    blocks.append(counts)
     if reply.schedules:
         paused = f" ({reply.schedules_paused} paused)" if reply.schedules_paused else ""
-        parts.append(Text(f"schedules: {reply.schedules}{paused}"))
+        blocks.append([(f"schedules: {reply.schedules}{paused}", "")])
     # Nodes only where there are others to tell apart: a shared (PostgreSQL) store.
     shared = len(reply.nodes) > 1 or reply.store.startswith(POSTGRES_SCHEMES)
     if shared:
-        nodes = Table(box=None, pad_edge=False)
-        for column in ("NODE", "HOST", "PID", "STATE", "WORKERS", "HEARTBEAT", "VERSION"):
-            nodes.add_column(column)
-        for node in reply.nodes:
-            name = cell(node.name + (" (this one)" if node.this else ""))
-            nodes.add_row(
-                name,
-                cell(node.host),
-                str(node.pid),
-                cell(node.state),
-                str(node.workers),
-                f"{node.heartbeat_age_s:.1f} s ago",
-                cell(node.version),
-            )
-        parts.append(nodes)
-    table = Table(box=None, pad_edge=False)
-    for column in (
-        ("NODE", "WORKER PID", "STATE", "JOB") if shared else ("WORKER PID", "STATE", "JOB")
-    ):
-        table.add_column(column)
-    for worker in reply.workers:
-        row: list[RenderableType] = [
-            str(worker.pid),
-            cell(worker.state),
-            "-" if worker.job is None else str(worker.job),
+        node_columns = ("NODE", "HOST", "PID", "STATE", "WORKERS", "HEARTBEAT", "VERSION")
+        nodes = [
+            [
+                [span(node.name + (" (this one)" if node.this else ""))],
+                [span(node.host)],
+                [(str(node.pid), "")],
+                [span(node.state)],
+                [(str(node.workers), "")],
+                [(f"{node.heartbeat_age_s:.1f} s ago", "")],
+                [span(node.version)],
+            ]
+            for node in reply.nodes
         ]
-        table.add_row(*([cell(worker.node or "-")] if shared else []), *row)
-    parts.append(table)
-    show(*parts)
+        blocks.append(Table([(column, False) for column in node_columns], nodes))
+    columns = ("NODE", "WORKER PID", "STATE", "JOB") if shared else ("WORKER PID", "STATE", "JOB")
+    workers = [
+        [
+            *([[span(worker.node or "-")]] if shared else []),
+            [(str(worker.pid), "")],
+            [span(worker.state)],
+            [("-" if worker.job is None else str(worker.job), "")],
+        ]
+        for worker in reply.workers
+    ]
+    blocks.append(Table([(column, False) for column in columns], workers))
+    return blocks

@@ -1,0 +1,163 @@
+"""semctl's fast path for the commands people type most parses like the typer commands,
+hands everything else to typer, and imports neither typer nor anything a command does not use."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer.main
+
+from semantica.control.cli import app
+from semantica.control.fast_path import COMMANDS, GLOBAL_OPTIONS, parse
+
+HEAVY = ("typer", "click", "rich", "trio", "structlog", "psutil", "cronsim", "tomllib", "zoneinfo")
+
+
+def _typer_command(name: str) -> Any:
+    return typer.main.get_command(app).commands[name]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_the_fast_path_knows_exactly_each_typer_commands_options(name: str) -> None:
+    """Every option of the typer command is in the table (with its default), and nothing
+    else; its arguments are the table's (how many, and numbers)."""
+    table = COMMANDS[name]
+    command = _typer_command(name)
+    options: dict[str, Any] = {}
+    arguments = []
+    for param in command.params:
+        if param.param_type_name == "argument":
+            arguments.append(param)
+            continue
+        for opt in param.opts:
+            options[opt] = param
+    assert set(options) == set(table.values) | set(table.switches)
+    for flag, (keyword, _) in table.values.items():
+        assert table.defaults[keyword] == options[flag].default, flag
+        assert options[flag].name == keyword, flag
+    for flag, keyword in table.switches.items():
+        assert table.defaults[keyword] is False and options[flag].default is False, flag
+    if table.arguments is None:
+        assert arguments == []
+        return
+    keyword, least, most, _ = table.arguments
+    (argument,) = arguments
+    assert argument.name == keyword and argument.required == (least > 0)
+    assert argument.nargs == (-1 if most is None else most)
+
+
+def test_the_fast_path_knows_exactly_semctls_own_options() -> None:
+    """--home and --socket (the global options that take a value); --version is typer's."""
+    group = typer.main.get_command(app)
+    valued = {opt for param in group.params if not param.is_flag for opt in param.opts}
+    assert valued == set(GLOBAL_OPTIONS)
+
+
+def test_common_forms_parse() -> None:
+    parsed = parse(["--home", "/h", "--socket=/s", "list", "--state=FAILED", "--limit", "5"])
+    assert parsed is not None
+    assert parsed.command == "list" and parsed.where == ("/h", "/s")
+    assert parsed.options["state"] == "FAILED" and parsed.options["limit"] == 5
+    assert parsed.options["queue"] is None and parsed.options["json_out"] is False
+    parsed = parse(["wait", "3", "--timeout", "1.5", "4", "--json"])
+    assert parsed is not None
+    assert parsed.options == {"job_ids": [3, 4], "timeout": 1.5, "json_out": True}
+    parsed = parse(["logs", "-n", "7", "12"])
+    assert parsed is not None and parsed.options == {"job_id": 12, "lines": 7, "json_out": False}
+    parsed = parse(["logs", "12", "--lines=7"])
+    assert parsed is not None and parsed.options["lines"] == 7
+    parsed = parse(["show", "0"])  # parsed: the command itself says ids start at 1
+    assert parsed is not None and parsed.options["job_id"] == 0
+    parsed = parse(["enqueue", "exec", "--", "true"])
+    assert parsed is not None and parsed.rest == ["exec", "--", "true"]
+    assert parse(["status"]) == ("status", (None, None), {"json_out": False}, [])
+    assert parse(["--help"]) == parse(["-h"]) == ("--help", (None, None), {}, [])
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["--help", "status"],
+        ["-h", "-h"],
+        ["--version"],
+        ["--home"],
+        ["--home", "a", "--home", "b", "status"],
+        ["--json", "status"],
+        ["frobnicate"],
+        ["limit", "q", "1"],
+        ["pause"],
+        ["pause", "a", "b"],
+        ["retry", "1", "--dependents", "--dependents"],
+        ["status", "--help"],
+        ["status", "extra"],
+        ["status", "--json", "--json"],
+        ["show"],
+        ["show", "abc"],
+        ["show", "-1"],
+        ["show", "1", "2"],
+        ["show", "1", "--", "2"],
+        ["wait"],
+        ["wait", "1", "--timeout", "soon"],
+        ["logs", "1", "-n5"],
+        ["logs", "1", "-n=5"],
+        ["logs", "1", "-n", "5", "--lines", "6"],
+        ["logs", "1", "-n", "-5"],
+        ["list", "--limit"],
+        ["list", "--limit", "many"],
+        ["list", "--queue", "--json"],
+        ["list", "-h"],
+        ["list", "--bogus"],
+    ],
+)
+def test_anything_else_goes_to_typer(args: list[str]) -> None:
+    """Help, unknown or repeated options, bad numbers and odd shapes are the full CLI's."""
+    assert parse(args) is None
+
+
+def _imported(tmp_path: Path, argv: list[str]) -> str:
+    """``semctl ARGV`` in a fresh interpreter with no supervisor: ``"EXIT [MODULES]"``."""
+    code = (
+        "import sys\n"
+        f"sys.argv = ['semctl', *{argv!r}]\n"
+        "from semantica.control.entry import main\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as exc:\n"
+        "    code = exc.code\n"
+        f"heavy = sorted({{m.split('.')[0] for m in sys.modules}} & {set(HEAVY)!r})\n"
+        "print(code, heavy)\n"
+    )
+    env = {"SEMANTICA_HOME": str(tmp_path / "nothing"), "PATH": "/usr/bin:/bin"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.stdout.strip(), out.stderr
+    assert out.stderr.startswith("semctl: "), out.stderr  # one line: where it looked
+    return out.stdout.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["status"],
+        ["list", "--json"],
+        ["show", "1"],
+        ["wait", "1", "2"],
+        ["logs", "1", "-n", "3"],
+        ["--home", "/nowhere", "status"],
+        ["--socket", "/nowhere.sock", "enqueue", "NOOP"],
+        ["queues"],
+        ["cancel", "1", "2"],
+        ["retry", "1", "--dependents"],
+        ["pause", "--create", "nightly"],
+        ["resume", "nightly", "--json"],
+    ],
+)
+def test_the_commands_people_type_import_no_typer(tmp_path: Path, argv: list[str]) -> None:
+    """(They fail here for lack of a supervisor: exit 3, having imported none of these.)"""
+    assert _imported(tmp_path, argv) == "3 []"
