@@ -65,6 +65,12 @@ _TAKE = (
     "FROM (SELECT CAST(key AS INTEGER) AS n, value AS id FROM json_each(?4)) AS t "
     "WHERE jobs.id = t.id AND +jobs.state = 'QUEUED'"
 )
+# The same for one job.
+_TAKE_ONE = (
+    "UPDATE jobs SET state = 'RUNNING', attempts = attempts + 1, started_at = ?1, "
+    "finished_at = NULL, lease_id = ?2, worker_pid = ?3, progress = NULL, "
+    "progress_message = NULL WHERE id = ?4 AND state = 'QUEUED'"
+)
 # After a take that moved fewer jobs than it was given (which one writer never sees):
 # the ids that did move under their lease.
 _TAKEN = f"SELECT id, lease_id FROM jobs WHERE id IN {IDS_IN_JSON} AND state = 'RUNNING'"
@@ -129,8 +135,12 @@ class SQLiteLeases(SQLiteMigrations):
             first_start = self._next_start(now)
             self._last_lease += len(picked)
             self._last_start = first_start + (len(picked) - 1) * 1e-6
-            take = (first_start, first_lease, worker_pid, json_ids(picked))
-            moved = conn.execute(_TAKE, take).rowcount
+            if len(picked) == 1:  # (one job: its own statement, no JSON to build and read)
+                take_one = (first_start, first_lease, worker_pid, picked[0])
+                moved = conn.execute(_TAKE_ONE, take_one).rowcount
+            else:
+                take = (first_start, first_lease, worker_pid, json_ids(picked))
+                moved = conn.execute(_TAKE, take).rowcount
             leases = [
                 self._lease(first_lease + n, job_id, columns[job_id])
                 for n, job_id in enumerate(picked)
