@@ -454,14 +454,14 @@ class JobLifecycle(ScheduleWrites):
         self.tracer.attempt_ended(lease, state, error)
         if self.metrics is not None:
             self.metrics.job_ended(lease.type, state, duration_s)
-        retried = state is JobState.QUEUED
+        retried = state == JobState.QUEUED
         if retried:
             self._info("job will retry", fields)
         else:
             self._info(_END_EVENTS[state], fields)
             if not batched:
                 self.finished_recently.add()
-            if state is JobState.FAILED:
+            if state == JobState.FAILED:
                 self.failed_recently.add()
             self.events.job_finished(lease.job_id)
         if self.events.watched:
