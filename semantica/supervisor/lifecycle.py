@@ -55,6 +55,8 @@ from semantica.supervisor.tracing import NoTracer, Tracer
 log = structlog.get_logger("semantica.jobs")
 #: How many of the jobs a cascade cancelled are read from the store at a time.
 CASCADE_READ = 500
+#: The log event of an attempt that ended its job, by the job's state.
+_END_EVENTS = {state: "job " + state.value.lower() for state in JobState}
 #: Of the jobs one end cancelled by cascade, how many get a log line each; the rest one
 #: line together (100,000 lines held the event loop for seconds).
 CASCADE_LOGGED = 100
@@ -354,6 +356,7 @@ class JobLifecycle(ScheduleWrites):
             if report.error is None
         ]
         stale = {lease.lease_id for lease in self.store.complete_many(done)} if done else set()
+        ended_done = 0
         with self._log_together():
             for lease in started:
                 self.started(lease, worker_pid)
@@ -365,7 +368,12 @@ class JobLifecycle(ScheduleWrites):
                         "stale report ignored", job_id=lease.job_id, reason="lease not current"
                     )
                 else:
-                    self._ended(lease, JobState.DONE, None, duration_s)
+                    self._ended(lease, JobState.DONE, None, duration_s, batched=True)
+                    ended_done += 1
+            if ended_done:
+                # What _ended does once per job, done once for the batch.
+                self.finished_recently.add(ended_done)
+                self.scheduler.wake()
             self._settle_cascaded()
 
     def worker_lost(
@@ -418,14 +426,25 @@ class JobLifecycle(ScheduleWrites):
         log.debug("jobs given back", count=moved, job_ids=[lease.job_id for lease in leases])
 
     def _ended(
-        self, lease: Lease, state: JobState, error: JobError | None, duration_s: float
+        self,
+        lease: Lease,
+        state: JobState,
+        error: JobError | None,
+        duration_s: float,
+        *,
+        batched: bool = False,
     ) -> None:
+        """An attempt ended, its job now in ``state``: log, metrics, waiters, watchers,
+        the scheduler. ``batched``: one of several jobs ended DONE together, whose caller
+        counts them in ``finished_recently`` and wakes the scheduler once for all (a
+        drain ends thousands of jobs a second: what is per batch is not per job)."""
         self.logs.close(lease.job_id)
+        value = state.value
         fields = {
             "job_id": lease.job_id,
             "type": lease.type,
             "queue": lease.queue,
-            "state": state.value,
+            "state": value,
             "attempt": lease.attempt,
             "duration_ms": round(duration_s * 1000, 3),
         }
@@ -435,27 +454,31 @@ class JobLifecycle(ScheduleWrites):
         self.tracer.attempt_ended(lease, state, error)
         if self.metrics is not None:
             self.metrics.job_ended(lease.type, state, duration_s)
-        if state == JobState.QUEUED:
+        retried = state == JobState.QUEUED
+        if retried:
             self._info("job will retry", fields)
         else:
-            self._info("job " + state.value.lower(), fields)
-            self.finished_recently.add()
+            self._info(_END_EVENTS[state], fields)
+            if not batched:
+                self.finished_recently.add()
             if state == JobState.FAILED:
                 self.failed_recently.add()
             self.events.job_finished(lease.job_id)
-        self._announce(
-            "retried" if state == JobState.QUEUED else state.value.lower(),
-            lease.job_id,
-            lease.type,
-            state,
-            lease.queue,
-            attempt=lease.attempt,
-            error=error,
-        )
+        if self.events.watched:
+            self._announce(
+                "retried" if retried else value.lower(),
+                lease.job_id,
+                lease.type,
+                state,
+                lease.queue,
+                attempt=lease.attempt,
+                error=error,
+            )
         # A job that waited behind this one (its subject, its queue's limit) may
         # start now; a retry sets a deadline for the timer.
-        self.scheduler.wake()
-        if state == JobState.QUEUED:
+        if not batched:
+            self.scheduler.wake()
+        if retried:
             self.scheduler.reschedule()
 
     def _settle_cascaded(self) -> None:

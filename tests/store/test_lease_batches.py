@@ -113,6 +113,66 @@ def test_complete_clears_the_error_of_an_earlier_attempt(
     assert (done.state, done.result, done.error, done.attempts) == (JobState.DONE, "fine", None, 2)
 
 
+def test_complete_many_names_a_lease_twice_and_ends_its_job_once(
+    store: JobStore, spec: Spec, clock: FakeClock
+) -> None:
+    """A lease reported twice in one batch ends its job once, with the first result; the
+    second report is returned as stale, and the rest of the batch ends as usual."""
+    enqueue(store, [spec(), spec()])
+    first, second = store.lease_many(1, 2)
+    ends = [(first, b"1", 0.0), (first, b"2", 0.0), (second, b"3", 0.0), (second, b"3", 0.0)]
+    assert store.complete_many(ends) == [first, second]
+    done = store.get_many([first.job_id, second.job_id])
+    assert [(job.state, job.result) for job in done] == [(JobState.DONE, 1), (JobState.DONE, 3)]
+
+
+def test_complete_many_keeps_each_result_and_start_as_given(
+    store: JobStore, spec: Spec, clock: FakeClock
+) -> None:
+    """Results of any JSON (text beyond ASCII, quotes, escapes, nested values, large
+    numbers) are stored exactly as each worker sent them; each job's ``started_at``
+    becomes its own worker's start where that is later than its lease, never later
+    than the end."""
+    results = [
+        r'{"text": "caf\u00e9 \u2603 \ud83d\ude00 \\ \"q\"", "n": [1, 2.5, null]}',
+        '"été \U0001f600 \\n"',
+        "12345678901234567890",
+        "-0.1",
+    ]
+    enqueue(store, [spec() for _ in results])
+    leases = store.lease_many(1, len(results))
+    leased_at = clock.time()
+    clock.advance(10)
+    starts = [0.0, leased_at + 3.25, leased_at - 5, leased_at + 100]
+    ends = [
+        (lease, text.encode(), start)
+        for lease, text, start in zip(leases, results, starts, strict=True)
+    ]
+    assert store.complete_many(ends) == []
+    jobs = store.get_many([lease.job_id for lease in leases])
+    assert [job.result for job in jobs] == [msgspec.json.decode(text) for text in results]
+    started = [job.started_at.timestamp() for job in jobs if job.started_at is not None]
+    assert started[1] == leased_at + 3.25
+    assert leased_at <= started[0] < leased_at + 1 and leased_at <= started[2] < leased_at + 1
+    assert started[3] == clock.time()  # (a start after the end: the end)
+
+
+def test_lease_ids_and_starts_increase_in_the_order_of_a_batch(
+    store: JobStore, spec: Spec, clock: FakeClock
+) -> None:
+    """The leases of one batch come in start order, not id order, and so do their lease
+    ids and start times; a later batch's are later than every earlier one's."""
+    jobs = enqueue(store, [spec(priority=p) for p in (1, 3, 2, 5, 4)]).jobs
+    batch = store.lease_many(1, 3)
+    later = store.lease_many(2, 3)
+    order = [lease.job_id for lease in [*batch, *later]]
+    assert order == [jobs[i].id for i in (3, 4, 1, 2, 0)]
+    ids = [lease.lease_id for lease in [*batch, *later]]
+    assert all(a < b for a, b in itertools.pairwise(ids))
+    started = [job.started_at for job in (store.get(job_id) for job_id in order)]
+    assert all(a is not None and b is not None and a < b for a, b in itertools.pairwise(started))
+
+
 # ---------------------------------------------------------------- give_back
 
 

@@ -606,6 +606,36 @@ async def test_short_jobs_are_handed_over_several_at_a_time(
     assert starts == sorted(starts)  # FIFO holds within and across batches
 
 
+async def test_a_workers_ends_are_recorded_a_batch_at_a_time(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A worker that holds a batch of short jobs has its ends recorded several at a time
+    (one store write and one commit for them), not one step per end; every job still
+    ends DONE, once, in order, and the last ones are recorded without delay."""
+    async with rig(tmp_path, size=2) as r:
+        await r.warm_up()
+        steps: list[int] = []
+        real_complete_many = r.store.complete_many
+
+        def complete_many(ends: Any) -> list[Lease]:
+            steps.append(len(ends))
+            return real_complete_many(ends)
+
+        r.store.complete_many = complete_many  # type: ignore[method-assign]
+        ids = r.enqueue_many(*[QUICK] * 400)
+        start = trio.current_time()
+        for job_id in ids:
+            await r.finished(job_id)
+        took = trio.current_time() - start
+        jobs = r.store.get_many(ids)
+    assert sum(steps) == len(ids)
+    assert len(steps) < len(ids) / 3, steps  # (one step per end or two: 270 steps)
+    assert took < 0.5
+    assert all(job.state == JobState.DONE and job.attempts == 1 for job in jobs)
+    starts = [job.started_at for job in jobs]
+    assert starts == sorted(starts)
+
+
 class HeldGate:
     """A maintenance gate kept shut until the test opens it."""
 

@@ -4,7 +4,10 @@ The feeder (:meth:`Feeding._feed`) runs in the slot's task. While its worker
 is idle it waits in the scheduler for a job; it hands over what it leased
 once the leases are committed; it records the ends and the returns the reader
 queued, and leases the worker's next jobs in the same step, so one commit
-carries both (:meth:`Feeding._record`).
+carries both (:meth:`Feeding._record`). Ends are recorded once the worker runs
+low (half its batch left), gave jobs back, retires or the pool drains, and
+otherwise at most ``RECORD_DELAY_S`` after they came (:meth:`Feeding._record_now`):
+a batch of short jobs then costs a few steps rather than one per job.
 
 **Prefetch.** A worker whose recent jobs were short is handed several at once
 (as many as fit in ``PREFETCH_BUDGET_S`` of its average run time, at most
@@ -29,6 +32,7 @@ serving (the reader sees EOF).
 from __future__ import annotations
 
 import functools
+import math
 
 import trio
 
@@ -44,6 +48,9 @@ from semantica.supervisor.store import Lease
 PREFETCH_BUDGET_S = 0.005
 #: ... but never more than this many at once.
 MAX_PREFETCH = 64
+#: The longest a reported end waits to be recorded with the ones after it (see
+#: Feeding._record_now): a batch's ends then cost one step, not one each.
+RECORD_DELAY_S = 0.002
 
 
 class Feeding(PoolBase):
@@ -72,8 +79,19 @@ class Feeding(PoolBase):
 
     async def _feed(self, worker: WorkerHandle) -> None:
         """Lease jobs for the worker, hand them over, and record what it reports."""
+        record_by = math.inf  # when the ends waiting now must be recorded at the latest
         while True:
             if worker.ends or worker.returned:
+                now = trio.current_time()
+                record_by = min(record_by, now + RECORD_DELAY_S)
+                if now < record_by and not self._record_now(worker):
+                    # More ends will come before the worker runs low: record them
+                    # together (woken by the next report, or by the deadline).
+                    worker.activity = trio.Event()
+                    with trio.move_on_at(record_by):
+                        await worker.activity.wait()
+                    continue
+                record_by = math.inf
                 await self._record(worker)
             elif worker.retiring:
                 await trio.sleep_forever()  # its EOF ends the serving; the reaper settles
@@ -95,6 +113,21 @@ class Feeding(PoolBase):
                 worker.activity = trio.Event()
                 continue
             await self._hand_over(worker)
+
+    def _record_now(self, worker: WorkerHandle) -> bool:
+        """Whether the worker's reported ends are recorded now rather than with the next.
+
+        Now when it runs low (half its batch or less left: it is leased more in the
+        same step, before it runs dry), when it gave jobs back, when it retires, and
+        when the pool drains. Otherwise its next ends join them, for at most
+        ``RECORD_DELAY_S`` (a worker busy with a long job is not kept waiting).
+        """
+        return (
+            len(worker.inflight) <= self._depth(worker) // 2
+            or bool(worker.returned)
+            or worker.retiring
+            or self.scheduler.draining
+        )
 
     async def _record(self, worker: WorkerHandle) -> None:
         """Record the ends and returns the worker reported; lease its next jobs; commit once.

@@ -360,7 +360,9 @@ class JobStore(StoreReads, Protocol):
 
         The same jobs, in the same order, as ``count`` calls of :meth:`lease`
         would take (the jobs of this batch count as running), except that it
-        may return fewer.
+        may return fewer. Their lease ids and start times increase in that
+        order. The take is set-based (one statement for the batch, after the
+        read that picks it), so a batch costs little more than one lease.
         """
         ...
 
@@ -377,8 +379,12 @@ class JobStore(StoreReads, Protocol):
         the leases that were no longer current (skipped, nothing changed for them).
 
         ``start`` is when the worker started the job (Unix time; 0 if unknown):
-        ``started_at`` becomes the later of it and the lease's. The error of an
-        earlier attempt is cleared.
+        ``started_at`` becomes the later of it and the lease's (and no later than
+        the end). The error of an earlier attempt is cleared. A lease named twice
+        ends its job once, with the first result; the second is returned as
+        stale, as in a second call. The batch is set-based work (a statement for
+        all, not one per end): what a store pays per end is small beside its
+        statement and commit.
         """
         ...
 

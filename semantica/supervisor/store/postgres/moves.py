@@ -54,10 +54,19 @@ class PGMoves(PGConnection):
 
     def complete_many(self, ends: Ends) -> list[Lease]:
         """RUNNING -> DONE for each (lease, result, start), in one statement; returns the
-        leases no longer current (skipped). See the contract for ``start``."""
+        leases no longer current (skipped). See the contract for ``start``.
+
+        A lease named twice ends its job once, with its first result: the second
+        is stale, as it would be in a second call (one UPDATE of a row joined to
+        two ends would take either).
+        """
         check_transition(JobState.RUNNING, JobState.DONE)
         if not ends:
             return []
+        first: dict[tuple[int, int], int] = {}  # each lease's first place in ends
+        for n, (lease, _, _) in enumerate(ends):
+            first.setdefault((lease.job_id, lease.lease_id), n)
+        once = [ends[n] for n in first.values()]
         now = self.clock.time()
         cascaded: list[int] = []
         with self.transaction() as conn:
@@ -65,10 +74,10 @@ class PGMoves(PGConnection):
                 _COMPLETE,
                 (
                     now,
-                    [lease.job_id for lease, _, _ in ends],
-                    [lease.lease_id for lease, _, _ in ends],
-                    [None if result is None else clean(result.decode()) for _, result, _ in ends],
-                    [min(start, now) for _, _, start in ends],
+                    [lease.job_id for lease, _, _ in once],
+                    [lease.lease_id for lease, _, _ in once],
+                    [None if result is None else clean(result.decode()) for _, result, _ in once],
+                    [min(start, now) for _, _, start in once],
                 ),
             )
             done = set(cur.fetchall())
@@ -76,7 +85,12 @@ class PGMoves(PGConnection):
                 ended = [(job_id, JobState.DONE.value) for job_id, _ in done]
                 cascaded = EDGES.resolve(conn, ended, now)
         self._cascaded += cascaded
-        return [lease for lease, _, _ in ends if (lease.job_id, lease.lease_id) not in done]
+        return [
+            lease
+            for n, (lease, _, _) in enumerate(ends)
+            if (lease.job_id, lease.lease_id) not in done
+            or first[lease.job_id, lease.lease_id] != n
+        ]
 
     def complete(self, lease: Lease, result: bytes | None, start: float = 0.0) -> None:
         """RUNNING -> DONE with ``result``; :meth:`complete_many` of one.

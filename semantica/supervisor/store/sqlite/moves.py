@@ -12,6 +12,8 @@ import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
+import msgspec
+
 from semantica.errors import NoSuchJob
 from semantica.models import TERMINAL_STATES, ErrorKind, Job, JobError, JobState, check_transition
 from semantica.supervisor.store.contract import Ends
@@ -25,6 +27,47 @@ from semantica.supervisor.store.rows import (
 )
 from semantica.supervisor.store.sqlite.connection import SQLiteConnection, store_error
 from semantica.supervisor.store.sqlite.rows import EDGES, rows_by_id
+
+# RUNNING -> DONE for a batch of ends, in one statement: a JSON array of
+# [id, lease id, result (JSON text, or null), start] (?2), at ?1. Each job is looked
+# up by its id (+state: not through an index on the state). Fenced: a job moves only
+# under its current lease.
+_COMPLETE_ALL = (
+    "UPDATE jobs SET state = 'DONE', result = json_extract(e.value, '$[2]'), "
+    "finished_at = ?1, started_at = max(started_at, json_extract(e.value, '$[3]')), "
+    "error_kind = NULL, error_message = NULL FROM json_each(?2) AS e "
+    "WHERE jobs.id = json_extract(e.value, '$[0]') "
+    "AND jobs.lease_id = json_extract(e.value, '$[1]') AND +jobs.state = 'RUNNING'"
+)
+# The same for one end, when the batch must learn which of its leases were stale.
+_COMPLETE_ONE = (
+    "UPDATE jobs SET state = 'DONE', result = ?, finished_at = ?, "
+    "started_at = max(started_at, ?), error_kind = NULL, error_message = NULL "
+    "WHERE id = ? AND lease_id = ? AND state = 'RUNNING'"
+)
+# RUNNING -> QUEUED, attempt not spent, for a JSON array of [id, lease id].
+_GIVE_BACK = (
+    "UPDATE jobs SET state = 'QUEUED', attempts = attempts - 1 FROM json_each(?) AS g "
+    "WHERE jobs.id = json_extract(g.value, '$[0]') "
+    "AND jobs.lease_id = json_extract(g.value, '$[1]') AND +jobs.state = 'RUNNING'"
+)
+
+_encode = msgspec.json.Encoder().encode
+
+
+def _result_text(result: bytes | None) -> str | None:
+    return None if result is None else result.decode()
+
+
+def _ends_param(ends: Ends, now: float) -> str:
+    """The ends as _COMPLETE_ALL's JSON array (a result travels as a JSON string;
+    msgspec writes text other than ASCII as it is, not as escapes to decode again)."""
+    return _encode(
+        [
+            [lease.job_id, lease.lease_id, _result_text(result), min(start, now)]
+            for lease, result, start in ends
+        ]
+    ).decode()
 
 
 class SQLiteMoves(SQLiteConnection):
@@ -50,29 +93,37 @@ class SQLiteMoves(SQLiteConnection):
         and returned instead of raising. ``start`` is when the worker started
         the job (Unix time; 0 if unknown): a job handed over behind others
         starts after it was leased, and ``started_at`` becomes the later of the two.
+
+        One statement moves them all. If it moved fewer than it was given (a
+        lease was stale, or named twice), it is undone and each end is moved on
+        its own, so that the stale ones are known; that is rare (a worker given
+        up on), and costs no more than the one-by-one moves always did.
         """
         check_transition(JobState.RUNNING, JobState.DONE)
+        if not ends:
+            return []
         now = self.clock.time()
         stale: list[Lease] = []
-        done: list[tuple[int, str]] = []
         with self.transaction() as conn:
-            for lease, result, start in ends:
-                cur = conn.execute(
-                    "UPDATE jobs SET state = 'DONE', result = ?, finished_at = ?, "
-                    "started_at = max(started_at, ?), error_kind = NULL, error_message = NULL "
-                    "WHERE id = ? AND lease_id = ? AND state = 'RUNNING'",
-                    (
-                        None if result is None else result.decode(),
-                        now,
-                        min(start, now),
-                        lease.job_id,
-                        lease.lease_id,
-                    ),
-                )
-                if cur.rowcount != 1:
-                    stale.append(lease)
-                else:
-                    done.append((lease.job_id, JobState.DONE.value))
+            conn.execute("SAVEPOINT ends")
+            if len(ends) == 1:  # (one end: its own statement, no JSON to build and read)
+                lease, result, start = ends[0]
+                one = (_result_text(result), now, min(start, now), lease.job_id, lease.lease_id)
+                moved = conn.execute(_COMPLETE_ONE, one).rowcount
+            else:
+                moved = conn.execute(_COMPLETE_ALL, (now, _ends_param(ends, now))).rowcount
+            if moved == len(ends):
+                done = [(lease.job_id, JobState.DONE.value) for lease, _, _ in ends]
+            else:
+                conn.execute("ROLLBACK TO ends")
+                done = []
+                for lease, result, start in ends:
+                    one = (_result_text(result), now, min(start, now), lease.job_id, lease.lease_id)
+                    if conn.execute(_COMPLETE_ONE, one).rowcount != 1:
+                        stale.append(lease)
+                    else:
+                        done.append((lease.job_id, JobState.DONE.value))
+            conn.execute("RELEASE ends")
             cascaded = EDGES.resolve(conn, done, now) if done else []
         self._cascaded += cascaded
         return stale
@@ -238,16 +289,11 @@ class SQLiteMoves(SQLiteConnection):
         the queue. Leases no longer current are skipped.
         """
         check_transition(JobState.RUNNING, JobState.QUEUED)
-        moved = 0
+        given = [[lease.job_id, lease.lease_id] for lease in leases]
+        if not given:
+            return 0
         with self.transaction() as conn:
-            for lease in leases:
-                cur = conn.execute(
-                    "UPDATE jobs SET state = 'QUEUED', attempts = attempts - 1 "
-                    "WHERE id = ? AND lease_id = ? AND state = 'RUNNING'",
-                    (lease.job_id, lease.lease_id),
-                )
-                moved += cur.rowcount
-        return moved
+            return int(conn.execute(_GIVE_BACK, (_encode(given).decode(),)).rowcount)
 
     def recover_running(self) -> int:
         """At start: put every RUNNING job (its supervisor died) back in the queue.
