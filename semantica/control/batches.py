@@ -82,7 +82,23 @@ def split(
     requests: list[list[JobSpec]] = [[]]
     size = _EMPTY_REQUEST
     encoder = msgspec.msgpack.Encoder()
-    for index, spec in enumerate(specs):
+    index = 0
+    while index < len(specs):
+        if not requests[-1]:
+            # A request's worth of jobs measured in one go: if they fit, they are the
+            # request the job-by-job packing below would make (it closes at max_jobs).
+            group = specs[index : index + max_jobs]
+            try:
+                group_size = len(encoder.encode(group)) - _array_header(len(group))
+            except (TypeError, ValueError, OverflowError, RecursionError, msgspec.EncodeError):
+                group_size = limit  # measured job by job, which names the bad one
+            if _EMPTY_REQUEST + group_size <= limit:
+                requests[-1] = group
+                if index + len(group) < len(specs):
+                    requests.append([])
+                index += len(group)
+                continue
+        spec = specs[index]
         try:
             spec_size = len(encoder.encode(spec))
         except (TypeError, ValueError, OverflowError, RecursionError, msgspec.EncodeError) as exc:
@@ -97,9 +113,16 @@ def split(
         if size + spec_size > limit or len(requests[-1]) == max_jobs:
             requests.append([])
             size = _EMPTY_REQUEST
+            continue  # the next request begins with this job (measured with others if it can)
         requests[-1].append(spec)
         size += spec_size
+        index += 1
     return requests
+
+
+def _array_header(count: int) -> int:
+    """The bytes of a msgpack array header for ``count`` items."""
+    return 1 if count < 16 else 3 if count < 1 << 16 else 5
 
 
 def is_graph(specs: list[JobSpec]) -> bool:
