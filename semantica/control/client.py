@@ -26,7 +26,12 @@ from typing import Any
 import msgspec
 
 from semantica.config import Paths, locate, read_token_file
-from semantica.control.batches import check_supervisor_can_wait, failed_part_way, split_graph
+from semantica.control.batches import (
+    check_supervisor_can_wait,
+    failed_part_way,
+    jobs_of,
+    split_graph,
+)
 from semantica.control.schedule_client import ScheduleMethods
 from semantica.errors import (
     AuthError,
@@ -413,16 +418,16 @@ class Client(ScheduleMethods):
         enqueued: JobsList = []
         for request in split_graph(specs, self._max_request):
             try:
-                enqueued += self._enqueue(request)
+                enqueued += self._enqueue(request, brief=True)
             except SemanticaError as exc:
                 raise failed_part_way(enqueued, len(specs), len(request), exc) from exc
         return enqueued
 
-    def _enqueue(self, specs: SpecList) -> JobsList:
+    def _enqueue(self, specs: SpecList, brief: bool = False) -> JobsList:
         self.connect()
         check_supervisor_can_wait(specs, self.server_features, self.server_pid)
-        reply: Enqueued = self._expect(self._call(Enqueue(jobs=specs)), Enqueued)
-        return reply.jobs
+        reply: Enqueued = self._expect(self._call(Enqueue(jobs=specs, brief=brief)), Enqueued)
+        return jobs_of(specs, reply)
 
     def get(self, job_id: int) -> Job:
         """One job. Raises NoSuchJob."""

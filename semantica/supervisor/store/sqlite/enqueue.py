@@ -21,7 +21,14 @@ from typing import Any
 import msgspec
 
 from semantica.errors import BadInput, StoreError
-from semantica.models import GENERATION_MAX, Job, JobSpec, JobState, check_transition
+from semantica.models import (
+    GENERATION_MAX,
+    Job,
+    JobSpec,
+    JobState,
+    check_transition,
+    start_time,
+)
 from semantica.supervisor.store.records import EnqueueResult, Prepared
 from semantica.supervisor.store.rows import (
     JOB_COLUMNS,
@@ -151,10 +158,8 @@ class SQLiteEnqueue(SQLiteConnection):
         now = self.clock.time()
         rows = []
         for item in prepared:
-            spec, payload, at = item.spec, item.payload, item.spec.at
-            run_after = at.timestamp() if at is not None else now + (spec.delay or 0.0)
-            rows.append((spec, payload, run_after, item.edges))
-        result = EnqueueResult()
+            rows.append((item.spec, item.payload, start_time(item.spec, now), item.edges))
+        result = EnqueueResult(added_at=now)
         cascaded: list[int] = []
         created_at = datetime.fromtimestamp(now, UTC)
         # This batch's jobs with a subject (an id may come twice), for supersedes among them.
