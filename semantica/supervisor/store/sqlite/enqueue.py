@@ -2,25 +2,18 @@
 
 The cost per job grows neither with a subject's finished history (the
 ``jobs_live_subject`` index holds only its QUEUED and RUNNING jobs) nor with
-the size of the batch. Jobs without a subject go in many rows a statement: a
-run of jobs alike but for their payloads (most batches) as one ``INSERT ...
-SELECT FROM json_each(?)`` of the payloads, whatever its length, and jobs
-unlike their neighbours in ``VALUES`` chunks. Neither reads its ids back
-(``RETURNING`` costs a third again of SQLite's own work per row): one writer
-under ``AUTOINCREMENT`` gives one statement's rows consecutive ids in the order
-it makes them, so the last id and the count name them all.
+the size of the batch. Jobs without a subject go in many rows a statement
+(``inserts.py``).
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import msgspec
-
-from semantica.errors import BadInput, StoreError
+from semantica.errors import BadInput
 from semantica.models import (
     GENERATION_MAX,
     Job,
@@ -33,106 +26,30 @@ from semantica.supervisor.store.records import EnqueueResult, Prepared
 from semantica.supervisor.store.rows import (
     JOB_COLUMNS,
     job_from_row,
-    json_decode,
     new_job,
     note_superseded,
     queued_and_running,
 )
 from semantica.supervisor.store.sqlite.connection import SQLiteConnection
+from semantica.supervisor.store.sqlite.inserts import (
+    INSERT_COLUMNS,
+    INSERT_ROW,
+    RUN_MIN,
+    Row,
+    insert_args,
+    insert_run,
+    insert_values,
+    run_key,
+)
 from semantica.supervisor.store.sqlite.rows import EDGES, IDS_IN_JSON, json_ids
-
-_INSERT_COLUMNS = (
-    "type, queue, subject, generation, priority, state, payload, max_attempts, timeout_s, "
-    "backoff_s, require_charging, require_idle, created_at, run_after"
-)
-_INSERT_ROW = "(?, ?, ?, ?, ?, 'QUEUED', ?, ?, ?, ?, ?, ?, ?, ?)"
-#: The most rows one INSERT carries: 13 parameters each, well under SQLite's 32,766.
-_INSERT_CHUNK = 256
-#: A run of jobs that share every column but the payload: those shared bound once, the
-#: payloads one JSON array of texts, in order (json_each walks it in order). One
-#: statement for any length: sqlite3 caches it once. Binding 13 parameters a row cost
-#: more than SQLite's own insert of it.
-_INSERT_RUN = (
-    f"INSERT INTO jobs ({_INSERT_COLUMNS}) "
-    "SELECT ?, ?, NULL, NULL, ?, 'QUEUED', value, ?, ?, ?, ?, ?, ?, ? FROM json_each(?)"
-)
-#: A run shorter than this goes with its neighbours in VALUES chunks instead: a
-#: statement of its own would cost more than it spares.
-_RUN_MIN = 8
-
-_encode_json = msgspec.json.encode
-_replace = msgspec.structs.replace
-
-
-def _chunks(count: int) -> Iterator[tuple[int, int]]:
-    """``(start, size)`` covering ``count`` rows, each size a power of two up to _INSERT_CHUNK.
-
-    Each size is a distinct INSERT statement, prepared once and cached by
-    sqlite3: a handful of sizes keeps that cache (and the supervisor's memory)
-    small whatever batch sizes clients send; one statement per batch size
-    grew the supervisor by 50 MB.
-    """
-    start = 0
-    while start < count:
-        size = min(_INSERT_CHUNK, 1 << ((count - start).bit_length() - 1))
-        yield start, size
-        start += size
-
-
-def _insert_args(
-    spec: JobSpec, generation: int | None, payload: str, now: float, run_after: float
-) -> tuple[Any, ...]:
-    """The parameters of one :data:`_INSERT_ROW`."""
-    return (
-        spec.type,
-        spec.queue,
-        spec.subject,
-        generation,
-        spec.priority,
-        payload,
-        spec.max_attempts,
-        spec.timeout,
-        spec.backoff,
-        int(spec.require_charging),
-        int(spec.require_idle),
-        now,
-        run_after,
-    )
-
-
-def _run_key(item: tuple[JobSpec, str, float]) -> tuple[Any, ...]:
-    """What jobs of one :data:`_INSERT_RUN` share: every column but the payload."""
-    spec, _, run_after = item
-    return (
-        spec.type,
-        spec.queue,
-        spec.priority,
-        spec.max_attempts,
-        spec.timeout,
-        spec.backoff,
-        spec.require_charging,
-        spec.require_idle,
-        run_after,
-    )
-
-
-def _ids(cursor: sqlite3.Cursor, count: int) -> range:
-    """The ids of the ``count`` rows one INSERT just made, in the order it made them.
-
-    The store is the database's one writer and ``jobs.id`` is ``AUTOINCREMENT``:
-    each row of a statement takes one more than the largest id there ever was,
-    that is the row before it, so they are consecutive and end at the last one.
-    """
-    last = cursor.lastrowid
-    if cursor.rowcount != count or last is None:
-        raise StoreError(f"inserted {cursor.rowcount} jobs of {count}")  # (never seen)
-    return range(last - count + 1, last + 1)
+from semantica.supervisor.store.sqlite.subjects import insert_subject_run
 
 
 class SQLiteEnqueue(SQLiteConnection):
-    """Adding jobs: plain ones many rows a statement, those with a subject one by one
-    under the generation rules (dedup, supersede), all in one transaction; those that
-    wait for other jobs one by one, each after the jobs it waits for."""
+    """Adding jobs: plain ones many rows a statement, those with a subject under the
+    generation rules (dedup, supersede), a run of distinct subjects at once and the
+    others one by one, all in one transaction; those that wait for other jobs one by
+    one, each after the jobs it waits for."""
 
     _cascaded: list[int]
 
@@ -169,19 +86,30 @@ class SQLiteEnqueue(SQLiteConnection):
                 "INSERT OR IGNORE INTO queues (name) VALUES (?)",
                 [(name,) for name in {item.spec.queue for item in prepared}],
             )
-            plain: list[tuple[JobSpec, str, float]] = []  # no subject: inserted together
+            plain: list[Row] = []  # no subject: inserted together
+            subjects: list[Row] = []  # distinct subjects, no generation: together
+            pairs: set[tuple[str, str | None]] = set()
             for spec, payload, run_after, edges in rows:
                 if spec.subject is None and not edges:
+                    insert_subject_run(conn, subjects, now, created_at, result, added)
+                    subjects, pairs = [], set()
                     plain.append((spec, payload, run_after))
                     continue
                 # The generation rules (and the jobs waited for) see every spec before
                 # this one: insert those first.
                 self._insert_plain(conn, plain, now, created_at, result)
                 plain = []
+                pair = (spec.type, spec.subject)
+                if not edges and spec.generation is None and pair not in pairs:
+                    subjects.append((spec, payload, run_after))
+                    pairs.add(pair)
+                    continue
+                insert_subject_run(conn, subjects, now, created_at, result, added)
+                subjects, pairs = [], set()
                 if spec.subject is None:
                     (job_id,) = conn.execute(
-                        f"INSERT INTO jobs ({_INSERT_COLUMNS}) VALUES {_INSERT_ROW} RETURNING id",
-                        _insert_args(spec, None, payload, now, run_after),
+                        f"INSERT INTO jobs ({INSERT_COLUMNS}) VALUES {INSERT_ROW} RETURNING id",
+                        insert_args(spec, None, payload, now, run_after),
                     ).fetchone()
                     job = new_job(job_id, spec, None, payload, now, created_at, run_after)
                     if not EDGES.add_planned(conn, job, edges, result.jobs, now):
@@ -208,8 +136,8 @@ class SQLiteEnqueue(SQLiteConnection):
                         )
                     generation = (newest or 0) + 1
                 (job_id,) = conn.execute(
-                    f"INSERT INTO jobs ({_INSERT_COLUMNS}) VALUES {_INSERT_ROW} RETURNING id",
-                    _insert_args(spec, generation, payload, now, run_after),
+                    f"INSERT INTO jobs ({INSERT_COLUMNS}) VALUES {INSERT_ROW} RETURNING id",
+                    insert_args(spec, generation, payload, now, run_after),
                 ).fetchone()
                 self._supersede_older(conn, spec, generation, job_id, now, result, added)
                 job = new_job(job_id, spec, generation, payload, now, created_at, run_after)
@@ -218,6 +146,7 @@ class SQLiteEnqueue(SQLiteConnection):
                 added[job_id] = [job]
                 result.jobs.append(job)
             self._insert_plain(conn, plain, now, created_at, result)
+            insert_subject_run(conn, subjects, now, created_at, result, added)
             if result.superseded:
                 ended = [(job_id, JobState.SUPERSEDED.value) for job_id in result.superseded]
                 cascaded += EDGES.resolve(conn, ended, now)
@@ -227,7 +156,7 @@ class SQLiteEnqueue(SQLiteConnection):
     def _insert_plain(
         self,
         conn: sqlite3.Connection,
-        plain: list[tuple[JobSpec, str, float]],
+        plain: list[Row],
         now: float,
         created_at: datetime,
         result: EnqueueResult,
@@ -235,80 +164,21 @@ class SQLiteEnqueue(SQLiteConnection):
         """Insert jobs without a subject, many rows a statement, in order (their ids too):
         runs of jobs alike but for the payload (:data:`_INSERT_RUN`), the rest in VALUES
         chunks."""
-        odd: list[tuple[JobSpec, str, float]] = []  # jobs in short runs, waiting for a chunk
+        odd: list[Row] = []  # jobs in short runs, waiting for a chunk
         start = 0
         while start < len(plain):
-            key = _run_key(plain[start])
+            key = run_key(plain[start])
             stop = start + 1
-            while stop < len(plain) and _run_key(plain[stop]) == key:
+            while stop < len(plain) and run_key(plain[stop]) == key:
                 stop += 1
-            if stop - start < _RUN_MIN:
+            if stop - start < RUN_MIN:
                 odd += plain[start:stop]
             else:
-                self._insert_values(conn, odd, now, created_at, result)
+                insert_values(conn, odd, now, created_at, result)
                 odd = []
-                self._insert_run(conn, plain[start:stop], now, created_at, result)
+                insert_run(conn, plain[start:stop], now, created_at, result)
             start = stop
-        self._insert_values(conn, odd, now, created_at, result)
-
-    @staticmethod
-    def _insert_run(
-        conn: sqlite3.Connection,
-        run: list[tuple[JobSpec, str, float]],
-        now: float,
-        created_at: datetime,
-        result: EnqueueResult,
-    ) -> None:
-        """One statement for jobs that share every column but the payload."""
-        spec, _, run_after = run[0]
-        texts = [payload for _, payload, _ in run]
-        payloads = _encode_json(texts).decode()
-        cursor = conn.execute(
-            _INSERT_RUN,
-            (
-                spec.type,
-                spec.queue,
-                spec.priority,
-                spec.max_attempts,
-                spec.timeout,
-                spec.backoff,
-                int(spec.require_charging),
-                int(spec.require_idle),
-                now,
-                run_after,
-                payloads,
-            ),
-        )
-        # The jobs differ in their ids and payloads alone: copies of one (in C), with the
-        # payloads decoded in one go, cost a sixth of a Job built field by field each.
-        template = new_job(0, spec, None, "null", now, created_at, run_after)
-        values = json_decode("[" + ",".join(texts) + "]")  # as stored (a set became a list)
-        result.jobs += [
-            _replace(template, id=job_id, payload=value)
-            for job_id, value in zip(_ids(cursor, len(run)), values, strict=True)
-        ]
-
-    @staticmethod
-    def _insert_values(
-        conn: sqlite3.Connection,
-        plain: list[tuple[JobSpec, str, float]],
-        now: float,
-        created_at: datetime,
-        result: EnqueueResult,
-    ) -> None:
-        """Jobs without a subject, unlike one another, many rows a statement (a third of
-        the cost per row of one each)."""
-        for start, size in _chunks(len(plain)):
-            chunk = plain[start : start + size]
-            args: list[Any] = []
-            for spec, payload, run_after in chunk:
-                args += _insert_args(spec, None, payload, now, run_after)
-            values = ", ".join([_INSERT_ROW] * len(chunk))
-            cursor = conn.execute(f"INSERT INTO jobs ({_INSERT_COLUMNS}) VALUES {values}", args)
-            for job_id, (spec, payload, run_after) in zip(
-                _ids(cursor, len(chunk)), chunk, strict=True
-            ):
-                result.jobs.append(new_job(job_id, spec, None, payload, now, created_at, run_after))
+        insert_values(conn, odd, now, created_at, result)
 
     def _live_generation(
         self, conn: sqlite3.Connection, spec: JobSpec, generation: int | None
