@@ -21,10 +21,11 @@ so; everything else goes one by one.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from datetime import datetime
 from typing import Any
+
+import msgspec
 
 from semantica.errors import BadInput
 from semantica.models import GENERATION_MAX, Job, JobState, check_transition
@@ -38,6 +39,11 @@ from semantica.supervisor.store.sqlite.inserts import (
     ids,
     insert_args,
 )
+
+
+def _json(value: Any) -> str:
+    return msgspec.json.encode(value).decode()
+
 
 #: The newest generation of each ``[type, subject]`` of a JSON array, in its order
 #: (``jobs_subject`` holds every generation of a subject: one seek each).
@@ -81,7 +87,7 @@ def insert_subject_run(
     """
     if not run:
         return
-    pairs = json.dumps([[spec.type, spec.subject] for spec, _, _ in run])
+    pairs = _json([[spec.type, spec.subject] for spec, _, _ in run])
     generations = []
     for (spec, _, _), (newest,) in zip(run, conn.execute(_NEWEST, (pairs,)), strict=True):
         if newest is not None and newest >= GENERATION_MAX:
@@ -95,7 +101,7 @@ def insert_subject_run(
     older = conn.execute(
         _OLDER,
         (
-            json.dumps(
+            _json(
                 [
                     [spec.type, spec.subject, g]
                     for (spec, _, _), g in zip(run, generations, strict=True)
@@ -123,7 +129,7 @@ def insert_subject_run(
             result.running_older.append((old_id, new_id))
     if superseding:
         check_transition(JobState.QUEUED, JobState.SUPERSEDED)
-        rows = conn.execute(_SUPERSEDE, (now, json.dumps(superseding))).fetchall()
+        rows = conn.execute(_SUPERSEDE, (now, _json(superseding))).fetchall()
         for old_id, new_id in sorted(rows, key=lambda row: (row[1], row[0])):
             note_superseded(result, added, [old_id], new_id, now)
     for job_id, (spec, payload, run_after), generation in zip(
