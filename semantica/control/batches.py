@@ -137,7 +137,11 @@ def _array_header(count: int) -> int:
 def is_graph(specs: list[JobSpec]) -> bool:
     """Whether jobs of ``specs`` name one another (a ``ref``, or a ref in ``after``)."""
     return any(
-        spec.ref is not None or any(isinstance(x, str) for x in (*spec.after, *spec.after_end))
+        spec.ref is not None
+        or (
+            (spec.after or spec.after_end)  # (most jobs wait for nothing: no tuple to make)
+            and any(isinstance(x, str) for x in (*spec.after, *spec.after_end))
+        )
         for spec in specs
     )
 
