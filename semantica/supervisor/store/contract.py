@@ -330,9 +330,9 @@ class JobStore(StoreReads, Protocol):
         nothing waited for) is :func:`~semantica.models.fresh_job` of its spec at
         the result's ``added_at``, the store's time of the insert: clients rebuild
         such jobs from their specs (brief enqueue replies), so it is exactly that.
-        The cost of a batch is a few µs a job beyond the database's own insert:
-        jobs alike but for their payloads, and jobs of distinct subjects, are
-        inserted many a statement.
+        Jobs without a subject go in many a statement, so that a batch costs a
+        few µs a job beyond the database's own insert (SQLite also takes a run
+        of jobs of distinct subjects at once: ``sqlite/subjects.py``).
 
         A spec's ``edges`` (resolved by ``graph.plan``: a job id, or the place of an
         earlier spec of this call) are added with it, each as the job waited for
