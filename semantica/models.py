@@ -244,47 +244,6 @@ class JobSpec(msgspec.Struct, kw_only=True, omit_defaults=True):
     ref: str | None = None
 
 
-def start_time(spec: JobSpec, now: float) -> float:
-    """When a job added at ``now`` may start first: its ``at``, else ``now`` + its ``delay``."""
-    return spec.at.timestamp() if spec.at is not None else now + (spec.delay or 0.0)
-
-
-def fresh_job(
-    job_id: int,
-    spec: JobSpec,
-    generation: int | None,
-    payload: Any,
-    now: float,
-    created_at: datetime,
-    run_after: float,
-) -> Job:
-    """The Job an enqueue of ``spec`` has just added at ``now`` (``created_at``, as a
-    time), QUEUED and never run: what a store returns without reading it back, and what
-    a client rebuilds from the spec it sent and a brief reply (``Enqueued.ids``).
-    ``payload`` is as stored: the spec's, through JSON."""
-    return Job(
-        id=job_id,
-        type=spec.type,
-        queue=spec.queue,
-        subject=spec.subject,
-        generation=generation,
-        priority=spec.priority,
-        state=JobState.QUEUED,
-        attempts=0,
-        max_attempts=spec.max_attempts,
-        created_at=created_at,
-        started_at=None,
-        finished_at=None,
-        # Most jobs may run at once: share the one time of the batch.
-        run_after=created_at if run_after == now else datetime.fromtimestamp(run_after, UTC),
-        payload=payload,
-        timeout=spec.timeout,
-        backoff=spec.backoff,
-        require_charging=spec.require_charging,
-        require_idle=spec.require_idle,
-    )
-
-
 def short_repr(value: object, limit: int = 80) -> str:
     """``repr(value)``, cut to ``limit`` characters: bad input is echoed in one short line."""
     text = repr(value)

@@ -348,7 +348,7 @@ class Enqueued(_Msg, tag="enqueued"):
     once, one added at another time than ``added_at``). Every other job is new,
     QUEUED, added at ``added_at`` (its ``created_at``, and its start time is the
     spec's ``at``, else ``added_at`` + its ``delay``), with the spec's fields and
-    its payload as JSON stores it (:func:`semantica.models.fresh_job`). A brief
+    its payload as JSON stores it (:func:`semantica.fresh_jobs.fresh_job`). A brief
     reply costs the supervisor a few bytes a job instead of the whole job.
     """
 

@@ -35,7 +35,8 @@ from typing import Any
 import msgspec
 
 from semantica.errors import BadInput, ProtocolError, SemanticaError, Unreachable
-from semantica.models import Job, JobSpec, fresh_job, start_time
+from semantica.fresh_jobs import fresh_job, start_time
+from semantica.models import Job, JobSpec
 from semantica.protocol import ENQUEUE_ATOMIC_JOBS, Enqueue, Enqueued
 
 _json_encode = msgspec.json.encode

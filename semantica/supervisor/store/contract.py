@@ -327,7 +327,7 @@ class JobStore(StoreReads, Protocol):
 
         Ids grow in the order jobs are added. A queue a job names is known from
         then on (:meth:`queue_known`). A job added as its spec says (no subject,
-        nothing waited for) is :func:`~semantica.models.fresh_job` of its spec at
+        nothing waited for) is :func:`~semantica.fresh_jobs.fresh_job` of its spec at
         the result's ``added_at``, the store's time of the insert: clients rebuild
         such jobs from their specs (brief enqueue replies), so it is exactly that.
         Jobs without a subject go in many a statement, so that a batch costs a

@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 
 from semantica.errors import BadInput, NoSuchJob
+from semantica.fresh_jobs import fresh_job
 from semantica.limits import ERROR_MESSAGE_MAX, PROGRESS_MESSAGE_MAX, cut
 from semantica.models import (
     TERMINAL_STATES,
@@ -25,7 +26,6 @@ from semantica.models import (
     JobError,
     JobSpec,
     JobState,
-    fresh_job,
 )
 from semantica.supervisor.store.records import EnqueueResult, Page
 

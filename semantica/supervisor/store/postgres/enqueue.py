@@ -17,13 +17,13 @@ from typing import Any
 import psycopg
 
 from semantica.errors import BadInput
+from semantica.fresh_jobs import start_time
 from semantica.models import (
     GENERATION_MAX,
     Job,
     JobSpec,
     JobState,
     check_transition,
-    start_time,
 )
 from semantica.supervisor.store.postgres.changes import notify
 from semantica.supervisor.store.postgres.connection import PGConnection

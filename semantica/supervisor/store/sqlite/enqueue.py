@@ -14,13 +14,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from semantica.errors import BadInput
+from semantica.fresh_jobs import start_time
 from semantica.models import (
     GENERATION_MAX,
     Job,
     JobSpec,
     JobState,
     check_transition,
-    start_time,
 )
 from semantica.supervisor.store.records import EnqueueResult, Prepared
 from semantica.supervisor.store.rows import (
