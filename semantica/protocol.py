@@ -78,10 +78,16 @@ class Hello(_Msg, tag="hello"):
 
 
 class Enqueue(_Msg, tag="enqueue"):
-    """Add jobs, all in one transaction; acknowledged only after the commit."""
+    """Add jobs, all in one transaction; acknowledged only after the commit.
+
+    ``brief`` asks for a brief :class:`Enqueued`: ids, and whole jobs only where
+    the client could not build them from the specs it sent (a supervisor that
+    does not know the field sends whole jobs, as it always did).
+    """
 
     jobs: list[JobSpec]
     rid: int = 0
+    brief: bool = False
 
 
 class EnqueueLazy(_Msg, tag="enqueue"):
@@ -94,6 +100,7 @@ class EnqueueLazy(_Msg, tag="enqueue"):
 
     jobs: list[msgspec.Raw]
     rid: int = 0
+    brief: bool = False
 
 
 class GetJob(_Msg, tag="get"):
@@ -331,10 +338,26 @@ class ErrorReply(_Msg, tag="error"):
 
 
 class Enqueued(_Msg, tag="enqueued"):
-    """The committed jobs of an :class:`Enqueue`, in request order."""
+    """The committed jobs of an :class:`Enqueue`, in request order.
+
+    A brief reply (the request asked ``brief``) has ``ids``: the id of every job
+    of the request, in its order, and their ``waiting`` (each one's
+    ``waiting_for``). ``jobs`` then holds only the jobs at the places ``whole``
+    names, whole: those the request did not simply add as its spec says (a
+    subject's, a deduplicated one, one that waits for others or was ended at
+    once, one added at another time than ``added_at``). Every other job is new,
+    QUEUED, added at ``added_at`` (its ``created_at``, and its start time is the
+    spec's ``at``, else ``added_at`` + its ``delay``), with the spec's fields and
+    its payload as JSON stores it (:func:`semantica.fresh_jobs.fresh_job`). A brief
+    reply costs the supervisor a few bytes a job instead of the whole job.
+    """
 
     jobs: list[Job]
     rid: int = 0
+    ids: list[int] = msgspec.field(default_factory=list)
+    whole: list[int] = msgspec.field(default_factory=list)
+    waiting: list[str | None] = msgspec.field(default_factory=list)
+    added_at: float = 0.0
 
 
 class JobReply(_Msg, tag="job"):

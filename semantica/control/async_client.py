@@ -33,7 +33,12 @@ import anyio
 
 from semantica.config import Paths, locate
 from semantica.control.async_conn import Connection
-from semantica.control.batches import check_supervisor_can_wait, failed_part_way, split_graph
+from semantica.control.batches import (
+    check_supervisor_can_wait,
+    failed_part_way,
+    jobs_of,
+    split_graph,
+)
 from semantica.control.client import (
     WAIT_WINDOW,
     CancelOutcomes,
@@ -187,15 +192,15 @@ class AsyncClient(AsyncScheduleMethods):
         enqueued: JobsList = []
         for request in split_graph(specs, conn.max_request):
             try:
-                enqueued += await self._enqueue(request)
+                enqueued += await self._enqueue(request, brief=True)
             except SemanticaError as exc:
                 raise failed_part_way(enqueued, len(specs), len(request), exc) from exc
         return enqueued
 
-    async def _enqueue(self, specs: SpecList) -> JobsList:
+    async def _enqueue(self, specs: SpecList, brief: bool = False) -> JobsList:
         conn = await self._connection()
         check_supervisor_can_wait(specs, conn.server_features, conn.server_pid)
-        return (await self._call(Enqueue(jobs=specs), Enqueued)).jobs
+        return jobs_of(specs, await self._call(Enqueue(jobs=specs, brief=brief), Enqueued))
 
     async def get(self, job_id: int) -> Job:
         """One job. Raises NoSuchJob."""

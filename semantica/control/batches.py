@@ -17,6 +17,9 @@ Both clients use this module. The contract:
   started, and so not be superseded, by the time a later one arrives).
 * A graph (jobs with a ``ref`` that others wait for) is one request, or
   nothing (:func:`split_graph`): its refs mean something only within one.
+* Each request asks for a brief reply (ids, and whole jobs only where the
+  supervisor did more than add the spec): :func:`jobs_of` builds the jobs the
+  caller gets, the same as whole ones, for a few bytes a job on the wire.
 * When a request fails after earlier ones were committed, the client raises
   :class:`PartialEnqueue`, which carries the committed jobs, so that the caller
   can send the rest again. When the first request fails, nothing was added and
@@ -26,12 +29,19 @@ Both clients use this module. The contract:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 import msgspec
 
-from semantica.errors import BadInput, SemanticaError, Unreachable
+from semantica.errors import BadInput, ProtocolError, SemanticaError, Unreachable
+from semantica.fresh_jobs import fresh_job, start_time
 from semantica.models import Job, JobSpec
-from semantica.protocol import ENQUEUE_ATOMIC_JOBS, Enqueue
+from semantica.protocol import ENQUEUE_ATOMIC_JOBS, Enqueue, Enqueued
+
+_json_encode = msgspec.json.encode
+_json_decode = msgspec.json.decode
+_replace = msgspec.structs.replace
 
 # The largest rid and the largest msgpack array header (array 32): a request's
 # size without its jobs never exceeds this.
@@ -82,7 +92,23 @@ def split(
     requests: list[list[JobSpec]] = [[]]
     size = _EMPTY_REQUEST
     encoder = msgspec.msgpack.Encoder()
-    for index, spec in enumerate(specs):
+    index = 0
+    while index < len(specs):
+        if not requests[-1]:
+            # A request's worth of jobs measured in one go: if they fit, they are the
+            # request the job-by-job packing below would make (it closes at max_jobs).
+            group = specs[index : index + max_jobs]
+            try:
+                group_size = len(encoder.encode(group)) - _array_header(len(group))
+            except (TypeError, ValueError, OverflowError, RecursionError, msgspec.EncodeError):
+                group_size = limit  # measured job by job, which names the bad one
+            if _EMPTY_REQUEST + group_size <= limit:
+                requests[-1] = group
+                if index + len(group) < len(specs):
+                    requests.append([])
+                index += len(group)
+                continue
+        spec = specs[index]
         try:
             spec_size = len(encoder.encode(spec))
         except (TypeError, ValueError, OverflowError, RecursionError, msgspec.EncodeError) as exc:
@@ -97,15 +123,26 @@ def split(
         if size + spec_size > limit or len(requests[-1]) == max_jobs:
             requests.append([])
             size = _EMPTY_REQUEST
+            continue  # the next request begins with this job (measured with others if it can)
         requests[-1].append(spec)
         size += spec_size
+        index += 1
     return requests
+
+
+def _array_header(count: int) -> int:
+    """The bytes of a msgpack array header for ``count`` items."""
+    return 1 if count < 16 else 3 if count < 1 << 16 else 5
 
 
 def is_graph(specs: list[JobSpec]) -> bool:
     """Whether jobs of ``specs`` name one another (a ``ref``, or a ref in ``after``)."""
     return any(
-        spec.ref is not None or any(isinstance(x, str) for x in (*spec.after, *spec.after_end))
+        spec.ref is not None
+        or (
+            (spec.after or spec.after_end)  # (most jobs wait for nothing: no tuple to make)
+            and any(isinstance(x, str) for x in (*spec.after, *spec.after_end))
+        )
         for spec in specs
     )
 
@@ -126,6 +163,52 @@ def split_graph(
             f"and {limit} bytes; these {len(specs)} do not fit"
         )
     return requests
+
+
+def jobs_of(specs: list[JobSpec], reply: Enqueued) -> list[Job]:
+    """The jobs of an enqueue of ``specs``, from its reply: whole jobs as they came, and
+    those of a brief reply (``Enqueued.ids``) built from the specs as the supervisor
+    built them (:func:`~semantica.models.fresh_job`).
+
+    Raises:
+        ProtocolError: the reply does not name as many jobs as were sent.
+    """
+    if not reply.ids:
+        return reply.jobs  # whole jobs (a supervisor that does not know brief replies)
+    if not len(reply.ids) == len(reply.waiting) == len(specs) or len(reply.whole) != len(
+        reply.jobs
+    ):
+        raise ProtocolError(f"the supervisor answered {len(specs)} jobs with {len(reply.ids)}")
+    whole = dict(zip(reply.whole, reply.jobs, strict=True))
+    now = reply.added_at
+    created_at = datetime.fromtimestamp(now, UTC)
+    payloads = _json_decode(_json_encode([spec.payload for spec in specs]))  # as stored
+    # Jobs alike but for id, payload and reason are copies of one (in C).
+    alike: dict[tuple[Any, ...], Job] = {}
+    jobs: list[Job] = []
+    for n, (spec, job_id, payload, waiting) in enumerate(
+        zip(specs, reply.ids, payloads, reply.waiting, strict=True)
+    ):
+        job = whole.get(n)
+        if job is None:
+            run_after = start_time(spec, now)
+            key = (
+                spec.type,
+                spec.queue,
+                spec.priority,
+                spec.max_attempts,
+                spec.timeout,
+                spec.backoff,
+                spec.require_charging,
+                spec.require_idle,
+                run_after,
+            )
+            model = alike.get(key)
+            if model is None:
+                model = alike[key] = fresh_job(0, spec, None, None, now, created_at, run_after)
+            job = _replace(model, id=job_id, payload=payload, waiting_for=waiting)
+        jobs.append(job)
+    return jobs
 
 
 def failed_part_way(

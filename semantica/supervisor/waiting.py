@@ -9,6 +9,7 @@ worker is free and no job ahead of it may start first).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from semantica.models import Job, JobState, WaitReason
 from semantica.supervisor.store import Blockers, waiting_reason
@@ -51,6 +52,9 @@ def explain(
     finished one).
     """
     known = blockers if isinstance(blockers, Blockers) else None
+    # The reason of a job without a subject, an error or dependencies depends on these
+    # alone: the jobs of a big enqueue ask the rules once for each kind among them.
+    alike: dict[tuple[Any, ...], str | None] = {}
     for job in jobs:
         job.waiting_for = None
         if job.state != JobState.QUEUED:
@@ -58,8 +62,16 @@ def explain(
         if job.waiting_on:
             job.waiting_for = WaitReason.DEPENDENCY.value  # (the first rule: no facts needed)
             continue
+        key = None
+        if job.subject is None and job.error is None:
+            key = (job.queue, job.run_after, job.require_charging, job.require_idle)
+            if key in alike:
+                job.waiting_for = alike[key]
+                continue
         if known is None and not (job.run_after is not None and job.run_after.timestamp() > now):
             assert callable(blockers)
             known = blockers()
         reason = waiting_for(job, known or Blockers(), now, on_ac, idle)
         job.waiting_for = None if reason is None else reason.value
+        if key is not None:
+            alike[key] = job.waiting_for

@@ -11,11 +11,14 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 import pytest
 import trio
 from harness import Daemon
 
 from semantica import AsyncClient, BadInput, Job, JobState, PartialEnqueue
+from semantica.control.client import make_spec
+from semantica.protocol import Enqueue, Enqueued
 
 pytestmark = pytest.mark.slow
 
@@ -120,3 +123,60 @@ def test_a_request_that_fails_after_others_raises_partial_enqueue(
     rest = enqueue_many(daemon, jobs[committed:-1])  # the caller sends the rest again
     assert [job.payload["n"] for job in rest] == list(range(committed, 1000))
     assert queued(daemon) == 1000
+
+
+def _varied_jobs(earlier: Job) -> list[dict[str, Any]]:
+    """Jobs that nothing starts while the test looks (a paused queue, or later), of every
+    kind a brief reply sends whole or leaves to the client to build."""
+    held = {"queue": "held"}
+    return [
+        *({"type": "NOOP", "payload": {"n": n}, **LATER} for n in range(40)),
+        *({"type": "NOOP", "payload": [n, (1, 2)], **held} for n in range(20)),
+        {"type": "NOOP", "priority": 7, "max_attempts": 5, "timeout": 9.5, **held},
+        {"type": "NOOP", "backoff": 2, "require_charging": True, **held},
+        {"type": "NOOP", "at": "2001-02-03T04:05:06+00:00", **held},
+        {"type": "NOOP", "at": "2099-02-03T04:05:06", "payload": "caf\u00e9 \U0001f600"},
+        {"type": "NOOP", "delay": 0.25, **held},
+        {"type": "NOOP", "subject": "s", **held},
+        {"type": "NOOP", "subject": "s", **held},  # supersedes the one before
+        {"type": "NOOP", "subject": "t", "generation": 4, **held},
+        {"type": "NOOP", "subject": "d", "generation": 1, **held},  # deduplicated
+        {"type": "NOOP", "after": [earlier.id], **held},
+        {"type": "NOOP", "ref": "a", **held},
+        {"type": "NOOP", "after": ["a"], **held},
+    ]
+
+
+@pytest.mark.parametrize(
+    "enqueue_many", [enqueue_many_sync, enqueue_many_trio], ids=["Client", "AsyncClient-trio"]
+)
+def test_brief_replies_give_each_job_as_the_supervisor_has_it(
+    daemon: Daemon, enqueue_many: EnqueueMany
+) -> None:
+    """The jobs enqueue_many returns (built from brief replies) are those a read of them
+    gives, field by field, why each waits included, whatever kind of job each is."""
+    with daemon.client() as client:
+        client.pause("held")
+        earlier = client.enqueue("NOOP", queue="held")
+        client.enqueue("NOOP", queue="held", subject="d", generation=2)
+    jobs = enqueue_many(daemon, _varied_jobs(earlier))
+    with daemon.client() as client:
+        read = client.wait_many([job.id for job in jobs], timeout=0)
+    # (deduplicated says what the enqueue did: a read does not.)
+    assert [msgspec.structs.replace(job, deduplicated=False) for job in jobs] == read
+    assert [job.payload for job in jobs[40:42]] == [[0, [1, 2]], [1, [1, 2]]]
+    assert {job.waiting_for for job in jobs} >= {"run_after", "queue_paused", "dependency"}
+    assert jobs[-7].state == JobState.SUPERSEDED and jobs[-4].deduplicated
+
+
+def test_a_brief_reply_holds_whole_only_the_jobs_a_client_cannot_build(daemon: Daemon) -> None:
+    """An enqueue asking for a brief reply gets every id and reason, and whole only the
+    jobs that are more than their spec added (a subject's, here)."""
+    with daemon.client() as client:
+        specs = [make_spec("NOOP", {"n": n}, **LATER) for n in range(30)]
+        specs.insert(3, make_spec("NOOP", subject="s", **LATER))
+        reply = client._call(Enqueue(jobs=specs, brief=True))
+        assert isinstance(reply, Enqueued) and len(reply.ids) == len(specs) == 31
+        assert reply.whole == [3] and [job.subject for job in reply.jobs] == ["s"]
+        assert reply.waiting == ["run_after"] * 31 and reply.added_at > 0
+        assert reply.ids == sorted(reply.ids)

@@ -6,6 +6,7 @@ import random
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+import msgspec
 import pytest
 from storekit import enqueue
 
@@ -13,7 +14,7 @@ from semantica.clock import FakeClock
 from semantica.errors import BadInput, NoSuchJob
 from semantica.models import ErrorKind, Job, JobError, JobSpec, JobState, QueueInfo
 from semantica.supervisor.retry import next_attempt_at
-from semantica.supervisor.store import JobStore, Lease, StaleLease
+from semantica.supervisor.store import EnqueueResult, JobStore, Lease, StaleLease
 
 BOOM = JobError(kind=ErrorKind.EXCEPTION.value, message="ValueError: boom")
 STOPPED = JobError(kind=ErrorKind.CANCELLED.value, message="cancelled by the user")
@@ -646,6 +647,81 @@ def test_batch_result_shows_a_deduplicated_job_superseded_later_in_the_batch(
     assert again.id == old.id and again.deduplicated
     assert (again.state, again.superseded_by) == (JobState.SUPERSEDED, new.id)
     assert again.finished_at == store.get(old.id).finished_at
+
+
+def _subjects_batch(spec: Spec, type: str) -> list[JobSpec]:
+    """Jobs of many subjects in one batch: most of a subject of their own and no
+    generation (which a store may take together), among every other kind."""
+    return [
+        *(spec(type, subject=f"s{n}", payload=n) for n in range(2)),
+        spec(type, subject="s2", supersede_running=True),
+        spec(type, subject="s3", priority=3, delay=5),
+        spec(type),
+        spec(type, subject="s4"),
+        spec(type, subject="s1"),  # again: supersedes the one earlier in the batch
+        spec(type, subject="s5", generation=1),  # deduplicated
+        spec(type, subject="s6"),
+        spec(type, subject="s0", generation=9),
+        *(spec(type, subject=f"t{n}") for n in range(40)),
+        spec(type, after=[1]),
+        spec(type, subject="t7"),
+    ]
+
+
+def _subjects_setup(store: JobStore, spec: Spec, type: str) -> list[int]:
+    """Older jobs of the subjects: generation 1 of each, 2 of s0 and s1, s2's RUNNING."""
+    jobs = enqueue(store, [spec(type, subject=f"s{n}", priority=9 * (n == 2)) for n in range(6)])
+    jobs.jobs += enqueue(store, [spec(type, subject="s0"), spec(type, subject="s1")]).jobs
+    lease = store.lease(worker_pid=1)
+    assert lease is not None and lease.job_id == jobs.jobs[2].id
+    return [job.id for job in jobs.jobs]
+
+
+def test_a_batch_of_many_subjects_ends_as_one_job_at_a_time_would(
+    store: JobStore, spec: Spec
+) -> None:
+    """A batch of jobs of many subjects leaves the jobs, old and new, as the same specs
+    enqueued one at a time do: generations, states, who superseded whom, the RUNNING
+    older job named for --supersede-running, and the result shows the jobs as stored."""
+    outcomes = []
+    for type, together in (("A", True), ("B", False)):
+        setup = _subjects_setup(store, spec, type)
+        batch = _subjects_batch(spec, type)
+        if together:
+            result = enqueue(store, batch)
+            assert [j.id for j in result.jobs if not j.deduplicated] == sorted(
+                j.id for j in result.jobs if not j.deduplicated
+            )
+            stored = store.get_many([job.id for job in result.jobs])
+            assert [msgspec.structs.replace(j, deduplicated=False) for j in result.jobs] == stored
+        else:
+            results = [enqueue(store, [one]) for one in batch]
+            result = EnqueueResult(
+                jobs=[job for r in results for job in r.jobs],
+                superseded=[i for r in results for i in r.superseded],
+                running_older=[pair for r in results for pair in r.running_older],
+            )
+        names = {job_id: f"old{n}" for n, job_id in enumerate(setup)}
+        names |= {job.id: f"new{n}" for n, job in enumerate(result.jobs) if not job.deduplicated}
+
+        def name(job_id: int | None, names: dict[int, str] = names) -> str | None:
+            return None if job_id is None else names.get(job_id, "?")
+
+        ids = setup + [job.id for job in result.jobs]
+        outcomes.append(
+            (
+                [
+                    (name(j.id), j.subject, j.generation, j.state, name(j.superseded_by))
+                    for j in store.get_many(ids)
+                ],
+                sorted(map(name, result.superseded)),  # type: ignore[arg-type]
+                [(name(old), name(new)) for old, new in result.running_older],
+            )
+        )
+    together, one_by_one = outcomes
+    assert together == one_by_one
+    assert together[2] == [("old2", "new2")]
+    assert len(together[1]) == 7  # s0 and s1 (old and the batch's own), s3, s4, t7's first
 
 
 # ---------------------------------------------------------------- rule 9: conditions

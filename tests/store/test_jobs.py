@@ -157,6 +157,41 @@ def test_a_large_mixed_batch_keeps_its_order_ids_and_payloads(store: JobStore, s
     assert all(job.superseded_by in ids for job in superseded)
 
 
+#: Payloads whose JSON text a store might mangle on its way in: quotes, backslashes,
+#: escapes, control characters, text beyond the BMP, nesting, numbers at their limits.
+AWKWARD_PAYLOADS: list[Any] = [
+    None,
+    "plain",
+    'say "hi" \\ back\\slash',
+    "\u0000\u0001\n\t\u001f end",
+    "caf\u00e9 \u2603 \U0001f600",
+    {"path": 'src/"main".rs', "deep": [[[{"x": None}]]], "": ""},
+    [1, -2, 2**63 - 1, -(2**63), 1.5e-300, 0.1, True, False],
+    {},
+    [],
+    '{"not": "an object"}',
+]
+
+
+def test_runs_of_alike_jobs_keep_their_order_ids_and_payloads(store: JobStore, spec: Spec) -> None:
+    """Long runs of jobs alike but for their payloads, between jobs unlike their
+    neighbours: ids grow in spec order, each job as stored is its spec and as returned."""
+    specs = []
+    for block in range(6):
+        # A run long enough to go in one statement, then a few odd ones.
+        specs += [spec(payload=[block, n, AWKWARD_PAYLOADS[n % 10]]) for n in range(40)]
+        specs += [spec(payload=AWKWARD_PAYLOADS[n], priority=n, delay=n) for n in range(block)]
+        specs += [spec("U", queue="q2", payload=p) for p in AWKWARD_PAYLOADS]
+    result = enqueue(store, specs)
+    ids = [job.id for job in result.jobs]
+    assert ids == sorted(ids) and len(set(ids)) == len(specs)
+    stored = store.get_many(ids)
+    assert result.jobs == stored
+    for job, given in zip(stored, specs, strict=True):
+        assert (job.type, job.queue, job.priority) == (given.type, given.queue, given.priority)
+        assert job.payload == given.payload
+
+
 def test_list_filters_newest_first(store: JobStore, spec: Spec) -> None:
     """list applies every filter given and returns the newest jobs first, up to the limit."""
     jobs = enqueue(

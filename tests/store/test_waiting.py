@@ -284,6 +284,35 @@ def test_explain_fills_waiting_for_of_each_job() -> None:
     assert [job.waiting_for for job in jobs] == ["run_after", "queue_paused", None, "idle", None]
 
 
+def test_explain_of_many_alike_jobs_gives_each_its_own_reason() -> None:
+    """Jobs alike but for what the rules look at (queue, start time, conditions, a subject,
+    an error) each get the reason waiting_for gives them alone."""
+    later = datetime.fromtimestamp(NOW + 5, UTC)
+    kinds = [
+        {},
+        {"queue": "paused"},
+        {"run_after": later},
+        {"queue": "paused", "run_after": later},
+        {"require_idle": True},
+        {"require_charging": True},
+        {"subject": "s"},
+        {"attempts": 1, "error": BOOM, "run_after": later},
+        {"queue": "full"},
+    ]
+    plain = {"subject": None, "generation": None}
+    jobs = [_job(id=n, **(plain | kinds[n % len(kinds)])) for n in range(3 * len(kinds))]
+    blockers = Blockers(
+        paused={"paused"},
+        limits={"full": 1},
+        running_per_queue={"full": 1},
+        busy_subjects={("T", "s")},
+    )
+    alone = [waiting_for(job, blockers, NOW, False, False) for job in jobs]
+    explain(jobs, blockers, NOW, False, False)
+    assert [job.waiting_for for job in jobs] == [None if r is None else r.value for r in alone]
+    assert len({job.waiting_for for job in jobs}) == 8
+
+
 # ---------------------------------------------------------------- store.blockers()
 
 

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from semantica.control.batches import PartialEnqueue, failed_part_way, split
+from semantica.control.client import make_spec, specs_of
 from semantica.errors import BadInput, StoreFull, Unreachable
 from semantica.models import JobSpec
 from semantica.protocol import ENQUEUE_ATOMIC_JOBS, Enqueue
@@ -31,6 +32,34 @@ def test_requests_keep_the_order_and_stay_under_the_cap(sizes: list[int]) -> Non
     # Packed greedily: the next request's first job would not have fitted in the one before.
     for before, after in itertools.pairwise(requests):
         assert _body([*before, after[0]]) > LIMIT - 5  # (within the array header's slack)
+
+
+def _packed_one_by_one(specs: list[JobSpec], limit: int, max_jobs: int) -> list[list[JobSpec]]:
+    """The packing split promises: in order, each job in the request before if it fits."""
+    empty = len(msgspec.msgpack.encode(Enqueue(jobs=[], rid=2**64 - 1))) - 1 + 5
+    requests: list[list[JobSpec]] = [[]]
+    size = empty
+    for spec in specs:
+        spec_size = len(msgspec.msgpack.encode(spec))
+        if size + spec_size > limit or len(requests[-1]) == max_jobs:
+            requests.append([])
+            size = empty
+        requests[-1].append(spec)
+        size += spec_size
+    return requests
+
+
+@given(
+    st.lists(st.integers(min_value=0, max_value=LIMIT // 3), max_size=80),
+    st.integers(min_value=1, max_value=20),
+)
+def test_requests_are_packed_job_by_job_whatever_the_shortcut(
+    sizes: list[int], max_jobs: int
+) -> None:
+    """split measures a request's worth of jobs at once where it can: the requests are
+    still those of packing each job into the request before it when it fits."""
+    specs = [JobSpec(type="T", payload="x" * size) for size in sizes]
+    assert split(specs, LIMIT, max_jobs) == _packed_one_by_one(specs, LIMIT, max_jobs)
 
 
 def test_no_request_holds_more_jobs_than_one_transaction_takes() -> None:
@@ -63,3 +92,38 @@ def test_what_a_failed_request_raises() -> None:
     lost = failed_part_way(done, 10, 4, Unreachable("gone"))  # type: ignore[arg-type]
     assert isinstance(lost, PartialEnqueue) and lost.in_doubt == 4
     assert "(4 more may have been: the connection was lost)" in str(lost)
+
+
+def _one_by_one(items: list[dict[str, object]]) -> list[JobSpec]:
+    return [make_spec(**item) for item in items]  # type: ignore[arg-type]
+
+
+def test_specs_of_plain_jobs_are_those_make_spec_gives() -> None:
+    """enqueue_many's jobs converted in one go are the specs make_spec makes of each,
+    a start time without a zone (local time, the long way) among them."""
+    items: list[dict[str, object]] = [
+        {"type": "T"},
+        {"type": "T", "payload": {"n": [1, (2, 3)]}, "priority": -5, "delay": 1.5},
+        {"type": "U", "queue": "q", "subject": "s", "generation": 3, "max_attempts": 9},
+        {"type": "T", "timeout": 2, "backoff": 0, "require_idle": True, "after": [4, "x"]},
+        {"type": "T", "ref": "x", "after_end": [7]},
+    ]
+    assert specs_of(items) == _one_by_one(items)
+    timed = [*items, {"type": "T", "at": "2030-01-02T03:04:05"}]
+    assert specs_of(iter(timed)) == _one_by_one(timed)
+
+
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        ({"payload": 1}, "every job needs a 'type'"),
+        ({"type": "T", "colour": "red"}, "unknown enqueue option"),
+        ({"type": "T", "priority": "high"}, "bad enqueue option"),
+        ({"type": "T", "priority": 10**6}, "priority must be between"),
+        ({"type": "T", "payload": {1.5: "x"}}, "object keys must be strings"),
+    ],
+)
+def test_specs_of_a_bad_job_says_what_make_spec_says(item: dict[str, object], message: str) -> None:
+    """One bad job among good ones: the error of the job-by-job way, nothing else."""
+    with pytest.raises(BadInput, match=message):
+        specs_of([{"type": "T"}, item, {"type": "T"}])

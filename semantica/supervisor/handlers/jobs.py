@@ -9,6 +9,7 @@ of a slice whose commit failed (:class:`Claims`) before it acknowledges it.
 from __future__ import annotations
 
 import functools
+from datetime import UTC, datetime
 
 import structlog
 import trio
@@ -83,6 +84,7 @@ async def handle_enqueue(services: Services, request: EnqueueLazy) -> Enqueued:
         prepared = planned.prepared
     jobs: list[Job] = []
     running_older: list[tuple[int, int]] = []
+    added_at: list[float | None] = []  # each slice's
     claims = Claims(services.committer)
     pace = Pace(len(prepared), first=ATOMIC_JOBS)
     for start, stop in pace:
@@ -90,6 +92,7 @@ async def handle_enqueue(services: Services, request: EnqueueLazy) -> Enqueued:
         try:
             result = await store_write(services, functools.partial(services.jobs.add, piece))
             claims.mark()  # (no checkpoint since the write: its batch is the open one)
+            added_at.append(result.added_at)
             jobs += services.explain(result.jobs)
             running_older += result.running_older
             await pace.rest()
@@ -125,7 +128,37 @@ async def handle_enqueue(services: Services, request: EnqueueLazy) -> Enqueued:
             ErrorKind.CANCELLED.value,
             f"superseded by job {new_id} (--supersede-running)",
         )
+    if request.brief:
+        return _brief(request.rid, jobs, added_at[0] if len(added_at) == 1 else None)
     return Enqueued(rid=request.rid, jobs=jobs)
+
+
+def _brief(rid: int, jobs: list[Job], added_at: float | None) -> Enqueued:
+    """The brief reply to an enqueue (see ``Enqueued``): every id and reason, and whole
+    only the jobs a client cannot build from its spec: all of them unless the request
+    was one insert (``added_at``; a client sends at most ATOMIC_JOBS jobs a request)."""
+    reply = Enqueued(
+        rid=rid,
+        jobs=[],
+        ids=[job.id for job in jobs],
+        waiting=[job.waiting_for for job in jobs],
+        added_at=added_at or 0.0,
+    )
+    created_at = None if added_at is None else datetime.fromtimestamp(added_at, UTC)
+    for n, job in enumerate(jobs):
+        # A job the insert added as its spec says: new, QUEUED, no subject (no
+        # generation), waiting for nothing, made by this insert (fresh_job).
+        if not (
+            job.created_at == created_at
+            and job.state == JobState.QUEUED
+            and job.subject is None
+            and job.waiting_on is None
+            and not job.deduplicated
+            and job.attempts == 0
+        ):
+            reply.whole.append(n)
+            reply.jobs.append(job)
+    return reply
 
 
 async def stop_running(services: Services, job_id: int, kind: str, message: str) -> None:

@@ -326,7 +326,13 @@ class JobStore(StoreReads, Protocol):
           supersede running jobs.
 
         Ids grow in the order jobs are added. A queue a job names is known from
-        then on (:meth:`queue_known`).
+        then on (:meth:`queue_known`). A job added as its spec says (no subject,
+        nothing waited for) is :func:`~semantica.fresh_jobs.fresh_job` of its spec at
+        the result's ``added_at``, the store's time of the insert: clients rebuild
+        such jobs from their specs (brief enqueue replies), so it is exactly that.
+        Jobs without a subject go in many a statement, so that a batch costs a
+        few µs a job beyond the database's own insert (SQLite also takes a run
+        of jobs of distinct subjects at once: ``sqlite/subjects.py``).
 
         A spec's ``edges`` (resolved by ``graph.plan``: a job id, or the place of an
         earlier spec of this call) are added with it, each as the job waited for

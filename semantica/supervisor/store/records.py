@@ -86,6 +86,9 @@ class EnqueueResult(msgspec.Struct):
     superseded: list[int] = msgspec.field(default_factory=list)  # QUEUED -> SUPERSEDED
     # (running older job, the new job): to cancel for --supersede-running
     running_older: list[tuple[int, int]] = msgspec.field(default_factory=list)
+    #: The store's time of the insert, as its clock gave it: the new jobs' ``created_at``
+    #: (which is this, to the microsecond) and what their ``run_after`` was counted from.
+    added_at: float | None = None
 
 
 class Fired(msgspec.Struct):

@@ -17,8 +17,16 @@ from typing import Any
 import msgspec
 
 from semantica.errors import BadInput, NoSuchJob
+from semantica.fresh_jobs import fresh_job
 from semantica.limits import ERROR_MESSAGE_MAX, PROGRESS_MESSAGE_MAX, cut
-from semantica.models import TERMINAL_STATES, TRANSITIONS, Job, JobError, JobSpec, JobState
+from semantica.models import (
+    TERMINAL_STATES,
+    TRANSITIONS,
+    Job,
+    JobError,
+    JobSpec,
+    JobState,
+)
 from semantica.supervisor.store.records import EnqueueResult, Page
 
 ALL_STATES_SQL = "(" + ", ".join(f"'{state.value}'" for state in JobState) + ")"
@@ -275,28 +283,9 @@ def new_job(
     created_at: datetime,
     run_after: float,
 ) -> Job:
-    """The Job a fresh insert made, without reading it back (``created_at`` is ``now``)."""
-    return Job(
-        id=job_id,
-        type=spec.type,
-        queue=spec.queue,
-        subject=spec.subject,
-        generation=generation,
-        priority=spec.priority,
-        state=JobState.QUEUED,
-        attempts=0,
-        max_attempts=spec.max_attempts,
-        created_at=created_at,
-        started_at=None,
-        finished_at=None,
-        # Most jobs may run at once: share the one datetime of the batch.
-        run_after=created_at if run_after == now else ts(run_after),
-        payload=json_decode(payload),  # as stored (a set became a list)
-        timeout=spec.timeout,
-        backoff=spec.backoff,
-        require_charging=spec.require_charging,
-        require_idle=spec.require_idle,
-    )
+    """The Job a fresh insert made, without reading it back (``created_at`` is ``now``;
+    ``payload`` its JSON text, as stored: a set became a list)."""
+    return fresh_job(job_id, spec, generation, json_decode(payload), now, created_at, run_after)
 
 
 def filters(mark: str = "?", **columns: str | None) -> tuple[str, list[Any]]:

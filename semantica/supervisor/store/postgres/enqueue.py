@@ -17,7 +17,14 @@ from typing import Any
 import psycopg
 
 from semantica.errors import BadInput
-from semantica.models import GENERATION_MAX, Job, JobSpec, JobState, check_transition
+from semantica.fresh_jobs import start_time
+from semantica.models import (
+    GENERATION_MAX,
+    Job,
+    JobSpec,
+    JobState,
+    check_transition,
+)
 from semantica.supervisor.store.postgres.changes import notify
 from semantica.supervisor.store.postgres.connection import PGConnection
 from semantica.supervisor.store.postgres.rows import EDGES, JOB_COLUMNS
@@ -67,10 +74,8 @@ class PGEnqueue(PGConnection):
         now = self.clock.time()
         rows = []
         for item in prepared:
-            spec, payload, at = item.spec, item.payload, item.spec.at
-            run_after = at.timestamp() if at is not None else now + (spec.delay or 0.0)
-            rows.append((spec, payload, run_after, item.edges))
-        result = EnqueueResult()
+            rows.append((item.spec, item.payload, start_time(item.spec, now), item.edges))
+        result = EnqueueResult(added_at=now)
         cascaded: list[int] = []
         created_at = datetime.fromtimestamp(now, UTC)
         added: dict[int, list[Job]] = {}

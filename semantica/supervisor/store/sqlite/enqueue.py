@@ -2,18 +2,26 @@
 
 The cost per job grows neither with a subject's finished history (the
 ``jobs_live_subject`` index holds only its QUEUED and RUNNING jobs) nor with
-the size of the batch; jobs without a subject go in many rows a statement.
+the size of the batch. Jobs without a subject go in many rows a statement
+(``inserts.py``).
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from semantica.errors import BadInput
-from semantica.models import GENERATION_MAX, Job, JobSpec, JobState, check_transition
+from semantica.fresh_jobs import start_time
+from semantica.models import (
+    GENERATION_MAX,
+    Job,
+    JobSpec,
+    JobState,
+    check_transition,
+)
 from semantica.supervisor.store.records import EnqueueResult, Prepared
 from semantica.supervisor.store.rows import (
     JOB_COLUMNS,
@@ -23,57 +31,25 @@ from semantica.supervisor.store.rows import (
     queued_and_running,
 )
 from semantica.supervisor.store.sqlite.connection import SQLiteConnection
-from semantica.supervisor.store.sqlite.rows import EDGES, IDS_IN_JSON, json_ids
-
-_INSERT_COLUMNS = (
-    "type, queue, subject, generation, priority, state, payload, max_attempts, timeout_s, "
-    "backoff_s, require_charging, require_idle, created_at, run_after"
+from semantica.supervisor.store.sqlite.inserts import (
+    INSERT_COLUMNS,
+    INSERT_ROW,
+    RUN_MIN,
+    Row,
+    insert_args,
+    insert_run,
+    insert_values,
+    run_key,
 )
-_INSERT_ROW = "(?, ?, ?, ?, ?, 'QUEUED', ?, ?, ?, ?, ?, ?, ?, ?)"
-#: The most rows one INSERT carries: 13 parameters each, well under SQLite's 32,766.
-_INSERT_CHUNK = 256
-
-
-def _chunks(count: int) -> Iterator[tuple[int, int]]:
-    """``(start, size)`` covering ``count`` rows, each size a power of two up to _INSERT_CHUNK.
-
-    Each size is a distinct INSERT statement, prepared once and cached by
-    sqlite3: a handful of sizes keeps that cache (and the supervisor's memory)
-    small whatever batch sizes clients send; one statement per batch size
-    grew the supervisor by 50 MB.
-    """
-    start = 0
-    while start < count:
-        size = min(_INSERT_CHUNK, 1 << ((count - start).bit_length() - 1))
-        yield start, size
-        start += size
-
-
-def _insert_args(
-    spec: JobSpec, generation: int | None, payload: str, now: float, run_after: float
-) -> tuple[Any, ...]:
-    """The parameters of one :data:`_INSERT_ROW`."""
-    return (
-        spec.type,
-        spec.queue,
-        spec.subject,
-        generation,
-        spec.priority,
-        payload,
-        spec.max_attempts,
-        spec.timeout,
-        spec.backoff,
-        int(spec.require_charging),
-        int(spec.require_idle),
-        now,
-        run_after,
-    )
+from semantica.supervisor.store.sqlite.rows import EDGES, IDS_IN_JSON, json_ids
+from semantica.supervisor.store.sqlite.subjects import insert_subject_run
 
 
 class SQLiteEnqueue(SQLiteConnection):
-    """Adding jobs: plain ones many rows a statement, those with a subject one by one
-    under the generation rules (dedup, supersede), all in one transaction; those that
-    wait for other jobs one by one, each after the jobs it waits for."""
+    """Adding jobs: plain ones many rows a statement, those with a subject under the
+    generation rules (dedup, supersede), a run of distinct subjects at once and the
+    others one by one, all in one transaction; those that wait for other jobs one by
+    one, each after the jobs it waits for."""
 
     _cascaded: list[int]
 
@@ -99,10 +75,8 @@ class SQLiteEnqueue(SQLiteConnection):
         now = self.clock.time()
         rows = []
         for item in prepared:
-            spec, payload, at = item.spec, item.payload, item.spec.at
-            run_after = at.timestamp() if at is not None else now + (spec.delay or 0.0)
-            rows.append((spec, payload, run_after, item.edges))
-        result = EnqueueResult()
+            rows.append((item.spec, item.payload, start_time(item.spec, now), item.edges))
+        result = EnqueueResult(added_at=now)
         cascaded: list[int] = []
         created_at = datetime.fromtimestamp(now, UTC)
         # This batch's jobs with a subject (an id may come twice), for supersedes among them.
@@ -112,19 +86,30 @@ class SQLiteEnqueue(SQLiteConnection):
                 "INSERT OR IGNORE INTO queues (name) VALUES (?)",
                 [(name,) for name in {item.spec.queue for item in prepared}],
             )
-            plain: list[tuple[JobSpec, str, float]] = []  # no subject: inserted together
+            plain: list[Row] = []  # no subject: inserted together
+            subjects: list[Row] = []  # distinct subjects, no generation: together
+            pairs: set[tuple[str, str | None]] = set()
             for spec, payload, run_after, edges in rows:
                 if spec.subject is None and not edges:
+                    insert_subject_run(conn, subjects, now, created_at, result, added)
+                    subjects, pairs = [], set()
                     plain.append((spec, payload, run_after))
                     continue
                 # The generation rules (and the jobs waited for) see every spec before
                 # this one: insert those first.
                 self._insert_plain(conn, plain, now, created_at, result)
                 plain = []
+                pair = (spec.type, spec.subject)
+                if not edges and spec.generation is None and pair not in pairs:
+                    subjects.append((spec, payload, run_after))
+                    pairs.add(pair)
+                    continue
+                insert_subject_run(conn, subjects, now, created_at, result, added)
+                subjects, pairs = [], set()
                 if spec.subject is None:
                     (job_id,) = conn.execute(
-                        f"INSERT INTO jobs ({_INSERT_COLUMNS}) VALUES {_INSERT_ROW} RETURNING id",
-                        _insert_args(spec, None, payload, now, run_after),
+                        f"INSERT INTO jobs ({INSERT_COLUMNS}) VALUES {INSERT_ROW} RETURNING id",
+                        insert_args(spec, None, payload, now, run_after),
                     ).fetchone()
                     job = new_job(job_id, spec, None, payload, now, created_at, run_after)
                     if not EDGES.add_planned(conn, job, edges, result.jobs, now):
@@ -151,8 +136,8 @@ class SQLiteEnqueue(SQLiteConnection):
                         )
                     generation = (newest or 0) + 1
                 (job_id,) = conn.execute(
-                    f"INSERT INTO jobs ({_INSERT_COLUMNS}) VALUES {_INSERT_ROW} RETURNING id",
-                    _insert_args(spec, generation, payload, now, run_after),
+                    f"INSERT INTO jobs ({INSERT_COLUMNS}) VALUES {INSERT_ROW} RETURNING id",
+                    insert_args(spec, generation, payload, now, run_after),
                 ).fetchone()
                 self._supersede_older(conn, spec, generation, job_id, now, result, added)
                 job = new_job(job_id, spec, generation, payload, now, created_at, run_after)
@@ -161,6 +146,7 @@ class SQLiteEnqueue(SQLiteConnection):
                 added[job_id] = [job]
                 result.jobs.append(job)
             self._insert_plain(conn, plain, now, created_at, result)
+            insert_subject_run(conn, subjects, now, created_at, result, added)
             if result.superseded:
                 ended = [(job_id, JobState.SUPERSEDED.value) for job_id in result.superseded]
                 cascaded += EDGES.resolve(conn, ended, now)
@@ -170,28 +156,29 @@ class SQLiteEnqueue(SQLiteConnection):
     def _insert_plain(
         self,
         conn: sqlite3.Connection,
-        plain: list[tuple[JobSpec, str, float]],
+        plain: list[Row],
         now: float,
         created_at: datetime,
         result: EnqueueResult,
     ) -> None:
-        """Insert jobs without a subject, many rows a statement (a third of the cost per row)."""
-        for start, size in _chunks(len(plain)):
-            chunk = plain[start : start + size]
-            args: list[Any] = []
-            for spec, payload, run_after in chunk:
-                args += _insert_args(spec, None, payload, now, run_after)
-            values = ", ".join([_INSERT_ROW] * len(chunk))
-            # Ids grow in the order rows are inserted (AUTOINCREMENT, one writer);
-            # RETURNING itself promises no order.
-            ids = sorted(
-                job_id
-                for (job_id,) in conn.execute(
-                    f"INSERT INTO jobs ({_INSERT_COLUMNS}) VALUES {values} RETURNING id", args
-                )
-            )
-            for job_id, (spec, payload, run_after) in zip(ids, chunk, strict=True):
-                result.jobs.append(new_job(job_id, spec, None, payload, now, created_at, run_after))
+        """Insert jobs without a subject, many rows a statement, in order (their ids too):
+        runs of jobs alike but for the payload (:data:`_INSERT_RUN`), the rest in VALUES
+        chunks."""
+        odd: list[Row] = []  # jobs in short runs, waiting for a chunk
+        start = 0
+        while start < len(plain):
+            key = run_key(plain[start])
+            stop = start + 1
+            while stop < len(plain) and run_key(plain[stop]) == key:
+                stop += 1
+            if stop - start < RUN_MIN:
+                odd += plain[start:stop]
+            else:
+                insert_values(conn, odd, now, created_at, result)
+                odd = []
+                insert_run(conn, plain[start:stop], now, created_at, result)
+            start = stop
+        insert_values(conn, odd, now, created_at, result)
 
     def _live_generation(
         self, conn: sqlite3.Connection, spec: JobSpec, generation: int | None

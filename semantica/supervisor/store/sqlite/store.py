@@ -7,7 +7,8 @@ method promises); each concern is a module of this package:
 
 * ``connection.py``: typed errors, transactions, group commit;
 * ``migrations.py``: schema versions and backups;
-* ``enqueue.py``: inserts, dedup and supersede by subject;
+* ``enqueue.py``: inserts, dedup and supersede by subject (``inserts.py``: many rows a
+  statement; ``subjects.py``: a run of subjects at once);
 * ``leases.py``: the start order and taking jobs; ``moves.py``: every later move;
 * ``reads.py`` and ``queues.py``: what is read;
 * ``schedules.py``: schedules and the firing of their slots (``store/schedule_ops.py``);
