@@ -71,13 +71,35 @@ class FramedStream:
                 continue
             if self._ready:
                 break
-            data = await self.stream.receive_some(_RECEIVE_CHUNK)
+            data = await self._receive_some()
             if not data:
                 if self._decoder.pending:
                     raise ProtocolError("connection closed in the middle of a frame")
                 raise trio.EndOfChannel
             self._decoder.feed(data)
         return self._ready.popleft()
+
+    async def _receive_some(self) -> bytes | bytearray:
+        """The next bytes; b"" at EOF.
+
+        On a socket, this waits until it is readable and then reads, rather than try a
+        read first as trio does: the frames already here were taken, so nearly always
+        nothing more is (a client waits for its reply), and the try would cost a
+        failed read and its exception per request.
+        """
+        fd = self._fd
+        if fd is None:
+            return await self.stream.receive_some(_RECEIVE_CHUNK)
+        while True:
+            try:
+                await trio.lowlevel.wait_readable(fd)
+                return os.read(fd, _RECEIVE_CHUNK)
+            except BlockingIOError:
+                continue  # woken, but another reader was first: wait again
+            except OSError as exc:
+                if exc.errno == errno.EBADF:
+                    raise trio.ClosedResourceError("this socket was already closed") from None
+                raise trio.BrokenResourceError(f"socket connection broken: {exc}") from exc
 
     async def send(self, msg: msgspec.Struct, limit: int | None = None) -> None:
         """Send one message as one frame.

@@ -163,3 +163,22 @@ async def test_buffered_tells_whether_a_message_waits_to_be_received() -> None:
     assert framed.buffered
     assert await framed.receive() == GetJob(id=1)
     assert not framed.buffered
+
+
+async def test_receive_on_a_socket_waits_reads_and_ends_at_eof(
+    pair: tuple[FramedStream, socket.socket],
+) -> None:
+    """On a socket, receive waits for the bytes, reads them, and ends cleanly at EOF."""
+    framed, peer = pair
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+
+            async def later() -> None:
+                await trio.sleep(0.01)
+                peer.sendall(encode(GetJob(id=8)))
+                peer.shutdown(socket.SHUT_WR)
+
+            nursery.start_soon(later)
+            assert await framed.receive() == GetJob(id=8)
+            with pytest.raises(trio.EndOfChannel):
+                await framed.receive()
