@@ -2,10 +2,18 @@
 
 Used by the supervisor (control and worker channels) and by the worker. The
 sync client has its own socket loop over the same :class:`FrameDecoder`.
+
+:meth:`FramedStream.send_frames` writes at once when the socket takes the
+whole write, with no pass through trio's scheduler: a reply costs one
+``write`` and no task switch (trio's ``send_all`` yields after every send).
+It still raises ``Cancelled`` if its caller is cancelled, and only waits
+(through trio) when the socket's buffer is full.
 """
 
 from __future__ import annotations
 
+import errno
+import os
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
@@ -63,13 +71,35 @@ class FramedStream:
                 continue
             if self._ready:
                 break
-            data = await self.stream.receive_some(_RECEIVE_CHUNK)
+            data = await self._receive_some()
             if not data:
                 if self._decoder.pending:
                     raise ProtocolError("connection closed in the middle of a frame")
                 raise trio.EndOfChannel
             self._decoder.feed(data)
         return self._ready.popleft()
+
+    async def _receive_some(self) -> bytes | bytearray:
+        """The next bytes; b"" at EOF.
+
+        On a socket, this waits until it is readable and then reads, rather than try a
+        read first as trio does: the frames already here were taken, so nearly always
+        nothing more is (a client waits for its reply), and the try would cost a
+        failed read and its exception per request.
+        """
+        fd = self._fd
+        if fd is None:
+            return await self.stream.receive_some(_RECEIVE_CHUNK)
+        while True:
+            try:
+                await trio.lowlevel.wait_readable(fd)
+                return os.read(fd, _RECEIVE_CHUNK)
+            except BlockingIOError:
+                continue  # woken, but another reader was first: wait again
+            except OSError as exc:
+                if exc.errno == errno.EBADF:
+                    raise trio.ClosedResourceError("this socket was already closed") from None
+                raise trio.BrokenResourceError(f"socket connection broken: {exc}") from exc
 
     async def send(self, msg: msgspec.Struct, limit: int | None = None) -> None:
         """Send one message as one frame.
@@ -88,9 +118,38 @@ class FramedStream:
         """Send several messages, one frame each, in one write."""
         await self._write(b"".join(encode(msg) for msg in msgs))
 
+    @property
+    def buffered(self) -> bool:
+        """Whether a whole message (or an error) is already here, to be received with no wait."""
+        return bool(self._ready) or self._error is not None or self._decoder.complete
+
     async def send_frames(self, data: bytes) -> None:
-        """Send frames already encoded (header and body each), in one write."""
-        await self._write(data)
+        """Send frames already encoded (header and body each), in one write.
+
+        Written at once when the lock is free and the socket takes it all, without
+        yielding to the scheduler (see the module docstring); otherwise as ``send``.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        fd = self._fd
+        lock = self._send_lock
+        if fd is None or lock.locked():
+            await self._write(data)
+            return
+        lock.acquire_nowait()  # no other task runs before it is released: frames stay whole
+        try:
+            sent = _write_some(fd, data)
+            if sent < len(data):
+                await self.stream.send_all(memoryview(data)[sent:])
+        finally:
+            lock.release()
+
+    @property
+    def _fd(self) -> int | None:
+        """The socket's descriptor, for a write without trio; None for other streams."""
+        if not isinstance(self.stream, trio.SocketStream):
+            return None
+        fd = self.stream.socket.fileno()
+        return None if fd < 0 else fd
 
     async def _write(self, data: bytes) -> None:
         async with self._send_lock:
@@ -98,3 +157,19 @@ class FramedStream:
 
     async def aclose(self) -> None:
         await self.stream.aclose()
+
+
+def _write_some(fd: int, data: bytes) -> int:
+    """Write what the (non-blocking) socket takes now; the bytes written (0 if full).
+
+    Raises the stream errors trio's ``send_all`` would: ``BrokenResourceError``
+    when the peer is gone, ``ClosedResourceError`` for a closed descriptor.
+    """
+    try:
+        return os.write(fd, data)
+    except BlockingIOError:
+        return 0
+    except OSError as exc:
+        if exc.errno == errno.EBADF:
+            raise trio.ClosedResourceError("this socket was already closed") from None
+        raise trio.BrokenResourceError(f"socket connection broken: {exc}") from exc

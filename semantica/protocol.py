@@ -882,6 +882,15 @@ class FrameDecoder:
         """Bytes received but not yet part of a complete frame."""
         return len(self._buf)
 
+    @property
+    def complete(self) -> bool:
+        """Whether a whole frame (or a header over the cap) is received and not yet taken."""
+        buf = self._buf
+        if len(buf) < HEADER.size:
+            return False
+        size: int = HEADER.unpack_from(buf)[0]
+        return size > self._max or len(buf) >= HEADER.size + size
+
     def feed(self, data: bytes | bytearray) -> None:
         """Add received bytes."""
         self._buf += data

@@ -10,6 +10,13 @@ commits everything written meanwhile at once. Under load the batches grow by
 themselves: requests that arrive while a commit waits for the disk are served
 together afterwards.
 
+A writer with nothing else to do need not wait for that task: when no other
+task can run (:meth:`Committer.commit_if_alone`: the run queue holds at most
+the committer itself), the writer commits at once, on its own turn, and a
+one-at-a-time client gets its reply without two more passes of the scheduler.
+What runs next still meets a committed store; writers that become runnable
+later (another client's request, a lease) form the next batch as before.
+
 The rule that keeps this honest: nothing is acknowledged before it is
 durable. Replies wait for :meth:`Committer.durable`, and so does a lease
 before its job is handed to a worker. If a commit fails, every writer of
@@ -28,6 +35,20 @@ try:
     from trio._core._generated_run import wait_all_tasks_blocked
 except ImportError:  # pragma: no cover - trio moved it
     from trio.testing import wait_all_tasks_blocked
+
+try:
+    # The run queue itself: trio.lowlevel.current_statistics() counts it too, but also
+    # walks every registered descriptor, which a request should not pay for.
+    from trio._core._run import GLOBAL_RUN_CONTEXT
+
+    def _runnable() -> int:
+        return len(GLOBAL_RUN_CONTEXT.runner.runq)
+
+except ImportError:  # pragma: no cover - trio moved it
+
+    def _runnable() -> int:
+        return trio.lowlevel.current_statistics().tasks_runnable
+
 
 from semantica.errors import StoreError
 from semantica.supervisor.store import JobStore
@@ -109,6 +130,7 @@ class Committer:
         self.store = store
         self._batch = _Batch()
         self._wanted = trio.Event()
+        self._asleep = False  # the task waits for _wanted (so it is runnable once that is set)
         #: How many commits and writes, for metrics and the benchmark.
         self.commits = 0
         self.writes = 0
@@ -136,11 +158,36 @@ class Committer:
         if batch.error is not None:
             raise batch.error
 
+    def commit_if_alone(self) -> bool:
+        """Commit the open batch now if no other task could still join it; whether it is settled.
+
+        "Alone": no task but the caller (and this committer, woken by the write) is
+        runnable, so waiting for the others to write first would wait for nobody.
+        Otherwise the batch is left to :meth:`run`, and False returned.
+        """
+        if self._batch.writes == 0:
+            return True
+        runnable = _runnable()
+        if self._asleep and self._wanted.is_set():
+            runnable -= 1  # the committer itself, woken by the write: it will find nothing
+        if runnable > 0:
+            return False
+        self.commit_now()
+        return True
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Commit each batch as soon as the writers of the moment have written."""
         task_status.started()
         while True:
-            await self._wanted.wait()
+            self._asleep = True
+            try:
+                await self._wanted.wait()
+            finally:
+                self._asleep = False
+            if self._batch.writes == 0:
+                # Committed meanwhile by a writer that was alone (commit_if_alone).
+                self._wanted = trio.Event()
+                continue
             # Let every task that can run now write first: commit once nothing else
             # is runnable (all requests read so far are carried out), or after
             # MAX_DELAY under a load that never pauses.

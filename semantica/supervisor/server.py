@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import socket as stdlib_socket
 import stat
-from collections import deque
 from typing import Any
 
 import structlog
@@ -34,7 +34,6 @@ from semantica.framed import FramedStream
 from semantica.peercred import peer_uid, uid_allowed
 from semantica.protocol import (
     FEATURES,
-    HEADER,
     HELLO_MAX_FRAME,
     PROTOCOL_VERSION,
     Cancel,
@@ -55,21 +54,15 @@ from semantica.protocol import (
     SupervisorRequest,
     Wait,
     WatchChanges,
-    encode,
-    encode_around,
-    encode_items,
-    list_header,
 )
 from semantica.supervisor.handlers.dispatch import dispatch
+from semantica.supervisor.replies import Outbox, encode_reply
 from semantica.supervisor.security import token_matches
 from semantica.supervisor.services import Services
-from semantica.supervisor.slices import FIRST_SLICE, Pace
 
 log = structlog.get_logger("semantica.server")
 
 HELLO_TIMEOUT = 2.0
-#: Replies a connection may have waiting for their commit before reading pauses.
-REPLY_QUEUE = 1000
 #: How long queued replies may take to go out after the client stopped sending.
 REPLY_DRAIN_S = 5.0
 MAX_UNAUTHENTICATED = 64
@@ -80,8 +73,6 @@ _ACCEPT_RETRY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 #: the read is carried out again instead of failing with the writes: a read never
 #: answers store_full.
 _READS = (GetJob, ListJobs, Wait, GetLogs, GetStatus, ListQueues, GetMetrics, GetTop)
-
-Pending = tuple[Any, ControlReply, SupervisorRequest]  # (the batch's ticket, reply, request)
 
 
 class ControlServer:
@@ -234,11 +225,16 @@ class ControlServer:
         ``Cancel``, ``Maintain``) run in tasks of their own so they do not hold up the ones
         behind them; all others are carried out in order, so pipelined enqueues
         commit in the order they were sent.
+
+        Each reply goes out once durable (replies.py). When nothing else is left
+        to do (no request of this client already here, no other task runnable), this
+        task commits its own write at once and writes the reply itself: a request
+        from a client that waits for each reply costs one turn of this task.
         """
-        replies_in, replies_out = trio.open_memory_channel[Pending](REPLY_QUEUE)
+        outbox = Outbox(channel, functools.partial(self._settle, channel))
         async with trio.open_nursery() as waiting:
             sent_all = trio.Event()
-            waiting.start_soon(self._send_when_durable, channel, replies_out, sent_all)
+            waiting.start_soon(self._send_queued, outbox, sent_all)
             while True:
                 try:
                     request = await channel.receive()
@@ -261,76 +257,44 @@ class ControlServer:
                 # Carried out now, in order; its reply goes out once durable, while
                 # the next requests are read: pipelined writes share commits.
                 reply = await self._reply_now(channel, request)
-                if reply is not None:
-                    await replies_in.send((self.committer.ticket(), reply, request))
-            replies_in.close()  # the replies already queued still go out...
+                if reply is None:
+                    continue
+                ticket = self.committer.ticket()
+                if outbox.empty and (
+                    ticket is None or (not channel.buffered and self.committer.commit_if_alone())
+                ):
+                    await outbox.send_now(ticket, reply, request)
+                else:
+                    await outbox.put(ticket, reply, request)
+            outbox.close()  # the replies already queued still go out...
             with trio.move_on_after(REPLY_DRAIN_S):
                 await sent_all.wait()
             waiting.cancel_scope.cancel()  # ...but waits and cancels end with the client
 
-    async def _send_when_durable(
-        self,
-        channel: FramedStream,
-        replies: trio.MemoryReceiveChannel[Pending],
-        sent_all: trio.Event,
-    ) -> None:
-        """Send replies in order, each once the writes before it are committed."""
+    async def _send_queued(self, outbox: Outbox, sent_all: trio.Event) -> None:
+        """Send queued replies in order, each once the writes before it are committed."""
         try:
-            async with replies:
-                await self._send_replies(channel, replies)
+            await outbox.run()
         finally:
             sent_all.set()
 
-    async def _send_replies(
-        self,
-        channel: FramedStream,
-        replies: trio.MemoryReceiveChannel[Pending],
-    ) -> None:
-        """Send each reply once its batch is committed; those ready together in one write.
-
-        Batches commit in order, so the replies ready at a time are a prefix
-        of the queue: a pipelining client gets a commit's worth of replies in
-        one write instead of one write (and one task switch) each.
-        """
-        pending: deque[Pending] = deque()
-        while True:
-            if not pending:
-                try:
-                    pending.append(await replies.receive())
-                except trio.EndOfChannel:
-                    return
-            while len(pending) < REPLY_QUEUE:
-                try:
-                    pending.append(replies.receive_nowait())
-                except (trio.WouldBlock, trio.EndOfChannel):
-                    break
-            head = pending[0][0]
-            if head is not None and not head.settled:
-                await head.wait()
-            ready: list[ControlReply] = []
-            while pending and (pending[0][0] is None or pending[0][0].settled):
-                ticket, reply, request = pending.popleft()
-                error = None if ticket is None else ticket.error
-                if error is not None and isinstance(request, _READS):
-                    reply = await self._read_again(channel, request)
-                elif error is not None and not isinstance(reply, ErrorReply):
-                    # What it did was undone with its batch: not acknowledged.
-                    reply = ErrorReply(
-                        rid=getattr(reply, "rid", 0), code=error.code, message=error.message
-                    )
-                ready.append(reply)
-            frames = [await _encode(reply) for reply in ready]
-            try:
-                # One frame (a big one, say) goes as it is: joining would copy it.
-                await channel.send_frames(frames[0] if len(frames) == 1 else b"".join(frames))
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                return
+    async def _settle(
+        self, channel: FramedStream, ticket: Any, reply: ControlReply, request: SupervisorRequest
+    ) -> ControlReply:
+        """The reply for a request whose batch failed to commit (and was undone)."""
+        error = ticket.error
+        if isinstance(request, _READS):
+            return await self._read_again(channel, request)
+        if not isinstance(reply, ErrorReply):
+            # What it did was undone with its batch: not acknowledged.
+            return ErrorReply(rid=getattr(reply, "rid", 0), code=error.code, message=error.message)
+        return reply
 
     async def _answer(self, channel: FramedStream, request: SupervisorRequest) -> None:
         reply = await self._reply(channel, request)
         if reply is not None:
             try:
-                await channel.send_frames(await _encode(reply))
+                await channel.send_frames(await encode_reply(reply))
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass
 
@@ -359,7 +323,9 @@ class ControlServer:
         reply = await self._reply_now(channel, request)
         if reply is not None and not isinstance(reply, ErrorReply):
             try:
-                # Nothing is acknowledged, nor shown, before it is durable.
+                # Nothing is acknowledged, nor shown, before it is durable; with nothing
+                # else to run, this task commits at once rather than wake the committer.
+                self.committer.commit_if_alone()
                 await self.committer.durable()
             except SemanticaError as exc:
                 if isinstance(request, _READS):
@@ -403,25 +369,6 @@ class ControlServer:
         except Exception as exc:
             log.exception("request failed", request=type(request).__name__)
             return ErrorReply(rid=rid, code="internal", message=f"internal error: {exc!r}")
-
-
-async def _encode(reply: ControlReply) -> bytes:
-    """``reply``'s frame; one that carries many jobs is encoded in slices (slices.py).
-
-    Encoding the ``Enqueued`` of a maximal request (some 100,000 jobs) in one go
-    would hold the event loop for a tenth of a second or more.
-    """
-    jobs = getattr(reply, "jobs", None)
-    if not isinstance(jobs, list) or len(jobs) <= FIRST_SLICE:
-        return encode(reply)
-    before, after = encode_around(reply, "jobs")
-    parts = [before, list_header(len(jobs))]
-    pace = Pace(len(jobs))
-    for start, stop in pace:
-        parts.append(encode_items(jobs[start:stop]))
-        await pace.rest()
-    parts.append(after)
-    return b"".join([HEADER.pack(sum(map(len, parts))), *parts])  # one copy of tens of MB
 
 
 async def _cancel_on_input(channel: FramedStream, scope: trio.CancelScope) -> None:

@@ -138,3 +138,27 @@ def test_size_grows_with_what_is_stored(store: JobStore, upkeep: StoreUpkeep) ->
     full = store.size_bytes()
     assert full >= empty + 500_000
     assert upkeep.size_bytes() == full
+
+
+def test_a_failed_first_write_of_a_batch_leaves_it_empty(
+    store: JobStore, open_store: Callable[[], JobStore], spec: Spec
+) -> None:
+    """The first write of a batch that fails changes nothing and holds nothing open: the
+    writes after it form the batch, and the commit keeps just them."""
+    store.defer_commits(Writes())
+    [full] = enqueue(store, [spec(subject="s", generation=GENERATION_MAX)]).jobs
+    store.commit()
+    with pytest.raises(BadInput):
+        enqueue(store, [spec(queue="fresh", payload="lost"), spec(subject="s")])
+    store.commit()  # nothing to commit
+    with pytest.raises(BadInput):
+        enqueue(store, [spec(queue="fresh", payload="lost"), spec(subject="s")])
+    [kept] = enqueue(store, [spec(queue="other")]).jobs
+    [also] = enqueue(store, [spec(queue="other")]).jobs
+    store.commit()
+    other = open_store()
+    try:
+        assert [job.id for job in other.list()] == [also.id, kept.id, full.id]
+        assert not other.queue_known("fresh")
+    finally:
+        other.close()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Iterator
+
 import msgspec
 import pytest
 import trio
@@ -72,3 +75,110 @@ async def test_eof_between_frames_ends_the_channel_and_mid_frame_is_an_error() -
     await send.aclose()
     with pytest.raises(ProtocolError):
         await framed.receive()
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[FramedStream, socket.socket]]:
+    """A FramedStream over one end of a socket pair, and the other end (blocking)."""
+    ours, theirs = socket.socketpair()
+    stream = trio.SocketStream(trio.socket.from_stdlib_socket(ours))
+    with theirs, stream.socket:
+        yield FramedStream(stream, ControlRequest), theirs
+
+
+async def test_send_frames_writes_at_once_without_letting_other_tasks_run(
+    pair: tuple[FramedStream, socket.socket],
+) -> None:
+    """A reply the socket takes whole costs no pass of the scheduler (no other task runs)."""
+    framed, peer = pair
+    ran = False
+
+    async def other() -> None:
+        nonlocal ran
+        ran = True
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(other)
+        await framed.send_frames(encode(GetJob(id=5)))
+        assert not ran
+    assert peer.recv(1024) == encode(GetJob(id=5))
+
+
+async def test_send_frames_waits_for_room_and_keeps_frames_whole(
+    pair: tuple[FramedStream, socket.socket],
+) -> None:
+    """A write bigger than the socket's buffer goes out whole, after the peer reads;
+    a frame sent meanwhile from another task follows it, not inside it."""
+    framed, peer = pair
+    big = encode(GetStatus(rid=1)) * 200_000  # several MB: more than the socket buffer
+    small = encode(GetJob(id=2))
+    received = bytearray()
+
+    def read_all() -> None:
+        while len(received) < len(big) + len(small):
+            received.extend(peer.recv(1 << 20))
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(framed.send_frames, big)
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.start_soon(framed.send_frames, small)
+            await trio.to_thread.run_sync(read_all)
+    assert bytes(received) == big + small
+
+
+async def test_send_frames_still_raises_when_cancelled(
+    pair: tuple[FramedStream, socket.socket],
+) -> None:
+    """No yield, but still a cancellation point: a cancelled caller sends nothing."""
+    framed, peer = pair
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await framed.send_frames(encode(GetJob(id=3)))
+    assert scope.cancelled_caught
+    peer.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        peer.recv(1024)
+
+
+async def test_send_frames_to_a_peer_gone_is_a_broken_stream(
+    pair: tuple[FramedStream, socket.socket],
+) -> None:
+    framed, peer = pair
+    peer.close()
+    with pytest.raises(trio.BrokenResourceError):
+        await framed.send_frames(encode(GetJob(id=4)))
+
+
+async def test_buffered_tells_whether_a_message_waits_to_be_received() -> None:
+    """``buffered``: a whole frame already here (the server commits only when none is)."""
+    send, framed = _pair()
+    data = encode(GetJob(id=1))
+    await send.send_all(data + data[:3])
+    assert not framed.buffered  # nothing read from the stream yet
+    assert await framed.receive() == GetJob(id=1)
+    assert not framed.buffered  # half a header
+    await send.send_all(data[3:] + data)
+    assert await framed.receive() == GetJob(id=1)  # reads the rest: two frames
+    assert framed.buffered
+    assert await framed.receive() == GetJob(id=1)
+    assert not framed.buffered
+
+
+async def test_receive_on_a_socket_waits_reads_and_ends_at_eof(
+    pair: tuple[FramedStream, socket.socket],
+) -> None:
+    """On a socket, receive waits for the bytes, reads them, and ends cleanly at EOF."""
+    framed, peer = pair
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+
+            async def later() -> None:
+                await trio.sleep(0.01)
+                peer.sendall(encode(GetJob(id=8)))
+                peer.shutdown(socket.SHUT_WR)
+
+            nursery.start_soon(later)
+            assert await framed.receive() == GetJob(id=8)
+            with pytest.raises(trio.EndOfChannel):
+                await framed.receive()

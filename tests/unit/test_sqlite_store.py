@@ -307,3 +307,22 @@ def test_a_page_of_jobs_costs_the_same_whatever_else_the_store_holds(
     enqueue(store, [spec("U", queue="other") for _ in range(10_000)])
     for filters, before in zip(combos, alone, strict=True):
         assert page_steps(filters) < 3 * before + 100, filters
+
+
+def test_the_first_write_of_a_batch_takes_no_savepoint(store: SQLiteStore, spec: Spec) -> None:
+    """A write alone in its batch (most of them) is BEGIN, its statements, COMMIT: the
+    transaction undoes it alone. Each later write of the batch has its savepoint."""
+    statements: list[str] = []
+    store.defer_commits(lambda: None)
+    store._conn.set_trace_callback(statements.append)
+    enqueue(store, [spec()])
+    store.commit()
+    assert not [s for s in statements if "SAVEPOINT" in s or "RELEASE" in s]
+    statements.clear()
+    enqueue(store, [spec()])
+    enqueue(store, [spec()])
+    store.commit()
+    assert [s for s in statements if s.startswith(("SAVEPOINT", "RELEASE"))] == [
+        "SAVEPOINT write",
+        "RELEASE write",
+    ]

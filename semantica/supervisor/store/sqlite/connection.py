@@ -223,11 +223,16 @@ class SQLiteConnection:
     @contextlib.contextmanager
     def _batched(self) -> Iterator[sqlite3.Connection]:
         conn = self._conn
+        # The first write of a batch needs no savepoint: until it is released, the
+        # transaction holds it alone, and undoing the transaction undoes just it.
+        # (Two statements fewer for a write that is committed alone, as most are.)
+        first = not conn.in_transaction
         try:
-            if not conn.in_transaction:
+            if first:
                 conn.execute("BEGIN IMMEDIATE")
                 self._batch_writes = 0
-            conn.execute("SAVEPOINT write")
+            else:
+                conn.execute("SAVEPOINT write")
         except sqlite3.Error as exc:
             if conn.in_transaction and not self._batch_writes:
                 with contextlib.suppress(sqlite3.Error):
@@ -235,11 +240,12 @@ class SQLiteConnection:
             raise store_error(exc, "the job store is unavailable") from None
         try:
             yield conn
-            conn.execute("RELEASE write")
+            if not first:
+                conn.execute("RELEASE write")
         except BaseException as exc:
             if conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
-                    if self._batch_writes:
+                    if self._batch_writes and not first:
                         conn.execute("ROLLBACK TO write")
                         conn.execute("RELEASE write")
                     else:
