@@ -36,24 +36,22 @@ try:
 except ImportError:  # pragma: no cover - trio moved it
     from trio.testing import wait_all_tasks_blocked
 
-try:
-    # The run queue itself: trio.lowlevel.current_statistics() counts it too, but also
-    # walks every registered descriptor, which a request should not pay for.
-    from trio._core._run import GLOBAL_RUN_CONTEXT
-
-    def _runnable() -> int:
-        return len(GLOBAL_RUN_CONTEXT.runner.runq)
-
-except ImportError:  # pragma: no cover - trio moved it
-
-    def _runnable() -> int:
-        return trio.lowlevel.current_statistics().tasks_runnable
-
-
 from semantica.errors import StoreError
 from semantica.supervisor.store import JobStore
 
 log = structlog.get_logger("semantica.committer")
+
+
+def _runnable() -> int:
+    """How many tasks are ready to run now (the caller, which runs, not counted)."""
+    try:
+        # The run queue itself: trio.lowlevel.current_statistics() counts it too, but also
+        # walks every registered descriptor, which a request should not pay for. It is
+        # trio's private state, so any change there falls back to the public count.
+        return len(trio._core._run.GLOBAL_RUN_CONTEXT.runner.runq)
+    except AttributeError:  # pragma: no cover - trio moved it
+        return trio.lowlevel.current_statistics().tasks_runnable
+
 
 #: The longest a write waits for its commit while other work keeps the loop busy.
 MAX_DELAY = 0.002
