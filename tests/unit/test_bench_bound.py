@@ -135,6 +135,7 @@ def test_the_parts_are_measured_on_the_real_schema_and_a_real_socket() -> None:
         "group_rows_s",
         "batch_rows_s",
         "batch_multi_rows_s",
+        "batch_run_rows_s",
         "update_us",
     ):
         assert parts[key] > 0, key
