@@ -54,7 +54,14 @@ def _run_fast(parsed: Parsed) -> int | None:
         text = top_help()
         if text is None:
             return None
-        sys.stdout.write(text)
+        try:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            # The reader went away (`semctl --help | head -1`): quietly, as click does,
+            # and nothing more may reach the pipe, not even at exit.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 1
         return 0
     # msgspec uses typing_extensions only when it can import it, and needs
     # nothing from it that this Python's typing lacks; importing it (and the

@@ -85,3 +85,25 @@ def test_python_m_semantica_control_help_is_typers() -> None:
     assert typer.returncode == 0, typer.stderr
     assert typer.stdout.startswith("Usage: python -m semantica.control [OPTIONS]")
     assert fast.stdout == typer.stdout
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_help_into_a_closed_pipe_is_quiet_as_typers(flag: str) -> None:
+    """``semctl --help | true``: exit 1 and nothing on stderr, as click does on EPIPE."""
+    outcomes = []
+    for code in (TYPER, FAST):
+        read, write = os.pipe()
+        os.close(read)
+        try:
+            run = subprocess.run(
+                [sys.executable, "-c", code, flag],
+                stdout=write,
+                stderr=subprocess.PIPE,
+                text=True,
+                timeout=60,
+            )
+        finally:
+            os.close(write)
+        # (The last line on stderr is the probe's: whether typer was imported.)
+        outcomes.append((run.returncode, run.stderr.strip().splitlines()[:-1]))
+    assert outcomes[1] == outcomes[0] == (1, [])
