@@ -155,14 +155,16 @@ class ControlServer:
                 self.settings.max_frame,
                 first_max=min(HELLO_MAX_FRAME, self.settings.max_frame),
             )
+            # except*: a reply written from inside the requests' nursery (replies.py)
+            # reaches here in an exception group; a client gone is still only that.
             try:
                 if await self._authenticate(stream, channel):
                     await self._serve_requests(channel)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, trio.EndOfChannel):
+            except* (trio.BrokenResourceError, trio.ClosedResourceError, trio.EndOfChannel):
                 pass  # the client went away
-            except OSError as exc:
-                log.debug("connection error", error=str(exc))
-            except Exception:
+            except* OSError as group:
+                log.debug("connection error", error=str(group.exceptions[0]))
+            except* Exception:
                 # A bug met by one connection must not take the server down.
                 log.exception("connection failed")
 

@@ -236,6 +236,34 @@ def test_pipelined_enqueues_are_answered_in_order_each_once(
     assert [job.payload for job in stored] == [{"rid": rid} for rid in range(1, 301)]
 
 
+def test_a_client_gone_before_its_reply_is_dropped_quietly(
+    daemon: Daemon, raw: Callable[[], RawConn]
+) -> None:
+    """A client that sends a request and closes without reading the reply (semctl
+    killed, Ctrl-C) is dropped as a client that went away: the request is carried out,
+    and no "connection failed" error with a traceback goes into the supervisor's log."""
+    daemon.semctl("pause", "--create", "held")
+    with daemon.client() as client:
+        client.enqueue_many([{"type": "NOOP", "queue": "held", "payload": "x" * 1000}] * 2000)
+    for _ in range(10):
+        conn = raw()
+        assert isinstance(conn.hello(_token(daemon)), HelloOk)
+        conn.send(encode(ListJobs(rid=1, limit=2000)))  # a reply larger than a socket buffer
+        conn.close()
+    gone = raw()
+    assert isinstance(gone.hello(_token(daemon)), HelloOk)
+    spec = JobSpec(type="NOOP", queue="held", payload={"last": True})
+    gone.send(encode(Enqueue(rid=1, jobs=[spec])))
+    gone.close()
+    with daemon.client() as client:
+        for _ in range(1000):  # every request is carried out, then its reply meets a closed socket
+            if client.list(queue="held", limit=1)[0].payload == {"last": True}:
+                break
+            select.select([], [], [], 0.01)
+    assert daemon.stop() == 0
+    assert "connection failed" not in daemon.log(), daemon.log()
+
+
 def test_garbage_flood_is_cut_off_and_leaves_no_trace(
     daemon: Daemon, raw: Callable[[], RawConn]
 ) -> None:
