@@ -178,7 +178,9 @@ class AsyncClient(AsyncScheduleMethods):
 
     async def enqueue(self, type: str, payload: Any = None, **options: Any) -> Job:
         """Add one job; returns it once committed (options as for ``Client.enqueue``)."""
-        return (await self._enqueue([make_spec(type, payload, **options)]))[0]
+        # A brief reply: the supervisor sends the id, and the job is built from its spec
+        # as the supervisor built it (batches.jobs_of), a few bytes instead of the job.
+        return (await self._enqueue([make_spec(type, payload, **options)], brief=True))[0]
 
     async def enqueue_many(self, jobs: Iterable[Mapping[str, Any]]) -> JobsList:
         """Add any number of jobs, each a dict with ``type`` (as ``Client.enqueue_many``).

@@ -180,7 +180,8 @@ class Connection:
                     finally:
                         self._reader = None
                 else:
-                    call.wake = anyio.Event()
+                    if call.wake.is_set():  # (handed the reading before): a fresh one
+                        call.wake = anyio.Event()
                     call.waiting = True
                     try:
                         await call.wake.wait()
@@ -285,7 +286,30 @@ class Connection:
     # ------------------------------------------------------------------ the socket
 
     async def _send(self, data: bytes) -> None:
-        """Send one frame whole, after the rest of any frame cut short before it."""
+        """Send one frame whole, after the rest of any frame cut short before it.
+
+        When no send is under way, the frame is written at once, with no await: the
+        lock's checkpoint would cost every request of a pipelining client a pass of
+        the scheduler of its own, and the supervisor a read per request. The tasks
+        woken by one read of replies then all send in the same pass, and the
+        supervisor reads their requests together (and writes them in one insert).
+        """
+        if not self._unsent and not self._send_lock.locked():
+            # A caller cancelled already sends nothing (a check, not a pass of the loop).
+            await anyio.lowlevel.checkpoint_if_cancelled()
+            try:
+                sent = self._sock.send(data)
+            except BlockingIOError:
+                sent = 0
+            if sent == len(data):
+                return
+            if sent:
+                # Part of it went out: the rest is a frame cut short, sent before
+                # anything else (by the next request, if this one is cancelled).
+                self._unsent = memoryview(data)[sent:]
+                async with self._send_lock:
+                    await self._flush()
+                return
         async with self._send_lock:
             await self._flush()
             self._unsent = memoryview(data)

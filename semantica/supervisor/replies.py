@@ -11,10 +11,10 @@ built until they are written. What it promises:
   the commit's error). Nothing is acknowledged before it is durable.
 * **In order.** Replies are written in the order their requests came. A reply
   that is ready when nothing is queued before it is written by the reader
-  itself (:meth:`Outbox.send_now`), with no task switch; otherwise it is queued
-  (:meth:`Outbox.put`) and :meth:`Outbox.run` writes it once its batch is
-  committed, together with every other reply ready then, in one write: a
-  pipelining client gets a commit's worth of replies at once.
+  itself (:meth:`Outbox.send_now`; several in one write), with no task switch;
+  otherwise it is queued (:meth:`Outbox.put`) and :meth:`Outbox.run` writes it
+  once its batch is committed, together with every other reply ready then, in
+  one write: a pipelining client gets a commit's worth of replies at once.
 * **Bounded.** At most :data:`REPLY_QUEUE` replies wait; then :meth:`put`
   waits (the connection stops reading requests) until some are sent.
 
@@ -69,14 +69,20 @@ class Outbox:
         """Whether no reply is queued or being written: the next one may go out at once."""
         return self._unsent == 0
 
-    async def send_now(self, ticket: Any, reply: ControlReply, request: SupervisorRequest) -> None:
-        """Write a reply whose batch is settled (``ticket`` None: nothing was pending).
+    async def send_now(
+        self, ticket: Any, done: list[tuple[ControlReply, SupervisorRequest]]
+    ) -> None:
+        """Write replies whose batch is settled (``ticket`` None: nothing was pending),
+        in order, in one write (the replies of pipelined requests carried out together).
 
-        Only when :attr:`empty`, so that it does not overtake a queued reply.
+        Only when :attr:`empty`, so that they do not overtake a queued reply.
         """
-        if ticket is not None and ticket.error is not None:
-            reply = await self._settle(ticket, reply, request)
-        await self._channel.send_frames(await encode_reply(reply))
+        frames = []
+        for reply, request in done:
+            if ticket is not None and ticket.error is not None:
+                reply = await self._settle(ticket, reply, request)
+            frames.append(await encode_reply(reply))
+        await self._channel.send_frames(frames[0] if len(frames) == 1 else b"".join(frames))
 
     async def put(self, ticket: Any, reply: ControlReply, request: SupervisorRequest) -> None:
         """Queue a reply to go out once ``ticket``'s batch is settled, after those before it."""

@@ -38,6 +38,7 @@ from semantica.protocol import (
     PROTOCOL_VERSION,
     Cancel,
     ControlReply,
+    EnqueueLazy,
     ErrorReply,
     Events,
     Follow,
@@ -56,6 +57,7 @@ from semantica.protocol import (
     WatchChanges,
 )
 from semantica.supervisor.handlers.dispatch import dispatch
+from semantica.supervisor.handlers.enqueue_group import Ahead, carry_out_enqueues
 from semantica.supervisor.replies import Outbox, encode_reply
 from semantica.supervisor.security import token_matches
 from semantica.supervisor.services import Services
@@ -234,12 +236,19 @@ class ControlServer:
         from a client that waits for each reply costs one turn of this task.
         """
         outbox = Outbox(channel, functools.partial(self._settle, channel))
+        held: Ahead = None  # read ahead of its turn by _enqueues, not yet carried out
         async with trio.open_nursery() as waiting:
             sent_all = trio.Event()
             waiting.start_soon(self._send_queued, outbox, sent_all)
             while True:
                 try:
-                    request = await channel.receive()
+                    if held is None:
+                        request = await channel.receive()
+                    elif isinstance(held, ProtocolError):
+                        error, held = held, None
+                        raise error
+                    else:
+                        request, held = held, None
                 except FrameTooLarge as exc:
                     await channel.send(ErrorReply(code=exc.code, message=exc.message))
                     break
@@ -256,22 +265,52 @@ class ControlServer:
                     if reply is not None:
                         await channel.send(reply)
                     break  # a stream is the last request of its connection
+                if isinstance(request, EnqueueLazy) and channel.buffered:
+                    # Pipelined enqueues: those buffered behind it share one insert.
+                    held = await self._enqueues(channel, outbox, request)
+                    continue
                 # Carried out now, in order; its reply goes out once durable, while
                 # the next requests are read: pipelined writes share commits.
                 reply = await self._reply_now(channel, request)
-                if reply is None:
-                    continue
-                ticket = self.committer.ticket()
-                if outbox.empty and (
-                    ticket is None or (not channel.buffered and self.committer.commit_if_alone())
-                ):
-                    await outbox.send_now(ticket, reply, request)
-                else:
-                    await outbox.put(ticket, reply, request)
+                if reply is not None:
+                    await self._queue(channel, outbox, [(reply, request)])
             outbox.close()  # the replies already queued still go out...
             with trio.move_on_after(REPLY_DRAIN_S):
                 await sent_all.wait()
             waiting.cancel_scope.cancel()  # ...but waits and cancels end with the client
+
+    async def _queue(
+        self, channel: FramedStream, outbox: Outbox, done: list[tuple[ControlReply, Any]]
+    ) -> None:
+        """Send the replies of requests just carried out, in order, each once durable.
+
+        With nothing queued before them and nobody else to join their commit, this
+        task commits at once and writes them itself, in one write.
+        """
+        ticket = self.committer.ticket()
+        if outbox.empty and (
+            ticket is None or (not channel.buffered and self.committer.commit_if_alone())
+        ):
+            await outbox.send_now(ticket, done)
+        else:
+            for reply, request in done:
+                await outbox.put(ticket, reply, request)
+
+    async def _enqueues(self, channel: FramedStream, outbox: Outbox, first: EnqueueLazy) -> Ahead:
+        """Carry out ``first`` and the enqueues buffered behind it (enqueue_group.py)."""
+
+        async def alone(request: EnqueueLazy) -> None:
+            reply = await self._reply_now(channel, request)
+            if reply is not None:
+                await self._queue(channel, outbox, [(reply, request)])
+
+        return await carry_out_enqueues(
+            self.services,
+            channel,
+            first,
+            alone,
+            functools.partial(self._queue, channel, outbox),
+        )
 
     async def _send_queued(self, outbox: Outbox, sent_all: trio.Event) -> None:
         """Send queued replies in order, each once the writes before it are committed."""

@@ -258,3 +258,72 @@ def test_a_sender_takes_over_the_reading_when_the_reader_leaves(
     assert [(type(r), r.rid) for r in replies] == [(Ok, 1), (Ok, 2)]
     _hello, first, big = fake.received
     assert isinstance(first, GetJob) and isinstance(big, Enqueue) and big.jobs[0].payload == BIG
+
+
+@pytest.fixture
+def answering(short_dir: Path) -> Iterator[ScriptedSupervisor]:
+    """A scripted supervisor that answers every request at once."""
+    fake = ScriptedSupervisor(short_dir / "s.sock", pause_after=0)
+    fake.resume.set()
+    yield fake
+    fake.close()
+
+
+class _CountingSocket:
+    """The client's socket, recording the scheduler pass in which each send was made."""
+
+    def __init__(self, sock: socket.socket, passes: list[int]) -> None:
+        self._sock = sock
+        self._passes = passes
+        self.sent_in: list[int] = []
+
+    def send(self, data: Any) -> int:
+        self.sent_in.append(len(self._passes))
+        return self._sock.send(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+class _Passes(trio.abc.Instrument):
+    def __init__(self) -> None:
+        self.passes: list[int] = []
+
+    def before_io_wait(self, timeout: float) -> None:
+        self.passes.append(1)
+
+
+async def test_requests_of_tasks_run_together_go_out_in_that_pass(
+    answering: ScriptedSupervisor,
+) -> None:
+    """A pipelining client: each request is written when its task runs, not one task's
+    request per pass of the scheduler (the answering reads them together)."""
+    conn = await Connection.open(_paths(answering), token="t")
+    instrument = _Passes()
+    counting = _CountingSocket(conn._sock, instrument.passes)
+    conn._sock = counting  # type: ignore[assignment]  # (a stand-in that counts)
+    trio.lowlevel.add_instrument(instrument)
+    try:
+        with trio.fail_after(DEADLINE):
+            async with trio.open_nursery() as nursery:
+                for n in range(50):
+                    nursery.start_soon(conn.request, GetJob(id=n))
+    finally:
+        trio.lowlevel.remove_instrument(instrument)
+    assert len(counting.sent_in) == 50
+    assert len(set(counting.sent_in)) == 1, counting.sent_in  # all in one pass
+    await conn.aclose()
+
+
+async def test_a_call_cancelled_before_it_starts_sends_nothing(
+    answering: ScriptedSupervisor,
+) -> None:
+    conn = await Connection.open(_paths(answering), token="t")
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await conn.request(GetJob(id=7))
+    with trio.fail_after(DEADLINE):
+        reply = await conn.request(GetStatus())
+    assert isinstance(reply, Ok)
+    await conn.aclose()
+    assert [type(m) for m in answering.received] == [Hello, GetStatus]

@@ -3,6 +3,7 @@
 * ``dispatch.py``: :func:`~.dispatch.dispatch`, a ``match`` over message types
   (an explicit list), never a lookup of a name the client sent;
 * ``jobs.py``: the writes to jobs (``enqueue``, ``cancel``, ``retry``);
+* ``enqueue_group.py``: pipelined ``enqueue`` requests written as one insert;
 * ``reads.py``: the reads of jobs (``get``, ``list``, ``wait``, ``logs``);
 * ``live.py``: what is pushed or drawn live (``follow``, ``events``, ``top``);
 * ``admin.py``: queues and the supervisor (``pause``, ``resume``, ``limit``,

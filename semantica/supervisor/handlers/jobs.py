@@ -129,11 +129,11 @@ async def handle_enqueue(services: Services, request: EnqueueLazy) -> Enqueued:
             f"superseded by job {new_id} (--supersede-running)",
         )
     if request.brief:
-        return _brief(request.rid, jobs, added_at[0] if len(added_at) == 1 else None)
+        return brief_reply(request.rid, jobs, added_at[0] if len(added_at) == 1 else None)
     return Enqueued(rid=request.rid, jobs=jobs)
 
 
-def _brief(rid: int, jobs: list[Job], added_at: float | None) -> Enqueued:
+def brief_reply(rid: int, jobs: list[Job], added_at: float | None) -> Enqueued:
     """The brief reply to an enqueue (see ``Enqueued``): every id and reason, and whole
     only the jobs a client cannot build from its spec: all of them unless the request
     was one insert (``added_at``; a client sends at most ATOMIC_JOBS jobs a request)."""

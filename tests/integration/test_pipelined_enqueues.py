@@ -1,0 +1,120 @@
+"""Pipelined enqueues on one connection, against the real supervisor.
+
+Requests that arrive together are written as one insert, yet each keeps its own
+reply: its own job, in the order sent, a bad one its own error, one with a
+subject its own generation rules, and a read behind them sees them all.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from typing import Any
+
+import trio
+from harness import Daemon
+
+from semantica import AsyncClient
+from semantica.models import JobSpec
+from semantica.protocol import (
+    PROTOCOL_VERSION,
+    ControlReply,
+    Enqueue,
+    Enqueued,
+    ErrorReply,
+    FrameDecoder,
+    GetJob,
+    Hello,
+    HelloOk,
+    JobReply,
+    encode,
+)
+
+LATER = 3600.0
+
+
+def _store_writes(daemon: Daemon) -> int:
+    with daemon.client() as client:
+        text = client.metrics()
+    match = re.search(r"^semantica_store_writes_total (\S+)$", text, re.MULTILINE)
+    assert match, text
+    return int(float(match.group(1)))
+
+
+def _replies(daemon: Daemon, frames: bytes, count: int) -> list[Any]:
+    """Send ``frames`` in one write after the hello; the first ``count`` replies."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(30)
+    sock.connect(str(daemon.socket))
+    decoder = FrameDecoder(ControlReply, 1 << 24)
+    messages: list[Any] = []
+    try:
+        token = (daemon.home / "token").read_text().strip()
+        sock.sendall(encode(Hello(version=PROTOCOL_VERSION, token=token)) + frames)
+        while len(messages) < count + 1:
+            data = sock.recv(1 << 16)
+            assert data, "the supervisor closed the connection"
+            decoder.feed(data)
+            messages += decoder.messages()
+    finally:
+        sock.close()
+    assert isinstance(messages[0], HelloOk)
+    return messages[1:]
+
+
+def test_requests_sent_together_share_an_insert_and_keep_their_own_replies(
+    daemon: Daemon,
+) -> None:
+    requests: list[Any] = []
+    for n in range(60):
+        if n == 20:  # bad: refused alone, the others unaffected
+            spec = JobSpec(type="NOOP", queue="no spaces allowed", delay=LATER)
+        elif n == 40:  # a subject: carried out alone, in its place
+            spec = JobSpec(type="NOOP", subject="s", delay=LATER)
+        else:
+            spec = JobSpec(type="NOOP", priority=n % 3, delay=LATER)
+        requests.append(Enqueue(jobs=[spec], rid=n + 1, brief=n % 2 == 0))
+    requests.append(GetJob(id=1, rid=999))
+    before = _store_writes(daemon)
+
+    replies = _replies(daemon, b"".join(encode(r) for r in requests), len(requests))
+
+    assert [reply.rid for reply in replies] == [r.rid for r in requests]  # in order
+    assert isinstance(replies[20], ErrorReply) and replies[20].code == "bad_input"
+    ids = []
+    for n, reply in enumerate(replies[:60]):
+        if n == 20:
+            continue
+        assert isinstance(reply, Enqueued), reply
+        [job_id] = reply.ids if n % 2 == 0 else [job.id for job in reply.jobs]
+        ids.append(job_id)
+    assert ids == sorted(ids) and len(set(ids)) == 59  # ids grow in the order sent
+    assert isinstance(replies[60], JobReply)  # the read behind them
+    # Far fewer store writes than requests: the plain ones went in a few inserts.
+    assert _store_writes(daemon) - before < 20
+    with daemon.client() as client:
+        jobs = {job.id: job for job in client.list(limit=100)}
+    assert len(jobs) == 59
+    assert jobs[ids[40 - 1]].subject == "s"  # (request 40 is the 40th job: 20 failed)
+    assert [jobs[i].priority for i in ids[:3]] == [0, 1, 2]
+
+
+def test_a_pipelining_async_client_gets_every_job_once(daemon: Daemon) -> None:
+    async def main() -> list[int]:
+        async with AsyncClient(home=daemon.home) as client:
+            got: list[int] = []
+
+            async def one(n: int) -> None:
+                job = await client.enqueue("NOOP", delay=LATER, payload={"n": n})
+                assert job.payload == {"n": n}
+                got.append(job.id)
+
+            async with trio.open_nursery() as nursery:
+                for n in range(300):
+                    nursery.start_soon(one, n)
+            return got
+
+    ids = trio.run(main)
+    assert len(set(ids)) == 300
+    with daemon.client() as client:
+        assert client.status().counts.get("QUEUED") == 300
