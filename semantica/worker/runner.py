@@ -174,6 +174,10 @@ class Worker:
         #: Attempts begun whose end is not yet queued for its report (under the lock: a
         #: plain handler's thread begins the jobs that follow its first).
         self._unposted = 0
+        #: Reports a plain handler's thread posted, not yet taken by the trio thread, and
+        #: whether a wake-up to take them is on its way (both under the lock).
+        self._posted: list[tuple[_Attempt, JobFinished]] = []
+        self._take_due = False
         #: The wait for a stopped plain handler's thread to end (see _run_blocking).
         self._abandoned: trio.CancelScope | None = None
         self._serving: trio.CancelScope | None = None  # cancelled: serve() returns
@@ -462,12 +466,10 @@ class Worker:
                             job, handler = taken
                             self.current = following = self._new_attempt(job, token, scope)
                             self._unposted += 1
-                    with contextlib.suppress(trio.RunFinishedError):  # (the worker exits)
-                        token.run_sync_soon(self._post, attempt, report)
+                    self._post_from_thread(token, attempt, report)
                     if following is None:
                         return
                     attempt = following
-                    token.run_sync_soon(self._started, attempt.job.heartbeat)
             finally:
                 done.set()
                 with contextlib.suppress(trio.RunFinishedError):
@@ -501,6 +503,39 @@ class Worker:
         if fn is None:
             return None
         return self.pending.popleft(), fn
+
+    def _post_from_thread(
+        self, token: trio.lowlevel.TrioToken, attempt: _Attempt, report: JobFinished
+    ) -> None:
+        """Queue an ended attempt's report from a plain handler's thread.
+
+        The trio thread is woken once for all the reports posted before it
+        takes them (:meth:`_take_posted`), not once per job: a run of short
+        jobs would otherwise cost a wake-up, a scheduler pass and a write each.
+        Nothing waits longer for it: a report posted while a wake-up is due is
+        taken by that wake-up.
+        """
+        with self._lock:
+            self._posted.append((attempt, report))
+            if self._take_due:
+                return
+            self._take_due = True
+        with contextlib.suppress(trio.RunFinishedError):  # (the worker exits)
+            token.run_sync_soon(self._take_posted)
+
+    def _take_posted(self) -> None:
+        """Queue the reports a plain handler's thread posted (trio thread), in order.
+
+        The job its thread runs now (if any) has started: its heartbeat starts too.
+        """
+        with self._lock:
+            posted, self._posted = self._posted, []
+            self._take_due = False
+            current = self.current
+        for attempt, report in posted:
+            self._post(attempt, report)
+        if current is not None:
+            self._started(current.job.heartbeat)
 
     def _post(self, attempt: _Attempt, finished: JobFinished | None) -> None:
         """Queue an ended attempt's report (trio thread); _send_reports sends them in order."""
@@ -576,9 +611,9 @@ class Worker:
             await self._progress_ready.wait()
             self._progress_ready = trio.Event()
             attempt = self.current
-            if attempt is None or not attempt.progress.changed.is_set():
+            if attempt is None or not attempt.progress.changed:
                 continue  # its job ended meanwhile
-            attempt.progress.changed = trio.Event()
+            attempt.progress.changed = False
             fraction, message = attempt.progress.latest
             await self._send(
                 JobProgress(lease=attempt.job.lease, fraction=fraction, message=message)
