@@ -75,8 +75,9 @@ class LogBuffer(_FedFromAnyThread):
         self._lines: deque[tuple[str, int]] = deque()  # (line, its size in bytes)
         self._bytes = 0
         self._dropped = 0
-        self.has_lines = trio.Event()
-        self._taken = trio.Event()
+        # Made only when an exec job's reader waits for room (most jobs never do: a
+        # short job's buffer costs no event).
+        self._taken: trio.Event | None = None
 
     async def room(self) -> None:
         """Wait until few enough lines wait to be sent (``ROOM_LINES``, ``ROOM_BYTES``).
@@ -86,6 +87,8 @@ class LogBuffer(_FedFromAnyThread):
         in the trio thread.
         """
         while len(self._lines) >= ROOM_LINES or self._bytes >= ROOM_BYTES:
+            if self._taken is None:
+                self._taken = trio.Event()
             await self._taken.wait()
 
     def add(self, line: str) -> None:
@@ -102,7 +105,6 @@ class LogBuffer(_FedFromAnyThread):
             _, gone = self._lines.popleft()
             self._bytes -= gone
             self._dropped += 1
-        self.has_lines.set()
         self._notify()
 
     def take(self) -> list[str]:
@@ -114,9 +116,9 @@ class LogBuffer(_FedFromAnyThread):
             note = f"[semantica: {self._dropped} earlier log lines dropped: logging too fast]"
             lines.insert(0, note)
             self._dropped = 0
-        self.has_lines = trio.Event()
-        self._taken.set()
-        self._taken = trio.Event()
+        if self._taken is not None:
+            self._taken.set()
+            self._taken = None
         return lines
 
 
@@ -125,7 +127,7 @@ class ProgressSlot(_FedFromAnyThread):
 
     def _setup(self) -> None:
         self.latest: tuple[float, str] = (0.0, "")
-        self.changed = trio.Event()  # set on each report; the sender replaces it
+        self.changed = False  # set on each report (trio thread); the sender clears it
 
     def report(self, fraction: float, message: str) -> None:
         """Record progress; safe from any thread."""
@@ -133,7 +135,7 @@ class ProgressSlot(_FedFromAnyThread):
 
     def _set(self, fraction: float, message: str) -> None:
         self.latest = (fraction, message)
-        self.changed.set()
+        self.changed = True
         self._notify()
 
 
@@ -162,7 +164,10 @@ class JobContext:
         self.max_attempts = max_attempts
         self._logs = logs
         self._report_progress = report_progress
-        self._cancelled = threading.Event()
+        # A plain flag, not a threading.Event: set once, read from any thread (an
+        # attribute store is atomic), and an Event per job (a lock and a condition)
+        # costs more than a short job's other bookkeeping.
+        self._cancelled = False
 
     def log(self, message: str, **fields: Any) -> None:
         """Append a line to the job's log: the message, then ``key=value`` for each field.
@@ -187,7 +192,7 @@ class JobContext:
     @property
     def cancelled(self) -> bool:
         """True once the job was asked to stop; a blocking handler should return soon."""
-        return self._cancelled.is_set()
+        return self._cancelled
 
     def _cancel(self) -> None:
-        self._cancelled.set()
+        self._cancelled = True

@@ -30,7 +30,6 @@ Outcome of an attempt, as reported in :class:`~semantica.protocol.JobFinished`:
 from __future__ import annotations
 
 import contextlib
-import inspect
 import os
 import signal
 import socket
@@ -39,24 +38,15 @@ import threading
 import time
 import traceback
 from collections import deque
-from pathlib import Path
 from typing import Any
 
 import msgspec
-import outcome
 import trio
 
 from semantica import proctree
 from semantica.errors import PermanentError, ProtocolError
 from semantica.framed import FramedStream
-from semantica.limits import (
-    ERROR_MESSAGE_MAX,
-    EXCEPTION_TEXT_MAX,
-    RESULT_MAX,
-    cut,
-    oversized_result,
-)
-from semantica.models import ErrorKind, JobError, payload_problem
+from semantica.models import ErrorKind, JobError
 from semantica.protocol import (
     PROTOCOL_VERSION,
     WORKER_MAX_FRAME,
@@ -72,12 +62,22 @@ from semantica.protocol import (
     RunJob,
     ToWorker,
     WorkerHello,
+    encode,
 )
 from semantica.worker import registry
 from semantica.worker.containment import Containment
 from semantica.worker.context import JobContext, LogBuffer, ProgressSlot
 from semantica.worker.exec_job import KILL_GRACE, ExecFailed, InvalidPayload, run_exec
 from semantica.worker.fence import Fence
+from semantica.worker.handler_thread import HandlerThread
+from semantica.worker.outcomes import (
+    blocking_handler,
+    call_blocking,
+    failed,
+    handler_failed,
+    note_ended,
+    succeeded,
+)
 
 FD_ENV = "SEMANTICA_WORKER_FD"
 #: The least time between two progress reports of one job.
@@ -174,6 +174,12 @@ class Worker:
         #: Attempts begun whose end is not yet queued for its report (under the lock: a
         #: plain handler's thread begins the jobs that follow its first).
         self._unposted = 0
+        #: Reports a plain handler's thread posted, not yet taken by the trio thread, and
+        #: whether a wake-up to take them is on its way (both under the lock).
+        self._posted: list[tuple[_Attempt, JobFinished]] = []
+        self._take_due = False
+        #: Where plain handlers run (started with the first plain job).
+        self._handler_thread = HandlerThread()
         #: The wait for a stopped plain handler's thread to end (see _run_blocking).
         self._abandoned: trio.CancelScope | None = None
         self._serving: trio.CancelScope | None = None  # cancelled: serve() returns
@@ -194,10 +200,14 @@ class Worker:
         A write fails (BrokenResourceError: EPIPE, ECONNRESET) when the supervisor
         died, possibly before the EOF that says so is read: that is its end too, as
         EOF is (:meth:`_supervisor_gone`), not an error of this worker.
+
+        Written at once when the socket takes it (``send_frames``): a report or a
+        heartbeat costs one ``write`` and no pass through the scheduler.
         """
+        data = b"".join(encode(frame) for frame in frames)
         try:
             with trio.CancelScope(shield=True):  # never cut a frame in half
-                await self.channel.send_many(frames)
+                await self.channel.send_frames(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             self._supervisor_gone()
             return False
@@ -260,7 +270,7 @@ class Worker:
                 if self._exiting:
                     return
                 job = self.pending.popleft()
-            fn = _blocking_handler(job)
+            fn = blocking_handler(job)
             if fn is None:
                 await self.run_job(job)
             else:
@@ -409,20 +419,21 @@ class Worker:
             return
         with trio.CancelScope(shield=True):  # bounded: the grace, then SIGKILL
             ended = await trio.to_thread.run_sync(self.containment.end_job)
-        _note_ended(attempt.logs, ended)
+        note_ended(attempt.logs, ended)
 
     def _contain_blocking(self, attempt: _Attempt) -> None:
         """End what the attempt left running (from a plain handler's thread)."""
         if not self.containment.clear():
-            _note_ended(attempt.logs, self.containment.end_job())
+            note_ended(attempt.logs, self.containment.end_job())
 
     async def _run_blocking(self, first: RunJob, fn: registry.HandlerFn) -> None:
-        """Run a plain handler in a thread, and the plain jobs queued behind it in the same one.
+        """Run a plain handler in the handler thread, and the plain jobs queued behind it too.
 
-        One thread hand-off for a run of prefetched jobs rather than one each:
-        on the benchmark machine a hand-off costs about 0.2 ms, more than a
-        short job. The thread takes each next job from ``pending`` (under the
-        lock) only while nobody asked it to stop.
+        One thread hand-off for a run of prefetched jobs rather than one each
+        (a hand-off costs more than a short job), to the worker's long-lived
+        :class:`~semantica.worker.handler_thread.HandlerThread`. The thread
+        takes each next job from ``pending`` (under the lock) only while nobody
+        asked it to stop.
 
         Stopped, the running handler gets ``grace`` to notice ctx.cancelled.
         Cancellation: returns at once if the thread ends within the grace
@@ -443,7 +454,7 @@ class Worker:
             attempt, handler = first_attempt, fn
             try:
                 while True:
-                    report = _call_blocking(attempt, handler)
+                    report = call_blocking(attempt.job, attempt.ctx, attempt.logs, handler)
                     attempt.ran_s = time.monotonic() - attempt.began
                     with self._lock:
                         attempt.returned = True
@@ -462,20 +473,24 @@ class Worker:
                             job, handler = taken
                             self.current = following = self._new_attempt(job, token, scope)
                             self._unposted += 1
-                    with contextlib.suppress(trio.RunFinishedError):  # (the worker exits)
-                        token.run_sync_soon(self._post, attempt, report)
+                    self._post_from_thread(token, attempt, report)
                     if following is None:
                         return
                     attempt = following
-                    token.run_sync_soon(self._started, attempt.job.heartbeat)
             finally:
                 done.set()
-                with contextlib.suppress(trio.RunFinishedError):
-                    token.run_sync_soon(finished.set)
 
+        def then() -> None:
+            with contextlib.suppress(trio.RunFinishedError):  # (the worker exits)
+                token.run_sync_soon(finished.set)
+
+        self._handler_thread.start(series, then)
         with scope:
-            await trio.to_thread.run_sync(series, abandon_on_cancel=True)
+            await finished.wait()
         if not scope.cancelled_caught:
+            error, self._handler_thread.error = self._handler_thread.error, None
+            if error is not None:
+                raise error  # a bug of ours in the thread: the worker fails, as on the loop
             return
         # Stopped: the thread gets the grace to end. (Once the worker exits, no margin:
         # its stuck job's report must go before the pool's EXIT_MARGIN is over.)
@@ -497,10 +512,43 @@ class Worker:
         """The next pending job, taken, if a plain handler runs it. Hold the lock."""
         if not self.pending:
             return None
-        fn = _blocking_handler(self.pending[0])
+        fn = blocking_handler(self.pending[0])
         if fn is None:
             return None
         return self.pending.popleft(), fn
+
+    def _post_from_thread(
+        self, token: trio.lowlevel.TrioToken, attempt: _Attempt, report: JobFinished
+    ) -> None:
+        """Queue an ended attempt's report from a plain handler's thread.
+
+        The trio thread is woken once for all the reports posted before it
+        takes them (:meth:`_take_posted`), not once per job: a run of short
+        jobs would otherwise cost a wake-up, a scheduler pass and a write each.
+        Nothing waits longer for it: a report posted while a wake-up is due is
+        taken by that wake-up.
+        """
+        with self._lock:
+            self._posted.append((attempt, report))
+            if self._take_due:
+                return
+            self._take_due = True
+        with contextlib.suppress(trio.RunFinishedError):  # (the worker exits)
+            token.run_sync_soon(self._take_posted)
+
+    def _take_posted(self) -> None:
+        """Queue the reports a plain handler's thread posted (trio thread), in order.
+
+        The job its thread runs now (if any) has started: its heartbeat starts too.
+        """
+        with self._lock:
+            posted, self._posted = self._posted, []
+            self._take_due = False
+            current = self.current
+        for attempt, report in posted:
+            self._post(attempt, report)
+        if current is not None:
+            self._started(current.job.heartbeat)
 
     def _post(self, attempt: _Attempt, finished: JobFinished | None) -> None:
         """Queue an ended attempt's report (trio thread); _send_reports sends them in order."""
@@ -576,9 +624,9 @@ class Worker:
             await self._progress_ready.wait()
             self._progress_ready = trio.Event()
             attempt = self.current
-            if attempt is None or not attempt.progress.changed.is_set():
+            if attempt is None or not attempt.progress.changed:
                 continue  # its job ended meanwhile
-            attempt.progress.changed = trio.Event()
+            attempt.progress.changed = False
             fraction, message = attempt.progress.latest
             await self._send(
                 JobProgress(lease=attempt.job.lease, fraction=fraction, message=message)
@@ -608,9 +656,7 @@ class Worker:
         try:
             payload = msgspec.json.decode(job.payload)
         except msgspec.DecodeError as exc:
-            return _failed(
-                job, ErrorKind.BAD_PAYLOAD, f"payload is not JSON: {exc}", permanent=True
-            )
+            return failed(job, ErrorKind.BAD_PAYLOAD, f"payload is not JSON: {exc}", permanent=True)
         try:
             if job.type == registry.EXEC_TYPE:
                 result: Any = await run_exec(
@@ -619,7 +665,7 @@ class Worker:
             else:
                 fn = registry.lookup(job.type)
                 if fn is None:
-                    return _failed(
+                    return failed(
                         job,
                         ErrorKind.UNKNOWN_TYPE,
                         f"no handler for job type {job.type!r} in this worker "
@@ -629,106 +675,14 @@ class Worker:
                 # (Plain handlers run in a thread: see _run_blocking.)
                 result = await fn(ctx, payload)
         except InvalidPayload as exc:
-            return _failed(job, ErrorKind.BAD_PAYLOAD, str(exc), permanent=True)
+            return failed(job, ErrorKind.BAD_PAYLOAD, str(exc), permanent=True)
         except PermanentError as exc:
-            return _failed(job, ErrorKind.EXCEPTION, str(exc) or "PermanentError", permanent=True)
+            return failed(job, ErrorKind.EXCEPTION, str(exc) or "PermanentError", permanent=True)
         except ExecFailed as exc:
-            return _failed(job, ErrorKind.EXIT_STATUS, str(exc))
+            return failed(job, ErrorKind.EXIT_STATUS, str(exc))
         except (Exception, SystemExit) as exc:  # noqa: BLE001  # any handler error fails the attempt
-            return _handler_failed(job, exc, logs)
-        return _succeeded(job, result)
-
-
-def _note_ended(logs: LogBuffer, ended: int) -> None:
-    """Say in the job's log that processes it left running were ended (they may be missed)."""
-    if ended:
-        what = "1 process" if ended == 1 else f"{ended} processes"
-        logs.add(f"[semantica: ended {what} the job left running]")
-
-
-def _failed(job: RunJob, kind: ErrorKind, message: str, permanent: bool = False) -> JobFinished:
-    error = JobError(kind.value, cut(message, ERROR_MESSAGE_MAX, "error message"))
-    return JobFinished(lease=job.lease, error=error, permanent=permanent)
-
-
-def _succeeded(job: RunJob, result: Any) -> JobFinished:
-    """The report of a handler that returned ``result`` (which must be JSON, and not too big)."""
-    # What would be stored changed (a set as a list, NaN as null) is refused, as for payloads.
-    problem = payload_problem(result, "the handler's result")
-    if problem is not None:
-        return _failed(job, ErrorKind.BAD_RESULT, problem, permanent=True)
-    try:
-        encoded = msgspec.json.encode(result)
-    except (TypeError, ValueError, msgspec.EncodeError) as exc:  # ValueError: a lone surrogate
-        return _failed(
-            job, ErrorKind.BAD_RESULT, f"the handler's result is not JSON: {exc}", permanent=True
-        )
-    if len(encoded) > RESULT_MAX:
-        return _failed(job, ErrorKind.BAD_RESULT, oversized_result(len(encoded)), permanent=True)
-    return JobFinished(lease=job.lease, result=encoded)
-
-
-def _blocking_handler(job: RunJob) -> registry.HandlerFn | None:
-    """The plain (not async) handler of this job's type, if it has one."""
-    if job.type == registry.EXEC_TYPE:
-        return None
-    fn = registry.lookup(job.type)
-    return None if fn is None or inspect.iscoroutinefunction(fn) else fn
-
-
-def _call_blocking(attempt: _Attempt, fn: registry.HandlerFn) -> JobFinished:
-    """Run one attempt of a plain handler (in the handler thread) and classify its end."""
-    job = attempt.job
-    try:
-        payload = msgspec.json.decode(job.payload)
-    except msgspec.DecodeError as exc:
-        return _failed(job, ErrorKind.BAD_PAYLOAD, f"payload is not JSON: {exc}", permanent=True)
-    try:
-        result = fn(attempt.ctx, payload)
-    except PermanentError as exc:
-        return _failed(job, ErrorKind.EXCEPTION, str(exc) or "PermanentError", permanent=True)
-    except (Exception, SystemExit, KeyboardInterrupt) as exc:  # noqa: BLE001  # (as above)
-        return _handler_failed(job, exc, attempt.logs)
-    return _succeeded(job, result)
-
-
-def _handler_failed(job: RunJob, exc: BaseException, logs: LogBuffer) -> JobFinished:
-    """A handler raised: its traceback into the job's log, the attempt failed (retried).
-
-    ``sys.exit()`` in a handler fails its attempt too, rather than ending the
-    worker (which would cost the job an attempt as worker_lost, and print an
-    exception group into the supervisor's log).
-    """
-    for line in _handler_traceback(exc):
-        logs.add(line)
-    if isinstance(exc, SystemExit):
-        return _failed(job, ErrorKind.EXCEPTION, f"the handler called sys.exit({exc.code!r})")
-    return _failed(job, ErrorKind.EXCEPTION, f"{type(exc).__name__}: {exc}")
-
-
-_OUR_FRAMES = tuple(
-    str(Path(module.__file__).resolve().parent)
-    for module in (trio, outcome, registry)  # registry: this package (semantica/worker)
-    if module.__file__
-)
-
-
-def _handler_traceback(exc: BaseException) -> list[str]:
-    """The traceback of a handler's exception, without the worker's and trio's frames.
-
-    The exception's own text (its type and message) is cut to EXCEPTION_TEXT_MAX
-    before it is split into lines: a message of millions of lines would
-    otherwise become as many log lines.
-    """
-    frames = [
-        frame
-        for frame in traceback.extract_tb(exc.__traceback__)
-        if not str(Path(frame.filename).resolve()).startswith(_OUR_FRAMES)
-    ]
-    text = ["Traceback (most recent call last):\n", *traceback.format_list(frames)]
-    exception = "".join(traceback.format_exception_only(exc)).rstrip("\n")
-    text.append(cut(exception, EXCEPTION_TEXT_MAX, "exception message"))
-    return [part for chunk in text for part in chunk.rstrip("\n").split("\n")]
+            return handler_failed(job, exc, logs)
+        return succeeded(job, result)
 
 
 def main() -> None:
