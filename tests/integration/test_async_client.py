@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import socket
+import threading
 from pathlib import Path
 
 import pytest
@@ -220,3 +221,33 @@ async def test_pipelined_enqueues_share_commits(daemon: Daemon) -> None:
         commits = _commits(await client.metrics()) - before
         assert len(set(added)) == PIPELINED
         assert commits <= PIPELINED / 4, f"{commits:.0f} commits for {PIPELINED} enqueues"
+
+
+def test_clients_that_wait_for_each_reply_share_commits(daemon: Daemon) -> None:
+    """Eight clients, each waiting for every reply before its next enqueue (eight threads
+    with a `Client` each): their enqueues share commits. A request that found nothing
+    else to run was once committed alone at once, so such clients paid a disk flush
+    each and went slower than before group commit."""
+    with daemon.client() as client:
+        before = _commits(client.metrics())
+    per_client, clients = 60, 8
+    errors: list[BaseException] = []
+
+    def enqueue_some() -> None:
+        try:
+            with daemon.client() as own:
+                for _ in range(per_client):
+                    own.enqueue("NOOP", delay=3600)
+        except Exception as exc:  # noqa: BLE001 - reported by the test, not lost in the thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=enqueue_some) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not errors, errors
+    with daemon.client() as client:
+        commits = _commits(client.metrics()) - before - 1  # the metrics call's own read
+        assert len(client.list(limit=1000)) == per_client * clients
+    assert commits < per_client * clients * 0.6, commits
