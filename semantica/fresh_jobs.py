@@ -19,6 +19,25 @@ def start_time(spec: JobSpec, now: float) -> float:
     return spec.at.timestamp() if spec.at is not None else now + (spec.delay or 0.0)
 
 
+def alike_key(spec: JobSpec, run_after: float) -> tuple[Any, ...]:
+    """What jobs added together share when they differ only in their payloads (and ids).
+
+    The store inserts a run of such jobs in one statement and builds their jobs as
+    copies of one; a client rebuilding them from a brief reply copies them the same way.
+    """
+    return (
+        spec.type,
+        spec.queue,
+        spec.priority,
+        spec.max_attempts,
+        spec.timeout,
+        spec.backoff,
+        spec.require_charging,
+        spec.require_idle,
+        run_after,
+    )
+
+
 def fresh_job(
     job_id: int,
     spec: JobSpec,

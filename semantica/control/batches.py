@@ -35,7 +35,7 @@ from typing import Any
 import msgspec
 
 from semantica.errors import BadInput, ProtocolError, SemanticaError, Unreachable
-from semantica.fresh_jobs import fresh_job, start_time
+from semantica.fresh_jobs import alike_key, fresh_job, start_time
 from semantica.models import Job, JobSpec
 from semantica.protocol import ENQUEUE_ATOMIC_JOBS, Enqueue, Enqueued
 
@@ -192,17 +192,7 @@ def jobs_of(specs: list[JobSpec], reply: Enqueued) -> list[Job]:
         job = whole.get(n)
         if job is None:
             run_after = start_time(spec, now)
-            key = (
-                spec.type,
-                spec.queue,
-                spec.priority,
-                spec.max_attempts,
-                spec.timeout,
-                spec.backoff,
-                spec.require_charging,
-                spec.require_idle,
-                run_after,
-            )
+            key = alike_key(spec, run_after)
             model = alike.get(key)
             if model is None:
                 model = alike[key] = fresh_job(0, spec, None, None, now, created_at, run_after)

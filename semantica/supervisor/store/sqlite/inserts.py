@@ -20,6 +20,7 @@ from typing import Any
 import msgspec
 
 from semantica.errors import StoreError
+from semantica.fresh_jobs import alike_key
 from semantica.models import JobSpec
 from semantica.supervisor.store.records import EnqueueResult
 from semantica.supervisor.store.rows import json_decode, new_job
@@ -89,17 +90,7 @@ def insert_args(
 def run_key(item: Row) -> tuple[Any, ...]:
     """What jobs of one :data:`INSERT_RUN` share: every column but the payload."""
     spec, _, run_after = item
-    return (
-        spec.type,
-        spec.queue,
-        spec.priority,
-        spec.max_attempts,
-        spec.timeout,
-        spec.backoff,
-        spec.require_charging,
-        spec.require_idle,
-        run_after,
-    )
+    return alike_key(spec, run_after)
 
 
 def ids(cursor: sqlite3.Cursor, count: int) -> range:
