@@ -9,7 +9,10 @@ Schema evolution rule (msgspec's): new fields get defaults, field types never
 change.
 """
 
-from __future__ import annotations
+# Annotations are evaluated here, not postponed (no `from __future__ import
+# annotations`): msgspec reads a Struct's field types when a decoder is first built,
+# and each postponed one costs it a compile() and an eval (the control replies have
+# about 200: a few ms of every new `semctl` or Client process).
 
 import enum
 import math

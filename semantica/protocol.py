@@ -21,7 +21,10 @@ This module imports only msgspec and the shared models: ``semctl`` loads it on
 its fast path.
 """
 
-from __future__ import annotations
+# Annotations are evaluated here, not postponed (no `from __future__ import
+# annotations`): msgspec reads a Struct's field types when a decoder is first built,
+# and each postponed one costs it a compile() and an eval (the control replies have
+# about 200: a few ms of every new `semctl` or Client process).
 
 import struct
 from collections.abc import Iterator

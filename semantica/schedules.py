@@ -23,7 +23,10 @@ This module imports only msgspec and the shared models (``semctl``'s fast path);
 the cron library is imported only when an expression is checked.
 """
 
-from __future__ import annotations
+# Annotations are evaluated here, not postponed (no `from __future__ import
+# annotations`): msgspec reads a Struct's field types when a decoder is first built,
+# and each postponed one costs it a compile() and an eval (the control replies have
+# about 200: a few ms of every new `semctl` or Client process).
 
 from datetime import datetime, tzinfo
 from itertools import pairwise

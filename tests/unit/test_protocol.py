@@ -698,3 +698,42 @@ def test_an_enqueue_read_lazily_gives_the_specs_sent() -> None:
     [lazy] = list(decoder.messages())
     with pytest.raises(ProtocolError, match=r"job 1 of the request"):
         [protocol.decode_spec(raw, i) for i, raw in enumerate(lazy.jobs)]
+
+
+def _struct_types(message: type) -> set[type]:
+    """``message`` and every Struct its fields hold, however deep (lists, unions, ...)."""
+    found: set[type] = set()
+    todo: list[Any] = [message]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, type) and issubclass(item, msgspec.Struct):
+            if item in found:
+                continue
+            found.add(item)
+            for klass in item.__mro__:
+                todo.extend(vars(klass).get("__annotations__", {}).values())
+        else:
+            todo.extend(typing.get_args(item))
+    return found
+
+
+@pytest.mark.parametrize(
+    ("union", "model"),
+    [(ControlReply, Job), (ControlRequest, JobSpec)],
+    ids=["replies", "requests"],
+)
+def test_message_field_types_are_not_postponed_strings(union: Any, model: type) -> None:
+    # A decoder resolves string annotations with a compile() and an eval each: a few ms
+    # of every new semctl process, paid before its first reply is read.
+    structs: set[type] = set()
+    for message in typing.get_args(union):
+        structs |= _struct_types(message)
+    assert model in structs  # the walk reaches the models
+    postponed = {
+        f"{struct.__qualname__}.{name}"
+        for struct in structs
+        for klass in struct.__mro__
+        for name, value in vars(klass).get("__annotations__", {}).items()
+        if isinstance(value, str)
+    }
+    assert not postponed
