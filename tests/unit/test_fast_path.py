@@ -161,3 +161,15 @@ def _imported(tmp_path: Path, argv: list[str]) -> str:
 def test_the_commands_people_type_import_no_typer(tmp_path: Path, argv: list[str]) -> None:
     """(They fail here for lack of a supervisor: exit 3, having imported none of these.)"""
     assert _imported(tmp_path, argv) == "3 []"
+
+
+def test_the_start_paths_named_tuples_hold_no_postponed_field_types() -> None:
+    # typing.NamedTuple compiles a field type given as a string (into a ForwardRef): a
+    # cost at every start.
+    import typing
+
+    from semantica.control import fast_path, plain
+
+    for klass in (fast_path.Command, fast_path.Parsed, plain.Table):
+        types = klass.__annotations__.values()
+        assert not [kind for kind in types if isinstance(kind, str | typing.ForwardRef)], klass
