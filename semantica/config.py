@@ -278,13 +278,15 @@ def _number(
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
-_CONNINFO = re.compile(r"\s*[A-Za-z_]+\s*=")
+# Patterns are compiled on first use (re caches them), not at import: `semctl` loads
+# this module and uses none of them.
+_CONNINFO = r"\s*[A-Za-z_]+\s*="
 
 
 def is_postgres_location(text: str) -> bool:
     """Whether ``text`` is a PostgreSQL connection string: a ``postgresql://`` or
     ``postgres://`` URL, or libpq's ``key=value`` words (``host=db dbname=jobs``)."""
-    return text.strip().startswith(POSTGRES_SCHEMES) or _CONNINFO.match(text) is not None
+    return text.strip().startswith(POSTGRES_SCHEMES) or re.match(_CONNINFO, text) is not None
 
 
 def _store(value: Any, name: str) -> str | None:
@@ -301,17 +303,17 @@ def _store(value: Any, name: str) -> str | None:
     )
 
 
-_URL_PASSWORD = re.compile(r"(\w+://[^:/@\s]*):[^@/\s]*@")
-_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&\s]*")
-_WORD_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&*][^\s&]*)")
+_URL_PASSWORD = r"(\w+://[^:/@\s]*):[^@/\s]*@"
+_QUERY_PASSWORD = r"([?&]password=)[^&\s]*"
+_WORD_PASSWORD = r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&*][^\s&]*)"
 
 
 def redact_password(conninfo: str) -> str:
     """A connection string (or anything that may hold one) with every password in it
     replaced by ``***``: in a URL's user part or query, or as libpq's ``password=``."""
-    text = _URL_PASSWORD.sub(r"\1:***@", conninfo)
-    text = _QUERY_PASSWORD.sub(r"\1***", text)
-    return _WORD_PASSWORD.sub(r"\1***", text)
+    text = re.sub(_URL_PASSWORD, r"\1:***@", conninfo)
+    text = re.sub(_QUERY_PASSWORD, r"\1***", text)
+    return re.sub(_WORD_PASSWORD, r"\1***", text)
 
 
 def parse_metrics_addr(addr: str, public: bool) -> tuple[str, int]:

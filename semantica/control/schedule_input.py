@@ -25,8 +25,10 @@ from semantica.models import SECONDS_MAX, short_repr
 
 #: Seconds in each unit, largest first (the order a duration is written in).
 UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
-_PART = re.compile(r"(\d+(?:\.\d+)?)([dhms])")
-_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+# Compiled on first use (re caches them), not at import: semctl loads this module
+# for every command, and few parse a duration.
+_PART = r"(\d+(?:\.\d+)?)([dhms])"
+_NUMBER = r"\d+(?:\.\d+)?"
 #: The longest text read as a duration: anything longer is a mistake, said briefly.
 _TEXT_MAX = 64
 
@@ -58,11 +60,11 @@ def parse_duration(text: str | float, what: str = "duration") -> float:
 
 def _parse_text(text: str) -> float:
     """Seconds, or -1.0 if ``text`` is no duration."""
-    if _NUMBER.fullmatch(text):
+    if re.fullmatch(_NUMBER, text):
         return float(text)
     total, at, order = 0.0, 0, list(UNITS)
     last = -1
-    for match in _PART.finditer(text):
+    for match in re.finditer(_PART, text):
         if match.start() != at:
             return -1.0
         rank = order.index(match.group(2))
