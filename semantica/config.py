@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -197,7 +196,10 @@ class Settings(msgspec.Struct, frozen=True):
         if metrics_addr is not None:
             parse_metrics_addr(metrics_addr, metrics_public)
         store = _store(pick("store"), where("store"))
-        node_name = str(pick("node_name") or socket.gethostname())
+        # (socket loaded here, for the supervisor: clients use none of its ~3 ms of enums.)
+        from socket import gethostname
+
+        node_name = str(pick("node_name") or gethostname())
         if not node_name.isprintable() or len(node_name) > 200:
             raise ConfigError(
                 f"{where('node_name')} must be at most 200 printable characters, got {node_name!r}"

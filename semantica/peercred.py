@@ -7,21 +7,23 @@ socket someone else put at the expected path never sees the token.
 
 from __future__ import annotations
 
+# _socket, not socket: the socket module wraps it in enums and loads selectors, ~3 ms of
+# every semctl start, and a client needs neither (socket.socket is _socket.socket's subclass).
+import _socket
 import os
-import socket
 import struct
 import sys
 
 from semantica.errors import AuthError
 
 
-def peer_uid(sock: socket.socket) -> int | None:
+def peer_uid(sock: _socket.socket) -> int | None:
     """The uid of the process at the other end of a Unix socket, or None if the OS won't say.
 
     For a client's socket that is the uid of the process that called ``listen``.
     """
-    if hasattr(socket, "SO_PEERCRED"):  # Linux: struct ucred {pid, uid, gid}
-        data = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    if hasattr(_socket, "SO_PEERCRED"):  # Linux: struct ucred {pid, uid, gid}
+        data = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, struct.calcsize("3i"))
         _pid, uid, _gid = struct.unpack("3i", data)
         return int(uid)
     if sys.platform == "darwin":  # LOCAL_PEERCRED: struct xucred {u_int version; uid_t uid; ...}
@@ -36,7 +38,7 @@ def uid_allowed(uid: int | None) -> bool:
     return uid is None or uid == os.geteuid() or uid == 0
 
 
-def check_server(sock: socket.socket, where: object) -> None:
+def check_server(sock: _socket.socket, where: object) -> None:
     """Make sure the supervisor at ``where`` runs as us (or root), before the token is sent.
 
     Raises:

@@ -17,7 +17,12 @@ from __future__ import annotations
 
 import functools
 import os
-import socket
+
+# _socket's socket, not the socket module's: that module wraps it in enums and loads
+# selectors, ~3 ms of every semctl start, for nothing a blocking Unix-socket client uses.
+# (socket.socket is its subclass: connect, sendall, recv and their errors are the same.)
+from _socket import AF_UNIX, SOCK_STREAM
+from _socket import socket as unix_socket
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -272,7 +277,7 @@ class Client(ScheduleMethods):
         if self._sock is not None:
             return
         path = self.paths.socket
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock = unix_socket(AF_UNIX, SOCK_STREAM)
         try:
             sock.connect(str(path))
         except OSError as exc:

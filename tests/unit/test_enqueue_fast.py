@@ -144,6 +144,7 @@ def _imported(tmp_path: Path, argv: list[str], modules: tuple[str, ...]) -> str:
 def test_enqueue_imports_neither_typer_nor_rich_nor_trio_nor_structlog(tmp_path: Path) -> None:
     """The fast path's imports stay light (it fails here for lack of a supervisor)."""
     heavy = ("typer", "rich", "trio", "structlog", "click", "psutil", *SCHEDULE_ONLY)
+    heavy += ("socket", "selectors")  # see test_fast_path.py
     assert _imported(tmp_path, ["enqueue", "NOOP"], heavy) == "3 []"
 
 
