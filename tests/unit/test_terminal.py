@@ -54,3 +54,27 @@ def test_a_cell_is_text_not_markup() -> None:
     """rich would read `[/x]` as a closing tag (and raise); a cell holds it as text."""
     assert cell("[/x] [red]x").plain == "[/x] [red]x"
     assert cell(None).plain == "-"
+
+
+def test_every_character_escaped_is_one_python_calls_unprintable() -> None:
+    """printable returns text that str.isprintable accepts as it is, without its pattern:
+    that holds only while every character the pattern escapes is one it refuses."""
+    import re
+    import sys
+
+    from semantica.control import terminal
+
+    unsafe = re.compile(terminal._UNSAFE)
+    everything = "".join(map(chr, range(sys.maxunicode + 1)))
+    escaped = {match.group() for match in unsafe.finditer(everything)}
+    assert len(escaped) > 1000  # C0, C1, surrogates, tags, ...
+    assert not [char for char in escaped if char.isprintable()]
+
+
+def test_semctl_compiles_no_escaping_pattern_at_import() -> None:
+    # ~1 ms of every semctl start, for text that mostly needs no escape.
+    import re
+
+    from semantica.control import terminal
+
+    assert not [value for value in vars(terminal).values() if isinstance(value, re.Pattern)]
