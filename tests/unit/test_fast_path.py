@@ -189,3 +189,28 @@ def test_modules_semctl_loads_compile_no_pattern_few_commands_use() -> None:
     for module in (config, schedule_input):
         compiled = [name for name, value in vars(module).items() if isinstance(value, re.Pattern)]
         assert not compiled, module.__name__
+
+
+@pytest.mark.parametrize("argv", [["status"], ["--help"]])
+def test_semctl_ends_without_tearing_the_interpreter_down(tmp_path: Path, argv: list[str]) -> None:
+    """Run as the program (here as ``python -m semantica.control``), a fast-path command
+    flushes its output and ends the process at once: exit hooks, and the interpreter's
+    slow teardown, do not run. (Called as a library, main() raises SystemExit: the
+    tests above.)"""
+    code = (
+        "import atexit, runpy, sys\n"
+        "atexit.register(print, 'torn down')\n"
+        f"sys.argv = ['semctl', *{argv!r}]\n"
+        "runpy.run_module('semantica.control', run_name='__main__', alter_sys=True)\n"
+    )
+    env = {"SEMANTICA_HOME": str(tmp_path / "nothing"), "PATH": "/usr/bin:/bin", "COLUMNS": "80"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert "torn down" not in out.stdout
+    if argv == ["status"]:
+        assert (out.returncode, out.stdout) == (3, "")
+        assert out.stderr.startswith("semctl: no supervisor at "), out.stderr
+    else:
+        assert out.returncode == 0
+        assert out.stdout.startswith("Usage: python -m semantica.control "), out.stdout
