@@ -90,6 +90,7 @@ from bench.bound_parts import (
     ROOT,
     Parts,
 )
+from bench.starts import start_env
 from bench.table import pct
 
 DRAWS = 20_000  # sums drawn for W3's path
@@ -241,7 +242,7 @@ def _start_ms(code: str, runs: int) -> float:
     times = []
     for i in range(runs + 1):
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-c", code], check=True, env=_env())
+        subprocess.run([sys.executable, "-c", code], check=True, env=start_env(_env()))
         if i:
             times.append(time.perf_counter() - t0)
     return statistics.median(times) * 1e3

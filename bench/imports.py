@@ -28,6 +28,7 @@ from pathlib import Path
 
 from bench.ours import SEMCTL, semctl_commands
 from bench.semantica_engine import Engine
+from bench.starts import start_env
 from semantica import Client
 
 _LINE = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \| (\s*)(\S+)$")
@@ -94,7 +95,7 @@ def measure(top: int) -> dict[str, dict[str, object]]:
     with Engine(workers=1) as engine, Client(home=engine.home) as client:
         job = client.enqueue("LOGGED")
         client.wait(job.id, timeout=30)
-        env = engine.env()
+        env = start_env(engine.env())
         for key, argv in semctl_commands(job.id).items():
             command = ["semctl", *argv]
             subprocess.run([SEMCTL, *argv], env=env, capture_output=True, check=False)  # warm
