@@ -20,7 +20,6 @@ from semantica.control.cli_common import (
     JsonOpt,
     State,
     edge,
-    fail,
     fields_of,
     new_client,
     print_json,
@@ -29,7 +28,7 @@ from semantica.control.enqueue_cmd import run_enqueue
 from semantica.control.schedule_cmd import schedule_app
 from semantica.control.service import service_app
 from semantica.control.terminal import error_text, printable, write_output
-from semantica.errors import EXIT_BAD_INPUT, EXIT_JOB_FAILED
+from semantica.errors import EXIT_JOB_FAILED
 from semantica.models import Job, JobState
 from semantica.protocol import JobEvent
 
@@ -387,10 +386,9 @@ def limit(
     json_out: JsonOpt = False,
 ) -> None:
     """Run at most N jobs of QUEUE at once (0: no cap)."""
-    if n < 0:
-        fail(f"N is how many jobs may run at once: 0 (no cap) or more, got {n}", EXIT_BAD_INPUT)
-    with edge(), new_client() as client:
-        write_cmds.print_queue(client.limit(queue, n, create=create), json_out)
+    with edge():
+        code = write_cmds.run_limit(queue, n, create, json_out, where())
+    _exit(code)
 
 
 @app.command()
@@ -442,45 +440,17 @@ def maintenance(
     json_out: JsonOpt = False,
 ) -> None:
     """Delete old finished jobs and their logs, checkpoint, vacuum; print sizes before and after."""
-    with edge(), new_client() as client:
-        report = client.maintenance(force_vacuum=force_vacuum)
-    if json_out:
-        print_json(fields_of(report))
-        return
-    if report.skipped:
-        print(f"nothing done: {report.skipped}")
-        return
-    print(
-        f"deleted {report.jobs_deleted} jobs and {report.logs_deleted} logs; "
-        f"database {report.db_bytes_before / 1e6:.2f} MB -> {report.db_bytes_after / 1e6:.2f} MB"
-        f"{' (vacuumed)' if report.vacuumed else ''}; integrity {report.integrity}; "
-        f"{report.duration_ms:.0f} ms"
-    )
+    with edge():
+        code = write_cmds.run_maintenance(force_vacuum, json_out, where())
+    _exit(code)
 
 
 @app.command()
 def metrics(json_out: JsonOpt = False) -> None:
     """Print the Prometheus text exposition (--json: each family, its type and samples)."""
-    with edge(), new_client() as client:
-        text = client.metrics()
-    if not json_out:
-        sys.stdout.write(text)
-        return
-    from prometheus_client.parser import text_string_to_metric_families
-
-    print_json(
-        {
-            family.name: {
-                "type": family.type,
-                "help": family.documentation,
-                "samples": [
-                    {"name": sample.name, "labels": sample.labels, "value": sample.value}
-                    for sample in family.samples
-                ],
-            }
-            for family in text_string_to_metric_families(text)
-        }
-    )
+    with edge():
+        code = read_cmds.run_metrics(json_out, where())
+    _exit(code)
 
 
 @app.command()
@@ -490,12 +460,9 @@ def shutdown(
     ] = False,
 ) -> None:
     """Drain and stop the supervisor, as SIGTERM does."""
-    with edge(), new_client() as client:
-        client.shutdown(now=now)
-    if now:
-        print("supervisor is stopping now (running jobs go back to the queue)")
-    else:
-        print("supervisor is shutting down (running jobs get the drain timeout)")
+    with edge():
+        code = write_cmds.run_shutdown(now, where())
+    _exit(code)
 
 
 app.add_typer(schedule_app, name="schedule")

@@ -1,6 +1,7 @@
 """The commands a person types most, run without typer: ``semctl --help``, ``status``,
 ``list``, ``show ID``, ``wait ID...``, ``logs ID``, ``queues``, ``cancel ID...``,
-``retry ID``, ``pause QUEUE``, ``resume QUEUE`` (and ``enqueue``, in enqueue_cmd.py).
+``retry ID``, ``pause QUEUE``, ``resume QUEUE``, ``limit QUEUE N``, ``metrics``,
+``maintenance``, ``shutdown`` (and ``enqueue``, in enqueue_cmd.py).
 
 Each ``semctl`` is a new process, and importing typer (and, through cli.py, every
 command module) costs more than the rest of such a command together. This module
@@ -10,7 +11,7 @@ short option as ``-n 5``) and arguments in any order. Anything else (``--help``,
 an unknown or repeated option, a value that starts with ``-``, a word where a
 number goes) returns None, and the
 full typer CLI runs instead and reports it exactly as it always does. Both run
-the same functions (read_cmds.py), so output and exit status are the same. A unit
+the same functions (read_cmds.py, write_cmds.py), so output and exit status are the same. A unit
 test checks that the tables here and the typer commands agree.
 
 Importing this module costs nothing beyond Python itself: what a command needs
@@ -34,10 +35,13 @@ class Command(NamedTuple):
     #: Options that are switches: flag -> keyword.
     switches: dict[str, str]
     #: The keyword of the arguments, how many at least and at most (None: any), and
-    #: their converter (job ids: int). None: the command takes no argument.
+    #: their converter (job ids: int). None: the command takes no argument (or only
+    #: ``fixed`` ones).
     arguments: tuple[str, int, int | None, Any] | None
     #: Every keyword's value when its option is not given.
     defaults: dict[str, Any]
+    #: Arguments of different kinds, each required, in order: (keyword, converter).
+    fixed: tuple[tuple[str, Any], ...] = ()
 
 
 JSON = {"--json": "json_out"}
@@ -91,6 +95,21 @@ COMMANDS: dict[str, Command] = {
         {"create": False, "json_out": False},
     ),
     "resume": Command({}, JSON, ("queue", 1, 1, str), {"json_out": False}),
+    "limit": Command(
+        {},
+        {**JSON, "--create": "create"},
+        None,
+        {"create": False, "json_out": False},
+        (("queue", str), ("n", int)),
+    ),
+    "metrics": Command({}, JSON, None, {"json_out": False}),
+    "maintenance": Command(
+        {},
+        {**JSON, "--force-vacuum": "force_vacuum"},
+        None,
+        {"force_vacuum": False, "json_out": False},
+    ),
+    "shutdown": Command({}, {"--now": "now"}, None, {"now": False}),
 }
 
 #: semctl's own options, given before the command: flag -> keyword.
@@ -187,7 +206,11 @@ def _command_options(table: Command, args: list[str]) -> dict[str, Any] | None:
         for keyword in table.switches.values():
             options[keyword] = given.get(keyword, options[keyword])
         if table.arguments is None:
-            return options if not positional else None
+            if len(positional) != len(table.fixed):
+                return None
+            for (keyword, convert), value in zip(table.fixed, positional, strict=True):
+                options[keyword] = convert(value)
+            return options
         keyword, least, most, convert = table.arguments
         if len(positional) < least or (most is not None and len(positional) > most):
             return None
@@ -253,7 +276,15 @@ def run(parsed: Parsed) -> int:
             return write_cmds.run_retry(o["job_id"], o["dependents"], o["json_out"], where)
         if parsed.command == "pause":
             return write_cmds.run_pause(o["queue"], o["create"], o["json_out"], where)
-        return write_cmds.run_resume(o["queue"], o["json_out"], where)
+        if parsed.command == "resume":
+            return write_cmds.run_resume(o["queue"], o["json_out"], where)
+        if parsed.command == "limit":
+            return write_cmds.run_limit(o["queue"], o["n"], o["create"], o["json_out"], where)
+        if parsed.command == "metrics":
+            return read_cmds.run_metrics(o["json_out"], where)
+        if parsed.command == "maintenance":
+            return write_cmds.run_maintenance(o["force_vacuum"], o["json_out"], where)
+        return write_cmds.run_shutdown(o["now"], where)
     except SemanticaError as exc:
         sys.stderr.write(f"semctl: {printable(exc.message)}\n")
         return exc.exit_code

@@ -1,5 +1,5 @@
-"""The work of ``semctl status``, ``list``, ``show``, ``wait``, ``logs`` and ``queues``,
-without typer (write_cmds.py: the commands that change jobs and queues).
+"""The work of ``semctl status``, ``list``, ``show``, ``wait``, ``logs``, ``queues`` and
+``metrics``, without typer (write_cmds.py: the commands that change jobs and queues).
 
 A person types these often, and each runs as a new process: they must start quickly.
 Both ways into them call the functions here, with the same output and exit status: the
@@ -161,4 +161,28 @@ def run_queues(json_out: bool, where: Where) -> int:
         from semantica.control import render
 
         render.queue_table(infos)
+    return 0
+
+
+def run_metrics(json_out: bool, where: Where) -> int:
+    with Client(*where) as client:
+        text = client.metrics()
+    if not json_out:
+        sys.stdout.write(text)
+        return 0
+    from prometheus_client.parser import text_string_to_metric_families
+
+    print_json(
+        {
+            family.name: {
+                "type": family.type,
+                "help": family.documentation,
+                "samples": [
+                    {"name": sample.name, "labels": sample.labels, "value": sample.value}
+                    for sample in family.samples
+                ],
+            }
+            for family in text_string_to_metric_families(text)
+        }
+    )
     return 0

@@ -1,4 +1,5 @@
-"""The work of ``semctl cancel``, ``retry``, ``pause`` and ``resume``, without typer.
+"""The work of ``semctl cancel``, ``retry``, ``pause``, ``resume``, ``limit``,
+``maintenance`` and ``shutdown``, without typer.
 
 Like read_cmds.py (whose contract these functions keep: check the input, connect to
 ``where``, make the request, print the answer or its ``--json``, return the exit
@@ -9,8 +10,9 @@ jobs and queues. Both the typer commands of cli.py and the fast path call them.
 from __future__ import annotations
 
 from semantica.control.client import Client
-from semantica.control.read_cmds import Where, check_ids, print_json
+from semantica.control.read_cmds import Where, check_ids, fields_of, print_json
 from semantica.control.terminal import printable
+from semantica.errors import BadInput
 from semantica.models import QueueInfo
 
 
@@ -46,6 +48,42 @@ def run_pause(queue: str, create: bool, json_out: bool, where: Where) -> int:
 def run_resume(queue: str, json_out: bool, where: Where) -> int:
     with Client(*where) as client:
         print_queue(client.resume(queue), json_out)
+    return 0
+
+
+def run_limit(queue: str, n: int, create: bool, json_out: bool, where: Where) -> int:
+    if n < 0:
+        raise BadInput(f"N is how many jobs may run at once: 0 (no cap) or more, got {n}")
+    with Client(*where) as client:
+        print_queue(client.limit(queue, n, create=create), json_out)
+    return 0
+
+
+def run_maintenance(force_vacuum: bool, json_out: bool, where: Where) -> int:
+    with Client(*where) as client:
+        report = client.maintenance(force_vacuum=force_vacuum)
+    if json_out:
+        print_json(fields_of(report))
+    elif report.skipped:
+        print(f"nothing done: {report.skipped}")
+    else:
+        print(
+            f"deleted {report.jobs_deleted} jobs and {report.logs_deleted} logs; "
+            f"database {report.db_bytes_before / 1e6:.2f} MB -> "
+            f"{report.db_bytes_after / 1e6:.2f} MB"
+            f"{' (vacuumed)' if report.vacuumed else ''}; integrity {report.integrity}; "
+            f"{report.duration_ms:.0f} ms"
+        )
+    return 0
+
+
+def run_shutdown(now: bool, where: Where) -> int:
+    with Client(*where) as client:
+        client.shutdown(now=now)
+    if now:
+        print("supervisor is stopping now (running jobs go back to the queue)")
+    else:
+        print("supervisor is shutting down (running jobs get the drain timeout)")
     return 0
 
 

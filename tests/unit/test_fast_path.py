@@ -44,8 +44,13 @@ def test_the_fast_path_knows_exactly_each_typer_commands_options(name: str) -> N
     for flag, keyword in table.switches.items():
         assert table.defaults[keyword] is False and options[flag].default is False, flag
     if table.arguments is None:
-        assert arguments == []
+        assert [(a.name, a.required, a.nargs) for a in arguments] == [
+            (keyword, True, 1) for keyword, _ in table.fixed
+        ]
+        for argument, (_, convert) in zip(arguments, table.fixed, strict=True):
+            assert (convert is int) == (argument.type.name == "int"), argument.name
         return
+    assert table.fixed == ()
     keyword, least, most, _ = table.arguments
     (argument,) = arguments
     assert argument.name == keyword and argument.required == (least > 0)
@@ -76,6 +81,10 @@ def test_common_forms_parse() -> None:
     assert parsed is not None and parsed.options["job_id"] == 0
     parsed = parse(["enqueue", "exec", "--", "true"])
     assert parsed is not None and parsed.rest == ["exec", "--", "true"]
+    parsed = parse(["limit", "--create", "nightly", "2"])
+    assert parsed is not None
+    assert parsed.options == {"queue": "nightly", "n": 2, "create": True, "json_out": False}
+    assert parse(["shutdown", "--now"]) == ("shutdown", (None, None), {"now": True}, ["--now"])
     assert parse(["status"]) == ("status", (None, None), {"json_out": False}, [])
     assert parse(["--help"]) == parse(["-h"]) == ("--help", (None, None), {}, [])
 
@@ -91,7 +100,13 @@ def test_common_forms_parse() -> None:
         ["--home", "a", "--home", "b", "status"],
         ["--json", "status"],
         ["frobnicate"],
-        ["limit", "q", "1"],
+        ["limit", "q"],
+        ["limit", "q", "1", "2"],
+        ["limit", "q", "many"],
+        ["limit", "q", "-1"],
+        ["shutdown", "--now", "--now"],
+        ["metrics", "extra"],
+        ["maintenance", "--vacuum"],
         ["pause"],
         ["pause", "a", "b"],
         ["retry", "1", "--dependents", "--dependents"],
@@ -159,6 +174,10 @@ def _imported(tmp_path: Path, argv: list[str]) -> str:
         ["retry", "1", "--dependents"],
         ["pause", "--create", "nightly"],
         ["resume", "nightly", "--json"],
+        ["limit", "nightly", "2", "--create"],
+        ["metrics"],
+        ["maintenance", "--force-vacuum", "--json"],
+        ["shutdown", "--now"],
     ],
 )
 def test_the_commands_people_type_import_no_typer(tmp_path: Path, argv: list[str]) -> None:
