@@ -45,6 +45,8 @@ class Table(NamedTuple):
     grid: bool = False
     #: Cells of the last column that keep to one line, cut with an ellipsis when narrow.
     last_one_line: bool = False
+    #: The columns (by index) whose cells keep to one line so, wherever they stand.
+    one_line: tuple[int, ...] = ()
 
 
 Block = Line | Table
@@ -187,8 +189,8 @@ def to_rich(blocks: list[Block]) -> "list[RenderableType]":
             table = RichTable(box=None, pad_edge=False)
             for name, no_wrap in block.columns:
                 table.add_column(name, no_wrap=no_wrap)
-        last = len(block.columns) - 1
+        cut = {*block.one_line, *([len(block.columns) - 1] if block.last_one_line else [])}
         for row in block.rows:
-            table.add_row(*(text(c, block.last_one_line and i == last) for i, c in enumerate(row)))
+            table.add_row(*(text(c, i in cut) for i, c in enumerate(row)))
         out.append(table)
     return out

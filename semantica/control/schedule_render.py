@@ -1,9 +1,14 @@
-"""How ``semctl schedule`` draws schedules for people (rich). Never used for ``--json``.
+"""How ``semctl schedule`` draws schedules for people. Never used for ``--json``.
+
+``list`` and ``show`` are described as blocks (plain.py), drawn directly when simple
+and by rich otherwise, as ``semctl list`` and ``show`` are: this module imports no
+rich (``semctl schedule`` runs on the fast path, fast_path.py).
 
 Times are shown in the schedule's own zone, with the zone's abbreviation
-(``2026-12-07 03:00 CET``): a slot is a time in that zone. As in every view,
-whatever a schedule holds goes through :mod:`semantica.control.terminal`
-(escaped, never markup), and an exec job's environment is shown as a count.
+(``2026-12-07 03:00 CET``): a slot is a time in that zone (zoneinfo is imported
+on first use, ~3 ms). As in every view, whatever a schedule holds goes through
+:mod:`semantica.control.terminal` (escaped, never markup), and an exec job's
+environment is shown as a count.
 """
 
 from __future__ import annotations
@@ -12,12 +17,9 @@ from collections.abc import Sequence
 from datetime import datetime, tzinfo
 from functools import cache
 
-from rich.table import Table
-from rich.text import Text
-
-from semantica.control.render import payload_for_screen
+from semantica.control.plain import Block, Line, Span, Table, show
+from semantica.control.render import payload_for_screen, span, state_span
 from semantica.control.schedule_input import format_duration
-from semantica.control.terminal import cell, show, state_cell
 from semantica.models import JobSpec
 from semantica.schedules import Schedule, ScheduleChanges, ScheduleRun, ScheduleSpec
 
@@ -72,46 +74,58 @@ def next_text(schedule: Schedule) -> str:
 
 
 def schedule_table(schedules: list[Schedule]) -> None:
+    show(schedule_table_blocks(schedules))
+
+
+def schedule_table_blocks(schedules: list[Schedule]) -> list[Block]:
     if not schedules:
-        show(Text("no schedules"))
-        return
-    table = Table(box=None, pad_edge=False)
-    for column in ("NAME", "WHEN", "NEXT", "LAST", "PAUSED"):
-        table.add_column(column, no_wrap=column != "LAST")
-    for schedule in schedules:
-        table.add_row(
-            cell(schedule.name),
-            cell(when(schedule)),
-            next_text(schedule),
-            cell(last_text(schedule), one_line=True),
-            "yes" if schedule.paused else "no",
-        )
-    show(table)
+        return [[("no schedules", "")]]
+    columns = ("NAME", "WHEN", "NEXT", "LAST", "PAUSED")
+    rows = [
+        [
+            [span(schedule.name)],
+            [span(when(schedule))],
+            [(next_text(schedule), "")],
+            [span(last_text(schedule))],  # keeps to one line, cut when narrow
+            [("yes" if schedule.paused else "no", "")],
+        ]
+        for schedule in schedules
+    ]
+    return [Table([(c, c != "LAST") for c in columns], rows, one_line=(3,))]
 
 
 def schedule_details(schedule: Schedule) -> None:
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column(style="bold")
-    grid.add_column()
-    grid.add_row("schedule", cell(schedule.name))
-    grid.add_row("when", cell(when(schedule)))
-    grid.add_row("time zone", cell(schedule.tz))
-    grid.add_row("catch-up", cell(schedule.catch_up))
-    grid.add_row("overlap", cell(schedule.overlap))
-    grid.add_row("state", "paused" if schedule.paused else "active")
-    grid.add_row("next slot", at(schedule.next_slot, schedule.tz))
+    show(schedule_details_blocks(schedule))
+
+
+def schedule_details_blocks(schedule: Schedule) -> list[Block]:
+    rows: list[list[Line]] = []
+
+    def add(label: str, *value: Span) -> None:
+        rows.append([[(label, "")], list(value)])
+
+    add("schedule", span(schedule.name))
+    add("when", span(when(schedule)))
+    add("time zone", span(schedule.tz))
+    add("catch-up", span(schedule.catch_up))
+    add("overlap", span(schedule.overlap))
+    add("state", ("paused" if schedule.paused else "active", ""))
+    add("next slot", (at(schedule.next_slot, schedule.tz), ""))
     if schedule.next_fire != schedule.next_slot:
-        grid.add_row("next job due", at(schedule.next_fire, schedule.tz))
-    grid.add_row(
+        add("next job due", (at(schedule.next_fire, schedule.tz), ""))
+    add(
         "slots",
-        f"{schedule.fired} fired, {schedule.skipped} skipped, {schedule.missed} missed",
+        (f"{schedule.fired} fired, {schedule.skipped} skipped, {schedule.missed} missed", ""),
     )
-    grid.add_row("created", at(schedule.created_at, schedule.tz))
-    grid.add_row("changed", at(schedule.updated_at, schedule.tz))
+    add("created", (at(schedule.created_at, schedule.tz), ""))
+    add("changed", (at(schedule.updated_at, schedule.tz), ""))
     job = schedule.job
-    grid.add_row(
+    add(
         "job",
-        Text.assemble(cell(job.type), "  queue ", cell(job.queue), f"  priority {job.priority}"),
+        span(job.type),
+        ("  queue ", ""),
+        span(job.queue),
+        (f"  priority {job.priority}", ""),
     )
     options = [f"max attempts {job.max_attempts}"]
     if job.timeout is not None:
@@ -120,28 +134,30 @@ def schedule_details(schedule: Schedule) -> None:
         options.append(f"backoff {format_duration(job.backoff)}")
     options += [word for word, on in (("charging", job.require_charging),) if on]
     options += [word for word, on in (("idle CPU", job.require_idle),) if on]
-    grid.add_row("", cell(", ".join(options)))
+    add("", span(", ".join(options)))
     if job.subject is not None:
-        grid.add_row("subject", cell(job.subject))
+        add("subject", span(job.subject))
     full = f"semctl schedule show {schedule.name} --json"
-    grid.add_row("payload", cell(_json(payload_for_screen(job.type, job.payload, full))))
-    parts: list[Table | Text] = [grid]
-    if schedule.runs:
-        runs = Table(box=None, pad_edge=False)
-        for column in ("SLOT", "OUTCOME", "JOB", "STATE", "DECIDED"):
-            runs.add_column(column, no_wrap=True)
-        for run in schedule.runs:
-            runs.add_row(
-                at(run.slot, schedule.tz),
-                cell(run.outcome),
-                "-" if run.job_id is None else str(run.job_id),
-                "-" if run.job_id is None else state_cell(run.state or "gone"),
-                at(run.at, schedule.tz),
-            )
-        parts += [Text("last runs, newest first:"), runs]
-    else:
-        parts.append(Text("no runs yet"))
-    show(*parts)
+    add("payload", span(_json(payload_for_screen(job.type, job.payload, full))))
+    blocks: list[Block] = [Table([("", False), ("", False)], rows, grid=True)]
+    if not schedule.runs:
+        return [*blocks, [("no runs yet", "")]]
+    runs = [
+        [
+            [(at(run.slot, schedule.tz), "")],
+            [span(run.outcome)],
+            [("-" if run.job_id is None else str(run.job_id), "")],
+            [("-", "") if run.job_id is None else state_span(run.state or "gone")],
+            [(at(run.at, schedule.tz), "")],
+        ]
+        for run in schedule.runs
+    ]
+    columns = ("SLOT", "OUTCOME", "JOB", "STATE", "DECIDED")
+    return [
+        *blocks,
+        [("last runs, newest first:", "")],
+        Table([(column, True) for column in columns], runs),
+    ]
 
 
 def _json(value: object) -> str:

@@ -1,20 +1,25 @@
-"""status, list, show and queues drawn without rich are exactly what rich draws from the same
-blocks: into a pipe byte for byte; on a terminal the same text, in the same colours."""
+"""status, list, show, queues, schedule list and schedule show drawn without rich are
+exactly what rich draws from the same blocks: into a pipe byte for byte; on a terminal
+the same text, in the same colours."""
 
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from rich.console import Console, Group
+from test_schedule_render import SUMMER, WINTER, _run, _schedule
 from test_top_frame import _job
 
-from semantica.control import plain, render
+from semantica.control import plain, render, schedule_render
 from semantica.control.terminal import NO_WRAP_WIDTH
-from semantica.models import Dependency, Job, JobError, JobState, QueueInfo
+from semantica.models import Dependency, Job, JobError, JobSpec, JobState, QueueInfo
 from semantica.protocol import NodeView, StatusReply, WorkerInfo
+from semantica.schedules import Schedule
 
 T0 = datetime(2026, 12, 6, 20, 0, tzinfo=UTC)
 
@@ -83,6 +88,34 @@ def _statuses() -> list[StatusReply]:
     ]
 
 
+def _schedules() -> list[Schedule]:
+    runs = [
+        _run(12),
+        _run(None, "skipped"),
+        _run(9, state=None),
+        _run(13, "manual", state=JobState.RUNNING, slot=SUMMER),
+    ]
+    exec_job = JobSpec(
+        type="exec",
+        payload={"argv": ["backup.sh"], "env": {"TOKEN": "s3cret"}},
+        queue="backup",
+        priority=5,
+        timeout=7200.0,
+        backoff=90.0,
+        require_charging=True,
+        require_idle=True,
+        subject="home",
+    )
+    return [
+        _schedule(),
+        _schedule(job=exec_job, jitter=120.0, next_fire=WINTER.replace(minute=1), runs=runs),
+        _schedule("tick", cron=None, every=1.0, tz="UTC", paused=True, next_fire=None),
+        _schedule("[bold]x", job=JobSpec(type="T[red]", payload={"a": "[b]"}), runs=runs[:1]),
+        _schedule("long", last_job_id=4, job=JobSpec(type="NOOP", payload={"p": "z" * 300})),
+        _schedule("名前"),
+    ]
+
+
 def _views() -> list[list[plain.Block]]:
     jobs = _jobs()
     queues = [QueueInfo(name="default", counts={"QUEUED": 2}), QueueInfo(name="p", paused=True)]
@@ -94,6 +127,10 @@ def _views() -> list[list[plain.Block]]:
         *(render.status_blocks(reply) for reply in _statuses()),
         render.queue_table_blocks(queues),
         render.queue_table_blocks([]),
+        *(schedule_render.schedule_details_blocks(schedule) for schedule in _schedules()),
+        schedule_render.schedule_table_blocks(_schedules()),
+        schedule_render.schedule_table_blocks(_schedules()[:3]),
+        schedule_render.schedule_table_blocks([]),
     ]
 
 
@@ -181,3 +218,39 @@ def test_show_prints_without_rich_when_simple(capsys: pytest.CaptureFixture[str]
     out = capsys.readouterr().out
     assert "timeout: took longer than 30 s [red]x[/red]\n" in out
     assert out.startswith("job       4  INDEX_FILE_WITH_A_RATHER_LONG_NAME  FAILED\n")
+
+
+def test_a_schedules_last_run_keeps_to_one_line_where_it_stands() -> None:
+    """LAST is not the last column of ``schedule list``: on a narrow terminal rich cuts it
+    with an ellipsis, as it cuts a job's error in ``list``."""
+    blocks = schedule_render.schedule_table_blocks(_schedules()[:2])
+    assert plain.draw(blocks, 80) is None  # too wide: rich draws it
+    lines = _rich(blocks, True, 80).splitlines()
+    assert len(lines) == 3 and "…" in lines[2]
+
+
+def test_schedule_show_prints_without_rich_when_simple(capsys: pytest.CaptureFixture[str]) -> None:
+    """(Into capsys, not a terminal.) The schedule's data stays escaped, never markup."""
+    schedule_render.schedule_details(_schedules()[3])
+    out = capsys.readouterr().out
+    assert out.startswith("schedule   [bold]x\n")
+    assert "job        T[red]  queue default  priority 0\n" in out
+
+
+def test_schedule_views_drawn_simply_import_no_rich() -> None:
+    code = (
+        "import sys\n"
+        "from datetime import UTC, datetime\n"
+        "from semantica.control import schedule_render\n"
+        "from semantica.models import JobSpec, JobState\n"
+        "from semantica.schedules import Schedule, ScheduleRun\n"
+        "t = datetime(2026, 12, 7, 2, tzinfo=UTC)\n"
+        "run = ScheduleRun(slot=t, at=t, outcome='fired', job_id=1, state=JobState.DONE)\n"
+        "s = Schedule(name='n', job=JobSpec(type='NOOP'), cron='0 3 * * *', tz='UTC', "
+        "next_slot=t, next_fire=t, runs=[run])\n"
+        "schedule_render.schedule_table([s])\n"
+        "schedule_render.schedule_details(s)\n"
+        "print(sorted({'rich', 'typer'} & {m.split('.')[0] for m in sys.modules}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.splitlines()[-1] == "[]", out.stderr
