@@ -94,6 +94,9 @@ def _run_fast(parsed: Parsed) -> int | None:
         else:
             from semantica.control import read_cmds, write_cmds  # noqa: F401 - while hidden
             from semantica.control.fast_path import run
+
+            if parsed.command.startswith("schedule "):
+                from semantica.control import schedule_cmds  # noqa: F401 - while hidden
     finally:
         if hide:
             del sys.modules["typing_extensions"]

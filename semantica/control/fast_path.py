@@ -1,7 +1,9 @@
 """The commands a person types most, run without typer: ``semctl --help``, ``status``,
 ``list``, ``show ID``, ``wait ID...``, ``logs ID``, ``queues``, ``cancel ID...``,
 ``retry ID``, ``pause QUEUE``, ``resume QUEUE``, ``limit QUEUE N``, ``metrics``,
-``maintenance``, ``shutdown`` (and ``enqueue``, in enqueue_cmd.py).
+``maintenance``, ``shutdown``, ``schedule list|show|pause|resume|remove|run`` (and
+``enqueue``, in enqueue_cmd.py). ``schedule add`` and ``schedule apply`` stay typer's:
+their option sets are large (every job option; a file) and they are typed rarely.
 
 Each ``semctl`` is a new process, and importing typer (and, through cli.py, every
 command module) costs more than the rest of such a command together. This module
@@ -9,10 +11,10 @@ parses the common forms of these commands itself: ``--home`` / ``--socket`` befo
 the command, then the command's own options (``--opt value``, ``--opt=value``, a
 short option as ``-n 5``) and arguments in any order. Anything else (``--help``,
 an unknown or repeated option, a value that starts with ``-``, a word where a
-number goes) returns None, and the
-full typer CLI runs instead and reports it exactly as it always does. Both run
-the same functions (read_cmds.py, write_cmds.py), so output and exit status are the same. A unit
-test checks that the tables here and the typer commands agree.
+number goes) returns None, and the full typer CLI runs instead and reports it exactly as
+it always does. Both run the same functions (read_cmds.py, write_cmds.py,
+schedule_cmds.py), so output and exit status are the same. A unit test checks that the
+tables here and the typer commands agree.
 
 Importing this module costs nothing beyond Python itself: what a command needs
 is imported once it is known to run.
@@ -110,7 +112,20 @@ COMMANDS: dict[str, Command] = {
         {"force_vacuum": False, "json_out": False},
     ),
     "shutdown": Command({}, {"--now": "now"}, None, {"now": False}),
+    # A group's commands are named with their group: `semctl schedule list` is
+    # "schedule list" (the group takes no option of its own before the command).
+    "schedule list": Command({}, JSON, None, {"json_out": False}),
+    "schedule show": Command(
+        {"--runs": ("runs", int)}, JSON, ("name", 1, 1, str), {"runs": 20, "json_out": False}
+    ),
+    "schedule pause": Command({}, JSON, ("name", 1, 1, str), {"json_out": False}),
+    "schedule resume": Command({}, JSON, ("name", 1, 1, str), {"json_out": False}),
+    "schedule remove": Command({}, JSON, ("name", 1, 1, str), {"json_out": False}),
+    "schedule run": Command({}, JSON, ("name", 1, 1, str), {"json_out": False}),
 }
+
+#: The groups whose commands are in the table, as "GROUP COMMAND".
+GROUPS = ("schedule",)
 
 #: semctl's own options, given before the command: flag -> keyword.
 GLOBAL_OPTIONS = {"--home": "home", "--socket": "socket"}
@@ -147,9 +162,13 @@ def parse(argv: list[str]) -> Parsed | None:
     if i == len(argv):
         return None  # `semctl` alone: typer prints the help
     command, rest = argv[i], argv[i + 1 :]
+    if " " in command:
+        return None  # (`semctl "schedule list"`: typer knows no such command)
     spot = (where["home"], where["socket"])
     if command == "enqueue":
         return Parsed(command, spot, {}, rest)
+    if command in GROUPS and rest:
+        command, rest = f"{command} {rest[0]}", rest[1:]  # (`schedule --help`: no such key)
     table = COMMANDS.get(command)
     if table is None:
         return None
@@ -251,40 +270,14 @@ def top_help() -> str | None:
 
 
 def run(parsed: Parsed) -> int:
-    """Run a parsed reading command; its exit status."""
-    from semantica.control import read_cmds, write_cmds
+    """Run a parsed command; its exit status."""
     from semantica.control.terminal import printable
     from semantica.errors import SemanticaError
 
-    o, where = parsed.options, parsed.where
     try:
-        if parsed.command == "status":
-            return read_cmds.run_status(o["json_out"], where)
-        if parsed.command == "list":
-            return read_cmds.run_list(where, **o)
-        if parsed.command == "show":
-            return read_cmds.run_show(o["job_id"], o["json_out"], where)
-        if parsed.command == "wait":
-            return read_cmds.run_wait(o["job_ids"], o["timeout"], o["json_out"], where)
-        if parsed.command == "logs":
-            return read_cmds.run_logs(o["job_id"], o["lines"], o["json_out"], where)
-        if parsed.command == "queues":
-            return read_cmds.run_queues(o["json_out"], where)
-        if parsed.command == "cancel":
-            return write_cmds.run_cancel(o["job_ids"], o["json_out"], where)
-        if parsed.command == "retry":
-            return write_cmds.run_retry(o["job_id"], o["dependents"], o["json_out"], where)
-        if parsed.command == "pause":
-            return write_cmds.run_pause(o["queue"], o["create"], o["json_out"], where)
-        if parsed.command == "resume":
-            return write_cmds.run_resume(o["queue"], o["json_out"], where)
-        if parsed.command == "limit":
-            return write_cmds.run_limit(o["queue"], o["n"], o["create"], o["json_out"], where)
-        if parsed.command == "metrics":
-            return read_cmds.run_metrics(o["json_out"], where)
-        if parsed.command == "maintenance":
-            return write_cmds.run_maintenance(o["force_vacuum"], o["json_out"], where)
-        return write_cmds.run_shutdown(o["now"], where)
+        if parsed.command.startswith("schedule "):
+            return _run_schedule(parsed)
+        return _run_command(parsed)
     except SemanticaError as exc:
         sys.stderr.write(f"semctl: {printable(exc.message)}\n")
         return exc.exit_code
@@ -295,3 +288,54 @@ def run(parsed: Parsed) -> int:
         # nothing more may reach the pipe, not even at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+
+
+def _run_command(parsed: Parsed) -> int:
+    from semantica.control import read_cmds, write_cmds
+
+    o, where = parsed.options, parsed.where
+    if parsed.command == "status":
+        return read_cmds.run_status(o["json_out"], where)
+    if parsed.command == "list":
+        return read_cmds.run_list(where, **o)
+    if parsed.command == "show":
+        return read_cmds.run_show(o["job_id"], o["json_out"], where)
+    if parsed.command == "wait":
+        return read_cmds.run_wait(o["job_ids"], o["timeout"], o["json_out"], where)
+    if parsed.command == "logs":
+        return read_cmds.run_logs(o["job_id"], o["lines"], o["json_out"], where)
+    if parsed.command == "queues":
+        return read_cmds.run_queues(o["json_out"], where)
+    if parsed.command == "cancel":
+        return write_cmds.run_cancel(o["job_ids"], o["json_out"], where)
+    if parsed.command == "retry":
+        return write_cmds.run_retry(o["job_id"], o["dependents"], o["json_out"], where)
+    if parsed.command == "pause":
+        return write_cmds.run_pause(o["queue"], o["create"], o["json_out"], where)
+    if parsed.command == "resume":
+        return write_cmds.run_resume(o["queue"], o["json_out"], where)
+    if parsed.command == "limit":
+        return write_cmds.run_limit(o["queue"], o["n"], o["create"], o["json_out"], where)
+    if parsed.command == "metrics":
+        return read_cmds.run_metrics(o["json_out"], where)
+    if parsed.command == "maintenance":
+        return write_cmds.run_maintenance(o["force_vacuum"], o["json_out"], where)
+    return write_cmds.run_shutdown(o["now"], where)
+
+
+def _run_schedule(parsed: Parsed) -> int:
+    """A ``schedule`` command (its work is in schedule_cmds.py)."""
+    from semantica.control import schedule_cmds
+
+    o, where, verb = parsed.options, parsed.where, parsed.command.partition(" ")[2]
+    if verb == "list":
+        return schedule_cmds.run_list(o["json_out"], where)
+    if verb == "show":
+        return schedule_cmds.run_show(o["name"], o["runs"], o["json_out"], where)
+    if verb == "pause":
+        return schedule_cmds.run_pause(o["name"], o["json_out"], where)
+    if verb == "resume":
+        return schedule_cmds.run_resume(o["name"], o["json_out"], where)
+    if verb == "remove":
+        return schedule_cmds.run_remove(o["name"], o["json_out"], where)
+    return schedule_cmds.run_run(o["name"], o["json_out"], where)

@@ -1,6 +1,8 @@
 """``semctl schedule``: add, list, show, pause, resume, remove, run and apply schedules.
 
-Each command calls the ``Client`` method of the same verb
+The work of list, show, pause, resume, remove and run is in schedule_cmds.py, which
+semctl's fast path (fast_path.py) calls too, without typer; add and apply are here
+alone. Each command calls the ``Client`` method of the same verb
 (:mod:`semantica.control.schedule_client`) and, with ``--json``, prints one JSON
 document (a schedule, a list of them, a job, or what apply changed). Errors
 are one line and semctl's exit status: 2 bad input (a bad expression, an
@@ -23,10 +25,10 @@ from typing import Annotated
 
 import typer
 
-from semantica.control import job_options
-from semantica.control.cli_common import JsonOpt, edge, new_client, print_json
+from semantica.control import job_options, schedule_cmds
+from semantica.control.cli_common import JsonOpt, State, edge, new_client, print_json
 from semantica.control.terminal import printable
-from semantica.schedules import CATCH_UP_CHOICES, OVERLAP_CHOICES, Schedule
+from semantica.schedules import CATCH_UP_CHOICES, OVERLAP_CHOICES
 
 schedule_app = typer.Typer(
     name="schedule",
@@ -123,20 +125,14 @@ def add(
             )
         finally:
             client.close()
-    _print_one(schedule, json_out, "added")
+    schedule_cmds.print_one(schedule, json_out, "added")
 
 
 @schedule_app.command("list")
 def list_(json_out: JsonOpt = False) -> None:
     """Every schedule: when, next fire, last run and its outcome, paused."""
-    with edge(), new_client() as client:
-        schedules = client.schedules()
-    if json_out:
-        print_json(schedules)
-    else:
-        from semantica.control.schedule_render import schedule_table
-
-        schedule_table(schedules)
+    with edge():
+        schedule_cmds.run_list(json_out, _where())
 
 
 @schedule_app.command()
@@ -146,52 +142,36 @@ def show(
     json_out: JsonOpt = False,
 ) -> None:
     """One schedule: its timing, its job template, and its last runs with their jobs."""
-    with edge(), new_client() as client:
-        schedule = client.get_schedule(name, runs)
-    if json_out:
-        print_json(schedule)
-    else:
-        from semantica.control.schedule_render import schedule_details
-
-        schedule_details(schedule)
+    with edge():
+        schedule_cmds.run_show(name, runs, json_out, _where())
 
 
 @schedule_app.command()
 def pause(name: NameArg, json_out: JsonOpt = False) -> None:
     """Fire no job until resumed (the slots that pass meanwhile give no job)."""
-    with edge(), new_client() as client:
-        schedule = client.pause_schedule(name)
-    _print_one(schedule, json_out, "paused")
+    with edge():
+        schedule_cmds.run_pause(name, json_out, _where())
 
 
 @schedule_app.command()
 def resume(name: NameArg, json_out: JsonOpt = False) -> None:
     """Fire again, from the first slot after now."""
-    with edge(), new_client() as client:
-        schedule = client.resume_schedule(name)
-    _print_one(schedule, json_out, "resumed")
+    with edge():
+        schedule_cmds.run_resume(name, json_out, _where())
 
 
 @schedule_app.command()
 def remove(name: NameArg, json_out: JsonOpt = False) -> None:
     """Remove a schedule (the jobs it made stay)."""
-    with edge(), new_client() as client:
-        client.remove_schedule(name)
-    if json_out:
-        print_json({"removed": name})
-    else:
-        print(printable(f"removed {name}"))
+    with edge():
+        schedule_cmds.run_remove(name, json_out, _where())
 
 
 @schedule_app.command()
 def run(name: NameArg, json_out: JsonOpt = False) -> None:
     """Make the schedule's job now (its slots do not move); print the job's id."""
-    with edge(), new_client() as client:
-        job = client.run_schedule(name)
-    if json_out:
-        print_json(job)
-    else:
-        print(job.id)
+    with edge():
+        schedule_cmds.run_run(name, json_out, _where())
 
 
 @schedule_app.command()
@@ -225,11 +205,6 @@ def apply(
         print(printable(line))
 
 
-def _print_one(schedule: Schedule, json_out: bool, done: str) -> None:
-    if json_out:
-        print_json(schedule)
-        return
-    from semantica.control.schedule_render import next_text, when
-
-    next_fire = next_text(schedule)
-    print(printable(f"{done} {schedule.name}: {when(schedule)}, next {next_fire}"))
+def _where() -> tuple[str | None, str | None]:
+    """``(home, socket)``: the ``--home`` and ``--socket`` semctl was given."""
+    return State.home, State.socket

@@ -20,7 +20,19 @@ UNUSED_STDLIB = ("socket", "selectors")
 
 
 def _typer_command(name: str) -> Any:
-    return typer.main.get_command(app).commands[name]  # type: ignore[attr-defined]
+    """The click command of ``name``; a group's command as ``"schedule list"``."""
+    command: Any = typer.main.get_command(app)
+    for word in name.split():
+        command = command.commands[word]
+    return command
+
+
+def test_the_fast_path_knows_the_schedule_commands_but_add_and_apply() -> None:
+    group = set(_typer_command("schedule").commands)
+    assert {name.split()[1] for name in COMMANDS if name.startswith("schedule ")} == group - {
+        "add",
+        "apply",
+    }
 
 
 @pytest.mark.parametrize("name", sorted(COMMANDS))
@@ -87,6 +99,22 @@ def test_common_forms_parse() -> None:
     assert parse(["shutdown", "--now"]) == ("shutdown", (None, None), {"now": True}, ["--now"])
     assert parse(["status"]) == ("status", (None, None), {"json_out": False}, [])
     assert parse(["--help"]) == parse(["-h"]) == ("--help", (None, None), {}, [])
+    parsed = parse(["--home", "/h", "schedule", "show", "--runs=3", "nightly", "--json"])
+    assert parsed is not None and parsed.command == "schedule show"
+    assert parsed.where == ("/h", None)
+    assert parsed.options == {"name": "nightly", "runs": 3, "json_out": True}
+    parsed = parse(["schedule", "show", "nightly"])
+    assert parsed is not None and parsed.options == {
+        "name": "nightly",
+        "runs": 20,
+        "json_out": False,
+    }
+    parsed = parse(["schedule", "list", "--json"])
+    assert parsed == ("schedule list", (None, None), {"json_out": True}, ["--json"])
+    for verb in ("pause", "resume", "remove", "run"):
+        parsed = parse(["schedule", verb, "nightly"])
+        assert parsed is not None and parsed.command == f"schedule {verb}"
+        assert parsed.options == {"name": "nightly", "json_out": False}
 
 
 @pytest.mark.parametrize(
@@ -129,6 +157,22 @@ def test_common_forms_parse() -> None:
         ["list", "--queue", "--json"],
         ["list", "-h"],
         ["list", "--bogus"],
+        ["schedule"],
+        ["schedule", "--help"],
+        ["schedule", "list", "--help"],
+        ["schedule", "add", "nightly", "--every", "1h", "NOOP"],
+        ["schedule", "apply", "schedules.toml"],
+        ["schedule", "frobnicate"],
+        ["schedule", "list", "extra"],
+        ["schedule", "show"],
+        ["schedule", "show", "a", "b"],
+        ["schedule", "show", "a", "--runs", "many"],
+        ["schedule", "show", "a", "--runs", "-1"],
+        ["schedule", "show", "a", "--runs", "1", "--runs", "2"],
+        ["schedule", "pause", "-x"],
+        ["schedule", "run", "a", "--json", "--json"],
+        ["schedule list"],
+        ["schedule", "remove list"],
     ],
 )
 def test_anything_else_goes_to_typer(args: list[str]) -> None:
@@ -178,6 +222,13 @@ def _imported(tmp_path: Path, argv: list[str]) -> str:
         ["metrics"],
         ["maintenance", "--force-vacuum", "--json"],
         ["shutdown", "--now"],
+        ["schedule", "list"],
+        ["schedule", "list", "--json"],
+        ["schedule", "show", "nightly", "--runs", "5"],
+        ["schedule", "pause", "nightly"],
+        ["schedule", "resume", "nightly", "--json"],
+        ["schedule", "remove", "nightly"],
+        ["schedule", "run", "nightly"],
     ],
 )
 def test_the_commands_people_type_import_no_typer(tmp_path: Path, argv: list[str]) -> None:
