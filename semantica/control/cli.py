@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from semantica import __version__
-from semantica.control import job_options, read_cmds, web_cmd, write_cmds
+from semantica.control import job_options, read_cmds, tail_cmd, web_cmd, write_cmds
 from semantica.control.cli_common import (
     JsonOpt,
     State,
@@ -27,10 +27,6 @@ from semantica.control.cli_common import (
 from semantica.control.enqueue_cmd import run_enqueue
 from semantica.control.schedule_cmd import schedule_app
 from semantica.control.service import service_app
-from semantica.control.terminal import error_text, printable, write_output
-from semantica.errors import EXIT_JOB_FAILED
-from semantica.models import Job, JobState
-from semantica.protocol import JobEvent
 
 app = typer.Typer(
     name="semctl",
@@ -69,12 +65,6 @@ def _global(
     ] = False,
 ) -> None:
     State.home, State.socket = home, socket
-
-
-def _check_ids(*job_ids: int | None) -> None:
-    """Job ids start at 1: anything else is bad input, said before connecting."""
-    with edge():
-        read_cmds.check_ids(*job_ids)
 
 
 def where() -> read_cmds.Where:
@@ -252,56 +242,9 @@ def tail(
 
     Examples: `semctl tail 12`; `semctl tail --json | jq .`
     """
-    _check_ids(job_id)
-    try:
-        with edge(), new_client() as client:
-            if job_id is None:
-                for event in client.events():
-                    _print_event(event, json_out)
-            else:
-                for line in client.follow(job_id):
-                    if json_out:
-                        print_json({"id": job_id, "line": line})
-                        sys.stdout.flush()
-                    else:
-                        write_output([line])  # as the job wrote it
-                job = client.get(job_id)
-                if json_out:
-                    print_json(job)
-                else:
-                    # On stderr: stdout stays the job's output, as the job wrote it.
-                    print(printable(f"--- {_how_it_ended(job)} ---"), file=sys.stderr)
-                if job.state != JobState.DONE:
-                    raise typer.Exit(EXIT_JOB_FAILED)
-    except KeyboardInterrupt:
-        raise typer.Exit(0) from None
-
-
-def _how_it_ended(job: Job) -> str:
-    """``job 5 DONE after attempt 1 of 3, took 0.210 s``, with the error if there is one."""
-    words = f"job {job.id} {job.state} after attempt {job.attempts} of {job.max_attempts}"
-    if job.started_at is not None and job.finished_at is not None:
-        words += f", took {(job.finished_at - job.started_at).total_seconds():.3f} s"
-    if job.error is not None and job.state != JobState.DONE:
-        words += f": {error_text(job)}"
-    return words
-
-
-def _print_event(event: JobEvent, json_out: bool) -> None:
-    if json_out:
-        print_json(fields_of(event))
-    else:
-        at = event.at.astimezone().strftime("%H:%M:%S.%f")[:-3]
-        details = []
-        if event.attempt is not None:
-            details.append(f"attempt {event.attempt}")
-        if event.worker_pid is not None:
-            details.append(f"worker {event.worker_pid}")
-        if event.error is not None:
-            details.append(f"{event.error.kind}: {event.error.message}")
-        extra = f" ({', '.join(details)})" if details else ""
-        print(printable(f"{at} job {event.job_id} {event.type} {event.event}{extra}"))
-    sys.stdout.flush()
+    with edge():
+        code = tail_cmd.run_tail(job_id, json_out, where())
+    _exit(code)
 
 
 @app.command()

@@ -1,9 +1,10 @@
 """The commands a person types most, run without typer: ``semctl --help``, ``status``,
 ``list``, ``show ID``, ``wait ID...``, ``logs ID``, ``queues``, ``cancel ID...``,
 ``retry ID``, ``pause QUEUE``, ``resume QUEUE``, ``limit QUEUE N``, ``metrics``,
-``maintenance``, ``shutdown``, ``schedule list|show|pause|resume|remove|run`` (and
-``enqueue``, in enqueue_cmd.py). ``schedule add`` and ``schedule apply`` stay typer's:
-their option sets are large (every job option; a file) and they are typed rarely.
+``maintenance``, ``shutdown``, ``tail [ID]``,
+``schedule list|show|pause|resume|remove|run`` (and ``enqueue``, in enqueue_cmd.py).
+``schedule add`` and ``schedule apply`` stay typer's: their option sets are large
+(every job option; a file) and they are typed rarely.
 
 Each ``semctl`` is a new process, and importing typer (and, through cli.py, every
 command module) costs more than the rest of such a command together. This module
@@ -13,8 +14,8 @@ short option as ``-n 5``) and arguments in any order. Anything else (``--help``,
 an unknown or repeated option, a value that starts with ``-``, a word where a
 number goes) returns None, and the full typer CLI runs instead and reports it exactly as
 it always does. Both run the same functions (read_cmds.py, write_cmds.py,
-schedule_cmds.py), so output and exit status are the same. A unit test checks that the
-tables here and the typer commands agree.
+schedule_cmds.py, tail_cmd.py), so output and exit status are the same. A unit test
+checks that the tables here and the typer commands agree.
 
 Importing this module costs nothing beyond Python itself: what a command needs
 is imported once it is known to run.
@@ -112,6 +113,7 @@ COMMANDS: dict[str, Command] = {
         {"force_vacuum": False, "json_out": False},
     ),
     "shutdown": Command({}, {"--now": "now"}, None, {"now": False}),
+    "tail": Command({}, JSON, ("job_id", 0, 1, int), {"job_id": None, "json_out": False}),
     # A group's commands are named with their group: `semctl schedule list` is
     # "schedule list" (the group takes no option of its own before the command).
     "schedule list": Command({}, JSON, None, {"json_out": False}),
@@ -236,7 +238,10 @@ def _command_options(table: Command, args: list[str]) -> dict[str, Any] | None:
         values = [convert(value) for value in positional]
     except ValueError:
         return None  # typer's message for a bad number
-    options[keyword] = values[0] if most == 1 else values
+    if most == 1:
+        options[keyword] = values[0] if values else options[keyword]  # (tail: ID or none)
+    else:
+        options[keyword] = values
     return options
 
 
@@ -320,6 +325,10 @@ def _run_command(parsed: Parsed) -> int:
         return read_cmds.run_metrics(o["json_out"], where)
     if parsed.command == "maintenance":
         return write_cmds.run_maintenance(o["force_vacuum"], o["json_out"], where)
+    if parsed.command == "tail":
+        from semantica.control.tail_cmd import run_tail
+
+        return run_tail(o["job_id"], o["json_out"], where)
     return write_cmds.run_shutdown(o["now"], where)
 
 

@@ -111,6 +111,9 @@ def test_common_forms_parse() -> None:
     }
     parsed = parse(["schedule", "list", "--json"])
     assert parsed == ("schedule list", (None, None), {"json_out": True}, ["--json"])
+    assert parse(["tail"]) == ("tail", (None, None), {"job_id": None, "json_out": False}, [])
+    parsed = parse(["tail", "--json", "12"])
+    assert parsed is not None and parsed.options == {"job_id": 12, "json_out": True}
     for verb in ("pause", "resume", "remove", "run"):
         parsed = parse(["schedule", verb, "nightly"])
         assert parsed is not None and parsed.command == f"schedule {verb}"
@@ -173,6 +176,11 @@ def test_common_forms_parse() -> None:
         ["schedule", "run", "a", "--json", "--json"],
         ["schedule list"],
         ["schedule", "remove list"],
+        ["tail", "1", "2"],
+        ["tail", "-1"],
+        ["tail", "x"],
+        ["tail", "--json", "--json"],
+        ["tail", "--follow"],
     ],
 )
 def test_anything_else_goes_to_typer(args: list[str]) -> None:
@@ -222,6 +230,8 @@ def _imported(tmp_path: Path, argv: list[str]) -> str:
         ["metrics"],
         ["maintenance", "--force-vacuum", "--json"],
         ["shutdown", "--now"],
+        ["tail", "1"],
+        ["tail", "--json"],
         ["schedule", "list"],
         ["schedule", "list", "--json"],
         ["schedule", "show", "nightly", "--runs", "5"],

@@ -1,6 +1,7 @@
-"""``semctl schedule list|show|pause|resume|remove|run`` print the same, and exit the same,
-on the fast path (fast_path.py, no typer) as through the typer commands, against a real
-supervisor: plain and ``--json``, and for a schedule that is not there.
+"""``semctl schedule list|show|pause|resume|remove|run`` and ``tail`` print the same, and
+exit the same, on the fast path (fast_path.py, no typer) as through the typer commands,
+against a real supervisor: plain and ``--json``, and for a schedule or job that is not
+there; and ``tail`` without ID ends quietly on Ctrl-C.
 
 The typer way is forced by running cli.py's ``main`` directly. The schedules here do not
 fire while the test runs (a nightly cron, a paused interval), so two runs of a reading
@@ -11,12 +12,14 @@ id) is compared apart.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from typing import Any
 
 import pytest
-from harness import Daemon, Result
+from harness import SEMCTL, Daemon, Result
+from lines import Lines
 
 pytestmark = pytest.mark.slow
 
@@ -109,3 +112,34 @@ def test_each_schedule_command_prints_and_exits_the_same_both_ways(daemon: Daemo
         fast, slow = both(daemon, *args)
         assert fast == slow, args
         assert fast.code in (2, 5) and fast.out == "" and fast.err.startswith("semctl: "), args
+
+
+def test_tail_prints_and_exits_the_same_both_ways(daemon: Daemon) -> None:
+    with daemon.client() as client:
+        done = client.enqueue("LINES", payload={"count": 3})
+        failed = client.enqueue("LINES", payload={"count": 2, "fail": True}, max_attempts=1)
+        for job in (done, failed):
+            client.wait(job.id, timeout=30)
+    for job, code in ((done, 0), (failed, 1)):
+        for form in (("tail", str(job.id)), ("tail", str(job.id), "--json")):
+            fast, slow = both(daemon, *form)
+            assert fast == slow, form
+            assert fast.code == code and fast.out.count("line ") >= 2, form
+        fast, slow = both(daemon, "tail", str(job.id))
+        assert fast.err.startswith(f"--- job {job.id} "), fast.err  # how it ended, on stderr
+    for form in (("tail", "4242"), ("tail", "0")):
+        fast, slow = both(daemon, *form)
+        assert fast == slow, form
+        assert fast.code in (2, 5) and fast.out == "" and fast.err.startswith("semctl: ")
+
+
+def test_tail_without_id_ends_quietly_on_ctrl_c(daemon: Daemon) -> None:
+    events = Lines([SEMCTL, "tail"], daemon.env())
+    try:
+        with daemon.client() as client:
+            while events.poll(0.5) is None:  # until the stream is open
+                client.enqueue("NOOP", queue="probe")
+        events.proc.send_signal(signal.SIGINT)
+        assert events.proc.wait(15) == 0
+    finally:
+        events.close()
