@@ -15,14 +15,12 @@ from typing import Annotated, Any
 import typer
 
 from semantica import __version__
-from semantica.control import job_options, read_cmds, tail_cmd, web_cmd, write_cmds
+from semantica.control import job_options, live_cmds, read_cmds, web_cmd, write_cmds
 from semantica.control.cli_common import (
     JsonOpt,
     State,
     edge,
-    fields_of,
     new_client,
-    print_json,
 )
 from semantica.control.enqueue_cmd import run_enqueue
 from semantica.control.schedule_cmd import schedule_app
@@ -243,7 +241,7 @@ def tail(
     Examples: `semctl tail 12`; `semctl tail --json | jq .`
     """
     with edge():
-        code = tail_cmd.run_tail(job_id, json_out, where())
+        code = live_cmds.run_tail(job_id, json_out, where())
     _exit(code)
 
 
@@ -353,23 +351,9 @@ def top(
 
     Into a pipe or a file (not a terminal) it prints one frame, as --once.
     """
-    if not sys.stdout.isatty():
-        once = True  # a live screen needs a terminal; one frame is what a pipe can take
-    if json_out:
-        with edge(), new_client() as client:
-            snapshot = client.top()
-        print_json(fields_of(snapshot))
-        return
-    from semantica.control import top as dashboard
-
-    try:
-        with edge(), new_client() as client:
-            if once:
-                dashboard.print_once(client)
-            else:
-                dashboard.run(client)
-    except KeyboardInterrupt:
-        raise typer.Exit(0) from None
+    with edge():
+        code = live_cmds.run_top(once, json_out, where())
+    _exit(code)
 
 
 @app.command()

@@ -97,8 +97,8 @@ def _run_fast(parsed: Parsed) -> int | None:
 
             if parsed.command.startswith("schedule "):
                 from semantica.control import schedule_cmds  # noqa: F401 - while hidden
-            elif parsed.command == "tail":
-                from semantica.control import tail_cmd  # noqa: F401 - while hidden
+            elif parsed.command in ("tail", "top"):
+                from semantica.control import live_cmds  # noqa: F401 - while hidden
     finally:
         if hide:
             del sys.modules["typing_extensions"]

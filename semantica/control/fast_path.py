@@ -1,7 +1,7 @@
 """The commands a person types most, run without typer: ``semctl --help``, ``status``,
 ``list``, ``show ID``, ``wait ID...``, ``logs ID``, ``queues``, ``cancel ID...``,
 ``retry ID``, ``pause QUEUE``, ``resume QUEUE``, ``limit QUEUE N``, ``metrics``,
-``maintenance``, ``shutdown``, ``tail [ID]``,
+``maintenance``, ``shutdown``, ``tail [ID]``, ``top`` (drawn with rich),
 ``schedule list|show|pause|resume|remove|run`` (and ``enqueue``, in enqueue_cmd.py).
 ``schedule add`` and ``schedule apply`` stay typer's: their option sets are large
 (every job option; a file) and they are typed rarely.
@@ -14,7 +14,7 @@ short option as ``-n 5``) and arguments in any order. Anything else (``--help``,
 an unknown or repeated option, a value that starts with ``-``, a word where a
 number goes) returns None, and the full typer CLI runs instead and reports it exactly as
 it always does. Both run the same functions (read_cmds.py, write_cmds.py,
-schedule_cmds.py, tail_cmd.py), so output and exit status are the same. A unit test
+schedule_cmds.py, live_cmds.py), so output and exit status are the same. A unit test
 checks that the tables here and the typer commands agree.
 
 Importing this module costs nothing beyond Python itself: what a command needs
@@ -114,6 +114,7 @@ COMMANDS: dict[str, Command] = {
     ),
     "shutdown": Command({}, {"--now": "now"}, None, {"now": False}),
     "tail": Command({}, JSON, ("job_id", 0, 1, int), {"job_id": None, "json_out": False}),
+    "top": Command({}, {**JSON, "--once": "once"}, None, {"once": False, "json_out": False}),
     # A group's commands are named with their group: `semctl schedule list` is
     # "schedule list" (the group takes no option of its own before the command).
     "schedule list": Command({}, JSON, None, {"json_out": False}),
@@ -326,9 +327,13 @@ def _run_command(parsed: Parsed) -> int:
     if parsed.command == "maintenance":
         return write_cmds.run_maintenance(o["force_vacuum"], o["json_out"], where)
     if parsed.command == "tail":
-        from semantica.control.tail_cmd import run_tail
+        from semantica.control.live_cmds import run_tail
 
         return run_tail(o["job_id"], o["json_out"], where)
+    if parsed.command == "top":
+        from semantica.control.live_cmds import run_top
+
+        return run_top(o["once"], o["json_out"], where)
     return write_cmds.run_shutdown(o["now"], where)
 
 

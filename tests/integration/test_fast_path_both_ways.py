@@ -1,7 +1,8 @@
-"""``semctl schedule list|show|pause|resume|remove|run`` and ``tail`` print the same, and
-exit the same, on the fast path (fast_path.py, no typer) as through the typer commands,
+"""``semctl schedule list|show|pause|resume|remove|run``, ``tail`` and ``top`` print the
+same, and exit the same, on the fast path (fast_path.py, no typer) as through the typer commands,
 against a real supervisor: plain and ``--json``, and for a schedule or job that is not
-there; and ``tail`` without ID ends quietly on Ctrl-C.
+there (``top``'s figures move from one run to the next: compared as words, numbers
+aside); and ``tail`` without ID ends quietly on Ctrl-C.
 
 The typer way is forced by running cli.py's ``main`` directly. The schedules here do not
 fire while the test runs (a nightly cron, a paused interval), so two runs of a reading
@@ -12,6 +13,7 @@ id) is compared apart.
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -143,3 +145,20 @@ def test_tail_without_id_ends_quietly_on_ctrl_c(daemon: Daemon) -> None:
         assert events.proc.wait(15) == 0
     finally:
         events.close()
+
+
+def _words(text: str) -> list[str]:
+    """Each line's words, every number as N (uptime, rates and CPU move between runs)."""
+    return [" ".join(re.sub(r"[0-9][0-9.:,]*", "N", line).split()) for line in text.splitlines()]
+
+
+def test_top_prints_and_exits_the_same_both_ways(daemon: Daemon) -> None:
+    assert daemon.semctl("pause", "--create", "later").code == 0
+    fast, slow = both(daemon, "top", "--once")
+    assert (fast.code, fast.err, slow.code, slow.err) == (0, "", 0, "")
+    assert _words(fast.out) == _words(slow.out) and "later" in fast.out
+    fast, slow = both(daemon, "top", "--json")
+    assert (fast.code, fast.err, slow.code, slow.err) == (0, "", 0, "")
+    assert json.loads(fast.out).keys() == json.loads(slow.out).keys()
+    fast, slow = both(daemon, "top")  # into a pipe: one frame, as --once
+    assert (fast.code, slow.code) == (0, 0) and _words(fast.out) == _words(slow.out)

@@ -114,6 +114,8 @@ def test_common_forms_parse() -> None:
     assert parse(["tail"]) == ("tail", (None, None), {"job_id": None, "json_out": False}, [])
     parsed = parse(["tail", "--json", "12"])
     assert parsed is not None and parsed.options == {"job_id": 12, "json_out": True}
+    parsed = parse(["top", "--json", "--once"])
+    assert parsed is not None and parsed.options == {"once": True, "json_out": True}
     for verb in ("pause", "resume", "remove", "run"):
         parsed = parse(["schedule", verb, "nightly"])
         assert parsed is not None and parsed.command == f"schedule {verb}"
@@ -181,6 +183,9 @@ def test_common_forms_parse() -> None:
         ["tail", "x"],
         ["tail", "--json", "--json"],
         ["tail", "--follow"],
+        ["top", "1"],
+        ["top", "--once", "--once"],
+        ["top", "--interval", "2"],
     ],
 )
 def test_anything_else_goes_to_typer(args: list[str]) -> None:
@@ -244,6 +249,14 @@ def _imported(tmp_path: Path, argv: list[str]) -> str:
 def test_the_commands_people_type_import_no_typer(tmp_path: Path, argv: list[str]) -> None:
     """(They fail here for lack of a supervisor: exit 3, having imported none of these.)"""
     assert _imported(tmp_path, argv) == "3 []"
+
+
+@pytest.mark.parametrize(("argv", "heavy"), [(["top", "--json"], "[]"), (["top"], "['rich']")])
+def test_top_imports_no_typer_and_rich_only_to_draw(
+    tmp_path: Path, argv: list[str], heavy: str
+) -> None:
+    """``top`` draws with rich (its live screen and tables), but never for ``--json``."""
+    assert _imported(tmp_path, argv) == f"3 {heavy}"
 
 
 def test_the_start_paths_named_tuples_hold_no_postponed_field_types() -> None:

@@ -1,19 +1,24 @@
-"""The work of ``semctl tail [ID]``, without typer: follow one job's log until it ends, or
-(without ID) every job event as it happens.
+"""The work of the live views, ``semctl tail [ID]`` and ``semctl top``, without typer.
 
-A person starts ``tail`` to watch something happen now, and each ``semctl`` is a new
-process: it must start quickly. Both ways in call :func:`run_tail`, with the same output
-and exit status: the typer command of cli.py, and the fast path (fast_path.py).
+``tail`` follows one job's log until it ends, or (without ID) every job event as it
+happens; ``top`` is the dashboard (top.py draws it, with rich), live or one frame. A
+person starts these to watch something happen now, and each ``semctl`` is a new
+process: they must start quickly. Both ways in call the functions here, with the same
+output and exit status: the typer commands of cli.py, and the fast path (fast_path.py).
 
-Contract, as read_cmds.py's: check the input (a job id from 1), connect (``where``),
-stream, and return the exit status. With ID: each log line as the job wrote it (like
-``cat``: terminal.write_output), or with ``--json`` one document per line
-(``{"id", "line"}``) and the job itself at the end; then how the job ended, on stderr
-(stdout stays the job's output); exit 0 if it ended DONE, else 1. Without ID: one line
-per event (its data escaped by :func:`~semantica.control.terminal.printable`), or one
-JSON document each, until interrupted. Every line is flushed as it comes, so a pipe
-sees it at once. Ctrl-C ends it quietly with exit 0 (the user stopped watching, nothing
-failed). Library errors are raised for the caller to report (one line, its code).
+Contract, as read_cmds.py's: check the input, connect (``where``), make the request or
+stream, print, and return the exit status; library errors are raised for the caller to
+report (one line, its code). Ctrl-C ends either quietly with exit 0 (the user stopped
+watching, nothing failed).
+
+* :func:`run_tail` with ID: each log line as the job wrote it (like ``cat``:
+  terminal.write_output), or with ``--json`` one document per line (``{"id", "line"}``)
+  and the job itself at the end; then how the job ended, on stderr (stdout stays the
+  job's output); exit 0 if it ended DONE, else 1. Without ID: one line per event (its
+  data escaped by :func:`~semantica.control.terminal.printable`), or one JSON document
+  each, until interrupted. Every line is flushed as it comes, so a pipe sees it at once.
+* :func:`run_top`: ``--json`` prints one snapshot (no rich); ``--once``, or any output
+  that is not a terminal, one frame; else the live dashboard until q or Ctrl-C.
 """
 
 from __future__ import annotations
@@ -78,3 +83,26 @@ def print_event(event: JobEvent, json_out: bool) -> None:
         extra = f" ({', '.join(details)})" if details else ""
         print(printable(f"{at} job {event.job_id} {event.type} {event.event}{extra}"))
     sys.stdout.flush()
+
+
+def run_top(once: bool, json_out: bool, where: Where) -> int:
+    from semantica.control.terminal import is_terminal
+
+    if not is_terminal():
+        once = True  # a live screen needs a terminal; one frame is what a pipe can take
+    if json_out:
+        with Client(*where) as client:
+            snapshot = client.top()
+        print_json(fields_of(snapshot))
+        return 0
+    from semantica.control import top as dashboard
+
+    try:
+        with Client(*where) as client:
+            if once:
+                dashboard.print_once(client)
+            else:
+                dashboard.run(client)
+    except KeyboardInterrupt:
+        pass
+    return 0
