@@ -22,6 +22,7 @@ from semantica.supervisor.store.rows import (
     ALL_STATES_SQL,
     JOB_COLUMNS,
     PRIORITY,
+    STATE_OF,
     PageBuilder,
     check_id,
     cut_row,
@@ -108,7 +109,7 @@ class SQLiteReads(SQLiteConnection):
             NoSuchJob: one of the ids names no job.
         """
         return {
-            job_id: JobState(state)
+            job_id: STATE_OF[state]
             for job_id, state in rows_by_id(self._conn, list(job_ids), "id, state")
         }
 
