@@ -57,6 +57,8 @@ log = structlog.get_logger("semantica.jobs")
 CASCADE_READ = 500
 #: The log event of an attempt that ended its job, by the job's state.
 _END_EVENTS = {state: "job " + state.value.lower() for state in JobState}
+#: A DONE job's state and end event, as plain strings (no enum lookups per job).
+_DONE, _DONE_EVENT = JobState.DONE.value, _END_EVENTS[JobState.DONE]
 #: Of the jobs one end cancelled by cascade, how many get a log line each; the rest one
 #: line together (100,000 lines held the event loop for seconds).
 CASCADE_LOGGED = 100
@@ -262,15 +264,16 @@ class JobLifecycle(ScheduleWrites):
 
     def started(self, lease: Lease, worker_pid: int) -> None:
         self.tracer.attempt_started(lease, worker_pid)
-        self._announce(
-            "started",
-            lease.job_id,
-            lease.type,
-            JobState.RUNNING,
-            lease.queue,
-            attempt=lease.attempt,
-            worker_pid=worker_pid,
-        )
+        if self.events.watched:  # (asked here: a drain starts thousands of jobs a second)
+            self._announce(
+                "started",
+                lease.job_id,
+                lease.type,
+                JobState.RUNNING,
+                lease.queue,
+                attempt=lease.attempt,
+                worker_pid=worker_pid,
+            )
         self._info(
             "job started",
             {
@@ -356,7 +359,7 @@ class JobLifecycle(ScheduleWrites):
             if report.error is None
         ]
         stale = {lease.lease_id for lease in self.store.complete_many(done)} if done else set()
-        ended_done = 0
+        ended_done: list[tuple[str, float]] = []  # (type, duration) of each ended DONE
         with self._log_together():
             for lease in started:
                 self.started(lease, worker_pid)
@@ -368,11 +371,13 @@ class JobLifecycle(ScheduleWrites):
                         "stale report ignored", job_id=lease.job_id, reason="lease not current"
                     )
                 else:
-                    self._ended(lease, JobState.DONE, None, duration_s, batched=True)
-                    ended_done += 1
+                    self._done(lease, duration_s)
+                    ended_done.append((lease.type, duration_s))
             if ended_done:
                 # What _ended does once per job, done once for the batch.
-                self.finished_recently.add(ended_done)
+                if self.metrics is not None:
+                    self.metrics.jobs_done(ended_done)
+                self.finished_recently.add(len(ended_done))
                 self.scheduler.wake()
             self._settle_cascaded()
 
@@ -431,13 +436,10 @@ class JobLifecycle(ScheduleWrites):
         state: JobState,
         error: JobError | None,
         duration_s: float,
-        *,
-        batched: bool = False,
     ) -> None:
         """An attempt ended, its job now in ``state``: log, metrics, waiters, watchers,
-        the scheduler. ``batched``: one of several jobs ended DONE together, whose caller
-        counts them in ``finished_recently`` and wakes the scheduler once for all (a
-        drain ends thousands of jobs a second: what is per batch is not per job)."""
+        the scheduler. (Jobs ended DONE together take :meth:`_done`: a drain ends
+        thousands of jobs a second, and what is per batch is not per job.)"""
         self.logs.close(lease.job_id)
         value = state.value
         fields = {
@@ -459,8 +461,7 @@ class JobLifecycle(ScheduleWrites):
             self._info("job will retry", fields)
         else:
             self._info(_END_EVENTS[state], fields)
-            if not batched:
-                self.finished_recently.add()
+            self.finished_recently.add()
             if state == JobState.FAILED:
                 self.failed_recently.add()
             self.events.job_finished(lease.job_id)
@@ -476,10 +477,31 @@ class JobLifecycle(ScheduleWrites):
             )
         # A job that waited behind this one (its subject, its queue's limit) may
         # start now; a retry sets a deadline for the timer.
-        if not batched:
-            self.scheduler.wake()
+        self.scheduler.wake()
         if retried:
             self.scheduler.reschedule()
+
+    def _done(self, lease: Lease, duration_s: float) -> None:
+        """:meth:`_ended` of an attempt that ended its job DONE, one of a batch whose caller
+        counts it (metrics, ``finished_recently``) and wakes the scheduler once for all:
+        the same log line, waiters and watchers, without the branches for other ends."""
+        job_id = lease.job_id
+        self.logs.close(job_id)
+        fields = {
+            "job_id": job_id,
+            "type": lease.type,
+            "queue": lease.queue,
+            "state": _DONE,
+            "attempt": lease.attempt,
+            "duration_ms": round(duration_s * 1000, 3),
+        }
+        self.tracer.attempt_ended(lease, JobState.DONE, None)
+        self._info(_DONE_EVENT, fields)
+        self.events.job_finished(job_id)
+        if self.events.watched:
+            self._announce(
+                "done", job_id, lease.type, JobState.DONE, lease.queue, attempt=lease.attempt
+            )
 
     def _settle_cascaded(self) -> None:
         """Tell of the jobs the store just cancelled because a job they waited for ended

@@ -157,6 +157,27 @@ def test_complete_many_keeps_each_result_and_start_as_given(
     assert started[3] == clock.time()  # (a start after the end: the end)
 
 
+def test_complete_many_ends_a_batch_of_any_size(
+    store: JobStore, spec: Spec, clock: FakeClock
+) -> None:
+    """However many ends a batch holds (more than one statement takes, or a size a
+    statement is padded to), each current lease ends DONE with its own result, and a
+    stale one among them is returned, whatever its place."""
+    enqueue(store, [spec() for _ in range(150)])
+    leases = store.lease_many(1, 150)
+    assert len(leases) == 150
+    for size in (3, 17, 130):
+        batch, leases = leases[:size], leases[size:]
+        stale_one = batch[-2]
+        store.fail(stale_one, BOOM, clock.time())
+        ends = [(lease, str(lease.job_id).encode(), 0.0) for lease in batch]
+        assert store.complete_many(ends) == [stale_one]
+        jobs = store.get_many([lease.job_id for lease in batch if lease is not stale_one])
+        assert all(job.state == JobState.DONE for job in jobs)
+        assert [job.result for job in jobs] == [job.id for job in jobs]
+    assert len(leases) == 0
+
+
 def test_lease_ids_and_starts_increase_in_the_order_of_a_batch(
     store: JobStore, spec: Spec, clock: FakeClock
 ) -> None:

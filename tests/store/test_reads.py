@@ -49,6 +49,19 @@ def test_pages_without_a_budget_hold_everything(store: JobStore, spec: Spec) -> 
         store.get_page([ids[-1] + 1], None)
 
 
+def test_a_page_names_a_missing_job_wherever_it_is_asked(store: JobStore, spec: Spec) -> None:
+    """get_page raises NoSuchJob for an id that names no job, first among those asked, in
+    the page, or past the jobs that fit it (whose rows it does not read)."""
+    ids = [job.id for job in enqueue(store, [spec(payload="p" * 5000)] * 6).jobs]
+    missing = ids[-1] + 1
+    budget = 12_000  # two of these jobs a page
+    page = store.get_page(ids, budget)
+    assert [job.id for job in page.jobs] == ids[:2] and page.more is True
+    for asked in ([missing, *ids], [ids[0], missing, *ids[1:]], [*ids, missing]):
+        with pytest.raises(NoSuchJob, match=str(missing)):
+            store.get_page(asked, budget)
+
+
 def test_states_of_no_job_and_of_one_asked_twice(store: JobStore, spec: Spec) -> None:
     [job] = enqueue(store, [spec()]).jobs
     assert store.states([]) == {}

@@ -46,3 +46,21 @@ def test_ends_count_by_type_and_state_and_fill_the_histogram() -> None:
     assert samples[("semantica_job_duration_seconds_sum", ())] == 0.001 + 0.7 + 7200.0
     assert samples[("semantica_jobs", (("state", "DONE"),))] == 2
     assert samples[("semantica_workers", (("state", "busy"),))] == 1
+
+
+def test_a_batch_of_done_ends_counts_as_each_end_would() -> None:
+    """jobs_done (a drain's batch of DONE ends) leaves the same counters and histogram as
+    job_ended of each, beside ends counted one by one."""
+    ends = [("A", 0.001), ("B", 0.0004), ("A", 2.5), ("A", 7200.0)]
+    one_by_one = Metrics(lambda: {}, lambda: {})
+    batched = Metrics(lambda: {}, lambda: {})
+    for metrics in (one_by_one, batched):
+        metrics.job_ended("A", JobState.FAILED, 0.2)
+    for type_, duration_s in ends:
+        one_by_one.job_ended(type_, JobState.DONE, duration_s)
+    batched.jobs_done(ends)
+    assert _samples(batched) == _samples(one_by_one)
+    finished = _samples(batched)[
+        ("semantica_jobs_finished_total", (("state", "DONE"), ("type", "A")))
+    ]
+    assert finished == 3

@@ -152,6 +152,11 @@ class PageBuilder:
         return Page(self.jobs, self.more)
 
 
+#: A state as stored (its value) -> the JobState: a dict lookup, where ``JobState(text)``
+#: runs the enum's Python-level constructor (0.6 µs, paid per row of a long read).
+STATE_OF: dict[str, JobState] = {state.value: state for state in JobState}
+
+
 def job_from_row(row: Sequence[Any]) -> Job:
     """The Job of a row read with :data:`JOB_COLUMNS` (or :func:`row_columns`)."""
     (
@@ -185,7 +190,7 @@ def job_from_row(row: Sequence[Any]) -> Job:
         slot,
         waits,
     ) = row
-    state = JobState(state)
+    state = STATE_OF[state]
     return Job(
         id=job_id,
         type=type_,
