@@ -161,12 +161,13 @@ def brief_reply(rid: int, jobs: list[Job], added_at: float | None) -> Enqueued:
         added_at=added_at or 0.0,
     )
     created_at = None if added_at is None else datetime.fromtimestamp(added_at, UTC)
+    queued = JobState.QUEUED  # (looked up once: an enum's attribute costs a lookup each)
     for n, job in enumerate(jobs):
         # A job the insert added as its spec says: new, QUEUED, no subject (no
         # generation), waiting for nothing, made by this insert (fresh_job).
         if not (
             job.created_at == created_at
-            and job.state == JobState.QUEUED
+            and job.state == queued
             and job.subject is None
             and job.waiting_on is None
             and not job.deduplicated
