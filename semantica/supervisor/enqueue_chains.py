@@ -59,6 +59,7 @@ class EnqueueChains:
     def record(self, ticket: Any, done: Iterable[tuple[Any, Any]]) -> None:
         """Note the outcome of the requests of ``done`` (reply, request), their replies
         just queued; ``ticket`` is the batch they claimed (None: nothing pending)."""
+        self._settle()  # (here too: a connection whose enqueues nobody follows keeps none)
         for reply, request in done:
             if not isinstance(request, EnqueueLazy):
                 continue

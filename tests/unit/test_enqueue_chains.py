@@ -116,3 +116,14 @@ async def test_after_an_unreadable_frame_followers_of_settled_enqueues_are_refus
     assert await chains.refusal(enqueue(3, follows=2)) is not None
     carried_out(chains, committer, store, enqueue(4))
     assert await chains.refusal(enqueue(5, follows=4)) is None  # pending: known good
+
+
+async def test_a_connection_that_never_follows_keeps_nothing_of_its_committed_enqueues() -> None:
+    """A pipelining client sends thousands of enqueues a second on one connection:
+    what the chains keep of them stays bounded by what is not yet committed."""
+    chains, committer, store = _setup()
+    for rid in range(1, 10_001):
+        carried_out(chains, committer, store, enqueue(rid))
+        if rid % 100 == 0:
+            committer.commit_now()
+    assert len(chains._pending) <= 100 and len(chains._order) <= 100
