@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import functools
 import os
-import select
 import socket
+from _socket import MSG_DONTWAIT
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -365,14 +365,16 @@ class Client(ScheduleMethods):
         try:
             while view:
                 try:
-                    view = view[sock.send(view, socket.MSG_DONTWAIT) :]
+                    view = view[sock.send(view, MSG_DONTWAIT) :]
                     continue
                 except BlockingIOError:
                     pass
+                import select  # (here: only a full socket needs it, and semctl never does)
+
                 poller = select.poll()  # (not select.select: no limit on the fd number)
                 poller.register(sock, select.POLLIN | select.POLLOUT)
                 if any(events & ~select.POLLOUT for _, events in poller.poll()):
-                    data = sock.recv(65536, socket.MSG_DONTWAIT)
+                    data = sock.recv(65536, MSG_DONTWAIT)
                     if not data:
                         raise ConnectionResetError("the supervisor closed the connection")
                     self._decoder.feed(data)

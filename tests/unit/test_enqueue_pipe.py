@@ -54,8 +54,13 @@ class FakeSupervisor:
     """
 
     def __init__(
-        self, path: Path, features: list[str], policy: Callable[[int, Enqueue], Any]
+        self,
+        path: Path,
+        features: list[str],
+        policy: Callable[[int, Enqueue], Any],
+        cap: int = CAP,
     ) -> None:
+        self.cap = cap
         self.enqueues: list[Enqueue] = []
         self.held_at_once = 0
         self.features = features
@@ -75,7 +80,7 @@ class FakeSupervisor:
             self._one(conn)
 
     def _one(self, conn: socket.socket) -> None:
-        decoder = FrameDecoder(ControlRequest, 1 << 20)
+        decoder = FrameDecoder(ControlRequest, self.cap)
         held: list[Enqueue] = []
         conn.settimeout(0.3)
         while True:
@@ -94,7 +99,7 @@ class FakeSupervisor:
                         server_version="9",
                         pid=1,
                         features=self.features,
-                        max_frame=CAP,
+                        max_frame=self.cap,
                     )
                     conn.sendall(encode(ok))
                 elif isinstance(msg, Enqueue):
@@ -261,3 +266,16 @@ def test_a_lost_connection_puts_every_unanswered_request_in_doubt(place: Path) -
     # The requests sent after the first, all unanswered: at least the two that were in
     # flight with it (and the one sent after its reply, if it went out before the hang-up).
     assert len(fake.enqueues[1].jobs) < exc.in_doubt <= len(JOBS) - first, exc.in_doubt
+
+
+def test_requests_bigger_than_the_socket_buffer_go_out_whole_and_in_order(place: Path) -> None:
+    """Requests of about a MiB each, three in flight: the socket fills while one is
+    sent, and the client waits for room (reading replies meanwhile) instead of failing."""
+    jobs = [{"type": "T", "payload": {"n": n, "pad": "x" * 3000}} for n in range(3000)]
+    fake = FakeSupervisor(place / "s.sock", list(FEATURES), lambda i, m: fake.ok(i, m), cap=1 << 20)
+    try:
+        got = run_sync(place / "s.sock", jobs)
+    finally:
+        fake.close()
+    assert len(fake.enqueues) > PIPELINE_FRAMES and chained(fake.enqueues)
+    assert [job.payload["n"] for job in got] == list(range(3000))  # type: ignore[index]
