@@ -457,7 +457,11 @@ class Client(ScheduleMethods):
         requests = split_graph(specs, self._max_request)
         if can_pipeline(requests, self.server_features):
             check_supervisor_can_wait(specs, self.server_features, self.server_pid)
-            return enqueue_pipelined(requests, len(specs), self._send_pipelined, self._receive)
+            try:
+                return enqueue_pipelined(requests, len(specs), self._send_pipelined, self._receive)
+            except (KeyboardInterrupt, SystemExit):
+                self.close()  # replies of requests in flight would answer the next calls
+                raise
         enqueued: JobsList = []
         for request in requests:
             try:
