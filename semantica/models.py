@@ -274,7 +274,12 @@ def validate_name(what: str, name: str) -> None:
         raise BadInput(f"{what} name must be 1-64 of A-Z a-z 0-9 _ . : -, got {short_repr(name)}")
 
 
-_TIMES = ("timeout", "delay", "backoff")
+def _bad_seconds(name: str, value: float) -> BadInput:
+    """The error of a time (``timeout``, ``delay``, ``backoff``) out of its range."""
+    low = "more than 0" if name == "timeout" else "0 or more"
+    return BadInput(
+        f"{name} must be a number of seconds, {low} and below {SECONDS_MAX:.0e}, got {value}"
+    )
 
 
 def validate_spec(spec: JobSpec) -> None:
@@ -304,18 +309,14 @@ def validate_spec(spec: JobSpec) -> None:
         )
     if spec.generation is not None and not 0 <= spec.generation <= GENERATION_MAX:
         raise BadInput(f"generation must be between 0 and {GENERATION_MAX}, got {spec.generation}")
-    # (Most jobs set none of these: a spec of a big batch is checked on both sides.)
-    times = () if spec.timeout is None and spec.delay is None and spec.backoff is None else _TIMES
-    for name in times:
-        value = getattr(spec, name)
-        low = "more than 0" if name == "timeout" else "0 or more"
-        if value is not None and not (
-            (value > 0 if name == "timeout" else value >= 0) and value < SECONDS_MAX
-        ):
-            raise BadInput(
-                f"{name} must be a number of seconds, {low} and below {SECONDS_MAX:.0e}, "
-                f"got {value}"
-            )
+    # (A spec of a big batch is checked on both sides: each time compared in place.)
+    timeout, delay, backoff = spec.timeout, spec.delay, spec.backoff
+    if timeout is not None and not (timeout > 0 and timeout < SECONDS_MAX):
+        raise _bad_seconds("timeout", timeout)
+    if delay is not None and not (delay >= 0 and delay < SECONDS_MAX):
+        raise _bad_seconds("delay", delay)
+    if backoff is not None and not (backoff >= 0 and backoff < SECONDS_MAX):
+        raise _bad_seconds("backoff", backoff)
     if spec.delay is not None and spec.at is not None:
         raise BadInput("give either a delay or a start time (--at), not both")
     if spec.at is not None:
@@ -387,17 +388,20 @@ def _json_problem(value: Any, depth: int, what: str) -> str | None:
         return f"{what} is nested more than {PAYLOAD_DEPTH_MAX} levels deep"
     if isinstance(value, dict):
         for key, item in value.items():
-            if not isinstance(key, (str, int)) or isinstance(key, bool):
+            if type(key) is not str and (not isinstance(key, (str, int)) or isinstance(key, bool)):
                 return f"{what} object keys must be strings, got {type(key).__name__}"
-            problem = _json_problem(item, depth + 1, what)
-            if problem is not None:
-                return problem
+            # (A string or null, most values, is fine as it is: no call for it.)
+            if type(item) is not str and item is not None:
+                problem = _json_problem(item, depth + 1, what)
+                if problem is not None:
+                    return problem
         return None
     if isinstance(value, (list, tuple)):
         for item in value:
-            problem = _json_problem(item, depth + 1, what)
-            if problem is not None:
-                return problem
+            if type(item) is not str and item is not None:
+                problem = _json_problem(item, depth + 1, what)
+                if problem is not None:
+                    return problem
         return None
     return f"{what} must be plain JSON: {type(value).__name__} values are not (convert them first)"
 

@@ -62,7 +62,9 @@ HEADER = struct.Struct(">I")
 #: would take a request in part rather than refuse it: it decodes a field it does not
 #: know as absent, so a job sent with ``after`` would run at once instead of waiting.
 #: ``after``: jobs that wait for others (``after``, ``after_end``, ``ref``).
-FEATURES = ("after",)
+#: ``follows``: an ``Enqueue`` that names the one it follows (``Enqueue.follows``) is
+#: refused when that one failed (an older supervisor would carry it out).
+FEATURES = ("after", "follows")
 
 
 class _Msg(msgspec.Struct, tag_field="t", kw_only=True):
@@ -86,11 +88,19 @@ class Enqueue(_Msg, tag="enqueue"):
     ``brief`` asks for a brief :class:`Enqueued`: ids, and whole jobs only where
     the client could not build them from the specs it sent (a supervisor that
     does not know the field sends whole jobs, as it always did).
+
+    ``follows``, when not 0, is the ``rid`` of an earlier ``Enqueue`` on the same
+    connection that this one continues (the next request of one ``enqueue_many``,
+    sent before that one's reply came): the supervisor refuses it, adding nothing
+    (``batch_broken``), unless that one was carried out and is committed or being
+    committed with it. So what a pipelined ``enqueue_many`` commits is always a
+    prefix of its jobs (docs/protocol.md).
     """
 
     jobs: list[JobSpec]
     rid: int = 0
     brief: bool = False
+    follows: int = 0
 
 
 class EnqueueLazy(_Msg, tag="enqueue"):
@@ -104,6 +114,7 @@ class EnqueueLazy(_Msg, tag="enqueue"):
     jobs: list[msgspec.Raw]
     rid: int = 0
     brief: bool = False
+    follows: int = 0
 
 
 class GetJob(_Msg, tag="get"):

@@ -30,6 +30,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Self, TypeVar
 
 import anyio
+from anyio.abc import TaskStatus
 
 from semantica.config import Paths, locate
 from semantica.control.async_conn import Connection
@@ -50,10 +51,12 @@ from semantica.control.client import (
     make_spec,
     specs_of,
 )
+from semantica.control.enqueue_pipe import PIPELINE_FRAMES, Outcomes, can_pipeline
 from semantica.control.schedule_client import AsyncScheduleMethods
 from semantica.errors import (
     ProtocolError,
     SemanticaError,
+    Unreachable,
     WaitTimeout,
     error_from_code,
 )
@@ -191,13 +194,60 @@ class AsyncClient(AsyncScheduleMethods):
         """
         specs = specs_of(jobs)
         conn = await self._connection()  # the supervisor's frame cap sizes the requests
+        requests = split_graph(specs, conn.max_request)
+        if can_pipeline(requests, conn.server_features):
+            check_supervisor_can_wait(specs, conn.server_features, conn.server_pid)
+            return await self._enqueue_pipelined(conn, requests, len(specs))
         enqueued: JobsList = []
-        for request in split_graph(specs, conn.max_request):
+        for request in requests:
             try:
                 enqueued += await self._enqueue(request, brief=True)
             except SemanticaError as exc:
                 raise failed_part_way(enqueued, len(specs), len(request), exc) from exc
         return enqueued
+
+    async def _enqueue_pipelined(
+        self, conn: Connection, requests: list[SpecList], total: int
+    ) -> JobsList:
+        """``requests`` with up to PIPELINE_FRAMES in flight, each naming the one before
+        (enqueue_pipe.py); the jobs, or PartialEnqueue as batches.py says.
+
+        Each request is a task of its own, started only once the one before is sent or
+        queued to be sent (``Connection.request`` numbers and sends a request before
+        its first pause, and sends queue in order): so they go out in order.
+        """
+        room = anyio.Semaphore(PIPELINE_FRAMES)
+        replies: list[Any] = []  # each request's reply, or the SemanticaError it raised
+        failed = False
+
+        async def one(index: int, msg: Enqueue, *, task_status: TaskStatus[None]) -> None:
+            nonlocal failed
+            task_status.started()
+            try:
+                replies[index] = await conn.request(msg)
+            except SemanticaError as exc:
+                replies[index] = exc
+            finally:
+                failed = failed or isinstance(replies[index], SemanticaError | ErrorReply)
+                room.release()
+
+        async with anyio.create_task_group() as group:
+            follows = 0
+            for index, jobs in enumerate(requests):
+                await room.acquire()
+                if failed:
+                    break  # a request failed: the supervisor would refuse the rest
+                msg = Enqueue(jobs=jobs, brief=True, follows=follows)
+                replies.append(None)
+                await group.start(one, index, msg)
+                follows = msg.rid
+        outcomes = Outcomes(requests, total)
+        for index, reply in enumerate(replies):
+            if isinstance(reply, ErrorReply):
+                reply = error_from_code(reply.code, reply.message)
+            outcomes.answer(index, reply)
+        outcomes.lost([i for i, reply in enumerate(replies) if isinstance(reply, Unreachable)])
+        return outcomes.result()
 
     async def _enqueue(self, specs: SpecList, brief: bool = False) -> JobsList:
         conn = await self._connection()

@@ -10,9 +10,10 @@ Both clients use this module. The contract:
   ``ENQUEUE_ATOMIC_JOBS`` (512) small jobs share one request, jobs with large
   payloads get fewer.
 * Each request is one transaction (the supervisor writes a request of more
-  than 512 jobs in slices), and a client sends the next only once the
-  one before is committed. So what is committed is always the first N jobs
-  given, in order, and the subject rules (superseding, generations) apply
+  than 512 jobs in slices), and a client sends the next only once the one
+  before is committed, or pipelined to a supervisor that refuses a request
+  whose predecessor failed (enqueue_pipe.py). So what is committed is always
+  the first N jobs given, in order, and the subject rules (superseding, generations) apply
   across requests in that order (though a job of an earlier request may have
   started, and so not be superseded, by the time a later one arrives).
 * A graph (jobs with a ``ref`` that others wait for) is one request, or

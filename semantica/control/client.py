@@ -21,7 +21,7 @@ import os
 # _socket's socket, not the socket module's: that module wraps it in enums and loads
 # selectors, ~3 ms of every semctl start, for nothing a blocking Unix-socket client uses.
 # (socket.socket is its subclass: connect, sendall, recv and their errors are the same.)
-from _socket import AF_UNIX, SOCK_STREAM
+from _socket import AF_UNIX, MSG_DONTWAIT, SOCK_STREAM
 from _socket import socket as unix_socket
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
@@ -37,6 +37,7 @@ from semantica.control.batches import (
     jobs_of,
     split_graph,
 )
+from semantica.control.enqueue_pipe import can_pipeline, enqueue_pipelined
 from semantica.control.schedule_client import ScheduleMethods
 from semantica.errors import (
     AuthError,
@@ -326,17 +327,7 @@ class Client(ScheduleMethods):
             raise
 
     def _send(self, msg: msgspec.Struct) -> None:
-        try:
-            data = encode(msg)
-        except (TypeError, ValueError, OverflowError, RecursionError, msgspec.EncodeError) as exc:
-            # msgpack carries neither an int past 64 bits (OverflowError) nor a str
-            # with a lone surrogate (UnicodeEncodeError, a ValueError).
-            raise BadInput(f"cannot send this request: {exc}") from None
-        if len(data) - HEADER.size > self._max_request:
-            raise BadInput(
-                f"request of {len(data)} bytes exceeds the {self._max_request}-byte frame limit; "
-                "send fewer jobs per batch or a smaller payload"
-            )
+        data = self._frame(msg)
         try:
             self._sock.sendall(data)
         except (BrokenPipeError, ConnectionResetError) as exc:
@@ -349,6 +340,52 @@ class Client(ScheduleMethods):
                 raise refusal from None
             self.close()
             raise Unreachable(f"lost the connection to the supervisor: {exc}") from None
+
+    def _frame(self, msg: msgspec.Struct) -> bytes:
+        """``msg`` as a frame, checked against the supervisor's cap (BadInput if not)."""
+        try:
+            data = encode(msg)
+        except (TypeError, ValueError, OverflowError, RecursionError, msgspec.EncodeError) as exc:
+            # msgpack carries neither an int past 64 bits (OverflowError) nor a str
+            # with a lone surrogate (UnicodeEncodeError, a ValueError).
+            raise BadInput(f"cannot send this request: {exc}") from None
+        if len(data) - HEADER.size > self._max_request:
+            raise BadInput(
+                f"request of {len(data)} bytes exceeds the {self._max_request}-byte frame limit; "
+                "send fewer jobs per batch or a smaller payload"
+            )
+        return data
+
+    def _send_pipelined(self, msg: Enqueue) -> int:
+        """Send the next request of a pipelined ``enqueue_many`` without waiting for
+        its reply; its rid. While the socket is full, the replies that came are read
+        into the decoder (the supervisor stops reading while its replies pile up)."""
+        self.connect()
+        self._rid += 1
+        msg.rid = self._rid
+        view = memoryview(self._frame(msg))
+        sock = self._sock
+        assert sock is not None
+        try:
+            while view:
+                try:
+                    view = view[sock.send(view, MSG_DONTWAIT) :]
+                    continue
+                except BlockingIOError:
+                    pass
+                import select  # (here: only a full socket needs it, and semctl never does)
+
+                poller = select.poll()  # (not select.select: no limit on the fd number)
+                poller.register(sock, select.POLLIN | select.POLLOUT)
+                if any(events & ~select.POLLOUT for _, events in poller.poll()):
+                    data = sock.recv(65536, MSG_DONTWAIT)
+                    if not data:
+                        raise ConnectionResetError("the supervisor closed the connection")
+                    self._decoder.feed(data)
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            self.close()
+            raise Unreachable(f"lost the connection to the supervisor: {exc}") from None
+        return msg.rid
 
     def _receive(self) -> Any:
         """The next message; an ErrorReply is raised as its exception."""
@@ -407,8 +444,9 @@ class Client(ScheduleMethods):
     def enqueue_many(self, jobs: Iterable[Mapping[str, Any]]) -> JobsList:
         """Add any number of jobs, each a dict with ``type`` (and ``payload``, options).
 
-        They go in requests under the frame cap, each one transaction, one after
-        the other; the committed jobs come back in the order given. A graph (jobs
+        They go in requests under the frame cap, each one transaction, a few in
+        flight at once (enqueue_pipe.py); the committed jobs come back in the order
+        given, and what is committed is always the first of them. A graph (jobs
         with a ``ref`` that others name in ``after`` or ``after_end``) goes as one
         request, all or nothing.
 
@@ -420,8 +458,16 @@ class Client(ScheduleMethods):
         """
         specs = specs_of(jobs)
         self.connect()  # the supervisor's frame cap sizes the requests
+        requests = split_graph(specs, self._max_request)
+        if can_pipeline(requests, self.server_features):
+            check_supervisor_can_wait(specs, self.server_features, self.server_pid)
+            try:
+                return enqueue_pipelined(requests, len(specs), self._send_pipelined, self._receive)
+            except (KeyboardInterrupt, SystemExit):
+                self.close()  # replies of requests in flight would answer the next calls
+                raise
         enqueued: JobsList = []
-        for request in split_graph(specs, self._max_request):
+        for request in requests:
             try:
                 enqueued += self._enqueue(request, brief=True)
             except SemanticaError as exc:

@@ -173,7 +173,8 @@ class JobLifecycle(ScheduleWrites):
             for job in new:
                 self._announce("enqueued", job.id, job.type, job.state, job.queue)
         now = self.store.clock.time()
-        starts = [now if job.run_after is None else job.run_after.timestamp() for job in new]
+        # Each start time once: the jobs of a batch share a few.
+        starts = [now if at is None else at.timestamp() for at in {job.run_after for job in new}]
         if any(at <= now for at in starts):
             self.scheduler.wake()
         later = [at for at in starts if at > now]

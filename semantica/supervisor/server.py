@@ -24,6 +24,7 @@ import os
 import socket as stdlib_socket
 import stat
 import time
+import weakref
 from typing import Any
 
 import structlog
@@ -58,6 +59,7 @@ from semantica.protocol import (
     Wait,
     WatchChanges,
 )
+from semantica.supervisor.enqueue_chains import EnqueueChains
 from semantica.supervisor.handlers.dispatch import dispatch
 from semantica.supervisor.handlers.enqueue_group import Ahead, carry_out_enqueues
 from semantica.supervisor.replies import Outbox, encode_reply
@@ -102,6 +104,11 @@ class ControlServer:
         self._last_sender: FramedStream | None = None
         self._last_sent = -math.inf
         self._other_sent = -math.inf
+        # Each connection's enqueues, for those that follow them (enqueue_chains.py);
+        # gone with the connection.
+        self._chains: weakref.WeakKeyDictionary[FramedStream, EnqueueChains] = (
+            weakref.WeakKeyDictionary()
+        )
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Bind the socket (0600), report started, and accept connections until cancelled.
@@ -247,6 +254,7 @@ class ControlServer:
         """
         outbox = Outbox(channel, functools.partial(self._settle, channel))
         held: Ahead = None  # read ahead of its turn by _enqueues, not yet carried out
+        chains = self._chains[channel] = EnqueueChains(self.committer)
         async with trio.open_nursery() as waiting:
             sent_all = trio.Event()
             waiting.start_soon(self._send_queued, outbox, sent_all)
@@ -263,6 +271,7 @@ class ControlServer:
                     await channel.send(ErrorReply(code=exc.code, message=exc.message))
                     break
                 except ProtocolError as exc:
+                    chains.unreadable()
                     await channel.send(ErrorReply(code=exc.code, message=exc.message))
                     continue
                 except (trio.EndOfChannel, trio.BrokenResourceError, trio.ClosedResourceError):
@@ -299,6 +308,9 @@ class ControlServer:
         task commits at once and writes them itself, in one write.
         """
         ticket = self.committer.ticket()
+        chains = self._chains.get(channel)
+        if chains is not None:
+            chains.record(ticket, done)
         if outbox.empty and (
             ticket is None
             or (
@@ -430,6 +442,11 @@ class ControlServer:
     ) -> ControlReply | None:
         """Carry out a request; its reply, not yet durable (or an error reply)."""
         rid = getattr(request, "rid", 0)
+        if isinstance(request, EnqueueLazy) and request.follows:
+            chains = self._chains.get(channel)
+            refusal = None if chains is None else await chains.refusal(request)
+            if refusal is not None:
+                return refusal
         try:
             reply = await dispatch(self.services, request, channel.send)
             if reply is not None and not isinstance(reply, HelloOk):

@@ -55,9 +55,10 @@ def explain(
     # The reason of a job without a subject, an error or dependencies depends on these
     # alone: the jobs of a big enqueue ask the rules once for each kind among them.
     alike: dict[tuple[Any, ...], str | None] = {}
+    queued = JobState.QUEUED  # (looked up once: an enum's attribute costs a lookup each)
     for job in jobs:
         job.waiting_for = None
-        if job.state != JobState.QUEUED:
+        if job.state != queued:
             continue
         if job.waiting_on:
             job.waiting_for = WaitReason.DEPENDENCY.value  # (the first rule: no facts needed)

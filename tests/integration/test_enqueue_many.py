@@ -1,7 +1,7 @@
 """enqueue_many of any size, against the real supervisor, from Client and AsyncClient.
 
 The client splits the jobs into requests under the frame cap by encoded size,
-sends them one after the other (each one transaction), and when one fails
+sends them in order, a few in flight (each one transaction), and when one fails
 after others were committed raises PartialEnqueue with the committed jobs.
 """
 
@@ -180,3 +180,30 @@ def test_a_brief_reply_holds_whole_only_the_jobs_a_client_cannot_build(daemon: D
         assert reply.whole == [3] and [job.subject for job in reply.jobs] == ["s"]
         assert reply.waiting == ["run_after"] * 31 and reply.added_at > 0
         assert reply.ids == sorted(reply.ids)
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+def test_pipelined_requests_commit_a_prefix_when_one_fails_part_way(
+    make_daemon: Callable[..., Daemon], request: pytest.FixtureRequest, store: str
+) -> None:
+    """The client keeps several requests in flight; the one in the middle is refused (a
+    type no worker knows): those before it stay, none after it was added (the
+    supervisor refused them, as they follow a failed one), on either store."""
+    args = ["--store", request.getfixturevalue("pg_database")] if store == "postgres" else []
+    daemon = make_daemon(*args, SEMANTICA_MAX_FRAME=str(SMALL_CAP))
+    jobs = [{"type": "NOOP", "payload": {"n": i}, **LATER} for i in range(3000)]
+    jobs.insert(1500, {"type": "NO_SUCH_TYPE"})
+    with daemon.client() as client:
+        assert "follows" in client.server_features  # (so it pipelines)
+        with pytest.raises(PartialEnqueue) as partial:
+            client.enqueue_many(jobs)
+        exc = partial.value
+        committed = len(exc.enqueued)
+        assert 0 < committed <= 1500 and exc.in_doubt == 0
+        assert [job.payload["n"] for job in exc.enqueued] == list(range(committed))
+        assert "unknown job type 'NO_SUCH_TYPE'" in str(exc)
+        assert client.status().counts[JobState.QUEUED] == committed
+        # The connection is in step: the rest goes in on it, in order.
+        rest = client.enqueue_many(jobs[committed:1500] + jobs[1501:])
+        assert [job.payload["n"] for job in rest] == list(range(committed, 3000))
+        assert client.status().counts[JobState.QUEUED] == 3000

@@ -118,3 +118,35 @@ def test_a_pipelining_async_client_gets_every_job_once(daemon: Daemon) -> None:
     assert len(set(ids)) == 300
     with daemon.client() as client:
         assert client.status().counts.get("QUEUED") == 300
+
+
+def test_an_enqueue_that_follows_a_failed_one_is_refused(daemon: Daemon) -> None:
+    """``follows`` names the enqueue a request continues (a pipelined enqueue_many): once
+    that one failed, the follower is refused and adds nothing, and so down the chain;
+    requests that follow nothing, or a success, are carried out as always."""
+    noop = JobSpec(type="NOOP", delay=LATER)
+    bad = JobSpec(type="NO_SUCH_TYPE", delay=LATER)
+    requests = [
+        Enqueue(jobs=[noop] * 600, rid=1),  # more than one insert's worth of jobs
+        Enqueue(jobs=[noop] * 3, rid=2, follows=1),  # follows a success: carried out
+        Enqueue(jobs=[bad], rid=3, follows=2),  # fails
+        Enqueue(jobs=[noop] * 5, rid=4, follows=3),  # follows a failure: refused
+        Enqueue(jobs=[noop] * 7, rid=5, follows=4),  # follows a refusal: refused
+        Enqueue(jobs=[noop] * 11, rid=6),  # follows nothing: carried out
+        Enqueue(jobs=[noop] * 13, rid=7, follows=6),  # carried out
+    ]
+    replies = _replies(daemon, b"".join(encode(r) for r in requests), len(requests))
+    assert [reply.rid for reply in replies] == [1, 2, 3, 4, 5, 6, 7]
+    outcomes = [reply.code if isinstance(reply, ErrorReply) else "ok" for reply in replies]
+    assert outcomes == ["ok", "ok", "bad_input", "batch_broken", "batch_broken", "ok", "ok"]
+    assert "(rid 3) failed" in replies[3].message
+    assert "nothing of this request was added" in replies[4].message
+    with daemon.client() as client:
+        assert client.status().counts["QUEUED"] == 600 + 3 + 11 + 13
+
+
+def test_a_supervisor_says_it_refuses_followers_of_a_failed_enqueue(daemon: Daemon) -> None:
+    """A client pipelines enqueue_many only to a supervisor that says so in its hello:
+    an older one would carry out a follower of a failed request."""
+    with daemon.client() as client:
+        assert "follows" in client.server_features

@@ -737,3 +737,17 @@ def test_message_field_types_are_not_postponed_strings(union: Any, model: type) 
         if isinstance(value, str)
     }
     assert not postponed
+
+
+def test_a_slice_of_specs_decodes_in_one_go_and_a_bad_one_is_named() -> None:
+    """handle_enqueue decodes a slice of an enqueue's specs in one call: the same specs
+    as one by one, and a malformed one still named by its place in the request."""
+    from semantica.supervisor.handlers.jobs import decode_specs
+
+    specs = [JobSpec(type="T", payload={"n": n}, priority=n % 3) for n in range(40)]
+    raws = [msgspec.Raw(msgspec.msgpack.encode(spec)) for spec in specs]
+    assert decode_specs(raws, 0, 40) == specs
+    assert decode_specs(raws, 10, 25) == specs[10:25]
+    raws[17] = msgspec.Raw(msgspec.msgpack.encode({"type": 5}))
+    with pytest.raises(ProtocolError, match=r"\(job 17 of the request\)"):
+        decode_specs(raws, 10, 25)

@@ -17,7 +17,7 @@ What it promises, the same as one request at a time:
   they share is durable (replies.py): nothing is acknowledged before it is.
 * **Alone when it must be.** Only requests whose jobs the insert adds exactly
   as their specs say go together (:func:`combinable`: no subject, nothing
-  waited for, no ref, at most :data:`GROUP_JOBS` jobs); any other request,
+  waited for, no ref, no ``follows``, at most :data:`GROUP_JOBS` jobs); any other request,
   and any request that is bad (a spec that does not decode, an unknown type),
   is carried out alone by its caller, in its place, and gets its own reply or
   error as it always would.
@@ -114,10 +114,11 @@ def combinable(services: Services, request: EnqueueLazy) -> list[Prepared] | Non
 
     None for a request the caller must carry out alone: too many jobs, a subject
     (generations are settled against the jobs before it), something waited for, a
-    ref, or a spec that is bad (carried out alone, it gets its own error reply).
+    ref, a spec that is bad (carried out alone, it gets its own error reply), or
+    one that follows another (``follows``: the server checks it first).
     """
     raws = request.jobs
-    if not raws or len(raws) > GROUP_JOBS:
+    if not raws or len(raws) > GROUP_JOBS or request.follows:
         return None
     try:
         specs = [decode_spec(raw, i) for i, raw in enumerate(raws)]

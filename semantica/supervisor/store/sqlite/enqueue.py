@@ -39,7 +39,7 @@ from semantica.supervisor.store.sqlite.inserts import (
     insert_args,
     insert_run,
     insert_values,
-    run_key,
+    run_keys,
 )
 from semantica.supervisor.store.sqlite.rows import EDGES, IDS_IN_JSON, json_ids
 from semantica.supervisor.store.sqlite.subjects import insert_subject_run
@@ -91,8 +91,9 @@ class SQLiteEnqueue(SQLiteConnection):
             pairs: set[tuple[str, str | None]] = set()
             for spec, payload, run_after, edges in rows:
                 if spec.subject is None and not edges:
-                    insert_subject_run(conn, subjects, now, created_at, result, added)
-                    subjects, pairs = [], set()
+                    if subjects:  # (most batches have none: no call, nothing made, per job)
+                        insert_subject_run(conn, subjects, now, created_at, result, added)
+                        subjects, pairs = [], set()
                     plain.append((spec, payload, run_after))
                     continue
                 # The generation rules (and the jobs waited for) see every spec before
@@ -165,11 +166,12 @@ class SQLiteEnqueue(SQLiteConnection):
         runs of jobs alike but for the payload (:data:`_INSERT_RUN`), the rest in VALUES
         chunks."""
         odd: list[Row] = []  # jobs in short runs, waiting for a chunk
+        keys = run_keys(plain)
         start = 0
         while start < len(plain):
-            key = run_key(plain[start])
+            key = keys[start]
             stop = start + 1
-            while stop < len(plain) and run_key(plain[stop]) == key:
+            while stop < len(plain) and keys[stop] == key:
                 stop += 1
             if stop - start < RUN_MIN:
                 odd += plain[start:stop]

@@ -93,6 +93,21 @@ def run_key(item: Row) -> tuple[Any, ...]:
     return alike_key(spec, run_after)
 
 
+def run_keys(rows: list[Row]) -> list[Any]:
+    """:func:`run_key` of each row, in order: a row with the spec object and start time
+    of the row before (a caller that repeats one spec) shares its key, made once."""
+    keys: list[Any] = []
+    last_spec: JobSpec | None = None
+    last_after = 0.0
+    key: Any = None
+    for spec, _, run_after in rows:
+        if spec is not last_spec or run_after != last_after:
+            key = alike_key(spec, run_after)
+            last_spec, last_after = spec, run_after
+        keys.append(key)
+    return keys
+
+
 def ids(cursor: sqlite3.Cursor, count: int) -> range:
     """The ids of the ``count`` rows one INSERT just made, in the order it made them.
 
