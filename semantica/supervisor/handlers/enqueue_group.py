@@ -141,6 +141,7 @@ async def enqueue_together(
     prepared: list[Prepared] = []
     for _, items in run:
         prepared += items
+    await services.committer.writable()  # (after the commit under way, if any)
     try:
         result = await store_write(services, functools.partial(services.jobs.add, prepared))
     except SemanticaError:
