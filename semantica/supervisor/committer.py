@@ -187,7 +187,7 @@ class Committer:
             self._last_source = source
         self._last_heard = time.monotonic()
 
-    def _others_sending(self, source: object) -> bool:
+    def others_sending(self, source: object) -> bool:
         """Whether a source other than ``source`` was heard within :data:`OTHERS_WINDOW_S`."""
         other = self._other_heard if source is self._last_source else self._last_heard
         return time.monotonic() - other < OTHERS_WINDOW_S
@@ -232,7 +232,7 @@ class Committer:
             return self._in_flight is None
         if self._in_flight is not None:
             return False
-        if source is not None and self._others_sending(source):
+        if source is not None and self.others_sending(source):
             return False
         runnable = _runnable()
         if self._asleep and self._wanted.is_set():

@@ -57,7 +57,7 @@ from semantica.protocol import (
     WatchChanges,
 )
 from semantica.supervisor.handlers.dispatch import dispatch
-from semantica.supervisor.handlers.enqueue_group import Ahead, carry_out_enqueues
+from semantica.supervisor.handlers.enqueue_group import Ahead, Gathering, carry_out_enqueues
 from semantica.supervisor.replies import Outbox, encode_reply
 from semantica.supervisor.security import token_matches
 from semantica.supervisor.services import Services
@@ -92,6 +92,7 @@ class ControlServer:
         self.path = services.settings.paths.socket
         self._unauthenticated = 0
         self._inode = 0
+        self._gathering = Gathering(services)
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Bind the socket (0600), report started, and accept connections until cancelled.
@@ -270,6 +271,13 @@ class ControlServer:
                     # Pipelined enqueues: those buffered behind it share one insert.
                     held = await self._enqueues(channel, outbox, request)
                     continue
+                if isinstance(request, EnqueueLazy) and self.committer.others_sending(channel):
+                    # Other clients are sending: their lone enqueues of this moment
+                    # share one insert with it (enqueue_group.Gathering).
+                    together = await self._gathering.enqueue(request)
+                    if together is not None:
+                        await self._queue(channel, outbox, [(together, request)])
+                        continue
                 # Carried out now, in order; its reply goes out once durable, while
                 # the next requests are read: pipelined writes share commits.
                 reply = await self._reply_now(channel, request)
