@@ -36,8 +36,9 @@ connection with one writer, so nothing may use it meanwhile: writers await
 :meth:`Committer.writable` first (and the store itself makes any use wait
 for the commit, so forgetting to is slow, never wrong). The next batch's
 writes start when the commit is done. A lone writer's commit stays on its own
-turn: with nothing else to do, a hand-off to the thread and back costs more
-than it saves.
+turn (and so does the run of one pipelining client: see
+``ControlServer._queue``): with nothing else to do, a hand-off to the thread
+and back costs more than it saves.
 
 The rule that keeps this honest: nothing is acknowledged before it is
 durable. Replies wait for :meth:`Committer.durable` (or a :meth:`ticket`), and

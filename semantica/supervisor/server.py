@@ -293,16 +293,18 @@ class ControlServer:
     ) -> None:
         """Send the replies of requests just carried out, in order, each once durable.
 
-        With nothing queued before them and nobody else to join their commit, a lone
-        request's task commits at once and writes its reply itself. The replies of a
-        run of pipelined requests are queued, and their commit left to the committer,
-        which makes it off the event loop: their client is likely sending more, and
-        those are read meanwhile.
+        With nothing queued before them and nobody else to join their commit, this
+        task commits at once and writes them itself, in one write: a lone request, or a
+        run of one pipelining client's requests. (Committing such a run off the event
+        loop, to read the client's next requests during the fsync, was measured: they
+        then came in more, smaller runs, an insert each, for some 20-30 % more
+        supervisor CPU per request and no higher rate; waiting here, they pile up in
+        the socket and make the next run whole.) With other clients sending, the
+        commit is left to the committer, which makes it off the event loop.
         """
         ticket = self.committer.ticket()
         if outbox.empty and (
-            ticket is None
-            or (len(done) == 1 and not channel.buffered and self.committer.commit_if_alone(channel))
+            ticket is None or (not channel.buffered and self.committer.commit_if_alone(channel))
         ):
             await outbox.send_now(ticket, done)
         else:
