@@ -29,9 +29,10 @@ after another.
 The committer's own batch commit runs off the event loop, in the store's
 commit thread (:meth:`~semantica.supervisor.store.JobStore.commit_in_thread`):
 while the disk works, the loop goes on reading and decoding the next
-requests and writing the replies of earlier batches (when a client was
-heard within :data:`OTHERS_WINDOW_S`: with nobody sending, there is nothing to
-serve meanwhile, and it commits on its own turn as a lone writer does). The store is one
+requests and writing the replies of earlier batches (when two clients or
+more were heard within :data:`OTHERS_WINDOW_S`: with nobody else sending, there
+is nobody to serve meanwhile, and it commits on its own turn as a lone writer
+does). The store is one
 connection with one writer, so nothing may use it meanwhile: writers await
 :meth:`Committer.writable` first (and the store itself makes any use wait
 for the commit, so forgetting to is slow, never wrong). The next batch's
@@ -264,10 +265,14 @@ class Committer:
             with trio.move_on_after(MAX_DELAY):
                 await wait_all_tasks_blocked()
             self._wanted = trio.Event()
-            if time.monotonic() - self._last_heard < OTHERS_WINDOW_S:
-                await self._commit_in_thread()  # clients are sending: serve them meanwhile
+            if time.monotonic() - self._other_heard < OTHERS_WINDOW_S:
+                # Several clients are sending: serve them meanwhile.
+                await self._commit_in_thread()
             else:
-                self.commit_now()  # nobody to serve meanwhile: the hand-off would cost more
+                # One client at most: its next requests wait in its socket and make one
+                # run after the commit; read during it, they came in more, smaller runs
+                # (an insert each). The hand-off would cost more than it saves.
+                self.commit_now()
 
     async def _commit_in_thread(self) -> None:
         """Commit the open batch in the store's thread; return once it is settled."""
