@@ -36,11 +36,13 @@ from __future__ import annotations
 import copy
 import itertools
 import socket
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 import anyio
 import anyio.lowlevel
 import msgspec
+import sniffio
 
 from semantica.config import Paths
 from semantica.control.client import connect_error, read_token
@@ -72,16 +74,42 @@ _NOTHING = memoryview(b"")
 _LOST = (OSError, anyio.ClosedResourceError, anyio.BrokenResourceError)
 
 
+class _Event(Protocol):
+    """What a call uses of an event: trio's, or anyio's on another loop."""
+
+    def set(self) -> Any: ...
+
+    def is_set(self) -> bool: ...
+
+    async def wait(self) -> Any: ...
+
+
+def _loop_kit() -> tuple[Callable[[], _Event], Callable[[], Awaitable[None]]]:
+    """The running loop's event type and cancel check, looked up once per connection.
+
+    ``anyio.Event()`` looks for the running loop at every call (some 3 µs) and wraps
+    that loop's own event, and anyio's checks go through the same look-up: a
+    pipelining client makes one event and one check per call. Under trio, trio's own
+    are used (their semantics are anyio's there); under another loop, anyio's class
+    for it.
+    """
+    if sniffio.current_async_library() == "trio":
+        import trio  # (loaded already: it runs this)
+
+        return trio.Event, trio.lowlevel.checkpoint_if_cancelled
+    return type(anyio.Event()), anyio.lowlevel.checkpoint_if_cancelled
+
+
 class _Call:
     """A request waiting for its reply."""
 
     __slots__ = ("reply", "waiting", "wake")
 
-    def __init__(self) -> None:
+    def __init__(self, event: Callable[[], _Event]) -> None:
         #: The reply, or the SemanticaError that ended the call; None until then.
         self.reply: Any = None
         #: Set when the reply comes, or when the reading is handed to this call.
-        self.wake = anyio.Event()
+        self.wake = event()
         #: The call is sent and waits on ``wake`` (it is not sending, nor the reader).
         self.waiting = False
 
@@ -101,6 +129,7 @@ class Connection:
         # cancelled when the reader leaves, so that the sender reads instead.
         self._send_wait: anyio.CancelScope | None = None
         self._error: SemanticaError | None = None  # set once the connection has ended
+        self._event, self._checkpoint_if_cancelled = _loop_kit()
         self.max_request = MAX_FRAME
         self.server_version = ""
         self.server_pid = 0
@@ -166,7 +195,7 @@ class Connection:
             raise copy.copy(self._error)
         rid = msg.rid = next(self._rids)
         data = self._encode(msg)
-        call = self._calls[rid] = _Call()
+        call = self._calls[rid] = _Call(self._event)
         try:
             try:
                 await self._send(data)
@@ -181,7 +210,7 @@ class Connection:
                         self._reader = None
                 else:
                     if call.wake.is_set():  # (handed the reading before): a fresh one
-                        call.wake = anyio.Event()
+                        call.wake = self._event()
                     call.waiting = True
                     try:
                         await call.wake.wait()
@@ -296,7 +325,7 @@ class Connection:
         """
         if not self._unsent and not self._send_lock.locked():
             # A caller cancelled already sends nothing (a check, not a pass of the loop).
-            await anyio.lowlevel.checkpoint_if_cancelled()
+            await self._checkpoint_if_cancelled()
             try:
                 sent = self._sock.send(data)
             except BlockingIOError:
@@ -352,7 +381,7 @@ class Connection:
                     self._send_wait = None
             if not scope.cancelled_caught:
                 return
-        self._reader = placeholder = _Call()  # never gets a reply: reads until cancelled
+        self._reader = placeholder = _Call(self._event)  # never gets a reply: reads until cancelled
         closed = False
         try:
             async with anyio.create_task_group() as group:

@@ -17,13 +17,43 @@ one-at-a-time client gets its reply without two more passes of the scheduler.
 What runs next still meets a committed store; writers that become runnable
 later (another client's request, a lease) form the next batch as before.
 
+"Alone" is one notion, used wherever a request's writer may commit (the
+control server's in-order requests and its waits, cancels and maintenance
+alike): the run queue holds nobody else, and no other client sent a request
+within :data:`OTHERS_WINDOW_S` (:meth:`Committer.heard` is told of each
+request read). Clients that each wait for their reply (threads with a
+``Client`` each) sit in their sockets, where the run queue cannot see them;
+committing each of their writes alone would cost a disk flush apiece, one
+after another.
+
+The committer's own batch commit runs off the event loop, in the store's
+commit thread (:meth:`~semantica.supervisor.store.JobStore.commit_in_thread`):
+while the disk works, the loop goes on reading and decoding the next
+requests and writing the replies of earlier batches (when two clients or
+more were heard within :data:`OTHERS_WINDOW_S`: with nobody else sending, there
+is nobody to serve meanwhile, and it commits on its own turn as a lone writer
+does). The store is one
+connection with one writer, so nothing may use it meanwhile: writers await
+:meth:`Committer.writable` first (and the store itself makes any use wait
+for the commit, so forgetting to is slow, never wrong). The next batch's
+writes start when the commit is done. A lone writer's commit stays on its own
+turn (and so does the run of one pipelining client: see
+``ControlServer._queue``): with nothing else to do, a hand-off to the thread
+and back costs more than it saves.
+
 The rule that keeps this honest: nothing is acknowledged before it is
-durable. Replies wait for :meth:`Committer.durable`, and so does a lease
-before its job is handed to a worker. If a commit fails, every writer of
-that batch hears of it and nothing of the batch was acknowledged.
+durable. Replies wait for :meth:`Committer.durable` (or a :meth:`ticket`), and
+so does a lease before its job is handed to a worker; both count a batch
+being committed in the thread as not durable yet. If a commit fails, every
+writer of that batch hears of it and nothing of the batch was acknowledged.
 """
 
 from __future__ import annotations
+
+import contextlib
+import math
+import threading
+import time
 
 import structlog
 import trio
@@ -55,6 +85,9 @@ def _runnable() -> int:
 
 #: The longest a write waits for its commit while other work keeps the loop busy.
 MAX_DELAY = 0.002
+#: A request from another client this recent means several are sending: a write is then
+#: left to the committer to share a commit (see Committer.heard).
+OTHERS_WINDOW_S = 0.005
 
 
 class _Batch:
@@ -129,6 +162,17 @@ class Committer:
         self._batch = _Batch()
         self._wanted = trio.Event()
         self._asleep = False  # the task waits for _wanted (so it is runnable once that is set)
+        #: The batch being committed in the store's thread, and the event set when it is
+        #: settled (None: no commit under way; the store is free).
+        self._in_flight: _Batch | None = None
+        self._free = trio.Event()
+        self._free.set()
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._loop_thread = 0
+        # Which source sent the latest request and when, and when another one last did.
+        self._last_source: object = None
+        self._last_heard = -math.inf
+        self._other_heard = -math.inf
         #: How many commits and writes, for metrics and the benchmark.
         self.commits = 0
         self.writes = 0
@@ -138,10 +182,23 @@ class Committer:
         self._batch.writes += 1
         self._wanted.set()
 
+    def heard(self, source: object) -> None:
+        """Note that ``source`` (a client's connection) sent a request now."""
+        if source is not self._last_source:
+            self._other_heard = self._last_heard
+            self._last_source = source
+        self._last_heard = time.monotonic()
+
+    def others_sending(self, source: object) -> bool:
+        """Whether a source other than ``source`` was heard within :data:`OTHERS_WINDOW_S`."""
+        other = self._other_heard if source is self._last_source else self._last_heard
+        return time.monotonic() - other < OTHERS_WINDOW_S
+
     def ticket(self) -> _Ticket | None:
-        """A claim on the open batch: what is written so far; None if nothing is pending."""
-        batch = self._batch
-        return None if batch.writes == 0 else _Ticket(batch)
+        """A claim on what is written so far: the open batch, else the one being committed;
+        None if nothing is pending."""
+        batch = self._batch if self._batch.writes else self._in_flight
+        return None if batch is None else _Ticket(batch)
 
     async def durable(self) -> None:
         """Return once everything written so far is committed.
@@ -149,22 +206,36 @@ class Committer:
         Raises:
             StoreError: the commit of those writes failed; none of them happened.
         """
-        batch = self._batch
-        if batch.writes == 0:
+        batch = self._batch if self._batch.writes else self._in_flight
+        if batch is None:
             return
         await batch.done.wait()
         if batch.error is not None:
             raise batch.error
 
-    def commit_if_alone(self) -> bool:
-        """Commit the open batch now if no other task could still join it; whether it is settled.
+    async def writable(self) -> None:
+        """Return once no commit is under way in the store's thread: the store may be used.
 
-        "Alone": no task but the caller (and this committer, woken by the write) is
-        runnable, so waiting for the others to write first would wait for nobody.
-        Otherwise the batch is left to :meth:`run`, and False returned.
+        Not a checkpoint when the store is free (as at almost every call).
+        """
+        while not self._free.is_set():
+            await self._free.wait()
+
+    def commit_if_alone(self, source: object = None) -> bool:
+        """Commit the open batch now if no other writer could still join it; whether it is settled.
+
+        "Alone" (see the module docstring): no task but the caller (and this
+        committer, woken by the write) is runnable, and no client but ``source``
+        (the caller's; None: no client's) was heard just now. Otherwise, or while
+        a commit is under way in the store's thread, the batch is left to :meth:`run`,
+        and False returned.
         """
         if self._batch.writes == 0:
-            return True
+            return self._in_flight is None
+        if self._in_flight is not None:
+            return False
+        if source is not None and self.others_sending(source):
+            return False
         runnable = _runnable()
         if self._asleep and self._wanted.is_set():
             runnable -= 1  # the committer itself, woken by the write: it will find nothing
@@ -175,6 +246,8 @@ class Committer:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Commit each batch as soon as the writers of the moment have written."""
+        self._token = trio.lowlevel.current_trio_token()
+        self._loop_thread = threading.get_ident()
         task_status.started()
         while True:
             self._asleep = True
@@ -192,10 +265,50 @@ class Committer:
             with trio.move_on_after(MAX_DELAY):
                 await wait_all_tasks_blocked()
             self._wanted = trio.Event()
-            self.commit_now()
+            if time.monotonic() - self._other_heard < OTHERS_WINDOW_S:
+                # Several clients are sending: serve them meanwhile.
+                await self._commit_in_thread()
+            else:
+                # One client at most: its next requests wait in its socket and make one
+                # run after the commit; read during it, they came in more, smaller runs
+                # (an insert each). The hand-off would cost more than it saves.
+                self.commit_now()
+
+    async def _commit_in_thread(self) -> None:
+        """Commit the open batch in the store's thread; return once it is settled."""
+        batch, self._batch = self._batch, _Batch()
+        free = self._free = trio.Event()
+        self._in_flight = batch
+        token, loop_thread = self._token, self._loop_thread
+        assert token is not None
+
+        def done(error: StoreError | None) -> None:  # in the store's thread, or on the loop
+            if threading.get_ident() == loop_thread:
+                self._settle(batch, free, error)
+                return
+            with contextlib.suppress(trio.RunFinishedError):  # shut down meanwhile
+                token.run_sync_soon(self._settle, batch, free, error)
+
+        self.store.commit_in_thread(done)
+        await free.wait()
+
+    def _settle(self, batch: _Batch, free: trio.Event, error: StoreError | None) -> None:
+        """The end of a commit made in the store's thread (on the event loop)."""
+        if error is not None:
+            log.warning(
+                "commit failed; its writes are undone", writes=batch.writes, error=error.message
+            )
+            batch.error = error
+        self.commits += 1
+        self.writes += batch.writes
+        if self._in_flight is batch:
+            self._in_flight = None
+        free.set()
+        batch.done.set()
 
     def commit_now(self) -> None:
-        """Commit the open batch at once (also used at shutdown)."""
+        """Commit the open batch at once, on the caller's turn (also used at shutdown;
+        after the commit under way in the store's thread, if any)."""
         batch, self._batch = self._batch, _Batch()
         if batch.writes == 0:
             batch.done.set()

@@ -251,3 +251,37 @@ def test_clients_that_wait_for_each_reply_share_commits(daemon: Daemon) -> None:
         commits = _commits(client.metrics()) - before - 1  # the metrics call's own read
         assert len(client.list(limit=1000)) == per_client * clients
     assert commits < per_client * clients * 0.6, commits
+
+
+def test_clients_that_cancel_at_once_share_commits(daemon: Daemon) -> None:
+    """Eight clients, each waiting for every reply before its next cancel: their cancels
+    share commits, as their enqueues do. (A cancel, like a wait, runs in a task of its
+    own; what it writes is committed alone only if no other client is sending, the
+    same notion of "alone" as an enqueue's.)"""
+    per_client, clients = 30, 8
+    with daemon.client() as client:
+        ids = [job.id for job in client.enqueue_many([{"type": "NOOP", "delay": 3600}] * 240)]
+        before = _commits(client.metrics())
+    errors: list[BaseException] = []
+
+    def cancel_some(mine: list[int]) -> None:
+        try:
+            with daemon.client() as own:
+                for job_id in mine:
+                    own.cancel(job_id)
+        except Exception as exc:  # noqa: BLE001 - reported by the test, not lost in the thread
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=cancel_some, args=(ids[c * per_client : (c + 1) * per_client],))
+        for c in range(clients)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not errors, errors
+    with daemon.client() as client:
+        commits = _commits(client.metrics()) - before - 1  # the metrics call's own read
+        assert client.status().counts.get("CANCELLED") == per_client * clients
+    assert commits < per_client * clients * 0.6, commits

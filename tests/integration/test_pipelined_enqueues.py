@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import socket
+import threading
 from typing import Any
 
 import trio
@@ -150,3 +151,33 @@ def test_a_supervisor_says_it_refuses_followers_of_a_failed_enqueue(daemon: Daem
     an older one would carry out a follower of a failed request."""
     with daemon.client() as client:
         assert "follows" in client.server_features
+
+
+def test_clients_in_threads_enqueueing_at_once_each_get_their_own_jobs(daemon: Daemon) -> None:
+    """Eight clients, each waiting for its reply, enqueue at once (their requests may be
+    carried out together, one insert for several connections): each reply holds the
+    client's own job, and every job is there once."""
+    got: list[tuple[int, int, int]] = []
+    errors: list[BaseException] = []
+
+    def run(client_no: int) -> None:
+        try:
+            with daemon.client() as client:
+                for n in range(40):
+                    job = client.enqueue("NOOP", delay=LATER, payload={"c": client_no, "n": n})
+                    assert job.payload == {"c": client_no, "n": n}
+                    got.append((client_no, n, job.id))
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(c,)) for c in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors[0]
+    assert len({job_id for _, _, job_id in got}) == len(got) == 320
+    with daemon.client() as client:
+        assert client.status().counts.get("QUEUED") == 320
+        for client_no, n, job_id in got[::37]:
+            assert client.get(job_id).payload == {"c": client_no, "n": n}

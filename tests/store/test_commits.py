@@ -9,13 +9,14 @@ it to SQLite); here is what can be seen of a batch from outside.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 import pytest
 from storekit import BOOM, enqueue
 
 from semantica.clock import FakeClock
-from semantica.errors import BadInput, NoSuchJob
+from semantica.errors import BadInput, NoSuchJob, StoreError
 from semantica.models import GENERATION_MAX, JobSpec, JobState
 from semantica.supervisor.store import JobStore, StaleLease, StoreUpkeep
 
@@ -160,5 +161,47 @@ def test_a_failed_first_write_of_a_batch_leaves_it_empty(
     try:
         assert [job.id for job in other.list()] == [also.id, kept.id, full.id]
         assert not other.queue_known("fresh")
+    finally:
+        other.close()
+
+
+class Outcome:
+    """A ``done`` callback for ``commit_in_thread``: the error it was given, once called."""
+
+    def __init__(self) -> None:
+        self.called = threading.Event()
+        self.error: StoreError | None = None
+
+    def __call__(self, error: StoreError | None) -> None:
+        self.error = error
+        self.called.set()
+
+
+def test_a_commit_in_thread_keeps_the_batch_and_says_when_it_is_done(
+    store: JobStore, open_store: Callable[[], JobStore], spec: Spec
+) -> None:
+    """commit_in_thread makes the batch durable as commit does and calls done(None) once
+    it has; the writes after it, made whenever the caller goes on, form the next batch,
+    and a use of the store meanwhile (a read, a write) sees the store as it is."""
+    writes = Writes()
+    store.defer_commits(writes)
+    [first] = enqueue(store, [spec()]).jobs
+    done = Outcome()
+    store.commit_in_thread(done)
+    assert store.get(first.id).state == JobState.QUEUED  # waits for the commit if need be
+    [second] = enqueue(store, [spec()]).jobs
+    assert done.called.wait(10) and done.error is None
+    other = open_store()
+    try:
+        assert [job.id for job in other.list()] == [first.id]
+    finally:
+        other.close()
+    again = Outcome()
+    store.commit_in_thread(again)
+    assert again.called.wait(10) and again.error is None
+    assert writes.count == 2
+    other = open_store()
+    try:
+        assert [job.id for job in other.list()] == [second.id, first.id]
     finally:
         other.close()

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 import trio
 import trio.testing
 
-from semantica.errors import StoreFull
+from semantica.errors import StoreError, StoreFull
 from semantica.supervisor.committer import Committer
 
 
@@ -30,6 +31,14 @@ class FakeStore:
         self.commits += 1
         if self.fail is not None:
             raise self.fail
+
+    def commit_in_thread(self, done: Callable[[StoreError | None], None]) -> None:
+        try:
+            self.commit()
+        except StoreError as exc:
+            done(exc)
+        else:
+            done(None)
 
 
 def _committer() -> tuple[Committer, FakeStore]:
@@ -97,4 +106,117 @@ async def test_a_failed_lone_commit_reaches_its_writers() -> None:
         assert ticket is not None
         assert committer.commit_if_alone()
         assert ticket.settled and ticket.error is store.fail
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_write_while_another_client_is_sending_is_left_to_the_batch() -> None:
+    """Being alone counts the clients heard, at every site that may commit: with another
+    client's request read just now (its next one is likely on its way), a writer does
+    not commit alone, even with no other task runnable; the committer commits both
+    clients' writes at once. A client heard alone still commits at once."""
+    committer, store = _committer()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(committer.run)
+        await trio.testing.wait_all_tasks_blocked()
+        committer.heard("a")
+        store.write()
+        assert committer.commit_if_alone("a")  # only this client: at once
+        assert store.commits == 1
+        committer.heard("b")
+        committer.heard("a")
+        store.write()
+        ticket = committer.ticket()
+        assert ticket is not None
+        assert not committer.commit_if_alone("a")  # "b" was heard just now
+        assert not committer.commit_if_alone("b")
+        store.write()  # b's write joins the batch
+        assert await ticket.wait() is None
+        assert store.commits == 2
+        nursery.cancel_scope.cancel()
+
+
+class ThreadStore(FakeStore):
+    """A store that commits in a thread of its own, held until :attr:`release` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def commit_in_thread(self, done: Callable[[StoreError | None], None]) -> None:
+        def work() -> None:
+            assert self.release.wait(10)
+            self.release.clear()
+            try:
+                self.commit()
+            except StoreError as exc:
+                done(exc)
+            else:
+                done(None)
+
+        threading.Thread(target=work, daemon=True).start()
+
+
+async def test_the_batch_commit_runs_off_the_loop_and_holds_back_the_next_writes() -> None:
+    """While clients are sending, the committer commits in the store's thread: the loop
+    goes on meanwhile, the batch is not durable until the commit ends (durable, tickets),
+    the store is not writable until then, and no writer commits alone meanwhile."""
+    store = ThreadStore()
+    committer = Committer(store)  # type: ignore[arg-type]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(committer.run)
+        committer.heard("a")
+        committer.heard("b")
+        store.write()
+        ticket = committer.ticket()
+        assert ticket is not None
+        assert not committer.commit_if_alone("a")
+        await trio.sleep(0.05)  # the loop runs: the commit waits in the thread
+        assert not ticket.settled
+        assert committer.ticket() is not None  # the batch under way still counts
+        assert not committer.commit_if_alone(None)
+        order: list[str] = []
+
+        async def writer() -> None:
+            await committer.writable()
+            order.append("written")
+
+        async def acknowledger() -> None:
+            await committer.durable()
+            order.append("durable")
+
+        nursery.start_soon(writer)
+        nursery.start_soon(acknowledger)
+        await trio.sleep(0.05)
+        assert order == []
+        store.release.set()
+        with trio.fail_after(10):
+            assert await ticket.wait() is None
+        await trio.testing.wait_all_tasks_blocked()
+        assert sorted(order) == ["durable", "written"]
+        assert store.commits == 1 and committer.commits == 1 and committer.writes == 1
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_commit_that_fails_off_the_loop_reaches_exactly_its_batch() -> None:
+    store = ThreadStore()
+    committer = Committer(store)  # type: ignore[arg-type]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(committer.run)
+        committer.heard("a")
+        committer.heard("b")
+        store.write()
+        failing = committer.ticket()
+        assert failing is not None
+        store.fail = StoreFull("the disk is full")
+        store.release.set()
+        with trio.fail_after(10):
+            assert await failing.wait() is store.fail
+        store.fail = None
+        await committer.writable()
+        store.write()
+        kept = committer.ticket()
+        assert kept is not None and not kept.same_batch(failing)
+        store.release.set()
+        with trio.fail_after(10):
+            assert await kept.wait() is None
         nursery.cancel_scope.cancel()

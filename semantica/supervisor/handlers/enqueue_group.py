@@ -26,6 +26,15 @@ How it fails: when the one insert fails as a whole (the store is full, busy
 past its patience), nothing of it happened (each store write is all or none),
 and :func:`enqueue_together` returns None: the caller then carries out each
 request alone, so each gets its own outcome.
+
+Across connections (:class:`Gathering`): clients that each wait for their reply
+(threads with a ``Client`` each) send one request at a time, so no connection
+has a run; but when several send at once, their requests are read in the same
+scheduler pass. Each such lone, combinable enqueue joins the pass's round, and
+the first of them to run again (one pass later, when every reader woken with it
+has joined) carries out the round as one insert; each request gets its own
+reply, exactly as above, and a round whose insert failed as a whole leaves each
+request to be carried out alone by its own reader.
 """
 
 from __future__ import annotations
@@ -33,6 +42,8 @@ from __future__ import annotations
 import functools
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
+
+import trio
 
 from semantica.errors import ProtocolError, SemanticaError
 from semantica.framed import FramedStream
@@ -142,6 +153,7 @@ async def enqueue_together(
     prepared: list[Prepared] = []
     for _, items in run:
         prepared += items
+    await services.committer.writable()  # (after the commit under way, if any)
     try:
         result = await store_write(services, functools.partial(services.jobs.add, prepared))
     except SemanticaError:
@@ -157,3 +169,53 @@ async def enqueue_together(
         else:
             replies.append(Enqueued(rid=request.rid, jobs=mine))
     return replies
+
+
+class _Round:
+    """The lone enqueues of one scheduler pass, from several connections."""
+
+    def __init__(self) -> None:
+        self.run: list[tuple[EnqueueLazy, list[Prepared]]] = []
+        self.jobs = 0
+        self.taken = False  # a member carries it out (or has)
+        self.replies: list[Enqueued] | None = None
+        self.done = trio.Event()
+
+
+class Gathering:
+    """Lone enqueues of several connections, read in one pass, carried out as one insert
+    (see the module docstring). One per control server."""
+
+    def __init__(self, services: Services) -> None:
+        self._services = services
+        self._round: _Round | None = None
+
+    async def enqueue(self, request: EnqueueLazy) -> Enqueued | None:
+        """``request``'s reply (not durable yet), its jobs added with those of the other
+        connections' requests read in the same pass; None if the caller must carry it
+        out alone (not :func:`combinable`, or the round's insert failed as a whole)."""
+        prepared = combinable(self._services, request)
+        if prepared is None:
+            return None
+        round_ = self._round
+        if round_ is None or round_.jobs + len(prepared) > MAX_GROUP_JOBS:
+            round_ = self._round = _Round()
+        index = len(round_.run)
+        round_.run.append((request, prepared))
+        round_.jobs += len(prepared)
+        # One pass: every reader woken with this one joins the round meanwhile.
+        await trio.lowlevel.cancel_shielded_checkpoint()
+        if not round_.taken:
+            round_.taken = True
+            if self._round is round_:
+                self._round = None
+            try:
+                # Shielded: the round's jobs are other clients' too; once written, their
+                # replies must come back (a cancel here could make them write twice).
+                with trio.CancelScope(shield=True):
+                    round_.replies = await enqueue_together(self._services, round_.run)
+            finally:
+                round_.done.set()
+        else:
+            await round_.done.wait()
+        return None if round_.replies is None else round_.replies[index]

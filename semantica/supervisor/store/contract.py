@@ -50,6 +50,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 from semantica.clock import Clock
+from semantica.errors import StoreError
 from semantica.models import Job, JobError, JobState, QueueInfo
 from semantica.schedules import Schedule, ScheduleChanges, ScheduleSpec
 from semantica.supervisor.store.records import (
@@ -303,6 +304,17 @@ class JobStore(StoreReads, Protocol):
 
         Raises:
             StoreError: the commit failed; everything since the last commit was undone.
+        """
+        ...
+
+    def commit_in_thread(self, done: Callable[[StoreError | None], None]) -> None:
+        """Start :meth:`commit` and return, possibly before it has ended; ``done`` is
+        called with its error (or None) once it has, from whichever thread ran it.
+
+        A store whose commit waits for the disk (SQLite) runs it in a thread of its
+        own, so that the caller's event loop goes on meanwhile; until ``done`` is
+        called, every use of the store waits for the commit (nothing else may use
+        the connection). Another store may commit at once, before returning.
         """
         ...
 

@@ -379,6 +379,17 @@ class PGConnection:
                         conn.execute("ROLLBACK")
                 raise
 
+    def commit_in_thread(self, done: Callable[[StoreError | None], None]) -> None:
+        """Commit at once, then call ``done`` with the error or None: a PostgreSQL
+        commit waits for the server's flush, not for this process's disk, and the
+        connection's watchdog and reconnects belong to the event loop's thread."""
+        try:
+            self.commit()
+        except StoreError as exc:
+            done(exc)
+        else:
+            done(None)
+
     @contextlib.contextmanager
     def transaction(self, *, tell: bool = True) -> Iterator[psycopg.Connection[Any]]:
         """One write: all of the body, or none of it (its own transaction, or a

@@ -3,9 +3,18 @@
 Every write of the store runs in :meth:`SQLiteConnection.transaction`: alone,
 its own ``BEGIN IMMEDIATE`` ... ``COMMIT``; after
 :meth:`~SQLiteConnection.defer_commits`, a savepoint in one open batch that
-:meth:`~SQLiteConnection.commit` makes durable. Every SQLite failure becomes a
+:meth:`~SQLiteConnection.commit` makes durable, or
+:meth:`~SQLiteConnection.commit_in_thread` in the store's commit thread
+(commit_thread.py) while the caller goes on. Every SQLite failure becomes a
 typed :class:`~semantica.errors.StoreError`: ``StoreFull`` for a full disk or a
 file size limit, ``StoreBusy`` for a lock another process holds.
+
+One connection, one user at a time: while a commit runs in the thread, the
+connection is out of reach. Every part of the store reaches it through
+``_conn`` (or ``db``), which first waits for that commit to end; only the
+commit itself holds the connection directly. So nothing can use it meanwhile,
+whatever forgets to wait first; a caller on an event loop waits without
+blocking by awaiting its committer first (``Committer.writable``).
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ import functools
 import os
 import resource
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,6 +34,7 @@ import sqlite_utils
 from semantica.clock import Clock
 from semantica.errors import StoreBusy, StoreError, StoreFull
 from semantica.supervisor.store.contract import BUSY_PATIENCE_S
+from semantica.supervisor.store.sqlite.commit_thread import CommitThread
 
 
 def store_error(exc: sqlite3.Error, what: str) -> StoreError:
@@ -105,12 +116,39 @@ class SQLiteConnection:
 
     path: Path
     clock: Clock
-    _conn: sqlite3.Connection
-    db: sqlite_utils.Database  # the same connection, for its query helpers
+    _raw: sqlite3.Connection  # only the commit touches it directly: see _conn
+    _raw_db: sqlite_utils.Database  # the same connection, for its query helpers
     _on_write: Callable[[], None] | None
     _batch_lost: StoreError | None
     _batch_writes: int  # writes released into the open batch transaction
     _tx_depth = 0  # transactions open on this store, one inside the other (see transaction)
+    #: Set while a commit runs in the commit thread; the thread sets the event when done.
+    _committing: threading.Event | None = None
+    _commit_thread: CommitThread | None = None
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        """The connection, once no commit runs in the commit thread (this waits for it)."""
+        committing = self._committing
+        if committing is not None:
+            committing.wait()
+        return self._raw
+
+    @_conn.setter
+    def _conn(self, conn: sqlite3.Connection) -> None:
+        self._raw = conn
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        """The connection for sqlite_utils' query helpers (waits as :attr:`_conn` does)."""
+        committing = self._committing
+        if committing is not None:
+            committing.wait()
+        return self._raw_db
+
+    @db.setter
+    def db(self, db: sqlite_utils.Database) -> None:
+        self._raw_db = db
 
     def _open_error(self, exc: sqlite3.Error) -> StoreError:
         """Why the file could not be opened, one line. On a full disk SQLite often says
@@ -127,7 +165,7 @@ class SQLiteConnection:
     # ------------------------------------------------------------------ plumbing
 
     def close(self) -> None:
-        """Close the connection; committed data is on disk."""
+        """Close the connection (after the commit under way); committed data is on disk."""
         self._conn.close()
 
     def fail_fast_when_busy(self) -> None:
@@ -156,9 +194,41 @@ class SQLiteConnection:
             StoreError: the commit failed (everything since the last commit was
                 rolled back), or SQLite had already rolled the batch back.
         """
+        conn = self._conn  # (after the commit under way in the thread, if any)
+        self._commit(conn)
+
+    def commit_in_thread(self, done: Callable[[StoreError | None], None]) -> None:
+        """Start committing the writes made since the last commit in the store's commit
+        thread, and return at once; ``done`` is called there, with the commit's error or
+        None, once it has ended (see :meth:`commit` for the errors).
+
+        Until it has ended, every use of the store waits for it (see the module
+        docstring): the next writes start when the commit is done.
+        """
+        conn = self._conn  # (after the commit under way, if any: one at a time)
+        if self._commit_thread is None:
+            self._commit_thread = CommitThread()
+        committing = threading.Event()
+
+        def work() -> None:
+            error: StoreError | None = None
+            try:
+                self._commit(conn)
+            except StoreError as exc:
+                error = exc
+            except BaseException as exc:  # noqa: BLE001  # a bug: its writers must hear of it
+                error = StoreError(f"the job store failed to commit: {exc!r}")
+            finally:
+                self._committing = None
+                committing.set()
+            done(error)
+
+        self._committing = committing
+        self._commit_thread.start(work)
+
+    def _commit(self, conn: sqlite3.Connection) -> None:
         lost, self._batch_lost = self._batch_lost, None
         self._batch_writes = 0
-        conn = self._conn
         if lost is not None:
             # Writes made after SQLite undid the batch opened a new transaction;
             # their writers are told the batch failed, so those writes must go too.
