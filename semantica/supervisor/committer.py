@@ -21,9 +21,17 @@ The rule that keeps this honest: nothing is acknowledged before it is
 durable. Replies wait for :meth:`Committer.durable`, and so does a lease
 before its job is handed to a worker. If a commit fails, every writer of
 that batch hears of it and nothing of the batch was acknowledged.
+
+A writer whose task must not become runnable before the commit (so that the
+writer beside it still finds itself alone) asks to be called back instead
+(:meth:`Committer.when_settled`): the scheduler's lease for an idle worker,
+written in the step of the enqueue that made its job startable, so that one
+commit, made at once by the enqueue's own task, covers both.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import structlog
 import trio
@@ -64,6 +72,8 @@ class _Batch:
         self.done = trio.Event()
         self.error: StoreError | None = None
         self.writes = 0
+        #: Called with ``error`` once the batch is settled (see Committer.when_settled).
+        self.callbacks: list[Callable[[StoreError | None], None]] = []
 
 
 class _Ticket:
@@ -156,6 +166,22 @@ class Committer:
         if batch.error is not None:
             raise batch.error
 
+    def when_settled(self, callback: Callable[[StoreError | None], None]) -> None:
+        """Call ``callback`` once everything written so far is committed (with None) or
+        its commit failed (with the error; none of it happened); at once if nothing is
+        pending.
+
+        For a writer whose task must stay asleep until then, rather than wait in
+        :meth:`durable` (runnable, it would keep another writer from committing
+        alone). Called in the step of whichever task commits: it must be short, and
+        must not raise.
+        """
+        batch = self._batch
+        if batch.writes == 0:
+            callback(None)
+        else:
+            batch.callbacks.append(callback)
+
     def commit_if_alone(self) -> bool:
         """Commit the open batch now if no other task could still join it; whether it is settled.
 
@@ -210,3 +236,5 @@ class Committer:
         self.commits += 1
         self.writes += batch.writes
         batch.done.set()
+        for callback in batch.callbacks:
+            callback(batch.error)

@@ -98,3 +98,41 @@ async def test_a_failed_lone_commit_reaches_its_writers() -> None:
         assert committer.commit_if_alone()
         assert ticket.settled and ticket.error is store.fail
         nursery.cancel_scope.cancel()
+
+
+async def test_when_settled_calls_back_after_the_commit_and_keeps_the_writer_alone() -> None:
+    """A callback, unlike a task waiting in durable(), is not runnable: the writer still
+    commits alone at once, and the callback hears of it in that step."""
+    committer, store = _committer()
+    heard: list[object] = []
+    async with trio.open_nursery() as nursery:
+        await nursery.start(committer.run)
+        await trio.testing.wait_all_tasks_blocked()
+        store.write()
+        committer.when_settled(heard.append)
+        assert heard == []
+        assert committer.commit_if_alone()
+        assert heard == [None] and store.commits == 1
+        nursery.cancel_scope.cancel()
+
+
+def test_when_settled_with_nothing_pending_calls_back_at_once() -> None:
+    committer, _ = _committer()
+    heard: list[object] = []
+    committer.when_settled(heard.append)
+    assert heard == [None]
+
+
+async def test_when_settled_hears_a_failed_commit() -> None:
+    """The batch's commit fails: the callback gets its error (the writes are undone)."""
+    committer, store = _committer()
+    store.fail = StoreFull("the disk is full")
+    heard: list[object] = []
+    store.write()
+    committer.when_settled(heard.append)
+    committer.commit_now()
+    assert heard == [store.fail]
+    store.fail = None
+    store.write()  # the next batch's callbacks are its own
+    committer.commit_now()
+    assert len(heard) == 1

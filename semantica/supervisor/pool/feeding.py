@@ -53,6 +53,12 @@ MAX_PREFETCH = 64
 RECORD_DELAY_S = 0.002
 
 
+def _hold(worker: WorkerHandle, leases: list[Lease]) -> None:
+    """Leases taken for an idle worker while its feeder waits: its unsent jobs (if it
+    dies before they are handed over, the reaper puts them back)."""
+    worker.unsent = leases
+
+
 class Feeding(PoolBase):
     """Leases jobs for each worker, hands them over, and records their ends."""
 
@@ -99,15 +105,21 @@ class Feeding(PoolBase):
                 worker.state = WorkerState.IDLE
                 self._notify()
                 await self._rebalance(worker)
-                lease = await self.scheduler.next_lease(worker.pid)
-                worker.unsent = [lease, *self._lease_more(worker, self._depth(worker) - 1)]
-                try:
-                    await self.durable()  # jobs are handed out only once their leases are committed
-                except StoreError:
-                    worker.unsent = []
-                    await self.scheduler.lease_undone()  # backs off while the store fails
-                    continue
-                self.scheduler.lease_committed()
+                # (Leased by this task, or by an enqueue's, in its step: see scheduler.py.)
+                leased = await self.scheduler.next_leases(
+                    worker.pid,
+                    functools.partial(self._depth, worker),
+                    functools.partial(_hold, worker),
+                )
+                worker.unsent = leased.leases
+                if not leased.committed:
+                    try:
+                        await self.durable()  # jobs are handed out once their leases are committed
+                    except StoreError:
+                        worker.unsent = []
+                        await self.scheduler.lease_undone()  # backs off while the store fails
+                        continue
+                    self.scheduler.lease_committed()
             else:
                 await worker.activity.wait()
                 worker.activity = trio.Event()
