@@ -93,17 +93,26 @@ class Leased:
 class _Idle:
     """A worker waiting in :meth:`Scheduler.next_leases`, whose jobs a waker may lease."""
 
-    __slots__ = ("count", "error", "hold", "leases", "woken")
+    __slots__ = ("committed", "count", "error", "hold", "leases", "waiting", "woken")
 
-    def __init__(self, count: Callable[[], int], hold: Callable[[list[Lease]], None]) -> None:
+    def __init__(
+        self,
+        count: Callable[[], int],
+        hold: Callable[[list[Lease]], None],
+        committed: Callable[[], None] | None,
+    ) -> None:
         self.count = count
         self.hold = hold
+        self.committed = committed
         self.woken = trio.Event()
         self.leases: list[Lease] | None = None  # leased for it by a waker
         self.error: StoreError | None = None  # their commit failed (they are undone)
+        self.waiting = True  # its task still waits (not cancelled: its worker lives)
 
     def settled(self, error: StoreError | None) -> None:
         self.error = error
+        if error is None and self.committed is not None and self.waiting:
+            self.committed()
         self.woken.set()
 
 
@@ -239,7 +248,11 @@ class Scheduler:
             await runnable.wait()
 
     async def next_leases(
-        self, worker_pid: int, count: Callable[[], int], hold: Callable[[list[Lease]], None]
+        self,
+        worker_pid: int,
+        count: Callable[[], int],
+        hold: Callable[[list[Lease]], None],
+        committed: Callable[[], None] | None = None,
     ) -> Leased:
         """Wait until a job can start on this worker and lease up to ``count()`` (at least
         one; asked at each lease, since the worker's depth may change while it waits).
@@ -247,7 +260,8 @@ class Scheduler:
         Leased in this task (as :meth:`next_lease`): ``committed`` is False, the
         caller waits for their commit. Or, while it waits, leased in the step of
         whoever made them startable (:meth:`wake`): ``hold`` gets them at once, in
-        that step, and this returns once they are committed (``committed`` True);
+        that step; ``committed()`` is called in the step that commits them (the pool
+        hands them over right there), and this returns after (``committed`` True);
         if that commit failed (they are undone), ``hold([])`` is called, and this
         backs off (:meth:`lease_undone`) and waits again.
 
@@ -288,10 +302,11 @@ class Scheduler:
             if self._when_settled is None or runnable.is_set():
                 await runnable.wait()  # (at once if woken since its lease)
                 continue
-            waiter = self._idle[worker_pid] = _Idle(count, hold)
+            waiter = self._idle[worker_pid] = _Idle(count, hold, committed)
             try:
                 await waiter.woken.wait()
             finally:
+                waiter.waiting = False
                 if self._idle.get(worker_pid) is waiter:
                     del self._idle[worker_pid]
             if waiter.leases is None:
