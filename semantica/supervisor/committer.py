@@ -24,9 +24,12 @@ that batch hears of it and nothing of the batch was acknowledged.
 
 A writer whose task must not become runnable before the commit (so that the
 writer beside it still finds itself alone) asks to be called back instead
-(:meth:`Committer.when_settled`): the scheduler's lease for an idle worker,
-written in the step of the enqueue that made its job startable, so that one
-commit, made at once by the enqueue's own task, covers both.
+(:meth:`Committer.when_settled`), and a write that should join the batch at
+the last moment asks to be called just before it is committed
+(:meth:`Committer.before_commit`): the scheduler's lease for an idle worker,
+written in the step that commits the enqueue that made its job startable
+(after the enqueue's reply was made: it shows the job as it was enqueued), so
+that one commit, made at once by the enqueue's own task, covers both.
 """
 
 from __future__ import annotations
@@ -74,6 +77,8 @@ class _Batch:
         self.writes = 0
         #: Called with ``error`` once the batch is settled (see Committer.when_settled).
         self.callbacks: list[Callable[[StoreError | None], None]] = []
+        #: Called just before its commit (see Committer.before_commit).
+        self.hooks: list[Callable[[], None]] = []
 
 
 class _Ticket:
@@ -182,6 +187,18 @@ class Committer:
         else:
             batch.callbacks.append(callback)
 
+    def before_commit(self, hook: Callable[[], None]) -> bool:
+        """Call ``hook`` in the step that commits the open batch, just before the commit
+        (what it writes is committed with the batch); whether one is pending. If nothing
+        is pending, no commit is coming: ``hook`` is not kept, and False returned.
+
+        It must be short and must not raise (a store error is its own to catch).
+        """
+        if self._batch.writes == 0:
+            return False
+        self._batch.hooks.append(hook)
+        return True
+
     def commit_if_alone(self) -> bool:
         """Commit the open batch now if no other task could still join it; whether it is settled.
 
@@ -222,6 +239,9 @@ class Committer:
 
     def commit_now(self) -> None:
         """Commit the open batch at once (also used at shutdown)."""
+        hooks, self._batch.hooks = self._batch.hooks, []
+        for hook in hooks:
+            hook()
         batch, self._batch = self._batch, _Batch()
         if batch.writes == 0:
             batch.done.set()

@@ -16,19 +16,22 @@ a suspend, or in an hour the clock skipped, starts within that long of the
 resume or the jump. With no start time pending the timer sleeps on an event
 alone and never wakes.
 
-**Leasing in the waker's step.** An idle worker's feeder waits in
+**Leasing in the waker's commit.** An idle worker's feeder waits in
 :meth:`Scheduler.next_leases`. When something makes a job startable and calls
 :meth:`wake` (an enqueue, above all), the scheduler leases for the idle workers
-right there, in the waker's step, with the same statement the worker's own
-lease uses (``JobStore.lease_many``: the start rules are the store's, only the
-moment changes), and hands the leases to the worker at once (``hold``: they
-are its unsent jobs from then on, given back if it dies). The worker's task
+in the step that commits the waker's writes, just before that commit
+(``Committer.before_commit``; at once, if nothing is pending), with the same
+statement the worker's own lease uses (``JobStore.lease_many``: the start
+rules are the store's, only the moment changes): the enqueue's reply, made
+before, shows the job as enqueued, and the wakes of one step lease once. The
+leases go to the worker at once (``hold``: they are its unsent jobs from then
+on, given back if it dies). The worker's task
 stays asleep until the batch is committed (``Committer.when_settled``): so the
 enqueue's task, alone, commits the job and its lease in one commit at once, and
 the job is handed over right after, without a pass through the committer's task
 or the worker's. If that commit fails, both are undone, the enqueue's client is
 told, and the worker backs off as after any lease whose commit failed. Leasing
-in the waker's step is skipped (and the idle workers woken to look themselves,
+for them is skipped (and the idle workers woken to look themselves,
 as before) while draining, while the maintenance gate is shut, and when the
 store faults. A lease that finds nothing means no job may start: the other idle
 workers are left asleep.
@@ -75,9 +78,14 @@ class Gate(Protocol):
     def is_open(self) -> bool: ...
 
 
-#: ``Committer.when_settled``: call back once the writes so far are committed (None) or
-#: failed (the error).
-WhenSettled = Callable[[Callable[[StoreError | None], None]], None]
+class Commits(Protocol):
+    """What the scheduler asks of the committer (``Committer``) to lease for idle workers."""
+
+    def when_settled(self, callback: Callable[[StoreError | None], None]) -> None:
+        """Call back once the writes so far are committed (None) or failed (the error)."""
+
+    def before_commit(self, hook: Callable[[], None]) -> bool:
+        """Call ``hook`` just before the pending writes are committed; False: none."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +93,7 @@ class Leased:
     """What :meth:`Scheduler.next_leases` took for a worker."""
 
     leases: list[Lease]
-    #: Already committed (leased in a waker's step, returned once durable); else the
+    #: Already committed (leased for it by a waker, returned once durable); else the
     #: caller waits for their commit, as after any write.
     committed: bool
 
@@ -129,14 +137,15 @@ class Scheduler:
         store: JobStore,
         machine: MachineState | None = None,
         gate: Gate | None = None,
-        when_settled: WhenSettled | None = None,
+        commits: Commits | None = None,
     ) -> None:
         self.store = store
         self.gate = gate
         # Without it (a scheduler alone, in tests), idle workers always lease themselves.
-        self._when_settled = when_settled
+        self._commits = commits
         # Idle workers whose jobs a waker may lease (next_leases), longest idle first.
         self._idle: dict[int, _Idle] = {}
+        self._lease_due = False  # a lease for them waits for the pending commit
         self.machine: MachineState = machine or _AlwaysReady()
         self.draining = False
         self._runnable = trio.Event()  # idle workers wait on this
@@ -151,12 +160,21 @@ class Scheduler:
 
         (Not the timer: a job that can start now sets no deadline. A change that
         sets one calls :meth:`reschedule`; each would cost the timer a query.)
-        Idle workers waiting in :meth:`next_leases` are leased for now, in the
-        caller's step (see the module docstring): call it after a write, not
-        inside one.
+        Idle workers waiting in :meth:`next_leases` are leased for in the step
+        that commits the caller's writes, or now if none is pending (see the
+        module docstring): call it after a write, not inside one.
         """
         self._runnable.set()
         self._runnable = trio.Event()
+        if not self._idle or self._lease_due:
+            return
+        if self._commits is not None and self._commits.before_commit(self._lease_at_commit):
+            self._lease_due = True
+        else:
+            self._lease_for_idle()
+
+    def _lease_at_commit(self) -> None:
+        self._lease_due = False
         if self._idle:
             self._lease_for_idle()
 
@@ -164,7 +182,7 @@ class Scheduler:
         """Lease for the idle workers now; wake those it could not lease for to look
         themselves, unless it found that no job may start."""
         idle = self._idle
-        if self._when_settled is not None and not self.draining and self._gate_open():
+        if self._commits is not None and not self.draining and self._gate_open():
             while idle:
                 pid, waiter = next(iter(idle.items()))
                 try:
@@ -178,7 +196,7 @@ class Scheduler:
                 del idle[pid]
                 waiter.leases = leases
                 waiter.hold(leases)  # the worker's from now on (given back if it dies)
-                self._when_settled(waiter.settled)
+                self._commits.when_settled(waiter.settled)
         for waiter in idle.values():
             waiter.woken.set()
         idle.clear()
@@ -258,9 +276,10 @@ class Scheduler:
         one; asked at each lease, since the worker's depth may change while it waits).
 
         Leased in this task (as :meth:`next_lease`): ``committed`` is False, the
-        caller waits for their commit. Or, while it waits, leased in the step of
-        whoever made them startable (:meth:`wake`): ``hold`` gets them at once, in
-        that step; ``committed()`` is called in the step that commits them (the pool
+        caller waits for their commit. Or, while it waits, leased for it when
+        something made them startable (:meth:`wake`: in the step that commits the
+        waker's writes): ``hold`` gets them at once, in that step; ``committed()`` is
+        called in that step too, once they are committed (the pool
         hands them over right there), and this returns after (``committed`` True);
         if that commit failed (they are undone), ``hold([])`` is called, and this
         backs off (:meth:`lease_undone`) and waits again.
@@ -299,7 +318,7 @@ class Scheduler:
             )
             if leases is not None:
                 return Leased(leases, committed=False)
-            if self._when_settled is None or runnable.is_set():
+            if self._commits is None or runnable.is_set():
                 await runnable.wait()  # (at once if woken since its lease)
                 continue
             waiter = self._idle[worker_pid] = _Idle(count, hold, committed)

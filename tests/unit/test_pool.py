@@ -218,7 +218,7 @@ class Rig:
         self.committer = Committer(self.store) if grouped else None
         self.scheduler = Scheduler(
             self.store,
-            when_settled=None if self.committer is None else self.committer.when_settled,
+            commits=self.committer,
         )
         self.jobs = JobLifecycle(
             self.store,
@@ -854,9 +854,9 @@ async def test_lines_of_the_next_job_that_come_before_the_previous_end_are_kept(
 async def test_a_job_enqueued_for_an_idle_worker_is_written_to_it_in_the_step_of_its_commit(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
-    """The enqueue's step leases the job for the idle worker; the one commit of both,
-    made there, writes the job to the worker in the same step (before a reply could go
-    out); the feeder then announces it, and it runs once."""
+    """The enqueue's commit, made in its own step, leases the job for the idle worker just
+    before; the one commit of both writes the job to the worker in the same step (before
+    a reply could go out); the feeder then announces it, and it runs once."""
     async with rig(tmp_path, grouped=True, size=2) as r:
         await r.warm_up(4)
         await trio.sleep(1)  # every timer of the warm-up run out: the pool is idle
@@ -865,10 +865,9 @@ async def test_a_job_enqueued_for_an_idle_worker_is_written_to_it_in_the_step_of
         commits = r.committer.commits
         with capture_logs() as lines:
             job_id = r.enqueue(type="UP_SLEEP", payload={"seconds": 0})
-            [worker] = [w for w in r.pool.workers if w.unsent]
-            assert [lease.job_id for lease in worker.unsent] == [job_id]
             assert r.committer.commit_if_alone()  # nothing else runnable: the enqueue's own
             assert r.committer.commits == commits + 1
+            [worker] = [w for w in r.pool.workers if w.inflight]
             assert [lease.job_id for lease in worker.inflight] == [job_id]
             assert not worker.unsent
             await r.finished(job_id)

@@ -580,14 +580,15 @@ def grouped(tmp_path: Path) -> Iterator[tuple[CountingStore, Committer]]:
     store.close()
 
 
-async def test_an_idle_worker_is_leased_for_in_the_enqueues_step_and_woken_once_committed(
+async def test_an_idle_worker_is_leased_for_in_the_enqueues_commit_and_woken_once_committed(
     grouped: tuple[CountingStore, Committer], autojump_clock: trio.testing.MockClock
 ) -> None:
     """The enqueue and the lease share one commit, which the enqueue's task makes at once,
-    alone (the idle worker's task is not runnable until then); the worker gets its job,
-    committed, with no other lease tried."""
+    alone (the idle worker's task is not runnable until then), leasing just before it
+    (after the enqueue's reply is made); the worker gets its job, committed, with no other
+    lease tried, however many wakes came before the commit."""
     store, committer = grouped
-    scheduler = Scheduler(store, when_settled=committer.when_settled)
+    scheduler = Scheduler(store, commits=committer)
     idle = Idle(scheduler, pid=7)
     async with trio.open_nursery() as nursery:
         await nursery.start(committer.run)
@@ -596,10 +597,12 @@ async def test_an_idle_worker_is_leased_for_in_the_enqueues_step_and_woken_once_
         tried, commits = store.leases_tried, committer.commits
         [job] = enqueue(store, [JobSpec(type="T")]).jobs
         scheduler.wake()
-        assert idle.held == [[job.id]]  # leased in this step, the worker's at once
+        scheduler.wake()
+        assert idle.held == [] and store.state(job.id) == JobState.QUEUED  # (the reply's view)
+        assert committer.commit_if_alone()  # nobody else runnable: leased, committed now
+        assert idle.held == [[job.id]]  # the worker's at once
         assert store.state(job.id) == JobState.RUNNING
         assert store.leases_tried == tried + 1
-        assert committer.commit_if_alone()  # nobody else runnable: committed now
         assert committer.commits == commits + 1
         await trio.testing.wait_all_tasks_blocked()
         assert idle.leased is not None and idle.leased.committed
@@ -618,7 +621,7 @@ async def test_a_failed_commit_undoes_the_lease_and_the_worker_backs_off(
     """The shared commit fails: the enqueue and the lease are both undone, the worker drops
     what it held and waits before it looks again; the next job goes to it as usual."""
     store, committer = grouped
-    scheduler = Scheduler(store, when_settled=committer.when_settled)
+    scheduler = Scheduler(store, commits=committer)
     idle = Idle(scheduler, pid=7)
     real_commit = store.commit
 
@@ -631,7 +634,7 @@ async def test_a_failed_commit_undoes_the_lease_and_the_worker_backs_off(
         nursery.start_soon(idle.run)
         await trio.testing.wait_all_tasks_blocked()
         [job] = enqueue(store, [JobSpec(type="T")]).jobs
-        scheduler.wake()
+        scheduler.wake()  # (leased at the commit, which fails)
         monkeypatch.setattr(store, "commit", failing_commit)
         with capture_logs():
             assert committer.commit_if_alone()
@@ -655,7 +658,7 @@ async def test_when_no_job_may_start_one_lease_looks_and_idle_workers_sleep_on(
     """A wake that finds nothing to start (a job due later) costs one lease, not one
     per idle worker, and wakes none of them."""
     store, committer = grouped
-    scheduler = Scheduler(store, when_settled=committer.when_settled)
+    scheduler = Scheduler(store, commits=committer)
     workers = [Idle(scheduler, pid) for pid in (7, 8, 9)]
     async with trio.open_nursery() as nursery:
         await nursery.start(committer.run)
@@ -665,12 +668,13 @@ async def test_when_no_job_may_start_one_lease_looks_and_idle_workers_sleep_on(
         tried = store.leases_tried
         enqueue(store, [JobSpec(type="T", delay=60)])
         scheduler.wake()
+        committer.commit_now()
         await trio.testing.wait_all_tasks_blocked()
         assert store.leases_tried == tried + 1
         assert all(idle.held == [] and idle.leased is None for idle in workers)
         [job] = enqueue(store, [JobSpec(type="T")]).jobs
         scheduler.wake()
-        await trio.testing.wait_all_tasks_blocked()
+        committer.commit_now()
         assert sorted(idle.held for idle in workers) == [[], [], [[job.id]]]  # one got it
         nursery.cancel_scope.cancel()
 
@@ -682,7 +686,7 @@ async def test_no_lease_in_the_wakers_step_while_draining_or_the_gate_is_shut(
     lease once it opens; once draining, nothing is leased at all."""
     store, committer = grouped
     gate = StoreGate()
-    scheduler = Scheduler(store, gate=gate, when_settled=committer.when_settled)
+    scheduler = Scheduler(store, gate=gate, commits=committer)
     idle = Idle(scheduler, pid=7)
     async with trio.open_nursery() as nursery:
         await nursery.start(committer.run)
@@ -691,6 +695,7 @@ async def test_no_lease_in_the_wakers_step_while_draining_or_the_gate_is_shut(
         async with gate.closed():
             [job] = enqueue(store, [JobSpec(type="T")]).jobs
             scheduler.wake()
+            assert committer.commit_if_alone()
             assert idle.held == []
             await trio.testing.wait_all_tasks_blocked()
             assert store.state(job.id) == JobState.QUEUED
@@ -706,4 +711,33 @@ async def test_no_lease_in_the_wakers_step_while_draining_or_the_gate_is_shut(
         await trio.testing.wait_all_tasks_blocked()
         assert idle.held == [] and idle.leased is None
         assert store.state(job.id) == JobState.QUEUED
+        nursery.cancel_scope.cancel()
+
+
+async def test_with_nothing_to_commit_a_wake_leases_for_idle_workers_at_once(
+    grouped: tuple[CountingStore, Committer], autojump_clock: trio.testing.MockClock
+) -> None:
+    """A wake with no write pending (the timer's, say) leases in its own step; the
+    committer's task commits that lease, and the worker gets it committed."""
+    store, committer = grouped
+    scheduler = Scheduler(store, commits=committer)
+    idle = Idle(scheduler, pid=7)
+    [job] = enqueue(store, [JobSpec(type="T")]).jobs
+    committer.commit_now()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(committer.run)
+        nursery.start_soon(idle.run)
+        await trio.testing.wait_all_tasks_blocked()
+        assert idle.leased is not None and not idle.leased.committed  # it leased itself
+        idle = Idle(scheduler, pid=8)
+        nursery.start_soon(idle.run)
+        await trio.testing.wait_all_tasks_blocked()
+        committer.commit_now()
+        [job] = enqueue(store, [JobSpec(type="T")]).jobs
+        committer.commit_now()
+        scheduler.wake()
+        assert idle.held == [[job.id]]
+        committer.commit_now()  # (as the committer's task, woken by the lease, would)
+        await trio.testing.wait_all_tasks_blocked()
+        assert idle.leased is not None and idle.leased.committed
         nursery.cancel_scope.cancel()
