@@ -7,7 +7,9 @@ sync client has its own socket loop over the same :class:`FrameDecoder`.
 whole write, with no pass through trio's scheduler: a reply costs one
 ``write`` and no task switch (trio's ``send_all`` yields after every send).
 It still raises ``Cancelled`` if its caller is cancelled, and only waits
-(through trio) when the socket's buffer is full.
+(through trio) when the socket's buffer is full. :meth:`FramedStream.send_now`
+does the same from code that cannot wait (a callback on the event loop): what
+the socket does not take at once is kept and goes out before any later frame.
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ class FramedStream:
         self._ready: deque[Any] = deque()
         self._error: ProtocolError | None = None
         self._send_lock = trio.Lock()
+        #: The rest of a write :meth:`send_now` began; written before anything else.
+        self._tail: memoryview | None = None
 
     async def receive(self) -> Any:
         """The next message."""
@@ -132,7 +136,7 @@ class FramedStream:
         await trio.lowlevel.checkpoint_if_cancelled()
         fd = self._fd
         lock = self._send_lock
-        if fd is None or lock.locked():
+        if fd is None or lock.locked() or self._tail is not None:
             await self._write(data)
             return
         lock.acquire_nowait()  # no other task runs before it is released: frames stay whole
@@ -142,6 +146,38 @@ class FramedStream:
                 await self.stream.send_all(memoryview(data)[sent:])
         finally:
             lock.release()
+
+    def send_now(self, data: bytes) -> bool:
+        """Write frames already encoded at once, from code that cannot wait; whether it did.
+
+        False (nothing written) when another write is under way, or this is not a
+        socket: then send them as usual. True: they are written, or their rest, if
+        the socket did not take it all now, is kept and written before any later
+        frame (by the next send, or :meth:`flush`), so frames stay whole.
+
+        Raises:
+            trio.BrokenResourceError: the peer is gone (nothing kept).
+            trio.ClosedResourceError: the socket was closed.
+        """
+        fd = self._fd
+        if fd is None or self._send_lock.locked() or self._tail is not None:
+            return False
+        sent = _write_some(fd, data)
+        if sent < len(data):
+            self._tail = memoryview(data)[sent:]
+        return True
+
+    async def flush(self) -> None:
+        """Write what :meth:`send_now` left to write, if anything."""
+        if self._tail is not None:
+            async with self._send_lock:
+                await self._write_tail()
+
+    async def _write_tail(self) -> None:
+        """The rest of a :meth:`send_now` write, before anything else (the lock held)."""
+        tail, self._tail = self._tail, None
+        if tail is not None:
+            await self.stream.send_all(tail)
 
     @property
     def _fd(self) -> int | None:
@@ -153,6 +189,7 @@ class FramedStream:
 
     async def _write(self, data: bytes) -> None:
         async with self._send_lock:
+            await self._write_tail()
             await self.stream.send_all(data)
 
     async def aclose(self) -> None:

@@ -154,7 +154,9 @@ class Supervisor:
             on_change=lambda: self.scheduler.wake(),
         )
         self.gate = StoreGate()
-        self.scheduler = Scheduler(self.store, self.conditions, self.gate)
+        # commits: idle workers are leased for in the step that commits what made a job
+        # startable, and their task sleeps until that commit (see scheduler.py).
+        self.scheduler = Scheduler(self.store, self.conditions, self.gate, commits=self.committer)
         self.metrics = Metrics(
             self.store.counts,
             lambda: self.pool.worker_counts(),

@@ -46,6 +46,15 @@ durable. Replies wait for :meth:`Committer.durable` (or a :meth:`ticket`), and
 so does a lease before its job is handed to a worker; both count a batch
 being committed in the thread as not durable yet. If a commit fails, every
 writer of that batch hears of it and nothing of the batch was acknowledged.
+
+A writer whose task must not become runnable before the commit (so that the
+writer beside it still finds itself alone) asks to be called back instead
+(:meth:`Committer.when_settled`), and a write that should join the batch at
+the last moment asks to be called just before it is committed
+(:meth:`Committer.before_commit`): the scheduler's lease for an idle worker,
+written in the step that commits the enqueue that made its job startable
+(after the enqueue's reply was made: it shows the job as it was enqueued), so
+that one commit, made at once by the enqueue's own task, covers both.
 """
 
 from __future__ import annotations
@@ -54,6 +63,7 @@ import contextlib
 import math
 import threading
 import time
+from collections.abc import Callable
 
 import structlog
 import trio
@@ -97,6 +107,10 @@ class _Batch:
         self.done = trio.Event()
         self.error: StoreError | None = None
         self.writes = 0
+        #: Called with ``error`` once the batch is settled (see Committer.when_settled).
+        self.callbacks: list[Callable[[StoreError | None], None]] = []
+        #: Called just before its commit (see Committer.before_commit).
+        self.hooks: list[Callable[[], None]] = []
 
 
 class _Ticket:
@@ -213,6 +227,36 @@ class Committer:
         if batch.error is not None:
             raise batch.error
 
+    def when_settled(self, callback: Callable[[StoreError | None], None]) -> None:
+        """Call ``callback`` once everything written so far is committed (with None) or
+        its commit failed (with the error; none of it happened); at once if nothing is
+        pending.
+
+        For a writer whose task must stay asleep until then, rather than wait in
+        :meth:`durable` (runnable, it would keep another writer from committing
+        alone). Called in the step of whichever task commits: it must be short, and
+        must not raise.
+        """
+        batch = self._batch
+        if batch.writes == 0:
+            batch = self._in_flight  # (what was written before is in the store's thread)
+        if batch is None:
+            callback(None)
+        else:
+            batch.callbacks.append(callback)
+
+    def before_commit(self, hook: Callable[[], None]) -> bool:
+        """Call ``hook`` in the step that commits the open batch, just before the commit
+        (what it writes is committed with the batch); whether one is pending. If nothing
+        is pending, no commit is coming: ``hook`` is not kept, and False returned.
+
+        It must be short and must not raise (a store error is its own to catch).
+        """
+        if self._batch.writes == 0:
+            return False
+        self._batch.hooks.append(hook)
+        return True
+
     async def writable(self) -> None:
         """Return once no commit is under way in the store's thread: the store may be used.
 
@@ -276,6 +320,9 @@ class Committer:
 
     async def _commit_in_thread(self) -> None:
         """Commit the open batch in the store's thread; return once it is settled."""
+        hooks, self._batch.hooks = self._batch.hooks, []
+        for hook in hooks:
+            hook()  # (on the loop, before the swap: what it writes joins this commit)
         batch, self._batch = self._batch, _Batch()
         free = self._free = trio.Event()
         self._in_flight = batch
@@ -305,10 +352,15 @@ class Committer:
             self._in_flight = None
         free.set()
         batch.done.set()
+        for callback in batch.callbacks:
+            callback(batch.error)
 
     def commit_now(self) -> None:
         """Commit the open batch at once, on the caller's turn (also used at shutdown;
         after the commit under way in the store's thread, if any)."""
+        hooks, self._batch.hooks = self._batch.hooks, []
+        for hook in hooks:
+            hook()
         batch, self._batch = self._batch, _Batch()
         if batch.writes == 0:
             batch.done.set()
@@ -323,3 +375,5 @@ class Committer:
         self.commits += 1
         self.writes += batch.writes
         batch.done.set()
+        for callback in batch.callbacks:
+            callback(batch.error)

@@ -56,6 +56,11 @@ class StoreGate:
         self._open = trio.Event()
         self._open.set()
 
+    @property
+    def is_open(self) -> bool:
+        """Whether a writer may pass now (the scheduler leases in a waker's step only then)."""
+        return self._open.is_set()
+
     async def passage(self) -> None:
         """Return at once, or when the gate opens again.
 

@@ -15,11 +15,33 @@ at the wall clock in between (not at the store): a job that came due during
 a suspend, or in an hour the clock skipped, starts within that long of the
 resume or the jump. With no start time pending the timer sleeps on an event
 alone and never wakes.
+
+**Leasing in the waker's commit.** An idle worker's feeder waits in
+:meth:`Scheduler.next_leases`. When something makes a job startable and calls
+:meth:`wake` (an enqueue, above all), the scheduler leases for the idle workers
+in the step that commits the waker's writes, just before that commit
+(``Committer.before_commit``; at once, if nothing is pending), with the same
+statement the worker's own lease uses (``JobStore.lease_many``: the start
+rules are the store's, only the moment changes): the enqueue's reply, made
+before, shows the job as enqueued, and the wakes of one step lease once. The
+leases go to the worker at once (``hold``: they are its unsent jobs from then
+on, given back if it dies). The worker's task
+stays asleep until the batch is committed (``Committer.when_settled``): so the
+enqueue's task, alone, commits the job and its lease in one commit at once, and
+the job is handed over right after, without a pass through the committer's task
+or the worker's. If that commit fails, both are undone, the enqueue's client is
+told, and the worker backs off as after any lease whose commit failed. Leasing
+for them is skipped (and the idle workers woken to look themselves,
+as before) while draining, while the maintenance gate is shut, and when the
+store faults. A lease that finds nothing means no job may start: the other idle
+workers are left asleep.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 import structlog
@@ -52,6 +74,55 @@ class Gate(Protocol):
 
     async def passage(self) -> None: ...
 
+    @property
+    def is_open(self) -> bool: ...
+
+
+class Commits(Protocol):
+    """What the scheduler asks of the committer (``Committer``) to lease for idle workers."""
+
+    def when_settled(self, callback: Callable[[StoreError | None], None]) -> None:
+        """Call back once the writes so far are committed (None) or failed (the error)."""
+
+    def before_commit(self, hook: Callable[[], None]) -> bool:
+        """Call ``hook`` just before the pending writes are committed; False: none."""
+
+
+@dataclass(frozen=True, slots=True)
+class Leased:
+    """What :meth:`Scheduler.next_leases` took for a worker."""
+
+    leases: list[Lease]
+    #: Already committed (leased for it by a waker, returned once durable); else the
+    #: caller waits for their commit, as after any write.
+    committed: bool
+
+
+class _Idle:
+    """A worker waiting in :meth:`Scheduler.next_leases`, whose jobs a waker may lease."""
+
+    __slots__ = ("committed", "count", "error", "hold", "leases", "waiting", "woken")
+
+    def __init__(
+        self,
+        count: Callable[[], int],
+        hold: Callable[[list[Lease]], None],
+        committed: Callable[[], None] | None,
+    ) -> None:
+        self.count = count
+        self.hold = hold
+        self.committed = committed
+        self.woken = trio.Event()
+        self.leases: list[Lease] | None = None  # leased for it by a waker
+        self.error: StoreError | None = None  # their commit failed (they are undone)
+        self.waiting = True  # its task still waits (not cancelled: its worker lives)
+
+    def settled(self, error: StoreError | None) -> None:
+        self.error = error
+        if error is None and self.committed is not None and self.waiting:
+            self.committed()
+        self.woken.set()
+
 
 class _AlwaysReady:
     on_ac = True
@@ -62,10 +133,19 @@ class Scheduler:
     """Hands queued jobs to idle workers, and stops doing so when draining."""
 
     def __init__(
-        self, store: JobStore, machine: MachineState | None = None, gate: Gate | None = None
+        self,
+        store: JobStore,
+        machine: MachineState | None = None,
+        gate: Gate | None = None,
+        commits: Commits | None = None,
     ) -> None:
         self.store = store
         self.gate = gate
+        # Without it (a scheduler alone, in tests), idle workers always lease themselves.
+        self._commits = commits
+        # Idle workers whose jobs a waker may lease (next_leases), longest idle first.
+        self._idle: dict[int, _Idle] = {}
+        self._lease_due = False  # a lease for them waits for the pending commit
         self.machine: MachineState = machine or _AlwaysReady()
         self.draining = False
         self._runnable = trio.Event()  # idle workers wait on this
@@ -80,9 +160,49 @@ class Scheduler:
 
         (Not the timer: a job that can start now sets no deadline. A change that
         sets one calls :meth:`reschedule`; each would cost the timer a query.)
+        Idle workers waiting in :meth:`next_leases` are leased for in the step
+        that commits the caller's writes, or now if none is pending (see the
+        module docstring): call it after a write, not inside one.
         """
         self._runnable.set()
         self._runnable = trio.Event()
+        if not self._idle or self._lease_due:
+            return
+        if self._commits is not None and self._commits.before_commit(self._lease_at_commit):
+            self._lease_due = True
+        else:
+            self._lease_for_idle()
+
+    def _lease_at_commit(self) -> None:
+        self._lease_due = False
+        if self._idle:
+            self._lease_for_idle()
+
+    def _lease_for_idle(self) -> None:
+        """Lease for the idle workers now; wake those it could not lease for to look
+        themselves, unless it found that no job may start."""
+        idle = self._idle
+        if self._commits is not None and not self.draining and self._gate_open():
+            while idle:
+                pid, waiter = next(iter(idle.items()))
+                try:
+                    leases = self.store.lease_many(
+                        pid, waiter.count(), on_ac=self.machine.on_ac, idle=self.machine.idle
+                    )
+                except StoreError:
+                    break  # they try themselves, and back off while the fault lasts
+                if not leases:
+                    return  # no job may start: the others would find none either
+                del idle[pid]
+                waiter.leases = leases
+                waiter.hold(leases)  # the worker's from now on (given back if it dies)
+                self._commits.when_settled(waiter.settled)
+        for waiter in idle.values():
+            waiter.woken.set()
+        idle.clear()
+
+    def _gate_open(self) -> bool:
+        return self.gate is None or self.gate.is_open
 
     def reschedule(self, at: float | None = None) -> None:
         """A job's start time was set in the future: only the timer needs to look again.
@@ -144,6 +264,78 @@ class Scheduler:
             if lease is not None:
                 return lease
             await runnable.wait()
+
+    async def next_leases(
+        self,
+        worker_pid: int,
+        count: Callable[[], int],
+        hold: Callable[[list[Lease]], None],
+        committed: Callable[[], None] | None = None,
+    ) -> Leased:
+        """Wait until a job can start on this worker and lease up to ``count()`` (at least
+        one; asked at each lease, since the worker's depth may change while it waits).
+
+        Leased in this task (as :meth:`next_lease`): ``committed`` is False, the
+        caller waits for their commit. Or, while it waits, leased for it when
+        something made them startable (:meth:`wake`: in the step that commits the
+        waker's writes): ``hold`` gets them at once, in that step; ``committed()`` is
+        called in that step too, once they are committed (the pool
+        hands them over right there), and this returns after (``committed`` True);
+        if that commit failed (they are undone), ``hold([])`` is called, and this
+        backs off (:meth:`lease_undone`) and waits again.
+
+        Cancellation: safe; no job is leased unless this returns or ``hold`` has it.
+        While draining it never returns.
+        """
+        runnable = self._runnable
+
+        async def before_each() -> None:
+            nonlocal runnable
+            runnable = self._runnable  # a wake from now on is not missed
+            if self.draining:
+                await trio.sleep_forever()
+            if self.gate is not None:
+                await self.gate.passage()  # no lease while a VACUUM holds the store
+
+        async def lease_some() -> list[Lease] | None:
+            leases = self.store.lease_many(
+                worker_pid, count(), on_ac=self.machine.on_ac, idle=self.machine.idle
+            )
+            return leases or None
+
+        def warn(exc: StoreError, delay: float) -> None:
+            log.warning(
+                "store fault while leasing; will retry", error=exc.message, retry_in_s=delay
+            )
+
+        while True:
+            leases = await retry_store(
+                lease_some,
+                self._faults,
+                before_each=before_each,
+                wait=lambda delay: self._wait_woken(runnable, delay),
+                on_retry=warn,
+            )
+            if leases is not None:
+                return Leased(leases, committed=False)
+            if self._commits is None or runnable.is_set():
+                await runnable.wait()  # (at once if woken since its lease)
+                continue
+            waiter = self._idle[worker_pid] = _Idle(count, hold, committed)
+            try:
+                await waiter.woken.wait()
+            finally:
+                waiter.waiting = False
+                if self._idle.get(worker_pid) is waiter:
+                    del self._idle[worker_pid]
+            if waiter.leases is None:
+                continue  # woken to look itself
+            if waiter.error is not None:
+                hold([])  # undone with the batch (its commit was logged)
+                await self.lease_undone()
+                continue
+            self.lease_committed()
+            return Leased(waiter.leases, committed=True)
 
     async def lease_undone(self) -> None:
         """The commit of a lease :meth:`next_lease` returned failed (a full disk, an I/O

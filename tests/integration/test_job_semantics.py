@@ -420,3 +420,18 @@ def test_bad_queue_commands_exit_2_and_change_nothing(daemon: Daemon) -> None:
         result = daemon.semctl(*args)
         assert result.code == 2, (args, result.err)
     assert daemon.semctl("queues", "--json").json() == []
+
+
+def test_an_enqueue_to_an_idle_engine_answers_with_the_job_as_it_was_enqueued(
+    daemon: Daemon,
+) -> None:
+    """The job goes to an idle worker in the enqueue's own commit: the reply still shows it
+    QUEUED and waiting for nothing (not held back by its own start: its subject running,
+    its queue at its limit)."""
+    daemon.semctl("limit", "--create", "one", "1")
+    assert daemon.semctl("wait", str(_enqueue(daemon, "NOOP"))).code == 0  # workers idle
+    for _ in range(3):
+        reply = daemon.semctl("enqueue", "NOOP", "--queue", "one", "--subject", "s", "--json")
+        job = reply.json()
+        assert job["state"] == "QUEUED" and job["waiting_for"] is None, job
+        assert daemon.semctl("wait", str(job["id"])).code == 0

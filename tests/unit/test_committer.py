@@ -220,3 +220,73 @@ async def test_a_commit_that_fails_off_the_loop_reaches_exactly_its_batch() -> N
         with trio.fail_after(10):
             assert await kept.wait() is None
         nursery.cancel_scope.cancel()
+
+
+async def test_when_settled_calls_back_after_the_commit_and_keeps_the_writer_alone() -> None:
+    """A callback, unlike a task waiting in durable(), is not runnable: the writer still
+    commits alone at once, and the callback hears of it in that step."""
+    committer, store = _committer()
+    heard: list[object] = []
+    async with trio.open_nursery() as nursery:
+        await nursery.start(committer.run)
+        await trio.testing.wait_all_tasks_blocked()
+        store.write()
+        committer.when_settled(heard.append)
+        assert heard == []
+        assert committer.commit_if_alone()
+        assert heard == [None] and store.commits == 1
+        nursery.cancel_scope.cancel()
+
+
+def test_when_settled_with_nothing_pending_calls_back_at_once() -> None:
+    committer, _ = _committer()
+    heard: list[object] = []
+    committer.when_settled(heard.append)
+    assert heard == [None]
+
+
+async def test_when_settled_hears_a_failed_commit() -> None:
+    """The batch's commit fails: the callback gets its error (the writes are undone)."""
+    committer, store = _committer()
+    store.fail = StoreFull("the disk is full")
+    heard: list[object] = []
+    store.write()
+    committer.when_settled(heard.append)
+    committer.commit_now()
+    assert heard == [store.fail]
+    store.fail = None
+    store.write()  # the next batch's callbacks are its own
+    committer.commit_now()
+    assert len(heard) == 1
+
+
+async def test_hooks_and_callbacks_keep_their_places_around_a_commit_off_the_loop() -> None:
+    """With the commit in the store's thread: a hook runs on the loop just before it
+    (its write joins the commit), a callback asked for meanwhile hears of that commit,
+    and neither runs before the thread is done."""
+    store = ThreadStore()
+    committer = Committer(store)  # type: ignore[arg-type]
+    order: list[object] = []
+    async with trio.open_nursery() as nursery:
+        await nursery.start(committer.run)
+        committer.heard("a")
+        committer.heard("b")
+        store.write()
+
+        def hook() -> None:
+            order.append(("hook", store.commits))
+            store.write()
+
+        assert committer.before_commit(hook)
+        ticket = committer.ticket()
+        assert ticket is not None
+        await trio.sleep(0.05)  # the committer took the batch to the thread
+        assert order == [("hook", 0)]
+        committer.when_settled(lambda error: order.append(("settled", error, store.commits)))
+        assert order == [("hook", 0)]  # the commit under way is not done
+        store.release.set()
+        with trio.fail_after(10):
+            assert await ticket.wait() is None
+        assert order == [("hook", 0), ("settled", None, 1)]
+        assert committer.writes == 2  # the hook's write went with the batch
+        nursery.cancel_scope.cancel()

@@ -182,3 +182,52 @@ async def test_receive_on_a_socket_waits_reads_and_ends_at_eof(
             assert await framed.receive() == GetJob(id=8)
             with pytest.raises(trio.EndOfChannel):
                 await framed.receive()
+
+
+async def test_send_now_writes_at_once_and_keeps_what_the_socket_did_not_take_first() -> None:
+    """A write the socket takes only in part: its rest goes out before any later frame,
+    whoever writes next (a send, or flush); while it waits, send_now refuses."""
+    ours, theirs = socket.socketpair()
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    writer = FramedStream(trio.SocketStream(trio.socket.from_stdlib_socket(ours)), ControlRequest)
+    reader = FramedStream(
+        trio.SocketStream(trio.socket.from_stdlib_socket(theirs)), ControlRequest, 1 << 22
+    )
+    async with writer.stream, reader.stream:
+        await _send_now_in_part(writer, reader)
+
+
+async def _send_now_in_part(writer: FramedStream, reader: FramedStream) -> None:
+    small = encode(GetStatus(rid=1))
+    assert writer.send_now(small)
+    assert await reader.receive() == GetStatus(rid=1)
+    big = encode(GetJob(id=2, rid=2)) * 20_000  # far more than the socket takes at once
+    assert writer.send_now(big)
+    assert not writer.send_now(small)  # its rest is still waiting
+    got: list[object] = []
+
+    async def read(count: int) -> None:
+        for _ in range(count):
+            got.append(await reader.receive())
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read, 20_001)
+            await writer.send(GetStatus(rid=3))  # after the rest, not inside it
+        assert got[:-1] == [GetJob(id=2, rid=2)] * 20_000
+        assert got[-1] == GetStatus(rid=3)
+        assert writer.send_now(big)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read, 20_000)
+            await writer.flush()
+    assert len(got) == 40_001
+
+
+async def test_send_now_refuses_while_another_write_is_under_way() -> None:
+    ours, theirs = socket.socketpair()
+    writer = FramedStream(trio.SocketStream(trio.socket.from_stdlib_socket(ours)), ControlRequest)
+    with theirs:
+        async with writer.stream, writer._send_lock:
+            assert not writer.send_now(encode(GetStatus(rid=1)))
+    _, framed = _pair()  # not a socket
+    assert not framed.send_now(encode(GetStatus(rid=1)))

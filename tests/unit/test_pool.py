@@ -31,6 +31,7 @@ from semantica.protocol import (
     ToWorker,
     encode,
 )
+from semantica.supervisor.committer import Committer
 from semantica.supervisor.events import JobEvents
 from semantica.supervisor.joblogs import JobLogs
 from semantica.supervisor.lifecycle import JobLifecycle
@@ -209,10 +210,16 @@ class Rig:
         tracer: Tracer | None = None,
         size: int = 1,
         hold_channels: bool = False,
+        grouped: bool = False,
     ) -> None:
         self.store = SQLiteStore(tmp_path / "semantica.db", TrioWallClock())
         self.events = JobEvents()
-        self.scheduler = Scheduler(self.store)
+        # grouped: writes committed in groups, as in the supervisor.
+        self.committer = Committer(self.store) if grouped else None
+        self.scheduler = Scheduler(
+            self.store,
+            commits=self.committer,
+        )
         self.jobs = JobLifecycle(
             self.store,
             JobLogs(tmp_path / "logs", 1 << 20),
@@ -230,6 +237,7 @@ class Rig:
             jobs=self.jobs,
             cancel_grace=GRACE,
             heartbeat_timeout=HEARTBEAT_TIMEOUT,
+            **({} if self.committer is None else {"durable": self.committer.durable}),
         )
         self._started: defaultdict[int, trio.Event] = defaultdict(trio.Event)
         self.jobs.started = self._on_started  # type: ignore[method-assign]
@@ -275,9 +283,12 @@ async def rig(
     tracer: Tracer | None = None,
     size: int = 1,
     hold_channels: bool = False,
+    grouped: bool = False,
 ) -> AsyncIterator[Rig]:
     async with trio.open_nursery() as workers, trio.open_nursery() as services:
-        r = Rig(tmp_path, workers, worker_class, tracer, size, hold_channels)
+        r = Rig(tmp_path, workers, worker_class, tracer, size, hold_channels, grouped)
+        if r.committer is not None:
+            await services.start(r.committer.run)
         await services.start(r.scheduler.run_timer)
         await services.start(r.pool.run)
         try:
@@ -838,3 +849,31 @@ async def test_lines_of_the_next_job_that_come_before_the_previous_end_are_kept(
         assert list(worker.inflight) == [second]
         r.jobs.logs.close_all()
         r.store.close()
+
+
+async def test_a_job_enqueued_for_an_idle_worker_is_written_to_it_in_the_step_of_its_commit(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The enqueue's commit, made in its own step, leases the job for the idle worker just
+    before; the one commit of both writes the job to the worker in the same step (before
+    a reply could go out); the feeder then announces it, and it runs once."""
+    async with rig(tmp_path, grouped=True, size=2) as r:
+        await r.warm_up(4)
+        await trio.sleep(1)  # every timer of the warm-up run out: the pool is idle
+        await trio.testing.wait_all_tasks_blocked()
+        assert r.committer is not None
+        commits = r.committer.commits
+        with capture_logs() as lines:
+            job_id = r.enqueue(type="UP_SLEEP", payload={"seconds": 0})
+            assert r.committer.commit_if_alone()  # nothing else runnable: the enqueue's own
+            assert r.committer.commits == commits + 1
+            [worker] = [w for w in r.pool.workers if w.inflight]
+            assert [lease.job_id for lease in worker.inflight] == [job_id]
+            assert not worker.unsent
+            await r.finished(job_id)
+        job = r.store.get(job_id)
+        assert job.state == JobState.DONE and job.attempts == 1
+        assert [line["event"] for line in lines if line.get("job_id") == job_id] == [
+            "job started",
+            "job done",
+        ]

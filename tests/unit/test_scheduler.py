@@ -13,12 +13,14 @@ import trio.testing
 from enqueueing import enqueue
 from structlog.testing import capture_logs
 
-from semantica.errors import StoreError
+from semantica.errors import NoSuchJob, StoreError, StoreFull
 from semantica.models import JobSpec, JobState
+from semantica.supervisor.committer import Committer
 from semantica.supervisor.events import JobEvents
 from semantica.supervisor.joblogs import JobLogs
 from semantica.supervisor.lifecycle import JobLifecycle
-from semantica.supervisor.scheduler import FAULT_DELAY_MAX, Scheduler
+from semantica.supervisor.maintenance import StoreGate
+from semantica.supervisor.scheduler import FAULT_DELAY_MAX, Leased, Scheduler
 from semantica.supervisor.store import Lease
 from semantica.supervisor.store.sqlite import SQLiteStore
 
@@ -537,3 +539,205 @@ async def test_a_timer_whose_query_fails_tries_again_every_fault_delay_max(
         ]
         * 3
     )
+
+
+# ---------------------------------------------------------------- leasing in the waker's step
+
+
+class Idle:
+    """An idle worker's feeder waiting in next_leases; what it was handed, and when."""
+
+    def __init__(self, scheduler: Scheduler, pid: int, count: int = 1) -> None:
+        self.scheduler = scheduler
+        self.pid = pid
+        self.count = count
+        self.held: list[list[int]] = []  # job ids of each hold(...)
+        self.leased: Leased | None = None
+
+    def hold(self, leases: list[Lease]) -> None:
+        self.held.append([lease.job_id for lease in leases])
+
+    async def run(self) -> None:
+        self.leased = await self.scheduler.next_leases(self.pid, lambda: self.count, self.hold)
+
+
+class CountingStore(SQLiteStore):
+    """Counts the leases tried."""
+
+    leases_tried = 0
+
+    def lease_many(self, worker_pid: int, count: int, **conditions: Any) -> list[Lease]:
+        self.leases_tried += 1
+        return super().lease_many(worker_pid, count, **conditions)
+
+
+@pytest.fixture
+def grouped(tmp_path: Path) -> Iterator[tuple[CountingStore, Committer]]:
+    """A store whose writes are committed in groups, as in the supervisor."""
+    store = CountingStore(tmp_path / "semantica.db", TrioWallClock())
+    committer = Committer(store)
+    yield store, committer
+    store.close()
+
+
+async def test_an_idle_worker_is_leased_for_in_the_enqueues_commit_and_woken_once_committed(
+    grouped: tuple[CountingStore, Committer], autojump_clock: trio.testing.MockClock
+) -> None:
+    """The enqueue and the lease share one commit, which the enqueue's task makes at once,
+    alone (the idle worker's task is not runnable until then), leasing just before it
+    (after the enqueue's reply is made); the worker gets its job, committed, with no other
+    lease tried, however many wakes came before the commit."""
+    store, committer = grouped
+    scheduler = Scheduler(store, commits=committer)
+    idle = Idle(scheduler, pid=7)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(committer.run)
+        nursery.start_soon(idle.run)
+        await trio.testing.wait_all_tasks_blocked()
+        tried, commits = store.leases_tried, committer.commits
+        [job] = enqueue(store, [JobSpec(type="T")]).jobs
+        scheduler.wake()
+        scheduler.wake()
+        assert idle.held == [] and store.state(job.id) == JobState.QUEUED  # (the reply's view)
+        assert committer.commit_if_alone()  # nobody else runnable: leased, committed now
+        assert idle.held == [[job.id]]  # the worker's at once
+        assert store.state(job.id) == JobState.RUNNING
+        assert store.leases_tried == tried + 1
+        assert committer.commits == commits + 1
+        await trio.testing.wait_all_tasks_blocked()
+        assert idle.leased is not None and idle.leased.committed
+        assert [lease.job_id for lease in idle.leased.leases] == [job.id]
+        assert store.leases_tried == tried + 1  # the worker did not look again
+        assert committer.commits == commits + 1
+        nursery.cancel_scope.cancel()
+    assert store.get(job.id).worker_pid == 7
+
+
+async def test_a_failed_commit_undoes_the_lease_and_the_worker_backs_off(
+    grouped: tuple[CountingStore, Committer],
+    autojump_clock: trio.testing.MockClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The shared commit fails: the enqueue and the lease are both undone, the worker drops
+    what it held and waits before it looks again; the next job goes to it as usual."""
+    store, committer = grouped
+    scheduler = Scheduler(store, commits=committer)
+    idle = Idle(scheduler, pid=7)
+    real_commit = store.commit
+
+    def failing_commit() -> None:
+        store._conn.execute("ROLLBACK")
+        raise StoreFull("the disk is full")
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(committer.run)
+        nursery.start_soon(idle.run)
+        await trio.testing.wait_all_tasks_blocked()
+        [job] = enqueue(store, [JobSpec(type="T")]).jobs
+        scheduler.wake()  # (leased at the commit, which fails)
+        monkeypatch.setattr(store, "commit", failing_commit)
+        with capture_logs():
+            assert committer.commit_if_alone()
+        monkeypatch.setattr(store, "commit", real_commit)
+        await trio.testing.wait_all_tasks_blocked()
+        assert idle.held == [[job.id], []]
+        assert idle.leased is None
+        with pytest.raises(NoSuchJob):
+            store.get(job.id)  # the enqueue was undone with it
+        [job] = enqueue(store, [JobSpec(type="T")]).jobs
+        scheduler.wake()  # cuts its wait short: it leases itself
+        await trio.testing.wait_all_tasks_blocked()
+        assert idle.leased is not None and not idle.leased.committed
+        assert [lease.job_id for lease in idle.leased.leases] == [job.id]
+        nursery.cancel_scope.cancel()
+
+
+async def test_when_no_job_may_start_one_lease_looks_and_idle_workers_sleep_on(
+    grouped: tuple[CountingStore, Committer], autojump_clock: trio.testing.MockClock
+) -> None:
+    """A wake that finds nothing to start (a job due later) costs one lease, not one
+    per idle worker, and wakes none of them."""
+    store, committer = grouped
+    scheduler = Scheduler(store, commits=committer)
+    workers = [Idle(scheduler, pid) for pid in (7, 8, 9)]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(committer.run)
+        for idle in workers:
+            nursery.start_soon(idle.run)
+        await trio.testing.wait_all_tasks_blocked()
+        tried = store.leases_tried
+        enqueue(store, [JobSpec(type="T", delay=60)])
+        scheduler.wake()
+        committer.commit_now()
+        await trio.testing.wait_all_tasks_blocked()
+        assert store.leases_tried == tried + 1
+        assert all(idle.held == [] and idle.leased is None for idle in workers)
+        [job] = enqueue(store, [JobSpec(type="T")]).jobs
+        scheduler.wake()
+        committer.commit_now()
+        assert sorted(idle.held for idle in workers) == [[], [], [[job.id]]]  # one got it
+        nursery.cancel_scope.cancel()
+
+
+async def test_no_lease_in_the_wakers_step_while_draining_or_the_gate_is_shut(
+    grouped: tuple[CountingStore, Committer], autojump_clock: trio.testing.MockClock
+) -> None:
+    """Behind a shut maintenance gate the idle workers are woken to wait at the gate, and
+    lease once it opens; once draining, nothing is leased at all."""
+    store, committer = grouped
+    gate = StoreGate()
+    scheduler = Scheduler(store, gate=gate, commits=committer)
+    idle = Idle(scheduler, pid=7)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(committer.run)
+        nursery.start_soon(idle.run)
+        await trio.testing.wait_all_tasks_blocked()
+        async with gate.closed():
+            [job] = enqueue(store, [JobSpec(type="T")]).jobs
+            scheduler.wake()
+            assert committer.commit_if_alone()
+            assert idle.held == []
+            await trio.testing.wait_all_tasks_blocked()
+            assert store.state(job.id) == JobState.QUEUED
+        await trio.testing.wait_all_tasks_blocked()
+        assert idle.leased is not None and not idle.leased.committed  # leased it itself
+
+        idle = Idle(scheduler, pid=8)
+        nursery.start_soon(idle.run)
+        await trio.testing.wait_all_tasks_blocked()
+        scheduler.stop_leasing()
+        [job] = enqueue(store, [JobSpec(type="T")]).jobs
+        scheduler.wake()
+        await trio.testing.wait_all_tasks_blocked()
+        assert idle.held == [] and idle.leased is None
+        assert store.state(job.id) == JobState.QUEUED
+        nursery.cancel_scope.cancel()
+
+
+async def test_with_nothing_to_commit_a_wake_leases_for_idle_workers_at_once(
+    grouped: tuple[CountingStore, Committer], autojump_clock: trio.testing.MockClock
+) -> None:
+    """A wake with no write pending (the timer's, say) leases in its own step; the
+    committer's task commits that lease, and the worker gets it committed."""
+    store, committer = grouped
+    scheduler = Scheduler(store, commits=committer)
+    idle = Idle(scheduler, pid=7)
+    [job] = enqueue(store, [JobSpec(type="T")]).jobs
+    committer.commit_now()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(committer.run)
+        nursery.start_soon(idle.run)
+        await trio.testing.wait_all_tasks_blocked()
+        assert idle.leased is not None and not idle.leased.committed  # it leased itself
+        idle = Idle(scheduler, pid=8)
+        nursery.start_soon(idle.run)
+        await trio.testing.wait_all_tasks_blocked()
+        committer.commit_now()
+        [job] = enqueue(store, [JobSpec(type="T")]).jobs
+        committer.commit_now()
+        scheduler.wake()
+        assert idle.held == [[job.id]]
+        committer.commit_now()  # (as the committer's task, woken by the lease, would)
+        await trio.testing.wait_all_tasks_blocked()
+        assert idle.leased is not None and idle.leased.committed
+        nursery.cancel_scope.cancel()

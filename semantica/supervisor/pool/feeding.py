@@ -39,7 +39,12 @@ import trio
 from semantica.errors import StoreError
 from semantica.protocol import GiveBack, RunJob, encode
 from semantica.supervisor.pool.base import PoolBase
-from semantica.supervisor.pool.handle import WorkerHandle, WorkerState, take_unannounced
+from semantica.supervisor.pool.handle import (
+    HandedOver,
+    WorkerHandle,
+    WorkerState,
+    take_unannounced,
+)
 from semantica.supervisor.pool.settling import interrupted, settle
 from semantica.supervisor.pool.watchdog import HEARTBEATS_PER_TIMEOUT
 from semantica.supervisor.store import Lease
@@ -51,6 +56,12 @@ MAX_PREFETCH = 64
 #: The longest a reported end waits to be recorded with the ones after it (see
 #: Feeding._record_now): a batch's ends then cost one step, not one each.
 RECORD_DELAY_S = 0.002
+
+
+def _hold(worker: WorkerHandle, leases: list[Lease]) -> None:
+    """Leases taken for an idle worker while its feeder waits: its unsent jobs (if it
+    dies before they are handed over, the reaper puts them back)."""
+    worker.unsent = leases
 
 
 class Feeding(PoolBase):
@@ -99,15 +110,26 @@ class Feeding(PoolBase):
                 worker.state = WorkerState.IDLE
                 self._notify()
                 await self._rebalance(worker)
-                lease = await self.scheduler.next_lease(worker.pid)
-                worker.unsent = [lease, *self._lease_more(worker, self._depth(worker) - 1)]
-                try:
-                    await self.durable()  # jobs are handed out only once their leases are committed
-                except StoreError:
-                    worker.unsent = []
-                    await self.scheduler.lease_undone()  # backs off while the store fails
+                # (Leased by this task, or by an enqueue's, in its step, and then handed
+                # over in the step of their commit: see scheduler.py.)
+                leased = await self.scheduler.next_leases(
+                    worker.pid,
+                    functools.partial(self._depth, worker),
+                    functools.partial(_hold, worker),
+                    functools.partial(self._hand_over_now, worker),
+                )
+                if worker.sent_now is not None:
+                    await self._handed_over(worker)
                     continue
-                self.scheduler.lease_committed()
+                worker.unsent = leased.leases
+                if not leased.committed:
+                    try:
+                        await self.durable()  # jobs are handed out once their leases are committed
+                    except StoreError:
+                        worker.unsent = []
+                        await self.scheduler.lease_undone()  # backs off while the store fails
+                        continue
+                    self.scheduler.lease_committed()
             else:
                 await worker.activity.wait()
                 worker.activity = trio.Event()
@@ -192,44 +214,80 @@ class Feeding(PoolBase):
         leases = [*(held for held, _, _ in worker.ends), lease]
         self.jobs.started_many(take_unannounced(worker, leases), worker.pid)
 
-    async def _hand_over(self, worker: WorkerHandle) -> None:
-        """Send the worker the jobs leased for it (their leases are committed)."""
+    def _take_unsent(self, worker: WorkerHandle) -> HandedOver:
+        """Move the worker's unsent jobs in flight, to be written now; with the stops asked
+        for while they were unsent (from now on a stop is sent at once)."""
         batch = worker.unsent
-        if not batch:
-            return
         if not worker.inflight:
             worker.started = worker.last_beat = trio.current_time()
             worker.progress = worker.progress_message = None
         worker.inflight.extend(batch)
         worker.unsent = []
-        # Stops asked for while these were unsent; from now on a stop is sent at once.
         stops = [
             (lease, worker.stops[lease.lease_id])
             for lease in batch
             if lease.lease_id in worker.stops
         ]
+        return batch, stops
+
+    def _run_frames(self, batch: list[Lease]) -> bytes:
         heartbeat = self.heartbeat_timeout / HEARTBEATS_PER_TIMEOUT
+        return b"".join(
+            encode(
+                RunJob(
+                    lease=lease.lease_id,
+                    job_id=lease.job_id,
+                    type=lease.type,
+                    payload=lease.payload,
+                    attempt=lease.attempt,
+                    max_attempts=lease.max_attempts,
+                    timeout=lease.timeout,
+                    heartbeat=heartbeat,
+                    lease_for=self.lease_for,
+                )
+            )
+            for lease in batch
+        )
+
+    async def _hand_over(self, worker: WorkerHandle) -> None:
+        """Send the worker the jobs leased for it (their leases are committed)."""
+        if not worker.unsent:
+            return
+        batch, stops = self._take_unsent(worker)
         # Written at once (no pass through the scheduler), and before the start is
         # announced: its event and log line are not on the path of the job's start.
         # (Nothing this task records comes between: the reader only queues reports.)
-        await worker.channel.send_frames(
-            b"".join(
-                encode(
-                    RunJob(
-                        lease=lease.lease_id,
-                        job_id=lease.job_id,
-                        type=lease.type,
-                        payload=lease.payload,
-                        attempt=lease.attempt,
-                        max_attempts=lease.max_attempts,
-                        timeout=lease.timeout,
-                        heartbeat=heartbeat,
-                        lease_for=self.lease_for,
-                    )
-                )
-                for lease in batch
-            )
-        )
+        await worker.channel.send_frames(self._run_frames(batch))
+        self._announce(worker)
+        for lease, stop in stops:
+            await self._send_stop(worker, lease, stop)
+        self._poke_watch(worker)
+
+    def _hand_over_now(self, worker: WorkerHandle) -> None:
+        """Write the worker its jobs in the step that committed their leases (taken for
+        it in an enqueue's step: see scheduler.py), before that step's reply to the
+        enqueue; the feeder finishes the hand-over when it wakes (:meth:`_handed_over`).
+
+        Called back by the committer: it never raises nor waits. If the channel is
+        being written to, or the worker is gone, the feeder hands them over as usual.
+        """
+        if not worker.unsent or worker.inflight or worker.sent_now is not None:
+            return
+        data = self._run_frames(worker.unsent)
+        try:
+            if not worker.channel.send_now(data):
+                return
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return  # its reader ends the serving; the reaper puts the jobs back
+        worker.sent_now = self._take_unsent(worker)
+
+    async def _handed_over(self, worker: WorkerHandle) -> None:
+        """The rest of a hand-over :meth:`_hand_over_now` wrote: the rest of its write if
+        the socket did not take it all, the start announced, the stops sent."""
+        assert worker.sent_now is not None
+        _, stops = worker.sent_now
+        worker.sent_now = None
+        await worker.channel.flush()
         self._announce(worker)
         for lease, stop in stops:
             await self._send_stop(worker, lease, stop)

@@ -58,6 +58,10 @@ class WorkerProcess(Protocol):
     def send_signal(self, sig: int) -> None: ...
 
 
+#: Jobs written to a worker, and the stops asked for them before.
+HandedOver = tuple[list[Lease], list[tuple[Lease, JobError]]]
+
+
 @dataclass(eq=False)
 class WorkerHandle:
     """One live worker process and what it is doing."""
@@ -70,6 +74,9 @@ class WorkerHandle:
     inflight: deque[Lease] = field(default_factory=deque)
     #: Jobs leased for it but not yet handed over (their leases await their commit).
     unsent: list[Lease] = field(default_factory=list)
+    #: Jobs written to it in the step that committed their leases, with the stops asked
+    #: for before: the feeder finishes their hand-over (Feeding._hand_over_now).
+    sent_now: HandedOver | None = None
     #: Ends it reported that are not yet recorded: (lease, report, run time).
     ends: list[tuple[Lease, JobFinished, float]] = field(default_factory=list)
     #: Jobs it gave back unstarted, not yet put back in the queue.
