@@ -237,9 +237,8 @@ class Committer:
         alone). Called in the step of whichever task commits: it must be short, and
         must not raise.
         """
-        batch = self._batch
-        if batch.writes == 0:
-            batch = self._in_flight  # (what was written before is in the store's thread)
+        # (With nothing open, what was written before may be in the store's thread.)
+        batch = self._batch if self._batch.writes else self._in_flight
         if batch is None:
             callback(None)
         else:
