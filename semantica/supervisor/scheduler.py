@@ -235,35 +235,22 @@ class Scheduler:
         Cancellation: safe; no job is leased unless this returns. While
         draining it never returns.
         """
-        runnable = self._runnable
-
-        async def before_each() -> None:
-            nonlocal runnable
-            runnable = self._runnable  # a wake from now on is not missed
-            if self.draining:
-                await trio.sleep_forever()
-            if self.gate is not None:
-                await self.gate.passage()  # no lease while a VACUUM holds the store
+        watch = _Watch(self)
 
         async def lease_one() -> Lease | None:
             return self.store.lease(worker_pid, on_ac=self.machine.on_ac, idle=self.machine.idle)
-
-        def warn(exc: StoreError, delay: float) -> None:
-            log.warning(
-                "store fault while leasing; will retry", error=exc.message, retry_in_s=delay
-            )
 
         while True:
             lease = await retry_store(
                 lease_one,
                 self._faults,
-                before_each=before_each,
-                wait=lambda delay: self._wait_woken(runnable, delay),
-                on_retry=warn,
+                before_each=watch.before_each,
+                wait=lambda delay: self._wait_woken(watch.runnable, delay),
+                on_retry=_warn_lease_fault,
             )
             if lease is not None:
                 return lease
-            await runnable.wait()
+            await watch.runnable.wait()
 
     async def next_leases(
         self,
@@ -287,15 +274,7 @@ class Scheduler:
         Cancellation: safe; no job is leased unless this returns or ``hold`` has it.
         While draining it never returns.
         """
-        runnable = self._runnable
-
-        async def before_each() -> None:
-            nonlocal runnable
-            runnable = self._runnable  # a wake from now on is not missed
-            if self.draining:
-                await trio.sleep_forever()
-            if self.gate is not None:
-                await self.gate.passage()  # no lease while a VACUUM holds the store
+        watch = _Watch(self)
 
         async def lease_some() -> list[Lease] | None:
             leases = self.store.lease_many(
@@ -303,23 +282,18 @@ class Scheduler:
             )
             return leases or None
 
-        def warn(exc: StoreError, delay: float) -> None:
-            log.warning(
-                "store fault while leasing; will retry", error=exc.message, retry_in_s=delay
-            )
-
         while True:
             leases = await retry_store(
                 lease_some,
                 self._faults,
-                before_each=before_each,
-                wait=lambda delay: self._wait_woken(runnable, delay),
-                on_retry=warn,
+                before_each=watch.before_each,
+                wait=lambda delay: self._wait_woken(watch.runnable, delay),
+                on_retry=_warn_lease_fault,
             )
             if leases is not None:
                 return Leased(leases, committed=False)
-            if self._commits is None or runnable.is_set():
-                await runnable.wait()  # (at once if woken since its lease)
+            if self._commits is None or watch.runnable.is_set():
+                await watch.runnable.wait()  # (at once if woken since its lease)
                 continue
             waiter = self._idle[worker_pid] = _Idle(count, hold, committed)
             try:
@@ -422,3 +396,25 @@ class Scheduler:
             with trio.move_on_after(min(left, WALL_CHECK_S)):
                 await changed.wait()
                 return
+
+
+class _Watch:
+    """What a worker looking for a lease listens to: the scheduler's wake-up event,
+    taken afresh before each try (so a wake from then on is not missed), and no try
+    while draining (never) or while a VACUUM holds the store (after it)."""
+
+    def __init__(self, scheduler: Scheduler) -> None:
+        self._scheduler = scheduler
+        self.runnable = scheduler._runnable
+
+    async def before_each(self) -> None:
+        scheduler = self._scheduler
+        self.runnable = scheduler._runnable
+        if scheduler.draining:
+            await trio.sleep_forever()
+        if scheduler.gate is not None:
+            await scheduler.gate.passage()
+
+
+def _warn_lease_fault(exc: StoreError, delay: float) -> None:
+    log.warning("store fault while leasing; will retry", error=exc.message, retry_in_s=delay)
