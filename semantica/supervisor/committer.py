@@ -214,6 +214,12 @@ class Committer:
         batch = self._batch if self._batch.writes else self._in_flight
         return None if batch is None else _Ticket(batch)
 
+    def open_ticket(self) -> _Ticket | None:
+        """A claim on the open batch, the one a write made now joins; None if it holds no
+        write yet. (Unlike :meth:`ticket`, never the batch being committed in the store's
+        thread: nothing written from now on goes into that one.)"""
+        return _Ticket(self._batch) if self._batch.writes else None
+
     async def durable(self) -> None:
         """Return once everything written so far is committed.
 

@@ -89,9 +89,12 @@ class EnqueueChains:
         self._settle()
         ticket = self._pending.get(follows)
         if ticket is not None:
-            mine = self._committer.ticket()
+            # Still open, the batch it went into takes this one's writes too: committed
+            # together, or undone together. (Not one already being committed in the
+            # store's thread: this one's writes would go into the next batch.)
+            mine = self._committer.open_ticket()
             if mine is not None and ticket.same_batch(mine):
-                return None  # the same batch: committed together, or undone together
+                return None
             if await ticket.wait() is None:  # an earlier batch, being committed
                 return None
             self._pending.pop(follows, None)  # (it failed; _settle skips it in _order)

@@ -4,9 +4,11 @@ batch's commit, and carried out when its predecessor is committed or in the open
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 import msgspec
+import trio
 
 from semantica.errors import StoreFull
 from semantica.protocol import Enqueued, EnqueueLazy, ErrorReply
@@ -127,3 +129,51 @@ async def test_a_connection_that_never_follows_keeps_nothing_of_its_committed_en
         if rid % 100 == 0:
             committer.commit_now()
     assert len(chains._pending) <= 100 and len(chains._order) <= 100
+
+
+class ThreadStore(FakeStore):
+    """A store whose commit runs in a thread of its own, held until ``release`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def commit_in_thread(self, done: Callable[[StoreFull | None], None]) -> None:
+        def work() -> None:
+            assert self.release.wait(10)
+            done(self.fail)
+
+        threading.Thread(target=work, daemon=True).start()
+
+
+async def test_a_follower_read_while_its_predecessor_commits_in_the_thread_waits_for_it() -> None:
+    """The predecessor's batch went to the store's thread (other clients are sending):
+    the follower's writes would go into the next batch, so it waits for that commit's
+    outcome, and is refused when it failed (its writes would outlive the predecessor's)."""
+    store = ThreadStore()
+    committer = Committer(store)  # type: ignore[arg-type]
+    chains = EnqueueChains(committer)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(committer.run)
+        committer.heard("a")
+        committer.heard("b")  # another client: the committer commits in the thread
+        carried_out(chains, committer, store, enqueue(1))
+        await trio.sleep(0.05)  # the batch is in the thread now, the open one empty
+        assert committer.open_ticket() is None and committer.ticket() is not None
+        outcome: list[ErrorReply | None] = []
+        answered = trio.Event()
+
+        async def follower() -> None:
+            outcome.append(await chains.refusal(enqueue(2, follows=1)))
+            answered.set()
+
+        nursery.start_soon(follower)
+        await trio.sleep(0.05)
+        assert outcome == []  # waits for the predecessor's commit
+        store.fail = StoreFull("the disk is full")
+        store.release.set()
+        with trio.fail_after(10):
+            await answered.wait()
+        [reply] = outcome
+        assert reply is not None and reply.code == BATCH_BROKEN
+        nursery.cancel_scope.cancel()
