@@ -139,6 +139,10 @@ class _Ticket:
         return self._batch.error
 
 
+#: A claim on a batch, as :meth:`Committer.ticket` gives it (for type annotations).
+Ticket = _Ticket
+
+
 class Claims:
     """The batches a request's writes (or reads) went into, across several steps.
 

@@ -79,6 +79,10 @@ _ACCEPT_RETRY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 _READS = (GetJob, ListJobs, Wait, GetLogs, GetStatus, ListQueues, GetMetrics, GetTop)
 
 
+#: ``ControlServer._queue``'s default: the replies' writes were made in the caller's step.
+_NOW: Any = object()
+
+
 class ControlServer:
     """Serves the control socket for one supervisor.
 
@@ -285,7 +289,9 @@ class ControlServer:
                     # share one insert with it (enqueue_group.Gathering).
                     together = await self._gathering.enqueue(request)
                     if together is not None:
-                        await self._queue(channel, outbox, [(together, request)])
+                        await self._queue(
+                            channel, outbox, [(together.reply, request)], together.ticket
+                        )
                         continue
                 # Carried out now, in order; its reply goes out once durable, while
                 # the next requests are read: pipelined writes share commits.
@@ -298,7 +304,11 @@ class ControlServer:
             waiting.cancel_scope.cancel()  # ...but waits and cancels end with the client
 
     async def _queue(
-        self, channel: FramedStream, outbox: Outbox, done: list[tuple[ControlReply, Any]]
+        self,
+        channel: FramedStream,
+        outbox: Outbox,
+        done: list[tuple[ControlReply, Any]],
+        ticket: Any = _NOW,
     ) -> None:
         """Send the replies of requests just carried out, in order, each once durable.
 
@@ -310,8 +320,12 @@ class ControlServer:
         supervisor CPU per request and no higher rate; waiting here, they pile up in
         the socket and make the next run whole.) With other clients sending, the
         commit is left to the committer, which makes it off the event loop.
+
+        ``ticket``: the batch their writes went into, when they were carried out in an
+        earlier step (a shared insert: ``Gathered.ticket``); by default the one pending now.
         """
-        ticket = self.committer.ticket()
+        if ticket is _NOW:  # (carried out in this step: what is pending now is theirs)
+            ticket = self.committer.ticket()
         chains = self._chains.get(channel)
         if chains is not None:
             chains.record(ticket, done)

@@ -77,18 +77,23 @@ def _request(rid: int, **spec: Any) -> EnqueueLazy:
     return EnqueueLazy(jobs=[msgspec.Raw(raw)], rid=rid)
 
 
-async def _all_at_once(gathering: Gathering, requests: list[EnqueueLazy]) -> list[Any]:
+async def _gathered(gathering: Gathering, requests: list[EnqueueLazy]) -> list[Any]:
     """Each request from a task of its own, all started in the same pass (as the readers
-    of several connections woken by one poll)."""
-    replies: list[Any] = [None] * len(requests)
+    of several connections woken by one poll): what each got (Gathered or None)."""
+    got: list[Any] = [None] * len(requests)
 
     async def one(i: int) -> None:
-        replies[i] = await gathering.enqueue(requests[i])
+        got[i] = await gathering.enqueue(requests[i])
 
     async with trio.open_nursery() as nursery:
         for i in range(len(requests)):
             nursery.start_soon(one, i)
-    return replies
+    return got
+
+
+async def _all_at_once(gathering: Gathering, requests: list[EnqueueLazy]) -> list[Any]:
+    """As :func:`_gathered`: each request's reply (None: left to its caller)."""
+    return [None if g is None else g.reply for g in await _gathered(gathering, requests)]
 
 
 async def test_enqueues_read_in_one_pass_share_one_insert_and_keep_their_replies(
@@ -139,3 +144,49 @@ async def test_a_round_whose_insert_fails_leaves_each_request_to_its_caller(
         replies = await _all_at_once(gathering, [_request(1), _request(2), _request(3)])
         assert replies == [None, None, None]
         assert r.store.count() == 0
+
+
+async def test_every_member_of_a_round_waits_for_the_batch_its_jobs_went_into(
+    tmp_path: Path,
+) -> None:
+    """The members of a round run again only after the insert's step; if the committer
+    has taken that batch meanwhile (and it failed), each member's reply must still wait
+    for it, not for whatever is pending when it runs again (nothing, or a later batch).
+    (Trio runs a pass's tasks in either order: eight rounds, so that the commit comes
+    before the members in some.)"""
+    async with rig(tmp_path) as r:
+        gathering = Gathering(r)  # type: ignore[arg-type]
+        insert = r.jobs.add
+
+        def full_disk() -> None:
+            raise StoreFull("the disk is full")
+
+        r.store.commit = full_disk  # type: ignore[method-assign]
+        for attempt in range(8):
+            taken: list[Any] = []
+            inserted = trio.Event()
+
+            def then_mark(
+                prepared: Any, taken: list[Any] = taken, inserted: trio.Event = inserted
+            ) -> Any:
+                out = insert(prepared)
+                taken.append(r.committer.ticket())
+                inserted.set()
+                return out
+
+            r.jobs.add = then_mark  # type: ignore[method-assign]
+
+            async def intruder(inserted: trio.Event = inserted) -> None:
+                await inserted.wait()  # the round's insert is made: its batch fails
+                r.committer.commit_now()
+
+            requests = [_request(10 * attempt + i + 1) for i in range(4)]
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(intruder)
+                got = await _gathered(gathering, requests)
+            [batch] = taken
+            assert batch is not None
+            for g in got:
+                assert g is not None and g.ticket is not None, attempt
+                assert g.ticket.same_batch(batch), attempt
+                assert g.ticket.settled and g.ticket.error is not None, attempt

@@ -41,13 +41,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import trio
 
 from semantica.errors import ProtocolError, SemanticaError
 from semantica.framed import FramedStream
 from semantica.protocol import ControlReply, Enqueued, EnqueueLazy, SupervisorRequest, decode_spec
+from semantica.supervisor.committer import Ticket
 from semantica.supervisor.handlers.common import store_write
 from semantica.supervisor.handlers.jobs import ATOMIC_JOBS, brief_reply
 from semantica.supervisor.services import Services
@@ -179,7 +180,19 @@ class _Round:
         self.jobs = 0
         self.taken = False  # a member carries it out (or has)
         self.replies: list[Enqueued] | None = None
+        #: The batch the round's insert went into, taken in the insert's own step.
+        self.ticket: Ticket | None = None
         self.done = trio.Event()
+
+
+class Gathered(NamedTuple):
+    """A request's reply from a shared insert, and the batch that insert went into."""
+
+    reply: Enqueued
+    #: Its reply may go out once this is committed (None: nothing pending). Taken in the
+    #: step of the insert: by the time a member runs again, the committer may have taken
+    #: that batch (and the next writes form another).
+    ticket: Ticket | None
 
 
 class Gathering:
@@ -190,10 +203,11 @@ class Gathering:
         self._services = services
         self._round: _Round | None = None
 
-    async def enqueue(self, request: EnqueueLazy) -> Enqueued | None:
-        """``request``'s reply (not durable yet), its jobs added with those of the other
-        connections' requests read in the same pass; None if the caller must carry it
-        out alone (not :func:`combinable`, or the round's insert failed as a whole)."""
+    async def enqueue(self, request: EnqueueLazy) -> Gathered | None:
+        """``request``'s reply (not durable yet) and the batch to wait for, its jobs added
+        with those of the other connections' requests read in the same pass; None if the
+        caller must carry it out alone (not :func:`combinable`, or the round's insert
+        failed as a whole)."""
         prepared = combinable(self._services, request)
         if prepared is None:
             return None
@@ -214,8 +228,11 @@ class Gathering:
                 # replies must come back (a cancel here could make them write twice).
                 with trio.CancelScope(shield=True):
                     round_.replies = await enqueue_together(self._services, round_.run)
+                    round_.ticket = self._services.committer.ticket()
             finally:
                 round_.done.set()
         else:
             await round_.done.wait()
-        return None if round_.replies is None else round_.replies[index]
+        if round_.replies is None:
+            return None
+        return Gathered(round_.replies[index], round_.ticket)
