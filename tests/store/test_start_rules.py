@@ -27,7 +27,7 @@ from pathlib import Path
 import msgspec
 import pytest
 from backends import open_backend
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from storekit import BOOM, enqueue
 
@@ -72,8 +72,8 @@ class World(msgspec.Struct):
 @st.composite
 def worlds(draw: st.DrawFn) -> World:
     started = draw(st.lists(job_specs(delays=False), max_size=5))
-    # Some queued jobs wait for started ones (ids 1.., in the order enqueued), which never
-    # end here: they wait for a dependency all along.
+    # Some queued jobs wait for started ones (by their place in ``started``, 1..), which
+    # never end here: they wait for a dependency all along.
     queued = [
         msgspec.structs.replace(spec, after=sorted(after))
         if (
@@ -107,7 +107,10 @@ def built(backend: str, world: World) -> Iterator[tuple[JobStore, FakeClock]]:
         clock = FakeClock()
         store = open_backend(backend, Path(place), clock)
         try:
-            enqueue(store, world.started)
+            # (A started spec may be deduplicated: its subject's generation is already
+            # queued. The queued jobs wait for the started specs' jobs, whatever ids
+            # those got: the world names them by their place, 1.., not by id.)
+            ids = [job.id for job in enqueue(store, world.started).jobs]
             for retry_in in world.backing_off:
                 lease = store.lease(worker_pid=1)
                 if lease is None:
@@ -116,7 +119,13 @@ def built(backend: str, world: World) -> Iterator[tuple[JobStore, FakeClock]]:
                     store.fail(lease, BOOM, clock.time() + retry_in)
             for queue, (paused, limit) in world.settings.items():
                 store.set_queue(queue, paused=paused, limit=limit)
-            enqueue(store, world.queued)
+            enqueue(
+                store,
+                [
+                    msgspec.structs.replace(spec, after=sorted({ids[i - 1] for i in spec.after}))
+                    for spec in world.queued
+                ],
+            )
             clock.advance(world.advance)
             yield store, clock
         finally:
@@ -148,6 +157,24 @@ def lease_one_at_a_time(store: JobStore, clock: FakeClock, on_ac: bool, idle: bo
 @pytest.mark.slow
 @settings(max_examples=50)
 @given(world=worlds())
+@example(  # found by hypothesis: the last two started specs are deduplicated (no job 5)
+    world=World(
+        started=[
+            JobSpec(type="A", queue="a"),
+            JobSpec(type="A", queue="a"),
+            JobSpec(type="A", queue="a", subject="x"),
+            JobSpec(type="A", queue="a", subject="x", generation=0),
+            JobSpec(type="A", queue="a", subject="x", generation=0),
+        ],
+        backing_off=[None] * 5,
+        settings={},
+        queued=[JobSpec(type="A", queue="a", after=[5])],
+        advance=0.0,
+        on_ac=False,
+        idle=False,
+        batch=1,
+    )
+)
 def test_leases_take_exactly_the_jobs_the_rules_let_start(backend: str, world: World) -> None:
     on_ac, idle = world.on_ac, world.idle
     with built(backend, world) as (alone, alone_clock):
