@@ -212,6 +212,10 @@ class Committer:
         other = self._other_heard if source is self._last_source else self._last_heard
         return time.monotonic() - other < OTHERS_WINDOW_S
 
+    def _several_sending(self) -> bool:
+        """Whether two sources or more were heard within :data:`OTHERS_WINDOW_S`."""
+        return time.monotonic() - self._other_heard < OTHERS_WINDOW_S
+
     def ticket(self) -> _Ticket | None:
         """A claim on what is written so far: the open batch, else the one being committed;
         None if nothing is pending."""
@@ -318,7 +322,7 @@ class Committer:
             with trio.move_on_after(MAX_DELAY):
                 await wait_all_tasks_blocked()
             self._wanted = trio.Event()
-            if time.monotonic() - self._other_heard < OTHERS_WINDOW_S:
+            if self._several_sending():
                 # Several clients are sending: serve them meanwhile.
                 await self._commit_in_thread()
             else:
@@ -329,10 +333,7 @@ class Committer:
 
     async def _commit_in_thread(self) -> None:
         """Commit the open batch in the store's thread; return once it is settled."""
-        hooks, self._batch.hooks = self._batch.hooks, []
-        for hook in hooks:
-            hook()  # (on the loop, before the swap: what it writes joins this commit)
-        batch, self._batch = self._batch, _Batch()
+        batch = self._take()
         free = self._free = trio.Event()
         self._in_flight = batch
         token, loop_thread = self._token, self._loop_thread
@@ -350,37 +351,41 @@ class Committer:
 
     def _settle(self, batch: _Batch, free: trio.Event, error: StoreError | None) -> None:
         """The end of a commit made in the store's thread (on the event loop)."""
+        if self._in_flight is batch:
+            self._in_flight = None
+        free.set()
+        self._ended(batch, error)
+
+    def commit_now(self) -> None:
+        """Commit the open batch at once, on the caller's turn (also used at shutdown;
+        after the commit under way in the store's thread, if any)."""
+        batch = self._take()
+        if batch.writes == 0:
+            batch.done.set()
+            return
+        error: StoreError | None = None
+        try:
+            self.store.commit()
+        except StoreError as exc:
+            error = exc
+        self._ended(batch, error)
+
+    def _take(self) -> _Batch:
+        """The open batch, to be committed now (its hooks run first: what they write joins
+        it); a new one opens for the writes from now on."""
+        hooks, self._batch.hooks = self._batch.hooks, []
+        for hook in hooks:
+            hook()
+        batch, self._batch = self._batch, _Batch()
+        return batch
+
+    def _ended(self, batch: _Batch, error: StoreError | None) -> None:
+        """Settle ``batch``: its commit ended with ``error`` (None: durable)."""
         if error is not None:
             log.warning(
                 "commit failed; its writes are undone", writes=batch.writes, error=error.message
             )
             batch.error = error
-        self.commits += 1
-        self.writes += batch.writes
-        if self._in_flight is batch:
-            self._in_flight = None
-        free.set()
-        batch.done.set()
-        for callback in batch.callbacks:
-            callback(batch.error)
-
-    def commit_now(self) -> None:
-        """Commit the open batch at once, on the caller's turn (also used at shutdown;
-        after the commit under way in the store's thread, if any)."""
-        hooks, self._batch.hooks = self._batch.hooks, []
-        for hook in hooks:
-            hook()
-        batch, self._batch = self._batch, _Batch()
-        if batch.writes == 0:
-            batch.done.set()
-            return
-        try:
-            self.store.commit()
-        except StoreError as exc:
-            log.warning(
-                "commit failed; its writes are undone", writes=batch.writes, error=exc.message
-            )
-            batch.error = exc
         self.commits += 1
         self.writes += batch.writes
         batch.done.set()

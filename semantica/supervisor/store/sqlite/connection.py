@@ -126,12 +126,16 @@ class SQLiteConnection:
     _committing: threading.Event | None = None
     _commit_thread: CommitThread | None = None
 
-    @property
-    def _conn(self) -> sqlite3.Connection:
-        """The connection, once no commit runs in the commit thread (this waits for it)."""
+    def _after_commit(self) -> None:
+        """Wait for the commit running in the commit thread, if any."""
         committing = self._committing
         if committing is not None:
             committing.wait()
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        """The connection, once no commit runs in the commit thread (this waits for it)."""
+        self._after_commit()
         return self._raw
 
     @_conn.setter
@@ -141,9 +145,7 @@ class SQLiteConnection:
     @property
     def db(self) -> sqlite_utils.Database:
         """The connection for sqlite_utils' query helpers (waits as :attr:`_conn` does)."""
-        committing = self._committing
-        if committing is not None:
-            committing.wait()
+        self._after_commit()
         return self._raw_db
 
     @db.setter
