@@ -37,6 +37,7 @@ import math
 import trio
 
 from semantica.errors import StoreError
+from semantica.models import JobError
 from semantica.protocol import GiveBack, RunJob, encode
 from semantica.supervisor.pool.base import PoolBase
 from semantica.supervisor.pool.handle import (
@@ -258,10 +259,7 @@ class Feeding(PoolBase):
         # announced: its event and log line are not on the path of the job's start.
         # (Nothing this task records comes between: the reader only queues reports.)
         await worker.channel.send_frames(self._run_frames(batch))
-        self._announce(worker)
-        for lease, stop in stops:
-            await self._send_stop(worker, lease, stop)
-        self._poke_watch(worker)
+        await self._after_hand_over(worker, stops)
 
     def _hand_over_now(self, worker: WorkerHandle) -> None:
         """Write the worker its jobs in the step that committed their leases (taken for
@@ -288,6 +286,13 @@ class Feeding(PoolBase):
         _, stops = worker.sent_now
         worker.sent_now = None
         await worker.channel.flush()
+        await self._after_hand_over(worker, stops)
+
+    async def _after_hand_over(
+        self, worker: WorkerHandle, stops: list[tuple[Lease, JobError]]
+    ) -> None:
+        """Once the worker's jobs are written: their start announced, the stops asked for
+        while they were unsent sent, the watchdog told."""
         self._announce(worker)
         for lease, stop in stops:
             await self._send_stop(worker, lease, stop)
